@@ -1,0 +1,38 @@
+"""poolwise: Bayesian hierarchical models for grouped data.
+
+>>> import poolwise
+>>> rats = poolwise.datasets.load("rats").query("historical == 1")
+>>> fit = poolwise.Model(family="beta-binomial").fit(rats, y="y", n="n", group="experiment")
+>>> table = fit.summary()
+"""
+
+from poolwise._version import __version__
+from poolwise.data import datasets
+from poolwise.data.tables import GroupCounts, group_counts, read_table
+from poolwise.exceptions import (
+    ConvergenceWarning,
+    DataError,
+    ImproperPosteriorError,
+    PoolwiseError,
+    SamplingWarning,
+    SpecificationError,
+)
+from poolwise.fit import Fit, NewGroup
+from poolwise.model import Model
+
+__all__ = [
+    "ConvergenceWarning",
+    "DataError",
+    "Fit",
+    "GroupCounts",
+    "ImproperPosteriorError",
+    "Model",
+    "NewGroup",
+    "PoolwiseError",
+    "SamplingWarning",
+    "SpecificationError",
+    "__version__",
+    "datasets",
+    "group_counts",
+    "read_table",
+]

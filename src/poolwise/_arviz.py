@@ -1,0 +1,56 @@
+"""Everything poolwise asks of ArviZ, in one module.
+
+poolwise uses the DataTree-based ArviZ (``arviz-base`` and ``arviz-stats`` 0.8, the design
+that ArviZ 1.x ships, which itself needs Python 3.12). Moving to ArviZ 1.x is a change here.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+
+def make_datatree(
+    groups: dict[str, dict[str, np.ndarray]],
+    *,
+    dims: dict[str, list[str]],
+    coords: dict[str, Any],
+    attrs: dict[str, Any],
+) -> xr.DataTree:
+    """An ArviZ DataTree from arrays shaped (chain, draw, ...) for the sampled groups."""
+    from arviz_base import from_dict
+
+    tree = from_dict(groups, dims=dims, coords=coords)
+    tree.attrs.update(attrs)
+    return tree
+
+
+def diagnostics(posterior: xr.Dataset) -> dict[str, xr.Dataset]:
+    """Bulk and tail ESS, rank-normalised split R-hat and the MCSE of the mean."""
+    import arviz_stats as azs
+
+    return {
+        "ess_bulk": azs.ess(posterior, method="bulk"),
+        "ess_tail": azs.ess(posterior, method="tail"),
+        "r_hat": azs.rhat(posterior),
+        "mcse_mean": azs.mcse(posterior, method="mean"),
+    }
+
+
+def loo(tree: xr.DataTree) -> Any:
+    """PSIS-LOO of the pointwise log likelihood (one point per group)."""
+    import arviz_stats as azs
+
+    return azs.loo(tree)
+
+
+def save(tree: xr.DataTree, path: str | Path) -> None:
+    tree.to_netcdf(path, engine="h5netcdf")
+
+
+def load(path: str | Path) -> xr.DataTree:
+    with xr.open_datatree(path, engine="h5netcdf") as tree:
+        return tree.load()

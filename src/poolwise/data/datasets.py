@@ -1,0 +1,109 @@
+"""Datasets shipped with poolwise, each with its source and the columns a model needs.
+
+>>> from poolwise import datasets
+>>> datasets.load("rats").shape
+(71, 4)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import resources
+
+import pandas as pd
+
+from poolwise.exceptions import SpecificationError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A bundled dataset and how poolwise reads it."""
+
+    name: str
+    filename: str
+    description: str
+    source: str
+    family: str
+    y: str
+    n: str
+    group: str
+    #: column that is 1 for rows to fit and 0 for the new group(s) reported separately
+    fit_flag: str | None = None
+    #: columns computed from the file's columns, name -> (formula text, function)
+    derived: dict[str, tuple[str, Callable[[pd.DataFrame], pd.Series]]] = field(
+        default_factory=dict
+    )
+
+
+DATASETS: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset(
+            name="rats",
+            filename="rat_tumors.csv",
+            description="Rat tumours: 70 historical experiments and a current one (4 of 14)",
+            source="Tarone (1982), Biometrics 38:215-220; BDA3 Table 5.1",
+            family="beta-binomial",
+            y="y",
+            n="n",
+            group="experiment",
+            fit_flag="historical",
+        ),
+        Dataset(
+            name="spacex",
+            filename="spacex_launches_early2024.csv",
+            description="SpaceX launches and successes by vehicle family, early 2024",
+            source="as given by the requesting team; not checked against a public source",
+            family="beta-binomial",
+            y="successes",
+            n="launches",
+            group="vehicle_family",
+        ),
+        Dataset(
+            name="kidney",
+            filename="kidney_cancer_us_counties.csv",
+            description="US kidney-cancer deaths 1980-89 in 3,110 counties, with population",
+            source="BDA3 section 2.7; cleaned by R. Ryder (robinryder/BDA-kidney, MIT)",
+            family="gamma-poisson",
+            y="deaths",
+            n="population",
+            group="Location",
+            derived={
+                "deaths": ("dc + dc.2", lambda t: t["dc"] + t["dc.2"]),
+                "population": ("(pop + pop.2) / 2", lambda t: (t["pop"] + t["pop.2"]) / 2.0),
+            },
+        ),
+    )
+}
+
+
+def names() -> list[str]:
+    """Names of the bundled datasets."""
+    return list(DATASETS)
+
+
+def info(name: str) -> Dataset:
+    """The description of the bundled dataset ``name``."""
+    try:
+        return DATASETS[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, DATASETS, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise SpecificationError(
+            f"unknown dataset {name!r}{hint}; bundled datasets: {', '.join(DATASETS)}"
+        ) from None
+
+
+def load(name: str) -> pd.DataFrame:
+    """The bundled dataset ``name`` as a DataFrame, with its derived columns added."""
+    dataset = info(name)
+    with resources.files("poolwise.data").joinpath("files", dataset.filename).open("rb") as fh:
+        table = pd.read_csv(fh)
+    for column, (_, compute) in dataset.derived.items():
+        table[column] = compute(table)
+    return table
+
+
+__all__ = ["DATASETS", "Dataset", "info", "load", "names"]

@@ -1,0 +1,207 @@
+"""Reading tables and reducing them to per-group sufficient statistics.
+
+All validation of user data happens here, once, with messages that name the row,
+column and value and say what is valid.
+"""
+
+from __future__ import annotations
+
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from poolwise.exceptions import DataError
+from poolwise.families.base import RateFamily
+
+
+@dataclass(frozen=True)
+class GroupCounts:
+    """Per-group counts y_j and sizes n_j (trials or exposure), ready for a rate model."""
+
+    labels: NDArray[np.str_]
+    y: NDArray[np.float64]
+    n: NDArray[np.float64]
+    group_name: str = "group"
+    notes: tuple[str, ...] = field(default=())
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.y.size)
+
+    def compressed(self) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+        """Unique (y, n) pairs and how often each occurs.
+
+        The marginal likelihood depends on the data only through these, so a million
+        groups with small counts reduce to a few thousand terms.
+        """
+        pairs = np.stack([self.y, self.n], axis=1)
+        unique, counts = np.unique(pairs, axis=0, return_counts=True)
+        return unique[:, 0], unique[:, 1], counts.astype(float)
+
+    def to_frame(self) -> pd.DataFrame:
+        return pd.DataFrame({self.group_name: self.labels, "y": self.y, "n": self.n})
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file, with a one-line error for every failure."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"file not found: {path}")
+    if path.is_dir():
+        raise DataError(f"{path} is a directory, not a data file")
+    suffix = path.suffix.lower()
+    try:
+        if suffix in {".parquet", ".pq"}:
+            table = pd.read_parquet(path)
+        elif suffix in {".tsv", ".tab"}:
+            table = pd.read_csv(path, sep="\t")
+        else:
+            table = pd.read_csv(path)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path} is empty: expected a header row and data rows") from None
+    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise DataError(f"cannot read {path}: {first}") from None
+    if table.empty:
+        raise DataError(f"{path} has a header but no data rows")
+    return table
+
+
+def _require_column(table: pd.DataFrame, column: str, role: str) -> pd.Series:
+    if column in table.columns:
+        return table[column]
+    close = difflib.get_close_matches(str(column), [str(c) for c in table.columns], n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    columns = ", ".join(str(c) for c in table.columns)
+    raise DataError(f"{role} column {column!r} not found{hint}; the columns are: {columns}")
+
+
+def _numeric(series: pd.Series, role: str, *, integer: bool) -> NDArray[np.float64]:
+    """The column as floats; error at the first missing, non-numeric, negative value."""
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    missing = np.flatnonzero(series.isna().to_numpy())
+    if missing.size:
+        i = missing[0]
+        raise DataError(
+            f"row {i + 1}: {role} column {series.name!r} is missing "
+            f"({missing.size} missing value(s) in all); fill or remove those rows"
+        )
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        i = bad[0]
+        raise DataError(
+            f"row {i + 1}: {role} column {series.name!r} has {series.iloc[i]!r}, "
+            "which is not a finite number"
+        )
+    negative = np.flatnonzero(values < 0)
+    if negative.size:
+        i = negative[0]
+        raise DataError(
+            f"row {i + 1}: {role} column {series.name!r} has {values[i]:g}; counts must be ≥ 0"
+        )
+    if integer:
+        fractional = np.flatnonzero(values != np.round(values))
+        if fractional.size:
+            i = fractional[0]
+            raise DataError(
+                f"row {i + 1}: {role} column {series.name!r} has {values[i]:g}; "
+                "counts must be whole numbers"
+            )
+    return values
+
+
+def group_counts(
+    table: pd.DataFrame,
+    family: RateFamily,
+    *,
+    y: str,
+    n: str | None = None,
+    group: str | None = None,
+) -> GroupCounts:
+    """Reduce a table to per-group counts for a rate family.
+
+    Parameters
+    ----------
+    table
+        One row per group (a count and a size), or one row per observation with a group
+        column; rows that share a group label are summed (sums are sufficient).
+    family
+        The rate family; it decides what a valid size is.
+    y
+        Column of counts (successes, or events). With ``n=None`` in the beta-binomial
+        family, each row is one 0/1 trial.
+    n
+        Column of trials (beta-binomial) or exposure (gamma-Poisson; default 1 per row).
+    group
+        Column of group labels; without it each row is its own group.
+    """
+    if table.empty:
+        raise DataError("the table has no rows")
+    y_values = _numeric(_require_column(table, y, "count (y)"), "count (y)", integer=True)
+    if n is None:
+        if family.name == "beta-binomial":
+            if group is None:
+                raise DataError(
+                    "without a trials column (--n) each row is one 0/1 trial, so a group "
+                    "column (--group) is needed"
+                )
+            not_binary = np.flatnonzero(y_values > 1)
+            if not_binary.size:
+                i = not_binary[0]
+                raise DataError(
+                    f"row {i + 1}: {y!r} is {y_values[i]:g}; without a trials column (--n) "
+                    "each row is one trial and y must be 0 or 1"
+                )
+        n_values = np.ones_like(y_values)
+    else:
+        integer = family.name == "beta-binomial"
+        n_values = _numeric(_require_column(table, n, family.size_label), family.size_label,
+                            integer=integer)
+
+    if group is None:
+        labels = np.array([str(i + 1) for i in range(len(table))])
+        group_name = "row"
+    else:
+        label_series = _require_column(table, group, "group")
+        missing = np.flatnonzero(label_series.isna().to_numpy())
+        if missing.size:
+            raise DataError(
+                f"row {missing[0] + 1}: group column {group!r} is missing; every row needs a group"
+            )
+        labels = label_series.astype(str).to_numpy()
+        group_name = str(group)
+
+    notes: list[str] = []
+    frame = pd.DataFrame({"label": labels, "y": y_values, "n": n_values})
+    grouped = frame.groupby("label", sort=False)[["y", "n"]].sum()
+    if len(grouped) < len(frame):
+        notes.append(f"summed {len(frame)} rows into {len(grouped)} groups by {group_name!r}")
+    labels = grouped.index.to_numpy().astype(str)
+    y_g, n_g = grouped["y"].to_numpy(dtype=float), grouped["n"].to_numpy(dtype=float)
+
+    empty = n_g == 0
+    if np.any(empty & (y_g > 0)):
+        j = np.flatnonzero(empty & (y_g > 0))[0]
+        raise DataError(
+            f"group {labels[j]!r} has y = {y_g[j]:g} but {family.size_label} 0; "
+            f"{family.size_label} must be > 0 where there are counts"
+        )
+    if np.any(empty):
+        dropped = ", ".join(repr(s) for s in labels[empty][:5])
+        more = "" if empty.sum() <= 5 else f" and {empty.sum() - 5} more"
+        notes.append(
+            f"dropped {int(empty.sum())} group(s) with {family.size_label} 0, which carry no "
+            f"information: {dropped}{more}"
+        )
+        labels, y_g, n_g = labels[~empty], y_g[~empty], n_g[~empty]
+    if labels.size == 0:
+        raise DataError(f"no group has {family.size_label} > 0")
+    family.check_data(y_g, n_g, labels)
+    return GroupCounts(labels, y_g, n_g, group_name, tuple(notes))
+
+
+__all__ = ["GroupCounts", "group_counts", "read_table"]

@@ -1,0 +1,146 @@
+"""What every conjugate rate family provides.
+
+A rate family has group parameters θ_j with a conjugate population distribution
+p(θ | α, β), so that θ can be integrated out and the hyperparameters live in two
+dimensions. Methods work in the unconstrained coordinates (u, v) = (location of the
+population mean, log of its concentration) that each family defines.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from poolwise._ops import NUMPY_OPS, Ops
+
+FloatArray = NDArray[np.float64]
+
+
+class RateFamily(ABC):
+    """A likelihood with a conjugate population distribution, θ_j ~ Pop(α, β)."""
+
+    #: name used on the command line and in saved fits
+    name: str
+    #: what one group's θ means, for tables and plots
+    theta_label: str
+    #: what the size column means ("trials" or "exposure")
+    size_label: str
+    #: names of the unconstrained hyperparameter coordinates (u, v)
+    uv_names: tuple[str, str]
+    #: the fixed conjugate prior for θ under no or complete pooling (Jeffreys)
+    default_theta_prior: tuple[float, float]
+
+    # --- the likelihood -------------------------------------------------------------
+    @abstractmethod
+    def log_likelihood(self, theta: Any, y: Any, n: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """log p(y_j | θ_j, n_j) for each group."""
+
+    @abstractmethod
+    def sample_data(self, rng: np.random.Generator, theta: ArrayLike, n: ArrayLike) -> NDArray:
+        """Draw y ~ p(y | θ, n)."""
+
+    # --- the population distribution and conjugacy -----------------------------------
+    @abstractmethod
+    def population(self, alpha: ArrayLike, beta: ArrayLike) -> Any:
+        """The population distribution of θ as a frozen SciPy distribution."""
+
+    @abstractmethod
+    def conjugate_update(
+        self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike
+    ) -> tuple[FloatArray, FloatArray]:
+        """Parameters of p(θ_j | y_j, α, β), which is of the population's form."""
+
+    @abstractmethod
+    def log_marginal(self, alpha: Any, beta: Any, y: Any, n: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """log p(y_j | α, β) = log ∫ p(y_j | θ) p(θ | α, β) dθ for each group."""
+
+    @abstractmethod
+    def log_population_from_stats(
+        self, alpha: Any, beta: Any, stats: tuple[Any, Any, Any], ops: Ops = NUMPY_OPS
+    ) -> Any:
+        """Σ_j log p(θ_j | α, β) from the sufficient statistics of :meth:`population_stats`."""
+
+    @abstractmethod
+    def population_stats(self, theta: NDArray, axis: int = -1) -> tuple[Any, Any, Any]:
+        """Sufficient statistics of θ_1..θ_J for the population density (J, s1, s2)."""
+
+    # --- coordinates ----------------------------------------------------------------
+    @abstractmethod
+    def from_uv(self, u: Any, v: Any, ops: Ops = NUMPY_OPS) -> tuple[Any, Any]:
+        """(α, β) from the unconstrained coordinates (u, v)."""
+
+    @abstractmethod
+    def to_uv(self, alpha: ArrayLike, beta: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        """(u, v) from (α, β)."""
+
+    @abstractmethod
+    def log_jacobian_uv(self, u: Any, v: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """log |∂(α, β) / ∂(u, v)|, so that p(u, v) = p(α, β) |J|."""
+
+    @abstractmethod
+    def population_mean(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:
+        """E[θ | α, β], the population mean rate."""
+
+    @abstractmethod
+    def concentration(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:
+        """The family's concentration (prior sample size), exp(v)."""
+
+    @abstractmethod
+    def reference_log_prior(self, alpha: Any, beta: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """The diffuse reference hyperprior log p(α, β) (BDA ch. 5 and its analogue)."""
+
+    reference_prior_text: str
+
+    @abstractmethod
+    def moments_estimate(self, rates: NDArray) -> tuple[float, float]:
+        """(α, β) whose population mean and variance equal those of the observed rates."""
+
+    # --- validation -----------------------------------------------------------------
+    @abstractmethod
+    def check_theta_prior(self, a: float, b: float) -> None:
+        """Raise if (a, b) are not valid parameters of the fixed conjugate prior."""
+
+    @abstractmethod
+    def check_data(self, y: NDArray, n: NDArray, labels: NDArray) -> None:
+        """Raise :class:`~poolwise.exceptions.DataError` naming the first bad group."""
+
+    def raw_rate(self, y: NDArray, n: NDArray) -> FloatArray:
+        """The no-pooling point estimate y_j / n_j."""
+        return np.asarray(y, dtype=float) / np.asarray(n, dtype=float)
+
+    def conditional(self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike) -> Any:
+        """p(θ_j | y_j, α, β) as a frozen SciPy distribution (vectorised)."""
+        a, b = self.conjugate_update(alpha, beta, y, n)
+        return self.population(a, b)
+
+    def sample_conditional(
+        self,
+        rng: np.random.Generator,
+        alpha: ArrayLike,
+        beta: ArrayLike,
+        y: ArrayLike,
+        n: ArrayLike,
+    ) -> FloatArray:
+        """Draw θ_j ~ p(θ_j | y_j, α, β), broadcasting over draws and groups."""
+        a, b = self.conjugate_update(alpha, beta, y, n)
+        return self.sample_population(rng, a, b)
+
+    @abstractmethod
+    def sample_population(
+        self, rng: np.random.Generator, alpha: ArrayLike, beta: ArrayLike
+    ) -> FloatArray:
+        """Draw θ ~ Pop(α, β), broadcasting."""
+
+    def log_marginal_total(
+        self, alpha: Any, beta: Any, y: Any, n: Any, weights: Any, ops: Ops = NUMPY_OPS
+    ) -> Any:
+        """Σ_j w_j log p(y_j | α, β), summing over the last axis."""
+        return (weights * self.log_marginal(alpha[..., None], beta[..., None], y, n, ops)).sum(
+            axis=-1
+        )
+
+
+__all__ = ["FloatArray", "RateFamily"]

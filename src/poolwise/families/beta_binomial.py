@@ -1,0 +1,144 @@
+"""Beta-binomial: y_j ~ Binomial(n_j, θ_j), θ_j ~ Beta(α, β).
+
+Coordinates: u = logit(α / (α + β)) (the population mean) and v = log(α + β)
+(the concentration, a prior sample size). BDA3 §5.3 uses the same pair.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+
+from poolwise._ops import NUMPY_OPS, Ops, log_sigmoid
+from poolwise.exceptions import DataError, SpecificationError
+from poolwise.families.base import FloatArray, RateFamily
+
+
+class BetaBinomial(RateFamily):
+    """Binomial counts with Beta-distributed success probabilities."""
+
+    name = "beta-binomial"
+    theta_label = "success probability θ"
+    size_label = "trials"
+    uv_names = ("logit(α/(α+β))", "log(α+β)")
+    default_theta_prior = (0.5, 0.5)
+    reference_prior_text = "p(α, β) ∝ (α + β)^(-5/2)  (BDA3 §5.3: uniform on α/(α+β) and (α+β)^(-1/2))"
+
+    def log_likelihood(self, theta: Any, y: Any, n: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """log Binomial(y | n, θ) = log C(n, y) + y log θ + (n − y) log(1 − θ)."""
+        log_choose = ops.gammaln(n + 1.0) - ops.gammaln(y + 1.0) - ops.gammaln(n - y + 1.0)
+        return log_choose + ops.xlogy(y, theta) + ops.xlogy(n - y, 1.0 - theta)
+
+    def sample_data(self, rng: np.random.Generator, theta: ArrayLike, n: ArrayLike) -> NDArray:
+        return rng.binomial(np.asarray(n, dtype=np.int64), np.clip(theta, 0.0, 1.0))
+
+    def population(self, alpha: ArrayLike, beta: ArrayLike) -> Any:
+        return stats.beta(alpha, beta)
+
+    def sample_population(
+        self, rng: np.random.Generator, alpha: ArrayLike, beta: ArrayLike
+    ) -> FloatArray:
+        return rng.beta(alpha, beta)
+
+    def conjugate_update(
+        self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike
+    ) -> tuple[FloatArray, FloatArray]:
+        """θ_j | y_j, α, β ~ Beta(α + y_j, β + n_j − y_j)."""
+        y = np.asarray(y, dtype=float)
+        return np.add(alpha, y), np.add(beta, np.subtract(n, y))
+
+    def log_marginal(self, alpha: Any, beta: Any, y: Any, n: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """log p(y | α, β) = log C(n, y) + log B(α + y, β + n − y) − log B(α, β)."""
+        log_choose = ops.gammaln(n + 1.0) - ops.gammaln(y + 1.0) - ops.gammaln(n - y + 1.0)
+        return (
+            log_choose
+            + ops.gammaln(alpha + y)
+            + ops.gammaln(beta + n - y)
+            - ops.gammaln(alpha + beta + n)
+            - ops.gammaln(alpha)
+            - ops.gammaln(beta)
+            + ops.gammaln(alpha + beta)
+        )
+
+    def population_stats(self, theta: NDArray, axis: int = -1) -> tuple[Any, Any, Any]:
+        """(J, Σ log θ_j, Σ log(1 − θ_j))."""
+        return theta.shape[axis], np.log(theta).sum(axis), np.log1p(-theta).sum(axis)
+
+    def log_population_from_stats(
+        self, alpha: Any, beta: Any, stats: tuple[Any, Any, Any], ops: Ops = NUMPY_OPS
+    ) -> Any:
+        """Σ log Beta(θ_j | α, β) = J [lnΓ(α+β) − lnΓ(α) − lnΓ(β)] + (α−1) S₁ + (β−1) S₂."""
+        count, sum_log, sum_log1m = stats
+        return (
+            count * (ops.gammaln(alpha + beta) - ops.gammaln(alpha) - ops.gammaln(beta))
+            + (alpha - 1.0) * sum_log
+            + (beta - 1.0) * sum_log1m
+        )
+
+    def from_uv(self, u: Any, v: Any, ops: Ops = NUMPY_OPS) -> tuple[Any, Any]:
+        """α = e^v σ(u), β = e^v σ(−u)."""
+        return ops.exp(v + log_sigmoid(u, ops)), ops.exp(v + log_sigmoid(-u, ops))
+
+    def to_uv(self, alpha: ArrayLike, beta: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+        return np.log(alpha) - np.log(beta), np.log(alpha + beta)
+
+    def log_jacobian_uv(self, u: Any, v: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """|∂(α, β)/∂(u, v)| = (α + β)² m (1 − m) with m = σ(u)."""
+        return 2.0 * v + log_sigmoid(u, ops) + log_sigmoid(-u, ops)
+
+    def population_mean(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:
+        return np.divide(alpha, np.add(alpha, beta))
+
+    def concentration(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:
+        return np.add(alpha, beta)
+
+    def reference_log_prior(self, alpha: Any, beta: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """log p(α, β) = −5/2 log(α + β)."""
+        return -2.5 * ops.log(alpha + beta)
+
+    def moments_estimate(self, rates: NDArray) -> tuple[float, float]:
+        """Match Beta(α, β)'s mean m and variance V to the raw rates (the lecture's estimator).
+
+        α + β = m (1 − m) / V − 1, α = m (α + β), β = (1 − m)(α + β), with V the
+        population variance (ddof 0) of y_j / n_j. It ignores binomial noise, so it
+        overstates V; ``eb-ml`` does not.
+        """
+        mean, var = float(np.mean(rates)), float(np.var(rates))
+        if var <= 0 or not 0 < mean < 1:
+            raise DataError(
+                "the method of moments needs rates that vary and are not all 0 or all 1 "
+                f"(mean {mean:.4g}, variance {var:.4g}); use --method exact or eb-ml"
+            )
+        total = mean * (1.0 - mean) / var - 1.0
+        if total <= 0:
+            raise DataError(
+                f"the rates vary more than any Beta distribution allows (variance {var:.4g} "
+                f"≥ m(1−m) = {mean * (1 - mean):.4g}); use --method exact or eb-ml"
+            )
+        return mean * total, (1.0 - mean) * total
+
+    def check_theta_prior(self, a: float, b: float) -> None:
+        if not (np.isfinite(a) and np.isfinite(b) and a > 0 and b > 0):
+            raise SpecificationError(
+                f"beta({a:g}, {b:g}) is not a valid prior for θ: both parameters must be > 0"
+            )
+
+    def check_data(self, y: NDArray, n: NDArray, labels: NDArray) -> None:
+        bad = np.flatnonzero(y > n)
+        if bad.size:
+            j = bad[0]
+            raise DataError(
+                f"group {labels[j]!r} has y = {y[j]:g} successes out of n = {n[j]:g} trials; "
+                "y must be between 0 and n"
+            )
+        nonint = np.flatnonzero(n != np.round(n))
+        if nonint.size:
+            j = nonint[0]
+            raise DataError(
+                f"group {labels[j]!r} has n = {n[j]:g} trials; trials must be whole numbers"
+            )
+

@@ -1,0 +1,408 @@
+"""The result of fitting: posterior draws in an ArviZ DataTree plus the model they came from."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from numpy.typing import NDArray
+
+from poolwise import _arviz
+from poolwise._version import __version__
+from poolwise.data.tables import GroupCounts
+from poolwise.exceptions import SamplingWarning, SpecificationError
+from poolwise.inference.base import Draws, EBEstimate, SamplerConfig
+from poolwise.model import Model
+
+#: columns of :meth:`Fit.summary`, in order; other tools read these names
+SUMMARY_COLUMNS = ["param", "group", "mean", "sd", "lower", "upper",
+                   "ess_bulk", "ess_tail", "r_hat", "mcse_mean"]
+MCMC_METHODS = ("gibbs", "nuts")
+R_HAT_LIMIT = 1.01
+ESS_PER_CHAIN = 100
+
+
+def _check_prob(ci_prob: float) -> None:
+    if not 0 < ci_prob < 1:
+        raise SpecificationError(f"the interval level must be between 0 and 1, got {ci_prob!r}")
+
+
+@dataclass(frozen=True)
+class NewGroup:
+    """Posterior (or predictive) draws for a group that was not in the fit.
+
+    ``theta`` are draws of the new group's θ; ``y`` are predictive counts for a group of
+    size ``n`` when no data were given; ``importance_ess`` is the effective sample size
+    of the reweighting by the new group's data (equal to the draws when there was none).
+    """
+
+    theta: NDArray[np.float64]
+    y: NDArray[np.float64] | None
+    n: float | None
+    observed_y: float | None
+    importance_ess: float
+    #: the closed-form distribution of θ when there is one (fixed hyperparameters)
+    distribution: Any = None
+
+    def summary(self, ci_prob: float = 0.95) -> dict[str, float]:
+        """Mean, sd and equal-tailed interval of θ (closed form where available)."""
+        _check_prob(ci_prob)
+        tail = (1 - ci_prob) / 2
+        if self.distribution is not None:
+            d = self.distribution
+            out = {"mean": float(d.mean()), "sd": float(d.std()),
+                   "lower": float(d.ppf(tail)), "upper": float(d.ppf(1 - tail))}
+        else:
+            out = {
+                "mean": float(np.mean(self.theta)),
+                "sd": float(np.std(self.theta, ddof=1)),
+                "lower": float(np.quantile(self.theta, tail)),
+                "upper": float(np.quantile(self.theta, 1 - tail)),
+            }
+        if self.y is not None:
+            out |= {
+                "y_mean": float(np.mean(self.y)),
+                "y_lower": float(np.quantile(self.y, tail)),
+                "y_upper": float(np.quantile(self.y, 1 - tail)),
+            }
+        return out
+
+
+@dataclass(frozen=True)
+class Fit:
+    """Posterior draws and everything needed to summarise, predict and save them."""
+
+    model: Model
+    data: GroupCounts
+    method: str
+    config: SamplerConfig
+    tree: xr.DataTree
+    eb: EBEstimate | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ building
+    @classmethod
+    def from_draws(
+        cls,
+        model: Model,
+        data: GroupCounts,
+        method: str,
+        config: SamplerConfig,
+        draws: Draws,
+        *,
+        seconds: float,
+    ) -> Fit:
+        family = model.family
+        posterior: dict[str, np.ndarray] = {}
+        if draws.alpha is not None and draws.beta is not None:
+            posterior |= {
+                "alpha": draws.alpha,
+                "beta": draws.beta,
+                "mu": family.population_mean(draws.alpha, draws.beta),
+                "kappa": family.concentration(draws.alpha, draws.beta),
+            }
+        posterior["theta"] = draws.theta
+        groups: dict[str, dict[str, np.ndarray]] = {
+            "posterior": posterior,
+            "log_likelihood": {"y": family.log_likelihood(draws.theta, data.y, data.n)},
+            "observed_data": {"y": data.y, "n": data.n},
+        }
+        if draws.sample_stats:
+            groups["sample_stats"] = draws.sample_stats
+        info = {**draws.info, "seconds": seconds}
+        attrs = {
+            "poolwise_version": __version__,
+            "family": family.name,
+            "pooling": model.pooling,
+            "prior": model.prior_spec(),
+            "prior_description": model.describe_prior(),
+            "method": method,
+            "seed": config.seed,
+            "draws": config.draws,
+            "chains": config.chains,
+            "warmup": config.warmup,
+            "group_name": data.group_name,
+            "notes": json.dumps(list(data.notes)),
+            "eb": json.dumps(_eb_to_dict(draws.eb)),
+            "info": json.dumps(info, default=float),
+        }
+        tree = _arviz.make_datatree(
+            groups,
+            dims={"theta": ["group"], "y": ["group"], "n": ["group"]},
+            coords={"group": data.labels},
+            attrs=attrs,
+        )
+        return cls(model, data, method, config, tree, draws.eb, info)
+
+    # ------------------------------------------------------------------ access
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.tree["posterior"].to_dataset()
+
+    def draws(self, name: str) -> NDArray[np.float64]:
+        """Draws of one posterior variable, shaped (chain, draw[, group])."""
+        if name not in self.posterior:
+            valid = ", ".join(str(v) for v in self.posterior.data_vars)
+            raise SpecificationError(f"no variable {name!r} in the posterior; it has {valid}")
+        return np.asarray(self.posterior[name].values)
+
+    @property
+    def is_mcmc(self) -> bool:
+        return self.method in MCMC_METHODS
+
+    # ------------------------------------------------------------------ summaries
+    def summary(self, ci_prob: float = 0.95) -> pd.DataFrame:
+        """One row per parameter (and group): mean, sd, equal-tailed interval, diagnostics.
+
+        ESS, R-hat and MCSE are ArviZ's, on all draws; they are missing (NaN) where they do
+        not apply (empirical-Bayes point estimates and closed-form conditionals).
+        """
+        _check_prob(ci_prob)
+        if self.eb is not None:
+            return self._summary_eb(ci_prob)
+        tail = (1 - ci_prob) / 2
+        posterior = self.posterior
+        diag = _arviz.diagnostics(posterior)
+        rows = []
+        for name in posterior.data_vars:
+            values = np.asarray(posterior[name].values)
+            flat = values.reshape(-1, *values.shape[2:])
+            grouped = values.ndim == 3
+            if grouped and self.model.pooling == "complete":
+                flat, grouped = flat[:, 0], False
+            means, sds = flat.mean(axis=0), flat.std(axis=0, ddof=1)
+            lowers, uppers = np.quantile(flat, [tail, 1 - tail], axis=0)
+            diag_values = {k: np.asarray(v[name].values) for k, v in diag.items()}
+            labels = self.data.labels if grouped else [None]
+            for i, label in enumerate(labels):
+                pick = (lambda a, i=i: float(a[i])) if grouped else (
+                    lambda a: float(np.ravel(a)[0]))
+                rows.append({
+                    "param": str(name), "group": label,
+                    "mean": pick(means), "sd": pick(sds),
+                    "lower": pick(lowers), "upper": pick(uppers),
+                    **{k: pick(v) for k, v in diag_values.items()},
+                })
+        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+    def _summary_eb(self, ci_prob: float) -> pd.DataFrame:
+        assert self.eb is not None
+        tail = (1 - ci_prob) / 2
+        family, eb = self.model.family, self.eb
+        rows = []
+        hyper = {"alpha": eb.alpha, "beta": eb.beta,
+                 "mu": float(family.population_mean(eb.alpha, eb.beta)),
+                 "kappa": float(family.concentration(eb.alpha, eb.beta))}
+        spread: dict[str, tuple[float, float, float]] = {}
+        if eb.uv_covariance is not None:
+            # sampling distribution of the estimates from the normal approximation in (u, v)
+            rng = np.random.default_rng(0)
+            centre = np.array(family.to_uv(eb.alpha, eb.beta), dtype=float)
+            uv = rng.multivariate_normal(centre, eb.uv_covariance, size=20_000)
+            a, b = family.from_uv(uv[:, 0], uv[:, 1])
+            for name, sims in (("alpha", a), ("beta", b), ("mu", family.population_mean(a, b)),
+                               ("kappa", family.concentration(a, b))):
+                spread[name] = (float(np.std(sims, ddof=1)),
+                                *np.quantile(sims, [tail, 1 - tail]).tolist())
+        for name, value in hyper.items():
+            sd, lo, hi = spread.get(name, (np.nan, np.nan, np.nan))
+            rows.append({"param": name, "group": None, "mean": value, "sd": sd,
+                         "lower": lo, "upper": hi})
+        conditional = family.conditional(eb.alpha, eb.beta, self.data.y, self.data.n)
+        lower, upper = conditional.ppf(tail), conditional.ppf(1 - tail)
+        for i, label in enumerate(self.data.labels):
+            rows.append({"param": "theta", "group": label,
+                         "mean": float(conditional.mean()[i]), "sd": float(conditional.std()[i]),
+                         "lower": float(lower[i]), "upper": float(upper[i])})
+        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+    def hyperparameter_draws(self) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+        """Flattened draws (or the fixed values) of (α, β); None under complete pooling."""
+        if self.eb is not None:
+            return np.array([self.eb.alpha]), np.array([self.eb.beta])
+        if "alpha" in self.posterior:
+            return self.draws("alpha").ravel(), self.draws("beta").ravel()
+        if self.model.pooling == "none":
+            return np.array([self.model.theta_prior.a]), np.array([self.model.theta_prior.b])
+        return None
+
+    def predict_new_group(
+        self, *, y: float | None = None, n: float | None = None, seed: int | None = None
+    ) -> NewGroup:
+        """θ (and y) for a group that was not in the fit.
+
+        With ``y`` and ``n``: the posterior of the new group's θ given its data. Under full
+        Bayes the hyperparameter draws are reweighted by p(y | α, β), which is exact Bayes
+        for the enlarged data set; under empirical Bayes the estimates are held fixed (the
+        lecture's 0.2229 for the 71st rat experiment).
+        With ``n`` only: the predictive θ_new ~ p(θ | α, β) and y_new ~ p(y | θ_new, n)
+        for a brand-new group of size ``n``. With neither: θ_new only.
+        """
+        family = self.model.family
+        if y is not None and n is None:
+            raise SpecificationError(f"a new group's data need its {family.size_label} n too")
+        for name, value in (("y", y), ("n", n)):
+            if value is not None and (not np.isfinite(value) or value < 0):
+                raise SpecificationError(f"new group {name} must be a number ≥ 0, got {value!r}")
+        if y is not None and n is not None:
+            family.check_data(np.array([float(y)]), np.array([float(n)]), np.array(["new"]))
+        rng = np.random.default_rng(self.config.seed + 1 if seed is None else seed)
+        size = self.config.chains * self.config.draws
+        hyper = self.hyperparameter_draws()
+        if hyper is None:  # complete pooling: the new group shares the common θ
+            theta = self.draws("theta")[..., 0].ravel()
+            if y is not None:
+                log_w = family.log_likelihood(theta, float(y), float(n))
+                theta, ess = theta[_resample(rng, log_w, size)], _kish(log_w)
+            else:
+                ess = float(size)
+            return self._new_group(rng, theta, y, n, ess)
+        alpha, beta = (np.broadcast_to(h, size) if h.size == 1 else h for h in hyper)
+        ess = float(size)
+        if y is not None and self.eb is None and "alpha" in self.posterior:
+            log_w = family.log_marginal(alpha, beta, float(y), float(n))
+            index = _resample(rng, log_w, size)
+            alpha, beta, ess = alpha[index], beta[index], _kish(log_w)
+        if y is not None:
+            theta = family.sample_conditional(rng, alpha, beta, float(y), float(n))
+            fixed = family.conditional(hyper[0][0], hyper[1][0], float(y), float(n))
+        else:
+            theta = family.sample_population(rng, alpha, beta)
+            fixed = family.population(hyper[0][0], hyper[1][0])
+        return self._new_group(rng, theta, y, n, ess, fixed if hyper[0].size == 1 else None)
+
+    def _new_group(
+        self, rng: np.random.Generator, theta: NDArray, y: float | None, n: float | None,
+        ess: float, distribution: Any = None,
+    ) -> NewGroup:
+        predicted = None
+        if y is None and n is not None:
+            predicted = self.model.family.sample_data(rng, theta, n).astype(float)
+        return NewGroup(np.asarray(theta, dtype=float), predicted, n, y, ess, distribution)
+
+    def population_mean(self, ci_prob: float = 0.95) -> dict[str, float]:
+        """The population mean rate μ (α/(α+β) or α/β): mean, sd, interval and MAP.
+
+        The MAP is the mode of a kernel density estimate of u = logit μ (or log μ),
+        carried back to μ with the Jacobian, so it respects the boundaries of μ.
+        """
+        _check_prob(ci_prob)
+        family = self.model.family
+        if self.eb is not None:
+            value = float(family.population_mean(self.eb.alpha, self.eb.beta))
+            row = self.summary(ci_prob).set_index("param").loc["mu"]
+            return {"mean": value, "sd": float(row["sd"]), "lower": float(row["lower"]),
+                    "upper": float(row["upper"]), "map": value}
+        if "mu" not in self.posterior:
+            raise SpecificationError(
+                f"{self.model.pooling} pooling has no population distribution; "
+                "fit with pooling 'partial'"
+            )
+        from scipy.stats import gaussian_kde
+
+        mu = self.draws("mu").ravel()
+        u = family.to_uv(self.draws("alpha").ravel(), self.draws("beta").ravel())[0]
+        grid = np.linspace(*np.quantile(u, [0.0005, 0.9995]), 2001)
+        mu_grid = family.population_mean(*family.from_uv(grid, np.zeros_like(grid)))
+        density = gaussian_kde(u)(grid) / np.abs(np.gradient(mu_grid, grid))
+        tail = (1 - ci_prob) / 2
+        return {
+            "mean": float(mu.mean()), "sd": float(mu.std(ddof=1)),
+            "lower": float(np.quantile(mu, tail)), "upper": float(np.quantile(mu, 1 - tail)),
+            "map": float(mu_grid[np.argmax(density)]),
+        }
+
+    # ------------------------------------------------------------------ save / load
+    def save(self, path: str | Path) -> None:
+        """Write the fit to NetCDF (an ArviZ DataTree; poolwise's settings in its attributes)."""
+        _arviz.save(self.tree, path)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Fit:
+        """Read a fit written by :meth:`save`."""
+        tree = _arviz.load(path)
+        attrs = tree.attrs
+        model = Model(family=attrs["family"], pooling=attrs["pooling"], prior=attrs["prior"])
+        observed = tree["observed_data"].to_dataset()
+        data = GroupCounts(
+            labels=np.asarray(observed["group"].values).astype(str),
+            y=np.asarray(observed["y"].values, dtype=float),
+            n=np.asarray(observed["n"].values, dtype=float),
+            group_name=str(attrs["group_name"]),
+            notes=tuple(json.loads(attrs["notes"])),
+        )
+        config = SamplerConfig(draws=int(attrs["draws"]), chains=int(attrs["chains"]),
+                               warmup=int(attrs["warmup"]), seed=int(attrs["seed"]))
+        eb = _eb_from_dict(json.loads(attrs["eb"]))
+        return cls(model, data, str(attrs["method"]), config, tree, eb, json.loads(attrs["info"]))
+
+
+def _resample(rng: np.random.Generator, log_weights: NDArray, size: int) -> NDArray[np.intp]:
+    """Indices drawn with probability ∝ exp(log_weights) (importance resampling)."""
+    w = np.exp(log_weights - np.max(log_weights))
+    return rng.choice(w.size, size=size, p=w / w.sum())
+
+
+def _kish(log_weights: NDArray) -> float:
+    """Kish's effective sample size (Σw)² / Σw² of importance weights."""
+    w = np.exp(log_weights - np.max(log_weights))
+    return float(w.sum() ** 2 / np.sum(w**2))
+
+
+def _eb_to_dict(eb: EBEstimate | None) -> dict[str, Any] | None:
+    if eb is None:
+        return None
+    cov = None if eb.uv_covariance is None else eb.uv_covariance.tolist()
+    return {"method": eb.method, "alpha": eb.alpha, "beta": eb.beta, "uv_covariance": cov,
+            "on_boundary": eb.on_boundary, "log_marginal_likelihood": eb.log_marginal_likelihood}
+
+
+def _eb_from_dict(d: dict[str, Any] | None) -> EBEstimate | None:
+    if d is None:
+        return None
+    cov = None if d["uv_covariance"] is None else np.asarray(d["uv_covariance"])
+    return EBEstimate(d["method"], d["alpha"], d["beta"], cov, d["on_boundary"],
+                      d["log_marginal_likelihood"])
+
+
+def diagnostic_problems(fit: Fit) -> list[str]:
+    """What the Markov chain diagnostics say is wrong, each with what to do."""
+    if not fit.is_mcmc:
+        return []
+    problems = []
+    table = fit.summary()
+    worst_rhat = table["r_hat"].max()
+    if worst_rhat > R_HAT_LIMIT:
+        param = table.loc[table["r_hat"].idxmax()]
+        where = f"{param['param']}[{param['group']}]" if param["group"] else param["param"]
+        problems.append(
+            f"R-hat is {worst_rhat:.3f} for {where} (> {R_HAT_LIMIT}): the chains disagree; "
+            "run more warm-up and draws (--warmup, --draws) or use --method exact"
+        )
+    least = min(table["ess_bulk"].min(), table["ess_tail"].min())
+    needed = ESS_PER_CHAIN * fit.config.chains
+    if least < needed:
+        problems.append(
+            f"the smallest effective sample size is {least:.0f} (< {needed}, 100 per chain): "
+            "estimates are noisy; run more draws (--draws) or use --method exact"
+        )
+    if "sample_stats" in fit.tree.children and "diverging" in fit.tree["sample_stats"]:
+        count = int(np.sum(fit.tree["sample_stats"]["diverging"].values))
+        if count:
+            problems.append(
+                f"{count} divergent transitions: the sampler could not follow the posterior; "
+                "the draws may be biased. Raise target_accept or use --method exact"
+            )
+    return problems
+
+
+def check_diagnostics(fit: Fit, stacklevel: int = 1) -> None:
+    """Warn (:class:`SamplingWarning`) for each diagnostic problem of a Markov chain fit."""
+    for problem in diagnostic_problems(fit):
+        warnings.warn(problem, SamplingWarning, stacklevel=stacklevel + 1)

@@ -1,0 +1,89 @@
+"""What every inference method takes and returns."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from poolwise._ops import NUMPY_OPS, Ops
+from poolwise.families.base import RateFamily
+from poolwise.priors import HyperPrior, hyperprior_log_density_uv
+
+if TYPE_CHECKING:
+    from poolwise.data.tables import GroupCounts
+    from poolwise.model import Model
+
+
+@dataclass(frozen=True)
+class SamplerConfig:
+    """How many draws to make and how."""
+
+    draws: int = 1000
+    chains: int = 4
+    warmup: int = 1000
+    seed: int = 0
+    progress: bool = False
+
+
+@dataclass(frozen=True)
+class EBEstimate:
+    """Empirical-Bayes point estimates of (α, β), with standard errors where available."""
+
+    method: str
+    alpha: float
+    beta: float
+    #: covariance of (u, v) from the observed information, None for moments or on a boundary
+    uv_covariance: NDArray[np.float64] | None = None
+    on_boundary: bool = False
+    log_marginal_likelihood: float | None = None
+
+
+@dataclass(frozen=True)
+class Draws:
+    """Posterior draws, shaped (chains, draws[, groups])."""
+
+    theta: NDArray[np.float64]
+    alpha: NDArray[np.float64] | None = None
+    beta: NDArray[np.float64] | None = None
+    sample_stats: dict[str, NDArray[Any]] = field(default_factory=dict)
+    eb: EBEstimate | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+Method = Callable[["Model", "GroupCounts", SamplerConfig], Draws]
+
+
+def hyper_log_posterior(
+    family: RateFamily,
+    prior: HyperPrior | None,
+    y: NDArray,
+    n: NDArray,
+    weights: NDArray,
+    ops: Ops = NUMPY_OPS,
+    chunk_elements: int = 4_000_000,
+) -> Callable[[NDArray, NDArray], NDArray]:
+    """log p(u, v | y) up to a constant, vectorised over (u, v) arrays of any shape.
+
+    With ``prior=None`` it is the log marginal likelihood in (u, v) (type-II likelihood).
+    Points are processed in chunks so that points × groups stays below ``chunk_elements``.
+    """
+
+    def log_density(u: NDArray, v: NDArray) -> NDArray:
+        u, v = np.broadcast_arrays(np.asarray(u, dtype=float), np.asarray(v, dtype=float))
+        flat_u, flat_v = u.ravel(), v.ravel()
+        out = np.empty(flat_u.size)
+        step = max(1, chunk_elements // max(y.size, 1))
+        for start in range(0, flat_u.size, step):
+            cu, cv = flat_u[start:start + step], flat_v[start:start + step]
+            alpha, beta = family.from_uv(cu, cv, ops)
+            total = family.log_marginal_total(alpha, beta, y, n, weights, ops)
+            if prior is not None:
+                total = total + hyperprior_log_density_uv(prior, family, cu, cv, ops)
+            out[start:start + step] = total
+        return out.reshape(u.shape)
+
+    return log_density

@@ -1,0 +1,130 @@
+"""The hyperparameter posterior on a 2-D grid, with automatic bounds.
+
+The posterior p(u, v | y) of the two hyperparameter coordinates is evaluated on a
+rectangular grid whose box is grown until the density on every edge is negligible and then
+trimmed to where the mass is. Draws pick a cell with probability proportional to its
+density and a point uniformly inside it (midpoint rule), so they are independent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from poolwise.exceptions import ImproperPosteriorError
+from poolwise.inference.optimize import LogDensity, find_mode
+
+#: log density below the maximum at which an edge counts as negligible
+EDGE_DROP = 14.0
+#: log density below the maximum outside which the box is trimmed
+TRIM_DROP = 20.0
+#: how far (in u or v) the box may grow from the mode before the posterior is called improper
+MAX_REACH = 40.0
+COARSE = 48
+
+
+@dataclass(frozen=True)
+class HyperGrid:
+    """The unnormalised log posterior of (u, v) at the centres of a regular grid."""
+
+    u: NDArray[np.float64]
+    v: NDArray[np.float64]
+    log_density: NDArray[np.float64]  # shape (len(u), len(v))
+
+    @property
+    def probabilities(self) -> NDArray[np.float64]:
+        """Cell masses, normalised to sum to one."""
+        p = np.exp(self.log_density - np.max(self.log_density))
+        return p / p.sum()
+
+    def sample(self, rng: np.random.Generator, size: int) -> tuple[NDArray, NDArray]:
+        """Independent draws of (u, v)."""
+        p = self.probabilities.ravel()
+        cells = rng.choice(p.size, size=size, p=p)
+        iu, iv = np.unravel_index(cells, self.log_density.shape)
+        du, dv = self.u[1] - self.u[0], self.v[1] - self.v[0]
+        u = self.u[iu] + du * (rng.random(size) - 0.5)
+        v = self.v[iv] + dv * (rng.random(size) - 0.5)
+        return u, v
+
+    def expectation(self, values: NDArray) -> float:
+        """∫ f(u, v) p(u, v | y) by the midpoint rule, given f at the grid nodes."""
+        return float(np.sum(self.probabilities * values))
+
+
+def _evaluate(log_density: LogDensity, u: NDArray, v: NDArray) -> NDArray:
+    uu, vv = np.meshgrid(u, v, indexing="ij")
+    values = np.asarray(log_density(uu, vv), dtype=float)
+    return np.where(np.isfinite(values), values, -np.inf)
+
+
+def build_grid(
+    log_density: LogDensity,
+    start: NDArray,
+    *,
+    names: tuple[str, str] = ("u", "v"),
+    resolution: int = 128,
+) -> HyperGrid:
+    """Grid the posterior ``log_density(u, v)`` (vectorised) around its mode.
+
+    Raises :class:`ImproperPosteriorError` when the density does not fall off within
+    ``MAX_REACH`` of the mode in some direction, which is what an improper posterior does.
+    """
+    start = np.asarray(start, dtype=float)
+    bounds = ((start[0] - MAX_REACH, start[0] + MAX_REACH),
+              (start[1] - MAX_REACH, start[1] + MAX_REACH))
+    mode = find_mode(log_density, start, bounds)
+    centre = mode.point
+    if mode.covariance is not None:
+        half = np.clip(5.0 * np.sqrt(np.diag(mode.covariance)), 0.05, 10.0)
+    else:
+        half = np.array([2.0, 2.0])
+    lo, hi = centre - half, centre + half
+
+    for _ in range(60):
+        u = np.linspace(lo[0], hi[0], COARSE)
+        v = np.linspace(lo[1], hi[1], COARSE)
+        values = _evaluate(log_density, u, v)
+        top = np.max(values)
+        if not np.isfinite(top):
+            raise ImproperPosteriorError(
+                "the posterior density is zero or undefined around its mode; check the prior"
+            )
+        limit = top - EDGE_DROP
+        grow = [
+            (0, 0, values[0, :].max() > limit),
+            (0, 1, values[-1, :].max() > limit),
+            (1, 0, values[:, 0].max() > limit),
+            (1, 1, values[:, -1].max() > limit),
+        ]
+        if not any(flag for *_, flag in grow):
+            break
+        width = hi - lo
+        for axis, side, flag in grow:
+            if not flag:
+                continue
+            if side == 0:
+                lo[axis] -= 0.5 * width[axis]
+            else:
+                hi[axis] += 0.5 * width[axis]
+            if abs(lo[axis] - centre[axis]) > MAX_REACH or abs(hi[axis] - centre[axis]) > MAX_REACH:
+                direction = "small" if side == 0 else "large"
+                raise ImproperPosteriorError(
+                    f"the posterior of {names[axis]} does not fall off as it grows {direction}: "
+                    "the hyperprior gives an improper posterior for these data; "
+                    "use a proper hyperprior such as 'halfnormal(10)'"
+                )
+    else:  # pragma: no cover - the reach limit stops the loop first
+        raise ImproperPosteriorError("could not bound the hyperparameter posterior")
+
+    # trim to the region that holds the mass, keeping one coarse cell of margin
+    keep = values > top - TRIM_DROP
+    rows, cols = np.flatnonzero(keep.any(axis=1)), np.flatnonzero(keep.any(axis=0))
+    u_lo, u_hi = u[max(rows[0] - 1, 0)], u[min(rows[-1] + 1, COARSE - 1)]
+    v_lo, v_hi = v[max(cols[0] - 1, 0)], v[min(cols[-1] + 1, COARSE - 1)]
+    u_edges = np.linspace(u_lo, u_hi, resolution + 1)
+    v_edges = np.linspace(v_lo, v_hi, resolution + 1)
+    u_mid, v_mid = 0.5 * (u_edges[1:] + u_edges[:-1]), 0.5 * (v_edges[1:] + v_edges[:-1])
+    return HyperGrid(u_mid, v_mid, _evaluate(log_density, u_mid, v_mid))

@@ -1,0 +1,171 @@
+"""A model is a specification: family × pooling × prior. Fitting returns a :class:`Fit`."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from poolwise.data.tables import GroupCounts, group_counts
+from poolwise.exceptions import DataError, SpecificationError
+from poolwise.families import RateFamily, get_family
+from poolwise.inference import SamplerConfig, get_method
+from poolwise.priors import ConjugatePrior, HyperPrior, parse_hyperprior, parse_theta_prior
+
+if TYPE_CHECKING:
+    from poolwise.fit import Fit
+
+Pooling = Literal["none", "complete", "partial"]
+POOLINGS: tuple[str, ...] = ("none", "complete", "partial")
+
+
+class Model:
+    """A hierarchical rate model.
+
+    Parameters
+    ----------
+    family
+        ``"beta-binomial"`` (y_j ~ Binomial(n_j, θ_j)) or ``"gamma-poisson"``
+        (y_j ~ Poisson(E_j θ_j)).
+    pooling
+        ``"partial"``: θ_j ~ Beta(α, β) or Gamma(α, β) with a hyperprior on (α, β);
+        ``"none"``: each θ_j has its own fixed prior; ``"complete"``: one θ for all groups.
+    prior
+        Partial pooling: a hyperprior string such as ``"bda"`` (default) or
+        ``"halfnormal(10)"``; see :mod:`poolwise.priors`. No or complete pooling: the fixed
+        prior of θ, ``"beta(a, b)"`` / ``"gamma(a, b)"`` (default Beta(1/2, 1/2) and
+        Gamma(1/2, 0), the Jeffreys priors).
+
+    Examples
+    --------
+    >>> from poolwise import Model, datasets
+    >>> rats = datasets.load("rats").query("historical == 1")
+    >>> fit = Model(family="beta-binomial").fit(rats, y="y", n="n", method="eb-moments")
+    >>> round(fit.eb.alpha, 4), round(fit.eb.beta, 4)
+    (1.3778, 8.7524)
+    """
+
+    def __init__(
+        self,
+        *,
+        family: str | RateFamily = "beta-binomial",
+        pooling: str = "partial",
+        prior: str | HyperPrior | ConjugatePrior | None = None,
+    ) -> None:
+        self.family = get_family(family)
+        if pooling not in POOLINGS:
+            raise SpecificationError(
+                f"unknown pooling {pooling!r}; valid pooling levels: {', '.join(POOLINGS)}"
+            )
+        self.pooling = pooling
+        self.hyperprior: HyperPrior | None
+        if pooling == "partial":
+            if isinstance(prior, ConjugatePrior):
+                raise SpecificationError("partial pooling needs a hyperprior on (α, β)")
+            self.hyperprior = parse_hyperprior(prior if prior is not None else "bda")
+            self.theta_prior = parse_theta_prior(None, self.family)
+        else:
+            if isinstance(prior, HyperPrior):
+                raise SpecificationError(f"{pooling} pooling takes a fixed prior for θ")
+            self.hyperprior = None
+            self.theta_prior = parse_theta_prior(prior, self.family)
+
+    def describe_prior(self) -> str:
+        """The prior in words and symbols, as shown to the user."""
+        if self.hyperprior is not None:
+            population = "Beta" if self.family.name == "beta-binomial" else "Gamma"
+            return f"θ_j ~ {population}(α, β);  {self.hyperprior.describe(self.family)}"
+        scope = "each θ_j" if self.pooling == "none" else "one θ shared by all groups:"
+        return f"{scope} {self.theta_prior.describe(self.family).removeprefix('θ ~ ')}"
+
+    def prior_spec(self) -> str:
+        """The prior as a string that :class:`Model` parses back."""
+        if self.hyperprior is not None:
+            return self.hyperprior.spec()
+        a, b = self.theta_prior.a, self.theta_prior.b
+        return f"{'beta' if self.family.name == 'beta-binomial' else 'gamma'}({a!r}, {b!r})"
+
+    def __repr__(self) -> str:
+        return (
+            f"Model(family={self.family.name!r}, pooling={self.pooling!r}, "
+            f"prior={self.prior_spec()!r})"
+        )
+
+    def prepare(
+        self,
+        data: pd.DataFrame | GroupCounts,
+        *,
+        y: str | None = None,
+        n: str | None = None,
+        group: str | None = None,
+    ) -> GroupCounts:
+        """Validate the data and reduce them to per-group counts for this model."""
+        if isinstance(data, GroupCounts):
+            counts = data
+        elif isinstance(data, pd.DataFrame):
+            if y is None:
+                raise SpecificationError("name the count column: y='...'")
+            counts = group_counts(data, self.family, y=y, n=n, group=group)
+        else:
+            raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+        self._check_informative(counts)
+        return counts
+
+    def _check_informative(self, data: GroupCounts) -> None:
+        if self.pooling != "partial":
+            return
+        if data.n_groups < 2:
+            raise DataError(
+                f"partial pooling needs at least 2 groups, got {data.n_groups}; "
+                "use --pooling complete or none for a single group"
+            )
+        if self.hyperprior is not None and not self.hyperprior.proper:
+            if np.all(data.y == 0):
+                raise DataError(
+                    "every group has y = 0, so the data cannot tell the population's rate "
+                    "from zero and the posterior under the 'bda' prior is improper; use a "
+                    "proper hyperprior (e.g. --prior 'halfnormal(10)') or complete pooling"
+                )
+            if self.family.name == "beta-binomial" and np.all(data.y == data.n):
+                raise DataError(
+                    "every group has y = n, so the posterior under the 'bda' prior is "
+                    "improper; use a proper hyperprior (e.g. --prior 'halfnormal(10)')"
+                )
+
+    def fit(
+        self,
+        data: pd.DataFrame | GroupCounts,
+        *,
+        y: str | None = None,
+        n: str | None = None,
+        group: str | None = None,
+        method: str = "exact",
+        draws: int = 1000,
+        chains: int = 4,
+        warmup: int = 1000,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> Fit:
+        """Fit the model and return a :class:`~poolwise.fit.Fit`.
+
+        ``draws`` and ``warmup`` are per chain; ``warmup`` is used by the Markov chain
+        methods only. The same ``seed`` gives the same draws.
+        """
+        from poolwise.fit import Fit, check_diagnostics
+
+        for name, value, least in (("draws", draws, 1), ("chains", chains, 1),
+                                   ("warmup", warmup, 0)):
+            if not isinstance(value, (int, np.integer)) or value < least:
+                raise SpecificationError(f"{name} must be an integer ≥ {least}, got {value!r}")
+        sampler = get_method(method, self.pooling)
+        counts = self.prepare(data, y=y, n=n, group=group)
+        config = SamplerConfig(draws=int(draws), chains=int(chains), warmup=int(warmup),
+                               seed=int(seed), progress=progress)
+        start = time.perf_counter()
+        result = sampler(self, counts, config)
+        elapsed = time.perf_counter() - start
+        fit = Fit.from_draws(self, counts, method, config, result, seconds=elapsed)
+        check_diagnostics(fit, stacklevel=2)
+        return fit

@@ -1,0 +1,282 @@
+"""Priors: hyperpriors p(α, β) for partial pooling, fixed conjugate priors for θ otherwise.
+
+Every prior knows how to describe itself (shown in summaries, reports and the CLI) and
+evaluates its log density through an :class:`~poolwise._ops.Ops` namespace, so the same
+code serves quadrature, Gibbs and NUTS. Log densities are up to an additive constant.
+
+Prior strings (command line and Python):
+
+``bda``
+    the family's diffuse reference prior (BDA3 §5.3 for the beta-binomial).
+``halfnormal(10)``
+    α, β independently HalfNormal(10) (the SpaceX notes).
+``halfnormal(10, 5)``
+    α ~ HalfNormal(10), β ~ HalfNormal(5); likewise for the other distributions:
+    ``halfcauchy(s)``, ``exponential(rate)``, ``gamma(shape, rate)``, ``lognormal(mu, sigma)``.
+``alpha=gamma(2, 0.5), beta=halfnormal(10)``
+    one distribution for each.
+``beta(0.5, 0.5)`` / ``gamma(0.5, 0)``
+    the fixed prior of θ under no or complete pooling.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from poolwise._ops import NUMPY_OPS, Ops
+from poolwise.exceptions import SpecificationError
+from poolwise.families.base import RateFamily
+
+
+@dataclass(frozen=True)
+class PositiveDistribution:
+    """A distribution on (0, ∞) for one hyperparameter."""
+
+    name: str
+    params: tuple[float, ...]
+
+    def log_density(self, x: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """log p(x) for x > 0 (normalised, so priors can be compared)."""
+        p = self.params
+        if self.name == "halfnormal":
+            (s,) = p
+            return math.log(math.sqrt(2.0 / math.pi) / s) - 0.5 * ops.square(x / s)
+        if self.name == "halfcauchy":
+            (s,) = p
+            return math.log(2.0 / (math.pi * s)) - ops.log1p(ops.square(x / s))
+        if self.name == "exponential":
+            (rate,) = p
+            return math.log(rate) - rate * x
+        if self.name == "gamma":
+            shape, rate = p
+            return (
+                shape * math.log(rate) - math.lgamma(shape) + (shape - 1.0) * ops.log(x) - rate * x
+            )
+        if self.name == "lognormal":
+            mu, sigma = p
+            log_x = ops.log(x)
+            return (
+                -log_x
+                - math.log(sigma * math.sqrt(2.0 * math.pi))
+                - 0.5 * ops.square((log_x - mu) / sigma)
+            )
+        raise AssertionError(self.name)  # unreachable: names are checked on construction
+
+    def __str__(self) -> str:
+        args = ", ".join(f"{v:g}" for v in self.params)
+        return f"{_DISPLAY[self.name]}({args})"
+
+
+# name -> names of its parameters
+_DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
+    "halfnormal": ("scale",),
+    "halfcauchy": ("scale",),
+    "exponential": ("rate",),
+    "gamma": ("shape", "rate"),
+    "lognormal": ("mu", "sigma"),
+}
+_DISPLAY = {
+    "halfnormal": "HalfNormal",
+    "halfcauchy": "HalfCauchy",
+    "exponential": "Exponential",
+    "gamma": "Gamma",
+    "lognormal": "LogNormal",
+}
+
+
+def make_distribution(name: str, params: tuple[float, ...]) -> PositiveDistribution:
+    """Validate and build one hyperparameter's distribution."""
+    key = name.lower()
+    if key not in _DISTRIBUTIONS:
+        valid = ", ".join(_DISTRIBUTIONS)
+        raise SpecificationError(f"unknown prior distribution {name!r}; valid: {valid}")
+    names = _DISTRIBUTIONS[key]
+    if len(params) != len(names):
+        raise SpecificationError(
+            f"{key} takes {len(names)} parameter(s) ({', '.join(names)}), got {len(params)}"
+        )
+    for pname, value in zip(names, params, strict=True):
+        if not math.isfinite(value):
+            raise SpecificationError(f"{key}: {pname} must be finite, got {value!r}")
+        if pname != "mu" and value <= 0:
+            raise SpecificationError(f"{key}: {pname} must be > 0, got {value:g}")
+    return PositiveDistribution(key, tuple(float(v) for v in params))
+
+
+class HyperPrior:
+    """A prior p(α, β) on the population distribution's parameters."""
+
+    def log_density(self, alpha: Any, beta: Any, family: RateFamily, ops: Ops = NUMPY_OPS) -> Any:
+        raise NotImplementedError
+
+    def describe(self, family: RateFamily) -> str:
+        raise NotImplementedError
+
+    def spec(self) -> str:
+        """The string that parses back into this prior."""
+        raise NotImplementedError
+
+    @property
+    def proper(self) -> bool:
+        return True
+
+
+@dataclass(frozen=True)
+class ReferencePrior(HyperPrior):
+    """The family's diffuse reference prior (improper; the posterior is checked)."""
+
+    def log_density(self, alpha: Any, beta: Any, family: RateFamily, ops: Ops = NUMPY_OPS) -> Any:
+        return family.reference_log_prior(alpha, beta, ops)
+
+    def describe(self, family: RateFamily) -> str:
+        return family.reference_prior_text
+
+    def spec(self) -> str:
+        return "bda"
+
+    @property
+    def proper(self) -> bool:
+        return False
+
+
+@dataclass(frozen=True)
+class IndependentPrior(HyperPrior):
+    """α ~ D_α and β ~ D_β independently."""
+
+    alpha: PositiveDistribution
+    beta: PositiveDistribution
+
+    def log_density(self, alpha: Any, beta: Any, family: RateFamily, ops: Ops = NUMPY_OPS) -> Any:
+        return self.alpha.log_density(alpha, ops) + self.beta.log_density(beta, ops)
+
+    def describe(self, family: RateFamily) -> str:
+        return f"α ~ {self.alpha}, β ~ {self.beta}"
+
+    def spec(self) -> str:
+        return f"alpha={_spec(self.alpha)}, beta={_spec(self.beta)}"
+
+
+@dataclass(frozen=True)
+class ConjugatePrior:
+    """A fixed prior θ ~ Pop(a, b) for no or complete pooling."""
+
+    a: float
+    b: float
+
+    def describe(self, family: RateFamily) -> str:
+        name = "Beta" if family.name == "beta-binomial" else "Gamma"
+        return f"θ ~ {name}({self.a:g}, {self.b:g})"
+
+    def spec(self) -> str:
+        return f"conjugate({self.a:g}, {self.b:g})"
+
+
+def _spec(d: PositiveDistribution) -> str:
+    return f"{d.name}({', '.join(f'{v!r}' for v in d.params)})"
+
+
+_CALL = re.compile(r"^\s*([A-Za-z_]+)\s*\(([^()]*)\)\s*$")
+_PAIR = re.compile(r"^\s*(alpha|beta)\s*=\s*([A-Za-z_]+\s*\([^()]*\))\s*$")
+
+
+def _parse_call(text: str) -> tuple[str, tuple[float, ...]]:
+    match = _CALL.match(text)
+    if not match:
+        raise SpecificationError(
+            f"cannot read prior {text!r}; write e.g. 'bda', 'halfnormal(10)' or "
+            "'alpha=gamma(2, 0.5), beta=halfnormal(10)'"
+        )
+    name, args = match.groups()
+    try:
+        params = tuple(float(a) for a in args.split(",")) if args.strip() else ()
+    except ValueError:
+        raise SpecificationError(f"prior {text!r}: parameters must be numbers") from None
+    return name.lower(), params
+
+
+def parse_hyperprior(text: str | HyperPrior) -> HyperPrior:
+    """Read a hyperprior for partial pooling from its string form."""
+    if isinstance(text, HyperPrior):
+        return text
+    stripped = text.strip()
+    if stripped.lower() in {"bda", "reference"}:
+        return ReferencePrior()
+    parts = _split_top_level(stripped)
+    if len(parts) == 2 and all(_PAIR.match(p) for p in parts):
+        named = {}
+        for part in parts:
+            m = _PAIR.match(part)
+            assert m is not None  # checked just above
+            named[m.group(1)] = make_distribution(*_parse_call(m.group(2)))
+        if set(named) != {"alpha", "beta"}:
+            raise SpecificationError(f"prior {text!r} must name both alpha= and beta=")
+        return IndependentPrior(named["alpha"], named["beta"])
+    name, params = _parse_call(stripped)
+    if name in {"beta", "conjugate"}:
+        raise SpecificationError(
+            f"prior {text!r} is a fixed prior for θ; partial pooling needs a hyperprior on "
+            "(α, β) such as 'bda' or 'halfnormal(10)'"
+        )
+    n_params = len(_DISTRIBUTIONS.get(name, ()))
+    if n_params and len(params) == 2 * n_params:
+        return IndependentPrior(
+            make_distribution(name, params[:n_params]), make_distribution(name, params[n_params:])
+        )
+    dist = make_distribution(name, params)
+    return IndependentPrior(dist, dist)
+
+
+def parse_theta_prior(text: str | ConjugatePrior | None, family: RateFamily) -> ConjugatePrior:
+    """Read the fixed conjugate prior of θ used by no and complete pooling."""
+    if text is None:
+        prior = ConjugatePrior(*family.default_theta_prior)
+    elif isinstance(text, ConjugatePrior):
+        prior = text
+    else:
+        name, params = _parse_call(text)
+        expected = {"beta-binomial": "beta", "gamma-poisson": "gamma"}[family.name]
+        if name not in {expected, "conjugate"} or len(params) != 2:
+            raise SpecificationError(
+                f"prior {text!r} is not a prior for θ in the {family.name} family; "
+                f"write {expected}(a, b), e.g. {expected}"
+                f"({family.default_theta_prior[0]:g}, {family.default_theta_prior[1]:g})"
+            )
+        prior = ConjugatePrior(*params)
+    family.check_theta_prior(prior.a, prior.b)
+    return prior
+
+
+def _split_top_level(text: str) -> list[str]:
+    """Split on commas that are not inside parentheses."""
+    parts, depth, start = [], 0, 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if ch == "," and depth == 0:
+            parts.append(text[start:i])
+            start = i + 1
+    parts.append(text[start:])
+    return parts
+
+
+def hyperprior_log_density_uv(
+    prior: HyperPrior, family: RateFamily, u: Any, v: Any, ops: Ops = NUMPY_OPS
+) -> Any:
+    """log p(u, v) = log p(α(u, v), β(u, v)) + log |∂(α, β)/∂(u, v)|."""
+    alpha, beta = family.from_uv(u, v, ops)
+    return prior.log_density(alpha, beta, family, ops) + family.log_jacobian_uv(u, v, ops)
+
+__all__ = [
+    "ConjugatePrior",
+    "HyperPrior",
+    "IndependentPrior",
+    "PositiveDistribution",
+    "ReferencePrior",
+    "hyperprior_log_density_uv",
+    "make_distribution",
+    "parse_hyperprior",
+    "parse_theta_prior",
+]
