@@ -12,7 +12,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from poolwise._ops import NUMPY_OPS, Ops, log_sigmoid
+from poolwise._ops import NUMPY_OPS, Ops, log_rising, log_sigmoid
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families.base import FloatArray, RateFamily
 
@@ -25,7 +25,9 @@ class BetaBinomial(RateFamily):
     size_label = "trials"
     uv_names = ("logit(α/(α+β))", "log(α+β)")
     default_theta_prior = (0.5, 0.5)
-    reference_prior_text = "p(α, β) ∝ (α + β)^(-5/2)  (BDA3 §5.3: uniform on α/(α+β) and (α+β)^(-1/2))"
+    reference_prior_text = (
+        "p(α, β) ∝ (α + β)^(-5/2)  (BDA3 §5.3: uniform on α/(α+β) and (α+β)^(-1/2))"
+    )
 
     def log_likelihood(self, theta: Any, y: Any, n: Any, ops: Ops = NUMPY_OPS) -> Any:
         """log Binomial(y | n, θ) = log C(n, y) + y log θ + (n − y) log(1 − θ)."""
@@ -51,16 +53,17 @@ class BetaBinomial(RateFamily):
         return np.add(alpha, y), np.add(beta, np.subtract(n, y))
 
     def log_marginal(self, alpha: Any, beta: Any, y: Any, n: Any, ops: Ops = NUMPY_OPS) -> Any:
-        """log p(y | α, β) = log C(n, y) + log B(α + y, β + n − y) − log B(α, β)."""
+        """log p(y | α, β) = log C(n, y) + log B(α + y, β + n − y) − log B(α, β).
+
+        Written as rising factorials, lnΓ(α+y) − lnΓ(α) etc., which stay accurate as
+        α + β → ∞ (the complete-pooling limit).
+        """
         log_choose = ops.gammaln(n + 1.0) - ops.gammaln(y + 1.0) - ops.gammaln(n - y + 1.0)
         return (
             log_choose
-            + ops.gammaln(alpha + y)
-            + ops.gammaln(beta + n - y)
-            - ops.gammaln(alpha + beta + n)
-            - ops.gammaln(alpha)
-            - ops.gammaln(beta)
-            + ops.gammaln(alpha + beta)
+            + log_rising(alpha, y, ops)
+            + log_rising(beta, n - y, ops)
+            - log_rising(alpha + beta, n, ops)
         )
 
     def population_stats(self, theta: NDArray, axis: int = -1) -> tuple[Any, Any, Any]:

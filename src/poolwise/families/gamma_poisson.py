@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 
-from poolwise._ops import NUMPY_OPS, Ops
+from poolwise._ops import NUMPY_OPS, Ops, log_rising
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families.base import FloatArray, RateFamily
 
@@ -53,14 +53,16 @@ class GammaPoisson(RateFamily):
         return np.add(alpha, y), np.add(beta, n)
 
     def log_marginal(self, alpha: Any, beta: Any, y: Any, n: Any, ops: Ops = NUMPY_OPS) -> Any:
-        """Negative binomial: lnΓ(α+y) − lnΓ(α) − ln y! + α ln(β/(β+E)) + y ln(E/(β+E))."""
-        log_total = ops.log(beta + n)
+        """Negative binomial: lnΓ(α+y) − lnΓ(α) − ln y! − α ln(1 + E/β) + y ln(E/(β+E)).
+
+        Written with a rising factorial and log1p so that it stays accurate as α → ∞.
+        """
         return (
-            ops.gammaln(alpha + y)
-            - ops.gammaln(alpha)
+            log_rising(alpha, y, ops)
             - ops.gammaln(y + 1.0)
-            + alpha * (ops.log(beta) - log_total)
-            + ops.xlogy(y, n) - y * log_total
+            - alpha * ops.log1p(n / beta)
+            + ops.xlogy(y, n)
+            - y * ops.log(beta + n)
         )
 
     def population_stats(self, theta: NDArray, axis: int = -1) -> tuple[Any, Any, Any]:

@@ -77,13 +77,16 @@ def hyper_log_posterior(
         flat_u, flat_v = u.ravel(), v.ravel()
         out = np.empty(flat_u.size)
         step = max(1, chunk_elements // max(y.size, 1))
-        for start in range(0, flat_u.size, step):
-            cu, cv = flat_u[start:start + step], flat_v[start:start + step]
-            alpha, beta = family.from_uv(cu, cv, ops)
-            total = family.log_marginal_total(alpha, beta, y, n, weights, ops)
-            if prior is not None:
-                total = total + hyperprior_log_density_uv(prior, family, cu, cv, ops)
-            out[start:start + step] = total
+        # far from the mass, α or β may under- or overflow; such points get density zero
+        with np.errstate(all="ignore"):
+            for start in range(0, flat_u.size, step):
+                cu, cv = flat_u[start:start + step], flat_v[start:start + step]
+                alpha, beta = family.from_uv(cu, cv, ops)
+                total = family.log_marginal_total(alpha, beta, y, n, weights, ops)
+                if prior is not None:
+                    total = total + hyperprior_log_density_uv(prior, family, cu, cv, ops)
+                out[start:start + step] = total
+        out[~np.isfinite(out)] = -np.inf
         return out.reshape(u.shape)
 
     return log_density

@@ -17,11 +17,11 @@ from poolwise.exceptions import ImproperPosteriorError
 from poolwise.inference.optimize import LogDensity, find_mode
 
 #: log density below the maximum at which an edge counts as negligible
-EDGE_DROP = 14.0
+EDGE_DROP = 12.0
 #: log density below the maximum outside which the box is trimmed
 TRIM_DROP = 20.0
 #: how far (in u or v) the box may grow from the mode before the posterior is called improper
-MAX_REACH = 40.0
+MAX_REACH = 60.0
 COARSE = 48
 
 
@@ -105,17 +105,17 @@ def build_grid(
         for axis, side, flag in grow:
             if not flag:
                 continue
-            if side == 0:
-                lo[axis] -= 0.5 * width[axis]
-            else:
-                hi[axis] += 0.5 * width[axis]
-            if abs(lo[axis] - centre[axis]) > MAX_REACH or abs(hi[axis] - centre[axis]) > MAX_REACH:
-                direction = "small" if side == 0 else "large"
+            reach = centre[axis] + (MAX_REACH if side else -MAX_REACH)
+            bound = hi if side else lo
+            if bound[axis] == reach:
+                direction = "large" if side else "small"
                 raise ImproperPosteriorError(
                     f"the posterior of {names[axis]} does not fall off as it grows {direction}: "
                     "the hyperprior gives an improper posterior for these data; "
                     "use a proper hyperprior such as 'halfnormal(10)'"
                 )
+            step = 0.5 * width[axis] if side else -0.5 * width[axis]
+            bound[axis] = min(bound[axis] + step, reach) if side else max(bound[axis] + step, reach)
     else:  # pragma: no cover - the reach limit stops the loop first
         raise ImproperPosteriorError("could not bound the hyperparameter posterior")
 

@@ -1,0 +1,441 @@
+"""The ``poolwise`` command line: a thin layer over the public API.
+
+Every user mistake ends with one line on standard error and exit code 2; nothing is
+written unless the whole job succeeded.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import sys
+import tempfile
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from poolwise import datasets
+from poolwise.exceptions import PoolwiseError, SpecificationError
+
+app = typer.Typer(
+    name="poolwise",
+    help="Bayesian hierarchical models for grouped data.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+stdout = Console()
+stderr = Console(stderr=True)
+
+FORMATS = ("table", "json")
+MAX_TABLE_ROWS = 40
+
+
+# ----------------------------------------------------------------------------- options
+Data = Annotated[str, typer.Argument(help="CSV/TSV/Parquet file, or a bundled dataset name.")]
+Family = Annotated[str | None, typer.Option(help="beta-binomial or gamma-poisson.")]
+YCol = Annotated[str | None, typer.Option("--y", help="Column of counts (successes/events).")]
+NCol = Annotated[str | None, typer.Option("--n", help="Column of trials or exposure.")]
+GroupCol = Annotated[str | None, typer.Option("--group", help="Column of group labels.")]
+Method = Annotated[str, typer.Option(help="exact, eb-moments, eb-ml, gibbs or nuts.")]
+Prior = Annotated[
+    str | None,
+    typer.Option(help="Hyperprior ('bda', 'halfnormal(10)', ...) or θ prior ('beta(0.5,0.5)')."),
+]
+Draws = Annotated[int, typer.Option(help="Draws per chain.")]
+Chains = Annotated[int, typer.Option(help="Number of chains.")]
+Warmup = Annotated[int, typer.Option(help="Warm-up iterations per chain (gibbs, nuts).")]
+Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")]
+Ci = Annotated[float, typer.Option("--ci", help="Interval probability.")]
+Out = Annotated[Path | None, typer.Option("--out", help="Directory for summary, draws, plots.")]
+Force = Annotated[bool, typer.Option("--force", help="Write into an --out that has files.")]
+Format = Annotated[str, typer.Option("--format", help="table or json.")]
+Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
+NewY = Annotated[float | None, typer.Option("--new-group-y", help="Successes in a new group.")]
+NewN = Annotated[float | None, typer.Option("--new-group-n", help="Size of a new group.")]
+
+
+@dataclass(frozen=True)
+class Source:
+    """A table and the columns to use, from a file or a bundled dataset."""
+
+    name: str
+    table: pd.DataFrame
+    family: str
+    y: str
+    n: str | None
+    group: str | None
+    new_group: tuple[float, float] | None = None
+
+
+def load_source(data: str, family: str | None, y: str | None, n: str | None,
+                group: str | None) -> Source:
+    """Resolve DATA to a table; bundled datasets supply their own columns and family."""
+    from poolwise.data.tables import read_table
+
+    path = Path(data)
+    if path.exists():
+        if y is None:
+            raise SpecificationError("name the count column with --y (and --n, --group)")
+        return Source(path.name, read_table(path), family or "beta-binomial", y, n, group)
+    if any(sep in data for sep in "/\\") or path.suffix:
+        raise SpecificationError(f"file not found: {data}")
+    info = datasets.info(data)
+    table = datasets.load(data)
+    new_group = None
+    if info.fit_flag is not None:
+        current = table[table[info.fit_flag] == 0]
+        table = table[table[info.fit_flag] == 1]
+        if len(current) == 1:
+            new_group = (float(current[info.y].iloc[0]), float(current[info.n].iloc[0]))
+    return Source(data, table, family or info.family, y or info.y,
+                  n if n is not None else info.n, group or info.group, new_group)
+
+
+# ----------------------------------------------------------------------------- output
+def _clean(value: Any) -> Any:
+    """JSON-ready: NaN and missing become null, NumPy scalars become Python numbers."""
+    if value is None:
+        return None
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+    if hasattr(value, "item"):
+        return _clean(value.item())
+    if isinstance(value, dict):
+        return {k: _clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_clean(v) for v in value]
+    return value
+
+
+def summary_records(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    keys = ["param", "group", "mean", "sd", "lower", "upper", "ess_bulk", "ess_tail", "r_hat"]
+    return [_clean({k: row[k] for k in keys}) for row in summary.to_dict("records")]
+
+
+def fit_document(fit: Any, summary: pd.DataFrame, new_group: dict[str, float] | None,
+                 caught: list[str]) -> dict[str, Any]:
+    hyper = None
+    if fit.eb is not None:
+        rows = summary[summary["group"].isna()].set_index("param")
+        hyper = {name: _clean({"estimate": rows.loc[name, "mean"], "se": rows.loc[name, "sd"]})
+                 for name in rows.index}
+    return {
+        "family": fit.model.family.name,
+        "pooling": fit.model.pooling,
+        "method": fit.method,
+        "prior": fit.model.describe_prior(),
+        "hyperparameters": hyper,
+        "summary": summary_records(summary),
+        "new_group": _clean(new_group),
+        "notes": list(fit.data.notes),
+        "warnings": caught,
+        "seed": fit.config.seed,
+    }
+
+
+@contextmanager
+def output_directory(out: Path | None, force: bool) -> Iterator[Path | None]:
+    """A staging directory whose files move into ``out`` only if the job succeeds."""
+    if out is None:
+        yield None
+        return
+    if out.exists() and not out.is_dir():
+        raise SpecificationError(f"--out {out} exists and is not a directory")
+    if out.is_dir() and any(out.iterdir()) and not force:
+        raise SpecificationError(
+            f"output directory {out} already has files; use --force to overwrite them "
+            "or choose another --out"
+        )
+    out.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=".poolwise-", dir=out.parent))
+    try:
+        yield staging
+        out.mkdir(exist_ok=True)
+        for item in staging.iterdir():
+            item.replace(out / item.name)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+    import matplotlib.pyplot as plt
+
+    plt.close(figure)
+
+
+@contextmanager
+def collected_warnings() -> Iterator[list[str]]:
+    """Turn warnings into lines the CLI prints (and reports in JSON)."""
+    messages: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        yield messages
+    messages.extend(dict.fromkeys(str(w.message) for w in caught))
+
+
+@contextmanager
+def progress(message: str, quiet: bool) -> Iterator[None]:
+    if quiet:
+        yield
+    else:
+        with stderr.status(message):
+            yield
+
+
+def _fmt(value: Any, digits: int = 4) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.{digits}g}"
+    return str(value)
+
+
+def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: float) -> None:
+    data = fit.data
+    stdout.print(
+        f"[bold]{source.name}[/bold]: {fit.model.family.name}, {fit.model.pooling} pooling, "
+        f"method [bold]{fit.method}[/bold], {data.n_groups} groups by {data.group_name!r}"
+    )
+    stdout.print(f"prior: {fit.model.describe_prior()}", markup=False, highlight=False)
+    for note in data.notes:
+        stdout.print(f"note: {note}", markup=False, highlight=False)
+    level = f"{100 * ci_prob:g}%"
+    table = Table(show_edge=False, header_style="bold")
+    columns = ["param", "group", "mean", "sd", f"{level} lower", f"{level} upper"]
+    with_diag = summary["ess_bulk"].notna().any()
+    if with_diag:
+        columns += ["ess_bulk", "ess_tail", "r_hat"]
+    for column in columns:
+        table.add_column(column, justify="left" if column in {"param", "group"} else "right")
+    shown = summary.head(MAX_TABLE_ROWS)
+    for row in shown.to_dict("records"):
+        cells = [row["param"], _fmt(row["group"]), _fmt(row["mean"]), _fmt(row["sd"]),
+                 _fmt(row["lower"]), _fmt(row["upper"])]
+        if with_diag:
+            cells += [_fmt(row["ess_bulk"], 4), _fmt(row["ess_tail"], 4), _fmt(row["r_hat"], 4)]
+        table.add_row(*cells)
+    stdout.print(table)
+    if len(summary) > len(shown):
+        stdout.print(f"… {len(summary) - len(shown)} more rows (all in summary.csv with --out)")
+
+
+# ----------------------------------------------------------------------------- commands
+def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
+    if value not in valid:
+        raise SpecificationError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+
+
+@app.command("fit")
+def fit_command(
+    data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
+    pooling: Annotated[str, typer.Option(help="none, complete or partial.")] = "partial",
+    method: Method = "exact", prior: Prior = None, draws: Draws = 1000, chains: Chains = 4,
+    warmup: Warmup = 1000, seed: Seed = 0, ci: Ci = 0.95, out: Out = None, force: Force = False,
+    output_format: Format = "table", quiet: Quiet = False, new_group_y: NewY = None,
+    new_group_n: NewN = None,
+) -> int:
+    """Fit one model and print its summary; with --out also write CSV, NetCDF and plots."""
+    from poolwise.model import Model
+
+    _check_choice("format", output_format, FORMATS)
+    if not 0 < ci < 1:
+        raise SpecificationError(f"--ci must be between 0 and 1, got {ci}")
+    source = load_source(data, family, y, n, group)
+    new_group = _new_group_request(source, new_group_y, new_group_n)
+    model = Model(family=source.family, pooling=pooling, prior=prior)
+    with output_directory(out, force) as staging, collected_warnings() as caught:
+        with progress(f"fitting {source.name} with {method}…", quiet or output_format == "json"):
+            fit = model.fit(source.table, y=source.y, n=source.n, group=source.group,
+                            method=method, draws=draws, chains=chains, warmup=warmup, seed=seed,
+                            progress=not quiet and output_format == "table")
+        summary = fit.summary(ci)
+        new_summary = None
+        if new_group is not None:
+            new_summary = fit.predict_new_group(y=new_group[0], n=new_group[1]).summary(ci)
+        if staging is not None:
+            write_fit_outputs(staging, fit, summary, new_group, ci)
+    document = fit_document(fit, summary, new_summary, caught)
+    if staging is not None:
+        (out / "result.json").write_text(json.dumps(document, indent=2))  # type: ignore[operator]
+    if output_format == "json":
+        stdout.print_json(json.dumps(document))
+    else:
+        print_summary(fit, source, summary, ci)
+        print_population(fit, ci)
+        if new_summary is not None and new_group is not None:
+            label = _new_group_label(new_group)
+            stdout.print(
+                f"new group ({label}): θ mean {new_summary['mean']:.4f}, sd "
+                f"{new_summary['sd']:.4f}, {100 * ci:g}% interval "
+                f"[{new_summary['lower']:.4f}, {new_summary['upper']:.4f}]",
+                markup=False, highlight=False,
+            )
+        if out is not None:
+            stdout.print(f"wrote {out}/")
+    for message in caught:
+        stderr.print(f"[yellow]warning:[/yellow] {message}")
+    return 0
+
+
+def _new_group_request(source: Source, y: float | None, n: float | None
+                       ) -> tuple[float | None, float] | None:
+    if y is not None and n is None:
+        raise SpecificationError("--new-group-y needs --new-group-n")
+    if n is not None:
+        return (y, n)
+    return source.new_group
+
+
+def _new_group_label(new_group: tuple[float | None, float]) -> str:
+    y, n = new_group
+    return f"y = {y:g} of n = {n:g}" if y is not None else f"brand-new, size {n:g}"
+
+
+def print_population(fit: Any, ci: float) -> None:
+    if fit.model.pooling != "partial":
+        return
+    pop = fit.population_mean(ci)
+    if not math.isfinite(pop["sd"]):
+        line = f"population mean μ: {pop['mean']:.4f} (empirical-Bayes point estimate)"
+    else:
+        line = (
+            f"population mean μ: {pop['mean']:.4f} (sd {pop['sd']:.4f}, MAP {pop['map']:.4f}, "
+            f"{100 * ci:g}% interval [{pop['lower']:.4f}, {pop['upper']:.4f}])"
+        )
+    stdout.print(line, markup=False, highlight=False)
+
+
+def write_fit_outputs(directory: Path, fit: Any, summary: pd.DataFrame,
+                      new_group: tuple[float | None, float] | None, ci: float) -> None:
+    """summary.csv, posterior.nc and the plots."""
+    from poolwise import plots
+
+    summary.to_csv(directory / "summary.csv", index=False)
+    fit.save(directory / "posterior.nc")
+    figures: dict[str, Callable[[], Any]] = {
+        "shrinkage.png": lambda: plots.plot_shrinkage(fit, ci_prob=ci),
+        "shrinkage_arrows.png": lambda: plots.plot_shrinkage_arrows(fit),
+        "forest.png": lambda: plots.plot_forest(fit, ci_prob=ci),
+        "trace.png": lambda: plots.plot_trace(fit),
+    }
+    if fit.model.pooling == "partial":
+        figures["population_mean.png"] = lambda: plots.plot_population_mean(fit)
+        y, n = new_group if new_group is not None else (None, None)
+        figures["new_group.png"] = lambda: plots.plot_new_group(fit, y=y, n=n)
+    for name, draw in figures.items():
+        save_figure(draw(), directory / name)
+
+
+@app.command("compare")
+def compare_command(
+    data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
+    method: Method = "exact", prior: Prior = None,
+    theta_prior: Annotated[str | None, typer.Option(
+        help="Fixed θ prior for no and complete pooling, e.g. 'beta(0.5,0.5)'.")] = None,
+    draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = 1000, seed: Seed = 0,
+    ci: Ci = 0.95, out: Out = None, force: Force = False, output_format: Format = "table",
+    quiet: Quiet = False,
+) -> int:
+    """Fit no, complete and partial pooling and show them side by side."""
+    from poolwise.compare import compare
+
+    _check_choice("format", output_format, FORMATS)
+    if not 0 < ci < 1:
+        raise SpecificationError(f"--ci must be between 0 and 1, got {ci}")
+    source = load_source(data, family, y, n, group)
+    with output_directory(out, force) as staging, collected_warnings() as caught:
+        with progress(f"fitting three pooling levels of {source.name}…",
+                      quiet or output_format == "json"):
+            comparison = compare(source.table, family=source.family, y=source.y, n=source.n,
+                                 group=source.group, method=method, prior=prior,
+                                 theta_prior=theta_prior, draws=draws, chains=chains,
+                                 warmup=warmup, seed=seed)
+        estimates = comparison.estimates(ci)
+        predictive = comparison.predictive()
+        if staging is not None:
+            from poolwise import plots
+
+            estimates.to_csv(staging / "estimates.csv", index=False)
+            predictive.to_csv(staging / "predictive.csv", index=False)
+            save_figure(plots.plot_forest(comparison.fits, ci_prob=ci), staging / "forest.png")
+    if output_format == "json":
+        stdout.print_json(json.dumps(_clean({
+            "family": source.family, "method": method,
+            "priors": {p: f.model.describe_prior() for p, f in comparison.fits.items()},
+            "estimates": estimates.to_dict("records"),
+            "predictive": predictive.to_dict("records"),
+            "warnings": caught,
+        })))
+    else:
+        stdout.print(f"[bold]{source.name}[/bold]: no, complete and partial pooling "
+                     f"({source.family}; partial by {method})")
+        for pooling, fit in comparison.fits.items():
+            stdout.print(f"  {pooling}: {fit.model.describe_prior()}")
+        table = Table(show_edge=False, header_style="bold")
+        for column in estimates.columns:
+            table.add_column(column, justify="left" if column == "group" else "right")
+        for row in estimates.head(MAX_TABLE_ROWS).to_dict("records"):
+            table.add_row(*(_fmt(v) for v in row.values()))
+        stdout.print(table)
+        if len(estimates) > MAX_TABLE_ROWS:
+            stdout.print(f"… {len(estimates) - MAX_TABLE_ROWS} more groups "
+                         "(all in estimates.csv with --out)")
+        stdout.print("predictive comparison (PSIS-LOO over groups; higher elpd is better):")
+        ptable = Table(show_edge=False, header_style="bold")
+        for column in ("pooling", "elpd_loo", "elpd_diff", "se", "p_loo", "pareto_k_max"):
+            ptable.add_column(column, justify="left" if column == "pooling" else "right")
+        for row in predictive.to_dict("records"):
+            ptable.add_row(row["pooling"], *(_fmt(row[c]) for c in
+                           ("elpd_loo", "elpd_diff", "se", "p_loo", "pareto_k_max")))
+        stdout.print(ptable)
+        if out is not None:
+            stdout.print(f"wrote {out}/")
+    for message in caught:
+        stderr.print(f"[yellow]warning:[/yellow] {message}")
+    return 0
+
+
+@app.command("datasets")
+def datasets_command() -> int:
+    """List the bundled datasets."""
+    table = Table(show_edge=False, header_style="bold")
+    for column in ("name", "family", "description", "source"):
+        table.add_column(column)
+    for info in datasets.DATASETS.values():
+        table.add_row(info.name, info.family, info.description, info.source)
+    stdout.print(table)
+    return 0
+
+
+# ----------------------------------------------------------------------------- entry points
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv``; return the exit code.
+
+    Usage errors are reported by Typer (exit code 2); poolwise's own errors for bad data
+    or options are caught here and printed as one line (exit code 2).
+    """
+    try:
+        app(args=argv, prog_name="poolwise", standalone_mode=True)
+    except SystemExit as done:
+        code = done.code
+        return code if isinstance(code, int) else (0 if code is None else 1)
+    except PoolwiseError as err:
+        stderr.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        return 2
+    return 0
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())

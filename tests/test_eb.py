@@ -1,0 +1,110 @@
+"""Empirical Bayes against the lecture's numbers and an independent SciPy optimisation."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import optimize, stats
+
+from poolwise import ConvergenceWarning, DataError, Model, datasets
+
+
+def test_moments_reproduce_the_lecture(rats):
+    """000_eaef46a3cde24800.txt: α = 1.3778, β = 8.7524; the 71st experiment → 0.2229."""
+    fit = Model().fit(rats, y="y", n="n", group="experiment", method="eb-moments")
+    assert fit.eb.alpha == pytest.approx(1.3777748, abs=5e-5)
+    assert fit.eb.beta == pytest.approx(8.7524354, abs=5e-5)
+    assert fit.predict_new_group(y=4, n=14).summary()["mean"] == pytest.approx(0.2228648, abs=5e-7)
+    # the posterior means of the lecture's shrinkage plot: (α + y) / (α + β + n)
+    table = fit.summary().query("param == 'theta'")
+    expected = (fit.eb.alpha + rats["y"]) / (fit.eb.alpha + fit.eb.beta + rats["n"])
+    np.testing.assert_allclose(table["mean"], expected, rtol=1e-12)
+
+
+def _scipy_type2(logpmf, y, n, start):
+    """Maximise Σ log p(y_j | α, β) over (log α, log β) with Nelder-Mead."""
+    def negative(x):
+        return -np.sum(logpmf(y, n, np.exp(x[0]), np.exp(x[1])))
+    result = optimize.minimize(negative, start, method="Nelder-Mead",
+                               options={"xatol": 1e-10, "fatol": 1e-12, "maxiter": 20_000})
+    return np.exp(result.x), result
+
+
+def test_ml_agrees_with_scipy_betabinom(rats):
+    fit = Model().fit(rats, y="y", n="n", group="experiment", method="eb-ml")
+    (alpha, beta), _ = _scipy_type2(lambda y, n, a, b: stats.betabinom.logpmf(y, n, a, b),
+                                    rats["y"].to_numpy(), rats["n"].to_numpy(), [0.0, 2.0])
+    assert fit.eb.alpha == pytest.approx(alpha, rel=1e-4)
+    assert fit.eb.beta == pytest.approx(beta, rel=1e-4)
+    assert not fit.eb.on_boundary
+
+
+def test_ml_standard_errors_match_an_independent_hessian(rats):
+    """Observed information is invariant: Cov(log α, log β) from SciPy's coordinates agrees."""
+    fit = Model().fit(rats, y="y", n="n", group="experiment", method="eb-ml")
+    y, n = rats["y"].to_numpy(), rats["n"].to_numpy()
+    x0 = np.log([fit.eb.alpha, fit.eb.beta])
+
+    def loglik(x):
+        return np.sum(stats.betabinom.logpmf(y, n, np.exp(x[0]), np.exp(x[1])))
+
+    h = 1e-4
+    hess = np.empty((2, 2))
+    for i in range(2):
+        for j in range(2):
+            ei, ej = np.eye(2)[i] * h, np.eye(2)[j] * h
+            hess[i, j] = (loglik(x0 + ei + ej) - loglik(x0 + ei - ej) - loglik(x0 - ei + ej)
+                          + loglik(x0 - ei - ej)) / (4 * h * h)
+    cov_log = np.linalg.inv(-hess)
+    se_alpha = fit.eb.alpha * np.sqrt(cov_log[0, 0])  # delta method
+    row = fit.summary().set_index("param").loc["alpha"]
+    # the summary's sd is simulated from the normal approximation in (u, v)
+    assert row["sd"] == pytest.approx(se_alpha, rel=0.1)
+
+
+def test_ml_gamma_poisson_agrees_with_scipy_nbinom():
+    rng = np.random.default_rng(5)
+    exposure = rng.uniform(200, 5000, 40)
+    y = rng.poisson(exposure * rng.gamma(4.0, 1 / 2000.0, 40))
+    table = pd.DataFrame({"g": np.arange(40), "y": y, "e": exposure})
+    fit = Model(family="gamma-poisson").fit(table, y="y", n="e", group="g", method="eb-ml")
+
+    def nb(y, e, a, b):  # NB with size a and success probability b / (b + e)
+        return stats.nbinom.logpmf(y, a, b / (b + e))
+
+    (alpha, beta), _ = _scipy_type2(nb, y, exposure, [1.0, 7.0])
+    assert fit.eb.alpha == pytest.approx(alpha, rel=1e-4)
+    assert fit.eb.beta == pytest.approx(beta, rel=1e-4)
+
+
+def test_ml_warns_when_the_population_variance_collapses():
+    table = pd.DataFrame({"g": list("abcdefghij"), "y": [5] * 10, "n": [50] * 10})
+    with pytest.warns(ConvergenceWarning, match="complete pooling"):
+        fit = Model().fit(table, y="y", n="n", group="g", method="eb-ml")
+    assert fit.eb.on_boundary
+    # every group's estimate is then the pooled rate
+    theta = fit.summary().query("param == 'theta'")
+    np.testing.assert_allclose(theta["mean"], 0.1, atol=1e-3)
+
+
+def test_moments_refuse_constant_rates():
+    table = pd.DataFrame({"g": list("abc"), "y": [0, 0, 0], "n": [5, 6, 7]})
+    with pytest.raises(DataError, match="vary"):
+        Model(prior="halfnormal(10)").fit(table, y="y", n="n", group="g", method="eb-moments")
+
+
+def test_eb_methods_only_for_partial_pooling(rats):
+    from poolwise import SpecificationError
+
+    with pytest.raises(SpecificationError, match="needs pooling partial"):
+        Model(pooling="none").fit(rats, y="y", n="n", method="eb-ml")
+
+
+def test_kidney_eb_ml_runs():
+    kidney = datasets.load("kidney")
+    fit = Model(family="gamma-poisson").fit(kidney, y="deaths", n="population",
+                                            group="Location", method="eb-ml")
+    mu = fit.eb.alpha / fit.eb.beta
+    pooled = kidney["deaths"].sum() / kidney["population"].sum()
+    assert mu == pytest.approx(pooled, rel=0.15)
