@@ -28,8 +28,8 @@ def brute_force_moments(y, n, prior_scale, size=1200):
     lb = np.linspace(-9.0, np.log(12 * prior_scale), size)
     LA, LB = np.meshgrid(la, lb, indexing="ij")
     A, B = np.exp(LA), np.exp(LB)
-    logp = (stats.halfnorm.logpdf(A, scale=prior_scale) + stats.halfnorm.logpdf(B, scale=prior_scale)
-            + LA + LB)  # Jacobian of (log α, log β)
+    prior = stats.halfnorm(scale=prior_scale)
+    logp = prior.logpdf(A) + prior.logpdf(B) + LA + LB  # + Jacobian of (log α, log β)
     for yj, nj in zip(y, n, strict=True):
         logp += stats.betabinom.logpmf(yj, nj, A, B)
     w = np.exp(logp - logsumexp(logp))

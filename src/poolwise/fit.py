@@ -179,10 +179,13 @@ class Fit:
             means, sds = flat.mean(axis=0), flat.std(axis=0, ddof=1)
             lowers, uppers = np.quantile(flat, [tail, 1 - tail], axis=0)
             diag_values = {k: np.asarray(v[name].values) for k, v in diag.items()}
-            labels = self.data.labels if grouped else [None]
+            labels = list(self.data.labels) if grouped else [None]
             for i, label in enumerate(labels):
-                pick = (lambda a, i=i: float(a[i])) if grouped else (
-                    lambda a: float(np.ravel(a)[0]))
+                index = i if grouped else 0
+
+                def pick(a: NDArray, index: int = index) -> float:
+                    return float(np.ravel(a)[index])
+
                 rows.append({
                     "param": str(name), "group": label,
                     "mean": pick(means), "sd": pick(sds),
@@ -254,11 +257,14 @@ class Fit:
             family.check_data(np.array([float(y)]), np.array([float(n)]), np.array(["new"]))
         rng = np.random.default_rng(self.config.seed + 1 if seed is None else seed)
         size = self.config.chains * self.config.draws
+        if y is not None:
+            assert n is not None  # checked above
+            y, n = float(y), float(n)
         hyper = self.hyperparameter_draws()
         if hyper is None:  # complete pooling: the new group shares the common θ
             theta = self.draws("theta")[..., 0].ravel()
             if y is not None:
-                log_w = family.log_likelihood(theta, float(y), float(n))
+                log_w = family.log_likelihood(theta, y, n)
                 theta, ess = theta[_resample(rng, log_w, size)], _kish(log_w)
             else:
                 ess = float(size)
@@ -266,12 +272,12 @@ class Fit:
         alpha, beta = (np.broadcast_to(h, size) if h.size == 1 else h for h in hyper)
         ess = float(size)
         if y is not None and self.eb is None and "alpha" in self.posterior:
-            log_w = family.log_marginal(alpha, beta, float(y), float(n))
+            log_w = family.log_marginal(alpha, beta, y, n)
             index = _resample(rng, log_w, size)
             alpha, beta, ess = alpha[index], beta[index], _kish(log_w)
-        if y is not None:
-            theta = family.sample_conditional(rng, alpha, beta, float(y), float(n))
-            fixed = family.conditional(hyper[0][0], hyper[1][0], float(y), float(n))
+        if y is not None and n is not None:
+            theta = family.sample_conditional(rng, alpha, beta, y, n)
+            fixed = family.conditional(hyper[0][0], hyper[1][0], y, n)
         else:
             theta = family.sample_population(rng, alpha, beta)
             fixed = family.population(hyper[0][0], hyper[1][0])
@@ -308,7 +314,8 @@ class Fit:
 
         mu = self.draws("mu").ravel()
         u = family.to_uv(self.draws("alpha").ravel(), self.draws("beta").ravel())[0]
-        grid = np.linspace(*np.quantile(u, [0.0005, 0.9995]), 2001)
+        low, high = np.quantile(u, [0.0005, 0.9995])
+        grid = np.linspace(float(low), float(high), 2001)
         mu_grid = family.population_mean(*family.from_uv(grid, np.zeros_like(grid)))
         density = gaussian_kde(u)(grid) / np.abs(np.gradient(mu_grid, grid))
         tail = (1 - ci_prob) / 2
@@ -380,7 +387,8 @@ def diagnostic_problems(fit: Fit) -> list[str]:
     worst_rhat = table["r_hat"].max()
     if worst_rhat > R_HAT_LIMIT:
         param = table.loc[table["r_hat"].idxmax()]
-        where = f"{param['param']}[{param['group']}]" if param["group"] else param["param"]
+        where = (f"{param['param']}[{param['group']}]" if pd.notna(param["group"])
+                 else param["param"])
         problems.append(
             f"R-hat is {worst_rhat:.3f} for {where} (> {R_HAT_LIMIT}): the chains disagree; "
             "run more warm-up and draws (--warmup, --draws) or use --method exact"
@@ -393,7 +401,7 @@ def diagnostic_problems(fit: Fit) -> list[str]:
             "estimates are noisy; run more draws (--draws) or use --method exact"
         )
     if "sample_stats" in fit.tree.children and "diverging" in fit.tree["sample_stats"]:
-        count = int(np.sum(fit.tree["sample_stats"]["diverging"].values))
+        count = int(np.sum(np.asarray(fit.tree["sample_stats"]["diverging"])))
         if count:
             problems.append(
                 f"{count} divergent transitions: the sampler could not follow the posterior; "

@@ -43,7 +43,7 @@ class BetaBinomial(RateFamily):
     def sample_population(
         self, rng: np.random.Generator, alpha: ArrayLike, beta: ArrayLike
     ) -> FloatArray:
-        return rng.beta(alpha, beta)
+        return rng.beta(np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float))
 
     def conjugate_update(
         self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike

@@ -44,7 +44,7 @@ class GammaPoisson(RateFamily):
     def sample_population(
         self, rng: np.random.Generator, alpha: ArrayLike, beta: ArrayLike
     ) -> FloatArray:
-        return rng.gamma(alpha, 1.0 / np.asarray(beta, dtype=float))
+        return rng.gamma(np.asarray(alpha, dtype=float), 1.0 / np.asarray(beta, dtype=float))
 
     def conjugate_update(
         self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike

@@ -48,7 +48,7 @@ def find_mode(
     covariance: NDArray[np.float64] | None
     try:
         np.linalg.cholesky(neg_hess)
-        covariance = np.linalg.inv(neg_hess)
+        covariance = np.asarray(np.linalg.inv(neg_hess), dtype=np.float64)
     except np.linalg.LinAlgError:
         covariance = None
     return Mode(point, -negative(point), covariance, (at_bound[0], at_bound[1]))

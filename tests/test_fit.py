@@ -1,0 +1,116 @@
+"""The Fit: summaries, predictions, diagnostics gate, save and load."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize, stats
+
+from poolwise import Fit, Model, SamplingWarning
+from poolwise.families import BetaBinomial
+from poolwise.fit import SUMMARY_COLUMNS, diagnostic_problems
+from poolwise.inference import Draws, SamplerConfig
+
+
+@pytest.fixture(scope="module")
+def rats_fit(rats):
+    return Model(prior="halfnormal(10)").fit(rats, y="y", n="n", group="experiment", seed=7)
+
+
+def test_summary_layout(rats_fit, rats):
+    table = rats_fit.summary()
+    assert list(table.columns) == SUMMARY_COLUMNS
+    assert table["param"].tolist()[:4] == ["alpha", "beta", "mu", "kappa"]
+    assert table.query("param == 'theta'")["group"].tolist() == rats["experiment"].astype(
+        str).tolist()
+    narrow, wide = rats_fit.summary(0.5), rats_fit.summary(0.99)
+    assert np.all(wide["upper"] - wide["lower"] > narrow["upper"] - narrow["lower"])
+    assert rats_fit.tree.attrs["prior"] == "alpha=halfnormal(10.0), beta=halfnormal(10.0)"
+    assert rats_fit.posterior["theta"].dims == ("chain", "draw", "group")
+
+
+def test_seed_fixes_the_draws(rats):
+    fit = Model().fit(rats, y="y", n="n", group="experiment", draws=100, seed=11)
+    again = Model().fit(rats, y="y", n="n", group="experiment", draws=100, seed=11)
+    other = Model().fit(rats, y="y", n="n", group="experiment", draws=100, seed=12)
+    np.testing.assert_array_equal(fit.draws("theta"), again.draws("theta"))
+    assert not np.array_equal(fit.draws("theta"), other.draws("theta"))
+
+
+def test_save_and_load_round_trip(rats_fit, tmp_path):
+    path = tmp_path / "fit.nc"
+    rats_fit.save(path)
+    loaded = Fit.load(path)
+    assert loaded.model.prior_spec() == rats_fit.model.prior_spec()
+    assert loaded.method == "exact" and loaded.config == rats_fit.config
+    np.testing.assert_array_equal(loaded.data.labels, rats_fit.data.labels)
+    np.testing.assert_allclose(loaded.summary()[["mean", "sd"]], rats_fit.summary()[["mean", "sd"]])
+
+
+def test_save_and_load_keep_empirical_bayes(rats, tmp_path):
+    fit = Model().fit(rats, y="y", n="n", group="experiment", method="eb-ml")
+    fit.save(tmp_path / "eb.nc")
+    loaded = Fit.load(tmp_path / "eb.nc")
+    assert (loaded.eb.alpha, loaded.eb.beta) == (fit.eb.alpha, fit.eb.beta)
+    np.testing.assert_allclose(loaded.eb.uv_covariance, fit.eb.uv_covariance)
+    assert loaded.predict_new_group(y=4, n=14).summary() == fit.predict_new_group(
+        y=4, n=14).summary()
+
+
+def test_brand_new_group_is_drawn_from_the_population(rats_fit):
+    new = rats_fit.predict_new_group(n=20)
+    assert new.y is not None and new.y.min() >= 0 and new.y.max() <= 20
+    mu = rats_fit.draws("mu").ravel()
+    # E[θ_new] = E[μ]; both averages use the same (α, β) draws, so compare with θ_new's MCSE
+    assert abs(new.theta.mean() - mu.mean()) < 4 * new.theta.std() / np.sqrt(new.theta.size)
+    assert abs(new.y.mean() / 20 - new.theta.mean()) < 4 * new.y.std() / 20 / np.sqrt(new.y.size)
+
+
+def _fit_from(alpha, beta, theta, method="exact", **stats_):
+    family = BetaBinomial()
+    model = Model(prior="halfnormal(10)")
+    from poolwise.data import GroupCounts
+
+    data = GroupCounts(np.array(["a", "b"]), np.array([3.0, 4.0]), np.array([10.0, 12.0]))
+    chains, draws = alpha.shape
+    config = SamplerConfig(draws=draws, chains=chains)
+    assert family.name == model.family.name
+    return Fit.from_draws(model, data, method, config, Draws(theta, alpha, beta, stats_),
+                          seconds=0.0)
+
+
+def test_population_map_is_the_mode_of_mu():
+    """u = logit μ ~ N(m, s): μ is logit-normal, whose mode we find by optimisation."""
+    rng = np.random.default_rng(0)
+    m, s = -1.2, 0.5
+    u = rng.normal(m, s, (4, 5000))
+    alpha, beta = BetaBinomial().from_uv(u, np.full_like(u, 2.0))
+    fit = _fit_from(alpha, beta, rng.uniform(0.1, 0.9, (4, 5000, 2)))
+
+    def negative_density(x):
+        return -stats.norm.logpdf(np.log(x / (1 - x)), m, s) + np.log(x * (1 - x))
+
+    mode = optimize.minimize_scalar(negative_density, bounds=(0.01, 0.99), method="bounded").x
+    assert fit.population_mean()["map"] == pytest.approx(mode, abs=0.01)
+    assert fit.population_mean()["map"] < fit.population_mean()["mean"]  # right skew
+
+
+def test_bad_chains_raise_sampling_warnings():
+    rng = np.random.default_rng(1)
+    alpha = rng.gamma(5, 1, (4, 300)) + np.arange(4)[:, None]  # chains disagree
+    beta = rng.gamma(20, 1, (4, 300))
+    theta = rng.beta(2, 5, (4, 300, 2))
+    diverging = np.zeros((4, 300), dtype=bool)
+    diverging[0, :3] = True
+    fit = _fit_from(alpha, beta, theta, method="nuts", diverging=diverging)
+    problems = diagnostic_problems(fit)
+    assert any("R-hat" in p for p in problems)
+    assert any("3 divergent transitions" in p for p in problems)
+    from poolwise.fit import check_diagnostics
+
+    with pytest.warns(SamplingWarning) as caught:
+        check_diagnostics(fit)
+    assert any("R-hat is" in str(w.message) and "alpha" in str(w.message) for w in caught)
+    assert not any("nan" in str(w.message) for w in caught)
+    # the same draws from an exact method are not Markov chains: no gate
+    assert diagnostic_problems(_fit_from(alpha, beta, theta)) == []
