@@ -1,0 +1,187 @@
+"""The command line: each subcommand end to end with tiny settings, and every bad input."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from poolwise.cli import main
+
+FAST = ["--draws", "100", "--chains", "2", "--quiet"]
+
+
+def run(args, capsys):
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_bundled_dataset_writes_everything(tmp_path, capsys):
+    out_dir = tmp_path / "out"
+    code, out, err = run(["fit", "rats", *FAST, "--out", str(out_dir)], capsys)
+    assert code == 0, err
+    assert "70 groups" in out and "new group (y = 4 of n = 14)" in out
+    assert "(α + β)^(-5/2)" in out  # the prior in use is shown
+    names = {p.name for p in out_dir.iterdir()}
+    assert {"summary.csv", "posterior.nc", "result.json", "shrinkage.png", "forest.png",
+            "trace.png", "new_group.png", "population_mean.png"} <= names
+    summary = pd.read_csv(out_dir / "summary.csv")
+    assert list(summary.columns)[:9] == ["param", "group", "mean", "sd", "lower", "upper",
+                                         "ess_bulk", "ess_tail", "r_hat"]
+
+
+def test_fit_json_has_the_stable_keys(capsys):
+    code, out, _ = run(["fit", "rats", "--method", "eb-moments", "--format", "json"], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert {"method", "prior", "hyperparameters", "summary", "new_group"} <= doc.keys()
+    assert doc["hyperparameters"]["alpha"]["estimate"] == pytest.approx(1.3778, abs=1e-4)
+    assert doc["new_group"]["mean"] == pytest.approx(0.2229, abs=1e-4)
+    row = doc["summary"][0]
+    assert list(row) == ["param", "group", "mean", "sd", "lower", "upper", "ess_bulk",
+                         "ess_tail", "r_hat"]
+    assert row["ess_bulk"] is None  # null where it does not apply
+
+
+def test_fit_own_csv_per_observation(tmp_path, capsys):
+    csv = tmp_path / "trials.csv"
+    pd.DataFrame({"clinic": list("aabbbccc"), "cured": [1, 0, 1, 1, 0, 0, 0, 1]}).to_csv(
+        csv, index=False)
+    code, out, err = run(["fit", str(csv), "--y", "cured", "--group", "clinic",
+                          "--prior", "halfnormal(10)", *FAST], capsys)
+    assert code == 0, err
+    assert "summed 8 rows into 3 groups" in out
+
+
+@pytest.mark.parametrize("pooling", ["none", "complete"])
+def test_fit_other_poolings(pooling, capsys):
+    code, out, err = run(["fit", "spacex", "--pooling", pooling, *FAST], capsys)
+    assert code == 0, err
+    assert "Beta(0.5, 0.5)" in out
+
+
+def test_fit_gamma_poisson_and_brand_new_group(capsys):
+    code, out, err = run(["fit", "kidney", "--method", "eb-ml", "--new-group-n", "10000",
+                          "--quiet"], capsys)
+    assert code == 0, err
+    assert "brand-new, size 10000" in out
+
+
+def test_compare_writes_the_table(tmp_path, capsys):
+    code, out, err = run(["compare", "spacex", *FAST, "--out", str(tmp_path / "c")], capsys)
+    assert code == 0, err
+    assert "elpd" in out
+    estimates = pd.read_csv(tmp_path / "c" / "estimates.csv")
+    assert {"none_mean", "complete_mean", "partial_mean"} <= set(estimates.columns)
+    assert (tmp_path / "c" / "forest.png").exists()
+
+
+def test_compare_json(capsys):
+    code, out, _ = run(["compare", "rats", "--format", "json", *FAST], capsys)
+    assert code == 0
+    doc = json.loads(out)
+    assert [r["pooling"] for r in doc["predictive"]] != []
+
+
+def test_datasets_lists_sources(capsys):
+    code, out, _ = run(["datasets"], capsys)
+    assert code == 0
+    assert "rats" in out and "kidney" in out and "Tarone" in out
+
+
+def test_console_script_help_is_quick_and_light():
+    """`poolwise --help` must not import JAX or matplotlib."""
+    code = ("import sys; from poolwise.cli import main; rc = main(['--help']); "
+            "assert 'jax' not in sys.modules and 'matplotlib' not in sys.modules; sys.exit(rc)")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=False)
+    assert result.returncode == 0, result.stderr
+    assert "fit" in result.stdout
+
+
+@pytest.fixture
+def bad_csvs(tmp_path) -> dict[str, Path]:
+    tables = {
+        "negative": "g,y,n\na,1,5\nb,-2,5\n",
+        "y_over_n": "g,y,n\na,1,5\nb,7,5\n",
+        "text": "g,y,n\na,1,5\nb,two,5\n",
+        "fraction": "g,y,n\na,1.5,5\nb,2,5\n",
+        "nan": "g,y,n\na,1,5\nb,,5\n",
+        "single": "g,y,n\na,1,5\n",
+        "zeros": "g,y,n\na,0,5\nb,0,6\n",
+        "empty": "",
+        "ok": "g,y,n\na,1,5\nb,2,6\nc,0,4\n",
+    }
+    paths = {}
+    for name, text in tables.items():
+        paths[name] = tmp_path / f"{name}.csv"
+        paths[name].write_text(text)
+    return paths
+
+
+@pytest.mark.parametrize(
+    ("case", "extra", "message"),
+    [
+        ("ok", ["--y", "k"], "column 'k' not found"),
+        ("ok", ["--y", "yy"], "did you mean 'y'"),
+        ("negative", [], "row 2.*≥ 0"),
+        ("y_over_n", [], "y = 7.*out of n = 5"),
+        ("text", [], "row 2.*'two'"),
+        ("fraction", [], "whole numbers"),
+        ("nan", [], "missing"),
+        ("single", [], "at least 2 groups"),
+        ("zeros", [], "every group has y = 0"),
+        ("empty", [], "empty"),
+        ("ok", ["--family", "normal"], "valid families"),
+        ("ok", ["--method", "mcmc"], "valid methods: exact"),
+        ("ok", ["--prior", "halfnormal(-3)"], "must be > 0"),
+        ("ok", ["--prior", "student(3)"], "valid: halfnormal"),
+        ("ok", ["--pooling", "full"], "valid pooling levels"),
+        ("ok", ["--method", "gibbs", "--pooling", "none"], "needs pooling partial"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line(case, extra, message, bad_csvs, tmp_path, capsys):
+    args = ["fit", str(bad_csvs[case]), "--y", "y", "--n", "n", "--group", "g", *extra,
+            "--out", str(tmp_path / "never"), "--quiet"]
+    code, out, err = run(args, capsys)
+    assert code == 2
+    import re
+
+    assert re.search(message, err), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "never").exists()  # no partial output
+
+
+def test_unknown_dataset_lists_the_bundled_ones(capsys):
+    code, _, err = run(["fit", "ratz"], capsys)
+    assert code == 2 and "bundled datasets: rats, spacex, kidney" in err
+
+
+def test_missing_file(capsys, tmp_path):
+    code, _, err = run(["fit", str(tmp_path / "nope.csv"), "--y", "y"], capsys)
+    assert code == 2 and "file not found" in err
+
+
+def test_existing_output_is_not_overwritten(tmp_path, capsys):
+    out_dir = tmp_path / "mine"
+    out_dir.mkdir()
+    (out_dir / "notes.txt").write_text("keep me")
+    code, _, err = run(["fit", "spacex", *FAST, "--out", str(out_dir)], capsys)
+    assert code == 2 and "--force" in err
+    assert [p.name for p in out_dir.iterdir()] == ["notes.txt"]
+    code, _, err = run(["fit", "spacex", *FAST, "--out", str(out_dir), "--force"], capsys)
+    assert code == 0, err
+    assert (out_dir / "notes.txt").read_text() == "keep me"
+    assert (out_dir / "summary.csv").exists()
+
+
+def test_usage_errors_exit_2(capsys):
+    code, _, err = run(["fit", "rats", "--draws", "many"], capsys)
+    assert code == 2
+    code, _, err = run(["fit", "rats", "--draws", "0"], capsys)
+    assert code == 2 and "draws must be an integer ≥ 1" in err
