@@ -148,7 +148,7 @@ def bad_csvs(tmp_path) -> dict[str, Path]:
 def test_bad_input_exits_2_with_one_line(case, extra, message, bad_csvs, tmp_path, capsys):
     args = ["fit", str(bad_csvs[case]), "--y", "y", "--n", "n", "--group", "g", *extra,
             "--out", str(tmp_path / "never"), "--quiet"]
-    code, out, err = run(args, capsys)
+    code, _out, err = run(args, capsys)
     assert code == 2
     import re
 

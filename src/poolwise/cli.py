@@ -169,9 +169,6 @@ def output_directory(out: Path | None, force: bool) -> Iterator[Path | None]:
 
 def save_figure(figure: Any, path: Path) -> None:
     figure.savefig(path, dpi=120, bbox_inches="tight")
-    import matplotlib.pyplot as plt
-
-    plt.close(figure)
 
 
 @contextmanager

@@ -1,0 +1,52 @@
+"""Plots of a fit, each in two steps: a function that computes what to draw, then a draw.
+
+The ``*_data`` functions return DataFrames or small dataclasses and need no screen or
+matplotlib; the ``plot_*`` functions draw them and return a
+:class:`matplotlib.figure.Figure` (never shown; save it with ``fig.savefig``).
+matplotlib is imported only when a figure is drawn, so ``import poolwise.plots`` is light.
+
+>>> from poolwise import Model, datasets, plots
+>>> rats = datasets.load("rats").query("historical == 1")
+>>> fit = Model().fit(rats, y="y", n="n", group="experiment", method="eb-moments")
+>>> table = plots.shrinkage_data(fit)
+>>> bool(table["shrinkage"].between(0, 1).all())
+True
+"""
+
+from poolwise.plots.forest import forest_data, plot_forest, select_groups
+from poolwise.plots.posterior import (
+    NewGroupData,
+    PopulationMeanData,
+    new_group_data,
+    plot_new_group,
+    plot_population_mean,
+    population_mean_data,
+)
+from poolwise.plots.shrinkage import (
+    ShrinkageArrows,
+    plot_shrinkage,
+    plot_shrinkage_arrows,
+    shrinkage_arrows_data,
+    shrinkage_data,
+)
+from poolwise.plots.trace import TraceData, plot_trace, trace_data
+
+__all__ = [
+    "NewGroupData",
+    "PopulationMeanData",
+    "ShrinkageArrows",
+    "TraceData",
+    "forest_data",
+    "new_group_data",
+    "plot_forest",
+    "plot_new_group",
+    "plot_population_mean",
+    "plot_shrinkage",
+    "plot_shrinkage_arrows",
+    "plot_trace",
+    "population_mean_data",
+    "select_groups",
+    "shrinkage_arrows_data",
+    "shrinkage_data",
+    "trace_data",
+]

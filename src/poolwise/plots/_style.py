@@ -1,0 +1,188 @@
+"""The look shared by the poolwise plots, and small helpers used by several of them.
+
+matplotlib is imported inside the functions, so importing :mod:`poolwise.plots` stays light.
+Figures are made with :class:`matplotlib.figure.Figure` directly, not through pyplot, so
+nothing is registered with a GUI backend and no global figure state is touched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from poolwise.exceptions import SpecificationError
+from poolwise.fit import Fit
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+#: Okabe–Ito colours, distinguishable under the common colour-vision deficiencies
+BLUE, ORANGE, GREEN, VERMILLION = "#0072B2", "#E69F00", "#009E73", "#D55E00"
+PURPLE, SKY, GREY = "#CC79A7", "#56B4E9", "#555555"
+PALETTE = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, "#000000", "#F0E442")
+#: fixed colours per pooling level, so the same level looks the same in every figure
+POOLING_COLOURS = {"none": ORANGE, "complete": GREEN, "partial": BLUE}
+
+#: matplotlib settings applied while a figure is built
+STYLE: dict[str, Any] = {
+    "font.size": 11,
+    "axes.titlesize": 12,
+    "axes.labelsize": 11,
+    "xtick.labelsize": 10,
+    "ytick.labelsize": 10,
+    "legend.fontsize": 9,
+    "legend.title_fontsize": 9,
+    "figure.titlesize": 13,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "grid.linewidth": 0.6,
+    # rates such as 1e-4 deaths per person get a ×10⁻⁴ offset, not six decimals
+    "axes.formatter.limits": (-3, 4),
+    "axes.formatter.use_mathtext": True,
+}
+
+
+@contextmanager
+def style() -> Iterator[None]:
+    """Apply :data:`STYLE` while the artists of a figure are created."""
+    import matplotlib as mpl
+
+    with mpl.rc_context(STYLE):  # type: ignore[arg-type]
+        yield
+
+
+def new_figure(
+    nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float], **kwargs: Any
+) -> tuple[Figure, np.ndarray]:
+    """A constrained-layout figure and its axes as a 2-D array."""
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=figsize, layout="constrained")
+    axes = fig.subplots(nrows, ncols, squeeze=False, **kwargs)
+    return fig, axes
+
+
+def figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    """The given axes and the figure that holds them, or a new figure with one axes."""
+    if ax is None:
+        fig, axes = new_figure(figsize=figsize)
+        return fig, axes[0, 0]
+    root = ax.get_figure(root=True)
+    if root is None:
+        raise TypeError("ax must belong to a figure")
+    return root, ax
+
+
+def check_fit(fit: Any, name: str = "fit") -> Fit:
+    if not isinstance(fit, Fit):
+        raise TypeError(f"{name} must be a poolwise Fit, not {type(fit).__name__}")
+    return fit
+
+
+def describe(fit: Fit) -> str:
+    """"partial pooling, exact" — what produced the estimates, for subtitles."""
+    return f"{fit.model.pooling} pooling, {fit.method}"
+
+
+def format_count(value: float) -> str:
+    """A group size for labels: 20, 12.5, 1,234 (sizes of 100 or more are rounded)."""
+    value = float(value)
+    if value >= 100 or value == round(value):
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+_SUPERSCRIPT = str.maketrans("-0123456789", "⁻⁰¹²³⁴⁵⁶⁷⁸⁹")
+
+
+def format_value(value: float, digits: int = 3) -> str:
+    """A rate for labels: 0.143, 12.5, or 1.04×10⁻⁴ for very small or large values."""
+    value = float(value)
+    if not np.isfinite(value):
+        return str(value)
+    if value == 0 or 1e-3 <= abs(value) < 1e5:
+        return f"{value:.{digits}g}"
+    exponent = int(np.floor(np.log10(abs(value))))
+    mantissa = value / 10.0**exponent
+    return f"{mantissa:.{digits - 1}f}×10{str(exponent).translate(_SUPERSCRIPT)}"
+
+
+def percent(ci_prob: float) -> str:
+    return f"{100 * ci_prob:g}%"
+
+
+def theta_table(fit: Fit, ci_prob: float) -> pd.DataFrame:
+    """Posterior mean and interval of θ for every group, in the data's order.
+
+    Under complete pooling the one shared θ is repeated for each group. The numbers are
+    those of :meth:`Fit.summary`; for draws they are computed here without the summary's
+    convergence diagnostics, which take seconds for thousands of groups.
+    """
+    labels = fit.data.labels
+    if fit.eb is None:
+        if not 0 < ci_prob < 1:
+            raise SpecificationError(
+                f"the interval level must be between 0 and 1, got {ci_prob!r}")
+        tail = (1 - ci_prob) / 2
+        draws = fit.draws("theta")
+        flat = draws.reshape(-1, draws.shape[-1])
+        if fit.model.pooling == "complete":
+            flat = np.repeat(flat[:, :1], labels.size, axis=1)
+        lower, upper = np.quantile(flat, [tail, 1 - tail], axis=0)
+        return pd.DataFrame({"group": labels, "mean": flat.mean(axis=0),
+                             "lower": lower, "upper": upper})
+    table = fit.summary(ci_prob)
+    theta = table[table["param"] == "theta"]
+    if fit.model.pooling == "complete":
+        row = theta.iloc[0]
+        values = {k: np.full(labels.size, float(row[k])) for k in ("mean", "lower", "upper")}
+        return pd.DataFrame({"group": labels, **values})
+    theta = theta.set_index("group").reindex(labels)
+    return pd.DataFrame({
+        "group": labels,
+        "mean": theta["mean"].to_numpy(dtype=float),
+        "lower": theta["lower"].to_numpy(dtype=float),
+        "upper": theta["upper"].to_numpy(dtype=float),
+    })
+
+
+def target_name(fit: Fit) -> str:
+    """What :func:`pooling_target` is called in legends."""
+    return "population mean μ" if fit.model.pooling == "partial" else "pooled estimate θ"
+
+
+def pooling_target(fit: Fit) -> tuple[float, str] | None:
+    """The value estimates are pulled towards, and its name; None under no pooling.
+
+    Partial pooling: the population mean μ. Complete pooling: the one shared θ.
+    """
+    if fit.model.pooling == "partial":
+        return float(fit.population_mean()["mean"]), target_name(fit)
+    if fit.model.pooling == "complete":
+        return float(np.mean(fit.draws("theta")[..., 0])), target_name(fit)
+    return None
+
+
+__all__ = [
+    "PALETTE",
+    "POOLING_COLOURS",
+    "STYLE",
+    "check_fit",
+    "describe",
+    "figure_and_axes",
+    "format_count",
+    "format_value",
+    "new_figure",
+    "percent",
+    "pooling_target",
+    "style",
+    "target_name",
+    "theta_table",
+]

@@ -1,0 +1,218 @@
+"""Forest plot: per-group posterior intervals of θ, for one fit or several side by side."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from poolwise.exceptions import SpecificationError
+from poolwise.fit import Fit
+from poolwise.plots._style import (
+    PALETTE,
+    POOLING_COLOURS,
+    check_fit,
+    format_count,
+    format_value,
+    new_figure,
+    percent,
+    pooling_target,
+    style,
+    theta_table,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+
+def _as_fits(fits: Fit | Mapping[str, Fit]) -> dict[str, Fit]:
+    if isinstance(fits, Fit):
+        return {f"{fits.model.pooling} pooling": fits}
+    if not isinstance(fits, Mapping):
+        raise TypeError(
+            f"fits must be a Fit or a dict {{label: Fit}}, not {type(fits).__name__}"
+        )
+    if not fits:
+        raise SpecificationError("fits is empty: give at least one Fit")
+    out = {str(label): check_fit(fit, f"fits[{label!r}]") for label, fit in fits.items()}
+    first_label, first = next(iter(out.items()))
+    for label, fit in out.items():
+        if not np.array_equal(fit.data.labels, first.data.labels):
+            raise SpecificationError(
+                f"the fits must share their groups: {label!r} has {fit.data.n_groups} "
+                f"groups that differ from the {first.data.n_groups} of {first_label!r}"
+            )
+    return out
+
+
+def select_groups(
+    fit: Fit, groups: Sequence[str] | None = None, max_groups: int = 40
+) -> tuple[np.ndarray, str]:
+    """Indices of the groups a forest plot shows, and a note saying which they are.
+
+    All groups when there are at most ``max_groups``; otherwise ``max_groups`` groups
+    evenly spaced through the order of the observed rates (the extremes included), shown
+    in that order. ``groups`` names them explicitly, in the order given.
+    """
+    data = fit.data
+    labels = np.asarray(data.labels).astype(str)
+    if groups is not None:
+        if isinstance(groups, str):
+            groups = [groups]
+        where = {label: i for i, label in enumerate(labels)}
+        missing = [g for g in groups if str(g) not in where]
+        if missing:
+            shown = ", ".join(repr(s) for s in labels[:8])
+            more = "" if labels.size <= 8 else f", … ({labels.size} in all)"
+            raise SpecificationError(
+                f"unknown group(s) {', '.join(repr(g) for g in missing)}; "
+                f"the groups are {shown}{more}"
+            )
+        if not groups:
+            raise SpecificationError("groups is empty: name at least one group")
+        return np.array([where[str(g)] for g in groups]), f"{len(groups)} chosen groups"
+    if not isinstance(max_groups, (int, np.integer)) or max_groups < 1:
+        raise SpecificationError(f"max_groups must be an integer ≥ 1, got {max_groups!r}")
+    if labels.size <= max_groups:
+        return np.arange(labels.size), f"all {labels.size} groups"
+    raw = fit.model.family.raw_rate(data.y, data.n)
+    order = np.lexsort((data.n, raw))  # by raw rate, ties by size
+    picks = np.unique(np.round(np.linspace(0, labels.size - 1, max_groups)).astype(int))
+    return order[picks], (f"{picks.size} of {labels.size:,} groups, "
+                          "evenly spaced by observed rate")
+
+
+def forest_data(
+    fits: Fit | Mapping[str, Fit],
+    *,
+    ci_prob: float = 0.95,
+    groups: Sequence[str] | None = None,
+    max_groups: int = 40,
+) -> pd.DataFrame:
+    """Posterior intervals of θ per group and fit, for :func:`plot_forest`.
+
+    Parameters
+    ----------
+    fits
+        One :class:`~poolwise.fit.Fit`, or a dict ``{label: Fit}`` of fits to the same
+        groups (e.g. ``{"none": ..., "complete": ..., "partial": ...}``).
+    ci_prob
+        Probability of the equal-tailed intervals.
+    groups
+        Labels of the groups to show, in order; default all, or ``max_groups`` of them
+        evenly spaced by observed rate when there are more.
+    max_groups
+        Most groups shown when ``groups`` is not given.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per (fit, group) with columns ``model`` (the label), ``row`` (0 at the top),
+        ``group``, ``n``, ``raw`` (y/n), ``mean``, ``lower``, ``upper``. A complete-pooling
+        fit has its one shared interval repeated for each group.
+    """
+    named = _as_fits(fits)
+    first = next(iter(named.values()))
+    index, _ = select_groups(first, groups, max_groups)
+    data = first.data
+    raw = first.model.family.raw_rate(data.y, data.n)
+    parts = []
+    for label, fit in named.items():
+        table = theta_table(fit, ci_prob).iloc[index].reset_index(drop=True)
+        parts.append(pd.DataFrame({
+            "model": label,
+            "row": np.arange(index.size),
+            "group": table["group"].to_numpy(),
+            "n": data.n[index],
+            "raw": raw[index],
+            "mean": table["mean"].to_numpy(),
+            "lower": table["lower"].to_numpy(),
+            "upper": table["upper"].to_numpy(),
+        }))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _colours(named: Mapping[str, Fit]) -> dict[str, str]:
+    """One colour per fit: the pooling level's colour while those are distinct."""
+    poolings = [fit.model.pooling for fit in named.values()]
+    if len(set(poolings)) == len(poolings):
+        return {label: POOLING_COLOURS[fit.model.pooling] for label, fit in named.items()}
+    return {label: PALETTE[i % len(PALETTE)] for i, label in enumerate(named)}
+
+
+def plot_forest(
+    fits: Fit | Mapping[str, Fit],
+    *,
+    ci_prob: float = 0.95,
+    groups: Sequence[str] | None = None,
+    max_groups: int = 40,
+) -> Figure:
+    """Per-group posterior intervals of θ, one row per group, fits side by side.
+
+    Each fit gets its own colour and a small vertical offset within each row; the raw
+    rate y/n of each group is marked with a black ×, and the population mean of each
+    partial-pooling fit with a dotted vertical line in its colour.
+
+    Parameters
+    ----------
+    fits
+        One :class:`~poolwise.fit.Fit`, or a dict ``{label: Fit}`` of fits to the same
+        groups, such as the three pooling levels.
+    ci_prob
+        Probability of the equal-tailed intervals, default 0.95.
+    groups
+        Labels of the groups to show; see :func:`forest_data`.
+    max_groups
+        Most groups shown when ``groups`` is not given (the title says which are shown).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+        The figure holding the plot.
+    """
+    named = _as_fits(fits)
+    first = next(iter(named.values()))
+    _, note = select_groups(first, groups, max_groups)
+    table = forest_data(named, ci_prob=ci_prob, groups=groups, max_groups=max_groups)
+    colours = _colours(named)
+    count = int(table["row"].max()) + 1
+    k = len(named)
+    offsets = np.linspace(-0.22, 0.22, k) if k > 1 else np.zeros(1)
+    row_height = 0.2 + 0.05 * k
+    with style():
+        fig, axes = new_figure(figsize=(7.5, min(2.2 + row_height * count, 30.0)))
+        ax = axes[0, 0]
+        handles: list = []
+        lines: list = []
+        for (label, fit), offset in zip(named.items(), offsets, strict=True):
+            part = table[table["model"] == label]
+            y = part["row"].to_numpy() + offset
+            colour = colours[label]
+            ax.hlines(y, part["lower"], part["upper"], color=colour, lw=1.8, alpha=0.9)
+            handles.append(ax.plot(part["mean"], y, "o", color=colour, ms=4.5, label=label)[0])
+            target = pooling_target(fit) if fit.model.pooling == "partial" else None
+            if target is not None:
+                lines.append(ax.axvline(target[0], color=colour, ls=":", lw=1.2,
+                                        label=f"{label}: {target[1]} = {format_value(target[0])}"))
+        rows = table.drop_duplicates("row")
+        handles += ax.plot(rows["raw"], rows["row"], "x", color="black", ms=6, mew=1.4,
+                           label="observed y / n", zorder=4)
+        size = first.model.family.size_label
+        ticks = [f"{g}  ({format_count(n)})" for g, n in zip(rows["group"], rows["n"],
+                                                             strict=True)]
+        ax.set_yticks(rows["row"], ticks, fontsize=10 if count <= 30 else 8)
+        ax.set_ylim(count - 0.5, -0.5)
+        ax.grid(False, axis="y")
+        ax.set_ylabel(f"{first.data.group_name}  ({size} n)")
+        ax.set_xlabel(first.model.family.theta_label)
+        methods = sorted({fit.method for fit in named.values()})
+        ax.set_title(f"{percent(ci_prob)} posterior intervals of θ by {first.data.group_name}\n"
+                     f"{note}; method {', '.join(methods)}")
+        fig.legend(handles=handles + lines, loc="outside lower center",
+                   ncol=min(len(handles) + len(lines), 5), frameon=False)
+    return fig
+
+
+__all__ = ["forest_data", "plot_forest", "select_groups"]
