@@ -16,7 +16,7 @@ demo: $(STAMP)
 	$(BIN)/poolwise fit rats --out demo-output --force
 
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench examples
+	$(BIN)/ruff check .
 	$(BIN)/mypy src
 	$(BIN)/python -m pytest -q
 
