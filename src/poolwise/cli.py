@@ -34,6 +34,8 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stdout = Console()
+if not stdout.is_terminal:  # piped or captured: no terminal to fit, keep tables whole
+    stdout = Console(width=120)
 stderr = Console(stderr=True)
 
 FORMATS = ("table", "json")
@@ -198,6 +200,11 @@ def _fmt(value: Any, digits: int = 4) -> str:
     return str(value)
 
 
+def _fmt_count(value: Any) -> str:
+    return _fmt(value) if not isinstance(value, float) or not math.isfinite(value) else (
+        f"{value:.0f}")
+
+
 def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: float) -> None:
     data = fit.data
     stdout.print(
@@ -208,8 +215,9 @@ def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: floa
     for note in data.notes:
         stdout.print(f"note: {note}", markup=False, highlight=False)
     level = f"{100 * ci_prob:g}%"
-    table = Table(show_edge=False, header_style="bold")
-    columns = ["param", "group", "mean", "sd", f"{level} lower", f"{level} upper"]
+    table = Table(show_edge=False, header_style="bold", title=f"{level} equal-tailed intervals",
+                  title_justify="left", pad_edge=False)
+    columns = ["param", "group", "mean", "sd", "lower", "upper"]
     with_diag = summary["ess_bulk"].notna().any()
     if with_diag:
         columns += ["ess_bulk", "ess_tail", "r_hat"]
@@ -220,9 +228,18 @@ def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: floa
         cells = [row["param"], _fmt(row["group"]), _fmt(row["mean"]), _fmt(row["sd"]),
                  _fmt(row["lower"]), _fmt(row["upper"])]
         if with_diag:
-            cells += [_fmt(row["ess_bulk"], 4), _fmt(row["ess_tail"], 4), _fmt(row["r_hat"], 4)]
+            cells += [_fmt_count(row["ess_bulk"]), _fmt_count(row["ess_tail"]),
+                      "—" if not math.isfinite(row["r_hat"]) else f"{row['r_hat']:.3f}"]
         table.add_row(*cells)
     stdout.print(table)
+    if fit.eb is not None:
+        stdout.print(
+            f"hyperparameter rows: {fit.eb.method} point estimates"
+            + (", with standard errors and intervals from the normal approximation"
+               if fit.eb.uv_covariance is not None else " (no standard errors)")
+            + "; θ rows: posterior given the estimates, which ignores their uncertainty",
+            markup=False, highlight=False,
+        )
     if len(summary) > len(shown):
         stdout.print(f"… {len(summary) - len(shown)} more rows (all in summary.csv with --out)")
 
