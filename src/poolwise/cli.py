@@ -269,7 +269,9 @@ def fit_command(
     new_group = _new_group_request(source, new_group_y, new_group_n)
     model = Model(family=source.family, pooling=pooling, prior=prior)
     with output_directory(out, force) as staging, collected_warnings() as caught:
-        with progress(f"fitting {source.name} with {method}…", quiet or output_format == "json"):
+        # nuts draws its own progress bar; the others get a spinner
+        with progress(f"fitting {source.name} with {method}…",
+                      quiet or output_format == "json" or method == "nuts"):
             fit = model.fit(source.table, y=source.y, n=source.n, group=source.group,
                             method=method, draws=draws, chains=chains, warmup=warmup, seed=seed,
                             progress=not quiet and output_format == "table")
