@@ -103,3 +103,20 @@ def test_moments_estimate_inverts_the_population_moments():
     alpha, beta = GP.moments_estimate(rng.gamma(3.0, 1 / 200.0, 400_000))
     assert alpha == pytest.approx(3.0, rel=0.03)
     assert beta == pytest.approx(200.0, rel=0.03)
+
+
+@pytest.mark.parametrize("family", [BB, GP])
+def test_total_is_the_weighted_sum_of_marginals(family):
+    """The rearranged sums (over distinct counts) equal the plain weighted sum."""
+    rng = np.random.default_rng(3)
+    y = rng.poisson(3.0, 50).astype(float)
+    n = y + rng.integers(0, 30, 50) if family is BB else rng.uniform(10, 1e5, 50)
+    w = rng.integers(1, 4, 50).astype(float)
+    alpha = np.array([[0.4, 3.0], [50.0, 2e6]])
+    beta = np.array([[100.0, 5e3], [1e4, 1e8]]) if family is GP else np.array([[2.0, 0.1],
+                                                                               [7e5, 3.0]])
+    expected = (w * family.log_marginal(alpha[..., None], beta[..., None], y, n)).sum(-1)
+    np.testing.assert_allclose(family.log_marginal_total(alpha, beta, y, n, w), expected,
+                               rtol=1e-10)
+    got_jax = family.log_marginal_total(alpha, beta, y, n, w, jax_ops())
+    np.testing.assert_allclose(np.asarray(got_jax), expected, rtol=1e-10)

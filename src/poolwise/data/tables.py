@@ -38,9 +38,9 @@ class GroupCounts:
         The marginal likelihood depends on the data only through these, so a million
         groups with small counts reduce to a few thousand terms.
         """
-        pairs = np.stack([self.y, self.n], axis=1)
-        unique, counts = np.unique(pairs, axis=0, return_counts=True)
-        return unique[:, 0], unique[:, 1], counts.astype(float)
+        counts = pd.DataFrame({"y": self.y, "n": self.n}).value_counts(sort=False)
+        y, n = (counts.index.get_level_values(k).to_numpy(dtype=float) for k in ("y", "n"))
+        return y, n, counts.to_numpy(dtype=float)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({self.group_name: self.labels, "y": self.y, "n": self.n})

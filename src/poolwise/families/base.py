@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from poolwise._ops import NUMPY_OPS, Ops
+from poolwise._ops import NUMPY_OPS, Ops, log_rising
 
 FloatArray = NDArray[np.float64]
 
@@ -134,13 +134,22 @@ class RateFamily(ABC):
     ) -> FloatArray:
         """Draw θ ~ Pop(α, β), broadcasting."""
 
+    @abstractmethod
     def log_marginal_total(
         self, alpha: Any, beta: Any, y: Any, n: Any, weights: Any, ops: Ops = NUMPY_OPS
     ) -> Any:
-        """Σ_j w_j log p(y_j | α, β), summing over the last axis."""
-        return (weights * self.log_marginal(alpha[..., None], beta[..., None], y, n, ops)).sum(
-            axis=-1
-        )
+        """Σ_j w_j log p(y_j | α, β) for α, β of any shape (...), the data concrete arrays."""
 
 
-__all__ = ["FloatArray", "RateFamily"]
+def weighted_log_rising(a: Any, values: NDArray, weights: NDArray, ops: Ops) -> Any:
+    """Σ_j w_j [lnΓ(a + x_j) − lnΓ(a)], summed over the distinct x_j (counts repeat a lot).
+
+    ``a`` has any shape (...); the result has that shape. ``values`` and ``weights`` must be
+    concrete arrays (they are data), while ``a`` may be a JAX tracer.
+    """
+    distinct, which = np.unique(np.asarray(values, dtype=float), return_inverse=True)
+    totals = np.bincount(which.ravel(), weights=np.asarray(weights, dtype=float))
+    return log_rising(a[..., None], distinct, ops) @ totals
+
+
+__all__ = ["FloatArray", "RateFamily", "weighted_log_rising"]

@@ -10,11 +10,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy import special, stats
 
 from poolwise._ops import NUMPY_OPS, Ops, log_rising, log_sigmoid
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.families.base import FloatArray, RateFamily
+from poolwise.families.base import FloatArray, RateFamily, weighted_log_rising
 
 
 class BetaBinomial(RateFamily):
@@ -64,6 +64,22 @@ class BetaBinomial(RateFamily):
             + log_rising(alpha, y, ops)
             + log_rising(beta, n - y, ops)
             - log_rising(alpha + beta, n, ops)
+        )
+
+    def log_marginal_total(
+        self, alpha: Any, beta: Any, y: Any, n: Any, weights: Any, ops: Ops = NUMPY_OPS
+    ) -> Any:
+        """Σ_j w_j log p(y_j | α, β), each rising factorial summed over distinct counts.
+
+        Equal to summing :meth:`log_marginal` (tested); the data must be concrete arrays.
+        """
+        y, n, weights = (np.asarray(a, dtype=float) for a in (y, n, weights))
+        log_choose = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
+        return (
+            weighted_log_rising(alpha, y, weights, ops)
+            + weighted_log_rising(beta, n - y, weights, ops)
+            - weighted_log_rising(alpha + beta, n, weights, ops)
+            + float(np.sum(weights * log_choose))
         )
 
     def population_stats(self, theta: NDArray, axis: int = -1) -> tuple[Any, Any, Any]:

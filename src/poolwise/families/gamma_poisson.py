@@ -11,11 +11,11 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
+from scipy import special, stats
 
 from poolwise._ops import NUMPY_OPS, Ops, log_rising
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.families.base import FloatArray, RateFamily
+from poolwise.families.base import FloatArray, RateFamily, weighted_log_rising
 
 
 class GammaPoisson(RateFamily):
@@ -44,7 +44,7 @@ class GammaPoisson(RateFamily):
     def sample_population(
         self, rng: np.random.Generator, alpha: ArrayLike, beta: ArrayLike
     ) -> FloatArray:
-        return rng.gamma(np.asarray(alpha, dtype=float), 1.0 / np.asarray(beta, dtype=float))
+        return rng.standard_gamma(np.asarray(alpha, dtype=float)) / np.asarray(beta, dtype=float)
 
     def conjugate_update(
         self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike
@@ -63,6 +63,29 @@ class GammaPoisson(RateFamily):
             - alpha * ops.log1p(n / beta)
             + ops.xlogy(y, n)
             - y * ops.log(beta + n)
+        )
+
+    def log_marginal_total(
+        self, alpha: Any, beta: Any, y: Any, n: Any, weights: Any, ops: Ops = NUMPY_OPS
+    ) -> Any:
+        """Σ_j w_j log p(y_j | α, β), rearranged so that it costs one log1p per group.
+
+        Σ_j w_j [lnΓ(α + y_j) − lnΓ(α)] is summed over the distinct counts k with weights
+        c_k = Σ_{y_j = k} w_j (counts are few, groups may be many), and the rest is
+        −α Σ_j w_j L_j − Σ_j w_j y_j L_j − log β Σ_j w_j y_j + Σ_j w_j (y_j log E_j − ln y_j!)
+        with L_j = log1p(E_j / β). Equal to summing :meth:`log_marginal` (tested).
+        The data (y, n, weights) must be concrete arrays; α and β may be JAX tracers.
+        """
+        y, n, weights = (np.asarray(a, dtype=float) for a in (y, n, weights))
+        wy = weights * y
+        constant = float(np.sum(weights * (special.xlogy(y, n) - special.gammaln(y + 1))))
+        log1p_ratio = ops.log1p(n / beta[..., None])
+        return (
+            weighted_log_rising(alpha, y, weights, ops)
+            - alpha * (log1p_ratio @ weights)
+            - log1p_ratio @ wy
+            - ops.log(beta) * float(wy.sum())
+            + constant
         )
 
     def population_stats(self, theta: NDArray, axis: int = -1) -> tuple[Any, Any, Any]:

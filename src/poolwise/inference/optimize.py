@@ -35,9 +35,11 @@ def find_mode(
 
     best = optimize.minimize(negative, np.asarray(start, dtype=float), method="L-BFGS-B",
                              bounds=bounds)
-    # polish with Nelder-Mead, which is robust to the finite-difference gradient's noise
+    # polish with Nelder-Mead, which is robust to the finite-difference gradient's noise;
+    # the tolerance on f is relative, as sums over a million groups are large numbers
     polished = optimize.minimize(negative, best.x, method="Nelder-Mead",
-                                 options={"xatol": 1e-7, "fatol": 1e-10, "maxiter": 2000})
+                                 options={"xatol": 1e-6, "fatol": 1e-12 * max(1.0, abs(best.fun)),
+                                          "maxiter": 1000})
     point = polished.x if polished.fun <= best.fun else best.x
     point = np.clip(point, [b[0] for b in bounds], [b[1] for b in bounds])
     at_bound = tuple(
