@@ -245,9 +245,12 @@ def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: floa
 
 
 # ----------------------------------------------------------------------------- commands
-def _check_choice(name: str, value: str, valid: tuple[str, ...]) -> None:
-    if value not in valid:
-        raise SpecificationError(f"unknown {name} {value!r}; valid: {', '.join(valid)}")
+def _check_output_options(output_format: str, ci: float) -> None:
+    if output_format not in FORMATS:
+        raise SpecificationError(
+            f"unknown format {output_format!r}; valid: {', '.join(FORMATS)}")
+    if not 0 < ci < 1:
+        raise SpecificationError(f"--ci must be between 0 and 1, got {ci}")
 
 
 @app.command("fit")
@@ -262,9 +265,7 @@ def fit_command(
     """Fit one model and print its summary; with --out also write CSV, NetCDF and plots."""
     from poolwise.model import Model
 
-    _check_choice("format", output_format, FORMATS)
-    if not 0 < ci < 1:
-        raise SpecificationError(f"--ci must be between 0 and 1, got {ci}")
+    _check_output_options(output_format, ci)
     source = load_source(data, family, y, n, group)
     new_group = _new_group_request(source, new_group_y, new_group_n)
     model = Model(family=source.family, pooling=pooling, prior=prior)
@@ -367,9 +368,7 @@ def compare_command(
     """Fit no, complete and partial pooling and show them side by side."""
     from poolwise.compare import compare
 
-    _check_choice("format", output_format, FORMATS)
-    if not 0 < ci < 1:
-        raise SpecificationError(f"--ci must be between 0 and 1, got {ci}")
+    _check_output_options(output_format, ci)
     source = load_source(data, family, y, n, group)
     with output_directory(out, force) as staging, collected_warnings() as caught:
         with progress(f"fitting three pooling levels of {source.name}…",
