@@ -142,7 +142,14 @@ def fit_document(fit: Any, summary: pd.DataFrame, new_group: dict[str, float] | 
         "notes": list(fit.data.notes),
         "warnings": caught,
         "seed": fit.config.seed,
+        "sampler": _clean(sampler_report(fit)),
     }
+
+
+def sampler_report(fit: Any) -> dict[str, Any]:
+    """What a Markov chain method reports about itself: acceptance rates, divergences."""
+    keys = ("acceptance_alpha", "acceptance_beta", "divergences")
+    return {k: fit.info[k] for k in keys if k in fit.info} | {"seconds": fit.info.get("seconds")}
 
 
 @contextmanager
@@ -232,6 +239,13 @@ def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: floa
                       "—" if not math.isfinite(row["r_hat"]) else f"{row['r_hat']:.3f}"]
         table.add_row(*cells)
     stdout.print(table)
+    report = sampler_report(fit)
+    if "acceptance_alpha" in report:
+        rates = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(
+            report["acceptance_alpha"], report["acceptance_beta"], strict=True))
+        stdout.print(f"Metropolis acceptance after warm-up, α/β per chain: {rates}")
+    if "divergences" in report:
+        stdout.print(f"divergent transitions: {report['divergences']}")
     if fit.eb is not None:
         stdout.print(
             f"hyperparameter rows: {fit.eb.method} point estimates"
