@@ -69,7 +69,15 @@ def test_fit_gamma_poisson_and_brand_new_group(capsys):
     code, out, err = run(["fit", "kidney", "--method", "eb-ml", "--new-group-n", "10000",
                           "--quiet"], capsys)
     assert code == 0, err
-    assert "brand-new, size 10000" in out
+    assert "brand-new, size 10000" in out and "predicted y mean" in out
+    # empirical Bayes uses no hyperprior, and says so
+    assert "estimated by eb-ml; no hyperprior is used" in out
+
+
+def test_compare_warns_when_loo_is_unreliable(capsys):
+    code, _, err = run(["compare", "spacex", *FAST], capsys)
+    assert code == 0
+    assert "PSIS-LOO is unreliable for no pooling" in " ".join(err.split())
 
 
 def test_compare_writes_the_table(tmp_path, capsys):

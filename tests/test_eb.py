@@ -89,9 +89,26 @@ def test_ml_warns_when_the_population_variance_collapses():
 
 
 def test_moments_refuse_constant_rates():
-    table = pd.DataFrame({"g": list("abc"), "y": [0, 0, 0], "n": [5, 6, 7]})
+    """Equal rates (up to rounding: np.var of equal floats can be 1e-34) have no estimate."""
+    table = pd.DataFrame({"g": list("abc"), "y": [2, 2, 2], "n": [20, 20, 20]})
     with pytest.raises(DataError, match="vary"):
-        Model(prior="halfnormal(10)").fit(table, y="y", n="n", group="g", method="eb-moments")
+        Model().fit(table, y="y", n="n", group="g", method="eb-moments")
+
+
+@pytest.mark.parametrize("method", ["eb-moments", "eb-ml"])
+def test_eb_refuses_all_zero_counts(method):
+    table = pd.DataFrame({"g": list("abc"), "y": [0, 0, 0], "n": [5, 6, 7]})
+    with pytest.raises(DataError, match="every group has y = 0"):
+        Model(prior="halfnormal(10)").fit(table, y="y", n="n", group="g", method=method)
+
+
+def test_ml_boundary_does_not_overflow():
+    """Three identical groups: the maximum is at infinite concentration, found cleanly."""
+    table = pd.DataFrame({"g": list("abc"), "y": [2, 2, 2], "n": [20, 20, 20]})
+    with pytest.warns(ConvergenceWarning, match="runs to infinity"):
+        fit = Model().fit(table, y="y", n="n", group="g", method="eb-ml")
+    assert np.isfinite(fit.eb.alpha) and fit.eb.alpha / (fit.eb.alpha + fit.eb.beta) == (
+        pytest.approx(0.1, rel=1e-3))
 
 
 def test_eb_methods_only_for_partial_pooling(rats):

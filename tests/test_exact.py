@@ -13,7 +13,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 from poolwise import Model, datasets
-from poolwise.exceptions import ImproperPosteriorError
+from poolwise.exceptions import ImproperPosteriorError, PosteriorWarning
 
 Z = 4.0
 
@@ -140,8 +140,16 @@ def test_homogeneous_data_give_a_long_but_proper_tail():
     import pandas as pd
 
     table = pd.DataFrame({"g": list("abcdefghij"), "y": [5] * 10, "n": [50] * 10})
-    fit = Model().fit(table, y="y", n="n", group="g", draws=500)
+    # p(v) ∝ e^(-v/2) far out: the (α+β)^(-5/2) prior times a flat likelihood, so
+    # E[α + β] is infinite and the fit must say so
+    with pytest.warns(PosteriorWarning, match=r"exp\(−0\.5"):
+        fit = Model().fit(table, y="y", n="n", group="g", draws=500)
     assert fit.summary().set_index("param").loc["mu", "mean"] == pytest.approx(0.1, abs=0.02)
+
+
+def test_heterogeneous_data_have_no_heavy_tail(rats):
+    """The rats' κ posterior decays fast: no warning (the suite turns warnings into errors)."""
+    Model().fit(rats, y="y", n="n", group="experiment", draws=100)
 
 
 def test_improper_posterior_is_refused():

@@ -14,6 +14,7 @@ from poolwise.exceptions import (
     DataError,
     ImproperPosteriorError,
     PoolwiseError,
+    PosteriorWarning,
     SamplingWarning,
     SpecificationError,
 )
@@ -29,6 +30,7 @@ __all__ = [
     "Model",
     "NewGroup",
     "PoolwiseError",
+    "PosteriorWarning",
     "SamplingWarning",
     "SpecificationError",
     "__version__",

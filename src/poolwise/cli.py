@@ -25,6 +25,7 @@ from rich.table import Table
 
 from poolwise import datasets
 from poolwise.exceptions import PoolwiseError, SpecificationError
+from poolwise.model import POOLING_PHRASES
 
 app = typer.Typer(
     name="poolwise",
@@ -62,8 +63,10 @@ Out = Annotated[Path | None, typer.Option("--out", help="Directory for summary, 
 Force = Annotated[bool, typer.Option("--force", help="Write into an --out that has files.")]
 Format = Annotated[str, typer.Option("--format", help="table or json.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
-NewY = Annotated[float | None, typer.Option("--new-group-y", help="Successes in a new group.")]
-NewN = Annotated[float | None, typer.Option("--new-group-n", help="Size of a new group.")]
+NewY = Annotated[float | None, typer.Option("--new-group-y",
+                                            help="Count (successes, events) in a new group.")]
+NewN = Annotated[float | None, typer.Option("--new-group-n",
+                                            help="Trials or exposure of a new group.")]
 
 
 @dataclass(frozen=True)
@@ -135,7 +138,7 @@ def fit_document(fit: Any, summary: pd.DataFrame, new_group: dict[str, float] | 
         "family": fit.model.family.name,
         "pooling": fit.model.pooling,
         "method": fit.method,
-        "prior": fit.model.describe_prior(),
+        "prior": fit.describe_prior(),
         "hyperparameters": hyper,
         "summary": summary_records(summary),
         "new_group": _clean(new_group),
@@ -215,10 +218,11 @@ def _fmt_count(value: Any) -> str:
 def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: float) -> None:
     data = fit.data
     stdout.print(
-        f"[bold]{source.name}[/bold]: {fit.model.family.name}, {fit.model.pooling} pooling, "
-        f"method [bold]{fit.method}[/bold], {data.n_groups} groups by {data.group_name!r}"
+        f"[bold]{source.name}[/bold]: {fit.model.family.name}, "
+        f"{POOLING_PHRASES[fit.model.pooling]}, method [bold]{fit.method}[/bold], "
+        f"{data.n_groups} groups by {data.group_name!r}"
     )
-    stdout.print(f"prior: {fit.model.describe_prior()}", markup=False, highlight=False)
+    stdout.print(f"prior: {fit.describe_prior()}", markup=False, highlight=False)
     for note in data.notes:
         stdout.print(f"note: {note}", markup=False, highlight=False)
     level = f"{100 * ci_prob:g}%"
@@ -289,7 +293,8 @@ def fit_command(
                       quiet or output_format == "json" or method == "nuts"):
             fit = model.fit(source.table, y=source.y, n=source.n, group=source.group,
                             method=method, draws=draws, chains=chains, warmup=warmup, seed=seed,
-                            progress=not quiet and output_format == "table")
+                            progress=not quiet and output_format == "table"
+                            and stderr.is_terminal)
         # ArviZ diagnostics cost ~3 ms a group; exact draws are independent by construction
         summary = fit.summary(ci, diagnostics=fit.is_mcmc or fit.data.n_groups <= 1000)
         new_summary = None
@@ -310,7 +315,10 @@ def fit_command(
             stdout.print(
                 f"new group ({label}): θ mean {new_summary['mean']:.4g}, sd "
                 f"{new_summary['sd']:.4g}, {100 * ci:g}% interval "
-                f"[{new_summary['lower']:.4g}, {new_summary['upper']:.4g}]",
+                f"[{new_summary['lower']:.4g}, {new_summary['upper']:.4g}]"
+                + (f"; predicted y mean {new_summary['y_mean']:.4g}, {100 * ci:g}% interval "
+                   f"[{new_summary['y_lower']:.4g}, {new_summary['y_upper']:.4g}]"
+                   if "y_mean" in new_summary else ""),
                 markup=False, highlight=False,
             )
         if out is not None:
@@ -338,8 +346,14 @@ def print_population(fit: Any, ci: float) -> None:
     if fit.model.pooling != "partial":
         return
     pop = fit.population_mean(ci)
-    if not math.isfinite(pop["sd"]):
+    if fit.eb is not None and not math.isfinite(pop["sd"]):
         line = f"population mean μ: {pop['mean']:.4g} (empirical-Bayes point estimate)"
+    elif fit.eb is not None:
+        line = (
+            f"population mean μ: estimate {pop['mean']:.4g} (standard error {pop['sd']:.4g}, "
+            f"{100 * ci:g}% interval [{pop['lower']:.4g}, {pop['upper']:.4g}] from the "
+            "normal approximation)"
+        )
     else:
         line = (
             f"population mean μ: {pop['mean']:.4g} (sd {pop['sd']:.4g}, MAP {pop['map']:.4g}, "
@@ -399,10 +413,18 @@ def compare_command(
             estimates.to_csv(staging / "estimates.csv", index=False)
             predictive.to_csv(staging / "predictive.csv", index=False)
             save_figure(plots.plot_forest(comparison.fits, ci_prob=ci), staging / "forest.png")
+    for row in predictive.to_dict("records"):
+        if row["n_bad_k"]:
+            caught.append(
+                f"PSIS-LOO is unreliable for {POOLING_PHRASES[row['pooling']]}: "
+                f"{row['n_bad_k']} group(s) with Pareto k > 0.7 (largest "
+                f"{row['pareto_k_max']:.2f}); each group weighs heavily on its own θ, so "
+                "read these elpd values as rough"
+            )
     if output_format == "json":
         stdout.print_json(json.dumps(_clean({
             "family": source.family, "method": method,
-            "priors": {p: f.model.describe_prior() for p, f in comparison.fits.items()},
+            "priors": {p: f.describe_prior() for p, f in comparison.fits.items()},
             "estimates": estimates.to_dict("records"),
             "predictive": predictive.to_dict("records"),
             "warnings": caught,
@@ -411,13 +433,18 @@ def compare_command(
         stdout.print(f"[bold]{source.name}[/bold]: no, complete and partial pooling "
                      f"({source.family}; partial by {method})")
         for pooling, fit in comparison.fits.items():
-            stdout.print(f"  {pooling}: {fit.model.describe_prior()}")
-        table = Table(show_edge=False, header_style="bold")
-        for column in estimates.columns:
+            stdout.print(f"  {pooling}: {fit.describe_prior()}", markup=False, highlight=False)
+        table = Table(show_edge=False, header_style="bold",
+                      title=f"posterior means and {100 * ci:g}% intervals of θ",
+                      title_justify="left")
+        for column in ("group", "y", "n", "raw", *comparison.fits):
             table.add_column(column, justify="left" if column == "group" else "right")
         for row in estimates.head(MAX_TABLE_ROWS).to_dict("records"):
-            table.add_row(*(_fmt(v) for v in row.values()))
-        stdout.print(table)
+            cells = [str(row["group"]), _fmt(row["y"]), _fmt(row["n"]), _fmt(row["raw"], 3)]
+            cells += [f"{row[f'{p}_mean']:.3g} [{row[f'{p}_lower']:.3g}, "
+                      f"{row[f'{p}_upper']:.3g}]" for p in comparison.fits]
+            table.add_row(*cells)
+        stdout.print(table, markup=False)
         if len(estimates) > MAX_TABLE_ROWS:
             stdout.print(f"… {len(estimates) - MAX_TABLE_ROWS} more groups "
                          "(all in estimates.csv with --out)")

@@ -11,6 +11,7 @@ __all__ = [
     "DataError",
     "ImproperPosteriorError",
     "PoolwiseError",
+    "PosteriorWarning",
     "SamplingWarning",
     "SpecificationError",
 ]
@@ -34,6 +35,10 @@ class ImproperPosteriorError(PoolwiseError, ValueError):
 
 class SamplingWarning(UserWarning):
     """Markov chain diagnostics failed: R-hat, effective sample size or divergences."""
+
+
+class PosteriorWarning(UserWarning):
+    """A property of the posterior that a table of means hides (e.g. a mean that is infinite)."""
 
 
 class ConvergenceWarning(UserWarning):

@@ -18,7 +18,7 @@ from poolwise._version import __version__
 from poolwise.data.tables import GroupCounts
 from poolwise.exceptions import SamplingWarning, SpecificationError
 from poolwise.inference.base import Draws, EBEstimate, SamplerConfig
-from poolwise.model import Model
+from poolwise.model import POOLING_PHRASES, Model
 
 #: columns of :meth:`Fit.summary`, in order; other tools read these names
 SUMMARY_COLUMNS = ["param", "group", "mean", "sd", "lower", "upper",
@@ -121,7 +121,7 @@ class Fit:
             "family": family.name,
             "pooling": model.pooling,
             "prior": model.prior_spec(),
-            "prior_description": model.describe_prior(),
+            "prior_description": model.describe_prior(method),
             "method": method,
             "seed": config.seed,
             "draws": config.draws,
@@ -151,6 +151,10 @@ class Fit:
             valid = ", ".join(str(v) for v in self.posterior.data_vars)
             raise SpecificationError(f"no variable {name!r} in the posterior; it has {valid}")
         return np.asarray(self.posterior[name].values)
+
+    def describe_prior(self) -> str:
+        """The prior as this fit used it (empirical Bayes uses no hyperprior)."""
+        return self.model.describe_prior(self.method)
 
     @property
     def is_mcmc(self) -> bool:
@@ -256,6 +260,8 @@ class Fit:
             if value is not None and (not np.isfinite(value) or value < 0):
                 raise SpecificationError(f"new group {name} must be a number ≥ 0, got {value!r}")
         if y is not None and n is not None:
+            if y != round(y):
+                raise SpecificationError(f"new group y must be a whole number, got {y!r}")
             family.check_data(np.array([float(y)]), np.array([float(n)]), np.array(["new"]))
         rng = np.random.default_rng(self.config.seed + 1 if seed is None else seed)
         size = self.config.chains * self.config.draws
@@ -309,7 +315,7 @@ class Fit:
                     "upper": float(row["upper"]), "map": value}
         if "mu" not in self.posterior:
             raise SpecificationError(
-                f"{self.model.pooling} pooling has no population distribution; "
+                f"{POOLING_PHRASES[self.model.pooling]} has no population distribution; "
                 "fit with pooling 'partial'"
             )
         from scipy.stats import gaussian_kde
@@ -407,7 +413,7 @@ def diagnostic_problems(fit: Fit) -> list[str]:
         if count:
             problems.append(
                 f"{count} divergent transitions: the sampler could not follow the posterior; "
-                "the draws may be biased. Raise target_accept or use --method exact"
+                "the draws may be biased. Run a longer warm-up (--warmup) or use --method exact"
             )
     return problems
 

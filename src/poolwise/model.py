@@ -19,6 +19,9 @@ if TYPE_CHECKING:
 
 Pooling = Literal["none", "complete", "partial"]
 POOLINGS: tuple[str, ...] = ("none", "complete", "partial")
+#: how each pooling level reads in a sentence
+POOLING_PHRASES = {"none": "no pooling", "complete": "complete pooling",
+                   "partial": "partial pooling"}
 
 
 class Model:
@@ -68,14 +71,20 @@ class Model:
             self.theta_prior = parse_theta_prior(None, self.family)
         else:
             if isinstance(prior, HyperPrior):
-                raise SpecificationError(f"{pooling} pooling takes a fixed prior for θ")
+                raise SpecificationError(f"{POOLING_PHRASES[pooling]} takes a fixed prior for θ")
             self.hyperprior = None
             self.theta_prior = parse_theta_prior(prior, self.family)
 
-    def describe_prior(self) -> str:
-        """The prior in words and symbols, as shown to the user."""
+    def describe_prior(self, method: str | None = None) -> str:
+        """The prior in words and symbols, as shown to the user.
+
+        With an empirical-Bayes ``method`` the hyperprior is not used, and it says so.
+        """
         if self.hyperprior is not None:
             population = "Beta" if self.family.name == "beta-binomial" else "Gamma"
+            if method is not None and method.startswith("eb-"):
+                return (f"θ_j ~ {population}(α, β) with (α, β) estimated by {method}; "
+                        "no hyperprior is used")
             return f"θ_j ~ {population}(α, β);  {self.hyperprior.describe(self.family)}"
         scope = "each θ_j" if self.pooling == "none" else "one θ shared by all groups:"
         return f"{scope} {self.theta_prior.describe(self.family).removeprefix('θ ~ ')}"

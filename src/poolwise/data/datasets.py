@@ -64,7 +64,7 @@ DATASETS: dict[str, Dataset] = {
         Dataset(
             name="kidney",
             filename="kidney_cancer_us_counties.csv",
-            description="US kidney-cancer deaths 1980-89 in 3,110 counties, with population",
+            description="US kidney-cancer deaths 1980-89: 3,110 rows, 3,109 counties",
             source="BDA3 section 2.7; cleaned by R. Ryder (robinryder/BDA-kidney, MIT)",
             family="gamma-poisson",
             y="deaths",

@@ -68,6 +68,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
         raise DataError(f"cannot read {path}: {first}") from None
     if table.empty:
         raise DataError(f"{path} has a header but no data rows")
+    if table.shape[1] == 1 and any(sep in str(table.columns[0]) for sep in ";|\t"):
+        raise DataError(
+            f"{path} has a single column {str(table.columns[0])!r}: is it separated by "
+            "something other than commas? Save it as comma-separated CSV (or .tsv for tabs)"
+        )
     return table
 
 
@@ -94,14 +99,14 @@ def _numeric(series: pd.Series, role: str, *, integer: bool) -> NDArray[np.float
     if bad.size:
         i = bad[0]
         raise DataError(
-            f"row {i + 1}: {role} column {series.name!r} has {series.iloc[i]!r}, "
+            f"row {i + 1}: {role} column {series.name!r} has {str(series.iloc[i])!r}, "
             "which is not a finite number"
         )
     negative = np.flatnonzero(values < 0)
     if negative.size:
         i = negative[0]
         raise DataError(
-            f"row {i + 1}: {role} column {series.name!r} has {values[i]:g}; counts must be ≥ 0"
+            f"row {i + 1}: {role} column {series.name!r} has {values[i]:g}; it must be ≥ 0"
         )
     if integer:
         fractional = np.flatnonzero(values != np.round(values))
@@ -187,7 +192,7 @@ def group_counts(
     if np.any(empty & (y_g > 0)):
         j = np.flatnonzero(empty & (y_g > 0))[0]
         raise DataError(
-            f"group {labels[j]!r} has y = {y_g[j]:g} but {family.size_label} 0; "
+            f"group {str(labels[j])!r} has y = {y_g[j]:g} but {family.size_label} 0; "
             f"{family.size_label} must be > 0 where there are counts"
         )
     if np.any(empty):

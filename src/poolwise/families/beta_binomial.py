@@ -127,10 +127,11 @@ class BetaBinomial(RateFamily):
         overstates V; ``eb-ml`` does not.
         """
         mean, var = float(np.mean(rates)), float(np.var(rates))
-        if var <= 0 or not 0 < mean < 1:
+        if var <= 1e-12 * mean * (1.0 - mean) or not 0 < mean < 1:
             raise DataError(
                 "the method of moments needs rates that vary and are not all 0 or all 1 "
-                f"(mean {mean:.4g}, variance {var:.4g}); use --method exact or eb-ml"
+                f"(mean {mean:.4g}, variance {var:.4g}); the estimate would be complete "
+                "pooling. Use --method exact, which keeps the uncertainty"
             )
         total = mean * (1.0 - mean) / var - 1.0
         if total <= 0:
@@ -151,13 +152,13 @@ class BetaBinomial(RateFamily):
         if bad.size:
             j = bad[0]
             raise DataError(
-                f"group {labels[j]!r} has y = {y[j]:g} successes out of n = {n[j]:g} trials; "
+                f"group {str(labels[j])!r} has y = {y[j]:g} successes out of n = {n[j]:g} trials; "
                 "y must be between 0 and n"
             )
         nonint = np.flatnonzero(n != np.round(n))
         if nonint.size:
             j = nonint[0]
             raise DataError(
-                f"group {labels[j]!r} has n = {n[j]:g} trials; trials must be whole numbers"
+                f"group {str(labels[j])!r} has n = {n[j]:g} trials; trials must be whole numbers"
             )
 

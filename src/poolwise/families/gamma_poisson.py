@@ -132,10 +132,11 @@ class GammaPoisson(RateFamily):
         overstates the population variance; ``eb-ml`` does not.
         """
         mean, var = float(np.mean(rates)), float(np.var(rates))
-        if var <= 0 or mean <= 0:
+        if var <= 1e-12 * mean**2 or mean <= 0:
             raise DataError(
                 "the method of moments needs rates that vary and are not all zero "
-                f"(mean {mean:.4g}, variance {var:.4g}); use --method exact or eb-ml"
+                f"(mean {mean:.4g}, variance {var:.4g}); the estimate would be complete "
+                "pooling. Use --method exact, which keeps the uncertainty"
             )
         return mean**2 / var, mean / var
 
@@ -151,4 +152,4 @@ class GammaPoisson(RateFamily):
         bad = np.flatnonzero(~(n > 0))
         if bad.size:
             j = bad[0]
-            raise DataError(f"group {labels[j]!r} has exposure {n[j]:g}; exposure must be > 0")
+            raise DataError(f"group {str(labels[j])!r} has exposure {n[j]:g}; exposure must be > 0")

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from poolwise.exceptions import ConvergenceWarning, DataError
+from poolwise.families.base import RateFamily
 from poolwise.inference.base import Draws, EBEstimate, SamplerConfig, hyper_log_posterior
 from poolwise.inference.exact import starting_point
 from poolwise.inference.optimize import find_mode
@@ -27,39 +28,24 @@ V_REACH = 25.0
 
 
 def estimate_moments(model: Model, data: GroupCounts) -> EBEstimate:
+    _require_events(model.family, data)
     alpha, beta = model.family.moments_estimate(model.family.raw_rate(data.y, data.n))
     return EBEstimate("eb-moments", alpha, beta)
 
 
 def estimate_ml(model: Model, data: GroupCounts) -> EBEstimate:
     family = model.family
+    _require_events(family, data)
     y, n, w = data.compressed()
     log_lik = hyper_log_posterior(family, None, y, n, w)
     start = starting_point(model, data)
-    try:
-        moments = estimate_moments(model, data)
-        start = np.array(family.to_uv(moments.alpha, moments.beta), dtype=float)
-    except DataError:
-        pass
     bounds = ((start[0] - 40.0, start[0] + 40.0), (start[1] - V_REACH, start[1] + V_REACH))
     mode = find_mode(log_lik, start, bounds)
-    alpha, beta = family.from_uv(mode.point[0], mode.point[1])
     on_boundary = any(mode.at_bound) or mode.covariance is None
     if on_boundary:
-        direction = "infinite" if mode.point[1] > start[1] else "zero"
-        warnings.warn(
-            f"the type-II likelihood is maximised on a boundary: the concentration "
-            f"{family.uv_names[1]} runs to {direction} "
-            + (
-                "(the population variance collapses to zero), so empirical Bayes equals "
-                "complete pooling; use --method exact for a posterior that keeps the "
-                "uncertainty"
-                if direction == "infinite"
-                else "(the groups look unrelated); use --method exact"
-            ),
-            ConvergenceWarning,
-            stacklevel=3,
-        )
+        warnings.warn(_boundary_message(family, mode.point, start, mode.at_bound),
+                      ConvergenceWarning, stacklevel=3)
+    alpha, beta = family.from_uv(mode.point[0], mode.point[1])
     return EBEstimate(
         "eb-ml",
         float(alpha),
@@ -68,6 +54,34 @@ def estimate_ml(model: Model, data: GroupCounts) -> EBEstimate:
         on_boundary=on_boundary,
         log_marginal_likelihood=mode.value,
     )
+
+
+def _require_events(family: RateFamily, data: GroupCounts) -> None:
+    """Type-II ML has no maximum when every count is 0 (or, for binomials, every y = n)."""
+    if np.all(data.y == 0) or (family.name == "beta-binomial" and np.all(data.y == data.n)):
+        which = "0" if np.all(data.y == 0) else "n"
+        raise DataError(
+            f"every group has y = {which}, so the type-II likelihood is largest at a population "
+            "mean on the edge of its range and empirical Bayes has no estimate; use "
+            "--method exact with a proper hyperprior such as 'halfnormal(10)'"
+        )
+
+
+def _boundary_message(family: RateFamily, point: np.ndarray, start: np.ndarray,
+                      at_bound: tuple[bool, bool]) -> str:
+    head = "the type-II likelihood is maximised on a boundary: "
+    if at_bound[1] and point[1] > start[1]:
+        return (head + f"{family.uv_names[1]} runs to infinity (the population variance "
+                "collapses to zero), so empirical Bayes equals complete pooling; use "
+                "--method exact for a posterior that keeps the uncertainty")
+    if at_bound[1]:
+        return (head + f"{family.uv_names[1]} runs to minus infinity (the groups look "
+                "unrelated), so empirical Bayes equals no pooling; use --method exact")
+    if at_bound[0]:
+        return (head + f"{family.uv_names[0]} runs off to an edge of its range; "
+                "use --method exact with a proper hyperprior")
+    return ("the type-II likelihood is flat around its maximum, so the estimates have no "
+            "standard errors; use --method exact")
 
 
 def _eb_draws(model: Model, data: GroupCounts, config: SamplerConfig, eb: EBEstimate) -> Draws:

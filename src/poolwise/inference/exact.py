@@ -8,16 +8,22 @@ No or complete pooling: the posterior is conjugate and drawn directly.
 
 from __future__ import annotations
 
+import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
+from poolwise.exceptions import PosteriorWarning
 from poolwise.inference.base import Draws, SamplerConfig, hyper_log_posterior
 from poolwise.inference.quadrature import build_grid
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
     from poolwise.model import Model
+
+
+#: below this tail exponent of p(v), E[e^v] is infinite or barely finite (needs > 1)
+HEAVY_TAIL_EXPONENT = 1.1
 
 
 def starting_point(model: Model, data: GroupCounts) -> np.ndarray:
@@ -51,6 +57,16 @@ def sample_exact(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
     y, n, w = data.compressed()
     log_density = hyper_log_posterior(family, model.hyperprior, y, n, w)
     grid = build_grid(log_density, starting_point(model, data), names=family.uv_names)
+    exponent = grid.upper_tail_exponent()
+    if exponent is not None and exponent < HEAVY_TAIL_EXPONENT:
+        warnings.warn(
+            f"the posterior of {family.uv_names[1]} has a heavy upper tail (density "
+            f"∝ exp(−{exponent:.2f} v)), so the concentration and α, β have no finite "
+            "posterior mean or sd: read their medians and intervals, not their means. "
+            "The data are consistent with complete pooling",
+            PosteriorWarning,
+            stacklevel=3,
+        )
     u, v = grid.sample(rng, total)
     alpha, beta = family.from_uv(u, v)
     theta = family.sample_conditional(rng, alpha[:, None], beta[:, None], data.y, data.n)

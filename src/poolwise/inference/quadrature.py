@@ -49,6 +49,22 @@ class HyperGrid:
         v = self.v[iv] + dv * (rng.random(size) - 0.5)
         return u, v
 
+    def upper_tail_exponent(self) -> float | None:
+        """c in p(v) ∝ e^(−c v) over the upper tail of the marginal of v, if the grid shows one.
+
+        Fitted by least squares where the marginal density is between 1e-9 and 1e-3 of its
+        peak, above the peak. The concentration κ = e^v then has density ∝ κ^(−c−1), so
+        its mean is finite only when c > 1.
+        """
+        marginal = self.probabilities.sum(axis=0)
+        peak = int(np.argmax(marginal))
+        relative = marginal[peak:] / marginal[peak]
+        tail = (relative > 1e-9) & (relative < 1e-3)
+        if tail.sum() < 5:
+            return None
+        slope = np.polyfit(self.v[peak:][tail], np.log(relative[tail]), 1)[0]
+        return float(-slope)
+
     def expectation(self, values: NDArray) -> float:
         """∫ f(u, v) p(u, v | y) by the midpoint rule, given f at the grid nodes."""
         return float(np.sum(self.probabilities * values))

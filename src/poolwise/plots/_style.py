@@ -16,6 +16,7 @@ import pandas as pd
 
 from poolwise.exceptions import SpecificationError
 from poolwise.fit import Fit
+from poolwise.model import POOLING_PHRASES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -88,7 +89,7 @@ def check_fit(fit: Any, name: str = "fit") -> Fit:
 
 def describe(fit: Fit) -> str:
     """"partial pooling, exact" — what produced the estimates, for subtitles."""
-    return f"{fit.model.pooling} pooling, {fit.method}"
+    return f"{POOLING_PHRASES[fit.model.pooling]}, {fit.method}"
 
 
 def format_count(value: float) -> str:

@@ -10,6 +10,7 @@ import pandas as pd
 
 from poolwise.exceptions import SpecificationError
 from poolwise.fit import Fit
+from poolwise.model import POOLING_PHRASES
 from poolwise.plots._style import (
     PALETTE,
     POOLING_COLOURS,
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
 def _as_fits(fits: Fit | Mapping[str, Fit]) -> dict[str, Fit]:
     if isinstance(fits, Fit):
-        return {f"{fits.model.pooling} pooling": fits}
+        return {POOLING_PHRASES[fits.model.pooling]: fits}
     if not isinstance(fits, Mapping):
         raise TypeError(
             f"fits must be a Fit or a dict {{label: Fit}}, not {type(fits).__name__}"

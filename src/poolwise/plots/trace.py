@@ -216,7 +216,7 @@ def plot_trace(
             fig.legend(handles, labels, loc="outside lower center",
                        ncol=min(data.chains, 8), frameon=False)
         kind = "Markov chain" if fit.is_mcmc else "independent draws"
-        fig.suptitle(f"Trace and rank plots by {fit.data.group_name} — {describe(fit)} "
+        fig.suptitle(f"Trace and rank plots — {describe(fit)} "
                      f"({kind}: {data.chains} × {data.draws_per_chain:,})")
     return fig
 
