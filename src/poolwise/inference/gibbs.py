@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 TARGET_ACCEPTANCE = 0.44
 #: iterations between two adjustments of the proposal scales during warm-up
 ADAPT_WINDOW = 50
+#: Metropolis updates of (α, β) per θ update: each costs O(1), as it reads only the
+#: sufficient statistics of θ, and 5 doubled the min ESS per second on the rats
+HYPER_STEPS = 5
 #: standard deviation of the jitter around the starting point, in (u, v)
 INIT_JITTER = 0.5
 
@@ -50,10 +53,10 @@ class GibbsKernel(NamedTuple):
 
 
 class StepInfo(NamedTuple):
-    """Which Metropolis proposals were accepted in one step, per chain."""
+    """The fraction of Metropolis proposals accepted in one sweep, per chain."""
 
-    accept_alpha: NDArray[np.bool_]
-    accept_beta: NDArray[np.bool_]
+    accept_alpha: FloatArray
+    accept_beta: FloatArray
 
 
 def make_kernel(model: Model, data: GroupCounts) -> GibbsKernel:
@@ -128,7 +131,7 @@ def update_hyper(
         log_beta = np.where(accept_beta, proposed, log_beta)
     return (
         state._replace(log_alpha=log_alpha, log_beta=log_beta),
-        StepInfo(accept_alpha, accept_beta),
+        StepInfo(accept_alpha.astype(float), accept_beta.astype(float)),
     )
 
 
@@ -138,8 +141,13 @@ def gibbs_step(
     state: GibbsState,
     scales: tuple[FloatArray, FloatArray],
 ) -> tuple[GibbsState, StepInfo]:
-    """One full sweep: θ | α, β, y, then α | β, θ and β | α, θ."""
-    return update_hyper(rng, kernel, update_theta(rng, kernel, state), scales)
+    """One sweep: θ | α, β, y, then :data:`HYPER_STEPS` times α | β, θ and β | α, θ."""
+    state = update_theta(rng, kernel, state)
+    accepted = np.zeros((2, state.log_alpha.size))
+    for _ in range(HYPER_STEPS):
+        state, step = update_hyper(rng, kernel, state, scales)
+        accepted += (step.accept_alpha, step.accept_beta)
+    return state, StepInfo(accepted[0] / HYPER_STEPS, accepted[1] / HYPER_STEPS)
 
 
 def adapt_scale(scale: FloatArray, acceptance: FloatArray, window: int) -> FloatArray:
@@ -186,10 +194,10 @@ def sample_gibbs(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
     -------
     Draws
         ``theta`` (chains, draws, J), ``alpha`` and ``beta`` (chains, draws);
-        ``sample_stats`` holds ``accept_alpha`` and ``accept_beta`` (chains, draws),
-        booleans; ``info`` the per-chain acceptance rates after warm-up
-        (``acceptance_alpha``, ``acceptance_beta``) and the frozen proposal scales
-        (``proposal_scale_alpha``, ``proposal_scale_beta``, on the log scale).
+        ``sample_stats`` holds ``accept_alpha`` and ``accept_beta`` (chains, draws), the
+        fraction of each sweep's proposals accepted; ``info`` the per-chain acceptance
+        rates after warm-up (``acceptance_alpha``, ``acceptance_beta``) and the frozen
+        proposal scales (``proposal_scale_alpha``, ``proposal_scale_beta``, on the log scale).
 
     Notes
     -----
@@ -213,7 +221,10 @@ def sample_gibbs(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
            \\min\\Bigl(1, \\frac{p(α', β) \\prod_j \\mathrm{Pop}(θ_j | α', β)\\, α'}
                               {p(α, β) \\prod_j \\mathrm{Pop}(θ_j | α, β)\\, α}\\Bigr);
 
-    3. updates b = log β in the same way, with the Jacobian factor β.
+    3. updates b = log β in the same way, with the Jacobian factor β;
+    4. repeats steps 2-3 :data:`HYPER_STEPS` (5) times before the next θ update: they
+       need only the sufficient statistics of θ, so they cost little, and they move
+       (α, β) further along the ridge of their conditional.
 
     Working on the log scale means a proposal is never negative. The product over
     groups is evaluated from the family's sufficient statistics of θ, and θ is clipped
@@ -266,8 +277,7 @@ def sample_gibbs(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
 
     theta = np.empty((chains, draws, data.n_groups))
     log_alpha, log_beta = np.empty((chains, draws)), np.empty((chains, draws))
-    accept_alpha = np.empty((chains, draws), dtype=bool)
-    accept_beta = np.empty((chains, draws), dtype=bool)
+    accept_alpha, accept_beta = np.empty((chains, draws)), np.empty((chains, draws))
     for i in range(draws):
         state, step = gibbs_step(rng, kernel, state, scales)
         theta[:, i] = state.theta
