@@ -25,6 +25,7 @@ from rich.table import Table
 
 from poolwise import datasets
 from poolwise.exceptions import PoolwiseError, SpecificationError
+from poolwise.families import FAMILIES
 from poolwise.model import POOLING_PHRASES
 
 app = typer.Typer(
@@ -95,6 +96,11 @@ def load_source(data: str, family: str | None, y: str | None, n: str | None,
     if any(sep in data for sep in "/\\") or path.suffix:
         raise SpecificationError(f"file not found: {data}")
     info = datasets.info(data)
+    if family is None and info.family not in FAMILIES:
+        raise SpecificationError(
+            f"dataset {data!r} needs the {info.family} family, which poolwise cannot fit yet "
+            f"(families: {', '.join(FAMILIES)}); its table is poolwise.datasets.load({data!r})"
+        )
     table = datasets.load(data)
     new_group = None
     if info.fit_flag is not None:

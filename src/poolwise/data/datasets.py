@@ -1,13 +1,19 @@
 """Datasets shipped with poolwise, each with its source and the columns a model needs.
 
+Rate datasets (``beta-binomial``, ``gamma-poisson``) name a count column ``y`` and a
+size column ``n``; normal datasets name an estimate ``y`` and its standard error ``se``.
+
 >>> from poolwise import datasets
 >>> datasets.load("rats").shape
 (71, 4)
+>>> datasets.info("eight-schools").se
+'sigma'
 """
 
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
@@ -26,15 +32,32 @@ class Dataset:
     description: str
     source: str
     family: str
+    #: counts (rate families) or estimates (normal family)
     y: str
-    n: str
     group: str
+    #: trials or exposure, for the rate families; None for the normal family
+    n: str | None = None
+    #: standard error of ``y``, for the normal family; None for the rate families
+    se: str | None = None
     #: column that is 1 for rows to fit and 0 for the new group(s) reported separately
     fit_flag: str | None = None
     #: columns computed from the file's columns, name -> (formula text, function)
     derived: dict[str, tuple[str, Callable[[pd.DataFrame], pd.Series]]] = field(
         default_factory=dict
     )
+
+
+_BASEBALL_SE = "sqrt(ybar * (1 - ybar) / 45), ybar = mean(avg_45) over the players"
+
+
+def _baseball_se(table: pd.DataFrame) -> pd.Series:
+    """Binomial standard error of a 45-at-bat average at the players' common mean.
+
+    Efron & Morris (1977, *Scientific American* 236(5)) use this σ² = ȳ(1 − ȳ)/45 in the
+    James–Stein shrinkage factor c = 1 − (k − 3)σ²/Σ(y − ȳ)² = 0.212.
+    """
+    ybar = float(table["avg_45"].mean())
+    return pd.Series(math.sqrt(ybar * (1.0 - ybar) / 45.0), index=table.index, name="se")
 
 
 DATASETS: dict[str, Dataset] = {
@@ -74,6 +97,38 @@ DATASETS: dict[str, Dataset] = {
                 "deaths": ("dc + dc.2", lambda t: t["dc"] + t["dc.2"]),
                 "population": ("(pop + pop.2) / 2", lambda t: (t["pop"] + t["pop.2"]) / 2.0),
             },
+        ),
+        Dataset(
+            name="eight-schools",
+            filename="eight_schools.csv",
+            description="SAT coaching effects and standard errors in 8 schools",
+            source="Rubin (1981), J. Educ. Stat. 6:377-400; BDA3 Table 5.2 (via posteriordb)",
+            family="normal",
+            y="y",
+            se="sigma",
+            group="school",
+        ),
+        Dataset(
+            name="aspirin",
+            filename="aspirin_mi_draper1992.csv",
+            description="Aspirin after heart attack: mortality difference (% points) in 6 trials",
+            source="Draper et al. (1992), NRC; counts from Peto (1980) via bayesmeta Peto1980",
+            family="normal",
+            y="y",
+            se="sd",
+            group="study",
+        ),
+        Dataset(
+            name="baseball",
+            filename="efron_morris_1975.csv",
+            description="1970 batting averages of 18 players after 45 at-bats, and for the "
+            "rest of the season (remaining_avg)",
+            source="Efron & Morris (1975), JASA 70:311-319, Table 1 (R package pscl)",
+            family="normal",
+            y="avg_45",
+            se="se",
+            group="player",
+            derived={"se": (_BASEBALL_SE, _baseball_se)},
         ),
     )
 }

@@ -1,0 +1,262 @@
+"""Reducing a table to per-group estimates and standard errors, for normal models.
+
+The normal hierarchical model with known standard errors,
+
+    y_j ~ N(θ_j, σ_j²),  θ_j ~ N(μ, τ²),
+
+sees the data only through each group's estimate y_j and its standard error σ_j. A table
+gives them directly (one row per group: eight schools, a meta-analysis), or as raw
+observations, one row each, which are reduced to group means and s_j/√n_j.
+As in :mod:`poolwise.data.tables`, every bad input raises one line of
+:class:`~poolwise.exceptions.DataError` that names the row, column and value.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from poolwise.data.tables import _require_column
+from poolwise.exceptions import DataError
+
+
+@dataclass(frozen=True)
+class GroupEstimates:
+    """Per-group estimates y_j and their standard errors σ_j, ready for a normal model.
+
+    Attributes
+    ----------
+    labels : ndarray of str, shape (J,)
+        Group labels, in order of first appearance.
+    y : ndarray of float, shape (J,)
+        Estimates (given, or group means of raw observations).
+    se : ndarray of float, shape (J,)
+        Standard errors of ``y``, all finite and > 0.
+    group_name : str
+        Name of the group column (``"row"`` when each row is its own group).
+    notes : tuple of str
+        What was done to the data on the way (reductions, substitutions).
+    n_obs : ndarray of int, shape (J,), or None
+        Observations per group when reduced from raw data; None when given directly.
+    """
+
+    labels: NDArray[np.str_]
+    y: NDArray[np.float64]
+    se: NDArray[np.float64]
+    group_name: str = "group"
+    notes: tuple[str, ...] = field(default=())
+    n_obs: NDArray[np.int64] | None = None
+
+    @property
+    def n_groups(self) -> int:
+        return int(self.y.size)
+
+    def to_frame(self) -> pd.DataFrame:
+        frame = pd.DataFrame({self.group_name: self.labels, "y": self.y, "se": self.se})
+        if self.n_obs is not None:
+            frame["n_obs"] = self.n_obs
+        return frame
+
+
+def _finite(series: pd.Series, role: str, *, positive: bool = False) -> NDArray[np.float64]:
+    """The column as floats; error at the first missing, non-numeric or non-finite value.
+
+    With ``positive``, also at the first value ≤ 0 (a standard error).
+    """
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
+    missing = np.flatnonzero(series.isna().to_numpy())
+    if missing.size:
+        raise DataError(
+            f"row {missing[0] + 1}: {role} column {series.name!r} is missing "
+            f"({missing.size} missing value(s) in all); fill or remove those rows"
+        )
+    bad = np.flatnonzero(~np.isfinite(values))
+    if bad.size:
+        i = bad[0]
+        raise DataError(
+            f"row {i + 1}: {role} column {series.name!r} has {str(series.iloc[i])!r}, "
+            "which is not a finite number"
+        )
+    if positive:
+        small = np.flatnonzero(values <= 0)
+        if small.size:
+            i = small[0]
+            raise DataError(
+                f"row {i + 1}: {role} column {series.name!r} has {values[i]:g}; "
+                "a standard error must be > 0"
+            )
+    return values
+
+
+def _labels(table: pd.DataFrame, group: str) -> NDArray[np.str_]:
+    series = _require_column(table, group, "group")
+    missing = np.flatnonzero(series.isna().to_numpy())
+    if missing.size:
+        raise DataError(
+            f"row {missing[0] + 1}: group column {group!r} is missing; every row needs a group"
+        )
+    return series.astype(str).to_numpy()
+
+
+def _listed(labels: NDArray[np.str_], limit: int = 5) -> str:
+    shown = ", ".join(repr(str(s)) for s in labels[:limit])
+    return shown if labels.size <= limit else f"{shown} and {labels.size - limit} more"
+
+
+def group_estimates(
+    table: pd.DataFrame,
+    *,
+    y: str,
+    se: str | None = None,
+    group: str | None = None,
+) -> GroupEstimates:
+    """Reduce a table to per-group estimates and standard errors for a normal model.
+
+    Parameters
+    ----------
+    table
+        Either one row per group with an estimate and its standard error (``se`` given),
+        or one row per observation with a group column (``se=None``).
+    y
+        Column of estimates (with ``se``) or of raw observations (without).
+    se
+        Column of standard errors of ``y``, each finite and > 0. Without it, the rows
+        are raw observations and each group's standard error is computed from them.
+    group
+        Column of group labels. With ``se`` it is optional (default: each row is its own
+        group, labelled by row number) and labels must be unique; without ``se`` it is
+        required.
+
+    Returns
+    -------
+    GroupEstimates
+        ``labels``, ``y`` and ``se`` of shape (J,), in order of first appearance;
+        ``n_obs`` (observations per group) when reduced from raw data.
+
+    Raises
+    ------
+    DataError
+        A missing column, a missing, non-numeric or non-finite value, a standard error
+        ≤ 0, a duplicated group label (with ``se``), or raw data in which no group has
+        two observations.
+
+    Notes
+    -----
+    From raw observations x_ij, i = 1..n_j, the estimate is the group mean
+    y_j = x̄_j and its standard error σ_j = s_j/√n_j, with s_j the sample standard
+    deviation (divisor n_j − 1). A group with a single observation has no s_j; one whose
+    observations are all equal has s_j = 0, which a model with known standard errors
+    cannot use. Both get the pooled within-group standard deviation
+
+        s_p = sqrt(Σ_j (n_j − 1) s_j² / Σ_j (n_j − 1))
+
+    over the groups with n_j ≥ 2 in place of s_j, and a note says which groups. Treating
+    σ_j as known ignores the uncertainty in s_j, which matters when the n_j are small
+    (BDA3 §5.5 treats the eight schools' standard errors as known for the same reason:
+    each is based on a large sample).
+
+    Examples
+    --------
+    >>> from poolwise import datasets
+    >>> schools = group_estimates(datasets.load("eight-schools"), y="y", se="sigma",
+    ...                           group="school")
+    >>> schools.n_groups, schools.se.tolist()[:3]
+    (8, [15.0, 10.0, 16.0])
+    >>> raw = pd.DataFrame({"g": ["a", "a", "b", "b", "b"], "x": [1.0, 3.0, 2.0, 4.0, 6.0]})
+    >>> est = group_estimates(raw, y="x", group="g")
+    >>> est.y.tolist(), est.se.round(3).tolist(), est.n_obs.tolist()
+    ([2.0, 4.0], [1.0, 1.155], [2, 3])
+    """
+    if table.empty:
+        raise DataError("the table has no rows")
+    if se is not None:
+        return _given(table, y=y, se=se, group=group)
+    if group is None:
+        raise DataError(
+            "without a standard-error column (se) each row is one observation, so a group "
+            "column is needed to form group means and standard errors"
+        )
+    return _from_raw(table, y=y, group=group)
+
+
+def _given(table: pd.DataFrame, *, y: str, se: str, group: str | None) -> GroupEstimates:
+    """One row per group: check the estimates, standard errors and labels."""
+    y_values = _finite(_require_column(table, y, "estimate (y)"), "estimate (y)")
+    se_values = _finite(_require_column(table, se, "standard error"), "standard error",
+                        positive=True)
+    if group is None:
+        labels = np.array([str(i + 1) for i in range(len(table))])
+        group_name = "row"
+    else:
+        labels = _labels(table, group)
+        group_name = str(group)
+        duplicated = np.flatnonzero(pd.Series(labels).duplicated().to_numpy())
+        if duplicated.size:
+            second = duplicated[0]
+            first = np.flatnonzero(labels == labels[second])[0]
+            raise DataError(
+                f"rows {first + 1} and {second + 1}: group {str(labels[second])!r} appears "
+                f"twice in column {group!r}; with a standard-error column each group needs "
+                "exactly one row (its estimate and standard error)"
+            )
+    return GroupEstimates(labels, y_values, se_values, group_name)
+
+
+def _from_raw(table: pd.DataFrame, *, y: str, group: str) -> GroupEstimates:
+    """One row per observation: group means and standard errors s_j/√n_j."""
+    values = _finite(_require_column(table, y, "observation (y)"), "observation (y)")
+    labels = _labels(table, group)
+    frame = pd.DataFrame({"label": labels, "x": values})
+    stats = frame.groupby("label", sort=False)["x"].agg(["count", "mean", "var", "min", "max"])
+    labels_g = stats.index.to_numpy().astype(str)
+    n_obs = stats["count"].to_numpy(dtype=np.int64)
+    means = stats["mean"].to_numpy(dtype=float)
+    several = n_obs >= 2
+    # all-equal observations: exactly 0, not the rounding error of a computed variance
+    constant = several & (stats["min"] == stats["max"]).to_numpy()
+    variances = np.where(constant, 0.0, stats["var"].to_numpy(dtype=float))  # ddof=1
+
+    notes = [
+        f"reduced {len(frame)} observations to {labels_g.size} group means by {group!r}, "
+        "with standard errors s_j/√n_j"
+    ]
+    if not np.any(several):
+        raise DataError(
+            f"every group in {group!r} has one observation, so there is no within-group "
+            f"spread to estimate standard errors from; give a standard-error column (se) "
+            "or at least one group with 2 or more observations"
+        )
+    dof = n_obs[several] - 1
+    pooled_sd = float(np.sqrt(np.sum(dof * variances[several]) / np.sum(dof)))
+    if pooled_sd == 0.0:
+        raise DataError(
+            f"every observation of {y!r} equals its group's mean, so the within-group "
+            "standard deviation is 0 and no standard error can be estimated; give a "
+            "standard-error column (se)"
+        )
+    single = ~several
+    sd = np.sqrt(np.where(several, variances, 0.0))
+    basis = (
+        f"the pooled within-group standard deviation s_p = {pooled_sd:.4g} (from "
+        f"{int(several.sum())} group(s) with ≥ 2 observations) in place of s_j, so "
+        "σ_j = s_p/√n_j"
+    )
+    if np.any(single):
+        notes.append(
+            f"{int(single.sum())} group(s) with one observation have no within-group "
+            f"standard deviation: {_listed(labels_g[single])}; used {basis}"
+        )
+    if np.any(constant):
+        notes.append(
+            f"{int(constant.sum())} group(s) whose observations are all equal would have "
+            f"standard error 0: {_listed(labels_g[constant])}; used {basis}"
+        )
+    sd = np.where(single | constant, pooled_sd, sd)
+    se_values = sd / np.sqrt(n_obs)
+    return GroupEstimates(labels_g, means, se_values, str(group), tuple(notes), n_obs)
+
+
+__all__ = ["GroupEstimates", "group_estimates"]
