@@ -97,10 +97,10 @@ def test_moments_estimate_inverts_the_population_moments():
     """Beta(α, β) has mean α/(α+β) and variance αβ/((α+β)²(α+β+1))."""
     rng = np.random.default_rng(0)
     rates = rng.beta(1.5, 9.0, 400_000)
-    alpha, beta = BB.moments_estimate(rates)
+    alpha, beta = BB.moments_estimate(rates * 1e9, np.full(rates.size, 1e9))
     assert alpha == pytest.approx(1.5, rel=0.03)
     assert beta == pytest.approx(9.0, rel=0.03)
-    alpha, beta = GP.moments_estimate(rng.gamma(3.0, 1 / 200.0, 400_000))
+    alpha, beta = GP.moments_estimate(rng.gamma(3.0, 1 / 200.0, 400_000), np.ones(400_000))
     assert alpha == pytest.approx(3.0, rel=0.03)
     assert beta == pytest.approx(200.0, rel=0.03)
 

@@ -101,12 +101,9 @@ class Fit:
         family = model.family
         posterior: dict[str, np.ndarray] = {}
         if draws.alpha is not None and draws.beta is not None:
-            posterior |= {
-                "alpha": draws.alpha,
-                "beta": draws.beta,
-                "mu": family.population_mean(draws.alpha, draws.beta),
-                "kappa": family.concentration(draws.alpha, draws.beta),
-            }
+            a_name, b_name = family.hyper_names
+            posterior |= {a_name: draws.alpha, b_name: draws.beta,
+                          **family.derived(draws.alpha, draws.beta)}
         posterior["theta"] = draws.theta
         groups: dict[str, dict[str, np.ndarray]] = {
             "posterior": posterior,
@@ -205,9 +202,9 @@ class Fit:
         tail = (1 - ci_prob) / 2
         family, eb = self.model.family, self.eb
         rows = []
-        hyper = {"alpha": eb.alpha, "beta": eb.beta,
-                 "mu": float(family.population_mean(eb.alpha, eb.beta)),
-                 "kappa": float(family.concentration(eb.alpha, eb.beta))}
+        a_name, b_name = family.hyper_names
+        hyper = {a_name: eb.alpha, b_name: eb.beta,
+                 **{k: float(v) for k, v in family.derived(eb.alpha, eb.beta).items()}}
         spread: dict[str, tuple[float, float, float]] = {}
         if eb.uv_covariance is not None:
             # sampling distribution of the estimates from the normal approximation in (u, v)
@@ -215,8 +212,7 @@ class Fit:
             centre = np.array(family.to_uv(eb.alpha, eb.beta), dtype=float)
             uv = rng.multivariate_normal(centre, eb.uv_covariance, size=20_000)
             a, b = family.from_uv(uv[:, 0], uv[:, 1])
-            for name, sims in (("alpha", a), ("beta", b), ("mu", family.population_mean(a, b)),
-                               ("kappa", family.concentration(a, b))):
+            for name, sims in {a_name: a, b_name: b, **family.derived(a, b)}.items():
                 spread[name] = (float(np.std(sims, ddof=1)),
                                 *np.quantile(sims, [tail, 1 - tail]).tolist())
         for name, value in hyper.items():
@@ -235,8 +231,9 @@ class Fit:
         """Flattened draws (or the fixed values) of (α, β); None under complete pooling."""
         if self.eb is not None:
             return np.array([self.eb.alpha]), np.array([self.eb.beta])
-        if "alpha" in self.posterior:
-            return self.draws("alpha").ravel(), self.draws("beta").ravel()
+        a_name, b_name = self.model.family.hyper_names
+        if a_name in self.posterior:
+            return self.draws(a_name).ravel(), self.draws(b_name).ravel()
         if self.model.pooling == "none":
             return np.array([self.model.theta_prior.a]), np.array([self.model.theta_prior.b])
         return None
@@ -279,7 +276,7 @@ class Fit:
             return self._new_group(rng, theta, y, n, ess)
         alpha, beta = (np.broadcast_to(h, size) if h.size == 1 else h for h in hyper)
         ess = float(size)
-        if y is not None and self.eb is None and "alpha" in self.posterior:
+        if y is not None and self.eb is None and self.model.pooling == "partial":
             log_w = family.log_marginal(alpha, beta, y, n)
             index = _resample(rng, log_w, size)
             alpha, beta, ess = alpha[index], beta[index], _kish(log_w)
@@ -321,7 +318,9 @@ class Fit:
         from scipy.stats import gaussian_kde
 
         mu = self.draws("mu").ravel()
-        u = family.to_uv(self.draws("alpha").ravel(), self.draws("beta").ravel())[0]
+        hyper = self.hyperparameter_draws()
+        assert hyper is not None  # partial pooling has hyperparameters
+        u = family.to_uv(*hyper)[0]
         low, high = np.quantile(u, [0.0005, 0.9995])
         grid = np.linspace(float(low), float(high), 2001)
         mu_grid = family.population_mean(*family.from_uv(grid, np.zeros_like(grid)))

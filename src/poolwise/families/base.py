@@ -32,6 +32,19 @@ class RateFamily(ABC):
     uv_names: tuple[str, str]
     #: the fixed conjugate prior for θ under no or complete pooling (Jeffreys)
     default_theta_prior: tuple[float, float]
+    #: names of the population's two parameters, as posterior variables
+    hyper_names: tuple[str, str] = ("alpha", "beta")
+    #: +1 if v → +∞ means complete pooling (a concentration), −1 if v → −∞ does (a spread)
+    pooling_direction: int = 1
+
+    def derived(self, a: Any, b: Any) -> dict[str, Any]:
+        """Quantities reported beside the two hyperparameters: population mean μ and
+        concentration κ for the rate families."""
+        return {"mu": self.population_mean(a, b), "kappa": self.concentration(a, b)}
+
+    def pool(self, y: NDArray, n: NDArray) -> tuple[float, float]:
+        """The data of all groups as one group (complete pooling): (Σ y, Σ n)."""
+        return float(np.sum(y)), float(np.sum(n))
 
     # --- the likelihood -------------------------------------------------------------
     @abstractmethod
@@ -95,8 +108,8 @@ class RateFamily(ABC):
     reference_prior_text: str
 
     @abstractmethod
-    def moments_estimate(self, rates: NDArray) -> tuple[float, float]:
-        """(α, β) whose population mean and variance equal those of the observed rates."""
+    def moments_estimate(self, y: NDArray, n: NDArray) -> tuple[float, float]:
+        """The population parameters by the method of moments."""
 
     # --- validation -----------------------------------------------------------------
     @abstractmethod

@@ -119,13 +119,14 @@ class BetaBinomial(RateFamily):
         """log p(α, β) = −5/2 log(α + β)."""
         return -2.5 * ops.log(alpha + beta)
 
-    def moments_estimate(self, rates: NDArray) -> tuple[float, float]:
+    def moments_estimate(self, y: NDArray, n: NDArray) -> tuple[float, float]:
         """Match Beta(α, β)'s mean m and variance V to the raw rates (the lecture's estimator).
 
         α + β = m (1 − m) / V − 1, α = m (α + β), β = (1 − m)(α + β), with V the
         population variance (ddof 0) of y_j / n_j. It ignores binomial noise, so it
         overstates V; ``eb-ml`` does not.
         """
+        rates = self.raw_rate(y, n)
         mean, var = float(np.mean(rates)), float(np.var(rates))
         if var <= 1e-12 * mean * (1.0 - mean) or not 0 < mean < 1:
             raise DataError(

@@ -125,12 +125,13 @@ class GammaPoisson(RateFamily):
         """log p(α, β) = −3/2 log α − log β."""
         return -1.5 * ops.log(alpha) - ops.log(beta)
 
-    def moments_estimate(self, rates: NDArray) -> tuple[float, float]:
+    def moments_estimate(self, y: NDArray, n: NDArray) -> tuple[float, float]:
         """Match Gamma(α, β)'s mean α/β and variance α/β² to the raw rates y_j / E_j.
 
         Like the beta-binomial estimator of the lecture it ignores Poisson noise, so it
         overstates the population variance; ``eb-ml`` does not.
         """
+        rates = self.raw_rate(y, n)
         mean, var = float(np.mean(rates)), float(np.var(rates))
         if var <= 1e-12 * mean**2 or mean <= 0:
             raise DataError(

@@ -29,7 +29,7 @@ V_REACH = 25.0
 
 def estimate_moments(model: Model, data: GroupCounts) -> EBEstimate:
     _require_events(model.family, data)
-    alpha, beta = model.family.moments_estimate(model.family.raw_rate(data.y, data.n))
+    alpha, beta = model.family.moments_estimate(data.y, data.n)
     return EBEstimate("eb-moments", alpha, beta)
 
 
@@ -70,13 +70,14 @@ def _require_events(family: RateFamily, data: GroupCounts) -> None:
 def _boundary_message(family: RateFamily, point: np.ndarray, start: np.ndarray,
                       at_bound: tuple[bool, bool]) -> str:
     head = "the type-II likelihood is maximised on a boundary: "
-    if at_bound[1] and point[1] > start[1]:
-        return (head + f"{family.uv_names[1]} runs to infinity (the population variance "
-                "collapses to zero), so empirical Bayes equals complete pooling; use "
+    pools = (point[1] > start[1]) == (family.pooling_direction > 0)
+    if at_bound[1] and pools:
+        return (head + f"{family.uv_names[1]} runs to its limit where the population "
+                "variance collapses to zero, so empirical Bayes equals complete pooling; use "
                 "--method exact for a posterior that keeps the uncertainty")
     if at_bound[1]:
-        return (head + f"{family.uv_names[1]} runs to minus infinity (the groups look "
-                "unrelated), so empirical Bayes equals no pooling; use --method exact")
+        return (head + f"{family.uv_names[1]} runs to its limit where the groups look "
+                "unrelated, so empirical Bayes equals no pooling; use --method exact")
     if at_bound[0]:
         return (head + f"{family.uv_names[0]} runs off to an edge of its range; "
                 "use --method exact with a proper hyperprior")

@@ -50,7 +50,8 @@ def sample_exact(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
         if model.pooling == "none":
             theta = family.sample_conditional(rng, prior_a, prior_b, data.y, data.n)
         else:
-            common = family.sample_conditional(rng, prior_a, prior_b, data.y.sum(), data.n.sum())
+            common = family.sample_conditional(rng, prior_a, prior_b,
+                                               *family.pool(data.y, data.n))
             theta = np.repeat(common, data.n_groups, axis=1)
         return Draws(theta=theta.reshape(*shape, data.n_groups))
 
@@ -60,10 +61,10 @@ def sample_exact(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
     exponent = grid.upper_tail_exponent()
     if exponent is not None and exponent < HEAVY_TAIL_EXPONENT:
         warnings.warn(
-            f"the posterior of {family.uv_names[1]} has a heavy upper tail (density "
-            f"∝ exp(−{exponent:.2f} v)), so the concentration and α, β have no finite "
-            "posterior mean or sd: read their medians and intervals, not their means. "
-            "The data are consistent with complete pooling",
+            f"the posterior of v = {family.uv_names[1]} has a heavy upper tail (density "
+            f"∝ exp(−{exponent:.2f} v)), so e^v and the hyperparameters that grow with it "
+            "have no finite posterior mean or sd: read their medians and intervals, not "
+            "their means",
             PosteriorWarning,
             stacklevel=3,
         )

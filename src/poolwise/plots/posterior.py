@@ -213,7 +213,9 @@ def population_mean_data(fit: Fit, *, ci_prob: float = 0.95) -> PopulationMeanDa
         u = rng.multivariate_normal(centre, fit.eb.uv_covariance, size=20_000)[:, 0]
         source: Literal["posterior", "sampling"] = "sampling"
     else:
-        u = np.asarray(family.to_uv(fit.draws("alpha").ravel(), fit.draws("beta").ravel())[0])
+        hyper = fit.hyperparameter_draws()
+        assert hyper is not None  # population_mean above raised for complete pooling
+        u = np.asarray(family.to_uv(*hyper)[0])
         source = "posterior"
     mu = np.asarray(family.population_mean(*family.from_uv(u, np.zeros_like(u))), dtype=float)
     grid, density = _density_via_u(family, u)

@@ -22,8 +22,8 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 #: the hyperparameters shown by default, when the fit has them
-DEFAULT_SCALARS = ("alpha", "beta", "mu")
-SYMBOLS = {"alpha": "α", "beta": "β", "mu": "μ", "kappa": "κ", "theta": "θ"}
+DEFAULT_SCALARS = ("alpha", "beta", "mu", "tau")
+SYMBOLS = {"alpha": "α", "beta": "β", "mu": "μ", "kappa": "κ", "tau": "τ", "theta": "θ"}
 _INDEXED = re.compile(r"^(?P<name>\w+)\[(?P<group>.+)\]$")
 
 
