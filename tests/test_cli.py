@@ -145,7 +145,7 @@ def bad_csvs(tmp_path) -> dict[str, Path]:
         ("single", [], "at least 2 groups"),
         ("zeros", [], "every group has y = 0"),
         ("empty", [], "empty"),
-        ("ok", ["--family", "normal"], "valid families"),
+        ("ok", ["--family", "poisson"], "valid families"),
         ("ok", ["--method", "mcmc"], "valid methods: exact"),
         ("ok", ["--prior", "halfnormal(-3)"], "must be > 0"),
         ("ok", ["--prior", "student(3)"], "valid: halfnormal"),
@@ -193,3 +193,16 @@ def test_usage_errors_exit_2(capsys):
     assert code == 2
     code, _, err = run(["fit", "rats", "--draws", "0"], capsys)
     assert code == 2 and "draws must be an integer ≥ 1" in err
+
+
+def test_fit_normal_dataset_and_own_estimates(tmp_path, capsys):
+    code, out, err = run(["fit", "eight-schools", "--prior", "mu=normal(0, 5), tau=halfcauchy(5)",
+                          *FAST, "--out", str(tmp_path / "es")], capsys)
+    assert code == 0, err
+    assert "N(μ, τ²)" in out and "μ ~ Normal(0, 5), τ ~ HalfCauchy(5)" in out
+    assert (tmp_path / "es" / "forest.png").exists()
+    csv = tmp_path / "meta.csv"
+    csv.write_text("study,effect,se\na,0.3,0.1\nb,0.1,0.2\nc,0.5,0.15\nd,0.2,0\n")
+    code, _, err = run(["fit", str(csv), "--family", "normal", "--y", "effect", "--se", "se",
+                        "--group", "study", "--quiet"], capsys)
+    assert code == 2 and "se" in err and "> 0" in err

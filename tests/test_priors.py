@@ -89,5 +89,6 @@ def test_the_prior_in_use_is_described():
     assert "Gamma(0.5, 0)" in Model(family="gamma-poisson", pooling="complete").describe_prior()
     with pytest.raises(SpecificationError, match="valid pooling levels: none, complete, partial"):
         Model(pooling="some")
-    with pytest.raises(SpecificationError, match="valid families: beta-binomial, gamma-poisson"):
-        Model(family="normal")
+    with pytest.raises(SpecificationError,
+                       match="valid families: beta-binomial, gamma-poisson, normal"):
+        Model(family="binomial")

@@ -25,7 +25,6 @@ from rich.table import Table
 
 from poolwise import datasets
 from poolwise.exceptions import PoolwiseError, SpecificationError
-from poolwise.families import FAMILIES
 from poolwise.model import POOLING_PHRASES
 
 app = typer.Typer(
@@ -46,9 +45,11 @@ MAX_TABLE_ROWS = 40
 
 # ----------------------------------------------------------------------------- options
 Data = Annotated[str, typer.Argument(help="CSV/TSV/Parquet file, or a bundled dataset name.")]
-Family = Annotated[str | None, typer.Option(help="beta-binomial or gamma-poisson.")]
+Family = Annotated[str | None, typer.Option(help="beta-binomial, gamma-poisson or normal.")]
 YCol = Annotated[str | None, typer.Option("--y", help="Column of counts (successes/events).")]
 NCol = Annotated[str | None, typer.Option("--n", help="Column of trials or exposure.")]
+SeCol = Annotated[str | None, typer.Option(
+    "--se", help="Column of standard errors (normal family; omit for raw observations).")]
 GroupCol = Annotated[str | None, typer.Option("--group", help="Column of group labels.")]
 Method = Annotated[str, typer.Option(help="exact, eb-moments, eb-ml, gibbs or nuts.")]
 Prior = Annotated[
@@ -81,10 +82,11 @@ class Source:
     n: str | None
     group: str | None
     new_group: tuple[float, float] | None = None
+    se: str | None = None
 
 
 def load_source(data: str, family: str | None, y: str | None, n: str | None,
-                group: str | None) -> Source:
+                group: str | None, se: str | None = None) -> Source:
     """Resolve DATA to a table; bundled datasets supply their own columns and family."""
     from poolwise.data.tables import read_table
 
@@ -92,24 +94,22 @@ def load_source(data: str, family: str | None, y: str | None, n: str | None,
     if path.exists():
         if y is None:
             raise SpecificationError("name the count column with --y (and --n, --group)")
-        return Source(path.name, read_table(path), family or "beta-binomial", y, n, group)
+        return Source(path.name, read_table(path), family or "beta-binomial", y, n, group,
+                      se=se)
     if any(sep in data for sep in "/\\") or path.suffix:
         raise SpecificationError(f"file not found: {data}")
     info = datasets.info(data)
-    if family is None and info.family not in FAMILIES:
-        raise SpecificationError(
-            f"dataset {data!r} needs the {info.family} family, which poolwise cannot fit yet "
-            f"(families: {', '.join(FAMILIES)}); its table is poolwise.datasets.load({data!r})"
-        )
     table = datasets.load(data)
     new_group = None
     if info.fit_flag is not None:
         current = table[table[info.fit_flag] == 0]
         table = table[table[info.fit_flag] == 1]
         if len(current) == 1:
-            new_group = (float(current[info.y].iloc[0]), float(current[info.n].iloc[0]))
-    return Source(data, table, family or info.family, y or info.y,
-                  n if n is not None else info.n, group or info.group, new_group)
+            new_group = (float(current[info.y].iloc[0]), float(current[str(info.n)].iloc[0]))
+    if family is not None and family != info.family:  # the user's columns, not the dataset's
+        return Source(data, table, family, y or info.y, n, group or info.group, None, se)
+    return Source(data, table, info.family, y or info.y, n if n is not None else info.n,
+                  group or info.group, new_group, se if se is not None else info.se)
 
 
 # ----------------------------------------------------------------------------- output
@@ -280,6 +280,7 @@ def _check_output_options(output_format: str, ci: float) -> None:
 @app.command("fit")
 def fit_command(
     data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
+    se: SeCol = None,
     pooling: Annotated[str, typer.Option(help="none, complete or partial.")] = "partial",
     method: Method = "exact", prior: Prior = None, draws: Draws = 1000, chains: Chains = 4,
     warmup: Warmup = 1000, seed: Seed = 0, ci: Ci = 0.95, out: Out = None, force: Force = False,
@@ -290,14 +291,14 @@ def fit_command(
     from poolwise.model import Model
 
     _check_output_options(output_format, ci)
-    source = load_source(data, family, y, n, group)
+    source = load_source(data, family, y, n, group, se)
     new_group = _new_group_request(source, new_group_y, new_group_n)
     model = Model(family=source.family, pooling=pooling, prior=prior)
     with output_directory(out, force) as staging, collected_warnings() as caught:
         # nuts draws its own progress bar; the others get a spinner
         with progress(f"fitting {source.name} with {method}…",
                       quiet or output_format == "json" or method == "nuts"):
-            fit = model.fit(source.table, y=source.y, n=source.n, group=source.group,
+            fit = model.fit(source.table, y=source.y, n=source.n, group=source.group, se=source.se,
                             method=method, draws=draws, chains=chains, warmup=warmup, seed=seed,
                             progress=not quiet and output_format == "table"
                             and stderr.is_terminal)
@@ -392,7 +393,7 @@ def write_fit_outputs(directory: Path, fit: Any, summary: pd.DataFrame,
 @app.command("compare")
 def compare_command(
     data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
-    method: Method = "exact", prior: Prior = None,
+    se: SeCol = None, method: Method = "exact", prior: Prior = None,
     theta_prior: Annotated[str | None, typer.Option(
         help="Fixed θ prior for no and complete pooling, e.g. 'beta(0.5,0.5)'.")] = None,
     draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = 1000, seed: Seed = 0,
@@ -403,12 +404,12 @@ def compare_command(
     from poolwise.compare import compare
 
     _check_output_options(output_format, ci)
-    source = load_source(data, family, y, n, group)
+    source = load_source(data, family, y, n, group, se)
     with output_directory(out, force) as staging, collected_warnings() as caught:
         with progress(f"fitting three pooling levels of {source.name}…",
                       quiet or output_format == "json"):
             comparison = compare(source.table, family=source.family, y=source.y, n=source.n,
-                                 group=source.group, method=method, prior=prior,
+                                 group=source.group, se=source.se, method=method, prior=prior,
                                  theta_prior=theta_prior, draws=draws, chains=chains,
                                  warmup=warmup, seed=seed)
         estimates = comparison.estimates(ci)

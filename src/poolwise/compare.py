@@ -71,6 +71,7 @@ def compare(
     y: str | None = None,
     n: str | None = None,
     group: str | None = None,
+    se: str | None = None,
     method: str = "exact",
     prior: str | None = None,
     theta_prior: str | None = None,
@@ -90,7 +91,7 @@ def compare(
         partial = pooling == "partial"
         model = Model(family=family, pooling=pooling, prior=prior if partial else theta_prior)
         fits[pooling] = model.fit(
-            data, y=y, n=n, group=group, method=method if partial else "exact",
+            data, y=y, n=n, group=group, se=se, method=method if partial else "exact",
             draws=draws, chains=chains, warmup=warmup, seed=seed, progress=progress,
         )
     return Comparison(fits)

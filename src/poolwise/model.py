@@ -8,11 +8,20 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 import pandas as pd
 
+from poolwise.data.estimates import GroupEstimates, group_estimates
 from poolwise.data.tables import GroupCounts, group_counts
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
 from poolwise.inference import SamplerConfig, get_method
-from poolwise.priors import ConjugatePrior, HyperPrior, parse_hyperprior, parse_theta_prior
+from poolwise.priors import (
+    ConjugatePrior,
+    HyperPrior,
+    IndependentPrior,
+    ReferencePrior,
+    UniformVariancePrior,
+    parse_hyperprior,
+    parse_theta_prior,
+)
 
 if TYPE_CHECKING:
     from poolwise.fit import Fit
@@ -68,6 +77,7 @@ class Model:
             if isinstance(prior, ConjugatePrior):
                 raise SpecificationError("partial pooling needs a hyperprior on (α, β)")
             self.hyperprior = parse_hyperprior(prior if prior is not None else "bda")
+            _check_hyperprior(self.family, self.hyperprior)
             self.theta_prior = parse_theta_prior(None, self.family)
         else:
             if isinstance(prior, HyperPrior):
@@ -81,11 +91,11 @@ class Model:
         With an empirical-Bayes ``method`` the hyperprior is not used, and it says so.
         """
         if self.hyperprior is not None:
-            population = "Beta" if self.family.name == "beta-binomial" else "Gamma"
+            population = self.family.population_text
             if method is not None and method.startswith("eb-"):
-                return (f"θ_j ~ {population}(α, β) with (α, β) estimated by {method}; "
+                return (f"θ_j ~ {population} with its parameters estimated by {method}; "
                         "no hyperprior is used")
-            return f"θ_j ~ {population}(α, β);  {self.hyperprior.describe(self.family)}"
+            return f"θ_j ~ {population};  {self.hyperprior.describe(self.family)}"
         scope = "each θ_j" if self.pooling == "none" else "one θ shared by all groups:"
         return f"{scope} {self.theta_prior.describe(self.family).removeprefix('θ ~ ')}"
 
@@ -94,7 +104,8 @@ class Model:
         if self.hyperprior is not None:
             return self.hyperprior.spec()
         a, b = self.theta_prior.a, self.theta_prior.b
-        return f"{'beta' if self.family.name == 'beta-binomial' else 'gamma'}({a!r}, {b!r})"
+        name = {"beta-binomial": "beta", "gamma-poisson": "gamma"}.get(self.family.name, "normal")
+        return f"{name}({a!r}, {b!r})"
 
     def __repr__(self) -> str:
         return (
@@ -109,14 +120,29 @@ class Model:
         y: str | None = None,
         n: str | None = None,
         group: str | None = None,
+        se: str | None = None,
     ) -> GroupCounts:
-        """Validate the data and reduce them to per-group counts for this model."""
+        """Validate the data and reduce them to per-group statistics for this model.
+
+        Rate families take counts ``y`` and sizes ``n``; the normal family takes estimates
+        ``y`` with standard errors ``se``, or raw observations ``y`` with a ``group``
+        (reduced to group means and standard errors).
+        """
         if isinstance(data, GroupCounts):
             counts = data
         elif isinstance(data, pd.DataFrame):
             if y is None:
-                raise SpecificationError("name the count column: y='...'")
-            counts = group_counts(data, self.family, y=y, n=n, group=group)
+                raise SpecificationError("name the column of counts or estimates: y='...'")
+            if self.family.name == "normal":
+                if n is not None:
+                    raise SpecificationError(
+                        "the normal family takes standard errors (se=, --se), not sizes (n=)")
+                counts = _estimates_as_counts(group_estimates(data, y=y, se=se, group=group))
+            else:
+                if se is not None:
+                    raise SpecificationError(
+                        f"the {self.family.name} family takes sizes (n=, --n), not se=")
+                counts = group_counts(data, self.family, y=y, n=n, group=group)
         else:
             raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
         self._check_informative(counts)
@@ -130,6 +156,18 @@ class Model:
                 f"partial pooling needs at least 2 groups, got {data.n_groups}; "
                 "use --pooling complete or none for a single group"
             )
+        if self.family.name == "normal" and self.hyperprior is not None:
+            # with flat priors on μ and on τ (or τ²), p(τ | y) ∝ τ^(−(J−1)) (or τ^(−(J−2)))
+            # for large τ: proper only for J ≥ 3 (or J ≥ 4); BDA3 §5.4, lecture 001
+            least = {ReferencePrior: 3, UniformVariancePrior: 4}.get(
+                type(self.hyperprior))
+            if least is not None and data.n_groups < least:
+                raise DataError(
+                    f"with {data.n_groups} groups the {self.hyperprior.spec()!r} hyperprior "
+                    f"gives an improper posterior (it needs at least {least} groups); use a "
+                    "proper prior on τ, e.g. --prior 'mu=normal(0, 10), tau=halfcauchy(5)'"
+                )
+            return
         if self.hyperprior is not None and not self.hyperprior.proper:
             if np.all(data.y == 0):
                 raise DataError(
@@ -150,6 +188,7 @@ class Model:
         y: str | None = None,
         n: str | None = None,
         group: str | None = None,
+        se: str | None = None,
         method: str = "exact",
         draws: int = 1000,
         chains: int = 4,
@@ -169,7 +208,7 @@ class Model:
             if not isinstance(value, (int, np.integer)) or value < least:
                 raise SpecificationError(f"{name} must be an integer ≥ {least}, got {value!r}")
         sampler = get_method(method, self.pooling)
-        counts = self.prepare(data, y=y, n=n, group=group)
+        counts = self.prepare(data, y=y, n=n, group=group, se=se)
         config = SamplerConfig(draws=int(draws), chains=int(chains), warmup=int(warmup),
                                seed=int(seed), progress=progress)
         start = time.perf_counter()
@@ -178,3 +217,33 @@ class Model:
         fit = Fit.from_draws(self, counts, method, config, result, seconds=elapsed)
         check_diagnostics(fit, stacklevel=2)
         return fit
+
+
+def _check_hyperprior(family: RateFamily, prior: HyperPrior) -> None:
+    """The hyperprior must fit the family's parameters: names, and supports."""
+    if isinstance(prior, UniformVariancePrior) and family.name != "normal":
+        raise SpecificationError("'flat-tau2' is a prior for the normal family's (μ, τ)")
+    if not isinstance(prior, IndependentPrior):
+        return
+    if family.name == "normal":
+        if prior.names != ("mu", "tau"):
+            raise SpecificationError(
+                "the normal family needs a prior on each of μ and τ: write e.g. "
+                "'mu=normal(0, 5), tau=halfcauchy(5)', or 'bda' (flat) or 'flat-tau2'"
+            )
+        if not prior.beta.positive:
+            raise SpecificationError(f"τ > 0 needs a prior on (0, ∞), not {prior.beta}")
+        return
+    if prior.names != ("alpha", "beta"):
+        raise SpecificationError(
+            f"the {family.name} family's hyperparameters are α and β: write alpha=, beta=")
+    for symbol, dist in (("α", prior.alpha), ("β", prior.beta)):
+        if not dist.positive:
+            raise SpecificationError(f"{symbol} > 0 needs a prior on (0, ∞), not {dist}")
+
+
+def _estimates_as_counts(estimates: GroupEstimates) -> GroupCounts:
+    """Per-group estimates and standard errors in the container every method reads
+    (its second column, ``n``, holds the standard error)."""
+    return GroupCounts(estimates.labels, estimates.y, estimates.se, estimates.group_name,
+                       estimates.notes)

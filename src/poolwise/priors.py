@@ -32,15 +32,30 @@ from poolwise.families.base import RateFamily
 
 
 @dataclass(frozen=True)
-class PositiveDistribution:
-    """A distribution on (0, ∞) for one hyperparameter."""
+class Distribution:
+    """A prior distribution for one hyperparameter: on (0, ∞), or on the real line for
+    ``normal`` (a location such as μ), or the improper ``flat``."""
 
     name: str
     params: tuple[float, ...]
 
+    @property
+    def positive(self) -> bool:
+        """Whether it lives on (0, ∞) (so it can be the prior of α, β or τ)."""
+        return self.name not in {"normal", "flat"}
+
+    @property
+    def proper(self) -> bool:
+        return self.name != "flat"
+
     def log_density(self, x: Any, ops: Ops = NUMPY_OPS) -> Any:
-        """log p(x) for x > 0 (normalised, so priors can be compared)."""
+        """log p(x) (normalised, so priors can be compared; 0 for ``flat``)."""
         p = self.params
+        if self.name == "flat":
+            return 0.0 * x
+        if self.name == "normal":
+            mu, sigma = p
+            return -math.log(sigma * math.sqrt(2.0 * math.pi)) - 0.5 * ops.square((x - mu) / sigma)
         if self.name == "halfnormal":
             (s,) = p
             return math.log(math.sqrt(2.0 / math.pi) / s) - 0.5 * ops.square(x / s)
@@ -66,6 +81,8 @@ class PositiveDistribution:
         raise AssertionError(self.name)  # unreachable: names are checked on construction
 
     def __str__(self) -> str:
+        if self.name == "flat":
+            return "flat"
         args = ", ".join(f"{v:g}" for v in self.params)
         return f"{_DISPLAY[self.name]}({args})"
 
@@ -77,8 +94,11 @@ _DISTRIBUTIONS: dict[str, tuple[str, ...]] = {
     "exponential": ("rate",),
     "gamma": ("shape", "rate"),
     "lognormal": ("mu", "sigma"),
+    "normal": ("mu", "sigma"),
+    "flat": (),
 }
 _DISPLAY = {
+    "normal": "Normal",
     "halfnormal": "HalfNormal",
     "halfcauchy": "HalfCauchy",
     "exponential": "Exponential",
@@ -87,7 +107,7 @@ _DISPLAY = {
 }
 
 
-def make_distribution(name: str, params: tuple[float, ...]) -> PositiveDistribution:
+def make_distribution(name: str, params: tuple[float, ...]) -> Distribution:
     """Validate and build one hyperparameter's distribution."""
     key = name.lower()
     if key not in _DISTRIBUTIONS:
@@ -103,7 +123,7 @@ def make_distribution(name: str, params: tuple[float, ...]) -> PositiveDistribut
             raise SpecificationError(f"{key}: {pname} must be finite, got {value!r}")
         if pname != "mu" and value <= 0:
             raise SpecificationError(f"{key}: {pname} must be > 0, got {value:g}")
-    return PositiveDistribution(key, tuple(float(v) for v in params))
+    return Distribution(key, tuple(float(v) for v in params))
 
 
 class HyperPrior:
@@ -144,19 +164,47 @@ class ReferencePrior(HyperPrior):
 
 @dataclass(frozen=True)
 class IndependentPrior(HyperPrior):
-    """α ~ D_α and β ~ D_β independently."""
+    """The two hyperparameters independently: α ~ D_α, β ~ D_β (or μ ~ D_μ, τ ~ D_τ)."""
 
-    alpha: PositiveDistribution
-    beta: PositiveDistribution
+    alpha: Distribution
+    beta: Distribution
+    #: the names the prior was written with: ("alpha", "beta") or ("mu", "tau")
+    names: tuple[str, str] = ("alpha", "beta")
 
     def log_density(self, alpha: Any, beta: Any, family: RateFamily, ops: Ops = NUMPY_OPS) -> Any:
         return self.alpha.log_density(alpha, ops) + self.beta.log_density(beta, ops)
 
     def describe(self, family: RateFamily) -> str:
-        return f"α ~ {self.alpha}, β ~ {self.beta}"
+        first, second = (_SYMBOLS[name] for name in family.hyper_names)
+        return f"{first} ~ {self.alpha}, {second} ~ {self.beta}"
 
     def spec(self) -> str:
-        return f"alpha={_spec(self.alpha)}, beta={_spec(self.beta)}"
+        return f"{self.names[0]}={_spec(self.alpha)}, {self.names[1]}={_spec(self.beta)}"
+
+    @property
+    def proper(self) -> bool:
+        return self.alpha.proper and self.beta.proper
+
+
+@dataclass(frozen=True)
+class UniformVariancePrior(HyperPrior):
+    """p(μ, τ²) ∝ 1 (the lecture's flat prior), i.e. p(μ, τ) ∝ τ; normal family only."""
+
+    def log_density(self, alpha: Any, beta: Any, family: RateFamily, ops: Ops = NUMPY_OPS) -> Any:
+        return ops.log(beta) + 0.0 * alpha
+
+    def describe(self, family: RateFamily) -> str:
+        return "p(μ, τ²) ∝ 1  (uniform on μ and τ², lecture 001)"
+
+    def spec(self) -> str:
+        return "flat-tau2"
+
+    @property
+    def proper(self) -> bool:
+        return False
+
+
+_SYMBOLS = {"alpha": "α", "beta": "β", "mu": "μ", "tau": "τ"}
 
 
 @dataclass(frozen=True)
@@ -167,19 +215,21 @@ class ConjugatePrior:
     b: float
 
     def describe(self, family: RateFamily) -> str:
-        name = "Beta" if family.name == "beta-binomial" else "Gamma"
+        if family.name == "normal" and math.isinf(self.b):
+            return "θ ~ flat (uniform on the real line)"
+        name = {"beta-binomial": "Beta", "gamma-poisson": "Gamma"}.get(family.name, "Normal")
         return f"θ ~ {name}({self.a:g}, {self.b:g})"
 
     def spec(self) -> str:
         return f"conjugate({self.a:g}, {self.b:g})"
 
 
-def _spec(d: PositiveDistribution) -> str:
+def _spec(d: Distribution) -> str:
     return f"{d.name}({', '.join(f'{v!r}' for v in d.params)})"
 
 
-_CALL = re.compile(r"^\s*([A-Za-z_]+)\s*\(([^()]*)\)\s*$")
-_PAIR = re.compile(r"^\s*(alpha|beta)\s*=\s*([A-Za-z_]+\s*\([^()]*\))\s*$")
+_CALL = re.compile(r"^\s*([A-Za-z_]+)\s*(?:\(([^()]*)\))?\s*$")
+_PAIR = re.compile(r"^\s*(alpha|beta|mu|tau)\s*=\s*([A-Za-z_]+\s*(?:\([^()]*\))?)\s*$")
 
 
 def _parse_call(text: str) -> tuple[str, tuple[float, ...]]:
@@ -190,6 +240,7 @@ def _parse_call(text: str) -> tuple[str, tuple[float, ...]]:
             "'alpha=gamma(2, 0.5), beta=halfnormal(10)'"
         )
     name, args = match.groups()
+    args = args or ""
     try:
         params = tuple(float(a) for a in args.split(",")) if args.strip() else ()
     except ValueError:
@@ -204,6 +255,8 @@ def parse_hyperprior(text: str | HyperPrior) -> HyperPrior:
     stripped = text.strip()
     if stripped.lower() in {"bda", "reference"}:
         return ReferencePrior()
+    if stripped.lower() == "flat-tau2":
+        return UniformVariancePrior()
     parts = _split_top_level(stripped)
     if len(parts) == 2 and all(_PAIR.match(p) for p in parts):
         named = {}
@@ -211,9 +264,13 @@ def parse_hyperprior(text: str | HyperPrior) -> HyperPrior:
             m = _PAIR.match(part)
             assert m is not None  # checked just above
             named[m.group(1)] = make_distribution(*_parse_call(m.group(2)))
-        if set(named) != {"alpha", "beta"}:
-            raise SpecificationError(f"prior {text!r} must name both alpha= and beta=")
-        return IndependentPrior(named["alpha"], named["beta"])
+        for pair in (("alpha", "beta"), ("mu", "tau")):
+            if set(named) == set(pair):
+                return IndependentPrior(named[pair[0]], named[pair[1]], pair)
+        raise SpecificationError(
+            f"prior {text!r} must name both alpha= and beta= (rate families) or both mu= "
+            "and tau= (normal family)"
+        )
     name, params = _parse_call(stripped)
     if name in {"beta", "conjugate"}:
         raise SpecificationError(
@@ -237,8 +294,11 @@ def parse_theta_prior(text: str | ConjugatePrior | None, family: RateFamily) -> 
         prior = text
     else:
         name, params = _parse_call(text)
-        expected = {"beta-binomial": "beta", "gamma-poisson": "gamma"}[family.name]
-        if name not in {expected, "conjugate"} or len(params) != 2:
+        expected = {"beta-binomial": "beta", "gamma-poisson": "gamma",
+                    "normal": "normal"}[family.name]
+        if family.name == "normal" and name == "flat" and not params:
+            params = family.default_theta_prior
+        elif name not in {expected, "conjugate"} or len(params) != 2:
             raise SpecificationError(
                 f"prior {text!r} is not a prior for θ in the {family.name} family; "
                 f"write {expected}(a, b), e.g. {expected}"
@@ -271,10 +331,11 @@ def hyperprior_log_density_uv(
 
 __all__ = [
     "ConjugatePrior",
+    "Distribution",
     "HyperPrior",
     "IndependentPrior",
-    "PositiveDistribution",
     "ReferencePrior",
+    "UniformVariancePrior",
     "hyperprior_log_density_uv",
     "make_distribution",
     "parse_hyperprior",

@@ -6,8 +6,11 @@ from poolwise.exceptions import SpecificationError
 from poolwise.families.base import RateFamily
 from poolwise.families.beta_binomial import BetaBinomial
 from poolwise.families.gamma_poisson import GammaPoisson
+from poolwise.families.normal_normal import NormalNormal
 
-FAMILIES: dict[str, RateFamily] = {f.name: f for f in (BetaBinomial(), GammaPoisson())}
+FAMILIES: dict[str, RateFamily] = {
+    f.name: f for f in (BetaBinomial(), GammaPoisson(), NormalNormal())
+}
 
 
 def get_family(name: str | RateFamily) -> RateFamily:
@@ -21,4 +24,5 @@ def get_family(name: str | RateFamily) -> RateFamily:
         raise SpecificationError(f"unknown family {name!r}; valid families: {valid}") from None
 
 
-__all__ = ["FAMILIES", "BetaBinomial", "GammaPoisson", "RateFamily", "get_family"]
+__all__ = ["FAMILIES", "BetaBinomial", "GammaPoisson", "NormalNormal", "RateFamily",
+           "get_family"]

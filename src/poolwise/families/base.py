@@ -32,6 +32,12 @@ class RateFamily(ABC):
     uv_names: tuple[str, str]
     #: the fixed conjugate prior for θ under no or complete pooling (Jeffreys)
     default_theta_prior: tuple[float, float]
+    #: the no-pooling estimate, as labelled in plots
+    raw_label: str = "y / n"
+    #: the symbol of the size column, as labelled in plots
+    size_symbol: str = "n"
+    #: the population distribution, as printed
+    population_text: str = "Pop(α, β)"
     #: names of the population's two parameters, as posterior variables
     hyper_names: tuple[str, str] = ("alpha", "beta")
     #: +1 if v → +∞ means complete pooling (a concentration), −1 if v → −∞ does (a spread)
@@ -41,6 +47,21 @@ class RateFamily(ABC):
         """Quantities reported beside the two hyperparameters: population mean μ and
         concentration κ for the rate families."""
         return {"mu": self.population_mean(a, b), "kappa": self.concentration(a, b)}
+
+    def start_uv(self, y: NDArray, n: NDArray) -> NDArray:
+        """A sensible (u, v): the pooled rate and a moderate concentration of 10."""
+        pooled = float(np.sum(y) + 0.5) / float(np.sum(n) + 1.0)
+        alpha, beta = self.population_with_mean(pooled, 10.0)
+        u, v = self.to_uv(alpha, beta)
+        return np.array([float(u), float(v)])
+
+    def uv_scale(self, y: NDArray, n: NDArray) -> tuple[float, float]:
+        """Natural units of (u, v) for the quadrature box: 1 for logs and logits."""
+        return 1.0, 1.0
+
+    def population_with_mean(self, mean: float, concentration: float) -> tuple[float, float]:
+        """(α, β) of the population with this mean and concentration."""
+        raise NotImplementedError
 
     def pool(self, y: NDArray, n: NDArray) -> tuple[float, float]:
         """The data of all groups as one group (complete pooling): (Σ y, Σ n)."""
@@ -119,6 +140,10 @@ class RateFamily(ABC):
     @abstractmethod
     def check_data(self, y: NDArray, n: NDArray, labels: NDArray) -> None:
         """Raise :class:`~poolwise.exceptions.DataError` naming the first bad group."""
+
+    def information(self, n: NDArray) -> FloatArray:
+        """How much a group's data say, for marker sizes: its size n."""
+        return np.asarray(n, dtype=float)
 
     def raw_rate(self, y: NDArray, n: NDArray) -> FloatArray:
         """The no-pooling point estimate y_j / n_j."""

@@ -24,6 +24,7 @@ class BetaBinomial(RateFamily):
     theta_label = "success probability θ"
     size_label = "trials"
     uv_names = ("logit(α/(α+β))", "log(α+β)")
+    population_text = "Beta(α, β)"
     default_theta_prior = (0.5, 0.5)
     reference_prior_text = (
         "p(α, β) ∝ (α + β)^(-5/2)  (BDA3 §5.3: uniform on α/(α+β) and (α+β)^(-1/2))"
@@ -108,6 +109,10 @@ class BetaBinomial(RateFamily):
     def log_jacobian_uv(self, u: Any, v: Any, ops: Ops = NUMPY_OPS) -> Any:
         """|∂(α, β)/∂(u, v)| = (α + β)² m (1 − m) with m = σ(u)."""
         return 2.0 * v + log_sigmoid(u, ops) + log_sigmoid(-u, ops)
+
+    def population_with_mean(self, mean: float, concentration: float) -> tuple[float, float]:
+        mean = min(max(mean, 1e-6), 1 - 1e-6)
+        return mean * concentration, (1 - mean) * concentration
 
     def population_mean(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:
         return np.divide(alpha, np.add(alpha, beta))

@@ -25,6 +25,7 @@ class GammaPoisson(RateFamily):
     theta_label = "rate θ per unit exposure"
     size_label = "exposure"
     uv_names = ("log(α/β)", "log α")
+    population_text = "Gamma(α, β)"
     default_theta_prior = (0.5, 0.0)
     reference_prior_text = (
         "p(α, β) ∝ α^(-3/2) / β  (uniform on log(α/β) and on α^(-1/2), "
@@ -114,6 +115,9 @@ class GammaPoisson(RateFamily):
     def log_jacobian_uv(self, u: Any, v: Any, ops: Ops = NUMPY_OPS) -> Any:
         """|∂(α, β)/∂(u, v)| = α β = e^(2v − u)."""
         return 2.0 * v - u
+
+    def population_with_mean(self, mean: float, concentration: float) -> tuple[float, float]:
+        return concentration, concentration / mean
 
     def population_mean(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:
         return np.divide(alpha, beta)

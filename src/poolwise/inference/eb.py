@@ -41,9 +41,15 @@ def estimate_ml(model: Model, data: GroupCounts) -> EBEstimate:
     start = starting_point(model, data)
     bounds = ((start[0] - 40.0, start[0] + 40.0), (start[1] - V_REACH, start[1] + V_REACH))
     mode = find_mode(log_lik, start, bounds)
-    on_boundary = any(mode.at_bound) or mode.covariance is None
+    at_bound = mode.at_bound
+    if mode.covariance is None:
+        # a flat ridge towards complete pooling (e.g. τ → 0) is that boundary, reached
+        probe = mode.point + np.array([0.0, 5.0 * family.pooling_direction])
+        if float(log_lik(np.asarray(probe[0]), np.asarray(probe[1]))) >= mode.value - 1e-6:
+            at_bound = (at_bound[0], True)
+    on_boundary = any(at_bound) or mode.covariance is None
     if on_boundary:
-        warnings.warn(_boundary_message(family, mode.point, start, mode.at_bound),
+        warnings.warn(_boundary_message(family, mode.point, start, at_bound),
                       ConvergenceWarning, stacklevel=3)
     alpha, beta = family.from_uv(mode.point[0], mode.point[1])
     return EBEstimate(
@@ -70,7 +76,7 @@ def _require_events(family: RateFamily, data: GroupCounts) -> None:
 def _boundary_message(family: RateFamily, point: np.ndarray, start: np.ndarray,
                       at_bound: tuple[bool, bool]) -> str:
     head = "the type-II likelihood is maximised on a boundary: "
-    pools = (point[1] > start[1]) == (family.pooling_direction > 0)
+    pools = (point[1] >= start[1]) == (family.pooling_direction > 0)
     if at_bound[1] and pools:
         return (head + f"{family.uv_names[1]} runs to its limit where the population "
                 "variance collapses to zero, so empirical Bayes equals complete pooling; use "

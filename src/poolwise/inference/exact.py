@@ -27,17 +27,8 @@ HEAVY_TAIL_EXPONENT = 1.1
 
 
 def starting_point(model: Model, data: GroupCounts) -> np.ndarray:
-    """A sensible (u, v): the pooled mean rate and a moderate concentration."""
-    family = model.family
-    pooled = float(np.sum(data.y) + 0.5) / float(np.sum(data.n) + 1.0)
-    concentration = 10.0
-    if family.name == "beta-binomial":
-        pooled = min(max(pooled, 1e-6), 1 - 1e-6)
-        alpha, beta = pooled * concentration, (1 - pooled) * concentration
-    else:
-        alpha, beta = concentration, concentration / pooled
-    u, v = family.to_uv(alpha, beta)
-    return np.array([float(u), float(v)])
+    """A sensible (u, v) to start optimisers and chains from (the family decides)."""
+    return model.family.start_uv(data.y, data.n)
 
 
 def sample_exact(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
@@ -57,7 +48,8 @@ def sample_exact(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
 
     y, n, w = data.compressed()
     log_density = hyper_log_posterior(family, model.hyperprior, y, n, w)
-    grid = build_grid(log_density, starting_point(model, data), names=family.uv_names)
+    grid = build_grid(log_density, starting_point(model, data), names=family.uv_names,
+                      scale=family.uv_scale(data.y, data.n))
     exponent = grid.upper_tail_exponent()
     if exponent is not None and exponent < HEAVY_TAIL_EXPONENT:
         warnings.warn(

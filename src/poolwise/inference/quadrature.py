@@ -81,22 +81,27 @@ def build_grid(
     start: NDArray,
     *,
     names: tuple[str, str] = ("u", "v"),
+    scale: tuple[float, float] = (1.0, 1.0),
     resolution: int = 128,
 ) -> HyperGrid:
     """Grid the posterior ``log_density(u, v)`` (vectorised) around its mode.
 
-    Raises :class:`ImproperPosteriorError` when the density does not fall off within
-    ``MAX_REACH`` of the mode in some direction, which is what an improper posterior does.
+    ``scale`` is the natural unit of each coordinate (1 for logs and logits, the data's
+    spread for a location such as μ). Raises :class:`ImproperPosteriorError` when the
+    density does not fall off within ``MAX_REACH`` units of the mode in some direction,
+    which is what an improper posterior does.
     """
     start = np.asarray(start, dtype=float)
-    bounds = ((start[0] - MAX_REACH, start[0] + MAX_REACH),
-              (start[1] - MAX_REACH, start[1] + MAX_REACH))
+    unit = np.asarray(scale, dtype=float)
+    reach = MAX_REACH * unit
+    bounds = ((start[0] - reach[0], start[0] + reach[0]),
+              (start[1] - reach[1], start[1] + reach[1]))
     mode = find_mode(log_density, start, bounds)
     centre = mode.point
     if mode.covariance is not None:
-        half = np.clip(5.0 * np.sqrt(np.diag(mode.covariance)), 0.05, 10.0)
+        half = np.clip(5.0 * np.sqrt(np.diag(mode.covariance)), 0.05 * unit, 10.0 * unit)
     else:
-        half = np.array([2.0, 2.0])
+        half = 2.0 * unit
     lo, hi = centre - half, centre + half
 
     for _ in range(60):
@@ -121,17 +126,17 @@ def build_grid(
         for axis, side, flag in grow:
             if not flag:
                 continue
-            reach = centre[axis] + (MAX_REACH if side else -MAX_REACH)
+            limit = centre[axis] + (reach[axis] if side else -reach[axis])
             bound = hi if side else lo
-            if bound[axis] == reach:
+            if bound[axis] == limit:
                 direction = "large" if side else "small"
                 raise ImproperPosteriorError(
                     f"the posterior of {names[axis]} does not fall off as it grows {direction}: "
                     "the hyperprior gives an improper posterior for these data; "
-                    "use a proper hyperprior such as 'halfnormal(10)'"
+                    "use a proper hyperprior"
                 )
             step = 0.5 * width[axis] if side else -0.5 * width[axis]
-            bound[axis] = min(bound[axis] + step, reach) if side else max(bound[axis] + step, reach)
+            bound[axis] = min(bound[axis] + step, limit) if side else max(bound[axis] + step, limit)
     else:  # pragma: no cover - the reach limit stops the loop first
         raise ImproperPosteriorError("could not bound the hyperparameter posterior")
 

@@ -199,7 +199,7 @@ def plot_forest(
                                         label=f"{label}: {target[1]} = {format_value(target[0])}"))
         rows = table.drop_duplicates("row")
         handles += ax.plot(rows["raw"], rows["row"], "x", color="black", ms=6, mew=1.4,
-                           label="observed y / n", zorder=4)
+                           label=f"observed {first.model.family.raw_label}", zorder=4)
         size = first.model.family.size_label
         ticks = [f"{g}  ({format_count(n)})" for g, n in zip(rows["group"], rows["n"],
                                                              strict=True)]

@@ -289,7 +289,7 @@ def plot_population_mean(
         else:  # a point estimate: show it against the observed rates for scale
             raw = family.raw_rate(fit.data.y, fit.data.n)
             ax.plot(raw, np.zeros_like(raw), "|", color=GREY, ms=14, alpha=0.6,
-                    label="observed y / n of each group", clip_on=False)
+                    label=f"observed {family.raw_label} of each group", clip_on=False)
             ax.axvline(s["map"], color=VERMILLION, lw=1.8,
                        label=f"estimate μ̂ = {format_value(s['map'])}")
             ax.plot([], [], " ", label=f"{fit.method} gives no uncertainty for μ")

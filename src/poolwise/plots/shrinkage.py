@@ -160,7 +160,8 @@ def plot_shrinkage(fit: Fit, *, ci_prob: float = 0.95, ax: Axes | None = None) -
                       alpha=0.5 if len(table) < 30 else 0.25, lw=1,
                       zorder=1, label=f"{percent(ci_prob)} posterior interval")
             spans += [table["lower"].to_numpy(), table["upper"].to_numpy()]
-        sizes = marker_sizes(table["n"].to_numpy(), table["n"].to_numpy())
+        information = family.information(table["n"].to_numpy())
+        sizes = marker_sizes(information, information)
         ax.scatter(raw, mean, s=sizes, color=BLUE, alpha=0.35 if many else 0.75,
                    edgecolors="white", linewidths=0.4, zorder=3)
         lo = float(min(np.nanmin(s) for s in spans))
@@ -168,7 +169,7 @@ def plot_shrinkage(fit: Fit, *, ci_prob: float = 0.95, ax: Axes | None = None) -
         pad = 0.04 * (hi - lo if hi > lo else 1.0)
         limits = (lo - pad, hi + pad)
         ax.plot(limits, limits, color="black", lw=1, zorder=2,
-                label="45° line: no pooling (estimate = y/n)")
+                label=f"45° line: no pooling (estimate = {family.raw_label})")
         target = table["target"].iloc[0]
         if np.isfinite(target):
             name = target_name(fit)
@@ -177,19 +178,22 @@ def plot_shrinkage(fit: Fit, *, ci_prob: float = 0.95, ax: Axes | None = None) -
         ax.set_xlim(limits)
         ax.set_ylim(limits)
         ax.set_aspect("equal", adjustable="box")
-        ax.set_xlabel("observed rate y / n")
+        ax.set_xlabel(f"observed {family.raw_label}")
         ax.set_ylabel(f"posterior mean of {family.theta_label}")
         ax.set_title(f"Shrinkage by {fit.data.group_name} ({len(table):,} groups)\n"
                      f"{describe(fit)}")
         lines = ax.legend(loc="upper left")
+        shown = legend_sizes(table["n"].to_numpy())
         handles = [
-            ax.scatter([], [], s=float(marker_sizes(np.array([v]), table["n"].to_numpy())[0]),
+            ax.scatter([], [], s=float(marker_sizes(family.information(np.array([v])),
+                                                    information)[0]),
                        color=BLUE, alpha=0.75, edgecolors="white")
-            for v in legend_sizes(table["n"].to_numpy())
+            for v in shown
         ]
-        labels = [format_count(v) for v in legend_sizes(table["n"].to_numpy())]
+        labels = [format_count(v) for v in shown]
         # outside the axes, where it can hide no point
-        ax.legend(handles, labels, title=f"{family.size_label} n", loc="upper left",
+        ax.legend(handles, labels, title=f"{family.size_label} {family.size_symbol}",
+                  loc="upper left",
                   bbox_to_anchor=(1.02, 1.0), labelspacing=1.2, borderpad=0.8, frameon=False)
         ax.add_artist(lines)
     return fig

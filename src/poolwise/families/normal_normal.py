@@ -1,0 +1,185 @@
+"""Normal-normal with known standard errors: y_j ~ N(θ_j, σ_j²), θ_j ~ N(μ, τ²).
+
+The model of a meta-analysis (each group reports an estimate y_j with standard error σ_j),
+of eight schools and of the Efron-Morris batting averages (BDA3 §5.4-5.6; lecture 001).
+Coordinates: u = μ and v = log τ. Shrinkage is written with the pooling factor
+B_j = σ_j² / (σ_j² + τ²), which stays finite at τ = 0 (complete pooling, B = 1) and at
+τ = ∞ (no pooling, B = 0).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy import stats
+
+from poolwise._ops import NUMPY_OPS, Ops
+from poolwise.exceptions import ConvergenceWarning, DataError, SpecificationError
+from poolwise.families.base import FloatArray, RateFamily
+
+LOG_2PI = math.log(2.0 * math.pi)
+
+
+def pooling_factor(tau: ArrayLike, se: ArrayLike) -> FloatArray:
+    """B = σ² / (σ² + τ²) = 1 / (1 + (τ/σ)²): the weight of μ in E[θ_j | μ, τ, y_j]."""
+    ratio = np.divide(tau, se)
+    return np.asarray(1.0 / (1.0 + ratio * ratio), dtype=float)
+
+
+class NormalNormal(RateFamily):
+    """Normal estimates with known standard errors and a normal population."""
+
+    name = "normal"
+    theta_label = "group mean θ"
+    size_label = "standard error"
+    uv_names = ("μ", "log τ")
+    hyper_names = ("mu", "tau")
+    population_text = "N(μ, τ²)"
+    raw_label = "y"
+    size_symbol = "σ"
+    pooling_direction = -1
+    default_theta_prior = (0.0, math.inf)
+    reference_prior_text = "p(μ, τ) ∝ 1  (uniform on μ and τ, BDA3 §5.4)"
+
+    def log_likelihood(self, theta: Any, y: Any, n: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """log N(y_j | θ_j, σ_j²), with n the standard error σ_j."""
+        return -0.5 * LOG_2PI - ops.log(n) - 0.5 * ops.square((y - theta) / n)
+
+    def sample_data(self, rng: np.random.Generator, theta: ArrayLike, n: ArrayLike) -> NDArray:
+        return rng.normal(np.asarray(theta, dtype=float), np.asarray(n, dtype=float))
+
+    def population(self, alpha: ArrayLike, beta: ArrayLike) -> Any:
+        """N(μ, τ²); τ = 0 (a point mass) is kept as a vanishingly narrow normal."""
+        return stats.norm(alpha, np.maximum(np.asarray(beta, dtype=float), 1e-300))
+
+    def sample_population(
+        self, rng: np.random.Generator, alpha: ArrayLike, beta: ArrayLike
+    ) -> FloatArray:
+        return rng.normal(np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float))
+
+    def conjugate_update(
+        self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike
+    ) -> tuple[FloatArray, FloatArray]:
+        """θ_j | y_j, μ, τ ~ N(y_j − B_j (y_j − μ), (1 − B_j) σ_j²) (lecture 001)."""
+        shrink = pooling_factor(beta, n)
+        y = np.asarray(y, dtype=float)
+        mean = y - shrink * (y - np.asarray(alpha, dtype=float))
+        return mean, np.asarray(n, dtype=float) * np.sqrt(1.0 - shrink)
+
+    def log_marginal(self, alpha: Any, beta: Any, y: Any, n: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """log N(y_j | μ, σ_j² + τ²)."""
+        variance = ops.square(n) + ops.square(beta)
+        return -0.5 * (LOG_2PI + ops.log(variance)) - 0.5 * ops.square(y - alpha) / variance
+
+    def log_marginal_total(
+        self, alpha: Any, beta: Any, y: Any, n: Any, weights: Any, ops: Ops = NUMPY_OPS
+    ) -> Any:
+        return self.log_marginal(alpha[..., None], beta[..., None], y, n, ops) @ np.asarray(
+            weights, dtype=float)
+
+    def population_stats(self, theta: NDArray, axis: int = -1) -> tuple[Any, Any, Any]:
+        """(J, Σ θ_j, Σ θ_j²)."""
+        return theta.shape[axis], theta.sum(axis), np.square(theta).sum(axis)
+
+    def log_population_from_stats(
+        self, alpha: Any, beta: Any, stats: tuple[Any, Any, Any], ops: Ops = NUMPY_OPS
+    ) -> Any:
+        """Σ log N(θ_j | μ, τ²) = −J log τ − J/2 log 2π − (S₂ − 2μS₁ + Jμ²) / (2τ²)."""
+        count, total, total_sq = stats
+        return (-count * (ops.log(beta) + 0.5 * LOG_2PI)
+                - (total_sq - 2.0 * alpha * total + count * ops.square(alpha))
+                / (2.0 * ops.square(beta)))
+
+    def from_uv(self, u: Any, v: Any, ops: Ops = NUMPY_OPS) -> tuple[Any, Any]:
+        """μ = u, τ = e^v."""
+        return u, ops.exp(v)
+
+    def to_uv(self, alpha: ArrayLike, beta: ArrayLike) -> tuple[FloatArray, FloatArray]:
+        with np.errstate(divide="ignore"):
+            return np.asarray(alpha, dtype=float), np.log(np.asarray(beta, dtype=float))
+
+    def log_jacobian_uv(self, u: Any, v: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """|∂(μ, τ)/∂(u, v)| = τ = e^v."""
+        return v + 0.0 * u
+
+    def population_mean(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:
+        return np.asarray(alpha, dtype=float)
+
+    def concentration(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:
+        """The between-group standard deviation τ (a spread: small τ pools more)."""
+        return np.asarray(beta, dtype=float)
+
+    def derived(self, a: Any, b: Any) -> dict[str, Any]:
+        """Nothing beyond μ and τ themselves."""
+        return {}
+
+    def pool(self, y: NDArray, n: NDArray) -> tuple[float, float]:
+        """Precision-weighted mean Σ w y / Σ w and its standard error 1/√Σw, w = 1/σ²."""
+        weights = 1.0 / np.square(n)
+        return float(np.sum(weights * y) / np.sum(weights)), float(1.0 / np.sqrt(weights.sum()))
+
+    def information(self, n: NDArray) -> FloatArray:
+        """A group's precision 1/σ² (a smaller standard error says more)."""
+        return np.asarray(1.0 / np.square(n), dtype=float)
+
+    def raw_rate(self, y: NDArray, n: NDArray) -> FloatArray:
+        """The no-pooling estimate is the group's own estimate y_j."""
+        return np.asarray(y, dtype=float)
+
+    def start_uv(self, y: NDArray, n: NDArray) -> NDArray:
+        """The pooled mean and the spread of the estimates (at least a tenth of their se)."""
+        mean, _ = self.pool(y, n)
+        spread = max(float(np.std(y)), 0.1 * float(np.median(n)))
+        return np.array([mean, math.log(spread)])
+
+    def uv_scale(self, y: NDArray, n: NDArray) -> tuple[float, float]:
+        """μ is in the data's units: its scale is the spread of the estimates or their se."""
+        return max(float(np.std(y)), float(np.median(n))), 1.0
+
+    def reference_log_prior(self, alpha: Any, beta: Any, ops: Ops = NUMPY_OPS) -> Any:
+        """log p(μ, τ) = 0."""
+        return 0.0 * (alpha + beta)
+
+    def moments_estimate(self, y: NDArray, n: NDArray) -> tuple[float, float]:
+        """DerSimonian & Laird (1986): τ² = max(0, (Q − (J − 1)) / (Σw − Σw²/Σw)).
+
+        Q = Σ w_j (y_j − ȳ_w)² with w_j = 1/σ_j² and ȳ_w the fixed-effect mean; μ is then the
+        mean weighted by 1/(σ_j² + τ²). When τ² is truncated at 0 empirical Bayes equals
+        complete pooling, and a ConvergenceWarning says so.
+        """
+        weights = 1.0 / np.square(n)
+        fixed = np.sum(weights * y) / weights.sum()
+        q = float(np.sum(weights * np.square(y - fixed)))
+        scale = float(weights.sum() - np.sum(np.square(weights)) / weights.sum())
+        tau2 = max(0.0, (q - (y.size - 1)) / scale) if scale > 0 else 0.0
+        if tau2 == 0.0:
+            warnings.warn(
+                f"the moment estimate of τ is 0 (Q = {q:.3g} ≤ J − 1 = {y.size - 1}): the "
+                "estimates vary no more than their standard errors explain, so empirical "
+                "Bayes equals complete pooling; use --method exact to keep the uncertainty",
+                ConvergenceWarning, stacklevel=4)
+        random = 1.0 / (np.square(n) + tau2)
+        return float(np.sum(random * y) / random.sum()), math.sqrt(tau2)
+
+    def check_theta_prior(self, a: float, b: float) -> None:
+        if not (math.isfinite(a) and b > 0):
+            raise SpecificationError(
+                f"normal({a:g}, {b:g}) is not a valid prior for θ: the mean must be finite "
+                "and the sd > 0 ('flat' is the improper uniform prior)"
+            )
+
+    def check_data(self, y: NDArray, n: NDArray, labels: NDArray) -> None:
+        bad = np.flatnonzero(~(n > 0) | ~np.isfinite(n) | ~np.isfinite(y))
+        if bad.size:
+            j = bad[0]
+            raise DataError(
+                f"group {str(labels[j])!r} has estimate {y[j]:g} with standard error "
+                f"{n[j]:g}; estimates must be finite and standard errors > 0"
+            )
+
+
+__all__ = ["NormalNormal", "pooling_factor"]
