@@ -33,7 +33,7 @@ class RateFamily(ABC):
     #: the fixed conjugate prior for θ under no or complete pooling (Jeffreys)
     default_theta_prior: tuple[float, float]
     #: the no-pooling estimate, as labelled in plots
-    raw_label: str = "y / n"
+    raw_label: str = "rate y / n"
     #: the symbol of the size column, as labelled in plots
     size_symbol: str = "n"
     #: the population distribution, as printed

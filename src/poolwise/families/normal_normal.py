@@ -39,7 +39,7 @@ class NormalNormal(RateFamily):
     uv_names = ("μ", "log τ")
     hyper_names = ("mu", "tau")
     population_text = "N(μ, τ²)"
-    raw_label = "y"
+    raw_label = "estimate y"
     size_symbol = "σ"
     pooling_direction = -1
     default_theta_prior = (0.0, math.inf)
