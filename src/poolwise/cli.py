@@ -65,6 +65,8 @@ Out = Annotated[Path | None, typer.Option("--out", help="Directory for summary, 
 Force = Annotated[bool, typer.Option("--force", help="Write into an --out that has files.")]
 Format = Annotated[str, typer.Option("--format", help="table or json.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
+Parametrisation = Annotated[str, typer.Option(
+    help="nuts: auto, non-centred, centred (normal family) or marginal (θ integrated out).")]
 NewY = Annotated[float | None, typer.Option("--new-group-y",
                                             help="Count (successes, events) in a new group.")]
 NewN = Annotated[float | None, typer.Option("--new-group-n",
@@ -285,7 +287,7 @@ def fit_command(
     method: Method = "exact", prior: Prior = None, draws: Draws = 1000, chains: Chains = 4,
     warmup: Warmup = 1000, seed: Seed = 0, ci: Ci = 0.95, out: Out = None, force: Force = False,
     output_format: Format = "table", quiet: Quiet = False, new_group_y: NewY = None,
-    new_group_n: NewN = None,
+    new_group_n: NewN = None, parametrisation: Parametrisation = "auto",
 ) -> int:
     """Fit one model and print its summary; with --out also write CSV, NetCDF and plots."""
     from poolwise.model import Model
@@ -301,7 +303,7 @@ def fit_command(
             fit = model.fit(source.table, y=source.y, n=source.n, group=source.group, se=source.se,
                             method=method, draws=draws, chains=chains, warmup=warmup, seed=seed,
                             progress=not quiet and output_format == "table"
-                            and stderr.is_terminal)
+                            and stderr.is_terminal, parametrisation=parametrisation)
         # ArviZ diagnostics cost ~3 ms a group; exact draws are independent by construction
         summary = fit.summary(ci, diagnostics=fit.is_mcmc or fit.data.n_groups <= 1000)
         new_summary = None

@@ -124,6 +124,7 @@ class Fit:
             "draws": config.draws,
             "chains": config.chains,
             "warmup": config.warmup,
+            "parametrisation": config.parametrisation,
             "group_name": data.group_name,
             "notes": json.dumps(list(data.notes)),
             "eb": json.dumps(_eb_to_dict(draws.eb)),
@@ -352,7 +353,8 @@ class Fit:
             notes=tuple(json.loads(attrs["notes"])),
         )
         config = SamplerConfig(draws=int(attrs["draws"]), chains=int(attrs["chains"]),
-                               warmup=int(attrs["warmup"]), seed=int(attrs["seed"]))
+                               warmup=int(attrs["warmup"]), seed=int(attrs["seed"]),
+                               parametrisation=str(attrs.get("parametrisation", "auto")))
         eb = _eb_from_dict(json.loads(attrs["eb"]))
         return cls(model, data, str(attrs["method"]), config, tree, eb, json.loads(attrs["info"]))
 

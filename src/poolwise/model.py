@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 Pooling = Literal["none", "complete", "partial"]
 POOLINGS: tuple[str, ...] = ("none", "complete", "partial")
+PARAMETRISATIONS: tuple[str, ...] = ("auto", "non-centred", "centred", "marginal")
 #: how each pooling level reads in a sentence
 POOLING_PHRASES = {"none": "no pooling", "complete": "complete pooling",
                    "partial": "partial pooling"}
@@ -195,11 +196,14 @@ class Model:
         warmup: int = 1000,
         seed: int = 0,
         progress: bool = False,
+        parametrisation: str = "auto",
     ) -> Fit:
         """Fit the model and return a :class:`~poolwise.fit.Fit`.
 
         ``draws`` and ``warmup`` are per chain; ``warmup`` is used by the Markov chain
-        methods only. The same ``seed`` gives the same draws.
+        methods only. The same ``seed`` gives the same draws. ``parametrisation`` is for
+        ``nuts``: ``"marginal"`` integrates θ out (the default for the rate families),
+        ``"non-centred"`` (the default for the normal family) and ``"centred"`` sample θ.
         """
         from poolwise.fit import Fit, check_diagnostics
 
@@ -207,10 +211,15 @@ class Model:
                                    ("warmup", warmup, 0)):
             if not isinstance(value, (int, np.integer)) or value < least:
                 raise SpecificationError(f"{name} must be an integer ≥ {least}, got {value!r}")
+        if parametrisation not in PARAMETRISATIONS:
+            raise SpecificationError(
+                f"unknown parametrisation {parametrisation!r}; valid: "
+                f"{', '.join(PARAMETRISATIONS)}")
         sampler = get_method(method, self.pooling)
         counts = self.prepare(data, y=y, n=n, group=group, se=se)
         config = SamplerConfig(draws=int(draws), chains=int(chains), warmup=int(warmup),
-                               seed=int(seed), progress=progress)
+                               seed=int(seed), progress=progress,
+                               parametrisation=parametrisation)
         start = time.perf_counter()
         result = sampler(self, counts, config)
         elapsed = time.perf_counter() - start

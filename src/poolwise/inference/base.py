@@ -27,6 +27,8 @@ class SamplerConfig:
     warmup: int = 1000
     seed: int = 0
     progress: bool = False
+    #: nuts only: "auto", "centred", "non-centred" (explicit θ, normal family) or "marginal"
+    parametrisation: str = "auto"
 
 
 @dataclass(frozen=True)
