@@ -4,26 +4,31 @@ Partial pooling: p(u, v | y) ∝ p(α, β) |J| Π_j p(y_j | α, β) is gridded i
 hyperparameter coordinates (:mod:`poolwise.inference.quadrature`), (u, v) are drawn from
 the grid and θ_j from its conjugate conditional p(θ_j | y_j, α, β) (BDA3 §5.3, steps 1-3).
 No or complete pooling: the posterior is conjugate and drawn directly.
+
+The normal family with a hyperprior under which μ | τ is conjugate (μ flat or normal, any
+prior on τ) needs only a 1-D grid, in log τ; μ and θ are then drawn from their normal
+conditionals (:mod:`poolwise.inference.exact_normal`).
 """
 
 from __future__ import annotations
 
-import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from poolwise.exceptions import PosteriorWarning
 from poolwise.inference.base import Draws, SamplerConfig, hyper_log_posterior
+from poolwise.inference.exact_normal import (
+    HEAVY_TAIL_EXPONENT,
+    sample_exact_normal,
+    warn_heavy_tail,
+)
 from poolwise.inference.quadrature import build_grid
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
     from poolwise.model import Model
 
-
-#: below this tail exponent of p(v), E[e^v] is infinite or barely finite (needs > 1)
-HEAVY_TAIL_EXPONENT = 1.1
+__all__ = ["HEAVY_TAIL_EXPONENT", "sample_exact", "sample_grid", "starting_point"]
 
 
 def starting_point(model: Model, data: GroupCounts) -> np.ndarray:
@@ -45,21 +50,22 @@ def sample_exact(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
                                                *family.pool(data.y, data.n))
             theta = np.repeat(common, data.n_groups, axis=1)
         return Draws(theta=theta.reshape(*shape, data.n_groups))
+    one_dimensional = sample_exact_normal(model, data, config, stacklevel=3)
+    if one_dimensional is not None:
+        return one_dimensional
+    return sample_grid(model, data, config)
 
+
+def sample_grid(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
+    """Partial pooling by the 2-D grid in (u, v), for any family and hyperprior."""
+    rng = np.random.default_rng(config.seed)
+    family, total = model.family, config.chains * config.draws
+    shape = (config.chains, config.draws)
     y, n, w = data.compressed()
     log_density = hyper_log_posterior(family, model.hyperprior, y, n, w)
     grid = build_grid(log_density, starting_point(model, data), names=family.uv_names,
                       scale=family.uv_scale(data.y, data.n))
-    exponent = grid.upper_tail_exponent()
-    if exponent is not None and exponent < HEAVY_TAIL_EXPONENT:
-        warnings.warn(
-            f"the posterior of v = {family.uv_names[1]} has a heavy upper tail (density "
-            f"∝ exp(−{exponent:.2f} v)), so e^v and the hyperparameters that grow with it "
-            "have no finite posterior mean or sd: read their medians and intervals, not "
-            "their means",
-            PosteriorWarning,
-            stacklevel=3,
-        )
+    warn_heavy_tail(grid.upper_tail_exponent(), family.uv_names[1], stacklevel=4)
     u, v = grid.sample(rng, total)
     alpha, beta = family.from_uv(u, v)
     theta = family.sample_conditional(rng, alpha[:, None], beta[:, None], data.y, data.n)

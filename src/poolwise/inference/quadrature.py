@@ -50,24 +50,29 @@ class HyperGrid:
         return u, v
 
     def upper_tail_exponent(self) -> float | None:
-        """c in p(v) ∝ e^(−c v) over the upper tail of the marginal of v, if the grid shows one.
-
-        Fitted by least squares where the marginal density is between 1e-9 and 1e-3 of its
-        peak, above the peak. The concentration κ = e^v then has density ∝ κ^(−c−1), so
-        its mean is finite only when c > 1.
-        """
-        marginal = self.probabilities.sum(axis=0)
-        peak = int(np.argmax(marginal))
-        relative = marginal[peak:] / marginal[peak]
-        tail = (relative > 1e-9) & (relative < 1e-3)
-        if tail.sum() < 5:
-            return None
-        slope = np.polyfit(self.v[peak:][tail], np.log(relative[tail]), 1)[0]
-        return float(-slope)
+        """c in p(v) ∝ e^(−c v) over the upper tail of the marginal of v (see
+        :func:`upper_tail_exponent`)."""
+        return upper_tail_exponent(self.v, self.probabilities.sum(axis=0))
 
     def expectation(self, values: NDArray) -> float:
         """∫ f(u, v) p(u, v | y) by the midpoint rule, given f at the grid nodes."""
         return float(np.sum(self.probabilities * values))
+
+
+def upper_tail_exponent(v: NDArray, marginal: NDArray) -> float | None:
+    """c in p(v) ∝ e^(−c v) over the upper tail of a density of v on a grid, if it shows one.
+
+    Fitted by least squares where the density is between 1e-9 and 1e-3 of its peak, above
+    the peak. The concentration κ = e^v then has density ∝ κ^(−c−1), so its mean is finite
+    only when c > 1.
+    """
+    peak = int(np.argmax(marginal))
+    relative = marginal[peak:] / marginal[peak]
+    tail = (relative > 1e-9) & (relative < 1e-3)
+    if tail.sum() < 5:
+        return None
+    slope = np.polyfit(v[peak:][tail], np.log(relative[tail]), 1)[0]
+    return float(-slope)
 
 
 def _evaluate(log_density: LogDensity, u: NDArray, v: NDArray) -> NDArray:
