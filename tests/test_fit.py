@@ -114,3 +114,15 @@ def test_bad_chains_raise_sampling_warnings():
     assert not any("nan" in str(w.message) for w in caught)
     # the same draws from an exact method are not Markov chains: no gate
     assert diagnostic_problems(_fit_from(alpha, beta, theta)) == []
+
+
+def test_large_fits_compute_the_log_likelihood_when_asked(rats, monkeypatch):
+    """Past EAGER_LOG_LIKELIHOOD it is not stored, and with_log_likelihood gives the same."""
+    import poolwise.fit
+
+    eager = Model().fit(rats, y="y", n="n", group="experiment", draws=100, seed=5)
+    monkeypatch.setattr(poolwise.fit, "EAGER_LOG_LIKELIHOOD", 10)
+    lazy = Model().fit(rats, y="y", n="n", group="experiment", draws=100, seed=5)
+    assert "log_likelihood" not in lazy.tree.children
+    np.testing.assert_allclose(lazy.with_log_likelihood()["log_likelihood"]["y"].values,
+                               eager.tree["log_likelihood"]["y"].values)

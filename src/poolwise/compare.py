@@ -48,7 +48,7 @@ class Comparison:
         for pooling, fit in self.fits.items():
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                elpd = _arviz.loo(fit.tree)
+                elpd = _arviz.loo(fit.with_log_likelihood())
             k = np.asarray(elpd.pareto_k).ravel()
             rows.append({
                 "pooling": pooling,

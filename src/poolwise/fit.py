@@ -24,6 +24,9 @@ from poolwise.model import POOLING_PHRASES, Model
 SUMMARY_COLUMNS = ["param", "group", "mean", "sd", "lower", "upper",
                    "ess_bulk", "ess_tail", "r_hat", "mcse_mean"]
 MCMC_METHODS = ("gibbs", "nuts")
+#: above this many draws × groups the pointwise log likelihood is computed when asked for
+#: (by :meth:`Fit.with_log_likelihood`, e.g. for LOO), not stored with every fit
+EAGER_LOG_LIKELIHOOD = 10_000_000
 R_HAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100
 
@@ -105,11 +108,11 @@ class Fit:
             posterior |= {a_name: draws.alpha, b_name: draws.beta,
                           **family.derived(draws.alpha, draws.beta)}
         posterior["theta"] = draws.theta
-        groups: dict[str, dict[str, np.ndarray]] = {
-            "posterior": posterior,
-            "log_likelihood": {"y": family.log_likelihood(draws.theta, data.y, data.n)},
-            "observed_data": {"y": data.y, "n": data.n},
-        }
+        groups: dict[str, dict[str, np.ndarray]] = {"posterior": posterior}
+        if draws.theta.size <= EAGER_LOG_LIKELIHOOD:
+            groups["log_likelihood"] = {
+                "y": family.log_likelihood(draws.theta, data.y, data.n)}
+        groups["observed_data"] = {"y": data.y, "n": data.n}
         if draws.sample_stats:
             groups["sample_stats"] = draws.sample_stats
         info = {**draws.info, "seconds": seconds}
@@ -153,6 +156,19 @@ class Fit:
     def describe_prior(self) -> str:
         """The prior as this fit used it (empirical Bayes uses no hyperprior)."""
         return self.model.describe_prior(self.method)
+
+    def with_log_likelihood(self) -> xr.DataTree:
+        """The DataTree with the pointwise log likelihood log p(y_j | θ_j) (for LOO)."""
+        if "log_likelihood" in self.tree.children:
+            return self.tree
+        theta = self.draws("theta")
+        values = self.model.family.log_likelihood(theta, self.data.y, self.data.n)
+        tree = self.tree.copy()
+        tree["log_likelihood"] = xr.DataTree(xr.Dataset(
+            {"y": (("chain", "draw", "group"), values)},
+            coords={"chain": self.posterior["chain"], "draw": self.posterior["draw"],
+                    "group": self.posterior["group"]}))
+        return tree
 
     @property
     def is_mcmc(self) -> bool:
