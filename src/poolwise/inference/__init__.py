@@ -22,7 +22,8 @@ METHODS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
     "gibbs": ("poolwise.inference.gibbs", "sample_gibbs",
               "Gibbs for θ, Metropolis for α and β (the lecture's sampler)", ("partial",)),
     "nuts": ("poolwise.inference.nuts", "sample_nuts",
-             "NUTS in NumPyro (θ integrated out, then drawn exactly)",
+             "NUTS in NumPyro (rates: θ integrated out, then drawn exactly; normal: explicit "
+             "θ, non-centred by default)",
              ("none", "complete", "partial")),
 }
 

@@ -1,6 +1,6 @@
 """``nuts``: the No-U-Turn sampler of NumPyro, on the same posterior as ``exact``.
 
-Partial pooling
+Partial pooling, marginal (``parametrisation="marginal"``; "auto" for the rate families)
     θ is integrated out. NUTS samples the two unconstrained hyperparameter coordinates
     z = (u, v) of the family (:attr:`RateFamily.uv_names`), with a flat base measure, from
 
@@ -14,12 +14,36 @@ Partial pooling
     conjugate conditional p(θ_j | y_j, α, β) at each (α, β) draw: draws of
     p(α, β | y) p(θ | α, β, y), the full joint posterior.
 
+Partial pooling, explicit θ (normal family: ``"non-centred"``, its "auto", or ``"centred"``)
+    For y_j ~ N(θ_j, σ_j²), θ_j ~ N(μ, τ²) NUTS samples θ with the hyperparameters
+    (u, v) = (μ, log τ), as Stan and PyMC users write the model, so that ``nuts`` and
+    ``gibbs`` can be checked against ``exact`` and each other on the same joint posterior:
+
+        non-centred   z = (μ, log τ, η_1..η_J),  θ_j = μ + τ η_j,  η_j ~ N(0, 1),
+                      log p(z | y) = log p(μ, log τ) + Σ_j log N(η_j | 0, 1)
+                                     + Σ_j log N(y_j | θ_j, σ_j²);
+        centred       z = (μ, log τ, θ_1..θ_J),
+                      log p(z | y) = log p(μ, log τ) + Σ_j log N(θ_j | μ, τ²)
+                                     + Σ_j log N(y_j | θ_j, σ_j²),
+
+    with log p(μ, log τ) = log p(μ, τ) + log τ from
+    :func:`~poolwise.priors.hyperprior_log_density_uv`, the population density from
+    ``family.log_population_from_stats`` (at μ = 0, τ = 1 for η) and the likelihood from
+    ``family.log_likelihood``, all with JAX operations. The centred form has the funnel of
+    Neal (2003): where τ is small the θ_j are squeezed together, NUTS cannot follow the
+    curvature and reports divergent transitions (eight schools shows them; the Fit warns).
+    The non-centred form makes η independent of τ a priori and, with groups whose data are
+    weak (σ_j large against τ), has no funnel (Betancourt and Girolami 2015). Here ``lp``
+    is the log density of z, and θ is T(z), not drawn afterwards.
+
 No or complete pooling
     θ is explicit (one per group, or one shared) with its fixed conjugate prior from
-    ``model.theta_prior`` (NumPyro's Beta or Gamma, sampled on the logit or log scale
-    through NumPyro's bijection to the support, Jacobian included) and the likelihood
-    ``family.log_likelihood``. The improper Gamma(a, 0) prior (the default Gamma(1/2, 0))
-    is handled on the log scale: p(log θ) ∝ θ^(a−1) · θ = e^(a log θ).
+    ``model.theta_prior`` (NumPyro's Beta, Gamma or Normal, sampled on the logit, log or
+    identity scale through NumPyro's bijection to the support, Jacobian included) and the
+    likelihood ``family.log_likelihood``. The improper Gamma(a, 0) prior (the default
+    Gamma(1/2, 0)) is handled on the log scale: p(log θ) ∝ θ^(a−1) · θ = e^(a log θ); the
+    normal family's flat prior (its default) adds nothing. ``parametrisation`` must be
+    "auto" here: θ is always explicit.
 
 How the chains run
     Each target is a plain potential function −log p(z) given to NumPyro's functional
@@ -40,7 +64,10 @@ is global to the process.
 
 References: Hoffman and Gelman (2014), "The No-U-Turn Sampler", JMLR 15:1593-1623;
 Phan, Pradhan and Jankowiak (2019), "Composable effects for flexible and accelerated
-probabilistic programming in NumPyro", arXiv:1912.11554; BDA3 §5.3 for p(α, β | y).
+probabilistic programming in NumPyro", arXiv:1912.11554; BDA3 §5.3 for p(α, β | y);
+Betancourt and Girolami (2015), "Hamiltonian Monte Carlo for hierarchical models",
+in *Current Trends in Bayesian Methodology with Applications*, CRC Press (the funnel and
+the non-centred parametrisation); BDA3 §5.5 (eight schools).
 """
 
 from __future__ import annotations
@@ -64,8 +91,19 @@ if TYPE_CHECKING:
 CHAIN_METHOD = "sequential, one compiled program per chain"
 #: NUTS step-size adaptation target
 TARGET_ACCEPT = 0.8
+#: the target for the normal family's explicit θ (non-centred and centred): at 0.8 the
+#: non-centred eight schools still shows a few divergences in some runs (0-4 in 4 × 1000
+#: draws over six seeds), at 0.9 none; smaller steps, as Stan's advice to raise adapt_delta
+#: (Betancourt, "Diagnosing biased inference with divergences", 2017). The centred form
+#: diverges at either target: the funnel, not the step size, is the cause there.
+EXPLICIT_TARGET_ACCEPT = 0.9
 #: half-width of the uniform jitter (unconstrained scale) that spreads the chains' starts
 INIT_JITTER = 0.5
+#: values of ``SamplerConfig.parametrisation`` this method understands
+PARAMETRISATIONS = ("auto", "non-centred", "centred", "marginal")
+#: what each explicit-θ parametrisation samples, for ``info["sampled"]``
+EXPLICIT_SAMPLED = {"non-centred": "(μ, log τ, η) with θ = μ + τ η",
+                    "centred": "(μ, log τ, θ)"}
 #: per-iteration statistics kept, ArviZ name -> attribute of NumPyro's ``HMCState``
 STAT_FIELDS = {
     "diverging": "diverging",
@@ -84,13 +122,17 @@ def sample_nuts(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws
     Parameters
     ----------
     model
-        The model; any pooling level and either rate family.
+        The model; any pooling level and family.
     data
-        Per-group counts y_j and sizes n_j.
+        Per-group counts y_j and sizes n_j (estimates and standard errors for the normal
+        family).
     config
         ``chains`` × (``warmup`` + ``draws``) iterations, seeded by ``seed``
         (``jax.random.PRNGKey(seed)`` for the chains, NumPy for the starts and the
-        conjugate θ draws); ``progress`` shows a progress bar.
+        conjugate θ draws); ``progress`` shows a progress bar. ``parametrisation``
+        (partial pooling): ``"auto"`` (default: ``"non-centred"`` for the normal family,
+        ``"marginal"`` for the rate families), ``"marginal"`` (θ integrated out, any
+        family), or ``"non-centred"`` / ``"centred"`` (θ sampled, normal family only).
 
     Returns
     -------
@@ -100,41 +142,83 @@ def sample_nuts(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws
         ``n_steps``, ``acceptance_rate``, ``lp``, ``energy``, ``step_size``), each shaped
         (chains, draws); ``info`` with the number of divergences and how chains ran.
 
+    Raises
+    ------
+    SpecificationError
+        For an unknown ``parametrisation``, an explicit-θ one outside the normal family,
+        or anything but ``"auto"`` under no or complete pooling.
+
     Notes
     -----
-    Under partial pooling ``lp`` is the log density of (u, v) with θ integrated out, not
-    that of the joint (θ, α, β). The module docstring gives the sampled models.
+    ``lp`` is the log density of the sampled coordinates: under ``"marginal"`` that of
+    (u, v) with θ integrated out, under the explicit forms that of (μ, log τ, η) or
+    (μ, log τ, θ) — comparable within one parametrisation only. ``info`` records the
+    parametrisation used and what was sampled. The module docstring gives the models.
     """
     import jax
 
     jax.config.update("jax_enable_x64", True)
 
+    parametrisation = _resolve_parametrisation(model, config)
     init_rng, theta_rng = (np.random.default_rng(s)
                            for s in np.random.SeedSequence(config.seed).spawn(2))
     family = model.family
-    if model.pooling == "partial":
+    to_theta: Callable[[Any], Any] | None = None
+    if parametrisation == "marginal":
         potential, start = _collapsed_potential(model, data)
-        to_theta: Callable[[Any], Any] | None = None
+        sampled = "(u, v) with θ integrated out"
+    elif model.pooling == "partial":
+        potential, start, to_theta = _normal_potential(model, data, parametrisation)
+        sampled = EXPLICIT_SAMPLED[parametrisation]
     else:
         potential, start, to_theta = _theta_potential(model, data)
+        sampled = "θ"
+    target = EXPLICIT_TARGET_ACCEPT if parametrisation in EXPLICIT_SAMPLED else TARGET_ACCEPT
     init = start + init_rng.uniform(-INIT_JITTER, INIT_JITTER, size=(config.chains, start.size))
-    z, stats = _run_chains(potential, init, config)
+    z, stats = _run_chains(potential, init, config, target)
     info: dict[str, Any] = {
         "divergences": int(np.sum(stats["diverging"])),
         "chain_method": CHAIN_METHOD,
-        "target_accept": TARGET_ACCEPT,
-        "sampled": "(u, v) with θ integrated out" if model.pooling == "partial" else "θ",
+        "target_accept": target,
+        "parametrisation": parametrisation,
+        "sampled": sampled,
     }
-    if to_theta is None:
+    if model.pooling == "partial":
         alpha, beta = family.from_uv(z[..., 0], z[..., 1])
-        theta = family.sample_conditional(
-            theta_rng, alpha[..., None], beta[..., None], data.y, data.n
-        )
+        if to_theta is None:
+            theta = family.sample_conditional(
+                theta_rng, alpha[..., None], beta[..., None], data.y, data.n
+            )
+        else:
+            theta = np.asarray(to_theta(z))
         return Draws(theta=theta, alpha=alpha, beta=beta, sample_stats=stats, info=info)
+    assert to_theta is not None  # no or complete pooling always samples θ
     theta = np.asarray(to_theta(z))
     if model.pooling == "complete":
         theta = np.repeat(theta, data.n_groups, axis=-1)
     return Draws(theta=theta, sample_stats=stats, info=info)
+
+
+def _resolve_parametrisation(model: Model, config: SamplerConfig) -> str:
+    """What to sample: "marginal", "non-centred" or "centred" under partial pooling,
+    "explicit" otherwise; "auto" is non-centred for the normal family, marginal else."""
+    choice = config.parametrisation
+    if choice not in PARAMETRISATIONS:
+        raise SpecificationError(
+            f"unknown parametrisation {choice!r}; valid: {', '.join(PARAMETRISATIONS)}")
+    if model.pooling != "partial":
+        if choice != "auto":
+            raise SpecificationError(
+                f"parametrisation {choice!r} is for partial pooling; with pooling "
+                f"{model.pooling!r} θ is always sampled explicitly: use 'auto'")
+        return "explicit"
+    if choice == "auto":
+        return "non-centred" if model.family.name == "normal" else "marginal"
+    if choice != "marginal" and model.family.name != "normal":
+        raise SpecificationError(
+            f"parametrisation {choice!r} (explicit θ) is for the normal family; the "
+            f"{model.family.name} family samples θ integrated out: use 'auto' or 'marginal'")
+    return str(choice)
 
 
 def _collapsed_potential(model: Model, data: GroupCounts) -> tuple[Potential, NDArray]:
@@ -154,13 +238,49 @@ def _collapsed_potential(model: Model, data: GroupCounts) -> tuple[Potential, ND
     return potential, starting_point(model, data)
 
 
+def _normal_potential(
+    model: Model, data: GroupCounts, parametrisation: str
+) -> tuple[Potential, NDArray, Callable[[Any], Any]]:
+    """−log p(μ, log τ, η or θ | y) for the normal family, a start and z ↦ θ (module docs)."""
+    import jax.numpy as jnp
+
+    from poolwise._ops import jax_ops
+
+    family, prior, ops = model.family, model.hyperprior, jax_ops()
+    assert prior is not None  # partial pooling always has a hyperprior
+    y, se = np.asarray(data.y, dtype=float), np.asarray(data.n, dtype=float)
+    centred = parametrisation == "centred"
+
+    def log_population(x: Any, mean: Any, sd: Any) -> Any:
+        stats = (x.shape[-1], jnp.sum(x, axis=-1), jnp.sum(jnp.square(x), axis=-1))
+        return family.log_population_from_stats(mean, sd, stats, ops)
+
+    def to_theta(z: Any) -> Any:
+        mu, tau = family.from_uv(z[..., 0:1], z[..., 1:2], ops)
+        return z[..., 2:] if centred else mu + tau * z[..., 2:]
+
+    def potential(z: Any) -> Any:
+        u, v, x = z[0], z[1], z[2:]
+        mu, tau = family.from_uv(u, v, ops)
+        theta = x if centred else mu + tau * x
+        population = log_population(x, mu, tau) if centred else log_population(x, 0.0, 1.0)
+        return -(hyperprior_log_density_uv(prior, family, u, v, ops) + population
+                 + jnp.sum(family.log_likelihood(theta, y, se, ops)))
+
+    uv = starting_point(model, data)
+    mu0, tau0 = family.from_uv(uv[0], uv[1])
+    mean, _ = family.conjugate_update(mu0, tau0, y, se)
+    x0 = mean if centred else (mean - mu0) / tau0
+    return potential, np.concatenate([uv, x0]), to_theta
+
+
 def _theta_potential(
     model: Model, data: GroupCounts
 ) -> tuple[Potential, NDArray, Callable[[Any], Any]]:
     """−log p(z | y) for θ = T(z) explicit, a start near the conjugate posterior, and T."""
     import jax.numpy as jnp
     from numpyro import distributions as dist
-    from numpyro.distributions.transforms import ExpTransform, biject_to
+    from numpyro.distributions.transforms import ExpTransform, IdentityTransform, biject_to
 
     from poolwise._ops import jax_ops
 
@@ -168,17 +288,26 @@ def _theta_potential(
     a, b = model.theta_prior.a, model.theta_prior.b
     y, n = data.y, data.n
     if model.pooling == "complete":
-        y, n = np.atleast_1d(y.sum()), np.atleast_1d(n.sum())
+        y, n = (np.atleast_1d(value) for value in family.pool(y, n))
     prior: Any
     if family.name == "beta-binomial":
         prior = dist.Beta(a, b)
     elif family.name == "gamma-poisson":
         prior = None if b == 0 else dist.Gamma(a, b)
+    elif family.name == "normal":
+        prior = None if np.isinf(b) else dist.Normal(a, b)
     else:
         raise SpecificationError(f"nuts has no fixed θ prior for the {family.name!r} family")
-    transform = ExpTransform() if prior is None else biject_to(prior.support)
+    flat_normal = prior is None and family.name == "normal"
+    transform: Any
+    if flat_normal:
+        transform = IdentityTransform()
+    else:
+        transform = ExpTransform() if prior is None else biject_to(prior.support)
 
     def log_prior(z: Any, theta: Any) -> Any:
+        if flat_normal:  # the improper uniform prior on the real line
+            return 0.0 * z
         if prior is None:  # Gamma(a, 0): p(θ) ∝ θ^(a−1), so p(log θ) ∝ θ^a
             return a * z
         return prior.log_prob(theta) + transform.log_abs_det_jacobian(z, theta)
@@ -193,7 +322,7 @@ def _theta_potential(
 
 
 def _run_chains(
-    potential: Potential, init: NDArray, config: SamplerConfig
+    potential: Potential, init: NDArray, config: SamplerConfig, target_accept: float
 ) -> tuple[NDArray, dict[str, NDArray]]:
     """NUTS from each row of ``init``: z shaped (chains, draws, dim) and statistics."""
     import jax
@@ -211,7 +340,7 @@ def _run_chains(
         return {"z": state.z, "step_size": state.adapt_state.step_size, **out}
 
     def one_chain(key: Any, z0: Any) -> dict[str, Any]:
-        state = init_kernel(z0, num_warmup=warmup, target_accept_prob=TARGET_ACCEPT,
+        state = init_kernel(z0, num_warmup=warmup, target_accept_prob=target_accept,
                             rng_key=key)
         buffers = jax.tree.map(lambda x: jnp.zeros((draws, *jnp.shape(x)), jnp.result_type(x)),
                                record(state))
