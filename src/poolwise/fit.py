@@ -430,7 +430,11 @@ def diagnostic_problems(fit: Fit) -> list[str]:
         if count:
             problems.append(
                 f"{count} divergent transitions: the sampler could not follow the posterior; "
-                "the draws may be biased. Run a longer warm-up (--warmup) or use --method exact"
+                "the draws may be biased. "
+                + ("The centred form has a funnel at small τ: use --parametrisation "
+                   "non-centred, or --method exact"
+                   if fit.config.parametrisation == "centred"
+                   else "Run a longer warm-up (--warmup) or use --method exact")
             )
     return problems
 
