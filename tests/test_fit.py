@@ -126,3 +126,24 @@ def test_large_fits_compute_the_log_likelihood_when_asked(rats, monkeypatch):
     assert "log_likelihood" not in lazy.tree.children
     np.testing.assert_allclose(lazy.with_log_likelihood()["log_likelihood"]["y"].values,
                                eager.tree["log_likelihood"]["y"].values)
+
+
+@pytest.mark.parametrize(("family", "dataset", "columns"), [
+    ("beta-binomial", "rats", dict(y="y", n="n", group="experiment")),
+    ("normal", "aspirin", dict(y="y", se="sd", group="study")),
+])
+def test_pooling_factor_is_the_weight_of_the_population_mean(family, dataset, columns):
+    """Given the hyperparameters, E[θ_j | y_j] = (1 − B_j) · raw_j + B_j · μ exactly."""
+    from poolwise import datasets
+
+    table = datasets.load(dataset)
+    if dataset == "rats":
+        table = table.query("historical == 1")
+    fit = Model(family=family).fit(table, **columns, method="eb-ml")
+    summary = fit.summary()
+    theta = summary.query("param == 'theta'")
+    mu = summary.set_index("param").loc["mu", "mean"]
+    factor = theta["pooling_factor"].to_numpy()
+    raw = fit.model.family.raw_rate(fit.data.y, fit.data.n)
+    np.testing.assert_allclose(theta["mean"], (1 - factor) * raw + factor * mu, rtol=1e-9)
+    assert np.all((factor > 0) & (factor < 1))

@@ -22,7 +22,7 @@ from poolwise.model import POOLING_PHRASES, Model
 
 #: columns of :meth:`Fit.summary`, in order; other tools read these names
 SUMMARY_COLUMNS = ["param", "group", "mean", "sd", "lower", "upper",
-                   "ess_bulk", "ess_tail", "r_hat", "mcse_mean"]
+                   "ess_bulk", "ess_tail", "r_hat", "mcse_mean", "pooling_factor"]
 MCMC_METHODS = ("gibbs", "nuts")
 #: above this many draws × groups the pointwise log likelihood is computed when asked for
 #: (by :meth:`Fit.with_log_likelihood`, e.g. for LOO), not stored with every fit
@@ -198,7 +198,7 @@ class Fit:
             means, sds = flat.mean(axis=0), flat.std(axis=0, ddof=1)
             lowers, uppers = np.quantile(flat, [tail, 1 - tail], axis=0)
             diag_values = {k: np.asarray(v[name].values) for k, v in diag.items()} or {
-                k: np.full(means.shape, np.nan) for k in SUMMARY_COLUMNS[-4:]}
+                k: np.full(means.shape, np.nan) for k in SUMMARY_COLUMNS[6:10]}
             labels = list(self.data.labels) if grouped else [None]
             for i, label in enumerate(labels):
                 index = i if grouped else 0
@@ -212,7 +212,31 @@ class Fit:
                     "lower": pick(lowers), "upper": pick(uppers),
                     **{k: pick(v) for k, v in diag_values.items()},
                 })
-        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        return self._with_pooling_factors(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
+
+    def pooling_factors(self) -> NDArray[np.float64]:
+        """Posterior mean of each group's pooling factor B_j, the weight of the population
+        mean in E[θ_j | y, hyperparameters]: 0 is no pooling, 1 complete pooling.
+
+        B_j = σ_j²/(σ_j² + τ²) (normal), (α+β)/(α+β+n_j) (beta-binomial), β/(β+E_j)
+        (gamma-Poisson).
+        """
+        if self.model.pooling != "partial":
+            value = 1.0 if self.model.pooling == "complete" else 0.0
+            return np.full(self.data.n_groups, value)
+        hyper = self.hyperparameter_draws()
+        assert hyper is not None  # partial pooling has hyperparameters
+        factors = self.model.family.pooling_factor(hyper[0][:, None], hyper[1][:, None],
+                                                   self.data.n)
+        return np.asarray(np.mean(factors, axis=0), dtype=float)
+
+    def _with_pooling_factors(self, table: pd.DataFrame) -> pd.DataFrame:
+        theta = (table["param"] == "theta").to_numpy()
+        if theta.sum() == self.data.n_groups:
+            table.loc[theta, "pooling_factor"] = self.pooling_factors()
+        elif theta.sum() == 1:  # complete pooling: one row for the common θ
+            table.loc[theta, "pooling_factor"] = 1.0
+        return table
 
     def _summary_eb(self, ci_prob: float) -> pd.DataFrame:
         assert self.eb is not None
@@ -242,7 +266,7 @@ class Fit:
             rows.append({"param": "theta", "group": label,
                          "mean": float(conditional.mean()[i]), "sd": float(conditional.std()[i]),
                          "lower": float(lower[i]), "upper": float(upper[i])})
-        return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+        return self._with_pooling_factors(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
 
     def hyperparameter_draws(self) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
         """Flattened draws (or the fixed values) of (α, β); None under complete pooling."""

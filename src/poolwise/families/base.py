@@ -141,6 +141,10 @@ class RateFamily(ABC):
     def check_data(self, y: NDArray, n: NDArray, labels: NDArray) -> None:
         """Raise :class:`~poolwise.exceptions.DataError` naming the first bad group."""
 
+    def pooling_factor(self, alpha: Any, beta: Any, n: Any) -> FloatArray:
+        """The weight of the population mean in E[θ_j | y_j, α, β] (0: none, 1: complete)."""
+        raise NotImplementedError
+
     def information(self, n: NDArray) -> FloatArray:
         """How much a group's data say, for marker sizes: its size n."""
         return np.asarray(n, dtype=float)

@@ -110,6 +110,11 @@ class BetaBinomial(RateFamily):
         """|∂(α, β)/∂(u, v)| = (α + β)² m (1 − m) with m = σ(u)."""
         return 2.0 * v + log_sigmoid(u, ops) + log_sigmoid(-u, ops)
 
+    def pooling_factor(self, alpha: Any, beta: Any, n: Any) -> FloatArray:
+        """E[θ_j | y_j] = (1 − B) y_j/n_j + B μ with B = (α + β)/(α + β + n_j)."""
+        total = np.add(alpha, beta)
+        return np.asarray(total / (total + n), dtype=float)
+
     def population_with_mean(self, mean: float, concentration: float) -> tuple[float, float]:
         mean = min(max(mean, 1e-6), 1 - 1e-6)
         return mean * concentration, (1 - mean) * concentration

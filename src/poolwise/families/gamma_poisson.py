@@ -116,6 +116,10 @@ class GammaPoisson(RateFamily):
         """|∂(α, β)/∂(u, v)| = α β = e^(2v − u)."""
         return 2.0 * v - u
 
+    def pooling_factor(self, alpha: Any, beta: Any, n: Any) -> FloatArray:
+        """E[θ_j | y_j] = (1 − B) y_j/E_j + B α/β with B = β/(β + E_j)."""
+        return np.asarray(np.divide(beta, np.add(beta, n)), dtype=float)
+
     def population_with_mean(self, mean: float, concentration: float) -> tuple[float, float]:
         return concentration, concentration / mean
 

@@ -122,6 +122,10 @@ class NormalNormal(RateFamily):
         weights = 1.0 / np.square(n)
         return float(np.sum(weights * y) / np.sum(weights)), float(1.0 / np.sqrt(weights.sum()))
 
+    def pooling_factor(self, alpha: Any, beta: Any, n: Any) -> FloatArray:
+        """B_j = σ_j²/(σ_j² + τ²)."""
+        return pooling_factor(beta, n)
+
     def information(self, n: NDArray) -> FloatArray:
         """A group's precision 1/σ² (a smaller standard error says more)."""
         return np.asarray(1.0 / np.square(n), dtype=float)
