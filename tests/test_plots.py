@@ -328,3 +328,17 @@ def test_interval_level_is_checked(rats_fits):
         plots.shrinkage_data(rats_fits["partial"], ci_prob=1.5)
     with pytest.raises(SpecificationError, match="between 0 and 1"):
         plots.forest_data(rats_fits, ci_prob=0)
+
+
+def test_marginal_of_tau_integrates_to_one_and_draws():
+    schools = datasets.load("eight-schools")
+    fit = Model(family="normal").fit(schools, y="y", se="sigma", group="school", draws=500)
+    data = plots.marginal_data(fit, "tau")
+    # the reflected KDE keeps its mass on τ ≥ 0 (up to the 0.05% of draws past the grid)
+    mass = np.trapezoid(data.density, data.grid)
+    assert mass == pytest.approx(1.0, abs=0.01)
+    assert data.summary["median"] == pytest.approx(np.median(fit.draws("tau")))
+    figure = plots.plot_marginal(fit, "tau")
+    assert len(figure.axes) == 1
+    with pytest.raises(SpecificationError, match="one value per group"):
+        plots.marginal_data(fit, "theta")

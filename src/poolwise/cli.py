@@ -388,6 +388,8 @@ def write_fit_outputs(directory: Path, fit: Any, summary: pd.DataFrame,
         figures["population_mean.png"] = lambda: plots.plot_population_mean(fit)
         y, n = new_group if new_group is not None else (None, None)
         figures["new_group.png"] = lambda: plots.plot_new_group(fit, y=y, n=n)
+        if fit.eb is None and "tau" in fit.posterior:
+            figures["tau.png"] = lambda: plots.plot_marginal(fit, "tau", ci_prob=ci)
     for name, draw in figures.items():
         save_figure(draw(), directory / name)
 

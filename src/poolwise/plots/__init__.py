@@ -15,9 +15,12 @@ True
 
 from poolwise.plots.forest import forest_data, plot_forest, select_groups
 from poolwise.plots.posterior import (
+    MarginalData,
     NewGroupData,
     PopulationMeanData,
+    marginal_data,
     new_group_data,
+    plot_marginal,
     plot_new_group,
     plot_population_mean,
     population_mean_data,
@@ -32,13 +35,16 @@ from poolwise.plots.shrinkage import (
 from poolwise.plots.trace import TraceData, plot_trace, trace_data
 
 __all__ = [
+    "MarginalData",
     "NewGroupData",
     "PopulationMeanData",
     "ShrinkageArrows",
     "TraceData",
     "forest_data",
+    "marginal_data",
     "new_group_data",
     "plot_forest",
+    "plot_marginal",
     "plot_new_group",
     "plot_population_mean",
     "plot_shrinkage",

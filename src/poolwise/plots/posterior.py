@@ -1,4 +1,4 @@
-"""Distributions of one quantity: a new group's θ and the population mean μ."""
+"""Distributions of one quantity: a new group's θ, the population mean μ, or any scalar."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 from numpy.typing import NDArray
 
+from poolwise.exceptions import SpecificationError
 from poolwise.families.base import RateFamily
 from poolwise.fit import Fit
 from poolwise.plots._style import (
@@ -312,3 +313,66 @@ __all__ = [
     "plot_population_mean",
     "population_mean_data",
 ]
+
+
+@dataclass(frozen=True)
+class MarginalData:
+    """What :func:`plot_marginal` draws: the draws of one scalar, a Gaussian KDE on a
+    grid (reflected at 0 for positive quantities such as τ) and its summary."""
+
+    name: str
+    draws: NDArray[np.float64]
+    grid: NDArray[np.float64]
+    density: NDArray[np.float64]
+    summary: dict[str, float]
+    ci_prob: float
+
+
+def marginal_data(fit: Fit, name: str = "tau", *, ci_prob: float = 0.95) -> MarginalData:
+    """The marginal posterior of one scalar hyperparameter (default τ, the between-group sd)."""
+    from scipy.stats import gaussian_kde
+
+    fit = check_fit(fit)
+    values = fit.draws(name)
+    if values.ndim != 2:
+        raise SpecificationError(f"{name!r} has one value per group; plot_marginal draws "
+                                 "a single quantity such as 'tau' or 'mu'")
+    draws = values.ravel()
+    tail = (1 - ci_prob) / 2
+    summary = {"mean": float(draws.mean()), "median": float(np.median(draws)),
+               "lower": float(np.quantile(draws, tail)),
+               "upper": float(np.quantile(draws, 1 - tail))}
+    kde = gaussian_kde(draws)
+    low, high = np.quantile(draws, [0.0005, 0.9995])
+    positive = bool(np.all(draws > 0))
+    grid = np.linspace(0.0 if positive else float(low), float(high), GRID_POINTS)
+    density = kde(grid)
+    if positive:  # reflect at zero so the estimate does not leak below the support
+        density = density + kde(-grid)
+    return MarginalData(name, draws, grid, density, summary, ci_prob)
+
+
+def plot_marginal(fit: Fit, name: str = "tau", *, ci_prob: float = 0.95,
+                  ax: Axes | None = None) -> Figure:
+    """Histogram and density of one hyperparameter's marginal posterior, median and
+    interval marked (BDA3 Fig. 5.5 draws τ's for eight schools)."""
+    data = marginal_data(fit, name, ci_prob=ci_prob)
+    s = data.summary
+    with style():
+        fig, ax = figure_and_axes(ax, (7.0, 4.4))
+        upper = float(np.quantile(data.draws, 0.995))
+        shown = data.draws[data.draws <= upper]
+        ax.hist(shown, bins=60, density=True, color=BLUE, alpha=0.35,
+                label=f"draws (up to the 99.5% quantile, {format_count(shown.size)})")
+        keep = data.grid <= upper
+        ax.plot(data.grid[keep], data.density[keep], color=BLUE, lw=1.6, label="density")
+        ax.axvline(s["median"], color=VERMILLION, lw=1.6,
+                   label=f"median {format_value(s['median'])}")
+        ax.axvspan(s["lower"], s["upper"], color=GREY, alpha=0.15,
+                   label=f"{percent(ci_prob)} interval [{format_value(s['lower'])}, "
+                         f"{format_value(s['upper'])}]")
+        ax.set_xlabel(name)
+        ax.set_ylabel("posterior density")
+        ax.set_title(f"Marginal posterior of {name}\n{describe(fit)}")
+        ax.legend(loc="upper right")
+    return fig
