@@ -8,16 +8,17 @@ with :func:`sample_gibbs` on top running warm-up (proposal tuning) and sampling.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
-from poolwise.exceptions import SpecificationError
+from poolwise.exceptions import DataError
 from poolwise.families.base import FloatArray, RateFamily
 from poolwise.inference.base import Draws, SamplerConfig
 from poolwise.inference.exact import starting_point
-from poolwise.priors import HyperPrior
+from poolwise.priors import HyperPrior, IndependentPrior, ReferencePrior, UniformVariancePrior
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
@@ -64,9 +65,6 @@ def make_kernel(model: Model, data: GroupCounts) -> GibbsKernel:
     """The kernel of ``model`` on ``data``; θ stays inside the open support of Pop(α, β)."""
     if model.hyperprior is None:  # get_method only lets partial pooling through
         raise AssertionError("gibbs needs partial pooling")
-    if model.family.name == "normal":
-        raise SpecificationError(
-            "gibbs for the normal family is not written yet; use --method exact or nuts")
     low, high = (float(b) for b in model.family.population(1.0, 1.0).support())
     bounds = (float(np.nextafter(low, np.inf)), float(np.nextafter(high, -np.inf)))
     y, n = np.asarray(data.y, dtype=float), np.asarray(data.n, dtype=float)
@@ -180,6 +178,52 @@ def initial_state(
     return update_theta(rng, kernel, state)
 
 
+#: one sweep of a sampler: (rng, kernel, state, proposal scales) -> (state, acceptance)
+Step = Callable[[np.random.Generator, Any, Any, tuple[FloatArray, FloatArray]],
+                tuple[Any, StepInfo]]
+
+
+def run_chains(
+    rng: np.random.Generator,
+    step: Step,
+    kernel: Any,
+    state: tuple[FloatArray, ...],
+    scales: tuple[FloatArray, FloatArray],
+    config: SamplerConfig,
+) -> tuple[list[FloatArray], tuple[FloatArray, FloatArray], tuple[FloatArray, FloatArray]]:
+    """Warm-up with proposal tuning, then sampling, for any sweep ``step``.
+
+    During ``config.warmup`` sweeps the two proposal scales are moved every
+    :data:`ADAPT_WINDOW` sweeps by :func:`adapt_scale`; they are then frozen for the
+    ``config.draws`` kept sweeps. Returns every field of the state stacked over the kept
+    sweeps (chains, draws, ...), the per-sweep acceptance fractions of the two updates
+    (chains, draws), and the frozen scales.
+    """
+    chains, draws = config.chains, config.draws
+    window_accepts = [np.zeros(chains), np.zeros(chains)]
+    window = 0
+    for i in range(config.warmup):
+        state, info = step(rng, kernel, state, scales)
+        window_accepts[0] += info.accept_alpha
+        window_accepts[1] += info.accept_beta
+        if (i + 1) % ADAPT_WINDOW == 0:
+            window += 1
+            scales = (
+                adapt_scale(scales[0], window_accepts[0] / ADAPT_WINDOW, window),
+                adapt_scale(scales[1], window_accepts[1] / ADAPT_WINDOW, window),
+            )
+            window_accepts = [np.zeros(chains), np.zeros(chains)]
+
+    trace = [np.empty((chains, draws, *np.shape(field)[1:])) for field in state]
+    accept_alpha, accept_beta = np.empty((chains, draws)), np.empty((chains, draws))
+    for i in range(draws):
+        state, info = step(rng, kernel, state, scales)
+        for stored, field in zip(trace, state, strict=True):
+            stored[:, i] = field
+        accept_alpha[:, i], accept_beta[:, i] = info.accept_alpha, info.accept_beta
+    return trace, (accept_alpha, accept_beta), scales
+
+
 def sample_gibbs(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
     """Metropolis-within-Gibbs for the partially pooled model (the lecture's sampler).
 
@@ -258,35 +302,15 @@ def sample_gibbs(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
     >>> all(0.15 < rate < 0.8 for rate in draws.info["acceptance_alpha"])
     True
     """
+    if model.family.name == "normal":
+        return sample_gibbs_normal(model, data, config)
     rng = np.random.default_rng(config.seed)
     kernel = make_kernel(model, data)
-    chains, warmup, draws = config.chains, config.warmup, config.draws
-    state = initial_state(rng, kernel, model, data, chains)
-    start = np.full(chains, 2.4 / np.sqrt(max(data.n_groups, 1)))
-    scales = (start.copy(), start.copy())
-
-    window_accepts = [np.zeros(chains), np.zeros(chains)]
-    window = 0
-    for i in range(warmup):
-        state, step = gibbs_step(rng, kernel, state, scales)
-        window_accepts[0] += step.accept_alpha
-        window_accepts[1] += step.accept_beta
-        if (i + 1) % ADAPT_WINDOW == 0:
-            window += 1
-            scales = (
-                adapt_scale(scales[0], window_accepts[0] / ADAPT_WINDOW, window),
-                adapt_scale(scales[1], window_accepts[1] / ADAPT_WINDOW, window),
-            )
-            window_accepts = [np.zeros(chains), np.zeros(chains)]
-
-    theta = np.empty((chains, draws, data.n_groups))
-    log_alpha, log_beta = np.empty((chains, draws)), np.empty((chains, draws))
-    accept_alpha, accept_beta = np.empty((chains, draws)), np.empty((chains, draws))
-    for i in range(draws):
-        state, step = gibbs_step(rng, kernel, state, scales)
-        theta[:, i] = state.theta
-        log_alpha[:, i], log_beta[:, i] = state.log_alpha, state.log_beta
-        accept_alpha[:, i], accept_beta[:, i] = step.accept_alpha, step.accept_beta
+    state = initial_state(rng, kernel, model, data, config.chains)
+    start = np.full(config.chains, 2.4 / np.sqrt(max(data.n_groups, 1)))
+    trace, (accept_alpha, accept_beta), scales = run_chains(
+        rng, gibbs_step, kernel, state, (start, start.copy()), config)
+    theta, log_alpha, log_beta = trace
 
     info = {
         "acceptance_alpha": accept_alpha.mean(axis=1).tolist(),
@@ -305,16 +329,287 @@ def sample_gibbs(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
     )
 
 
+# ------------------------------------------------------------------ the normal family
+class NormalGibbsState(NamedTuple):
+    """Where every chain is: θ (chains, J), μ and log τ (chains,)."""
+
+    theta: FloatArray
+    mu: FloatArray
+    log_tau: FloatArray
+
+
+class NormalGibbsKernel(NamedTuple):
+    """What a sweep of the normal-normal sampler needs to know about the model and the data."""
+
+    family: RateFamily
+    hyperprior: HyperPrior
+    y: FloatArray
+    se: FloatArray
+    #: (mean m, precision 1/s²) of a normal prior on μ, precision 0 for a flat one, so that
+    #: μ | θ, τ is normal; None: μ is updated by random-walk Metropolis
+    mu_prior: tuple[float, float] | None
+    #: whether the prior of μ lives on (0, ∞): a Metropolis proposal μ ≤ 0 is rejected
+    mu_positive: bool
+    #: degrees of freedom ν of τ² | θ, μ ~ S / χ²_ν; None: Metropolis on log τ
+    tau_df: int | None
+
+
+def make_normal_kernel(model: Model, data: GroupCounts) -> NormalGibbsKernel:
+    """The kernel of the normal ``model`` on ``data``: which updates are exact draws.
+
+    μ is drawn from its normal conditional under a flat or normal prior on μ; τ² from its
+    scaled inverse χ² conditional under a flat prior on τ (ν = J − 1, ``bda``) or on τ²
+    (ν = J − 2, ``flat-tau2``). Every other prior gets a random-walk Metropolis step.
+    """
+    prior, groups = model.hyperprior, data.n_groups
+    if prior is None:  # get_method only lets partial pooling through
+        raise AssertionError("gibbs needs partial pooling")
+    mu_prior: tuple[float, float] | None = None
+    tau_df: int | None = None
+    mu_positive = False
+    if isinstance(prior, ReferencePrior | UniformVariancePrior):
+        mu_prior = (0.0, 0.0)
+        tau_df = groups - (1 if isinstance(prior, ReferencePrior) else 2)
+    elif isinstance(prior, IndependentPrior):
+        if prior.alpha.name == "flat":
+            mu_prior = (0.0, 0.0)
+        elif prior.alpha.name == "normal":
+            mean, sd = prior.alpha.params
+            mu_prior = (mean, 1.0 / sd**2)
+        mu_positive = prior.alpha.positive
+        if prior.beta.name == "flat":
+            tau_df = groups - 1
+    if tau_df is not None and tau_df < 1:  # the Model refuses these data for these priors
+        raise DataError(
+            f"with {groups} groups the {prior.spec()!r} hyperprior gives an improper "
+            "conditional for τ; use more groups or a proper prior on τ")
+    y, se = np.asarray(data.y, dtype=float), np.asarray(data.n, dtype=float)
+    return NormalGibbsKernel(model.family, prior, y, se, mu_prior, mu_positive, tau_df)
+
+
+def log_normal_conditional(
+    kernel: NormalGibbsKernel, mu: FloatArray, log_tau: FloatArray, stats: tuple[Any, Any, Any]
+) -> FloatArray:
+    """log p(μ, log τ | θ) up to a constant, one value per chain.
+
+    p(μ, τ) Π_j N(θ_j | μ, τ²) times the Jacobian τ of τ → log τ. As a function of μ
+    alone it is the conditional of μ; as a function of log τ alone, that of log τ.
+    """
+    tau = np.exp(log_tau)
+    value = np.asarray(
+        kernel.hyperprior.log_density(mu, tau, kernel.family)
+        + kernel.family.log_population_from_stats(mu, tau, stats)
+        + log_tau,
+        dtype=float,
+    )
+    if kernel.mu_positive:
+        value = np.where(mu > 0, value, -np.inf)
+    return value
+
+
+def update_normal_theta(
+    rng: np.random.Generator, kernel: NormalGibbsKernel, state: NormalGibbsState
+) -> NormalGibbsState:
+    """Gibbs step: θ_j ~ N(y_j − B_j (y_j − μ), (1 − B_j) σ_j²) for every group and chain."""
+    mu, tau = state.mu[:, None], np.exp(state.log_tau)[:, None]
+    theta = kernel.family.sample_conditional(rng, mu, tau, kernel.y, kernel.se)
+    return state._replace(theta=np.asarray(theta, dtype=float))
+
+
+def update_mu(
+    rng: np.random.Generator, kernel: NormalGibbsKernel, state: NormalGibbsState, scale: FloatArray
+) -> tuple[NormalGibbsState, FloatArray]:
+    """μ | θ, τ: a normal draw (flat or normal prior), else a random-walk Metropolis step.
+
+    Returns the new state and the acceptance indicator per chain (1 for a direct draw).
+    """
+    theta, mu, log_tau = state
+    if kernel.mu_prior is not None:
+        prior_mean, prior_precision = kernel.mu_prior
+        precision = theta.shape[1] * np.exp(-2.0 * log_tau) + prior_precision
+        mean = (theta.sum(axis=1) * np.exp(-2.0 * log_tau)
+                + prior_mean * prior_precision) / precision
+        mu = mean + rng.standard_normal(mu.shape) / np.sqrt(precision)
+        return state._replace(mu=mu), np.ones_like(mu)
+    stats = kernel.family.population_stats(theta)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        current = log_normal_conditional(kernel, mu, log_tau, stats)
+        proposed = mu + scale * rng.standard_normal(mu.shape)
+        accept = _metropolis(rng, current, log_normal_conditional(kernel, proposed, log_tau, stats))
+    return state._replace(mu=np.where(accept, proposed, mu)), accept.astype(float)
+
+
+def update_tau(
+    rng: np.random.Generator, kernel: NormalGibbsKernel, state: NormalGibbsState, scale: FloatArray
+) -> tuple[NormalGibbsState, FloatArray]:
+    """τ | θ, μ: τ² = S / χ²_ν (flat τ or τ²), else random-walk Metropolis on log τ.
+
+    S = Σ_j (θ_j − μ)². Returns the new state and the acceptance indicator per chain.
+    """
+    theta, mu, log_tau = state
+    if kernel.tau_df is not None:
+        spread = np.square(theta - mu[:, None]).sum(axis=1)
+        tau2 = spread / rng.chisquare(kernel.tau_df, size=mu.shape)
+        return state._replace(log_tau=0.5 * np.log(tau2)), np.ones_like(mu)
+    stats = kernel.family.population_stats(theta)
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        current = log_normal_conditional(kernel, mu, log_tau, stats)
+        proposed = log_tau + scale * rng.standard_normal(log_tau.shape)
+        accept = _metropolis(rng, current, log_normal_conditional(kernel, mu, proposed, stats))
+    return state._replace(log_tau=np.where(accept, proposed, log_tau)), accept.astype(float)
+
+
+def normal_gibbs_step(
+    rng: np.random.Generator,
+    kernel: NormalGibbsKernel,
+    state: NormalGibbsState,
+    scales: tuple[FloatArray, FloatArray],
+) -> tuple[NormalGibbsState, StepInfo]:
+    """One sweep: θ | μ, τ, y, then :data:`HYPER_STEPS` times μ | τ, θ and τ | μ, θ."""
+    state = update_normal_theta(rng, kernel, state)
+    accepted = np.zeros((2, state.mu.size))
+    for _ in range(HYPER_STEPS):
+        state, accept_mu = update_mu(rng, kernel, state, scales[0])
+        state, accept_tau = update_tau(rng, kernel, state, scales[1])
+        accepted += (accept_mu, accept_tau)
+    return state, StepInfo(accepted[0] / HYPER_STEPS, accepted[1] / HYPER_STEPS)
+
+
+def initial_normal_state(
+    rng: np.random.Generator, kernel: NormalGibbsKernel, model: Model, data: GroupCounts,
+    chains: int,
+) -> NormalGibbsState:
+    """Chains dispersed around the pooled mean and the spread of the estimates.
+
+    Each chain adds N(0, 0.5²) to log τ and N(0, (0.5 s)²) to μ, s the scale of the
+    estimates (:meth:`~poolwise.families.base.RateFamily.uv_scale`); θ is then drawn from
+    its conditional.
+    """
+    centre = starting_point(model, data)
+    scale_mu, _ = kernel.family.uv_scale(kernel.y, kernel.se)
+    jitter = INIT_JITTER * rng.standard_normal((2, chains))
+    mu = centre[0] + scale_mu * jitter[0]
+    if kernel.mu_positive:
+        mu = np.abs(mu)
+    state = NormalGibbsState(np.empty((chains, data.n_groups)), mu, centre[1] + jitter[1])
+    return update_normal_theta(rng, kernel, state)
+
+
+def sample_gibbs_normal(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
+    r"""Gibbs (Metropolis where needed) for y_j ~ N(θ_j, σ_j²), θ_j ~ N(μ, τ²).
+
+    Parameters
+    ----------
+    model
+        A normal-family model with ``pooling="partial"``; any hyperprior on (μ, τ).
+    data
+        The estimates y_j and their standard errors σ_j (in ``data.n``), J groups.
+    config
+        As for :func:`sample_gibbs`: ``chains`` vectorised chains, ``warmup`` discarded
+        tuning sweeps, ``draws`` kept sweeps, ``seed`` for :func:`numpy.random.default_rng`.
+
+    Returns
+    -------
+    Draws
+        ``theta`` (chains, draws, J), ``alpha`` = μ and ``beta`` = τ (chains, draws).
+        Where a Metropolis step is used, ``sample_stats`` holds the fraction of each sweep's
+        proposals accepted, ``accept_alpha`` for μ and ``accept_beta`` for τ (chains,
+        draws), and ``info`` the per-chain rates (``acceptance_alpha``,
+        ``acceptance_beta``) and frozen proposal scales (``proposal_scale_alpha`` in the
+        units of μ, ``proposal_scale_beta`` on log τ). ``info["updates"]`` names how μ and
+        τ are updated.
+
+    Notes
+    -----
+    The joint posterior is p(μ, τ) Π_j N(θ_j | μ, τ²) N(y_j | θ_j, σ_j²). Each sweep
+
+    1. draws θ_j | μ, τ, y ~ N(y_j − B_j (y_j − μ), (1 − B_j) σ_j²), B_j = σ_j²/(σ_j² + τ²);
+    2. updates μ | θ, τ: with a flat prior on μ it is N(θ̄, τ²/J); with μ ~ N(m, s²)
+
+       .. math::
+
+           μ | θ, τ \sim N\Bigl(\frac{J θ̄ / τ² + m / s²}{J/τ² + 1/s²},
+                                 \frac{1}{J/τ² + 1/s²}\Bigr);
+
+       any other prior on μ gets a random-walk Metropolis step μ' = μ + σ_μ ε;
+    3. updates τ | θ, μ with S = Σ_j (θ_j − μ)², since
+       p(τ | θ, μ) ∝ p(τ) τ^{−J} exp(−S / 2τ²): with a flat prior on τ (``bda``)
+       τ² ~ Inv-χ²(J − 1, S/(J − 1)), i.e. τ² = S / X with X ~ χ²_{J−1}, which needs
+       J ≥ 2; with a flat prior on τ² (``flat-tau2``, p(μ, τ) ∝ τ) τ² = S / X with
+       X ~ χ²_{J−2}, which needs J ≥ 3 (the Model asks for more groups still, for the
+       posterior to be proper). Any other prior on τ gets random-walk Metropolis on
+       log τ against p(τ) Π_j N(θ_j | μ, τ²) · τ, the last factor the Jacobian;
+    4. repeats steps 2-3 :data:`HYPER_STEPS` times before the next θ update.
+
+    Metropolis scales are tuned during warm-up towards an acceptance rate of 0.44 and then
+    frozen, exactly as in :func:`sample_gibbs`. This centred Gibbs sampler mixes slowly
+    when the posterior puts mass near τ = 0 (eight schools): θ and τ then pin each other
+    down, so run long chains and check the ESS.
+
+    References
+    ----------
+    Gelman et al., *Bayesian Data Analysis*, 3rd ed., §5.4 (the normal hierarchical
+    model, eight schools) and §11.6 (Gibbs sampling for it); lecture 001.
+
+    Examples
+    --------
+    >>> from poolwise import Model, datasets
+    >>> schools = datasets.load("eight-schools")
+    >>> model = Model(family="normal", prior="bda")
+    >>> data = model.prepare(schools, y="y", se="sigma", group="school")
+    >>> draws = sample_gibbs_normal(model, data, SamplerConfig(draws=200, warmup=100, seed=1))
+    >>> draws.theta.shape, draws.alpha.shape, draws.info["updates"]["tau"]
+    ((4, 200, 8), (4, 200), 'scaled inverse chi-square, 7 degrees of freedom')
+    """
+    rng = np.random.default_rng(config.seed)
+    kernel = make_normal_kernel(model, data)
+    state = initial_normal_state(rng, kernel, model, data, config.chains)
+    start = 2.4 / np.sqrt(max(data.n_groups, 1))
+    scale_mu, _ = kernel.family.uv_scale(kernel.y, kernel.se)
+    scales = (np.full(config.chains, start * scale_mu), np.full(config.chains, start))
+    trace, accepts, scales = run_chains(rng, normal_gibbs_step, kernel, state, scales, config)
+    theta, mu, log_tau = trace
+
+    updates = {
+        "mu": "random-walk Metropolis" if kernel.mu_prior is None else "normal",
+        "tau": "random-walk Metropolis on log τ" if kernel.tau_df is None
+        else f"scaled inverse chi-square, {kernel.tau_df} degrees of freedom",
+    }
+    info: dict[str, Any] = {"updates": updates}
+    sample_stats: dict[str, NDArray[Any]] = {}
+    for name, gibbs, accept, scale in (
+        ("alpha", kernel.mu_prior is not None, accepts[0], scales[0]),
+        ("beta", kernel.tau_df is not None, accepts[1], scales[1]),
+    ):
+        if not gibbs:
+            sample_stats[f"accept_{name}"] = accept
+            info[f"acceptance_{name}"] = accept.mean(axis=1).tolist()
+            info[f"proposal_scale_{name}"] = scale.tolist()
+            info["target_acceptance"] = TARGET_ACCEPTANCE
+    return Draws(theta=theta, alpha=mu, beta=np.exp(log_tau), sample_stats=sample_stats,
+                 info=info)
+
+
 __all__ = [
     "GibbsKernel",
     "GibbsState",
+    "NormalGibbsKernel",
+    "NormalGibbsState",
     "StepInfo",
     "adapt_scale",
     "gibbs_step",
     "initial_state",
     "log_hyper_conditional",
+    "log_normal_conditional",
     "make_kernel",
+    "make_normal_kernel",
+    "normal_gibbs_step",
+    "run_chains",
     "sample_gibbs",
+    "sample_gibbs_normal",
     "update_hyper",
+    "update_mu",
+    "update_normal_theta",
+    "update_tau",
     "update_theta",
 ]
