@@ -6,7 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from poolwise import DataError, Model, SpecificationError, datasets, group_counts, read_table
+from poolwise import (
+    DataError,
+    GroupCounts,
+    Model,
+    SpecificationError,
+    datasets,
+    group_counts,
+    read_table,
+)
 from poolwise.families import BetaBinomial, GammaPoisson
 
 BB, GP = BetaBinomial(), GammaPoisson()
@@ -107,3 +115,17 @@ def test_read_table_errors(tmp_path):
     parquet = tmp_path / "t.parquet"
     pd.DataFrame({"y": [1, 2], "n": [3, 4]}).to_parquet(parquet)
     assert read_table(parquet)["n"].tolist() == [3, 4]
+
+
+def test_compression_counts_every_pair_for_small_and_large_tables():
+    """Both code paths (sorting below 10,000 groups, hashing above) count pairs exactly."""
+    from collections import Counter
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 5, 20_000).astype(float)
+    n = y + rng.integers(0, 3, 20_000)
+    labels = np.arange(20_000).astype(str)
+    for size in (20_000, 9_999):
+        got = GroupCounts(labels[:size], y[:size], n[:size]).compressed()
+        expected = Counter(zip(y[:size], n[:size], strict=True))
+        assert dict(zip(zip(got[0], got[1], strict=True), got[2], strict=True)) == expected

@@ -12,6 +12,9 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
+#: groups whose variables are draws, with leading (chain, draw) dimensions
+SAMPLED_GROUPS = ("posterior", "log_likelihood", "sample_stats")
+
 
 def make_datatree(
     groups: dict[str, dict[str, np.ndarray]],
@@ -20,10 +23,31 @@ def make_datatree(
     coords: dict[str, Any],
     attrs: dict[str, Any],
 ) -> xr.DataTree:
-    """An ArviZ DataTree from arrays shaped (chain, draw, ...) for the sampled groups."""
-    from arviz_base import from_dict
+    """An ArviZ DataTree from arrays shaped (chain, draw, ...) for the sampled groups.
 
-    tree = from_dict(groups, dims=dims, coords=coords)
+    Built with xarray directly, in ArviZ's layout (``posterior``, ``log_likelihood``,
+    ``sample_stats`` with ``chain`` and ``draw`` dimensions; ``observed_data`` without),
+    which is several times faster than ``arviz_base.from_dict`` for small fits.
+    """
+    datasets = {}
+    for name, variables in groups.items():
+        sampled = name in SAMPLED_GROUPS
+        data_vars: dict[str, Any] = {}
+        used: set[str] = set()
+        for var, values in variables.items():
+            values = np.asarray(values)
+            var_dims = (("chain", "draw") if sampled else ()) + tuple(dims.get(var, ()))
+            if len(var_dims) != values.ndim:
+                raise ValueError(f"{name}/{var}: shape {values.shape} does not fit {var_dims}")
+            data_vars[var] = (var_dims, values)
+            used.update(var_dims)
+            if sampled:
+                chains, draws = values.shape[:2]
+        group_coords = {k: v for k, v in coords.items() if k in used}
+        if sampled:
+            group_coords |= {"chain": np.arange(chains), "draw": np.arange(draws)}
+        datasets[f"/{name}"] = xr.Dataset(data_vars, coords=group_coords)
+    tree = xr.DataTree.from_dict(datasets)
     tree.attrs.update(attrs)
     return tree
 

@@ -38,9 +38,13 @@ class GroupCounts:
         The marginal likelihood depends on the data only through these, so a million
         groups with small counts reduce to a few thousand terms.
         """
-        counts = pd.DataFrame({"y": self.y, "n": self.n}).value_counts(sort=False)
-        y, n = (counts.index.get_level_values(k).to_numpy(dtype=float) for k in ("y", "n"))
-        return y, n, counts.to_numpy(dtype=float)
+        if self.y.size < 10_000:  # sorting is quicker than hashing for small tables
+            unique, counts = np.unique(np.stack([self.y, self.n], axis=1), axis=0,
+                                       return_counts=True)
+            return unique[:, 0], unique[:, 1], counts.astype(float)
+        table = pd.DataFrame({"y": self.y, "n": self.n}).value_counts(sort=False)
+        y, n = (table.index.get_level_values(k).to_numpy(dtype=float) for k in ("y", "n"))
+        return y, n, table.to_numpy(dtype=float)
 
     def to_frame(self) -> pd.DataFrame:
         return pd.DataFrame({self.group_name: self.labels, "y": self.y, "n": self.n})
