@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import optimize, stats
 
-from poolwise import Fit, Model, SamplingWarning
+from poolwise import Fit, Model, SamplingWarning, SpecificationError
 from poolwise.families import BetaBinomial
 from poolwise.fit import SUMMARY_COLUMNS, diagnostic_problems
 from poolwise.inference import Draws, SamplerConfig
@@ -147,3 +147,28 @@ def test_pooling_factor_is_the_weight_of_the_population_mean(family, dataset, co
     raw = fit.model.family.raw_rate(fit.data.y, fit.data.n)
     np.testing.assert_allclose(theta["mean"], (1 - factor) * raw + factor * mu, rtol=1e-9)
     assert np.all((factor > 0) & (factor < 1))
+
+
+def test_predict_existing_group_matches_the_posterior_predictive():
+    """y* | y ~ N(E[θ_j], Var[θ_j] + σ_j²) for the normal family: check mean and variance."""
+    from poolwise import datasets
+
+    schools = datasets.load("eight-schools")
+    fit = Model(family="normal").fit(schools, y="y", se="sigma", group="school", seed=1)
+    new = fit.predict_group("A")
+    assert new.y is not None
+    theta = fit.draws("theta")[..., 0].ravel()
+    size = new.y.size
+    assert abs(new.y.mean() - theta.mean()) < 4 * new.y.std() / np.sqrt(size)
+    expected_var = theta.var() + 15.0**2
+    # standard error of a sample variance: sqrt((m4 − var²) / N), m4 the fourth central moment
+    centred = new.y - new.y.mean()
+    se_var = np.sqrt((np.mean(centred**4) - new.y.var() ** 2) / size)
+    assert abs(new.y.var() - expected_var) < 4 * se_var
+    with pytest.raises(SpecificationError, match="no group 'Z'"):
+        fit.predict_group("Z")
+
+
+def test_predict_existing_rate_group_counts_within_trials(rats_fit):
+    new = rats_fit.predict_group("70", n=30)
+    assert new.y is not None and new.y.min() >= 0 and new.y.max() <= 30

@@ -279,6 +279,26 @@ class Fit:
             return np.array([self.model.theta_prior.a]), np.array([self.model.theta_prior.b])
         return None
 
+    def predict_group(
+        self, group: str, *, n: float | None = None, seed: int | None = None
+    ) -> NewGroup:
+        """Posterior predictive for new data from an existing group (lecture 001, step 4):
+        θ_j from the posterior, then y* ~ p(y | θ_j, n), with n the group's own size (or
+        standard error) unless given."""
+        labels = [str(label) for label in self.data.labels]
+        if str(group) not in labels:
+            shown = ", ".join(repr(label) for label in labels[:8])
+            more = f" … ({len(labels)} in all)" if len(labels) > 8 else ""
+            raise SpecificationError(f"no group {group!r} in the fit; groups: {shown}{more}")
+        index = labels.index(str(group))
+        size = float(self.data.n[index]) if n is None else float(n)
+        if not np.isfinite(size) or size <= 0:
+            raise SpecificationError(f"the new data's size must be a number > 0, got {n!r}")
+        rng = np.random.default_rng(self.config.seed + 2 if seed is None else seed)
+        theta = self.draws("theta")[..., index].ravel()
+        predicted = self.model.family.sample_data(rng, theta, size).astype(float)
+        return NewGroup(theta, predicted, size, None, float(theta.size))
+
     def predict_new_group(
         self, *, y: float | None = None, n: float | None = None, seed: int | None = None
     ) -> NewGroup:
