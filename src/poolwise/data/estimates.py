@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from poolwise.data.tables import _require_column
+from poolwise.data.tables import _require_column, finite_column, group_labels
 from poolwise.exceptions import DataError
 
 
@@ -62,24 +62,9 @@ class GroupEstimates:
 
 
 def _finite(series: pd.Series, role: str, *, positive: bool = False) -> NDArray[np.float64]:
-    """The column as floats; error at the first missing, non-numeric or non-finite value.
-
-    With ``positive``, also at the first value ≤ 0 (a standard error).
-    """
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
-    missing = np.flatnonzero(series.isna().to_numpy())
-    if missing.size:
-        raise DataError(
-            f"row {missing[0] + 1}: {role} column {series.name!r} is missing "
-            f"({missing.size} missing value(s) in all); fill or remove those rows"
-        )
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        i = bad[0]
-        raise DataError(
-            f"row {i + 1}: {role} column {series.name!r} has {str(series.iloc[i])!r}, "
-            "which is not a finite number"
-        )
+    """The column as finite floats (see :func:`finite_column`); with ``positive``, also an
+    error at the first value ≤ 0 (a standard error)."""
+    values = finite_column(series, role)
     if positive:
         small = np.flatnonzero(values <= 0)
         if small.size:
@@ -89,16 +74,6 @@ def _finite(series: pd.Series, role: str, *, positive: bool = False) -> NDArray[
                 "a standard error must be > 0"
             )
     return values
-
-
-def _labels(table: pd.DataFrame, group: str) -> NDArray[np.str_]:
-    series = _require_column(table, group, "group")
-    missing = np.flatnonzero(series.isna().to_numpy())
-    if missing.size:
-        raise DataError(
-            f"row {missing[0] + 1}: group column {group!r} is missing; every row needs a group"
-        )
-    return series.astype(str).to_numpy()
 
 
 def _listed(labels: NDArray[np.str_], limit: int = 5) -> str:
@@ -191,7 +166,7 @@ def _given(table: pd.DataFrame, *, y: str, se: str, group: str | None) -> GroupE
         labels = np.array([str(i + 1) for i in range(len(table))])
         group_name = "row"
     else:
-        labels = _labels(table, group)
+        labels = group_labels(table, group)
         group_name = str(group)
         duplicated = np.flatnonzero(pd.Series(labels).duplicated().to_numpy())
         if duplicated.size:
@@ -208,7 +183,7 @@ def _given(table: pd.DataFrame, *, y: str, se: str, group: str | None) -> GroupE
 def _from_raw(table: pd.DataFrame, *, y: str, group: str) -> GroupEstimates:
     """One row per observation: group means and standard errors s_j/√n_j."""
     values = _finite(_require_column(table, y, "observation (y)"), "observation (y)")
-    labels = _labels(table, group)
+    labels = group_labels(table, group)
     frame = pd.DataFrame({"label": labels, "x": values})
     stats = frame.groupby("label", sort=False)["x"].agg(["count", "mean", "var", "min", "max"])
     labels_g = stats.index.to_numpy().astype(str)

@@ -89,8 +89,8 @@ def _require_column(table: pd.DataFrame, column: str, role: str) -> pd.Series:
     raise DataError(f"{role} column {column!r} not found{hint}; the columns are: {columns}")
 
 
-def _numeric(series: pd.Series, role: str, *, integer: bool) -> NDArray[np.float64]:
-    """The column as floats; error at the first missing, non-numeric, negative value."""
+def finite_column(series: pd.Series, role: str) -> NDArray[np.float64]:
+    """The column as floats; error at the first missing, non-numeric or non-finite value."""
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
     missing = np.flatnonzero(series.isna().to_numpy())
     if missing.size:
@@ -106,6 +106,23 @@ def _numeric(series: pd.Series, role: str, *, integer: bool) -> NDArray[np.float
             f"row {i + 1}: {role} column {series.name!r} has {str(series.iloc[i])!r}, "
             "which is not a finite number"
         )
+    return values
+
+
+def group_labels(table: pd.DataFrame, group: str) -> NDArray[np.str_]:
+    """The group column as strings; error at the first missing label."""
+    series = _require_column(table, group, "group")
+    missing = np.flatnonzero(series.isna().to_numpy())
+    if missing.size:
+        raise DataError(
+            f"row {missing[0] + 1}: group column {group!r} is missing; every row needs a group"
+        )
+    return series.astype(str).to_numpy()
+
+
+def _numeric(series: pd.Series, role: str, *, integer: bool) -> NDArray[np.float64]:
+    """The column as floats; error at the first missing, non-numeric, negative value."""
+    values = finite_column(series, role)
     negative = np.flatnonzero(values < 0)
     if negative.size:
         i = negative[0]
@@ -175,13 +192,7 @@ def group_counts(
         labels = np.array([str(i + 1) for i in range(len(table))])
         group_name = "row"
     else:
-        label_series = _require_column(table, group, "group")
-        missing = np.flatnonzero(label_series.isna().to_numpy())
-        if missing.size:
-            raise DataError(
-                f"row {missing[0] + 1}: group column {group!r} is missing; every row needs a group"
-            )
-        labels = label_series.astype(str).to_numpy()
+        labels = group_labels(table, group)
         group_name = str(group)
 
     notes: list[str] = []
