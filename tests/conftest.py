@@ -17,8 +17,3 @@ def rats() -> pd.DataFrame:
 @pytest.fixture(scope="session")
 def spacex() -> pd.DataFrame:
     return datasets.load("spacex")
-
-
-def mcse_z(a_mean: float, a_mcse: float, b_mean: float, b_mcse: float = 0.0) -> float:
-    """How many Monte Carlo standard errors apart two estimates are."""
-    return abs(a_mean - b_mean) / (a_mcse**2 + b_mcse**2) ** 0.5

@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import time
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
+from agreement import assert_agree
 
 from poolwise import Model, SamplingWarning, SpecificationError, datasets
 from poolwise.inference.base import Draws, SamplerConfig
@@ -69,24 +69,6 @@ def summaries(model: Model, alpha: np.ndarray, beta: np.ndarray, theta: np.ndarr
     return xr.Dataset({k: (("chain", "draw"), np.asarray(v)) for k, v in variables.items()})
 
 
-def assert_agree(gibbs: xr.Dataset, exact: xr.Dataset) -> None:
-    """Posterior means and sds of every variable agree within Z Monte Carlo errors."""
-    mcse = {(name, m): azs.mcse(ds, method=m) for name, ds in (("g", gibbs), ("e", exact))
-            for m in ("mean", "sd")}
-    ess = azs.ess(gibbs, method="bulk")
-    problems = []
-    for var in gibbs.data_vars:
-        g, e = np.asarray(gibbs[var]).ravel(), np.asarray(exact[var]).ravel()
-        assert float(ess[var]) > MIN_ESS, f"{var}: ESS {float(ess[var]):.0f} too small to test"
-        for m, stat in (("mean", np.mean), ("sd", lambda x: np.std(x, ddof=1))):
-            diff = abs(float(stat(g)) - float(stat(e)))
-            tol = Z * float(np.hypot(mcse["g", m][var], mcse["e", m][var]))
-            if not diff < tol:
-                problems.append(f"{var} {m}: gibbs {stat(g):.5g}, exact {stat(e):.5g}, "
-                                f"difference {diff:.3g} ≥ {Z:g} MCSE = {tol:.3g}")
-    assert not problems, "; ".join(problems)
-
-
 def compare_with_exact(model: Model, table: pd.DataFrame, groups: list[str], seed: int,
                        draws_per_chain: int = GIBBS_DRAWS, **columns: str) -> Draws:
     data = model.prepare(table, **columns)
@@ -98,6 +80,7 @@ def compare_with_exact(model: Model, table: pd.DataFrame, groups: list[str], see
         summaries(model, draws.alpha, draws.beta, draws.theta, data.labels, groups),
         summaries(model, exact.draws("alpha"), exact.draws("beta"), exact.draws("theta"),
                   data.labels, groups),
+        MIN_ESS,
     )
     return draws
 

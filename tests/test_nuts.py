@@ -16,10 +16,10 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import pytest
+from agreement import assert_same_posterior
 
 from poolwise import Fit, Model
 from poolwise.inference.base import SamplerConfig
@@ -27,20 +27,7 @@ from poolwise.inference.nuts import sample_nuts
 
 pytestmark = pytest.mark.slow
 
-Z = 4.0
 SEED = 20261122
-
-
-def assert_same_posterior(nuts: np.ndarray, exact: np.ndarray, label: str) -> None:
-    """Mean and sd of two (chain, draw) arrays of draws agree within Monte Carlo error."""
-    for method, stat in (("mean", np.mean), ("sd", np.std)):
-        diff = abs(float(stat(nuts)) - float(stat(exact)))
-        error = np.hypot(float(azs.mcse(nuts, method=method)),
-                         float(azs.mcse(exact, method=method)))
-        assert diff < Z * error, (
-            f"{label}: {method} differs by {diff:.4g}, more than {Z:g} × MCSE {error:.3g} "
-            f"(nuts {float(stat(nuts)):.5g}, exact {float(stat(exact)):.5g})"
-        )
 
 
 def fit_both(model: Model, data: pd.DataFrame, **columns: str) -> tuple[Fit, Fit]:
