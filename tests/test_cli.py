@@ -206,3 +206,16 @@ def test_fit_normal_dataset_and_own_estimates(tmp_path, capsys):
     code, _, err = run(["fit", str(csv), "--family", "normal", "--y", "effect", "--se", "se",
                         "--group", "study", "--quiet"], capsys)
     assert code == 2 and "se" in err and "> 0" in err
+
+
+def test_predict_group_draws_new_data_from_an_existing_group(capsys):
+    assert main(["fit", "eight-schools", "--predict-group", "A", "--format", "json"]) == 0
+    document = json.loads(capsys.readouterr().out)
+    prediction = document["predict_group"]
+    theta_a = next(row for row in document["summary"]
+                   if row["param"] == "theta" and row["group"] == "A")
+    # y* = θ_A + ε with sd 15: the same centre as θ_A within Monte Carlo error, wider
+    assert abs(prediction["y_mean"] - theta_a["mean"]) < 4 * (15 + theta_a["sd"]) / 4000**0.5
+    assert prediction["y_upper"] - prediction["y_lower"] > theta_a["upper"] - theta_a["lower"]
+    assert main(["fit", "eight-schools", "--predict-group", "Z"]) == 2
+    assert "no group 'Z'" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from poolwise.exceptions import (
 )
 from poolwise.fit import Fit, NewGroup
 from poolwise.model import Model
+from poolwise.nig import NIGFit, NIGModel
 
 __all__ = [
     "ConvergenceWarning",
@@ -28,6 +29,8 @@ __all__ = [
     "GroupCounts",
     "ImproperPosteriorError",
     "Model",
+    "NIGFit",
+    "NIGModel",
     "NewGroup",
     "PoolwiseError",
     "PosteriorWarning",

@@ -45,13 +45,18 @@ MAX_TABLE_ROWS = 40
 
 # ----------------------------------------------------------------------------- options
 Data = Annotated[str, typer.Argument(help="CSV/TSV/Parquet file, or a bundled dataset name.")]
-Family = Annotated[str | None, typer.Option(help="beta-binomial, gamma-poisson or normal.")]
+Family = Annotated[str | None, typer.Option(
+    help="beta-binomial, gamma-poisson, normal, or nig (raw observations, unknown variance).")]
+#: names of the Normal-Inverse-Gamma model on the command line
+NIG_FAMILIES = ("nig", "normal-inverse-gamma")
 YCol = Annotated[str | None, typer.Option("--y", help="Column of counts (successes/events).")]
 NCol = Annotated[str | None, typer.Option("--n", help="Column of trials or exposure.")]
 SeCol = Annotated[str | None, typer.Option(
     "--se", help="Column of standard errors (normal family; omit for raw observations).")]
 GroupCol = Annotated[str | None, typer.Option("--group", help="Column of group labels.")]
 Method = Annotated[str, typer.Option(help="exact, eb-moments, eb-ml, gibbs or nuts.")]
+FitMethod = Annotated[str | None, typer.Option(
+    "--method", help="exact (default), eb-moments, eb-ml, gibbs or nuts.")]
 Prior = Annotated[
     str | None,
     typer.Option(help="Hyperprior ('bda', 'halfnormal(10)', ...) or θ prior ('beta(0.5,0.5)')."),
@@ -71,6 +76,8 @@ NewY = Annotated[float | None, typer.Option("--new-group-y",
                                             help="Count (successes, events) in a new group.")]
 NewN = Annotated[float | None, typer.Option("--new-group-n",
                                             help="Trials or exposure of a new group.")]
+PredictGroup = Annotated[str | None, typer.Option(
+    "--predict-group", help="An existing group: predict new data y* from it (its own size).")]
 
 
 @dataclass(frozen=True)
@@ -223,16 +230,16 @@ def _fmt_count(value: Any) -> str:
         f"{value:.0f}")
 
 
-def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: float) -> None:
-    data = fit.data
-    stdout.print(
-        f"[bold]{source.name}[/bold]: {fit.model.family.name}, "
-        f"{POOLING_PHRASES[fit.model.pooling]}, method [bold]{fit.method}[/bold], "
-        f"{data.n_groups} groups by {data.group_name!r}"
-    )
-    stdout.print(f"prior: {fit.describe_prior()}", markup=False, highlight=False)
-    for note in data.notes:
+def print_header(title: str, prior: str, notes: tuple[str, ...] | list[str]) -> None:
+    """What was fitted, the prior in use and notes on the data, before the table."""
+    stdout.print(title)
+    stdout.print(f"prior: {prior}", markup=False, highlight=False)
+    for note in notes:
         stdout.print(f"note: {note}", markup=False, highlight=False)
+
+
+def print_table(summary: pd.DataFrame, ci_prob: float) -> None:
+    """The summary table (its first rows), with diagnostics when it has them."""
     level = f"{100 * ci_prob:g}%"
     table = Table(show_edge=False, header_style="bold", title=f"{level} equal-tailed intervals",
                   title_justify="left", pad_edge=False)
@@ -251,6 +258,18 @@ def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: floa
                       "—" if not math.isfinite(row["r_hat"]) else f"{row['r_hat']:.3f}"]
         table.add_row(*cells)
     stdout.print(table)
+    if len(summary) > len(shown):
+        stdout.print(f"… {len(summary) - len(shown)} more rows (all in summary.csv with --out)")
+
+
+def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: float) -> None:
+    data = fit.data
+    print_header(
+        f"[bold]{source.name}[/bold]: {fit.model.family.name}, "
+        f"{POOLING_PHRASES[fit.model.pooling]}, method [bold]{fit.method}[/bold], "
+        f"{data.n_groups} groups by {data.group_name!r}",
+        fit.describe_prior(), data.notes)
+    print_table(summary, ci_prob)
     report = sampler_report(fit)
     if "acceptance_alpha" in report:
         rates = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(
@@ -266,8 +285,6 @@ def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: floa
             + "; θ rows: posterior given the estimates, which ignores their uncertainty",
             markup=False, highlight=False,
         )
-    if len(summary) > len(shown):
-        stdout.print(f"… {len(summary) - len(shown)} more rows (all in summary.csv with --out)")
 
 
 # ----------------------------------------------------------------------------- commands
@@ -284,16 +301,21 @@ def fit_command(
     data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
     se: SeCol = None,
     pooling: Annotated[str, typer.Option(help="none, complete or partial.")] = "partial",
-    method: Method = "exact", prior: Prior = None, draws: Draws = 1000, chains: Chains = 4,
+    method: FitMethod = None, prior: Prior = None, draws: Draws = 1000, chains: Chains = 4,
     warmup: Warmup = 1000, seed: Seed = 0, ci: Ci = 0.95, out: Out = None, force: Force = False,
     output_format: Format = "table", quiet: Quiet = False, new_group_y: NewY = None,
     new_group_n: NewN = None, parametrisation: Parametrisation = "auto",
+    predict_group: PredictGroup = None,
 ) -> int:
     """Fit one model and print its summary; with --out also write CSV, NetCDF and plots."""
     from poolwise.model import Model
 
     _check_output_options(output_format, ci)
     source = load_source(data, family, y, n, group, se)
+    if source.family in NIG_FAMILIES:
+        return fit_nig(source, pooling, method, prior, draws, chains, seed, ci, out, force,
+                       output_format)
+    method = method or "exact"
     new_group = _new_group_request(source, new_group_y, new_group_n)
     model = Model(family=source.family, pooling=pooling, prior=prior)
     with output_directory(out, force) as staging, collected_warnings() as caught:
@@ -309,9 +331,15 @@ def fit_command(
         new_summary = None
         if new_group is not None:
             new_summary = fit.predict_new_group(y=new_group[0], n=new_group[1]).summary(ci)
+        existing, size = None, None
+        if predict_group is not None:
+            prediction = fit.predict_group(predict_group)
+            existing, size = prediction.summary(ci), prediction.n
         if staging is not None:
             write_fit_outputs(staging, fit, summary, new_group, ci)
     document = fit_document(fit, summary, new_summary, caught)
+    if existing is not None:
+        document["predict_group"] = _clean({"group": predict_group, **existing})
     if staging is not None:
         (out / "result.json").write_text(json.dumps(document, indent=2))  # type: ignore[operator]
     if output_format == "json":
@@ -330,6 +358,52 @@ def fit_command(
                    if "y_mean" in new_summary else ""),
                 markup=False, highlight=False,
             )
+        if existing is not None:
+            stdout.print(
+                f"new data from group {predict_group} ({fit.model.family.size_label} "
+                f"{size:g}): "
+                f"predicted y mean {existing['y_mean']:.4g}, {100 * ci:g}% interval "
+                f"[{existing['y_lower']:.4g}, {existing['y_upper']:.4g}]",
+                markup=False, highlight=False)
+        if out is not None:
+            stdout.print(f"wrote {out}/")
+    for message in caught:
+        stderr.print(f"[yellow]warning:[/yellow] {message}")
+    return 0
+
+
+def fit_nig(source: Source, pooling: str, method: str | None, prior: str | None,
+            draws: int, chains: int, seed: int, ci: float, out: Path | None, force: bool,
+            output_format: str) -> int:
+    """``fit --family nig``: raw observations, unknown mean and variance per group."""
+    from poolwise.nig import NIGModel
+
+    if source.n is not None or source.se is not None:
+        raise SpecificationError("the nig family takes raw observations (--y, --group), "
+                                 "not sizes (--n) or standard errors (--se)")
+    model = NIGModel(pooling=pooling, prior=prior)
+    with output_directory(out, force) as staging, collected_warnings() as caught:
+        fit = model.fit(source.table, y=source.y, group=source.group, method=method,
+                        draws=draws, chains=chains, seed=seed)
+        summary = fit.summary(ci, diagnostics=fit.data.n_groups <= 1000)
+        if staging is not None:
+            summary.to_csv(staging / "summary.csv", index=False)
+            fit.save(str(staging / "posterior.nc"))
+    document = {"family": "nig", "pooling": pooling, "method": fit.method,
+                "prior": fit.describe_prior(), "hyperparameters": _clean(fit.estimate),
+                "summary": summary_records(summary), "new_group": None,
+                "notes": list(fit.data.notes), "warnings": caught, "seed": seed,
+                "sampler": {"seconds": fit.info.get("seconds")}}
+    if out is not None:
+        (out / "result.json").write_text(json.dumps(document, indent=2))
+    if output_format == "json":
+        stdout.print_json(json.dumps(document))
+    else:
+        print_header(f"[bold]{source.name}[/bold]: normal-inverse-gamma, "
+                     f"{POOLING_PHRASES[pooling]}, method [bold]{fit.method}[/bold], "
+                     f"{fit.data.n_groups} groups by {fit.data.group_name!r}",
+                     fit.describe_prior(), fit.data.notes)
+        print_table(summary, ci)
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:

@@ -185,34 +185,10 @@ class Fit:
         _check_prob(ci_prob)
         if self.eb is not None:
             return self._summary_eb(ci_prob)
-        tail = (1 - ci_prob) / 2
-        posterior = self.posterior
-        diag = _arviz.diagnostics(posterior) if diagnostics else {}
-        rows = []
-        for name in posterior.data_vars:
-            values = np.asarray(posterior[name].values)
-            flat = values.reshape(-1, *values.shape[2:])
-            grouped = values.ndim == 3
-            if grouped and self.model.pooling == "complete":
-                flat, grouped = flat[:, 0], False
-            means, sds = flat.mean(axis=0), flat.std(axis=0, ddof=1)
-            lowers, uppers = np.quantile(flat, [tail, 1 - tail], axis=0)
-            diag_values = {k: np.asarray(v[name].values) for k, v in diag.items()} or {
-                k: np.full(means.shape, np.nan) for k in SUMMARY_COLUMNS[6:10]}
-            labels = list(self.data.labels) if grouped else [None]
-            for i, label in enumerate(labels):
-                index = i if grouped else 0
-
-                def pick(a: NDArray, index: int = index) -> float:
-                    return float(np.ravel(a)[index])
-
-                rows.append({
-                    "param": str(name), "group": label,
-                    "mean": pick(means), "sd": pick(sds),
-                    "lower": pick(lowers), "upper": pick(uppers),
-                    **{k: pick(v) for k, v in diag_values.items()},
-                })
-        return self._with_pooling_factors(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
+        shared = ("theta",) if self.model.pooling == "complete" else ()
+        table = posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
+                                  group_dims=("group",), shared=shared)
+        return self._with_pooling_factors(table)
 
     def pooling_factors(self) -> NDArray[np.float64]:
         """Posterior mean of each group's pooling factor B_j, the weight of the population
@@ -417,6 +393,56 @@ class Fit:
                                parametrisation=str(attrs.get("parametrisation", "auto")))
         eb = _eb_from_dict(json.loads(attrs["eb"]))
         return cls(model, data, str(attrs["method"]), config, tree, eb, json.loads(attrs["info"]))
+
+
+def posterior_summary(
+    posterior: xr.Dataset,
+    ci_prob: float = 0.95,
+    *,
+    diagnostics: bool = True,
+    group_dims: tuple[str, ...] = ("group",),
+    shared: tuple[str, ...] = (),
+) -> pd.DataFrame:
+    """One row per scalar of every posterior variable, in :data:`SUMMARY_COLUMNS`.
+
+    Mean, sd and the equal-tailed ``ci_prob`` interval over all chains and draws; bulk and
+    tail ESS, R-hat and the MCSE of the mean from ArviZ (NaN when ``diagnostics=False``).
+    A dimension in ``group_dims`` gives the ``group`` column its label; any other dimension
+    is written into the name, ``b[Days]`` or ``r_Subject[Intercept]``. Variables in
+    ``shared`` repeat one value along their group dimension (complete pooling) and get one
+    row.
+    """
+    _check_prob(ci_prob)
+    tail = (1 - ci_prob) / 2
+    diag = _arviz.diagnostics(posterior) if diagnostics else {}
+    rows = []
+    for name in posterior.data_vars:
+        variable = posterior[name]
+        if name in shared:
+            variable = variable.isel({d: 0 for d in variable.dims if d in group_dims})
+        extra = [d for d in variable.dims if d not in ("chain", "draw")]
+        values = np.asarray(variable.transpose("chain", "draw", *extra).values)
+        flat = values.reshape(-1, *values.shape[2:])
+        stats = {"mean": flat.mean(axis=0), "sd": flat.std(axis=0, ddof=1)}
+        stats["lower"], stats["upper"] = np.quantile(flat, [tail, 1 - tail], axis=0)
+        for key, dataset in diag.items():
+            chosen = dataset[name]
+            if name in shared:
+                chosen = chosen.isel({d: 0 for d in chosen.dims if d in group_dims})
+            stats[key] = np.asarray(chosen.transpose(*extra).values)
+        for key in SUMMARY_COLUMNS[6:10]:
+            stats.setdefault(key, np.full(flat.shape[1:], np.nan))
+        labels = [[str(v) for v in np.asarray(variable[d].values)] if d in variable.coords
+                  else [str(i) for i in range(variable.sizes[d])] for d in extra]
+        for index in np.ndindex(*flat.shape[1:]):
+            group = [labels[k][i] for k, i in enumerate(index) if extra[k] in group_dims]
+            inner = [labels[k][i] for k, i in enumerate(index) if extra[k] not in group_dims]
+            rows.append({
+                "param": f"{name}[{', '.join(inner)}]" if inner else str(name),
+                "group": ", ".join(group) if group else None,
+                **{key: float(value[index]) for key, value in stats.items()},
+            })
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
 
 def _resample(rng: np.random.Generator, log_weights: NDArray, size: int) -> NDArray[np.intp]:
