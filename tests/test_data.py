@@ -21,7 +21,8 @@ BB, GP = BetaBinomial(), GammaPoisson()
 
 
 def test_bundled_datasets_load_with_their_sources():
-    assert datasets.names() == ["rats", "spacex", "kidney", "eight-schools", "aspirin", "baseball"]
+    assert datasets.names() == ["rats", "spacex", "kidney", "eight-schools", "aspirin", "baseball",
+                                "sleepstudy", "sleep", "radon", "pastes"]
     rats = datasets.load("rats")
     assert len(rats) == 71 and rats["historical"].sum() == 70
     historical = rats.query("historical == 1")

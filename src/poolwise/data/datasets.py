@@ -2,12 +2,17 @@
 
 Rate datasets (``beta-binomial``, ``gamma-poisson``) name a count column ``y`` and a
 size column ``n``; normal datasets name an estimate ``y`` and its standard error ``se``.
+Mixed-model datasets (``gaussian``, ``binomial``, ``poisson``) give a default ``formula``
+for :func:`poolwise.mixed.parse_formula`; their ``y`` is its response and ``group`` its
+outermost grouping factor.
 
 >>> from poolwise import datasets
 >>> datasets.load("rats").shape
 (71, 4)
 >>> datasets.info("eight-schools").se
 'sigma'
+>>> datasets.info("sleepstudy").formula
+'Reaction ~ Days + (Days | Subject)'
 """
 
 from __future__ import annotations
@@ -32,7 +37,7 @@ class Dataset:
     description: str
     source: str
     family: str
-    #: counts (rate families) or estimates (normal family)
+    #: counts (rate families), estimates (normal family) or the response (mixed models)
     y: str
     group: str
     #: trials or exposure, for the rate families; None for the normal family
@@ -45,6 +50,10 @@ class Dataset:
     derived: dict[str, tuple[str, Callable[[pd.DataFrame], pd.Series]]] = field(
         default_factory=dict
     )
+    #: the default lme4-style formula, for the mixed-model families; None otherwise
+    formula: str | None = None
+    #: columns read as categories (e.g. a treatment coded 1, 2)
+    categorical: tuple[str, ...] = ()
 
 
 _BASEBALL_SE = "sqrt(ybar * (1 - ybar) / 45), ybar = mean(avg_45) over the players"
@@ -130,6 +139,50 @@ DATASETS: dict[str, Dataset] = {
             group="player",
             derived={"se": (_BASEBALL_SE, _baseball_se)},
         ),
+        Dataset(
+            name="sleepstudy",
+            filename="sleepstudy.csv",
+            description="Reaction times of 18 subjects over 10 days of sleep deprivation",
+            source="Belenky et al. (2003), J. Sleep Res. 12:1-12; lme4 sleepstudy (Rdatasets)",
+            family="gaussian",
+            y="Reaction",
+            group="Subject",
+            formula="Reaction ~ Days + (Days | Subject)",
+        ),
+        Dataset(
+            name="sleep",
+            filename="sleep.csv",
+            description="Extra hours of sleep of 10 patients, each given both of two drugs",
+            source="Student (1908), Biometrika 6:1-25, data of Cushny & Peebles (1905); "
+            "R datasets::sleep (Rdatasets)",
+            family="gaussian",
+            y="extra",
+            group="ID",
+            formula="extra ~ group + (1 | ID)",
+            categorical=("group",),
+        ),
+        Dataset(
+            name="radon",
+            filename="radon_mn.csv",
+            description="Log radon in 919 Minnesota houses in 85 counties, by floor and "
+            "county soil uranium",
+            source="EPA radon survey; Gelman & Hill (2007) ch. 12 (via posteriordb radon data)",
+            family="gaussian",
+            y="log_radon",
+            group="county",
+            formula="log_radon ~ floor + log_uppm + (1 | county)",
+        ),
+        Dataset(
+            name="pastes",
+            filename="pastes.csv",
+            description="Paste strength: 2 analyses of 3 casks in each of 10 batches (nested)",
+            source="Davies & Goldsmith (1972), Statistical Methods in Research and Production, "
+            "p. 136; lme4 Pastes (Rdatasets)",
+            family="gaussian",
+            y="strength",
+            group="batch",
+            formula="strength ~ 1 + (1 | batch/cask)",
+        ),
     )
 }
 
@@ -158,6 +211,8 @@ def load(name: str) -> pd.DataFrame:
         table = pd.read_csv(fh)
     for column, (_, compute) in dataset.derived.items():
         table[column] = compute(table)
+    for column in dataset.categorical:
+        table[column] = table[column].astype("category")
     return table
 
 
