@@ -19,6 +19,7 @@ from poolwise.exceptions import (
     SpecificationError,
 )
 from poolwise.fit import Fit, NewGroup
+from poolwise.mixed.model import MixedFit, MixedModel
 from poolwise.model import Model
 from poolwise.nig import NIGFit, NIGModel
 
@@ -28,6 +29,8 @@ __all__ = [
     "Fit",
     "GroupCounts",
     "ImproperPosteriorError",
+    "MixedFit",
+    "MixedModel",
     "Model",
     "NIGFit",
     "NIGModel",

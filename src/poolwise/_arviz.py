@@ -53,15 +53,20 @@ def make_datatree(
 
 
 def diagnostics(posterior: xr.Dataset) -> dict[str, xr.Dataset]:
-    """Bulk and tail ESS, rank-normalised split R-hat and the MCSE of the mean."""
+    """Bulk and tail ESS, rank-normalised split R-hat and the MCSE of the mean.
+
+    A constant quantity (the unit diagonal of a correlation matrix) has no R-hat: NaN,
+    without NumPy's warning about 0/0.
+    """
     import arviz_stats as azs
 
-    return {
-        "ess_bulk": azs.ess(posterior, method="bulk"),
-        "ess_tail": azs.ess(posterior, method="tail"),
-        "r_hat": azs.rhat(posterior),
-        "mcse_mean": azs.mcse(posterior, method="mean"),
-    }
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return {
+            "ess_bulk": azs.ess(posterior, method="bulk"),
+            "ess_tail": azs.ess(posterior, method="tail"),
+            "r_hat": azs.rhat(posterior),
+            "mcse_mean": azs.mcse(posterior, method="mean"),
+        }
 
 
 def loo(tree: xr.DataTree) -> Any:

@@ -1,0 +1,330 @@
+"""Priors of a mixed model: fixed coefficients, residual sd, group sds and correlations.
+
+A :class:`MixedPriors` holds one prior per parameter of the model of
+:mod:`poolwise.mixed.design`:
+
+``b[name] ~ Normal(loc, scale)``
+    each fixed coefficient (Gaussian, so that the ``marginal`` sampler can integrate β out
+    analytically);
+``sigma ~ D``
+    the residual sd (gaussian family only);
+``sd[factor][effect] ~ D``
+    the sd of each group effect, D one of the positive distributions of
+    :mod:`poolwise.priors` (``halfnormal``, ``halfcauchy``, ``exponential``, ``gamma``,
+    ``lognormal``);
+``cor[factor] ~ LKJ(η)``
+    the correlation matrix of a correlated term with more than one effect, density
+    ∝ det(R)^(η−1) (Lewandowski, Kurowicka and Joe 2009): η = 1 uniform over correlation
+    matrices, η > 1 shrinks towards the identity.
+
+:func:`default_priors` gives weakly informative priors scaled to the data (its docstring
+has the rule); :func:`parse_priors` overrides them from text such as
+``"b = normal(0, 5); sd[Subject][Days] = halfnormal(10); cor[Subject] = lkj(1)"``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from types import MappingProxyType
+
+import numpy as np
+
+from poolwise.exceptions import SpecificationError
+from poolwise.mixed.design import MixedDesign
+from poolwise.priors import Distribution, make_distribution
+
+#: the name of the intercept column in ``fixed_names`` and in a term's ``names``
+INTERCEPT = "Intercept"
+#: scale of a coefficient's default prior, in sds of the response per sd of the predictor
+COEFFICIENT_SCALE = 2.5
+#: the default LKJ shape of a correlated term's correlation matrix
+DEFAULT_LKJ_ETA = 2.0
+#: distributions a scale (``sigma``, ``sd``) may have
+SCALE_DISTRIBUTIONS = ("halfnormal", "halfcauchy", "exponential", "gamma", "lognormal")
+
+SdKey = tuple[str, str]
+
+
+@dataclass(frozen=True)
+class MixedPriors:
+    """One prior per parameter; keys follow the design's names.
+
+    ``fixed`` has one Normal per entry of ``fixed_names``; ``sigma`` is None outside the
+    gaussian family; ``sd`` maps (factor, effect) to the prior of that effect's sd;
+    ``cor`` maps each correlated factor with two or more effects to its LKJ shape η.
+    """
+
+    fixed_names: tuple[str, ...]
+    fixed: tuple[Distribution, ...]
+    sigma: Distribution | None
+    sd: Mapping[SdKey, Distribution]
+    cor: Mapping[str, float]
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sd", MappingProxyType(dict(self.sd)))
+        object.__setattr__(self, "cor", MappingProxyType(dict(self.cor)))
+
+    @property
+    def fixed_loc(self) -> np.ndarray:
+        """Prior means of the fixed coefficients, in ``fixed_names`` order."""
+        return np.array([d.params[0] for d in self.fixed], dtype=float)
+
+    @property
+    def fixed_scale(self) -> np.ndarray:
+        """Prior sds of the fixed coefficients, in ``fixed_names`` order."""
+        return np.array([d.params[1] for d in self.fixed], dtype=float)
+
+    def describe(self) -> list[str]:
+        """One line per prior, e.g. ``b[Days] ~ Normal(0, 20)``, for showing before a fit."""
+        lines = [f"b[{name}] ~ {d}" for name, d in zip(self.fixed_names, self.fixed, strict=True)]
+        if self.sigma is not None:
+            lines.append(f"sigma ~ {self.sigma}")
+        lines += [f"sd[{factor}][{effect}] ~ {d}" for (factor, effect), d in self.sd.items()]
+        lines += [f"cor[{factor}] ~ LKJ({eta:g})" for factor, eta in self.cor.items()]
+        return lines
+
+    def spec(self) -> str:
+        """The text that :func:`parse_priors` reads back into these priors (full precision)."""
+        parts = [f"b[{name}] = {_spec(d)}"
+                 for name, d in zip(self.fixed_names, self.fixed, strict=True)]
+        if self.sigma is not None:
+            parts.append(f"sigma = {_spec(self.sigma)}")
+        parts += [f"sd[{factor}][{effect}] = {_spec(d)}" for (factor, effect), d in self.sd.items()]
+        parts += [f"cor[{factor}] = lkj({eta!r})" for factor, eta in self.cor.items()]
+        return "; ".join(parts)
+
+
+def default_priors(design: MixedDesign) -> MixedPriors:
+    """Weakly informative priors scaled to the data, in the spirit of rstanarm and brms.
+
+    With s = sd(y) for the gaussian family and s = 1 on the link scale (logit or log)
+    otherwise, and sd(·) the standard deviation of a column over the rows:
+
+    * intercept: Normal(mean(y), 2.5 s) for gaussian, Normal(0, 2.5) otherwise;
+    * coefficient of column x: Normal(0, 2.5 s / sd(x)) (2.5 s if x is constant), so a
+      change of one sd in x moves the linear predictor by about 2.5 s at most;
+    * residual sd (gaussian): sigma ~ HalfNormal(s);
+    * sd of group effect z: HalfNormal(s / sd(z)) (HalfNormal(s) for the intercept or a
+      constant column);
+    * correlations of a correlated term with two or more effects: LKJ(2), which mildly
+      favours weak correlation.
+
+    The intercept is that of the columns as given (not centred, unlike rstanarm's), so its
+    prior is centred at mean(y) with a wide scale. Gelman et al. (2008), "A weakly
+    informative default prior distribution for logistic and other regression models",
+    Ann. Appl. Stat. 2:1360-1383; rstanarm's "Prior distributions for rstanarm models".
+    """
+    gaussian = design.family == "gaussian"
+    scale = float(np.std(design.y, ddof=1)) if gaussian and design.n_obs > 1 else 1.0
+    if not scale > 0:
+        scale = 1.0
+    fixed = []
+    for j, name in enumerate(design.fixed_names):
+        if name == INTERCEPT:
+            loc = float(np.mean(design.y)) if gaussian else 0.0
+            fixed.append(make_distribution("normal", (loc, COEFFICIENT_SCALE * scale)))
+        else:
+            spread = COEFFICIENT_SCALE * scale / _column_sd(design.x[:, j])
+            fixed.append(make_distribution("normal", (0.0, spread)))
+    sd = {}
+    for term in design.terms:
+        for e, effect in enumerate(term.names):
+            spread = scale if effect == INTERCEPT else scale / _column_sd(term.z[:, e])
+            sd[term.factor, effect] = make_distribution("halfnormal", (spread,))
+    cor = {term.factor: DEFAULT_LKJ_ETA for term in design.terms
+           if term.correlated and term.n_effects > 1}
+    sigma = make_distribution("halfnormal", (scale,)) if gaussian else None
+    _check_unique_factors(design)
+    return MixedPriors(design.fixed_names, tuple(fixed), sigma, sd, cor)
+
+
+def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None) -> MixedPriors:
+    """Override ``base`` (default :func:`default_priors`) with ``name = dist`` statements.
+
+    Statements are separated by semicolons and applied in order, so a general statement
+    followed by a specific one refines it. Names:
+
+    ``b``                 every fixed coefficient except the intercept: ``normal(loc, scale)``
+    ``b[Days]``           one coefficient (``b[Intercept]`` for the intercept)
+    ``sigma``             the residual sd (gaussian only)
+    ``sd``                every group-effect sd
+    ``sd[Subject]``       the sds of every effect of one factor
+    ``sd[Subject][Days]`` one sd
+    ``cor``, ``cor[Subject]``   the LKJ prior of correlated terms: ``lkj(eta)``
+
+    Scale distributions: halfnormal(scale), halfcauchy(scale), exponential(rate),
+    gamma(shape, rate), lognormal(mu, sigma).
+
+    Raises
+    ------
+    SpecificationError
+        Naming the statement at fault and listing the valid names or distributions.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from poolwise.mixed.design import GroupTerm, MixedDesign
+    >>> term = GroupTerm("g", ("Intercept",), np.ones((4, 1)), np.array([0, 0, 1, 1]),
+    ...                  ("a", "b"), False)
+    >>> design = MixedDesign("y ~ 1 + (1 | g)", "gaussian", "y", np.arange(4.0),
+    ...                      np.ones((4, 1)), ("Intercept",), (term,))
+    >>> priors = parse_priors("b[Intercept] = normal(0, 10); sd = halfcauchy(1)", design)
+    >>> priors.describe()  # doctest: +NORMALIZE_WHITESPACE
+    ['b[Intercept] ~ Normal(0, 10)', 'sigma ~ HalfNormal(1.29099)',
+     'sd[g][Intercept] ~ HalfCauchy(1)']
+    """
+    priors = base if base is not None else default_priors(design)
+    for statement in (s.strip() for s in text.split(";")):
+        if statement:
+            priors = _apply(priors, statement, design)
+    return priors
+
+
+_STATEMENT = re.compile(r"^\s*(b|sigma|sd|cor)\s*((?:\[[^\[\]]+\])*)\s*=\s*(.+?)\s*$")
+_CALL = re.compile(r"^([A-Za-z_]+)\s*\(([^()]*)\)$")
+_INDEX = re.compile(r"\[([^\[\]]+)\]")
+
+
+def _apply(priors: MixedPriors, statement: str, design: MixedDesign) -> MixedPriors:
+    """``priors`` with one ``name = dist`` statement applied."""
+    match = _STATEMENT.match(statement)
+    if not match:
+        raise SpecificationError(
+            f"cannot read prior statement {statement!r}; write 'name = dist' with name one "
+            f"of: {', '.join(_valid_names(design))}")
+    kind, brackets, dist_text = match.groups()
+    index = [part.strip() for part in _INDEX.findall(brackets)]
+    if kind == "b":
+        return _apply_fixed(priors, index, dist_text, statement)
+    if kind == "sigma":
+        if index:
+            raise SpecificationError(f"{statement!r}: sigma takes no [index]")
+        if design.family != "gaussian":
+            raise SpecificationError(
+                f"{statement!r}: the {design.family} family has no residual sd sigma")
+        return replace(priors, sigma=_scale_distribution(dist_text, statement))
+    if kind == "sd":
+        return _apply_sd(priors, index, dist_text, statement, design)
+    return _apply_cor(priors, index, dist_text, statement)
+
+
+def _apply_fixed(priors: MixedPriors, index: list[str], dist_text: str,
+                 statement: str) -> MixedPriors:
+    if len(index) > 1:
+        raise SpecificationError(f"{statement!r}: write b or b[name], with one name")
+    if index and index[0] not in priors.fixed_names:
+        raise SpecificationError(
+            f"{statement!r}: unknown coefficient {index[0]!r}; coefficients: "
+            f"{', '.join(priors.fixed_names)}")
+    name, params = _parse_call(dist_text, statement)
+    if name != "normal":
+        raise SpecificationError(
+            f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale)")
+    dist = _make(name, params, statement)
+    targets = set(index) if index else set(priors.fixed_names) - {INTERCEPT}
+    fixed = tuple(dist if n in targets else d
+                  for n, d in zip(priors.fixed_names, priors.fixed, strict=True))
+    return replace(priors, fixed=fixed)
+
+
+def _apply_sd(priors: MixedPriors, index: list[str], dist_text: str, statement: str,
+              design: MixedDesign) -> MixedPriors:
+    if len(index) > 2:
+        raise SpecificationError(f"{statement!r}: write sd, sd[factor] or sd[factor][effect]")
+    factors = {term.factor: term.names for term in design.terms}
+    if index and index[0] not in factors:
+        valid = ", ".join(factors) or "none: the model has no group terms"
+        raise SpecificationError(f"{statement!r}: unknown grouping factor {index[0]!r}; "
+                                 f"factors: {valid}")
+    if len(index) == 2 and index[1] not in factors[index[0]]:
+        raise SpecificationError(
+            f"{statement!r}: {index[0]} has no effect {index[1]!r}; its effects: "
+            f"{', '.join(factors[index[0]])}")
+    dist = _scale_distribution(dist_text, statement)
+    sd = {key: dist if key[:len(index)] == tuple(index) else d for key, d in priors.sd.items()}
+    return replace(priors, sd=sd)
+
+
+def _apply_cor(priors: MixedPriors, index: list[str], dist_text: str,
+               statement: str) -> MixedPriors:
+    if len(index) > 1:
+        raise SpecificationError(f"{statement!r}: write cor or cor[factor]")
+    if index and index[0] not in priors.cor:
+        valid = ", ".join(priors.cor) or "none: no term has correlated effects"
+        raise SpecificationError(
+            f"{statement!r}: {index[0]!r} is not a factor with correlated effects; "
+            f"correlated factors: {valid}")
+    name, params = _parse_call(dist_text, statement)
+    if name != "lkj" or len(params) != 1 or not (math.isfinite(params[0]) and params[0] > 0):
+        raise SpecificationError(f"{statement!r}: a correlation prior is lkj(eta), eta > 0")
+    targets = set(index) if index else set(priors.cor)
+    return replace(priors, cor={f: params[0] if f in targets else eta
+                                for f, eta in priors.cor.items()})
+
+
+def _scale_distribution(dist_text: str, statement: str) -> Distribution:
+    name, params = _parse_call(dist_text, statement)
+    if name not in SCALE_DISTRIBUTIONS:
+        raise SpecificationError(
+            f"{statement!r}: a scale's prior must be one of "
+            f"{', '.join(f'{n}(...)' for n in SCALE_DISTRIBUTIONS)}")
+    return _make(name, params, statement)
+
+
+def _make(name: str, params: tuple[float, ...], statement: str) -> Distribution:
+    try:
+        return make_distribution(name, params)
+    except SpecificationError as error:
+        raise SpecificationError(f"{statement!r}: {error}") from None
+
+
+def _parse_call(text: str, statement: str) -> tuple[str, tuple[float, ...]]:
+    match = _CALL.match(text.strip())
+    if not match:
+        raise SpecificationError(
+            f"{statement!r}: cannot read distribution {text!r}; write e.g. normal(0, 5), "
+            "halfnormal(10) or lkj(2)")
+    name, args = match.groups()
+    try:
+        params = tuple(float(a) for a in args.split(",")) if args.strip() else ()
+    except ValueError:
+        raise SpecificationError(f"{statement!r}: parameters must be numbers") from None
+    return name.lower(), params
+
+
+def _valid_names(design: MixedDesign) -> list[str]:
+    names = ["b", *(f"b[{n}]" for n in design.fixed_names)]
+    if design.family == "gaussian":
+        names.append("sigma")
+    if design.terms:
+        names.append("sd")
+    for term in design.terms:
+        names += [f"sd[{term.factor}]", *(f"sd[{term.factor}][{e}]" for e in term.names)]
+    correlated = [t.factor for t in design.terms if t.correlated and t.n_effects > 1]
+    if correlated:
+        names += ["cor", *(f"cor[{f}]" for f in correlated)]
+    return names
+
+
+def _column_sd(column: np.ndarray) -> float:
+    spread = float(np.std(column, ddof=1)) if column.size > 1 else 0.0
+    return spread if spread > 0 else 1.0
+
+
+def _check_unique_factors(design: MixedDesign) -> None:
+    factors = [term.factor for term in design.terms]
+    repeated = sorted({f for f in factors if factors.count(f) > 1})
+    if repeated:
+        raise SpecificationError(
+            f"grouping factor(s) {', '.join(repeated)} appear in more than one term; "
+            "combine them into one term, e.g. (1 + x || g) instead of (1 | g) + (0 + x | g)")
+
+
+def _spec(d: Distribution) -> str:
+    return f"{d.name}({', '.join(repr(v) for v in d.params)})"
+
+
+__all__ = ["MixedPriors", "default_priors", "parse_priors"]
