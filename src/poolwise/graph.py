@@ -638,13 +638,17 @@ def _plate_boxes(graph: ModelGraph, placer: _Placer,
     for plate in sorted(graph.plates, key=lambda p: -depth[p.name]):
         members = _members(graph, plate)
         inner = [p for p in graph.plates if p.inside == plate.name]
+        within = {p.name for p in _nested(graph, plate)}
         while True:
             box = _plate_box(placer, plate, members, inner, label_sizes[plate.name])
-            intruder = next((name for name in placer.x if name not in members
+            intruder = next((placer.box(name) for name in placer.x if name not in members
                              and _overlaps(placer.box(name), box)), None)
+            if intruder is None:  # a plate drawn beside this one (not inside it)
+                intruder = next((other for name, other in placer.plate_boxes.items()
+                                 if name not in within and _overlaps(other, box)), None)
             if intruder is None:
                 break
-            shift = placer.box(intruder).right + _GAP - box.left
+            shift = intruder.right + _GAP - box.left
             for name in members:
                 placer.x[name] += shift
             for nested in _nested(graph, plate):
