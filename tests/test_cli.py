@@ -29,7 +29,8 @@ def test_fit_bundled_dataset_writes_everything(tmp_path, capsys):
     assert "(α + β)^(-5/2)" in out  # the prior in use is shown
     names = {p.name for p in out_dir.iterdir()}
     assert {"summary.csv", "posterior.nc", "result.json", "shrinkage.png", "forest.png",
-            "trace.png", "new_group.png", "population_mean.png"} <= names
+            "trace.png", "new_group.png", "population_mean.png", "model.png",
+            "model.svg"} <= names
     summary = pd.read_csv(out_dir / "summary.csv")
     assert list(summary.columns)[:9] == ["param", "group", "mean", "sd", "lower", "upper",
                                          "ess_bulk", "ess_tail", "r_hat"]
@@ -145,7 +146,7 @@ def bad_csvs(tmp_path) -> dict[str, Path]:
         ("single", [], "at least 2 groups"),
         ("zeros", [], "every group has y = 0"),
         ("empty", [], "empty"),
-        ("ok", ["--family", "poisson"], "valid families"),
+        ("ok", ["--family", "poisson"], "mixed-model family.*gamma-poisson"),
         ("ok", ["--method", "mcmc"], "valid methods: exact"),
         ("ok", ["--prior", "halfnormal(-3)"], "must be > 0"),
         ("ok", ["--prior", "student(3)"], "valid: halfnormal"),
@@ -219,3 +220,23 @@ def test_predict_group_draws_new_data_from_an_existing_group(capsys):
     assert prediction["y_upper"] - prediction["y_lower"] > theta_a["upper"] - theta_a["lower"]
     assert main(["fit", "eight-schools", "--predict-group", "Z"]) == 2
     assert "no group 'Z'" in capsys.readouterr().err
+
+
+def test_graph_writes_the_model_and_refuses_to_overwrite(tmp_path, capsys):
+    target = tmp_path / "schools.svg"
+    code, _, err = run(["graph", "eight-schools", "--prior",
+                          "mu=normal(0, 5), tau=halfcauchy(5)", "-o", str(target)], capsys)
+    assert code == 0, err
+    svg = target.read_text()
+    assert svg.startswith("<?xml") and "</svg>" in svg
+    code, _, err = run(["graph", "eight-schools", "-o", str(target)], capsys)
+    assert code == 2 and "--force" in err
+    code, _, err = run(["graph", "eight-schools", "-o", str(tmp_path / "g.txt")], capsys)
+    assert code == 2 and ".png, .svg or .pdf" in err
+
+
+def test_describe_prints_the_equations_with_the_prior_values(capsys):
+    code, out, err = run(["describe", "rats", "--prior", "halfnormal(10)"], capsys)
+    assert code == 0, err
+    assert r"y_j \sim \mathrm{Binomial}(n_j, \theta_j), \quad j = 1, \ldots, 70" in out
+    assert r"\alpha \sim \mathrm{HalfNormal}(10)" in out

@@ -76,6 +76,10 @@ NewY = Annotated[float | None, typer.Option("--new-group-y",
                                             help="Count (successes, events) in a new group.")]
 NewN = Annotated[float | None, typer.Option("--new-group-n",
                                             help="Trials or exposure of a new group.")]
+Formula = Annotated[str | None, typer.Option(
+    "--formula", help="Mixed model, lme4 style: 'Reaction ~ Days + (Days | Subject)'.")]
+DropMissing = Annotated[bool, typer.Option(
+    "--drop-missing", help="Mixed models: drop rows with missing values (else refused).")]
 PredictGroup = Annotated[str | None, typer.Option(
     "--predict-group", help="An existing group: predict new data y* from it (its own size).")]
 
@@ -92,14 +96,21 @@ class Source:
     group: str | None
     new_group: tuple[float, float] | None = None
     se: str | None = None
+    #: an lme4-style formula: the table is for a mixed model
+    formula: str | None = None
 
 
 def load_source(data: str, family: str | None, y: str | None, n: str | None,
-                group: str | None, se: str | None = None) -> Source:
-    """Resolve DATA to a table; bundled datasets supply their own columns and family."""
+                group: str | None, se: str | None = None, formula: str | None = None
+                ) -> Source:
+    """Resolve DATA to a table; bundled datasets supply their own columns and family
+    (and, for mixed models, their formula)."""
     from poolwise.data.tables import read_table
+    from poolwise.mixed.design import FAMILIES as MIXED_FAMILIES
 
     path = Path(data)
+    if formula is not None or (family or "") in MIXED_FAMILIES:
+        return _mixed_source(data, path, family, formula, (y, n, se))
     if path.exists():
         if y is None:
             raise SpecificationError("name the count column with --y (and --n, --group)")
@@ -108,6 +119,8 @@ def load_source(data: str, family: str | None, y: str | None, n: str | None,
     if any(sep in data for sep in "/\\") or path.suffix:
         raise SpecificationError(f"file not found: {data}")
     info = datasets.info(data)
+    if info.formula is not None:
+        return _mixed_source(data, path, family, formula, (y, n, se))
     table = datasets.load(data)
     new_group = None
     if info.fit_flag is not None:
@@ -119,6 +132,37 @@ def load_source(data: str, family: str | None, y: str | None, n: str | None,
         return Source(data, table, family, y or info.y, n, group or info.group, None, se)
     return Source(data, table, info.family, y or info.y, n if n is not None else info.n,
                   group or info.group, new_group, se if se is not None else info.se)
+
+
+def _mixed_source(data: str, path: Path, family: str | None, formula: str | None,
+                  column_options: tuple[str | None, ...]) -> Source:
+    """A table for a mixed model: the formula names the columns."""
+    from poolwise.data.tables import read_table
+
+    bundled = not path.exists() and data in datasets.DATASETS
+    if formula is None and not (bundled and datasets.info(data).formula):
+        raise SpecificationError(
+            f"--family {family} is a mixed-model family: give the model as --formula, e.g. "
+            "--formula 'y ~ x + (1 | group)'; the per-group families are beta-binomial, "
+            "gamma-poisson, normal and nig")
+    if any(option is not None for option in column_options):
+        raise SpecificationError("a mixed model takes its columns from --formula; "
+                                 "leave out --y, --n and --se")
+    if path.exists():
+        assert formula is not None  # checked above
+        return Source(path.name, read_table(path), family or "gaussian", "", None, None,
+                      formula=formula)
+    if any(sep in data for sep in "/\\") or path.suffix:
+        raise SpecificationError(f"file not found: {data}")
+    info = datasets.info(data)
+    formula = formula or info.formula
+    if formula is None:
+        raise SpecificationError(
+            f"dataset {data!r} is for the {info.family} family; give a --formula to fit a "
+            "mixed model to it")
+    return Source(data, datasets.load(data), family or (
+        info.family if info.formula is not None else "gaussian"), "", None, None,
+        formula=formula)
 
 
 # ----------------------------------------------------------------------------- output
@@ -230,12 +274,16 @@ def _fmt_count(value: Any) -> str:
         f"{value:.0f}")
 
 
-def print_header(title: str, prior: str, notes: tuple[str, ...] | list[str]) -> None:
-    """What was fitted, the prior in use and notes on the data, before the table."""
+def print_header(title: str, prior: str | None, notes: tuple[str, ...] | list[str]) -> None:
+    """What was fitted, the prior in use and notes on the data, before the table.
+
+    With ``prior=None`` a "priors:" heading is printed for the caller's lines below.
+    """
     stdout.print(title)
-    stdout.print(f"prior: {prior}", markup=False, highlight=False)
     for note in notes:
         stdout.print(f"note: {note}", markup=False, highlight=False)
+    stdout.print("priors:" if prior is None else f"prior: {prior}", markup=False,
+                 highlight=False)
 
 
 def print_table(summary: pd.DataFrame, ci_prob: float) -> None:
@@ -305,13 +353,22 @@ def fit_command(
     warmup: Warmup = 1000, seed: Seed = 0, ci: Ci = 0.95, out: Out = None, force: Force = False,
     output_format: Format = "table", quiet: Quiet = False, new_group_y: NewY = None,
     new_group_n: NewN = None, parametrisation: Parametrisation = "auto",
-    predict_group: PredictGroup = None,
+    predict_group: PredictGroup = None, formula: Formula = None,
+    drop_missing: DropMissing = False,
 ) -> int:
     """Fit one model and print its summary; with --out also write CSV, NetCDF and plots."""
     from poolwise.model import Model
 
     _check_output_options(output_format, ci)
-    source = load_source(data, family, y, n, group, se)
+    source = load_source(data, family, y, n, group, se, formula)
+    if source.formula is not None:
+        options = dict(method=method or "nuts", draws=draws, chains=chains, warmup=warmup,
+                       seed=seed, parametrisation=parametrisation)
+        return fit_mixed(source, pooling, prior, drop_missing, options, ci, out, force,
+                         output_format, quiet)
+    if drop_missing:
+        raise SpecificationError("--drop-missing is for mixed models (--formula); other "
+                                 "models refuse missing values so that no row is lost silently")
     if source.family in NIG_FAMILIES:
         return fit_nig(source, pooling, method, prior, draws, chains, seed, ci, out, force,
                        output_format)
@@ -372,6 +429,76 @@ def fit_command(
     return 0
 
 
+def fit_mixed(source: Source, pooling: str, prior: str | None, drop_missing: bool,
+              options: dict[str, Any], ci: float, out: Path | None, force: bool,
+              output_format: str, quiet: bool) -> int:
+    """``fit --formula``: a (generalised) linear mixed model; priors are shown first."""
+    from poolwise.mixed.model import MixedModel
+
+    assert source.formula is not None
+    model = MixedModel(source.formula, source.table, family=source.family, pooling=pooling,
+                       priors=prior, missing="drop" if drop_missing else "refuse")
+    design = model.design
+    title = (f"[bold]{source.name}[/bold]: {source.family} mixed model "
+             f"{source.formula!r}, {POOLING_PHRASES[pooling]}, method "
+             f"[bold]{options['method']}[/bold], {design.n_obs} rows")
+    if output_format == "table" and options["method"] == "eb-ml":
+        print_header(title, "none: REML point estimates (as lme4)", design.notes)
+    elif output_format == "table":  # the priors before the (long) fit
+        print_header(title, None, design.notes)
+        for line in model.priors.describe():
+            stdout.print(f"  {line}", markup=False, highlight=False)
+    with output_directory(out, force) as staging, collected_warnings() as caught:
+        with progress(f"fitting {source.name} with {options['method']}…",
+                      quiet or output_format == "json"):
+            fit = model.fit(**options)
+        summary = fit.summary(ci)
+        if staging is not None:
+            write_mixed_outputs(staging, fit, summary, ci)
+    document = {"family": source.family, "formula": source.formula, "pooling": pooling,
+                "method": fit.method, "prior": fit.describe_prior(),
+                "priors": model.priors.describe(), "summary": summary_records(summary),
+                "notes": list(design.notes), "warnings": caught, "seed": options["seed"],
+                "sampler": _clean({k: fit.info.get(k) for k in
+                                   ("seconds", "divergences", "max_tree_depth_hits",
+                                    "parametrisation", "sampled")})}
+    if out is not None:
+        (out / "result.json").write_text(json.dumps(document, indent=2))
+    if output_format == "json":
+        stdout.print_json(json.dumps(document))
+    else:
+        print_table(summary, ci)
+        if fit.is_mcmc:
+            stdout.print(f"NUTS: {fit.info.get('sampled', '')}; divergent transitions: "
+                         f"{fit.info.get('divergences', 0)}", markup=False, highlight=False)
+        if out is not None:
+            stdout.print(f"wrote {out}/")
+    for message in caught:
+        stderr.print(f"[yellow]warning:[/yellow] {message}")
+    return 0
+
+
+def write_mixed_outputs(directory: Path, fit: Any, summary: pd.DataFrame, ci: float) -> None:
+    """summary.csv, posterior.nc and, for draws, the trace, group-effect and group-line
+    plots (the last only for designs it can draw)."""
+    summary.to_csv(directory / "summary.csv", index=False)
+    fit.save(str(directory / "posterior.nc"))
+    write_graph(directory, fit.model.graph())
+    if not fit.is_mcmc:
+        return
+    from poolwise import plots
+
+    figures: dict[str, Callable[[], Any]] = {"trace.png": lambda: plots.plot_trace(fit)}
+    if fit.design.terms:
+        figures["group_effects.png"] = lambda: plots.plot_group_effects(fit, ci_prob=ci)
+    for name, draw in figures.items():
+        save_figure(draw(), directory / name)
+    try:
+        save_figure(plots.plot_group_lines(fit, ci_prob=ci), directory / "group_lines.png")
+    except SpecificationError:
+        pass  # e.g. several predictors: there is no single line per group to draw
+
+
 def fit_nig(source: Source, pooling: str, method: str | None, prior: str | None,
             draws: int, chains: int, seed: int, ci: float, out: Path | None, force: bool,
             output_format: str) -> int:
@@ -389,6 +516,9 @@ def fit_nig(source: Source, pooling: str, method: str | None, prior: str | None,
         if staging is not None:
             summary.to_csv(staging / "summary.csv", index=False)
             fit.save(str(staging / "posterior.nc"))
+            from poolwise.graph import nig_graph
+
+            write_graph(staging, nig_graph(fit.prior, fit.data.n_groups))
     document = {"family": "nig", "pooling": pooling, "method": fit.method,
                 "prior": fit.describe_prior(), "hyperparameters": _clean(fit.estimate),
                 "summary": summary_records(summary), "new_group": None,
@@ -466,6 +596,14 @@ def write_fit_outputs(directory: Path, fit: Any, summary: pd.DataFrame,
             figures["tau.png"] = lambda: plots.plot_marginal(fit, "tau", ci_prob=ci)
     for name, draw in figures.items():
         save_figure(draw(), directory / name)
+    write_graph(directory, fit.model.graph(fit.data))
+
+
+def write_graph(directory: Path, graph: Any) -> None:
+    """model.png and model.svg: the graphical model with its plates."""
+    from poolwise.graph import render
+
+    render(graph, directory / "model", fmt=("png", "svg"))
 
 
 @app.command("compare")
@@ -476,13 +614,19 @@ def compare_command(
         help="Fixed θ prior for no and complete pooling, e.g. 'beta(0.5,0.5)'.")] = None,
     draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = 1000, seed: Seed = 0,
     ci: Ci = 0.95, out: Out = None, force: Force = False, output_format: Format = "table",
-    quiet: Quiet = False,
+    quiet: Quiet = False, formula: Formula = None, drop_missing: DropMissing = False,
+    parametrisation: Parametrisation = "auto",
 ) -> int:
     """Fit no, complete and partial pooling and show them side by side."""
     from poolwise.compare import compare
 
     _check_output_options(output_format, ci)
-    source = load_source(data, family, y, n, group, se)
+    source = load_source(data, family, y, n, group, se, formula)
+    if source.formula is not None:
+        options = dict(draws=draws, chains=chains, warmup=warmup, seed=seed,
+                       parametrisation=parametrisation)
+        return compare_mixed_command(source, prior, drop_missing, options, ci, out, force,
+                                     output_format, quiet)
     with output_directory(out, force) as staging, collected_warnings() as caught:
         with progress(f"fitting three pooling levels of {source.name}…",
                       quiet or output_format == "json"):
@@ -546,6 +690,146 @@ def compare_command(
     for message in caught:
         stderr.print(f"[yellow]warning:[/yellow] {message}")
     return 0
+
+
+def compare_mixed_command(source: Source, prior: str | None, drop_missing: bool,
+                          options: dict[str, Any], ci: float, out: Path | None,
+                          force: bool, output_format: str, quiet: bool) -> int:
+    """``compare --formula``: the three pooling levels of a mixed model (NUTS)."""
+    from poolwise.mixed.model import compare_mixed
+
+    assert source.formula is not None
+    with output_directory(out, force) as staging, collected_warnings() as caught:
+        with progress(f"fitting three pooling levels of {source.name}…",
+                      quiet or output_format == "json"):
+            comparison = compare_mixed(source.formula, source.table, family=source.family,
+                                       priors=prior,
+                                       missing="drop" if drop_missing else "refuse",
+                                       **options)
+        estimates = comparison.estimates(ci)
+        predictive = comparison.predictive()
+        if staging is not None:
+            estimates.to_csv(staging / "estimates.csv", index=False)
+            predictive.to_csv(staging / "predictive.csv", index=False)
+            from poolwise import plots
+
+            try:
+                figure = plots.plot_group_lines(comparison.fits, ci_prob=ci)
+                save_figure(figure, staging / "group_lines.png")
+            except SpecificationError:
+                pass  # several predictors: no single line per group to draw
+    for row in predictive.to_dict("records"):
+        if row["n_bad_k"]:
+            caught.append(
+                f"PSIS-LOO is unreliable for {POOLING_PHRASES[row['pooling']]}: "
+                f"{row['n_bad_k']} observation(s) with Pareto k > 0.7 (largest "
+                f"{row['pareto_k_max']:.2f}); read these elpd values as rough")
+    if output_format == "json":
+        stdout.print_json(json.dumps(_clean({
+            "family": source.family, "formula": source.formula, "method": "nuts",
+            "priors": {p: f.describe_prior() for p, f in comparison.fits.items()},
+            "estimates": estimates.to_dict("records"),
+            "predictive": predictive.to_dict("records"), "warnings": caught,
+        })))
+    else:
+        stdout.print(f"[bold]{source.name}[/bold]: {source.formula!r} with no, complete and "
+                     f"partial pooling ({source.family}, nuts)")
+        table = Table(show_edge=False, header_style="bold", title_justify="left",
+                      title=f"population-level parameters: means and {100 * ci:g}% intervals")
+        table.add_column("param")
+        for pooling in comparison.fits:
+            table.add_column(pooling, justify="right")
+        for row in estimates.head(MAX_TABLE_ROWS).to_dict("records"):
+            table.add_row(row["param"], *(
+                "—" if not math.isfinite(row[f"{p}_mean"]) else
+                f"{row[f'{p}_mean']:.4g} [{row[f'{p}_lower']:.4g}, {row[f'{p}_upper']:.4g}]"
+                for p in comparison.fits))
+        stdout.print(table, markup=False)
+        if len(estimates) > MAX_TABLE_ROWS:
+            stdout.print(f"… {len(estimates) - MAX_TABLE_ROWS} more rows (no pooling's "
+                         "per-group coefficients; all in estimates.csv with --out)")
+        stdout.print("predictive comparison (PSIS-LOO over observations; higher is better):")
+        ptable = Table(show_edge=False, header_style="bold")
+        for column in ("pooling", "elpd_loo", "elpd_diff", "se", "p_loo", "pareto_k_max"):
+            ptable.add_column(column, justify="left" if column == "pooling" else "right")
+        for row in predictive.to_dict("records"):
+            ptable.add_row(row["pooling"], *(_fmt(row[c]) for c in
+                           ("elpd_loo", "elpd_diff", "se", "p_loo", "pareto_k_max")))
+        stdout.print(ptable)
+        if out is not None:
+            stdout.print(f"wrote {out}/")
+    for message in caught:
+        stderr.print(f"[yellow]warning:[/yellow] {message}")
+    return 0
+
+
+@app.command("graph")
+def graph_command(
+    data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
+    se: SeCol = None,
+    pooling: Annotated[str, typer.Option(help="none, complete or partial.")] = "partial",
+    prior: Prior = None,
+    output: Annotated[Path, typer.Option(
+        "--output", "-o", help="Image file: .png, .svg or .pdf.")] = Path("model.png"),
+    force: Force = False, formula: Formula = None,
+) -> int:
+    """Draw the model's graphical model (plates sized by the data) to an image file."""
+    from poolwise.graph import render
+
+    graph = _model_and_graph(data, family, y, n, group, se, pooling, prior, formula)[1]
+    if output.exists() and not force:
+        raise SpecificationError(f"{output} exists; use --force to overwrite it")
+    render(graph, output)
+    stdout.print(f"wrote {output}")
+    return 0
+
+
+@app.command("describe")
+def describe_command(
+    data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
+    se: SeCol = None,
+    pooling: Annotated[str, typer.Option(help="none, complete or partial.")] = "partial",
+    prior: Prior = None, formula: Formula = None,
+) -> int:
+    """Print the model as equations (LaTeX lines): likelihood, population, hyperpriors."""
+    from poolwise.graph import equations
+
+    model, _, counts = _model_and_graph(data, family, y, n, group, se, pooling, prior,
+                                        formula)
+    lines = model.equations() if counts is None else equations(model, counts)
+    for line in lines:
+        stdout.print(line, markup=False, highlight=False, soft_wrap=True)
+    return 0
+
+
+def _model_and_graph(data: str, family: str | None, y: str | None, n: str | None,
+                     group: str | None, se: str | None, pooling: str, prior: str | None,
+                     formula: str | None = None) -> tuple[Any, Any, Any]:
+    """The model the options describe, its graph and its per-group data (None for a
+    mixed model, which holds its data)."""
+    from poolwise.model import Model
+
+    source = load_source(data, family, y, n, group, se, formula)
+    if source.formula is not None:
+        from poolwise.mixed.model import MixedModel
+
+        mixed = MixedModel(source.formula, source.table, family=source.family,
+                           pooling=pooling, priors=prior)
+        return mixed, mixed.graph(), None
+    if source.family in NIG_FAMILIES:
+        from poolwise.graph import nig_graph
+        from poolwise.nig import NIGModel, default_prior, nig_data
+
+        groups = nig_data(source.table, y=source.y, group=source.group)
+        nig = NIGModel(pooling=pooling, prior=prior)
+        if pooling == "partial":
+            raise SpecificationError("the nig graph draws a fixed prior: use --pooling none "
+                                     "or complete")
+        return nig, nig_graph(nig.prior or default_prior(groups), groups.n_groups), groups
+    model = Model(family=source.family, pooling=pooling, prior=prior)
+    counts = model.prepare(source.table, y=source.y, n=source.n, group=source.group,
+                           se=source.se)
+    return model, model.graph(counts), counts
 
 
 @app.command("datasets")

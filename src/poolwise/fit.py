@@ -477,6 +477,8 @@ def diagnostic_problems(fit: Fit) -> list[str]:
     """What the Markov chain diagnostics say is wrong, each with what to do."""
     if not fit.is_mcmc:
         return []
+    # models with an exact sampler can point to it; mixed models have none
+    exact = " or use --method exact" if isinstance(fit, Fit) else ""
     problems = []
     table = fit.summary()
     worst_rhat = table["r_hat"].max()
@@ -486,14 +488,14 @@ def diagnostic_problems(fit: Fit) -> list[str]:
                  else param["param"])
         problems.append(
             f"R-hat is {worst_rhat:.3f} for {where} (> {R_HAT_LIMIT}): the chains disagree; "
-            "run more warm-up and draws (--warmup, --draws) or use --method exact"
+            f"run more warm-up and draws (--warmup, --draws){exact}"
         )
     least = min(table["ess_bulk"].min(), table["ess_tail"].min())
     needed = ESS_PER_CHAIN * fit.config.chains
     if least < needed:
         problems.append(
             f"the smallest effective sample size is {least:.0f} (< {needed}, 100 per chain): "
-            "estimates are noisy; run more draws (--draws) or use --method exact"
+            f"estimates are noisy; run more draws (--draws){exact}"
         )
     if "sample_stats" in fit.tree.children and "diverging" in fit.tree["sample_stats"]:
         count = int(np.sum(np.asarray(fit.tree["sample_stats"]["diverging"])))
@@ -504,7 +506,7 @@ def diagnostic_problems(fit: Fit) -> list[str]:
                 + ("The centred form has a funnel at small τ: use --parametrisation "
                    "non-centred, or --method exact"
                    if fit.config.parametrisation == "centred"
-                   else "Run a longer warm-up (--warmup) or use --method exact")
+                   else f"Run a longer warm-up (--warmup){exact}")
             )
     return problems
 

@@ -25,6 +25,7 @@ from poolwise.priors import (
 
 if TYPE_CHECKING:
     from poolwise.fit import Fit
+    from poolwise.graph import ModelGraph
 
 Pooling = Literal["none", "complete", "partial"]
 POOLINGS: tuple[str, ...] = ("none", "complete", "partial")
@@ -85,6 +86,13 @@ class Model:
                 raise SpecificationError(f"{POOLING_PHRASES[pooling]} takes a fixed prior for θ")
             self.hyperprior = None
             self.theta_prior = parse_theta_prior(prior, self.family)
+
+    def graph(self, data: GroupCounts | None = None) -> ModelGraph:
+        """The model's probabilistic graphical model (plates sized by ``data`` if given);
+        draw it with :func:`poolwise.graph.render`."""
+        from poolwise.graph import model_graph
+
+        return model_graph(self, data)
 
     def describe_prior(self, method: str | None = None) -> str:
         """The prior in words and symbols, as shown to the user.

@@ -10,8 +10,9 @@
 from __future__ import annotations
 
 import time
+import warnings
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -27,6 +28,9 @@ from poolwise.mixed.design import MixedDesign
 from poolwise.mixed.formula import parse_formula, pooling_design
 from poolwise.mixed.priors import MixedPriors, default_priors, parse_priors
 from poolwise.model import POOLINGS
+
+if TYPE_CHECKING:
+    from poolwise.graph import ModelGraph
 
 #: methods for mixed models: NUTS (full Bayes) and REML/ML point estimates (gaussian)
 MIXED_METHODS = ("nuts", "eb-ml")
@@ -84,6 +88,19 @@ class MixedModel:
         return (f"MixedModel({self.formula!r}, family={self.family!r}, "
                 f"pooling={self.pooling!r})")
 
+    def graph(self) -> ModelGraph:
+        """The model's probabilistic graphical model with its plates; draw it with
+        :func:`poolwise.graph.render`."""
+        from poolwise.mixed.graph import mixed_graph
+
+        return mixed_graph(self)
+
+    def equations(self) -> list[str]:
+        """The model as LaTeX lines: likelihood, linear predictor, group effects, priors."""
+        from poolwise.mixed.graph import mixed_equations
+
+        return mixed_equations(self)
+
     def describe_prior(self) -> str:
         """The priors, one statement per parameter, separated by semicolons."""
         return "; ".join(self.priors.describe())
@@ -104,7 +121,9 @@ class MixedModel:
                 f"{', '.join(MIXED_PARAMETRISATIONS)}")
         for name, value, least in (("draws", draws, 1), ("chains", chains, 1),
                                    ("warmup", warmup, 0)):
-            if not isinstance(value, (int, np.integer)) or value < least:
+            # bool is an int subclass: draws=True would quietly mean one draw
+            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
+                    or value < least):
                 raise SpecificationError(f"{name} must be an integer ≥ {least}, got {value!r}")
         config = SamplerConfig(draws=int(draws), chains=int(chains), warmup=int(warmup),
                                seed=int(seed), progress=progress,
@@ -287,7 +306,9 @@ class MixedFit:
         :meth:`linear_predictor`."""
         _check_prob(ci_prob)
         eta = self.linear_predictor(kind, seed=seed)
-        rng = np.random.default_rng(self.config.seed + 4 if seed is None else seed)
+        # y* needs its own stream: default_rng(seed) is the one that drew the new groups'
+        # effects, and reusing it would make y*'s noise equal to those effects
+        rng = np.random.default_rng(self.config.seed + 4 if seed is None else [seed, 4])
         mu, y_new = _response_draws(self.design, eta, self, rng)
         tail = (1 - ci_prob) / 2
         lower, upper = np.quantile(mu, [tail, 1 - tail], axis=0)
@@ -295,25 +316,110 @@ class MixedFit:
         return pd.DataFrame({"mean": mu.mean(axis=0), "lower": lower, "upper": upper,
                              "y_lower": y_lower, "y_upper": y_upper})
 
+    def log_likelihood(self) -> NDArray[np.float64]:
+        """Pointwise log p(y_i | η_i, σ) at every draw, shaped (chain, draw, obs)."""
+        from scipy import stats
+
+        design = self.design
+        eta = self.linear_predictor("groups")
+        if design.family == "gaussian":
+            sigma = self.draws("sigma").reshape(-1, 1)
+            values = stats.norm.logpdf(design.y, loc=eta, scale=sigma)
+        elif design.family == "poisson":
+            values = stats.poisson.logpmf(design.y, np.exp(eta))
+        else:
+            trials = design.trials if design.trials is not None else np.ones(design.n_obs)
+            values = stats.binom.logpmf(design.y, trials, special_expit(eta))
+        return np.asarray(values).reshape(self.config.chains, self.config.draws, -1)
+
+    def with_log_likelihood(self) -> xr.DataTree:
+        """The DataTree with the pointwise log likelihood of each observation (for LOO)."""
+        tree = self.tree.copy()
+        posterior = self.posterior
+        tree["log_likelihood"] = xr.DataTree(xr.Dataset(
+            {"y": (("chain", "draw", "obs"), self.log_likelihood())},
+            coords={"chain": posterior["chain"], "draw": posterior["draw"],
+                    "obs": np.arange(self.design.n_obs)}))
+        return tree
+
     def save(self, path: str) -> None:
         """Write the fit to NetCDF (an ArviZ DataTree; the settings in its attributes)."""
         _arviz.save(self.tree, path)
 
 
+def special_expit(x: NDArray) -> NDArray:
+    """The inverse logit 1/(1 + e^(−x))."""
+    from scipy import special
+
+    return np.asarray(special.expit(x))
+
+
+@dataclass(frozen=True)
+class MixedComparison:
+    """One formula fitted at the three pooling levels."""
+
+    fits: dict[str, MixedFit]
+
+    def estimates(self, ci_prob: float = 0.95) -> pd.DataFrame:
+        """Population-level parameters (fixed effects shared by the fits, σ, group sds)
+        side by side: one row per parameter, ``<pooling>_mean/lower/upper`` columns."""
+        tables = {pooling: fit.summary(ci_prob, diagnostics=False).query("group.isna()")
+                  for pooling, fit in self.fits.items()}
+        params = list(dict.fromkeys(p for t in tables.values() for p in t["param"]))
+        out = pd.DataFrame({"param": params})
+        for pooling, table in tables.items():
+            indexed = table.set_index("param")
+            for column in ("mean", "lower", "upper"):
+                out[f"{pooling}_{column}"] = indexed[column].reindex(params).to_numpy()
+        return out
+
+    def predictive(self) -> pd.DataFrame:
+        """PSIS-LOO expected log predictive density of each observation, best first."""
+        rows = []
+        for pooling, fit in self.fits.items():
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                elpd = _arviz.loo(fit.with_log_likelihood())
+            k = np.asarray(elpd.pareto_k).ravel()
+            rows.append({"pooling": pooling, "elpd_loo": float(elpd.elpd),
+                         "se": float(elpd.se), "p_loo": float(elpd.p),
+                         "pareto_k_max": float(np.max(k)), "n_bad_k": int(np.sum(k > 0.7)),
+                         "warning": "; ".join(str(w.message).splitlines()[0]
+                                              for w in caught) or None})
+        table = pd.DataFrame(rows).sort_values("elpd_loo", ascending=False, ignore_index=True)
+        table.insert(2, "elpd_diff", table["elpd_loo"] - table["elpd_loo"].iloc[0])
+        return table
+
+
+def compare_mixed(formula: str, data: pd.DataFrame, *, family: str = "gaussian",
+                  priors: str | None = None, missing: str = "refuse",
+                  **fit_options: Any) -> MixedComparison:
+    """Fit ``formula`` with no, complete and partial pooling (NUTS).
+
+    ``priors`` apply to the partial fit only: the other two have other parameters
+    (per-group coefficients, or no group sds) and use the default priors.
+    """
+    fits = {}
+    for pooling in POOLINGS:
+        model = MixedModel(formula, data, family=family, pooling=pooling, missing=missing,
+                           priors=priors if pooling == "partial" else None)
+        fits[pooling] = model.fit(**fit_options)
+    return MixedComparison(fits)
+
+
 def _response_draws(design: MixedDesign, eta: NDArray, fit: MixedFit,
                     rng: np.random.Generator) -> tuple[NDArray, NDArray]:
     """μ = g⁻¹(η) and y* ~ p(y | μ) per draw and row."""
-    from scipy import special
-
     if design.family == "gaussian":
         sigma = fit.draws("sigma").reshape(-1, 1)
         return eta, eta + sigma * rng.standard_normal(eta.shape)
     if design.family == "poisson":
         mu = np.exp(eta)
         return mu, rng.poisson(mu).astype(float)
-    p = special.expit(eta)
+    p = special_expit(eta)
     trials = design.trials if design.trials is not None else np.ones(eta.shape[1])
     return p * trials, rng.binomial(trials.astype(np.int64), p).astype(float)
 
 
-__all__ = ["MIXED_METHODS", "PREDICTION_KINDS", "MixedFit", "MixedModel"]
+__all__ = ["MIXED_METHODS", "PREDICTION_KINDS", "MixedComparison", "MixedFit", "MixedModel",
+           "compare_mixed"]

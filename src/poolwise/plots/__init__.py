@@ -14,6 +14,13 @@ True
 """
 
 from poolwise.plots.forest import forest_data, plot_forest, select_groups
+from poolwise.plots.mixed import (
+    GroupLinesData,
+    group_effects_data,
+    group_lines_data,
+    plot_group_effects,
+    plot_group_lines,
+)
 from poolwise.plots.posterior import (
     MarginalData,
     NewGroupData,
@@ -35,15 +42,20 @@ from poolwise.plots.shrinkage import (
 from poolwise.plots.trace import TraceData, plot_trace, trace_data
 
 __all__ = [
+    "GroupLinesData",
     "MarginalData",
     "NewGroupData",
     "PopulationMeanData",
     "ShrinkageArrows",
     "TraceData",
     "forest_data",
+    "group_effects_data",
+    "group_lines_data",
     "marginal_data",
     "new_group_data",
     "plot_forest",
+    "plot_group_effects",
+    "plot_group_lines",
     "plot_marginal",
     "plot_new_group",
     "plot_population_mean",

@@ -1,11 +1,18 @@
-"""Trace and rank plots of posterior draws, one row per variable."""
+"""Trace and rank plots of posterior draws, one row per variable.
+
+Works for a :class:`~poolwise.fit.Fit` (α, β, μ, τ, θ[group]) and for a
+:class:`~poolwise.mixed.model.MixedFit`, whose variables are named as the rows of
+:meth:`MixedFit.summary <poolwise.mixed.model.MixedFit.summary>`: ``b[Days]``, ``sigma``,
+``sd_Subject[Days]``, ``cor_Subject[Days, Intercept]``, and the group effects with the level
+first, ``r_Subject[308, Days]`` (the summary's param ``r_Subject[Days]`` in group ``308``).
+"""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -16,7 +23,9 @@ from scipy.stats import rankdata
 from poolwise import _arviz
 from poolwise.exceptions import SpecificationError
 from poolwise.fit import Fit
-from poolwise.plots._style import GREY, PALETTE, check_fit, describe, new_figure, style
+from poolwise.mixed.model import MixedFit
+from poolwise.model import POOLING_PHRASES
+from poolwise.plots._style import GREY, PALETTE, new_figure, style
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -45,8 +54,22 @@ class TraceData:
     draws_per_chain: int
 
 
-def _resolve(fit: Fit, var_names: Sequence[str] | None, max_theta: int) -> dict[str, NDArray]:
+def _check(fit: Any) -> Fit | MixedFit:
+    if not isinstance(fit, (Fit, MixedFit)):
+        raise TypeError(f"fit must be a poolwise Fit or MixedFit, not {type(fit).__name__}")
+    return fit
+
+
+def _describe(fit: Fit | MixedFit) -> str:
+    """"partial pooling, nuts" — what produced the draws, for the title."""
+    return f"{POOLING_PHRASES[fit.model.pooling]}, {fit.method}"
+
+
+def _resolve(fit: Fit | MixedFit, var_names: Sequence[str] | None,
+             max_theta: int) -> dict[str, NDArray]:
     """Variable name → draws (chain, draw), expanding ``theta`` to its first groups."""
+    if isinstance(fit, MixedFit):
+        return _resolve_mixed(fit, var_names, max_theta)
     posterior = fit.posterior
     labels = [str(label) for label in fit.data.labels]
     complete = fit.model.pooling == "complete"
@@ -79,28 +102,152 @@ def _resolve(fit: Fit, var_names: Sequence[str] | None, max_theta: int) -> dict[
     return out
 
 
+@dataclass(frozen=True)
+class _Entry:
+    """One scalar of a mixed-model variable: its name, where it sits, and its group level."""
+
+    name: str
+    index: tuple[int, ...]
+    level: str | None = None
+
+
+def _canonical(inner: str) -> str:
+    """``308,Days`` → ``308, Days``: the separator of the summary's names."""
+    return re.sub(r"\s*,\s*", ", ", inner.strip())
+
+
+def _mixed_entries(fit: MixedFit, base: str) -> list[_Entry]:
+    """Every scalar of posterior variable ``base``, named as :meth:`MixedFit.summary`
+    names it (group effects as ``r_F[level, effect]``), in the posterior's order."""
+    var = fit.posterior[base]
+    dims = [d for d in var.dims if d not in ("chain", "draw")]
+    coords = [[str(v) for v in var.coords[d].values] for d in dims]
+    if not dims:
+        return [_Entry(base, ())]
+    if base.startswith("cor_") and len(dims) == 2:  # each pair once, as in the summary
+        names = coords[0]
+        return [_Entry(f"{base}[{names[i]}, {names[j]}]", (i, j))
+                for i in range(len(names)) for j in range(i)]
+    if base.startswith("r_") and len(dims) == 2:  # (level, effect)
+        levels, effects = coords
+        return [_Entry(f"{base}[{level}, {effect}]", (i, j), level)
+                for i, level in enumerate(levels) for j, effect in enumerate(effects)]
+    if len(dims) == 1:
+        per_level = _PER_LEVEL if fit.model.pooling == "none" else None
+        out = []
+        for i, label in enumerate(coords[0]):
+            match = per_level.match(label) if per_level else None
+            out.append(_Entry(f"{base}[{label}]", (i,), match["level"] if match else None))
+        return out
+    raise SpecificationError(f"cannot trace {base!r}, a variable with dims {dims}")
+
+
+#: a no-pooling coefficient of one level: ``Days[308]`` or ``Days|Subject[308]``
+_PER_LEVEL = re.compile(r"^(?P<effect>.+)\[(?P<level>[^\[\]]+)\]$")
+
+
+def _take(values: NDArray, entry: _Entry) -> NDArray:
+    """The (chain, draw) draws of one entry of a variable's draws."""
+    index: tuple[Any, ...] = (slice(None), slice(None), *entry.index)
+    return np.asarray(values[index])
+
+
+def _first_levels(entries: list[_Entry], max_theta: int) -> list[_Entry]:
+    """The entries of no level, and those of the first levels: as many whole levels as fit
+    in ``max_theta`` entries, at least one."""
+    levels = list(dict.fromkeys(e.level for e in entries if e.level is not None))
+    if not levels:
+        return entries
+    per_level = sum(e.level == levels[0] for e in entries)
+    keep = set(levels[:max(1, max_theta // per_level)])
+    return [e for e in entries if e.level is None or e.level in keep]
+
+
+def _resolve_mixed(fit: MixedFit, var_names: Sequence[str] | None,
+                   max_theta: int) -> dict[str, NDArray]:
+    """A mixed fit's variables: ``b``, ``sigma``, ``sd_F``, ``cor_F``, ``r_F`` whole (the
+    grouped ones cut to their first levels) or one scalar, e.g. ``r_F[level, effect]``."""
+    posterior = fit.posterior
+    if var_names is None:
+        order = ("b", "sigma", "sd_", "cor_", "r_")
+        present = [str(v) for v in posterior.data_vars]
+        var_names = [v for prefix in order for v in present
+                     if v == prefix or (prefix.endswith("_") and v.startswith(prefix))]
+    elif isinstance(var_names, str):
+        var_names = [var_names]
+    out: dict[str, NDArray] = {}
+    for name in var_names:
+        match = _INDEXED.match(name)
+        base = match["name"] if match else name
+        values = fit.draws(base)  # raises with the valid names
+        entries = _mixed_entries(fit, base)
+        if match is None:
+            for entry in _first_levels(entries, max_theta):
+                out[entry.name] = _take(values, entry)
+            continue
+        if not entries[0].index:
+            raise SpecificationError(f"{base!r} is a single number; ask for {base!r}")
+        wanted = _canonical(match["group"])
+        found = [e for e in entries if e.name == f"{base}[{wanted}]"]
+        if not found and base.startswith("cor_"):  # either order of the pair
+            pair = wanted.split(", ")
+            found = [e for e in entries if e.name == f"{base}[{', '.join(pair[::-1])}]"]
+        if not found and base.startswith("r_"):  # a level alone: all its effects
+            found = [e for e in entries if e.level == wanted]
+        if not found:
+            raise SpecificationError(_unknown_entry(base, wanted, entries))
+        for entry in found:
+            out[entry.name] = _take(values, entry)
+    return out
+
+
+def _unknown_entry(base: str, wanted: str, entries: list[_Entry]) -> str:
+    if base.startswith("r_"):
+        var = base
+        levels = list(dict.fromkeys(e.level for e in entries))
+        effects = list(dict.fromkeys(e.name.rpartition(", ")[2][:-1] for e in entries))
+        shown = ", ".join(repr(s) for s in levels[:8])
+        more = "" if len(levels) <= 8 else f", … ({len(levels)} in all)"
+        return (f"no {var}[{wanted}]; name a level and an effect, {var}[level, effect], "
+                f"or a level alone: the levels are {shown}{more}, the effects "
+                f"{', '.join(effects)}")
+    shown = ", ".join(e.name for e in entries[:12])
+    more = "" if len(entries) <= 12 else f", … ({len(entries)} in all)"
+    return f"no {base}[{wanted}]; {base} has {shown}{more}"
+
+
 def trace_data(
-    fit: Fit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
+    fit: Fit | MixedFit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
 ) -> TraceData:
     """Draws, pooled ranks and diagnostics of the variables a trace plot shows.
 
     Parameters
     ----------
     fit
-        A fitted model, any method.
+        A fitted model, any method with draws; a :class:`~poolwise.fit.Fit` or a
+        :class:`~poolwise.mixed.model.MixedFit`.
     var_names
-        Variables to show: names such as ``"alpha"``, ``"mu"``, ``"theta"`` (its first
-        ``max_theta`` groups) or ``"theta[label]"`` (one group). Default: α, β and μ when
-        the fit has them, then the first θs.
+        Variables to show. For a Fit: names such as ``"alpha"``, ``"mu"``, ``"theta"`` (its
+        first ``max_theta`` groups) or ``"theta[label]"`` (one group); default α, β and μ
+        when the fit has them, then the first θs. For a MixedFit: a whole variable,
+        ``"b"``, ``"sigma"``, ``"sd_Subject"``, ``"cor_Subject"`` (each pair once) or
+        ``"r_Subject"`` (the effects of its first levels), or one number named as in the
+        summary, ``"b[Days]"``, ``"sd_Subject[Days]"``, ``"cor_Subject[Days, Intercept]"``,
+        with group effects as ``"r_Subject[308, Days]"`` (level, effect) or
+        ``"r_Subject[308]"`` (all effects of level 308); default ``b``, ``sigma``, the
+        ``sd_``, the ``cor_``, then the ``r_`` variables.
     max_theta
-        How many groups ``"theta"`` expands to.
+        How many groups ``"theta"`` expands to. For a MixedFit, how many numbers a grouped
+        variable (``r_Subject``; ``b`` under no pooling, whose per-level coefficients
+        ``Days[308]`` count as grouped) expands to, in whole levels and at least one: with
+        two effects per level the default 3 shows the first level.
 
     Returns
     -------
     TraceData
         See :class:`TraceData`.
     """
-    fit = check_fit(fit)
+    fit = _check(fit)
     if not isinstance(max_theta, (int, np.integer)) or max_theta < 1:
         raise SpecificationError(f"max_theta must be an integer ≥ 1, got {max_theta!r}")
     selected = _resolve(fit, var_names, max_theta)
@@ -149,7 +296,7 @@ def display_name(name: str) -> str:
 
 
 def plot_trace(
-    fit: Fit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
+    fit: Fit | MixedFit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
 ) -> Figure:
     """Trace (left) and rank histogram (right) of each variable, all chains overlaid.
 
@@ -162,7 +309,8 @@ def plot_trace(
     Parameters
     ----------
     fit
-        A fitted model, any method.
+        A fitted model with draws: a :class:`~poolwise.fit.Fit` or a
+        :class:`~poolwise.mixed.model.MixedFit`.
     var_names, max_theta
         The variables to show; see :func:`trace_data`.
 
@@ -216,7 +364,7 @@ def plot_trace(
             fig.legend(handles, labels, loc="outside lower center",
                        ncol=min(data.chains, 8), frameon=False)
         kind = "Markov chain" if fit.is_mcmc else "independent draws"
-        fig.suptitle(f"Trace and rank plots — {describe(fit)} "
+        fig.suptitle(f"Trace and rank plots — {_describe(fit)} "
                      f"({kind}: {data.chains} × {data.draws_per_chain:,})")
     return fig
 
