@@ -240,3 +240,22 @@ def test_describe_prints_the_equations_with_the_prior_values(capsys):
     assert code == 0, err
     assert r"y_j \sim \mathrm{Binomial}(n_j, \theta_j), \quad j = 1, \ldots, 70" in out
     assert r"\alpha \sim \mathrm{HalfNormal}(10)" in out
+
+
+def test_nested_groups_fit_labs_and_predict_a_new_lab(tmp_path, capsys):
+    rows = [(f"L{lab}", f"e{e}", 3 + lab + e % 2, 20) for lab in range(4) for e in range(3)]
+    csv = tmp_path / "labs.csv"
+    pd.DataFrame(rows, columns=["lab", "experiment", "y", "n"]).to_csv(csv, index=False)
+    code, out, err = run(["fit", str(csv), "--y", "y", "--n", "n", "--group",
+                          "lab/experiment", "--draws", "200", "--warmup", "200",
+                          "--chains", "2", "--new-group-n", "20", "--format", "json",
+                          "--out", str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    params = {row["param"] for row in doc["summary"]}
+    assert {"m_u", "s_u", "alpha", "theta"} <= params
+    assert 0 <= doc["new_lab"]["y_mean"] <= 20
+    assert (tmp_path / "out" / "model.svg").exists()
+    code, _, err = run(["fit", str(csv), "--y", "y", "--n", "n", "--group",
+                        "lab/experiment", "--method", "exact"], capsys)
+    assert code == 2 and "nuts only" in err

@@ -372,6 +372,10 @@ def fit_command(
     if source.family in NIG_FAMILIES:
         return fit_nig(source, pooling, method, prior, draws, chains, seed, ci, out, force,
                        output_format)
+    if source.group is not None and "/" in source.group:
+        options = dict(draws=draws, chains=chains, warmup=warmup, seed=seed)
+        return fit_nested(source, pooling, method, prior, options, new_group_n, ci, out,
+                          force, output_format, quiet)
     method = method or "exact"
     new_group = _new_group_request(source, new_group_y, new_group_n)
     model = Model(family=source.family, pooling=pooling, prior=prior)
@@ -497,6 +501,57 @@ def write_mixed_outputs(directory: Path, fit: Any, summary: pd.DataFrame, ci: fl
         save_figure(plots.plot_group_lines(fit, ci_prob=ci), directory / "group_lines.png")
     except SpecificationError:
         pass  # e.g. several predictors: there is no single line per group to draw
+
+
+def fit_nested(source: Source, pooling: str, method: str | None, prior: str | None,
+               options: dict[str, Any], new_n: float | None, ci: float, out: Path | None,
+               force: bool, output_format: str, quiet: bool) -> int:
+    """``fit --group outer/inner``: experiments within labs, by NUTS."""
+    from poolwise.nested import NestedModel, parse_group_path
+
+    assert source.group is not None
+    outer, inner = parse_group_path(source.group)
+    if (method or "nuts") != "nuts":
+        raise SpecificationError(f"nested groups are fitted by nuts only, not {method!r}")
+    if pooling != "partial":
+        raise SpecificationError("nested groups are partial pooling at both levels; for "
+                                 f"{pooling} pooling use a single --group column")
+    model = NestedModel(source.family, prior=prior)
+    with output_directory(out, force) as staging, collected_warnings() as caught:
+        with progress(f"fitting {source.name} ({outer}/{inner}) with nuts…",
+                      quiet or output_format == "json"):
+            fit = model.fit(source.table, y=source.y, n=source.n, se=source.se, outer=outer,
+                            inner=inner, **options)
+        summary = fit.summary(ci)
+        new_lab = fit.predict_new_lab(n=new_n).summary(ci)
+        if staging is not None:
+            summary.to_csv(staging / "summary.csv", index=False)
+            fit.save(staging / "posterior.nc")
+            write_graph(staging, fit.graph())
+    document = {"family": source.family, "group": source.group, "pooling": "partial",
+                "method": "nuts", "prior": fit.describe_prior(),
+                "summary": summary_records(summary), "new_lab": _clean(new_lab),
+                "notes": list(fit.data.notes), "warnings": caught, "seed": options["seed"],
+                "sampler": _clean({"seconds": fit.info.get("seconds"),
+                                   "divergences": fit.info.get("divergences")})}
+    if out is not None:
+        (out / "result.json").write_text(json.dumps(document, indent=2))
+    if output_format == "json":
+        stdout.print_json(json.dumps(document))
+    else:
+        print_header(f"[bold]{source.name}[/bold]: {source.family}, {inner} within {outer}, "
+                     f"method [bold]nuts[/bold]", fit.describe_prior(), fit.data.notes)
+        print_table(summary, ci)
+        stdout.print(
+            f"new {inner} in a new {outer}: θ mean {new_lab['mean']:.4g}, {100 * ci:g}% "
+            f"interval [{new_lab['lower']:.4g}, {new_lab['upper']:.4g}]"
+            + (f"; predicted y mean {new_lab['y_mean']:.4g}" if "y_mean" in new_lab else ""),
+            markup=False, highlight=False)
+        if out is not None:
+            stdout.print(f"wrote {out}/")
+    for message in caught:
+        stderr.print(f"[yellow]warning:[/yellow] {message}")
+    return 0
 
 
 def fit_nig(source: Source, pooling: str, method: str | None, prior: str | None,
