@@ -259,3 +259,41 @@ def test_nested_groups_fit_labs_and_predict_a_new_lab(tmp_path, capsys):
     code, _, err = run(["fit", str(csv), "--y", "y", "--n", "n", "--group",
                         "lab/experiment", "--method", "exact"], capsys)
     assert code == 2 and "nuts only" in err
+
+
+MODEL_FILE = '''
+import numpyro
+import numpyro.distributions as dist
+
+
+def model(y, sd):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+    with numpyro.plate("obs", len(y)):
+        numpyro.sample("y", dist.Normal(mu, sd), obs=y)
+
+
+def helper():
+    return 1
+'''
+
+
+def test_custom_model_file_is_fitted_and_checked(tmp_path, capsys):
+    (tmp_path / "toy.py").write_text(MODEL_FILE)
+    csv = tmp_path / "obs.csv"
+    pd.DataFrame({"y": [1.0, 2.0, 0.5, 1.5], "sd": 1.0, "note": "x"}).to_csv(csv, index=False)
+    spec = f"{tmp_path / 'toy.py'}:model"
+    code, out, err = run(["fit", str(csv), "--model", spec, "--draws", "300", "--warmup",
+                          "300", "--chains", "2", "--format", "json", "--out",
+                          str(tmp_path / "out")], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    mu = next(row for row in doc["summary"] if row["param"] == "mu")
+    # conjugate: μ | y ~ N(Σy/(n + 1/100), 1/(n + 1/100))
+    assert mu["mean"] == pytest.approx(5.0 / 4.01, abs=4 * (1 / 4.01) ** 0.5 / 300**0.5)
+    assert doc["ignored_columns"] == ["note"] and doc["predictive_check"]
+    assert {"trace.png", "model.png", "predictive_check.csv"} <= {
+        p.name for p in (tmp_path / "out").iterdir()}
+    code, _, err = run(["fit", str(csv), "--model", f"{tmp_path / 'toy.py'}:helper"], capsys)
+    assert code == 2 and err.count("\n") == 1
+    code, _, err = run(["fit", str(csv), "--model", f"{tmp_path / 'toy.py'}:nope"], capsys)
+    assert code == 2 and "helper, model" in err

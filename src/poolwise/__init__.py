@@ -7,6 +7,7 @@
 """
 
 from poolwise._version import __version__
+from poolwise.custom import CustomFit, CustomModel, load_model
 from poolwise.data import datasets
 from poolwise.data.tables import GroupCounts, group_counts, read_table
 from poolwise.exceptions import (
@@ -21,10 +22,13 @@ from poolwise.exceptions import (
 from poolwise.fit import Fit, NewGroup
 from poolwise.mixed.model import MixedFit, MixedModel
 from poolwise.model import Model
+from poolwise.nested import NestedFit, NestedModel
 from poolwise.nig import NIGFit, NIGModel
 
 __all__ = [
     "ConvergenceWarning",
+    "CustomFit",
+    "CustomModel",
     "DataError",
     "Fit",
     "GroupCounts",
@@ -34,6 +38,8 @@ __all__ = [
     "Model",
     "NIGFit",
     "NIGModel",
+    "NestedFit",
+    "NestedModel",
     "NewGroup",
     "PoolwiseError",
     "PosteriorWarning",
@@ -42,5 +48,6 @@ __all__ = [
     "__version__",
     "datasets",
     "group_counts",
+    "load_model",
     "read_table",
 ]

@@ -78,6 +78,9 @@ NewN = Annotated[float | None, typer.Option("--new-group-n",
                                             help="Trials or exposure of a new group.")]
 Formula = Annotated[str | None, typer.Option(
     "--formula", help="Mixed model, lme4 style: 'Reaction ~ Days + (Days | Subject)'.")]
+ModelFile = Annotated[str | None, typer.Option(
+    "--model", help="A NumPyro model in a file, FILE.py:FUNCTION (DATA's columns are its "
+    "keyword arguments). Only the named file is run.")]
 DropMissing = Annotated[bool, typer.Option(
     "--drop-missing", help="Mixed models: drop rows with missing values (else refused).")]
 PredictGroup = Annotated[str | None, typer.Option(
@@ -354,12 +357,25 @@ def fit_command(
     output_format: Format = "table", quiet: Quiet = False, new_group_y: NewY = None,
     new_group_n: NewN = None, parametrisation: Parametrisation = "auto",
     predict_group: PredictGroup = None, formula: Formula = None,
-    drop_missing: DropMissing = False,
+    drop_missing: DropMissing = False, model_file: ModelFile = None,
 ) -> int:
     """Fit one model and print its summary; with --out also write CSV, NetCDF and plots."""
     from poolwise.model import Model
 
     _check_output_options(output_format, ci)
+    if model_file is not None:
+        given = [name for name, value in (("--family", family), ("--y", y), ("--n", n),
+                                          ("--group", group), ("--se", se),
+                                          ("--formula", formula), ("--prior", prior))
+                 if value is not None]
+        if given or pooling != "partial" or parametrisation != "auto":
+            raise SpecificationError(
+                "--model takes its likelihood, priors and structure from the model file; "
+                f"leave out {', '.join(given) or '--pooling / --parametrisation'}")
+        custom_options: dict[str, Any] = dict(draws=draws, chains=chains, warmup=warmup,
+                                              seed=seed)
+        return fit_custom(data, model_file, method, custom_options, ci, out, force,
+                          output_format, quiet)
     source = load_source(data, family, y, n, group, se, formula)
     if source.formula is not None:
         options = dict(method=method or "nuts", draws=draws, chains=chains, warmup=warmup,
@@ -547,6 +563,67 @@ def fit_nested(source: Source, pooling: str, method: str | None, prior: str | No
             f"interval [{new_lab['lower']:.4g}, {new_lab['upper']:.4g}]"
             + (f"; predicted y mean {new_lab['y_mean']:.4g}" if "y_mean" in new_lab else ""),
             markup=False, highlight=False)
+        if out is not None:
+            stdout.print(f"wrote {out}/")
+    for message in caught:
+        stderr.print(f"[yellow]warning:[/yellow] {message}")
+    return 0
+
+
+def fit_custom(data: str, spec: str, method: str | None, options: dict[str, Any],
+               ci: float, out: Path | None, force: bool, output_format: str,
+               quiet: bool) -> int:
+    """``fit --model FILE.py:FUNCTION DATA``: a user's NumPyro model, started at its mode."""
+    from poolwise.custom import CustomModel, load_model
+    from poolwise.data.tables import read_table
+
+    path = Path(data)
+    if not path.exists():
+        raise SpecificationError(f"file not found: {data} (a custom model needs a data file)")
+    model = CustomModel(load_model(spec), read_table(path), name=spec)
+    method = method or "nuts"
+    with output_directory(out, force) as staging, collected_warnings() as caught:
+        with progress(f"fitting {spec} with {method}…", quiet or output_format == "json"):
+            fit = model.fit(method, **options)
+        summary = fit.summary(ci)
+        check = fit.ppc_summary() if method != "map" else None
+        graph_note = None
+        if staging is not None:
+            summary.to_csv(staging / "summary.csv", index=False)
+            fit.save(staging / "posterior.nc")
+            if check is not None:
+                check.to_csv(staging / "predictive_check.csv", index=False)
+            if fit.is_mcmc:
+                from poolwise import plots
+
+                save_figure(plots.plot_trace(fit), staging / "trace.png")
+            try:
+                write_graph(staging, model.graph())
+            except SpecificationError as err:  # e.g. a dynamic structure
+                graph_note = f"no graph drawn: {err}"
+    if graph_note is not None:
+        caught.append(graph_note)
+    document = {"model": spec, "method": fit.method, "prior": fit.describe_prior(),
+                "summary": summary_records(summary),
+                "predictive_check": None if check is None else _clean(check.to_dict("records")),
+                "ignored_columns": list(model.ignored), "warnings": caught,
+                "seed": options["seed"],
+                "sampler": _clean({k: fit.info.get(k) for k in
+                                   ("seconds", "divergences", "init", "preconditioned")})}
+    if out is not None:
+        (out / "result.json").write_text(json.dumps(document, indent=2))
+    if output_format == "json":
+        stdout.print_json(json.dumps(document))
+    else:
+        notes = [f"columns not used by the model: {', '.join(model.ignored)}"] \
+            if model.ignored else []
+        print_header(f"[bold]{path.name}[/bold]: custom model {spec}, method "
+                     f"[bold]{fit.method}[/bold]", fit.describe_prior(), notes)
+        print_table(summary, ci)
+        if check is not None:
+            stdout.print("posterior predictive check (Bayesian p-values near 0 or 1 flag a "
+                         "feature of the data the model does not reproduce):")
+            stdout.print(check.to_string(index=False), markup=False, highlight=False)
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:

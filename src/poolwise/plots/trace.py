@@ -30,6 +30,8 @@ from poolwise.plots._style import GREY, PALETTE, new_figure, style
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from poolwise.custom import CustomFit
+
 #: the hyperparameters shown by default, when the fit has them
 DEFAULT_SCALARS = ("alpha", "beta", "mu", "tau")
 SYMBOLS = {"alpha": "α", "beta": "β", "mu": "μ", "kappa": "κ", "tau": "τ", "theta": "θ"}
@@ -54,22 +56,29 @@ class TraceData:
     draws_per_chain: int
 
 
-def _check(fit: Any) -> Fit | MixedFit:
-    if not isinstance(fit, (Fit, MixedFit)):
-        raise TypeError(f"fit must be a poolwise Fit or MixedFit, not {type(fit).__name__}")
+def _check(fit: Any) -> Any:
+    from poolwise.custom import CustomFit
+
+    if not isinstance(fit, (Fit, MixedFit, CustomFit)):
+        raise TypeError(
+            f"fit must be a poolwise Fit, MixedFit or CustomFit, not {type(fit).__name__}")
     return fit
 
 
-def _describe(fit: Fit | MixedFit) -> str:
+def _describe(fit: Any) -> str:
     """"partial pooling, nuts" — what produced the draws, for the title."""
-    return f"{POOLING_PHRASES[fit.model.pooling]}, {fit.method}"
+    if isinstance(fit, (Fit, MixedFit)):
+        return f"{POOLING_PHRASES[fit.model.pooling]}, {fit.method}"
+    return f"custom model, {fit.method}"
 
 
-def _resolve(fit: Fit | MixedFit, var_names: Sequence[str] | None,
+def _resolve(fit: Any, var_names: Sequence[str] | None,
              max_theta: int) -> dict[str, NDArray]:
     """Variable name → draws (chain, draw), expanding ``theta`` to its first groups."""
     if isinstance(fit, MixedFit):
         return _resolve_mixed(fit, var_names, max_theta)
+    if not isinstance(fit, Fit):
+        return _resolve_any(fit.posterior, var_names, max_theta)
     posterior = fit.posterior
     labels = [str(label) for label in fit.data.labels]
     complete = fit.model.pooling == "complete"
@@ -163,6 +172,31 @@ def _first_levels(entries: list[_Entry], max_theta: int) -> list[_Entry]:
     return [e for e in entries if e.level is None or e.level in keep]
 
 
+def _resolve_any(posterior: Any, var_names: Sequence[str] | None,
+                 max_theta: int) -> dict[str, NDArray]:
+    """Any posterior (a custom model's): whole variables, those with dimensions cut to
+    their first ``max_theta`` elements, named ``name[label, …]``."""
+    if var_names is None:
+        var_names = [str(v) for v in posterior.data_vars]
+    elif isinstance(var_names, str):
+        var_names = [var_names]
+    out: dict[str, NDArray] = {}
+    for name in var_names:
+        if name not in posterior:
+            valid = ", ".join(str(v) for v in posterior.data_vars)
+            raise SpecificationError(f"no variable {name!r} in the posterior; it has {valid}")
+        variable = posterior[name]
+        extra = [d for d in variable.dims if d not in ("chain", "draw")]
+        values = np.asarray(variable.transpose("chain", "draw", *extra).values)
+        flat = values.reshape(*values.shape[:2], -1)
+        labels = [", ".join(str(variable[d].values[i]) if d in variable.coords else str(i)
+                            for d, i in zip(extra, index, strict=True))
+                  for index in np.ndindex(*values.shape[2:])]
+        for k, label in enumerate(labels[:max_theta]):
+            out[f"{name}[{label}]" if extra else str(name)] = flat[..., k]
+    return out
+
+
 def _resolve_mixed(fit: MixedFit, var_names: Sequence[str] | None,
                    max_theta: int) -> dict[str, NDArray]:
     """A mixed fit's variables: ``b``, ``sigma``, ``sd_F``, ``cor_F``, ``r_F`` whole (the
@@ -217,7 +251,7 @@ def _unknown_entry(base: str, wanted: str, entries: list[_Entry]) -> str:
 
 
 def trace_data(
-    fit: Fit | MixedFit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
+    fit: Fit | MixedFit | CustomFit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
 ) -> TraceData:
     """Draws, pooled ranks and diagnostics of the variables a trace plot shows.
 
@@ -296,7 +330,7 @@ def display_name(name: str) -> str:
 
 
 def plot_trace(
-    fit: Fit | MixedFit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
+    fit: Fit | MixedFit | CustomFit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
 ) -> Figure:
     """Trace (left) and rank histogram (right) of each variable, all chains overlaid.
 
