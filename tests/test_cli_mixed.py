@@ -73,3 +73,18 @@ def test_family_poisson_needs_a_formula(tmp_path, capsys):
     pd.DataFrame({"y": [1, 2], "n": [3, 4]}).to_csv(csv, index=False)
     code, _, err = run(["fit", str(csv), "--family", "poisson", "--y", "y"], capsys)
     assert code == 2 and "mixed-model family" in err
+
+
+def test_compare_fits_three_poolings_side_by_side(tmp_path, capsys):
+    out_dir = tmp_path / "cmp"
+    code, out, err = run(["compare", "sleepstudy", "--draws", "100", "--warmup", "150",
+                          "--chains", "2", "--format", "json", "--out", str(out_dir)], capsys)
+    assert code == 0, err
+    doc = json.loads(out)
+    assert {row["pooling"] for row in doc["predictive"]} == {"none", "complete", "partial"}
+    rows = {row["param"]: row for row in doc["estimates"]}
+    # the fixed slope: shared by complete and partial pooling, absent under no pooling
+    assert rows["b[Days]"]["none_mean"] is None
+    assert abs(rows["b[Days]"]["complete_mean"] - 10.47) < 1.5
+    assert {"estimates.csv", "predictive.csv", "group_lines.png"} <= {
+        p.name for p in out_dir.iterdir()}

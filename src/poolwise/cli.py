@@ -809,19 +809,24 @@ def compare_command(
         if len(estimates) > MAX_TABLE_ROWS:
             stdout.print(f"… {len(estimates) - MAX_TABLE_ROWS} more groups "
                          "(all in estimates.csv with --out)")
-        stdout.print("predictive comparison (PSIS-LOO over groups; higher elpd is better):")
-        ptable = Table(show_edge=False, header_style="bold")
-        for column in ("pooling", "elpd_loo", "elpd_diff", "se", "p_loo", "pareto_k_max"):
-            ptable.add_column(column, justify="left" if column == "pooling" else "right")
-        for row in predictive.to_dict("records"):
-            ptable.add_row(row["pooling"], *(_fmt(row[c]) for c in
-                           ("elpd_loo", "elpd_diff", "se", "p_loo", "pareto_k_max")))
-        stdout.print(ptable)
+        print_predictive(predictive, "groups")
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:
         stderr.print(f"[yellow]warning:[/yellow] {message}")
     return 0
+
+
+def print_predictive(predictive: pd.DataFrame, over: str) -> None:
+    """The PSIS-LOO table of a comparison, best first."""
+    stdout.print(f"predictive comparison (PSIS-LOO over {over}; higher elpd is better):")
+    table = Table(show_edge=False, header_style="bold")
+    columns = ("elpd_loo", "elpd_diff", "se", "p_loo", "pareto_k_max")
+    for column in ("pooling", *columns):
+        table.add_column(column, justify="left" if column == "pooling" else "right")
+    for row in predictive.to_dict("records"):
+        table.add_row(row["pooling"], *(_fmt(row[c]) for c in columns))
+    stdout.print(table)
 
 
 def compare_mixed_command(source: Source, prior: str | None, drop_missing: bool,
@@ -880,14 +885,7 @@ def compare_mixed_command(source: Source, prior: str | None, drop_missing: bool,
         if len(estimates) > MAX_TABLE_ROWS:
             stdout.print(f"… {len(estimates) - MAX_TABLE_ROWS} more rows (no pooling's "
                          "per-group coefficients; all in estimates.csv with --out)")
-        stdout.print("predictive comparison (PSIS-LOO over observations; higher is better):")
-        ptable = Table(show_edge=False, header_style="bold")
-        for column in ("pooling", "elpd_loo", "elpd_diff", "se", "p_loo", "pareto_k_max"):
-            ptable.add_column(column, justify="left" if column == "pooling" else "right")
-        for row in predictive.to_dict("records"):
-            ptable.add_row(row["pooling"], *(_fmt(row[c]) for c in
-                           ("elpd_loo", "elpd_diff", "se", "p_loo", "pareto_k_max")))
-        stdout.print(ptable)
+        print_predictive(predictive, "observations")
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import warnings
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,24 +46,31 @@ class Comparison:
         Each group's y_j is one point, so this scores predictions of new data from the
         existing groups. Pareto k > 0.7 means that point's estimate is unreliable.
         """
-        rows = []
-        for pooling, fit in self.fits.items():
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                elpd = _arviz.loo(fit.with_log_likelihood())
-            k = np.asarray(elpd.pareto_k).ravel()
-            rows.append({
-                "pooling": pooling,
-                "elpd_loo": float(elpd.elpd),
-                "se": float(elpd.se),
-                "p_loo": float(elpd.p),
-                "pareto_k_max": float(np.max(k)),
-                "n_bad_k": int(np.sum(k > 0.7)),
-                "warning": "; ".join(str(w.message).splitlines()[0] for w in caught) or None,
-            })
-        table = pd.DataFrame(rows).sort_values("elpd_loo", ascending=False, ignore_index=True)
-        table.insert(2, "elpd_diff", table["elpd_loo"] - table["elpd_loo"].iloc[0])
-        return table
+        return loo_table(self.fits)
+
+
+def loo_table(fits: Mapping[str, Any]) -> pd.DataFrame:
+    """PSIS-LOO of each fit (anything with ``with_log_likelihood()``), best first, with the
+    difference to the best, the effective number of parameters and the Pareto k check
+    (k > 0.7: that point's estimate is unreliable); ArviZ's warnings are kept per row."""
+    rows = []
+    for pooling, fit in fits.items():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            elpd = _arviz.loo(fit.with_log_likelihood())
+        k = np.asarray(elpd.pareto_k).ravel()
+        rows.append({
+            "pooling": pooling,
+            "elpd_loo": float(elpd.elpd),
+            "se": float(elpd.se),
+            "p_loo": float(elpd.p),
+            "pareto_k_max": float(np.max(k)),
+            "n_bad_k": int(np.sum(k > 0.7)),
+            "warning": "; ".join(str(w.message).splitlines()[0] for w in caught) or None,
+        })
+    table = pd.DataFrame(rows).sort_values("elpd_loo", ascending=False, ignore_index=True)
+    table.insert(2, "elpd_diff", table["elpd_loo"] - table["elpd_loo"].iloc[0])
+    return table
 
 
 def compare(

@@ -67,7 +67,7 @@ from numpy.typing import NDArray
 from poolwise import _arviz
 from poolwise._version import __version__
 from poolwise.exceptions import ConvergenceWarning, SpecificationError
-from poolwise.fit import _check_prob, posterior_summary
+from poolwise.fit import _check_prob, posterior_draws, posterior_summary
 from poolwise.graph import GraphNode, ModelGraph, Plate
 from poolwise.inference.base import SamplerConfig
 
@@ -867,10 +867,7 @@ class CustomFit:
 
     def draws(self, name: str) -> NDArray[np.float64]:
         """Draws of one posterior variable, shaped (chain, draw, ...)."""
-        if name not in self.posterior:
-            valid = ", ".join(str(v) for v in self.posterior.data_vars)
-            raise SpecificationError(f"no variable {name!r} in the posterior; it has {valid}")
-        return np.asarray(self.posterior[name].values)
+        return posterior_draws(self.posterior, name)
 
     def summary(self, ci_prob: float = 0.95, *, diagnostics: bool = True) -> pd.DataFrame:
         """One row per scalar of every latent and deterministic site, in

@@ -148,10 +148,7 @@ class Fit:
 
     def draws(self, name: str) -> NDArray[np.float64]:
         """Draws of one posterior variable, shaped (chain, draw[, group])."""
-        if name not in self.posterior:
-            valid = ", ".join(str(v) for v in self.posterior.data_vars)
-            raise SpecificationError(f"no variable {name!r} in the posterior; it has {valid}")
-        return np.asarray(self.posterior[name].values)
+        return posterior_draws(self.posterior, name)
 
     def describe_prior(self) -> str:
         """The prior as this fit used it (empirical Bayes uses no hyperprior)."""
@@ -393,6 +390,15 @@ class Fit:
                                parametrisation=str(attrs.get("parametrisation", "auto")))
         eb = _eb_from_dict(json.loads(attrs["eb"]))
         return cls(model, data, str(attrs["method"]), config, tree, eb, json.loads(attrs["info"]))
+
+
+def posterior_draws(posterior: xr.Dataset, name: str) -> NDArray[np.float64]:
+    """Draws of the posterior variable ``name``, shaped (chain, draw, ...); an error that
+    lists the variables when there is none of that name."""
+    if name not in posterior:
+        valid = ", ".join(str(v) for v in posterior.data_vars)
+        raise SpecificationError(f"no variable {name!r} in the posterior; it has {valid}")
+    return np.asarray(posterior[name].values)
 
 
 def posterior_summary(

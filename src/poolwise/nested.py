@@ -85,7 +85,7 @@ from poolwise.data.estimates import group_estimates
 from poolwise.data.tables import _require_column, group_counts, group_labels
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
-from poolwise.fit import _check_prob, posterior_summary
+from poolwise.fit import _check_prob, posterior_draws, posterior_summary
 from poolwise.inference.base import SamplerConfig
 from poolwise.priors import Distribution, _parse_call, _split_top_level, make_distribution
 
@@ -772,10 +772,7 @@ class NestedFit:
 
     def draws(self, name: str) -> NDArray[np.float64]:
         """Draws of one posterior variable, shaped (chain, draw[, lab or experiment])."""
-        if name not in self.posterior:
-            valid = ", ".join(str(v) for v in self.posterior.data_vars)
-            raise SpecificationError(f"no variable {name!r} in the posterior; it has {valid}")
-        return np.asarray(self.posterior[name].values)
+        return posterior_draws(self.posterior, name)
 
     def summary(self, ci_prob: float = 0.95, *, diagnostics: bool = True) -> pd.DataFrame:
         """One row per scalar: top hyperparameters (``group`` empty), then per-lab

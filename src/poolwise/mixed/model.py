@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import time
-import warnings
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -22,7 +21,7 @@ from numpy.typing import NDArray
 from poolwise import _arviz
 from poolwise._version import __version__
 from poolwise.exceptions import SpecificationError
-from poolwise.fit import SUMMARY_COLUMNS, _check_prob, posterior_summary
+from poolwise.fit import SUMMARY_COLUMNS, _check_prob, posterior_draws, posterior_summary
 from poolwise.inference.base import SamplerConfig
 from poolwise.mixed.design import MixedDesign
 from poolwise.mixed.formula import parse_formula, pooling_design
@@ -206,10 +205,7 @@ class MixedFit:
 
     def draws(self, name: str) -> NDArray[np.float64]:
         """Draws of one posterior variable, shaped (chain, draw, ...)."""
-        if name not in self.posterior:
-            valid = ", ".join(str(v) for v in self.posterior.data_vars)
-            raise SpecificationError(f"no variable {name!r} in the posterior; it has {valid}")
-        return np.asarray(self.posterior[name].values)
+        return posterior_draws(self.posterior, name)
 
     def summary(self, ci_prob: float = 0.95, *, diagnostics: bool = True) -> pd.DataFrame:
         """Fixed effects ``b[…]``, ``sigma``, group-level sds ``sd_<factor>[…]`` and
@@ -375,20 +371,9 @@ class MixedComparison:
 
     def predictive(self) -> pd.DataFrame:
         """PSIS-LOO expected log predictive density of each observation, best first."""
-        rows = []
-        for pooling, fit in self.fits.items():
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always")
-                elpd = _arviz.loo(fit.with_log_likelihood())
-            k = np.asarray(elpd.pareto_k).ravel()
-            rows.append({"pooling": pooling, "elpd_loo": float(elpd.elpd),
-                         "se": float(elpd.se), "p_loo": float(elpd.p),
-                         "pareto_k_max": float(np.max(k)), "n_bad_k": int(np.sum(k > 0.7)),
-                         "warning": "; ".join(str(w.message).splitlines()[0]
-                                              for w in caught) or None})
-        table = pd.DataFrame(rows).sort_values("elpd_loo", ascending=False, ignore_index=True)
-        table.insert(2, "elpd_diff", table["elpd_loo"] - table["elpd_loo"].iloc[0])
-        return table
+        from poolwise.compare import loo_table
+
+        return loo_table(self.fits)
 
 
 def compare_mixed(formula: str, data: pd.DataFrame, *, family: str = "gaussian",
