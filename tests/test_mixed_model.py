@@ -482,3 +482,24 @@ def test_priors_follow_the_pooling(sleepstudy: pd.DataFrame) -> None:
     with pytest.raises(SpecificationError, match="binomial family has no residual sd"):
         MixedModel(GLMM_FORMULAS["binomial"], table, family="binomial",
                    priors="sigma = halfnormal(1)")
+
+
+def test_reml_does_not_stop_at_a_zero_sd_on_radon():
+    """The first L-BFGS step from sd/σ = 1 used to land at sd → 0 and stop there
+    (REML sd 1.6e-9 against statsmodels' 0.16); the restricted log likelihood must be at
+    least statsmodels' (−1067.098, which reports it did not fully converge)."""
+    import statsmodels.formula.api as smf
+
+    from poolwise.mixed.reml import fit_reml
+
+    radon = datasets.load("radon")
+    model = MixedModel("log_radon ~ floor + log_uppm + (1 | county)", radon)
+    estimate = fit_reml(model.design)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = smf.mixedlm("log_radon ~ floor + log_uppm", radon,
+                                groups=radon["county"]).fit(reml=True)
+    assert not estimate.singular
+    assert estimate.log_likelihood >= reference.llf - 1e-6
+    assert estimate.sd["county"][0] == pytest.approx(0.16, abs=0.01)
+    np.testing.assert_allclose(estimate.beta, reference.fe_params.to_numpy(), atol=2e-3)

@@ -21,7 +21,9 @@ from typing import Annotated, Any
 import pandas as pd
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
+from rich.text import Text
 
 from poolwise import datasets
 from poolwise.exceptions import PoolwiseError, SpecificationError
@@ -307,7 +309,7 @@ def print_table(summary: pd.DataFrame, ci_prob: float) -> None:
         if with_diag:
             cells += [_fmt_count(row["ess_bulk"]), _fmt_count(row["ess_tail"]),
                       "—" if not math.isfinite(row["r_hat"]) else f"{row['r_hat']:.3f}"]
-        table.add_row(*cells)
+        table.add_row(*(Text(str(cell)) for cell in cells))
     stdout.print(table)
     if len(summary) > len(shown):
         stdout.print(f"… {len(summary) - len(shown)} more rows (all in summary.csv with --out)")
@@ -316,9 +318,9 @@ def print_table(summary: pd.DataFrame, ci_prob: float) -> None:
 def print_summary(fit: Any, source: Source, summary: pd.DataFrame, ci_prob: float) -> None:
     data = fit.data
     print_header(
-        f"[bold]{source.name}[/bold]: {fit.model.family.name}, "
+        f"[bold]{escape(source.name)}[/bold]: {fit.model.family.name}, "
         f"{POOLING_PHRASES[fit.model.pooling]}, method [bold]{fit.method}[/bold], "
-        f"{data.n_groups} groups by {data.group_name!r}",
+        f"{data.n_groups} groups by {escape(repr(data.group_name))}",
         fit.describe_prior(), data.notes)
     print_table(summary, ci_prob)
     report = sampler_report(fit)
@@ -445,7 +447,7 @@ def fit_command(
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {message}")
+        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
     return 0
 
 
@@ -459,8 +461,8 @@ def fit_mixed(source: Source, pooling: str, prior: str | None, drop_missing: boo
     model = MixedModel(source.formula, source.table, family=source.family, pooling=pooling,
                        priors=prior, missing="drop" if drop_missing else "refuse")
     design = model.design
-    title = (f"[bold]{source.name}[/bold]: {source.family} mixed model "
-             f"{source.formula!r}, {POOLING_PHRASES[pooling]}, method "
+    title = (f"[bold]{escape(source.name)}[/bold]: {source.family} mixed model "
+             f"{escape(repr(source.formula))}, {POOLING_PHRASES[pooling]}, method "
              f"[bold]{options['method']}[/bold], {design.n_obs} rows")
     if output_format == "table" and options["method"] == "eb-ml":
         print_header(title, "none: REML point estimates (as lme4)", design.notes)
@@ -494,7 +496,7 @@ def fit_mixed(source: Source, pooling: str, prior: str | None, drop_missing: boo
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {message}")
+        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
     return 0
 
 
@@ -555,8 +557,9 @@ def fit_nested(source: Source, pooling: str, method: str | None, prior: str | No
     if output_format == "json":
         stdout.print_json(json.dumps(document))
     else:
-        print_header(f"[bold]{source.name}[/bold]: {source.family}, {inner} within {outer}, "
-                     f"method [bold]nuts[/bold]", fit.describe_prior(), fit.data.notes)
+        print_header(f"[bold]{escape(source.name)}[/bold]: {source.family}, "
+                     f"{escape(inner)} within {escape(outer)}, method [bold]nuts[/bold]",
+                     fit.describe_prior(), fit.data.notes)
         print_table(summary, ci)
         stdout.print(
             f"new {inner} in a new {outer}: θ mean {new_lab['mean']:.4g}, {100 * ci:g}% "
@@ -566,7 +569,7 @@ def fit_nested(source: Source, pooling: str, method: str | None, prior: str | No
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {message}")
+        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
     return 0
 
 
@@ -617,7 +620,7 @@ def fit_custom(data: str, spec: str, method: str | None, options: dict[str, Any]
     else:
         notes = [f"columns not used by the model: {', '.join(model.ignored)}"] \
             if model.ignored else []
-        print_header(f"[bold]{path.name}[/bold]: custom model {spec}, method "
+        print_header(f"[bold]{escape(path.name)}[/bold]: custom model {escape(spec)}, method "
                      f"[bold]{fit.method}[/bold]", fit.describe_prior(), notes)
         print_table(summary, ci)
         if check is not None:
@@ -627,7 +630,7 @@ def fit_custom(data: str, spec: str, method: str | None, options: dict[str, Any]
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {message}")
+        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
     return 0
 
 
@@ -661,15 +664,15 @@ def fit_nig(source: Source, pooling: str, method: str | None, prior: str | None,
     if output_format == "json":
         stdout.print_json(json.dumps(document))
     else:
-        print_header(f"[bold]{source.name}[/bold]: normal-inverse-gamma, "
+        print_header(f"[bold]{escape(source.name)}[/bold]: normal-inverse-gamma, "
                      f"{POOLING_PHRASES[pooling]}, method [bold]{fit.method}[/bold], "
-                     f"{fit.data.n_groups} groups by {fit.data.group_name!r}",
+                     f"{fit.data.n_groups} groups by {escape(repr(fit.data.group_name))}",
                      fit.describe_prior(), fit.data.notes)
         print_table(summary, ci)
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {message}")
+        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
     return 0
 
 
@@ -791,7 +794,7 @@ def compare_command(
             "warnings": caught,
         })))
     else:
-        stdout.print(f"[bold]{source.name}[/bold]: no, complete and partial pooling "
+        stdout.print(f"[bold]{escape(source.name)}[/bold]: no, complete and partial pooling "
                      f"({source.family}; partial by {method})")
         for pooling, fit in comparison.fits.items():
             stdout.print(f"  {pooling}: {fit.describe_prior()}", markup=False, highlight=False)
@@ -804,7 +807,7 @@ def compare_command(
             cells = [str(row["group"]), _fmt(row["y"]), _fmt(row["n"]), _fmt(row["raw"], 3)]
             cells += [f"{row[f'{p}_mean']:.3g} [{row[f'{p}_lower']:.3g}, "
                       f"{row[f'{p}_upper']:.3g}]" for p in comparison.fits]
-            table.add_row(*cells)
+            table.add_row(*(Text(str(cell)) for cell in cells))
         stdout.print(table, markup=False)
         if len(estimates) > MAX_TABLE_ROWS:
             stdout.print(f"… {len(estimates) - MAX_TABLE_ROWS} more groups "
@@ -813,7 +816,7 @@ def compare_command(
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {message}")
+        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
     return 0
 
 
@@ -825,7 +828,8 @@ def print_predictive(predictive: pd.DataFrame, over: str) -> None:
     for column in ("pooling", *columns):
         table.add_column(column, justify="left" if column == "pooling" else "right")
     for row in predictive.to_dict("records"):
-        table.add_row(row["pooling"], *(_fmt(row[c]) for c in columns))
+        table.add_row(*(Text(str(cell)) for cell in
+                        (row["pooling"], *(_fmt(row[c]) for c in columns))))
     stdout.print(table)
 
 
@@ -869,7 +873,8 @@ def compare_mixed_command(source: Source, prior: str | None, drop_missing: bool,
             "predictive": predictive.to_dict("records"), "warnings": caught,
         })))
     else:
-        stdout.print(f"[bold]{source.name}[/bold]: {source.formula!r} with no, complete and "
+        stdout.print(f"[bold]{escape(source.name)}[/bold]: {escape(repr(source.formula))} with "
+                     "no, complete and "
                      f"partial pooling ({source.family}, nuts)")
         table = Table(show_edge=False, header_style="bold", title_justify="left",
                       title=f"population-level parameters: means and {100 * ci:g}% intervals")
@@ -877,7 +882,7 @@ def compare_mixed_command(source: Source, prior: str | None, drop_missing: bool,
         for pooling in comparison.fits:
             table.add_column(pooling, justify="right")
         for row in estimates.head(MAX_TABLE_ROWS).to_dict("records"):
-            table.add_row(row["param"], *(
+            table.add_row(Text(row["param"]), *(
                 "—" if not math.isfinite(row[f"{p}_mean"]) else
                 f"{row[f'{p}_mean']:.4g} [{row[f'{p}_lower']:.4g}, {row[f'{p}_upper']:.4g}]"
                 for p in comparison.fits))
@@ -889,7 +894,7 @@ def compare_mixed_command(source: Source, prior: str | None, drop_missing: bool,
         if out is not None:
             stdout.print(f"wrote {out}/")
     for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {message}")
+        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
     return 0
 
 
@@ -987,7 +992,7 @@ def main(argv: list[str] | None = None) -> int:
         code = done.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except PoolwiseError as err:
-        stderr.print(f"[red]error:[/red] {err}", highlight=False, soft_wrap=True)
+        stderr.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
         return 2
     return 0
 

@@ -52,6 +52,8 @@ FloatArray = NDArray[np.float64]
 LOG_RELATIVE_SD_BOUNDS = (-20.0, 20.0)
 #: an sd / σ below this, or a correlation within this of ±1, makes the fit singular
 SINGULAR_TOLERANCE = 1e-4
+#: shifts of the starting log relative sds: several starts, the best optimum kept
+REML_START_SHIFTS = (0.0, -2.0, 2.0)
 
 
 @dataclass(frozen=True)
@@ -145,10 +147,16 @@ def fit_reml(design: MixedDesign, *, reml: bool = True) -> LMMEstimate:
         bounds += [LOG_RELATIVE_SD_BOUNDS] * k + [(None, None)] * n_corr
         start += [0.0] * n_corr
     if start:
-        result = optimize.minimize(fun, np.asarray(start), jac=True, method="L-BFGS-B",
-                                   bounds=bounds, options={"maxiter": 2000, "ftol": 1e-14,
-                                                           "gtol": 1e-8})
-        theta, converged, iterations = result.x, bool(result.success), int(result.nit)
+        # in log relative sds the likelihood is flat towards sd → 0, so a first long step
+        # can land there and stop; start also from smaller and larger sds, keep the best
+        is_sd = np.array([b == LOG_RELATIVE_SD_BOUNDS for b in bounds])
+        runs = [optimize.minimize(fun, np.asarray(start) + shift * is_sd, jac=True,
+                                  method="L-BFGS-B", bounds=bounds,
+                                  options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-8})
+                for shift in REML_START_SHIFTS]
+        result = min(runs, key=lambda run: float(run.fun))
+        theta, converged = result.x, bool(result.success)
+        iterations = sum(int(run.nit) for run in runs)
     else:  # no group terms: least squares, nothing to optimise
         theta, converged, iterations = np.zeros(0), True, 0
 
