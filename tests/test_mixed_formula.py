@@ -63,8 +63,9 @@ def test_intercept_only_and_transformed_terms(sleepstudy):
     np.testing.assert_allclose(design.x[:, 1], (days - days.mean()) / days.std())
     (term,) = design.terms
     assert term.names == ("Intercept",) and not term.correlated and term.label == "(1 | Subject)"
-    centred = parse_formula("Reaction ~ centre(Days) + center(Days) + (1 | Subject)", sleepstudy)
-    np.testing.assert_allclose(centred.x[:, 1:], np.column_stack([days - days.mean()] * 2))
+    for spelling in ("centre", "center"):
+        centred = parse_formula(f"Reaction ~ {spelling}(Days) + (1 | Subject)", sleepstudy)
+        np.testing.assert_allclose(centred.x[:, 1], days - days.mean())
 
 
 def test_nested_factors_expand_to_outer_and_inner_terms():
@@ -298,3 +299,11 @@ def test_no_pooling_refuses_rank_deficient_designs(counts):
     radon = parse_formula("log_radon ~ floor + (1 + floor | county)", datasets.load("radon"))
     with pytest.raises(SpecificationError, match=r"rank 145 .*county 'BIG STONE'"):
         pooling_design(radon, "none")
+
+
+def test_collinear_fixed_columns_are_refused_by_name():
+    table = pd.DataFrame({"y": [1.0, 2, 3, 4, 5, 3], "x": [0.0, 1, 2, 3, 1, 2],
+                          "g": list("aabbcc")})
+    table["x2"] = 2 * table["x"]
+    with pytest.raises(DataError, match=r"'x2' is a linear combination of Intercept, x"):
+        parse_formula("y ~ x + x2 + (1 | g)", table)

@@ -510,9 +510,22 @@ def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "gaussian",
     if trials is not None:
         _check_finite(trials, rows, ("trials",), "the")
     _check_family(y, trials, family, parsed.response, rows)
+    _check_full_rank(x, fixed_names)
     terms, term_notes = _group_terms(parsed.bar_terms, table, rows)
     return MixedDesign(formula, family, parsed.response, y, x, fixed_names, terms,
                        trials, offset, dropped, notes + term_notes)
+
+
+def _check_full_rank(x: FloatArray, names: tuple[str, ...]) -> None:
+    """Refuse collinear fixed-effect columns, naming the first that the earlier ones span:
+    its coefficient would not be identified (only the priors would tell it apart)."""
+    for j in range(1, x.shape[1]):
+        if _spanned(x[:, :j], x[:, [j]]):
+            earlier = [names[i] for i in range(j) if np.any(x[:, i] != 0)]
+            raise DataError(
+                f"fixed-effect column {names[j]!r} is a linear combination of "
+                f"{', '.join(earlier)} (collinear), so its coefficient cannot be estimated; "
+                "remove it or one of those from the formula")
 
 
 def _spanned(basis: FloatArray, columns: FloatArray) -> bool:

@@ -361,7 +361,10 @@ class MixedComparison:
         side by side: one row per parameter, ``<pooling>_mean/lower/upper`` columns."""
         tables = {pooling: fit.summary(ci_prob, diagnostics=False).query("group.isna()")
                   for pooling, fit in self.fits.items()}
-        params = list(dict.fromkeys(p for t in tables.values() for p in t["param"]))
+        # the partial fit's parameters (shared with the other fits where they have them)
+        # first, then no pooling's per-group coefficients
+        ordered = sorted(tables.items(), key=lambda item: item[0] != "partial")
+        params = list(dict.fromkeys(p for _, t in ordered for p in t["param"]))
         out = pd.DataFrame({"param": params})
         for pooling, table in tables.items():
             indexed = table.set_index("param")
