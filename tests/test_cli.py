@@ -139,7 +139,7 @@ def bad_csvs(tmp_path) -> dict[str, Path]:
         ("ok", ["--y", "k"], "column 'k' not found"),
         ("ok", ["--y", "yy"], "did you mean 'y'"),
         ("negative", [], "row 2.*≥ 0"),
-        ("y_over_n", [], "y = 7.*out of n = 5"),
+        ("y_over_n", [], "row .*: .y. is 7 but .n. is 5"),
         ("text", [], "row 2.*'two'"),
         ("fraction", [], "whole numbers"),
         ("nan", [], "missing"),

@@ -64,7 +64,7 @@ def test_compressed_counts_keep_the_likelihood():
         (pd.DataFrame({"y": ["a", 1], "n": [2, 2]}), {"y": "y", "n": "n"}, "row 1.*'a'"),
         (pd.DataFrame({"y": [1.5, 1], "n": [2, 2]}), {"y": "y", "n": "n"}, "whole numbers"),
         (pd.DataFrame({"y": [1, -1], "n": [2, 2]}), {"y": "y", "n": "n"}, "row 2.*≥ 0"),
-        (pd.DataFrame({"y": [1, 3], "n": [2, 2]}), {"y": "y", "n": "n"}, "y = 3.*out of n = 2"),
+        (pd.DataFrame({"y": [1, 3], "n": [2, 2]}), {"y": "y", "n": "n"}, "row 2: 'y' is 3 but"),
         (pd.DataFrame({"y": [1, np.nan], "n": [2, 2]}), {"y": "y", "n": "n"}, "row 2.*missing"),
         (pd.DataFrame({"y": [1, 1], "n": [2, 2.5]}), {"y": "y", "n": "n"}, "whole numbers"),
         (pd.DataFrame({"y": [1, 2]}), {"y": "y", "group": None}, "group column"),
@@ -130,3 +130,9 @@ def test_compression_counts_every_pair_for_small_and_large_tables():
         got = GroupCounts(labels[:size], y[:size], n[:size]).compressed()
         expected = Counter(zip(y[:size], n[:size], strict=True))
         assert dict(zip(zip(got[0], got[1], strict=True), got[2], strict=True)) == expected
+
+
+def test_successes_over_trials_are_refused_per_row_before_summing():
+    table = pd.DataFrame({"lab": ["A", "A", "B"], "y": [27, 3, 5], "n": [25, 40, 30]})
+    with pytest.raises(DataError, match=r"row 1: 'y' is 27 but 'n' is 25"):
+        group_counts(table, BB, y="y", n="n", group="lab")

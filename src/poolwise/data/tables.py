@@ -188,6 +188,13 @@ def group_counts(
         n_values = _numeric(_require_column(table, n, family.size_label), family.size_label,
                             integer=integer)
 
+    if family.name == "beta-binomial":  # per row, before rows of a group are summed
+        over = np.flatnonzero(y_values > n_values)
+        if over.size:
+            i = over[0]
+            raise DataError(
+                f"row {i + 1}: {y!r} is {y_values[i]:g} but {n!r} is {n_values[i]:g}; "
+                "successes cannot exceed trials")
     if group is None:
         labels = np.array([str(i + 1) for i in range(len(table))])
         group_name = "row"
