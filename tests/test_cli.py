@@ -254,7 +254,8 @@ def test_nested_groups_fit_labs_and_predict_a_new_lab(tmp_path, capsys):
     doc = json.loads(out)
     params = {row["param"] for row in doc["summary"]}
     assert {"m_u", "s_u", "alpha", "theta"} <= params
-    assert 0 <= doc["new_lab"]["y_mean"] <= 20
+    assert 0 <= doc["new_group"]["y_mean"] <= 20
+    assert doc["new_group"]["kind"] == "a new experiment in a new lab"
     assert (tmp_path / "out" / "model.svg").exists()
     code, _, err = run(["fit", str(csv), "--y", "y", "--n", "n", "--group",
                         "lab/experiment", "--method", "exact"], capsys)

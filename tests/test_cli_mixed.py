@@ -59,7 +59,8 @@ def test_own_csv_with_missing_values_is_refused_unless_dropped(tmp_path, capsys)
     (["--formula", "Reaction ~ eval(Days) + (1 | Subject)"], "eval"),
     (["--formula", "Reaction ~ Days", "--pooling", "partial"], "no group terms"),
     (["--method", "gibbs"], "unknown method 'gibbs'"),
-    (["--y", "Reaction"], "takes its columns from --formula"),
+    (["--y", "Reaction"], "from --formula; leave out"),
+    (["--group", "Subject"], "leave out --y, --n, --se and --group"),
     (["--prior", "b[Weeks] = normal(0, 1)"], "Weeks"),
 ])
 def test_bad_mixed_input_exits_2_with_one_line(args, message, capsys):

@@ -115,7 +115,7 @@ def load_source(data: str, family: str | None, y: str | None, n: str | None,
 
     path = Path(data)
     if formula is not None or (family or "") in MIXED_FAMILIES:
-        return _mixed_source(data, path, family, formula, (y, n, se))
+        return _mixed_source(data, path, family, formula, (y, n, se, group))
     if path.exists():
         if y is None:
             raise SpecificationError("name the count column with --y (and --n, --group)")
@@ -125,7 +125,7 @@ def load_source(data: str, family: str | None, y: str | None, n: str | None,
         raise SpecificationError(f"file not found: {data}")
     info = datasets.info(data)
     if info.formula is not None:
-        return _mixed_source(data, path, family, formula, (y, n, se))
+        return _mixed_source(data, path, family, formula, (y, n, se, group))
     table = datasets.load(data)
     new_group = None
     if info.fit_flag is not None:
@@ -151,8 +151,8 @@ def _mixed_source(data: str, path: Path, family: str | None, formula: str | None
             "--formula 'y ~ x + (1 | group)'; the per-group families are beta-binomial, "
             "gamma-poisson, normal and nig")
     if any(option is not None for option in column_options):
-        raise SpecificationError("a mixed model takes its columns from --formula; "
-                                 "leave out --y, --n and --se")
+        raise SpecificationError("a mixed model takes its columns, groups included, from "
+                                 "--formula; leave out --y, --n, --se and --group")
     if path.exists():
         assert formula is not None  # checked above
         return Source(path.name, read_table(path), family or "gaussian", "", None, None,
@@ -219,11 +219,9 @@ def sampler_report(fit: Any) -> dict[str, Any]:
     return {k: fit.info[k] for k in keys if k in fit.info} | {"seconds": fit.info.get("seconds")}
 
 
-@contextmanager
-def output_directory(out: Path | None, force: bool) -> Iterator[Path | None]:
-    """A staging directory whose files move into ``out`` only if the job succeeds."""
+def check_output_directory(out: Path | None, force: bool) -> None:
+    """Refuse, before any work, an --out that is a file or already has files."""
     if out is None:
-        yield None
         return
     if out.exists() and not out.is_dir():
         raise SpecificationError(f"--out {out} exists and is not a directory")
@@ -232,6 +230,15 @@ def output_directory(out: Path | None, force: bool) -> Iterator[Path | None]:
             f"output directory {out} already has files; use --force to overwrite them "
             "or choose another --out"
         )
+
+
+@contextmanager
+def output_directory(out: Path | None, force: bool) -> Iterator[Path | None]:
+    """A staging directory whose files move into ``out`` only if the job succeeds."""
+    if out is None:
+        yield None
+        return
+    check_output_directory(out, force)
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=".poolwise-", dir=out.parent))
     try:
@@ -365,6 +372,7 @@ def fit_command(
     from poolwise.model import Model
 
     _check_output_options(output_format, ci)
+    check_output_directory(out, force)
     if model_file is not None:
         given = [name for name, value in (("--family", family), ("--y", y), ("--n", n),
                                           ("--group", group), ("--se", se),
@@ -387,6 +395,9 @@ def fit_command(
     if drop_missing:
         raise SpecificationError("--drop-missing is for mixed models (--formula); other "
                                  "models refuse missing values so that no row is lost silently")
+    if source.family in NIG_FAMILIES and source.group is not None and "/" in source.group:
+        raise SpecificationError("the nig family takes one grouping column; nested groups "
+                                 "(outer/inner) are for beta-binomial, gamma-poisson and normal")
     if source.family in NIG_FAMILIES:
         return fit_nig(source, pooling, method, prior, draws, chains, seed, ci, out, force,
                        output_format)
@@ -479,7 +490,8 @@ def fit_mixed(source: Source, pooling: str, prior: str | None, drop_missing: boo
             write_mixed_outputs(staging, fit, summary, ci)
     document = {"family": source.family, "formula": source.formula, "pooling": pooling,
                 "method": fit.method, "prior": fit.describe_prior(),
-                "priors": model.priors.describe(), "summary": summary_records(summary),
+                "priors": model.priors.describe(), "hyperparameters": None,
+                "summary": summary_records(summary), "new_group": None,
                 "notes": list(design.notes), "warnings": caught, "seed": options["seed"],
                 "sampler": _clean({k: fit.info.get(k) for k in
                                    ("seconds", "divergences", "max_tree_depth_hits",
@@ -548,7 +560,8 @@ def fit_nested(source: Source, pooling: str, method: str | None, prior: str | No
             write_graph(staging, fit.graph())
     document = {"family": source.family, "group": source.group, "pooling": "partial",
                 "method": "nuts", "prior": fit.describe_prior(),
-                "summary": summary_records(summary), "new_lab": _clean(new_lab),
+                "hyperparameters": None, "summary": summary_records(summary),
+                "new_group": _clean({"kind": f"a new {inner} in a new {outer}", **new_lab}),
                 "notes": list(fit.data.notes), "warnings": caught, "seed": options["seed"],
                 "sampler": _clean({"seconds": fit.info.get("seconds"),
                                    "divergences": fit.info.get("divergences")})}
@@ -607,7 +620,8 @@ def fit_custom(data: str, spec: str, method: str | None, options: dict[str, Any]
     if graph_note is not None:
         caught.append(graph_note)
     document = {"model": spec, "method": fit.method, "prior": fit.describe_prior(),
-                "summary": summary_records(summary),
+                "hyperparameters": None, "summary": summary_records(summary),
+                "new_group": None,
                 "predictive_check": None if check is None else _clean(check.to_dict("records")),
                 "ignored_columns": list(model.ignored), "warnings": caught,
                 "seed": options["seed"],

@@ -300,7 +300,7 @@ def nested_data(
     labs = pd.unique(pd.Series(outer_labels))
     labs = np.array([lab for lab in labs if lab in set(lab_of)], dtype=str)
     if labs.size < 2:
-        only = f" ({labs[0]!r})" if labs.size else ""
+        only = f" ({str(labs[0])!r})" if labs.size else ""
         raise DataError(
             f"the data have one {outer}{only}, so there is no between-{outer} variation to "
             f"learn; fit the flat model instead (--group {inner})")
