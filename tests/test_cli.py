@@ -298,3 +298,24 @@ def test_custom_model_file_is_fitted_and_checked(tmp_path, capsys):
     assert code == 2 and err.count("\n") == 1
     code, _, err = run(["fit", str(csv), "--model", f"{tmp_path / 'toy.py'}:nope"], capsys)
     assert code == 2 and "helper, model" in err
+
+
+def test_graph_and_describe_take_nested_groups_and_model_files(tmp_path, capsys):
+    rows = [(f"L{lab}", f"e{e}", 3 + e, 20) for lab in range(3) for e in range(2)]
+    csv = tmp_path / "labs.csv"
+    pd.DataFrame(rows, columns=["lab", "experiment", "y", "n"]).to_csv(csv, index=False)
+    nested = ["--y", "y", "--n", "n", "--group", "lab/experiment"]
+    code, _, err = run(["graph", str(csv), *nested, "-o", str(tmp_path / "labs.svg")], capsys)
+    assert code == 0, err
+    assert (tmp_path / "labs.svg").read_text().rstrip().endswith("</svg>")
+    code, out, err = run(["describe", str(csv), *nested], capsys)
+    assert code == 0 and "θ_ij ~ Beta(α_i, β_i)" in out, err
+    (tmp_path / "toy.py").write_text(MODEL_FILE)
+    data = tmp_path / "obs.csv"
+    pd.DataFrame({"y": [1.0, 2.0], "sd": 1.0}).to_csv(data, index=False)
+    spec = f"{tmp_path / 'toy.py'}:model"
+    code, _, err = run(["graph", str(data), "--model", spec, "-o", str(tmp_path / "t.png")],
+                       capsys)
+    assert code == 0 and (tmp_path / "t.png").stat().st_size > 0, err
+    code, out, err = run(["describe", str(data), "--model", spec], capsys)
+    assert code == 0 and "mu ~ Normal" in out, err

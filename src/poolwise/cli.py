@@ -920,12 +920,13 @@ def graph_command(
     prior: Prior = None,
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Image file: .png, .svg or .pdf.")] = Path("model.png"),
-    force: Force = False, formula: Formula = None,
+    force: Force = False, formula: Formula = None, model_file: ModelFile = None,
 ) -> int:
     """Draw the model's graphical model (plates sized by the data) to an image file."""
     from poolwise.graph import render
 
-    graph = _model_and_graph(data, family, y, n, group, se, pooling, prior, formula)[1]
+    graph = _model_and_graph(data, family, y, n, group, se, pooling, prior, formula,
+                             model_file)[1]
     if output.exists() and not force:
         raise SpecificationError(f"{output} exists; use --force to overwrite it")
     render(graph, output)
@@ -938,14 +939,24 @@ def describe_command(
     data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
     se: SeCol = None,
     pooling: Annotated[str, typer.Option(help="none, complete or partial.")] = "partial",
-    prior: Prior = None, formula: Formula = None,
+    prior: Prior = None, formula: Formula = None, model_file: ModelFile = None,
 ) -> int:
-    """Print the model as equations (LaTeX lines): likelihood, population, hyperpriors."""
+    """Print the model as equations (LaTeX lines): likelihood, population, hyperpriors;
+    for nested and custom models, their priors in words."""
     from poolwise.graph import equations
+    from poolwise.mixed.model import MixedModel
+    from poolwise.model import Model
 
     model, _, counts = _model_and_graph(data, family, y, n, group, se, pooling, prior,
-                                        formula)
-    lines = model.equations() if counts is None else equations(model, counts)
+                                        formula, model_file)
+    if isinstance(model, MixedModel):
+        lines = model.equations()
+    elif isinstance(model, Model):
+        lines = equations(model, counts)
+    else:  # nested and custom models: no equation writer yet, their priors as used
+        described = (model.describe_prior(counts) if counts is not None
+                     else model.describe_prior())
+        lines = [part.strip() for part in described.split(";")]
     for line in lines:
         stdout.print(line, markup=False, highlight=False, soft_wrap=True)
     return 0
@@ -953,12 +964,29 @@ def describe_command(
 
 def _model_and_graph(data: str, family: str | None, y: str | None, n: str | None,
                      group: str | None, se: str | None, pooling: str, prior: str | None,
-                     formula: str | None = None) -> tuple[Any, Any, Any]:
-    """The model the options describe, its graph and its per-group data (None for a
-    mixed model, which holds its data)."""
+                     formula: str | None = None, model_file: str | None = None
+                     ) -> tuple[Any, Any, Any]:
+    """The model the options describe, its graph and its per-group data (None for mixed
+    and custom models, which hold their data)."""
     from poolwise.model import Model
 
+    if model_file is not None:
+        from poolwise.custom import CustomModel, load_model
+        from poolwise.data.tables import read_table
+
+        if not Path(data).exists():
+            raise SpecificationError(f"file not found: {data} (a custom model needs its data)")
+        custom = CustomModel(load_model(model_file), read_table(Path(data)), name=model_file)
+        return custom, custom.graph(), None
     source = load_source(data, family, y, n, group, se, formula)
+    if source.group is not None and "/" in source.group:
+        from poolwise.nested import NestedModel, nested_data, parse_group_path
+
+        outer, inner = parse_group_path(source.group)
+        nested = NestedModel(source.family, prior=prior)
+        labs = nested_data(source.table, source.y, n=source.n, se=source.se, outer=outer,
+                           inner=inner, family=source.family)
+        return nested, nested.graph(labs), labs
     if source.formula is not None:
         from poolwise.mixed.model import MixedModel
 
