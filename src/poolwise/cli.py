@@ -529,8 +529,8 @@ def write_mixed_outputs(directory: Path, fit: Any, summary: pd.DataFrame, ci: fl
         save_figure(draw(), directory / name)
     try:
         save_figure(plots.plot_group_lines(fit, ci_prob=ci), directory / "group_lines.png")
-    except SpecificationError:
-        pass  # e.g. several predictors: there is no single line per group to draw
+    except SpecificationError as err:  # e.g. several predictors: no single line per group
+        warnings.warn(f"no group_lines.png: {err}", stacklevel=2)
 
 
 def fit_nested(source: Source, pooling: str, method: str | None, prior: str | None,
@@ -871,8 +871,8 @@ def compare_mixed_command(source: Source, prior: str | None, drop_missing: bool,
             try:
                 figure = plots.plot_group_lines(comparison.fits, ci_prob=ci)
                 save_figure(figure, staging / "group_lines.png")
-            except SpecificationError:
-                pass  # several predictors: no single line per group to draw
+            except SpecificationError as err:  # several predictors: no line per group
+                caught.append(f"no group_lines.png: {err}")
     for row in predictive.to_dict("records"):
         if row["n_bad_k"]:
             caught.append(

@@ -685,7 +685,8 @@ def _explicit_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
                 sd0, term.n_levels)
     sampled = "b" if centred else "ζ ~ N(0, I) with b = Λ ζ"
     return _Model(potential, start, jitter, constrain,
-                  f"(β, log σ, log sd, correlation Cholesky coordinates, {sampled})")
+                  f"(β, {'log σ, ' if design.family == 'gaussian' else ''}log sd, "
+                  f"correlation Cholesky coordinates, {sampled})")
 
 
 def _per_chain(transform: Callable[..., dict[str, Any]], *arrays: Any) -> dict[str, np.ndarray]:
