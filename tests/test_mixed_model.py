@@ -503,3 +503,30 @@ def test_reml_does_not_stop_at_a_zero_sd_on_radon():
     assert estimate.log_likelihood >= reference.llf - 1e-6
     assert estimate.sd["county"][0] == pytest.approx(0.16, abs=0.01)
     np.testing.assert_allclose(estimate.beta, reference.fe_params.to_numpy(), atol=2e-3)
+
+
+def test_predictions_for_new_rows_match_the_fitted_rows(sleepstudy, pooled_fits) -> None:
+    """New rows that repeat fitted ones get the same predicted means, and a subject the
+    fit has not seen is refused for its own effects but predicted as a new group."""
+    fit = pooled_fits["partial"]
+    rows = sleepstudy.iloc[[0, 5, 17]]
+    expected = fit.predict().iloc[[0, 5, 17]]
+    new = fit.predict(data=rows.drop(columns="Reaction"))
+    np.testing.assert_allclose(new["mean"], expected["mean"], rtol=1e-12)
+    np.testing.assert_allclose(new[["lower", "upper"]], expected[["lower", "upper"]],
+                               rtol=1e-12)
+    stranger = pd.DataFrame({"Days": [3.0], "Subject": [999]})
+    with pytest.raises(SpecificationError, match="'999' not in the fitted data"):
+        fit.predict(data=stranger)
+    population = fit.predict("population", data=stranger)["mean"].iloc[0]
+    assert population == pytest.approx(float(np.mean(fit.draws("b") @ [1.0, 3.0])))
+    assert fit.predict("new-groups", data=stranger)["upper"].iloc[0] > population
+    with pytest.raises(SpecificationError, match="no pooling"):
+        pooled_fits["none"].predict(data=stranger)
+
+
+def test_new_rows_are_refused_when_the_formula_fits_transformations(sleepstudy) -> None:
+    model = MixedModel("Reaction ~ scale(Days) + (1 | Subject)", sleepstudy)
+    fit, _ = _fit_quietly(model, draws=50, warmup=50, chains=1)
+    with pytest.raises(SpecificationError, match="scale, which are fitted to the data"):
+        fit.predict(data=sleepstudy.head(3))

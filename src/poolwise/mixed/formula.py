@@ -399,7 +399,8 @@ def _levels(table: pd.DataFrame, factor: tuple[str, ...]) -> tuple[IntArray, tup
 
 
 def _group_terms(bar_terms: tuple[_BarTerm, ...], table: pd.DataFrame,
-                 rows: IntArray) -> tuple[tuple[GroupTerm, ...], tuple[str, ...]]:
+                 rows: IntArray, *, new_rows: bool = False
+                 ) -> tuple[tuple[GroupTerm, ...], tuple[str, ...]]:
     """One GroupTerm per grouping factor; several terms of one factor merged, uncorrelated."""
     parts: dict[tuple[str, ...], list[tuple[_BarTerm, FloatArray, tuple[str, ...]]]] = {}
     notes: list[str] = []
@@ -421,7 +422,7 @@ def _group_terms(bar_terms: tuple[_BarTerm, ...], table: pd.DataFrame,
     for factor, pieces in parts.items():
         label = ":".join(factor)
         index, levels = _levels(table, factor)
-        if len(levels) < 2:
+        if len(levels) < 2 and not new_rows:
             raise DataError(f"grouping factor {label!r} has one level ({levels[0]!r}); a group "
                             "term needs at least 2 levels")
         names = tuple(n for _, _, piece_names in pieces for n in piece_names)
@@ -443,12 +444,13 @@ def _group_terms(bar_terms: tuple[_BarTerm, ...], table: pd.DataFrame,
 
 # ----------------------------------------------------------------------------- public
 def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "gaussian",
-                  missing: str = "refuse") -> MixedDesign:
+                  missing: str = "refuse", new_rows: bool = False) -> MixedDesign:
     """The :class:`MixedDesign` of ``formula`` (lme4/brms syntax, see the module) on ``data``.
 
     ``family`` is a key of :data:`~poolwise.mixed.design.FAMILIES`. ``missing="refuse"``
     refuses rows with missing values in the formula's columns; ``"drop"`` drops them and
-    records how many in ``dropped_rows`` and ``notes``.
+    records how many in ``dropped_rows`` and ``notes``. ``new_rows=True`` reads rows to
+    predict for: a single group level or too few rows to identify the coefficients is fine.
 
     >>> import pandas as pd
     >>> table = pd.DataFrame({"y": [1.0, 2.0, 3.0, 5.0], "x": [0, 1, 0, 1], "g": list("aabb")})
@@ -510,8 +512,9 @@ def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "gaussian",
     if trials is not None:
         _check_finite(trials, rows, ("trials",), "the")
     _check_family(y, trials, family, parsed.response, rows)
-    _check_full_rank(x, fixed_names)
-    terms, term_notes = _group_terms(parsed.bar_terms, table, rows)
+    if not new_rows:  # rows to predict for need not identify anything
+        _check_full_rank(x, fixed_names)
+    terms, term_notes = _group_terms(parsed.bar_terms, table, rows, new_rows=new_rows)
     return MixedDesign(formula, family, parsed.response, y, x, fixed_names, terms,
                        trials, offset, dropped, notes + term_notes)
 

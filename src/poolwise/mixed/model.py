@@ -23,7 +23,7 @@ from poolwise._version import __version__
 from poolwise.exceptions import SpecificationError
 from poolwise.fit import SUMMARY_COLUMNS, _check_prob, posterior_draws, posterior_summary
 from poolwise.inference.base import SamplerConfig
-from poolwise.mixed.design import MixedDesign
+from poolwise.mixed.design import GroupTerm, MixedDesign
 from poolwise.mixed.formula import parse_formula, pooling_design
 from poolwise.mixed.priors import MixedPriors, default_priors, parse_priors
 from poolwise.model import POOLINGS
@@ -254,18 +254,20 @@ class MixedFit:
                                      f"{term.names[b]}]", "group": None, "mean": cor[a, b]})
         return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
-    def linear_predictor(self, kind: str = "groups", *, seed: int | None = None
-                         ) -> NDArray[np.float64]:
-        """Draws of the linear predictor η for every row of the data, (draws, rows).
+    def linear_predictor(self, kind: str = "groups", *, data: pd.DataFrame | None = None,
+                         seed: int | None = None) -> NDArray[np.float64]:
+        """Draws of the linear predictor η for every row, shaped (draws, rows).
 
         ``"groups"``: with each row's own group effects; ``"new-groups"``: with group
         effects drawn afresh from the population N(0, Σ) at each draw (the rows' groups
         treated as new ones, full uncertainty); ``"population"``: group effects set to 0.
+        The rows are the fitted data's, or those of ``data`` (new rows: the formula's
+        columns; the response may be left out), see :meth:`design_for`.
         """
         if kind not in PREDICTION_KINDS:
             raise SpecificationError(
                 f"unknown prediction kind {kind!r}; valid: {', '.join(PREDICTION_KINDS)}")
-        design = self.design
+        design = self.design if data is None else self.design_for(data)
         b = self.draws("b").reshape(-1, len(design.fixed_names))
         eta = b @ design.x.T
         if design.offset is not None:
@@ -273,14 +275,41 @@ class MixedFit:
         if kind == "population":
             return np.asarray(eta)
         rng = np.random.default_rng(self.config.seed + 3 if seed is None else seed)
-        for term in design.terms:
+        for term, fitted in zip(design.terms, self.design.terms, strict=True):
             if kind == "groups":
                 effects = self.draws(f"r_{term.factor}").reshape(
-                    b.shape[0], term.n_levels, term.n_effects)
+                    b.shape[0], fitted.n_levels, term.n_effects)
+                index = _fitted_levels(term, fitted)
             else:
                 effects = self._new_effects(rng, term.factor, term.n_levels, term.n_effects)
-            eta = eta + np.einsum("dre,re->dr", effects[:, term.index, :], term.z)
+                index = term.index
+            eta = eta + np.einsum("dre,re->dr", effects[:, index, :], term.z)
         return np.asarray(eta)
+
+    def design_for(self, data: pd.DataFrame) -> MixedDesign:
+        """The model's design on new rows (partial or complete pooling).
+
+        The response column may be missing (a placeholder is used; it is not read). Refused
+        when the formula has transformations fitted to the data (``scale``, ``centre``,
+        ``poly``): recomputing them on the new rows would change their meaning.
+        """
+        if self.model.pooling == "none":
+            raise SpecificationError(
+                "predictions for new rows need partial or complete pooling; with no pooling "
+                "each group's coefficients are separate parameters of the fitted data")
+        stateful = [name for name in ("scale(", "center(", "centre(", "poly(")
+                    if name in self.model.formula.replace(" ", "")]
+        if stateful:
+            raise SpecificationError(
+                f"the formula uses {', '.join(n[:-1] for n in stateful)}, which are fitted "
+                "to the data; transform the columns yourself before fitting to predict for "
+                "new rows")
+        table = data.copy()
+        if self.design.response not in table:
+            table[self.design.response] = 0
+        new = parse_formula(self.model.formula, table, family=self.model.family,
+                            new_rows=True)
+        return pooling_design(new, self.model.pooling)
 
     def _new_effects(self, rng: np.random.Generator, factor: str, levels: int,
                      effects: int) -> NDArray[np.float64]:
@@ -295,17 +324,18 @@ class MixedFit:
         z = rng.standard_normal((sd.shape[0], levels, effects))
         return np.asarray(np.einsum("dij,dlj->dli", chol, z))
 
-    def predict(self, kind: str = "groups", *, ci_prob: float = 0.95,
-                seed: int | None = None) -> pd.DataFrame:
-        """For every row: the mean response μ = g⁻¹(η) (mean and interval) and a posterior
-        predictive interval for a new observation y*. ``kind`` as in
-        :meth:`linear_predictor`."""
+    def predict(self, kind: str = "groups", *, data: pd.DataFrame | None = None,
+                ci_prob: float = 0.95, seed: int | None = None) -> pd.DataFrame:
+        """For every row (of the fitted data, or of new ``data``): the mean response
+        μ = g⁻¹(η) (mean and interval) and a posterior predictive interval for a new
+        observation y*. ``kind`` as in :meth:`linear_predictor`."""
         _check_prob(ci_prob)
-        eta = self.linear_predictor(kind, seed=seed)
+        eta = self.linear_predictor(kind, data=data, seed=seed)
+        design = self.design if data is None else self.design_for(data)
         # y* needs its own stream: default_rng(seed) is the one that drew the new groups'
         # effects, and reusing it would make y*'s noise equal to those effects
         rng = np.random.default_rng(self.config.seed + 4 if seed is None else [seed, 4])
-        mu, y_new = _response_draws(self.design, eta, self, rng)
+        mu, y_new = _response_draws(design, eta, self, rng)
         tail = (1 - ci_prob) / 2
         lower, upper = np.quantile(mu, [tail, 1 - tail], axis=0)
         y_lower, y_upper = np.quantile(y_new, [tail, 1 - tail], axis=0)
@@ -341,6 +371,19 @@ class MixedFit:
     def save(self, path: str) -> None:
         """Write the fit to NetCDF (an ArviZ DataTree; the settings in its attributes)."""
         _arviz.save(self.tree, path)
+
+
+def _fitted_levels(term: GroupTerm, fitted: GroupTerm) -> NDArray[np.intp]:
+    """Each new row's level as a position among the fitted term's levels; a level the fit
+    has not seen has no posterior effect, so it is refused (predict it as a new group)."""
+    position = {level: i for i, level in enumerate(fitted.levels)}
+    unknown = [level for level in term.levels if level not in position]
+    if unknown:
+        raise SpecificationError(
+            f"{term.factor} {', '.join(repr(u) for u in unknown[:5])} not in the fitted data; "
+            "predict new groups with kind='new-groups'")
+    mapping = np.array([position[level] for level in term.levels], dtype=np.intp)
+    return np.asarray(mapping[term.index])
 
 
 def special_expit(x: NDArray) -> NDArray:
