@@ -389,7 +389,8 @@ def fit_command(
     source = load_source(data, family, y, n, group, se, formula)
     if source.formula is not None:
         options = dict(method=method or "nuts", draws=draws, chains=chains, warmup=warmup,
-                       seed=seed, parametrisation=parametrisation)
+                       seed=seed, parametrisation=parametrisation,
+                       progress=not quiet and output_format == "table" and stderr.is_terminal)
         return fit_mixed(source, pooling, prior, drop_missing, options, ci, out, force,
                          output_format, quiet)
     if drop_missing:
@@ -482,8 +483,9 @@ def fit_mixed(source: Source, pooling: str, prior: str | None, drop_missing: boo
         for line in model.priors.describe():
             stdout.print(f"  {line}", markup=False, highlight=False)
     with output_directory(out, force) as staging, collected_warnings() as caught:
+        # nuts draws its own progress bar; REML gets a spinner
         with progress(f"fitting {source.name} with {options['method']}…",
-                      quiet or output_format == "json"):
+                      quiet or output_format == "json" or options["method"] == "nuts"):
             fit = model.fit(**options)
         summary = fit.summary(ci)
         if staging is not None:
