@@ -374,3 +374,22 @@ def test_a_family_without_a_graph_is_refused():
         model_graph(Model(family=Custom()))
     with pytest.raises(SpecificationError, match="no graph for the 'custom' family"):
         equations(Model(family=Custom()))
+
+
+@pytest.mark.parametrize("family", ["beta-binomial", "gamma-poisson", "normal"])
+def test_nested_and_nig_equations_parse_and_carry_the_values(family):
+    from matplotlib.mathtext import MathTextParser
+
+    from poolwise.families import get_family
+    from poolwise.graph import nested_equations, nig_equations
+    from poolwise.nested import NestedModel
+
+    parser = MathTextParser("agg")
+    prior = NestedModel(family, prior="s_u=halfnormal(0.5)").describe_prior()
+    lines = nested_equations(get_family(family), prior, 6)
+    assert r"i = 1, \ldots, 6" in lines[0]
+    assert r"s_u \sim \mathrm{HalfNormal}(0.5)" in lines
+    nig = nig_equations(NIGPrior(1.5, 2.0, 3.0, 4.0), 5)
+    assert r"\mathrm{IG}(3, 4)" in nig[2] and "1.5" in nig[1]
+    for line in lines + nig:
+        parser.parse(f"${line}$", dpi=72)

@@ -943,22 +943,27 @@ def describe_command(
     pooling: Annotated[str, typer.Option(help="none, complete or partial.")] = "partial",
     prior: Prior = None, formula: Formula = None, model_file: ModelFile = None,
 ) -> int:
-    """Print the model as equations (LaTeX lines): likelihood, population, hyperpriors;
-    for nested and custom models, their priors in words."""
-    from poolwise.graph import equations
+    """Print the model as equations (LaTeX lines): likelihood, population, hyperpriors
+    (for a custom model, the priors its file states)."""
+    from poolwise.graph import equations, nested_equations, nig_equations
     from poolwise.mixed.model import MixedModel
     from poolwise.model import Model
 
     model, _, counts = _model_and_graph(data, family, y, n, group, se, pooling, prior,
                                         formula, model_file)
+    from poolwise.nested import NestedModel
+    from poolwise.nig import NIGModel, default_prior
+
     if isinstance(model, MixedModel):
         lines = model.equations()
     elif isinstance(model, Model):
         lines = equations(model, counts)
-    else:  # nested and custom models: no equation writer yet, their priors as used
-        described = (model.describe_prior(counts) if counts is not None
-                     else model.describe_prior())
-        lines = [part.strip() for part in described.split(";")]
+    elif isinstance(model, NestedModel):
+        lines = nested_equations(model.family, model.describe_prior(counts), len(counts.labs))
+    elif isinstance(model, NIGModel):
+        lines = nig_equations(model.prior or default_prior(counts), counts.n_groups)
+    else:  # a custom model: its priors as the model file states them
+        lines = [part.strip() for part in model.describe_prior().split(";")]
     for line in lines:
         stdout.print(line, markup=False, highlight=False, soft_wrap=True)
     return 0

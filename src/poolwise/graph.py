@@ -430,6 +430,50 @@ def equations(model: Model, data: GroupCounts | None = None) -> list[str]:
     return lines
 
 
+def nig_equations(prior: NIGPrior, n_groups: int | None = None) -> list[str]:
+    """The Normal-Inverse-Gamma model as LaTeX lines with its prior's values (lecture 001).
+
+    >>> nig_equations(NIGPrior(0.0, 1.0, 2.0, 1.0), 3)[2]
+    '\\sigma_j^2 \\sim \\mathrm{IG}(2, 1)'
+    """
+    extent = "J" if n_groups is None else str(n_groups)
+    return [
+        rf"y_{{ij}} \sim \mathrm{{N}}(\theta_j, \sigma_j^2), \quad i = 1, \ldots, n_j, "
+        rf"\quad j = 1, \ldots, {extent}",
+        rf"\theta_j \mid \sigma_j^2 \sim \mathrm{{N}}({_number(prior.mu)}, "
+        rf"\sigma_j^2 \cdot {_number(prior.tau)}^2)",
+        rf"\sigma_j^2 \sim \mathrm{{IG}}({_number(prior.alpha)}, {_number(prior.beta)})",
+    ]
+
+
+def nested_equations(family: RateFamily, prior_text: str, n_labs: int | None = None
+                     ) -> list[str]:
+    """A nested (labs / experiments) model as LaTeX lines: the likelihood, then each
+    statement of its prior as :func:`poolwise.nested.describe_nested_prior` prints it."""
+    _check_family(family)
+    size = _SIZES[family.size_symbol][1]
+    likelihood = _LIKELIHOODS[family.name].format(size=size, theta=r"\theta_{ij}")
+    likelihood = likelihood.replace(f"{size}_j", f"{size}_{{ij}}")
+    extent = "I" if n_labs is None else str(n_labs)
+    lines = [rf"y_{{ij}} \sim {likelihood}, \quad j = 1, \ldots, J_i, \quad i = 1, "
+             rf"\ldots, {extent}"]
+    statements = [part.strip() for part in prior_text.split(";")]
+    u, v = _NESTED_COORDINATES[family.name]
+    lines.append(_latex(statements[0]).replace("_ij", "_{ij}"))  # θ_ij's population
+    lines += [rf"{u} \sim \mathrm{{N}}(m_u, s_u^2)", rf"{v} \sim \mathrm{{N}}(m_v, s_v^2)"]
+    lines += [_latex(statement) for statement in statements[3:]]  # the top-level priors
+    return lines
+
+
+#: the lab coordinates (u_i, v_i) of the nested models, in LaTeX
+_NESTED_COORDINATES = {
+    "beta-binomial": (r"\mathrm{logit} \frac{\alpha_i}{\alpha_i + \beta_i}",
+                      r"\log(\alpha_i + \beta_i)"),
+    "gamma-poisson": (r"\log \frac{\alpha_i}{\beta_i}", r"\log \alpha_i"),
+    "normal": (r"\mu_i", r"\log \tau_i"),
+}
+
+
 # ------------------------------------------------------------------------------ layout
 # All lengths in the layout are in grid units (daft's model coordinates).
 _GRID_CM = 2.0          # one grid unit, in centimetres
