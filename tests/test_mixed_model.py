@@ -28,7 +28,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from poolwise import MixedFit, MixedModel, SamplingWarning, SpecificationError, datasets
+from poolwise import DataError, MixedFit, MixedModel, SamplingWarning, SpecificationError, datasets
 
 SEED = 20261123
 
@@ -530,3 +530,10 @@ def test_new_rows_are_refused_when_the_formula_fits_transformations(sleepstudy) 
     fit, _ = _fit_quietly(model, draws=50, warmup=50, chains=1)
     with pytest.raises(SpecificationError, match="scale, which are fitted to the data"):
         fit.predict(data=sleepstudy.head(3))
+
+
+def test_one_row_per_level_is_refused_for_gaussian_models() -> None:
+    table = pd.DataFrame({"y": [1.0, 2.0, 4.0, 3.0], "x": [0.0, 1, 2, 3],
+                          "student": list("abcd")})
+    with pytest.raises(DataError, match="4 levels for 4 rows"):
+        MixedModel("y ~ x + (1 | student)", table)

@@ -20,7 +20,7 @@ from numpy.typing import NDArray
 
 from poolwise import _arviz
 from poolwise._version import __version__
-from poolwise.exceptions import SpecificationError
+from poolwise.exceptions import DataError, SpecificationError
 from poolwise.fit import SUMMARY_COLUMNS, _check_prob, posterior_draws, posterior_summary
 from poolwise.inference.base import SamplerConfig
 from poolwise.mixed.design import GroupTerm, MixedDesign
@@ -75,6 +75,14 @@ class MixedModel:
             raise SpecificationError(
                 f"the formula has no group terms such as (1 | group), so {pooling} pooling "
                 "is the same as complete pooling: add a group term or use pooling 'complete'")
+        if family == "gaussian" and pooling == "partial":
+            for term in self.full_design.terms:
+                if term.n_levels >= self.full_design.n_obs:
+                    raise DataError(
+                        f"grouping factor {term.factor!r} has {term.n_levels} levels for "
+                        f"{self.full_design.n_obs} rows (one row each), so its sd and the "
+                        "residual σ cannot be told apart (lme4 refuses this too); drop the "
+                        "term or use a grouping with repeated rows")
         self.design = pooling_design(self.full_design, pooling)
         if isinstance(priors, MixedPriors):
             self.priors = priors
