@@ -310,7 +310,7 @@ def test_inner_labels_unique_or_within_lab():
 def test_other_bad_inputs():
     with pytest.raises(DataError, match=r"one lab .*'A'.*flat model"):
         nested_data(BASE[BASE["lab"] == "A"], "y", "n")
-    with pytest.raises(DataError, match="successes out of"):
+    with pytest.raises(DataError, match="successes cannot exceed trials"):
         nested_data(BASE.assign(y=[30, 0, 7, 12, 5]), "y", "n")
     with pytest.raises(SpecificationError, match="standard errors"):
         nested_data(BASE, "y", "n", family="normal")
