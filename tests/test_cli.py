@@ -309,7 +309,7 @@ def test_graph_and_describe_take_nested_groups_and_model_files(tmp_path, capsys)
     assert code == 0, err
     assert (tmp_path / "labs.svg").read_text().rstrip().endswith("</svg>")
     code, out, err = run(["describe", str(csv), *nested], capsys)
-    assert code == 0 and "θ_ij ~ Beta(α_i, β_i)" in out, err
+    assert code == 0 and r"\theta_{ij} \sim \mathrm{Beta}(\alpha_i, \beta_i)" in out, err
     (tmp_path / "toy.py").write_text(MODEL_FILE)
     data = tmp_path / "obs.csv"
     pd.DataFrame({"y": [1.0, 2.0], "sd": 1.0}).to_csv(data, index=False)

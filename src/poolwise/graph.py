@@ -434,7 +434,7 @@ def nig_equations(prior: NIGPrior, n_groups: int | None = None) -> list[str]:
     """The Normal-Inverse-Gamma model as LaTeX lines with its prior's values (lecture 001).
 
     >>> nig_equations(NIGPrior(0.0, 1.0, 2.0, 1.0), 3)[2]
-    '\\sigma_j^2 \\sim \\mathrm{IG}(2, 1)'
+    '\\\\sigma_j^2 \\\\sim \\\\mathrm{IG}(2, 1)'
     """
     extent = "J" if n_groups is None else str(n_groups)
     return [
