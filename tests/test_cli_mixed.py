@@ -28,6 +28,10 @@ def test_reml_on_the_bundled_sleepstudy_matches_lme4(capsys):
     assert rows["b[Intercept]"]["mean"] == pytest.approx(251.405, abs=1e-3)
     assert rows["b[Days]"]["sd"] == pytest.approx(1.546, abs=1e-3)
     assert rows["sd_Subject[Intercept]"]["mean"] == pytest.approx(24.74, abs=0.01)
+    # lme4::ranef(fit)$Subject["308", ]: the conditional modes
+    modes = {(row["param"], row["group"]): row["mean"] for row in doc["summary"]}
+    assert modes["r_Subject[Intercept]", "308"] == pytest.approx(2.2586, abs=1e-3)
+    assert modes["r_Subject[Days]", "308"] == pytest.approx(9.1990, abs=1e-3)
 
 
 def test_nuts_fit_shows_the_priors_before_the_table(capsys):

@@ -260,6 +260,12 @@ class MixedFit:
                     for b in range(a):
                         rows.append({"param": f"cor_{term.factor}[{term.names[a]}, "
                                      f"{term.names[b]}]", "group": None, "mean": cor[a, b]})
+        for term in self.design.terms:  # the conditional modes (BLUPs), as lme4's ranef
+            modes = estimate.random_effects[term.factor]
+            for level, values in zip(term.levels, modes, strict=True):
+                rows += [{"param": f"r_{term.factor}[{effect}]", "group": level,
+                          "mean": value} for effect, value in zip(term.names, values,
+                                                                   strict=True)]
         return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
     def linear_predictor(self, kind: str = "groups", *, data: pd.DataFrame | None = None,
