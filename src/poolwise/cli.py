@@ -14,6 +14,7 @@ import tempfile
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from functools import partial
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
@@ -525,8 +526,10 @@ def write_mixed_outputs(directory: Path, fit: Any, summary: pd.DataFrame, ci: fl
     from poolwise import plots
 
     figures: dict[str, Callable[[], Any]] = {"trace.png": lambda: plots.plot_trace(fit)}
-    if fit.design.terms:
-        figures["group_effects.png"] = lambda: plots.plot_group_effects(fit, ci_prob=ci)
+    for term in fit.design.terms:  # one forest per grouping factor
+        suffix = "" if len(fit.design.terms) == 1 else "_" + term.factor.replace(":", "_")
+        figures[f"group_effects{suffix}.png"] = partial(plots.plot_group_effects, fit,
+                                                         term.factor, ci_prob=ci)
     for name, draw in figures.items():
         save_figure(draw(), directory / name)
     try:
