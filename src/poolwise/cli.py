@@ -65,6 +65,7 @@ Prior = Annotated[
     typer.Option(help="Hyperprior ('bda', 'halfnormal(10)', ...) or θ prior ('beta(0.5,0.5)')."),
 ]
 Draws = Annotated[int, typer.Option(help="Draws per chain.")]
+PoolingOption = Annotated[str, typer.Option(help="none, complete or partial.")]
 Chains = Annotated[int, typer.Option(help="Number of chains.")]
 Warmup = Annotated[int, typer.Option(help="Warm-up iterations per chain (gibbs, nuts).")]
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")]
@@ -361,7 +362,7 @@ def _check_output_options(output_format: str, ci: float) -> None:
 def fit_command(
     data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
     se: SeCol = None,
-    pooling: Annotated[str, typer.Option(help="none, complete or partial.")] = "partial",
+    pooling: PoolingOption = "partial",
     method: FitMethod = None, prior: Prior = None, draws: Draws = 1000, chains: Chains = 4,
     warmup: Warmup = 1000, seed: Seed = 0, ci: Ci = 0.95, out: Out = None, force: Force = False,
     output_format: Format = "table", quiet: Quiet = False, new_group_y: NewY = None,
@@ -459,8 +460,7 @@ def fit_command(
                 markup=False, highlight=False)
         if out is not None:
             stdout.print(f"wrote {out}/")
-    for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    print_warnings(caught)
     return 0
 
 
@@ -510,8 +510,7 @@ def fit_mixed(source: Source, pooling: str, prior: str | None, drop_missing: boo
                          f"{fit.info.get('divergences', 0)}", markup=False, highlight=False)
         if out is not None:
             stdout.print(f"wrote {out}/")
-    for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    print_warnings(caught)
     return 0
 
 
@@ -586,8 +585,7 @@ def fit_nested(source: Source, pooling: str, method: str | None, prior: str | No
             markup=False, highlight=False)
         if out is not None:
             stdout.print(f"wrote {out}/")
-    for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    print_warnings(caught)
     return 0
 
 
@@ -648,8 +646,7 @@ def fit_custom(data: str, spec: str, method: str | None, options: dict[str, Any]
             stdout.print(check.to_string(index=False), markup=False, highlight=False)
         if out is not None:
             stdout.print(f"wrote {out}/")
-    for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    print_warnings(caught)
     return 0
 
 
@@ -690,8 +687,7 @@ def fit_nig(source: Source, pooling: str, method: str | None, prior: str | None,
         print_table(summary, ci)
         if out is not None:
             stdout.print(f"wrote {out}/")
-    for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    print_warnings(caught)
     return 0
 
 
@@ -834,9 +830,14 @@ def compare_command(
         print_predictive(predictive, "groups")
         if out is not None:
             stdout.print(f"wrote {out}/")
-    for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    print_warnings(caught)
     return 0
+
+
+def print_warnings(messages: list[str]) -> None:
+    """The warnings collected during a command, one per line on standard error."""
+    for message in messages:
+        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
 
 
 def print_predictive(predictive: pd.DataFrame, over: str) -> None:
@@ -912,8 +913,7 @@ def compare_mixed_command(source: Source, prior: str | None, drop_missing: bool,
         print_predictive(predictive, "observations")
         if out is not None:
             stdout.print(f"wrote {out}/")
-    for message in caught:
-        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
+    print_warnings(caught)
     return 0
 
 
@@ -921,7 +921,7 @@ def compare_mixed_command(source: Source, prior: str | None, drop_missing: bool,
 def graph_command(
     data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
     se: SeCol = None,
-    pooling: Annotated[str, typer.Option(help="none, complete or partial.")] = "partial",
+    pooling: PoolingOption = "partial",
     prior: Prior = None,
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Image file: .png, .svg or .pdf.")] = Path("model.png"),
@@ -943,7 +943,7 @@ def graph_command(
 def describe_command(
     data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
     se: SeCol = None,
-    pooling: Annotated[str, typer.Option(help="none, complete or partial.")] = "partial",
+    pooling: PoolingOption = "partial",
     prior: Prior = None, formula: Formula = None, model_file: ModelFile = None,
 ) -> int:
     """Print the model as equations (LaTeX lines): likelihood, population, hyperpriors
