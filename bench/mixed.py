@@ -53,7 +53,6 @@ unless a persistent cache is configured.
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import os
@@ -67,7 +66,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rates import RESULT, SEED, CompileClock, _cpus, min_bulk_ess
+from rates import RESULT, SEED, CompileClock, _cpus, min_bulk_ess, workload_parser
 
 
 class Workload:
@@ -404,18 +403,8 @@ def bench(data: str, draws: int, warmup: int, engines: list[str], timeout: float
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 warm-up × 200 draws")
-    parser.add_argument("--engine", help=argparse.SUPPRESS)
-    parser.add_argument("--workload", choices=list(WORKLOADS), help=argparse.SUPPRESS)
-    parser.add_argument("--draws", type=int, default=None)
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--only", choices=list(WORKLOADS), action="append",
-                        help="run only these workloads (repeatable)")
-    parser.add_argument("--engines", default="poolwise,poolwise-nc,numpyro,nutpie",
-                        help="comma-separated engines")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds after which an engine is skipped")
+    parser = workload_parser(__doc__.splitlines()[0], list(WORKLOADS),
+                             "poolwise,poolwise-nc,numpyro,nutpie")
     parser.add_argument("--fresh-caches", action="store_true",
                         help="give every engine empty PyTensor and numba cache directories")
     args = parser.parse_args(argv)

@@ -30,7 +30,6 @@ and nutpie) on ``meta`` with N warm-up and N draws when they would be too slow;
 
 from __future__ import annotations
 
-import argparse
 import gc
 import json
 import subprocess
@@ -42,7 +41,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rates import RESULT, SEED, CompileClock, _cpus, min_bulk_ess
+from rates import RESULT, SEED, CompileClock, _cpus, min_bulk_ess, workload_parser
 
 PRIOR = "mu=normal(0, 5), tau=halfcauchy(5)"
 META_GROUPS = 10_000
@@ -275,22 +274,11 @@ def bench(data: str, draws: int, warmup: int, engines: list[str], meta_draws: in
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="200 warm-up × 200 draws")
-    parser.add_argument("--engine", help=argparse.SUPPRESS)
-    parser.add_argument("--workload", choices=list(WORKLOADS), help=argparse.SUPPRESS)
-    parser.add_argument("--draws", type=int, default=None)
-    parser.add_argument("--warmup", type=int, default=None)
-    parser.add_argument("--only", choices=list(WORKLOADS), action="append",
-                        help="run only these workloads (repeatable)")
-    parser.add_argument("--engines", default="exact,nuts,numpyro,nutpie",
-                        help="comma-separated engines")
+    parser = workload_parser(__doc__.splitlines()[0], list(WORKLOADS), "exact,nuts,numpyro,nutpie")
     parser.add_argument("--meta-draws", type=int, default=None,
                         help="warm-up and draws on the 10,000 groups for --meta-reduced")
     parser.add_argument("--meta-reduced", default="numpyro,nutpie",
                         help="comma-separated engines that --meta-draws applies to")
-    parser.add_argument("--timeout", type=float, default=600.0,
-                        help="seconds after which an engine is skipped")
     args = parser.parse_args(argv)
     draws = args.draws or (200 if args.quick else 1000)
     warmup = args.warmup or (200 if args.quick else 1000)

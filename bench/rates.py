@@ -442,6 +442,23 @@ def main(argv: list[str] | None = None) -> int:
     return 0
 
 
+def workload_parser(description: str, workloads: list[str], engines: str
+                    ) -> argparse.ArgumentParser:
+    """The options every per-workload benchmark script (normal.py, mixed.py) takes."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--quick", action="store_true", help="200 warm-up × 200 draws")
+    parser.add_argument("--engine", help=argparse.SUPPRESS)
+    parser.add_argument("--workload", choices=workloads, help=argparse.SUPPRESS)
+    parser.add_argument("--draws", type=int, default=None)
+    parser.add_argument("--warmup", type=int, default=None)
+    parser.add_argument("--only", choices=workloads, action="append",
+                        help="run only these workloads (repeatable)")
+    parser.add_argument("--engines", default=engines, help="comma-separated engines")
+    parser.add_argument("--timeout", type=float, default=600.0,
+                        help="seconds after which an engine is skipped")
+    return parser
+
+
 def _cpus() -> int:
     import os
 
