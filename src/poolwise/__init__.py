@@ -1,13 +1,22 @@
 """poolwise: Bayesian hierarchical models for grouped data.
 
+Six model kinds (rates, normal, NIG, mixed, nested, custom) share one interface: a model is
+a specification with keyword-only settings, ``model.fit(data, ...)`` returns a
+:class:`Fit`, and every fit summarises, predicts (:class:`ExistingGroup`,
+:class:`NewGroup`, :class:`NewGroupIn`, :class:`Population`, :class:`NewRows`), checks
+itself against replicated data, draws its graph and saves; :func:`load` reads any of them
+back. :func:`fit` picks the kind from its arguments, as the command line does.
+
 >>> import poolwise
 >>> rats = poolwise.datasets.load("rats").query("historical == 1")
->>> fit = poolwise.Model(family="beta-binomial").fit(rats, y="y", n="n", group="experiment")
+>>> fit = poolwise.fit(rats, y="y", n="n", group="experiment")
 >>> table = fit.summary()
 """
 
+from typing import Any
+
 from poolwise._version import __version__
-from poolwise.custom import CustomFit, CustomModel, load_model
+from poolwise.api import compare, fit, load
 from poolwise.data import datasets
 from poolwise.data.tables import GroupCounts, group_counts, read_table
 from poolwise.exceptions import (
@@ -19,17 +28,31 @@ from poolwise.exceptions import (
     SamplingWarning,
     SpecificationError,
 )
-from poolwise.fit import Fit, NewGroup
-from poolwise.mixed.model import MixedFit, MixedModel
-from poolwise.model import Model
-from poolwise.nested import NestedFit, NestedModel
-from poolwise.nig import NIGFit, NIGModel
+from poolwise.kinds.conjugate import ConjugateFit, Model
+from poolwise.kinds.custom import CustomFit, CustomModel, load_model
+from poolwise.kinds.mixed.model import MixedFit, MixedModel
+from poolwise.kinds.nested import NestedFit, NestedModel
+from poolwise.kinds.nig import NIGFit, NIGModel
+from poolwise.results.checks import PriorPredictive
+from poolwise.results.comparison import Comparison
+from poolwise.results.fit import Fit
+from poolwise.results.prediction import (
+    ExistingGroup,
+    NewGroup,
+    NewGroupIn,
+    NewRows,
+    Population,
+    Prediction,
+)
 
 __all__ = [
+    "Comparison",
+    "ConjugateFit",
     "ConvergenceWarning",
     "CustomFit",
     "CustomModel",
     "DataError",
+    "ExistingGroup",
     "Fit",
     "GroupCounts",
     "ImproperPosteriorError",
@@ -41,13 +64,31 @@ __all__ = [
     "NestedFit",
     "NestedModel",
     "NewGroup",
+    "NewGroupIn",
+    "NewRows",
     "PoolwiseError",
+    "Population",
     "PosteriorWarning",
+    "Prediction",
+    "PriorPredictive",
     "SamplingWarning",
     "SpecificationError",
     "__version__",
+    "compare",
     "datasets",
+    "fit",
     "group_counts",
+    "load",
     "load_model",
+    "plots",
     "read_table",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``poolwise.plots``, imported when first used (it is the heaviest part)."""
+    if name == "plots":
+        from poolwise.outputs import plots
+
+        return plots
+    raise AttributeError(f"module 'poolwise' has no attribute {name!r}")

@@ -13,7 +13,8 @@ import numpy as np
 import xarray as xr
 
 #: groups whose variables are draws, with leading (chain, draw) dimensions
-SAMPLED_GROUPS = ("posterior", "log_likelihood", "sample_stats")
+SAMPLED_GROUPS = ("posterior", "log_likelihood", "sample_stats", "posterior_predictive",
+                  "prior", "prior_predictive")
 
 
 def make_datatree(

@@ -28,7 +28,7 @@ from rich.text import Text
 
 from poolwise import datasets
 from poolwise.exceptions import PoolwiseError, SpecificationError
-from poolwise.model import POOLING_PHRASES
+from poolwise.vocabulary import POOLING_PHRASES
 
 app = typer.Typer(
     name="poolwise",
@@ -113,7 +113,7 @@ def load_source(data: str, family: str | None, y: str | None, n: str | None,
     """Resolve DATA to a table; bundled datasets supply their own columns and family
     (and, for mixed models, their formula)."""
     from poolwise.data.tables import read_table
-    from poolwise.mixed.design import FAMILIES as MIXED_FAMILIES
+    from poolwise.kinds.mixed.design import FAMILIES as MIXED_FAMILIES
 
     path = Path(data)
     if formula is not None or (family or "") in MIXED_FAMILIES:
@@ -468,7 +468,7 @@ def fit_mixed(source: Source, pooling: str, prior: str | None, drop_missing: boo
               options: dict[str, Any], ci: float, out: Path | None, force: bool,
               output_format: str, quiet: bool) -> int:
     """``fit --formula``: a (generalised) linear mixed model; priors are shown first."""
-    from poolwise.mixed.model import MixedModel
+    from poolwise.kinds.mixed.model import MixedModel
 
     assert source.formula is not None
     model = MixedModel(source.formula, source.table, family=source.family, pooling=pooling,
@@ -541,7 +541,7 @@ def fit_nested(source: Source, pooling: str, method: str | None, prior: str | No
                options: dict[str, Any], new_n: float | None, ci: float, out: Path | None,
                force: bool, output_format: str, quiet: bool) -> int:
     """``fit --group outer/inner``: experiments within labs, by NUTS."""
-    from poolwise.nested import NestedModel, parse_group_path
+    from poolwise.kinds.nested import NestedModel, parse_group_path
 
     assert source.group is not None
     outer, inner = parse_group_path(source.group)
@@ -593,7 +593,7 @@ def fit_custom(data: str, spec: str, method: str | None, options: dict[str, Any]
                ci: float, out: Path | None, force: bool, output_format: str,
                quiet: bool) -> int:
     """``fit --model FILE.py:FUNCTION DATA``: a user's NumPyro model, started at its mode."""
-    from poolwise.custom import CustomModel, load_model
+    from poolwise.kinds.custom import CustomModel, load_model
     from poolwise.data.tables import read_table
 
     path = Path(data)
@@ -654,7 +654,7 @@ def fit_nig(source: Source, pooling: str, method: str | None, prior: str | None,
             draws: int, chains: int, seed: int, ci: float, out: Path | None, force: bool,
             output_format: str) -> int:
     """``fit --family nig``: raw observations, unknown mean and variance per group."""
-    from poolwise.nig import NIGModel
+    from poolwise.kinds.nig import NIGModel
 
     if source.n is not None or source.se is not None:
         raise SpecificationError("the nig family takes raw observations (--y, --group), "
@@ -667,7 +667,7 @@ def fit_nig(source: Source, pooling: str, method: str | None, prior: str | None,
         if staging is not None:
             summary.to_csv(staging / "summary.csv", index=False)
             fit.save(str(staging / "posterior.nc"))
-            from poolwise.graph import nig_graph
+            from poolwise.results.graph import nig_graph
 
             write_graph(staging, nig_graph(fit.prior, fit.data.n_groups))
     document = {"family": "nig", "pooling": pooling, "method": fit.method,
@@ -751,7 +751,7 @@ def write_fit_outputs(directory: Path, fit: Any, summary: pd.DataFrame,
 
 def write_graph(directory: Path, graph: Any) -> None:
     """model.png and model.svg: the graphical model with its plates."""
-    from poolwise.graph import render
+    from poolwise.results.graph import render
 
     render(graph, directory / "model", fmt=("png", "svg"))
 
@@ -857,7 +857,7 @@ def compare_mixed_command(source: Source, prior: str | None, drop_missing: bool,
                           options: dict[str, Any], ci: float, out: Path | None,
                           force: bool, output_format: str, quiet: bool) -> int:
     """``compare --formula``: the three pooling levels of a mixed model (NUTS)."""
-    from poolwise.mixed.model import compare_mixed
+    from poolwise.kinds.mixed.model import compare_mixed
 
     assert source.formula is not None
     with output_directory(out, force) as staging, collected_warnings() as caught:
@@ -928,7 +928,7 @@ def graph_command(
     force: Force = False, formula: Formula = None, model_file: ModelFile = None,
 ) -> int:
     """Draw the model's graphical model (plates sized by the data) to an image file."""
-    from poolwise.graph import render
+    from poolwise.results.graph import render
 
     graph = _model_and_graph(data, family, y, n, group, se, pooling, prior, formula,
                              model_file)[1]
@@ -948,14 +948,14 @@ def describe_command(
 ) -> int:
     """Print the model as equations (LaTeX lines): likelihood, population, hyperpriors
     (for a custom model, the priors its file states)."""
-    from poolwise.graph import equations, nested_equations, nig_equations
-    from poolwise.mixed.model import MixedModel
+    from poolwise.results.graph import equations, nested_equations, nig_equations
+    from poolwise.kinds.mixed.model import MixedModel
     from poolwise.model import Model
 
     model, _, counts = _model_and_graph(data, family, y, n, group, se, pooling, prior,
                                         formula, model_file)
-    from poolwise.nested import NestedModel
-    from poolwise.nig import NIGModel, default_prior
+    from poolwise.kinds.nested import NestedModel
+    from poolwise.kinds.nig import NIGModel, default_prior
 
     if isinstance(model, MixedModel):
         lines = model.equations()
@@ -981,7 +981,7 @@ def _model_and_graph(data: str, family: str | None, y: str | None, n: str | None
     from poolwise.model import Model
 
     if model_file is not None:
-        from poolwise.custom import CustomModel, load_model
+        from poolwise.kinds.custom import CustomModel, load_model
         from poolwise.data.tables import read_table
 
         if not Path(data).exists():
@@ -990,7 +990,7 @@ def _model_and_graph(data: str, family: str | None, y: str | None, n: str | None
         return custom, custom.graph(), None
     source = load_source(data, family, y, n, group, se, formula)
     if source.group is not None and "/" in source.group:
-        from poolwise.nested import NestedModel, nested_data, parse_group_path
+        from poolwise.kinds.nested import NestedModel, nested_data, parse_group_path
 
         outer, inner = parse_group_path(source.group)
         nested = NestedModel(source.family, prior=prior)
@@ -998,14 +998,14 @@ def _model_and_graph(data: str, family: str | None, y: str | None, n: str | None
                            inner=inner, family=source.family)
         return nested, nested.graph(labs), labs
     if source.formula is not None:
-        from poolwise.mixed.model import MixedModel
+        from poolwise.kinds.mixed.model import MixedModel
 
         mixed = MixedModel(source.formula, source.table, family=source.family,
                            pooling=pooling, priors=prior)
         return mixed, mixed.graph(), None
     if source.family in NIG_FAMILIES:
-        from poolwise.graph import nig_graph
-        from poolwise.nig import NIGModel, default_prior, nig_data
+        from poolwise.results.graph import nig_graph
+        from poolwise.kinds.nig import NIGModel, default_prior, nig_data
 
         groups = nig_data(source.table, y=source.y, group=source.group)
         nig = NIGModel(pooling=pooling, prior=prior)

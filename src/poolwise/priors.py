@@ -48,6 +48,11 @@ class Distribution:
     def proper(self) -> bool:
         return self.name != "flat"
 
+    @property
+    def param_names(self) -> tuple[str, ...]:
+        """The names of its parameters, e.g. ``("scale",)``."""
+        return _DISTRIBUTIONS[self.name]
+
     def log_density(self, x: Any, ops: Ops = NUMPY_OPS) -> Any:
         """log p(x) (normalised, so priors can be compared; 0 for ``flat``)."""
         p = self.params
@@ -78,6 +83,25 @@ class Distribution:
                 - math.log(sigma * math.sqrt(2.0 * math.pi))
                 - 0.5 * ops.square((log_x - mu) / sigma)
             )
+        raise AssertionError(self.name)  # unreachable: names are checked on construction
+
+    def sample(self, rng: Any, size: int) -> Any:
+        """``size`` independent draws (refused for ``flat``, which has none)."""
+        p = self.params
+        if self.name == "flat":
+            raise SpecificationError("a flat prior is improper: it has no draws")
+        if self.name == "normal":
+            return rng.normal(p[0], p[1], size)
+        if self.name == "halfnormal":
+            return abs(rng.normal(0.0, p[0], size))
+        if self.name == "halfcauchy":
+            return abs(p[0] * rng.standard_cauchy(size))
+        if self.name == "exponential":
+            return rng.exponential(1.0 / p[0], size)
+        if self.name == "gamma":
+            return rng.gamma(p[0], 1.0 / p[1], size)
+        if self.name == "lognormal":
+            return rng.lognormal(p[0], p[1], size)
         raise AssertionError(self.name)  # unreachable: names are checked on construction
 
     def __str__(self) -> str:

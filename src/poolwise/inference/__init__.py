@@ -1,45 +1,51 @@
-"""Inference methods. Each takes (model, data, config) and returns :class:`Draws`.
+"""Inference methods of the one-level conjugate models, one registry row each.
 
-Methods that need heavy libraries are imported when first used.
+Each method is a function ``(spec, data, config) -> Draws``
+(:class:`~poolwise.inference.base.ConjugateSpec`); what its name means is in
+:data:`poolwise.vocabulary.METHODS`. Methods that need heavy libraries are imported when
+first used. A new method is one module here and one row in :data:`METHODS`.
 """
 
 from __future__ import annotations
 
 import importlib
+from typing import NamedTuple
 
-from poolwise.exceptions import SpecificationError
-from poolwise.inference.base import Draws, EBEstimate, Method, SamplerConfig
+from poolwise.inference.base import ConjugateSpec, Draws, EBEstimate, Method, SamplerConfig
 
-#: name -> (module, function, description, pooling levels it supports)
-METHODS: dict[str, tuple[str, str, str, tuple[str, ...]]] = {
-    "exact": ("poolwise.inference.exact", "sample_exact",
-              "independent draws: hyperparameters by 2-D quadrature, then conjugate draws",
-              ("none", "complete", "partial")),
-    "eb-moments": ("poolwise.inference.eb", "sample_eb_moments",
-                   "empirical Bayes, method of moments on the raw rates", ("partial",)),
-    "eb-ml": ("poolwise.inference.eb", "sample_eb_ml",
-              "empirical Bayes, type-II maximum likelihood", ("partial",)),
-    "gibbs": ("poolwise.inference.gibbs", "sample_gibbs",
-              "Gibbs for θ, Metropolis for α and β (the lecture's sampler)", ("partial",)),
-    "nuts": ("poolwise.inference.nuts", "sample_nuts",
-             "NUTS in NumPyro (rates: θ integrated out, then drawn exactly; normal: explicit "
-             "θ, non-centred by default)",
-             ("none", "complete", "partial")),
+
+class MethodRow(NamedTuple):
+    """Where a method's function lives and the pooling levels it fits."""
+
+    module: str
+    function: str
+    poolings: tuple[str, ...]
+
+
+#: name → where its function lives and the pooling levels it fits (the default first)
+METHODS: dict[str, MethodRow] = {
+    "exact": MethodRow("poolwise.inference.exact", "sample_exact",
+                       ("none", "complete", "partial")),
+    "eb-moments": MethodRow("poolwise.inference.eb", "sample_eb_moments", ("partial",)),
+    "eb-ml": MethodRow("poolwise.inference.eb", "sample_eb_ml", ("partial",)),
+    "gibbs": MethodRow("poolwise.inference.gibbs", "sample_gibbs", ("partial",)),
+    "nuts": MethodRow("poolwise.inference.nuts", "sample_nuts", ("none", "complete", "partial")),
 }
 
 
-def get_method(name: str, pooling: str) -> Method:
-    """The sampling function for ``name``, checked against the pooling level."""
-    if name not in METHODS:
-        raise SpecificationError(f"unknown method {name!r}; valid methods: {', '.join(METHODS)}")
-    module, function, _, poolings = METHODS[name]
-    if pooling not in poolings:
-        raise SpecificationError(
-            f"method {name!r} needs pooling {' or '.join(poolings)}, not {pooling!r}; "
-            "for no or complete pooling the posterior is conjugate: use --method exact"
-        )
-    method: Method = getattr(importlib.import_module(module), function)
+def methods_by_pooling() -> dict[str, tuple[str, ...]]:
+    """Pooling level → the methods that fit it, in :data:`METHODS` order."""
+    poolings = dict.fromkeys(p for row in METHODS.values() for p in row.poolings)
+    return {p: tuple(name for name, row in METHODS.items() if p in row.poolings)
+            for p in poolings}
+
+
+def get_method(name: str) -> Method:
+    """The sampling function called ``name`` (a key of :data:`METHODS`)."""
+    row = METHODS[name]
+    method: Method = getattr(importlib.import_module(row.module), row.function)
     return method
 
 
-__all__ = ["METHODS", "Draws", "EBEstimate", "SamplerConfig", "get_method"]
+__all__ = ["METHODS", "ConjugateSpec", "Draws", "EBEstimate", "SamplerConfig", "get_method",
+           "methods_by_pooling"]

@@ -1,21 +1,44 @@
-"""What every inference method takes and returns."""
+"""What every inference method takes and returns.
+
+A method of the one-level conjugate models (``exact``, ``eb-*``, ``gibbs``, ``nuts``) is a
+function ``(spec, data, config) -> Draws``: ``spec`` is anything with the four attributes
+of :class:`ConjugateSpec` (the :class:`~poolwise.kinds.rates.Model` has them), so this
+layer knows no model kind.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from poolwise._ops import NUMPY_OPS, Ops
 from poolwise.families.base import RateFamily
-from poolwise.priors import HyperPrior, hyperprior_log_density_uv
+from poolwise.priors import ConjugatePrior, HyperPrior, hyperprior_log_density_uv
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
-    from poolwise.model import Model
+
+
+class ConjugateSpec(Protocol):
+    """What a method needs of a one-level conjugate model."""
+
+    @property
+    def family(self) -> RateFamily: ...
+
+    @property
+    def pooling(self) -> str: ...
+
+    #: the prior of the population parameters (partial pooling), else None
+    @property
+    def hyperprior(self) -> HyperPrior | None: ...
+
+    #: the fixed conjugate prior of θ (no or complete pooling)
+    @property
+    def theta_prior(self) -> ConjugatePrior: ...
 
 
 @dataclass(frozen=True)
@@ -27,8 +50,10 @@ class SamplerConfig:
     warmup: int = 1000
     seed: int = 0
     progress: bool = False
-    #: nuts only: "auto", "centred", "non-centred" (explicit θ, normal family) or "marginal"
+    #: nuts only: "auto" (the kind's default), or one of the kind's parametrisations
     parametrisation: str = "auto"
+    #: nuts only: the step-size adaptation's target acceptance rate
+    target_accept: float = 0.8
 
 
 @dataclass(frozen=True)
@@ -56,7 +81,7 @@ class Draws:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-Method = Callable[["Model", "GroupCounts", SamplerConfig], Draws]
+Method = Callable[[ConjugateSpec, "GroupCounts", SamplerConfig], Draws]
 
 
 def hyper_log_posterior(

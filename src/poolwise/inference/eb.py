@@ -13,32 +13,38 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from poolwise._random import Stream, generator
 from poolwise.exceptions import ConvergenceWarning, DataError
 from poolwise.families.base import RateFamily
-from poolwise.inference.base import Draws, EBEstimate, SamplerConfig, hyper_log_posterior
+from poolwise.inference.base import (
+    ConjugateSpec,
+    Draws,
+    EBEstimate,
+    SamplerConfig,
+    hyper_log_posterior,
+)
 from poolwise.inference.exact import starting_point
 from poolwise.inference.optimize import find_mode
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
-    from poolwise.model import Model
 
 #: how far the log concentration may move from its start before we call it a boundary
 V_REACH = 25.0
 
 
-def estimate_moments(model: Model, data: GroupCounts) -> EBEstimate:
-    _require_events(model.family, data)
-    alpha, beta = model.family.moments_estimate(data.y, data.n)
+def estimate_moments(spec: ConjugateSpec, data: GroupCounts) -> EBEstimate:
+    _require_events(spec.family, data)
+    alpha, beta = spec.family.moments_estimate(data.y, data.n)
     return EBEstimate("eb-moments", alpha, beta)
 
 
-def estimate_ml(model: Model, data: GroupCounts) -> EBEstimate:
-    family = model.family
+def estimate_ml(spec: ConjugateSpec, data: GroupCounts) -> EBEstimate:
+    family = spec.family
     _require_events(family, data)
     y, n, w = data.compressed()
     log_lik = hyper_log_posterior(family, None, y, n, w)
-    start = starting_point(model, data)
+    start = starting_point(spec, data)
     bounds = ((start[0] - 40.0, start[0] + 40.0), (start[1] - V_REACH, start[1] + V_REACH))
     mode = find_mode(log_lik, start, bounds)
     at_bound = mode.at_bound
@@ -91,17 +97,18 @@ def _boundary_message(family: RateFamily, point: np.ndarray, start: np.ndarray,
             "standard errors; use --method exact")
 
 
-def _eb_draws(model: Model, data: GroupCounts, config: SamplerConfig, eb: EBEstimate) -> Draws:
-    rng = np.random.default_rng(config.seed)
-    theta = model.family.sample_conditional(
+def _eb_draws(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig,
+              eb: EBEstimate) -> Draws:
+    rng = generator(config.seed, Stream.FIT)
+    theta = spec.family.sample_conditional(
         rng, np.full((config.chains * config.draws, 1), eb.alpha), eb.beta, data.y, data.n
     )
     return Draws(theta=theta.reshape(config.chains, config.draws, data.n_groups), eb=eb)
 
 
-def sample_eb_moments(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
-    return _eb_draws(model, data, config, estimate_moments(model, data))
+def sample_eb_moments(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -> Draws:
+    return _eb_draws(spec, data, config, estimate_moments(spec, data))
 
 
-def sample_eb_ml(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
-    return _eb_draws(model, data, config, estimate_ml(model, data))
+def sample_eb_ml(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -> Draws:
+    return _eb_draws(spec, data, config, estimate_ml(spec, data))

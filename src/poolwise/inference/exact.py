@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from poolwise.inference.base import Draws, SamplerConfig, hyper_log_posterior
+from poolwise._random import Stream, generator
+from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig, hyper_log_posterior
 from poolwise.inference.exact_normal import (
     HEAVY_TAIL_EXPONENT,
     sample_exact_normal,
@@ -26,44 +27,43 @@ from poolwise.inference.quadrature import build_grid
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
-    from poolwise.model import Model
 
 __all__ = ["HEAVY_TAIL_EXPONENT", "sample_exact", "sample_grid", "starting_point"]
 
 
-def starting_point(model: Model, data: GroupCounts) -> np.ndarray:
+def starting_point(spec: ConjugateSpec, data: GroupCounts) -> np.ndarray:
     """A sensible (u, v) to start optimisers and chains from (the family decides)."""
-    return model.family.start_uv(data.y, data.n)
+    return spec.family.start_uv(data.y, data.n)
 
 
-def sample_exact(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
-    rng = np.random.default_rng(config.seed)
-    family, total = model.family, config.chains * config.draws
+def sample_exact(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -> Draws:
+    rng = generator(config.seed, Stream.FIT)
+    family, total = spec.family, config.chains * config.draws
     shape = (config.chains, config.draws)
-    if model.pooling != "partial":
-        a0, b0 = model.theta_prior.a, model.theta_prior.b
+    if spec.pooling != "partial":
+        a0, b0 = spec.theta_prior.a, spec.theta_prior.b
         prior_a, prior_b = np.full((total, 1), a0), np.full((total, 1), b0)
-        if model.pooling == "none":
+        if spec.pooling == "none":
             theta = family.sample_conditional(rng, prior_a, prior_b, data.y, data.n)
         else:
             common = family.sample_conditional(rng, prior_a, prior_b,
                                                *family.pool(data.y, data.n))
             theta = np.repeat(common, data.n_groups, axis=1)
         return Draws(theta=theta.reshape(*shape, data.n_groups))
-    one_dimensional = sample_exact_normal(model, data, config, stacklevel=3)
+    one_dimensional = sample_exact_normal(spec, data, config, stacklevel=3)
     if one_dimensional is not None:
         return one_dimensional
-    return sample_grid(model, data, config)
+    return sample_grid(spec, data, config)
 
 
-def sample_grid(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
+def sample_grid(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -> Draws:
     """Partial pooling by the 2-D grid in (u, v), for any family and hyperprior."""
-    rng = np.random.default_rng(config.seed)
-    family, total = model.family, config.chains * config.draws
+    rng = generator(config.seed, Stream.FIT)
+    family, total = spec.family, config.chains * config.draws
     shape = (config.chains, config.draws)
     y, n, w = data.compressed()
-    log_density = hyper_log_posterior(family, model.hyperprior, y, n, w)
-    grid = build_grid(log_density, starting_point(model, data), names=family.uv_names,
+    log_density = hyper_log_posterior(family, spec.hyperprior, y, n, w)
+    grid = build_grid(log_density, starting_point(spec, data), names=family.uv_names,
                       scale=family.uv_scale(data.y, data.n))
     warn_heavy_tail(grid.upper_tail_exponent(), family.uv_names[1], stacklevel=4)
     u, v = grid.sample(rng, total)

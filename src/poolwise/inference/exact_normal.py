@@ -34,14 +34,14 @@ from typing import TYPE_CHECKING, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from poolwise._random import Stream, generator
 from poolwise.exceptions import ImproperPosteriorError, PosteriorWarning
-from poolwise.inference.base import Draws, SamplerConfig
+from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig
 from poolwise.inference.quadrature import EDGE_DROP, MAX_REACH, upper_tail_exponent
 from poolwise.priors import HyperPrior, IndependentPrior, ReferencePrior, UniformVariancePrior
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
-    from poolwise.model import Model
 
 FloatArray = NDArray[np.float64]
 LogTauPrior = Callable[[FloatArray], FloatArray]
@@ -289,25 +289,25 @@ def warn_heavy_tail(exponent: float | None, name: str, stacklevel: int) -> None:
 
 
 def sample_exact_normal(
-    model: Model, data: GroupCounts, config: SamplerConfig, *, stacklevel: int = 2
+    spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig, *, stacklevel: int = 2
 ) -> Draws | None:
     """Independent draws τ → μ → θ for the normal family, or None when μ | τ is not
     conjugate under the model's hyperprior (the caller then grids (μ, log τ) in 2-D)."""
-    split = conjugate_split(model.hyperprior)
-    if model.family.name != "normal" or model.pooling != "partial" or split is None:
+    split = conjugate_split(spec.hyperprior)
+    if spec.family.name != "normal" or spec.pooling != "partial" or split is None:
         return None
     mu_prior, log_tau_prior = split
-    rng = np.random.default_rng(config.seed)
+    rng = generator(config.seed, Stream.FIT)
     total, shape = config.chains * config.draws, (config.chains, config.draws)
     y, se, counts = data.compressed()
 
     def evaluate(v: FloatArray) -> TauTerms:
         return tau_terms(v, y, se, counts, mu_prior, log_tau_prior)
 
-    start = float(model.family.start_uv(data.y, data.n)[1])
+    start = float(spec.family.start_uv(data.y, data.n)[1])
     resolution = int(np.clip((1 << 22) // max(y.size, 1), MIN_RESOLUTION, RESOLUTION))
     grid = build_tau_grid(evaluate, start, resolution=resolution)
-    warn_heavy_tail(grid.upper_tail_exponent(), model.family.uv_names[1], stacklevel + 1)
+    warn_heavy_tail(grid.upper_tail_exponent(), spec.family.uv_names[1], stacklevel + 1)
 
     v = grid.sample_v(rng, total)
     if total * y.size <= INTERPOLATE_ABOVE:

@@ -14,15 +14,15 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import numpy as np
 from numpy.typing import NDArray
 
+from poolwise._random import Stream, generator
 from poolwise.exceptions import DataError
 from poolwise.families.base import FloatArray, RateFamily
-from poolwise.inference.base import Draws, SamplerConfig
+from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig
 from poolwise.inference.exact import starting_point
 from poolwise.priors import HyperPrior, IndependentPrior, ReferencePrior, UniformVariancePrior
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
-    from poolwise.model import Model
 
 #: acceptance rate the warm-up tunes each one-dimensional random walk towards
 TARGET_ACCEPTANCE = 0.44
@@ -61,14 +61,14 @@ class StepInfo(NamedTuple):
     accept_beta: FloatArray
 
 
-def make_kernel(model: Model, data: GroupCounts) -> GibbsKernel:
-    """The kernel of ``model`` on ``data``; θ stays inside the open support of Pop(α, β)."""
-    if model.hyperprior is None:  # get_method only lets partial pooling through
+def make_kernel(spec: ConjugateSpec, data: GroupCounts) -> GibbsKernel:
+    """The kernel of ``spec`` on ``data``; θ stays inside the open support of Pop(α, β)."""
+    if spec.hyperprior is None:  # get_method only lets partial pooling through
         raise AssertionError("gibbs needs partial pooling")
-    low, high = (float(b) for b in model.family.population(1.0, 1.0).support())
+    low, high = (float(b) for b in spec.family.population(1.0, 1.0).support())
     bounds = (float(np.nextafter(low, np.inf)), float(np.nextafter(high, -np.inf)))
     y, n = np.asarray(data.y, dtype=float), np.asarray(data.n, dtype=float)
-    return GibbsKernel(model.family, model.hyperprior, y, n, bounds)
+    return GibbsKernel(spec.family, spec.hyperprior, y, n, bounds)
 
 
 def log_hyper_conditional(
@@ -163,7 +163,8 @@ def adapt_scale(scale: FloatArray, acceptance: FloatArray, window: int) -> Float
 
 
 def initial_state(
-    rng: np.random.Generator, kernel: GibbsKernel, model: Model, data: GroupCounts, chains: int
+    rng: np.random.Generator, kernel: GibbsKernel, spec: ConjugateSpec, data: GroupCounts,
+    chains: int,
 ) -> GibbsState:
     """Chains dispersed around a sensible point, θ drawn from its conditional there.
 
@@ -171,7 +172,7 @@ def initial_state(
     moderate concentration); each chain adds N(0, 0.5²) to both coordinates (u, v).
     """
     family = kernel.family
-    centre = starting_point(model, data)
+    centre = starting_point(spec, data)
     u, v = (centre[:, None] + INIT_JITTER * rng.standard_normal((2, chains)))
     alpha, beta = family.from_uv(u, v)
     state = GibbsState(np.empty((chains, data.n_groups)), np.log(alpha), np.log(beta))
@@ -224,12 +225,12 @@ def run_chains(
     return trace, (accept_alpha, accept_beta), scales
 
 
-def sample_gibbs(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
+def sample_gibbs(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -> Draws:
     """Metropolis-within-Gibbs for the partially pooled model (the lecture's sampler).
 
     Parameters
     ----------
-    model
+    spec
         A model with ``pooling="partial"``; any family and hyperprior.
     data
         The per-group counts y_j and sizes n_j, J groups.
@@ -296,17 +297,17 @@ def sample_gibbs(model: Model, data: GroupCounts, config: SamplerConfig) -> Draw
     >>> rats = datasets.load("rats").query("historical == 1")
     >>> model = Model(family="beta-binomial", prior="halfnormal(10)")
     >>> data = model.prepare(rats, y="y", n="n", group="experiment")
-    >>> draws = sample_gibbs(model, data, SamplerConfig(draws=500, warmup=500, seed=1))
+    >>> draws = sample_gibbs(spec, data, SamplerConfig(draws=500, warmup=500, seed=1))
     >>> draws.theta.shape, draws.alpha.shape
     ((4, 500, 70), (4, 500))
     >>> all(0.15 < rate < 0.8 for rate in draws.info["acceptance_alpha"])
     True
     """
-    if model.family.name == "normal":
-        return sample_gibbs_normal(model, data, config)
-    rng = np.random.default_rng(config.seed)
-    kernel = make_kernel(model, data)
-    state = initial_state(rng, kernel, model, data, config.chains)
+    if spec.family.name == "normal":
+        return sample_gibbs_normal(spec, data, config)
+    rng = generator(config.seed, Stream.FIT)
+    kernel = make_kernel(spec, data)
+    state = initial_state(rng, kernel, spec, data, config.chains)
     start = np.full(config.chains, 2.4 / np.sqrt(max(data.n_groups, 1)))
     trace, (accept_alpha, accept_beta), scales = run_chains(
         rng, gibbs_step, kernel, state, (start, start.copy()), config)
@@ -354,14 +355,14 @@ class NormalGibbsKernel(NamedTuple):
     tau_df: int | None
 
 
-def make_normal_kernel(model: Model, data: GroupCounts) -> NormalGibbsKernel:
-    """The kernel of the normal ``model`` on ``data``: which updates are exact draws.
+def make_normal_kernel(spec: ConjugateSpec, data: GroupCounts) -> NormalGibbsKernel:
+    """The kernel of the normal ``spec`` on ``data``: which updates are exact draws.
 
     μ is drawn from its normal conditional under a flat or normal prior on μ; τ² from its
     scaled inverse χ² conditional under a flat prior on τ (ν = J − 1, ``bda``) or on τ²
     (ν = J − 2, ``flat-tau2``). Every other prior gets a random-walk Metropolis step.
     """
-    prior, groups = model.hyperprior, data.n_groups
+    prior, groups = spec.hyperprior, data.n_groups
     if prior is None:  # get_method only lets partial pooling through
         raise AssertionError("gibbs needs partial pooling")
     mu_prior: tuple[float, float] | None = None
@@ -384,7 +385,7 @@ def make_normal_kernel(model: Model, data: GroupCounts) -> NormalGibbsKernel:
             f"with {groups} groups the {prior.spec()!r} hyperprior gives an improper "
             "conditional for τ; use more groups or a proper prior on τ")
     y, se = np.asarray(data.y, dtype=float), np.asarray(data.n, dtype=float)
-    return NormalGibbsKernel(model.family, prior, y, se, mu_prior, mu_positive, tau_df)
+    return NormalGibbsKernel(spec.family, prior, y, se, mu_prior, mu_positive, tau_df)
 
 
 def log_normal_conditional(
@@ -476,7 +477,7 @@ def normal_gibbs_step(
 
 
 def initial_normal_state(
-    rng: np.random.Generator, kernel: NormalGibbsKernel, model: Model, data: GroupCounts,
+    rng: np.random.Generator, kernel: NormalGibbsKernel, spec: ConjugateSpec, data: GroupCounts,
     chains: int,
 ) -> NormalGibbsState:
     """Chains dispersed around the pooled mean and the spread of the estimates.
@@ -485,7 +486,7 @@ def initial_normal_state(
     estimates (:meth:`~poolwise.families.base.RateFamily.uv_scale`); θ is then drawn from
     its conditional.
     """
-    centre = starting_point(model, data)
+    centre = starting_point(spec, data)
     scale_mu, _ = kernel.family.uv_scale(kernel.y, kernel.se)
     jitter = INIT_JITTER * rng.standard_normal((2, chains))
     mu = centre[0] + scale_mu * jitter[0]
@@ -495,12 +496,12 @@ def initial_normal_state(
     return update_normal_theta(rng, kernel, state)
 
 
-def sample_gibbs_normal(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
+def sample_gibbs_normal(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -> Draws:
     r"""Gibbs (Metropolis where needed) for y_j ~ N(θ_j, σ_j²), θ_j ~ N(μ, τ²).
 
     Parameters
     ----------
-    model
+    spec
         A normal-family model with ``pooling="partial"``; any hyperprior on (μ, τ).
     data
         The estimates y_j and their standard errors σ_j (in ``data.n``), J groups.
@@ -557,13 +558,13 @@ def sample_gibbs_normal(model: Model, data: GroupCounts, config: SamplerConfig) 
     >>> schools = datasets.load("eight-schools")
     >>> model = Model(family="normal", prior="bda")
     >>> data = model.prepare(schools, y="y", se="sigma", group="school")
-    >>> draws = sample_gibbs_normal(model, data, SamplerConfig(draws=200, warmup=100, seed=1))
+    >>> draws = sample_gibbs_normal(spec, data, SamplerConfig(draws=200, warmup=100, seed=1))
     >>> draws.theta.shape, draws.alpha.shape, draws.info["updates"]["tau"]
     ((4, 200, 8), (4, 200), 'scaled inverse chi-square, 7 degrees of freedom')
     """
-    rng = np.random.default_rng(config.seed)
-    kernel = make_normal_kernel(model, data)
-    state = initial_normal_state(rng, kernel, model, data, config.chains)
+    rng = generator(config.seed, Stream.FIT)
+    kernel = make_normal_kernel(spec, data)
+    state = initial_normal_state(rng, kernel, spec, data, config.chains)
     start = 2.4 / np.sqrt(max(data.n_groups, 1))
     scale_mu, _ = kernel.family.uv_scale(kernel.y, kernel.se)
     scales = (np.full(config.chains, start * scale_mu), np.full(config.chains, start))

@@ -38,7 +38,7 @@ Partial pooling, explicit θ (normal family: ``"non-centred"``, its "auto", or `
 
 No or complete pooling
     θ is explicit (one per group, or one shared) with its fixed conjugate prior from
-    ``model.theta_prior`` (NumPyro's Beta, Gamma or Normal, sampled on the logit, log or
+    ``spec.theta_prior`` (NumPyro's Beta, Gamma or Normal, sampled on the logit, log or
     identity scale through NumPyro's bijection to the support, Jacobian included) and the
     likelihood ``family.log_likelihood``. The improper Gamma(a, 0) prior (the default
     Gamma(1/2, 0)) is handled on the log scale: p(log θ) ∝ θ^(a−1) · θ = e^(a log θ); the
@@ -98,14 +98,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
+from poolwise._random import Stream, generator, jax_key
 from poolwise.exceptions import SpecificationError
-from poolwise.inference.base import Draws, SamplerConfig
+from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig
 from poolwise.inference.exact import starting_point
 from poolwise.priors import hyperprior_log_density_uv
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
-    from poolwise.model import Model
 
 #: how the chains are run (see the module docstring for the measurements behind it)
 CHAIN_METHOD = "one compiled program, chains in parallel threads (one per CPU core)"
@@ -136,19 +136,20 @@ STAT_FIELDS = {
 Potential = Callable[[Any], Any]
 
 
-def sample_nuts(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws:
+def sample_nuts(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -> Draws:
     """Sample the model's posterior with NUTS (NumPyro) and return draws like ``exact``.
 
     Parameters
     ----------
-    model
-        The model; any pooling level and family.
+    spec
+        The model (:class:`~poolwise.inference.base.ConjugateSpec`); any pooling level and
+        family.
     data
         Per-group counts y_j and sizes n_j (estimates and standard errors for the normal
         family).
     config
         ``chains`` × (``warmup`` + ``draws``) iterations, seeded by ``seed``
-        (``jax.random.PRNGKey(seed)`` for the chains, NumPy for the starts and the
+        (one stream per purpose, :mod:`poolwise._random`: the chains, their starts and the
         conjugate θ draws); ``progress`` shows a progress bar. ``parametrisation``
         (partial pooling): ``"auto"`` (default: ``"non-centred"`` for the normal family,
         ``"marginal"`` for the rate families), ``"marginal"`` (θ integrated out, any
@@ -180,19 +181,19 @@ def sample_nuts(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws
 
     jax.config.update("jax_enable_x64", True)
 
-    parametrisation = _resolve_parametrisation(model, config)
-    init_rng, theta_rng = (np.random.default_rng(s)
-                           for s in np.random.SeedSequence(config.seed).spawn(2))
-    family = model.family
+    parametrisation = _resolve_parametrisation(spec, config)
+    init_rng = generator(config.seed, Stream.INIT)
+    theta_rng = generator(config.seed, Stream.CONDITIONAL)
+    family = spec.family
     to_theta: Callable[[Any], Any] | None = None
     if parametrisation == "marginal":
-        potential, start = _collapsed_potential(model, data)
+        potential, start = _collapsed_potential(spec, data)
         sampled = "(u, v) with θ integrated out"
-    elif model.pooling == "partial":
-        potential, start, to_theta = _normal_potential(model, data, parametrisation)
+    elif spec.pooling == "partial":
+        potential, start, to_theta = _normal_potential(spec, data, parametrisation)
         sampled = EXPLICIT_SAMPLED[parametrisation]
     else:
-        potential, start, to_theta = _theta_potential(model, data)
+        potential, start, to_theta = _theta_potential(spec, data)
         sampled = "θ"
     target = EXPLICIT_TARGET_ACCEPT if parametrisation in EXPLICIT_SAMPLED else TARGET_ACCEPT
     init = start + init_rng.uniform(-INIT_JITTER, INIT_JITTER, size=(config.chains, start.size))
@@ -204,7 +205,7 @@ def sample_nuts(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws
         "parametrisation": parametrisation,
         "sampled": sampled,
     }
-    if model.pooling == "partial":
+    if spec.pooling == "partial":
         alpha, beta = family.from_uv(z[..., 0], z[..., 1])
         if to_theta is None:
             theta = family.sample_conditional(
@@ -215,38 +216,38 @@ def sample_nuts(model: Model, data: GroupCounts, config: SamplerConfig) -> Draws
         return Draws(theta=theta, alpha=alpha, beta=beta, sample_stats=stats, info=info)
     assert to_theta is not None  # no or complete pooling always samples θ
     theta = np.asarray(to_theta(z))
-    if model.pooling == "complete":
+    if spec.pooling == "complete":
         theta = np.repeat(theta, data.n_groups, axis=-1)
     return Draws(theta=theta, sample_stats=stats, info=info)
 
 
-def _resolve_parametrisation(model: Model, config: SamplerConfig) -> str:
+def _resolve_parametrisation(spec: ConjugateSpec, config: SamplerConfig) -> str:
     """What to sample: "marginal", "non-centred" or "centred" under partial pooling,
     "explicit" otherwise; "auto" is non-centred for the normal family, marginal else."""
     choice = config.parametrisation
     if choice not in PARAMETRISATIONS:
         raise SpecificationError(
             f"unknown parametrisation {choice!r}; valid: {', '.join(PARAMETRISATIONS)}")
-    if model.pooling != "partial":
+    if spec.pooling != "partial":
         if choice != "auto":
             raise SpecificationError(
                 f"parametrisation {choice!r} is for partial pooling; with pooling "
-                f"{model.pooling!r} θ is always sampled explicitly: use 'auto'")
+                f"{spec.pooling!r} θ is always sampled explicitly: use 'auto'")
         return "explicit"
     if choice == "auto":
-        return "non-centred" if model.family.name == "normal" else "marginal"
-    if choice != "marginal" and model.family.name != "normal":
+        return "non-centred" if spec.family.name == "normal" else "marginal"
+    if choice != "marginal" and spec.family.name != "normal":
         raise SpecificationError(
             f"parametrisation {choice!r} (explicit θ) is for the normal family; the "
-            f"{model.family.name} family samples θ integrated out: use 'auto' or 'marginal'")
+            f"{spec.family.name} family samples θ integrated out: use 'auto' or 'marginal'")
     return str(choice)
 
 
-def _collapsed_potential(model: Model, data: GroupCounts) -> tuple[Potential, NDArray]:
+def _collapsed_potential(spec: ConjugateSpec, data: GroupCounts) -> tuple[Potential, NDArray]:
     """−log p(u, v | y) with θ integrated out, and a start."""
     from poolwise._ops import jax_ops
 
-    family, prior, ops = model.family, model.hyperprior, jax_ops()
+    family, prior, ops = spec.family, spec.hyperprior, jax_ops()
     assert prior is not None  # partial pooling always has a hyperprior
     y, n, w = data.compressed()
 
@@ -256,18 +257,18 @@ def _collapsed_potential(model: Model, data: GroupCounts) -> tuple[Potential, ND
         return -(family.log_marginal_total(alpha, beta, y, n, w, ops)
                  + hyperprior_log_density_uv(prior, family, u, v, ops))
 
-    return potential, starting_point(model, data)
+    return potential, starting_point(spec, data)
 
 
 def _normal_potential(
-    model: Model, data: GroupCounts, parametrisation: str
+    spec: ConjugateSpec, data: GroupCounts, parametrisation: str
 ) -> tuple[Potential, NDArray, Callable[[Any], Any]]:
     """−log p(μ, log τ, η or θ | y) for the normal family, a start and z ↦ θ (module docs)."""
     import jax.numpy as jnp
 
     from poolwise._ops import jax_ops
 
-    family, prior, ops = model.family, model.hyperprior, jax_ops()
+    family, prior, ops = spec.family, spec.hyperprior, jax_ops()
     assert prior is not None  # partial pooling always has a hyperprior
     y, se = np.asarray(data.y, dtype=float), np.asarray(data.n, dtype=float)
     centred = parametrisation == "centred"
@@ -288,7 +289,7 @@ def _normal_potential(
         return -(hyperprior_log_density_uv(prior, family, u, v, ops) + population
                  + jnp.sum(family.log_likelihood(theta, y, se, ops)))
 
-    uv = starting_point(model, data)
+    uv = starting_point(spec, data)
     mu0, tau0 = family.from_uv(uv[0], uv[1])
     mean, _ = family.conjugate_update(mu0, tau0, y, se)
     x0 = mean if centred else (mean - mu0) / tau0
@@ -296,7 +297,7 @@ def _normal_potential(
 
 
 def _theta_potential(
-    model: Model, data: GroupCounts
+    spec: ConjugateSpec, data: GroupCounts
 ) -> tuple[Potential, NDArray, Callable[[Any], Any]]:
     """−log p(z | y) for θ = T(z) explicit, a start near the conjugate posterior, and T."""
     import jax.numpy as jnp
@@ -305,10 +306,10 @@ def _theta_potential(
 
     from poolwise._ops import jax_ops
 
-    family, ops = model.family, jax_ops()
-    a, b = model.theta_prior.a, model.theta_prior.b
+    family, ops = spec.family, jax_ops()
+    a, b = spec.theta_prior.a, spec.theta_prior.b
     y, n = data.y, data.n
-    if model.pooling == "complete":
+    if spec.pooling == "complete":
         y, n = (np.atleast_1d(value) for value in family.pool(y, n))
     prior: Any
     if family.name == "beta-binomial":
@@ -389,7 +390,7 @@ def run_chains(
 
         return lax.fori_loop(0, total, body, (state, buffers))[1]
 
-    keys = random.split(random.PRNGKey(config.seed), config.chains)
+    keys = random.split(jax_key(config.seed, Stream.FIT), config.chains)
     starts = jnp.asarray(init, dtype=jnp.float64)
     started = time.perf_counter()
     chain = jax.jit(one_chain).lower(keys[0], starts[0]).compile()

@@ -15,8 +15,8 @@ import numpy as np
 import pandas as pd
 
 from poolwise.exceptions import SpecificationError
-from poolwise.fit import Fit
-from poolwise.model import POOLING_PHRASES
+from poolwise.kinds.conjugate import ConjugateFit as Fit
+from poolwise.vocabulary import POOLING_PHRASES
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

@@ -21,15 +21,16 @@ from numpy.typing import NDArray
 from poolwise import _arviz
 from poolwise._version import __version__
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.fit import SUMMARY_COLUMNS, _check_prob, posterior_draws, posterior_summary
+from poolwise.results.summary import SUMMARY_COLUMNS, posterior_draws, posterior_summary
+from poolwise.results.summary import check_prob as _check_prob
 from poolwise.inference.base import SamplerConfig
-from poolwise.mixed.design import GroupTerm, MixedDesign
-from poolwise.mixed.formula import parse_formula, pooling_design
-from poolwise.mixed.priors import MixedPriors, default_priors, parse_priors
-from poolwise.model import POOLINGS
+from poolwise.kinds.mixed.design import GroupTerm, MixedDesign
+from poolwise.kinds.mixed.formula import parse_formula, pooling_design
+from poolwise.kinds.mixed.priors import MixedPriors, default_priors, parse_priors
+from poolwise.vocabulary import POOLINGS
 
 if TYPE_CHECKING:
-    from poolwise.graph import ModelGraph
+    from poolwise.results.graph import ModelGraph
 
 #: methods for mixed models: NUTS (full Bayes) and REML/ML point estimates (gaussian)
 MIXED_METHODS = ("nuts", "eb-ml")
@@ -44,7 +45,7 @@ class MixedModel:
     Parameters
     ----------
     formula
-        e.g. ``"Reaction ~ Days + (Days | Subject)"``; see :mod:`poolwise.mixed.formula`
+        e.g. ``"Reaction ~ Days + (Days | Subject)"``; see :mod:`poolwise.kinds.mixed.formula`
         for the syntax and the allowed transformations.
     data
         The table. Priors are scaled to it, so it is needed to show them.
@@ -56,7 +57,7 @@ class MixedModel:
         (each group's effects as fixed effects).
     priors
         Overrides of the default priors, e.g. ``"b[Days] = normal(10, 20); sd = halfnormal(30)"``
-        (see :func:`poolwise.mixed.priors.parse_priors`), or a :class:`MixedPriors`.
+        (see :func:`poolwise.kinds.mixed.priors.parse_priors`), or a :class:`MixedPriors`.
     missing
         ``"refuse"`` (default) rows with missing values, or ``"drop"`` them.
     """
@@ -98,13 +99,13 @@ class MixedModel:
     def graph(self) -> ModelGraph:
         """The model's probabilistic graphical model with its plates; draw it with
         :func:`poolwise.graph.render`."""
-        from poolwise.mixed.graph import mixed_graph
+        from poolwise.kinds.mixed.graph import mixed_graph
 
         return mixed_graph(self)
 
     def equations(self) -> list[str]:
         """The model as LaTeX lines: likelihood, linear predictor, group effects, priors."""
-        from poolwise.mixed.graph import mixed_equations
+        from poolwise.kinds.mixed.graph import mixed_equations
 
         return mixed_equations(self)
 
@@ -117,7 +118,7 @@ class MixedModel:
             parametrisation: str = "auto") -> MixedFit:
         """Fit by ``"nuts"`` (full Bayes; gaussian models marginalise the group effects by
         default) or ``"eb-ml"`` (REML point estimates, gaussian only)."""
-        from poolwise.fit import check_diagnostics
+        from poolwise.results.diagnostics import check_diagnostics
 
         if method not in MIXED_METHODS:
             raise SpecificationError(
@@ -138,7 +139,7 @@ class MixedModel:
         start = time.perf_counter()
         if method == "eb-ml":
             return self._fit_reml(config, start)
-        from poolwise.mixed.inference import sample_mixed
+        from poolwise.kinds.mixed.inference import sample_mixed
 
         result = sample_mixed(self.design, self.priors, config, parametrisation=parametrisation)
         info = {**result.info, "seconds": time.perf_counter() - start}
@@ -159,7 +160,7 @@ class MixedModel:
             raise SpecificationError(
                 "eb-ml (REML) is for gaussian mixed models; use method 'nuts' for the "
                 f"{self.design.family} family")
-        from poolwise.mixed.reml import fit_reml
+        from poolwise.kinds.mixed.reml import fit_reml
 
         estimate = fit_reml(self.design, reml=True)
         info = {"seconds": time.perf_counter() - start}
@@ -431,7 +432,7 @@ class MixedComparison:
 
     def predictive(self) -> pd.DataFrame:
         """PSIS-LOO expected log predictive density of each observation, best first."""
-        from poolwise.compare import loo_table
+        from poolwise.results.comparison import loo_table
 
         return loo_table(self.fits)
 

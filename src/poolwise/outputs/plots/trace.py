@@ -1,8 +1,8 @@
 """Trace and rank plots of posterior draws, one row per variable.
 
 Works for a :class:`~poolwise.fit.Fit` (α, β, μ, τ, θ[group]) and for a
-:class:`~poolwise.mixed.model.MixedFit`, whose variables are named as the rows of
-:meth:`MixedFit.summary <poolwise.mixed.model.MixedFit.summary>`: ``b[Days]``, ``sigma``,
+:class:`~poolwise.kinds.mixed.model.MixedFit`, whose variables are named as the rows of
+:meth:`MixedFit.summary <poolwise.kinds.mixed.model.MixedFit.summary>`: ``b[Days]``, ``sigma``,
 ``sd_Subject[Days]``, ``cor_Subject[Days, Intercept]``, and the group effects with the level
 first, ``r_Subject[308, Days]`` (the summary's param ``r_Subject[Days]`` in group ``308``).
 """
@@ -22,15 +22,15 @@ from scipy.stats import rankdata
 
 from poolwise import _arviz
 from poolwise.exceptions import SpecificationError
-from poolwise.fit import Fit
-from poolwise.mixed.model import MixedFit
-from poolwise.model import POOLING_PHRASES
-from poolwise.plots._style import GREY, PALETTE, new_figure, style
+from poolwise.kinds.conjugate import ConjugateFit as Fit
+from poolwise.kinds.mixed.model import MixedFit
+from poolwise.vocabulary import POOLING_PHRASES
+from poolwise.outputs.plots._style import GREY, PALETTE, new_figure, style
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from poolwise.custom import CustomFit
+    from poolwise.kinds.custom import CustomFit
 
 #: the hyperparameters shown by default, when the fit has them
 DEFAULT_SCALARS = ("alpha", "beta", "mu", "tau")
@@ -57,7 +57,7 @@ class TraceData:
 
 
 def _check(fit: Any) -> Any:
-    from poolwise.custom import CustomFit
+    from poolwise.kinds.custom import CustomFit
 
     if not isinstance(fit, (Fit, MixedFit, CustomFit)):
         raise TypeError(
@@ -259,7 +259,7 @@ def trace_data(
     ----------
     fit
         A fitted model, any method with draws; a :class:`~poolwise.fit.Fit` or a
-        :class:`~poolwise.mixed.model.MixedFit`.
+        :class:`~poolwise.kinds.mixed.model.MixedFit`.
     var_names
         Variables to show. For a Fit: names such as ``"alpha"``, ``"mu"``, ``"theta"`` (its
         first ``max_theta`` groups) or ``"theta[label]"`` (one group); default α, β and μ
@@ -344,7 +344,7 @@ def plot_trace(
     ----------
     fit
         A fitted model with draws: a :class:`~poolwise.fit.Fit` or a
-        :class:`~poolwise.mixed.model.MixedFit`.
+        :class:`~poolwise.kinds.mixed.model.MixedFit`.
     var_names, max_theta
         The variables to show; see :func:`trace_data`.
 

@@ -1,12 +1,12 @@
 """NUTS for mixed models, with the group effects (and β) integrated out where Gaussian.
 
-The model (:mod:`poolwise.mixed.design`) is
+The model (:mod:`poolwise.kinds.mixed.design`) is
 
     g(E[y_i]) = x_iᵀ β + Σ_t z_tiᵀ b_t[l_t(i)] + offset_i,   b_t[l] ~ N(0, Σ_t),
     Σ_t = D_t R_t D_t,  D_t = diag(sd_t),  R_t = L_t L_tᵀ ~ LKJ(η_t),
     β_j ~ N(m_j, s_j²),  sd_te ~ p(sd_te),  (gaussian) σ ~ p(σ),
 
-with the priors of :mod:`poolwise.mixed.priors`. Write b = (b_t[l])_{t,l} stacked term by
+with the priors of :mod:`poolwise.kinds.mixed.priors`. Write b = (b_t[l])_{t,l} stacked term by
 term, level by level (column ``offset_t + l k_t + e`` of Z holds z_tie on the rows of level
 l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = ΛΛᵀ with
 Λ = blockdiag_t(I_{L_t} ⊗ Λ_t), Λ_t = D_t L_t (lower triangular).
@@ -37,7 +37,7 @@ l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = �
     δ = Λ_Ψ L⁻ᵀ(u + ε), ε ~ N(0, I): draws of the full joint posterior, the same variables
     as the explicit parametrisations. The same algebra with β given a flat prior (its
     columns unscaled and no identity added there) is the restricted likelihood maximised
-    by :func:`poolwise.mixed.reml.fit_reml`; :func:`gaussian_marginal` serves both.
+    by :func:`poolwise.kinds.mixed.reml.fit_reml`; :func:`gaussian_marginal` serves both.
 
 ``parametrisation="non-centred"`` (any family; "auto" for binomial, bernoulli, poisson)
     NUTS samples β, log σ (gaussian), log sd_t, x_t and standard normal ζ_t (L_t × k_t),
@@ -72,8 +72,8 @@ from scipy import sparse
 from poolwise.exceptions import SpecificationError
 from poolwise.inference.base import SamplerConfig
 from poolwise.inference.nuts import CHAIN_METHOD, run_chains
-from poolwise.mixed.design import FAMILIES, GroupTerm, MixedDesign
-from poolwise.mixed.priors import MixedPriors
+from poolwise.kinds.mixed.design import FAMILIES, GroupTerm, MixedDesign
+from poolwise.kinds.mixed.priors import MixedPriors
 
 FloatArray = NDArray[np.float64]
 
@@ -402,7 +402,7 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
     Parameters
     ----------
     design, priors
-        The data and priors (:func:`poolwise.mixed.priors.default_priors`).
+        The data and priors (:func:`poolwise.kinds.mixed.priors.default_priors`).
     config
         ``chains`` × (``warmup`` + ``draws``), ``seed``, ``progress``; its
         ``parametrisation`` is used when the keyword is "auto".

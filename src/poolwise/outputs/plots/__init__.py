@@ -13,15 +13,15 @@ matplotlib is imported only when a figure is drawn, so ``import poolwise.plots``
 True
 """
 
-from poolwise.plots.forest import forest_data, plot_forest, select_groups
-from poolwise.plots.mixed import (
+from poolwise.outputs.plots.forest import forest_data, plot_forest, select_groups
+from poolwise.outputs.plots.mixed import (
     GroupLinesData,
     group_effects_data,
     group_lines_data,
     plot_group_effects,
     plot_group_lines,
 )
-from poolwise.plots.posterior import (
+from poolwise.outputs.plots.posterior import (
     MarginalData,
     NewGroupData,
     PopulationMeanData,
@@ -32,14 +32,14 @@ from poolwise.plots.posterior import (
     plot_population_mean,
     population_mean_data,
 )
-from poolwise.plots.shrinkage import (
+from poolwise.outputs.plots.shrinkage import (
     ShrinkageArrows,
     plot_shrinkage,
     plot_shrinkage_arrows,
     shrinkage_arrows_data,
     shrinkage_data,
 )
-from poolwise.plots.trace import TraceData, plot_trace, trace_data
+from poolwise.outputs.plots.trace import TraceData, plot_trace, trace_data
 
 __all__ = [
     "GroupLinesData",

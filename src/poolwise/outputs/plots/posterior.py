@@ -10,8 +10,8 @@ from numpy.typing import NDArray
 
 from poolwise.exceptions import SpecificationError
 from poolwise.families.base import RateFamily
-from poolwise.fit import Fit
-from poolwise.plots._style import (
+from poolwise.kinds.conjugate import ConjugateFit as Fit
+from poolwise.outputs.plots._style import (
     BLUE,
     GREY,
     VERMILLION,

@@ -3,7 +3,7 @@
 For y = Xβ + Zb + ε, b ~ N(0, G), ε ~ N(0, σ²I), write G = σ²ΛΛᵀ with the relative factor
 Λ = blockdiag_t(I ⊗ Λ_t), Λ_t = diag(sd_t / σ) L_t (L_t the Cholesky factor of the
 correlation matrix). With W = [Z X], the columns of X unscaled and given a flat prior,
-:func:`poolwise.mixed.inference.gaussian_marginal` at σ = 1 gives, for V₁ = I + ZΛΛᵀZᵀ,
+:func:`poolwise.kinds.mixed.inference.gaussian_marginal` at σ = 1 gives, for V₁ = I + ZΛΛᵀZᵀ,
 
     d = log|V₁| + log|XᵀV₁⁻¹X|,   Q = min_β (y − Xβ)ᵀ V₁⁻¹ (y − Xβ),
 
@@ -37,8 +37,8 @@ from numpy.typing import NDArray
 from scipy import optimize
 
 from poolwise.exceptions import SpecificationError
-from poolwise.mixed.design import MixedDesign
-from poolwise.mixed.inference import (
+from poolwise.kinds.mixed.design import MixedDesign
+from poolwise.kinds.mixed.inference import (
     correlated,
     draw_coefficients,
     gaussian_marginal,

@@ -52,9 +52,9 @@ from poolwise.families.normal_inverse_gamma import (
     sample_posterior,
     theta_marginal,
 )
-from poolwise.fit import posterior_summary
+from poolwise.results.summary import posterior_summary
 from poolwise.inference.base import SamplerConfig
-from poolwise.model import POOLING_PHRASES, POOLINGS
+from poolwise.vocabulary import POOLING_PHRASES, POOLINGS
 
 #: methods for each pooling level
 NIG_METHODS = {"none": ("exact",), "complete": ("exact",), "partial": ("eb-ml",)}

@@ -9,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from poolwise.exceptions import SpecificationError
-from poolwise.fit import Fit
-from poolwise.model import POOLING_PHRASES
-from poolwise.plots._style import (
+from poolwise.kinds.conjugate import ConjugateFit as Fit
+from poolwise.vocabulary import POOLING_PHRASES
+from poolwise.outputs.plots._style import (
     PALETTE,
     POOLING_COLOURS,
     check_fit,

@@ -28,10 +28,10 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from poolwise.exceptions import SpecificationError
-from poolwise.mixed.design import GroupTerm, MixedDesign
-from poolwise.mixed.model import MixedFit
-from poolwise.model import POOLING_PHRASES
-from poolwise.plots._style import (
+from poolwise.kinds.mixed.design import GroupTerm, MixedDesign
+from poolwise.kinds.mixed.model import MixedFit
+from poolwise.vocabulary import POOLING_PHRASES
+from poolwise.outputs.plots._style import (
     GREY,
     PALETTE,
     POOLING_COLOURS,
@@ -286,7 +286,7 @@ def group_lines_data(
     Parameters
     ----------
     fits
-        One :class:`~poolwise.mixed.model.MixedFit`, or a dict ``{label: MixedFit}`` of fits
+        One :class:`~poolwise.kinds.mixed.model.MixedFit`, or a dict ``{label: MixedFit}`` of fits
         to the same data, typically ``{"none": …, "complete": …, "partial": …}``.
         ``nuts`` fits give intervals, ``eb-ml`` fits a point estimate.
     x
@@ -506,7 +506,7 @@ def group_effects_data(
     Parameters
     ----------
     fit
-        A partial-pooling :class:`~poolwise.mixed.model.MixedFit`. An ``eb-ml`` fit gives
+        A partial-pooling :class:`~poolwise.kinds.mixed.model.MixedFit`. An ``eb-ml`` fit gives
         the conditional modes, with NaN intervals.
     term
         The grouping factor, e.g. ``"Subject"`` (or ``"r_Subject"``); default the first.

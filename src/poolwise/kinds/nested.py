@@ -85,12 +85,13 @@ from poolwise.data.estimates import group_estimates
 from poolwise.data.tables import _require_column, group_counts, group_labels
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
-from poolwise.fit import _check_prob, posterior_draws, posterior_summary
+from poolwise.results.summary import check_prob as _check_prob
+from poolwise.results.summary import posterior_draws, posterior_summary
 from poolwise.inference.base import SamplerConfig
 from poolwise.priors import Distribution, _parse_call, _split_top_level, make_distribution
 
 if TYPE_CHECKING:
-    from poolwise.graph import ModelGraph
+    from poolwise.results.graph import ModelGraph
 
 __all__ = ["NESTED_FAMILIES", "NestedData", "NestedFit", "NestedModel", "NestedPrediction",
            "NestedPrior", "lab_log_marginal", "nested_data", "parse_group_path"]
@@ -597,7 +598,7 @@ class NestedModel:
         sample size or divergences say the chains are not to be trusted.
         """
         from poolwise._ops import jax_ops
-        from poolwise.fit import check_diagnostics
+        from poolwise.results.diagnostics import check_diagnostics
         from poolwise.inference.nuts import run_chains
 
         for name, value, least in (("draws", draws, 1), ("chains", chains, 1),
@@ -962,7 +963,7 @@ def nested_graph(family: RateFamily, prior: NestedPrior,
     labs i = 1..I, and ``theta``, the size ``n`` (``sigma`` for the normal family) and
     ``y`` in the plate over experiments j = 1..J_i inside it.
     """
-    from poolwise.graph import GraphNode, ModelGraph, Plate, _range_label
+    from poolwise.results.graph import GraphNode, ModelGraph, Plate, _range_label
 
     size_name, size_label = ("sigma", r"\sigma") if family.name == "normal" else ("n", "n")
     u_label, v_label = _UV_LATEX[family.name]

@@ -1,7 +1,7 @@
 """Priors of a mixed model: fixed coefficients, residual sd, group sds and correlations.
 
 A :class:`MixedPriors` holds one prior per parameter of the model of
-:mod:`poolwise.mixed.design`:
+:mod:`poolwise.kinds.mixed.design`:
 
 ``b[name] ~ Normal(loc, scale)``
     each fixed coefficient (Gaussian, so that the ``marginal`` sampler can integrate β out
@@ -33,7 +33,7 @@ from types import MappingProxyType
 import numpy as np
 
 from poolwise.exceptions import SpecificationError
-from poolwise.mixed.design import MixedDesign
+from poolwise.kinds.mixed.design import MixedDesign
 from poolwise.priors import Distribution, make_distribution
 
 #: the name of the intercept column in ``fixed_names`` and in a term's ``names``
@@ -166,7 +166,7 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
     Examples
     --------
     >>> import numpy as np
-    >>> from poolwise.mixed.design import GroupTerm, MixedDesign
+    >>> from poolwise.kinds.mixed.design import GroupTerm, MixedDesign
     >>> term = GroupTerm("g", ("Intercept",), np.ones((4, 1)), np.array([0, 0, 1, 1]),
     ...                  ("a", "b"), False)
     >>> design = MixedDesign("y ~ 1 + (1 | g)", "gaussian", "y", np.arange(4.0),

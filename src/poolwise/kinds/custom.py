@@ -67,8 +67,9 @@ from numpy.typing import NDArray
 from poolwise import _arviz
 from poolwise._version import __version__
 from poolwise.exceptions import ConvergenceWarning, SpecificationError
-from poolwise.fit import _check_prob, posterior_draws, posterior_summary
-from poolwise.graph import GraphNode, ModelGraph, Plate
+from poolwise.results.summary import check_prob as _check_prob
+from poolwise.results.summary import posterior_draws, posterior_summary
+from poolwise.results.graph import GraphNode, ModelGraph, Plate
 from poolwise.inference.base import SamplerConfig
 
 __all__ = ["CUSTOM_METHODS", "CustomFit", "CustomModel", "MAPResult", "load_model",
@@ -646,7 +647,7 @@ class CustomModel:
         The fit warns (:class:`~poolwise.exceptions.SamplingWarning`) when the chains'
         diagnostics fail (R-hat, effective sample size, divergences).
         """
-        from poolwise.fit import check_diagnostics
+        from poolwise.results.diagnostics import check_diagnostics
 
         if method not in CUSTOM_METHODS:
             raise SpecificationError(

@@ -1,7 +1,7 @@
 r"""Graphical models and equations of mixed models, in the lecture notes' conventions.
 
 :func:`mixed_graph` builds the backend-free :class:`~poolwise.graph.ModelGraph` of a
-:class:`~poolwise.mixed.model.MixedModel` (draw it with :func:`poolwise.graph.render`), and
+:class:`~poolwise.kinds.mixed.model.MixedModel` (draw it with :func:`poolwise.graph.render`), and
 :func:`mixed_equations` writes the same model as LaTeX lines.
 
 The drawing: the response y_i is observed (shaded) in the plate of observations
@@ -54,12 +54,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from poolwise.exceptions import SpecificationError
-from poolwise.graph import GraphNode, ModelGraph, NodeKind, Plate, _latex
-from poolwise.mixed.design import GroupTerm, MixedDesign
-from poolwise.mixed.formula import _tokenize
-from poolwise.mixed.model import MixedModel
-from poolwise.mixed.priors import INTERCEPT, MixedPriors
-from poolwise.model import POOLING_PHRASES
+from poolwise.results.graph import GraphNode, ModelGraph, NodeKind, Plate, _latex
+from poolwise.kinds.mixed.design import GroupTerm, MixedDesign
+from poolwise.kinds.mixed.formula import _tokenize
+from poolwise.kinds.mixed.model import MixedModel
+from poolwise.kinds.mixed.priors import INTERCEPT, MixedPriors
+from poolwise.vocabulary import POOLING_PHRASES
 from poolwise.priors import _DISTRIBUTIONS, Distribution
 
 __all__ = ["mixed_equations", "mixed_graph"]
@@ -457,7 +457,7 @@ def mixed_equations(model: MixedModel) -> list[str]:
     (``\mu_i``, ``\mathrm{logit}(p_i)`` or ``\log \lambda_i``, the offset first), the
     distribution of each factor's group effects (MVN with
     Σ_f = diag(τ_f) Ω_f diag(τ_f) for a correlated term), then every prior with its values,
-    as :meth:`~poolwise.mixed.priors.MixedPriors.describe` writes it: fixed coefficients
+    as :meth:`~poolwise.kinds.mixed.priors.MixedPriors.describe` writes it: fixed coefficients
     (no pooling's per-level ones in one line per effect when every level has the same
     prior), σ, the group sds τ and the correlation matrices Ω.
     """

@@ -1,4 +1,4 @@
-"""lme4/brms-style formulas → :class:`~poolwise.mixed.design.MixedDesign`.
+"""lme4/brms-style formulas → :class:`~poolwise.kinds.mixed.design.MixedDesign`.
 
 A formula ``response ~ fixed + (expr | factor) + …`` is split here into its fixed part and
 its group terms; the ``formulae`` library then evaluates the fixed part and each term's
@@ -39,7 +39,7 @@ import numpy as np
 import pandas as pd
 
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.mixed.design import FAMILIES, FloatArray, GroupTerm, IntArray, MixedDesign
+from poolwise.kinds.mixed.design import FAMILIES, FloatArray, GroupTerm, IntArray, MixedDesign
 
 #: functions a formula may call, and what they compute
 ALLOWED_FUNCTIONS: dict[str, str] = {
@@ -447,7 +447,7 @@ def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "gaussian",
                   missing: str = "refuse", new_rows: bool = False) -> MixedDesign:
     """The :class:`MixedDesign` of ``formula`` (lme4/brms syntax, see the module) on ``data``.
 
-    ``family`` is a key of :data:`~poolwise.mixed.design.FAMILIES`. ``missing="refuse"``
+    ``family`` is a key of :data:`~poolwise.kinds.mixed.design.FAMILIES`. ``missing="refuse"``
     refuses rows with missing values in the formula's columns; ``"drop"`` drops them and
     records how many in ``dropped_rows`` and ``notes``. ``new_rows=True`` reads rows to
     predict for: a single group level or too few rows to identify the coefficients is fine.

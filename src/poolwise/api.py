@@ -1,0 +1,167 @@
+"""The top-level functions: :func:`fit`, :func:`load`, :func:`compare`.
+
+:func:`fit` picks the model kind from its arguments exactly as the command line does
+(:func:`choose_kind`): a ``model`` (a NumPyro function or ``"file.py:function"``) → custom;
+a ``formula`` → mixed; a nested ``group="outer/inner"`` → nested; ``family="nig"`` → NIG;
+standard errors ``se`` or ``family="normal"`` → normal; otherwise rates. Every option
+either applies to the chosen kind or is refused with a message naming the kinds that take
+it (:data:`OPTION_KINDS`); none is silently ignored.
+
+>>> import poolwise
+>>> rats = poolwise.datasets.load("rats").query("historical == 1")
+>>> fit = poolwise.fit(rats, y="y", n="n", group="experiment", method="eb-moments")
+>>> fit.kind, round(float(fit.summary().set_index("param").loc["alpha", "mean"]), 4)
+('rates', 1.3778)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from poolwise.exceptions import SpecificationError
+from poolwise.kinds import KINDS, fit_class, model_class
+from poolwise.kinds.base import BaseModel
+from poolwise.results.comparison import Comparison
+from poolwise.results.fit import Fit
+from poolwise.results.storage import read
+from poolwise.vocabulary import POOLINGS, canonical_family
+
+__all__ = ["COLUMN_OPTIONS", "OPTION_KINDS", "build_model", "choose_kind", "compare", "fit",
+           "load"]
+
+_ALL = tuple(dict.fromkeys(KINDS))
+#: every option of :func:`fit` (and of ``poolwise fit``) and the kinds that take it
+OPTION_KINDS: dict[str, tuple[str, ...]] = {
+    "y": ("rates", "normal", "nig", "nested"),
+    "n": ("rates", "nested"),
+    "se": ("normal", "nested"),
+    "group": ("rates", "normal", "nig", "nested"),
+    "family": ("rates", "normal", "nig", "mixed", "nested"),
+    "pooling": ("rates", "normal", "nig", "mixed", "nested"),
+    "prior": ("rates", "normal", "nig", "mixed", "nested"),
+    "method": _ALL,
+    "draws": _ALL,
+    "chains": _ALL,
+    "warmup": _ALL,
+    "seed": _ALL,
+    "progress": _ALL,
+    "target_accept": ("rates", "normal", "mixed", "nested", "custom"),
+    "parametrisation": ("rates", "normal", "mixed", "nested"),
+    "formula": ("mixed",),
+    "missing": ("mixed",),
+    "model": ("custom",),
+}
+#: the options that name the data's columns (given to ``fit``, not to the model)
+COLUMN_OPTIONS = ("y", "n", "se", "group")
+
+
+def choose_kind(*, formula: str | None = None, model: Any = None, family: str | None = None,
+                group: str | None = None, se: str | None = None) -> str:
+    """The kind the arguments describe (module docstring)."""
+    if model is not None:
+        return "custom"
+    if formula is not None:
+        return "mixed"
+    name = canonical_family(family) if family is not None else None
+    if name in ("binomial", "bernoulli", "poisson"):
+        raise SpecificationError(
+            f"family {family!r} is a mixed-model family: give the model as a formula, e.g. "
+            "formula='y ~ x + (1 | group)' (--formula); the per-group families are "
+            "beta-binomial, gamma-poisson, normal and nig")
+    if group is not None and "/" in str(group):
+        return "nested"
+    if name == "nig":
+        return "nig"
+    if se is not None or name == "normal":
+        return "normal"
+    return "rates"
+
+
+def check_options(kind: str, options: Mapping[str, Any], spell: Mapping[str, str] | None = None
+                  ) -> None:
+    """Refuse an option (given, not None) that ``kind`` does not take, naming the kinds that
+    do; ``spell`` maps an option to how the user wrote it (``--new-group-n``)."""
+    for name, value in options.items():
+        if value is None:
+            continue
+        kinds = OPTION_KINDS.get(name)
+        if kinds is None:
+            raise SpecificationError(f"unknown option {name!r}")
+        if kind not in kinds:
+            written = (spell or {}).get(name, f"{name}=")
+            raise SpecificationError(
+                f"{written} is for {_kinds_text(kinds)} models, not {kind} ones")
+
+
+def _kinds_text(kinds: tuple[str, ...]) -> str:
+    return ", ".join(kinds[:-1]) + f" and {kinds[-1]}" if len(kinds) > 1 else kinds[0]
+
+
+def build_model(kind: str, **options: Any) -> BaseModel:
+    """The model of ``kind`` with ``options`` (None values left to the kind's defaults)."""
+    check_options(kind, options)
+    given = {k: v for k, v in options.items() if v is not None}
+    if kind == "nig":
+        given.pop("family", None)  # the kind is the family
+    if kind == "nested" and "family" not in given:
+        given["family"] = "normal" if options.get("se") is not None else "beta-binomial"
+    if kind in ("rates", "normal") and "family" not in given:
+        given["family"] = "normal" if kind == "normal" else "beta-binomial"
+    return model_class(kind)(**given)
+
+
+def fit(data: pd.DataFrame | Mapping[str, Any], *, formula: str | None = None,
+        model: Any = None, family: str | None = None, y: str | None = None,
+        n: str | None = None, se: str | None = None, group: str | None = None,
+        **settings: Any) -> Fit:
+    """Fit the model the arguments describe (kind chosen as in the module docstring).
+
+    ``settings`` are the model's: ``pooling``, ``prior``, ``method``, ``draws``,
+    ``chains``, ``warmup``, ``seed``, ``progress``, ``target_accept``,
+    ``parametrisation``, ``missing`` (mixed).
+    """
+    kind = choose_kind(formula=formula, model=model, family=family, group=group, se=se)
+    columns = {"y": y, "n": n, "se": se, "group": group}
+    check_options(kind, columns)
+    built = build_model(kind, formula=formula, model=model, family=family, **settings)
+    return built.fit(data, **{k: v for k, v in columns.items() if v is not None})
+
+
+def load(path: str | Path) -> Fit:
+    """A fit saved by ``fit.save(path)`` (or ``poolwise fit --out``), of the right kind,
+    with everything needed for summaries, predictions and plots.
+
+    Raises :class:`~poolwise.exceptions.SpecificationError` with one line for a missing
+    file, a file that is not a poolwise fit, a fit of an unknown kind, or one written in
+    a newer format than this poolwise reads.
+    """
+    record = read(path, tuple(KINDS))
+    return fit_class(record.kind).from_tree(record.tree)
+
+
+def compare(data: pd.DataFrame | Mapping[str, Any], *, prior: str | None = None,
+            method: str | None = None, theta_prior: str | None = None,
+            formula: str | None = None, family: str | None = None, y: str | None = None,
+            n: str | None = None, se: str | None = None, group: str | None = None,
+            **settings: Any) -> Comparison:
+    """Fit no, complete and partial pooling of one model and set them side by side.
+
+    ``prior`` and ``method`` apply to partial pooling; the other two levels use their
+    kind's default method and ``theta_prior`` (rates and normal: θ's fixed prior, default
+    Jeffreys) or the default priors (other kinds), because their parameters differ.
+    """
+    kind = choose_kind(formula=formula, family=family, group=group, se=se)
+    columns = {k: v for k, v in {"y": y, "n": n, "se": se, "group": group}.items()
+               if v is not None}
+    fits = {}
+    for pooling in POOLINGS:
+        partial = pooling == "partial"
+        chosen = prior if partial else theta_prior
+        model = build_model(kind, formula=formula, family=family, pooling=pooling,
+                            prior=chosen, method=method if partial else None, **settings)
+        fits[pooling] = model.fit(data, **columns)
+    return Comparison(fits)

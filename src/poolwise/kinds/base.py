@@ -1,0 +1,192 @@
+"""What every model kind shares: one constructor convention and one way to fit.
+
+A model is a specification (scikit-learn's rule): its constructor takes keyword arguments
+only, with the same names and meanings in every kind — ``family``, ``pooling``, ``prior``,
+``method``, ``draws``, ``chains``, ``warmup``, ``seed``, ``progress``, ``target_accept``,
+``parametrisation`` — checks them against the one table of
+:data:`poolwise.vocabulary.SETTINGS` plus the kind's own rows, and stores them. Fitting
+takes the data, the same way for every kind (a table and the names of its columns), and
+returns a new :class:`~poolwise.results.fit.Fit`:
+
+    model.fit(data, y=..., n=..., se=..., group=...)
+
+``method=None`` means the kind's default for its pooling level (the first of its
+:attr:`BaseModel.METHODS` row). Everything a model is given can be written back out
+(:meth:`BaseModel.spec`), which is how a saved fit knows its model.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+
+import numpy as np
+
+from poolwise import _arviz
+from poolwise._random import Stream, generator
+from poolwise.exceptions import SpecificationError
+from poolwise.inference.base import SamplerConfig
+from poolwise.results.checks import CheckData, PriorPredictive
+from poolwise.vocabulary import (
+    POOLING_PHRASES,
+    POOLINGS,
+    SETTINGS,
+    Constraint,
+    OneOf,
+    unknown,
+    validate,
+)
+
+if TYPE_CHECKING:
+    from numpy.typing import NDArray
+
+    from poolwise.results.fit import Fit
+    from poolwise.results.graph import ModelGraph
+
+__all__ = ["BaseModel"]
+
+
+class BaseModel(ABC):
+    """The part of a model that is the same in every kind (module docstring)."""
+
+    #: the kind's name, as saved and printed
+    kind: str
+    #: pooling level → the methods offered for it, the default first
+    METHODS: ClassVar[Mapping[str, tuple[str, ...]]]
+    #: the kind's NUTS parametrisations (the default first); () when it has no choice
+    PARAMETRISATIONS: ClassVar[tuple[str, ...]] = ()
+    #: the default NUTS step-size target
+    TARGET_ACCEPT: ClassVar[float] = 0.8
+    #: constraints of the kind's own settings, beside :data:`~poolwise.vocabulary.SETTINGS`
+    CONSTRAINTS: ClassVar[Mapping[str, Constraint]] = {}
+
+    pooling: str
+    method: str
+    config: SamplerConfig
+
+    def _settle(self, spec: Mapping[str, Any]) -> None:
+        """Check and store the settings every kind has; ``spec`` is everything the
+        constructor was given (kept for :meth:`spec`)."""
+        owner = type(self).__name__
+        rules = {**SETTINGS, **self.CONSTRAINTS}
+        if self.PARAMETRISATIONS:
+            rules["parametrisation"] = OneOf(("auto", *self.PARAMETRISATIONS))
+        validate(spec, rules, owner)
+        pooling = spec.get("pooling", "partial")
+        if pooling not in self.METHODS:
+            offered = [p for p in POOLINGS if p in self.METHODS]
+            raise SpecificationError(
+                f"{owner} offers {' and '.join(POOLING_PHRASES[p] for p in offered)}, "
+                f"not {POOLING_PHRASES[pooling]}")
+        self.pooling = pooling
+        self.method = self._check_method(spec.get("method"), pooling)
+        parametrisation = spec.get("parametrisation") or "auto"
+        self.config = SamplerConfig(
+            draws=int(spec.get("draws", 1000)), chains=int(spec.get("chains", 4)),
+            warmup=int(spec.get("warmup", 1000)), seed=int(spec.get("seed", 0)),
+            progress=bool(spec.get("progress", False)), parametrisation=parametrisation,
+            target_accept=float(spec.get("target_accept") or self.TARGET_ACCEPT))
+        self._spec = {k: v for k, v in spec.items() if v is not None}
+
+    def _check_method(self, method: str | None, pooling: str) -> str:
+        offered = self.METHODS[pooling]
+        if method is None:
+            return offered[0]
+        every = list(dict.fromkeys(m for methods in self.METHODS.values() for m in methods))
+        if method not in every:
+            raise unknown(f"method for a {self.kind} model", method, every)
+        if method not in offered:
+            poolings = [POOLING_PHRASES[p] for p, ms in self.METHODS.items() if method in ms]
+            raise SpecificationError(
+                f"method {method!r} is for {' or '.join(poolings)} of a {self.kind} model; "
+                f"with {POOLING_PHRASES[pooling]} use {' or '.join(offered)}")
+        return method
+
+    # ------------------------------------------------------------------ the spec
+    def methods_for(self, pooling: str) -> tuple[str, ...]:
+        """The methods this kind offers for ``pooling`` (the default first)."""
+        return tuple(self.METHODS.get(pooling, ()))
+
+    @property
+    def pooling_phrase(self) -> str:
+        return POOLING_PHRASES[self.pooling]
+
+    def spec(self) -> dict[str, Any]:
+        """The keyword arguments that build this model again (``type(m)(**m.spec())``)."""
+        return dict(self._spec)
+
+    def replace(self, **changes: Any) -> Self:
+        """A copy with some settings changed, e.g. ``model.replace(pooling="none")``."""
+        return type(self)(**{**self.spec(), **changes})
+
+    def __repr__(self) -> str:
+        inside = ", ".join(f"{k}={v!r}" for k, v in self.spec().items())
+        return f"{type(self).__name__}({inside})"
+
+    # ------------------------------------------------------------------ per kind
+    @abstractmethod
+    def prepare(self, data: Any, **columns: Any) -> Any:
+        """Validate the data and reduce them to what this model is fitted to."""
+
+    @abstractmethod
+    def fit(self, data: Any, **columns: Any) -> Fit:
+        """Fit the model to ``data`` and return a :class:`~poolwise.results.fit.Fit`."""
+
+    @abstractmethod
+    def describe_prior(self, data: Any = None) -> str:
+        """The prior in words and symbols; with prepared ``data``, defaults get values."""
+
+    @abstractmethod
+    def graph(self, data: Any = None) -> ModelGraph:
+        """The graphical model (plates sized by prepared ``data`` when given)."""
+
+    @abstractmethod
+    def equations(self, data: Any = None) -> list[str]:
+        """The model as LaTeX lines, with the priors' values."""
+
+    @abstractmethod
+    def title(self, data: Any) -> str:
+        """One line for headers: the model, how it is fitted, the data's size."""
+
+    @abstractmethod
+    def check_data(self, data: Any, replicated: Mapping[str, NDArray]) -> list[CheckData]:
+        """The quantities a predictive check compares: observed ones from prepared
+        ``data``, replicated ones from draws of the data (name → (draws, ...))."""
+
+    def _prior_draws(self, data: Any, rng: np.random.Generator, size: int
+                     ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """``size`` draws of the parameters from the prior and of the data from the prior
+        predictive, each name → (draws, dims), and their coordinates. Raises
+        :class:`~poolwise.exceptions.SpecificationError` where a prior is improper."""
+        raise SpecificationError(f"a {self.kind} model has no prior predictive")
+
+    def prior_predictive(self, data: Any, *, draws: int | None = None,
+                         seed: int | None = None, **columns: Any) -> PriorPredictive:
+        """Draws from the prior and from the prior predictive of data shaped like ``data``
+        (the same groups, sizes, covariates): what the priors imply before any fitting.
+
+        ``draws`` defaults to the model's chains × draws; ``seed`` to its seed. Refused,
+        with the reason, for a prior that is improper (it has no draws).
+        """
+        prepared = self.prepare(data, **columns)
+        size = draws if draws is not None else self.config.chains * self.config.draws
+        validate({"draws": size}, SETTINGS, "prior_predictive")
+        rng = generator(self.config.seed if seed is None else seed, Stream.PRIOR_PREDICTIVE)
+        prior, predictive, coords = self._prior_draws(prepared, rng, int(size))
+        groups = {
+            "prior": {k: np.asarray(v)[None] for k, (v, _) in prior.items()},
+            "prior_predictive": {k: np.asarray(v)[None] for k, (v, _) in predictive.items()},
+        }
+        dims = {k: d for part in (prior, predictive) for k, (_, d) in part.items()}
+        tree = _arviz.make_datatree(groups, dims=dims, coords=coords,
+                                    attrs={"kind": self.kind, "prior": self.describe_prior(
+                                        prepared)})
+        flat = {k: np.asarray(v) for k, (v, _) in predictive.items()}
+        return PriorPredictive(tree, tuple(self.check_data(prepared, flat)),
+                               self.describe_prior(prepared), self._group_dims(prepared))
+
+    def _group_dims(self, data: Any) -> tuple[str, ...]:
+        return ("group",)
+

@@ -1,0 +1,779 @@
+"""One-level hierarchical models of per-group data with a conjugate population: rates
+(beta-binomial, gamma-Poisson) and estimates with known standard errors (normal).
+
+A :class:`Model` is family × pooling × prior × method and its settings; ``fit`` returns a
+:class:`ConjugateFit`:
+
+    y_j | θ_j ~ p(y | θ_j, n_j)        (Binomial(n_j, θ_j), Poisson(E_j θ_j), N(θ_j, σ_j²))
+    θ_j | α, β ~ Pop(α, β)             (Beta, Gamma, N(μ, τ²)) — partial pooling
+    α, β ~ the hyperprior
+
+with ``pooling="none"`` (each θ_j its own fixed conjugate prior) or ``"complete"`` (one θ).
+The methods (:mod:`poolwise.inference`) work with the family's maths
+(:mod:`poolwise.families`); this module turns a table into group statistics, builds the
+draws' tree, and answers predictions.
+
+>>> from poolwise import Model, datasets
+>>> rats = datasets.load("rats").query("historical == 1")
+>>> fit = Model(family="beta-binomial", method="eb-moments").fit(rats, y="y", n="n")
+>>> round(fit.eb.alpha, 4), round(fit.eb.beta, 4)
+(1.3778, 8.7524)
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from numpy.typing import NDArray
+
+from poolwise import _arviz
+from poolwise._random import Stream, generator
+from poolwise.data.estimates import GroupEstimates, group_estimates
+from poolwise.data.tables import GroupCounts, group_counts
+from poolwise.exceptions import DataError, SpecificationError
+from poolwise.families import RateFamily, get_family
+from poolwise.inference import EBEstimate, get_method, methods_by_pooling
+from poolwise.kinds.base import BaseModel
+from poolwise.priors import (
+    ConjugatePrior,
+    Distribution,
+    HyperPrior,
+    IndependentPrior,
+    ReferencePrior,
+    UniformVariancePrior,
+    parse_hyperprior,
+    parse_theta_prior,
+)
+from poolwise.results.checks import CheckData
+from poolwise.results.fit import Fit, finish_fit
+from poolwise.results.graph import (
+    LIKELIHOODS,
+    SIZES,
+    SYMBOLS,
+    UNICODE_SYMBOLS,
+    GraphNode,
+    ModelGraph,
+    Plate,
+    check_family,
+    latex,
+    maths,
+    number,
+    prior_line,
+    range_label,
+)
+from poolwise.results.prediction import (
+    ExistingGroup,
+    NewGroup,
+    Population,
+    Prediction,
+    check_size,
+    prediction_dataset,
+)
+from poolwise.results.storage import FitRecord, record_attrs
+from poolwise.results.summary import (
+    SUMMARY_COLUMNS,
+    check_prob,
+    posterior_summary,
+    quantile_interval,
+)
+from poolwise.vocabulary import POOLING_PHRASES, canonical_family
+
+if TYPE_CHECKING:
+    from poolwise.inference.base import Draws
+
+__all__ = ["ConjugateFit", "Model"]
+
+#: above this many draws × groups the pointwise log likelihood is computed when asked for
+#: (by :meth:`ConjugateFit.with_log_likelihood`, e.g. for LOO), not stored with every fit
+EAGER_LOG_LIKELIHOOD = 10_000_000
+#: draws of the normal approximation to the empirical-Bayes estimates' sampling distribution
+EB_SAMPLING_DRAWS = 20_000
+
+
+class Model(BaseModel):
+    """A one-level hierarchical model of per-group data.
+
+    Parameters
+    ----------
+    family
+        ``"beta-binomial"`` (y_j ~ Binomial(n_j, θ_j)), ``"gamma-poisson"``
+        (y_j ~ Poisson(E_j θ_j)) or ``"normal"`` (alias ``"gaussian"``; an estimate
+        y_j ~ N(θ_j, σ_j²) with known standard error σ_j).
+    pooling
+        ``"partial"`` (default): θ_j ~ Beta(α, β), Gamma(α, β) or N(μ, τ²) with a
+        hyperprior; ``"none"``: each θ_j has its own fixed prior; ``"complete"``: one θ.
+    prior
+        Partial pooling: a hyperprior such as ``"bda"`` (default) or ``"halfnormal(10)"``
+        (:mod:`poolwise.priors`). No or complete pooling: θ's fixed prior, ``"beta(a, b)"``,
+        ``"gamma(a, b)"`` or ``"normal(m, s)"`` (default Jeffreys: Beta(½, ½), Gamma(½, 0),
+        flat).
+    method
+        ``"exact"`` (default), ``"eb-moments"``, ``"eb-ml"``, ``"gibbs"`` or ``"nuts"``
+        (:data:`poolwise.vocabulary.METHODS`; the last four need partial pooling, except
+        ``nuts``).
+    draws, chains, warmup, seed, progress, target_accept
+        Draws and warm-up per chain (warm-up for the Markov chain methods), the seed of
+        every random stream, a progress bar, NUTS's target acceptance rate.
+    parametrisation
+        ``nuts`` only: ``"marginal"`` integrates θ out (the default for the rate
+        families), ``"non-centred"`` (the normal family's default) or ``"centred"``.
+    """
+
+    METHODS = methods_by_pooling()
+    PARAMETRISATIONS = ("marginal", "non-centred", "centred")
+
+    def __init__(
+        self,
+        *,
+        family: str | RateFamily = "beta-binomial",
+        pooling: str = "partial",
+        prior: str | HyperPrior | ConjugatePrior | None = None,
+        method: str | None = None,
+        draws: int = 1000,
+        chains: int = 4,
+        warmup: int = 1000,
+        seed: int = 0,
+        progress: bool = False,
+        target_accept: float | None = None,
+        parametrisation: str = "auto",
+    ) -> None:
+        self.family = get_family(family if isinstance(family, RateFamily)
+                                 else canonical_family(family))
+        self._settle({"family": self.family.name, "pooling": pooling, "method": method,
+                      "draws": draws, "chains": chains, "warmup": warmup, "seed": seed,
+                      "progress": progress, "target_accept": target_accept,
+                      "parametrisation": parametrisation})
+        self.hyperprior: HyperPrior | None
+        if self.pooling == "partial":
+            if isinstance(prior, ConjugatePrior):
+                raise SpecificationError("partial pooling needs a hyperprior on (α, β)")
+            self.hyperprior = parse_hyperprior(prior if prior is not None else "bda")
+            _check_hyperprior(self.family, self.hyperprior)
+            self.theta_prior = parse_theta_prior(None, self.family)
+        else:
+            if isinstance(prior, HyperPrior):
+                raise SpecificationError(f"{self.pooling_phrase} takes a fixed prior for θ")
+            self.hyperprior = None
+            self.theta_prior = parse_theta_prior(prior, self.family)
+        if prior is not None:
+            self._spec["prior"] = self.prior_spec()
+
+    @property
+    def kind(self) -> str:  # type: ignore[override]
+        return "normal" if self.family.name == "normal" else "rates"
+
+    @property
+    def is_empirical_bayes(self) -> bool:
+        return self.method.startswith("eb-")
+
+    # ------------------------------------------------------------------ describing
+    def prior_spec(self) -> str:
+        """The prior as a string that :class:`Model` parses back."""
+        if self.hyperprior is not None:
+            return self.hyperprior.spec()
+        a, b = self.theta_prior.a, self.theta_prior.b
+        name = {"beta-binomial": "beta", "gamma-poisson": "gamma"}.get(self.family.name, "normal")
+        return f"{name}({a!r}, {b!r})"
+
+    def describe_prior(self, data: GroupCounts | None = None) -> str:
+        """The prior in words and symbols; empirical Bayes says it uses no hyperprior."""
+        if self.hyperprior is not None:
+            population = self.family.population_text
+            if self.is_empirical_bayes:
+                return (f"θ_j ~ {population} with its parameters estimated by {self.method}; "
+                        "no hyperprior is used")
+            return f"θ_j ~ {population};  {self.hyperprior.describe(self.family)}"
+        scope = "each θ_j" if self.pooling == "none" else "one θ shared by all groups:"
+        return f"{scope} {self.theta_prior.describe(self.family).removeprefix('θ ~ ')}"
+
+    def title(self, data: GroupCounts) -> str:
+        return (f"{self.family.name}, {self.pooling_phrase}, method {self.method}, "
+                f"{data.n_groups} groups by {data.group_name!r}")
+
+    def graph(self, data: GroupCounts | None = None) -> ModelGraph:
+        """The graphical model; with ``data`` the plate shows the number of groups.
+
+        Nodes: the data ``y`` (observed) and the group sizes ``n`` — standard errors
+        ``sigma`` for the normal family — (fixed), both in the plate over groups j;
+        ``theta`` (θ_j in the plate, or one θ outside it under complete pooling); under
+        partial pooling the two hyperparameters (``alpha``, ``beta`` or ``mu``, ``tau``)
+        above the plate, each with its hyperprior's constants as fixed dots
+        (``alpha_scale``, ...; none for flat or reference priors); under no or complete
+        pooling the constants ``a``, ``b`` of θ's fixed prior (none for a flat prior).
+
+        >>> Model(family="beta-binomial", prior="halfnormal(10)").graph().parents("theta")
+        ('alpha', 'beta')
+        """
+        family = self.family
+        check_family(family)
+        size_name, size_label = SIZES[family.size_symbol]
+        per_group = self.pooling != "complete"
+        nodes = [
+            GraphNode("theta", r"$\theta_j$" if per_group else r"$\theta$", "latent"),
+            GraphNode(size_name, f"${size_label}_j$", "fixed"),
+            GraphNode("y", "$y_j$", "observed"),
+        ]
+        edges = [("theta", "y"), (size_name, "y")]
+        top: list[GraphNode] = []
+        if self.hyperprior is not None:
+            for name, dist in _hyperprior_parts(self.hyperprior, family):
+                top.append(GraphNode(name, f"${SYMBOLS.get(name, name)}$", "latent"))
+                edges.append((name, "theta"))
+                for param, value in zip(dist.param_names, dist.params, strict=True):
+                    top.append(GraphNode(f"{name}_{param}", f"${number(value)}$", "fixed"))
+                    edges.append((f"{name}_{param}", name))
+        else:
+            for symbol, value in _conjugate_constants(self.theta_prior):
+                top.append(GraphNode(symbol, f"${symbol} = {number(value)}$", "fixed"))
+                edges.append((symbol, "theta"))
+        in_plate = tuple(n.name for n in nodes if per_group or n.name != "theta")
+        extent = str(data.n_groups) if data is not None else "J"
+        plate = Plate("groups", range_label("j", extent), in_plate)
+        return ModelGraph(tuple(top + nodes), tuple(edges), (plate,),
+                          f"{family.name}, {self.pooling_phrase}")
+
+    def equations(self, data: GroupCounts | None = None) -> list[str]:
+        r"""The model as LaTeX lines (no ``$`` delimiters): the likelihood, the population
+        distribution of θ_j (partial pooling) and the priors with their values.
+
+        >>> for line in Model(family="normal", pooling="complete").equations():
+        ...     print(line)
+        y_j \sim \mathrm{N}(\theta, \sigma_j^2), \quad j = 1, \ldots, J
+        p(\theta) \propto 1
+        """
+        family = self.family
+        check_family(family)
+        theta = r"\theta_j" if self.pooling != "complete" else r"\theta"
+        size = SIZES[family.size_symbol][1]
+        extent = str(data.n_groups) if data is not None else "J"
+        likelihood = LIKELIHOODS[family.name].format(size=size, theta=theta)
+        lines = [rf"y_j \sim {likelihood}, \quad j = 1, \ldots, {extent}"]
+        if self.hyperprior is None:
+            text = self.theta_prior.describe(family).removeprefix("θ ~ ")
+            lines.append(prior_line("θ_j" if self.pooling == "none" else "θ", text))
+            return lines
+        lines.append(latex(f"θ_j ~ {family.population_text}"))
+        if isinstance(self.hyperprior, IndependentPrior):
+            for name, dist in _hyperprior_parts(self.hyperprior, family):
+                lines.append(prior_line(UNICODE_SYMBOLS.get(name, name), str(dist)))
+        else:
+            lines.append(latex(maths(self.hyperprior.describe(family))))
+        return lines
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, data: pd.DataFrame | GroupCounts, *, y: str | None = None,
+                n: str | None = None, se: str | None = None, group: str | None = None
+                ) -> GroupCounts:
+        """Validate the data and reduce them to per-group statistics for this model.
+
+        Rate families take counts ``y`` and sizes ``n``; the normal family takes estimates
+        ``y`` with standard errors ``se``, or raw observations ``y`` with a ``group``
+        (reduced to group means and standard errors).
+        """
+        if isinstance(data, GroupCounts):
+            counts = data
+        elif isinstance(data, pd.DataFrame):
+            if y is None:
+                raise SpecificationError("name the column of counts or estimates: y='...'")
+            if self.family.name == "normal":
+                if n is not None:
+                    raise SpecificationError(
+                        "the normal family takes standard errors (se=, --se), not sizes (n=)")
+                counts = _estimates_as_counts(group_estimates(data, y=y, se=se, group=group))
+            else:
+                if se is not None:
+                    raise SpecificationError(
+                        f"the {self.family.name} family takes sizes (n=, --n), not se=")
+                counts = group_counts(data, self.family, y=y, n=n, group=group)
+        else:
+            raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+        self._check_informative(counts)
+        return counts
+
+    def _check_informative(self, data: GroupCounts) -> None:
+        if self.pooling != "partial":
+            return
+        if data.n_groups < 2:
+            raise DataError(
+                f"partial pooling needs at least 2 groups, got {data.n_groups}; "
+                "use --pooling complete or none for a single group")
+        if self.family.name == "normal" and self.hyperprior is not None:
+            # with flat priors on μ and on τ (or τ²), p(τ | y) ∝ τ^(−(J−1)) (or τ^(−(J−2)))
+            # for large τ: proper only for J ≥ 3 (or J ≥ 4); BDA3 §5.4, lecture 001
+            least = {ReferencePrior: 3, UniformVariancePrior: 4}.get(type(self.hyperprior))
+            if least is not None and data.n_groups < least:
+                raise DataError(
+                    f"with {data.n_groups} groups the {self.hyperprior.spec()!r} hyperprior "
+                    f"gives an improper posterior (it needs at least {least} groups); use a "
+                    "proper prior on τ, e.g. --prior 'mu=normal(0, 10), tau=halfcauchy(5)'")
+            return
+        if self.hyperprior is not None and not self.hyperprior.proper:
+            if np.all(data.y == 0):
+                raise DataError(
+                    "every group has y = 0, so the data cannot tell the population's rate "
+                    "from zero and the posterior under the 'bda' prior is improper; use a "
+                    "proper hyperprior (e.g. --prior 'halfnormal(10)') or complete pooling")
+            if self.family.name == "beta-binomial" and np.all(data.y == data.n):
+                raise DataError(
+                    "every group has y = n, so the posterior under the 'bda' prior is "
+                    "improper; use a proper hyperprior (e.g. --prior 'halfnormal(10)')")
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data: pd.DataFrame | GroupCounts, *, y: str | None = None,
+            n: str | None = None, se: str | None = None, group: str | None = None
+            ) -> ConjugateFit:
+        """Fit the model to ``data`` (see :meth:`prepare` for the columns)."""
+        counts = self.prepare(data, y=y, n=n, se=se, group=group)
+        sampler = get_method(self.method)
+        start = time.perf_counter()
+        draws = sampler(self, counts, self.config)
+        info = {**draws.info, "seconds": time.perf_counter() - start}
+        tree = self._tree(counts, draws, info)
+        return finish_fit(ConjugateFit(self, counts, tree, info, draws.eb), stacklevel=2)
+
+    def _tree(self, data: GroupCounts, draws: Draws, info: dict[str, Any]) -> xr.DataTree:
+        family = self.family
+        posterior: dict[str, NDArray] = {}
+        if draws.alpha is not None and draws.beta is not None:
+            a_name, b_name = family.hyper_names
+            posterior |= {a_name: draws.alpha, b_name: draws.beta,
+                          **family.derived(draws.alpha, draws.beta)}
+        posterior["theta"] = draws.theta
+        groups: dict[str, dict[str, NDArray]] = {"posterior": posterior}
+        if draws.theta.size <= EAGER_LOG_LIKELIHOOD:
+            groups["log_likelihood"] = {
+                "y": family.log_likelihood(draws.theta, data.y, data.n)}
+        groups["observed_data"] = {"y": data.y, "n": data.n}
+        if draws.sample_stats:
+            groups["sample_stats"] = draws.sample_stats
+        attrs = record_attrs(
+            self.kind, self.spec(),
+            {"group_name": data.group_name, "notes": list(data.notes)},
+            {"eb": _eb_to_dict(draws.eb), "prior": self.describe_prior(data), "info": info})
+        return _arviz.make_datatree(
+            groups, dims={"theta": ["group"], "y": ["group"], "n": ["group"]},
+            coords={"group": data.labels}, attrs=attrs)
+
+    # ------------------------------------------------------------------ checks
+    def check_data(self, data: GroupCounts, replicated: Mapping[str, NDArray]
+                   ) -> list[CheckData]:
+        """Each group's raw rate y_j/n_j (estimate y_j for the normal family), observed
+        and replicated."""
+        if self.family.name == "normal":
+            return [CheckData("y", data.y, np.asarray(replicated["y"]), data.labels,
+                              label="estimate y")]
+        return [CheckData("y/n", data.y / data.n, np.asarray(replicated["y"]) / data.n,
+                          data.labels, label=self.family.raw_label)]
+
+    def _prior_draws(self, data: GroupCounts, rng: np.random.Generator, size: int
+                     ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """(α, β) from a proper hyperprior, θ_j ~ Pop(α, β), y_j ~ p(y | θ_j, n_j); or θ from
+        a proper fixed prior."""
+        family = self.family
+        prior: dict[str, tuple[NDArray, list[str]]] = {}
+        if self.hyperprior is not None:
+            if not isinstance(self.hyperprior, IndependentPrior) or not (
+                    self.hyperprior.alpha.proper and self.hyperprior.beta.proper):
+                raise SpecificationError(
+                    f"the hyperprior {self.hyperprior.spec()!r} is improper, so it has no "
+                    "prior predictive; give a proper one, e.g. 'halfnormal(10)' (rates) or "
+                    "'mu=normal(0, 10), tau=halfcauchy(5)' (normal)")
+            alpha = self.hyperprior.alpha.sample(rng, size)
+            beta = self.hyperprior.beta.sample(rng, size)
+            a_name, b_name = family.hyper_names
+            prior = {a_name: (alpha, []), b_name: (beta, [])}
+            with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+                theta = family.sample_population(rng, alpha[:, None],
+                                                 np.broadcast_to(beta[:, None],
+                                                                 (size, data.n_groups)))
+        else:
+            a, b = self.theta_prior.a, self.theta_prior.b
+            if not (np.isfinite(b) and a > 0 and b > 0):
+                raise SpecificationError(
+                    f"θ's prior {self.theta_prior.describe(family)} is improper, so it has no "
+                    "prior predictive; give a proper one with --prior")
+            shape = (size, data.n_groups if self.pooling == "none" else 1)
+            theta = family.sample_population(rng, np.full(shape, a), np.full(shape, b))
+            theta = np.broadcast_to(theta, (size, data.n_groups))
+        prior["theta"] = (np.asarray(theta, dtype=float), ["group"])
+        y = family.sample_data(rng, np.asarray(theta), data.n).astype(float)
+        return prior, {"y": (y, ["group"])}, {"group": data.labels}
+
+
+def _check_hyperprior(family: RateFamily, prior: HyperPrior) -> None:
+    """The hyperprior must fit the family's parameters: names, and supports."""
+    if isinstance(prior, UniformVariancePrior) and family.name != "normal":
+        raise SpecificationError("'flat-tau2' is a prior for the normal family's (μ, τ)")
+    if not isinstance(prior, IndependentPrior):
+        return
+    if family.name == "normal":
+        if prior.names != ("mu", "tau"):
+            raise SpecificationError(
+                "the normal family needs a prior on each of μ and τ: write e.g. "
+                "'mu=normal(0, 5), tau=halfcauchy(5)', or 'bda' (flat) or 'flat-tau2'")
+        if not prior.beta.positive:
+            raise SpecificationError(f"τ > 0 needs a prior on (0, ∞), not {prior.beta}")
+        return
+    if prior.names != ("alpha", "beta"):
+        raise SpecificationError(
+            f"the {family.name} family's hyperparameters are α and β: write alpha=, beta=")
+    for symbol, dist in (("α", prior.alpha), ("β", prior.beta)):
+        if not dist.positive:
+            raise SpecificationError(f"{symbol} > 0 needs a prior on (0, ∞), not {dist}")
+
+
+def _estimates_as_counts(estimates: GroupEstimates) -> GroupCounts:
+    """Per-group estimates and standard errors in the container every method reads
+    (its second column, ``n``, holds the standard error)."""
+    return GroupCounts(estimates.labels, estimates.y, estimates.se, estimates.group_name,
+                       estimates.notes)
+
+
+def _hyperprior_parts(prior: HyperPrior, family: RateFamily
+                      ) -> list[tuple[str, Distribution]]:
+    """Each hyperparameter's name and its own prior; flat for a joint prior without
+    constants (the reference priors)."""
+    if isinstance(prior, IndependentPrior):
+        return list(zip(family.hyper_names, (prior.alpha, prior.beta), strict=True))
+    flat = Distribution("flat", ())
+    return [(name, flat) for name in family.hyper_names]
+
+
+def _conjugate_constants(prior: ConjugatePrior) -> list[tuple[str, float]]:
+    """The constants (a, b) of θ's fixed prior; none for the normal family's flat prior."""
+    if math.isinf(prior.b):
+        return []
+    return [("a", prior.a), ("b", prior.b)]
+
+
+# --------------------------------------------------------------------------- the fit
+@dataclass(frozen=True)
+class ConjugateFit(Fit):
+    """Draws of a :class:`Model`: ``alpha, beta, mu, kappa`` (``mu, tau`` for the normal
+    family) and ``theta`` per group; ``eb`` holds empirical-Bayes estimates."""
+
+    eb: EBEstimate | None = None
+
+    model: Model
+    data: GroupCounts
+
+    # ------------------------------------------------------------------ summaries
+    def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:
+        if self.eb is not None:
+            return self._summary_eb(ci_prob)
+        shared = ("theta",) if self.model.pooling == "complete" else ()
+        table = posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
+                                  group_dims=("group",), shared=shared)
+        return self._with_pooling_factors(table)
+
+    @classmethod
+    def comparison_table(cls, fits: Mapping[str, Fit], ci_prob: float = 0.95) -> pd.DataFrame:
+        """Per group: the data, the raw rate and each fit's mean and interval of θ_j (a
+        complete-pooling fit's one θ on every row)."""
+        data = next(iter(fits.values())).data
+        family = next(iter(fits.values())).model.family
+        table = pd.DataFrame({"group": data.labels, "y": data.y, "n": data.n,
+                              "raw": family.raw_rate(data.y, data.n)})
+        for label, fit in fits.items():
+            theta = fit.summary(ci_prob, diagnostics=False).query("param == 'theta'")
+            if len(theta) == 1:  # one row for the common θ, the same for every group
+                theta = pd.concat([theta] * data.n_groups, ignore_index=True)
+            for column in ("mean", "lower", "upper"):
+                table[f"{label}_{column}"] = theta[column].to_numpy()
+        return table
+
+    def pooling_factors(self) -> pd.Series:
+        """Posterior mean of each group's pooling factor B_j, the weight of the population
+        mean in E[θ_j | y, hyperparameters]: 0 is no pooling, 1 complete pooling; indexed
+        by group.
+
+        B_j = σ_j²/(σ_j² + τ²) (normal), (α+β)/(α+β+n_j) (beta-binomial), β/(β+E_j)
+        (gamma-Poisson).
+        """
+        index = pd.Index(self.data.labels, name=self.data.group_name)
+        if self.model.pooling != "partial":
+            value = 1.0 if self.model.pooling == "complete" else 0.0
+            return pd.Series(np.full(self.data.n_groups, value), index=index,
+                             name="pooling_factor")
+        hyper = self.hyperparameter_draws()
+        assert hyper is not None  # partial pooling has hyperparameters
+        factors = self.model.family.pooling_factor(hyper[0][:, None], hyper[1][:, None],
+                                                   self.data.n)
+        return pd.Series(np.asarray(np.mean(factors, axis=0), dtype=float), index=index,
+                         name="pooling_factor")
+
+    def _with_pooling_factors(self, table: pd.DataFrame) -> pd.DataFrame:
+        theta = (table["param"] == "theta").to_numpy()
+        if theta.sum() == self.data.n_groups:
+            table.loc[theta, "pooling_factor"] = self.pooling_factors().to_numpy()
+        elif theta.sum() == 1:  # complete pooling: one row for the common θ
+            table.loc[theta, "pooling_factor"] = 1.0
+        return table
+
+    def eb_sampling_draws(self, size: int = EB_SAMPLING_DRAWS
+                          ) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+        """Draws of (α̂, β̂) from the normal approximation of the empirical-Bayes estimates'
+        sampling distribution in (u, v); None without standard errors."""
+        eb = self.eb
+        if eb is None or eb.uv_covariance is None:
+            return None
+        family = self.model.family
+        rng = generator(self.seed, Stream.SUMMARY)
+        centre = np.array(family.to_uv(eb.alpha, eb.beta), dtype=float)
+        uv = rng.multivariate_normal(centre, eb.uv_covariance, size=size)
+        a, b = family.from_uv(uv[:, 0], uv[:, 1])
+        return np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+
+    def _summary_eb(self, ci_prob: float) -> pd.DataFrame:
+        assert self.eb is not None
+        family, eb = self.model.family, self.eb
+        rows = []
+        a_name, b_name = family.hyper_names
+        hyper = {a_name: eb.alpha, b_name: eb.beta,
+                 **{k: float(v) for k, v in family.derived(eb.alpha, eb.beta).items()}}
+        spread: dict[str, tuple[float, float, float]] = {}
+        sampled = self.eb_sampling_draws()
+        if sampled is not None:
+            a, b = sampled
+            for name, sims in {a_name: a, b_name: b, **family.derived(a, b)}.items():
+                lower, upper = quantile_interval(np.asarray(sims), ci_prob)
+                spread[name] = (float(np.std(sims, ddof=1)), float(lower), float(upper))
+        for name, value in hyper.items():
+            sd, lo, hi = spread.get(name, (np.nan, np.nan, np.nan))
+            rows.append({"param": name, "group": None, "mean": value, "sd": sd,
+                         "lower": lo, "upper": hi})
+        conditional = family.conditional(eb.alpha, eb.beta, self.data.y, self.data.n)
+        tail = (1 - ci_prob) / 2
+        lower, upper = conditional.ppf(tail), conditional.ppf(1 - tail)
+        means, sds = conditional.mean(), conditional.std()
+        rows += [{"param": "theta", "group": label, "mean": float(means[i]),
+                  "sd": float(sds[i]), "lower": float(lower[i]), "upper": float(upper[i])}
+                 for i, label in enumerate(self.data.labels)]
+        return self._with_pooling_factors(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
+
+    def hyperparameter_draws(self) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
+        """Flattened draws (or the fixed values) of (α, β); None under complete pooling."""
+        if self.eb is not None:
+            return np.array([self.eb.alpha]), np.array([self.eb.beta])
+        a_name, b_name = self.model.family.hyper_names
+        if a_name in self.posterior:
+            return self.draws(a_name).ravel(), self.draws(b_name).ravel()
+        if self.model.pooling == "none":
+            return np.array([self.model.theta_prior.a]), np.array([self.model.theta_prior.b])
+        return None
+
+    def population_mean(self, ci_prob: float = 0.95) -> dict[str, float]:
+        """The population mean rate μ (α/(α+β), α/β, or the normal μ): mean, sd, interval
+        and MAP.
+
+        The MAP is the mode of a kernel density estimate of u = logit μ (or log μ),
+        carried back to μ with the Jacobian, so it respects the boundaries of μ.
+        """
+        check_prob(ci_prob)
+        family = self.model.family
+        if self.eb is not None:
+            value = float(family.population_mean(self.eb.alpha, self.eb.beta))
+            row = self.summary(ci_prob).set_index("param").loc["mu"]
+            return {"mean": value, "sd": float(row["sd"]), "lower": float(row["lower"]),
+                    "upper": float(row["upper"]), "map": value}
+        if "mu" not in self.posterior or self.model.pooling != "partial":
+            raise SpecificationError(
+                f"{POOLING_PHRASES[self.model.pooling]} has no population distribution; "
+                "fit with pooling 'partial'")
+        from scipy.stats import gaussian_kde
+
+        mu = self.draws("mu").ravel()
+        hyper = self.hyperparameter_draws()
+        assert hyper is not None  # partial pooling has hyperparameters
+        u = family.to_uv(*hyper)[0]
+        low, high = np.quantile(u, [0.0005, 0.9995])
+        grid = np.linspace(float(low), float(high), 2001)
+        mu_grid = family.population_mean(*family.from_uv(grid, np.zeros_like(grid)))
+        density = gaussian_kde(u)(grid) / np.abs(np.gradient(mu_grid, grid))
+        lower, upper = quantile_interval(mu, ci_prob)
+        return {"mean": float(mu.mean()), "sd": float(mu.std(ddof=1)), "lower": float(lower),
+                "upper": float(upper), "map": float(mu_grid[np.argmax(density)])}
+
+    # ------------------------------------------------------------------ log likelihood
+    def with_log_likelihood(self) -> xr.DataTree:
+        """The tree with the pointwise log likelihood log p(y_j | θ_j) (for LOO)."""
+        if "log_likelihood" in self.tree.children:
+            return self.tree
+        values = self.model.family.log_likelihood(self.draws("theta"), self.data.y,
+                                                  self.data.n)
+        tree = self.tree.copy()
+        tree["log_likelihood"] = xr.DataTree(xr.Dataset(
+            {"y": (("chain", "draw", "group"), values)},
+            coords={"chain": self.posterior["chain"], "draw": self.posterior["draw"],
+                    "group": self.posterior["group"]}))
+        return tree
+
+    # ------------------------------------------------------------------ predictions
+    def _requests(self) -> tuple[type, ...]:
+        if self.model.pooling == "none":
+            return (ExistingGroup, NewGroup)
+        return (ExistingGroup, NewGroup, Population)
+
+    def _predict(self, request: Any, rng: np.random.Generator) -> Prediction:
+        if isinstance(request, ExistingGroup):
+            return self._existing_group(request, rng)
+        if isinstance(request, NewGroup):
+            return self._new_group(request, rng)
+        return self._population(rng)
+
+    def _index(self, group: str) -> int:
+        labels = [str(label) for label in self.data.labels]
+        if str(group) not in labels:
+            shown = ", ".join(repr(label) for label in labels[:8])
+            more = f" … ({len(labels)} in all)" if len(labels) > 8 else ""
+            raise SpecificationError(f"no group {group!r} in the fit; groups: {shown}{more}")
+        return labels.index(str(group))
+
+    def _existing_group(self, request: ExistingGroup, rng: np.random.Generator) -> Prediction:
+        """θ_j from the posterior, then y* ~ p(y | θ_j, size), size the group's own unless
+        given (lecture 001, step 4)."""
+        index = self._index(request.group)
+        family = self.model.family
+        size = check_size(request.size, family.size_label,
+                          whole=family.name == "beta-binomial")
+        size = float(self.data.n[index]) if size is None else size
+        theta = self.draws("theta")[..., index].ravel()
+        y = family.sample_data(rng, theta, size).astype(float)
+        return Prediction(
+            request, f"new data from group {request.group!r} ({family.size_label} {size:g}): "
+            "its θ from the posterior, then y*",
+            prediction_dataset({"theta": (theta, []), "y": (y, [])}, self.config.chains))
+
+    def _new_group(self, request: NewGroup, rng: np.random.Generator) -> Prediction:
+        """θ (and y) for a group that was not in the fit.
+
+        With ``y`` and ``size``: the posterior of the new group's θ given its data. Under
+        full Bayes the hyperparameter draws are reweighted by p(y | α, β), which is exact
+        Bayes for the enlarged data set; under empirical Bayes the estimates are held fixed
+        (the lecture's 0.2229 for the 71st rat experiment). With ``size`` only: θ_new ~
+        p(θ | α, β) and y_new ~ p(y | θ_new, size). With neither: θ_new only.
+        """
+        family = self.model.family
+        y, n = request.y, check_size(request.size, family.size_label,
+                                     whole=family.name == "beta-binomial")
+        if y is not None:
+            if n is None:
+                raise SpecificationError(
+                    f"a new group's data need its {family.size_label} too (size=)")
+            if isinstance(y, bool) or not np.isfinite(y) or (
+                    family.name != "normal" and (y < 0 or y != round(y))):
+                raise SpecificationError(f"new group y must be a whole number ≥ 0, got {y!r}")
+            family.check_data(np.array([float(y)]), np.array([n]), np.array(["new"]))
+            y = float(y)
+        total = self.config.chains * self.config.draws
+        hyper = self.hyperparameter_draws()
+        exact: dict[str, Any] = {}
+        ess: float | None = None
+        if hyper is None:  # complete pooling: the new group shares the common θ
+            theta = self.draws("theta")[..., 0].ravel()
+            if y is not None:
+                log_w = family.log_likelihood(theta, y, n)
+                theta, ess = theta[_resample(rng, log_w, total)], _kish(log_w)
+        else:
+            alpha, beta = (np.broadcast_to(h, total) if h.size == 1 else h for h in hyper)
+            if y is not None and self.eb is None and self.model.pooling == "partial":
+                log_w = family.log_marginal(alpha, beta, y, n)
+                index = _resample(rng, log_w, total)
+                alpha, beta, ess = alpha[index], beta[index], _kish(log_w)
+            if y is not None:
+                theta = family.sample_conditional(rng, alpha, beta, y, n)
+                fixed = family.conditional(hyper[0][0], hyper[1][0], y, n)
+            else:
+                theta = family.sample_population(rng, alpha, beta)
+                fixed = family.population(hyper[0][0], hyper[1][0])
+            if hyper[0].size == 1:
+                exact["theta"] = fixed
+        variables = {"theta": (np.asarray(theta, dtype=float), [])}
+        if y is None and n is not None:
+            variables["y"] = (family.sample_data(rng, theta, n).astype(float), [])
+        what = (f"a new group with y = {y:g} of {family.size_label} {n:g}: the posterior of "
+                "its θ" if y is not None else
+                "a new group drawn from the population" + (
+                    f", and y* for {family.size_label} {n:g}" if n is not None else ""))
+        return Prediction(request, what, prediction_dataset(variables, self.config.chains),
+                          exact, ess)
+
+    def _population(self, rng: np.random.Generator) -> Prediction:
+        """The population mean μ (partial pooling; its sampling distribution under empirical
+        Bayes), or the one θ of complete pooling."""
+        family = self.model.family
+        if self.model.pooling == "complete":
+            return Prediction(Population(), "the common θ of complete pooling",
+                              prediction_dataset({"theta": (self.draws("theta")[..., 0]
+                                                            .ravel(), [])},
+                                                 self.config.chains))
+        if self.eb is not None:
+            sampled = self.eb_sampling_draws(self.config.chains * self.config.draws)
+            a, b = sampled if sampled is not None else (np.array([self.eb.alpha]),
+                                                       np.array([self.eb.beta]))
+            mu = np.broadcast_to(family.population_mean(a, b),
+                                 self.config.chains * self.config.draws)
+            what = (f"the population mean μ: the {self.method} estimate's sampling "
+                    "distribution (normal approximation)")
+        else:
+            mu = self.draws("mu").ravel()
+            what = "the population mean μ"
+        return Prediction(Population(), what,
+                          prediction_dataset({"mu": (mu, [])}, self.config.chains))
+
+    # ------------------------------------------------------------------ replicates
+    def _replicate(self, rng: np.random.Generator) -> dict[str, tuple[NDArray, list[str]]]:
+        theta = self.draws("theta")
+        y = self.model.family.sample_data(rng, theta, self.data.n).astype(float)
+        return {"y": (y, ["group"])}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_tree(cls, tree: xr.DataTree) -> ConjugateFit:
+        record = FitRecord(tree)
+        model = Model(**record.model)
+        observed = tree["observed_data"].to_dataset()
+        data = GroupCounts(
+            labels=np.asarray(observed["group"].values).astype(str),
+            y=np.asarray(observed["y"].values, dtype=float),
+            n=np.asarray(observed["n"].values, dtype=float),
+            group_name=str(record.data["group_name"]),
+            notes=tuple(record.data["notes"]))
+        return cls(model, data, tree, record.fitted["info"], _eb_from_dict(record.fitted["eb"]))
+
+
+def _resample(rng: np.random.Generator, log_weights: NDArray, size: int) -> NDArray[np.intp]:
+    """Indices drawn with probability ∝ exp(log_weights) (importance resampling)."""
+    w = np.exp(log_weights - np.max(log_weights))
+    return rng.choice(w.size, size=size, p=w / w.sum())
+
+
+def _kish(log_weights: NDArray) -> float:
+    """Kish's effective sample size (Σw)² / Σw² of importance weights."""
+    w = np.exp(log_weights - np.max(log_weights))
+    return float(w.sum() ** 2 / np.sum(w**2))
+
+
+def _eb_to_dict(eb: EBEstimate | None) -> dict[str, Any] | None:
+    if eb is None:
+        return None
+    cov = None if eb.uv_covariance is None else eb.uv_covariance.tolist()
+    return {"method": eb.method, "alpha": eb.alpha, "beta": eb.beta, "uv_covariance": cov,
+            "on_boundary": eb.on_boundary, "log_marginal_likelihood": eb.log_marginal_likelihood}
+
+
+def _eb_from_dict(d: dict[str, Any] | None) -> EBEstimate | None:
+    if d is None:
+        return None
+    cov = None if d["uv_covariance"] is None else np.asarray(d["uv_covariance"])
+    return EBEstimate(d["method"], d["alpha"], d["beta"], cov, d["on_boundary"],
+                      d["log_marginal_likelihood"])
+

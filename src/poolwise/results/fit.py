@@ -1,0 +1,261 @@
+"""The one result every model kind returns: :class:`Fit`.
+
+A base class rather than a Protocol, because most of what a fit does is the same for every
+kind and is written here once: the summary table from the ArviZ ``DataTree``, draws by
+name, the Markov chain diagnostics and their advice, predictions dispatched by request type
+with one random-stream rule, posterior predictive draws and their checks, saving. A kind
+adds only what differs, in a few small methods:
+
+``from_tree`` (classmethod)
+    Rebuild the fit from a saved tree (:func:`poolwise.load` calls it).
+``_requests`` and ``_predict``
+    Which :mod:`~poolwise.results.prediction` requests the fit answers, and how.
+``_replicate``
+    Draws of the observed data given each posterior draw (the posterior predictive).
+
+and, where its summary is not the plain table of the posterior (empirical Bayes, REML),
+``_summary``. The model a fit holds (``fit.model``) describes itself: its prior, graph and
+equations, and how its data turn into quantities to check (``check_data``).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+from numpy.typing import NDArray
+
+from poolwise import _arviz
+from poolwise._random import Stream, generator
+from poolwise.exceptions import SpecificationError
+from poolwise.results.checks import check_table
+from poolwise.results.comparison import side_by_side
+from poolwise.results.diagnostics import check_diagnostics, diagnostic_problems
+from poolwise.results.prediction import REQUESTS, Prediction
+from poolwise.results.summary import check_prob, posterior_draws, posterior_summary
+from poolwise.vocabulary import MCMC_METHODS
+
+if TYPE_CHECKING:
+    from poolwise.inference.base import SamplerConfig
+    from poolwise.results.graph import ModelGraph
+
+__all__ = ["PREDICTIVE_LIMIT", "Fit", "finish_fit"]
+
+#: above this many replicated values (draws × observations) the posterior predictive is
+#: drawn when asked for, not stored with every fit
+PREDICTIVE_LIMIT = 10_000_000
+
+
+@dataclass(frozen=True)
+class Fit(ABC):
+    """What fitting a model gives: posterior draws in an ArviZ ``DataTree``, the model (with
+    its settings) and the data it was fitted to.
+
+    ``tree`` follows ArviZ's layout: ``posterior`` (chain, draw, ...), ``observed_data``,
+    ``log_likelihood``, ``posterior_predictive``, ``sample_stats`` for Markov chains, and
+    the model's specification in its attributes (:mod:`poolwise.results.storage`).
+    """
+
+    model: Any
+    data: Any
+    tree: xr.DataTree
+    info: dict[str, Any] = field(default_factory=dict)
+
+    # ------------------------------------------------------------------ identity
+    @property
+    def kind(self) -> str:
+        """``rates``, ``normal``, ``nig``, ``mixed``, ``nested`` or ``custom``."""
+        return str(self.model.kind)
+
+    @property
+    def method(self) -> str:
+        return str(self.model.method)
+
+    @property
+    def config(self) -> SamplerConfig:
+        """Draws, chains, warm-up, seed: the model's settings."""
+        return self.model.config  # type: ignore[no-any-return]
+
+    @property
+    def seed(self) -> int:
+        return int(self.config.seed)
+
+    @property
+    def is_mcmc(self) -> bool:
+        """Whether the draws are Markov chains (their diagnostics matter)."""
+        return self.method in MCMC_METHODS
+
+    @property
+    def group_dims(self) -> tuple[str, ...]:
+        """The posterior's dimensions that label groups (the summary's ``group``)."""
+        return ("group",)
+
+    def title(self) -> str:
+        """One line: what was fitted, how, to what."""
+        return self.model.title(self.data)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ draws
+    @property
+    def posterior(self) -> xr.Dataset:
+        if "posterior" not in self.tree.children:
+            raise SpecificationError(f"a {self.method} fit holds point estimates, no draws")
+        return self.tree["posterior"].to_dataset()
+
+    def draws(self, name: str) -> NDArray[np.float64]:
+        """Draws of one posterior variable, shaped (chain, draw, ...)."""
+        return posterior_draws(self.posterior, name)
+
+    # ------------------------------------------------------------------ summaries
+    def summary(self, ci_prob: float = 0.95, *, diagnostics: bool = True) -> pd.DataFrame:
+        """One row per parameter (and group): mean, sd, equal-tailed interval, and the
+        diagnostics (bulk and tail ESS, R-hat, MCSE of the mean) in the columns of
+        :data:`~poolwise.results.summary.SUMMARY_COLUMNS`.
+
+        ``diagnostics=False`` skips ESS and R-hat (about 3 ms per group); they are NaN
+        where they do not apply (point estimates, closed-form conditionals).
+        """
+        check_prob(ci_prob)
+        return self._summary(ci_prob, diagnostics and self.config.draws > 1)
+
+    def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:
+        return posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
+                                 group_dims=self.group_dims)
+
+    def describe_prior(self) -> str:
+        """The prior as this fit used it (with defaults resolved for its data)."""
+        return self.model.describe_prior(self.data)  # type: ignore[no-any-return]
+
+    def graph(self) -> ModelGraph:
+        """The graphical model with plates sized by the data; draw it with
+        :func:`poolwise.outputs.render.render`."""
+        return self.model.graph(self.data)  # type: ignore[no-any-return]
+
+    def equations(self) -> list[str]:
+        """The model as LaTeX lines (likelihood, population, priors with their values)."""
+        return self.model.equations(self.data)  # type: ignore[no-any-return]
+
+    @classmethod
+    def comparison_table(cls, fits: Mapping[str, Fit], ci_prob: float = 0.95) -> pd.DataFrame:
+        """Fits of this kind side by side (:class:`~poolwise.results.comparison.Comparison`):
+        their summaries joined on (param, group), the partial-pooling fit's rows first."""
+        tables = {label: fit.summary(ci_prob, diagnostics=False) for label, fit in fits.items()}
+        return side_by_side(tables, order="partial" if "partial" in tables else None)
+
+    def diagnostics(self) -> list[str]:
+        """What the Markov chain diagnostics say is wrong, each with what to do."""
+        return diagnostic_problems(self)
+
+    # ------------------------------------------------------------------ predictions
+    def requests(self) -> tuple[type, ...]:
+        """The prediction requests this fit answers."""
+        return self._requests()
+
+    def _requests(self) -> tuple[type, ...]:
+        return ()
+
+    def predict(self, request: Any, *, seed: int | None = None) -> Prediction:
+        """Answer a prediction ``request`` (:mod:`poolwise.results.prediction`).
+
+        Random numbers come from the fit's seed (or ``seed``) and the prediction stream:
+        the same request and seed give the same draws.
+        """
+        if not isinstance(request, REQUESTS):
+            names = ", ".join(r.__name__ for r in REQUESTS)
+            raise SpecificationError(
+                f"predict() takes a request ({names}), not {type(request).__name__}")
+        answered = self.requests()
+        if type(request) not in answered:
+            can = ", ".join(r.__name__ for r in answered) or "none"
+            raise SpecificationError(
+                f"a {self.kind} fit ({self.model.pooling_phrase}) cannot answer "
+                f"{type(request).__name__}; the requests it answers: {can}")
+        rng = generator(self.seed if seed is None else seed, Stream.PREDICT)
+        return self._predict(request, rng)
+
+    def _predict(self, request: Any, rng: np.random.Generator) -> Prediction:
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ predictive checks
+    def posterior_predictive(self, seed: int | None = None) -> xr.Dataset:
+        """Replicated data: the observed data drawn afresh at every posterior draw, shaped
+        (chain, draw, ...) like ``observed_data``. With ``seed=None`` it is the fit's own
+        (stored in the tree when small enough)."""
+        if seed is None and "posterior_predictive" in self.tree.children:
+            return self.tree["posterior_predictive"].to_dataset()
+        rng = generator(self.seed if seed is None else seed, Stream.POSTERIOR_PREDICTIVE)
+        return _as_dataset(self._replicate(rng), self._coords())
+
+    @abstractmethod
+    def _replicate(self, rng: np.random.Generator) -> dict[str, tuple[NDArray, list[str]]]:
+        """Replicated observed data: name → (draws shaped (chain, draw, ...), their dims)."""
+
+    def _coords(self) -> dict[str, Any]:
+        coords: dict[str, Any] = {}
+        for name in ("posterior", "observed_data"):
+            if name in self.tree.children:
+                dataset = self.tree[name].to_dataset()
+                coords |= {k: v.values for k, v in dataset.coords.items()}
+        return coords
+
+    def predictive_check(self, ci_prob: float = 0.9, *, seed: int | None = None
+                         ) -> pd.DataFrame:
+        """The posterior predictive check: for the whole data and for each group, the
+        observed statistic, its replicated mean and ``ci_prob`` interval, and the Bayesian
+        p-value (:func:`~poolwise.results.checks.check_table`)."""
+        return check_table(self.check_data(seed=seed), ci_prob)
+
+    def check_data(self, *, seed: int | None = None) -> list[Any]:
+        """The observed and replicated quantities the predictive check compares."""
+        replicated = self.posterior_predictive(seed)
+        flat = {name: _flat(replicated[name].values) for name in replicated.data_vars}
+        return self.model.check_data(self.data, flat)  # type: ignore[no-any-return]
+
+    # ------------------------------------------------------------------ saving
+    def with_log_likelihood(self) -> xr.DataTree:
+        """The tree with the pointwise log likelihood (for PSIS-LOO)."""
+        return self.tree
+
+    def save(self, path: str | Path) -> None:
+        """Write the fit to NetCDF; :func:`poolwise.load` reads it back as this kind."""
+        _arviz.save(self.tree, path)
+
+    @classmethod
+    @abstractmethod
+    def from_tree(cls, tree: xr.DataTree) -> Fit:
+        """The fit a saved tree holds (its model and data rebuilt from the tree)."""
+
+
+def _flat(values: NDArray) -> NDArray[np.float64]:
+    """(chain, draw, ...) → (chain × draw, ...)."""
+    values = np.asarray(values, dtype=float)
+    return values.reshape(-1, *values.shape[2:])
+
+
+def _as_dataset(variables: Mapping[str, tuple[NDArray, list[str]]],
+                coords: Mapping[str, Any]) -> xr.Dataset:
+    data_vars = {name: (("chain", "draw", *dims), np.asarray(values))
+                 for name, (values, dims) in variables.items()}
+    dataset = xr.Dataset(data_vars)
+    chains, draws = next(iter(data_vars.values()))[1].shape[:2]
+    used = set(dataset.dims)
+    return dataset.assign_coords(
+        {k: v for k, v in coords.items() if k in used and k not in ("chain", "draw")}
+        | {"chain": np.arange(chains), "draw": np.arange(draws)})
+
+
+def finish_fit(fit: Fit, stacklevel: int = 1) -> Fit:
+    """The last step of every kind's ``fit``: store the posterior predictive draws in the
+    tree when they are small enough, and warn about failed Markov chain diagnostics."""
+    if "posterior" in fit.tree.children:
+        size = sum(int(np.prod(v.shape)) for v in fit.tree["observed_data"].values()) \
+            if "observed_data" in fit.tree.children else 0
+        if size * fit.config.draws * fit.config.chains <= PREDICTIVE_LIMIT:
+            fit.tree["posterior_predictive"] = xr.DataTree(fit.posterior_predictive())
+    check_diagnostics(fit, stacklevel=stacklevel + 1)
+    return fit

@@ -1,0 +1,190 @@
+"""The words poolwise uses, and the one table of constraints every model is checked against.
+
+Every model kind takes the same keyword arguments with the same meanings (``family``,
+``pooling``, ``prior``, ``method``, ``draws``, ``chains``, ``warmup``, ``seed``, ``progress``,
+``target_accept``). Their valid values are declared here once, in :data:`SETTINGS`, and
+checked by :func:`validate` (the idea of scikit-learn's ``_parameter_constraints``): a
+model kind only adds the rows that are its own.
+
+>>> canonical_family("gaussian")
+'normal'
+>>> validate({"draws": 0}, SETTINGS, "Model")
+Traceback (most recent call last):
+    ...
+poolwise.exceptions.SpecificationError: Model: draws must be an integer ≥ 1, got 0
+"""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from poolwise.exceptions import SpecificationError
+
+__all__ = [
+    "FAMILIES",
+    "MCMC_METHODS",
+    "METHODS",
+    "POOLINGS",
+    "POOLING_PHRASES",
+    "SETTINGS",
+    "Boolean",
+    "Constraint",
+    "Integer",
+    "OneOf",
+    "Real",
+    "canonical_family",
+    "unknown",
+    "validate",
+]
+
+# ----------------------------------------------------------------------------- pooling
+POOLINGS: tuple[str, ...] = ("none", "complete", "partial")
+#: how each pooling level reads in a sentence
+POOLING_PHRASES: dict[str, str] = {"none": "no pooling", "complete": "complete pooling",
+                                   "partial": "partial pooling"}
+
+# ---------------------------------------------------------------------------- families
+#: every family name poolwise knows, with what it means; ``aliases`` map to the name
+FAMILIES: dict[str, str] = {
+    "beta-binomial": "y successes of n trials; θ_j ~ Beta(α, β)",
+    "gamma-poisson": "y events over an exposure E; λ_j ~ Gamma(α, β)",
+    "normal": "normal data: estimates with known standard errors (θ_j ~ N(μ, τ²)), or a "
+              "normal response of a mixed model",
+    "nig": "raw normal observations with unknown mean and variance per group "
+           "(Normal-Inverse-Gamma)",
+    "binomial": "mixed models: y successes of n trials, logit link",
+    "bernoulli": "mixed models: a 0/1 response, logit link",
+    "poisson": "mixed models: counts, log link (offset(log(exposure)) for an exposure)",
+}
+FAMILY_ALIASES: dict[str, str] = {"gaussian": "normal", "normal-inverse-gamma": "nig"}
+
+
+def canonical_family(name: str) -> str:
+    """The family's one name (``"gaussian"`` → ``"normal"``), or an error listing them."""
+    if not isinstance(name, str):
+        raise SpecificationError(f"the family must be a name, not {type(name).__name__}")
+    key = FAMILY_ALIASES.get(name.lower(), name.lower())
+    if key not in FAMILIES:
+        raise unknown("family", name, [*FAMILIES, *FAMILY_ALIASES])
+    return key
+
+
+# ----------------------------------------------------------------------------- methods
+#: what each method name means, for every kind that offers it
+METHODS: dict[str, str] = {
+    "exact": "independent draws: hyperparameters by quadrature (or a conjugate posterior), "
+             "then the group parameters from their conditionals",
+    "eb-moments": "empirical Bayes: population parameters by the method of moments",
+    "eb-ml": "empirical Bayes: population parameters by type-II maximum likelihood (for "
+             "normal mixed models REML, as lme4); group parameters given the estimates",
+    "gibbs": "the lecture's Gibbs sampler (Metropolis steps for the hyperparameters)",
+    "nuts": "the No-U-Turn sampler (NumPyro), with what can be integrated out integrated out",
+    "map": "the posterior mode (a single point)",
+    "laplace": "a normal approximation at the posterior mode",
+}
+#: the methods whose draws form Markov chains (their diagnostics are checked)
+MCMC_METHODS: tuple[str, ...] = ("gibbs", "nuts")
+
+
+# ------------------------------------------------------------------------- constraints
+class Constraint:
+    """One rule a setting must follow; ``text`` says it in words for the error."""
+
+    text: str = ""
+
+    def holds(self, value: Any) -> bool:
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class Integer(Constraint):
+    """A whole number (not a bool) ≥ ``low``."""
+
+    low: int
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return f"an integer ≥ {self.low}"
+
+    def holds(self, value: Any) -> bool:
+        return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
+                and value >= self.low)
+
+
+@dataclass(frozen=True)
+class Real(Constraint):
+    """A number strictly between ``low`` and ``high``."""
+
+    low: float
+    high: float
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return f"a number between {self.low:g} and {self.high:g}"
+
+    def holds(self, value: Any) -> bool:
+        return (isinstance(value, numbers.Real) and not isinstance(value, bool)
+                and math.isfinite(float(value)) and self.low < float(value) < self.high)
+
+
+@dataclass(frozen=True)
+class Boolean(Constraint):
+    """True or False."""
+
+    text: str = "True or False"
+
+    def holds(self, value: Any) -> bool:
+        return isinstance(value, bool)
+
+
+@dataclass(frozen=True)
+class OneOf(Constraint):
+    """One of a few names."""
+
+    options: tuple[str, ...]
+
+    @property
+    def text(self) -> str:  # type: ignore[override]
+        return "one of " + ", ".join(self.options)
+
+    def holds(self, value: Any) -> bool:
+        return isinstance(value, str) and value in self.options
+
+
+#: the settings every model kind takes, and what each may be (None: the kind's default)
+SETTINGS: dict[str, Constraint] = {
+    "pooling": OneOf(POOLINGS),
+    "draws": Integer(1),
+    "chains": Integer(1),
+    "warmup": Integer(0),
+    "seed": Integer(0),
+    "progress": Boolean(),
+    "target_accept": Real(0.0, 1.0),
+}
+
+
+def validate(values: Mapping[str, Any], constraints: Mapping[str, Constraint],
+             owner: str) -> None:
+    """Check each of ``values`` against its constraint; ``None`` means "the default".
+
+    Raises :class:`~poolwise.exceptions.SpecificationError` naming the owner, the
+    setting, what it may be and the value given.
+    """
+    for name, value in values.items():
+        rule = constraints.get(name)
+        if rule is None or value is None or rule.holds(value):
+            continue
+        raise SpecificationError(f"{owner}: {name} must be {rule.text}, got {value!r}")
+
+
+def unknown(what: str, value: Any, valid: Iterable[str]) -> SpecificationError:
+    """The error for a name that is not one of ``valid``, with the closest as a hint."""
+    valid = list(valid)
+    close = difflib.get_close_matches(str(value), valid, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return SpecificationError(f"unknown {what} {value!r}{hint}; valid: {', '.join(valid)}")
