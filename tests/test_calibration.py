@@ -31,7 +31,7 @@ def test_exact_is_calibrated(family):
         exposure = size if family == "beta-binomial" else size * 10.0
         y = model.family.sample_data(rng, theta, exposure)
         table = pd.DataFrame({"y": y, "n": exposure})
-        fit = model.fit(table, y="y", n="n", draws=DRAWS, chains=1, seed=r)
+        fit = model.replace(draws=DRAWS, chains=1, seed=r).fit(table, y="y", n="n")
         truth = {"mu": model.family.population_mean(alpha, beta),
                  "kappa": model.family.concentration(alpha, beta), "theta[0]": theta[0]}
         draws = {"mu": fit.draws("mu").ravel(), "kappa": fit.draws("kappa").ravel(),

@@ -99,7 +99,7 @@ def test_partial_pooling_needs_two_groups_and_some_events():
     with pytest.raises(DataError, match="every group has y = 0"):
         Model().fit(zeros, y="y", n="n")
     # a proper hyperprior makes all-zero data a legitimate question
-    Model(prior="halfnormal(10)").fit(zeros, y="y", n="n", draws=100, chains=1)
+    Model(prior="halfnormal(10)", draws=100, chains=1).fit(zeros, y="y", n="n")
 
 
 def test_read_table_errors(tmp_path):

@@ -7,15 +7,16 @@ import pandas as pd
 import pytest
 from scipy import optimize, stats
 
-from poolwise import ConvergenceWarning, DataError, Model, datasets
+from poolwise import ConvergenceWarning, DataError, Model, NewGroup, datasets
 
 
 def test_moments_reproduce_the_lecture(rats):
     """000_eaef46a3cde24800.txt: α = 1.3778, β = 8.7524; the 71st experiment → 0.2229."""
-    fit = Model().fit(rats, y="y", n="n", group="experiment", method="eb-moments")
+    fit = Model(method="eb-moments").fit(rats, y="y", n="n", group="experiment")
     assert fit.eb.alpha == pytest.approx(1.3777748, abs=5e-5)
     assert fit.eb.beta == pytest.approx(8.7524354, abs=5e-5)
-    assert fit.predict_new_group(y=4, n=14).summary()["mean"] == pytest.approx(0.2228648, abs=5e-7)
+    new = fit.predict(NewGroup(y=4, size=14))
+    assert new.brief()["mean"] == pytest.approx(0.2228648, abs=5e-7)
     # the posterior means of the lecture's shrinkage plot: (α + y) / (α + β + n)
     table = fit.summary().query("param == 'theta'")
     expected = (fit.eb.alpha + rats["y"]) / (fit.eb.alpha + fit.eb.beta + rats["n"])
@@ -32,7 +33,7 @@ def _scipy_type2(logpmf, y, n, start):
 
 
 def test_ml_agrees_with_scipy_betabinom(rats):
-    fit = Model().fit(rats, y="y", n="n", group="experiment", method="eb-ml")
+    fit = Model(method="eb-ml").fit(rats, y="y", n="n", group="experiment")
     (alpha, beta), _ = _scipy_type2(lambda y, n, a, b: stats.betabinom.logpmf(y, n, a, b),
                                     rats["y"].to_numpy(), rats["n"].to_numpy(), [0.0, 2.0])
     assert fit.eb.alpha == pytest.approx(alpha, rel=1e-4)
@@ -42,7 +43,7 @@ def test_ml_agrees_with_scipy_betabinom(rats):
 
 def test_ml_standard_errors_match_an_independent_hessian(rats):
     """Observed information is invariant: Cov(log α, log β) from SciPy's coordinates agrees."""
-    fit = Model().fit(rats, y="y", n="n", group="experiment", method="eb-ml")
+    fit = Model(method="eb-ml").fit(rats, y="y", n="n", group="experiment")
     y, n = rats["y"].to_numpy(), rats["n"].to_numpy()
     x0 = np.log([fit.eb.alpha, fit.eb.beta])
 
@@ -68,7 +69,7 @@ def test_ml_gamma_poisson_agrees_with_scipy_nbinom():
     exposure = rng.uniform(200, 5000, 40)
     y = rng.poisson(exposure * rng.gamma(4.0, 1 / 2000.0, 40))
     table = pd.DataFrame({"g": np.arange(40), "y": y, "e": exposure})
-    fit = Model(family="gamma-poisson").fit(table, y="y", n="e", group="g", method="eb-ml")
+    fit = Model(family="gamma-poisson", method="eb-ml").fit(table, y="y", n="e", group="g")
 
     def nb(y, e, a, b):  # NB with size a and success probability b / (b + e)
         return stats.nbinom.logpmf(y, a, b / (b + e))
@@ -81,7 +82,7 @@ def test_ml_gamma_poisson_agrees_with_scipy_nbinom():
 def test_ml_warns_when_the_population_variance_collapses():
     table = pd.DataFrame({"g": list("abcdefghij"), "y": [5] * 10, "n": [50] * 10})
     with pytest.warns(ConvergenceWarning, match="complete pooling"):
-        fit = Model().fit(table, y="y", n="n", group="g", method="eb-ml")
+        fit = Model(method="eb-ml").fit(table, y="y", n="n", group="g")
     assert fit.eb.on_boundary
     # every group's estimate is then the pooled rate
     theta = fit.summary().query("param == 'theta'")
@@ -92,21 +93,21 @@ def test_moments_refuse_constant_rates():
     """Equal rates (up to rounding: np.var of equal floats can be 1e-34) have no estimate."""
     table = pd.DataFrame({"g": list("abc"), "y": [2, 2, 2], "n": [20, 20, 20]})
     with pytest.raises(DataError, match="vary"):
-        Model().fit(table, y="y", n="n", group="g", method="eb-moments")
+        Model(method="eb-moments").fit(table, y="y", n="n", group="g")
 
 
 @pytest.mark.parametrize("method", ["eb-moments", "eb-ml"])
 def test_eb_refuses_all_zero_counts(method):
     table = pd.DataFrame({"g": list("abc"), "y": [0, 0, 0], "n": [5, 6, 7]})
     with pytest.raises(DataError, match="every group has y = 0"):
-        Model(prior="halfnormal(10)").fit(table, y="y", n="n", group="g", method=method)
+        Model(prior="halfnormal(10)", method=method).fit(table, y="y", n="n", group="g")
 
 
 def test_ml_boundary_does_not_overflow():
     """Three identical groups: the maximum is at infinite concentration, found cleanly."""
     table = pd.DataFrame({"g": list("abc"), "y": [2, 2, 2], "n": [20, 20, 20]})
     with pytest.warns(ConvergenceWarning, match="variance collapses to zero"):
-        fit = Model().fit(table, y="y", n="n", group="g", method="eb-ml")
+        fit = Model(method="eb-ml").fit(table, y="y", n="n", group="g")
     assert np.isfinite(fit.eb.alpha) and fit.eb.alpha / (fit.eb.alpha + fit.eb.beta) == (
         pytest.approx(0.1, rel=1e-3))
 
@@ -114,14 +115,14 @@ def test_ml_boundary_does_not_overflow():
 def test_eb_methods_only_for_partial_pooling(rats):
     from poolwise import SpecificationError
 
-    with pytest.raises(SpecificationError, match="needs pooling partial"):
-        Model(pooling="none").fit(rats, y="y", n="n", method="eb-ml")
+    with pytest.raises(SpecificationError, match="is for partial pooling"):
+        Model(pooling="none", method="eb-ml").fit(rats, y="y", n="n")
 
 
 def test_kidney_eb_ml_runs():
     kidney = datasets.load("kidney")
-    fit = Model(family="gamma-poisson").fit(kidney, y="deaths", n="population",
-                                            group="Location", method="eb-ml")
+    fit = Model(family="gamma-poisson", method="eb-ml").fit(
+        kidney, y="deaths", n="population", group="Location")
     mu = fit.eb.alpha / fit.eb.beta
     pooled = kidney["deaths"].sum() / kidney["population"].sum()
     assert mu == pytest.approx(pooled, rel=0.15)

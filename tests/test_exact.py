@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 from scipy.special import logsumexp
 
-from poolwise import Model, datasets
+from poolwise import Model, NewGroup, datasets
 from poolwise.exceptions import ImproperPosteriorError, PosteriorWarning
 
 Z = 4.0
@@ -46,8 +46,8 @@ def test_exact_matches_brute_force_integration(spacex):
     """The SpaceX hierarchical model of the notes (HalfNormal(10) on α and β)."""
     y, n = spacex["successes"].to_numpy(), spacex["launches"].to_numpy()
     truth = brute_force_moments(y, n, 10.0)
-    fit = Model(prior="halfnormal(10)").fit(
-        spacex, y="successes", n="launches", group="vehicle_family", draws=5000, chains=4, seed=3)
+    fit = Model(prior="halfnormal(10)", draws=5000, chains=4, seed=3).fit(
+        spacex, y="successes", n="launches", group="vehicle_family")
     size = 20_000
     mu = fit.draws("mu").ravel()
     assert abs(mu.mean() - truth["mu"]) < Z * mu.std() / np.sqrt(size)
@@ -62,7 +62,7 @@ def test_exact_matches_brute_force_integration(spacex):
 
 
 def test_exact_draws_are_independent(rats):
-    fit = Model().fit(rats, y="y", n="n", group="experiment", draws=1000, chains=4)
+    fit = Model(draws=1000, chains=4).fit(rats, y="y", n="n", group="experiment")
     table = fit.summary()
     # independent draws: ESS close to the number of draws, R-hat close to 1
     assert table["ess_bulk"].min() > 3000
@@ -72,13 +72,14 @@ def test_exact_draws_are_independent(rats):
 def test_new_group_with_data_equals_refitting_with_it(rats):
     """Reweighting by p(y_71 | α, β) is Bayes' rule: it must match a fit that includes it."""
     all71 = datasets.load("rats")
-    with_71 = Model().fit(all71, y="y", n="n", group="experiment", draws=4000, seed=1)
+    with_71 = Model(draws=4000, seed=1).fit(all71, y="y", n="n", group="experiment")
     direct = with_71.draws("theta")[..., -1].ravel()
-    historical = Model().fit(rats, y="y", n="n", group="experiment", draws=4000, seed=2)
-    new = historical.predict_new_group(y=4, n=14)
+    historical = Model(draws=4000, seed=2).fit(rats, y="y", n="n", group="experiment")
+    new = historical.predict(NewGroup(y=4, size=14))
+    theta = new["theta"]
     mcse = np.hypot(direct.std() / np.sqrt(direct.size),
-                    new.theta.std() * np.sqrt(1 / new.importance_ess + 1 / new.theta.size))
-    assert abs(new.theta.mean() - direct.mean()) < Z * mcse
+                    theta.std() * np.sqrt(1 / new.importance_ess + 1 / theta.size))
+    assert abs(theta.mean() - direct.mean()) < Z * mcse
     assert new.importance_ess > 2000  # one small experiment barely moves (α, β)
 
 
@@ -106,8 +107,8 @@ def test_spacex_partial_pooling_pulls_the_weak_vehicles_together(spacex):
 
 
 def test_no_pooling_is_the_conjugate_posterior(spacex):
-    fit = Model(pooling="none").fit(spacex, y="successes", n="launches",
-                                    group="vehicle_family", draws=2000)
+    fit = Model(pooling="none", draws=2000).fit(
+        spacex, y="successes", n="launches", group="vehicle_family")
     table = fit.summary().set_index("group")
     post = stats.beta(0.5 + spacex["successes"], 0.5 + spacex["launches"] - spacex["successes"])
     size = 8000
@@ -117,8 +118,8 @@ def test_no_pooling_is_the_conjugate_posterior(spacex):
 
 def test_kidney_smallest_counties_shrink_most():
     kidney = datasets.load("kidney")
-    fit = Model(family="gamma-poisson").fit(kidney, y="deaths", n="population",
-                                            group="Location", draws=250, chains=2)
+    fit = Model(family="gamma-poisson", draws=250, chains=2).fit(
+        kidney, y="deaths", n="population", group="Location")
     theta = fit.summary().query("param == 'theta'")
     mu = fit.population_mean()["mean"]
     # Bedford County, Virginia has two rows; they are summed into one group
@@ -143,13 +144,13 @@ def test_homogeneous_data_give_a_long_but_proper_tail():
     # p(v) ∝ e^(-v/2) far out: the (α+β)^(-5/2) prior times a flat likelihood, so
     # E[α + β] is infinite and the fit must say so
     with pytest.warns(PosteriorWarning, match=r"exp\(−0\.5"):
-        fit = Model().fit(table, y="y", n="n", group="g", draws=500)
+        fit = Model(draws=500).fit(table, y="y", n="n", group="g")
     assert fit.summary().set_index("param").loc["mu", "mean"] == pytest.approx(0.1, abs=0.02)
 
 
 def test_heterogeneous_data_have_no_heavy_tail(rats):
     """The rats' κ posterior decays fast: no warning (the suite turns warnings into errors)."""
-    Model().fit(rats, y="y", n="n", group="experiment", draws=100)
+    Model(draws=100).fit(rats, y="y", n="n", group="experiment")
 
 
 def test_improper_posterior_is_refused():

@@ -73,8 +73,8 @@ def test_equal_standard_errors_give_the_truncated_inverse_gamma():
     k, sigma = 12, 2.0
     y = rng.normal(rng.normal(1.0, 1.5, k), sigma)
     table = pd.DataFrame({"y": y, "se": sigma, "g": np.arange(k)})
-    fit = Model(family="normal", prior="flat-tau2").fit(table, y="y", se="se", group="g",
-                                                         draws=2500, seed=5)
+    fit = Model(family="normal", prior="flat-tau2", draws=2500, seed=5).fit(
+        table, y="y", se="se", group="g")
     total = sigma**2 + fit.draws("tau").ravel() ** 2
     ig = stats.invgamma((k - 3) / 2, scale=(k - 1) * np.var(y, ddof=1) / 2)
     below = ig.cdf(sigma**2)
@@ -120,4 +120,4 @@ def test_flat_prior_with_two_groups_is_refused(schools):
 def test_three_groups_under_the_flat_prior_warn_of_a_heavy_tail(schools):
     """With J = 3, p(log τ | y) ∝ e^(−v) far out: E[τ] is infinite."""
     with pytest.warns(PosteriorWarning, match=r"exp\(−1\.0"):
-        Model(family="normal").fit(schools.head(3), **SCHOOLS, draws=200)
+        Model(family="normal", draws=200).fit(schools.head(3), **SCHOOLS)

@@ -75,7 +75,7 @@ def compare_with_exact(model: Model, table: pd.DataFrame, groups: list[str], see
     config = SamplerConfig(draws=draws_per_chain, warmup=1000, seed=seed)
     draws = sample_gibbs(model, data, config)
     assert draws.alpha is not None and draws.beta is not None
-    exact = model.fit(table, **columns, method="exact", draws=EXACT_DRAWS, seed=seed)
+    exact = model.replace(method="exact", draws=EXACT_DRAWS, seed=seed).fit(table, **columns)
     assert_agree(
         summaries(model, draws.alpha, draws.beta, draws.theta, data.labels, groups),
         summaries(model, exact.draws("alpha"), exact.draws("beta"), exact.draws("theta"),
@@ -231,8 +231,8 @@ def test_fit_records_acceptance_and_warns_on_short_chains(rats: pd.DataFrame) ->
     """A short run goes through Model.fit; its ESS is too small, which is reported."""
     model = Model(family="beta-binomial")
     with pytest.warns(SamplingWarning) as caught:
-        fit = model.fit(rats, y="y", n="n", group="experiment", method="gibbs",
-                        draws=100, warmup=100, chains=2, seed=0)
+        fit = model.replace(method="gibbs", draws=100, warmup=100, chains=2, seed=0).fit(
+            rats, y="y", n="n", group="experiment")
     assert any("effective sample size" in str(w.message) for w in caught)
     assert set(fit.tree["sample_stats"].data_vars) >= {"accept_alpha", "accept_beta"}
     assert len(fit.info["acceptance_alpha"]) == 2
@@ -242,4 +242,4 @@ def test_fit_records_acceptance_and_warns_on_short_chains(rats: pd.DataFrame) ->
 def test_gibbs_refuses_other_pooling(rats: pd.DataFrame) -> None:
     model = Model(family="beta-binomial", pooling="none")
     with pytest.raises(SpecificationError, match=r"gibbs.*partial"):
-        model.fit(rats, y="y", n="n", group="experiment", method="gibbs")
+        model.replace(method="gibbs").fit(rats, y="y", n="n", group="experiment")

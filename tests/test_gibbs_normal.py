@@ -55,7 +55,7 @@ def test_eight_schools_agrees_with_exact(schools: pd.DataFrame, prior: str) -> N
     draws = sample_gibbs(model, data, SamplerConfig(draws=GIBBS_DRAWS, warmup=1000, seed=7))
     assert draws.alpha is not None and draws.beta is not None
     assert draws.theta.shape == (4, GIBBS_DRAWS, 8)
-    exact = model.fit(schools, **COLUMNS, method="exact", draws=EXACT_DRAWS, seed=7)
+    exact = model.replace(method="exact", draws=EXACT_DRAWS, seed=7).fit(schools, **COLUMNS)
     a = int(np.flatnonzero(data.labels == "A")[0])
     assert_agree(summaries(draws.alpha, draws.beta, draws.theta[..., a]),
                  summaries(exact.draws("mu"), exact.draws("tau"), exact.draws("theta")[..., a]),
@@ -129,6 +129,6 @@ def test_same_seed_same_draws(schools: pd.DataFrame) -> None:
 
 def test_fit_with_method_gibbs(schools: pd.DataFrame) -> None:
     model = Model(family="normal", prior="bda")
-    fit = model.fit(schools, **COLUMNS, method="gibbs", draws=5000, warmup=500, seed=1)
+    fit = model.replace(method="gibbs", draws=5000, warmup=500, seed=1).fit(schools, **COLUMNS)
     assert fit.draws("theta").shape == (4, 5000, 8)
     assert np.all(fit.draws("tau") > 0)

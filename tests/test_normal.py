@@ -41,7 +41,7 @@ def test_marginal_and_conditional_are_the_normal_closed_forms():
 def test_dersimonian_laird_on_eight_schools(schools):
     """Q = Σ w (y − ȳ_w)² = 4.71 < J − 1: the moment estimate of τ is 0 (BDA3 §5.5)."""
     with pytest.warns(ConvergenceWarning, match="τ is 0"):
-        fit = Model(family="normal").fit(schools, **SCHOOLS, method="eb-moments")
+        fit = Model(family="normal", method="eb-moments").fit(schools, **SCHOOLS)
     w = 1 / schools["sigma"] ** 2
     assert fit.eb.beta == 0.0
     assert fit.eb.alpha == pytest.approx(np.sum(w * schools["y"]) / w.sum())
@@ -52,7 +52,7 @@ def test_dersimonian_laird_on_eight_schools(schools):
 
 def test_eb_ml_collapses_to_complete_pooling(schools):
     with pytest.warns(ConvergenceWarning, match="variance collapses to zero"):
-        fit = Model(family="normal").fit(schools, **SCHOOLS, method="eb-ml")
+        fit = Model(family="normal", method="eb-ml").fit(schools, **SCHOOLS)
     assert fit.eb.beta < 1e-3 and fit.eb.on_boundary
 
 
@@ -74,8 +74,8 @@ def test_exact_matches_brute_force_on_eight_schools(schools):
     y, se = schools["y"].to_numpy(float), schools["sigma"].to_numpy(float)
     truth = brute_force(y, se, lambda m, t: stats.norm.logpdf(m, 0, 5)
                         + stats.halfcauchy.logpdf(t, scale=5), (-25, 30), 150.0)
-    fit = Model(family="normal", prior="mu=normal(0, 5), tau=halfcauchy(5)").fit(
-        schools, **SCHOOLS, draws=5000, seed=4)
+    fit = Model(family="normal", prior="mu=normal(0, 5), tau=halfcauchy(5)", draws=5000,
+                seed=4).fit(schools, **SCHOOLS)
     size = 20_000
     for name, draws in (("mu", fit.draws("mu")), ("tau", fit.draws("tau")),
                         ("theta0", fit.draws("theta")[..., 0])):
@@ -90,8 +90,8 @@ def test_aspirin_reproduces_the_lecture_summary():
     aspirin = datasets.load("aspirin")
     ybar, s_y = float(aspirin["y"].mean()), float(aspirin["y"].std(ddof=0))
     prior = f"mu=normal({ybar!r}, {10 * s_y!r}), tau=halfcauchy({5 * s_y!r})"
-    fit = Model(family="normal", prior=prior).fit(aspirin, y="y", se="sd", group="study",
-                                                   draws=4000, seed=2)
+    fit = Model(family="normal", prior=prior, draws=4000, seed=2).fit(
+        aspirin, y="y", se="sd", group="study")
     table = fit.summary().set_index(["param", "group"])
     for (param, group), (mean, sd, n_eff) in {("mu", None): (1.51, 1.14, 608.59),
                                               ("tau", None): (1.99, 1.34, 323.30),
@@ -110,8 +110,8 @@ def test_baseball_reproduces_the_lecture():
     within 0.007 (its σ or rounding is not stated).
     """
     baseball = datasets.load("baseball")
-    fit = Model(family="normal", prior="flat-tau2").fit(baseball, y="avg_45", se="se",
-                                                         group="player", draws=5000, seed=3)
+    fit = Model(family="normal", prior="flat-tau2", draws=5000, seed=3).fit(
+        baseball, y="avg_45", se="se", group="player")
     theta = fit.draws("theta").reshape(-1, 18)
     y, truth = baseball["avg_45"].to_numpy(), baseball["remaining_avg"].to_numpy()
     post = theta.mean(axis=0)
@@ -138,8 +138,8 @@ def test_baseball_reproduces_the_lecture():
 
 
 def test_three_poolings_on_eight_schools(schools):
-    none = Model(family="normal", pooling="none").fit(schools, **SCHOOLS, draws=2000)
-    complete = Model(family="normal", pooling="complete").fit(schools, **SCHOOLS, draws=2000)
+    none = Model(family="normal", pooling="none", draws=2000).fit(schools, **SCHOOLS)
+    complete = Model(family="normal", pooling="complete", draws=2000).fit(schools, **SCHOOLS)
     # no pooling with a flat prior: θ_j | y ~ N(y_j, σ_j²)
     table = none.summary().set_index("group")
     err = np.abs(table["mean"].to_numpy() - schools["y"]) / (schools["sigma"] / math.sqrt(8000))
@@ -171,8 +171,8 @@ def test_normal_priors_are_checked():
 def test_raw_observations_become_means_and_standard_errors():
     rng = np.random.default_rng(8)
     table = pd.DataFrame({"g": np.repeat(list("abcde"), 6), "v": rng.normal(0, 1, 30)})
-    fit = Model(family="normal", prior="mu=normal(0, 5), tau=halfnormal(2)").fit(
-        table, y="v", group="g", draws=200)
+    fit = Model(family="normal", prior="mu=normal(0, 5), tau=halfnormal(2)", draws=200).fit(
+        table, y="v", group="g")
     means = table.groupby("g")["v"].mean()
     np.testing.assert_allclose(fit.data.y, means.to_numpy())
     assert any("reduced 30 observations" in note for note in fit.data.notes)

@@ -31,8 +31,8 @@ SEED = 20261122
 
 
 def fit_both(model: Model, data: pd.DataFrame, **columns: str) -> tuple[Fit, Fit]:
-    nuts = model.fit(data, method="nuts", seed=SEED, **columns)
-    exact = model.fit(data, method="exact", seed=SEED, **columns)
+    nuts = model.replace(method="nuts", seed=SEED).fit(data, **columns)
+    exact = model.replace(method="exact", seed=SEED).fit(data, **columns)
     return nuts, exact
 
 

@@ -21,9 +21,9 @@ import pytest
 from agreement import assert_same_posterior
 
 from poolwise import Fit, Model, SamplingWarning, SpecificationError, datasets
-from poolwise.fit import diagnostic_problems
 from poolwise.inference.base import SamplerConfig
 from poolwise.inference.nuts import sample_nuts
+from poolwise.results.diagnostics import diagnostic_problems
 
 pytestmark = pytest.mark.slow
 
@@ -33,8 +33,8 @@ PRIOR = "mu=normal(0, 5), tau=halfcauchy(5)"
 
 def fit_schools(model: Model, schools: pd.DataFrame, method: str,
                 parametrisation: str = "auto") -> Fit:
-    return model.fit(schools, y="y", se="sigma", group="school", method=method, seed=SEED,
-                     parametrisation=parametrisation)
+    return model.replace(method=method, seed=SEED, parametrisation=parametrisation).fit(
+        schools, y="y", se="sigma", group="school")
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,8 @@ def rats() -> pd.DataFrame:
 
 def _fit_rats(rats: pd.DataFrame, pooling: str = "partial", method: str = "exact"):
     kwargs = {"draws": DRAWS, "chains": CHAINS} if method == "exact" else {}
-    return Model(family="beta-binomial", pooling=pooling).fit(
-        rats, y="y", n="n", group="experiment", method=method, **kwargs)
+    return Model(family="beta-binomial", pooling=pooling, method=method, **kwargs).fit(
+        rats, y="y", n="n", group="experiment")
 
 
 @pytest.fixture(scope="module")
@@ -50,17 +50,17 @@ def rats_eb(rats: pd.DataFrame):
 @pytest.fixture(scope="module")
 def spacex():
     table = datasets.load("spacex")
-    return Model(family="beta-binomial", prior="halfnormal(10)").fit(
-        table, y="successes", n="launches", group="vehicle_family", method="exact",
-        draws=DRAWS, chains=CHAINS)
+    return Model(family="beta-binomial", prior="halfnormal(10)", method="exact", draws=DRAWS,
+                 chains=CHAINS).fit(
+        table, y="successes", n="launches", group="vehicle_family")
 
 
 @pytest.fixture(scope="module")
 def counties():
     """250 counties of the kidney-cancer data: many groups, tiny rates, wide exposures."""
     table = datasets.load("kidney").iloc[:250]
-    return Model(family="gamma-poisson").fit(
-        table, y="deaths", n="population", group="Location", method="eb-ml")
+    return Model(family="gamma-poisson", method="eb-ml").fit(
+        table, y="deaths", n="population", group="Location")
 
 
 def render(fig: Figure) -> bytes:
@@ -72,7 +72,7 @@ def render(fig: Figure) -> bytes:
 
 # ------------------------------------------------------------------------- import
 def test_importing_plots_does_not_import_matplotlib():
-    code = ("import sys, poolwise.plots; "
+    code = ("import sys, poolwise.outputs.plots; "
             "print(any(m == 'matplotlib' or m.startswith('matplotlib.') for m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
@@ -332,7 +332,7 @@ def test_interval_level_is_checked(rats_fits):
 
 def test_marginal_of_tau_integrates_to_one_and_draws():
     schools = datasets.load("eight-schools")
-    fit = Model(family="normal").fit(schools, y="y", se="sigma", group="school", draws=500)
+    fit = Model(family="normal", draws=500).fit(schools, y="y", se="sigma", group="school")
     data = plots.marginal_data(fit, "tau")
     # the reflected KDE keeps its mass on τ ≥ 0 (up to the 0.05% of draws past the grid)
     mass = np.trapezoid(data.density, data.grid)

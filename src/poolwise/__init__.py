@@ -13,7 +13,8 @@ back. :func:`fit` picks the kind from its arguments, as the command line does.
 >>> table = fit.summary()
 """
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
 from poolwise._version import __version__
 from poolwise.api import compare, fit, load
@@ -29,10 +30,6 @@ from poolwise.exceptions import (
     SpecificationError,
 )
 from poolwise.kinds.conjugate import ConjugateFit, Model
-from poolwise.kinds.custom import CustomFit, CustomModel, load_model
-from poolwise.kinds.mixed.model import MixedFit, MixedModel
-from poolwise.kinds.nested import NestedFit, NestedModel
-from poolwise.kinds.nig import NIGFit, NIGModel
 from poolwise.results.checks import PriorPredictive
 from poolwise.results.comparison import Comparison
 from poolwise.results.fit import Fit
@@ -44,6 +41,22 @@ from poolwise.results.prediction import (
     Population,
     Prediction,
 )
+
+if TYPE_CHECKING:
+    from poolwise.kinds.custom import CustomFit, CustomModel, load_model
+    from poolwise.kinds.mixed.model import MixedFit, MixedModel
+    from poolwise.kinds.nested import NestedFit, NestedModel
+    from poolwise.kinds.nig import NIGFit, NIGModel
+    from poolwise.outputs import plots
+
+#: names imported when first used: the other kinds, and the plots (the heaviest part)
+_LAZY = {
+    "CustomFit": "poolwise.kinds.custom", "CustomModel": "poolwise.kinds.custom",
+    "load_model": "poolwise.kinds.custom", "MixedFit": "poolwise.kinds.mixed.model",
+    "MixedModel": "poolwise.kinds.mixed.model", "NestedFit": "poolwise.kinds.nested",
+    "NestedModel": "poolwise.kinds.nested", "NIGFit": "poolwise.kinds.nig",
+    "NIGModel": "poolwise.kinds.nig",
+}
 
 __all__ = [
     "Comparison",
@@ -86,9 +99,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``poolwise.plots``, imported when first used (it is the heaviest part)."""
+    """The names of :data:`_LAZY` and ``poolwise.plots``, imported when first used."""
     if name == "plots":
-        from poolwise.outputs import plots
-
-        return plots
+        return importlib.import_module("poolwise.outputs.plots")
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'poolwise' has no attribute {name!r}")

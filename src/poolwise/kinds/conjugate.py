@@ -334,11 +334,12 @@ class Model(BaseModel):
         sampler = get_method(self.method)
         start = time.perf_counter()
         draws = sampler(self, counts, self.config)
-        info = {**draws.info, "seconds": time.perf_counter() - start}
-        tree = self._tree(counts, draws, info)
-        return finish_fit(ConjugateFit(self, counts, tree, info, draws.eb), stacklevel=2)
+        fit = ConjugateFit.from_draws(self, counts, draws,
+                                      seconds=time.perf_counter() - start)
+        return finish_fit(fit, stacklevel=2)
 
     def _tree(self, data: GroupCounts, draws: Draws, info: dict[str, Any]) -> xr.DataTree:
+        """The draws in ArviZ's layout, with the model's spec in the attributes."""
         family = self.family
         posterior: dict[str, NDArray] = {}
         if draws.alpha is not None and draws.beta is not None:
@@ -464,6 +465,13 @@ class ConjugateFit(Fit):
 
     model: Model
     data: GroupCounts
+
+    @classmethod
+    def from_draws(cls, model: Model, data: GroupCounts, draws: Draws, *,
+                   seconds: float = 0.0) -> ConjugateFit:
+        """The fit made of a method's ``draws`` of ``model`` on ``data``."""
+        info = {**draws.info, "seconds": seconds}
+        return cls(model, data, model._tree(data, draws, info), info, draws.eb)
 
     # ------------------------------------------------------------------ summaries
     def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:

@@ -15,8 +15,7 @@ import numpy as np
 import pandas as pd
 
 from poolwise.exceptions import SpecificationError
-from poolwise.kinds.conjugate import ConjugateFit as Fit
-from poolwise.vocabulary import POOLING_PHRASES
+from poolwise.kinds.conjugate import ConjugateFit
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -81,15 +80,16 @@ def figure_and_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figu
     return root, ax
 
 
-def check_fit(fit: Any, name: str = "fit") -> Fit:
-    if not isinstance(fit, Fit):
-        raise TypeError(f"{name} must be a poolwise Fit, not {type(fit).__name__}")
+def check_fit(fit: Any, name: str = "fit") -> ConjugateFit:
+    if not isinstance(fit, ConjugateFit):
+        raise TypeError(f"{name} must be a fit of per-group rates or estimates (a ConjugateFit), "
+                        f"not {type(fit).__name__}")
     return fit
 
 
-def describe(fit: Fit) -> str:
+def describe(fit: ConjugateFit) -> str:
     """"partial pooling, exact" — what produced the estimates, for subtitles."""
-    return f"{POOLING_PHRASES[fit.model.pooling]}, {fit.method}"
+    return f"{fit.model.pooling_phrase}, {fit.method}"
 
 
 def format_count(value: float) -> str:
@@ -119,11 +119,11 @@ def percent(ci_prob: float) -> str:
     return f"{100 * ci_prob:g}%"
 
 
-def theta_table(fit: Fit, ci_prob: float) -> pd.DataFrame:
+def theta_table(fit: ConjugateFit, ci_prob: float) -> pd.DataFrame:
     """Posterior mean and interval of θ for every group, in the data's order.
 
     Under complete pooling the one shared θ is repeated for each group. The numbers are
-    those of :meth:`Fit.summary`; for draws they are computed here without the summary's
+    those of :meth:`ConjugateFit.summary`; for draws they are computed here without the summary's
     convergence diagnostics, which take seconds for thousands of groups.
     """
     labels = fit.data.labels
@@ -154,12 +154,12 @@ def theta_table(fit: Fit, ci_prob: float) -> pd.DataFrame:
     })
 
 
-def target_name(fit: Fit) -> str:
+def target_name(fit: ConjugateFit) -> str:
     """What :func:`pooling_target` is called in legends."""
     return "population mean μ" if fit.model.pooling == "partial" else "pooled estimate θ"
 
 
-def pooling_target(fit: Fit) -> tuple[float, str] | None:
+def pooling_target(fit: ConjugateFit) -> tuple[float, str] | None:
     """The value estimates are pulled towards, and its name; None under no pooling.
 
     Partial pooling: the population mean μ. Complete pooling: the one shared θ.

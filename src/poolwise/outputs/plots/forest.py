@@ -9,8 +9,7 @@ import numpy as np
 import pandas as pd
 
 from poolwise.exceptions import SpecificationError
-from poolwise.kinds.conjugate import ConjugateFit as Fit
-from poolwise.vocabulary import POOLING_PHRASES
+from poolwise.kinds.conjugate import ConjugateFit
 from poolwise.outputs.plots._style import (
     PALETTE,
     POOLING_COLOURS,
@@ -28,15 +27,15 @@ if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
 
-def _as_fits(fits: Fit | Mapping[str, Fit]) -> dict[str, Fit]:
-    if isinstance(fits, Fit):
-        return {POOLING_PHRASES[fits.model.pooling]: fits}
+def _as_fits(fits: ConjugateFit | Mapping[str, ConjugateFit]) -> dict[str, ConjugateFit]:
+    if isinstance(fits, ConjugateFit):
+        return {fits.model.pooling_phrase: fits}
     if not isinstance(fits, Mapping):
         raise TypeError(
-            f"fits must be a Fit or a dict {{label: Fit}}, not {type(fits).__name__}"
-        )
+            f"fits must be a ConjugateFit or a dict {{label: ConjugateFit}}, not "
+            f"{type(fits).__name__}")
     if not fits:
-        raise SpecificationError("fits is empty: give at least one Fit")
+        raise SpecificationError("fits is empty: give at least one ConjugateFit")
     out = {str(label): check_fit(fit, f"fits[{label!r}]") for label, fit in fits.items()}
     first_label, first = next(iter(out.items()))
     for label, fit in out.items():
@@ -49,7 +48,7 @@ def _as_fits(fits: Fit | Mapping[str, Fit]) -> dict[str, Fit]:
 
 
 def select_groups(
-    fit: Fit, groups: Sequence[str] | None = None, max_groups: int = 40
+    fit: ConjugateFit, groups: Sequence[str] | None = None, max_groups: int = 40
 ) -> tuple[np.ndarray, str]:
     """Indices of the groups a forest plot shows, and a note saying which they are.
 
@@ -86,7 +85,7 @@ def select_groups(
 
 
 def forest_data(
-    fits: Fit | Mapping[str, Fit],
+    fits: ConjugateFit | Mapping[str, ConjugateFit],
     *,
     ci_prob: float = 0.95,
     groups: Sequence[str] | None = None,
@@ -97,8 +96,9 @@ def forest_data(
     Parameters
     ----------
     fits
-        One :class:`~poolwise.fit.Fit`, or a dict ``{label: Fit}`` of fits to the same
-        groups (e.g. ``{"none": ..., "complete": ..., "partial": ...}``).
+        One :class:`~poolwise.kinds.conjugate.ConjugateFit`, or a dict
+        ``{label: ConjugateFit}`` of fits to the same groups (e.g. ``{"none": ...,
+        "complete": ..., "partial": ...}``).
     ci_prob
         Probability of the equal-tailed intervals.
     groups
@@ -135,7 +135,7 @@ def forest_data(
     return pd.concat(parts, ignore_index=True)
 
 
-def _colours(named: Mapping[str, Fit]) -> dict[str, str]:
+def _colours(named: Mapping[str, ConjugateFit]) -> dict[str, str]:
     """One colour per fit: the pooling level's colour while those are distinct."""
     poolings = [fit.model.pooling for fit in named.values()]
     if len(set(poolings)) == len(poolings):
@@ -144,7 +144,7 @@ def _colours(named: Mapping[str, Fit]) -> dict[str, str]:
 
 
 def plot_forest(
-    fits: Fit | Mapping[str, Fit],
+    fits: ConjugateFit | Mapping[str, ConjugateFit],
     *,
     ci_prob: float = 0.95,
     groups: Sequence[str] | None = None,
@@ -159,8 +159,8 @@ def plot_forest(
     Parameters
     ----------
     fits
-        One :class:`~poolwise.fit.Fit`, or a dict ``{label: Fit}`` of fits to the same
-        groups, such as the three pooling levels.
+        One :class:`~poolwise.kinds.conjugate.ConjugateFit`, or a dict
+        ``{label: ConjugateFit}`` of fits to the same groups, such as the three pooling levels.
     ci_prob
         Probability of the equal-tailed intervals, default 0.95.
     groups

@@ -10,7 +10,7 @@ from numpy.typing import NDArray
 
 from poolwise.exceptions import SpecificationError
 from poolwise.families.base import RateFamily
-from poolwise.kinds.conjugate import ConjugateFit as Fit
+from poolwise.kinds.conjugate import ConjugateFit
 from poolwise.outputs.plots._style import (
     BLUE,
     GREY,
@@ -23,6 +23,7 @@ from poolwise.outputs.plots._style import (
     percent,
     style,
 )
+from poolwise.results.prediction import NewGroup
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -52,7 +53,7 @@ class NewGroupData:
 
 
 def new_group_data(
-    fit: Fit,
+    fit: ConjugateFit,
     *,
     y: float | None = None,
     n: float | None = None,
@@ -68,11 +69,11 @@ def new_group_data(
     y, n
         The new group's count and size. With both: the posterior of its θ given these
         data. With neither (or n alone): the predictive distribution of θ for a brand-new
-        group; see :meth:`poolwise.fit.Fit.predict_new_group`.
+        group (:class:`~poolwise.results.prediction.NewGroup`).
     ci_prob
         Probability of the equal-tailed interval.
     seed
-        Seed of the draws; default the fit's seed + 1.
+        Seed of the draws; default the fit's own (its prediction stream).
 
     Returns
     -------
@@ -80,15 +81,16 @@ def new_group_data(
         See :class:`NewGroupData`.
     """
     fit = check_fit(fit)
-    new = fit.predict_new_group(y=y, n=n, seed=seed)
-    summary = new.summary(ci_prob)
+    new = fit.predict(NewGroup(size=n, y=y), seed=seed)
+    summary = new.brief(ci_prob)
+    theta = new["theta"]
     curve = None
-    if new.distribution is not None:
-        lo, hi = np.quantile(new.theta, [0.0005, 0.9995])
+    if "theta" in new.exact:
+        lo, hi = np.quantile(theta, [0.0005, 0.9995])
         grid = np.linspace(lo, hi, GRID_POINTS)
-        curve = (grid, np.asarray(new.distribution.pdf(grid), dtype=float))
+        curve = (grid, np.asarray(new.exact["theta"].pdf(grid), dtype=float))
     kind: Literal["posterior", "predictive"] = "posterior" if y is not None else "predictive"
-    return NewGroupData(new.theta, summary, kind, y, n, ci_prob, curve)
+    return NewGroupData(theta, summary, kind, y, n, ci_prob, curve)
 
 
 def _legend_clear_of(ax: Axes, centre: float) -> None:
@@ -105,7 +107,7 @@ def _interval_bar(ax: Axes, lower: float, upper: float, label: str) -> None:
 
 
 def plot_new_group(
-    fit: Fit,
+    fit: ConjugateFit,
     *,
     y: float | None = None,
     n: float | None = None,
@@ -174,8 +176,8 @@ class PopulationMeanData:
     are empty for an empirical-Bayes estimate without a covariance (``"point"``).
     ``grid`` and ``density`` trace the density of μ, estimated by a kernel density on the
     unconstrained scale (logit μ or log μ) carried back with the Jacobian, as
-    :meth:`~poolwise.fit.Fit.population_mean` does for the MAP. ``summary`` is that
-    method's result (mean, sd, lower, upper, map).
+    :meth:`~poolwise.kinds.conjugate.ConjugateFit.population_mean` does for the MAP.
+    ``summary`` is that method's result (mean, sd, lower, upper, map).
     """
 
     draws: NDArray[np.float64]
@@ -186,7 +188,7 @@ class PopulationMeanData:
     ci_prob: float
 
 
-def population_mean_data(fit: Fit, *, ci_prob: float = 0.95) -> PopulationMeanData:
+def population_mean_data(fit: ConjugateFit, *, ci_prob: float = 0.95) -> PopulationMeanData:
     """Draws, density and summary of the population mean μ.
 
     Parameters
@@ -209,9 +211,9 @@ def population_mean_data(fit: Fit, *, ci_prob: float = 0.95) -> PopulationMeanDa
     if fit.eb is not None:
         if fit.eb.uv_covariance is None:
             return PopulationMeanData(empty, empty, empty, summary, "point", ci_prob)
-        rng = np.random.default_rng(0)
-        centre = np.array(family.to_uv(fit.eb.alpha, fit.eb.beta), dtype=float)
-        u = rng.multivariate_normal(centre, fit.eb.uv_covariance, size=20_000)[:, 0]
+        sampled = fit.eb_sampling_draws()
+        assert sampled is not None  # the estimates have a covariance
+        u = np.asarray(family.to_uv(*sampled)[0])
         source: Literal["posterior", "sampling"] = "sampling"
     else:
         hyper = fit.hyperparameter_draws()
@@ -238,7 +240,7 @@ def _density_via_u(family: RateFamily, u: NDArray) -> tuple[NDArray, NDArray]:
 
 
 def plot_population_mean(
-    fit: Fit, *, ci_prob: float = 0.95, ax: Axes | None = None
+    fit: ConjugateFit, *, ci_prob: float = 0.95, ax: Axes | None = None
 ) -> Figure:
     """Histogram and density of the population mean μ, with its MAP, mean and interval.
 
@@ -328,7 +330,7 @@ class MarginalData:
     ci_prob: float
 
 
-def marginal_data(fit: Fit, name: str = "tau", *, ci_prob: float = 0.95) -> MarginalData:
+def marginal_data(fit: ConjugateFit, name: str = "tau", *, ci_prob: float = 0.95) -> MarginalData:
     """The marginal posterior of one scalar hyperparameter (default τ, the between-group sd)."""
     from scipy.stats import gaussian_kde
 
@@ -352,7 +354,7 @@ def marginal_data(fit: Fit, name: str = "tau", *, ci_prob: float = 0.95) -> Marg
     return MarginalData(name, draws, grid, density, summary, ci_prob)
 
 
-def plot_marginal(fit: Fit, name: str = "tau", *, ci_prob: float = 0.95,
+def plot_marginal(fit: ConjugateFit, name: str = "tau", *, ci_prob: float = 0.95,
                   ax: Axes | None = None) -> Figure:
     """Histogram and density of one hyperparameter's marginal posterior, median and
     interval marked (BDA3 Fig. 5.5 draws τ's for eight schools)."""

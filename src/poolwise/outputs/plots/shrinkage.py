@@ -10,7 +10,7 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from poolwise.exceptions import SpecificationError
-from poolwise.kinds.conjugate import ConjugateFit as Fit
+from poolwise.kinds.conjugate import ConjugateFit
 from poolwise.outputs.plots._style import (
     BLUE,
     GREY,
@@ -38,7 +38,7 @@ MAX_INTERVAL_BARS = 200
 SIZE_RANGE = (20.0, 180.0)
 
 
-def shrinkage_data(fit: Fit, *, ci_prob: float = 0.95) -> pd.DataFrame:
+def shrinkage_data(fit: ConjugateFit, *, ci_prob: float = 0.95) -> pd.DataFrame:
     """Raw rate, posterior mean and shrinkage fraction of every group.
 
     Parameters
@@ -119,7 +119,7 @@ def legend_sizes(n: NDArray[np.float64]) -> list[float]:
     return sorted(set(r for r in rounded if r > 0))
 
 
-def plot_shrinkage(fit: Fit, *, ci_prob: float = 0.95, ax: Axes | None = None) -> Figure:
+def plot_shrinkage(fit: ConjugateFit, *, ci_prob: float = 0.95, ax: Axes | None = None) -> Figure:
     """Observed rate y/n against posterior mean, one point per group, with the 45° line.
 
     Points on the 45° line are not pooled at all; points on the horizontal line at the
@@ -214,7 +214,7 @@ class ShrinkageArrows:
 
 
 def shrinkage_arrows_data(
-    fit: Fit,
+    fit: ConjugateFit,
     *,
     sort_by: Literal["n", "raw"] = "n",
     layout: Literal["auto", "rows", "size"] = "auto",
@@ -266,7 +266,7 @@ def shrinkage_arrows_data(
 
 
 def plot_shrinkage_arrows(
-    fit: Fit,
+    fit: ConjugateFit,
     *,
     sort_by: Literal["n", "raw"] = "n",
     layout: Literal["auto", "rows", "size"] = "auto",

@@ -1,7 +1,8 @@
-"""Trace and rank plots of posterior draws, one row per variable.
+"""Trace and rank plots of posterior draws, one row per variable, for a fit of any kind.
 
-Works for a :class:`~poolwise.fit.Fit` (α, β, μ, τ, θ[group]) and for a
-:class:`~poolwise.kinds.mixed.model.MixedFit`, whose variables are named as the rows of
+Variables are named as each kind's summary names them: a rate or normal fit's α, β, μ, τ,
+θ[group]; any other kind's variables with their labels (``theta[A:1]``, ``sigma2[lab 3]``);
+and a :class:`~poolwise.kinds.mixed.model.MixedFit`, whose variables are named as the rows of
 :meth:`MixedFit.summary <poolwise.kinds.mixed.model.MixedFit.summary>`: ``b[Days]``, ``sigma``,
 ``sd_Subject[Days]``, ``cor_Subject[Days, Intercept]``, and the group effects with the level
 first, ``r_Subject[308, Days]`` (the summary's param ``r_Subject[Days]`` in group ``308``).
@@ -22,15 +23,13 @@ from scipy.stats import rankdata
 
 from poolwise import _arviz
 from poolwise.exceptions import SpecificationError
-from poolwise.kinds.conjugate import ConjugateFit as Fit
+from poolwise.kinds.conjugate import ConjugateFit
 from poolwise.kinds.mixed.model import MixedFit
-from poolwise.vocabulary import POOLING_PHRASES
 from poolwise.outputs.plots._style import GREY, PALETTE, new_figure, style
+from poolwise.results.fit import Fit
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
-
-    from poolwise.kinds.custom import CustomFit
 
 #: the hyperparameters shown by default, when the fit has them
 DEFAULT_SCALARS = ("alpha", "beta", "mu", "tau")
@@ -56,20 +55,19 @@ class TraceData:
     draws_per_chain: int
 
 
-def _check(fit: Any) -> Any:
-    from poolwise.kinds.custom import CustomFit
-
-    if not isinstance(fit, (Fit, MixedFit, CustomFit)):
-        raise TypeError(
-            f"fit must be a poolwise Fit, MixedFit or CustomFit, not {type(fit).__name__}")
+def _check(fit: Any) -> Fit:
+    if not isinstance(fit, Fit):
+        raise TypeError(f"fit must be a poolwise fit, not {type(fit).__name__}")
+    if "posterior" not in fit.tree.children:
+        raise SpecificationError(f"a {fit.method} fit holds point estimates: no draws to trace")
     return fit
 
 
-def _describe(fit: Any) -> str:
+def _describe(fit: Fit) -> str:
     """"partial pooling, nuts" — what produced the draws, for the title."""
-    if isinstance(fit, (Fit, MixedFit)):
-        return f"{POOLING_PHRASES[fit.model.pooling]}, {fit.method}"
-    return f"custom model, {fit.method}"
+    if fit.kind == "custom":
+        return f"custom model, {fit.method}"
+    return f"{fit.model.pooling_phrase}, {fit.method}"
 
 
 def _resolve(fit: Any, var_names: Sequence[str] | None,
@@ -77,7 +75,7 @@ def _resolve(fit: Any, var_names: Sequence[str] | None,
     """Variable name → draws (chain, draw), expanding ``theta`` to its first groups."""
     if isinstance(fit, MixedFit):
         return _resolve_mixed(fit, var_names, max_theta)
-    if not isinstance(fit, Fit):
+    if not isinstance(fit, ConjugateFit):
         return _resolve_any(fit.posterior, var_names, max_theta)
     posterior = fit.posterior
     labels = [str(label) for label in fit.data.labels]
@@ -251,19 +249,19 @@ def _unknown_entry(base: str, wanted: str, entries: list[_Entry]) -> str:
 
 
 def trace_data(
-    fit: Fit | MixedFit | CustomFit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
+    fit: Fit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
 ) -> TraceData:
     """Draws, pooled ranks and diagnostics of the variables a trace plot shows.
 
     Parameters
     ----------
     fit
-        A fitted model, any method with draws; a :class:`~poolwise.fit.Fit` or a
-        :class:`~poolwise.kinds.mixed.model.MixedFit`.
+        A fit of any kind whose method gives draws.
     var_names
-        Variables to show. For a Fit: names such as ``"alpha"``, ``"mu"``, ``"theta"`` (its
-        first ``max_theta`` groups) or ``"theta[label]"`` (one group); default α, β and μ
-        when the fit has them, then the first θs. For a MixedFit: a whole variable,
+        Variables to show. For a rate or normal fit: names such as ``"alpha"``, ``"mu"``,
+        ``"theta"`` (its first ``max_theta`` groups) or ``"theta[label]"`` (one group);
+        default α, β and μ when the fit has them, then the first θs. For a MixedFit: a whole
+        variable,
         ``"b"``, ``"sigma"``, ``"sd_Subject"``, ``"cor_Subject"`` (each pair once) or
         ``"r_Subject"`` (the effects of its first levels), or one number named as in the
         summary, ``"b[Days]"``, ``"sd_Subject[Days]"``, ``"cor_Subject[Days, Intercept]"``,
@@ -330,7 +328,7 @@ def display_name(name: str) -> str:
 
 
 def plot_trace(
-    fit: Fit | MixedFit | CustomFit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
+    fit: Fit, var_names: Sequence[str] | None = None, *, max_theta: int = 3
 ) -> Figure:
     """Trace (left) and rank histogram (right) of each variable, all chains overlaid.
 
@@ -343,8 +341,7 @@ def plot_trace(
     Parameters
     ----------
     fit
-        A fitted model with draws: a :class:`~poolwise.fit.Fit` or a
-        :class:`~poolwise.kinds.mixed.model.MixedFit`.
+        A fit of any kind whose method gives draws.
     var_names, max_theta
         The variables to show; see :func:`trace_data`.
 
