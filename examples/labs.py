@@ -32,8 +32,8 @@ import numpy as np
 import pandas as pd
 from scipy import special
 
-from poolwise.graph import render
-from poolwise.nested import NestedFit, NestedModel
+from poolwise import NestedFit, NestedModel, NewGroup, NewGroupIn
+from poolwise.outputs.render import render
 
 #: the generating values: a typical lab mean rate of 14%, labs differing by ~0.6 on the
 #: logit scale, concentrations α_i + β_i around 40 varying by ~30% between labs, so that
@@ -68,22 +68,22 @@ def plot_labs(fit: NestedFit, table: pd.DataFrame, truth: pd.DataFrame, path: Pa
 
     labs = list(fit.data.labs)
     mu = fit.draws("mu_lab").reshape(-1, len(labs))
-    new_lab = fit.predict_new_lab(seed=1)
+    new_lab = fit.predict(NewGroup(), seed=1)
     figure = Figure(figsize=(9.5, 0.45 * len(labs) + 1.8), layout="constrained")
     ax = figure.add_subplot()
     # the last row: a new lab, its mean and a new experiment in it
     row = len(labs)
     ax.axhline(row - 0.5, color="0.6", lw=0.8)
-    ax.plot(np.quantile(new_lab.theta, [0.025, 0.975]), [row - 0.12] * 2, color="#D55E00",
+    ax.plot(np.quantile(new_lab["theta"], [0.025, 0.975]), [row - 0.12] * 2, color="#D55E00",
             lw=1.5, label="new experiment in a new lab (95%)")
-    ax.plot(np.quantile(new_lab.lab_mean, [0.025, 0.975]), [row] * 2, color="#D55E00",
+    ax.plot(np.quantile(new_lab["lab_mean"], [0.025, 0.975]), [row] * 2, color="#D55E00",
             lw=3.5, alpha=0.6, label="a new lab's mean (95%)")
     for row, lab in enumerate(labs):
         mine = table[table["lab"] == lab]
         ax.scatter(mine["y"] / mine["n"], np.full(len(mine), row + 0.18), s=mine["n"],
                    color="#E69F00", alpha=0.7, lw=0,
                    label="experiments' raw rates y/n (size: n)" if row == 0 else None)
-        known = fit.predict_new_experiment(lab, seed=1).summary()
+        known = fit.predict(NewGroupIn(lab), seed=1).summary().set_index("param").loc["theta"]
         ax.plot([known["lower"], known["upper"]], [row - 0.12] * 2, color="#56B4E9", lw=1.5,
                 label="new experiment in this lab (95%)" if row == 0 else None)
         lower, upper = np.quantile(mu[:, row], [0.025, 0.975])
@@ -96,7 +96,7 @@ def plot_labs(fit: NestedFit, table: pd.DataFrame, truth: pd.DataFrame, path: Pa
     ax.set_yticks(range(len(labs) + 1), [*labs, "new lab"])
     ax.invert_yaxis()
     ax.set_xlabel("tumour rate")
-    ax.set_xlim(0, min(1.0, float(np.quantile(new_lab.theta, 0.975)) * 1.3))
+    ax.set_xlim(0, min(1.0, float(np.quantile(new_lab["theta"], 0.975)) * 1.3))
     ax.set_title("Experiments within laboratories: three levels")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     figure.savefig(path, dpi=150)
@@ -115,11 +115,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"{len(table)} experiments in {table['lab'].nunique()} labs "
           f"({sizes.min()}-{sizes.max()} per lab, {table['n'].min()}-{table['n'].max()} rats "
           "each)")
-    model = NestedModel("beta-binomial")
+    model = NestedModel(family="beta-binomial", draws=draws, warmup=draws, chains=4, seed=0)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = model.fit(table, y="y", n="n", outer="lab", inner="experiment", draws=draws,
-                        warmup=draws, chains=4, seed=0)
+        fit = model.fit(table, y="y", n="n", group="lab/experiment")
+    print(fit.title())
     print(f"prior: {fit.describe_prior()}")
     for note in fit.data.notes:
         print(f"note: {note}")
@@ -140,16 +140,17 @@ def main(argv: list[str] | None = None) -> None:
 
     most = str(sizes.idxmax())
     print(f"\npredicted tumour rate θ* and tumours y* among {RATS} rats (95% intervals):")
-    for prediction in (fit.predict_new_experiment(most, n=RATS), fit.predict_new_lab(n=RATS)):
-        s = prediction.summary()
-        print(f"  {prediction.description:<48} θ* {s['mean']:.3f} [{s['lower']:.3f}, "
-              f"{s['upper']:.3f}]   y* {s['y_mean']:.1f} [{s['y_lower']:.0f}, "
-              f"{s['y_upper']:.0f}]")
-    known = fit.predict_new_experiment(most)
-    new = fit.predict_new_lab()
-    print(f"  the lab mean behind them: {most} {known.lab_mean.mean():.3f} (sd "
-          f"{known.lab_mean.std():.3f}), a new lab {new.lab_mean.mean():.3f} (sd "
-          f"{new.lab_mean.std():.3f})")
+    known = fit.predict(NewGroupIn(most, size=RATS))
+    new = fit.predict(NewGroup(size=RATS))
+    for prediction in (known, new):
+        s = prediction.summary().set_index("param")
+        theta, y = s.loc["theta"], s.loc["y"]
+        print(f"  {prediction.description}:\n    θ* {theta['mean']:.3f} [{theta['lower']:.3f}, "
+              f"{theta['upper']:.3f}]   y* {y['mean']:.1f} [{y['lower']:.0f}, "
+              f"{y['upper']:.0f}]")
+    print(f"  the lab mean behind them: {most} {known['lab_mean'].mean():.3f} (sd "
+          f"{known['lab_mean'].std():.3f}), a new lab {new['lab_mean'].mean():.3f} (sd "
+          f"{new['lab_mean'].std():.3f})")
     print("  A new experiment in a known lab is centred at that lab's mean; one in a new lab\n"
           "  also carries the uncertainty about which lab-level rate it will get.")
 

@@ -13,7 +13,8 @@ degrees of freedom. This script
 2. fits each lab separately under a fixed NIG prior (``pooling="none"``) and checks the exact
    draws of θ against the Student-t marginal with a Kolmogorov-Smirnov test,
 3. fits the labs together (``pooling="partial"``, μ, τ, α, β by type-II maximum
-   likelihood), which pulls small labs' means and variances towards the others.
+   likelihood), which pulls small labs' means and variances towards the others,
+4. predicts the mean of five new measurements from lab 1 and from a new lab.
 
 Run: python examples/normal_inverse_gamma.py [--quick] [--out DIR]
 """
@@ -51,8 +52,8 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
 
     table = simulate()
-    separate = poolwise.NIGModel(pooling="none", prior=PRIOR).fit(
-        table, y="value", group="lab", draws=draws)
+    separate = poolwise.NIGModel(pooling="none", prior=PRIOR, draws=draws).fit(
+        table, y="value", group="lab")
     print(f"prior: {separate.describe_prior()}")
     theta = separate.posterior["theta"].sel(group="lab 1").values.ravel()
     marginal = separate.theta_marginal("lab 1")
@@ -60,8 +61,8 @@ def main() -> None:
     print(f"lab 1: exact draws of θ vs the Student t (df = {marginal.kwds['df']:.0f}): "
           f"KS statistic {ks.statistic:.4f}, p = {ks.pvalue:.2f}")
 
-    pooled = poolwise.NIGModel(pooling="partial").fit(table, y="value", group="lab",
-                                                      draws=draws)
+    pooled = poolwise.NIGModel(pooling="partial", draws=draws).fit(
+        table, y="value", group="lab")
     print(f"partial pooling: {pooled.describe_prior()}")
     both = pd.DataFrame({
         "raw mean": table.groupby("lab")["value"].mean(),
@@ -70,6 +71,11 @@ def main() -> None:
         "θ, partial": [pooled.theta_marginal(lab).mean() for lab in pooled.data.labels],
     })
     print(both.round(3).to_string())
+    for request in (poolwise.ExistingGroup("lab 1", size=5), poolwise.NewGroup(size=5)):
+        prediction = pooled.predict(request)
+        y = prediction.summary().set_index("param").loc["y"]
+        print(f"{prediction.description}\n  ȳ* = {y['mean']:.3f}, 95% interval "
+              f"({y['lower']:.3f}, {y['upper']:.3f})")
 
     import matplotlib
 

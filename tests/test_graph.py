@@ -19,16 +19,10 @@ from matplotlib.patches import Ellipse, Rectangle
 from matplotlib.transforms import Bbox
 
 from poolwise import GroupCounts, Model, SpecificationError, datasets
-from poolwise.families.normal_inverse_gamma import NIGPrior
-from poolwise.graph import (
-    GraphNode,
-    ModelGraph,
-    Plate,
-    equations,
-    model_graph,
-    nig_graph,
-    render,
-)
+from poolwise.families.normal_inverse_gamma import NormalStats
+from poolwise.kinds.nig import NIGData, NIGModel
+from poolwise.outputs.render import render
+from poolwise.results.graph import GraphNode, ModelGraph, Plate
 
 matplotlib.use("Agg")
 
@@ -63,14 +57,14 @@ def _hypers(family: str) -> tuple[str, str]:
 # -------------------------------------------------------------------------- structure
 def test_the_rats_plate_counts_the_70_historical_experiments(data):
     assert data["beta-binomial"].n_groups == 70
-    graph = model_graph(Model(family="beta-binomial"), data["beta-binomial"])
+    graph = Model(family="beta-binomial").graph(data["beta-binomial"])
     assert [plate.label for plate in graph.plates] == [r"$j = 1, \ldots, 70$"]
 
 
 @pytest.mark.parametrize(("family", "pooling"), list(itertools.product(FAMILIES, POOLINGS)))
 def test_structure_of_every_family_and_pooling(data, family, pooling):
     counts = data[family]
-    graph = model_graph(Model(family=family, pooling=pooling), counts)
+    graph = Model(family=family, pooling=pooling).graph(counts)
     size = _size(family)
     kinds = {node.name: node.kind for node in graph.nodes}
     expected_edges = {("theta", "y"), (size, "y")}
@@ -100,7 +94,7 @@ def test_structure_of_every_family_and_pooling(data, family, pooling):
 
 
 def test_without_data_the_plate_runs_to_J():
-    graph = model_graph(Model(family="gamma-poisson", pooling="none"))
+    graph = Model(family="gamma-poisson", pooling="none").graph()
     assert [plate.label for plate in graph.plates] == [r"$j = 1, \ldots, J$"]
 
 
@@ -112,7 +106,7 @@ def test_without_data_the_plate_runs_to_J():
      {"alpha_rate": "$0.1$", "beta_mu": "$1$", "beta_sigma": "$2$"}),
 ])
 def test_hyperprior_constants_are_fixed_dots_with_their_values(data, prior, constants):
-    graph = model_graph(Model(family="beta-binomial", prior=prior), data["beta-binomial"])
+    graph = Model(family="beta-binomial", prior=prior).graph(data["beta-binomial"])
     fixed = {name: graph.node(name).label for name in graph.fixed() if name != "n"}
     assert fixed == constants
     for name in constants:
@@ -123,7 +117,7 @@ def test_hyperprior_constants_are_fixed_dots_with_their_values(data, prior, cons
 
 def test_normal_hyperprior_constants(data):
     model = Model(family="normal", prior="mu=normal(0, 5), tau=halfcauchy(5)")
-    graph = model_graph(model, data["normal"])
+    graph = model.graph(data["normal"])
     assert {n: graph.node(n).label for n in graph.fixed()} == {
         "mu_mu": "$0$", "mu_sigma": "$5$", "tau_scale": "$5$", "sigma": r"$\sigma_j$"}
     assert graph.parents("theta") == ("mu", "tau")
@@ -134,42 +128,12 @@ def test_normal_hyperprior_constants(data):
 
 
 def test_conjugate_constants_carry_their_values(data):
-    graph = model_graph(Model(family="beta-binomial", pooling="none", prior="beta(2, 3)"),
-                        data["beta-binomial"])
+    model = Model(family="beta-binomial", pooling="none", prior="beta(2, 3)")
+    graph = model.graph(data["beta-binomial"])
     assert graph.node("a").label == "$a = 2$"
     assert graph.node("b").label == "$b = 3$"
-    normal = model_graph(Model(family="normal", pooling="complete", prior="normal(1, 10)"))
+    normal = Model(family="normal", pooling="complete", prior="normal(1, 10)").graph()
     assert {n: normal.node(n).label for n in ("a", "b")} == {"a": "$a = 1$", "b": "$b = 10$"}
-
-
-@pytest.mark.parametrize(("n_groups", "plates"), [
-    (None, [("groups", r"$j = 1, \ldots, J$", None), ("observations", r"$i = 1, \ldots, n_j$",
-                                                      "groups")]),
-    (12, [("groups", r"$j = 1, \ldots, 12$", None), ("observations",
-                                                     r"$i = 1, \ldots, n_j$", "groups")]),
-    (1, [("observations", r"$i = 1, \ldots, n$", None)]),
-])
-def test_nig_graph(n_groups, plates):
-    graph = nig_graph(NIGPrior(mu=0.0, tau=2.0, alpha=3.0, beta=1.5), n_groups)
-    assert [(p.name, p.label, p.inside) for p in graph.plates] == plates
-    assert {n: graph.node(n).label for n in graph.fixed()} == {
-        "mu": r"$\mu = 0$", "tau": r"$\tau = 2$", "alpha": r"$\alpha = 3$",
-        "beta": r"$\beta = 1.5$"}
-    assert graph.observed() == ("y",)
-    assert set(graph.parents("theta")) == {"mu", "tau", "sigma2"}
-    assert set(graph.parents("sigma2")) == {"alpha", "beta"}
-    assert set(graph.parents("y")) == {"theta", "sigma2"}
-    assert graph.plate_of("y").name == "observations"
-    if n_groups != 1:
-        assert graph.plate_of("theta").name == "groups"
-        assert [p.name for p in graph.enclosing(graph.plate_of("y"))] == [
-            "observations", "groups"]
-
-
-@pytest.mark.parametrize("n_groups", [0, 2.5, True])
-def test_nig_graph_rejects_a_bad_number_of_groups(n_groups):
-    with pytest.raises(SpecificationError, match="n_groups"):
-        nig_graph(NIGPrior(0.0, 1.0, 1.0, 1.0), n_groups)
 
 
 # -------------------------------------------------------------------------- equations
@@ -179,7 +143,7 @@ def test_nig_graph_rejects_a_bad_number_of_groups(n_groups):
     ("normal", r"y_j \sim \mathrm{N}(\theta_j, \sigma_j^2)"),
 ])
 def test_equations_start_with_the_likelihood_over_the_groups(data, family, likelihood):
-    lines = equations(Model(family=family), data[family])
+    lines = Model(family=family).equations(data[family])
     assert lines[0] == rf"{likelihood}, \quad j = 1, \ldots, {data[family].n_groups}"
     population = {"beta-binomial": r"\mathrm{Beta}(\alpha, \beta)",
                   "gamma-poisson": r"\mathrm{Gamma}(\alpha, \beta)",
@@ -188,14 +152,14 @@ def test_equations_start_with_the_likelihood_over_the_groups(data, family, likel
 
 
 def test_equations_give_the_hyperprior_values():
-    lines = equations(Model(family="beta-binomial", prior="halfnormal(10)"))
+    lines = Model(family="beta-binomial", prior="halfnormal(10)").equations()
     assert lines[2:] == [r"\alpha \sim \mathrm{HalfNormal}(10)",
                          r"\beta \sim \mathrm{HalfNormal}(10)"]
-    lines = equations(Model(family="gamma-poisson", prior="alpha=gamma(2, 0.5), "
-                            "beta=exponential(1.5)"))
+    lines = Model(family="gamma-poisson", prior="alpha=gamma(2, 0.5), "
+                            "beta=exponential(1.5)").equations()
     assert lines[2:] == [r"\alpha \sim \mathrm{Gamma}(2, 0.5)",
                          r"\beta \sim \mathrm{Exponential}(1.5)"]
-    lines = equations(Model(family="normal", prior="mu=flat, tau=halfcauchy(25)"))
+    lines = Model(family="normal", prior="mu=flat, tau=halfcauchy(25)").equations()
     assert lines[2:] == [r"p(\mu) \propto 1", r"\tau \sim \mathrm{HalfCauchy}(25)"]
 
 
@@ -206,7 +170,7 @@ def test_equations_give_the_hyperprior_values():
     ("normal", "flat-tau2", r"p(\mu, \tau^2) \propto 1"),
 ])
 def test_equations_of_the_joint_reference_priors(family, prior, line):
-    assert equations(Model(family=family, prior=prior))[2:] == [line]
+    assert Model(family=family, prior=prior).equations()[2:] == [line]
 
 
 @pytest.mark.parametrize(("family", "pooling", "prior", "line"), [
@@ -217,7 +181,7 @@ def test_equations_of_the_joint_reference_priors(family, prior, line):
     ("normal", "complete", "normal(0, 10)", r"\theta \sim \mathrm{Normal}(0, 10)"),
 ])
 def test_equations_of_the_fixed_prior_of_theta(family, pooling, prior, line):
-    lines = equations(Model(family=family, pooling=pooling, prior=prior))
+    lines = Model(family=family, pooling=pooling, prior=prior).equations()
     assert lines[1:] == [line]
     assert (r"\theta)" in lines[0] or r"\theta," in lines[0]) == (pooling == "complete")
 
@@ -233,7 +197,7 @@ def _check_written(png: Path, svg: Path) -> None:
 @pytest.mark.parametrize("family", FAMILIES)
 def test_render_writes_png_and_svg(tmp_path, data, family):
     prior = "halfnormal(10)" if family != "normal" else None
-    graph = model_graph(Model(family=family, prior=prior), data[family])
+    graph = Model(family=family, prior=prior).graph(data[family])
     open_before = plt.get_fignums()
     figure = render(graph, tmp_path / "model.png")
     assert isinstance(figure, Figure)
@@ -243,13 +207,13 @@ def test_render_writes_png_and_svg(tmp_path, data, family):
 
 
 def test_render_nig_in_several_formats_at_once(tmp_path):
-    graph = nig_graph(NIGPrior(0.0, 2.0, 1.0, 1.0), n_groups=5)
+    graph = NIGModel(pooling="none", prior="mu=0, tau=2, alpha=1, beta=1").graph(_nig_data(5))
     render(graph, tmp_path / "out" / "nig", fmt=("png", "svg"))
     _check_written(tmp_path / "out" / "nig.png", tmp_path / "out" / "nig.svg")
 
 
 def test_render_without_a_path_only_draws():
-    figure = render(model_graph(Model(family="normal", pooling="none")))
+    figure = render(Model(family="normal", pooling="none").graph())
     assert isinstance(figure, Figure)
 
 
@@ -271,17 +235,22 @@ def _counts(n_groups: int) -> GroupCounts:
                        np.full(n_groups, 10.0))
 
 
+def _nig_data(n_groups: int) -> NIGData:
+    return NIGData(np.arange(n_groups).astype(str),
+                   NormalStats(np.full(n_groups, 3.0), np.zeros(n_groups), np.ones(n_groups)), "g")
+
+
 def _inside(inner: Bbox, outer: Bbox) -> bool:
     return (outer.x0 <= inner.x0 and inner.x1 <= outer.x1
             and outer.y0 <= inner.y0 and inner.y1 <= outer.y1)
 
 
 @pytest.mark.parametrize("graph", [
-    model_graph(Model(family="beta-binomial", prior="halfnormal(10)"), _counts(70)),
-    model_graph(Model(family="normal", prior="mu=normal(0, 5), tau=halfcauchy(5)")),
-    model_graph(Model(family="beta-binomial", pooling="complete")),
-    model_graph(Model(family="gamma-poisson", pooling="none", prior="gamma(2, 0.001)")),
-    nig_graph(NIGPrior(0.0, 2.0, 1.0, 1.0), n_groups=70),
+    Model(family="beta-binomial", prior="halfnormal(10)").graph(_counts(70)),
+    Model(family="normal", prior="mu=normal(0, 5), tau=halfcauchy(5)").graph(),
+    Model(family="beta-binomial", pooling="complete").graph(),
+    Model(family="gamma-poisson", pooling="none", prior="gamma(2, 0.001)").graph(),
+    NIGModel(pooling="none", prior="mu=0, tau=2, alpha=1, beta=1").graph(_nig_data(70)),
 ], ids=["rats", "schools", "complete", "none", "nig"])
 def test_nothing_overlaps(graph):
     """Circles apart; each label in its circle or clear of every circle and other label;
@@ -321,7 +290,7 @@ def _members(graph: ModelGraph, plate: Plate) -> set[str]:
     (None, "png", "needs a path"),
 ])
 def test_render_rejects_unknown_formats(tmp_path, path, fmt, message):
-    graph = model_graph(Model())
+    graph = Model().graph()
     with pytest.raises(SpecificationError, match=message):
         render(graph, None if path is None else tmp_path / path, fmt=fmt)
 
@@ -361,7 +330,7 @@ def test_graphs_that_cannot_be_drawn_say_why(nodes, edges, plates, message):
 
 
 def test_queries_name_unknown_nodes():
-    graph = model_graph(Model())
+    graph = Model().graph()
     with pytest.raises(SpecificationError, match="no node 'gamma'"):
         graph.parents("gamma")
 
@@ -371,25 +340,24 @@ def test_a_family_without_a_graph_is_refused():
         name = "custom"
 
     with pytest.raises(SpecificationError, match="no graph for the 'custom' family"):
-        model_graph(Model(family=Custom()))
+        Model(family=Custom()).graph()
     with pytest.raises(SpecificationError, match="no graph for the 'custom' family"):
-        equations(Model(family=Custom()))
+        Model(family=Custom()).equations()
 
 
 @pytest.mark.parametrize("family", ["beta-binomial", "gamma-poisson", "normal"])
-def test_nested_and_nig_equations_parse_and_carry_the_values(family):
+def test_nested_equations_parse_and_carry_the_values(family):
     from matplotlib.mathtext import MathTextParser
 
-    from poolwise.families import get_family
-    from poolwise.graph import nested_equations, nig_equations
-    from poolwise.nested import NestedModel
+    from poolwise.kinds.nested import NestedModel
 
     parser = MathTextParser("agg")
-    prior = NestedModel(family, prior="s_u=halfnormal(0.5)").describe_prior()
-    lines = nested_equations(get_family(family), prior, 6)
+    size = "se" if family == "normal" else "n"
+    six_labs = pd.DataFrame({"lab": np.repeat(list("ABCDEF"), 2), "experiment": [1, 2] * 6,
+                             "y": [3, 5] * 6, size: [10.0, 12.0] * 6})
+    model = NestedModel(family=family, prior="s_u=halfnormal(0.5)")
+    lines = model.equations(model.prepare(six_labs, y="y", **{size: size}))
     assert r"i = 1, \ldots, 6" in lines[0]
     assert r"s_u \sim \mathrm{HalfNormal}(0.5)" in lines
-    nig = nig_equations(NIGPrior(1.5, 2.0, 3.0, 4.0), 5)
-    assert r"\mathrm{IG}(3, 4)" in nig[2] and "1.5" in nig[1]
-    for line in lines + nig:
+    for line in lines:
         parser.parse(f"${line}$", dpi=72)

@@ -155,6 +155,12 @@ def compare(data: pd.DataFrame | Mapping[str, Any], *, prior: str | None = None,
     Jeffreys) or the default priors (other kinds), because their parameters differ.
     """
     kind = choose_kind(formula=formula, family=family, group=group, se=se)
+    if kind == "nested":
+        raise SpecificationError(
+            "nested models pool partially at both levels, so there are no pooling levels to "
+            "compare; compare a flat model of the inner groups (group='experiment')")
+    if theta_prior is not None and kind not in ("rates", "normal"):
+        raise SpecificationError("theta_prior (--theta-prior) is for rates and normal models")
     columns = {k: v for k, v in {"y": y, "n": n, "se": se, "group": group}.items()
                if v is not None}
     fits = {}

@@ -113,7 +113,7 @@ class Integer(Constraint):
 
     def holds(self, value: Any) -> bool:
         return (isinstance(value, numbers.Integral) and not isinstance(value, bool)
-                and value >= self.low)
+                and int(value) >= self.low)
 
 
 @dataclass(frozen=True)

@@ -125,12 +125,13 @@ class BaseModel(ABC):
         return f"{type(self).__name__}({inside})"
 
     # ------------------------------------------------------------------ per kind
+    # ``*args: Any, **kwargs: Any``: each kind names its own columns (y=, n=, se=, group=)
     @abstractmethod
-    def prepare(self, data: Any, **columns: Any) -> Any:
+    def prepare(self, *args: Any, **kwargs: Any) -> Any:
         """Validate the data and reduce them to what this model is fitted to."""
 
     @abstractmethod
-    def fit(self, data: Any, **columns: Any) -> Fit:
+    def fit(self, *args: Any, **kwargs: Any) -> Fit:
         """Fit the model to ``data`` and return a :class:`~poolwise.results.fit.Fit`."""
 
     @abstractmethod

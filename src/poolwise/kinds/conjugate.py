@@ -670,9 +670,10 @@ class ConjugateFit(Fit):
         p(θ | α, β) and y_new ~ p(y | θ_new, size). With neither: θ_new only.
         """
         family = self.model.family
-        y, n = request.y, check_size(request.size, family.size_label,
-                                     whole=family.name == "beta-binomial")
-        if y is not None:
+        n = check_size(request.size, family.size_label, whole=family.name == "beta-binomial")
+        observed: tuple[float, float] | None = None
+        if request.y is not None:
+            y = request.y
             if n is None:
                 raise SpecificationError(
                     f"a new group's data need its {family.size_label} too (size=)")
@@ -680,35 +681,36 @@ class ConjugateFit(Fit):
                     family.name != "normal" and (y < 0 or y != round(y))):
                 raise SpecificationError(f"new group y must be a whole number ≥ 0, got {y!r}")
             family.check_data(np.array([float(y)]), np.array([n]), np.array(["new"]))
-            y = float(y)
+            observed = (float(y), n)
         total = self.config.chains * self.config.draws
         hyper = self.hyperparameter_draws()
         exact: dict[str, Any] = {}
         ess: float | None = None
         if hyper is None:  # complete pooling: the new group shares the common θ
             theta = self.draws("theta")[..., 0].ravel()
-            if y is not None:
-                log_w = family.log_likelihood(theta, y, n)
+            if observed is not None:
+                log_w = family.log_likelihood(theta, *observed)
                 theta, ess = theta[_resample(rng, log_w, total)], _kish(log_w)
         else:
             alpha, beta = (np.broadcast_to(h, total) if h.size == 1 else h for h in hyper)
-            if y is not None and self.eb is None and self.model.pooling == "partial":
-                log_w = family.log_marginal(alpha, beta, y, n)
+            if observed is not None and self.eb is None and self.model.pooling == "partial":
+                log_w = family.log_marginal(alpha, beta, *observed)
                 index = _resample(rng, log_w, total)
                 alpha, beta, ess = alpha[index], beta[index], _kish(log_w)
-            if y is not None:
-                theta = family.sample_conditional(rng, alpha, beta, y, n)
-                fixed = family.conditional(hyper[0][0], hyper[1][0], y, n)
+            if observed is not None:
+                theta = family.sample_conditional(rng, alpha, beta, *observed)
+                fixed = family.conditional(hyper[0][0], hyper[1][0], *observed)
             else:
                 theta = family.sample_population(rng, alpha, beta)
                 fixed = family.population(hyper[0][0], hyper[1][0])
             if hyper[0].size == 1:
                 exact["theta"] = fixed
-        variables = {"theta": (np.asarray(theta, dtype=float), [])}
-        if y is None and n is not None:
+        variables: dict[str, tuple[NDArray, list[str]]] = {
+            "theta": (np.asarray(theta, dtype=float), [])}
+        if observed is None and n is not None:
             variables["y"] = (family.sample_data(rng, theta, n).astype(float), [])
-        what = (f"a new group with y = {y:g} of {family.size_label} {n:g}: the posterior of "
-                "its θ" if y is not None else
+        what = (f"a new group with y = {observed[0]:g} of {family.size_label} "
+                f"{observed[1]:g}: the posterior of its θ" if observed is not None else
                 "a new group drawn from the population" + (
                     f", and y* for {family.size_label} {n:g}" if n is not None else ""))
         return Prediction(request, what, prediction_dataset(variables, self.config.chains),

@@ -47,12 +47,12 @@ form and (m, s) | u are conjugate only under normal-inverse-gamma priors, so a G
 would be Metropolis-within-Gibbs on 2I + 4 coordinates — slower-mixing than NUTS on the
 same collapsed posterior and not cheap to make robust.
 
-Predictions come in three kinds, each its own method and clearly labelled:
-:meth:`NestedFit.predict_experiment` (new data from an experiment in the fit),
-:meth:`NestedFit.predict_new_experiment` (a new experiment in a lab that is in the fit:
-θ ~ Pop(α_i, β_i) at the lab's posterior draws) and :meth:`NestedFit.predict_new_lab`
-(a new experiment in a new lab: (u, v) from the top population first, so also the
-between-lab spread is in it; wider).
+Predictions (:meth:`poolwise.results.fit.Fit.predict`) answer four requests:
+``ExistingGroup("lab:experiment")`` (new data from an experiment in the fit),
+``NewGroupIn("lab")`` (a new experiment in a lab that is in the fit: θ* ~ Pop(α_i, β_i) at
+the lab's posterior draws), ``NewGroup()`` (a new experiment in a new lab: (u*, v*) from the
+top population first, so the between-lab spread is in it too; wider) and ``Population()``
+(the mean of a typical lab, population_mean(from_uv(m_u, m_v)), lab effects at zero).
 
 >>> import pandas as pd
 >>> table = pd.DataFrame({"lab": list("AABBCC"), "experiment": [1, 2, 1, 2, 1, 2],
@@ -64,13 +64,12 @@ between-lab spread is in it; wider).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -80,21 +79,41 @@ from scipy import special
 
 from poolwise import _arviz
 from poolwise._ops import NUMPY_OPS, Ops
-from poolwise._version import __version__
+from poolwise._random import Stream, generator
 from poolwise.data.estimates import group_estimates
 from poolwise.data.tables import _require_column, group_counts, group_labels
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
-from poolwise.results.summary import check_prob as _check_prob
-from poolwise.results.summary import posterior_draws, posterior_summary
-from poolwise.inference.base import SamplerConfig
+from poolwise.kinds.base import BaseModel
 from poolwise.priors import Distribution, _parse_call, _split_top_level, make_distribution
+from poolwise.results.checks import CheckData
+from poolwise.results.fit import Fit, finish_fit
+from poolwise.results.graph import (
+    LIKELIHOODS,
+    SIZES,
+    GraphNode,
+    ModelGraph,
+    Plate,
+    check_family,
+    latex,
+    prior_line,
+    range_label,
+)
+from poolwise.results.prediction import (
+    ExistingGroup,
+    NewGroup,
+    NewGroupIn,
+    Population,
+    Prediction,
+    check_size,
+    prediction_dataset,
+)
+from poolwise.results.storage import FitRecord, record_attrs
+from poolwise.results.summary import check_prob
+from poolwise.vocabulary import canonical_family
 
-if TYPE_CHECKING:
-    from poolwise.results.graph import ModelGraph
-
-__all__ = ["NESTED_FAMILIES", "NestedData", "NestedFit", "NestedModel", "NestedPrediction",
-           "NestedPrior", "lab_log_marginal", "nested_data", "parse_group_path"]
+__all__ = ["NESTED_FAMILIES", "NestedData", "NestedFit", "NestedModel", "NestedPrior",
+           "lab_log_marginal", "nested_data", "parse_group_path"]
 
 #: the families with a nested model
 NESTED_FAMILIES = ("beta-binomial", "gamma-poisson", "normal")
@@ -104,8 +123,6 @@ NESTED_FAMILIES = ("beta-binomial", "gamma-poisson", "normal")
 #: 4 × 500 draws; the centred one 35-42 divergences and ESS ~ 100 for s_v, centring u only
 #: 18-23 divergences: labs say little about their v_i, so s_v and the v_i form a funnel.
 NESTED_PARAMETRISATIONS = {"non-centred": (False, False), "centred": (True, True)}
-#: NUTS step-size target: hierarchical scales like s_v are curved, so smaller steps
-TARGET_ACCEPT = 0.9
 #: half-width of the uniform jitter of the chains' starts (unconstrained units)
 INIT_JITTER = 0.5
 #: joins an outer and an inner label into one experiment label
@@ -114,6 +131,18 @@ SEPARATOR = ":"
 TOP_NAMES = ("m_u", "s_u", "m_v", "s_v")
 #: a real-line prior for the locations, a positive one for the scales
 _LOCATION = {"m_u", "m_v"}
+
+
+def nested_family(family: str | RateFamily) -> RateFamily:
+    """The family of a nested model: a name (``"gaussian"`` is ``"normal"``) or a family,
+    one of :data:`NESTED_FAMILIES`."""
+    if not isinstance(family, RateFamily):
+        family = canonical_family(family)
+    name = family if isinstance(family, str) else family.name
+    if name not in NESTED_FAMILIES:
+        raise SpecificationError(
+            f"no nested model for the {name!r} family; valid: {', '.join(NESTED_FAMILIES)}")
+    return get_family(family)
 
 
 def parse_group_path(text: str) -> tuple[str, str]:
@@ -224,11 +253,8 @@ def nested_data(
         A missing column or value, a bad count or size, an inner label under two labs
         (with ``inner_unique=True``), or a single lab (use the flat model).
     """
-    fam = get_family(family if family is not None else ("normal" if se is not None
-                                                        else "beta-binomial"))
-    if fam.name not in NESTED_FAMILIES:
-        raise SpecificationError(
-            f"no nested model for the {fam.name!r} family; valid: {', '.join(NESTED_FAMILIES)}")
+    fam = nested_family(family if family is not None else ("normal" if se is not None
+                                                           else "beta-binomial"))
     if not isinstance(table, pd.DataFrame):
         raise TypeError(f"data must be a pandas DataFrame, not {type(table).__name__}")
     if table.empty:
@@ -531,43 +557,160 @@ def _start(family: RateFamily, data: NestedData, centred: tuple[bool, bool]
 
 
 # ------------------------------------------------------------------------------ model
-class NestedModel:
+class NestedModel(BaseModel):
     """Two grouping levels, outer i (labs) and inner j (experiments): module docstring.
 
     Parameters
     ----------
     family
         ``"beta-binomial"`` (counts out of trials), ``"gamma-poisson"`` (counts with an
-        exposure) or ``"normal"`` (estimates with known standard errors, or raw scores).
+        exposure) or ``"normal"`` (alias ``"gaussian"``; estimates with known standard
+        errors, or raw scores).
+    pooling
+        ``"partial"`` only: partial pooling at both levels.
     prior
         Overrides of the top hyperpriors, e.g. ``"s_u=halfnormal(0.5)"``; see
         :class:`NestedPrior` for the defaults (shown by :meth:`describe_prior`).
+    method
+        ``"nuts"`` (the only one; θ integrated out, then drawn exactly).
+    draws, chains, warmup, seed, progress, target_accept
+        Draws and warm-up per chain, the seed of every random stream, a progress bar,
+        NUTS's target acceptance rate (default :attr:`TARGET_ACCEPT`).
+    parametrisation
+        The labs' coordinates: ``"non-centred"`` (``"auto"``, the default) or
+        ``"centred"``.
 
-    >>> NestedModel("beta-binomial").describe_prior().split("; ")[3]
+    >>> NestedModel(family="beta-binomial").describe_prior().split("; ")[3]
     'm_u ~ Normal(logit pooled rate, 2)'
     """
 
-    def __init__(self, family: str | RateFamily = "beta-binomial",
-                 prior: str | NestedPrior | None = None) -> None:
-        self.family = get_family(family)
-        if self.family.name not in NESTED_FAMILIES:
-            raise SpecificationError(
-                f"no nested model for the {self.family.name!r} family; valid: "
-                f"{', '.join(NESTED_FAMILIES)}")
+    kind = "nested"
+    METHODS: ClassVar[Mapping[str, tuple[str, ...]]] = {"partial": ("nuts",)}
+    PARAMETRISATIONS = tuple(NESTED_PARAMETRISATIONS)
+    #: NUTS step-size target: hierarchical scales like s_v are curved, so smaller steps
+    TARGET_ACCEPT = 0.9
+
+    def __init__(
+        self,
+        *,
+        family: str | RateFamily = "beta-binomial",
+        pooling: str = "partial",
+        prior: str | NestedPrior | None = None,
+        method: str | None = None,
+        draws: int = 1000,
+        chains: int = 4,
+        warmup: int = 1000,
+        seed: int = 0,
+        progress: bool = False,
+        target_accept: float | None = None,
+        parametrisation: str = "auto",
+    ) -> None:
+        self.family = nested_family(family)
+        self._settle({"family": self.family.name, "pooling": pooling, "method": method,
+                      "draws": draws, "chains": chains, "warmup": warmup, "seed": seed,
+                      "progress": progress, "target_accept": target_accept,
+                      "parametrisation": parametrisation})
         self.prior = NestedPrior.parse(prior)
+        if self.prior.spec():
+            self._spec["prior"] = self.prior.spec()
 
-    def __repr__(self) -> str:
-        return f"NestedModel(family={self.family.name!r}, prior={self.prior.spec()!r})"
+    @property
+    def parametrisation(self) -> str:
+        """The labs' coordinates as sampled (``"auto"`` is ``"non-centred"``)."""
+        chosen = self.config.parametrisation
+        return self.PARAMETRISATIONS[0] if chosen == "auto" else chosen
 
+    # ------------------------------------------------------------------ describing
     def describe_prior(self, data: NestedData | None = None) -> str:
         """The model's priors; with ``data`` the defaults are given their values."""
         prior = self.prior if data is None else self.prior.resolve(self.family, data)
         return describe_nested_prior(self.family, prior)
 
-    def prepare(self, data: pd.DataFrame | NestedData, *, y: str | None = None,
-                n: str | None = None, se: str | None = None, outer: str = "lab",
-                inner: str = "experiment", inner_unique: bool | None = None) -> NestedData:
-        """Validate a table (or check a :class:`NestedData`) for this model."""
+    def title(self, data: NestedData) -> str:
+        """E.g. ``"beta-binomial, experiments within labs (12 labs, 72 experiments), method
+        nuts"``."""
+        inner, outer = data.inner_name, data.outer_name
+        return (f"{self.family.name}, {inner}s within {outer}s ({data.n_labs} {outer}s, "
+                f"{data.n_experiments} {inner}s), method {self.method}")
+
+    def graph(self, data: NestedData | None = None) -> ModelGraph:
+        """The graphical model, with nested plates.
+
+        Nodes: ``m_u, s_u, m_v, s_v`` (latent, with their priors' constants as fixed dots
+        where the prior is set or resolved for ``data``), ``u`` and ``v`` (the lab's
+        coordinates) in the plate over labs i = 1..I, and ``theta``, the size ``n``
+        (``sigma`` for the normal family) and ``y`` in the plate over experiments
+        j = 1..J_i inside it.
+
+        >>> NestedModel().graph().parents("theta")
+        ('u', 'v')
+        """
+        family = self.family
+        check_family(family)
+        prior = self.prior if data is None else self.prior.resolve(family, data)
+        size_name, size_label = SIZES[family.size_symbol]
+        u_label, v_label = _UV_LATEX[family.name]
+        nodes: list[GraphNode] = []
+        edges: list[tuple[str, str]] = []
+        for name in TOP_NAMES:
+            nodes.append(GraphNode(name, _TOP_LATEX[name], "latent"))
+            dist = getattr(prior, name)
+            if dist is not None:
+                for param, value in zip(dist.param_names, dist.params, strict=True):
+                    nodes.append(GraphNode(f"{name}_{param}", f"${value:g}$", "fixed"))
+                    edges.append((f"{name}_{param}", name))
+        nodes += [GraphNode("u", u_label, "latent"), GraphNode("v", v_label, "latent"),
+                  GraphNode("theta", r"$\theta_{ij}$", "latent"),
+                  GraphNode(size_name, f"${size_label}_{{ij}}$", "fixed"),
+                  GraphNode("y", "$y_{ij}$", "observed")]
+        edges += [("m_u", "u"), ("s_u", "u"), ("m_v", "v"), ("s_v", "v"), ("u", "theta"),
+                  ("v", "theta"), ("theta", "y"), (size_name, "y")]
+        labs = "I" if data is None else str(data.n_labs)
+        plates = (Plate("labs", range_label("i", labs), ("u", "v")),
+                  Plate("experiments", range_label("j", "J_i"), ("theta", size_name, "y"),
+                        inside="labs"))
+        outer, inner = ("lab", "experiment") if data is None else (data.outer_name,
+                                                                    data.inner_name)
+        return ModelGraph(tuple(nodes), tuple(edges), plates,
+                          f"{family.name}, nested ({outer}s / {inner}s)")
+
+    def equations(self, data: NestedData | None = None) -> list[str]:
+        r"""The model as LaTeX lines (no ``$`` delimiters): the likelihood, θ_ij's
+        population, the labs' coordinates and the top priors (with their values for
+        ``data``).
+
+        >>> NestedModel(family="normal").equations()[2]
+        '\\mu_i \\sim \\mathrm{N}(m_u, s_u^2)'
+        """
+        family = self.family
+        check_family(family)
+        size = SIZES[family.size_symbol][1]
+        likelihood = LIKELIHOODS[family.name].format(size=size, theta=r"\theta_{ij}")
+        likelihood = likelihood.replace(f"{size}_j", f"{size}_{{ij}}")
+        extent = "I" if data is None else str(data.n_labs)
+        prior = self.prior if data is None else self.prior.resolve(family, data)
+        population = describe_nested_prior(family, prior).split(";")[0].strip()
+        u, v = _NESTED_COORDINATES[family.name]
+        lines = [rf"y_{{ij}} \sim {likelihood}, \quad j = 1, \ldots, J_i, \quad i = 1, "
+                 rf"\ldots, {extent}",
+                 latex(population).replace("_ij", "_{ij}"),
+                 rf"{u} \sim \mathrm{{N}}(m_u, s_u^2)", rf"{v} \sim \mathrm{{N}}(m_v, s_v^2)"]
+        for name in TOP_NAMES:
+            dist = getattr(prior, name)
+            text = str(dist) if dist is not None else _DEFAULT_TEXT[family.name][name]
+            lines.append(prior_line(name, text))
+        return lines
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, data: pd.DataFrame | NestedData, *,
+                y: str | None = None, n: str | None = None, se: str | None = None,
+                group: str = "lab/experiment", inner_unique: bool | None = None
+                ) -> NestedData:
+        """Validate a table (or check a :class:`NestedData`) for this model.
+
+        ``group`` names the outer and inner grouping columns as ``"outer/inner"`` (the
+        command line's ``--group``); the other arguments as in :func:`nested_data`.
+        """
         if isinstance(data, NestedData):
             if data.family != self.family.name:
                 raise SpecificationError(
@@ -576,80 +719,56 @@ class NestedModel:
             return data
         if y is None:
             raise SpecificationError("name the column of counts or estimates: y='...'")
+        outer, inner = parse_group_path(group)
         return nested_data(data, y, n=n, se=se, outer=outer, inner=inner, family=self.family,
                            inner_unique=inner_unique)
 
-    def graph(self, data: NestedData | None = None) -> ModelGraph:
-        """The graphical model: top hyperparameters, a plate over labs holding (u_i, v_i)
-        and, inside it, a plate over experiments holding θ_ij, n_ij and y_ij."""
-        return nested_graph(self.family, self.prior if data is None
-                            else self.prior.resolve(self.family, data), data)
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data: pd.DataFrame | NestedData, *,
+            y: str | None = None, n: str | None = None, se: str | None = None,
+            group: str = "lab/experiment", inner_unique: bool | None = None) -> NestedFit:
+        """Sample the posterior with NUTS (θ integrated out, then drawn exactly); the
+        columns as in :meth:`prepare`.
 
-    def fit(self, data: pd.DataFrame | NestedData, *, y: str | None = None,
-            n: str | None = None, se: str | None = None, outer: str = "lab",
-            inner: str = "experiment", inner_unique: bool | None = None,
-            draws: int = 1000, chains: int = 4, warmup: int = 1000, seed: int = 0,
-            progress: bool = False, parametrisation: str = "non-centred",
-            target_accept: float = TARGET_ACCEPT) -> NestedFit:
-        """Sample the posterior with NUTS (θ integrated out, then drawn exactly).
-
-        ``parametrisation``: ``"non-centred"`` (default) or ``"centred"`` lab coordinates.
-        Warns (:class:`~poolwise.exceptions.SamplingWarning`) when R-hat, the effective
-        sample size or divergences say the chains are not to be trusted.
+        The chains start from the ``INIT`` stream, NUTS runs on the ``FIT`` stream and
+        θ's conjugate draws come from the ``CONDITIONAL`` stream (:mod:`poolwise._random`).
         """
         from poolwise._ops import jax_ops
-        from poolwise.results.diagnostics import check_diagnostics
         from poolwise.inference.nuts import run_chains
 
-        for name, value, least in (("draws", draws, 1), ("chains", chains, 1),
-                                   ("warmup", warmup, 0)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) \
-                    or value < least:
-                raise SpecificationError(f"{name} must be an integer ≥ {least}, got {value!r}")
-        if parametrisation not in NESTED_PARAMETRISATIONS:
-            raise SpecificationError(
-                f"unknown parametrisation {parametrisation!r}; valid: "
-                f"{', '.join(NESTED_PARAMETRISATIONS)}")
-        if not 0 < target_accept < 1:
-            raise SpecificationError(f"target_accept must be in (0, 1), got {target_accept!r}")
         started = time.perf_counter()
-        prepared = self.prepare(data, y=y, n=n, se=se, outer=outer, inner=inner,
-                                inner_unique=inner_unique)
+        prepared = self.prepare(data, y=y, n=n, se=se, group=group, inner_unique=inner_unique)
         prior = self.prior.resolve(self.family, prepared)
-        config = SamplerConfig(draws=int(draws), chains=int(chains), warmup=int(warmup),
-                               seed=int(seed), progress=progress,
-                               parametrisation=parametrisation)
-        centred = NESTED_PARAMETRISATIONS[parametrisation]
+        config = self.config
+        centred = NESTED_PARAMETRISATIONS[self.parametrisation]
         log_density = _log_density(self.family, prior, prepared, centred, jax_ops())
 
         def potential(z: Any) -> Any:
             return -log_density(z)
 
-        init_rng, theta_rng = (np.random.default_rng(s)
-                               for s in np.random.SeedSequence(config.seed).spawn(2))
         start = _start(self.family, prepared, centred)
         jitter = np.full(start.size, INIT_JITTER)
         jitter[0] *= self.family.uv_scale(prepared.y, prepared.n)[0]
+        init_rng = generator(config.seed, Stream.INIT)
         init = start + init_rng.uniform(-1.0, 1.0, size=(config.chains, start.size)) * jitter
         timings: dict[str, float] = {}
-        z, stats = run_chains(potential, init, config, target_accept, timings=timings)
-        posterior = _posterior(self.family, prepared, z, centred, theta_rng)
-        info = {"divergences": int(np.sum(stats["diverging"])), "target_accept": target_accept,
-                "parametrisation": parametrisation,
+        z, stats = run_chains(potential, init, config, config.target_accept, timings=timings)
+        posterior = _posterior(self.family, prepared, z, centred,
+                               generator(config.seed, Stream.CONDITIONAL))
+        info = {"divergences": int(np.sum(stats["diverging"])),
+                "target_accept": config.target_accept, "parametrisation": self.parametrisation,
                 "sampled": "(m_u, log s_u, m_v, log s_v, lab coordinates) with θ integrated "
                            "out; θ drawn from its conjugate conditional",
                 **timings, "seconds": time.perf_counter() - started}
-        tree = self._tree(prepared, prior, config, posterior, stats, info)
-        fit = NestedFit(self, prepared, prior, config, tree, info)
-        check_diagnostics(fit, stacklevel=2)  # type: ignore[arg-type]
+        tree = self._tree(prepared, prior, posterior, stats, info)
+        fit = finish_fit(NestedFit(self, prepared, tree, info), stacklevel=2)
+        assert isinstance(fit, NestedFit)
         return fit
 
-    def _tree(self, data: NestedData, prior: NestedPrior, config: SamplerConfig,
-              posterior: dict[str, NDArray], stats: dict[str, NDArray],
-              info: dict[str, Any]) -> xr.DataTree:
+    def _tree(self, data: NestedData, prior: NestedPrior, posterior: dict[str, NDArray],
+              stats: dict[str, NDArray], info: dict[str, Any]) -> xr.DataTree:
         family = self.family
-        lab_vars = [name for name, values in posterior.items()
-                    if name not in TOP_NAMES and name != "theta"]
+        lab_vars = [name for name in posterior if name not in TOP_NAMES and name != "theta"]
         dims = {**{name: ["lab"] for name in lab_vars},
                 "theta": ["experiment"], "y": ["experiment"], "n": ["experiment"]}
         groups: dict[str, dict[str, NDArray]] = {
@@ -658,14 +777,13 @@ class NestedModel:
             "observed_data": {"y": data.y, "n": data.n},
             "sample_stats": stats,
         }
-        attrs = {"poolwise_version": __version__, "model": "nested", "family": family.name,
-                 "prior": prior.spec(), "prior_user": self.prior.spec(),
-                 "prior_description": describe_nested_prior(family, prior), "method": "nuts",
-                 "seed": config.seed, "draws": config.draws, "chains": config.chains,
-                 "warmup": config.warmup, "parametrisation": config.parametrisation,
-                 "outer_name": data.outer_name, "inner_name": data.inner_name,
-                 "notes": json.dumps(list(data.notes)),
-                 "info": json.dumps(info, default=float)}
+        record = {"outer_name": data.outer_name, "inner_name": data.inner_name,
+                  "inner_unique": data.inner_unique, "notes": list(data.notes),
+                  "labs": data.labs.tolist(), "inner": data.inner.tolist()}
+        attrs = record_attrs(self.kind, self.spec(), record,
+                             {"prior": prior.spec(),
+                              "prior_description": describe_nested_prior(family, prior),
+                              "info": info})
         tree = _arviz.make_datatree(groups, dims=dims,
                                     coords={"lab": data.labs, "experiment": data.labels},
                                     attrs=attrs)
@@ -673,13 +791,76 @@ class NestedModel:
         for name in ("posterior", "log_likelihood", "observed_data"):
             dataset = tree[name].to_dataset().assign_coords(lab_of_experiment=lab_coord)
             tree[name] = xr.DataTree(dataset)
-        tree.attrs.update(attrs)
         return tree
+
+    # ------------------------------------------------------------------ checks
+    def check_data(self, data: NestedData, replicated: Mapping[str, NDArray]
+                   ) -> list[CheckData]:
+        """Each experiment's raw rate y_ij/n_ij (estimate y_ij for the normal family),
+        observed and replicated, grouped by its lab (so the per-group check is per lab)."""
+        labs = data.lab_of()
+        values = np.asarray(replicated["y"], dtype=float)
+        if self.family.name == "normal":
+            return [CheckData("y", data.y, values, labs, label=self.family.raw_label)]
+        return [CheckData("y/n", data.y / data.n, values / data.n, labs,
+                          label=self.family.raw_label)]
+
+    def _prior_draws(self, data: NestedData, rng: np.random.Generator, size: int
+                     ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """(m_u, s_u, m_v, s_v) from the priors resolved for ``data``, then
+        u_i ~ N(m_u, s_u²), v_i ~ N(m_v, s_v²), θ_ij ~ Pop(α_i, β_i), y_ij ~ p(y | θ_ij, n_ij).
+        Refused for a flat (improper) prior."""
+        family = self.family
+        prior = self.prior.resolve(family, data)
+        top: dict[str, NDArray] = {}
+        for name in TOP_NAMES:
+            dist = getattr(prior, name)
+            if not dist.proper:
+                raise SpecificationError(
+                    f"the prior of {name} is flat (improper), so the model has no prior "
+                    f"predictive; give {name} a proper prior, e.g. prior='{name}=normal(0, 2)'")
+            top[name] = np.asarray(dist.sample(rng, size), dtype=float)
+        shape = (size, data.n_labs)
+        u = top["m_u"][:, None] + top["s_u"][:, None] * rng.standard_normal(shape)
+        v = top["m_v"][:, None] + top["s_v"][:, None] * rng.standard_normal(shape)
+        with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+            alpha, beta = family.from_uv(u, v)
+            index = data.lab_index
+            theta = np.asarray(family.sample_population(rng, alpha[:, index],
+                                                        beta[:, index]), dtype=float)
+        y = family.sample_data(rng, theta, data.n).astype(float)
+        draws: dict[str, tuple[NDArray, list[str]]] = {
+            name: (values, []) for name, values in top.items()}
+        draws |= {name: (values, ["lab"])
+                  for name, values in _lab_variables(family, alpha, beta).items()}
+        draws["theta"] = (theta, ["experiment"])
+        return (draws, {"y": (y, ["experiment"])},
+                {"lab": data.labs, "experiment": data.labels})
+
+    def _group_dims(self, data: NestedData) -> tuple[str, ...]:
+        return GROUP_DIMS
+
+
+#: the dimensions of the posterior that label groups: labs, then experiments
+GROUP_DIMS = ("lab", "experiment")
+
+
+def _lab_variables(family: RateFamily, alpha: NDArray, beta: NDArray) -> dict[str, NDArray]:
+    """Each lab's population: ``alpha, beta, mu_lab, kappa_lab`` (its parameters, mean rate
+    and concentration), or ``mu_lab, tau_lab`` for the normal family."""
+    if family.name == "normal":
+        return {"mu_lab": np.asarray(alpha, dtype=float),
+                "tau_lab": np.asarray(beta, dtype=float)}
+    return {"alpha": np.asarray(alpha, dtype=float), "beta": np.asarray(beta, dtype=float),
+            "mu_lab": np.asarray(family.population_mean(alpha, beta), dtype=float),
+            "kappa_lab": np.asarray(family.concentration(alpha, beta), dtype=float)}
 
 
 def _posterior(family: RateFamily, data: NestedData, z: NDArray, centred: tuple[bool, bool],
                rng: np.random.Generator) -> dict[str, NDArray]:
-    """The posterior variables from the sampled z (chains, draws, dim), θ drawn exactly."""
+    """The posterior variables from the sampled z (chains, draws, dim), θ drawn exactly
+    from p(θ_ij | y_ij, α_i, β_i)."""
     labs = data.n_labs
     m_u, s_u = z[..., 0], np.exp(z[..., 1])
     m_v, s_v = z[..., 2], np.exp(z[..., 3])
@@ -687,13 +868,8 @@ def _posterior(family: RateFamily, data: NestedData, z: NDArray, centred: tuple[
     u = zeta_u if centred[0] else m_u[..., None] + s_u[..., None] * zeta_u
     v = zeta_v if centred[1] else m_v[..., None] + s_v[..., None] * zeta_v
     alpha, beta = family.from_uv(u, v)
-    out: dict[str, NDArray] = {"m_u": m_u, "s_u": s_u, "m_v": m_v, "s_v": s_v}
-    if family.name == "normal":
-        out |= {"mu_lab": np.asarray(alpha, dtype=float), "tau_lab": np.asarray(beta, dtype=float)}
-    else:
-        out |= {"alpha": np.asarray(alpha, dtype=float), "beta": np.asarray(beta, dtype=float),
-                "mu_lab": np.asarray(family.population_mean(alpha, beta), dtype=float),
-                "kappa_lab": np.asarray(family.concentration(alpha, beta), dtype=float)}
+    out: dict[str, NDArray] = {"m_u": m_u, "s_u": s_u, "m_v": m_v, "s_v": s_v,
+                               **_lab_variables(family, alpha, beta)}
     index = data.lab_index
     out["theta"] = np.asarray(family.sample_conditional(rng, alpha[..., index], beta[..., index],
                                                         data.y, data.n), dtype=float)
@@ -705,39 +881,9 @@ def _lab_parameters(family: RateFamily) -> tuple[str, str]:
     return ("mu_lab", "tau_lab") if family.name == "normal" else ("alpha", "beta")
 
 
-# --------------------------------------------------------------------------- results
+# --------------------------------------------------------------------------- the fit
 @dataclass(frozen=True)
-class NestedPrediction:
-    """Draws for one kind of prediction (``kind`` says which, ``description`` in words).
-
-    ``theta``: the experiment's θ; ``y``: predictive data for size ``n`` (None without n);
-    ``lab_mean``: the mean rate (or mean) of the lab the experiment belongs to, at each draw.
-    """
-
-    kind: str
-    description: str
-    theta: NDArray[np.float64]
-    y: NDArray[np.float64] | None
-    n: float | None
-    lab_mean: NDArray[np.float64]
-    lab: str | None = None
-
-    def summary(self, ci_prob: float = 0.95) -> dict[str, float]:
-        """Mean, sd and equal-tailed interval of θ (and of y when predicted)."""
-        _check_prob(ci_prob)
-        tail = (1 - ci_prob) / 2
-        out = {"mean": float(np.mean(self.theta)), "sd": float(np.std(self.theta, ddof=1)),
-               "lower": float(np.quantile(self.theta, tail)),
-               "upper": float(np.quantile(self.theta, 1 - tail))}
-        if self.y is not None:
-            out |= {"y_mean": float(np.mean(self.y)),
-                    "y_lower": float(np.quantile(self.y, tail)),
-                    "y_upper": float(np.quantile(self.y, 1 - tail))}
-        return out
-
-
-@dataclass(frozen=True)
-class NestedFit:
+class NestedFit(Fit):
     """Posterior draws of a :class:`NestedModel`, in an ArviZ DataTree.
 
     ``posterior`` holds the top hyperparameters ``m_u, s_u, m_v, s_v``; per lab (dim
@@ -749,39 +895,21 @@ class NestedFit:
 
     model: NestedModel
     data: NestedData
-    prior: NestedPrior
-    config: SamplerConfig
-    tree: xr.DataTree
-    info: dict[str, Any] = field(default_factory=dict)
-    method: str = "nuts"
 
     @property
-    def posterior(self) -> xr.Dataset:
-        return self.tree["posterior"].to_dataset()
-
-    @property
-    def is_mcmc(self) -> bool:
-        return True
+    def group_dims(self) -> tuple[str, ...]:
+        return GROUP_DIMS
 
     @property
     def family(self) -> RateFamily:
         return self.model.family
 
-    def describe_prior(self) -> str:
-        """The priors as used, the defaults with their values for these data."""
-        return describe_nested_prior(self.family, self.prior)
+    @property
+    def prior(self) -> NestedPrior:
+        """The priors as used: the defaults with their values for these data."""
+        return self.model.prior.resolve(self.family, self.data)
 
-    def draws(self, name: str) -> NDArray[np.float64]:
-        """Draws of one posterior variable, shaped (chain, draw[, lab or experiment])."""
-        return posterior_draws(self.posterior, name)
-
-    def summary(self, ci_prob: float = 0.95, *, diagnostics: bool = True) -> pd.DataFrame:
-        """One row per scalar: top hyperparameters (``group`` empty), then per-lab
-        parameters (``group`` the lab), then θ per experiment (``group`` "lab:experiment").
-        Columns as :data:`poolwise.fit.SUMMARY_COLUMNS`."""
-        return posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
-                                 group_dims=("lab", "experiment"))
-
+    # ------------------------------------------------------------------ summaries
     def top_summary(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """The rows of the four top hyperparameters."""
         table = self.summary(ci_prob)
@@ -790,7 +918,7 @@ class NestedFit:
     def lab_summary(self, ci_prob: float = 0.95) -> pd.DataFrame:
         """One row per lab: its experiments, pooled raw rate (or precision-weighted mean),
         and posterior mean and interval of its mean ``mu_lab``."""
-        _check_prob(ci_prob)
+        check_prob(ci_prob)
         tail = (1 - ci_prob) / 2
         mu = self.draws("mu_lab").reshape(-1, self.data.n_labs)
         lower, upper = np.quantile(mu, [tail, 1 - tail], axis=0)
@@ -806,191 +934,169 @@ class NestedFit:
                          "upper": float(upper[i])})
         return pd.DataFrame(rows)
 
-    # --------------------------------------------------------------------- prediction
+    # ------------------------------------------------------------------ predictions
+    def _requests(self) -> tuple[type, ...]:
+        return (ExistingGroup, NewGroup, NewGroupIn, Population)
+
+    def _predict(self, request: Any, rng: np.random.Generator) -> Prediction:
+        if isinstance(request, ExistingGroup):
+            return self._existing_experiment(request, rng)
+        if isinstance(request, NewGroupIn):
+            return self._new_experiment(request, rng)
+        if isinstance(request, NewGroup):
+            return self._new_lab(request, rng)
+        return self._population(request)
+
+    def _size(self, size: float | None) -> float | None:
+        return check_size(size, self.family.size_label,
+                          whole=self.family.name == "beta-binomial")
+
     def _lab_position(self, lab: str) -> int:
         labs = [str(label) for label in self.data.labs]
         if str(lab) not in labs:
+            outer = self.data.outer_name
             shown = ", ".join(repr(label) for label in labs[:8])
             more = f" … ({len(labs)} in all)" if len(labs) > 8 else ""
             raise SpecificationError(
-                f"no {self.data.outer_name} {lab!r} in the fit; {self.data.outer_name}s: "
-                f"{shown}{more}. For a {self.data.outer_name} not in the data use "
-                "predict_new_lab()")
+                f"no {outer} {lab!r} in the fit; {outer}s: {shown}{more}. For a new "
+                f"{self.data.inner_name} in a {outer} not in the data use NewGroup()")
         return labs.index(str(lab))
 
-    def _size(self, n: float | None) -> float | None:
-        if n is None:
-            return None
-        if isinstance(n, bool) or not np.isfinite(n) or n <= 0:
+    def _answer(self, request: Any, description: str, theta: NDArray, size: float | None,
+                lab_mean: NDArray, rng: np.random.Generator) -> Prediction:
+        """θ*, y* ~ p(y | θ*, size) when a size is given, and the lab's mean, as draws."""
+        variables: dict[str, tuple[NDArray, list[str]]] = {
+            "theta": (np.asarray(theta, dtype=float), [])}
+        if size is not None:
+            y = self.family.sample_data(rng, theta, size).astype(float)
+            variables["y"] = (y, [])
+            description += f", then y* drawn afresh for {self.family.size_label} {size:g}"
+        variables["lab_mean"] = (np.asarray(lab_mean, dtype=float), [])
+        return Prediction(request, description,
+                          prediction_dataset(variables, self.config.chains))
+
+    def _existing_experiment(self, request: ExistingGroup, rng: np.random.Generator
+                             ) -> Prediction:
+        """New data from an experiment in the fit (``"lab:experiment"``): θ_ij from its
+        posterior, y* ~ p(y | θ_ij, size), the size its own unless given."""
+        data = self.data
+        if request.factor is not None:
             raise SpecificationError(
-                f"the new experiment's {self.family.size_label} must be a number > 0, "
-                f"got {n!r}")
-        if self.family.name == "beta-binomial" and n != round(n):
-            raise SpecificationError(f"trials must be a whole number, got {n!r}")
-        return float(n)
-
-    def _rng(self, seed: int | None, offset: int) -> np.random.Generator:
-        return np.random.default_rng(self.config.seed + offset if seed is None else seed)
-
-    def _data(self, rng: np.random.Generator, theta: NDArray, n: float | None
-              ) -> NDArray[np.float64] | None:
-        return None if n is None else self.family.sample_data(rng, theta, n).astype(float)
-
-    def predict_experiment(self, experiment: str, *, n: float | None = None,
-                           seed: int | None = None) -> NestedPrediction:
-        """New data from an experiment IN the fit (``"lab:experiment"``): θ_ij from its
-        posterior, y* ~ p(y | θ_ij, n) with n its own size unless given."""
-        labels = [str(label) for label in self.data.labels]
-        if str(experiment) not in labels:
+                "ExistingGroup(factor=...) is for mixed models; a nested fit's "
+                f"{data.inner_name}s are named '{data.outer_name}{SEPARATOR}{data.inner_name}'")
+        labels = [str(label) for label in data.labels]
+        if str(request.group) not in labels:
             shown = ", ".join(repr(label) for label in labels[:8])
             raise SpecificationError(
-                f"no experiment {experiment!r} in the fit; experiments are labelled "
-                f"'{self.data.outer_name}{SEPARATOR}{self.data.inner_name}': {shown}"
+                f"no {data.inner_name} {request.group!r} in the fit; {data.inner_name}s are "
+                f"labelled '{data.outer_name}{SEPARATOR}{data.inner_name}': {shown}"
                 + (" …" if len(labels) > 8 else ""))
-        j = labels.index(str(experiment))
-        size = self._size(n) if n is not None else float(self.data.n[j])
-        rng = self._rng(seed, 2)
-        theta = self.draws("theta")[..., j].ravel()
-        lab = int(self.data.lab_index[j])
-        return NestedPrediction(
-            "experiment", f"new data from experiment {experiment!r}, which is in the fit",
-            theta, self._data(rng, theta, size), size,
-            self.draws("mu_lab")[..., lab].ravel(), str(self.data.labs[lab]))
+        j = labels.index(str(request.group))
+        size = self._size(request.size)
+        size = float(data.n[j]) if size is None else size
+        lab = int(data.lab_index[j])
+        return self._answer(
+            request, f"new data from {data.inner_name} {request.group!r}, which is in the "
+            "fit: its θ held at its posterior draws",
+            self.draws("theta")[..., j].ravel(), size,
+            self.draws("mu_lab")[..., lab].ravel(), rng)
 
-    def predict_new_experiment(self, lab: str, *, n: float | None = None,
-                               seed: int | None = None) -> NestedPrediction:
-        """A NEW experiment in a KNOWN lab: θ* ~ Pop(α_i, β_i) at each posterior draw of
-        lab i's parameters (and y* ~ p(y | θ*, n) when ``n`` is given).
+    def _new_experiment(self, request: NewGroupIn, rng: np.random.Generator) -> Prediction:
+        """A new experiment in a known lab: θ* ~ Pop(α_i, β_i) at each posterior draw of
+        lab i's parameters.
 
         Its spread is the lab's between-experiment variation plus the uncertainty about the
-        lab; it is centred at the lab's posterior mean ``mu_lab``. Compare
-        :meth:`predict_new_lab`, which also draws the lab and so is wider for a typical lab
-        (and on average over labs); a lab whose experiments vary more than most (say one
-        with a mean rate nearer ½ or a low concentration) can have a wider one.
+        lab; it is centred at the lab's posterior mean ``mu_lab``. A new experiment in a
+        new lab (:class:`NewGroup`) also draws the lab, so it is wider for a typical lab
+        (and on average over labs); a lab whose experiments vary more than most (a mean
+        rate nearer ½ or a low concentration) can have a wider one.
         """
-        i = self._lab_position(lab)
-        size = self._size(n)
-        rng = self._rng(seed, 1)
-        a_name, b_name = _lab_parameters(self.family)
-        alpha, beta = (self.draws(name)[..., i].ravel() for name in (a_name, b_name))
+        i = self._lab_position(request.parent)
+        size = self._size(request.size)
+        alpha, beta = (self.draws(name)[..., i].ravel()
+                       for name in _lab_parameters(self.family))
         theta = np.asarray(self.family.sample_population(rng, alpha, beta), dtype=float)
-        return NestedPrediction(
-            "new-experiment",
-            f"a new {self.data.inner_name} in {self.data.outer_name} {str(lab)!r} (in the fit)",
-            theta, self._data(rng, theta, size), size, self.draws("mu_lab")[..., i].ravel(),
-            str(lab))
+        data = self.data
+        return self._answer(
+            request, f"a new {data.inner_name} in {data.outer_name} {str(request.parent)!r} "
+            f"(in the fit): the {data.outer_name}'s population held at its posterior draws, "
+            "θ* drawn afresh from it", theta, size, self.draws("mu_lab")[..., i].ravel(), rng)
 
-    def predict_new_lab(self, *, n: float | None = None, seed: int | None = None
-                        ) -> NestedPrediction:
-        """A new experiment in a NEW lab: at each draw (u*, v*) ~ N(m_u, s_u²) × N(m_v, s_v²),
-        then θ* ~ Pop(α*, β*), then y* ~ p(y | θ*, n) when ``n`` is given.
-
-        Wider than :meth:`predict_new_experiment` for a typical lab: it adds the between-lab
-        variation and the uncertainty about the top hyperparameters.
-        ``lab_mean`` holds the new lab's mean draws.
-        """
-        size = self._size(n)
-        rng = self._rng(seed, 3)
+    def _new_lab(self, request: NewGroup, rng: np.random.Generator) -> Prediction:
+        """A new experiment in a new lab: at each draw (u*, v*) ~ N(m_u, s_u²) × N(m_v, s_v²),
+        then θ* ~ Pop(α*, β*); ``lab_mean`` holds the new lab's mean."""
+        data = self.data
+        if request.y is not None:
+            raise SpecificationError(
+                f"NewGroup(y=...) would condition on the data of a new {data.outer_name}'s "
+                f"{data.inner_name}, which a nested fit does not offer; add the "
+                f"{data.inner_name} to the data and refit, or ask NewGroup(size=...) for "
+                "the predictive of a new one")
+        size = self._size(request.size)
         top = {name: self.draws(name).ravel() for name in TOP_NAMES}
         u = top["m_u"] + top["s_u"] * rng.standard_normal(top["m_u"].size)
         v = top["m_v"] + top["s_v"] * rng.standard_normal(top["m_v"].size)
         alpha, beta = self.family.from_uv(u, v)
         theta = np.asarray(self.family.sample_population(rng, alpha, beta), dtype=float)
-        return NestedPrediction(
-            "new-lab", f"a new {self.data.inner_name} in a new {self.data.outer_name}",
-            theta, self._data(rng, theta, size), size,
-            np.asarray(self.family.population_mean(alpha, beta), dtype=float))
+        return self._answer(
+            request, f"a new {data.inner_name} in a new {data.outer_name}: the "
+            f"{data.outer_name}'s (u*, v*) drawn afresh from the top population at each "
+            "posterior draw of (m_u, s_u, m_v, s_v), then θ* drawn afresh", theta, size,
+            self.family.population_mean(alpha, beta), rng)
 
-    # -------------------------------------------------------------------------- other
-    def graph(self) -> ModelGraph:
-        """The graphical model with the numbers of labs in the plate; draw it with
-        :func:`poolwise.graph.render`."""
-        return nested_graph(self.family, self.prior, self.data)
+    def _population(self, request: Population) -> Prediction:
+        """The typical lab's mean: population_mean(from_uv(m_u, m_v)) at each draw, the
+        lab effects at zero (the normal family: m_u)."""
+        family = self.family
+        mu = family.population_mean(*family.from_uv(self.draws("m_u").ravel(),
+                                                     self.draws("m_v").ravel()))
+        outer = self.data.outer_name
+        return Prediction(
+            request, f"the population mean of a typical {outer} (its effects u, v at zero: "
+            f"the mean at (m_u, m_v)) at each posterior draw; no {outer} or "
+            f"{self.data.inner_name} is drawn",
+            prediction_dataset({"mu": (np.asarray(mu, dtype=float), [])}, self.config.chains))
 
-    def with_log_likelihood(self) -> xr.DataTree:
-        """The DataTree (it already holds the pointwise log likelihood per experiment)."""
-        return self.tree
+    # ------------------------------------------------------------------ replicates
+    def _replicate(self, rng: np.random.Generator) -> dict[str, tuple[NDArray, list[str]]]:
+        """y_ij ~ p(y | θ_ij, n_ij) at every posterior draw."""
+        theta = self.draws("theta")
+        y = self.family.sample_data(rng, theta, self.data.n).astype(float)
+        return {"y": (y, ["experiment"])}
 
-    def save(self, path: str | Path) -> None:
-        """Write the fit to NetCDF (an ArviZ DataTree; the settings in its attributes)."""
-        _arviz.save(self.tree, path)
-
+    # ------------------------------------------------------------------ loading
     @classmethod
-    def load(cls, path: str | Path) -> NestedFit:
-        """Read a fit written by :meth:`save`."""
-        tree = _arviz.load(path)
-        attrs = tree.attrs
-        if attrs.get("model") != "nested":
-            raise SpecificationError(f"{path} does not hold a nested fit")
-        model = NestedModel(attrs["family"], attrs.get("prior_user") or None)
+    def from_tree(cls, tree: xr.DataTree) -> NestedFit:
+        record = FitRecord(tree)
+        model = NestedModel(**record.model)
         observed = tree["observed_data"].to_dataset()
-        labels = np.asarray(observed["experiment"].values).astype(str)
+        saved = record.data
+        labs = np.asarray(saved["labs"], dtype=str)
         lab_of = np.asarray(observed["lab_of_experiment"].values).astype(str)
-        labs = np.asarray(tree["posterior"].to_dataset()["lab"].values).astype(str)
         position = {lab: i for i, lab in enumerate(labs)}
         data = NestedData(
-            labs=labs, labels=labels,
-            inner=np.array([label[len(lab) + 1:] for label, lab in zip(labels, lab_of,
-                                                                       strict=True)]),
+            labs=labs, labels=np.asarray(observed["experiment"].values).astype(str),
+            inner=np.asarray(saved["inner"], dtype=str),
             lab_index=np.array([position[lab] for lab in lab_of], dtype=np.intp),
             y=np.asarray(observed["y"].values, dtype=float),
-            n=np.asarray(observed["n"].values, dtype=float), family=str(attrs["family"]),
-            outer_name=str(attrs["outer_name"]), inner_name=str(attrs["inner_name"]),
-            notes=tuple(json.loads(attrs["notes"])))
-        config = SamplerConfig(draws=int(attrs["draws"]), chains=int(attrs["chains"]),
-                               warmup=int(attrs["warmup"]), seed=int(attrs["seed"]),
-                               parametrisation=str(attrs["parametrisation"]))
-        return cls(model, data, NestedPrior.parse(attrs["prior"]), config, tree,
-                   json.loads(attrs["info"]))
+            n=np.asarray(observed["n"].values, dtype=float), family=model.family.name,
+            outer_name=str(saved["outer_name"]), inner_name=str(saved["inner_name"]),
+            inner_unique=bool(saved["inner_unique"]), notes=tuple(saved["notes"]))
+        return cls(model, data, tree, record.fitted["info"])
 
 
 # ------------------------------------------------------------------------------ graph
-#: LaTeX of u_i and v_i per family
+#: LaTeX of u_i and v_i per family, for the graph's nodes
 _UV_LATEX = {
     "beta-binomial": (r"$\mathrm{logit}\,\mu_i$", r"$\log\kappa_i$"),
     "gamma-poisson": (r"$\log\mu_i$", r"$\log\alpha_i$"),
     "normal": (r"$\mu_i$", r"$\log\tau_i$"),
 }
 _TOP_LATEX = {"m_u": "$m_u$", "s_u": "$s_u$", "m_v": "$m_v$", "s_v": "$s_v$"}
-
-
-def nested_graph(family: RateFamily, prior: NestedPrior,
-                 data: NestedData | None = None) -> ModelGraph:
-    """The graphical model of the nested model, with nested plates.
-
-    Nodes: ``m_u, s_u, m_v, s_v`` (latent, with their priors' constants as fixed dots
-    where the prior is resolved), ``u`` and ``v`` (the lab's coordinates) in the plate over
-    labs i = 1..I, and ``theta``, the size ``n`` (``sigma`` for the normal family) and
-    ``y`` in the plate over experiments j = 1..J_i inside it.
-    """
-    from poolwise.results.graph import GraphNode, ModelGraph, Plate, _range_label
-
-    size_name, size_label = ("sigma", r"\sigma") if family.name == "normal" else ("n", "n")
-    u_label, v_label = _UV_LATEX[family.name]
-    nodes: list[GraphNode] = []
-    edges: list[tuple[str, str]] = []
-    for name in TOP_NAMES:
-        nodes.append(GraphNode(name, _TOP_LATEX[name], "latent"))
-        dist = getattr(prior, name)
-        if dist is not None and dist.name != "flat":
-            from poolwise.priors import _DISTRIBUTIONS
-
-            for param, value in zip(_DISTRIBUTIONS[dist.name], dist.params, strict=True):
-                nodes.append(GraphNode(f"{name}_{param}", f"${value:g}$", "fixed"))
-                edges.append((f"{name}_{param}", name))
-    nodes += [GraphNode("u", u_label, "latent"), GraphNode("v", v_label, "latent"),
-              GraphNode("theta", r"$\theta_{ij}$", "latent"),
-              GraphNode(size_name, f"${size_label}_{{ij}}$", "fixed"),
-              GraphNode("y", "$y_{ij}$", "observed")]
-    edges += [("m_u", "u"), ("s_u", "u"), ("m_v", "v"), ("s_v", "v"), ("u", "theta"),
-              ("v", "theta"), ("theta", "y"), (size_name, "y")]
-    labs = "I" if data is None else str(data.n_labs)
-    plates = (Plate("labs", _range_label("i", labs), ("u", "v")),
-              Plate("experiments", _range_label("j", "J_i"), ("theta", size_name, "y"),
-                    inside="labs"))
-    outer = "labs" if data is None else f"{data.outer_name}s"
-    return ModelGraph(tuple(nodes), tuple(edges), plates,
-                      f"{family.name}, nested ({outer} / experiments)"
-                      if data is None else
-                      f"{family.name}, nested ({outer} / {data.inner_name}s)")
-
+#: the lab coordinates (u_i, v_i) in LaTeX, for the equations
+_NESTED_COORDINATES = {
+    "beta-binomial": (r"\mathrm{logit} \frac{\alpha_i}{\alpha_i + \beta_i}",
+                      r"\log(\alpha_i + \beta_i)"),
+    "gamma-poisson": (r"\log \frac{\alpha_i}{\beta_i}", r"\log \alpha_i"),
+    "normal": (r"\mu_i", r"\log \tau_i"),
+}

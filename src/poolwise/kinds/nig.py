@@ -15,7 +15,7 @@ Pooling levels:
     sequential algorithm (σ_j² from its inverse-gamma marginal, then θ_j given σ_j²).
 ``complete``
     One (θ, σ²) for all observations, drawn the same way.
-``partial``
+``partial`` (the default)
     The groups share a population: (μ, τ, α, β) are not fixed but learnt from all
     groups. ``eb-ml`` estimates them by type-II maximum likelihood, maximising
     Σ_j log p(y_j | μ, τ, α, β) (closed form: a product of a normal and a Student-t
@@ -23,7 +23,13 @@ Pooling levels:
     then draws every group exactly given the estimates.
 
 The maths lives in :mod:`poolwise.families.normal_inverse_gamma`; this module turns a table
-into group statistics, picks a prior and makes a :class:`NIGFit`.
+into group statistics, picks the prior, and makes an :class:`NIGFit` that answers
+predictions (:mod:`poolwise.results.prediction`).
+
+>>> table = pd.DataFrame({"g": ["a"] * 3 + ["b"] * 2, "y": [1.0, 2.0, 3.0, 5.0, 7.0]})
+>>> model = NIGModel(pooling="none", prior="mu=0, tau=1, alpha=2, beta=1")
+>>> model.fit(table, y="y", group="g").theta_marginal("a").mean().round(3)
+np.float64(1.5)
 """
 
 from __future__ import annotations
@@ -32,19 +38,22 @@ import math
 import re
 import time
 import warnings
-from dataclasses import dataclass, field
-from typing import Any
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 from numpy.typing import NDArray
+from scipy import stats as scipy_stats
 
 from poolwise import _arviz
-from poolwise._version import __version__
+from poolwise._random import Stream, generator
 from poolwise.data.tables import _require_column, finite_column, group_labels
 from poolwise.exceptions import ConvergenceWarning, DataError, SpecificationError
 from poolwise.families.normal_inverse_gamma import (
+    NIGPosterior,
     NIGPrior,
     NormalStats,
     log_marginal_likelihood,
@@ -52,22 +61,38 @@ from poolwise.families.normal_inverse_gamma import (
     sample_posterior,
     theta_marginal,
 )
-from poolwise.results.summary import posterior_summary
-from poolwise.inference.base import SamplerConfig
-from poolwise.vocabulary import POOLING_PHRASES, POOLINGS
+from poolwise.kinds.base import BaseModel
+from poolwise.results.checks import CheckData
+from poolwise.results.fit import Fit, finish_fit
+from poolwise.results.graph import SYMBOLS, GraphNode, ModelGraph, Plate, number, range_label
+from poolwise.results.prediction import (
+    ExistingGroup,
+    NewGroup,
+    Population,
+    Prediction,
+    check_size,
+    prediction_dataset,
+)
+from poolwise.results.storage import FitRecord, record_attrs
+from poolwise.results.summary import SUMMARY_COLUMNS, posterior_summary
+from poolwise.vocabulary import canonical_family
 
-#: methods for each pooling level
-NIG_METHODS = {"none": ("exact",), "complete": ("exact",), "partial": ("eb-ml",)}
+__all__ = ["NIGData", "NIGFit", "NIGModel", "default_prior", "nig_data", "parse_nig_prior",
+           "type2_ml"]
+
 #: the default prior's τ: θ_j may lie 10 within-group sds from the overall mean a priori
 DEFAULT_TAU = 10.0
 #: bound on |log τ| and |log α| for type-II ML: beyond it the estimate is on the boundary
 LOG_BOUND = 12.0
 #: the default prior's α: 2α = 2 prior degrees of freedom for σ²
 DEFAULT_ALPHA = 1.0
+#: the names of the prior's constants, in the order the summary lists them
+CONSTANTS = ("mu", "tau", "alpha", "beta")
 
 _PRIOR_ITEM = re.compile(r"^\s*(mu|tau|alpha|beta)\s*=\s*([^,]+?)\s*$")
 
 
+# ----------------------------------------------------------------------------- the data
 @dataclass(frozen=True)
 class NIGData:
     """Each group's sufficient statistics (n_j, ȳ_j, Σ_i (y_ij − ȳ_j)²) and its label."""
@@ -76,6 +101,8 @@ class NIGData:
     stats: NormalStats
     group_name: str
     notes: tuple[str, ...] = ()
+    #: the name of the observations' column
+    y_name: str = "y"
 
     @property
     def n_groups(self) -> int:
@@ -89,6 +116,11 @@ class NIGData:
         grand = float(np.sum(n * mean)) / total
         return NormalStats(total, grand, float(np.sum(ss + n * (mean - grand) ** 2)))
 
+    def group(self, index: int) -> NormalStats:
+        """The statistics of group ``index`` alone."""
+        s = self.stats
+        return NormalStats(s.n[index], s.mean[index], s.sum_sq_dev[index])
+
 
 def nig_data(table: pd.DataFrame, *, y: str, group: str | None = None) -> NIGData:
     """Group statistics from one row per observation (all rows one group without ``group``)."""
@@ -101,17 +133,18 @@ def nig_data(table: pd.DataFrame, *, y: str, group: str | None = None) -> NIGDat
         labels, group_name = group_labels(table, group), str(group)
     frame = pd.DataFrame({"label": labels, "y": values})
     grouped = frame.groupby("label", sort=False)["y"]
-    stats = grouped.agg(["count", "mean"])
+    counts = grouped.agg(["count", "mean"])
     centred = values - grouped.transform("mean").to_numpy()
     ss = pd.Series(centred**2).groupby(frame["label"], sort=False).sum()
-    notes = (f"{values.size} observations in {len(stats)} groups by {group_name!r}",)
-    return NIGData(stats.index.to_numpy().astype(str),
-                   NormalStats(stats["count"].to_numpy(dtype=float),
-                               stats["mean"].to_numpy(dtype=float),
-                               ss.reindex(stats.index).to_numpy(dtype=float)),
-                   group_name, notes)
+    notes = (f"{values.size} observations in {len(counts)} groups by {group_name!r}",)
+    return NIGData(counts.index.to_numpy().astype(str),
+                   NormalStats(counts["count"].to_numpy(dtype=float),
+                               counts["mean"].to_numpy(dtype=float),
+                               ss.reindex(counts.index).to_numpy(dtype=float)),
+                   group_name, notes, str(y))
 
 
+# ---------------------------------------------------------------------------- the prior
 def parse_nig_prior(text: str) -> NIGPrior:
     """``"mu=0, tau=1, alpha=2, beta=1"`` (all four, any order) as an :class:`NIGPrior`."""
     values: dict[str, float] = {}
@@ -126,11 +159,16 @@ def parse_nig_prior(text: str) -> NIGPrior:
             values[name] = float(raw)
         except ValueError:
             raise SpecificationError(f"NIG prior {name} = {raw!r} is not a number") from None
-    missing = [k for k in ("mu", "tau", "alpha", "beta") if k not in values]
+    missing = [k for k in CONSTANTS if k not in values]
     if missing:
         raise SpecificationError(
             f"the NIG prior needs mu, tau, alpha and beta; missing: {', '.join(missing)}")
     return NIGPrior(**values)
+
+
+def prior_text(prior: NIGPrior) -> str:
+    """The prior as the string :func:`parse_nig_prior` reads back exactly."""
+    return ", ".join(f"{name}={getattr(prior, name)!r}" for name in CONSTANTS)
 
 
 def default_prior(data: NIGData) -> NIGPrior:
@@ -152,88 +190,12 @@ def default_prior(data: NIGData) -> NIGPrior:
     return NIGPrior(float(pooled.mean), DEFAULT_TAU, DEFAULT_ALPHA, variance)
 
 
-class NIGModel:
-    """Normal observations with unknown mean and variance per group under the NIG prior.
-
-    Parameters
-    ----------
-    pooling
-        ``"none"`` (default), ``"complete"`` or ``"partial"`` (see the module docstring).
-    prior
-        No or complete pooling: ``"mu=…, tau=…, alpha=…, beta=…"`` or an
-        :class:`NIGPrior`; default :func:`default_prior`. Partial pooling estimates them.
-
-    Examples
-    --------
-    >>> table = pd.DataFrame({"g": ["a"] * 3 + ["b"] * 2, "y": [1.0, 2.0, 3.0, 5.0, 7.0]})
-    >>> fit = NIGModel(prior="mu=0, tau=1, alpha=2, beta=1").fit(table, y="y", group="g")
-    >>> fit.theta_marginal("a").mean().round(3)
-    np.float64(1.5)
-    """
-
-    def __init__(self, *, pooling: str = "none", prior: str | NIGPrior | None = None) -> None:
-        if pooling not in POOLINGS:
-            raise SpecificationError(
-                f"unknown pooling {pooling!r}; valid pooling levels: {', '.join(POOLINGS)}")
-        if pooling == "partial" and prior is not None:
-            raise SpecificationError(
-                "partial pooling estimates μ, τ, α and β from the groups (eb-ml); "
-                "give a fixed prior only with pooling none or complete")
-        self.pooling = pooling
-        self.prior = parse_nig_prior(prior) if isinstance(prior, str) else prior
-
-    def __repr__(self) -> str:
-        return f"NIGModel(pooling={self.pooling!r}, prior={self.prior!r})"
-
-    def fit(self, data: pd.DataFrame, *, y: str, group: str | None = None,
-            method: str | None = None, draws: int = 1000, chains: int = 4,
-            seed: int = 0) -> NIGFit:
-        """Independent posterior draws, ``chains`` × ``draws`` of them, for every group."""
-        valid = NIG_METHODS[self.pooling]
-        method = method or valid[0]
-        if method not in valid:
-            raise SpecificationError(
-                f"the NIG model with {POOLING_PHRASES[self.pooling]} is fitted by "
-                f"{' or '.join(valid)}, not {method!r}")
-        for name, value in (("draws", draws), ("chains", chains)):
-            if not isinstance(value, (int, np.integer)) or value < 1:
-                raise SpecificationError(f"{name} must be an integer ≥ 1, got {value!r}")
-        groups = nig_data(data, y=y, group=group)
-        if self.pooling == "partial" and groups.n_groups < 2:
-            raise DataError(f"partial pooling needs at least 2 groups, got {groups.n_groups}")
-        start = time.perf_counter()
-        estimate: dict[str, float] | None = None
-        if self.pooling == "partial":
-            estimate = type2_ml(groups.stats)
-            prior = NIGPrior(**{k: estimate[k] for k in ("mu", "tau", "alpha", "beta")})
-        else:
-            prior = self.prior or default_prior(groups)
-        stats = groups.pooled() if self.pooling == "complete" else groups.stats
-        theta, sigma2 = sample_posterior(posterior(prior, stats), size=chains * draws,
-                                         seed=seed)
-        shape = (chains, draws, *theta.shape[1:])
-        config = SamplerConfig(draws=int(draws), chains=int(chains), warmup=0, seed=int(seed))
-        info = {"seconds": time.perf_counter() - start}
-        dims = [] if self.pooling == "complete" else ["group"]
-        tree = _arviz.make_datatree(
-            {"posterior": {"theta": theta.reshape(shape), "sigma2": sigma2.reshape(shape)},
-             "observed_data": {"n": groups.stats.n, "mean": groups.stats.mean,
-                               "sum_sq_dev": groups.stats.sum_sq_dev}},
-            dims={"theta": dims, "sigma2": dims, "n": ["group"], "mean": ["group"],
-                  "sum_sq_dev": ["group"]},
-            coords={"group": groups.labels},
-            attrs={"poolwise_version": __version__, "family": "normal-inverse-gamma",
-                   "pooling": self.pooling, "method": method, "prior": repr(prior),
-                   "seed": seed, "draws": draws, "chains": chains},
-        )
-        return NIGFit(self, groups, method, config, tree, prior, estimate, info)
-
-
-def type2_ml(stats: NormalStats) -> dict[str, float]:
+def type2_ml(stats: NormalStats, *, stacklevel: int = 1) -> dict[str, float]:
     """(μ, τ, α, β) maximising Σ_j log p(y_j | μ, τ, α, β), with the maximum.
 
     Optimised by L-BFGS in (μ, log τ, log α, log β) from a moments start. Groups with one
-    observation inform μ and τ but σ_j² only through their spread about μ.
+    observation inform μ and τ but σ_j² only through their spread about μ. A warning on a
+    boundary (τ → 0 or α → ∞) points ``stacklevel`` frames above the caller.
     """
     from scipy import optimize
 
@@ -265,102 +227,523 @@ def type2_ml(stats: NormalStats) -> dict[str, float]:
     if log_tau <= -LOG_BOUND + 0.1:
         warnings.warn("eb-ml estimates τ → 0: the group means vary no more than their "
                       "noise, so every θ_j is pooled completely to μ", ConvergenceWarning,
-                      stacklevel=3)
+                      stacklevel=stacklevel + 1)
     if log_alpha >= LOG_BOUND - 0.1:
         warnings.warn("eb-ml estimates α → ∞: the groups' variances look equal, so every "
-                      "σ_j² is pooled completely (to β/α)", ConvergenceWarning, stacklevel=3)
+                      "σ_j² is pooled completely (to β/α)", ConvergenceWarning,
+                      stacklevel=stacklevel + 1)
     return {"mu": float(mu), "tau": math.exp(log_tau), "alpha": math.exp(log_alpha),
             "beta": math.exp(log_beta), "log_marginal_likelihood": -float(best.fun)}
 
 
+# ---------------------------------------------------------------------------- the model
+class NIGModel(BaseModel):
+    """Normal observations with unknown mean and variance per group under the NIG prior.
+
+    Parameters
+    ----------
+    family
+        ``"nig"`` (alias ``"normal-inverse-gamma"``) or None: the kind is its family.
+    pooling
+        ``"partial"`` (default), ``"none"`` or ``"complete"`` (see the module docstring).
+    prior
+        No or complete pooling: ``"mu=…, tau=…, alpha=…, beta=…"`` or an
+        :class:`NIGPrior`; default :func:`default_prior`. Partial pooling estimates them
+        (empirical Bayes), so it takes none.
+    method
+        ``"exact"`` (no or complete pooling) or ``"eb-ml"`` (partial pooling); None picks it.
+    draws, chains, warmup, seed, progress
+        Independent draws are ``chains`` × ``draws``; ``warmup`` and ``progress`` are
+        accepted for the common interface but unused (no Markov chain); ``seed`` seeds
+        every random stream (:mod:`poolwise._random`).
+    """
+
+    kind = "nig"
+    METHODS: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        "none": ("exact",), "complete": ("exact",), "partial": ("eb-ml",)}
+
+    def __init__(
+        self,
+        *,
+        family: str | None = "nig",
+        pooling: str = "partial",
+        prior: str | NIGPrior | None = None,
+        method: str | None = None,
+        draws: int = 1000,
+        chains: int = 4,
+        warmup: int = 1000,
+        seed: int = 0,
+        progress: bool = False,
+    ) -> None:
+        if family is not None and canonical_family(family) != "nig":
+            raise SpecificationError(
+                f"NIGModel is the normal-inverse-gamma family ('nig'), not {family!r}; the "
+                "other per-group families are fitted by poolwise.Model")
+        self._settle({"family": "nig", "pooling": pooling, "method": method, "draws": draws,
+                      "chains": chains, "warmup": warmup, "seed": seed,
+                      "progress": progress})
+        self.prior: NIGPrior | None
+        if prior is None:
+            self.prior = None
+            return
+        if self.pooling == "partial":
+            raise SpecificationError(
+                "partial pooling estimates μ, τ, α and β from the groups (eb-ml); "
+                "give a fixed prior only with pooling none or complete")
+        if isinstance(prior, str):
+            self.prior = parse_nig_prior(prior)
+        elif isinstance(prior, NIGPrior):
+            self.prior = prior
+        else:
+            raise SpecificationError(
+                f"the NIG prior is a string 'mu=…, tau=…, alpha=…, beta=…' or an NIGPrior, "
+                f"not {type(prior).__name__}")
+        self._spec["prior"] = prior_text(self.prior)
+
+    # ------------------------------------------------------------------ describing
+    def title(self, data: NIGData) -> str:
+        groups = f"{data.n_groups} group{'s' if data.n_groups != 1 else ''}"
+        return (f"normal-inverse-gamma, {self.pooling_phrase}, method {self.method}, "
+                f"{groups} by {data.group_name!r}")
+
+    def _fixed_prior(self, data: NIGData | None) -> NIGPrior | None:
+        """The fixed prior for ``data`` (the given one, or the default scaled to them);
+        None under partial pooling (estimated when fitting) or without data to scale to."""
+        if self.pooling == "partial":
+            return None
+        if self.prior is not None:
+            return self.prior
+        return default_prior(data) if data is not None else None
+
+    def describe_prior(self, data: NIGData | None = None) -> str:
+        """The prior in words and symbols, with its values where they are known (a given
+        prior, or the default scaled to ``data``)."""
+        return _describe(self, self._fixed_prior(data))
+
+    def graph(self, data: NIGData | None = None) -> ModelGraph:
+        """The graphical model (:func:`_graph`); the constants carry their values where
+        they are known (a given prior, or the default scaled to ``data``)."""
+        return _graph(self, self._fixed_prior(data), data)
+
+    def equations(self, data: NIGData | None = None) -> list[str]:
+        r"""The model as LaTeX lines (no ``$`` delimiters), with the prior's values where
+        they are known.
+
+        >>> NIGModel(pooling="none", prior="mu=0, tau=1, alpha=2, beta=1").equations()[2]
+        '\\sigma_j^2 \\sim \\mathrm{IG}(2, 1)'
+        """
+        return _equations(self, self._fixed_prior(data), data)
+
+    # ------------------------------------------------------------------ data
+    def prepare(self, data: pd.DataFrame | NIGData, *,
+                y: str | None = None, group: str | None = None) -> NIGData:
+        """Validate one row per observation and reduce it to group statistics: the column
+        of observations ``y`` and the grouping column ``group`` (all rows one group
+        without it)."""
+        if isinstance(data, NIGData):
+            groups = data
+        elif isinstance(data, pd.DataFrame):
+            if y is None:
+                raise SpecificationError("name the column of observations: y='...'")
+            groups = nig_data(data, y=y, group=group)
+        else:
+            raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
+        if self.pooling == "partial" and groups.n_groups < 2:
+            raise DataError(
+                f"partial pooling needs at least 2 groups, got {groups.n_groups}; use "
+                "--pooling complete or none for a single group")
+        return groups
+
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data: pd.DataFrame | NIGData, *,
+            y: str | None = None, group: str | None = None) -> NIGFit:
+        """Independent posterior draws, ``chains`` × ``draws`` of them, for every group:
+        σ_j² ~ IG(α*, β*), then θ_j | σ_j² ~ N(m*, σ_j² v*) (lecture 001), from the fixed
+        prior or, under partial pooling, from the type-II ML estimate of it."""
+        groups = self.prepare(data, y=y, group=group)
+        start = time.perf_counter()
+        estimate: dict[str, float] | None = None
+        if self.pooling == "partial":
+            estimate = type2_ml(groups.stats, stacklevel=2)
+            prior = NIGPrior(**{k: estimate[k] for k in CONSTANTS})
+        else:
+            fixed = self._fixed_prior(groups)
+            assert fixed is not None  # no or complete pooling, with data: a fixed prior
+            prior = fixed
+        stats = groups.pooled() if self.pooling == "complete" else groups.stats
+        config = self.config
+        theta, sigma2 = sample_posterior(posterior(prior, stats),
+                                         size=config.chains * config.draws,
+                                         seed=generator(config.seed, Stream.FIT))
+        shape = (config.chains, config.draws, *theta.shape[1:])
+        info = {"seconds": time.perf_counter() - start}
+        dims = [] if self.pooling == "complete" else ["group"]
+        attrs = record_attrs(
+            self.kind, self.spec(),
+            {"group_name": groups.group_name, "notes": list(groups.notes),
+             "y_name": groups.y_name},
+            {"prior": asdict(prior), "estimate": estimate, "info": info})
+        tree = _arviz.make_datatree(
+            {"posterior": {"theta": theta.reshape(shape), "sigma2": sigma2.reshape(shape)},
+             "observed_data": {"n": groups.stats.n, "mean": groups.stats.mean,
+                               "sum_sq_dev": groups.stats.sum_sq_dev}},
+            dims={"theta": dims, "sigma2": dims, "n": ["group"], "mean": ["group"],
+                  "sum_sq_dev": ["group"]},
+            coords={"group": groups.labels}, attrs=attrs)
+        fit = NIGFit(self, groups, tree, info, prior=prior, estimate=estimate)
+        finish_fit(fit, stacklevel=2)
+        return fit
+
+    # ------------------------------------------------------------------ checks
+    def check_data(self, data: NIGData, replicated: Mapping[str, NDArray]
+                   ) -> list[CheckData]:
+        """Each group's mean ȳ_j and standard deviation s_j = √(SS_j/(n_j − 1)), observed
+        and replicated (groups with one observation have no s_j and are left out of it)."""
+        n, ss = data.stats.n, data.stats.sum_sq_dev
+        checks = [CheckData("mean", data.stats.mean, np.asarray(replicated["mean"]),
+                            data.labels, label=f"group mean of {data.y_name}")]
+        several = n > 1
+        if np.any(several):
+            dof = n[several] - 1
+            checks.append(CheckData(
+                "sd", np.sqrt(ss[several] / dof),
+                np.sqrt(np.asarray(replicated["sum_sq_dev"])[:, several] / dof),
+                data.labels[several], label=f"group sd of {data.y_name}"))
+        return checks
+
+    def _prior_draws(self, data: NIGData, rng: np.random.Generator, size: int
+                     ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """σ² ~ IG(α, β), θ | σ² ~ N(μ, σ² τ²) from the fixed prior (one pair per group, or
+        one shared pair under complete pooling), then each group's replicated statistics
+        (:func:`_replicate_stats`)."""
+        prior = self._fixed_prior(data)
+        if prior is None:
+            raise SpecificationError(
+                "eb-ml estimates the prior from the data, so there is no prior to draw "
+                "from; use pooling none or complete with --prior 'mu=…, tau=…, alpha=…, "
+                "beta=…' (or the default prior scaled to the data)")
+        width = data.n_groups if self.pooling == "none" else 1
+        sigma2 = prior.beta / rng.standard_gamma(prior.alpha, size=(size, width))
+        theta = prior.mu + prior.tau * np.sqrt(sigma2) * rng.standard_normal((size, width))
+        mean, ss = _replicate_stats(rng, theta, sigma2, data.stats.n)
+        dims = ["group"] if self.pooling == "none" else []
+        if self.pooling != "none":
+            theta, sigma2 = theta[:, 0], sigma2[:, 0]
+        return ({"theta": (theta, dims), "sigma2": (sigma2, dims)},
+                {"mean": (mean, ["group"]), "sum_sq_dev": (ss, ["group"])},
+                {"group": data.labels})
+
+
+def _replicate_stats(rng: np.random.Generator, theta: NDArray, sigma2: NDArray,
+                     n: NDArray) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """Replicated sufficient statistics of groups of sizes ``n`` given (θ_j, σ_j²) draws
+    shaped (..., J) or (..., 1): ȳ_j ~ N(θ_j, σ_j²/n_j) and, independently (Cochran),
+    SS_j ~ σ_j² χ²(n_j − 1), which is 0 when n_j = 1."""
+    shape = np.broadcast_shapes(np.shape(theta), np.shape(n))
+    mean = theta + np.sqrt(sigma2 / n) * rng.standard_normal(shape)
+    # χ²(k) = 2 Gamma(k/2, 1); Gamma(0) is 0
+    ss = sigma2 * 2.0 * rng.standard_gamma(np.broadcast_to((n - 1) / 2.0, shape))
+    return np.asarray(mean, dtype=float), np.asarray(ss, dtype=float)
+
+
+# -------------------------------------------------------------- describing, graph, LaTeX
+def _describe(model: NIGModel, prior: NIGPrior | None) -> str:
+    """The prior in words: with its values when ``prior`` is given (under partial pooling
+    the eb-ml estimates), else in symbols."""
+    j = "" if model.pooling == "complete" else "_j"
+    if prior is None:
+        text = f"θ{j} | σ{j}² ~ N(μ, σ{j}² τ²), σ{j}² ~ IG(α, β)"
+    else:
+        text = (f"θ{j} | σ{j}² ~ N({prior.mu:.4g}, σ{j}² · {prior.tau:.4g}²), "
+                f"σ{j}² ~ IG({prior.alpha:.4g}, {prior.beta:.4g})")
+    if model.pooling == "partial":
+        return (text + f" with (μ, τ, α, β) estimated by {model.method} (type-II maximum "
+                "likelihood); no hyperprior is used")
+    if model.prior is not None:
+        return text
+    if prior is not None:
+        return text + "  (the default prior, scaled to the data)"
+    return text + ("  (the default prior, scaled to the data: μ = the grand mean, τ = 10, "
+                   "α = 1, β = the pooled within-group variance)")
+
+
+def _constant(name: str, prior: NIGPrior | None, estimated: bool) -> str:
+    """A constant's LaTeX symbol (with a hat when estimated) and its value if known."""
+    symbol = rf"\hat{{{SYMBOLS[name]}}}" if estimated else SYMBOLS[name]
+    return symbol if prior is None else f"{symbol} = {number(getattr(prior, name))}"
+
+
+def _graph(model: NIGModel, prior: NIGPrior | None, data: NIGData | None) -> ModelGraph:
+    """The graphical model: the constants μ, τ, α, β as fixed dots (their values when
+    known; under partial pooling the eb-ml estimates, with hats), σ_j² ← (α, β),
+    θ_j ← (μ, τ, σ_j²), and the observations y_ij ← (θ_j, σ_j²) in a plate over i inside
+    the plate over groups j. Under complete pooling, or for one group, there is one (θ, σ²)
+    and the plate over all observations i = 1..N."""
+    estimated = model.pooling == "partial"
+    plates: tuple[Plate, ...]
+    constants = [GraphNode(name, f"${_constant(name, prior, estimated)}$", "fixed")
+                 for name in ("alpha", "beta", "mu", "tau")]
+    per_group = model.pooling != "complete" and (data is None or data.n_groups > 1)
+    if per_group:
+        sigma2 = GraphNode("sigma2", r"$\sigma^2_{j}$", "latent")
+        theta = GraphNode("theta", r"$\theta_{j}$", "latent")
+        y = GraphNode("y", r"$y_{ij}$", "observed")
+        extent = "J" if data is None else str(data.n_groups)
+        plates = (Plate("groups", range_label("j", extent), ("sigma2", "theta")),
+                  Plate("observations", range_label("i", "n_j"), ("y",), inside="groups"))
+    else:
+        sigma2 = GraphNode("sigma2", r"$\sigma^2$", "latent")
+        theta = GraphNode("theta", r"$\theta$", "latent")
+        y = GraphNode("y", r"$y_{i}$", "observed")
+        extent = "n" if data is None else f"{float(np.sum(data.stats.n)):g}"
+        plates = (Plate("observations", range_label("i", extent), ("y",)),)
+    edges = (("alpha", "sigma2"), ("beta", "sigma2"), ("mu", "theta"), ("tau", "theta"),
+             ("sigma2", "theta"), ("sigma2", "y"), ("theta", "y"))
+    return ModelGraph((*constants, sigma2, theta, y), edges, plates,
+                      f"normal-inverse-gamma, {model.pooling_phrase}")
+
+
+def _equations(model: NIGModel, prior: NIGPrior | None, data: NIGData | None) -> list[str]:
+    """The model as LaTeX lines (lecture 001) with the prior's values where known; under
+    partial pooling the constants are the eb-ml estimates μ̂, τ̂, α̂, β̂ (their values on
+    a last line when known)."""
+    estimated = model.pooling == "partial"
+    if estimated:
+        value = {name: rf"\hat{{{SYMBOLS[name]}}}" for name in CONSTANTS}
+    elif prior is None:
+        value = dict(SYMBOLS)
+    else:
+        value = {name: number(getattr(prior, name)) for name in CONSTANTS}
+    if model.pooling == "complete" or (data is not None and data.n_groups == 1):
+        extent = "N" if data is None else f"{float(np.sum(data.stats.n)):g}"
+        theta, sigma2 = r"\theta", r"\sigma^2"
+        first = rf"y_i \sim \mathrm{{N}}(\theta, \sigma^2), \quad i = 1, \ldots, {extent}"
+    else:
+        extent = "J" if data is None else str(data.n_groups)
+        theta, sigma2 = r"\theta_j", r"\sigma_j^2"
+        first = (rf"y_{{ij}} \sim \mathrm{{N}}(\theta_j, \sigma_j^2), \quad i = 1, \ldots, "
+                 rf"n_j, \quad j = 1, \ldots, {extent}")
+    lines = [
+        first,
+        rf"{theta} \mid {sigma2} \sim \mathrm{{N}}({value['mu']}, "
+        rf"{sigma2} \cdot {value['tau']}^2)",
+        rf"{sigma2} \sim \mathrm{{IG}}({value['alpha']}, {value['beta']})",
+    ]
+    if estimated and prior is not None:
+        lines.append(r", \quad ".join(_constant(name, prior, True) for name in CONSTANTS))
+    return lines
+
+
+# ------------------------------------------------------------------------------ the fit
 @dataclass(frozen=True)
-class NIGFit:
-    """Exact posterior draws of (θ_j, σ_j²) and the prior they came from."""
+class NIGFit(Fit):
+    """Exact posterior draws of (θ_j, σ_j²) — one (θ, σ²) under complete pooling — and the
+    prior they came from: the fixed one, or the type-II ML estimate (``estimate``, with the
+    maximised log marginal likelihood) under partial pooling."""
 
     model: NIGModel
     data: NIGData
-    method: str
-    config: SamplerConfig
-    tree: xr.DataTree
-    prior: NIGPrior
-    #: type-II ML estimates of (μ, τ, α, β) under partial pooling, else None
+    prior: NIGPrior = field(kw_only=True)
     estimate: dict[str, float] | None = None
-    info: dict[str, Any] = field(default_factory=dict)
 
-    @property
-    def posterior(self) -> xr.Dataset:
-        return self.tree["posterior"].to_dataset()
-
-    is_mcmc = False
-
+    # ------------------------------------------------------------------ describing
     def describe_prior(self) -> str:
-        p = self.prior
-        text = f"θ_j | σ_j² ~ N({p.mu:.4g}, σ_j² · {p.tau:.4g}²), σ_j² ~ IG({p.alpha:.4g}, " \
-               f"{p.beta:.4g})"
-        if self.estimate is not None:
-            return text + " with (μ, τ, α, β) estimated by eb-ml; no hyperprior is used"
-        return text.replace("_j", "") if self.model.pooling == "complete" else text
+        """The prior this fit used, with its values (estimated under partial pooling)."""
+        return _describe(self.model, self.prior)
 
-    def summary(self, ci_prob: float = 0.95, *, diagnostics: bool = True) -> pd.DataFrame:
+    def graph(self) -> ModelGraph:
+        return _graph(self.model, self.prior, self.data)
+
+    def equations(self) -> list[str]:
+        return _equations(self.model, self.prior, self.data)
+
+    # ------------------------------------------------------------------ summaries
+    def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:
         """θ and σ² for each group (one pair under complete pooling); with partial pooling
-        the estimated (μ, τ, α, β) first, as fixed values."""
+        the estimated (μ, τ, α, β) first, as fixed values (sd and interval NaN)."""
         table = posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics)
         if self.estimate is None:
             return table
-        rows = pd.DataFrame([{"param": k, "group": None, "mean": self.estimate[k]}
-                             for k in ("mu", "tau", "alpha", "beta")], columns=table.columns)
-        return pd.concat([rows, table], ignore_index=True)
+        rows = pd.DataFrame({"param": list(CONSTANTS), "group": [None] * len(CONSTANTS),
+                             "mean": [float(self.estimate[k]) for k in CONSTANTS]})
+        return pd.concat([rows.reindex(columns=SUMMARY_COLUMNS), table], ignore_index=True)
 
     def _index(self, group: str) -> int:
         labels = [str(label) for label in self.data.labels]
         if str(group) not in labels:
-            raise SpecificationError(
-                f"no group {group!r} in the fit; groups: {', '.join(labels[:8])}"
-                + (" …" if len(labels) > 8 else ""))
+            shown = ", ".join(repr(label) for label in labels[:8])
+            more = f" … ({len(labels)} in all)" if len(labels) > 8 else ""
+            raise SpecificationError(f"no group {group!r} in the fit; groups: {shown}{more}")
         return labels.index(str(group))
 
-    def theta_marginal(self, group: str | None = None) -> Any:
-        """The closed-form p(θ_j | y): a Student t (see ``theta_marginal``)."""
+    def _posterior_of(self, index: int | None) -> NIGPosterior:
+        """The closed-form posterior of group ``index`` (of the common (θ, σ²) under
+        complete pooling, where ``index`` does not matter)."""
         if self.model.pooling == "complete":
-            return theta_marginal(posterior(self.prior, self.data.pooled()))
-        if group is None:
+            return posterior(self.prior, self.data.pooled())
+        if index is None:
             raise SpecificationError("name the group: theta_marginal('label')")
-        index = self._index(group)
-        stats = self.data.stats
-        one = NormalStats(stats.n[index], stats.mean[index], stats.sum_sq_dev[index])
-        return theta_marginal(posterior(self.prior, one))
+        return posterior(self.prior, self.data.group(index))
 
-    def predict_group(self, group: str, *, seed: int | None = None) -> NDArray[np.float64]:
-        """Draws of one new observation y* ~ N(θ_j, σ_j²) from an existing group."""
-        theta, sigma2 = self.posterior["theta"], self.posterior["sigma2"]
+    def theta_marginal(self, group: str | None = None) -> Any:
+        """The closed-form p(θ_j | y): a Student t (see
+        :func:`~poolwise.families.normal_inverse_gamma.theta_marginal`)."""
+        index = None if group is None else self._index(group)
+        return theta_marginal(self._posterior_of(index))
+
+    def _draws_of(self, index: int) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+        """Flat posterior draws of (θ, σ²) of group ``index`` (the common pair under
+        complete pooling)."""
+        theta, sigma2 = self.draws("theta"), self.draws("sigma2")
         if self.model.pooling != "complete":
-            index = self._index(group)
-            theta, sigma2 = theta.isel(group=index), sigma2.isel(group=index)
-        rng = np.random.default_rng(self.config.seed + 2 if seed is None else seed)
-        t, s2 = np.ravel(theta.values), np.ravel(sigma2.values)
-        return np.asarray(t + np.sqrt(s2) * rng.standard_normal(t.size))
+            theta, sigma2 = theta[..., index], sigma2[..., index]
+        return theta.ravel(), sigma2.ravel()
 
-    def predict_new_group(self, *, seed: int | None = None
-                          ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-        """θ_new, then y* ~ N(θ_new, σ_new²), for a group not in the fit: (θ, y*) draws.
-
-        (θ_new, σ_new²) come from the prior (estimated under partial pooling); under
-        complete pooling the new group shares the common (θ, σ²).
-        """
-        rng = np.random.default_rng(self.config.seed + 1 if seed is None else seed)
+    # ------------------------------------------------------------------ log likelihood
+    def with_log_likelihood(self) -> xr.DataTree:
+        """The tree with each group's log likelihood given (θ_j, σ_j²), from its sufficient
+        statistics: −(n_j/2) log(2π σ_j²) − [SS_j + n_j (ȳ_j − θ_j)²] / (2σ_j²)."""
+        if "log_likelihood" in self.tree.children:
+            return self.tree
+        theta, sigma2 = self.draws("theta"), self.draws("sigma2")
         if self.model.pooling == "complete":
-            theta = np.ravel(self.posterior["theta"].values)
-            sigma2 = np.ravel(self.posterior["sigma2"].values)
+            theta, sigma2 = theta[..., None], sigma2[..., None]
+        s = self.data.stats
+        values = (-0.5 * s.n * np.log(2 * math.pi * sigma2)
+                  - (s.sum_sq_dev + s.n * (s.mean - theta) ** 2) / (2 * sigma2))
+        tree = self.tree.copy()
+        tree["log_likelihood"] = xr.DataTree(xr.Dataset(
+            {"y": (("chain", "draw", "group"), values)},
+            coords={"chain": self.posterior["chain"], "draw": self.posterior["draw"],
+                    "group": self.data.labels}))
+        return tree
+
+    # ------------------------------------------------------------------ predictions
+    def _requests(self) -> tuple[type, ...]:
+        if self.model.pooling == "none":
+            return (ExistingGroup, NewGroup)
+        return (ExistingGroup, NewGroup, Population)
+
+    def _predict(self, request: Any, rng: np.random.Generator) -> Prediction:
+        if isinstance(request, ExistingGroup):
+            return self._existing_group(request, rng)
+        if isinstance(request, NewGroup):
+            return self._new_group(request, rng)
+        return self._population()
+
+    def _existing_group(self, request: ExistingGroup, rng: np.random.Generator
+                        ) -> Prediction:
+        """θ_j, σ_j² from the posterior, then ȳ* ~ N(θ_j, σ_j²/k), the mean of k new
+        observations (k = ``size``, default 1); closed form t_{2α*}(m*, β*(v* + 1/k)/α*)."""
+        if request.factor is not None and request.factor != self.data.group_name:
+            raise SpecificationError(
+                f"a nig fit has one grouping factor, {self.data.group_name!r}, not "
+                f"{request.factor!r}")
+        k = _new_size(request.size)
+        index = self._index(request.group)
+        theta, sigma2 = self._draws_of(index)
+        post = self._posterior_of(index)
+        if self.model.pooling == "complete":
+            drawn = ("the common θ and σ² of complete pooling (every group shares them) "
+                     "from the posterior")
         else:
-            p, size = self.prior, self.config.chains * self.config.draws
-            sigma2 = p.beta / rng.standard_gamma(p.alpha, size=size)
-            theta = p.mu + p.tau * np.sqrt(sigma2) * rng.standard_normal(size)
-        return theta, theta + np.sqrt(sigma2) * rng.standard_normal(theta.size)
+            drawn = "its θ_j and σ_j² from the posterior"
+        return self._with_mean(
+            request, f"the mean of {_observations(k)} from group {request.group!r}: "
+            f"{drawn}, then ȳ* ~ N(θ, σ²/{k:g})", theta, sigma2, k, post, rng)
 
-    def save(self, path: str) -> None:
-        """Write the draws to NetCDF (an ArviZ DataTree)."""
-        _arviz.save(self.tree, path)
+    def _new_group(self, request: NewGroup, rng: np.random.Generator) -> Prediction:
+        """(θ_new, σ²_new) from the population — the estimated prior (partial pooling), the
+        fixed prior (no pooling: it is also the population of a new group), the common
+        (θ, σ²) (complete pooling) — then ȳ* ~ N(θ_new, σ²_new/k)."""
+        if request.y is not None:
+            raise SpecificationError(
+                "a nig fit cannot take a new group's own data as NewGroup(y=...): a group's "
+                "data are its observations (their number, mean and spread), not one value; "
+                "add the new group's rows to the table and fit again")
+        k = _new_size(request.size)
+        total = self.config.chains * self.config.draws
+        p = self.prior
+        if self.model.pooling == "complete":
+            theta, sigma2 = self._draws_of(0)
+            post = self._posterior_of(None)
+            drawn = ("it shares the common θ and σ² of complete pooling, drawn from their "
+                     "posterior")
+        else:
+            sigma2 = p.beta / rng.standard_gamma(p.alpha, size=total)
+            theta = p.mu + p.tau * np.sqrt(sigma2) * rng.standard_normal(total)
+            post = NIGPosterior(p.mu, p.tau**2, p.alpha, p.beta)
+            drawn = ("σ²_new ~ IG(α̂, β̂), θ_new ~ N(μ̂, σ²_new τ̂²) from the population "
+                     f"estimated by {self.method}, held fixed at the estimates"
+                     if self.model.pooling == "partial" else
+                     "σ²_new ~ IG(α, β), θ_new ~ N(μ, σ²_new τ²) from the fixed prior, which "
+                     "under no pooling is also the population of a new group")
+        return self._with_mean(
+            request, f"a new group, the mean of {_observations(k)}: {drawn}; then "
+            f"ȳ* ~ N(θ_new, σ²_new/{k:g})", theta, sigma2, k, post, rng)
+
+    def _with_mean(self, request: Any, description: str, theta: NDArray,
+                   sigma2: NDArray, k: float, post: NIGPosterior,
+                   rng: np.random.Generator) -> Prediction:
+        """The prediction of θ and ȳ* ~ N(θ, σ²/k), with their closed forms given
+        ``post``: θ ~ t_{2α*}(m*, β* v*/α*), ȳ* ~ t_{2α*}(m*, β* (v* + 1/k)/α*)."""
+        y = theta + np.sqrt(sigma2 / k) * rng.standard_normal(theta.size)
+        exact = {"theta": theta_marginal(post),
+                 "y": scipy_stats.t(df=2 * post.alpha, loc=post.m,
+                                    scale=np.sqrt(post.beta * (post.v + 1 / k) / post.alpha))}
+        return Prediction(request, description,
+                          prediction_dataset({"theta": (theta, []), "y": (y, [])},
+                                             self.config.chains), exact)
+
+    def _population(self) -> Prediction:
+        """Partial pooling: μ̂, the eb-ml estimate of the population mean of θ (fixed, every
+        draw equal). Complete pooling: the posterior draws of the common θ."""
+        chains, total = self.config.chains, self.config.chains * self.config.draws
+        if self.model.pooling == "complete":
+            theta = self.draws("theta").ravel()
+            return Prediction(Population(), "the common θ of complete pooling (its "
+                              "posterior draws)",
+                              prediction_dataset({"theta": (theta, [])}, chains),
+                              {"theta": self.theta_marginal()})
+        mu = np.full(total, self.prior.mu)
+        return Prediction(Population(), f"the population mean μ of θ: the {self.method} "
+                          "(empirical-Bayes) estimate μ̂, fixed — every draw equals it, "
+                          "with no uncertainty about it",
+                          prediction_dataset({"mu": (mu, [])}, chains))
+
+    # ------------------------------------------------------------------ replicates
+    def _replicate(self, rng: np.random.Generator) -> dict[str, tuple[NDArray, list[str]]]:
+        """Each group's replicated mean and sum of squared deviations at every posterior
+        draw (:func:`_replicate_stats`)."""
+        theta, sigma2 = self.draws("theta"), self.draws("sigma2")
+        if self.model.pooling == "complete":
+            theta, sigma2 = theta[..., None], sigma2[..., None]
+        mean, ss = _replicate_stats(rng, theta, sigma2, self.data.stats.n)
+        return {"mean": (mean, ["group"]), "sum_sq_dev": (ss, ["group"])}
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_tree(cls, tree: xr.DataTree) -> NIGFit:
+        record = FitRecord(tree)
+        observed = tree["observed_data"].to_dataset()
+        data = NIGData(
+            labels=np.asarray(observed["group"].values).astype(str),
+            stats=NormalStats(np.asarray(observed["n"].values, dtype=float),
+                              np.asarray(observed["mean"].values, dtype=float),
+                              np.asarray(observed["sum_sq_dev"].values, dtype=float)),
+            group_name=str(record.data["group_name"]), notes=tuple(record.data["notes"]),
+            y_name=str(record.data.get("y_name", "y")))
+        return cls(NIGModel(**record.model), data, tree, record.fitted["info"],
+                   prior=NIGPrior(**record.fitted["prior"]),
+                   estimate=record.fitted["estimate"])
 
 
-__all__ = ["NIGData", "NIGFit", "NIGModel", "default_prior", "nig_data", "parse_nig_prior",
-           "type2_ml"]
+def _new_size(size: float | None) -> float:
+    """The number k of new observations whose mean is predicted (default 1)."""
+    checked = check_size(size, "number of new observations", whole=True)
+    return 1.0 if checked is None else checked
+
+
+def _observations(k: float) -> str:
+    return f"{k:g} new observation{'s' if k != 1 else ''}"

@@ -107,13 +107,13 @@ def check_table(checks: Sequence[CheckData], ci_prob: float = 0.9) -> pd.DataFra
     for check in checks:
         if check.groups is None:
             continue
-        labels, observed, replicated = check.group_means()
-        lower, upper = quantile_interval(replicated, ci_prob)
-        p = p_value(replicated, observed)
+        labels, group_observed, replicated = check.group_means()
+        low, high = quantile_interval(replicated, ci_prob)
+        p = p_value(replicated, group_observed)
         means = replicated.mean(axis=0)
         rows += [{"variable": check.name, "statistic": "group mean", "group": str(label),
-                  "observed": float(observed[g]), "predictive_mean": float(means[g]),
-                  "lower": float(lower[g]), "upper": float(upper[g]), "p_value": float(p[g])}
+                  "observed": float(group_observed[g]), "predictive_mean": float(means[g]),
+                  "lower": float(low[g]), "upper": float(high[g]), "p_value": float(p[g])}
                  for g, label in enumerate(labels)]
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 

@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -80,7 +80,7 @@ class Fit(ABC):
     @property
     def config(self) -> SamplerConfig:
         """Draws, chains, warm-up, seed: the model's settings."""
-        return self.model.config  # type: ignore[no-any-return]
+        return self.model.config
 
     @property
     def seed(self) -> int:
@@ -98,7 +98,7 @@ class Fit(ABC):
 
     def title(self) -> str:
         """One line: what was fitted, how, to what."""
-        return self.model.title(self.data)  # type: ignore[no-any-return]
+        return self.model.title(self.data)
 
     # ------------------------------------------------------------------ draws
     @property
@@ -129,16 +129,16 @@ class Fit(ABC):
 
     def describe_prior(self) -> str:
         """The prior as this fit used it (with defaults resolved for its data)."""
-        return self.model.describe_prior(self.data)  # type: ignore[no-any-return]
+        return self.model.describe_prior(self.data)
 
     def graph(self) -> ModelGraph:
         """The graphical model with plates sized by the data; draw it with
         :func:`poolwise.outputs.render.render`."""
-        return self.model.graph(self.data)  # type: ignore[no-any-return]
+        return self.model.graph(self.data)
 
     def equations(self) -> list[str]:
         """The model as LaTeX lines (likelihood, population, priors with their values)."""
-        return self.model.equations(self.data)  # type: ignore[no-any-return]
+        return self.model.equations(self.data)
 
     @classmethod
     def comparison_table(cls, fits: Mapping[str, Fit], ci_prob: float = 0.95) -> pd.DataFrame:
@@ -200,7 +200,7 @@ class Fit(ABC):
         for name in ("posterior", "observed_data"):
             if name in self.tree.children:
                 dataset = self.tree[name].to_dataset()
-                coords |= {k: v.values for k, v in dataset.coords.items()}
+                coords |= {str(k): v.values for k, v in dataset.coords.items()}
         return coords
 
     def predictive_check(self, ci_prob: float = 0.9, *, seed: int | None = None
@@ -214,7 +214,7 @@ class Fit(ABC):
         """The observed and replicated quantities the predictive check compares."""
         replicated = self.posterior_predictive(seed)
         flat = {name: _flat(replicated[name].values) for name in replicated.data_vars}
-        return self.model.check_data(self.data, flat)  # type: ignore[no-any-return]
+        return self.model.check_data(self.data, flat)
 
     # ------------------------------------------------------------------ saving
     def with_log_likelihood(self) -> xr.DataTree:
@@ -249,12 +249,16 @@ def _as_dataset(variables: Mapping[str, tuple[NDArray, list[str]]],
         | {"chain": np.arange(chains), "draw": np.arange(draws)})
 
 
-def finish_fit(fit: Fit, stacklevel: int = 1) -> Fit:
+FitT = TypeVar("FitT", bound=Fit)
+
+
+def finish_fit(fit: FitT, stacklevel: int = 1) -> FitT:
     """The last step of every kind's ``fit``: store the posterior predictive draws in the
     tree when they are small enough, and warn about failed Markov chain diagnostics."""
     if "posterior" in fit.tree.children:
-        size = sum(int(np.prod(v.shape)) for v in fit.tree["observed_data"].values()) \
-            if "observed_data" in fit.tree.children else 0
+        observed = (fit.tree["observed_data"].to_dataset() if "observed_data"
+                    in fit.tree.children else xr.Dataset())
+        size = sum(int(variable.size) for variable in observed.data_vars.values())
         if size * fit.config.draws * fit.config.chains <= PREDICTIVE_LIMIT:
             fit.tree["posterior_predictive"] = xr.DataTree(fit.posterior_predictive())
     check_diagnostics(fit, stacklevel=stacklevel + 1)

@@ -164,11 +164,12 @@ class Prediction:
         return table.dropna(axis=1, how="all")
 
     def brief(self, ci_prob: float = 0.95) -> dict[str, float]:
-        """A scalar prediction as one flat record: θ's ``mean``, ``sd``, ``lower``, ``upper``
-        and, when data were predicted, ``y_mean``, ``y_lower``, ``y_upper`` (the keys of the
-        command line's JSON). Refused for predictions of several quantities."""
-        table = self.summary(ci_prob).set_index("param")
-        if len(table) > 2 or not set(table.index) <= {"theta", "y"}:
+        """A prediction of one θ as a flat record: θ's ``mean``, ``sd``, ``lower``,
+        ``upper`` and, when data were predicted, ``y_mean``, ``y_lower``, ``y_upper`` (the
+        keys of the command line's JSON). Refused for predictions without a scalar θ."""
+        table = self.summary(ci_prob)
+        table = table[table["param"].isin(["theta", "y"])].set_index("param")
+        if "theta" not in table.index or table.index.duplicated().any():
             raise SpecificationError("brief() is for a prediction of one θ (and its y); "
                                      "use summary()")
         out = {k: float(table.loc["theta", k]) for k in ("mean", "sd", "lower", "upper")}

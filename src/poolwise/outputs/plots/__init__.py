@@ -13,6 +13,11 @@ matplotlib is imported only when a figure is drawn, so ``import poolwise.plots``
 True
 """
 
+from poolwise.outputs.plots.checks import (
+    CheckPlotData,
+    plot_predictive_check,
+    predictive_check_data,
+)
 from poolwise.outputs.plots.forest import forest_data, plot_forest, select_groups
 from poolwise.outputs.plots.mixed import (
     GroupLinesData,
@@ -42,6 +47,7 @@ from poolwise.outputs.plots.shrinkage import (
 from poolwise.outputs.plots.trace import TraceData, plot_trace, trace_data
 
 __all__ = [
+    "CheckPlotData",
     "GroupLinesData",
     "MarginalData",
     "NewGroupData",
@@ -59,10 +65,12 @@ __all__ = [
     "plot_marginal",
     "plot_new_group",
     "plot_population_mean",
+    "plot_predictive_check",
     "plot_shrinkage",
     "plot_shrinkage_arrows",
     "plot_trace",
     "population_mean_data",
+    "predictive_check_data",
     "select_groups",
     "shrinkage_arrows_data",
     "shrinkage_data",

@@ -1,0 +1,185 @@
+"""The predictive check plot, for every kind: observed data against replicated data.
+
+One row per checked quantity (:class:`~poolwise.results.checks.CheckData`), three panels:
+
+1. the empirical CDF of the observed values (black) over those of replicated data sets
+   (blue), the display ArviZ's ``plot_ppc(kind="cumulative")`` uses, which reads the same
+   for continuous and discrete data and for any number of values;
+2. the replicated distribution of four statistics of the whole data (mean, sd, min, max),
+   each with its observed value and Bayesian p-value;
+3. the groups: with few groups, each group's observed mean (a dot) against its replicated
+   ``ci_prob`` interval, the groups outside it in vermillion; with many, the histogram of
+   the per-group p-values (a display that holds at thousands of groups).
+
+The same plot shows a prior predictive check (``stage="prior"``): what the priors imply
+for data like these.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from poolwise.exceptions import SpecificationError
+from poolwise.outputs.plots._style import BLUE, GREY, VERMILLION, percent, style
+from poolwise.results.checks import STATISTICS, CheckData, check_table, p_value
+from poolwise.results.summary import check_prob
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+__all__ = ["CheckPlotData", "plot_predictive_check", "predictive_check_data"]
+
+#: replicated data sets drawn over the observed ECDF
+OVERLAY = 40
+#: up to this many groups are drawn one by one; more get a histogram of their p-values
+MAX_GROUP_ROWS = 30
+STAGES = ("posterior", "prior")
+
+
+@dataclass(frozen=True)
+class CheckPlotData:
+    """What :func:`plot_predictive_check` draws for one quantity.
+
+    ``overlay`` holds the replicated data sets drawn (``OVERLAY`` of them, evenly spaced
+    through the draws); ``statistics`` one row per statistic with its observed value,
+    the replicated values (``replicated``: statistic → draws) and the p-value; ``groups``
+    the per-group rows of :func:`~poolwise.results.checks.check_table` (empty without
+    groups).
+    """
+
+    check: CheckData
+    overlay: NDArray[np.float64]
+    statistics: pd.DataFrame
+    replicated: dict[str, NDArray[np.float64]]
+    groups: pd.DataFrame
+    ci_prob: float
+
+
+def predictive_check_data(checks: Sequence[CheckData], *, ci_prob: float = 0.9
+                          ) -> list[CheckPlotData]:
+    """Compute what the plot shows, one :class:`CheckPlotData` per quantity."""
+    check_prob(ci_prob)
+    if not checks:
+        raise SpecificationError("nothing to check: the fit gave no replicated data")
+    out = []
+    for check in checks:
+        replicated = np.asarray(check.replicated, dtype=float)
+        chosen = np.unique(np.linspace(0, replicated.shape[0] - 1,
+                                       min(OVERLAY, replicated.shape[0])).astype(int))
+        values = {name: function(replicated) for name, function in STATISTICS.items()}
+        rows = []
+        for name, function in STATISTICS.items():
+            observed = float(function(check.observed[None])[0])
+            rows.append({"statistic": name, "observed": observed,
+                         "p_value": float(p_value(values[name], observed))})
+        table = check_table([check], ci_prob)
+        out.append(CheckPlotData(check, replicated[chosen], pd.DataFrame(rows), values,
+                                 table[table["statistic"] == "group mean"]
+                                 .reset_index(drop=True), ci_prob))
+    return out
+
+
+def _ecdf(values: NDArray) -> tuple[NDArray, NDArray]:
+    x = np.sort(np.asarray(values, dtype=float))
+    return x, np.arange(1, x.size + 1) / x.size
+
+
+def _draw_overlay(ax: Axes, data: CheckPlotData, stage: str) -> None:
+    for k, replicate in enumerate(data.overlay):
+        x, p = _ecdf(replicate)
+        ax.step(x, p, where="post", color=BLUE, alpha=0.25, lw=0.8,
+                label=f"{stage} predictive" if k == 0 else None)
+    x, p = _ecdf(data.check.observed)
+    ax.step(x, p, where="post", color="black", lw=1.8, label="observed")
+    # a few far values (tiny groups' raw rates) would squeeze the bulk into a corner
+    low, high = np.quantile(np.concatenate([data.overlay.ravel(), x]), [0.002, 0.998])
+    if high > low:
+        pad = 0.04 * (high - low)
+        ax.set_xlim(low - pad, high + pad)
+    ax.set_xlabel(data.check.label or data.check.name)
+    ax.set_ylabel("cumulative proportion")
+    ax.set_ylim(0, 1.02)
+    ax.legend(loc="lower right")
+    ax.set_title(f"{data.check.name}: {data.check.observed.size} values")
+
+
+def _draw_statistic(ax: Axes, data: CheckPlotData, row: dict[str, Any]) -> None:
+    """The replicated distribution of one statistic, its observed value and p-value."""
+    name, observed, p = str(row["statistic"]), float(row["observed"]), float(row["p_value"])
+    values = data.replicated[name]
+    if np.ptp(values) > 0:
+        ax.hist(values, bins=30, color=BLUE, alpha=0.6)
+    else:
+        ax.axvline(float(values[0]), color=BLUE, lw=3, alpha=0.6)
+    ax.axvline(observed, color="black", lw=1.6)
+    extreme = not 0.025 <= p <= 0.975
+    ax.set_title(f"{name}: p = {p:.2f}", fontsize=10, color=VERMILLION if extreme else "black")
+    ax.set_yticks([])
+    ax.tick_params(labelsize=8)
+    ax.grid(False)
+
+
+def _draw_groups(ax: Axes, data: CheckPlotData) -> None:
+    groups = data.groups
+    if groups.empty:
+        ax.axis("off")
+        ax.text(0.5, 0.5, "no groups to check", ha="center", va="center", color=GREY,
+                transform=ax.transAxes)
+        return
+    outside = (groups["observed"] < groups["lower"]) | (groups["observed"] > groups["upper"])
+    summary = (f"{int(outside.sum())} of {len(groups)} groups outside their "
+               f"{percent(data.ci_prob)} interval")
+    if len(groups) > MAX_GROUP_ROWS:
+        ax.hist(groups["p_value"], bins=list(np.linspace(0.0, 1.0, 21)), color=BLUE, alpha=0.7)
+        for edge in (0.025, 0.975):
+            ax.axvline(edge, color=VERMILLION, ls=":", lw=1)
+        ax.set_xlabel("per-group p-value of the group mean")
+        ax.set_ylabel("groups")
+        ax.set_xlim(0, 1)
+        ax.set_title(summary, fontsize=10)
+        return
+    order = np.argsort(groups["observed"].to_numpy(), kind="stable")
+    shown = groups.iloc[order].reset_index(drop=True)
+    flags = outside.to_numpy()[order]
+    rows = np.arange(len(shown))
+    ax.hlines(rows, shown["lower"], shown["upper"], color=BLUE, lw=3, alpha=0.5,
+              label=f"{percent(data.ci_prob)} interval")
+    ax.plot(shown["observed"], rows, "o", color="black", ms=4, label="observed")
+    if flags.any():
+        ax.plot(shown["observed"][flags], rows[flags], "o", color=VERMILLION, ms=5)
+    ax.set_yticks(rows, [str(g) for g in shown["group"]], fontsize=8)
+    ax.set_xlabel(f"group mean of {data.check.label or data.check.name}")
+    ax.set_title(summary, fontsize=10)
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(axis="y", visible=False)
+
+
+def plot_predictive_check(checks: Sequence[CheckData], *, ci_prob: float = 0.9,
+                          stage: str = "posterior", title: str | None = None) -> Figure:
+    """Draw the predictive check of ``checks`` (module docstring); ``stage`` is
+    ``"posterior"`` (a fit's replicated data) or ``"prior"`` (the prior predictive)."""
+    from matplotlib.figure import Figure
+
+    if stage not in STAGES:
+        raise SpecificationError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
+    panels = predictive_check_data(checks, ci_prob=ci_prob)
+    with style():
+        fig = Figure(figsize=(15.0, 4.8 * len(panels)), layout="constrained")
+        grid = fig.add_gridspec(2 * len(panels), 4, width_ratios=(2.2, 1.0, 1.0, 2.2))
+        for k, data in enumerate(panels):
+            top, bottom = 2 * k, 2 * k + 2
+            _draw_overlay(fig.add_subplot(grid[top:bottom, 0]), data, stage)
+            for i, row in enumerate(data.statistics.to_dict("records")):
+                _draw_statistic(fig.add_subplot(grid[top + i // 2, 1 + i % 2]), data, row)
+            _draw_groups(fig.add_subplot(grid[top:bottom, 3]), data)
+        fig.suptitle(title or f"{stage} predictive check: observed data (black) against "
+                     f"data replicated from the {stage}")
+    return fig
+
