@@ -90,7 +90,7 @@ def engine_poolwise(method: str, draws: int, warmup: int) -> dict[str, Any]:
     from poolwise import Model, datasets
     from poolwise.inference import get_method
 
-    get_method(method, "partial")  # poolwise's own lazily imported method module
+    get_method(method)  # poolwise's own lazily imported method module
     clock = None
     if method == "nuts":
         import numpyro.infer  # noqa: F401
@@ -103,8 +103,8 @@ def engine_poolwise(method: str, draws: int, warmup: int) -> dict[str, Any]:
     runs = []
     for _ in range(2 if method == "exact" else 1):  # exact: also a second, warm call
         start = time.perf_counter()
-        fit = model.fit(rats, y="y", n="n", group="experiment", method=method,
-                        draws=draws, warmup=warmup, chains=4, seed=SEED)
+        chosen = model.replace(method=method, draws=draws, warmup=warmup, chains=4, seed=SEED)
+        fit = chosen.fit(rats, y="y", n="n", group="experiment")
         runs.append(time.perf_counter() - start)
     total = runs[0]
     if clock is not None:
@@ -309,7 +309,7 @@ def bench_eb(groups: int) -> None:
         timings = []
         for draws in (1, 10):
             start = time.perf_counter()
-            model.fit(table, y="y", n="n", method=method, draws=draws, chains=1, seed=SEED)
+            model.replace(method=method, draws=draws, chains=1, seed=SEED).fit(table, y="y", n="n")
             timings.append(time.perf_counter() - start)
         print(f"{method:<12}{estimated:11.3f}{timings[0]:15.2f}{timings[1]:16.2f}"
               f"{eb.alpha:9.3f}{eb.beta:9.3f}")
@@ -370,8 +370,8 @@ def bench_kidney(fine: int) -> None:
     table = datasets.load("kidney")
     model = Model(family="gamma-poisson")
     start = time.perf_counter()
-    fit = model.fit(table, y="deaths", n="population", group="Location", method="exact",
-                    seed=SEED)
+    fit = model.replace(method="exact", seed=SEED).fit(table, y="deaths", n="population",
+                                                       group="Location")
     total = time.perf_counter() - start
     print(f"{len(table)} rows, {fit.data.n_groups} groups; notes: {'; '.join(fit.data.notes)}")
     print(f"exact: fit {total:.2f} s (sampler {fit.info['seconds']:.2f} s), "

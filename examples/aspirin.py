@@ -24,7 +24,6 @@ import pandas as pd
 
 import poolwise
 from poolwise import plots
-from poolwise.compare import compare
 
 #: The notes' NUTS summary: mean, sd, median, 5.5%, 94.5%, n_eff.
 NOTES = {
@@ -78,7 +77,7 @@ def main(argv: list[str] | None = None) -> None:
     model = poolwise.Model(family="normal", prior=prior)
     print(model.describe_prior())
 
-    exact = model.fit(aspirin, **COLUMNS, method="exact", draws=draws, seed=2)
+    exact = model.replace(method="exact", draws=draws, seed=2).fit(aspirin, **COLUMNS)
     print(f"\nexact (quadrature over τ, {exact.info['seconds']:.2f} s) beside the notes:")
     print(side_by_side(exact).round(2).to_string(index=False))
 
@@ -86,7 +85,8 @@ def main(argv: list[str] | None = None) -> None:
     # draws the effective-sample-size check can warn; the warnings are printed, not raised.
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        nuts = model.fit(aspirin, **COLUMNS, method="nuts", draws=draws, warmup=draws, seed=2)
+        nuts = model.replace(method="nuts", draws=draws, warmup=draws, seed=2).fit(
+            aspirin, **COLUMNS)
     print(f"\nnuts ({nuts.info['divergences']} divergences, {nuts.info['seconds']:.1f} s "
           "including compilation) beside the notes:")
     print(side_by_side(nuts).round(2).to_string(index=False))
@@ -105,7 +105,8 @@ def main(argv: list[str] | None = None) -> None:
           f"[{mu['lower']:.2f}, {mu['upper']:.2f}], P(μ > 0) = "
           f"{(exact.draws('mu') > 0).mean():.3f}")
 
-    comparison = compare(aspirin, family="normal", **COLUMNS, prior=prior, draws=draws, seed=2)
+    comparison = poolwise.compare(aspirin, family="normal", **COLUMNS, prior=prior, draws=draws,
+                                  seed=2)
     print("\nno, complete and partial pooling (95% intervals):")
     print(comparison.estimates().drop(columns="n").round(2).to_string(index=False))
 

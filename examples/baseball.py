@@ -57,7 +57,7 @@ def main(argv: list[str] | None = None) -> None:
 
     model = poolwise.Model(family="normal", prior="flat-tau2")
     print(model.describe_prior())
-    fit = model.fit(baseball, y="avg_45", se="se", group="player", draws=draws, seed=3)
+    fit = model.replace(draws=draws, seed=3).fit(baseball, y="avg_45", se="se", group="player")
 
     theta = fit.draws("theta").reshape(-1, len(baseball))
     q = np.quantile(theta, [0.025, 0.5, 0.975], axis=0)

@@ -27,7 +27,6 @@ from typing import Any
 
 import poolwise
 from poolwise import plots
-from poolwise.compare import compare
 
 COLUMNS = dict(y="y", se="sigma", group="school")
 PRIOR = "mu=normal(0, 5), tau=halfcauchy(5)"
@@ -60,14 +59,14 @@ def main(argv: list[str] | None = None) -> None:
     print(schools[["school", "y", "sigma"]].to_string(index=False))
 
     # 1. The three pooling levels (partial pooling: flat prior on (μ, τ), by quadrature).
-    comparison = compare(schools, family="normal", **COLUMNS, draws=draws, seed=1)
+    comparison = poolwise.compare(schools, family="normal", **COLUMNS, draws=draws, seed=1)
     print("\nno, complete and partial pooling (flat priors; 95% intervals):")
     print(comparison.estimates().drop(columns="n").round(1).to_string(index=False))
 
     # 2. Empirical Bayes: Q = Σ w (y − ȳ_w)² < J − 1, so the estimate of τ is 0.
     flat = poolwise.Model(family="normal")  # p(μ, τ) ∝ 1 (BDA3 §5.4)
     for method in ("eb-moments", "eb-ml"):
-        eb, messages = caught(lambda m=method: flat.fit(schools, **COLUMNS, method=m))
+        eb, messages = caught(lambda m=method: flat.replace(method=m).fit(schools, **COLUMNS))
         theta = eb.summary().query("param == 'theta'")["mean"]
         print(f"\n{method}: μ̂ = {eb.eb.alpha:.2f}, τ̂ = {eb.eb.beta:.2g}; every θ_j = "
               f"{theta.min():.2f}..{theta.max():.2f}, i.e. complete pooling")
@@ -78,7 +77,8 @@ def main(argv: list[str] | None = None) -> None:
     exact = {}
     for prior in (None, PRIOR):
         model = poolwise.Model(family="normal", prior=prior)
-        fit = exact[prior] = model.fit(schools, **COLUMNS, method="exact", draws=draws, seed=2)
+        fit = exact[prior] = model.replace(method="exact", draws=draws, seed=2).fit(
+            schools, **COLUMNS)
         print(f"\nfull Bayes, {model.describe_prior()} (exact):\n  {hyper(fit)}")
         theta = fit.summary().query("param == 'theta'")
         print("  θ means: " + ", ".join(f"{g} {m:.1f}"
@@ -89,9 +89,9 @@ def main(argv: list[str] | None = None) -> None:
     model = poolwise.Model(family="normal", prior=PRIOR)
     nuts = {}
     for parametrisation in ("centred", "non-centred"):
-        fit, messages = caught(lambda p=parametrisation: model.fit(
-            schools, **COLUMNS, method="nuts", parametrisation=p, draws=draws,
-            warmup=warmup, seed=3))
+        chosen = model.replace(method="nuts", parametrisation=parametrisation, draws=draws,
+                               warmup=warmup, seed=3)
+        fit, messages = caught(lambda m=chosen: m.fit(schools, **COLUMNS))
         nuts[parametrisation] = fit
         print(f"\nnuts, {parametrisation}: {fit.info['divergences']} divergent transitions "
               f"in {fit.config.chains} × {draws} draws ({fit.info['seconds']:.1f} s)\n"

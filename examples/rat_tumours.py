@@ -23,15 +23,16 @@ def main(argv: list[str] | None = None) -> None:
     model = poolwise.Model(family="beta-binomial")  # hyperprior p(α, β) ∝ (α + β)^(-5/2)
 
     # Empirical Bayes by moments, as in the lecture: α = 1.3778, β = 8.7524.
-    eb = model.fit(rats, y="y", n="n", group="experiment", method="eb-moments")
+    eb = model.replace(method="eb-moments").fit(rats, y="y", n="n", group="experiment")
     print(f"EB moments: alpha = {eb.eb.alpha:.4f}, beta = {eb.eb.beta:.4f}")
     print(f"71st experiment (4/14): raw 0.2857, EB posterior mean "
-          f"{eb.predict_new_group(y=4, n=14).summary()['mean']:.4f}")
+          f"{eb.predict(poolwise.NewGroup(y=4, size=14)).brief()['mean']:.4f}")
 
     # Full Bayes: independent draws of (α, β) by quadrature, θ_j from their Beta conditionals.
-    fit = model.fit(rats, y="y", n="n", group="experiment", method="exact", draws=draws, seed=1)
+    fit = model.replace(method="exact", draws=draws, seed=1).fit(rats, y="y", n="n",
+                                                                group="experiment")
     print(fit.summary().head(4).to_string(index=False))
-    new = fit.predict_new_group(y=4, n=14).summary()
+    new = fit.predict(poolwise.NewGroup(y=4, size=14)).brief()
     print(f"71st experiment, full Bayes: mean {new['mean']:.4f}, "
           f"95% interval [{new['lower']:.4f}, {new['upper']:.4f}]")
 

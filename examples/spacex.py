@@ -10,7 +10,6 @@ from pathlib import Path
 
 import poolwise
 from poolwise import plots
-from poolwise.compare import compare
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -23,16 +22,16 @@ def main(argv: list[str] | None = None) -> None:
     spacex = poolwise.datasets.load("spacex")
     columns = dict(y="successes", n="launches", group="vehicle_family")
     # The notes: Beta(1/2, 1/2) for no and complete pooling, HalfNormal(10) on α and β.
-    comparison = compare(spacex, **columns, prior="halfnormal(10)", draws=draws, seed=42)
+    comparison = poolwise.compare(spacex, **columns, prior="halfnormal(10)", draws=draws, seed=42)
     print(comparison.estimates().round(3).to_string(index=False))
 
     complete = comparison.fits["complete"].draws("theta")[..., 0].ravel()
     print(f"complete pooling: P(θ > 0.94) = {(complete > 0.94).mean():.3f}")
 
     partial = comparison.fits["partial"]
-    new = partial.predict_new_group(n=10)
+    new = partial.predict(poolwise.NewGroup(size=10))
     mu = partial.population_mean()
-    print(f"a new launcher: θ mean {new.summary()['mean']:.3f}; "
+    print(f"a new launcher: θ mean {new.brief()['mean']:.3f}; "
           f"population mean μ: mean {mu['mean']:.3f}, MAP {mu['map']:.3f}")
 
     if args.out is not None:

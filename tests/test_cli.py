@@ -25,12 +25,12 @@ def test_fit_bundled_dataset_writes_everything(tmp_path, capsys):
     out_dir = tmp_path / "out"
     code, out, err = run(["fit", "rats", *FAST, "--out", str(out_dir)], capsys)
     assert code == 0, err
-    assert "70 groups" in out and "new group (y = 4 of n = 14)" in out
+    assert "70 groups" in out and "a new group with y = 4 of trials 14" in out
     assert "(α + β)^(-5/2)" in out  # the prior in use is shown
     names = {p.name for p in out_dir.iterdir()}
     assert {"summary.csv", "posterior.nc", "result.json", "shrinkage.png", "forest.png",
             "trace.png", "new_group.png", "population_mean.png", "model.png",
-            "model.svg"} <= names
+            "model.svg", "ppc.png", "predictive_check.csv", "predictions.csv"} <= names
     summary = pd.read_csv(out_dir / "summary.csv")
     assert list(summary.columns)[:9] == ["param", "group", "mean", "sd", "lower", "upper",
                                          "ess_bulk", "ess_tail", "r_hat"]
@@ -70,7 +70,8 @@ def test_fit_gamma_poisson_and_brand_new_group(capsys):
     code, out, err = run(["fit", "kidney", "--method", "eb-ml", "--new-group-n", "10000",
                           "--quiet"], capsys)
     assert code == 0, err
-    assert "brand-new, size 10000" in out and "predicted y mean" in out
+    assert "new group drawn from the population, and y* for exposure 10000" in out
+    assert "predicted y mean" in out
     # empirical Bayes uses no hyperprior, and says so
     assert "estimated by eb-ml; no hyperprior is used" in out
 
@@ -147,11 +148,11 @@ def bad_csvs(tmp_path) -> dict[str, Path]:
         ("zeros", [], "every group has y = 0"),
         ("empty", [], "empty"),
         ("ok", ["--family", "poisson"], "mixed-model family.*gamma-poisson"),
-        ("ok", ["--method", "mcmc"], "valid methods: exact"),
+        ("ok", ["--method", "mcmc"], "unknown method .mcmc.*valid: exact"),
         ("ok", ["--prior", "halfnormal(-3)"], "must be > 0"),
         ("ok", ["--prior", "student(3)"], "valid: halfnormal"),
-        ("ok", ["--pooling", "full"], "valid pooling levels"),
-        ("ok", ["--method", "gibbs", "--pooling", "none"], "needs pooling partial"),
+        ("ok", ["--pooling", "full"], "pooling must be one of none, complete, partial"),
+        ("ok", ["--method", "gibbs", "--pooling", "none"], "is for partial pooling"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(case, extra, message, bad_csvs, tmp_path, capsys):
@@ -255,11 +256,11 @@ def test_nested_groups_fit_labs_and_predict_a_new_lab(tmp_path, capsys):
     params = {row["param"] for row in doc["summary"]}
     assert {"m_u", "s_u", "alpha", "theta"} <= params
     assert 0 <= doc["new_group"]["y_mean"] <= 20
-    assert doc["new_group"]["kind"] == "a new experiment in a new lab"
+    assert "new lab" in doc["new_group"]["description"]
     assert (tmp_path / "out" / "model.svg").exists()
     code, _, err = run(["fit", str(csv), "--y", "y", "--n", "n", "--group",
                         "lab/experiment", "--method", "exact"], capsys)
-    assert code == 2 and "nuts only" in err
+    assert code == 2 and "unknown method 'exact' for a nested model; valid: nuts" in err
 
 
 MODEL_FILE = '''

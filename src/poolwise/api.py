@@ -54,6 +54,13 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "formula": ("mixed",),
     "missing": ("mixed",),
     "model": ("custom",),
+    "name": ("custom",),
+    "coords": ("custom",),
+    "init": ("custom",),
+    "optimizer": ("custom",),
+    "restarts": ("custom",),
+    "precondition": ("custom",),
+    "start": ("custom",),
 }
 #: the options that name the data's columns (given to ``fit``, not to the model)
 COLUMN_OPTIONS = ("y", "n", "se", "group")

@@ -247,6 +247,12 @@ class ConjugatePrior:
     def spec(self) -> str:
         return f"conjugate({self.a:g}, {self.b:g})"
 
+    def proper(self, family: RateFamily) -> bool:
+        """Whether the prior integrates to one (Gamma(½, 0) and the flat normal do not):
+        the normal family's N(a, b) needs a finite sd b > 0, Beta and Gamma a, b > 0."""
+        positive_scale = 0 < self.b < math.inf
+        return positive_scale if family.name == "normal" else bool(self.a > 0 and positive_scale)
+
 
 def _spec(d: Distribution) -> str:
     return f"{d.name}({', '.join(f'{v!r}' for v in d.params)})"

@@ -182,9 +182,12 @@ def validate(values: Mapping[str, Any], constraints: Mapping[str, Constraint],
         raise SpecificationError(f"{owner}: {name} must be {rule.text}, got {value!r}")
 
 
-def unknown(what: str, value: Any, valid: Iterable[str]) -> SpecificationError:
-    """The error for a name that is not one of ``valid``, with the closest as a hint."""
+def unknown(what: str, value: Any, valid: Iterable[str], where: str = "") -> SpecificationError:
+    """The error for a name that is not one of ``valid``, with the closest as a hint:
+    ``unknown method 'mcmc' for a rates model; valid: exact, ...``."""
     valid = list(valid)
     close = difflib.get_close_matches(str(value), valid, n=1)
     hint = f" (did you mean {close[0]!r}?)" if close else ""
-    return SpecificationError(f"unknown {what} {value!r}{hint}; valid: {', '.join(valid)}")
+    where = f" {where}" if where else ""
+    return SpecificationError(
+        f"unknown {what} {value!r}{where}{hint}; valid: {', '.join(valid)}")

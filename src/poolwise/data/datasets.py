@@ -2,9 +2,9 @@
 
 Rate datasets (``beta-binomial``, ``gamma-poisson``) name a count column ``y`` and a
 size column ``n``; normal datasets name an estimate ``y`` and its standard error ``se``.
-Mixed-model datasets (``gaussian``, ``binomial``, ``poisson``) give a default ``formula``
-for :func:`poolwise.mixed.parse_formula`; their ``y`` is its response and ``group`` its
-outermost grouping factor.
+Mixed-model datasets (families ``normal``, ``binomial``, ``poisson``) give a default
+``formula`` for :func:`poolwise.kinds.mixed.parse_formula`; their ``y`` is its response and
+``group`` its outermost grouping factor.
 
 >>> from poolwise import datasets
 >>> datasets.load("rats").shape
@@ -144,7 +144,7 @@ DATASETS: dict[str, Dataset] = {
             filename="sleepstudy.csv",
             description="Reaction times of 18 subjects over 10 days of sleep deprivation",
             source="Belenky et al. (2003), J. Sleep Res. 12:1-12; lme4 sleepstudy (Rdatasets)",
-            family="gaussian",
+            family="normal",
             y="Reaction",
             group="Subject",
             formula="Reaction ~ Days + (Days | Subject)",
@@ -155,7 +155,7 @@ DATASETS: dict[str, Dataset] = {
             description="Extra hours of sleep of 10 patients, each given both of two drugs",
             source="Student (1908), Biometrika 6:1-25, data of Cushny & Peebles (1905); "
             "R datasets::sleep (Rdatasets)",
-            family="gaussian",
+            family="normal",
             y="extra",
             group="ID",
             formula="extra ~ group + (1 | ID)",
@@ -167,7 +167,7 @@ DATASETS: dict[str, Dataset] = {
             description="Log radon in 919 Minnesota houses in 85 counties, by floor and "
             "county soil uranium",
             source="EPA radon survey; Gelman & Hill (2007) ch. 12 (via posteriordb radon data)",
-            family="gaussian",
+            family="normal",
             y="log_radon",
             group="county",
             formula="log_radon ~ floor + log_uppm + (1 | county)",
@@ -178,7 +178,7 @@ DATASETS: dict[str, Dataset] = {
             description="Paste strength: 2 analyses of 3 casks in each of 10 batches (nested)",
             source="Davies & Goldsmith (1972), Statistical Methods in Research and Production, "
             "p. 136; lme4 Pastes (Rdatasets)",
-            family="gaussian",
+            family="normal",
             y="strength",
             group="batch",
             formula="strength ~ 1 + (1 | batch/cask)",

@@ -95,7 +95,7 @@ class BaseModel(ABC):
             return offered[0]
         every = list(dict.fromkeys(m for methods in self.METHODS.values() for m in methods))
         if method not in every:
-            raise unknown(f"method for a {self.kind} model", method, every)
+            raise unknown("method", method, every, f"for a {self.kind} model")
         if method not in offered:
             poolings = [POOLING_PHRASES[p] for p, ms in self.METHODS.items() if method in ms]
             raise SpecificationError(

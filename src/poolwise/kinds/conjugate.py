@@ -397,7 +397,7 @@ class Model(BaseModel):
                                                                  (size, data.n_groups)))
         else:
             a, b = self.theta_prior.a, self.theta_prior.b
-            if not (np.isfinite(b) and a > 0 and b > 0):
+            if not self.theta_prior.proper(family):
                 raise SpecificationError(
                     f"θ's prior {self.theta_prior.describe(family)} is improper, so it has no "
                     "prior predictive; give a proper one with --prior")
@@ -682,6 +682,12 @@ class ConjugateFit(Fit):
                 raise SpecificationError(f"new group y must be a whole number ≥ 0, got {y!r}")
             family.check_data(np.array([float(y)]), np.array([n]), np.array(["new"]))
             observed = (float(y), n)
+        if self.model.pooling == "none" and not self.model.theta_prior.proper(family):
+            raise SpecificationError(
+                "under no pooling a new group's θ has only its own prior, "
+                f"{self.model.theta_prior.describe(family).removeprefix('θ ~ ')}, which is "
+                "improper: there is nothing to draw; give a proper prior (--prior) or use "
+                "partial pooling")
         total = self.config.chains * self.config.draws
         hyper = self.hyperparameter_draws()
         exact: dict[str, Any] = {}

@@ -1,0 +1,292 @@
+"""What a fit leaves in an output directory, and the JSON document of it: for every kind.
+
+Every fit writes the same core files (:data:`CORE_FILES`): ``summary.csv``,
+``posterior.nc`` (:func:`poolwise.load` reads it back), ``result.json``, the graphical
+model ``model.png`` / ``model.svg``, the predictive check ``ppc.png`` and
+``predictive_check.csv``; a fit with draws adds ``trace.png``, one with predictions
+``predictions.csv``, and each kind the figures of its own (:data:`KIND_FIGURES`: the
+shrinkage and forest plots of per-group rates and estimates, the group lines and group
+effects of mixed models).
+
+A new output that works for every kind is one function here (or one module beside this
+one called from :func:`write_fit`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from poolwise.exceptions import SpecificationError
+from poolwise.results.checks import extreme_groups
+from poolwise.results.prediction import Prediction
+
+if TYPE_CHECKING:
+    from poolwise.results.checks import PriorPredictive
+    from poolwise.results.comparison import Comparison
+    from poolwise.results.fit import Fit
+
+__all__ = ["CORE_FILES", "KIND_FIGURES", "check_record", "clean", "comparison_document",
+           "fit_document", "hyperparameters", "prediction_table", "prior_document",
+           "save_figure", "summary_records", "write_comparison", "write_fit", "write_json",
+           "write_prior_predictive"]
+
+#: the files every fit writes, whatever its kind
+CORE_FILES = ("summary.csv", "posterior.nc", "result.json", "model.png", "model.svg",
+              "ppc.png", "predictive_check.csv")
+#: the sampler's reports that go into the JSON document, where a fit has them
+SAMPLER_KEYS = ("seconds", "divergences", "max_tree_depth_hits", "acceptance_alpha",
+                "acceptance_beta", "parametrisation", "sampled", "init", "preconditioned")
+#: the summary columns in the JSON document
+SUMMARY_KEYS = ["param", "group", "mean", "sd", "lower", "upper", "ess_bulk", "ess_tail",
+                "r_hat"]
+
+
+def clean(value: Any) -> Any:
+    """JSON-ready: NaN and missing become null, NumPy scalars become Python numbers."""
+    if value is None:
+        return None
+    if isinstance(value, float | int) and not isinstance(value, bool):
+        return None if isinstance(value, float) and not math.isfinite(value) else value
+    if hasattr(value, "item") and getattr(value, "ndim", 0) == 0:
+        return clean(value.item())
+    if isinstance(value, dict):
+        return {k: clean(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [clean(v) for v in value]
+    if hasattr(value, "tolist"):
+        return clean(value.tolist())
+    return value
+
+
+def summary_records(summary: pd.DataFrame) -> list[dict[str, Any]]:
+    return [clean({k: row[k] for k in SUMMARY_KEYS if k in row})
+            for row in summary.to_dict("records")]
+
+
+def save_figure(figure: Any, path: Path) -> None:
+    figure.savefig(path, dpi=120, bbox_inches="tight")
+
+
+# ------------------------------------------------------------------------------ a fit
+def _conjugate_figures(fit: Any, ci_prob: float, predictions: Sequence[Prediction]
+                       ) -> dict[str, Callable[[], Any]]:
+    from poolwise.outputs import plots
+    from poolwise.results.prediction import NewGroup
+
+    figures: dict[str, Callable[[], Any]] = {
+        "shrinkage.png": partial(plots.plot_shrinkage, fit, ci_prob=ci_prob),
+        "shrinkage_arrows.png": partial(plots.plot_shrinkage_arrows, fit),
+        "forest.png": partial(plots.plot_forest, fit, ci_prob=ci_prob),
+    }
+    if fit.model.pooling == "partial":
+        new = next((p.request for p in predictions if isinstance(p.request, NewGroup)), None)
+        figures["population_mean.png"] = partial(plots.plot_population_mean, fit)
+        figures["new_group.png"] = partial(plots.plot_new_group, fit,
+                                           y=None if new is None else new.y,
+                                           n=None if new is None else new.size)
+        if fit.eb is None and "tau" in fit.posterior:
+            figures["tau.png"] = partial(plots.plot_marginal, fit, "tau", ci_prob=ci_prob)
+    return figures
+
+
+def _mixed_figures(fit: Any, ci_prob: float, predictions: Sequence[Prediction]
+                   ) -> dict[str, Callable[[], Any]]:
+    from poolwise.outputs import plots
+
+    figures: dict[str, Callable[[], Any]] = {}
+    terms = fit.design.terms
+    for term in terms:  # one forest per grouping factor
+        suffix = "" if len(terms) == 1 else "_" + term.factor.replace(":", "_")
+        figures[f"group_effects{suffix}.png"] = partial(plots.plot_group_effects, fit,
+                                                         term.factor, ci_prob=ci_prob)
+    figures["group_lines.png"] = partial(plots.plot_group_lines, fit, ci_prob=ci_prob)
+    return figures
+
+
+#: kind → the figures of its own: (fit, ci_prob, predictions) → {file name: draw}
+KIND_FIGURES: dict[str, Callable[[Any, float, Sequence[Prediction]],
+                                 dict[str, Callable[[], Any]]]] = {
+    "rates": _conjugate_figures,
+    "normal": _conjugate_figures,
+    "mixed": _mixed_figures,
+}
+
+
+def write_fit(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
+              predictions: Sequence[Prediction], ci_prob: float) -> None:
+    """Every file of :data:`CORE_FILES` but ``result.json``, the trace, the predictions
+    and the kind's own figures. A figure that cannot be drawn for these data (e.g. group
+    lines with several predictors) is left out with a warning that says why."""
+    from poolwise.outputs import plots
+    from poolwise.outputs.render import render
+
+    summary.to_csv(directory / "summary.csv", index=False)
+    fit.save(directory / "posterior.nc")
+    check.to_csv(directory / "predictive_check.csv", index=False)
+    if predictions:
+        prediction_table(predictions, ci_prob).to_csv(directory / "predictions.csv",
+                                                      index=False)
+    figures: dict[str, Callable[[], Any]] = {
+        "ppc.png": partial(plots.plot_predictive_check, fit.check_data()),
+    }
+    if "posterior" in fit.tree.children and fit.config.draws > 1:
+        figures["trace.png"] = partial(plots.plot_trace, fit)
+    if fit.kind in KIND_FIGURES and "posterior" in fit.tree.children:
+        figures |= KIND_FIGURES[fit.kind](fit, ci_prob, predictions)
+    for name, draw in figures.items():
+        try:
+            figure = draw()
+        except SpecificationError as err:  # a display these data do not allow
+            warnings.warn(f"no {name}: {err}", stacklevel=2)
+            continue
+        save_figure(figure, directory / name)
+    try:
+        render(fit.graph(), directory / "model", fmt=("png", "svg"))
+    except SpecificationError as err:  # e.g. a custom model whose structure changes
+        warnings.warn(f"no graph drawn: {err}", stacklevel=2)
+
+
+def prediction_table(predictions: Sequence[Prediction], ci_prob: float) -> pd.DataFrame:
+    """Every prediction's summary rows, with the request in words."""
+    tables = []
+    for prediction in predictions:
+        table = prediction.summary(ci_prob)
+        table.insert(0, "request", prediction.description)
+        tables.append(table)
+    return pd.concat(tables, ignore_index=True)
+
+
+def _prediction_record(prediction: Prediction, ci_prob: float) -> dict[str, Any]:
+    """A prediction in the JSON document: its flat θ record where it has one, its
+    description, and all its rows."""
+    record: dict[str, Any] = {"description": prediction.description}
+    try:
+        record |= prediction.brief(ci_prob)
+    except SpecificationError:  # several quantities (a mixed model's coefficients, rows)
+        pass
+    record["rows"] = summary_records(prediction.summary(ci_prob))
+    if prediction.importance_ess is not None:
+        record["importance_ess"] = prediction.importance_ess
+    return dict(clean(record))
+
+
+def hyperparameters(fit: Fit, summary: pd.DataFrame) -> dict[str, Any] | None:
+    """Empirical-Bayes estimates and standard errors (the summary's population-level rows);
+    None for full Bayes."""
+    if not fit.method.startswith("eb-"):
+        return None
+    rows = summary[summary["group"].isna()]
+    return {str(row["param"]): clean({"estimate": row["mean"], "se": row["sd"]})
+            for row in rows.to_dict("records")}
+
+
+def check_record(check: pd.DataFrame) -> dict[str, Any]:
+    """The predictive check in the JSON document: the whole-data statistics, and how many
+    groups' means fall outside their predictive interval (all rows are in the CSV)."""
+    extreme, groups = extreme_groups(check)
+    whole = check[check["group"].isna()].drop(columns="group")
+    return {"statistics": clean(whole.to_dict("records")), "groups_checked": groups,
+            "groups_extreme": extreme}
+
+
+def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
+                 predictions: Sequence[Prediction], messages: Sequence[str],
+                 ci_prob: float) -> dict[str, Any]:
+    """The JSON document of a fit, the same keys for every kind (null where a key does not
+    apply): ``kind``, ``family``, ``pooling``, ``method``, ``prior``, ``hyperparameters``,
+    ``summary``, ``new_group``, ``predict_group``, ``predictions``, ``predictive_check``,
+    ``notes``, ``warnings``, ``seed``, ``sampler`` and the model's own description
+    (``formula`` for mixed models, ``model`` for custom ones)."""
+    from poolwise.results.prediction import ExistingGroup, NewGroup
+
+    spec = fit.model.spec()
+    records = {type(p.request): _prediction_record(p, ci_prob) for p in predictions}
+    existing = next((p for p in predictions if isinstance(p.request, ExistingGroup)), None)
+    predict_group = None
+    if existing is not None:
+        predict_group = {"group": existing.request.group, **records[ExistingGroup]}
+    return {
+        "kind": fit.kind,
+        "family": spec.get("family"),
+        "formula": spec.get("formula"),
+        "model": spec.get("model") if fit.kind == "custom" else None,
+        "pooling": fit.model.pooling if fit.kind != "custom" else None,
+        "method": fit.method,
+        "prior": fit.describe_prior(),
+        "hyperparameters": hyperparameters(fit, summary),
+        "summary": summary_records(summary),
+        "new_group": records.get(NewGroup),
+        "predict_group": predict_group,
+        "predictions": [_prediction_record(p, ci_prob) for p in predictions],
+        "predictive_check": check_record(check),
+        "notes": list(getattr(fit.data, "notes", ())),
+        "warnings": list(messages),
+        "seed": fit.seed,
+        "sampler": clean({k: fit.info[k] for k in SAMPLER_KEYS if k in fit.info}),
+    }
+
+
+# --------------------------------------------------------------------- prior predictive
+def write_prior_predictive(directory: Path, prior: PriorPredictive, *, ci_prob: float
+                           ) -> None:
+    """``prior_summary.csv``, ``prior_check.csv``, ``prior.nc`` and
+    ``prior_predictive.png``."""
+    from poolwise import _arviz
+    from poolwise.outputs import plots
+
+    prior.summary(ci_prob).to_csv(directory / "prior_summary.csv", index=False)
+    prior.check().to_csv(directory / "prior_check.csv", index=False)
+    _arviz.save(prior.tree, directory / "prior.nc")
+    save_figure(plots.plot_predictive_check(prior.checks, stage="prior"),
+                directory / "prior_predictive.png")
+
+
+def prior_document(kind: str, prior: PriorPredictive, messages: Sequence[str],
+                   ci_prob: float) -> dict[str, Any]:
+    return {"kind": kind, "prior": prior.prior,
+            "prior_summary": summary_records(prior.summary(ci_prob)),
+            "prior_check": check_record(prior.check()), "warnings": list(messages)}
+
+
+# --------------------------------------------------------------------------- comparison
+def write_comparison(directory: Path, comparison: Comparison, *, estimates: pd.DataFrame,
+                     predictive: pd.DataFrame, ci_prob: float) -> None:
+    """``estimates.csv``, ``predictive.csv`` and the side-by-side figure of the kind."""
+    from poolwise.outputs import plots
+
+    estimates.to_csv(directory / "estimates.csv", index=False)
+    predictive.to_csv(directory / "predictive.csv", index=False)
+    fits: dict[str, Any] = dict(comparison.fits)
+    kind = next(iter(fits.values())).kind
+    try:
+        if kind in ("rates", "normal"):
+            save_figure(plots.plot_forest(fits, ci_prob=ci_prob), directory / "forest.png")
+        elif kind == "mixed":
+            save_figure(plots.plot_group_lines(fits, ci_prob=ci_prob),
+                        directory / "group_lines.png")
+    except SpecificationError as err:  # several predictors: no line per group
+        warnings.warn(f"no comparison figure: {err}", stacklevel=2)
+
+
+def comparison_document(comparison: Comparison, estimates: pd.DataFrame,
+                        predictive: pd.DataFrame, messages: Sequence[str]) -> dict[str, Any]:
+    fits = comparison.fits
+    first = next(iter(fits.values()))
+    spec = first.model.spec()
+    return clean({"kind": first.kind, "family": spec.get("family"),
+                  "formula": spec.get("formula"), "method": fits["partial"].method,
+                  "priors": {p: f.describe_prior() for p, f in fits.items()},
+                  "estimates": estimates.to_dict("records"),
+                  "predictive": predictive.to_dict("records"), "warnings": list(messages)})
+
+
+def write_json(path: Path, document: dict[str, Any]) -> None:
+    path.write_text(json.dumps(clean(document), indent=2))

@@ -1,0 +1,276 @@
+"""The one Fit contract, checked for every model kind × pooling level × method it offers.
+
+Each kind is one line of :data:`KINDS`: how to make a model of it and tiny data. Every
+combination of pooling and method the kind declares (``Model.METHODS``) is fitted once,
+with few draws, and checked: the summary's columns; save → :func:`poolwise.load` → the same
+summary; every prediction request answered or refused naming the ones it answers; the
+posterior predictive and its check; the prior predictive (or a reason why there is none);
+the same seed giving the same draws; the graph and the equations; and, once per kind, that
+``poolwise fit --out`` writes the same core files. Adding a kind means adding one line.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import poolwise
+from poolwise import (
+    ExistingGroup,
+    NewGroup,
+    NewGroupIn,
+    NewRows,
+    Population,
+    Prediction,
+    SpecificationError,
+)
+from poolwise.cli import main
+from poolwise.outputs.writer import CORE_FILES
+from poolwise.results.checks import CHECK_COLUMNS
+from poolwise.results.graph import ModelGraph
+from poolwise.results.summary import SUMMARY_COLUMNS
+
+FAST = {"draws": 60, "chains": 2, "warmup": 60, "seed": 3}
+
+
+def _rates() -> pd.DataFrame:
+    return pd.DataFrame({"g": list("abcdef"), "y": [2, 5, 1, 7, 3, 4],
+                         "n": [20, 25, 15, 30, 22, 18]})
+
+
+def _normal() -> pd.DataFrame:
+    return pd.DataFrame({"g": list("abcdef"), "y": [1.2, -0.3, 2.5, 0.8, 1.9, 0.1],
+                         "se": [0.8, 1.0, 1.2, 0.7, 0.9, 1.1]})
+
+
+def _nig() -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({"g": np.repeat(list("abcde"), 4),
+                         "y": rng.normal(np.repeat([0.0, 1.0, 2.0, 1.5, 0.5], 4), 1.0)})
+
+
+def _mixed() -> pd.DataFrame:
+    rng = np.random.default_rng(2)
+    g = np.repeat(list("abcdef"), 5)
+    x = np.tile(np.arange(5.0), 6)
+    effect = dict(zip("abcdef", rng.normal(0.0, 1.0, 6), strict=True))
+    y = 1.0 + 0.5 * x + np.array([effect[k] for k in g]) + rng.normal(0.0, 0.5, g.size)
+    return pd.DataFrame({"g": g, "x": x, "y": y})
+
+
+def _nested() -> pd.DataFrame:
+    rows = [(f"L{lab}", f"e{e}", 3 + lab + e, 20) for lab in range(3) for e in range(3)]
+    return pd.DataFrame(rows, columns=["lab", "experiment", "y", "n"])
+
+
+def _custom() -> pd.DataFrame:
+    return pd.DataFrame({"y": [1.0, 2.0, 0.5, 1.5, 1.1, 0.7], "sd": 1.0})
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One model kind: its model class, its options, tiny data and their columns."""
+
+    name: str
+    model: Callable[..., Any]
+    options: dict[str, Any]
+    data: Callable[[], pd.DataFrame]
+    columns: dict[str, str] = field(default_factory=dict)
+    #: a prediction request of each type that makes sense for these data
+    requests: tuple[Any, ...] = ()
+    #: the command line's options for this kind (after DATA)
+    cli: tuple[str, ...] = ()
+
+
+def _model_file() -> str:
+    path = Path(__file__).parent / "data" / "contract_model.py"
+    return f"{path}:model"
+
+
+def _kinds() -> list[Kind]:
+    groups = (ExistingGroup("b"), NewGroup(size=10), Population())
+    return [
+        Kind("rates", poolwise.Model, {"family": "beta-binomial"}, _rates,
+             {"y": "y", "n": "n", "group": "g"}, groups, ("--y", "y", "--n", "n", "--group",
+                                                          "g")),
+        Kind("normal", poolwise.Model, {"family": "normal"}, _normal,
+             {"y": "y", "se": "se", "group": "g"}, groups,
+             ("--y", "y", "--se", "se", "--group", "g")),
+        Kind("nig", poolwise.NIGModel, {}, _nig, {"y": "y", "group": "g"},
+             (ExistingGroup("b", size=2), NewGroup(size=2), Population()),
+             ("--family", "nig", "--y", "y", "--group", "g")),
+        Kind("mixed", poolwise.MixedModel, {"formula": "y ~ x + (1 | g)"}, _mixed, {},
+             (ExistingGroup("b"), NewGroup(), Population(),
+              NewRows(pd.DataFrame({"x": [0.0, 2.0], "g": ["a", "new"]}))),
+             ("--formula", "y ~ x + (1 | g)")),
+        Kind("nested", poolwise.NestedModel, {"family": "beta-binomial"}, _nested,
+             {"y": "y", "n": "n", "group": "lab/experiment"},
+             (ExistingGroup("L0:e1", size=20), NewGroup(size=20), NewGroupIn("L1", size=20),
+              Population()),
+             ("--y", "y", "--n", "n", "--group", "lab/experiment")),
+        Kind("custom", poolwise.CustomModel, {"model": _model_file()}, _custom, {}, (),
+             ("--model", _model_file())),
+    ]
+
+
+KINDS = {kind.name: kind for kind in _kinds()}
+
+
+def _combinations() -> list[tuple[str, str, str]]:
+    out = []
+    for kind in KINDS.values():
+        methods = kind.model(**kind.options).METHODS
+        out += [(kind.name, pooling, method)
+                for pooling, offered in methods.items() for method in offered]
+    return out
+
+
+COMBINATIONS = _combinations()
+IDS = [f"{k}-{p}-{m}" for k, p, m in COMBINATIONS]
+
+
+def _model(kind: Kind, pooling: str, method: str, **changes: Any) -> Any:
+    options = {**kind.options, "method": method, **FAST, **changes}
+    if kind.name != "custom":
+        options["pooling"] = pooling
+    return kind.model(**options)
+
+
+_FITS: dict[tuple[str, str, str], Any] = {}
+
+
+def _fit(key: tuple[str, str, str]) -> Any:
+    """Each combination fitted once for the whole module (warnings about few draws are
+    expected with so few draws, and not what this module checks)."""
+    if key not in _FITS:
+        kind = KINDS[key[0]]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            _FITS[key] = _model(kind, key[1], key[2]).fit(kind.data(), **kind.columns)
+    return _FITS[key]
+
+
+@pytest.fixture(scope="module", params=COMBINATIONS, ids=IDS)
+def case(request: pytest.FixtureRequest) -> tuple[Kind, Any]:
+    return KINDS[request.param[0]], _fit(request.param)
+
+
+def test_summary_has_the_common_columns(case):
+    kind, fit = case
+    table = fit.summary()
+    assert list(table.columns) == SUMMARY_COLUMNS
+    assert len(table) > 0 and table["param"].map(type).eq(str).all()
+    assert table[SUMMARY_COLUMNS[2:]].dtypes.map(lambda d: d.kind == "f").all()
+    assert fit.kind == kind.name
+    assert isinstance(fit.title(), str) and isinstance(fit.describe_prior(), str)
+
+
+def test_save_load_gives_the_same_summary(case, tmp_path):
+    _, fit = case
+    fit.save(tmp_path / "fit.nc")
+    loaded = poolwise.load(tmp_path / "fit.nc")
+    assert type(loaded) is type(fit) and loaded.kind == fit.kind
+    assert loaded.model.spec() == fit.model.spec()
+    pd.testing.assert_frame_equal(loaded.summary(), fit.summary())
+    pd.testing.assert_frame_equal(loaded.predictive_check(), fit.predictive_check())
+
+
+def test_every_request_is_answered_or_refused_by_name(case):
+    kind, fit = case
+    answered = fit.requests()
+    for request in (*kind.requests, NewRows(kind.data()), NewGroupIn("a"), Population()):
+        if type(request) in answered and request in kind.requests:
+            try:
+                prediction = fit.predict(request)
+            except SpecificationError as err:  # e.g. a new group under an improper prior
+                assert "improper" in str(err), err
+                continue
+            assert isinstance(prediction, Prediction) and prediction.description
+            assert prediction.draws.sizes["chain"] == fit.config.chains
+            assert prediction.draws.sizes["draw"] == fit.config.draws
+            table = prediction.summary()
+            assert {"param", "mean"} <= set(table.columns) and len(table) > 0
+            assert np.isfinite(table["mean"]).all()
+            # same request, same seed: the same draws
+            again = fit.predict(request)
+            for name in prediction.draws.data_vars:
+                np.testing.assert_array_equal(prediction[name], again[name])
+        elif type(request) not in answered:
+            with pytest.raises(SpecificationError, match="the requests it answers"):
+                fit.predict(request)
+
+
+def test_posterior_predictive_and_its_check(case):
+    _, fit = case
+    replicated = fit.posterior_predictive()
+    assert replicated.sizes["chain"] == fit.config.chains
+    assert replicated.sizes["draw"] == fit.config.draws
+    assert list(fit.predictive_check().columns) == CHECK_COLUMNS
+    p = fit.predictive_check()["p_value"]
+    assert p.between(0, 1).all()
+
+
+def test_prior_predictive_or_a_reason(case):
+    kind, fit = case
+    try:
+        prior = fit.model.prior_predictive(kind.data(), draws=50, **kind.columns)
+    except SpecificationError as err:
+        assert str(err)  # a reason, e.g. an improper prior or empirical Bayes
+        return
+    assert {"prior", "prior_predictive"} <= set(prior.tree.children)
+    assert prior.tree["prior_predictive"].sizes["draw"] == 50
+    assert list(prior.check().columns) == CHECK_COLUMNS
+    assert len(prior.summary()) > 0
+
+
+def test_graph_and_equations_build(case):
+    _, fit = case
+    graph = fit.graph()
+    assert isinstance(graph, ModelGraph) and graph.observed()
+    lines = fit.equations()
+    assert lines and all(isinstance(line, str) for line in lines)
+
+
+def test_spec_rebuilds_the_model(case):
+    _, fit = case
+    model = fit.model
+    assert type(model)(**model.spec()).spec() == model.spec()
+
+
+@pytest.mark.parametrize("key", COMBINATIONS, ids=IDS)
+def test_same_seed_same_draws_other_seed_other_draws(key):
+    kind = KINDS[key[0]]
+    fit = _fit(key)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        again = _model(kind, key[1], key[2]).fit(kind.data(), **kind.columns)
+        other = _model(kind, key[1], key[2], seed=4).fit(kind.data(), **kind.columns)
+    changed = False
+    for name in fit.posterior.data_vars:
+        np.testing.assert_array_equal(fit.draws(name), again.draws(name))
+        changed |= not np.array_equal(fit.draws(name), other.draws(name))
+    # the draws change with the seed, unless nothing is random: the mode, or an empirical
+    # Bayes fit pooled completely (τ̂ = 0), whose every θ_j is μ̂
+    fixed = all(np.ptp(fit.draws(name)) == 0 for name in fit.posterior.data_vars)
+    assert changed or fixed
+
+
+@pytest.mark.parametrize("name", list(KINDS))
+def test_cli_writes_the_same_core_files_for_every_kind(name, tmp_path, capsys):
+    kind = KINDS[name]
+    csv = tmp_path / "data.csv"
+    kind.data().to_csv(csv, index=False)
+    out = tmp_path / "out"
+    code = main(["fit", str(csv), *kind.cli, "--draws", "60", "--warmup", "60", "--chains",
+                 "2", "--quiet", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    written = {p.name for p in out.iterdir()}
+    assert set(CORE_FILES) <= written, set(CORE_FILES) - written
+    assert poolwise.load(out / "posterior.nc").kind == name
