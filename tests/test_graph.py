@@ -335,14 +335,16 @@ def test_queries_name_unknown_nodes():
         graph.parents("gamma")
 
 
-def test_a_family_without_a_graph_is_refused():
+def test_a_family_brings_its_own_likelihood_and_size_node():
+    """A new family is one module: its graph and equations come from its own attributes."""
     class Custom(type(Model().family)):  # type: ignore[misc]
         name = "custom"
+        likelihood_latex = r"\mathrm{{Custom}}({size}_j, {theta})"
+        size_node = ("m", "m")
 
-    with pytest.raises(SpecificationError, match="no graph for the 'custom' family"):
-        Model(family=Custom()).graph()
-    with pytest.raises(SpecificationError, match="no graph for the 'custom' family"):
-        Model(family=Custom()).equations()
+    model = Model(family=Custom())
+    assert model.equations()[0].startswith(r"y_j \sim \mathrm{Custom}(m_j, \theta_j)")
+    assert model.graph().parents("y") == ("theta", "m")
 
 
 @pytest.mark.parametrize("family", ["beta-binomial", "gamma-poisson", "normal"])

@@ -164,7 +164,7 @@ def test_equal_variances_warn_that_sigma_is_pooled_completely() -> None:
     ({"pooling": "partial", "prior": "mu=0, tau=1, alpha=1, beta=1"}, {}, SpecificationError,
      "estimates μ, τ, α and β"),
     ({"pooling": "none", "method": "nuts"}, {}, SpecificationError,
-     "unknown method for a nig model 'nuts'"),
+     "unknown method 'nuts' for a nig model"),
     ({"pooling": "none", "method": "eb-ml"}, {}, SpecificationError,
      "'eb-ml' is for partial pooling"),
     ({"pooling": "none", "prior": "mu=0, tau=1"}, {}, SpecificationError, "missing: alpha"),
@@ -174,7 +174,7 @@ def test_equal_variances_warn_that_sigma_is_pooled_completely() -> None:
     ({"pooling": "none", "draws": 0}, {}, SpecificationError, "draws must be an integer ≥ 1"),
     ({"pooling": "sometimes"}, {}, SpecificationError, "pooling must be one of"),
     ({"family": "normal"}, {}, SpecificationError, "not 'normal'"),
-    ({"family": "poison"}, {}, SpecificationError, "unknown family"),
+    ({"family": "poison"}, {}, SpecificationError, "NIGModel is the normal-inverse-gamma family"),
     ({"pooling": "none"}, {"y": "x"}, DataError, "'x'"),
     ({"pooling": "partial"}, {"group": None}, DataError, "at least 2 groups"),
 ])

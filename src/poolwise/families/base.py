@@ -38,6 +38,10 @@ class RateFamily(ABC):
     size_symbol: str = "n"
     #: the population distribution, as printed
     population_text: str = "Pop(α, β)"
+    #: the likelihood in LaTeX, with {size} (the size's symbol) and {theta} to fill in
+    likelihood_latex: str
+    #: the size column as a graph node: its name and its LaTeX symbol
+    size_node: tuple[str, str] = ("n", "n")
     #: names of the population's two parameters, as posterior variables
     hyper_names: tuple[str, str] = ("alpha", "beta")
     #: +1 if v → +∞ means complete pooling (a concentration), −1 if v → −∞ does (a spread)

@@ -25,6 +25,7 @@ class BetaBinomial(RateFamily):
     size_label = "trials"
     uv_names = ("logit(α/(α+β))", "log(α+β)")
     population_text = "Beta(α, β)"
+    likelihood_latex = r"\mathrm{{Binomial}}({size}_j, {theta})"
     default_theta_prior = (0.5, 0.5)
     reference_prior_text = (
         "p(α, β) ∝ (α + β)^(-5/2)  (BDA3 §5.3: uniform on α/(α+β) and (α+β)^(-1/2))"

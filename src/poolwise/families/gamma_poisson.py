@@ -26,6 +26,7 @@ class GammaPoisson(RateFamily):
     size_label = "exposure"
     uv_names = ("log(α/β)", "log α")
     population_text = "Gamma(α, β)"
+    likelihood_latex = r"\mathrm{{Poisson}}({size}_j \, {theta})"
     default_theta_prior = (0.5, 0.0)
     reference_prior_text = (
         "p(α, β) ∝ α^(-3/2) / β  (uniform on log(α/β) and on α^(-1/2), "

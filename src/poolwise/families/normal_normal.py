@@ -39,6 +39,8 @@ class NormalNormal(RateFamily):
     uv_names = ("μ", "log τ")
     hyper_names = ("mu", "tau")
     population_text = "N(μ, τ²)"
+    likelihood_latex = r"\mathrm{{N}}({theta}, {size}_j^2)"
+    size_node = ("sigma", r"\sigma")
     raw_label = "estimate y"
     size_symbol = "σ"
     pooling_direction = -1

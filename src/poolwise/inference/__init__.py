@@ -1,9 +1,8 @@
 """Inference methods of the one-level conjugate models, one registry row each.
 
 Each method is a function ``(spec, data, config) -> Draws``
-(:class:`~poolwise.inference.base.ConjugateSpec`); what its name means is in
-:data:`poolwise.vocabulary.METHODS`. Methods that need heavy libraries are imported when
-first used. A new method is one module here and one row in :data:`METHODS`.
+(:class:`~poolwise.inference.base.ConjugateSpec`). Methods that need heavy libraries are
+imported when first used. A new method is one module here and one row in :data:`METHODS`.
 """
 
 from __future__ import annotations
@@ -15,21 +14,33 @@ from poolwise.inference.base import ConjugateSpec, Draws, EBEstimate, Method, Sa
 
 
 class MethodRow(NamedTuple):
-    """Where a method's function lives and the pooling levels it fits."""
+    """Where a method's function lives, the pooling levels it fits, what it does."""
 
     module: str
     function: str
     poolings: tuple[str, ...]
+    description: str
 
 
 #: name → where its function lives and the pooling levels it fits (the default first)
 METHODS: dict[str, MethodRow] = {
-    "exact": MethodRow("poolwise.inference.exact", "sample_exact",
-                       ("none", "complete", "partial")),
-    "eb-moments": MethodRow("poolwise.inference.eb", "sample_eb_moments", ("partial",)),
-    "eb-ml": MethodRow("poolwise.inference.eb", "sample_eb_ml", ("partial",)),
-    "gibbs": MethodRow("poolwise.inference.gibbs", "sample_gibbs", ("partial",)),
-    "nuts": MethodRow("poolwise.inference.nuts", "sample_nuts", ("none", "complete", "partial")),
+    "exact": MethodRow(
+        "poolwise.inference.exact", "sample_exact", ("none", "complete", "partial"),
+        "independent draws: hyperparameters by 2-D quadrature (1-D in log τ for the normal "
+        "family), then conjugate draws of θ"),
+    "eb-moments": MethodRow(
+        "poolwise.inference.eb", "sample_eb_moments", ("partial",),
+        "empirical Bayes: population parameters by the method of moments on the raw rates"),
+    "eb-ml": MethodRow(
+        "poolwise.inference.eb", "sample_eb_ml", ("partial",),
+        "empirical Bayes: population parameters by type-II maximum likelihood"),
+    "gibbs": MethodRow(
+        "poolwise.inference.gibbs", "sample_gibbs", ("partial",),
+        "the lecture's sampler: Gibbs for θ, Metropolis for the hyperparameters"),
+    "nuts": MethodRow(
+        "poolwise.inference.nuts", "sample_nuts", ("none", "complete", "partial"),
+        "NUTS in NumPyro (rates: θ integrated out, then drawn exactly; normal: explicit θ, "
+        "non-centred by default)"),
 }
 
 

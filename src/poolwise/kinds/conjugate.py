@@ -54,14 +54,11 @@ from poolwise.priors import (
 from poolwise.results.checks import CheckData
 from poolwise.results.fit import Fit, finish_fit
 from poolwise.results.graph import (
-    LIKELIHOODS,
-    SIZES,
     SYMBOLS,
     UNICODE_SYMBOLS,
     GraphNode,
     ModelGraph,
     Plate,
-    check_family,
     latex,
     maths,
     number,
@@ -116,7 +113,7 @@ class Model(BaseModel):
         flat).
     method
         ``"exact"`` (default), ``"eb-moments"``, ``"eb-ml"``, ``"gibbs"`` or ``"nuts"``
-        (:data:`poolwise.vocabulary.METHODS`; the last four need partial pooling, except
+        (:data:`poolwise.inference.METHODS`; the last four need partial pooling, except
         ``nuts``).
     draws, chains, warmup, seed, progress, target_accept
         Draws and warm-up per chain (warm-up for the Markov chain methods), the seed of
@@ -212,8 +209,7 @@ class Model(BaseModel):
         ('alpha', 'beta')
         """
         family = self.family
-        check_family(family)
-        size_name, size_label = SIZES[family.size_symbol]
+        size_name, size_label = family.size_node
         per_group = self.pooling != "complete"
         nodes = [
             GraphNode("theta", r"$\theta_j$" if per_group else r"$\theta$", "latent"),
@@ -249,11 +245,10 @@ class Model(BaseModel):
         p(\theta) \propto 1
         """
         family = self.family
-        check_family(family)
         theta = r"\theta_j" if self.pooling != "complete" else r"\theta"
-        size = SIZES[family.size_symbol][1]
+        size = family.size_node[1]
         extent = str(data.n_groups) if data is not None else "J"
-        likelihood = LIKELIHOODS[family.name].format(size=size, theta=theta)
+        likelihood = family.likelihood_latex.format(size=size, theta=theta)
         lines = [rf"y_j \sim {likelihood}, \quad j = 1, \ldots, {extent}"]
         if self.hyperprior is None:
             text = self.theta_prior.describe(family).removeprefix("θ ~ ")

@@ -89,12 +89,9 @@ from poolwise.priors import Distribution, _parse_call, _split_top_level, make_di
 from poolwise.results.checks import CheckData
 from poolwise.results.fit import Fit, finish_fit
 from poolwise.results.graph import (
-    LIKELIHOODS,
-    SIZES,
     GraphNode,
     ModelGraph,
     Plate,
-    check_family,
     latex,
     prior_line,
     range_label,
@@ -646,9 +643,8 @@ class NestedModel(BaseModel):
         ('u', 'v')
         """
         family = self.family
-        check_family(family)
         prior = self.prior if data is None else self.prior.resolve(family, data)
-        size_name, size_label = SIZES[family.size_symbol]
+        size_name, size_label = family.size_node
         u_label, v_label = _UV_LATEX[family.name]
         nodes: list[GraphNode] = []
         edges: list[tuple[str, str]] = []
@@ -683,9 +679,8 @@ class NestedModel(BaseModel):
         '\\mu_i \\sim \\mathrm{N}(m_u, s_u^2)'
         """
         family = self.family
-        check_family(family)
-        size = SIZES[family.size_symbol][1]
-        likelihood = LIKELIHOODS[family.name].format(size=size, theta=r"\theta_{ij}")
+        size = family.size_node[1]
+        likelihood = family.likelihood_latex.format(size=size, theta=r"\theta_{ij}")
         likelihood = likelihood.replace(f"{size}_j", f"{size}_{{ij}}")
         extent = "I" if data is None else str(data.n_labs)
         prior = self.prior if data is None else self.prior.resolve(family, data)

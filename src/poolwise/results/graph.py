@@ -23,11 +23,9 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from poolwise.exceptions import SpecificationError
-from poolwise.families.base import RateFamily
 
-__all__ = ["LIKELIHOODS", "SIZES", "SYMBOLS", "UNICODE_SYMBOLS", "GraphNode", "ModelGraph",
-           "NodeKind", "Plate", "check_family", "latex", "maths", "number", "prior_line",
-           "range_label"]
+__all__ = ["SYMBOLS", "UNICODE_SYMBOLS", "GraphNode", "ModelGraph", "NodeKind", "Plate",
+           "latex", "maths", "number", "prior_line", "range_label"]
 
 NodeKind = Literal["latent", "observed", "fixed"]
 NODE_KINDS: tuple[str, ...] = ("latent", "observed", "fixed")
@@ -251,23 +249,7 @@ def _find_cycle(names: Sequence[str], edges: Iterable[tuple[str, str]]) -> list[
 #: LaTeX and plain symbols of the population parameters' names
 SYMBOLS = {"alpha": r"\alpha", "beta": r"\beta", "mu": r"\mu", "tau": r"\tau"}
 UNICODE_SYMBOLS = {"alpha": "α", "beta": "β", "mu": "μ", "tau": "τ"}
-#: the likelihood of each conjugate family; {size} and {theta} are filled in
-LIKELIHOODS = {
-    "beta-binomial": r"\mathrm{{Binomial}}({size}_j, {theta})",
-    "gamma-poisson": r"\mathrm{{Poisson}}({size}_j \, {theta})",
-    "normal": r"\mathrm{{N}}({theta}, {size}_j^2)",
-}
-#: the node name and LaTeX of each family's size symbol (RateFamily.size_symbol)
-SIZES = {"n": ("n", "n"), "σ": ("sigma", r"\sigma")}
 _GREEK = {"α": "alpha", "β": "beta", "μ": "mu", "τ": "tau", "θ": "theta", "σ": "sigma"}
-
-
-def check_family(family: RateFamily) -> None:
-    """Refuse a family with no graph or equations."""
-    if family.name not in LIKELIHOODS:
-        raise SpecificationError(
-            f"no graph for the {family.name!r} family; graphs are drawn for "
-            f"{', '.join(LIKELIHOODS)}")
 
 
 def range_label(index: str, extent: str) -> str:
