@@ -33,9 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from poolwise.custom import CustomFit, CustomModel, load_model
-from poolwise.exceptions import SpecificationError
-from poolwise.graph import render
+from poolwise import CustomFit, CustomModel, SpecificationError
+from poolwise.outputs.render import render
 
 DAY = 24 * 60 * 60  # seconds
 MODEL_FILE = Path(__file__).parent / "models" / "decay.py"
@@ -87,12 +86,12 @@ def alpha_interval(fit: CustomFit) -> tuple[float, float, float]:
     return float(row["mean"]), float(row["lower"]), float(row["upper"])
 
 
-def fit_quietly(model: CustomModel, **options: object) -> CustomFit:
+def fit_quietly(model: CustomModel, data: dict[str, Any]) -> CustomFit:
     """Fit, printing (not raising) the sampler's warnings: with --quick's few draws the
     effective-sample-size check can warn."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        fit = model.fit(**options)  # type: ignore[arg-type]
+        fit = model.fit(data)
     for warning in caught:
         print(f"  {type(warning.message).__name__}: {warning.message}")
     return fit
@@ -131,14 +130,15 @@ def main(argv: list[str] | None = None) -> None:
     truth = float(sim["alpha"]) * DAY
     print(f"true decay rate α = {sim['alpha']:.4g} per second = {truth:.5f} per day")
     known_data, day_data = datasets(sim)
-    known = CustomModel(load_model(f"{MODEL_FILE}:model"), known_data, name="known t0")
-    by_day = CustomModel(load_model(f"{MODEL_FILE}:model_day"), day_data, name="t0 to the day")
-    print(f"priors: {by_day.describe_prior()}")
+    known = CustomModel(model=f"{MODEL_FILE}:model", name="known t0", seed=0, **sampling)
+    by_day = CustomModel(model=f"{MODEL_FILE}:model_day", name="t0 to the day", seed=0,
+                         **sampling)
+    print(f"priors: {by_day.describe_prior(day_data)}")
 
     # Stan's `optimizing`: the joint mode of the parameters as written
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        mode = known.map()
+        mode = known.map(known_data)
     n_initial = np.asarray(mode.params["N_initial"])
     near_bound = int(np.sum((n_initial < 0.1) | (n_initial > 9.9)))
     print(f"\njoint posterior mode of the parameters as written (Stan's optimizing): "
@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> None:
           "NUTS, started at the mode of the unconstrained coordinates, is not:")
 
     results = {}
-    for label, model in (("(a) t0 known", known), ("(b) t0 known to the day", by_day)):
-        fit = fit_quietly(model, seed=0, **sampling)
+    for label, model, data in (("(a) t0 known", known, known_data),
+                               ("(b) t0 known to the day", by_day, day_data)):
+        fit = fit_quietly(model, data)
         mean, lower, upper = alpha_interval(fit)
         inside = lower <= truth <= upper
         results[label] = fit
@@ -175,15 +176,16 @@ def main(argv: list[str] | None = None) -> None:
           + (" (with --quick's few draws the factors are mostly Monte Carlo noise)"
              if args.quick else ""))
 
-    print("\nposterior predictive check of (a), N_measured:")
-    print(results[label_a].ppc_summary(CI_PROB).drop(columns="site").round(3)
+    print("\nposterior predictive check of (a), N_measured (mid-p Bayesian p-values):")
+    check = results[label_a].predictive_check(CI_PROB)
+    print(check[check["group"].isna()].drop(columns=["variable", "group"]).round(3)
           .to_string(index=False))
 
     if args.out is not None:
         args.out.mkdir(parents=True, exist_ok=True)
         plot_alpha(results, truth, args.out / "widgets_alpha.png")
         try:
-            render(by_day.graph(), args.out / "widgets_graph.png")
+            render(results["(b) t0 known to the day"].graph(), args.out / "widgets_graph.png")
         except SpecificationError as error:
             print(f"no graph: {error}")
 

@@ -292,7 +292,8 @@ def test_custom_model_file_is_fitted_and_checked(tmp_path, capsys):
     mu = next(row for row in doc["summary"] if row["param"] == "mu")
     # conjugate: μ | y ~ N(Σy/(n + 1/100), 1/(n + 1/100))
     assert mu["mean"] == pytest.approx(5.0 / 4.01, abs=4 * (1 / 4.01) ** 0.5 / 300**0.5)
-    assert doc["ignored_columns"] == ["note"] and doc["predictive_check"]
+    assert doc["notes"] == ["columns not used by the model: note"]
+    assert doc["predictive_check"]["statistics"]
     assert {"trace.png", "model.png", "predictive_check.csv"} <= {
         p.name for p in (tmp_path / "out").iterdir()}
     code, _, err = run(["fit", str(csv), "--model", f"{tmp_path / 'toy.py'}:helper"], capsys)
@@ -319,4 +320,4 @@ def test_graph_and_describe_take_nested_groups_and_model_files(tmp_path, capsys)
                        capsys)
     assert code == 0 and (tmp_path / "t.png").stat().st_size > 0, err
     code, out, err = run(["describe", str(data), "--model", spec], capsys)
-    assert code == 0 and "mu ~ Normal" in out, err
+    assert code == 0 and r"\mu \sim \mathrm{Normal}(\mathrm{loc} = 0" in out, err

@@ -185,14 +185,9 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
     given = {"family": family, "formula": formula, "model": model_file,
              "missing": "drop" if drop_missing else None, **settings}
     check_options(kind, {**columns, **given}, SPELLING)
-    if kind == "custom":
-        from poolwise.kinds.custom import load_model
-
-        if info is not None:
-            raise SpecificationError(f"a custom model needs a data file, not the bundled "
-                                     f"dataset {data!r}")
-        given["model"] = load_model(str(model_file))
-        given["name"] = model_file
+    if kind == "custom" and info is not None:
+        raise SpecificationError(f"a custom model needs a data file, not the bundled "
+                                 f"dataset {data!r}")
     if kind in ("rates", "normal", "nig", "nested") and columns["y"] is None:
         raise SpecificationError("name the column of counts, estimates or observations "
                                  "with --y (and --n, --se, --group)")

@@ -170,8 +170,14 @@ class Fit(ABC):
             raise SpecificationError(
                 f"predict() takes a request ({names}), not {type(request).__name__}")
         answered = self.requests()
+        if not answered:
+            raise SpecificationError(
+                f"a {self.kind} fit ({self.model.pooling_phrase}) answers no prediction "
+                f"requests ({type(request).__name__} given; the requests it answers: none): "
+                "for replicated data use posterior_predictive(), and predictive_check() to "
+                "compare them with the data")
         if type(request) not in answered:
-            can = ", ".join(r.__name__ for r in answered) or "none"
+            can = ", ".join(r.__name__ for r in answered)
             raise SpecificationError(
                 f"a {self.kind} fit ({self.model.pooling_phrase}) cannot answer "
                 f"{type(request).__name__}; the requests it answers: {can}")
