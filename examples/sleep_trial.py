@@ -115,11 +115,12 @@ def main(argv: list[str] | None = None) -> None:
 
     sleep = poolwise.datasets.load("sleep")
     formula = poolwise.datasets.info("sleep").formula
-    model = poolwise.MixedModel(formula, sleep)
+    model = poolwise.MixedModel(formula=formula, draws=draws, warmup=draws, chains=4, seed=1)
+    data = model.prepare(sleep)
     print(f"{len(sleep)} rows, {sleep['ID'].nunique()} people; formula {formula}")
-    print("priors: " + model.describe_prior())
+    print("priors: " + model.describe_prior(data))
 
-    fit = model.fit(draws=draws, warmup=draws, chains=4, seed=1)
+    fit = model.fit(data)
     print(f"\nNUTS ({fit.info['parametrisation']}, {fit.info['divergences']} divergences, "
           f"{fit.info['seconds']:.1f} s including compilation):")
     print(fit.summary().query("group.isna()").drop(columns=["group", "pooling_factor"])
@@ -139,7 +140,7 @@ def main(argv: list[str] | None = None) -> None:
               f"({reference[f'drug{drug}_lower']:.2f}, {reference[f'drug{drug}_upper']:.2f}),"
               f" p = {reference[f'drug{drug}_p']:.4f} against no effect")
 
-    reml = model.fit(method="eb-ml").summary().set_index("param")
+    reml = model.replace(method="eb-ml").fit(data).summary().set_index("param")
     print(f"REML (lme4's lmer): difference {reml.loc['b[group[2]]', 'mean']:.3f}, "
           f"se {reml.loc['b[group[2]]', 'sd']:.3f} (= the paired t test's), sd between "
           f"people {reml.loc['sd_ID[Intercept]', 'mean']:.2f}, within "

@@ -8,8 +8,8 @@ import pandas as pd
 import pytest
 
 from poolwise import DataError, SpecificationError, datasets
-from poolwise.mixed import parse_formula, pooling_design
-from poolwise.mixed.formula import _design_matrices
+from poolwise.kinds.mixed import parse_formula, pooling_design
+from poolwise.kinds.mixed.formula import _design_matrices, formula_columns
 
 
 @pytest.fixture(scope="module")
@@ -35,8 +35,13 @@ def test_sleepstudy_design_is_intercept_and_days_by_subject(sleepstudy):
     np.testing.assert_array_equal(design.y, sleepstudy["Reaction"])
     np.testing.assert_array_equal(design.x, _hand_built_z(sleepstudy))
     assert design.fixed_names == ("Intercept", "Days")
-    assert (design.family, design.link, design.response) == ("gaussian", "identity", "Reaction")
+    assert (design.family, design.link, design.response) == ("normal", "identity", "Reaction")
     assert design.trials is None and design.offset is None and design.dropped_rows == 0
+    assert design.columns == ("Reaction", "Days", "Subject")
+    np.testing.assert_array_equal(design.rows, np.arange(180))
+    # "gaussian" is read as the one name of the normal family
+    assert parse_formula("Reaction ~ Days + (1 | Subject)", sleepstudy,
+                         family="gaussian").family == "normal"
     (term,) = design.terms
     assert term.factor == "Subject" and term.names == ("Intercept", "Days") and term.correlated
     assert term.label == "(1 + Days | Subject)"
@@ -116,6 +121,17 @@ def test_categorical_predictors_and_backticks():
     np.testing.assert_array_equal(same.x, design.x)
 
 
+def test_formula_columns_by_role_without_data():
+    columns = formula_columns("y | trials(n) ~ x + offset(log(e)) + (1 + z | school/class)")
+    assert columns.response == ("y",) and columns.trials == "n"
+    assert columns.covariates == ("x", "e", "z")
+    assert columns.factors == (("school",), ("school", "class"))
+    assert columns.factor_columns == ("school", "class")
+    assert formula_columns("y | trials(8) ~ 1 + (1 | g)").trials is None
+    with pytest.raises(SpecificationError, match="needs one ~"):
+        formula_columns("y + (1 | g)")
+
+
 def test_a_response_without_variation_is_fine(counts):
     counts["flat"] = 2.0
     assert parse_formula("flat ~ x + (1 | g)", counts).y.tolist() == [2.0] * 6
@@ -178,6 +194,7 @@ def test_missing_values_are_refused_unless_dropping_is_asked_for(sleepstudy):
     assert design.n_obs == 177 and design.dropped_rows == 3
     assert design.notes == ("dropped 3 of 180 rows with missing values (Reaction: 2, Days: 2)",)
     np.testing.assert_array_equal(design.y, sleepstudy["Reaction"].drop([3, 7, 20]))
+    np.testing.assert_array_equal(design.rows, np.delete(np.arange(180), [3, 7, 20]))
     assert sum(np.bincount(design.terms[0].index)) == 177
     with pytest.raises(SpecificationError, match=r"'refuse'.*'drop'"):
         parse_formula("Reaction ~ Days", table, missing="ignore")

@@ -18,9 +18,11 @@ from matplotlib.mathtext import MathTextParser
 from matplotlib.patches import Ellipse, Rectangle
 from matplotlib.transforms import Bbox
 
-from poolwise import MixedModel, datasets
-from poolwise.graph import ModelGraph, Plate, render
-from poolwise.mixed.graph import mixed_equations, mixed_graph
+from poolwise import MixedModel, SpecificationError, datasets
+from poolwise.kinds.mixed.graph import mixed_equations, mixed_graph
+from poolwise.kinds.mixed.model import MixedData
+from poolwise.outputs.render import render
+from poolwise.results.graph import ModelGraph, Plate
 
 matplotlib.use("Agg")
 
@@ -40,19 +42,36 @@ def pastes() -> pd.DataFrame:
     return datasets.load("pastes")
 
 
+Built = tuple[MixedModel, MixedData]
+
+
+def built(formula: str, table: pd.DataFrame, **settings: str) -> Built:
+    """A model and its prepared data, as graph() and equations() take them."""
+    model = MixedModel(formula=formula, **settings)
+    return model, model.prepare(table)
+
+
+def graph_of(pair: Built) -> ModelGraph:
+    return mixed_graph(*pair)
+
+
+def equations_of(pair: Built) -> list[str]:
+    return mixed_equations(*pair)
+
+
 @pytest.fixture(scope="module")
-def models(sleep, pastes) -> dict[str, MixedModel]:
+def models(sleep, pastes) -> dict[str, Built]:
     kidney = datasets.load("kidney").iloc[:300]
     return {
-        "sleepstudy": MixedModel(SLEEP, sleep),
-        "nested": MixedModel(PASTES_NESTED, pastes),
-        "crossed": MixedModel(PASTES_CROSSED, pastes),
-        "binomial": MixedModel("y | trials(n) ~ 1 + (1 | experiment)", datasets.load("rats"),
-                               family="binomial"),
-        "poisson": MixedModel("deaths ~ 1 + offset(log(population)) + (1 | state)", kidney,
-                              family="poisson"),
-        "complete": MixedModel(SLEEP, sleep, pooling="complete"),
-        "none": MixedModel(SLEEP, sleep, pooling="none"),
+        "sleepstudy": built(SLEEP, sleep),
+        "nested": built(PASTES_NESTED, pastes),
+        "crossed": built(PASTES_CROSSED, pastes),
+        "binomial": built("y | trials(n) ~ 1 + (1 | experiment)", datasets.load("rats"),
+                          family="binomial"),
+        "poisson": built("deaths ~ 1 + offset(log(population)) + (1 | state)", kidney,
+                         family="poisson"),
+        "complete": built(SLEEP, sleep, pooling="complete"),
+        "none": built(SLEEP, sleep, pooling="none"),
     }
 
 
@@ -64,7 +83,7 @@ def _plate(graph: ModelGraph, node: str) -> Plate:
 
 # ------------------------------------------------------------------------ structure
 def test_sleepstudy_partial_pooling(models):
-    graph = mixed_graph(models["sleepstudy"])
+    graph = graph_of(models["sleepstudy"])
     assert set(graph.names()) == {
         "b", "b_mu", "b_sigma", "sigma", "sigma_scale",
         "sd_Subject[Intercept]", "sd_Subject[Intercept]_scale",
@@ -86,11 +105,11 @@ def test_sleepstudy_partial_pooling(models):
     for name in ("b", "sigma", "cor_Subject", "sd_Subject[Days]"):
         assert graph.plate_of(name) is None
     assert "Subject" in graph.node("r_Subject").label
-    assert graph.title == "Reaction ~ Days + (Days | Subject), gaussian, partial pooling"
+    assert graph.title == "Reaction ~ Days + (Days | Subject), normal, partial pooling"
 
 
 def test_prior_constants_show_their_values(models):
-    graph = mixed_graph(models["sleepstudy"])
+    graph = graph_of(models["sleepstudy"])
     # b[Intercept] ~ Normal(298.508, 140.822), b[Days] ~ Normal(0, 48.8915)
     assert graph.node("b_mu").label == "$(298.5, 0)$"
     assert graph.node("b_sigma").label == "$(140.8, 48.89)$"
@@ -103,7 +122,7 @@ def test_many_coefficients_get_symbolic_constants():
     rng = np.random.default_rng(0)
     table = pd.DataFrame({"y": rng.normal(size=40), "g": np.repeat(list("abcd"), 10),
                           **{f"x{k}": rng.normal(size=40) for k in range(4)}})
-    graph = mixed_graph(MixedModel("y ~ x0 + x1 + x2 + x3 + (1 | g)", table))
+    graph = graph_of(built("y ~ x0 + x1 + x2 + x3 + (1 | g)", table))
     assert graph.node("b_mu").label == r"$m_{\beta}$"
     assert graph.node("b_sigma").label == r"$s_{\beta}$"
 
@@ -111,7 +130,7 @@ def test_many_coefficients_get_symbolic_constants():
 def test_pastes_nested_plates(models, pastes):
     assert pastes["batch"].nunique() == 10
     assert pastes.groupby(["batch", "cask"]).ngroups == 30
-    graph = mixed_graph(models["nested"])
+    graph = graph_of(models["nested"])
     batch, cask = _plate(graph, "r_batch"), _plate(graph, "r_batch:cask")
     assert cask.inside == batch.name and batch.inside is None
     assert graph.enclosing(cask) == (cask, batch)
@@ -125,13 +144,13 @@ def test_pastes_nested_plates(models, pastes):
 
 def test_factors_nested_in_the_data_nest_their_plates(pastes):
     # sample ("A:a", …) lies within batch without the formula saying so
-    graph = mixed_graph(MixedModel("strength ~ 1 + (1 | batch) + (1 | sample)", pastes))
+    graph = graph_of(built("strength ~ 1 + (1 | batch) + (1 | sample)", pastes))
     assert _plate(graph, "r_sample").inside == _plate(graph, "r_batch").name
     assert _plate(graph, "r_sample").label == r"sample in batch: $m = 1, \ldots, 30$"
 
 
 def test_crossed_factors_get_separate_plates(models):
-    graph = mixed_graph(models["crossed"])
+    graph = graph_of(models["crossed"])
     batch, cask = _plate(graph, "r_batch"), _plate(graph, "r_cask")
     assert batch is not cask
     assert batch.inside is None and cask.inside is None
@@ -141,12 +160,12 @@ def test_crossed_factors_get_separate_plates(models):
 
 
 def test_binomial_has_trials_and_no_sigma(models):
-    graph = mixed_graph(models["binomial"])
+    graph = graph_of(models["binomial"])
     assert "sigma" not in graph.names()
     assert graph.node("n").kind == "fixed" and _plate(graph, "n") is _plate(graph, "y")
     assert set(graph.parents("y")) == {"b", "r_experiment", "n"}
     assert _plate(graph, "r_experiment").label == r"experiment: $l = 1, \ldots, 71$"
-    lines = mixed_equations(models["binomial"])
+    lines = equations_of(models["binomial"])
     assert lines[0] == r"y_i \sim \mathrm{Binomial}(n_i, p_i), \quad i = 1, \ldots, 71"
     assert lines[1] == r"\mathrm{logit}(p_i) = \beta_0 + b_{\mathrm{experiment}[i]}"
 
@@ -155,34 +174,34 @@ def test_bernoulli_has_no_trials():
     rng = np.random.default_rng(1)
     table = pd.DataFrame({"y": rng.integers(0, 2, 60), "x": rng.normal(size=60),
                           "g": np.repeat(list("abcdef"), 10)})
-    model = MixedModel("y ~ x + (1 | g)", table, family="bernoulli")
-    assert set(mixed_graph(model).parents("y")) == {"b", "r_g", "x"}
-    assert mixed_equations(model)[0].startswith(r"y_i \sim \mathrm{Bernoulli}(p_i)")
+    model = built("y ~ x + (1 | g)", table, family="bernoulli")
+    assert set(graph_of(model).parents("y")) == {"b", "r_g", "x"}
+    assert equations_of(model)[0].startswith(r"y_i \sim \mathrm{Bernoulli}(p_i)")
 
 
 def test_poisson_has_the_offset(models):
-    graph = mixed_graph(models["poisson"])
+    graph = graph_of(models["poisson"])
     assert graph.node("offset").kind == "fixed"
     assert _plate(graph, "offset") is _plate(graph, "y")
     assert set(graph.parents("y")) == {"b", "r_state", "offset"}
-    lines = mixed_equations(models["poisson"])
+    lines = equations_of(models["poisson"])
     assert lines[0] == r"y_i \sim \mathrm{Poisson}(\lambda_i), \quad i = 1, \ldots, 300"
     assert lines[1] == (r"\log \lambda_i = \log(\mathrm{population}_i) + \beta_0 "
                         r"+ b_{\mathrm{state}[i]}")
 
 
 def test_complete_pooling(models):
-    graph = mixed_graph(models["complete"])
+    graph = graph_of(models["complete"])
     assert set(graph.names()) == {"b", "b_mu", "b_sigma", "sigma", "sigma_scale", "y", "x"}
     assert [plate.label for plate in graph.plates] == [r"$i = 1, \ldots, 180$"]
     assert graph.title.endswith("complete pooling")
-    lines = mixed_equations(models["complete"])
+    lines = equations_of(models["complete"])
     assert lines[1] == r"\mu_i = \beta_0 + \beta_1 \mathrm{Days}_i"
     assert not any("b_" in line for line in lines)
 
 
 def test_no_pooling_draws_per_level_coefficients_in_a_plate(models):
-    graph = mixed_graph(models["none"])
+    graph = graph_of(models["none"])
     # Intercept and Days are spanned by the per-subject columns: no shared β is left
     assert "b" not in graph.names() and "r_Subject" not in graph.names()
     plate = _plate(graph, "b[Subject]")
@@ -192,7 +211,7 @@ def test_no_pooling_draws_per_level_coefficients_in_a_plate(models):
     assert graph.node("b[Subject]_mu").label == "$0$"
     assert graph.node("b[Subject]_sigma").label == "$(613.1, 113.9)$"
     assert graph.plate_of("b[Subject]_sigma") is None
-    lines = mixed_equations(models["none"])
+    lines = equations_of(models["none"])
     assert lines[1] == (r"\mu_i = \beta_{0,\mathrm{Subject}[i]} + \beta_{1,\mathrm{Subject}[i]}"
                         r" \mathrm{Days}_i")
     assert (r"\beta_{1,\mathrm{Subject},l} \sim \mathrm{Normal}(0, 113.873), "
@@ -201,15 +220,15 @@ def test_no_pooling_draws_per_level_coefficients_in_a_plate(models):
 
 def test_no_pooling_with_shared_coefficients_and_level_specific_priors():
     radon = datasets.load("radon")
-    model = MixedModel("log_radon ~ floor + log_uppm + (1 | county)", radon, pooling="none")
-    graph = mixed_graph(model)
+    model = built("log_radon ~ floor + log_uppm + (1 | county)", radon, pooling="none")
+    graph = graph_of(model)
     # floor stays shared; log_uppm (a county-level column) is spanned by the counties
     assert set(graph.parents("y")) == {"b", "b[county]", "sigma", "x"}
     assert graph.node("b_sigma").label == "$5.724$"
     # the counties' priors differ, so their scale is a symbol inside the plate
     assert _plate(graph, "b[county]_sigma") is _plate(graph, "b[county]")
     assert graph.node("b[county]_sigma").label == r"$s_{\beta,l}$"
-    lines = mixed_equations(model)
+    lines = equations_of(model)
     assert lines[1] == r"\mu_i = \beta_1 \mathrm{floor}_i + \beta_{0,\mathrm{county}[i]}"
     assert r"\beta_1 \sim \mathrm{Normal}(0, 5.72367)" in lines
     assert sum(r"\beta_{0,\mathrm{county},l}" in line for line in lines) == 85
@@ -218,14 +237,14 @@ def test_no_pooling_with_shared_coefficients_and_level_specific_priors():
 
 
 def test_no_pooling_of_a_nested_term_keeps_the_inner_factor(pastes):
-    graph = mixed_graph(MixedModel(PASTES_NESTED, pastes, pooling="none"))
+    graph = graph_of(built(PASTES_NESTED, pastes, pooling="none"))
     plate = _plate(graph, "b[batch:cask]")
     assert plate.label == r"batch:cask: $l = 1, \ldots, 30$" and plate.inside is None
 
 
 # ------------------------------------------------------------------------ equations
 def test_sleepstudy_equations(models):
-    assert mixed_equations(models["sleepstudy"]) == [
+    assert equations_of(models["sleepstudy"]) == [
         r"y_i \sim \mathrm{N}(\mu_i, \sigma^2), \quad i = 1, \ldots, 180",
         r"\mu_i = \beta_0 + \beta_1 \mathrm{Days}_i + b_{0,\mathrm{Subject}[i]} "
         r"+ b_{1,\mathrm{Subject}[i]} \mathrm{Days}_i",
@@ -244,58 +263,69 @@ def test_sleepstudy_equations(models):
 
 
 def test_equations_carry_every_prior_value(sleep):
-    model = MixedModel(SLEEP, sleep, priors="b[Days] = normal(10, 20); sigma = gamma(2, 0.1); "
-                                            "sd[Subject][Days] = halfcauchy(7); cor = lkj(3)")
-    lines = mixed_equations(model)
+    model = built(SLEEP, sleep, prior="b[Days] = normal(10, 20); sigma = gamma(2, 0.1); "
+                                      "sd[Subject][Days] = halfcauchy(7); cor = lkj(3)")
+    lines = equations_of(model)
     assert r"\beta_1 \sim \mathrm{Normal}(10, 20)" in lines
     assert r"\sigma \sim \mathrm{Gamma}(2, 0.1)" in lines
     assert r"\tau_{1,\mathrm{Subject}} \sim \mathrm{HalfCauchy}(7)" in lines
     assert r"\Omega_{\mathrm{Subject}} \sim \mathrm{LKJ}(3)" in lines
     # every description's numbers reach the equations
-    for description in model.priors.describe():
+    for description in model[1].priors.describe():
         numbers = description.split("~")[1]
         assert any(numbers.split("(")[1] in line for line in lines), description
-    graph = mixed_graph(model)
+    graph = graph_of(model)
     assert graph.parents("sigma") == ("sigma_shape", "sigma_rate")
     assert graph.node("sigma_rate").label == "$0.1$"
 
 
 def test_nested_and_uncorrelated_equations(models):
-    lines = mixed_equations(models["nested"])
+    lines = equations_of(models["nested"])
     assert lines[1] == r"\mu_i = \beta_0 + b_{\mathrm{batch}[i]} + b_{\mathrm{batch{:}cask}[i]}"
     assert (r"b_{\mathrm{batch{:}cask},m} \sim \mathrm{N}(0, \tau_{\mathrm{batch{:}cask}}^2), "
             r"\quad m = 1, \ldots, 30") in lines
     radon = datasets.load("radon")
-    model = MixedModel("log_radon ~ floor + log_uppm + (1 + floor || county)", radon)
-    lines = mixed_equations(model)
+    model = built("log_radon ~ floor + log_uppm + (1 + floor || county)", radon)
+    lines = equations_of(model)
     assert r"\beta_2 \mathrm{log\_uppm}_i" in lines[1]
     assert (r"b_{1,\mathrm{county},l} \sim \mathrm{N}(0, \tau_{1,\mathrm{county}}^2), "
             r"\quad l = 1, \ldots, 85") in lines
     assert not any("MVN" in line or "Omega" in line for line in lines)
-    assert "cor_county" not in mixed_graph(model).names()
+    assert "cor_county" not in graph_of(model).names()
 
 
 def test_every_equation_and_label_is_valid_mathtext(models):
     parser = MathTextParser("path")
     for model in models.values():
-        for line in mixed_equations(model):
+        for line in equations_of(model):
             parser.parse(f"${line}$", 72)
-        graph = mixed_graph(model)
+        graph = graph_of(model)
         for text in [n.label for n in graph.nodes] + [p.label for p in graph.plates]:
             parser.parse(text, 72)
 
 
-def test_only_mixed_models_are_drawn():
+def test_only_mixed_models_are_drawn(models):
+    _, data = models["sleepstudy"]
     with pytest.raises(TypeError, match="MixedModel"):
-        mixed_graph("Reaction ~ Days")  # type: ignore[arg-type]
+        mixed_graph("Reaction ~ Days", data)  # type: ignore[arg-type]
     with pytest.raises(TypeError, match="MixedModel"):
-        mixed_equations(None)  # type: ignore[arg-type]
+        mixed_equations(None, data)  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match=r"model.prepare\(table\)"):
+        mixed_graph(MixedModel(formula=SLEEP), None)  # type: ignore[arg-type]
+
+
+def test_the_model_draws_itself_from_a_table_or_prepared_data(models, sleep):
+    model, data = models["sleepstudy"]
+    assert model.graph(sleep) == model.graph(data) == mixed_graph(model, data)
+    assert model.equations(sleep) == mixed_equations(model, data)
+    with pytest.raises(SpecificationError, match="depend on its data"):
+        model.equations()
 
 
 # -------------------------------------------------------------------------- render
 @pytest.mark.parametrize("name", ["sleepstudy", "nested", "none"])
 def test_render_writes_png_and_svg(tmp_path, models, name):
-    figure = render(mixed_graph(models[name]), tmp_path / name, fmt=("png", "svg"))
+    figure = render(graph_of(models[name]), tmp_path / name, fmt=("png", "svg"))
     assert isinstance(figure, Figure)
     png, svg = tmp_path / f"{name}.png", tmp_path / f"{name}.svg"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -313,7 +343,7 @@ def _inside(inner: Bbox, outer: Bbox) -> bool:
 def test_nothing_overlaps(models, name):
     """Circles apart, free labels clear of circles and of each other, each circle wholly
     inside or outside each plate, and plates either nested or apart."""
-    graph = mixed_graph(models[name])
+    graph = graph_of(models[name])
     figure = render(graph)
     renderer = FigureCanvasAgg(figure).get_renderer()
     (ax,) = figure.axes

@@ -23,16 +23,22 @@ from scipy import stats
 
 from poolwise.exceptions import SpecificationError
 from poolwise.inference.base import SamplerConfig
-from poolwise.mixed.design import GroupTerm, MixedDesign
-from poolwise.mixed.inference import (
+from poolwise.kinds.mixed.design import GroupTerm, MixedDesign
+from poolwise.kinds.mixed.inference import (
     draw_coefficients,
     gaussian_marginal,
     gaussian_stats,
     random_effects_matrix,
     sample_mixed,
 )
-from poolwise.mixed.priors import default_priors, parse_priors
-from poolwise.mixed.reml import LMMEstimate, fit_reml
+from poolwise.kinds.mixed.priors import default_priors, parse_priors
+from poolwise.kinds.mixed.reml import (
+    LMMEstimate,
+    conditional_draws,
+    estimate_from_dict,
+    estimate_to_dict,
+    fit_reml,
+)
 
 DATA = Path("/work/shared/data")
 SEED = 20261122
@@ -44,7 +50,7 @@ def sleepstudy_design() -> MixedDesign:
     levels, index = np.unique(data["Subject"].astype(str), return_inverse=True)
     x = np.column_stack([np.ones(len(data)), data["Days"].to_numpy(float)])
     term = GroupTerm("Subject", ("Intercept", "Days"), x.copy(), index, tuple(levels), True)
-    return MixedDesign("Reaction ~ Days + (Days | Subject)", "gaussian", "Reaction",
+    return MixedDesign("Reaction ~ Days + (Days | Subject)", "normal", "Reaction",
                        data["Reaction"].to_numpy(float), x, ("Intercept", "Days"), (term,))
 
 
@@ -75,7 +81,7 @@ def random_design(seed: int, with_offset: bool) -> tuple[MixedDesign, list[np.nd
              GroupTerm("h", ("Intercept",), np.ones((n, 1)), h, tuple("pqrs"), False))
     offset = rng.normal(size=n) if with_offset else None
     y = x @ np.array([1.0, -0.5]) + rng.normal(size=n)
-    design = MixedDesign("y ~ x + (x | g) + (1 | h)", "gaussian", "y", y, x, ("Intercept", "x"),
+    design = MixedDesign("y ~ x + (x | g) + (1 | h)", "normal", "y", y, x, ("Intercept", "x"),
                          terms, offset=offset)
     sigma_g = np.array([[1.3, 0.4], [0.4, 0.7]])
     return design, [sigma_g, np.array([[0.6]])], 0.8
@@ -122,7 +128,7 @@ def test_marginal_with_beta_integrated_equals_dense(with_offset: bool) -> None:
 def test_marginal_with_beta_given_equals_dense() -> None:
     design, covariances, sigma = random_design(2, with_offset=True)
     beta = np.array([0.3, 1.1])
-    known = MixedDesign(design.formula, "gaussian", "y", design.y, np.zeros((design.n_obs, 0)),
+    known = MixedDesign(design.formula, "normal", "y", design.y, np.zeros((design.n_obs, 0)),
                         (), design.terms, offset=design.offset + design.x @ beta)
     result, *_ = marginal_at(known, covariances, sigma, (np.zeros(0), np.zeros(0)))
     _, _, v = dense_covariance(design, covariances, sigma)
@@ -221,8 +227,32 @@ def test_ml_equals_lme4(sleepstudy: MixedDesign) -> None:
 
 def test_reml_refuses_other_families(sleepstudy: MixedDesign) -> None:
     counts = MixedDesign("y ~ 1", "poisson", "y", np.ones(3), np.ones((3, 1)), ("Intercept",), ())
-    with pytest.raises(SpecificationError, match="gaussian"):
+    with pytest.raises(SpecificationError, match="normal mixed models, not poisson"):
         fit_reml(counts)
+
+
+def test_conditional_draws_centre_on_reml_with_its_standard_errors(
+        sleepstudy: MixedDesign, reml_estimate: LMMEstimate) -> None:
+    """The draws are affine in the noise: at 0 they are β̂ and the conditional modes, and
+    the β part's covariance (from the unit vectors) is σ̂²(XᵀV₁⁻¹X)⁻¹, REML's."""
+    estimate = reml_estimate
+    columns = 18 * 2 + 2
+    centre = conditional_draws(sleepstudy, estimate, np.zeros((1, columns)))
+    np.testing.assert_allclose(centre["b"][0], estimate.beta, rtol=1e-9)
+    np.testing.assert_allclose(centre["r_Subject"][0], estimate.random_effects["Subject"],
+                               rtol=1e-9, atol=1e-9)
+    unit = conditional_draws(sleepstudy, estimate, np.eye(columns))["b"] - centre["b"]
+    np.testing.assert_allclose(unit.T @ unit, estimate.beta_cov, rtol=1e-8)
+
+
+def test_estimate_round_trips_through_json(reml_estimate: LMMEstimate) -> None:
+    import json
+
+    again = estimate_from_dict(json.loads(json.dumps(estimate_to_dict(reml_estimate))))
+    for name in ("beta", "beta_se", "beta_cov"):
+        np.testing.assert_array_equal(getattr(again, name), getattr(reml_estimate, name))
+    np.testing.assert_array_equal(again.cor["Subject"], reml_estimate.cor["Subject"])
+    assert again.sigma == reml_estimate.sigma and again.fixed_names == ("Intercept", "Days")
 
 
 # ------------------------------------------------------------------ NUTS on sleepstudy
@@ -293,7 +323,7 @@ def test_parametrisation_errors(sleepstudy: MixedDesign) -> None:
     with pytest.raises(SpecificationError, match="valid: auto, marginal"):
         sample_mixed(sleepstudy, priors, SamplerConfig(), parametrisation="collapsed")
     counts = MixedDesign("y ~ 1", "poisson", "y", np.ones(3), np.ones((3, 1)), ("Intercept",), ())
-    with pytest.raises(SpecificationError, match="gaussian family"):
+    with pytest.raises(SpecificationError, match="normal family, not poisson"):
         sample_mixed(counts, default_priors(counts), SamplerConfig(), parametrisation="marginal")
 
 

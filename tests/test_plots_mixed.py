@@ -24,12 +24,14 @@ POOLINGS = ("none", "complete", "partial")
 
 def _fit(formula: str, data: pd.DataFrame, **kwargs):
     """A small NUTS fit; its convergence warnings are expected at this size."""
-    pooling = kwargs.pop("pooling", "partial")
-    family = kwargs.pop("family", "gaussian")
     settings = {"draws": DRAWS, "warmup": WARMUP, "chains": CHAINS, "seed": 11, **kwargs}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
-        return MixedModel(formula, data, pooling=pooling, family=family).fit(**settings)
+        return MixedModel(formula=formula, **settings).fit(data)
+
+
+def _reml(formula: str, data: pd.DataFrame):
+    return MixedModel(formula=formula, method="eb-ml", draws=100).fit(data)
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +46,7 @@ def fits(sleep: pd.DataFrame) -> dict:
 
 @pytest.fixture(scope="module")
 def reml(sleep: pd.DataFrame):
-    return MixedModel(FORMULA, sleep).fit(method="eb-ml")
+    return _reml(FORMULA, sleep)
 
 
 def flat(fit, name: str) -> np.ndarray:
@@ -153,12 +155,11 @@ def test_group_lines_errors(fits, sleep, reml):
     with pytest.raises(SpecificationError, match="unknown Subject '999'"):
         plots.group_lines_data(fits, groups=["308", "999"])
     with pytest.raises(SpecificationError, match="same data"):
-        plots.group_lines_data({"all": reml, "half": MixedModel(
-            FORMULA, sleep.iloc[:90]).fit(method="eb-ml")})
+        plots.group_lines_data({"all": reml, "half": _reml(FORMULA, sleep.iloc[:90])})
     with pytest.raises(TypeError, match="MixedFit"):
         plots.group_lines_data({"x": object()})  # type: ignore[dict-item]
     extra = sleep.assign(Noise=np.sin(np.arange(len(sleep))))
-    two = MixedModel("Reaction ~ Days + Noise + (1 | Subject)", extra).fit(method="eb-ml")
+    two = _reml("Reaction ~ Days + Noise + (1 | Subject)", extra)
     with pytest.raises(SpecificationError, match=r"ambiguous.*Days, Noise"):
         plots.group_lines_data(two)
     with pytest.raises(SpecificationError, match="also has Noise"):
@@ -218,9 +219,15 @@ def test_trace_data_of_a_mixed_fit(fits):
         plots.trace_data(fit, ["theta"])
 
 
-def test_trace_of_a_reml_fit_says_it_has_no_draws(reml):
-    with pytest.raises(SpecificationError, match="no draws"):
-        plots.trace_data(reml)
+def test_trace_of_a_reml_fit_shows_its_draws_given_the_estimates(reml):
+    """eb-ml fits hold draws of β and the group effects given the REML estimates (σ and the
+    sds constant); they are independent draws, not Markov chains."""
+    assert not reml.is_mcmc
+    data = plots.trace_data(reml, ["b[Days]", "sigma"])
+    draws = data.draws.set_index("variable")
+    np.testing.assert_array_equal(draws.loc["b[Days]", "value"],
+                                  reml.draws("b")[..., 1].ravel())
+    assert np.all(draws.loc["sigma", "value"] == reml.estimate.sigma)
 
 
 # ------------------------------------------------------------------------- figures

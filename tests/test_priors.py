@@ -87,7 +87,7 @@ def test_the_prior_in_use_is_described():
     assert "(α + β)^(-5/2)" in Model().describe_prior()
     assert "Beta(0.5, 0.5)" in Model(pooling="none").describe_prior()
     assert "Gamma(0.5, 0)" in Model(family="gamma-poisson", pooling="complete").describe_prior()
-    with pytest.raises(SpecificationError, match="valid pooling levels: none, complete, partial"):
+    with pytest.raises(SpecificationError, match="pooling must be one of none, complete, partial"):
         Model(pooling="some")
     with pytest.raises(SpecificationError,
                        match="valid families: beta-binomial, gamma-poisson, normal"):

@@ -17,9 +17,6 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from poolwise._version import __version__
-from poolwise.api import compare, fit, load
-from poolwise.data import datasets
-from poolwise.data.tables import GroupCounts, group_counts, read_table
 from poolwise.exceptions import (
     ConvergenceWarning,
     DataError,
@@ -29,33 +26,44 @@ from poolwise.exceptions import (
     SamplingWarning,
     SpecificationError,
 )
-from poolwise.kinds.conjugate import ConjugateFit, Model
-from poolwise.results.checks import PriorPredictive
-from poolwise.results.comparison import Comparison
-from poolwise.results.fit import Fit
-from poolwise.results.prediction import (
-    ExistingGroup,
-    NewGroup,
-    NewGroupIn,
-    NewRows,
-    Population,
-    Prediction,
-)
 
 if TYPE_CHECKING:
+    from poolwise.api import compare, fit, load
+    from poolwise.data import datasets
+    from poolwise.data.tables import GroupCounts, group_counts, read_table
+    from poolwise.kinds.conjugate import ConjugateFit, Model
     from poolwise.kinds.custom import CustomFit, CustomModel, load_model
     from poolwise.kinds.mixed.model import MixedFit, MixedModel
     from poolwise.kinds.nested import NestedFit, NestedModel
     from poolwise.kinds.nig import NIGFit, NIGModel
     from poolwise.outputs import plots
+    from poolwise.results.checks import PriorPredictive
+    from poolwise.results.comparison import Comparison
+    from poolwise.results.fit import Fit
+    from poolwise.results.prediction import (
+        ExistingGroup,
+        NewGroup,
+        NewGroupIn,
+        NewRows,
+        Population,
+        Prediction,
+    )
 
-#: names imported when first used: the other kinds, and the plots (the heaviest part)
+#: where each public name lives; imported when first used, so that ``import poolwise`` (and
+#: ``poolwise --help``) stays quick: NumPy, pandas, SciPy and JAX load when a model needs them
 _LAZY = {
-    "CustomFit": "poolwise.kinds.custom", "CustomModel": "poolwise.kinds.custom",
-    "load_model": "poolwise.kinds.custom", "MixedFit": "poolwise.kinds.mixed.model",
-    "MixedModel": "poolwise.kinds.mixed.model", "NestedFit": "poolwise.kinds.nested",
-    "NestedModel": "poolwise.kinds.nested", "NIGFit": "poolwise.kinds.nig",
-    "NIGModel": "poolwise.kinds.nig",
+    **dict.fromkeys(("compare", "fit", "load"), "poolwise.api"),
+    **dict.fromkeys(("GroupCounts", "group_counts", "read_table"), "poolwise.data.tables"),
+    **dict.fromkeys(("ConjugateFit", "Model"), "poolwise.kinds.conjugate"),
+    **dict.fromkeys(("CustomFit", "CustomModel", "load_model"), "poolwise.kinds.custom"),
+    **dict.fromkeys(("MixedFit", "MixedModel"), "poolwise.kinds.mixed.model"),
+    **dict.fromkeys(("NestedFit", "NestedModel"), "poolwise.kinds.nested"),
+    **dict.fromkeys(("NIGFit", "NIGModel"), "poolwise.kinds.nig"),
+    "PriorPredictive": "poolwise.results.checks",
+    "Comparison": "poolwise.results.comparison",
+    "Fit": "poolwise.results.fit",
+    **dict.fromkeys(("ExistingGroup", "NewGroup", "NewGroupIn", "NewRows", "Population",
+                     "Prediction"), "poolwise.results.prediction"),
 }
 
 __all__ = [
@@ -98,10 +106,17 @@ __all__ = [
 ]
 
 
+#: the public modules, imported when first used
+_MODULES = {"datasets": "poolwise.data.datasets", "plots": "poolwise.outputs.plots"}
+
+
 def __getattr__(name: str) -> Any:
-    """The names of :data:`_LAZY` and ``poolwise.plots``, imported when first used."""
-    if name == "plots":
-        return importlib.import_module("poolwise.outputs.plots")
-    if name in _LAZY:
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'poolwise' has no attribute {name!r}")
+    """The names of :data:`_LAZY` and :data:`_MODULES`, imported when first used."""
+    if name in _MODULES:
+        value = importlib.import_module(_MODULES[name])
+    elif name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name]), name)
+    else:
+        raise AttributeError(f"module 'poolwise' has no attribute {name!r}")
+    globals()[name] = value  # once found, an ordinary attribute
+    return value

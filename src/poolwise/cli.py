@@ -22,14 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
-import numpy as np
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 from rich.text import Text
 
-from poolwise import datasets
 from poolwise.exceptions import PoolwiseError, SpecificationError
 
 if TYPE_CHECKING:
@@ -141,6 +139,7 @@ class Job:
 
 def read_data(data: str) -> tuple[Any, Any]:
     """The table DATA names and, for a bundled dataset, its description (None for files)."""
+    from poolwise.data import datasets
     from poolwise.data.tables import read_table
 
     path = Path(data)
@@ -513,6 +512,8 @@ def fit_command(
 
 def summary_groups(fit: Fit) -> set[str]:
     """The groups a fit's summary would list (for the cost of its diagnostics)."""
+    import numpy as np
+
     if "posterior" not in fit.tree.children:
         return set()
     posterior = fit.posterior
@@ -671,6 +672,8 @@ def describe_command(
 @app.command("datasets")
 def datasets_command() -> int:
     """List the bundled datasets."""
+    from poolwise.data import datasets
+
     table = Table(show_edge=False, header_style="bold")
     for column in ("name", "family", "description", "source"):
         table.add_column(column)

@@ -14,17 +14,20 @@ Nested factors ``(1 | school/classroom)`` arrive here already expanded into the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 from numpy.typing import NDArray
 
+from poolwise.exceptions import SpecificationError
+from poolwise.vocabulary import FAMILY_ALIASES, canonical_family, unknown
+
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
-#: response families and their links
+#: response families and their links (``"gaussian"`` is read as ``"normal"``)
 FAMILIES: dict[str, str] = {
-    "gaussian": "identity",
+    "normal": "identity",
     "binomial": "logit",
     "bernoulli": "logit",
     "poisson": "log",
@@ -70,10 +73,12 @@ class GroupTerm:
 class MixedDesign:
     """A mixed model's data, ready for inference (rows with missing values removed).
 
-    ``family`` is a key of :data:`FAMILIES`. ``trials`` is set for ``binomial`` (all ones for
-    ``bernoulli``), ``offset`` (on the link scale, e.g. log exposure) where the formula has
-    one. ``dropped_rows`` counts rows removed for missing values (only when the user asked
-    for that); ``notes`` says what was done to the data, for the output.
+    ``family`` is a key of :data:`FAMILIES` (the alias ``"gaussian"`` becomes ``"normal"``).
+    ``trials`` is set for ``binomial`` (all ones for ``bernoulli``), ``offset`` (on the link
+    scale, e.g. log exposure) where the formula has one. ``dropped_rows`` counts rows removed
+    for missing values (only when the user asked for that); ``notes`` says what was done to
+    the data, for the output. ``columns`` are the table's columns the formula reads and
+    ``rows`` the positions (0-based) in that table of the rows used.
     """
 
     formula: str
@@ -87,6 +92,11 @@ class MixedDesign:
     offset: FloatArray | None = None
     dropped_rows: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    columns: tuple[str, ...] = ()
+    rows: IntArray | None = None
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "family", mixed_family(self.family))
 
     @property
     def n_obs(self) -> int:
@@ -98,9 +108,22 @@ class MixedDesign:
 
     def without_group_terms(self) -> MixedDesign:
         """The same fixed effects with no group terms: complete pooling."""
-        return MixedDesign(self.formula, self.family, self.response, self.y, self.x,
-                           self.fixed_names, (), self.trials, self.offset,
-                           self.dropped_rows, self.notes)
+        return replace(self, terms=())
 
 
-__all__ = ["FAMILIES", "GroupTerm", "MixedDesign"]
+def mixed_family(name: str) -> str:
+    """A mixed-model family's one name (``"gaussian"`` → ``"normal"``), or an error
+    listing the mixed-model families."""
+    valid = [*FAMILIES, *(alias for alias, to in FAMILY_ALIASES.items() if to in FAMILIES)]
+    if not isinstance(name, str):
+        raise SpecificationError(f"the family must be a name, not {type(name).__name__}")
+    try:
+        family = canonical_family(name)
+    except SpecificationError:
+        raise unknown("mixed-model family", name, valid) from None
+    if family not in FAMILIES:
+        raise unknown("mixed-model family", name, valid)
+    return family
+
+
+__all__ = ["FAMILIES", "GroupTerm", "MixedDesign", "mixed_family"]

@@ -32,14 +32,14 @@ from __future__ import annotations
 
 import difflib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.kinds.mixed.design import FAMILIES, FloatArray, GroupTerm, IntArray, MixedDesign
+from poolwise.kinds.mixed.design import FloatArray, GroupTerm, IntArray, MixedDesign, mixed_family
 
 #: functions a formula may call, and what they compute
 ALLOWED_FUNCTIONS: dict[str, str] = {
@@ -252,6 +252,44 @@ def _parse(formula: str) -> _Parsed:
                    tuple(bar_terms), tuple(columns))
 
 
+@dataclass(frozen=True)
+class FormulaColumns:
+    """The columns a formula reads, by role: the response's (``response``), the binomial
+    trials column (``trials``, None for a number or none), the grouping factors (``factors``:
+    one tuple of columns per factor, ``("school", "classroom")`` for ``school:classroom``)
+    and every other (``covariates``: fixed part, group-term expressions, offset). A column
+    may have several roles."""
+
+    response: tuple[str, ...]
+    trials: str | None
+    factors: tuple[tuple[str, ...], ...]
+    covariates: tuple[str, ...]
+
+    @property
+    def factor_columns(self) -> tuple[str, ...]:
+        """Every column that is part of a grouping factor."""
+        return tuple(dict.fromkeys(c for factor in self.factors for c in factor))
+
+
+def formula_columns(formula: str) -> FormulaColumns:
+    """Check the formula's syntax (no data needed) and name its columns by role.
+
+    >>> formula_columns("y ~ x + (1 + z | school/classroom)").factors
+    (('school',), ('school', 'classroom'))
+    """
+    if not isinstance(formula, str):
+        raise SpecificationError(f"the formula must be text, not {type(formula).__name__}")
+    parsed = _parse(formula)
+    response = [t.column for t in _columns(_tokenize(parsed.response))]
+    trials = (parsed.trials.column if parsed.trials is not None
+              and parsed.trials.kind != "number" else None)
+    factors = [f for bar in parsed.bar_terms for f in bar.factors]
+    covariates = [t.column for text in (parsed.fixed, *(b.expr for b in parsed.bar_terms))
+                  for t in _columns(_tokenize(text))]
+    return FormulaColumns(tuple(dict.fromkeys(response)), trials,
+                          tuple(dict.fromkeys(factors)), tuple(dict.fromkeys(covariates)))
+
+
 # ----------------------------------------------------------------------------- data checks
 def _check_columns(parsed: _Parsed, data: pd.DataFrame) -> list[str]:
     """The columns the formula uses, in order; an unknown one is an error with suggestions."""
@@ -443,14 +481,16 @@ def _group_terms(bar_terms: tuple[_BarTerm, ...], table: pd.DataFrame,
 
 
 # ----------------------------------------------------------------------------- public
-def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "gaussian",
+def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "normal",
                   missing: str = "refuse", new_rows: bool = False) -> MixedDesign:
     """The :class:`MixedDesign` of ``formula`` (lme4/brms syntax, see the module) on ``data``.
 
-    ``family`` is a key of :data:`~poolwise.kinds.mixed.design.FAMILIES`. ``missing="refuse"``
-    refuses rows with missing values in the formula's columns; ``"drop"`` drops them and
-    records how many in ``dropped_rows`` and ``notes``. ``new_rows=True`` reads rows to
-    predict for: a single group level or too few rows to identify the coefficients is fine.
+    ``family`` is a key of :data:`~poolwise.kinds.mixed.design.FAMILIES` (or the alias
+    ``"gaussian"``). ``missing="refuse"`` refuses rows with missing values in the formula's
+    columns; ``"drop"`` drops them and records how many in ``dropped_rows`` and ``notes``.
+    The design records the columns read and the positions of the rows used (``columns``,
+    ``rows``). ``new_rows=True`` reads rows to predict for: a single group level or too few
+    rows to identify the coefficients is fine.
 
     >>> import pandas as pd
     >>> table = pd.DataFrame({"y": [1.0, 2.0, 3.0, 5.0], "x": [0, 1, 0, 1], "g": list("aabb")})
@@ -458,11 +498,7 @@ def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "gaussian",
     >>> design.fixed_names, design.terms[0].label, design.terms[0].levels
     (('Intercept', 'x'), '(1 | g)', ('a', 'b'))
     """
-    if family not in FAMILIES:
-        close = difflib.get_close_matches(family, FAMILIES, n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise SpecificationError(f"unknown family {family!r}{hint}; mixed-model families: "
-                                 f"{', '.join(FAMILIES)}")
+    family = mixed_family(family)
     if missing not in MISSING_ACTIONS:
         raise SpecificationError(f"missing={missing!r}: use 'refuse' (the default) or 'drop'")
     if not isinstance(formula, str):
@@ -516,7 +552,7 @@ def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "gaussian",
         _check_full_rank(x, fixed_names)
     terms, term_notes = _group_terms(parsed.bar_terms, table, rows, new_rows=new_rows)
     return MixedDesign(formula, family, parsed.response, y, x, fixed_names, terms,
-                       trials, offset, dropped, notes + term_notes)
+                       trials, offset, dropped, notes + term_notes, tuple(used), rows)
 
 
 def _check_full_rank(x: FloatArray, names: tuple[str, ...]) -> None:
@@ -598,10 +634,9 @@ def pooling_design(design: MixedDesign, pooling: str) -> MixedDesign:
     qualify = len(kept) > 1
     names = [f"{e}{f'|{t.factor}' if qualify else ''}[{level}]"
              for t, _ in kept for level in t.levels for e in t.names]
-    return MixedDesign(design.formula, design.family, design.response, design.y, x,
-                       tuple(names) + tuple(design.fixed_names[j] for j in keep), (),
-                       design.trials, design.offset, design.dropped_rows, tuple(notes))
+    return replace(design, x=x, terms=(), notes=tuple(notes),
+                   fixed_names=tuple(names) + tuple(design.fixed_names[j] for j in keep))
 
 
-__all__ = ["ALLOWED_FUNCTIONS", "MISSING_ACTIONS", "POOLINGS", "parse_formula",
-           "pooling_design"]
+__all__ = ["ALLOWED_FUNCTIONS", "MISSING_ACTIONS", "POOLINGS", "FormulaColumns",
+           "formula_columns", "parse_formula", "pooling_design"]

@@ -1,14 +1,15 @@
 r"""Graphical models and equations of mixed models, in the lecture notes' conventions.
 
-:func:`mixed_graph` builds the backend-free :class:`~poolwise.graph.ModelGraph` of a
-:class:`~poolwise.kinds.mixed.model.MixedModel` (draw it with :func:`poolwise.graph.render`), and
-:func:`mixed_equations` writes the same model as LaTeX lines.
+:func:`mixed_graph` builds the backend-free :class:`~poolwise.results.graph.ModelGraph` of a
+:class:`~poolwise.kinds.mixed.model.MixedModel` on its prepared data (draw it with
+:func:`poolwise.outputs.render.render`), and :func:`mixed_equations` writes the same model
+as LaTeX lines; ``model.graph(data)`` and ``model.equations(data)`` call them.
 
 The drawing: the response y_i is observed (shaded) in the plate of observations
 ``i = 1, …, N``, with the covariates x_i (and the binomial trials n_i or the offset o_i) as
 fixed dots beside it. The fixed coefficients β are one latent node (a vector), with the
 constants of their Normal priors as dots, labelled with their values when there are at most
-three coefficients (else ``m_β``, ``s_β``); σ is latent for the gaussian family. Each
+three coefficients (else ``m_β``, ``s_β``); σ is latent for the normal family. Each
 grouping factor f has its group effects b_f in a plate over its levels, labelled with the
 factor's name (``Subject: l = 1, …, 18``), and above the plate one sd τ per effect and, for
 a correlated term with several effects, the correlation matrix Ω_f (LKJ prior), each with
@@ -32,15 +33,15 @@ coefficients); a prior's constants are ``<node>_<parameter>`` (``b_mu``, ``b_sig
 ``sigma_scale``, ``sd_Subject[Days]_scale``, ``cor_Subject_eta``).
 
 >>> import poolwise
->>> model = poolwise.MixedModel("Reaction ~ Days + (Days | Subject)",
-...                             poolwise.datasets.load("sleepstudy"))
->>> graph = mixed_graph(model)
+>>> model = poolwise.MixedModel(formula="Reaction ~ Days + (Days | Subject)")
+>>> data = model.prepare(poolwise.datasets.load("sleepstudy"))
+>>> graph = mixed_graph(model, data)
 >>> graph.parents("r_Subject")
 ('sd_Subject[Intercept]', 'sd_Subject[Days]', 'cor_Subject')
 >>> print(*(plate.label for plate in graph.plates), sep="\n")
 $i = 1, \ldots, 180$
 Subject: $l = 1, \ldots, 18$
->>> print(*mixed_equations(model)[:2], sep="\n")  # doctest: +NORMALIZE_WHITESPACE
+>>> print(*mixed_equations(model, data)[:2], sep="\n")  # doctest: +NORMALIZE_WHITESPACE
 y_i \sim \mathrm{N}(\mu_i, \sigma^2), \quad i = 1, \ldots, 180
 \mu_i = \beta_0 + \beta_1 \mathrm{Days}_i
     + b_{0,\mathrm{Subject}[i]} + b_{1,\mathrm{Subject}[i]} \mathrm{Days}_i
@@ -54,13 +55,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from poolwise.exceptions import SpecificationError
-from poolwise.results.graph import GraphNode, ModelGraph, NodeKind, Plate, _latex
 from poolwise.kinds.mixed.design import GroupTerm, MixedDesign
 from poolwise.kinds.mixed.formula import _tokenize
-from poolwise.kinds.mixed.model import MixedModel
+from poolwise.kinds.mixed.model import MixedData, MixedModel
 from poolwise.kinds.mixed.priors import INTERCEPT, MixedPriors
+from poolwise.priors import Distribution, make_distribution
+from poolwise.results.graph import GraphNode, ModelGraph, NodeKind, Plate, latex
 from poolwise.vocabulary import POOLING_PHRASES
-from poolwise.priors import _DISTRIBUTIONS, Distribution
 
 __all__ = ["mixed_equations", "mixed_graph"]
 
@@ -70,7 +71,7 @@ INDEX_LETTERS = ("l", "m", "k", "p", "q", "r", "s", "t", "u", "v", "w")
 COMPACT_VALUES = 3
 #: the likelihood and the link's left-hand side of each family
 _LIKELIHOODS = {
-    "gaussian": (r"\mathrm{N}(\mu_i, \sigma^2)", r"\mu_i"),
+    "normal": (r"\mathrm{N}(\mu_i, \sigma^2)", r"\mu_i"),
     "binomial": (r"\mathrm{Binomial}(n_i, p_i)", r"\mathrm{logit}(p_i)"),
     "bernoulli": (r"\mathrm{Bernoulli}(p_i)", r"\mathrm{logit}(p_i)"),
     "poisson": (r"\mathrm{Poisson}(\lambda_i)", r"\log \lambda_i"),
@@ -213,14 +214,14 @@ class _PerLevel:
     level: tuple[int, ...]
 
 
-def _per_level(model: MixedModel) -> tuple[list[_PerLevel], list[int]]:
+def _per_level(data: MixedData) -> tuple[list[_PerLevel], list[int]]:
     """No pooling's per-level columns by term (of the formula's terms), and the indices of
     the shared fixed columns left."""
-    names = model.design.fixed_names
+    names = data.design.fixed_names
     position = {name: k for k, name in enumerate(names)}
     found: list[_PerLevel] = []
     used: set[int] = set()
-    for term in model.full_design.terms:
+    for term in data.full_design.terms:
         for qualifier in ("", f"|{term.factor}"):
             hits = [(position[f"{e}{qualifier}[{level}]"], a, b)
                     for b, level in enumerate(term.levels) for a, e in enumerate(term.names)
@@ -256,11 +257,19 @@ def _prior_texts(priors: MixedPriors) -> dict[str, str]:
 
 
 def _prior_line(symbol: str, text: str, where: str = "") -> str:
-    line = rf"{symbol} \sim {_latex(text)}"
+    line = rf"{symbol} \sim {latex(text)}"
     return f"{line}, \\quad {where}" if where else line
 
 
 # ----------------------------------------------------------------------------- graph
+def _check(model: MixedModel, data: MixedData) -> None:
+    if not isinstance(model, MixedModel):
+        raise TypeError(f"model must be a MixedModel, not {type(model).__name__}")
+    if not isinstance(data, MixedData):
+        raise TypeError(f"data must be prepared by model.prepare(table), not "
+                        f"{type(data).__name__}")
+
+
 class _Builder:
     """Collects nodes, edges and plates."""
 
@@ -278,7 +287,7 @@ class _Builder:
 
     def constants(self, node: str, dist: Distribution) -> None:
         """A prior's constants as dots labelled with their values."""
-        for param, value in zip(_DISTRIBUTIONS[dist.name], dist.params, strict=True):
+        for param, value in zip(dist.param_names, dist.params, strict=True):
             self.add(f"{node}_{param}", f"${_value(value)}$", "fixed", children=(node,))
 
 
@@ -298,7 +307,8 @@ def _coefficient_constants(builder: _Builder, node: str, dists: Sequence[Distrib
     """The constants of Normal priors of several coefficients, one dot per parameter:
     with their values when compact (and, for per-level coefficients, the same at every
     level), else symbolic (inside ``plate`` when they differ between levels)."""
-    for p, (param, letter) in enumerate(zip(_DISTRIBUTIONS["normal"], "ms", strict=True)):
+    normal = make_distribution("normal", (0.0, 1.0))
+    for p, (param, letter) in enumerate(zip(normal.param_names, "ms", strict=True)):
         values = [d.params[p] for d in dists]
         if group is not None:
             by_level: dict[int, list[float]] = {}
@@ -315,22 +325,22 @@ def _coefficient_constants(builder: _Builder, node: str, dists: Sequence[Distrib
         builder.add(f"{node}_{param}", f"${text}$", "fixed", children=(node,))
 
 
-def mixed_graph(model: MixedModel) -> ModelGraph:
-    """The graphical model of a mixed model (see the module for what is drawn).
+def mixed_graph(model: MixedModel, data: MixedData) -> ModelGraph:
+    """The graphical model of a mixed model on its prepared data (see the module for what
+    is drawn).
 
-    Draw it with :func:`poolwise.graph.render`, e.g.
-    ``render(mixed_graph(model), "out/model", fmt=("png", "svg"))``.
+    Draw it with :func:`poolwise.outputs.render.render`, e.g.
+    ``render(mixed_graph(model, data), "out/model", fmt=("png", "svg"))``.
     """
-    if not isinstance(model, MixedModel):
-        raise TypeError(f"model must be a MixedModel, not {type(model).__name__}")
-    design, priors = model.design, model.priors
+    _check(model, data)
+    design, priors = data.design, data.priors
     builder = _Builder()
     obs = "observations"
     # above the observations: the fixed coefficients, σ, the group-level parameters
     shared = list(range(len(design.fixed_names)))
     per_level: list[_PerLevel] = []
     if model.pooling == "none":
-        per_level, shared = _per_level(model)
+        per_level, shared = _per_level(data)
     if shared:
         builder.add("b", r"$\beta$", "latent", children=("y",))
         _coefficient_constants(builder, "b", [priors.fixed[k] for k in shared], r"\beta")
@@ -422,23 +432,23 @@ def _offset_tex(formula: str) -> str:
     return "".join(out)
 
 
-def _shared(model: MixedModel, shared: Sequence[int]) -> list[tuple[str, str]]:
+def _shared(data: MixedData, shared: Sequence[int]) -> list[tuple[str, str]]:
     """The shared fixed columns and β's subscript of each (its place in the formula)."""
-    names = [model.design.fixed_names[k] for k in shared]
-    return list(zip(names, _fixed_subscripts(names, model.full_design.fixed_names),
+    names = [data.design.fixed_names[k] for k in shared]
+    return list(zip(names, _fixed_subscripts(names, data.full_design.fixed_names),
                     strict=True))
 
 
-def _predictor(model: MixedModel, per_level: list[_PerLevel], shared: list[int]) -> str:
-    design = model.design
+def _predictor(data: MixedData, per_level: list[_PerLevel], shared: list[int]) -> str:
+    design = data.design
     parts = []
     if design.offset is not None:
         parts.append(_offset_tex(design.formula))
-    for name, sub in _shared(model, shared):
+    for name, sub in _shared(data, shared):
         parts.append(rf"\beta_{sub}{_covariate(name)}")
     for block in per_level:
         term = block.term
-        subs = _effect_subscripts(term.names, model.full_design.fixed_names)
+        subs = _effect_subscripts(term.names, data.full_design.fixed_names)
         for effect, sub in zip(term.names, subs, strict=True):
             parts.append(rf"\beta_{{{sub},{_tex(term.factor)}[i]}}{_covariate(effect)}")
     for term in design.terms:
@@ -450,7 +460,7 @@ def _predictor(model: MixedModel, per_level: list[_PerLevel], shared: list[int])
     return " + ".join(parts) if parts else "0"
 
 
-def mixed_equations(model: MixedModel) -> list[str]:
+def mixed_equations(model: MixedModel, data: MixedData) -> list[str]:
     r"""The model as LaTeX lines (without ``$`` delimiters).
 
     In order: the likelihood over the observations, the linear predictor with the link
@@ -461,24 +471,23 @@ def mixed_equations(model: MixedModel) -> list[str]:
     (no pooling's per-level ones in one line per effect when every level has the same
     prior), σ, the group sds τ and the correlation matrices Ω.
     """
-    if not isinstance(model, MixedModel):
-        raise TypeError(f"model must be a MixedModel, not {type(model).__name__}")
-    design, priors = model.design, model.priors
+    _check(model, data)
+    design, priors = data.design, data.priors
     likelihood, link = _LIKELIHOODS[design.family]
     shared = list(range(len(design.fixed_names)))
     per_level: list[_PerLevel] = []
     if model.pooling == "none":
-        per_level, shared = _per_level(model)
+        per_level, shared = _per_level(data)
     lines = [rf"y_i \sim {likelihood}, \quad {_range('i', design.n_obs)}",
-             f"{link} = {_predictor(model, per_level, shared)}"]
+             f"{link} = {_predictor(data, per_level, shared)}"]
     groups = _groups(design.terms)
     for group in groups:
         lines += _group_lines(group, design)
     texts = _prior_texts(priors)
-    for name, sub in _shared(model, shared):
+    for name, sub in _shared(data, shared):
         lines.append(_prior_line(rf"\beta_{sub}", texts[f"b[{name}]"]))
     for position, block in enumerate(per_level):
-        lines += _per_level_priors(block, _letter(position), texts, design, model.full_design)
+        lines += _per_level_priors(block, _letter(position), texts, design, data.full_design)
     if priors.sigma is not None:
         lines.append(_prior_line(r"\sigma", texts["sigma"]))
     for group in groups:

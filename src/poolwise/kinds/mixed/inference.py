@@ -4,14 +4,14 @@ The model (:mod:`poolwise.kinds.mixed.design`) is
 
     g(E[y_i]) = x_iᵀ β + Σ_t z_tiᵀ b_t[l_t(i)] + offset_i,   b_t[l] ~ N(0, Σ_t),
     Σ_t = D_t R_t D_t,  D_t = diag(sd_t),  R_t = L_t L_tᵀ ~ LKJ(η_t),
-    β_j ~ N(m_j, s_j²),  sd_te ~ p(sd_te),  (gaussian) σ ~ p(σ),
+    β_j ~ N(m_j, s_j²),  sd_te ~ p(sd_te),  (normal family) σ ~ p(σ),
 
 with the priors of :mod:`poolwise.kinds.mixed.priors`. Write b = (b_t[l])_{t,l} stacked term by
 term, level by level (column ``offset_t + l k_t + e`` of Z holds z_tie on the rows of level
 l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = ΛΛᵀ with
 Λ = blockdiag_t(I_{L_t} ⊗ Λ_t), Λ_t = D_t L_t (lower triangular).
 
-``parametrisation="marginal"`` (gaussian; its "auto")
+``parametrisation="marginal"`` (normal family; its "auto")
     Both b and β are Gaussian given the variance parameters, so both are integrated out:
     with W = [Z X], δ = (b, β − m) ~ N(0, Ψ), Ψ = blockdiag(G, diag(s²)) = Λ_ΨΛ_Ψᵀ and
     r = y − offset − Xm,
@@ -40,14 +40,14 @@ l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = �
     by :func:`poolwise.kinds.mixed.reml.fit_reml`; :func:`gaussian_marginal` serves both.
 
 ``parametrisation="non-centred"`` (any family; "auto" for binomial, bernoulli, poisson)
-    NUTS samples β, log σ (gaussian), log sd_t, x_t and standard normal ζ_t (L_t × k_t),
+    NUTS samples β, log σ (normal family), log sd_t, x_t and standard normal ζ_t (L_t × k_t),
     with b_t[l] = Λ_t ζ_t[l], so that ζ is independent of the sds a priori and the funnel
     between sds and group effects is gone (Betancourt and Girolami 2015).
 ``parametrisation="centred"``
     As non-centred, but b_t[l] is sampled directly with its N(0, Σ_t) density: prone to
     the funnel (divergences) when groups carry little information.
 
-Likelihoods on the linear predictor η: gaussian N(y | η, σ²); binomial (logit link,
+Likelihoods on the linear predictor η: normal N(y | η, σ²); binomial (logit link,
 ``trials`` n) y log σ(η) + (n − y) log σ(−η) + log C(n, y) with ``jax.nn.log_sigmoid``;
 bernoulli the same with n = 1; poisson (log link, offset) y η − e^η − log y!.
 
@@ -69,6 +69,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from poolwise._random import Stream, generator, jax_key
 from poolwise.exceptions import SpecificationError
 from poolwise.inference.base import SamplerConfig
 from poolwise.inference.nuts import CHAIN_METHOD, run_chains
@@ -93,7 +94,7 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class MixedDraws:
     """Posterior draws of a mixed model, ready for ArviZ.
 
-    ``posterior``: ``b`` (chain, draw, coef); ``sigma`` (gaussian); per term with factor f
+    ``posterior``: ``b`` (chain, draw, coef); ``sigma`` (normal family); per term with factor f
     ``sd_f`` (…, f_effect), ``cor_f`` (…, f_effect, f_effect_bis; correlated terms with two
     or more effects) and ``r_f`` (…, f, f_effect), the group effects. ``dims`` names the
     dimensions after (chain, draw); ``coords`` their labels.
@@ -396,7 +397,8 @@ def term_factor(sd: Any, corr_chol: Any | None) -> Any:
 
 
 def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig, *,
-                 parametrisation: str = "auto") -> MixedDraws:
+                 parametrisation: str = "auto",
+                 target_accept: float | None = None) -> MixedDraws:
     """Sample a mixed model's posterior with NUTS (:func:`run_chains`).
 
     Parameters
@@ -407,8 +409,11 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
         ``chains`` × (``warmup`` + ``draws``), ``seed``, ``progress``; its
         ``parametrisation`` is used when the keyword is "auto".
     parametrisation
-        "marginal" (gaussian only: β and b integrated out, drawn afterwards),
-        "non-centred", "centred", or "auto": marginal for gaussian, non-centred otherwise.
+        "marginal" (normal family only: β and b integrated out, drawn afterwards),
+        "non-centred", "centred", or "auto": marginal for the normal family, non-centred
+        otherwise.
+    target_accept
+        NUTS's step-size target; None: the parametrisation's :data:`TARGET_ACCEPT`.
 
     Returns
     -------
@@ -421,17 +426,17 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
     import jax
 
     jax.config.update("jax_enable_x64", True)
-    choice = _resolve(design, parametrisation if parametrisation != "auto"
-                      else config.parametrisation)
+    choice = resolve_parametrisation(design.family, parametrisation
+                                     if parametrisation != "auto" else config.parametrisation)
     _check(design, priors)
-    rng = np.random.default_rng(np.random.SeedSequence([config.seed, 1]))
+    accept = TARGET_ACCEPT[choice] if target_accept is None else float(target_accept)
+    rng = generator(config.seed, Stream.INIT)
     builder = _marginal_model if choice == "marginal" else _explicit_model
     model = builder(design, priors, choice)
     start = model.start
     jitter = rng.uniform(-1.0, 1.0, size=(config.chains, start.size)) * model.jitter
     timings: dict[str, float] = {}
-    z, stats = run_chains(model.potential, start + jitter, config, TARGET_ACCEPT[choice],
-                          timings=timings)
+    z, stats = run_chains(model.potential, start + jitter, config, accept, timings=timings)
     posterior = model.constrain(z, config.seed)
     info: dict[str, Any] = {
         "divergences": int(np.sum(stats["diverging"])),
@@ -439,26 +444,27 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
         "parametrisation": choice,
         "sampled": model.sampled,
         "chain_method": CHAIN_METHOD,
-        "target_accept": TARGET_ACCEPT[choice],
+        "target_accept": accept,
         **timings,
     }
-    dims, coords = _dims_and_coords(design)
+    dims, coords = posterior_dims(design)
     return MixedDraws(posterior, {k: dims[k] for k in posterior}, coords, stats, info)
 
 
-def _resolve(design: MixedDesign, choice: str) -> str:
+def resolve_parametrisation(family: str, choice: str) -> str:
+    """The parametrisation NUTS uses: ``"auto"`` is marginal for the normal family and
+    non-centred otherwise; ``"marginal"`` is refused outside the normal family."""
     if choice not in PARAMETRISATIONS:
         raise SpecificationError(
             f"unknown parametrisation {choice!r}; valid: {', '.join(PARAMETRISATIONS)}")
-    if design.family not in FAMILIES:
-        raise SpecificationError(
-            f"unknown family {design.family!r}; valid: {', '.join(FAMILIES)}")
+    if family not in FAMILIES:
+        raise SpecificationError(f"unknown family {family!r}; valid: {', '.join(FAMILIES)}")
     if choice == "auto":
-        return "marginal" if design.family == "gaussian" else "non-centred"
-    if choice == "marginal" and design.family != "gaussian":
+        return "marginal" if family == "normal" else "non-centred"
+    if choice == "marginal" and family != "normal":
         raise SpecificationError(
             f"parametrisation 'marginal' integrates Gaussian effects out and needs the "
-            f"gaussian family, not {design.family}; use 'non-centred'")
+            f"normal family, not {family}; use 'non-centred'")
     return choice
 
 
@@ -467,8 +473,8 @@ def _check(design: MixedDesign, priors: MixedPriors) -> None:
         raise SpecificationError(
             f"the priors are for coefficients {priors.fixed_names}, the design has "
             f"{design.fixed_names}")
-    if (priors.sigma is None) != (design.family != "gaussian"):
-        raise SpecificationError("sigma needs a prior in the gaussian family only")
+    if (priors.sigma is None) != (design.family != "normal"):
+        raise SpecificationError("sigma needs a prior in the normal family only")
     factors = [term.factor for term in design.terms]
     if len(set(factors)) != len(factors):
         raise SpecificationError(f"each grouping factor may appear in one term only: {factors}")
@@ -490,7 +496,7 @@ class _Model:
 
 
 def _variance_layout(design: MixedDesign, layout: _Layout) -> None:
-    if design.family == "gaussian":
+    if design.family == "normal":
         layout.add("log_sigma", 1)
     for term in design.terms:
         layout.add(f"log_sd_{term.factor}", term.n_effects)
@@ -511,7 +517,7 @@ def _variance_parts(design: MixedDesign, priors: MixedPriors, layout: _Layout,
     ops = jax_ops()
     log_prior: Any = 0.0
     sigma = None
-    if design.family == "gaussian":
+    if design.family == "normal":
         assert priors.sigma is not None  # checked in _check
         log_sigma = layout.get(z, "log_sigma")[0]
         sigma = jnp.exp(log_sigma)
@@ -540,7 +546,7 @@ def _variance_start(design: MixedDesign, priors: MixedPriors, residual_sd: float
     """Start and jitter half-widths: σ at 0.7 × the residual sd of the fixed-effects fit,
     each sd at half its prior's scale (the scale rule of default_priors), correlations 0."""
     start, jitter = np.zeros(layout.size), np.zeros(layout.size)
-    if design.family == "gaussian":
+    if design.family == "normal":
         start[layout.slices["log_sigma"]] = math.log(0.7 * residual_sd)
     for term in design.terms:
         scales = [_scale_of(priors.sd[term.factor, e]) for e in term.names]
@@ -561,7 +567,7 @@ def _scale_of(dist: Any) -> float:
 
 
 def _marginal_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _Model:
-    """The gaussian model with β and b integrated out (module docstring)."""
+    """The normal model with β and b integrated out (module docstring)."""
     import jax
     import jax.numpy as jnp
 
@@ -595,7 +601,8 @@ def _marginal_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
         return out
 
     def constrain(z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-        noise = jax.random.normal(jax.random.PRNGKey(seed), (*z.shape[:-1], stats.wtw.shape[0]))
+        noise = jax.random.normal(jax_key(seed, Stream.CONDITIONAL),
+                                  (*z.shape[:-1], stats.wtw.shape[0]))
         return _per_chain(jax.vmap(coefficients), z, noise)
 
     residual_sd = _fixed_effects_start(design, priors)[2]
@@ -685,7 +692,7 @@ def _explicit_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
                 sd0, term.n_levels)
     sampled = "b" if centred else "ζ ~ N(0, I) with b = Λ ζ"
     return _Model(potential, start, jitter, constrain,
-                  f"(β, {'log σ, ' if design.family == 'gaussian' else ''}log sd, "
+                  f"(β, {'log σ, ' if design.family == 'normal' else ''}log sd, "
                   f"correlation Cholesky coordinates, {sampled})")
 
 
@@ -706,7 +713,7 @@ def _log_likelihood(design: MixedDesign) -> Callable[[Any, Any], Any]:
     from scipy.special import gammaln
 
     y = np.asarray(design.y, dtype=float)
-    if design.family == "gaussian":
+    if design.family == "normal":
         def gaussian(eta: Any, sigma: Any) -> Any:
             return jnp.sum(-0.5 * jnp.square((y - eta) / sigma)) - y.size * (
                 jnp.log(sigma) + 0.5 * _LOG_2PI)
@@ -730,12 +737,12 @@ def _fixed_effects_start(design: MixedDesign,
                          priors: MixedPriors) -> tuple[FloatArray, FloatArray, float]:
     """β at the mode of the model without group effects (Newton's method with step halving
     on the log posterior under the Normal priors), its standard errors, and the residual sd
-    (gaussian; 1 otherwise)."""
+    (normal family; 1 otherwise)."""
     x, y = np.asarray(design.x, dtype=float), np.asarray(design.y, dtype=float)
     offset = np.zeros_like(y) if design.offset is None else np.asarray(design.offset, float)
     trials = np.ones_like(y) if design.trials is None else np.asarray(design.trials, float)
     loc, precision = priors.fixed_loc, 1.0 / np.square(priors.fixed_scale)
-    if design.family == "gaussian":
+    if design.family == "normal":
         noise = float(np.var(y)) or 1.0
         beta = np.linalg.solve(x.T @ x / noise + np.diag(precision),
                                x.T @ (y - offset) / noise + precision * loc)
@@ -772,7 +779,8 @@ def _fixed_effects_start(design: MixedDesign,
     return beta, np.sqrt(np.diag(np.linalg.inv(hessian))), 1.0
 
 
-def _dims_and_coords(design: MixedDesign) -> tuple[dict[str, list[str]], dict[str, Any]]:
+def posterior_dims(design: MixedDesign) -> tuple[dict[str, list[str]], dict[str, Any]]:
+    """The dimensions of each posterior variable (after chain, draw) and their labels."""
     dims: dict[str, list[str]] = {"b": ["coef"], "sigma": []}
     coords: dict[str, Any] = {"coef": list(design.fixed_names)}
     for term in design.terms:
@@ -789,6 +797,7 @@ def _dims_and_coords(design: MixedDesign) -> tuple[dict[str, list[str]], dict[st
 
 __all__ = [
     "PARAMETRISATIONS",
+    "TARGET_ACCEPT",
     "GaussianMarginal",
     "GaussianStats",
     "MixedDraws",
@@ -796,7 +805,9 @@ __all__ = [
     "draw_coefficients",
     "gaussian_marginal",
     "gaussian_stats",
+    "posterior_dims",
     "random_effects_matrix",
+    "resolve_parametrisation",
     "sample_mixed",
     "term_segments",
     "times_factor",

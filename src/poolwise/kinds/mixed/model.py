@@ -1,17 +1,30 @@
-"""A mixed model is a formula × family × pooling × priors; fitting returns a :class:`MixedFit`.
+"""A mixed model is a formula × family × pooling × priors × method; fitting returns a
+:class:`MixedFit`.
+
+The model (:mod:`poolwise.kinds.mixed.design`)
+
+    g(E[y_i]) = x_iᵀ β + Σ_t z_tiᵀ b_t[l_t(i)] + offset_i,   b_t[l] ~ N(0, Σ_t),
+
+is fitted by NUTS (:mod:`poolwise.kinds.mixed.inference`; the normal family integrates β
+and the group effects out and draws them afterwards) or by ``eb-ml``, REML as lme4
+(:mod:`poolwise.kinds.mixed.reml`), whose fit also holds draws of β and the group effects
+given the estimated variance parameters. :meth:`MixedModel.prepare` reads a table into a
+:class:`MixedData` (the designs, the priors scaled to the data, the rows used), which
+``fit``, ``describe_prior``, ``graph`` and ``equations`` take as well as the table.
 
 >>> import poolwise
 >>> sleep = poolwise.datasets.load("sleepstudy")
->>> model = poolwise.MixedModel("Reaction ~ Days + (Days | Subject)", sleep)
->>> model.priors.describe()[:2]
+>>> model = poolwise.MixedModel(formula="Reaction ~ Days + (Days | Subject)")
+>>> model.describe_prior(sleep).split("; ")[:2]
 ['b[Intercept] ~ Normal(298.508, 140.822)', 'b[Days] ~ Normal(0, 48.8915)']
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pandas as pd
@@ -19,213 +32,488 @@ import xarray as xr
 from numpy.typing import NDArray
 
 from poolwise import _arviz
-from poolwise._version import __version__
+from poolwise._random import Stream, generator
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.results.summary import SUMMARY_COLUMNS, posterior_draws, posterior_summary
-from poolwise.results.summary import check_prob as _check_prob
-from poolwise.inference.base import SamplerConfig
-from poolwise.kinds.mixed.design import GroupTerm, MixedDesign
-from poolwise.kinds.mixed.formula import parse_formula, pooling_design
-from poolwise.kinds.mixed.priors import MixedPriors, default_priors, parse_priors
-from poolwise.vocabulary import POOLINGS
+from poolwise.kinds.base import BaseModel
+from poolwise.kinds.mixed.design import GroupTerm, MixedDesign, mixed_family
+from poolwise.kinds.mixed.formula import (
+    MISSING_ACTIONS,
+    FormulaColumns,
+    formula_columns,
+    parse_formula,
+    pooling_design,
+)
+from poolwise.kinds.mixed.inference import (
+    TARGET_ACCEPT as NUTS_TARGET_ACCEPT,
+)
+from poolwise.kinds.mixed.inference import (
+    correlated,
+    posterior_dims,
+    resolve_parametrisation,
+)
+from poolwise.kinds.mixed.priors import MixedPriors, check_prior_syntax, parse_priors
+from poolwise.kinds.mixed.reml import LMMEstimate, estimate_from_dict, estimate_to_dict
+from poolwise.results.checks import CheckData
+from poolwise.results.fit import Fit, finish_fit
+from poolwise.results.prediction import (
+    ExistingGroup,
+    NewGroup,
+    NewGroupIn,
+    NewRows,
+    Population,
+    Prediction,
+    prediction_dataset,
+)
+from poolwise.results.storage import (
+    FitRecord,
+    dataset_to_table,
+    record_attrs,
+    table_to_dataset,
+)
+from poolwise.results.summary import SUMMARY_COLUMNS, posterior_summary
+from poolwise.vocabulary import POOLINGS, Constraint, OneOf
 
 if TYPE_CHECKING:
     from poolwise.results.graph import ModelGraph
 
-#: methods for mixed models: NUTS (full Bayes) and REML/ML point estimates (gaussian)
-MIXED_METHODS = ("nuts", "eb-ml")
-MIXED_PARAMETRISATIONS = ("auto", "marginal", "non-centred", "centred")
-#: what ``predict`` can do with the group effects
-PREDICTION_KINDS = ("groups", "new-groups", "population")
+__all__ = ["MixedData", "MixedFit", "MixedModel"]
+
+#: transformations fitted to the data: recomputed on new rows they would change meaning
+STATEFUL_FUNCTIONS = ("scale", "center", "centre", "poly")
+#: Poisson means above this are capped when drawing counts (NumPy's sampler refuses them)
+POISSON_LIMIT = 1e15
+#: the tree group holding the table the design was built from
+INPUT_GROUP = "input_data"
 
 
-class MixedModel:
+# ----------------------------------------------------------------------------- the data
+@dataclass(frozen=True, eq=False)
+class MixedData:
+    """A table prepared for one mixed model: ``table`` holds only the formula's columns
+    and the rows used (``full_design.rows`` are their positions in the table given),
+    ``full_design`` the formula's design, ``design`` the pooling level's
+    (:func:`~poolwise.kinds.mixed.formula.pooling_design`), ``priors`` the default priors
+    scaled to these data with the model's overrides applied. ``key`` says which model
+    settings it was prepared for."""
+
+    table: pd.DataFrame
+    full_design: MixedDesign
+    design: MixedDesign
+    priors: MixedPriors
+    key: tuple[Any, ...]
+
+    @property
+    def n_obs(self) -> int:
+        return self.design.n_obs
+
+    @property
+    def rows(self) -> NDArray[np.intp]:
+        """Each row's position in the table that was prepared."""
+        rows = self.full_design.rows
+        return np.arange(self.n_obs) if rows is None else np.asarray(rows, dtype=np.intp)
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """What was done to the data (rows dropped, nesting expanded, no pooling's columns)."""
+        return self.design.notes
+
+
+# ----------------------------------------------------------------------------- the model
+class MixedModel(BaseModel):
     """A (generalised) linear mixed model written as an lme4/brms formula.
 
     Parameters
     ----------
     formula
-        e.g. ``"Reaction ~ Days + (Days | Subject)"``; see :mod:`poolwise.kinds.mixed.formula`
-        for the syntax and the allowed transformations.
-    data
-        The table. Priors are scaled to it, so it is needed to show them.
+        e.g. ``"Reaction ~ Days + (Days | Subject)"``; the syntax and the allowed
+        transformations are in :mod:`poolwise.kinds.mixed.formula`.
     family
-        ``"gaussian"`` (default), ``"binomial"`` (``y | trials(n) ~ …``), ``"bernoulli"``
-        or ``"poisson"`` (with ``offset(log(exposure))`` if there is an exposure).
+        ``"normal"`` (default; alias ``"gaussian"``), ``"binomial"``
+        (``y | trials(n) ~ …``), ``"bernoulli"`` or ``"poisson"`` (with
+        ``offset(log(exposure))`` for an exposure).
     pooling
         ``"partial"`` (the formula), ``"complete"`` (group terms dropped) or ``"none"``
         (each group's effects as fixed effects).
-    priors
-        Overrides of the default priors, e.g. ``"b[Days] = normal(10, 20); sd = halfnormal(30)"``
-        (see :func:`poolwise.kinds.mixed.priors.parse_priors`), or a :class:`MixedPriors`.
+    prior
+        Overrides of the default priors, which are scaled to the data, e.g.
+        ``"b[Days] = normal(10, 20); sd = halfnormal(30)"``
+        (:func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
+        :class:`~poolwise.kinds.mixed.priors.MixedPriors`.
+    method
+        ``"nuts"`` (default; full Bayes) or ``"eb-ml"`` (REML as lme4, normal family only:
+        point estimates of the variance parameters, β and the group effects drawn given
+        them).
     missing
-        ``"refuse"`` (default) rows with missing values, or ``"drop"`` them.
+        ``"refuse"`` (default) rows with missing values in the formula's columns, or
+        ``"drop"`` them.
+    draws, chains, warmup, seed, progress
+        Draws and warm-up per chain (``eb-ml``: chains × draws conditional draws), the seed
+        of every random stream, a progress bar.
+    target_accept
+        NUTS's step-size target; None: 0.8 for the marginal parametrisation, 0.9 for the
+        explicit ones.
+    parametrisation
+        ``"auto"`` (marginal for the normal family, non-centred otherwise),
+        ``"marginal"`` (normal family: β and the group effects integrated out),
+        ``"non-centred"`` or ``"centred"``.
     """
 
-    def __init__(self, formula: str, data: pd.DataFrame, *, family: str = "gaussian",
-                 pooling: str = "partial", priors: str | MixedPriors | None = None,
-                 missing: str = "refuse") -> None:
-        if pooling not in POOLINGS:
+    kind = "mixed"
+    METHODS: ClassVar[Mapping[str, tuple[str, ...]]] = {
+        pooling: ("nuts", "eb-ml") for pooling in POOLINGS}
+    PARAMETRISATIONS = ("marginal", "non-centred", "centred")
+    #: the marginal parametrisation's; the explicit ones use 0.9 (``target_accept=None``)
+    TARGET_ACCEPT = NUTS_TARGET_ACCEPT["marginal"]
+    CONSTRAINTS: ClassVar[Mapping[str, Constraint]] = {"missing": OneOf(MISSING_ACTIONS)}
+
+    def __init__(
+        self,
+        *,
+        formula: str,
+        family: str = "normal",
+        pooling: str = "partial",
+        prior: str | MixedPriors | None = None,
+        method: str | None = None,
+        missing: str = "refuse",
+        draws: int = 1000,
+        chains: int = 4,
+        warmup: int = 1000,
+        seed: int = 0,
+        progress: bool = False,
+        target_accept: float | None = None,
+        parametrisation: str = "auto",
+    ) -> None:
+        family = mixed_family(family)
+        text = prior.spec() if isinstance(prior, MixedPriors) else prior
+        if text is not None:
+            check_prior_syntax(text)
+            text = text.strip() or None
+        self._settle({"formula": formula, "family": family, "pooling": pooling,
+                      "prior": text, "method": method, "missing": missing, "draws": draws,
+                      "chains": chains, "warmup": warmup, "seed": seed, "progress": progress,
+                      "target_accept": target_accept, "parametrisation": parametrisation})
+        self.formula: str = formula
+        self.family: str = family
+        self.prior: str | None = text
+        self.missing: str = missing
+        self.columns: FormulaColumns = formula_columns(formula)
+        if self.pooling != "complete" and not self.columns.factors:
             raise SpecificationError(
-                f"unknown pooling {pooling!r}; valid pooling levels: {', '.join(POOLINGS)}")
+                f"the formula has no group terms such as (1 | group), so {self.pooling_phrase} "
+                "is the same as complete pooling: add a group term or use pooling 'complete'")
+        if self.method == "eb-ml" and family != "normal":
+            raise SpecificationError(
+                f"eb-ml is REML (as lme4) and needs the normal family; use method 'nuts' for "
+                f"the {family} family")
+        #: the parametrisation NUTS uses ("auto" resolved for the family)
+        self.parametrisation: str = resolve_parametrisation(family, self.config.parametrisation)
+        if target_accept is None:
+            self.config = replace(self.config,
+                                  target_accept=NUTS_TARGET_ACCEPT[self.parametrisation])
+
+    # ------------------------------------------------------------------ data
+    def _key(self) -> tuple[Any, ...]:
+        return (self.formula, self.family, self.pooling, self.missing, self.prior)
+
+    def prepare(self, data: pd.DataFrame | MixedData, **columns: Any) -> MixedData:
+        """Read ``data`` (a table, or data prepared by a model with the same formula, family,
+        pooling, missing and prior) into a :class:`MixedData`: the designs, the resolved
+        priors and the table of the rows used."""
+        given = [name for name, value in columns.items() if value is not None]
+        if given:
+            raise SpecificationError(
+                f"a mixed model reads its columns from the formula; {', '.join(given)}= "
+                "are not used")
+        if isinstance(data, MixedData):
+            if data.key == self._key():
+                return data
+            data = data.table
         if not isinstance(data, pd.DataFrame):
             raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
-        self.formula, self.family, self.pooling = formula, family, pooling
-        self.full_design = parse_formula(formula, data, family=family, missing=missing)
-        if pooling != "complete" and not self.full_design.terms:
-            raise SpecificationError(
-                f"the formula has no group terms such as (1 | group), so {pooling} pooling "
-                "is the same as complete pooling: add a group term or use pooling 'complete'")
-        if family == "gaussian" and pooling == "partial":
-            for term in self.full_design.terms:
-                if term.n_levels >= self.full_design.n_obs:
+        full = parse_formula(self.formula, data, family=self.family, missing=self.missing)
+        table = data[list(full.columns)].iloc[np.asarray(full.rows)].reset_index(drop=True)
+        return self._assemble(table, full)
+
+    def _assemble(self, table: pd.DataFrame, full: MixedDesign,
+                  priors: str | None = None) -> MixedData:
+        """The prepared data of ``full`` (built from ``table``); ``priors`` a resolved
+        spec (a saved fit's), else the defaults with the model's overrides."""
+        if self.family == "normal" and self.pooling == "partial":
+            for term in full.terms:
+                if term.n_levels >= full.n_obs:
                     raise DataError(
                         f"grouping factor {term.factor!r} has {term.n_levels} levels for "
-                        f"{self.full_design.n_obs} rows (one row each), so its sd and the "
-                        "residual σ cannot be told apart (lme4 refuses this too); drop the "
-                        "term or use a grouping with repeated rows")
-        self.design = pooling_design(self.full_design, pooling)
-        if isinstance(priors, MixedPriors):
-            self.priors = priors
-        elif priors is None or not priors.strip():
-            self.priors = default_priors(self.design)
-        else:
-            self.priors = parse_priors(priors, self.design)
+                        f"{full.n_obs} rows (one row each), so its sd and the residual σ "
+                        "cannot be told apart (lme4 refuses this too); drop the term or use a "
+                        "grouping with repeated rows")
+        design = pooling_design(full, self.pooling)
+        resolved = parse_priors(priors if priors is not None else self.prior or "", design)
+        return MixedData(table, full, design, resolved, self._key())
 
-    def __repr__(self) -> str:
-        return (f"MixedModel({self.formula!r}, family={self.family!r}, "
-                f"pooling={self.pooling!r})")
+    def _restore(self, table: pd.DataFrame, rows: NDArray[np.intp], dropped: int,
+                 notes: tuple[str, ...], priors: str) -> MixedData:
+        """The prepared data of a saved fit: the design rebuilt from its table."""
+        full = parse_formula(self.formula, table, family=self.family)
+        full = replace(full, rows=rows, dropped_rows=dropped, notes=notes)
+        return self._assemble(table, full, priors)
 
-    def graph(self) -> ModelGraph:
-        """The model's probabilistic graphical model with its plates; draw it with
-        :func:`poolwise.graph.render`."""
+    def _prepared(self, data: Any) -> MixedData:
+        if data is None:
+            raise SpecificationError(
+                "a mixed model's priors, graph and equations depend on its data: pass the "
+                "table (or model.prepare(table))")
+        return self.prepare(data)
+
+    # ------------------------------------------------------------------ description
+    def describe_prior(self, data: pd.DataFrame | MixedData | None = None) -> str:
+        """The priors, one statement per parameter separated by semicolons, with the
+        defaults scaled to ``data``; without data the rule and the overrides."""
+        if self.method == "eb-ml":
+            return ("eb-ml (REML, as lme4): the variance parameters are estimated and β has a "
+                    "flat prior; no priors are used")
+        if data is None:
+            rule = ("weakly informative defaults scaled to the data: b ~ Normal, sigma and sd "
+                    "~ HalfNormal, cor ~ LKJ(2)")
+            return rule + (f"; overridden by: {self.prior}" if self.prior else "")
+        return "; ".join(self.prepare(data).priors.describe())
+
+    def graph(self, data: pd.DataFrame | MixedData | None = None) -> ModelGraph:
+        """The model's graphical model with its plates sized by the data; draw it with
+        :func:`poolwise.outputs.render.render`."""
         from poolwise.kinds.mixed.graph import mixed_graph
 
-        return mixed_graph(self)
+        return mixed_graph(self, self._prepared(data))
 
-    def equations(self) -> list[str]:
+    def equations(self, data: pd.DataFrame | MixedData | None = None) -> list[str]:
         """The model as LaTeX lines: likelihood, linear predictor, group effects, priors."""
         from poolwise.kinds.mixed.graph import mixed_equations
 
-        return mixed_equations(self)
+        return mixed_equations(self, self._prepared(data))
 
-    def describe_prior(self) -> str:
-        """The priors, one statement per parameter, separated by semicolons."""
-        return "; ".join(self.priors.describe())
+    def title(self, data: pd.DataFrame | MixedData) -> str:
+        """``normal mixed model 'Reaction ~ Days + (Days | Subject)', partial pooling,
+        method nuts, 180 rows``."""
+        rows = self._prepared(data).n_obs
+        return (f"{self.family} mixed model {self.formula!r}, {self.pooling_phrase}, "
+                f"method {self.method}, {rows} row{'s' if rows != 1 else ''}")
 
-    def fit(self, *, method: str = "nuts", draws: int = 1000, chains: int = 4,
-            warmup: int = 1000, seed: int = 0, progress: bool = False,
-            parametrisation: str = "auto") -> MixedFit:
-        """Fit by ``"nuts"`` (full Bayes; gaussian models marginalise the group effects by
-        default) or ``"eb-ml"`` (REML point estimates, gaussian only)."""
-        from poolwise.results.diagnostics import check_diagnostics
-
-        if method not in MIXED_METHODS:
-            raise SpecificationError(
-                f"unknown method {method!r} for a mixed model; valid: {', '.join(MIXED_METHODS)}")
-        if parametrisation not in MIXED_PARAMETRISATIONS:
-            raise SpecificationError(
-                f"unknown parametrisation {parametrisation!r}; valid: "
-                f"{', '.join(MIXED_PARAMETRISATIONS)}")
-        for name, value, least in (("draws", draws, 1), ("chains", chains, 1),
-                                   ("warmup", warmup, 0)):
-            # bool is an int subclass: draws=True would quietly mean one draw
-            if (isinstance(value, bool) or not isinstance(value, (int, np.integer))
-                    or value < least):
-                raise SpecificationError(f"{name} must be an integer ≥ {least}, got {value!r}")
-        config = SamplerConfig(draws=int(draws), chains=int(chains), warmup=int(warmup),
-                               seed=int(seed), progress=progress,
-                               parametrisation=parametrisation)
+    # ------------------------------------------------------------------ fitting
+    def fit(self, data: pd.DataFrame | MixedData, **columns: Any) -> MixedFit:
+        """Fit by NUTS or REML (``method``) to a table or to :meth:`prepare`'s result."""
+        prepared = self.prepare(data, **columns)
         start = time.perf_counter()
-        if method == "eb-ml":
-            return self._fit_reml(config, start)
-        from poolwise.kinds.mixed.inference import sample_mixed
+        estimate: LMMEstimate | None = None
+        if self.method == "eb-ml":
+            posterior, estimate = self._reml_draws(prepared)
+            sample_stats: dict[str, NDArray] = {}
+            info: dict[str, Any] = {"converged": estimate.converged,
+                                    "singular": estimate.singular}
+        else:
+            from poolwise.kinds.mixed.inference import sample_mixed
 
-        result = sample_mixed(self.design, self.priors, config, parametrisation=parametrisation)
-        info = {**result.info, "seconds": time.perf_counter() - start}
-        groups: dict[str, dict[str, np.ndarray]] = {"posterior": result.posterior,
-                                                    "observed_data": {"y": self.design.y}}
-        if result.sample_stats:
-            groups["sample_stats"] = result.sample_stats
+            result = sample_mixed(prepared.design, prepared.priors, self.config,
+                                  parametrisation=self.parametrisation,
+                                  target_accept=self.config.target_accept)
+            posterior, sample_stats, info = result.posterior, result.sample_stats, result.info
+            posterior = {name: posterior[name] for name in _variable_order(prepared.design)
+                         if name in posterior}
+        info = {**info, "seconds": time.perf_counter() - start}
+        tree = self._tree(prepared, posterior, sample_stats, info, estimate)
+        fit = MixedFit(self, prepared, tree, info, estimate)
+        return finish_fit(fit, stacklevel=2)
+
+    def _reml_draws(self, data: MixedData) -> tuple[dict[str, NDArray], LMMEstimate]:
+        """REML estimates, and chains × draws draws of β and the group effects given them
+        (σ, the sds and correlations constant), shaped like NUTS's."""
+        from poolwise.kinds.mixed.reml import conditional_draws, fit_reml
+
+        design = data.design
+        estimate = fit_reml(design, reml=True)
+        chains, draws = self.config.chains, self.config.draws
+        columns = sum(t.n_levels * t.n_effects for t in design.terms) + len(design.fixed_names)
+        noise = generator(self.config.seed, Stream.CONDITIONAL).standard_normal(
+            (chains * draws, columns))
+        drawn = conditional_draws(design, estimate, noise)
+
+        def shaped(values: NDArray) -> NDArray:
+            """A constant at every draw."""
+            values = np.asarray(values, dtype=float)
+            return np.broadcast_to(values, (chains, draws, *values.shape)).copy()
+
+        posterior = {"b": drawn["b"].reshape(chains, draws, -1),
+                     "sigma": np.full((chains, draws), estimate.sigma)}
+        for term in design.terms:
+            posterior[f"sd_{term.factor}"] = shaped(estimate.sd[term.factor])
+            if correlated(term):
+                posterior[f"cor_{term.factor}"] = shaped(estimate.cor[term.factor])
+            posterior[f"r_{term.factor}"] = drawn[f"r_{term.factor}"].reshape(
+                chains, draws, term.n_levels, term.n_effects)
+        return posterior, estimate
+
+    def _tree(self, data: MixedData, posterior: Mapping[str, NDArray],
+              sample_stats: Mapping[str, NDArray], info: Mapping[str, Any],
+              estimate: LMMEstimate | None) -> xr.DataTree:
+        """Posterior, observed y by row, sampler statistics, the table in ``input_data``,
+        and the model's spec, notes, resolved priors and REML estimate in the attributes."""
+        dims, coords = posterior_dims(data.design)
+        groups: dict[str, dict[str, NDArray]] = {
+            "posterior": dict(posterior), "observed_data": {"y": data.design.y}}
+        if sample_stats:
+            groups["sample_stats"] = dict(sample_stats)
+        attrs = record_attrs(
+            self.kind, self.spec(),
+            {"notes": list(data.full_design.notes),
+             "dropped_rows": data.full_design.dropped_rows},
+            {"info": dict(info), "priors": data.priors.spec(),
+             "estimate": None if estimate is None else estimate_to_dict(estimate)})
         tree = _arviz.make_datatree(
-            groups, dims={**result.dims, "y": ["obs"]},
-            coords={**result.coords, "obs": np.arange(self.design.n_obs)},
-            attrs=self._attrs("nuts", config, info))
-        fit = MixedFit(self, "nuts", config, tree, None, info)
-        check_diagnostics(fit, stacklevel=2)  # type: ignore[arg-type]
-        return fit
+            groups, dims={**{k: dims[k] for k in posterior}, "y": ["row"]},
+            coords={**coords, "row": data.rows}, attrs=attrs)
+        tree[INPUT_GROUP] = xr.DataTree(
+            table_to_dataset(data.table).assign_coords(row=data.rows))
+        return tree
 
-    def _fit_reml(self, config: SamplerConfig, start: float) -> MixedFit:
-        if self.design.family != "gaussian":
+    # ------------------------------------------------------------------ checks
+    def check_data(self, data: MixedData, replicated: Mapping[str, NDArray]
+                   ) -> list[CheckData]:
+        """The response per row (y / trials for the binomial family), grouped by the
+        levels of the formula's first grouping factor."""
+        design = data.design
+        terms = data.full_design.terms
+        groups = (np.asarray(terms[0].levels, dtype=str)[terms[0].index] if terms else None)
+        draws = np.asarray(replicated["y"], dtype=float)
+        if design.family == "binomial" and design.trials is not None:
+            return [CheckData("y", design.y / design.trials, draws / design.trials, groups,
+                              discrete=True, label="y / trials")]
+        return [CheckData("y", design.y, draws, groups, discrete=design.family != "normal",
+                          label=design.response)]
+
+    def _prior_draws(self, data: MixedData, rng: np.random.Generator, size: int
+                     ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """β, σ, the sds, the correlations (LKJ), the group effects and y drawn from the
+        resolved priors (all proper)."""
+        if self.method == "eb-ml":
             raise SpecificationError(
-                "eb-ml (REML) is for gaussian mixed models; use method 'nuts' for the "
-                f"{self.design.family} family")
-        from poolwise.kinds.mixed.reml import fit_reml
+                "eb-ml (REML) estimates the variance parameters and gives β a flat prior: it "
+                "has no prior to draw from; use method 'nuts' for the prior predictive")
+        design, priors = data.design, data.priors
+        dims, coords = posterior_dims(design)
+        b = rng.normal(priors.fixed_loc, priors.fixed_scale, size=(size, len(priors.fixed)))
+        prior: dict[str, tuple[NDArray, list[str]]] = {"b": (b, dims["b"])}
+        sigma = None
+        if priors.sigma is not None:
+            sigma = np.asarray(priors.sigma.sample(rng, size), dtype=float)
+            prior["sigma"] = (sigma, [])
+        eta = b @ design.x.T + (0.0 if design.offset is None else design.offset)
+        for term in design.terms:
+            sd = np.column_stack([priors.sd[term.factor, e].sample(rng, size)
+                                  for e in term.names])
+            prior[f"sd_{term.factor}"] = (sd, dims[f"sd_{term.factor}"])
+            chol: NDArray = np.broadcast_to(np.eye(term.n_effects),
+                                            (size, term.n_effects, term.n_effects))
+            if correlated(term):
+                chol = _lkj_cholesky(rng, term.n_effects, priors.cor[term.factor], size)
+                prior[f"cor_{term.factor}"] = (chol @ np.swapaxes(chol, -1, -2),
+                                               dims[f"cor_{term.factor}"])
+            white = rng.standard_normal((size, term.n_levels, term.n_effects))
+            effects = np.einsum("sij,slj->sli", sd[:, :, None] * chol, white)
+            prior[f"r_{term.factor}"] = (effects, dims[f"r_{term.factor}"])
+            eta = eta + np.einsum("sre,re->sr", effects[:, term.index, :], term.z)
+        _, y = response_draws(design.family, eta, design.trials, sigma, rng)
+        return prior, {"y": (y, ["row"])}, {**coords, "row": data.rows}
 
-        estimate = fit_reml(self.design, reml=True)
-        info = {"seconds": time.perf_counter() - start}
-        tree = _arviz.make_datatree({"observed_data": {"y": self.design.y}},
-                                    dims={"y": ["obs"]},
-                                    coords={"obs": np.arange(self.design.n_obs)},
-                                    attrs=self._attrs("eb-ml", config, info))
-        return MixedFit(self, "eb-ml", config, tree, estimate, info)
-
-    def _attrs(self, method: str, config: SamplerConfig, info: dict[str, Any]) -> dict[str, Any]:
-        import json
-
-        return {"poolwise_version": __version__, "formula": self.formula,
-                "family": self.family, "pooling": self.pooling, "priors": self.priors.spec(),
-                "method": method, "seed": config.seed, "draws": config.draws,
-                "chains": config.chains, "warmup": config.warmup,
-                "parametrisation": config.parametrisation,
-                "info": json.dumps(info, default=float)}
+    def _group_dims(self, data: MixedData) -> tuple[str, ...]:
+        return tuple(term.factor for term in data.design.terms)
 
 
+def _variable_order(design: MixedDesign) -> list[str]:
+    """The posterior's variables in the order of the summary: b, sigma, each factor's sd_
+    and cor_, then the group effects r_."""
+    names = ["b", "sigma"]
+    names += [f"{kind}_{term.factor}" for term in design.terms for kind in ("sd", "cor")]
+    return names + [f"r_{term.factor}" for term in design.terms]
+
+
+def _lkj_cholesky(rng: np.random.Generator, dimension: int, eta: float, size: int
+                  ) -> NDArray[np.float64]:
+    """``size`` Cholesky factors of LKJ(η) correlation matrices (NumPyro's LKJCholesky,
+    its key drawn from ``rng``)."""
+    import jax
+    from numpyro.distributions import LKJCholesky
+
+    key = jax.random.PRNGKey(int(rng.integers(2**31 - 1)))
+    return np.asarray(LKJCholesky(dimension, eta).sample(key, (size,)), dtype=float)
+
+
+def response_draws(family: str, eta: NDArray, trials: NDArray | None, sigma: NDArray | None,
+                   rng: np.random.Generator) -> tuple[NDArray, NDArray]:
+    """The mean response E[y | η] (η; n·logit⁻¹(η); e^η, the offset inside η) and a new
+    observation y* per draw and row; ``eta`` shaped (draws, rows), ``sigma`` (draws,)."""
+    from scipy import special
+
+    if family == "normal":
+        assert sigma is not None  # the normal family has σ
+        sigma = np.asarray(sigma, dtype=float).reshape(-1, 1)
+        return eta, eta + sigma * rng.standard_normal(eta.shape)
+    if family == "poisson":
+        with np.errstate(over="ignore"):
+            mu = np.exp(eta)
+        return mu, rng.poisson(np.minimum(mu, POISSON_LIMIT)).astype(float)
+    p = np.asarray(special.expit(eta))
+    n = np.ones(eta.shape[-1]) if trials is None else np.asarray(trials, dtype=float)
+    return p * n, rng.binomial(n.astype(np.int64), p).astype(float)
+
+
+# ----------------------------------------------------------------------------- the fit
 @dataclass(frozen=True)
-class MixedFit:
-    """Posterior draws (or REML estimates) of a :class:`MixedModel`."""
+class MixedFit(Fit):
+    """Posterior draws of a :class:`MixedModel` (``eb-ml``: draws given the REML estimates,
+    which ``estimate`` holds and the summary shows).
 
-    model: MixedModel
-    method: str
-    config: SamplerConfig
-    tree: xr.DataTree
-    #: the REML estimate for ``eb-ml`` fits, else None
-    estimate: Any = None
-    info: dict[str, Any] = field(default_factory=dict)
+    ``predict`` answers (:mod:`poolwise.results.prediction`), each from the fit's draws:
+
+    * ``ExistingGroup(group, factor=None)``: ``mu`` = E[y | η] and ``y`` at the group's own
+      fitted rows (dim ``row``); ``factor`` defaults to the formula's first grouping factor.
+    * ``NewGroup()`` (partial pooling): ``coef`` = β + b_new, b_new ~ N(0, Σ), over the
+      effects of the formula's first grouping factor (NewGroup names no factor).
+    * ``NewGroupIn(parent)`` (nested factors, e.g. ``(1 | school/classroom)``): ``coef``
+      of a new classroom in school ``parent``: β + b_school[parent] + b_new.
+    * ``Population()``: ``coef`` = β (dim ``effect``).
+    * ``NewRows(data, groups)`` (partial or complete pooling): ``mu`` and ``y`` per row.
+    """
+
+    estimate: LMMEstimate | None = None
 
     @property
     def design(self) -> MixedDesign:
-        return self.model.design
+        """The pooling level's design."""
+        return self.data.design
 
     @property
-    def posterior(self) -> xr.Dataset:
-        if "posterior" not in self.tree.children:
-            raise SpecificationError(f"a {self.method} fit has point estimates, no draws")
-        return self.tree["posterior"].to_dataset()
+    def full_design(self) -> MixedDesign:
+        """The formula's design (its group terms whatever the pooling)."""
+        return self.data.full_design
 
     @property
-    def is_mcmc(self) -> bool:
-        return self.method == "nuts"
+    def priors(self) -> MixedPriors:
+        return self.data.priors
 
-    def describe_prior(self) -> str:
-        if self.method == "eb-ml":
-            return "REML point estimates; no priors are used"
-        return self.model.describe_prior()
+    @property
+    def group_dims(self) -> tuple[str, ...]:
+        return tuple(term.factor for term in self.design.terms)
 
-    def draws(self, name: str) -> NDArray[np.float64]:
-        """Draws of one posterior variable, shaped (chain, draw, ...)."""
-        return posterior_draws(self.posterior, name)
-
-    def summary(self, ci_prob: float = 0.95, *, diagnostics: bool = True) -> pd.DataFrame:
+    # ------------------------------------------------------------------ summaries
+    def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:
         """Fixed effects ``b[…]``, ``sigma``, group-level sds ``sd_<factor>[…]`` and
         correlations ``cor_<factor>[a, b]`` (each pair once), then the group effects
-        ``r_<factor>[effect]`` with the level in ``group``."""
-        _check_prob(ci_prob)
+        ``r_<factor>[effect]`` with the level in ``group``. ``eb-ml``: the REML estimates
+        as lme4 reports them (β with its standard errors and Wald intervals, the
+        variance parameters, the conditional modes)."""
         if self.estimate is not None:
             return self._summary_reml(ci_prob)
-        factors = tuple(term.factor for term in self.design.terms)
         table = posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
-                                  group_dims=factors)
+                                  group_dims=self.group_dims)
         # a correlation matrix is symmetric with a unit diagonal: keep each pair once
         effects = {f"cor_{term.factor}": term.names for term in self.design.terms}
         keep = np.ones(len(table), dtype=bool)
@@ -243,6 +531,7 @@ class MixedFit:
         from scipy import stats
 
         estimate = self.estimate
+        assert estimate is not None
         z = stats.norm.ppf(0.5 + ci_prob / 2)
         rows = []
         for name, value, se in zip(self.design.fixed_names, estimate.beta, estimate.beta_se,
@@ -269,203 +558,407 @@ class MixedFit:
                                                                    strict=True)]
         return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
-    def linear_predictor(self, kind: str = "groups", *, data: pd.DataFrame | None = None,
-                         seed: int | None = None) -> NDArray[np.float64]:
-        """Draws of the linear predictor η for every row, shaped (draws, rows).
+    @classmethod
+    def comparison_table(cls, fits: Mapping[str, Fit], ci_prob: float = 0.95) -> pd.DataFrame:
+        """The population-level parameters (fixed effects shared by the fits, σ, group
+        sds) side by side: one row per parameter, the partial fit's first, then no
+        pooling's per-group coefficients; ``<pooling>_mean/lower/upper`` columns."""
+        tables = {label: fit.summary(ci_prob, diagnostics=False).query("group.isna()")
+                  for label, fit in fits.items()}
+        ordered = sorted(tables.items(), key=lambda item: item[0] != "partial")
+        params = list(dict.fromkeys(p for _, t in ordered for p in t["param"]))
+        out = pd.DataFrame({"param": params})
+        for label, table in tables.items():
+            indexed = table.set_index("param")
+            for column in ("mean", "lower", "upper"):
+                out[f"{label}_{column}"] = indexed[column].reindex(params).to_numpy()
+        return out
 
-        ``"groups"``: with each row's own group effects; ``"new-groups"``: with group
-        effects drawn afresh from the population N(0, Σ) at each draw (the rows' groups
-        treated as new ones, full uncertainty); ``"population"``: group effects set to 0.
-        The rows are the fitted data's, or those of ``data`` (new rows: the formula's
-        columns; the response may be left out), see :meth:`design_for`.
-        """
-        if kind not in PREDICTION_KINDS:
-            raise SpecificationError(
-                f"unknown prediction kind {kind!r}; valid: {', '.join(PREDICTION_KINDS)}")
-        design = self.design if data is None else self.design_for(data)
-        b = self.draws("b").reshape(-1, len(design.fixed_names))
-        eta = b @ design.x.T
+    # ------------------------------------------------------------------ draws
+    @property
+    def _size(self) -> int:
+        return self.config.chains * self.config.draws
+
+    def _flat(self, name: str) -> NDArray[np.float64]:
+        values = self.draws(name)
+        return values.reshape(self._size, *values.shape[2:])
+
+    def _sigma(self) -> NDArray[np.float64] | None:
+        return self._flat("sigma") if self.design.family == "normal" else None
+
+    def linear_predictor(self) -> NDArray[np.float64]:
+        """η of every fitted row at every draw, with its group effects: (draws, rows)."""
+        design = self.design
+        eta = self._flat("b") @ design.x.T
         if design.offset is not None:
             eta = eta + design.offset
-        if kind == "population":
-            return np.asarray(eta)
-        rng = np.random.default_rng(self.config.seed + 3 if seed is None else seed)
-        for term, fitted in zip(design.terms, self.design.terms, strict=True):
-            if kind == "groups":
-                effects = self.draws(f"r_{term.factor}").reshape(
-                    b.shape[0], fitted.n_levels, term.n_effects)
-                index = _fitted_levels(term, fitted)
-            else:
-                effects = self._new_effects(rng, term.factor, term.n_levels, term.n_effects)
-                index = term.index
-            eta = eta + np.einsum("dre,re->dr", effects[:, index, :], term.z)
+        for term in design.terms:
+            effects = self._flat(f"r_{term.factor}")
+            eta = eta + np.einsum("dre,re->dr", effects[:, term.index, :], term.z)
         return np.asarray(eta)
 
-    def design_for(self, data: pd.DataFrame) -> MixedDesign:
-        """The model's design on new rows (partial or complete pooling).
-
-        The response column may be missing (a placeholder is used; it is not read). Refused
-        when the formula has transformations fitted to the data (``scale``, ``centre``,
-        ``poly``): recomputing them on the new rows would change their meaning.
-        """
-        if self.model.pooling == "none":
-            raise SpecificationError(
-                "predictions for new rows need partial or complete pooling; with no pooling "
-                "each group's coefficients are separate parameters of the fitted data")
-        stateful = [name for name in ("scale(", "center(", "centre(", "poly(")
-                    if name in self.model.formula.replace(" ", "")]
-        if stateful:
-            raise SpecificationError(
-                f"the formula uses {', '.join(n[:-1] for n in stateful)}, which are fitted "
-                "to the data; transform the columns yourself before fitting to predict for "
-                "new rows")
-        table = data.copy()
-        if self.design.response not in table:
-            table[self.design.response] = 0
-        new = parse_formula(self.model.formula, table, family=self.model.family,
-                            new_rows=True)
-        return pooling_design(new, self.model.pooling)
-
-    def _new_effects(self, rng: np.random.Generator, factor: str, levels: int,
-                     effects: int) -> NDArray[np.float64]:
-        """Group effects of ``levels`` new groups at each draw: N(0, diag(sd) R diag(sd))."""
-        sd = self.draws(f"sd_{factor}").reshape(-1, effects)
-        cov = sd[:, :, None] * sd[:, None, :]
-        if f"cor_{factor}" in self.posterior:
-            cov = cov * self.draws(f"cor_{factor}").reshape(-1, effects, effects)
-        else:
-            cov = cov * np.eye(effects)
-        chol = np.linalg.cholesky(cov + 1e-12 * np.eye(effects))
-        z = rng.standard_normal((sd.shape[0], levels, effects))
-        return np.asarray(np.einsum("dij,dlj->dli", chol, z))
-
-    def predict(self, kind: str = "groups", *, data: pd.DataFrame | None = None,
-                ci_prob: float = 0.95, seed: int | None = None) -> pd.DataFrame:
-        """For every row (of the fitted data, or of new ``data``): the mean response
-        μ = g⁻¹(η) (mean and interval) and a posterior predictive interval for a new
-        observation y*. ``kind`` as in :meth:`linear_predictor`."""
-        _check_prob(ci_prob)
-        eta = self.linear_predictor(kind, data=data, seed=seed)
-        design = self.design if data is None else self.design_for(data)
-        # y* needs its own stream: default_rng(seed) is the one that drew the new groups'
-        # effects, and reusing it would make y*'s noise equal to those effects
-        rng = np.random.default_rng(self.config.seed + 4 if seed is None else [seed, 4])
-        mu, y_new = _response_draws(design, eta, self, rng)
-        tail = (1 - ci_prob) / 2
-        lower, upper = np.quantile(mu, [tail, 1 - tail], axis=0)
-        y_lower, y_upper = np.quantile(y_new, [tail, 1 - tail], axis=0)
-        return pd.DataFrame({"mean": mu.mean(axis=0), "lower": lower, "upper": upper,
-                             "y_lower": y_lower, "y_upper": y_upper})
+    def _new_effects(self, rng: np.random.Generator, term: GroupTerm,
+                     levels: int) -> NDArray[np.float64]:
+        """Group effects of ``levels`` new levels of ``term`` at each draw:
+        N(0, diag(sd) R diag(sd)), drawn as diag(sd) chol(R) ε."""
+        k = term.n_effects
+        sd = self._flat(f"sd_{term.factor}")
+        chol: NDArray = np.broadcast_to(np.eye(k), (sd.shape[0], k, k))
+        if f"cor_{term.factor}" in self.posterior:
+            chol = np.linalg.cholesky(self._flat(f"cor_{term.factor}") + 1e-12 * np.eye(k))
+        white = rng.standard_normal((sd.shape[0], levels, k))
+        return np.asarray(np.einsum("dij,dlj->dli", sd[:, :, None] * chol, white))
 
     def log_likelihood(self) -> NDArray[np.float64]:
-        """Pointwise log p(y_i | η_i, σ) at every draw, shaped (chain, draw, obs)."""
-        from scipy import stats
+        """Pointwise log p(y_i | η_i, σ) at every draw, shaped (chain, draw, row)."""
+        from scipy import special, stats
 
         design = self.design
-        eta = self.linear_predictor("groups")
-        if design.family == "gaussian":
-            sigma = self.draws("sigma").reshape(-1, 1)
-            values = stats.norm.logpdf(design.y, loc=eta, scale=sigma)
+        eta = self.linear_predictor()
+        if design.family == "normal":
+            values = stats.norm.logpdf(design.y, loc=eta, scale=self._flat("sigma")[:, None])
         elif design.family == "poisson":
             values = stats.poisson.logpmf(design.y, np.exp(eta))
         else:
             trials = design.trials if design.trials is not None else np.ones(design.n_obs)
-            values = stats.binom.logpmf(design.y, trials, special_expit(eta))
+            values = stats.binom.logpmf(design.y, trials, special.expit(eta))
         return np.asarray(values).reshape(self.config.chains, self.config.draws, -1)
 
     def with_log_likelihood(self) -> xr.DataTree:
-        """The DataTree with the pointwise log likelihood of each observation (for LOO)."""
+        """The tree with the pointwise log likelihood of each row (for PSIS-LOO)."""
+        if "log_likelihood" in self.tree.children:
+            return self.tree
         tree = self.tree.copy()
         posterior = self.posterior
         tree["log_likelihood"] = xr.DataTree(xr.Dataset(
-            {"y": (("chain", "draw", "obs"), self.log_likelihood())},
+            {"y": (("chain", "draw", "row"), self.log_likelihood())},
             coords={"chain": posterior["chain"], "draw": posterior["draw"],
-                    "obs": np.arange(self.design.n_obs)}))
+                    "row": self.data.rows}))
         return tree
 
-    def save(self, path: str) -> None:
-        """Write the fit to NetCDF (an ArviZ DataTree; the settings in its attributes)."""
-        _arviz.save(self.tree, path)
+    def _replicate(self, rng: np.random.Generator) -> dict[str, tuple[NDArray, list[str]]]:
+        """y per row drawn afresh from η (with the group effects) at each draw."""
+        design = self.design
+        _, y = response_draws(design.family, self.linear_predictor(), design.trials,
+                              self._sigma(), rng)
+        return {"y": (y.reshape(self.config.chains, self.config.draws, -1), ["row"])}
 
+    # ------------------------------------------------------------------ predictions
+    @property
+    def _source(self) -> str:
+        return ("the draws given the REML estimates" if self.estimate is not None
+                else "the posterior")
 
-def _fitted_levels(term: GroupTerm, fitted: GroupTerm) -> NDArray[np.intp]:
-    """Each new row's level as a position among the fitted term's levels; a level the fit
-    has not seen has no posterior effect, so it is refused (predict it as a new group)."""
-    position = {level: i for i, level in enumerate(fitted.levels)}
-    unknown = [level for level in term.levels if level not in position]
-    if unknown:
-        raise SpecificationError(
-            f"{term.factor} {', '.join(repr(u) for u in unknown[:5])} not in the fitted data; "
-            "predict new groups with kind='new-groups'")
-    mapping = np.array([position[level] for level in term.levels], dtype=np.intp)
-    return np.asarray(mapping[term.index])
+    def _requests(self) -> tuple[type, ...]:
+        answered: list[type] = [ExistingGroup] if self.full_design.terms else []
+        if self.model.pooling == "partial":
+            answered += [NewGroup, NewGroupIn]
+        if self.model.pooling != "none":
+            answered += [Population, NewRows]
+        return tuple(answered)
 
+    def _predict(self, request: Any, rng: np.random.Generator) -> Prediction:
+        if isinstance(request, ExistingGroup):
+            return self._existing_group(request, rng)
+        if isinstance(request, NewGroup):
+            return self._new_group(request, rng)
+        if isinstance(request, NewGroupIn):
+            return self._new_group_in(request, rng)
+        if isinstance(request, Population):
+            return self._population(request)
+        return self._new_rows(request, rng)
 
-def special_expit(x: NDArray) -> NDArray:
-    """The inverse logit 1/(1 + e^(−x))."""
-    from scipy import special
+    def _factor(self, factor: str | None) -> GroupTerm:
+        """The formula's grouping factor ``factor`` (default the first)."""
+        terms = self.full_design.terms
+        if factor is None:
+            return terms[0]
+        for term in terms:
+            if term.factor == str(factor):
+                return term
+        raise SpecificationError(f"no grouping factor {factor!r}; the formula's factors are "
+                                 f"{', '.join(t.factor for t in terms)}")
 
-    return np.asarray(special.expit(x))
+    def _existing_group(self, request: ExistingGroup, rng: np.random.Generator) -> Prediction:
+        """New observations at the fitted rows of one level: η from the draws (its
+        coefficients and group effects), then y*."""
+        if request.size is not None:
+            raise SpecificationError(
+                "a mixed model predicts a group's new observations at its own fitted rows, "
+                "so ExistingGroup takes no size; for other rows or covariates use "
+                "NewRows(data)")
+        term = self._factor(request.factor)
+        level = _level_index(term, request.group)
+        selected = np.flatnonzero(term.index == level)
+        design = self.design
+        trials = None if design.trials is None else design.trials[selected]
+        mu, y = response_draws(design.family, self.linear_predictor()[:, selected], trials,
+                               self._sigma(), rng)
+        what = (f"new observations at the {selected.size} fitted rows of {term.factor} "
+                f"{request.group!r}: η from {self._source} (coefficients and group effects "
+                "held at each draw), mu = E[y | η] and y* drawn afresh")
+        return Prediction(request, what, prediction_dataset(
+            {"mu": (mu, ["row"]), "y": (y, ["row"])}, self.config.chains,
+            {"row": self.data.rows[selected]}))
 
-
-@dataclass(frozen=True)
-class MixedComparison:
-    """One formula fitted at the three pooling levels."""
-
-    fits: dict[str, MixedFit]
-
-    def estimates(self, ci_prob: float = 0.95) -> pd.DataFrame:
-        """Population-level parameters (fixed effects shared by the fits, σ, group sds)
-        side by side: one row per parameter, ``<pooling>_mean/lower/upper`` columns."""
-        tables = {pooling: fit.summary(ci_prob, diagnostics=False).query("group.isna()")
-                  for pooling, fit in self.fits.items()}
-        # the partial fit's parameters (shared with the other fits where they have them)
-        # first, then no pooling's per-group coefficients
-        ordered = sorted(tables.items(), key=lambda item: item[0] != "partial")
-        params = list(dict.fromkeys(p for _, t in ordered for p in t["param"]))
-        out = pd.DataFrame({"param": params})
-        for pooling, table in tables.items():
-            indexed = table.set_index("param")
-            for column in ("mean", "lower", "upper"):
-                out[f"{pooling}_{column}"] = indexed[column].reindex(params).to_numpy()
+    def _fixed_part(self, effects: tuple[str, ...]) -> NDArray[np.float64]:
+        """β of each named effect at each draw (0 where it is not a fixed effect)."""
+        b = self._flat("b")
+        names = list(self.design.fixed_names)
+        out = np.zeros((b.shape[0], len(effects)))
+        for j, effect in enumerate(effects):
+            if effect in names:
+                out[:, j] = b[:, names.index(effect)]
         return out
 
-    def predictive(self) -> pd.DataFrame:
-        """PSIS-LOO expected log predictive density of each observation, best first."""
-        from poolwise.results.comparison import loo_table
+    def _new_group(self, request: NewGroup, rng: np.random.Generator) -> Prediction:
+        """β + b_new, b_new ~ N(0, Σ) at each draw, for a new level of the first grouping
+        factor."""
+        if request.size is not None or request.y is not None:
+            raise SpecificationError(
+                "NewGroup draws a new level's coefficients of a mixed model; it takes no y or "
+                "size (predict rows of a new level with NewRows(data, groups='new'))")
+        term = self.design.terms[0]
+        coef = self._fixed_part(term.names) + self._new_effects(rng, term, 1)[:, 0, :]
+        what = (f"the coefficients β + b_new of a new {term.factor} (the formula's first "
+                f"grouping factor): β from {self._source}, b_new ~ N(0, Σ_{term.factor}) "
+                "drawn afresh at each draw")
+        return Prediction(request, what, prediction_dataset(
+            {"coef": (coef, ["effect"])}, self.config.chains, {"effect": list(term.names)}))
 
-        return loo_table(self.fits)
+    def _new_group_in(self, request: NewGroupIn, rng: np.random.Generator) -> Prediction:
+        """β + the parent's effects (and its ancestors') + a new child level's effects drawn
+        from N(0, Σ_child), for nested factors such as (1 | school/classroom)."""
+        if request.size is not None:
+            raise SpecificationError("NewGroupIn draws a new level's coefficients of a mixed "
+                                     "model; it takes no size")
+        terms = self.design.terms
+        parts = {t.factor: tuple(t.factor.split(":")) for t in terms}
+        pairs = [(outer, inner) for inner in terms for outer in terms
+                 if len(parts[inner.factor]) == len(parts[outer.factor]) + 1
+                 and parts[inner.factor][:-1] == parts[outer.factor]]
+        if not pairs:
+            raise SpecificationError(
+                "NewGroupIn needs nested grouping factors such as (1 | school/classroom); "
+                f"the formula's factors ({', '.join(t.factor for t in terms)}) are not nested: "
+                "use NewGroup for a new level")
+        parent = str(request.parent)
+        chosen = [(o, i) for o, i in pairs if parent in o.levels]
+        if not chosen:
+            outer = pairs[0][0]
+            shown = ", ".join(repr(level) for level in outer.levels[:8])
+            more = f" … ({outer.n_levels} in all)" if outer.n_levels > 8 else ""
+            raise SpecificationError(f"no {outer.factor} {parent!r} in the fit; its levels: "
+                                     f"{shown}{more}")
+        outer, inner = chosen[0]
+        depth = len(parts[outer.factor])
+        ancestors = [t for t in terms if len(parts[t.factor]) <= depth
+                     and parts[t.factor] == parts[outer.factor][:len(parts[t.factor])]]
+        effects = tuple(dict.fromkeys([*inner.names, *(e for t in ancestors for e in t.names)]))
+        coef = self._fixed_part(effects)
+        pieces = parent.split(":")
+        for term in ancestors:
+            level = parent if term is outer else ":".join(pieces[:len(parts[term.factor])])
+            held = self._flat(f"r_{term.factor}")[:, _level_index(term, level), :]
+            for e, effect in enumerate(term.names):
+                coef[:, effects.index(effect)] += held[:, e]
+        new = self._new_effects(rng, inner, 1)[:, 0, :]
+        for e, effect in enumerate(inner.names):
+            coef[:, effects.index(effect)] += new[:, e]
+        child = inner.factor.removeprefix(outer.factor + ":")
+        what = (f"the coefficients of a new {child} in {outer.factor} {parent!r}: β and the "
+                f"effects of {parent!r} from {self._source}, the new {child}'s effects drawn "
+                f"afresh from N(0, Σ_{inner.factor}) at each draw")
+        return Prediction(request, what, prediction_dataset(
+            {"coef": (coef, ["effect"])}, self.config.chains, {"effect": list(effects)}))
+
+    def _population(self, request: Population) -> Prediction:
+        """The fixed effects β (group effects at zero)."""
+        names = list(self.design.fixed_names)
+        what = f"the fixed effects β (group effects at 0), from {self._source}"
+        return Prediction(request, what, prediction_dataset(
+            {"coef": (self._flat("b"), ["effect"])}, self.config.chains, {"effect": names}))
+
+    def _new_rows(self, request: NewRows, rng: np.random.Generator) -> Prediction:
+        """mu = E[y | η] and y* for rows of covariates, their levels read as
+        ``request.groups`` says (:class:`~poolwise.results.prediction.NewRows`)."""
+        x, offset, trials, terms, labels = self._rows_design(request)
+        eta = self._flat("b") @ x.T
+        if offset is not None:
+            eta = eta + offset
+        counts = []
+        for term in terms:
+            fitted = next(t for t in self.design.terms if t.factor == term.factor)
+            rows = labels[term.factor]
+            present = np.array([label is not None for label in rows])
+            if request.groups == "population":
+                counts.append(f"{term.factor}: no group effects")
+                continue
+            known = {level: i for i, level in enumerate(fitted.levels)}
+            existing = present & np.array([r in known for r in rows]) \
+                if request.groups == "as-given" else np.zeros(len(rows), dtype=bool)
+            new = present & ~existing
+            effects = np.zeros((eta.shape[0], len(rows), term.n_effects))
+            if existing.any():
+                posterior = self._flat(f"r_{term.factor}")
+                where = np.array([known[r] for r in np.asarray(rows, dtype=object)[existing]])
+                effects[:, existing, :] = posterior[:, where, :]
+            new_levels = list(dict.fromkeys(r for r, n in zip(rows, new, strict=True) if n))
+            if new_levels:
+                drawn = self._new_effects(rng, fitted, len(new_levels))
+                position = {level: i for i, level in enumerate(new_levels)}
+                where = np.array([position[r] for r in np.asarray(rows, dtype=object)[new]])
+                effects[:, new, :] = drawn[:, where, :]
+            eta = eta + np.einsum("dre,re->dr", effects, term.z)
+            counts.append(
+                f"{term.factor}: {_rows(int(existing.sum()))} at levels in the fit (effects "
+                f"from {self._source}), {_rows(int(new.sum()))} at {len(new_levels)} new "
+                f"level{'s' if len(new_levels) != 1 else ''} (effects drawn afresh from "
+                f"N(0, Σ) at each draw), {_rows(int((~present).sum()))} without a level "
+                "(no effect)")
+        mu, y = response_draws(self.design.family, eta, trials, self._sigma(), rng)
+        n = eta.shape[1]
+        what = (f"mu = E[y | η] and y* drawn afresh for {_rows(n)} "
+                f"(groups {request.groups!r}), β from {self._source}"
+                + (f"; {'; '.join(counts)}" if counts else "; no group effects"))
+        return Prediction(request, what, prediction_dataset(
+            {"mu": (mu, ["row"]), "y": (y, ["row"])}, self.config.chains,
+            {"row": np.arange(n)}))
+
+    def _rows_design(self, request: NewRows) -> tuple[
+            NDArray, NDArray | None, NDArray | None, tuple[GroupTerm, ...],
+            dict[str, list[str | None]]]:
+        """X, offset, trials and the group terms (their Z) of new rows, and each row's level
+        label of each factor (None where missing).
+
+        The rows are appended to the fitted table so that the formula codes them as it
+        coded the fit (categories, columns); the fitted rows must come out unchanged.
+        """
+        model = self.model
+        stateful = [name for name in STATEFUL_FUNCTIONS
+                    if f"{name}(" in model.formula.replace(" ", "")]
+        if stateful:
+            raise SpecificationError(
+                f"the formula uses {', '.join(stateful)}, which are fitted to the data; "
+                "transform the columns yourself before fitting to predict for new rows")
+        new = request.data.reset_index(drop=True)
+        if new.empty:
+            raise DataError("NewRows has no rows")
+        columns: FormulaColumns = model.columns
+        fitted = self.data.table
+        factor_columns = columns.factor_columns
+        needed = [*columns.covariates, *([columns.trials] if columns.trials else [])]
+        if model.pooling == "partial" and request.groups != "population":
+            needed += factor_columns
+        absent = [c for c in dict.fromkeys(needed) if c not in new.columns]
+        if absent:
+            raise DataError(f"the new rows lack the column(s) {', '.join(map(repr, absent))} "
+                            "that the formula reads")
+        for column in needed:
+            if column not in factor_columns or column in columns.covariates:
+                missing = np.flatnonzero(new[column].isna().to_numpy())
+                if missing.size:
+                    raise DataError(
+                        f"new row {missing[0] + 1}: {column!r} is missing; only a grouping "
+                        "factor may be missing (that row then gets no group effect)")
+        extra = pd.DataFrame(index=np.arange(len(new)))
+        for column in fitted.columns:
+            if column in needed and column not in columns.response:
+                values = new[column]
+                if column in factor_columns and column not in columns.covariates:
+                    values = values.where(values.notna(), fitted[column].iloc[0])
+            else:  # the response, or a factor not needed: a placeholder from the fit
+                values = pd.Series(np.repeat(fitted[column].to_numpy()[:1], len(new)))
+            dtype = fitted[column].dtype
+            if isinstance(dtype, pd.CategoricalDtype):
+                coded = pd.Categorical(values, categories=dtype.categories,
+                                       ordered=dtype.ordered)
+                bad = np.flatnonzero(pd.isna(coded) & values.notna().to_numpy())
+                if bad.size:
+                    raise DataError(
+                        f"new row {bad[0] + 1}: {column!r} is {values.iloc[bad[0]]!r}, not "
+                        "one of the fitted data's categories "
+                        f"({', '.join(map(str, dtype.categories))})")
+                extra[column] = coded
+            else:
+                extra[column] = values.to_numpy()
+        combined = pd.concat([fitted, extra], ignore_index=True)
+        design = parse_formula(model.formula, combined, family=model.family, new_rows=True)
+        size = self.full_design.n_obs
+        if design.fixed_names != self.full_design.fixed_names or not np.allclose(
+                design.x[:size], self.full_design.x):
+            raise DataError(
+                "the new rows change how the formula codes the columns (e.g. a categorical "
+                "column with other categories, or other types); give the columns the fitted "
+                "data's types and values")
+        x = design.x[size:]
+        offset = None if design.offset is None else design.offset[size:]
+        trials = None if design.trials is None else design.trials[size:]
+        terms: tuple[GroupTerm, ...] = ()
+        labels: dict[str, list[str | None]] = {}
+        if model.pooling == "partial":
+            terms = tuple(replace(t, z=t.z[size:], index=t.index[size:]) for t in design.terms)
+            for factor in columns.factors:
+                labels[":".join(factor)] = (_level_labels(new, fitted, factor)
+                                            if request.groups != "population"
+                                            else [None] * len(new))
+        return x, offset, trials, terms, labels
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_tree(cls, tree: xr.DataTree) -> MixedFit:
+        """The fit a saved tree holds: the model from its spec, the design rebuilt from the
+        table in ``input_data``, the priors from their saved spec."""
+        record = FitRecord(tree)
+        model = MixedModel(**record.model)
+        stored = tree[INPUT_GROUP].to_dataset()
+        data = model._restore(dataset_to_table(stored),
+                              np.asarray(stored["row"].values, dtype=np.intp),
+                              int(record.data["dropped_rows"]), tuple(record.data["notes"]),
+                              str(record.fitted["priors"]))
+        estimate = record.fitted.get("estimate")
+        return cls(model, data, tree, record.fitted["info"],
+                   None if estimate is None else estimate_from_dict(estimate))
 
 
-def compare_mixed(formula: str, data: pd.DataFrame, *, family: str = "gaussian",
-                  priors: str | None = None, missing: str = "refuse",
-                  **fit_options: Any) -> MixedComparison:
-    """Fit ``formula`` with no, complete and partial pooling (NUTS).
-
-    ``priors`` apply to the partial fit only: the other two have other parameters
-    (per-group coefficients, or no group sds) and use the default priors.
-    """
-    fits = {}
-    for pooling in POOLINGS:
-        model = MixedModel(formula, data, family=family, pooling=pooling, missing=missing,
-                           priors=priors if pooling == "partial" else None)
-        fits[pooling] = model.fit(**fit_options)
-    return MixedComparison(fits)
+def _rows(count: int) -> str:
+    return f"{count} row{'s' if count != 1 else ''}"
 
 
-def _response_draws(design: MixedDesign, eta: NDArray, fit: MixedFit,
-                    rng: np.random.Generator) -> tuple[NDArray, NDArray]:
-    """μ = g⁻¹(η) and y* ~ p(y | μ) per draw and row."""
-    if design.family == "gaussian":
-        sigma = fit.draws("sigma").reshape(-1, 1)
-        return eta, eta + sigma * rng.standard_normal(eta.shape)
-    if design.family == "poisson":
-        mu = np.exp(eta)
-        return mu, rng.poisson(mu).astype(float)
-    p = special_expit(eta)
-    trials = design.trials if design.trials is not None else np.ones(eta.shape[1])
-    return p * trials, rng.binomial(trials.astype(np.int64), p).astype(float)
+def _level_index(term: GroupTerm, group: Any) -> int:
+    """The position of level ``group`` of ``term``, or an error listing the levels."""
+    labels = list(term.levels)
+    if str(group) not in labels:
+        shown = ", ".join(repr(label) for label in labels[:8])
+        more = f" … ({len(labels)} in all)" if len(labels) > 8 else ""
+        raise SpecificationError(f"no {term.factor} {group!r} in the fit; its levels: "
+                                 f"{shown}{more}")
+    return labels.index(str(group))
 
 
-__all__ = ["MIXED_METHODS", "PREDICTION_KINDS", "MixedComparison", "MixedFit", "MixedModel",
-           "compare_mixed"]
+def _level_labels(new: pd.DataFrame, fitted: pd.DataFrame,
+                  factor: tuple[str, ...]) -> list[str | None]:
+    """Each new row's level of ``factor`` written as the fit writes its levels ("A:a"),
+    None where a column of it is missing. Values are first cast to the fitted column's
+    type where that loses nothing (308.0 → 308 for an integer column)."""
+    pieces = []
+    for column in factor:
+        values = new[column]
+        present = values.notna().to_numpy()
+        kept = values[present]
+        dtype = fitted[column].dtype
+        if isinstance(dtype, pd.CategoricalDtype):
+            dtype = dtype.categories.dtype
+        if dtype.kind != "O":
+            try:
+                cast = kept.astype(dtype)
+                if (cast == kept).all():
+                    kept = cast
+            except (TypeError, ValueError):
+                pass
+        text: list[str | None] = [None] * len(values)
+        for i, value in zip(np.flatnonzero(present), kept, strict=True):
+            text[i] = str(value)
+        pieces.append(text)
+    return [None if any(p is None for p in row) else ":".join(str(p) for p in row)
+            for row in zip(*pieces, strict=True)]

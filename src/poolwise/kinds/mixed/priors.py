@@ -7,7 +7,7 @@ A :class:`MixedPriors` holds one prior per parameter of the model of
     each fixed coefficient (Gaussian, so that the ``marginal`` sampler can integrate β out
     analytically);
 ``sigma ~ D``
-    the residual sd (gaussian family only);
+    the residual sd (normal family only);
 ``sd[factor][effect] ~ D``
     the sd of each group effect, D one of the positive distributions of
     :mod:`poolwise.priors` (``halfnormal``, ``halfcauchy``, ``exponential``, ``gamma``,
@@ -53,7 +53,7 @@ class MixedPriors:
     """One prior per parameter; keys follow the design's names.
 
     ``fixed`` has one Normal per entry of ``fixed_names``; ``sigma`` is None outside the
-    gaussian family; ``sd`` maps (factor, effect) to the prior of that effect's sd;
+    normal family; ``sd`` maps (factor, effect) to the prior of that effect's sd;
     ``cor`` maps each correlated factor with two or more effects to its LKJ shape η.
     """
 
@@ -100,13 +100,13 @@ class MixedPriors:
 def default_priors(design: MixedDesign) -> MixedPriors:
     """Weakly informative priors scaled to the data, in the spirit of rstanarm and brms.
 
-    With s = sd(y) for the gaussian family and s = 1 on the link scale (logit or log)
+    With s = sd(y) for the normal family and s = 1 on the link scale (logit or log)
     otherwise, and sd(·) the standard deviation of a column over the rows:
 
-    * intercept: Normal(mean(y), 2.5 s) for gaussian, Normal(0, 2.5) otherwise;
+    * intercept: Normal(mean(y), 2.5 s) for normal, Normal(0, 2.5) otherwise;
     * coefficient of column x: Normal(0, 2.5 s / sd(x)) (2.5 s if x is constant), so a
       change of one sd in x moves the linear predictor by about 2.5 s at most;
-    * residual sd (gaussian): sigma ~ HalfNormal(s);
+    * residual sd (normal family): sigma ~ HalfNormal(s);
     * sd of group effect z: HalfNormal(s / sd(z)) (HalfNormal(s) for the intercept or a
       constant column);
     * correlations of a correlated term with two or more effects: LKJ(2), which mildly
@@ -117,14 +117,14 @@ def default_priors(design: MixedDesign) -> MixedPriors:
     informative default prior distribution for logistic and other regression models",
     Ann. Appl. Stat. 2:1360-1383; rstanarm's "Prior distributions for rstanarm models".
     """
-    gaussian = design.family == "gaussian"
-    scale = float(np.std(design.y, ddof=1)) if gaussian and design.n_obs > 1 else 1.0
+    normal = design.family == "normal"
+    scale = float(np.std(design.y, ddof=1)) if normal and design.n_obs > 1 else 1.0
     if not scale > 0:
         scale = 1.0
     fixed = []
     for j, name in enumerate(design.fixed_names):
         if name == INTERCEPT:
-            loc = float(np.mean(design.y)) if gaussian else 0.0
+            loc = float(np.mean(design.y)) if normal else 0.0
             fixed.append(make_distribution("normal", (loc, COEFFICIENT_SCALE * scale)))
         else:
             spread = COEFFICIENT_SCALE * scale / _column_sd(design.x[:, j])
@@ -136,7 +136,7 @@ def default_priors(design: MixedDesign) -> MixedPriors:
             sd[term.factor, effect] = make_distribution("halfnormal", (spread,))
     cor = {term.factor: DEFAULT_LKJ_ETA for term in design.terms
            if term.correlated and term.n_effects > 1}
-    sigma = make_distribution("halfnormal", (scale,)) if gaussian else None
+    sigma = make_distribution("halfnormal", (scale,)) if normal else None
     _check_unique_factors(design)
     return MixedPriors(design.fixed_names, tuple(fixed), sigma, sd, cor)
 
@@ -149,7 +149,7 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
 
     ``b``                 every fixed coefficient except the intercept: ``normal(loc, scale)``
     ``b[Days]``           one coefficient (``b[Intercept]`` for the intercept)
-    ``sigma``             the residual sd (gaussian only)
+    ``sigma``             the residual sd (normal family only)
     ``sd``                every group-effect sd
     ``sd[Subject]``       the sds of every effect of one factor
     ``sd[Subject][Days]`` one sd
@@ -169,7 +169,7 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
     >>> from poolwise.kinds.mixed.design import GroupTerm, MixedDesign
     >>> term = GroupTerm("g", ("Intercept",), np.ones((4, 1)), np.array([0, 0, 1, 1]),
     ...                  ("a", "b"), False)
-    >>> design = MixedDesign("y ~ 1 + (1 | g)", "gaussian", "y", np.arange(4.0),
+    >>> design = MixedDesign("y ~ 1 + (1 | g)", "normal", "y", np.arange(4.0),
     ...                      np.ones((4, 1)), ("Intercept",), (term,))
     >>> priors = parse_priors("b[Intercept] = normal(0, 10); sd = halfcauchy(1)", design)
     >>> priors.describe()  # doctest: +NORMALIZE_WHITESPACE
@@ -183,9 +183,31 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
     return priors
 
 
-_STATEMENT = re.compile(r"^\s*(b|sigma|sd|cor)\s*((?:\[[^\[\]]+\])*)\s*=\s*(.+?)\s*$")
+def check_prior_syntax(text: str) -> None:
+    """Refuse prior text that no design could read: each statement must be
+    ``name[index]… = dist(numbers)`` with name b, sigma, sd or cor (the names and
+    distributions are checked against a design by :func:`parse_priors`)."""
+    if not isinstance(text, str):
+        raise SpecificationError(
+            f"the priors must be text such as 'sd = halfnormal(10)' or MixedPriors, not "
+            f"{type(text).__name__}")
+    for statement in (s.strip() for s in text.split(";")):
+        if not statement:
+            continue
+        match = _STATEMENT.match(statement)
+        if not match:
+            raise SpecificationError(
+                f"cannot read prior statement {statement!r}; write 'name = dist' with name "
+                "b, b[coefficient], sigma, sd, sd[factor], sd[factor][effect], cor or "
+                "cor[factor]")
+        _parse_call(match.group(4), statement)
+
+
+#: an index [name], where a name may hold one level of brackets itself: b[group[2]]
+_BRACKETED = r"\[((?:[^\[\]]|\[[^\[\]]*\])+)\]"
+_STATEMENT = re.compile(r"^\s*(b|sigma|sd|cor)\s*((?:" + _BRACKETED + r")*)\s*=\s*(.+?)\s*$")
 _CALL = re.compile(r"^([A-Za-z_]+)\s*\(([^()]*)\)$")
-_INDEX = re.compile(r"\[([^\[\]]+)\]")
+_INDEX = re.compile(_BRACKETED)
 
 
 def _apply(priors: MixedPriors, statement: str, design: MixedDesign) -> MixedPriors:
@@ -195,14 +217,14 @@ def _apply(priors: MixedPriors, statement: str, design: MixedDesign) -> MixedPri
         raise SpecificationError(
             f"cannot read prior statement {statement!r}; write 'name = dist' with name one "
             f"of: {', '.join(_valid_names(design))}")
-    kind, brackets, dist_text = match.groups()
+    kind, brackets, dist_text = match.group(1), match.group(2), match.group(4)
     index = [part.strip() for part in _INDEX.findall(brackets)]
     if kind == "b":
         return _apply_fixed(priors, index, dist_text, statement)
     if kind == "sigma":
         if index:
             raise SpecificationError(f"{statement!r}: sigma takes no [index]")
-        if design.family != "gaussian":
+        if design.family != "normal":
             raise SpecificationError(
                 f"{statement!r}: the {design.family} family has no residual sd sigma")
         return replace(priors, sigma=_scale_distribution(dist_text, statement))
@@ -297,7 +319,7 @@ def _parse_call(text: str, statement: str) -> tuple[str, tuple[float, ...]]:
 
 def _valid_names(design: MixedDesign) -> list[str]:
     names = ["b", *(f"b[{n}]" for n in design.fixed_names)]
-    if design.family == "gaussian":
+    if design.family == "normal":
         names.append("sigma")
     if design.terms:
         names.append("sd")
@@ -327,4 +349,4 @@ def _spec(d: Distribution) -> str:
     return f"{d.name}({', '.join(repr(v) for v in d.params)})"
 
 
-__all__ = ["MixedPriors", "default_priors", "parse_priors"]
+__all__ = ["MixedPriors", "check_prior_syntax", "default_priors", "parse_priors"]

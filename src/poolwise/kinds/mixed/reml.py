@@ -22,6 +22,13 @@ their conditional modes (BLUPs) E[b | y, θ̂, β̂].
 An sd estimated at zero (a singular fit, lme4's ``isSingular``) appears as a log-sd run
 down to its lower bound; ``singular`` then says so.
 
+:func:`conditional_draws` draws the coefficients (β, b) from their distribution given y and
+the estimated variance parameters, β with a flat prior: δ = Λ L⁻ᵀ(u + ε) with ε ~ N(0, I),
+from :func:`~poolwise.kinds.mixed.inference.gaussian_marginal` at σ̂ and Λ_t = diag(ŝd_t)
+L̂_t. Their mean is (b̂, β̂) and the covariance of the β part σ̂²(XᵀV₁⁻¹X)⁻¹, the REML
+standard errors: the empirical-Bayes analogue of posterior draws (the variance parameters
+held at their estimates).
+
 Reference: Bates, Mächler, Bolker and Walker (2015), "Fitting linear mixed-effects models
 using lme4", J. Stat. Softw. 67(1), §3.
 """
@@ -44,6 +51,7 @@ from poolwise.kinds.mixed.inference import (
     gaussian_marginal,
     gaussian_stats,
     term_factor,
+    term_segments,
 )
 
 FloatArray = NDArray[np.float64]
@@ -94,11 +102,11 @@ def fit_reml(design: MixedDesign, *, reml: bool = True) -> LMMEstimate:
     Raises
     ------
     SpecificationError
-        Outside the gaussian family.
+        Outside the normal family.
     """
-    if design.family != "gaussian":
+    if design.family != "normal":
         raise SpecificationError(
-            f"REML and ML estimates are for gaussian mixed models, not {design.family}")
+            f"REML and ML estimates are for normal mixed models, not {design.family}")
     import jax
     import jax.numpy as jnp
     from numpyro.distributions.transforms import CorrCholeskyTransform
@@ -203,4 +211,64 @@ def fit_reml(design: MixedDesign, *, reml: bool = True) -> LMMEstimate:
     )
 
 
-__all__ = ["LMMEstimate", "fit_reml"]
+def conditional_draws(design: MixedDesign, estimate: LMMEstimate,
+                      noise: FloatArray) -> dict[str, FloatArray]:
+    """Draws of β (``b``) and each term's group effects (``r_<factor>``, levels × effects)
+    given y and the estimated σ̂, sds and correlations (module docstring); ``noise`` is
+    standard normal, shaped (draws, columns of [Z X]).
+
+    With ``noise`` 0 they are β̂ and the conditional modes.
+    """
+    import jax
+    import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
+    stats = gaussian_stats(design, None)
+    factors = []
+    for term in design.terms:
+        sd = jnp.asarray(estimate.sd[term.factor])
+        cor = estimate.cor.get(term.factor)
+        chol = None if cor is None else jnp.asarray(
+            np.linalg.cholesky(cor + 1e-12 * np.eye(term.n_effects)))
+        factors.append(term_factor(sd, chol))
+    marginal = gaussian_marginal(stats, estimate.sigma, factors)
+    draw = jax.jit(jax.vmap(lambda eps: draw_coefficients(marginal, factors, stats.segments,
+                                                          eps)))
+    coefficients = np.asarray(draw(jnp.asarray(noise, dtype=float)))
+    p = len(design.fixed_names)
+    out = {"b": coefficients[:, coefficients.shape[1] - p:]}
+    for term, segment in zip(design.terms, term_segments(design), strict=True):
+        out[f"r_{term.factor}"] = coefficients[:, segment.offset:segment.stop].reshape(
+            -1, segment.n_levels, segment.n_effects)
+    return out
+
+
+def estimate_to_dict(estimate: LMMEstimate) -> dict[str, Any]:
+    """The estimate as JSON-ready values (saved with the fit)."""
+    return {"method": estimate.method, "fixed_names": list(estimate.fixed_names),
+            "beta": estimate.beta.tolist(), "beta_se": estimate.beta_se.tolist(),
+            "beta_cov": estimate.beta_cov.tolist(), "sigma": estimate.sigma,
+            "sd": {k: v.tolist() for k, v in estimate.sd.items()},
+            "cor": {k: v.tolist() for k, v in estimate.cor.items()},
+            "random_effects": {k: v.tolist() for k, v in estimate.random_effects.items()},
+            "log_likelihood": estimate.log_likelihood, "converged": estimate.converged,
+            "singular": estimate.singular, "n_iterations": estimate.n_iterations}
+
+
+def estimate_from_dict(d: dict[str, Any]) -> LMMEstimate:
+    """The estimate :func:`estimate_to_dict` wrote."""
+    def arrays(values: dict[str, Any]) -> dict[str, FloatArray]:
+        return {k: np.asarray(v, dtype=float) for k, v in values.items()}
+
+    p = len(d["fixed_names"])
+    return LMMEstimate(
+        method=d["method"], fixed_names=tuple(d["fixed_names"]),
+        beta=np.asarray(d["beta"], dtype=float), beta_se=np.asarray(d["beta_se"], dtype=float),
+        beta_cov=np.asarray(d["beta_cov"], dtype=float).reshape(p, p), sigma=float(d["sigma"]),
+        sd=arrays(d["sd"]), cor=arrays(d["cor"]), random_effects=arrays(d["random_effects"]),
+        log_likelihood=float(d["log_likelihood"]), converged=bool(d["converged"]),
+        singular=bool(d["singular"]), n_iterations=int(d["n_iterations"]))
+
+
+__all__ = ["LMMEstimate", "conditional_draws", "estimate_from_dict", "estimate_to_dict",
+           "fit_reml"]

@@ -9,8 +9,8 @@ everybody) and partial pooling (between the two, with its posterior interval as 
 >>> import poolwise
 >>> from poolwise import plots
 >>> sleep = poolwise.datasets.load("sleepstudy")
->>> fit = poolwise.MixedModel("Reaction ~ Days + (Days | Subject)", sleep).fit(
-...     method="eb-ml")
+>>> fit = poolwise.MixedModel(formula="Reaction ~ Days + (Days | Subject)",
+...                           method="eb-ml", draws=100).fit(sleep)
 >>> data = plots.group_lines_data(fit)
 >>> data.x, data.factor, len(data.groups)
 ('Days', 'Subject', 18)
@@ -30,7 +30,6 @@ from numpy.typing import NDArray
 from poolwise.exceptions import SpecificationError
 from poolwise.kinds.mixed.design import GroupTerm, MixedDesign
 from poolwise.kinds.mixed.model import MixedFit
-from poolwise.vocabulary import POOLING_PHRASES
 from poolwise.outputs.plots._style import (
     GREY,
     PALETTE,
@@ -39,6 +38,7 @@ from poolwise.outputs.plots._style import (
     percent,
     style,
 )
+from poolwise.vocabulary import POOLING_PHRASES
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -113,7 +113,7 @@ class GroupLinesData:
 
 
 def _single_term(fit: MixedFit, label: str) -> GroupTerm:
-    terms = fit.model.full_design.terms
+    terms = fit.full_design.terms
     if len(terms) != 1:
         raise SpecificationError(
             f"group lines need a formula with exactly one group term; that of {label!r} "
@@ -145,7 +145,7 @@ def _choose_x(design: MixedDesign, x: str | None) -> str:
 def _check_supported(fit: MixedFit, label: str, x: str, term: GroupTerm) -> None:
     """Intercept + one slope variable x, group intercepts and/or slopes in x, no offset
     except for a Poisson exposure."""
-    full = fit.model.full_design
+    full = fit.full_design
     allowed = {INTERCEPT, x}
     extra = [n for n in full.fixed_names if n not in allowed]
     if x not in full.fixed_names:
@@ -309,12 +309,12 @@ def group_lines_data(
     _check_prob(ci_prob)
     first_label, first = next(iter(named.items()))
     term = _single_term(first, first_label)
-    full = first.model.full_design
+    full = first.full_design
     x = _choose_x(full, x)
     for label, fit in named.items():
         other = _single_term(fit, label)
         _check_supported(fit, label, x, other)
-        design = fit.model.full_design
+        design = fit.full_design
         same = (other.factor == term.factor and other.levels == term.levels
                 and np.array_equal(other.index, term.index)
                 and np.array_equal(design.y, full.y)
