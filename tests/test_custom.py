@@ -391,7 +391,7 @@ def test_a_saved_file_model_is_not_run_on_load(tmp_path, monkeypatch):
 def test_every_request_is_refused(toy_nuts, request_):
     assert toy_nuts.requests() == ()
     with pytest.raises(SpecificationError, match=r"a custom fit \(a model of its own\) "
-                       r"cannot answer .*; the requests it answers: none"):
+                       r"answers no prediction requests .*posterior_predictive\(\)"):
         toy_nuts.predict(request_)
 
 

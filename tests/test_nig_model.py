@@ -531,4 +531,4 @@ def test_cli_refuses_nig_with_standard_errors(table: pd.DataFrame, tmp_path, cap
     code = main(["fit", str(path), "--family", "nig", "--y", "y", "--group", "g",
                  "--se", "se"])
     assert code == 2
-    assert "raw observations" in capsys.readouterr().err
+    assert "--se is for normal and nested models, not nig ones" in capsys.readouterr().err

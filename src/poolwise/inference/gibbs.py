@@ -297,7 +297,7 @@ def sample_gibbs(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) 
     >>> rats = datasets.load("rats").query("historical == 1")
     >>> model = Model(family="beta-binomial", prior="halfnormal(10)")
     >>> data = model.prepare(rats, y="y", n="n", group="experiment")
-    >>> draws = sample_gibbs(spec, data, SamplerConfig(draws=500, warmup=500, seed=1))
+    >>> draws = sample_gibbs(model, data, SamplerConfig(draws=500, warmup=500, seed=1))
     >>> draws.theta.shape, draws.alpha.shape
     ((4, 500, 70), (4, 500))
     >>> all(0.15 < rate < 0.8 for rate in draws.info["acceptance_alpha"])
@@ -558,7 +558,7 @@ def sample_gibbs_normal(spec: ConjugateSpec, data: GroupCounts, config: SamplerC
     >>> schools = datasets.load("eight-schools")
     >>> model = Model(family="normal", prior="bda")
     >>> data = model.prepare(schools, y="y", se="sigma", group="school")
-    >>> draws = sample_gibbs_normal(spec, data, SamplerConfig(draws=200, warmup=100, seed=1))
+    >>> draws = sample_gibbs_normal(model, data, SamplerConfig(draws=200, warmup=100, seed=1))
     >>> draws.theta.shape, draws.alpha.shape, draws.info["updates"]["tau"]
     ((4, 200, 8), (4, 200), 'scaled inverse chi-square, 7 degrees of freedom')
     """

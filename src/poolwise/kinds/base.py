@@ -19,7 +19,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self, TypedDict
 
 import numpy as np
 
@@ -44,7 +44,34 @@ if TYPE_CHECKING:
     from poolwise.results.fit import Fit
     from poolwise.results.graph import ModelGraph
 
-__all__ = ["BaseModel"]
+__all__ = ["DEFAULTS", "BaseModel", "Settings"]
+
+
+class Settings(TypedDict, total=False):
+    """The settings every kind takes by keyword, with one meaning everywhere (a kind
+    without a choice, such as a custom model's pooling, does not take that one)."""
+
+    #: "none", "complete" or "partial" (the default)
+    pooling: str
+    #: None: the kind's default for the pooling level
+    method: str | None
+    #: draws and warm-up iterations per chain
+    draws: int
+    chains: int
+    warmup: int
+    #: seeds every random stream of the fit and its predictions
+    seed: int
+    #: a progress bar while sampling
+    progress: bool
+    #: NUTS's target acceptance rate; None: the kind's default
+    target_accept: float | None
+    #: NUTS's parametrisation; "auto": the kind's default
+    parametrisation: str
+
+
+#: the defaults of :class:`Settings` (method and target_accept default to None)
+DEFAULTS: dict[str, Any] = {"pooling": "partial", "draws": 1000, "chains": 4, "warmup": 1000,
+                            "seed": 0, "progress": False, "parametrisation": "auto"}
 
 
 class BaseModel(ABC):
@@ -60,15 +87,25 @@ class BaseModel(ABC):
     TARGET_ACCEPT: ClassVar[float] = 0.8
     #: constraints of the kind's own settings, beside :data:`~poolwise.vocabulary.SETTINGS`
     CONSTRAINTS: ClassVar[Mapping[str, Constraint]] = {}
+    #: which of :class:`Settings` the kind takes
+    TAKES: ClassVar[tuple[str, ...]] = tuple(Settings.__annotations__)
 
     pooling: str
     method: str
     config: SamplerConfig
 
-    def _settle(self, spec: Mapping[str, Any]) -> None:
-        """Check and store the settings every kind has; ``spec`` is everything the
-        constructor was given (kept for :meth:`spec`)."""
+    def _settle(self, own: Mapping[str, Any], settings: Mapping[str, Any]) -> None:
+        """Check and store the settings every kind has (``settings``, the constructor's
+        ``**settings``) beside the kind's ``own`` arguments; both are kept for :meth:`spec`.
+
+        A setting the kind does not take is a ``TypeError``, as for any unknown keyword.
+        """
         owner = type(self).__name__
+        for name in settings:
+            if name not in self.TAKES:
+                raise TypeError(f"{owner}() got an unexpected keyword argument {name!r}; its "
+                                f"settings are {', '.join(self.TAKES)}")
+        spec = {**own, **{k: DEFAULTS[k] for k in self.TAKES if k in DEFAULTS}, **settings}
         rules = {**SETTINGS, **self.CONSTRAINTS}
         if self.PARAMETRISATIONS:
             rules["parametrisation"] = OneOf(("auto", *self.PARAMETRISATIONS))
@@ -81,11 +118,10 @@ class BaseModel(ABC):
                 f"not {POOLING_PHRASES[pooling]}")
         self.pooling = pooling
         self.method = self._check_method(spec.get("method"), pooling)
-        parametrisation = spec.get("parametrisation") or "auto"
         self.config = SamplerConfig(
-            draws=int(spec.get("draws", 1000)), chains=int(spec.get("chains", 4)),
-            warmup=int(spec.get("warmup", 1000)), seed=int(spec.get("seed", 0)),
-            progress=bool(spec.get("progress", False)), parametrisation=parametrisation,
+            draws=int(spec["draws"]), chains=int(spec["chains"]), warmup=int(spec["warmup"]),
+            seed=int(spec["seed"]), progress=bool(spec["progress"]),
+            parametrisation=spec.get("parametrisation") or "auto",
             target_accept=float(spec.get("target_accept") or self.TARGET_ACCEPT))
         self._spec = {k: v for k, v in spec.items() if v is not None}
 

@@ -26,7 +26,7 @@ import math
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
 import pandas as pd
@@ -40,7 +40,7 @@ from poolwise.data.tables import GroupCounts, group_counts
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
 from poolwise.inference import EBEstimate, get_method, methods_by_pooling
-from poolwise.kinds.base import BaseModel
+from poolwise.kinds.base import BaseModel, Settings
 from poolwise.priors import (
     ConjugatePrior,
     Distribution,
@@ -52,7 +52,7 @@ from poolwise.priors import (
     parse_theta_prior,
 )
 from poolwise.results.checks import CheckData
-from poolwise.results.fit import Fit, finish_fit
+from poolwise.results.fit import Answer, Fit, finish_fit
 from poolwise.results.graph import (
     SYMBOLS,
     UNICODE_SYMBOLS,
@@ -71,6 +71,7 @@ from poolwise.results.prediction import (
     Population,
     Prediction,
     check_size,
+    find_label,
     prediction_dataset,
 )
 from poolwise.results.storage import FitRecord, record_attrs
@@ -126,27 +127,12 @@ class Model(BaseModel):
     METHODS = methods_by_pooling()
     PARAMETRISATIONS = ("marginal", "non-centred", "centred")
 
-    def __init__(
-        self,
-        *,
-        family: str | RateFamily = "beta-binomial",
-        pooling: str = "partial",
-        prior: str | HyperPrior | ConjugatePrior | None = None,
-        method: str | None = None,
-        draws: int = 1000,
-        chains: int = 4,
-        warmup: int = 1000,
-        seed: int = 0,
-        progress: bool = False,
-        target_accept: float | None = None,
-        parametrisation: str = "auto",
-    ) -> None:
+    def __init__(self, *, family: str | RateFamily = "beta-binomial",
+                 prior: str | HyperPrior | ConjugatePrior | None = None,
+                 **settings: Unpack[Settings]) -> None:
         self.family = get_family(family if isinstance(family, RateFamily)
                                  else canonical_family(family))
-        self._settle({"family": self.family.name, "pooling": pooling, "method": method,
-                      "draws": draws, "chains": chains, "warmup": warmup, "seed": seed,
-                      "progress": progress, "target_accept": target_accept,
-                      "parametrisation": parametrisation})
+        self._settle({"family": self.family.name}, settings)
         self.hyperprior: HyperPrior | None
         if self.pooling == "partial":
             if isinstance(prior, ConjugatePrior):
@@ -606,39 +592,22 @@ class ConjugateFit(Fit):
                 "upper": float(upper), "map": float(mu_grid[np.argmax(density)])}
 
     # ------------------------------------------------------------------ log likelihood
-    def with_log_likelihood(self) -> xr.DataTree:
-        """The tree with the pointwise log likelihood log p(y_j | θ_j) (for LOO)."""
-        if "log_likelihood" in self.tree.children:
-            return self.tree
+    def _log_likelihood(self) -> tuple[NDArray, str, NDArray]:
+        """log p(y_j | θ_j) for each group (stored with fits below EAGER_LOG_LIKELIHOOD)."""
         values = self.model.family.log_likelihood(self.draws("theta"), self.data.y,
                                                   self.data.n)
-        tree = self.tree.copy()
-        tree["log_likelihood"] = xr.DataTree(xr.Dataset(
-            {"y": (("chain", "draw", "group"), values)},
-            coords={"chain": self.posterior["chain"], "draw": self.posterior["draw"],
-                    "group": self.posterior["group"]}))
-        return tree
+        return values, "group", self.data.labels
 
     # ------------------------------------------------------------------ predictions
-    def _requests(self) -> tuple[type, ...]:
-        if self.model.pooling == "none":
-            return (ExistingGroup, NewGroup)
-        return (ExistingGroup, NewGroup, Population)
-
-    def _predict(self, request: Any, rng: np.random.Generator) -> Prediction:
-        if isinstance(request, ExistingGroup):
-            return self._existing_group(request, rng)
-        if isinstance(request, NewGroup):
-            return self._new_group(request, rng)
-        return self._population(rng)
+    def _answers(self) -> dict[type, Answer]:
+        answers: dict[type, Answer] = {ExistingGroup: self._existing_group,
+                                       NewGroup: self._new_group}
+        if self.model.pooling != "none":  # no pooling has no population
+            answers[Population] = self._population
+        return answers
 
     def _index(self, group: str) -> int:
-        labels = [str(label) for label in self.data.labels]
-        if str(group) not in labels:
-            shown = ", ".join(repr(label) for label in labels[:8])
-            more = f" … ({len(labels)} in all)" if len(labels) > 8 else ""
-            raise SpecificationError(f"no group {group!r} in the fit; groups: {shown}{more}")
-        return labels.index(str(group))
+        return find_label(self.data.labels, group, "group")
 
     def _existing_group(self, request: ExistingGroup, rng: np.random.Generator) -> Prediction:
         """θ_j from the posterior, then y* ~ p(y | θ_j, size), size the group's own unless
@@ -717,7 +686,7 @@ class ConjugateFit(Fit):
         return Prediction(request, what, prediction_dataset(variables, self.config.chains),
                           exact, ess)
 
-    def _population(self, rng: np.random.Generator) -> Prediction:
+    def _population(self, request: Population, rng: np.random.Generator) -> Prediction:
         """The population mean μ (partial pooling; its sampling distribution under empirical
         Bayes), or the one θ of complete pooling."""
         family = self.model.family

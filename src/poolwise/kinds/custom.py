@@ -66,7 +66,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Self
+from typing import Any, ClassVar, Self, Unpack
 
 import numpy as np
 import pandas as pd
@@ -76,7 +76,7 @@ from numpy.typing import NDArray
 from poolwise import _arviz
 from poolwise._random import Stream, generator, jax_key
 from poolwise.exceptions import ConvergenceWarning, DataError, SpecificationError
-from poolwise.kinds.base import BaseModel
+from poolwise.kinds.base import BaseModel, Settings
 from poolwise.results.checks import CheckData
 from poolwise.results.fit import Fit, finish_fit
 from poolwise.results.graph import GraphNode, ModelGraph, Plate
@@ -617,31 +617,19 @@ class CustomModel(BaseModel):
 
     kind = "custom"
     METHODS: ClassVar[Mapping[str, tuple[str, ...]]] = {"partial": CUSTOM_METHODS}
+    #: a custom model is its own structure: no pooling level, no parametrisation to choose
+    TAKES = ("method", "draws", "chains", "warmup", "seed", "progress", "target_accept")
     CONSTRAINTS: ClassVar[Mapping[str, Constraint]] = {
         "init": OneOf(INIT_CHOICES), "optimizer": OneOf(OPTIMIZERS), "restarts": Integer(0),
         "precondition": Boolean()}
 
     function: Callable[..., Any] | None
 
-    def __init__(
-        self,
-        *,
-        model: Callable[..., Any] | str,
-        name: str | None = None,
-        coords: Mapping[str, Sequence[Any]] | None = None,
-        method: str | None = None,
-        draws: int = 1000,
-        chains: int = 4,
-        warmup: int = 1000,
-        seed: int = 0,
-        progress: bool = False,
-        target_accept: float | None = None,
-        init: str = "map",
-        optimizer: str = "newton",
-        restarts: int = RESTARTS,
-        precondition: bool = True,
-        start: Mapping[str, Any] | None = None,
-    ) -> None:
+    def __init__(self, *, model: Callable[..., Any] | str, name: str | None = None,
+                 coords: Mapping[str, Sequence[Any]] | None = None, init: str = "map",
+                 optimizer: str = "newton", restarts: int = RESTARTS, precondition: bool = True,
+                 start: Mapping[str, Any] | None = None,
+                 **settings: Unpack[Settings]) -> None:
         if isinstance(model, str):
             self.function = load_model(model)
         elif callable(model):
@@ -651,11 +639,9 @@ class CustomModel(BaseModel):
                 "model must be a NumPyro model function or 'FILE.py:FUNCTION', not "
                 f"{type(model).__name__}")
         _x64()
-        self._configure({"model": model, "name": name, "coords": coords, "method": method,
-                         "draws": draws, "chains": chains, "warmup": warmup, "seed": seed,
-                         "progress": progress, "target_accept": target_accept, "init": init,
+        self._configure({"model": model, "name": name, "coords": coords, "init": init,
                          "optimizer": optimizer, "restarts": restarts,
-                         "precondition": precondition, "start": start})
+                         "precondition": precondition, "start": start, **settings})
 
     def _configure(self, spec: Mapping[str, Any]) -> None:
         """Check and store the settings (coords and start values as plain lists)."""
@@ -672,7 +658,9 @@ class CustomModel(BaseModel):
         if spec.get("start") is not None:
             spec["start"] = {str(k): np.asarray(v, dtype=float).tolist()
                              for k, v in spec["start"].items()}
-        self._settle(spec)
+        common = Settings.__annotations__
+        self._settle({k: v for k, v in spec.items() if k not in common},
+                     {k: v for k, v in spec.items() if k in common})
         self.model_spec: Callable[..., Any] | str = spec["model"]
         self.name: str = spec.get("name") or _default_name(spec["model"])
         self.coords = {k: np.asarray(v) for k, v in (spec.get("coords") or {}).items()}
@@ -1335,11 +1323,6 @@ class CustomFit(Fit):
         return ModelGraph.from_dict(fitted["graph"])
 
     # ------------------------------------------------------------------ predictions
-    def _requests(self) -> tuple[type, ...]:
-        """None: a custom model has no groups or population of poolwise's making; its
-        replicated data are :meth:`posterior_predictive`."""
-        return ()
-
     def _replicate(self, rng: np.random.Generator) -> dict[str, tuple[NDArray, list[str]]]:
         """Each observed site drawn afresh at every posterior draw (NumPyro resimulation:
         the observed sites made latent, the parameters substituted)."""

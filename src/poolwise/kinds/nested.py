@@ -69,7 +69,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 import pandas as pd
@@ -84,10 +84,10 @@ from poolwise.data.estimates import group_estimates
 from poolwise.data.tables import _require_column, group_counts, group_labels
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
-from poolwise.kinds.base import BaseModel
+from poolwise.kinds.base import BaseModel, Settings
 from poolwise.priors import Distribution, _parse_call, _split_top_level, make_distribution
 from poolwise.results.checks import CheckData
-from poolwise.results.fit import Fit, finish_fit
+from poolwise.results.fit import Answer, Fit, finish_fit
 from poolwise.results.graph import (
     GraphNode,
     ModelGraph,
@@ -103,6 +103,7 @@ from poolwise.results.prediction import (
     Population,
     Prediction,
     check_size,
+    find_label,
     prediction_dataset,
 )
 from poolwise.results.storage import FitRecord, record_attrs
@@ -587,26 +588,11 @@ class NestedModel(BaseModel):
     #: NUTS step-size target: hierarchical scales like s_v are curved, so smaller steps
     TARGET_ACCEPT = 0.9
 
-    def __init__(
-        self,
-        *,
-        family: str | RateFamily = "beta-binomial",
-        pooling: str = "partial",
-        prior: str | NestedPrior | None = None,
-        method: str | None = None,
-        draws: int = 1000,
-        chains: int = 4,
-        warmup: int = 1000,
-        seed: int = 0,
-        progress: bool = False,
-        target_accept: float | None = None,
-        parametrisation: str = "auto",
-    ) -> None:
+    def __init__(self, *, family: str | RateFamily = "beta-binomial",
+                 prior: str | NestedPrior | None = None,
+                 **settings: Unpack[Settings]) -> None:
         self.family = nested_family(family)
-        self._settle({"family": self.family.name, "pooling": pooling, "method": method,
-                      "draws": draws, "chains": chains, "warmup": warmup, "seed": seed,
-                      "progress": progress, "target_accept": target_accept,
-                      "parametrisation": parametrisation})
+        self._settle({"family": self.family.name}, settings)
         self.prior = NestedPrior.parse(prior)
         if self.prior.spec():
             self._spec["prior"] = self.prior.spec()
@@ -930,32 +916,19 @@ class NestedFit(Fit):
         return pd.DataFrame(rows)
 
     # ------------------------------------------------------------------ predictions
-    def _requests(self) -> tuple[type, ...]:
-        return (ExistingGroup, NewGroup, NewGroupIn, Population)
-
-    def _predict(self, request: Any, rng: np.random.Generator) -> Prediction:
-        if isinstance(request, ExistingGroup):
-            return self._existing_experiment(request, rng)
-        if isinstance(request, NewGroupIn):
-            return self._new_experiment(request, rng)
-        if isinstance(request, NewGroup):
-            return self._new_lab(request, rng)
-        return self._population(request)
+    def _answers(self) -> dict[type, Answer]:
+        return {ExistingGroup: self._existing_experiment, NewGroupIn: self._new_experiment,
+                NewGroup: self._new_lab, Population: self._population}
 
     def _size(self, size: float | None) -> float | None:
         return check_size(size, self.family.size_label,
                           whole=self.family.name == "beta-binomial")
 
     def _lab_position(self, lab: str) -> int:
-        labs = [str(label) for label in self.data.labs]
-        if str(lab) not in labs:
-            outer = self.data.outer_name
-            shown = ", ".join(repr(label) for label in labs[:8])
-            more = f" … ({len(labs)} in all)" if len(labs) > 8 else ""
-            raise SpecificationError(
-                f"no {outer} {lab!r} in the fit; {outer}s: {shown}{more}. For a new "
-                f"{self.data.inner_name} in a {outer} not in the data use NewGroup()")
-        return labs.index(str(lab))
+        outer = self.data.outer_name
+        return find_label(self.data.labs, lab, outer,
+                          f"For a new {self.data.inner_name} in a {outer} not in the data "
+                          "use NewGroup()")
 
     def _answer(self, request: Any, description: str, theta: NDArray, size: float | None,
                 lab_mean: NDArray, rng: np.random.Generator) -> Prediction:
@@ -979,14 +952,9 @@ class NestedFit(Fit):
             raise SpecificationError(
                 "ExistingGroup(factor=...) is for mixed models; a nested fit's "
                 f"{data.inner_name}s are named '{data.outer_name}{SEPARATOR}{data.inner_name}'")
-        labels = [str(label) for label in data.labels]
-        if str(request.group) not in labels:
-            shown = ", ".join(repr(label) for label in labels[:8])
-            raise SpecificationError(
-                f"no {data.inner_name} {request.group!r} in the fit; {data.inner_name}s are "
-                f"labelled '{data.outer_name}{SEPARATOR}{data.inner_name}': {shown}"
-                + (" …" if len(labels) > 8 else ""))
-        j = labels.index(str(request.group))
+        j = find_label(data.labels, request.group, data.inner_name,
+                       f"{data.inner_name}s are labelled "
+                       f"'{data.outer_name}{SEPARATOR}{data.inner_name}'")
         size = self._size(request.size)
         size = float(data.n[j]) if size is None else size
         lab = int(data.lab_index[j])
@@ -1039,7 +1007,7 @@ class NestedFit(Fit):
             "posterior draw of (m_u, s_u, m_v, s_v), then θ* drawn afresh", theta, size,
             self.family.population_mean(alpha, beta), rng)
 
-    def _population(self, request: Population) -> Prediction:
+    def _population(self, request: Population, rng: np.random.Generator) -> Prediction:
         """The typical lab's mean: population_mean(from_uv(m_u, m_v)) at each draw, the
         lab effects at zero (the normal family: m_u)."""
         family = self.family

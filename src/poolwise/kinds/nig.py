@@ -40,7 +40,7 @@ import time
 import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Unpack
 
 import numpy as np
 import pandas as pd
@@ -61,9 +61,9 @@ from poolwise.families.normal_inverse_gamma import (
     sample_posterior,
     theta_marginal,
 )
-from poolwise.kinds.base import BaseModel
+from poolwise.kinds.base import BaseModel, Settings
 from poolwise.results.checks import CheckData
-from poolwise.results.fit import Fit, finish_fit
+from poolwise.results.fit import Answer, Fit, finish_fit
 from poolwise.results.graph import SYMBOLS, GraphNode, ModelGraph, Plate, number, range_label
 from poolwise.results.prediction import (
     ExistingGroup,
@@ -71,6 +71,7 @@ from poolwise.results.prediction import (
     Population,
     Prediction,
     check_size,
+    find_label,
     prediction_dataset,
 )
 from poolwise.results.storage import FitRecord, record_attrs
@@ -261,27 +262,16 @@ class NIGModel(BaseModel):
     kind = "nig"
     METHODS: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "none": ("exact",), "complete": ("exact",), "partial": ("eb-ml",)}
+    #: exact draws and type-II ML: no NUTS settings
+    TAKES = ("pooling", "method", "draws", "chains", "warmup", "seed", "progress")
 
-    def __init__(
-        self,
-        *,
-        family: str | None = "nig",
-        pooling: str = "partial",
-        prior: str | NIGPrior | None = None,
-        method: str | None = None,
-        draws: int = 1000,
-        chains: int = 4,
-        warmup: int = 1000,
-        seed: int = 0,
-        progress: bool = False,
-    ) -> None:
+    def __init__(self, *, family: str | None = "nig", prior: str | NIGPrior | None = None,
+                 **settings: Unpack[Settings]) -> None:
         if family is not None and canonical_family(family) != "nig":
             raise SpecificationError(
                 f"NIGModel is the normal-inverse-gamma family ('nig'), not {family!r}; the "
                 "other per-group families are fitted by poolwise.Model")
-        self._settle({"family": "nig", "pooling": pooling, "method": method, "draws": draws,
-                      "chains": chains, "warmup": warmup, "seed": seed,
-                      "progress": progress})
+        self._settle({"family": "nig"}, settings)
         self.prior: NIGPrior | None
         if prior is None:
             self.prior = None
@@ -570,12 +560,7 @@ class NIGFit(Fit):
         return pd.concat([rows.reindex(columns=SUMMARY_COLUMNS), table], ignore_index=True)
 
     def _index(self, group: str) -> int:
-        labels = [str(label) for label in self.data.labels]
-        if str(group) not in labels:
-            shown = ", ".join(repr(label) for label in labels[:8])
-            more = f" … ({len(labels)} in all)" if len(labels) > 8 else ""
-            raise SpecificationError(f"no group {group!r} in the fit; groups: {shown}{more}")
-        return labels.index(str(group))
+        return find_label(self.data.labels, group, "group")
 
     def _posterior_of(self, index: int | None) -> NIGPosterior:
         """The closed-form posterior of group ``index`` (of the common (θ, σ²) under
@@ -601,36 +586,24 @@ class NIGFit(Fit):
         return theta.ravel(), sigma2.ravel()
 
     # ------------------------------------------------------------------ log likelihood
-    def with_log_likelihood(self) -> xr.DataTree:
-        """The tree with each group's log likelihood given (θ_j, σ_j²), from its sufficient
-        statistics: −(n_j/2) log(2π σ_j²) − [SS_j + n_j (ȳ_j − θ_j)²] / (2σ_j²)."""
-        if "log_likelihood" in self.tree.children:
-            return self.tree
+    def _log_likelihood(self) -> tuple[NDArray, str, NDArray]:
+        """Each group's log likelihood given (θ_j, σ_j²), from its sufficient statistics:
+        −(n_j/2) log(2π σ_j²) − [SS_j + n_j (ȳ_j − θ_j)²] / (2σ_j²)."""
         theta, sigma2 = self.draws("theta"), self.draws("sigma2")
         if self.model.pooling == "complete":
             theta, sigma2 = theta[..., None], sigma2[..., None]
         s = self.data.stats
         values = (-0.5 * s.n * np.log(2 * math.pi * sigma2)
                   - (s.sum_sq_dev + s.n * (s.mean - theta) ** 2) / (2 * sigma2))
-        tree = self.tree.copy()
-        tree["log_likelihood"] = xr.DataTree(xr.Dataset(
-            {"y": (("chain", "draw", "group"), values)},
-            coords={"chain": self.posterior["chain"], "draw": self.posterior["draw"],
-                    "group": self.data.labels}))
-        return tree
+        return values, "group", self.data.labels
 
     # ------------------------------------------------------------------ predictions
-    def _requests(self) -> tuple[type, ...]:
-        if self.model.pooling == "none":
-            return (ExistingGroup, NewGroup)
-        return (ExistingGroup, NewGroup, Population)
-
-    def _predict(self, request: Any, rng: np.random.Generator) -> Prediction:
-        if isinstance(request, ExistingGroup):
-            return self._existing_group(request, rng)
-        if isinstance(request, NewGroup):
-            return self._new_group(request, rng)
-        return self._population()
+    def _answers(self) -> dict[type, Answer]:
+        answers: dict[type, Answer] = {ExistingGroup: self._existing_group,
+                                       NewGroup: self._new_group}
+        if self.model.pooling != "none":  # no pooling has no population
+            answers[Population] = self._population
+        return answers
 
     def _existing_group(self, request: ExistingGroup, rng: np.random.Generator
                         ) -> Prediction:
@@ -696,7 +669,7 @@ class NIGFit(Fit):
                           prediction_dataset({"theta": (theta, []), "y": (y, [])},
                                              self.config.chains), exact)
 
-    def _population(self) -> Prediction:
+    def _population(self, request: Population, rng: np.random.Generator) -> Prediction:
         """Partial pooling: μ̂, the eb-ml estimate of the population mean of θ (fixed, every
         draw equal). Complete pooling: the posterior draws of the common θ."""
         chains, total = self.config.chains, self.config.chains * self.config.draws

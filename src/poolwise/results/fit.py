@@ -8,8 +8,9 @@ adds only what differs, in a few small methods:
 
 ``from_tree`` (classmethod)
     Rebuild the fit from a saved tree (:func:`poolwise.load` calls it).
-``_requests`` and ``_predict``
-    Which :mod:`~poolwise.results.prediction` requests the fit answers, and how.
+``_answers``
+    Which :mod:`~poolwise.results.prediction` requests the fit answers, and the method
+    that answers each.
 ``_replicate``
     Draws of the observed data given each posterior draw (the posterior predictive).
 
@@ -21,8 +22,8 @@ equations, and how its data turn into quantities to check (``check_data``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -45,8 +46,10 @@ if TYPE_CHECKING:
     from poolwise.inference.base import SamplerConfig
     from poolwise.results.graph import ModelGraph
 
-__all__ = ["PREDICTIVE_LIMIT", "Fit", "finish_fit"]
+__all__ = ["PREDICTIVE_LIMIT", "Answer", "Fit", "finish_fit"]
 
+#: a fit's method answering one kind of prediction request
+Answer = Callable[[Any, np.random.Generator], Prediction]
 #: above this many replicated values (draws × observations) the posterior predictive is
 #: drawn when asked for, not stored with every fit
 PREDICTIVE_LIMIT = 10_000_000
@@ -154,10 +157,12 @@ class Fit(ABC):
     # ------------------------------------------------------------------ predictions
     def requests(self) -> tuple[type, ...]:
         """The prediction requests this fit answers."""
-        return self._requests()
+        return tuple(self._answers())
 
-    def _requests(self) -> tuple[type, ...]:
-        return ()
+    def _answers(self) -> dict[type, Answer]:
+        """Each request type this fit answers → the method that answers it (a request and
+        the prediction stream's generator → a :class:`Prediction`); none by default."""
+        return {}
 
     def predict(self, request: Any, *, seed: int | None = None) -> Prediction:
         """Answer a prediction ``request`` (:mod:`poolwise.results.prediction`).
@@ -182,10 +187,7 @@ class Fit(ABC):
                 f"a {self.kind} fit ({self.model.pooling_phrase}) cannot answer "
                 f"{type(request).__name__}; the requests it answers: {can}")
         rng = generator(self.seed if seed is None else seed, Stream.PREDICT)
-        return self._predict(request, rng)
-
-    def _predict(self, request: Any, rng: np.random.Generator) -> Prediction:
-        raise NotImplementedError
+        return self._answers()[type(request)](request, rng)
 
     # ------------------------------------------------------------------ predictive checks
     def posterior_predictive(self, seed: int | None = None) -> xr.Dataset:
@@ -217,15 +219,52 @@ class Fit(ABC):
         return check_table(self.check_data(seed=seed), ci_prob)
 
     def check_data(self, *, seed: int | None = None) -> list[Any]:
-        """The observed and replicated quantities the predictive check compares."""
-        replicated = self.posterior_predictive(seed)
+        """The observed and replicated quantities the predictive check compares.
+
+        When the posterior predictive is not stored (more than :data:`PREDICTIVE_LIMIT`
+        values), it is drawn from evenly spaced posterior draws, as many as keep the
+        replicated values within that limit: a check needs hundreds of draws, not all.
+        """
+        if seed is None and "posterior_predictive" in self.tree.children:
+            replicated = self.posterior_predictive()
+        else:
+            source = self._thinned(PREDICTIVE_LIMIT)
+            rng = generator(self.seed if seed is None else seed, Stream.POSTERIOR_PREDICTIVE)
+            replicated = _as_dataset(source._replicate(rng), self._coords())
         flat = {name: _flat(replicated[name].values) for name in replicated.data_vars}
         return self.model.check_data(self.data, flat)
 
+    def _thinned(self, limit: int) -> Fit:
+        """The fit with every k-th draw of each chain, k the least that keeps the
+        replicated data within ``limit`` values (the fit itself when it already does)."""
+        posterior = self.posterior
+        per_draw = max(_observed_size(self.tree), 1)
+        total = posterior.sizes["chain"] * posterior.sizes["draw"]
+        step = -(-total * per_draw // limit)  # ceil
+        if step <= 1:
+            return self
+        tree = self.tree.copy()
+        tree["posterior"] = xr.DataTree(posterior.isel(draw=slice(None, None, step)))
+        return replace(self, tree=tree)
+
     # ------------------------------------------------------------------ saving
     def with_log_likelihood(self) -> xr.DataTree:
-        """The tree with the pointwise log likelihood (for PSIS-LOO)."""
-        return self.tree
+        """The tree with the pointwise log likelihood (for PSIS-LOO): the stored one, or
+        computed now (:meth:`_log_likelihood`) for fits too large to store it."""
+        if "log_likelihood" in self.tree.children:
+            return self.tree
+        values, dim, labels = self._log_likelihood()
+        posterior = self.posterior
+        tree = self.tree.copy()
+        tree["log_likelihood"] = xr.DataTree(xr.Dataset(
+            {"y": (("chain", "draw", dim), values)},
+            coords={"chain": posterior["chain"], "draw": posterior["draw"], dim: labels}))
+        return tree
+
+    def _log_likelihood(self) -> tuple[NDArray, str, NDArray]:
+        """log p(y_i | parameters) at every draw, shaped (chain, draw, points), the points'
+        dimension and labels."""
+        raise SpecificationError(f"a {self.kind} fit has no pointwise log likelihood")
 
     def save(self, path: str | Path) -> None:
         """Write the fit to NetCDF; :func:`poolwise.load` reads it back as this kind."""
@@ -255,6 +294,14 @@ def _as_dataset(variables: Mapping[str, tuple[NDArray, list[str]]],
         | {"chain": np.arange(chains), "draw": np.arange(draws)})
 
 
+def _observed_size(tree: xr.DataTree) -> int:
+    """How many values the observed data hold (a replicate holds as many, or fewer)."""
+    if "observed_data" not in tree.children:
+        return 0
+    return sum(int(variable.size) for variable in tree["observed_data"].to_dataset()
+               .data_vars.values())
+
+
 FitT = TypeVar("FitT", bound=Fit)
 
 
@@ -262,9 +309,7 @@ def finish_fit(fit: FitT, stacklevel: int = 1) -> FitT:
     """The last step of every kind's ``fit``: store the posterior predictive draws in the
     tree when they are small enough, and warn about failed Markov chain diagnostics."""
     if "posterior" in fit.tree.children:
-        observed = (fit.tree["observed_data"].to_dataset() if "observed_data"
-                    in fit.tree.children else xr.Dataset())
-        size = sum(int(variable.size) for variable in observed.data_vars.values())
+        size = _observed_size(fit.tree)
         if size * fit.config.draws * fit.config.chains <= PREDICTIVE_LIMIT:
             fit.tree["posterior_predictive"] = xr.DataTree(fit.posterior_predictive())
     check_diagnostics(fit, stacklevel=stacklevel + 1)

@@ -1,4 +1,4 @@
-"""Probabilistic graphical models as data, and the LaTeX pieces of the model equations.
+r"""Probabilistic graphical models as data, and the LaTeX pieces of the model equations.
 
 :class:`ModelGraph` is plain data with no plotting dependency: nodes (latent circles,
 observed shaded circles, fixed dots), edges and plates, checked for cycles, dangling edges
@@ -6,13 +6,13 @@ and impossible plates when it is built. Each model kind builds its own graph and
 (``model.graph(data)``, ``model.equations(data)``); :func:`poolwise.outputs.render.render`
 draws a graph with daft-pgm.
 
->>> graph = ModelGraph((GraphNode("theta", r"$\\theta_j$", "latent"),
+>>> graph = ModelGraph((GraphNode("theta", r"$\theta_j$", "latent"),
 ...                     GraphNode("y", "$y_j$", "observed")), (("theta", "y"),),
 ...                    (Plate("groups", range_label("j", "J"), ("theta", "y")),))
 >>> graph.parents("y")
 ('theta',)
->>> latex("θ_j ~ Beta(α, β)")
-'\\theta_j \\sim \\mathrm{Beta}(\\alpha, \\beta)'
+>>> print(latex("θ_j ~ Beta(α, β)"))
+\theta_j \sim \mathrm{Beta}(\alpha, \beta)
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ draws in an :class:`xarray.Dataset` shaped (chain, draw, ...), and ``summary()``
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -50,7 +50,7 @@ if TYPE_CHECKING:
     from numpy.typing import NDArray
 
 __all__ = ["REQUESTS", "ExistingGroup", "NewGroup", "NewGroupIn", "NewRows", "Population",
-           "Prediction", "Request", "check_size"]
+           "Prediction", "Request", "check_size", "find_label", "prediction_dataset"]
 
 
 @dataclass(frozen=True)
@@ -108,6 +108,19 @@ NEW_ROW_GROUPS = ("as-given", "new", "population")
 Request = ExistingGroup | NewGroup | NewGroupIn | Population | NewRows
 #: every kind of request, in the order they are listed to users
 REQUESTS: tuple[type, ...] = (ExistingGroup, NewGroup, NewGroupIn, Population, NewRows)
+
+
+def find_label(labels: Iterable[Any], label: Any, what: str, hint: str = "") -> int:
+    """The position of ``label`` among ``labels`` (compared as text), or an error naming
+    what is missing and listing the first labels: ``no group 'Z' in the fit; groups: 'A',
+    'B', …``; ``hint`` says what to do instead."""
+    texts = [str(value) for value in labels]
+    if str(label) in texts:
+        return texts.index(str(label))
+    shown = ", ".join(repr(text) for text in texts[:8])
+    more = f", … ({len(texts)} in all)" if len(texts) > 8 else ""
+    raise SpecificationError(f"no {what} {label!r} in the fit; the {what}s: {shown}{more}"
+                             + (f". {hint}" if hint else ""))
 
 
 def check_size(size: float | None, what: str, *, whole: bool = False) -> float | None:

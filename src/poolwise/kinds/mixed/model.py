@@ -24,7 +24,7 @@ from __future__ import annotations
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
 import numpy as np
 import pandas as pd
@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from poolwise import _arviz
 from poolwise._random import Stream, generator
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.kinds.base import BaseModel
+from poolwise.kinds.base import BaseModel, Settings
 from poolwise.kinds.mixed.design import GroupTerm, MixedDesign, mixed_family
 from poolwise.kinds.mixed.formula import (
     MISSING_ACTIONS,
@@ -54,7 +54,7 @@ from poolwise.kinds.mixed.inference import (
 from poolwise.kinds.mixed.priors import MixedPriors, check_prior_syntax, parse_priors
 from poolwise.kinds.mixed.reml import LMMEstimate, estimate_from_dict, estimate_to_dict
 from poolwise.results.checks import CheckData
-from poolwise.results.fit import Fit, finish_fit
+from poolwise.results.fit import Answer, Fit, finish_fit
 from poolwise.results.prediction import (
     ExistingGroup,
     NewGroup,
@@ -62,6 +62,7 @@ from poolwise.results.prediction import (
     NewRows,
     Population,
     Prediction,
+    find_label,
     prediction_dataset,
 )
 from poolwise.results.storage import (
@@ -166,32 +167,16 @@ class MixedModel(BaseModel):
     TARGET_ACCEPT = NUTS_TARGET_ACCEPT["marginal"]
     CONSTRAINTS: ClassVar[Mapping[str, Constraint]] = {"missing": OneOf(MISSING_ACTIONS)}
 
-    def __init__(
-        self,
-        *,
-        formula: str,
-        family: str = "normal",
-        pooling: str = "partial",
-        prior: str | MixedPriors | None = None,
-        method: str | None = None,
-        missing: str = "refuse",
-        draws: int = 1000,
-        chains: int = 4,
-        warmup: int = 1000,
-        seed: int = 0,
-        progress: bool = False,
-        target_accept: float | None = None,
-        parametrisation: str = "auto",
-    ) -> None:
+    def __init__(self, *, formula: str, family: str = "normal",
+                 prior: str | MixedPriors | None = None, missing: str = "refuse",
+                 **settings: Unpack[Settings]) -> None:
         family = mixed_family(family)
         text = prior.spec() if isinstance(prior, MixedPriors) else prior
         if text is not None:
             check_prior_syntax(text)
             text = text.strip() or None
-        self._settle({"formula": formula, "family": family, "pooling": pooling,
-                      "prior": text, "method": method, "missing": missing, "draws": draws,
-                      "chains": chains, "warmup": warmup, "seed": seed, "progress": progress,
-                      "target_accept": target_accept, "parametrisation": parametrisation})
+        self._settle({"formula": formula, "family": family, "prior": text,
+                      "missing": missing}, settings)
         self.formula: str = formula
         self.family: str = family
         self.prior: str | None = text
@@ -207,7 +192,7 @@ class MixedModel(BaseModel):
                 f"the {family} family")
         #: the parametrisation NUTS uses ("auto" resolved for the family)
         self.parametrisation: str = resolve_parametrisation(family, self.config.parametrisation)
-        if target_accept is None:
+        if settings.get("target_accept") is None:
             self.config = replace(self.config,
                                   target_accept=NUTS_TARGET_ACCEPT[self.parametrisation])
 
@@ -624,24 +609,18 @@ class MixedFit(Fit):
             values = stats.binom.logpmf(design.y, trials, special.expit(eta))
         return np.asarray(values).reshape(self.config.chains, self.config.draws, -1)
 
-    def with_log_likelihood(self) -> xr.DataTree:
-        """The tree with the pointwise log likelihood of each row (for PSIS-LOO)."""
-        if "log_likelihood" in self.tree.children:
-            return self.tree
-        tree = self.tree.copy()
-        posterior = self.posterior
-        tree["log_likelihood"] = xr.DataTree(xr.Dataset(
-            {"y": (("chain", "draw", "row"), self.log_likelihood())},
-            coords={"chain": posterior["chain"], "draw": posterior["draw"],
-                    "row": self.data.rows}))
-        return tree
+    def _log_likelihood(self) -> tuple[NDArray, str, NDArray]:
+        """log p(y_i | η_i, σ) of each row (for PSIS-LOO)."""
+        return self.log_likelihood(), "row", self.data.rows
 
     def _replicate(self, rng: np.random.Generator) -> dict[str, tuple[NDArray, list[str]]]:
         """y per row drawn afresh from η (with the group effects) at each draw."""
         design = self.design
         _, y = response_draws(design.family, self.linear_predictor(), design.trials,
                               self._sigma(), rng)
-        return {"y": (y.reshape(self.config.chains, self.config.draws, -1), ["row"])}
+        posterior = self.posterior
+        return {"y": (y.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1),
+                      ["row"])}
 
     # ------------------------------------------------------------------ predictions
     @property
@@ -649,24 +628,14 @@ class MixedFit(Fit):
         return ("the draws given the REML estimates" if self.estimate is not None
                 else "the posterior")
 
-    def _requests(self) -> tuple[type, ...]:
-        answered: list[type] = [ExistingGroup] if self.full_design.terms else []
+    def _answers(self) -> dict[type, Answer]:
+        answers: dict[type, Answer] = (
+            {ExistingGroup: self._existing_group} if self.full_design.terms else {})
         if self.model.pooling == "partial":
-            answered += [NewGroup, NewGroupIn]
+            answers |= {NewGroup: self._new_group, NewGroupIn: self._new_group_in}
         if self.model.pooling != "none":
-            answered += [Population, NewRows]
-        return tuple(answered)
-
-    def _predict(self, request: Any, rng: np.random.Generator) -> Prediction:
-        if isinstance(request, ExistingGroup):
-            return self._existing_group(request, rng)
-        if isinstance(request, NewGroup):
-            return self._new_group(request, rng)
-        if isinstance(request, NewGroupIn):
-            return self._new_group_in(request, rng)
-        if isinstance(request, Population):
-            return self._population(request)
-        return self._new_rows(request, rng)
+            answers |= {Population: self._population, NewRows: self._new_rows}
+        return answers
 
     def _factor(self, factor: str | None) -> GroupTerm:
         """The formula's grouping factor ``factor`` (default the first)."""
@@ -745,11 +714,7 @@ class MixedFit(Fit):
         parent = str(request.parent)
         chosen = [(o, i) for o, i in pairs if parent in o.levels]
         if not chosen:
-            outer = pairs[0][0]
-            shown = ", ".join(repr(level) for level in outer.levels[:8])
-            more = f" … ({outer.n_levels} in all)" if outer.n_levels > 8 else ""
-            raise SpecificationError(f"no {outer.factor} {parent!r} in the fit; its levels: "
-                                     f"{shown}{more}")
+            find_label(pairs[0][0].levels, parent, pairs[0][0].factor)  # raises
         outer, inner = chosen[0]
         depth = len(parts[outer.factor])
         ancestors = [t for t in terms if len(parts[t.factor]) <= depth
@@ -772,7 +737,7 @@ class MixedFit(Fit):
         return Prediction(request, what, prediction_dataset(
             {"coef": (coef, ["effect"])}, self.config.chains, {"effect": list(effects)}))
 
-    def _population(self, request: Population) -> Prediction:
+    def _population(self, request: Population, rng: np.random.Generator) -> Prediction:
         """The fixed effects β (group effects at zero)."""
         names = list(self.design.fixed_names)
         what = f"the fixed effects β (group effects at 0), from {self._source}"
@@ -927,13 +892,7 @@ def _rows(count: int) -> str:
 
 def _level_index(term: GroupTerm, group: Any) -> int:
     """The position of level ``group`` of ``term``, or an error listing the levels."""
-    labels = list(term.levels)
-    if str(group) not in labels:
-        shown = ", ".join(repr(label) for label in labels[:8])
-        more = f" … ({len(labels)} in all)" if len(labels) > 8 else ""
-        raise SpecificationError(f"no {term.factor} {group!r} in the fit; its levels: "
-                                 f"{shown}{more}")
-    return labels.index(str(group))
+    return find_label(term.levels, group, term.factor)
 
 
 def _level_labels(new: pd.DataFrame, fitted: pd.DataFrame,

@@ -3,11 +3,11 @@
 The ``*_data`` functions return DataFrames or small dataclasses and need no screen or
 matplotlib; the ``plot_*`` functions draw them and return a
 :class:`matplotlib.figure.Figure` (never shown; save it with ``fig.savefig``).
-matplotlib is imported only when a figure is drawn, so ``import poolwise.plots`` is light.
+matplotlib is imported only when a figure is drawn, so importing the plots is light.
 
 >>> from poolwise import Model, datasets, plots
 >>> rats = datasets.load("rats").query("historical == 1")
->>> fit = Model().fit(rats, y="y", n="n", group="experiment", method="eb-moments")
+>>> fit = Model(method="eb-moments").fit(rats, y="y", n="n", group="experiment")
 >>> table = plots.shrinkage_data(fit)
 >>> bool(table["shrinkage"].between(0, 1).all())
 True

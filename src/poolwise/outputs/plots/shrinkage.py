@@ -144,7 +144,7 @@ def plot_shrinkage(fit: ConjugateFit, *, ci_prob: float = 0.95, ax: Axes | None 
     --------
     >>> from poolwise import Model, datasets
     >>> rats = datasets.load("rats").query("historical == 1")
-    >>> fit = Model().fit(rats, y="y", n="n", group="experiment", method="eb-moments")
+    >>> fit = Model(method="eb-moments").fit(rats, y="y", n="n", group="experiment")
     >>> fig = plot_shrinkage(fit)
     """
     fit = check_fit(fit)
