@@ -28,6 +28,7 @@ from poolwise._random import Stream, generator
 from poolwise.exceptions import SpecificationError
 from poolwise.inference.base import SamplerConfig
 from poolwise.results.checks import CheckData, PriorPredictive
+from poolwise.results.prediction import ExistingGroup, NewGroup, Population
 from poolwise.vocabulary import (
     POOLING_PHRASES,
     POOLINGS,
@@ -41,10 +42,10 @@ from poolwise.vocabulary import (
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
-    from poolwise.results.fit import Fit
+    from poolwise.results.fit import Answer, Fit
     from poolwise.results.graph import ModelGraph
 
-__all__ = ["DEFAULTS", "BaseModel", "Settings"]
+__all__ = ["DEFAULTS", "BaseModel", "Settings", "group_answers"]
 
 
 class Settings(TypedDict, total=False):
@@ -227,3 +228,12 @@ class BaseModel(ABC):
     def _group_dims(self, data: Any) -> tuple[str, ...]:
         return ("group",)
 
+
+def group_answers(pooling: str, existing: Answer, new: Answer, population: Answer
+                  ) -> dict[type, Answer]:
+    """The requests a one-level model of groups answers: new data from a group in the fit,
+    a new group, and — unless the groups are unpooled, with no population — the population."""
+    answers: dict[type, Answer] = {ExistingGroup: existing, NewGroup: new}
+    if pooling != "none":
+        answers[Population] = population
+    return answers

@@ -40,7 +40,7 @@ from poolwise.data.tables import GroupCounts, group_counts
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
 from poolwise.inference import EBEstimate, get_method, methods_by_pooling
-from poolwise.kinds.base import BaseModel, Settings
+from poolwise.kinds.base import BaseModel, Settings, group_answers
 from poolwise.priors import (
     ConjugatePrior,
     Distribution,
@@ -600,11 +600,8 @@ class ConjugateFit(Fit):
 
     # ------------------------------------------------------------------ predictions
     def _answers(self) -> dict[type, Answer]:
-        answers: dict[type, Answer] = {ExistingGroup: self._existing_group,
-                                       NewGroup: self._new_group}
-        if self.model.pooling != "none":  # no pooling has no population
-            answers[Population] = self._population
-        return answers
+        return group_answers(self.model.pooling, self._existing_group, self._new_group,
+                             self._population)
 
     def _index(self, group: str) -> int:
         return find_label(self.data.labels, group, "group")

@@ -61,7 +61,7 @@ from poolwise.families.normal_inverse_gamma import (
     sample_posterior,
     theta_marginal,
 )
-from poolwise.kinds.base import BaseModel, Settings
+from poolwise.kinds.base import BaseModel, Settings, group_answers
 from poolwise.results.checks import CheckData
 from poolwise.results.fit import Answer, Fit, finish_fit
 from poolwise.results.graph import SYMBOLS, GraphNode, ModelGraph, Plate, number, range_label
@@ -599,11 +599,8 @@ class NIGFit(Fit):
 
     # ------------------------------------------------------------------ predictions
     def _answers(self) -> dict[type, Answer]:
-        answers: dict[type, Answer] = {ExistingGroup: self._existing_group,
-                                       NewGroup: self._new_group}
-        if self.model.pooling != "none":  # no pooling has no population
-            answers[Population] = self._population
-        return answers
+        return group_answers(self.model.pooling, self._existing_group, self._new_group,
+                             self._population)
 
     def _existing_group(self, request: ExistingGroup, rng: np.random.Generator
                         ) -> Prediction:
