@@ -244,22 +244,41 @@ def test_spec_rebuilds_the_model(case):
     assert type(model)(**model.spec()).spec() == model.spec()
 
 
-@pytest.mark.parametrize("key", COMBINATIONS, ids=IDS)
-def test_same_seed_same_draws_other_seed_other_draws(key):
+def _refit(key: tuple[str, str, str], **changes: Any) -> Any:
     kind = KINDS[key[0]]
-    fit = _fit(key)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        again = _model(kind, key[1], key[2]).fit(kind.data(), **kind.columns)
-        other = _model(kind, key[1], key[2], seed=4).fit(kind.data(), **kind.columns)
-    changed = False
+        return _model(kind, key[1], key[2], **changes).fit(kind.data(), **kind.columns)
+
+
+@pytest.mark.parametrize("key", COMBINATIONS, ids=IDS)
+def test_same_seed_same_draws(key):
+    fit, again = _fit(key), _refit(key)
     for name in fit.posterior.data_vars:
         np.testing.assert_array_equal(fit.draws(name), again.draws(name))
-        changed |= not np.array_equal(fit.draws(name), other.draws(name))
-    # the draws change with the seed, unless nothing is random: the mode, or an empirical
-    # Bayes fit pooled completely (τ̂ = 0), whose every θ_j is μ̂
-    fixed = all(np.ptp(fit.draws(name)) == 0 for name in fit.posterior.data_vars)
-    assert changed or fixed
+    pd.testing.assert_frame_equal(fit.predictive_check(), again.predictive_check())
+
+
+#: each kind's default: partial pooling (a custom model's own structure), default method
+DEFAULTS = [next(key for key in COMBINATIONS if key[0] == name and key[1] == "partial")
+            for name in KINDS]
+
+
+@pytest.mark.parametrize("key", DEFAULTS, ids=[k[0] for k in DEFAULTS])
+def test_another_seed_other_draws(key):
+    """Every random stream changes with the seed: the fit's draws, the replicated data and
+    the predictions."""
+    fit, other = _fit(key), _refit(key, seed=4)
+    for name in fit.posterior.data_vars:
+        if np.ptp(fit.draws(name)) > 0:  # a constant (a correlation's diagonal) stays
+            assert not np.array_equal(fit.draws(name), other.draws(name)), name
+    assert not fit.predictive_check().equals(other.predictive_check())
+    request = next((r for r in KINDS[key[0]].requests if type(r) in fit.requests()), None)
+    if request is not None:
+        first, second = fit.predict(request), fit.predict(request, seed=4)
+        # what is drawn afresh differs (a group's θ itself comes from the posterior)
+        assert any(not np.array_equal(first[name], second[name])
+                   for name in first.draws.data_vars)
 
 
 @pytest.mark.parametrize("name", list(KINDS))

@@ -156,8 +156,10 @@ class Fit(ABC):
 
     # ------------------------------------------------------------------ predictions
     def requests(self) -> tuple[type, ...]:
-        """The prediction requests this fit answers."""
-        return tuple(self._answers())
+        """The prediction requests this fit answers, in the order of
+        :data:`~poolwise.results.prediction.REQUESTS`."""
+        answers = self._answers()
+        return tuple(request for request in REQUESTS if request in answers)
 
     def _answers(self) -> dict[type, Answer]:
         """Each request type this fit answers → the method that answers it (a request and
