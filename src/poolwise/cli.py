@@ -157,6 +157,7 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
     """Read DATA and build the model the options describe; refuse options the kind does
     not take (naming the kinds that do), before anything is fitted."""
     from poolwise.api import build_model, check_options, choose_kind
+    from poolwise.vocabulary import canonical_family
 
     table, info = read_data(data)
     name = Path(data).name if info is None else data
@@ -166,7 +167,7 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
         if info.formula is not None and formula is None:
             formula, family = info.formula, family or info.family
         elif formula is None:
-            same_family = family is None or family == info.family
+            same_family = family is None or canonical_family(family) == info.family
             family = family or info.family
             columns = {"y": y or info.y, "group": group or info.group,
                        "n": n if n is not None or not same_family else info.n,

@@ -54,10 +54,6 @@ class HyperGrid:
         :func:`upper_tail_exponent`)."""
         return upper_tail_exponent(self.v, self.probabilities.sum(axis=0))
 
-    def expectation(self, values: NDArray) -> float:
-        """∫ f(u, v) p(u, v | y) by the midpoint rule, given f at the grid nodes."""
-        return float(np.sum(self.probabilities * values))
-
 
 def upper_tail_exponent(v: NDArray, marginal: NDArray) -> float | None:
     """c in p(v) ∝ e^(−c v) over the upper tail of a density of v on a grid, if it shows one.

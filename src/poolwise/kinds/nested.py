@@ -196,9 +196,6 @@ class NestedData:
     def n_experiments(self) -> int:
         return int(self.y.size)
 
-    def experiments_per_lab(self) -> NDArray[np.int64]:
-        return np.bincount(self.lab_index, minlength=self.n_labs).astype(np.int64)
-
     def lab_of(self) -> NDArray[np.str_]:
         """The lab of each experiment."""
         return self.labs[self.lab_index]
