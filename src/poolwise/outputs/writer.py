@@ -202,8 +202,9 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
                  ci_prob: float) -> dict[str, Any]:
     """The JSON document of a fit, the same keys for every kind (null where a key does not
     apply): ``kind``, ``family``, ``pooling``, ``method``, ``prior``, ``hyperparameters``,
-    ``summary``, ``new_group``, ``predict_group``, ``predictions``, ``predictive_check``,
-    ``notes``, ``warnings``, ``seed``, ``sampler`` and the model's own description
+    ``priors`` (the prior's statements), ``summary``, ``new_group``, ``predict_group``,
+    ``predictions``, ``predictive_check``, ``notes``, ``ignored_columns`` (custom models'
+    unused columns), ``warnings``, ``seed``, ``sampler`` and the model's own description
     (``formula`` for mixed models, ``model`` for custom ones)."""
     from poolwise.results.prediction import ExistingGroup, NewGroup
 
@@ -222,6 +223,8 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
         "pooling": fit.model.pooling if fit.kind != "custom" else None,
         "method": fit.method,
         "prior": fit.describe_prior(),
+        "priors": [part.strip() for part in fit.describe_prior().split(";")]
+        if fit.kind == "mixed" else [fit.describe_prior()],
         "hyperparameters": hyperparameters(fit, summary),
         "summary": summary_records(summary),
         "new_group": records.get(NewGroup),
@@ -229,6 +232,7 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
         "predictions": [_prediction_record(p, ci_prob) for p in predictions],
         "predictive_check": check_record(check),
         "notes": list(getattr(fit.data, "notes", ())),
+        "ignored_columns": list(getattr(fit.data, "ignored", ())) or None,
         "warnings": list(messages),
         "seed": fit.seed,
         "sampler": clean({k: fit.info[k] for k in SAMPLER_KEYS if k in fit.info}),
