@@ -153,6 +153,11 @@ def bad_csvs(tmp_path) -> dict[str, Path]:
         ("ok", ["--prior", "student(3)"], "valid: halfnormal"),
         ("ok", ["--pooling", "full"], "pooling must be one of none, complete, partial"),
         ("ok", ["--method", "gibbs", "--pooling", "none"], "is for partial pooling"),
+        ("ok", ["--warmup", "50"], "--warmup is for method gibbs and nuts; method 'exact'"),
+        ("ok", ["--target-accept", "0.9"], "--target-accept is for method nuts"),
+        ("ok", ["--method", "eb-ml", "--prior", "halfnormal(10)"], "uses no hyperprior"),
+        ("ok", ["--new-data", "x.csv"], "--new-data is for mixed models, not rates ones"),
+        ("ok", ["--formula", "y ~ 1 + (1 | g)"], "leave out --y, --n, --se and --group"),
     ],
 )
 def test_bad_input_exits_2_with_one_line(case, extra, message, bad_csvs, tmp_path, capsys):
@@ -321,3 +326,20 @@ def test_graph_and_describe_take_nested_groups_and_model_files(tmp_path, capsys)
     assert code == 0 and (tmp_path / "t.png").stat().st_size > 0, err
     code, out, err = run(["describe", str(data), "--model", spec], capsys)
     assert code == 0 and r"\mu \sim \mathrm{Normal}(\mathrm{loc} = 0" in out, err
+
+
+def test_prior_predictive_of_a_bundled_dataset(tmp_path, capsys):
+    """The rats' held-out 71st experiment is not a prediction the user asked for."""
+    out = tmp_path / "prior"
+    code, text, err = run(["fit", "rats", "--prior", "halfnormal(10)", "--prior-predictive",
+                           "--out", str(out)], capsys)
+    assert code == 0, err
+    assert "prior predictive check" in text
+    assert {"prior_summary.csv", "prior_check.csv", "prior.nc", "prior_predictive.png",
+            "result.json"} <= {p.name for p in out.iterdir()}
+    code, _, err = run(["fit", "rats", "--prior-predictive"], capsys)
+    assert code == 2 and "'bda' is improper" in err
+    code, _, err = run(["fit", "rats", "--prior", "halfnormal(10)", "--prior-predictive",
+                        "--new-group-n", "5"], capsys)
+    assert code == 2 and "takes no predictions" in err
+

@@ -93,3 +93,11 @@ def test_compare_fits_three_poolings_side_by_side(tmp_path, capsys):
     assert abs(rows["b[Days]"]["complete_mean"] - 10.47) < 1.5
     assert {"estimates.csv", "predictive.csv", "group_lines.png"} <= {
         p.name for p in out_dir.iterdir()}
+
+
+def test_compare_prints_the_population_level_table(capsys):
+    code, out, err = run(["compare", "sleepstudy", "--method", "eb-ml"], capsys)
+    assert code == 0, err
+    assert "b[Days]" in out and "elpd" in out
+    assert max(len(line) for line in out.splitlines()) < 400  # no 2,000-character prior line
+

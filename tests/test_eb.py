@@ -100,7 +100,7 @@ def test_moments_refuse_constant_rates():
 def test_eb_refuses_all_zero_counts(method):
     table = pd.DataFrame({"g": list("abc"), "y": [0, 0, 0], "n": [5, 6, 7]})
     with pytest.raises(DataError, match="every group has y = 0"):
-        Model(prior="halfnormal(10)", method=method).fit(table, y="y", n="n", group="g")
+        Model(method=method).fit(table, y="y", n="n", group="g")
 
 
 def test_ml_boundary_does_not_overflow():

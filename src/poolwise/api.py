@@ -28,7 +28,7 @@ from poolwise.kinds.base import BaseModel
 from poolwise.results.comparison import Comparison
 from poolwise.results.fit import Fit
 from poolwise.results.storage import read
-from poolwise.vocabulary import POOLINGS, canonical_family
+from poolwise.vocabulary import POOLINGS, canonical_family, kinds_text
 
 __all__ = ["COLUMN_OPTIONS", "OPTION_KINDS", "build_model", "choose_kind", "compare", "fit",
            "load"]
@@ -101,11 +101,7 @@ def check_options(kind: str, options: Mapping[str, Any], spell: Mapping[str, str
         if kind not in kinds:
             written = (spell or {}).get(name, f"{name}=")
             raise SpecificationError(
-                f"{written} is for {_kinds_text(kinds)} models, not {kind} ones")
-
-
-def _kinds_text(kinds: tuple[str, ...]) -> str:
-    return ", ".join(kinds[:-1]) + f" and {kinds[-1]}" if len(kinds) > 1 else kinds[0]
+                f"{written} is for {kinds_text(kinds)} models, not {kind} ones")
 
 
 def build_model(kind: str, **options: Any) -> BaseModel:

@@ -29,6 +29,7 @@ from rich.table import Table
 from rich.text import Text
 
 from poolwise.exceptions import PoolwiseError, SpecificationError
+from poolwise.vocabulary import kinds_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -74,7 +75,8 @@ PoolingOption = Annotated[str | None, typer.Option(
     help="none, complete or partial (default partial).")]
 Draws = Annotated[int, typer.Option(help="Draws per chain.")]
 Chains = Annotated[int, typer.Option(help="Number of chains.")]
-Warmup = Annotated[int, typer.Option(help="Warm-up iterations per chain (gibbs, nuts).")]
+Warmup = Annotated[int | None, typer.Option(
+    help="Warm-up iterations per chain, for gibbs and nuts (default 1000).")]
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")]
 TargetAccept = Annotated[float | None, typer.Option(
     "--target-accept", help="nuts: the step size's target acceptance rate.")]
@@ -83,6 +85,7 @@ Parametrisation = Annotated[str | None, typer.Option(
 Ci = Annotated[float, typer.Option("--ci", help="Interval probability.")]
 Out = Annotated[Path | None, typer.Option("--out", help="Directory for summary, draws, plots.")]
 Force = Annotated[bool, typer.Option("--force", help="Write into an --out that has files.")]
+Overwrite = Annotated[bool, typer.Option("--force", help="Overwrite an existing image file.")]
 Format = Annotated[str, typer.Option("--format", help="table or json.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
 Formula = Annotated[str | None, typer.Option(
@@ -99,7 +102,8 @@ NewGroupFlag = Annotated[bool, typer.Option(
 NewY = Annotated[float | None, typer.Option(
     "--new-group-y", help="The new group's own count or estimate (needs --new-group-n).")]
 NewN = Annotated[float | None, typer.Option(
-    "--new-group-n", help="Size of the new group: trials, exposure, observations.")]
+    "--new-group-n", help="Size of the new group: trials, exposure or observations (for "
+                          "the normal family its standard error).")]
 NewIn = Annotated[str | None, typer.Option(
     "--new-group-in", help="Predict a new group inside this parent (a lab, a school).")]
 NewData = Annotated[Path | None, typer.Option(
@@ -157,6 +161,7 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
     """Read DATA and build the model the options describe; refuse options the kind does
     not take (naming the kinds that do), before anything is fitted."""
     from poolwise.api import build_model, check_options, choose_kind
+    from poolwise.kinds.base import METHOD_SETTINGS
     from poolwise.vocabulary import canonical_family
 
     table, info = read_data(data)
@@ -192,6 +197,11 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
         raise SpecificationError("name the column of counts, estimates or observations "
                                  "with --y (and --n, --se, --group)")
     model = build_model(kind, **given)
+    for name, methods in METHOD_SETTINGS.items():
+        if given.get(name) is not None and model.method not in methods:
+            raise SpecificationError(
+                f"{SPELLING[name] if name in SPELLING else '--' + name} is for method "
+                f"{' and '.join(methods)}; method {model.method!r} does not use it")
     used = {k: v for k, v in columns.items() if v is not None}
     return Job(name, kind, table, model, used, held_out)
 
@@ -213,9 +223,8 @@ def prediction_requests(job: Job, *, predict_group: str | None, new_group: bool,
              "--new-data": new_data}
     for option, value in given.items():
         if value is not None and job.kind not in PREDICTION_KINDS[option]:
-            kinds = PREDICTION_KINDS[option]
             raise SpecificationError(
-                f"{option} is for {', '.join(kinds[:-1])} and {kinds[-1]} models, not "
+                f"{option} is for {kinds_text(PREDICTION_KINDS[option])} models, not "
                 f"{job.kind} ones"
                 + ("; a mixed model predicts rows: --new-data FILE" if job.kind == "mixed"
                    and option == "--new-group-n" else ""))
@@ -417,15 +426,14 @@ def print_check(check: pd.DataFrame, title: str) -> None:
         table.add_row(Text(str(row["variable"])), row["statistic"], _fmt(row["observed"]),
                       f"[{_fmt(row['lower'])}, {_fmt(row['upper'])}]", f"{row['p_value']:.2f}")
     stdout.print(table)
-    extreme, groups = extreme_groups(check)
-    if groups:
-        plain(f"group means with p < 0.025 or > 0.975: {extreme} of {groups}")
+    for variable, (extreme, groups) in extreme_groups(check).items():
+        plain(f"groups whose {variable} has p < 0.025 or > 0.975: {extreme} of {groups}")
 
 
 def print_warnings(messages: list[str]) -> None:
     """The warnings collected during a command, one per line on standard error."""
     for message in messages:
-        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}")
+        stderr.print(f"[yellow]warning:[/yellow] {escape(message)}", soft_wrap=True)
 
 
 def emit(document: dict[str, Any], out: Path | None, output_format: str) -> None:
@@ -443,7 +451,7 @@ def emit(document: dict[str, Any], out: Path | None, output_format: str) -> None
 def fit_command(
     data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
     se: SeCol = None, pooling: PoolingOption = None, method: Method = None,
-    prior: Prior = None, draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = 1000,
+    prior: Prior = None, draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = None,
     seed: Seed = 0, target_accept: TargetAccept = None,
     parametrisation: Parametrisation = None, ci: Ci = 0.95, out: Out = None,
     force: Force = False, output_format: Format = "table", quiet: Quiet = False,
@@ -462,15 +470,18 @@ def fit_command(
                     method=method, prior=prior, draws=draws, chains=chains, warmup=warmup,
                     seed=seed, target_accept=target_accept, parametrisation=parametrisation,
                     progress=bar)
+    asked = {"--predict-group": predict_group, "--new-group": new_group or None,
+             "--new-group-y": new_group_y, "--new-group-n": new_group_n,
+             "--new-group-in": new_group_in, "--new-data": new_data}
+    if prior_predictive and any(value is not None for value in asked.values()):
+        raise SpecificationError("--prior-predictive draws from the prior instead of fitting, "
+                                 "so it takes no predictions (--predict-group, --new-group…)")
     requests = prediction_requests(job, predict_group=predict_group, new_group=new_group,
                                    new_y=new_group_y, new_n=new_group_n, new_in=new_group_in,
                                    new_data=new_data)
     model = job.model
     prepared = model.prepare(job.table, **job.columns)
     if prior_predictive:
-        if requests:
-            raise SpecificationError("--prior-predictive draws from the prior instead of "
-                                     "fitting, so it takes no predictions")
         return prior_predictive_job(job, prepared, ci, out, force, output_format)
     if table_output:
         print_header(f"[bold]{escape(job.name)}[/bold]: {escape(model.title(prepared))}",
@@ -551,7 +562,7 @@ def compare_command(
     se: SeCol = None, method: Method = None, prior: Prior = None,
     theta_prior: Annotated[str | None, typer.Option(
         help="Fixed θ prior for no and complete pooling, e.g. 'beta(0.5,0.5)'.")] = None,
-    draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = 1000, seed: Seed = 0,
+    draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = None, seed: Seed = 0,
     target_accept: TargetAccept = None, parametrisation: Parametrisation = None,
     ci: Ci = 0.95, out: Out = None, force: Force = False, output_format: Format = "table",
     quiet: Quiet = False, formula: Formula = None, drop_missing: DropMissing = False,
@@ -606,11 +617,13 @@ def print_comparison(job: Job, comparison: Any, estimates: pd.DataFrame,
     stdout.print(f"[bold]{escape(job.name)}[/bold]: no, complete and partial pooling "
                  f"({escape(fits['partial'].title())})")
     for pooling, fit in fits.items():
-        plain(f"  {pooling}: {fit.describe_prior()}")
+        prior = fit.describe_prior()
+        plain(f"  {pooling}: {prior if len(prior) <= 300 else prior[:300] + ' …'}")
     per_group = "group" in estimates.columns and "param" not in estimates.columns
     table = Table(show_edge=False, header_style="bold", title_justify="left",
                   title=f"posterior means and {100 * ci:g}% intervals")
-    keys = ["group", "y", "n", "raw"] if per_group else ["param", "group"]
+    keys = (["group", "y", "n", "raw"] if per_group else
+            [k for k in ("param", "group") if k in estimates.columns])
     for column in (*keys, *fits):
         table.add_column(column, justify="left" if column in ("group", "param") else "right")
     for row in estimates.head(MAX_TABLE_ROWS).to_dict("records"):
@@ -640,7 +653,7 @@ def graph_command(
     se: SeCol = None, pooling: PoolingOption = None, prior: Prior = None,
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Image file: .png, .svg or .pdf.")] = Path("model.png"),
-    force: Force = False, formula: Formula = None, model_file: ModelFile = None,
+    force: Overwrite = False, formula: Formula = None, model_file: ModelFile = None,
 ) -> int:
     """Draw the model's graphical model (plates sized by the data) to an image file."""
     from poolwise.outputs.render import render

@@ -37,6 +37,7 @@ __all__ = [
     "OneOf",
     "Real",
     "canonical_family",
+    "kinds_text",
     "unknown",
     "validate",
 ]
@@ -164,3 +165,9 @@ def unknown(what: str, value: Any, valid: Iterable[str], where: str = "") -> Spe
     where = f" {where}" if where else ""
     return SpecificationError(
         f"unknown {what} {value!r}{where}{hint}; valid: {', '.join(valid)}")
+
+
+def kinds_text(kinds: Iterable[str]) -> str:
+    """``("rates", "normal", "mixed")`` → ``"rates, normal and mixed"``."""
+    names = list(kinds)
+    return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]

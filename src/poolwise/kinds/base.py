@@ -30,6 +30,7 @@ from poolwise.inference.base import SamplerConfig
 from poolwise.results.checks import CheckData, PriorPredictive
 from poolwise.results.prediction import ExistingGroup, NewGroup, Population
 from poolwise.vocabulary import (
+    MCMC_METHODS,
     POOLING_PHRASES,
     POOLINGS,
     SETTINGS,
@@ -45,7 +46,7 @@ if TYPE_CHECKING:
     from poolwise.results.fit import Answer, Fit
     from poolwise.results.graph import ModelGraph
 
-__all__ = ["DEFAULTS", "BaseModel", "Settings", "group_answers"]
+__all__ = ["DEFAULTS", "METHOD_SETTINGS", "BaseModel", "Settings", "group_answers"]
 
 
 class Settings(TypedDict, total=False):
@@ -70,6 +71,10 @@ class Settings(TypedDict, total=False):
     parametrisation: str
 
 
+#: settings that only some methods use (a model keeps them, so that ``replace(method=...)``
+#: can switch method; the command line refuses one its method does not use)
+METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
+    "warmup": MCMC_METHODS, "target_accept": ("nuts",), "parametrisation": ("nuts",)}
 #: the defaults of :class:`Settings` (method and target_accept default to None)
 DEFAULTS: dict[str, Any] = {"pooling": "partial", "draws": 1000, "chains": 4, "warmup": 1000,
                             "seed": 0, "progress": False, "parametrisation": "auto"}

@@ -133,6 +133,10 @@ class Model(BaseModel):
         self.family = get_family(family if isinstance(family, RateFamily)
                                  else canonical_family(family))
         self._settle({"family": self.family.name}, settings)
+        if prior is not None and self.is_empirical_bayes:
+            raise SpecificationError(
+                f"{self.method} estimates the population's parameters from the data and "
+                "uses no hyperprior: leave out prior= (--prior), or use method 'exact'")
         self.hyperprior: HyperPrior | None
         if self.pooling == "partial":
             if isinstance(prior, ConjugatePrior):
@@ -295,7 +299,9 @@ class Model(BaseModel):
                     f"gives an improper posterior (it needs at least {least} groups); use a "
                     "proper prior on τ, e.g. --prior 'mu=normal(0, 10), tau=halfcauchy(5)'")
             return
-        if self.hyperprior is not None and not self.hyperprior.proper:
+        # (empirical Bayes uses no hyperprior; its estimators refuse such data themselves)
+        if (self.hyperprior is not None and not self.hyperprior.proper
+                and not self.is_empirical_bayes):
             if np.all(data.y == 0):
                 raise DataError(
                     "every group has y = 0, so the data cannot tell the population's rate "
@@ -676,9 +682,13 @@ class ConjugateFit(Fit):
             "theta": (np.asarray(theta, dtype=float), [])}
         if observed is None and n is not None:
             variables["y"] = (family.sample_data(rng, theta, n).astype(float), [])
+        source = {"none": "under no pooling, θ from its own prior "
+                          f"{self.model.theta_prior.describe(family).removeprefix('θ ~ ')}",
+                  "complete": "under complete pooling, the common θ"}.get(
+                      self.model.pooling, "drawn from the population")
         what = (f"a new group with y = {observed[0]:g} of {family.size_label} "
                 f"{observed[1]:g}: the posterior of its θ" if observed is not None else
-                "a new group drawn from the population" + (
+                f"a new group {source}" + (
                     f", and y* for {family.size_label} {n:g}" if n is not None else ""))
         return Prediction(request, what, prediction_dataset(variables, self.config.chains),
                           exact, ess)

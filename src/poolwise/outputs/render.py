@@ -330,7 +330,7 @@ def _targets(path: str | Path | None, fmt: str | Sequence[str] | None
         if kind not in FORMATS:
             raise SpecificationError(
                 f"cannot tell the format of {path} from its suffix; name it .png, .svg or "
-                ".pdf, or pass fmt=")
+                ".pdf")
         return [(path, kind)]
     kinds = [fmt] if isinstance(fmt, str) else list(fmt)
     for kind in kinds:

@@ -189,12 +189,12 @@ def hyperparameters(fit: Fit, summary: pd.DataFrame) -> dict[str, Any] | None:
 
 
 def check_record(check: pd.DataFrame) -> dict[str, Any]:
-    """The predictive check in the JSON document: the whole-data statistics, and how many
-    groups' means fall outside their predictive interval (all rows are in the CSV)."""
-    extreme, groups = extreme_groups(check)
+    """The predictive check in the JSON document: the whole-data statistics, and for each
+    quantity how many groups' means have p < 0.025 or > 0.975 (every row is in the CSV)."""
     whole = check[check["group"].isna()].drop(columns="group")
-    return {"statistics": clean(whole.to_dict("records")), "groups_checked": groups,
-            "groups_extreme": extreme}
+    groups = {variable: {"checked": checked, "extreme": extreme}
+              for variable, (extreme, checked) in extreme_groups(check).items()}
+    return {"statistics": clean(whole.to_dict("records")), "groups": groups}
 
 
 def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,

@@ -118,11 +118,15 @@ def check_table(checks: Sequence[CheckData], ci_prob: float = 0.9) -> pd.DataFra
     return pd.DataFrame(rows, columns=CHECK_COLUMNS)
 
 
-def extreme_groups(table: pd.DataFrame) -> tuple[int, int]:
-    """(groups whose group-mean p-value is outside (0.025, 0.975), groups checked)."""
+def extreme_groups(table: pd.DataFrame) -> dict[str, tuple[int, int]]:
+    """For each checked quantity with groups: (groups whose group-mean p-value is outside
+    (0.025, 0.975), groups checked)."""
     per_group = table[table["statistic"] == "group mean"]
-    p = per_group["p_value"].to_numpy()
-    return int(np.sum((p < EXTREME[0]) | (p > EXTREME[1]))), int(p.size)
+    out = {}
+    for variable, rows in per_group.groupby("variable", sort=False):
+        p = rows["p_value"].to_numpy()
+        out[str(variable)] = (int(np.sum((p < EXTREME[0]) | (p > EXTREME[1]))), int(p.size))
+    return out
 
 
 @dataclass(frozen=True)

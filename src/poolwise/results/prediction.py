@@ -112,15 +112,15 @@ REQUESTS: tuple[type, ...] = (ExistingGroup, NewGroup, NewGroupIn, Population, N
 
 def find_label(labels: Iterable[Any], label: Any, what: str, hint: str = "") -> int:
     """The position of ``label`` among ``labels`` (compared as text), or an error naming
-    what is missing and listing the first labels: ``no group 'Z' in the fit; groups: 'A',
-    'B', …``; ``hint`` says what to do instead."""
+    what is missing and listing the first labels: ``no group 'Z' in the fit; its group
+    labels: 'A', 'B', …``; ``hint`` says what to do instead."""
     texts = [str(value) for value in labels]
     if str(label) in texts:
         return texts.index(str(label))
     shown = ", ".join(repr(text) for text in texts[:8])
     more = f", … ({len(texts)} in all)" if len(texts) > 8 else ""
-    raise SpecificationError(f"no {what} {label!r} in the fit; the {what}s: {shown}{more}"
-                             + (f". {hint}" if hint else ""))
+    raise SpecificationError(f"no {what} {label!r} in the fit; its {what} labels: {shown}"
+                             f"{more}" + (f". {hint}" if hint else ""))
 
 
 def check_size(size: float | None, what: str, *, whole: bool = False) -> float | None:

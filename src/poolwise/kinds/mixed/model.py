@@ -71,7 +71,7 @@ from poolwise.results.storage import (
     record_attrs,
     table_to_dataset,
 )
-from poolwise.results.summary import SUMMARY_COLUMNS, posterior_summary
+from poolwise.results.summary import SUMMARY_COLUMNS, posterior_summary, quantile_interval
 from poolwise.vocabulary import POOLINGS, Constraint, OneOf
 
 if TYPE_CHECKING:
@@ -190,6 +190,10 @@ class MixedModel(BaseModel):
             raise SpecificationError(
                 f"eb-ml is REML (as lme4) and needs the normal family; use method 'nuts' for "
                 f"the {family} family")
+        if self.method == "eb-ml" and text is not None:
+            raise SpecificationError(
+                "eb-ml is REML (as lme4): it uses no priors; leave out prior= (--prior), or "
+                "use method 'nuts'")
         #: the parametrisation NUTS uses ("auto" resolved for the family)
         self.parametrisation: str = resolve_parametrisation(family, self.config.parametrisation)
         if settings.get("target_accept") is None:
@@ -535,12 +539,19 @@ class MixedFit(Fit):
                     for b in range(a):
                         rows.append({"param": f"cor_{term.factor}[{term.names[a]}, "
                                      f"{term.names[b]}]", "group": None, "mean": cor[a, b]})
-        for term in self.design.terms:  # the conditional modes (BLUPs), as lme4's ranef
+        for term in self.design.terms:
+            # the conditional modes (BLUPs), as lme4's ranef, with the sd and interval of the
+            # effects drawn given the REML variance estimates (they carry β's uncertainty
+            # too, which lme4's condVar, at β̂, leaves out)
             modes = estimate.random_effects[term.factor]
-            for level, values in zip(term.levels, modes, strict=True):
+            draws = self.draws(f"r_{term.factor}")
+            draws = draws.reshape(-1, *draws.shape[2:])
+            sds = draws.std(axis=0, ddof=1)
+            lower, upper = quantile_interval(draws, ci_prob)
+            for i, level in enumerate(term.levels):
                 rows += [{"param": f"r_{term.factor}[{effect}]", "group": level,
-                          "mean": value} for effect, value in zip(term.names, values,
-                                                                   strict=True)]
+                          "mean": modes[i, e], "sd": sds[i, e], "lower": lower[i, e],
+                          "upper": upper[i, e]} for e, effect in enumerate(term.names)]
         return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
     @classmethod

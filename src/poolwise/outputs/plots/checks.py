@@ -8,8 +8,9 @@ One row per checked quantity (:class:`~poolwise.results.checks.CheckData`), thre
 2. the replicated distribution of four statistics of the whole data (mean, sd, min, max),
    each with its observed value and Bayesian p-value;
 3. the groups: with few groups, each group's observed mean (a dot) against its replicated
-   ``ci_prob`` interval, the groups outside it in vermillion; with many, the histogram of
-   the per-group p-values (a display that holds at thousands of groups).
+   ``ci_prob`` interval, the groups whose p-value is below 0.025 or above 0.975 in
+   vermillion; with many, the histogram of the per-group p-values (a display that holds at
+   thousands of groups).
 
 The same plot shows a prior predictive check (``stage="prior"``): what the priors imply
 for data like these.
@@ -27,7 +28,7 @@ from numpy.typing import NDArray
 
 from poolwise.exceptions import SpecificationError
 from poolwise.outputs.plots._style import BLUE, GREY, VERMILLION, percent, style
-from poolwise.results.checks import STATISTICS, CheckData, check_table, p_value
+from poolwise.results.checks import EXTREME, STATISTICS, CheckData, check_table, p_value
 from poolwise.results.summary import check_prob
 
 if TYPE_CHECKING:
@@ -112,6 +113,8 @@ def _draw_overlay(ax: Axes, data: CheckPlotData, stage: str) -> None:
 
 def _draw_statistic(ax: Axes, data: CheckPlotData, row: dict[str, Any]) -> None:
     """The replicated distribution of one statistic, its observed value and p-value."""
+    from matplotlib.ticker import MaxNLocator
+
     name, observed, p = str(row["statistic"]), float(row["observed"]), float(row["p_value"])
     values = data.replicated[name]
     if np.ptp(values) > 0:
@@ -123,6 +126,7 @@ def _draw_statistic(ax: Axes, data: CheckPlotData, row: dict[str, Any]) -> None:
     ax.set_title(f"{name}: p = {p:.2f}", fontsize=10, color=VERMILLION if extreme else "black")
     ax.set_yticks([])
     ax.tick_params(labelsize=8)
+    ax.xaxis.set_major_locator(MaxNLocator(3))
     ax.grid(False)
 
 
@@ -133,21 +137,26 @@ def _draw_groups(ax: Axes, data: CheckPlotData) -> None:
         ax.text(0.5, 0.5, "no groups to check", ha="center", va="center", color=GREY,
                 transform=ax.transAxes)
         return
-    outside = (groups["observed"] < groups["lower"]) | (groups["observed"] > groups["upper"])
-    summary = (f"{int(outside.sum())} of {len(groups)} groups outside their "
-               f"{percent(data.ci_prob)} interval")
+    p = groups["p_value"]
+    extreme = (p < EXTREME[0]) | (p > EXTREME[1])
+    summary = (f"{int(extreme.sum())} of {len(groups)} groups with p < {EXTREME[0]} or "
+               f"> {EXTREME[1]}")
+    # one value per group (a rate per group): the "group mean" is the value itself
+    what = data.check.label or data.check.name
+    if len(groups) != data.check.observed.size:
+        what = f"group mean of {what}"
     if len(groups) > MAX_GROUP_ROWS:
         ax.hist(groups["p_value"], bins=list(np.linspace(0.0, 1.0, 21)), color=BLUE, alpha=0.7)
         for edge in (0.025, 0.975):
             ax.axvline(edge, color=VERMILLION, ls=":", lw=1)
-        ax.set_xlabel("per-group p-value of the group mean")
+        ax.set_xlabel(f"per-group p-value of the {what}")
         ax.set_ylabel("groups")
         ax.set_xlim(0, 1)
         ax.set_title(summary, fontsize=10)
         return
     order = np.argsort(groups["observed"].to_numpy(), kind="stable")
     shown = groups.iloc[order].reset_index(drop=True)
-    flags = outside.to_numpy()[order]
+    flags = extreme.to_numpy()[order]
     rows = np.arange(len(shown))
     ax.hlines(rows, shown["lower"], shown["upper"], color=BLUE, lw=3, alpha=0.5,
               label=f"{percent(data.ci_prob)} interval")
@@ -155,7 +164,7 @@ def _draw_groups(ax: Axes, data: CheckPlotData) -> None:
     if flags.any():
         ax.plot(shown["observed"][flags], rows[flags], "o", color=VERMILLION, ms=5)
     ax.set_yticks(rows, [str(g) for g in shown["group"]], fontsize=8)
-    ax.set_xlabel(f"group mean of {data.check.label or data.check.name}")
+    ax.set_xlabel(what)
     ax.set_title(summary, fontsize=10)
     ax.legend(loc="lower right", fontsize=8)
     ax.grid(axis="y", visible=False)

@@ -31,6 +31,8 @@ from poolwise.results.fit import Fit
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+#: at most this many rows by default for a fit of another kind (NIG, nested, custom)
+DEFAULT_ROWS = 10
 #: the hyperparameters shown by default, when the fit has them
 DEFAULT_SCALARS = ("alpha", "beta", "mu", "tau")
 SYMBOLS = {"alpha": "α", "beta": "β", "mu": "μ", "kappa": "κ", "tau": "τ", "theta": "θ"}
@@ -172,10 +174,13 @@ def _first_levels(entries: list[_Entry], max_theta: int) -> list[_Entry]:
 
 def _resolve_any(posterior: Any, var_names: Sequence[str] | None,
                  max_theta: int) -> dict[str, NDArray]:
-    """Any posterior (a custom model's): whole variables, those with dimensions cut to
-    their first ``max_theta`` elements, named ``name[label, …]``."""
+    """Any posterior (NIG, nested, custom): whole variables, those with dimensions cut to
+    their first ``max_theta`` elements, named ``name[label, …]``; by default the scalars,
+    then the vectors' first elements, :data:`DEFAULT_ROWS` rows at most."""
+    default = var_names is None
     if var_names is None:
-        var_names = [str(v) for v in posterior.data_vars]
+        var_names = sorted((str(v) for v in posterior.data_vars),
+                           key=lambda v: posterior[v].ndim > 2)  # scalars first
     elif isinstance(var_names, str):
         var_names = [var_names]
     out: dict[str, NDArray] = {}
@@ -192,6 +197,8 @@ def _resolve_any(posterior: Any, var_names: Sequence[str] | None,
                   for index in np.ndindex(*values.shape[2:])]
         for k, label in enumerate(labels[:max_theta]):
             out[f"{name}[{label}]" if extra else str(name)] = flat[..., k]
+    if default:
+        out = dict(list(out.items())[:DEFAULT_ROWS])
     return out
 
 
@@ -283,6 +290,8 @@ def trace_data(
     if not isinstance(max_theta, (int, np.integer)) or max_theta < 1:
         raise SpecificationError(f"max_theta must be an integer ≥ 1, got {max_theta!r}")
     selected = _resolve(fit, var_names, max_theta)
+    if var_names is None:  # fixed values (empirical-Bayes estimates) have nothing to trace
+        selected = {k: v for k, v in selected.items() if np.ptp(v) > 0} or selected
     if not selected:
         raise SpecificationError("var_names is empty: name at least one variable")
     chains, per_chain = next(iter(selected.values())).shape
