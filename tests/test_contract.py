@@ -231,6 +231,19 @@ def test_prior_predictive_or_a_reason(case):
     assert len(prior.summary()) > 0
 
 
+def test_ranks_or_the_reason_there_are_none(case):
+    _, fit = case
+    try:
+        table = fit.ranks()
+    except SpecificationError as err:  # no per-group parameter, or one shared by all
+        assert "rank" in str(err), err
+        return
+    assert table["p_best"].sum() == pytest.approx(1.0)
+    summary = fit.summary(diagnostics=False)
+    labels = summary.loc[summary["param"] == table["param"].iloc[0], "group"]
+    assert table["group"].tolist() == labels.tolist()
+
+
 def test_graph_and_equations_build(case):
     _, fit = case
     graph = fit.graph()

@@ -108,6 +108,19 @@ NewIn = Annotated[str | None, typer.Option(
     "--new-group-in", help="Predict a new group inside this parent (a lab, a school).")]
 NewData = Annotated[Path | None, typer.Option(
     "--new-data", help="Mixed models: a file of rows to predict for.")]
+Rank = Annotated[str | None, typer.Option(
+    "--rank", help="Rank the groups: 'higher' (higher is better) or 'lower'; adds each "
+                   "group's rank, P(best) and P(worst) to the table and ranks.png.")]
+RankParam = Annotated[str | None, typer.Option(
+    "--rank-param", help="The per-group parameter to rank, as the summary names it (default "
+                         "theta, or a mixed model's first group effect), e.g. "
+                         "'r_Subject[Days]'.")]
+Hypothesis = Annotated[list[str] | None, typer.Option(
+    "--hypothesis", help="An expression such as 'theta[A] - theta[B] > 0' or 'b[Days] > 5': "
+                         "its posterior probability and the interval of its left side. "
+                         "Repeatable.")]
+Pairwise = Annotated[str | None, typer.Option(
+    "--pairwise", help="Groups to compare two by two, comma-separated: P(θ_i > θ_j).")]
 PriorPredictive = Annotated[bool, typer.Option(
     "--prior-predictive", help="Draw from the prior predictive instead of fitting.")]
 
@@ -459,6 +472,8 @@ def fit_command(
     new_group_y: NewY = None, new_group_n: NewN = None, new_group_in: NewIn = None,
     new_data: NewData = None, formula: Formula = None, drop_missing: DropMissing = False,
     model_file: ModelFile = None, prior_predictive: PriorPredictive = False,
+    rank: Rank = None, rank_param: RankParam = None, hypothesis: Hypothesis = None,
+    pairwise: Pairwise = None,
 ) -> int:
     """Fit one model and print its summary; with --out also write CSV, NetCDF, plots."""
     check_output_options(output_format, ci)
@@ -473,6 +488,10 @@ def fit_command(
     asked = {"--predict-group": predict_group, "--new-group": new_group or None,
              "--new-group-y": new_group_y, "--new-group-n": new_group_n,
              "--new-group-in": new_group_in, "--new-data": new_data}
+    if rank is not None and rank not in ("higher", "lower"):
+        raise SpecificationError(f"--rank is 'higher' or 'lower' (which is better), not {rank!r}")
+    if rank_param is not None and rank is None:
+        raise SpecificationError("--rank-param needs --rank higher or --rank lower")
     if prior_predictive and any(value is not None for value in asked.values()):
         raise SpecificationError("--prior-predictive draws from the prior instead of fitting, "
                                  "so it takes no predictions (--predict-group, --new-group…)")
@@ -495,15 +514,21 @@ def fit_command(
         summary = fit.summary(ci, diagnostics=fit.is_mcmc or len(summary_groups(fit)) <= 1000)
         predictions = [fit.predict(request) for request in requests]
         check = fit.predictive_check()
+        decisions = answer_decisions(fit, rank, rank_param, hypothesis, pairwise, ci)
+        if decisions.higher is not None:
+            from poolwise.outputs.writer import with_ranks
+
+            summary = with_ranks(summary, fit.ranks(higher=decisions.higher,
+                                                    parameter=rank_param, ci_prob=ci))
         if staging is not None:
             from poolwise.outputs.writer import write_fit
 
             write_fit(staging, fit, summary=summary, check=check, predictions=predictions,
-                      ci_prob=ci)
+                      ci_prob=ci, decisions=decisions)
     from poolwise.outputs.writer import fit_document
 
     document = fit_document(fit, summary=summary, check=check, predictions=predictions,
-                            messages=caught, ci_prob=ci)
+                            messages=caught, ci_prob=ci, decisions=decisions)
     if table_output:
         print_table(summary, ci)
         print_sampler(fit)
@@ -514,12 +539,58 @@ def fit_command(
         print_population(fit, ci)
         for prediction in predictions:
             print_prediction(prediction, ci)
+        print_decisions(summary, decisions, ci)
         print_check(check, "posterior predictive check")
     emit(document, out, output_format)
     if out is not None and table_output:
         stdout.print(f"wrote {out}/")
     print_warnings(caught)
     return 0
+
+
+def answer_decisions(fit: Fit, rank: str | None, parameter: str | None,
+                     hypotheses: list[str] | None, pairwise: str | None, ci: float) -> Any:
+    """The decision answers the options ask for (:class:`poolwise.outputs.writer.Decisions`)."""
+    from poolwise.outputs.writer import Decisions
+
+    table = None
+    if pairwise is not None:
+        table = fit.pairwise([g.strip() for g in pairwise.split(",") if g.strip()],
+                             parameter=parameter)
+    return Decisions(None if rank is None else rank == "higher", parameter,
+                     tuple(fit.hypothesis(text, ci_prob=ci) for text in hypotheses or ()),
+                     table)
+
+
+def print_decisions(summary: pd.DataFrame, decisions: Any, ci: float) -> None:
+    """The ten best groups by rank, the hypotheses and the pairwise table."""
+    if decisions.higher is not None:
+        ranked = summary[summary["rank_mean"].notna()].sort_values("rank_mean").head(10)
+        better = "higher" if decisions.higher else "lower"
+        plain(f"ranks ({better} is better; 1 the best), the ten best of "
+              f"{int(summary['rank_mean'].notna().sum())}:")
+        table = Table(show_edge=False, header_style="bold", pad_edge=False)
+        for column in ("param", "group", "mean", "rank", f"{100 * ci:g}% interval",
+                       "P(best)", "P(worst)"):
+            table.add_column(column, justify="left" if column in ("param", "group")
+                             else "right")
+        for row in ranked.to_dict("records"):
+            table.add_row(Text(str(row["param"])), Text(str(row["group"])), _fmt(row["mean"]),
+                          f"{row['rank_mean']:.1f}",
+                          f"[{row['rank_lower']:.0f}, {row['rank_upper']:.0f}]",
+                          f"{row['p_best']:.3f}", f"{row['p_worst']:.3f}")
+        stdout.print(table)
+    for answer in decisions.hypotheses:
+        probability = ("" if answer["probability"] is None
+                       else f"P = {answer['probability']:.4g}; ")
+        plain(f"hypothesis {answer['expression']}: {probability}left side mean "
+              f"{answer['mean']:.4g}, {100 * ci:g}% interval [{answer['lower']:.4g}, "
+              f"{answer['upper']:.4g}]")
+    if decisions.pairwise is not None:
+        table = decisions.pairwise.round(3)
+        plain(f"{table.index.name}:")
+        table.index.name = None
+        plain(table.to_string(na_rep="—"))
 
 
 def summary_groups(fit: Fit) -> set[str]:

@@ -18,6 +18,7 @@ import json
 import math
 import warnings
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -33,10 +34,10 @@ if TYPE_CHECKING:
     from poolwise.results.comparison import Comparison
     from poolwise.results.fit import Fit
 
-__all__ = ["CORE_FILES", "KIND_FIGURES", "check_record", "clean", "comparison_document",
-           "fit_document", "hyperparameters", "prediction_table", "prior_document",
-           "save_figure", "summary_records", "write_comparison", "write_fit", "write_json",
-           "write_prior_predictive"]
+__all__ = ["CORE_FILES", "KIND_FIGURES", "Decisions", "check_record", "clean",
+           "comparison_document", "fit_document", "hyperparameters", "prediction_table",
+           "prior_document", "save_figure", "summary_records", "with_ranks",
+           "write_comparison", "write_fit", "write_json", "write_prior_predictive"]
 
 #: the files every fit writes, whatever its kind
 CORE_FILES = ("summary.csv", "posterior.nc", "result.json", "model.png", "model.svg",
@@ -46,7 +47,7 @@ SAMPLER_KEYS = ("seconds", "divergences", "max_tree_depth_hits", "acceptance_alp
                 "acceptance_beta", "parametrisation", "sampled", "init", "preconditioned")
 #: the summary columns in the JSON document
 SUMMARY_KEYS = ["param", "group", "mean", "sd", "lower", "upper", "ess_bulk", "ess_tail",
-                "r_hat"]
+                "r_hat", "rank_mean", "rank_lower", "rank_upper", "p_best", "p_worst"]
 
 
 def clean(value: Any) -> Any:
@@ -120,8 +121,27 @@ KIND_FIGURES: dict[str, Callable[[Any, float, Sequence[Prediction]],
 }
 
 
+@dataclass(frozen=True)
+class Decisions:
+    """The decision answers asked for: ranks in a direction, hypotheses, pairwise table."""
+
+    higher: bool | None = None
+    parameter: str | None = None
+    hypotheses: tuple[dict[str, Any], ...] = ()
+    pairwise: pd.DataFrame | None = None
+
+
+def with_ranks(summary: pd.DataFrame, ranks: pd.DataFrame) -> pd.DataFrame:
+    """The summary with the rank columns on the ranked parameter's rows (NaN elsewhere)."""
+    from poolwise.results.decisions import RANK_COLUMNS
+
+    keyed = ranks.set_index(["param", "group"])[RANK_COLUMNS]
+    return summary.join(keyed, on=["param", "group"])
+
+
 def write_fit(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
-              predictions: Sequence[Prediction], ci_prob: float) -> None:
+              predictions: Sequence[Prediction], ci_prob: float,
+              decisions: Decisions = Decisions()) -> None:
     """Every file of :data:`CORE_FILES` but ``result.json``, the trace, the predictions
     and the kind's own figures. A figure that cannot be drawn for these data (e.g. group
     lines with several predictors) is left out with a warning that says why."""
@@ -134,11 +154,19 @@ def write_fit(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Dat
     if predictions:
         prediction_table(predictions, ci_prob).to_csv(directory / "predictions.csv",
                                                       index=False)
+    if decisions.hypotheses:
+        pd.DataFrame(list(decisions.hypotheses)).to_csv(directory / "hypotheses.csv",
+                                                        index=False)
+    if decisions.pairwise is not None:
+        decisions.pairwise.to_csv(directory / "pairwise.csv")
     figures: dict[str, Callable[[], Any]] = {
         "ppc.png": partial(plots.plot_predictive_check, fit.check_data()),
     }
     if "posterior" in fit.tree.children and fit.config.draws > 1:
         figures["trace.png"] = partial(plots.plot_trace, fit)
+    if decisions.higher is not None:
+        figures["ranks.png"] = partial(plots.plot_ranks, fit, higher=decisions.higher,
+                                       parameter=decisions.parameter, ci_prob=ci_prob)
     if fit.kind in KIND_FIGURES and "posterior" in fit.tree.children:
         figures |= KIND_FIGURES[fit.kind](fit, ci_prob, predictions)
     for name, draw in figures.items():
@@ -199,13 +227,14 @@ def check_record(check: pd.DataFrame) -> dict[str, Any]:
 
 def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
                  predictions: Sequence[Prediction], messages: Sequence[str],
-                 ci_prob: float) -> dict[str, Any]:
+                 ci_prob: float, decisions: Decisions = Decisions()) -> dict[str, Any]:
     """The JSON document of a fit, the same keys for every kind (null where a key does not
     apply): ``kind``, ``family``, ``pooling``, ``method``, ``prior``, ``hyperparameters``,
     ``priors`` (the prior's statements), ``summary``, ``new_group``, ``predict_group``,
-    ``predictions``, ``predictive_check``, ``notes``, ``ignored_columns`` (custom models'
-    unused columns), ``warnings``, ``seed``, ``sampler`` and the model's own description
-    (``formula`` for mixed models, ``model`` for custom ones)."""
+    ``predictions``, ``predictive_check``, ``hypotheses``, ``pairwise``, ``notes``,
+    ``ignored_columns`` (custom models' unused columns), ``warnings``, ``seed``, ``sampler``
+    and the model's own description (``formula`` for mixed models, ``model`` for custom
+    ones). The summary rows carry the rank columns when ranks were asked for."""
     from poolwise.results.prediction import ExistingGroup, NewGroup
 
     spec = fit.model.spec()
@@ -231,6 +260,10 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
         "predict_group": predict_group,
         "predictions": [_prediction_record(p, ci_prob) for p in predictions],
         "predictive_check": check_record(check),
+        "hypotheses": clean(list(decisions.hypotheses)) or None,
+        "pairwise": None if decisions.pairwise is None else clean(
+            {str(row): {str(col): value for col, value in values.items()}
+             for row, values in decisions.pairwise.to_dict("index").items()}),
         "notes": list(getattr(fit.data, "notes", ())),
         "ignored_columns": list(getattr(fit.data, "ignored", ())) or None,
         "warnings": list(messages),

@@ -22,7 +22,7 @@ equations, and how its data turn into quantities to check (``check_data``).
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from poolwise import _arviz
 from poolwise._random import Stream, generator
 from poolwise.exceptions import SpecificationError
+from poolwise.results import decisions
 from poolwise.results.checks import check_table
 from poolwise.results.comparison import side_by_side
 from poolwise.results.diagnostics import check_diagnostics, diagnostic_problems
@@ -190,6 +191,24 @@ class Fit(ABC):
                 f"{type(request).__name__}; the requests it answers: {can}")
         rng = generator(self.seed if seed is None else seed, Stream.PREDICT)
         return self._answers()[type(request)](request, rng)
+
+    # ------------------------------------------------------------------ decisions
+    def ranks(self, *, higher: bool = True, parameter: str | None = None,
+              ci_prob: float = 0.95) -> pd.DataFrame:
+        """Each group's posterior rank (1 the best), its interval, P(best) and P(worst)
+        (:func:`poolwise.results.decisions.ranks`)."""
+        return decisions.ranks(self, higher=higher, parameter=parameter, ci_prob=ci_prob)
+
+    def pairwise(self, groups: Sequence[str], *, parameter: str | None = None
+                 ) -> pd.DataFrame:
+        """P(θ_i > θ_j) for the chosen groups (:func:`poolwise.results.decisions.pairwise`)."""
+        return decisions.pairwise(self, groups, parameter=parameter)
+
+    def hypothesis(self, expression: str, *, ci_prob: float = 0.95) -> dict[str, Any]:
+        """The posterior probability of ``"theta[A] - theta[B] > 0"`` or ``"b[Days] > 5"``
+        and the interval of its left-hand side
+        (:func:`poolwise.results.decisions.hypothesis`)."""
+        return decisions.hypothesis(self, expression, ci_prob=ci_prob)
 
     # ------------------------------------------------------------------ predictive checks
     def posterior_predictive(self, seed: int | None = None) -> xr.Dataset:

@@ -37,6 +37,7 @@ from poolwise.outputs.plots.posterior import (
     plot_population_mean,
     population_mean_data,
 )
+from poolwise.outputs.plots.ranks import RankData, plot_ranks, rank_data
 from poolwise.outputs.plots.shrinkage import (
     ShrinkageArrows,
     plot_shrinkage,
@@ -52,6 +53,7 @@ __all__ = [
     "MarginalData",
     "NewGroupData",
     "PopulationMeanData",
+    "RankData",
     "ShrinkageArrows",
     "TraceData",
     "forest_data",
@@ -66,11 +68,13 @@ __all__ = [
     "plot_new_group",
     "plot_population_mean",
     "plot_predictive_check",
+    "plot_ranks",
     "plot_shrinkage",
     "plot_shrinkage_arrows",
     "plot_trace",
     "population_mean_data",
     "predictive_check_data",
+    "rank_data",
     "select_groups",
     "shrinkage_arrows_data",
     "shrinkage_data",

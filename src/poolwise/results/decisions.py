@@ -1,0 +1,263 @@
+"""The answers analysts come for: which group is best and how sure, and hypotheses.
+
+Written once for every kind, on the posterior draws of a fit.
+
+Ranks (:func:`ranks`). At each draw s the groups' parameters θ_1..θ_G are ranked, 1 the
+best (the highest with ``higher=True``); the posterior of group j's rank is the
+distribution of r_j over the draws, summarised by its mean and equal-tailed interval, and
+
+    P(j is best) = (1/S) Σ_s 1[r_js = 1],   P(j is worst) = (1/S) Σ_s 1[r_js = G]
+
+(Laird and Louis 1989; the "rank" summaries of BDA3 §2.7 and of brms/bayesplot). Past
+:data:`RANK_LIMIT` draws × groups the ranks are taken at evenly spaced draws.
+
+Hypotheses (:func:`hypothesis`). An expression such as ``theta[S28] - theta[S37] > 0`` or
+``b[Days] > 5``: its left-hand side is computed at every draw and summarised (mean, sd,
+interval), and with a comparison the posterior probability that it holds is the fraction of
+draws where it does. Parameters are named as the summary names them — ``name`` or
+``name[label]``, labels of several dimensions separated by commas (``r_Subject[308, Days]``)
+— and the rest may use numbers, ``+ - * / **``, parentheses and the functions of
+:data:`FUNCTIONS`. The expression is parsed by :mod:`ast` and evaluated by walking the
+tree over a whitelist of node types: no name, attribute or call outside it exists, so
+nothing in an expression can run code.
+"""
+
+from __future__ import annotations
+
+import ast
+import operator
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+from numpy.typing import NDArray
+
+from poolwise.exceptions import SpecificationError
+from poolwise.results.summary import check_prob, quantile_interval
+
+if TYPE_CHECKING:
+    from poolwise.results.fit import Fit
+
+__all__ = ["FUNCTIONS", "RANK_COLUMNS", "RANK_LIMIT", "GroupDraws", "group_draws", "hypothesis",
+           "pairwise", "ranks"]
+
+#: draws × groups up to which every draw is ranked (beyond: evenly spaced draws)
+RANK_LIMIT = 10_000_000
+#: the columns :func:`ranks` adds to a summary
+RANK_COLUMNS = ["rank_mean", "rank_lower", "rank_upper", "p_best", "p_worst"]
+#: the functions a hypothesis may call
+FUNCTIONS: dict[str, Callable[[Any], Any]] = {
+    "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs, "expit":
+    lambda x: 1.0 / (1.0 + np.exp(-x)), "logit": lambda p: np.log(p) - np.log1p(-p)}
+_BINARY: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul,
+    ast.Div: operator.truediv, ast.Pow: operator.pow}
+_COMPARE: dict[type, Callable[[Any, Any], Any]] = {
+    ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le}
+#: a parameter as the summary writes it: name, or name[labels]
+_PARAMETER = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(?:\[([^\[\]]*)\])?")
+
+
+@dataclass(frozen=True)
+class GroupDraws:
+    """One parameter's draws for every group: ``draws`` (S, G), ``labels`` (G,)."""
+
+    name: str
+    labels: NDArray[np.str_]
+    draws: NDArray[np.float64]
+
+
+def _parameter(fit: Fit, name: str) -> tuple[NDArray, list[str], Any]:
+    """The draws (S, ...) of the posterior variable ``name``, its dimensions after (chain,
+    draw), and the variable."""
+    posterior = fit.posterior
+    if name not in posterior:
+        valid = ", ".join(str(v) for v in posterior.data_vars)
+        raise SpecificationError(f"no parameter {name!r} in the posterior; it has {valid}")
+    variable = posterior[name]
+    extra = [str(d) for d in variable.dims if d not in ("chain", "draw")]
+    values = np.asarray(variable.transpose("chain", "draw", *extra).values, dtype=float)
+    return values.reshape(-1, *values.shape[2:]), extra, variable
+
+
+def _labels(variable: Any, dim: str) -> list[str]:
+    return [str(v) for v in np.asarray(variable[dim].values)] if dim in variable.coords \
+        else [str(i) for i in range(variable.sizes[dim])]
+
+
+def group_draws(fit: Fit, parameter: str | None = None) -> GroupDraws:
+    """The draws of a per-group parameter, (S, G) with the group labels.
+
+    ``parameter`` is named as in the summary, ``"theta"`` or ``"r_Subject[Days]"`` (the
+    labels of dimensions other than the group's in brackets); by default the first
+    per-group variable of the posterior (θ; a mixed model's first group effect).
+    """
+    posterior = fit.posterior
+    groups = fit.group_dims
+    if parameter is None:
+        parameter = next((str(name) for name in posterior.data_vars
+                          if any(d in groups for d in posterior[name].dims)), None)
+        if parameter is None:
+            raise SpecificationError(f"a {fit.kind} fit has no per-group parameter to rank")
+    match = _PARAMETER.fullmatch(parameter.strip())
+    if match is None:
+        raise SpecificationError(f"cannot read the parameter {parameter!r}; write it as the "
+                                 "summary does, e.g. 'theta' or 'r_Subject[Intercept]'")
+    name, inside = match.group(1), match.group(2)
+    values, extra, variable = _parameter(fit, name)
+    group_dims = [d for d in extra if d in groups]
+    if len(group_dims) != 1:
+        raise SpecificationError(f"{name!r} is not a per-group parameter (its dimensions: "
+                                 f"{', '.join(extra) or 'none'})")
+    others = [d for d in extra if d not in groups]
+    wanted = [part.strip() for part in inside.split(",")] if inside else []
+    if not wanted:  # the first label of every other dimension (a mixed model's Intercept)
+        wanted = [_labels(variable, d)[0] for d in others]
+    if len(wanted) != len(others):
+        raise SpecificationError(
+            f"{name} needs {len(others)} label(s) in brackets for "
+            f"{', '.join(others) or 'no other dimension'}, got {inside!r}")
+    index: list[Any] = []
+    for dim in extra:
+        if dim in groups:
+            index.append(slice(None))
+            continue
+        label, options = wanted[others.index(dim)], _labels(variable, dim)
+        if label not in options:
+            raise SpecificationError(f"{name}: no {dim} {label!r}; valid: {', '.join(options)}")
+        index.append(options.index(label))
+    chosen = values[(slice(None), *index)]
+    shown = f"{name}[{', '.join(wanted)}]" if wanted else name
+    labels = np.asarray(_labels(variable, group_dims[0]), dtype=str)
+    if np.all(np.ptp(chosen, axis=1) == 0) and labels.size > 1:
+        raise SpecificationError(f"{shown} is the same in every group (complete pooling?): "
+                                 "there is nothing to rank")
+    return GroupDraws(shown, labels, chosen)
+
+
+def ranks(fit: Fit, *, higher: bool = True, parameter: str | None = None,
+          ci_prob: float = 0.95) -> pd.DataFrame:
+    """Each group's posterior rank (1 the best: the highest with ``higher=True``, the
+    lowest otherwise) — mean and equal-tailed interval — and P(best), P(worst); one row per
+    group, labelled, in the groups' order (module docstring)."""
+    check_prob(ci_prob)
+    if not isinstance(higher, bool):
+        raise SpecificationError(f"higher must be True or False, got {higher!r}")
+    draws = group_draws(fit, parameter)
+    values = draws.draws
+    step = max(1, -(-values.size // RANK_LIMIT))
+    values = values[::step]
+    ordered = -values if higher else values
+    rank = np.empty(values.shape, dtype=np.int32)
+    rows = np.arange(values.shape[0])[:, None]
+    rank[rows, np.argsort(ordered, axis=1, kind="stable")] = np.arange(1, values.shape[1] + 1)
+    lower, upper = quantile_interval(rank, ci_prob)
+    return pd.DataFrame({
+        "param": draws.name, "group": draws.labels, "mean": draws.draws.mean(axis=0),
+        "rank_mean": rank.mean(axis=0), "rank_lower": lower, "rank_upper": upper,
+        "p_best": np.mean(rank == 1, axis=0),
+        "p_worst": np.mean(rank == values.shape[1], axis=0)})
+
+
+def pairwise(fit: Fit, groups: Sequence[str], *, parameter: str | None = None
+             ) -> pd.DataFrame:
+    """P(θ_i > θ_j) for the chosen groups: row i, column j (the diagonal empty)."""
+    draws = group_draws(fit, parameter)
+    from poolwise.results.prediction import find_label
+
+    chosen = [str(g) for g in groups]
+    if len(chosen) < 2:
+        raise SpecificationError("name at least two groups to compare")
+    index = [find_label(draws.labels, g, "group") for g in chosen]
+    values = draws.draws[:, index]
+    table = np.mean(values[:, :, None] > values[:, None, :], axis=0)
+    np.fill_diagonal(table, np.nan)
+    return pd.DataFrame(table, index=pd.Index(chosen, name=f"P({draws.name} of row > column)"),
+                        columns=chosen)
+
+
+def hypothesis(fit: Fit, expression: str, *, ci_prob: float = 0.95) -> dict[str, Any]:
+    """The posterior of an expression's left-hand side, and the probability of the
+    comparison (module docstring): ``expression``, ``mean``, ``sd``, ``lower``, ``upper``
+    and ``probability`` (None without a comparison)."""
+    check_prob(ci_prob)
+    if not isinstance(expression, str) or not expression.strip():
+        raise SpecificationError("a hypothesis is an expression such as 'b[Days] > 5'")
+    names: dict[str, NDArray] = {}
+
+    def placeholder(match: re.Match[str]) -> str:
+        name, inside = match.group(1), match.group(2)
+        if inside is None and name in FUNCTIONS:
+            return name
+        key = f"_p{len(names)}"
+        names[key] = _value(fit, name, inside)
+        return key
+
+    text = _PARAMETER.sub(placeholder, expression)
+    try:
+        tree = ast.parse(text, mode="eval")
+    except SyntaxError:
+        raise SpecificationError(f"cannot read the hypothesis {expression!r}; write e.g. "
+                                 "'theta[A] - theta[B] > 0' or 'b[Days] > 5'") from None
+    body = tree.body
+    comparison = None
+    if isinstance(body, ast.Compare):
+        if len(body.ops) != 1 or type(body.ops[0]) not in _COMPARE:
+            raise SpecificationError(f"{expression!r}: one comparison, >, >=, < or <=")
+        comparison = (_COMPARE[type(body.ops[0])], _evaluate(body.comparators[0], names,
+                                                              expression))
+        body = body.left
+    left = np.broadcast_to(np.asarray(_evaluate(body, names, expression), dtype=float),
+                           (fit.config.chains * fit.config.draws,))
+    lower, upper = quantile_interval(left, ci_prob)
+    probability = None
+    if comparison is not None:
+        probability = float(np.mean(comparison[0](left, comparison[1])))
+    return {"expression": expression, "mean": float(np.mean(left)),
+            "sd": float(np.std(left, ddof=1)) if left.size > 1 else float("nan"),
+            "lower": float(lower), "upper": float(upper), "probability": probability}
+
+
+def _value(fit: Fit, name: str, inside: str | None) -> NDArray:
+    """The draws (S,) of one scalar named as in the summary."""
+    values, extra, variable = _parameter(fit, name)
+    wanted = [part.strip() for part in inside.split(",")] if inside else []
+    if len(wanted) != len(extra):
+        example = f"{name}[{', '.join(_labels(variable, d)[0] for d in extra)}]" if extra \
+            else name
+        raise SpecificationError(
+            f"{name} has {len(extra)} dimension(s) ({', '.join(extra) or 'a single number'}): "
+            f"name one value, e.g. {example}")
+    index: list[Any] = []
+    for dim, label in zip(extra, wanted, strict=True):
+        options = _labels(variable, dim)
+        if label not in options:
+            shown = ", ".join(options[:8]) + (" …" if len(options) > 8 else "")
+            raise SpecificationError(f"{name}: no {dim} {label!r}; valid: {shown}")
+        index.append(options.index(label))
+    return np.asarray(values[(slice(None), *index)], dtype=float)
+
+
+def _evaluate(node: ast.AST, names: dict[str, NDArray], expression: str) -> Any:
+    """The value of an expression tree made only of the whitelisted nodes."""
+    if isinstance(node, ast.Constant) and isinstance(node.value, (int, float)) \
+            and not isinstance(node.value, bool):
+        return float(node.value)
+    if isinstance(node, ast.Name) and node.id in names:
+        return names[node.id]
+    if isinstance(node, ast.BinOp) and type(node.op) in _BINARY:
+        return _BINARY[type(node.op)](_evaluate(node.left, names, expression),
+                                      _evaluate(node.right, names, expression))
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, (ast.USub, ast.UAdd)):
+        value = _evaluate(node.operand, names, expression)
+        return -value if isinstance(node.op, ast.USub) else value
+    if (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+            and node.func.id in FUNCTIONS and len(node.args) == 1 and not node.keywords):
+        with np.errstate(all="ignore"):
+            return FUNCTIONS[node.func.id](_evaluate(node.args[0], names, expression))
+    raise SpecificationError(
+        f"{expression!r}: only parameters, numbers, + - * / **, parentheses, one comparison "
+        f"and the functions {', '.join(FUNCTIONS)} are allowed")
