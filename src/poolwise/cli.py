@@ -210,10 +210,10 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
         raise SpecificationError("name the column of counts, estimates or observations "
                                  "with --y (and --n, --se, --group)")
     model = build_model(kind, **given)
-    for name, methods in METHOD_SETTINGS.items():
-        if given.get(name) is not None and model.method not in methods:
+    for setting, methods in METHOD_SETTINGS.items():
+        if given.get(setting) is not None and model.method not in methods:
             raise SpecificationError(
-                f"{SPELLING[name] if name in SPELLING else '--' + name} is for method "
+                f"{SPELLING.get(setting, '--' + setting)} is for method "
                 f"{' and '.join(methods)}; method {model.method!r} does not use it")
     used = {k: v for k, v in columns.items() if v is not None}
     return Job(name, kind, table, model, used, held_out)
