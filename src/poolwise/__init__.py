@@ -16,7 +16,6 @@ back. :func:`fit` picks the kind from its arguments, as the command line does.
 import importlib
 from typing import TYPE_CHECKING, Any
 
-from poolwise._version import __version__
 from poolwise.exceptions import (
     ConvergenceWarning,
     DataError,
@@ -28,6 +27,7 @@ from poolwise.exceptions import (
 )
 
 if TYPE_CHECKING:
+    from poolwise._version import __version__
     from poolwise.api import compare, fit, load
     from poolwise.data import datasets
     from poolwise.data.tables import GroupCounts, group_counts, read_table
@@ -108,6 +108,7 @@ __all__ = [
 
 #: the public modules, imported when first used
 _MODULES = {"datasets": "poolwise.data.datasets", "plots": "poolwise.outputs.plots"}
+_LAZY["__version__"] = "poolwise._version"  # reading the installed metadata takes 70 ms
 
 
 def __getattr__(name: str) -> Any:

@@ -30,6 +30,23 @@ def pooling_factor(tau: ArrayLike, se: ArrayLike) -> FloatArray:
     return np.asarray(1.0 / (1.0 + ratio * ratio), dtype=float)
 
 
+def typical_variance(se: ArrayLike) -> float:
+    """The "typical" within-study variance of Higgins and Thompson (2002, eq. 9),
+    s² = (k − 1) Σ w / ((Σ w)² − Σ w²) with w_j = 1/σ_j²: the variance of one study in a
+    meta-analysis of k studies, used by I²."""
+    weights = 1.0 / np.square(np.asarray(se, dtype=float))
+    total = float(weights.sum())
+    return float((weights.size - 1) * total / (total**2 - float(np.sum(weights**2))))
+
+
+def i_squared(tau: ArrayLike, se: ArrayLike) -> FloatArray:
+    """I² = τ² / (τ² + s²): the share of the variation in the estimates due to the studies'
+    true effects rather than to sampling error (Higgins and Thompson 2002), s² the
+    :func:`typical_variance`."""
+    tau2 = np.square(np.asarray(tau, dtype=float))
+    return np.asarray(tau2 / (tau2 + typical_variance(se)), dtype=float)
+
+
 class NormalNormal(RateFamily):
     """Normal estimates with known standard errors and a normal population."""
 
@@ -188,4 +205,4 @@ class NormalNormal(RateFamily):
             )
 
 
-__all__ = ["NormalNormal", "pooling_factor"]
+__all__ = ["NormalNormal", "i_squared", "pooling_factor", "typical_variance"]

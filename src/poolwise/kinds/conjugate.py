@@ -39,6 +39,7 @@ from poolwise.data.estimates import GroupEstimates, group_estimates
 from poolwise.data.tables import GroupCounts, group_counts
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
+from poolwise.families.normal_normal import i_squared
 from poolwise.inference import EBEstimate, get_method, methods_by_pooling
 from poolwise.kinds.base import BaseModel, Settings, group_answers
 from poolwise.priors import (
@@ -333,6 +334,8 @@ class Model(BaseModel):
             a_name, b_name = family.hyper_names
             posterior |= {a_name: draws.alpha, b_name: draws.beta,
                           **family.derived(draws.alpha, draws.beta)}
+            if family.name == "normal":
+                posterior |= self._meta_analysis(data, draws.alpha, draws.beta)
         posterior["theta"] = draws.theta
         groups: dict[str, dict[str, NDArray]] = {"posterior": posterior}
         if draws.theta.size <= EAGER_LOG_LIKELIHOOD:
@@ -348,6 +351,14 @@ class Model(BaseModel):
         return _arviz.make_datatree(
             groups, dims={"theta": ["group"], "y": ["group"], "n": ["group"]},
             coords={"group": data.labels}, attrs=attrs)
+
+    def _meta_analysis(self, data: GroupCounts, mu: NDArray, tau: NDArray
+                       ) -> dict[str, NDArray]:
+        """A meta-analysis's answers at each draw of (μ, τ): a new study's true effect
+        θ_new ~ N(μ, τ²) (the prediction interval) and I² = τ²/(τ² + s²)."""
+        rng = generator(self.config.seed, Stream.CONDITIONAL, 1)
+        return {"theta_new": mu + tau * rng.standard_normal(np.shape(mu)),
+                "I2": i_squared(tau, data.n)}
 
     # ------------------------------------------------------------------ checks
     def check_data(self, data: GroupCounts, replicated: Mapping[str, NDArray]
@@ -534,17 +545,24 @@ class ConjugateFit(Fit):
         a_name, b_name = family.hyper_names
         hyper = {a_name: eb.alpha, b_name: eb.beta,
                  **{k: float(v) for k, v in family.derived(eb.alpha, eb.beta).items()}}
-        spread: dict[str, tuple[float, float, float]] = {}
+        # the estimates' spread: their sampling distribution's normal approximation
+        spread: dict[str, dict[str, float]] = {}
         sampled = self.eb_sampling_draws()
         if sampled is not None:
             a, b = sampled
-            for name, sims in {a_name: a, b_name: b, **family.derived(a, b)}.items():
-                lower, upper = quantile_interval(np.asarray(sims), ci_prob)
-                spread[name] = (float(np.std(sims, ddof=1)), float(lower), float(upper))
-        for name, value in hyper.items():
-            sd, lo, hi = spread.get(name, (np.nan, np.nan, np.nan))
-            rows.append({"param": name, "group": None, "mean": value, "sd": sd,
-                         "lower": lo, "upper": hi})
+            spread = {name: self._spread(np.asarray(sims), ci_prob) for name, sims in
+                      {a_name: a, b_name: b, **family.derived(a, b)}.items()}
+        rows += [{"param": name, "group": None, "mean": value, **spread.get(name, {})}
+                 for name, value in hyper.items()]
+        if family.name == "normal":  # given the estimates: θ_new ~ N(μ̂, τ̂²), I² at τ̂
+            new = family.population(eb.alpha, eb.beta)
+            rows += [{"param": "theta_new", "group": None, "mean": eb.alpha, "sd": eb.beta,
+                      "lower": float(new.ppf((1 - ci_prob) / 2)),
+                      "upper": float(new.ppf((1 + ci_prob) / 2))},
+                     {"param": "I2", "group": None,
+                      "mean": float(i_squared(eb.beta, self.data.n)),
+                      **self._spread(None if sampled is None else
+                                     i_squared(sampled[1], self.data.n), ci_prob)}]
         conditional = family.conditional(eb.alpha, eb.beta, self.data.y, self.data.n)
         tail = (1 - ci_prob) / 2
         lower, upper = conditional.ppf(tail), conditional.ppf(1 - tail)
@@ -553,6 +571,15 @@ class ConjugateFit(Fit):
                   "sd": float(sds[i]), "lower": float(lower[i]), "upper": float(upper[i])}
                  for i, label in enumerate(self.data.labels)]
         return self._with_pooling_factors(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
+
+    @staticmethod
+    def _spread(values: NDArray | None, ci_prob: float) -> dict[str, float]:
+        """The sd and equal-tailed interval of sampled values (none without them)."""
+        if values is None:
+            return {}
+        lower, upper = quantile_interval(values, ci_prob)
+        return {"sd": float(np.std(values, ddof=1)), "lower": float(lower),
+                "upper": float(upper)}
 
     def hyperparameter_draws(self) -> tuple[NDArray[np.float64], NDArray[np.float64]] | None:
         """Flattened draws (or the fixed values) of (α, β); None under complete pooling."""

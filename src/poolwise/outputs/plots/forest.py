@@ -200,13 +200,25 @@ def plot_forest(
         rows = table.drop_duplicates("row")
         handles += ax.plot(rows["raw"], rows["row"], "x", color="black", ms=6, mew=1.4,
                            label=f"observed {first.model.family.raw_label}", zorder=4)
-        size = first.model.family.size_label
+        family = first.model.family
         ticks = [f"{g}  ({format_count(n)})" for g, n in zip(rows["group"], rows["n"],
                                                              strict=True)]
-        ax.set_yticks(rows["row"], ticks, fontsize=10 if count <= 30 else 8)
-        ax.set_ylim(count - 0.5, -0.5)
+        positions = list(rows["row"])
+        pooled = _pooled_rows(first, ci_prob) if k == 1 else []
+        for row, (label, mean, lower, upper, diamond) in enumerate(pooled, start=count):
+            at = row + 0.4  # a little apart from the studies
+            if diamond:  # the pooled effect, as meta-analyses draw it
+                ax.fill([lower, mean, upper, mean], [at, at - 0.3, at, at + 0.3],
+                        color=colours[next(iter(named))], alpha=0.9)
+            else:  # the prediction interval of a new study's true effect
+                ax.hlines(at, lower, upper, color="black", lw=2.4)
+                ax.plot([mean], [at], "o", color="white", mec="black", ms=5)
+            positions.append(at)
+            ticks.append(label)
+        ax.set_yticks(positions, ticks, fontsize=10 if count <= 30 else 8)
+        ax.set_ylim(count + len(pooled) - 0.2 if pooled else count - 0.5, -0.5)
         ax.grid(False, axis="y")
-        ax.set_ylabel(f"{first.data.group_name}  ({size} n)")
+        ax.set_ylabel(f"{first.data.group_name}  ({family.size_label} {family.size_symbol})")
         ax.set_xlabel(first.model.family.theta_label)
         methods = sorted({fit.method for fit in named.values()})
         ax.set_title(f"{percent(ci_prob)} posterior intervals of θ by {first.data.group_name}\n"
@@ -214,6 +226,23 @@ def plot_forest(
         fig.legend(handles=handles + lines, loc="outside lower center",
                    ncol=min(len(handles) + len(lines), 5), frameon=False)
     return fig
+
+
+def _pooled_rows(fit: ConjugateFit, ci_prob: float
+                 ) -> list[tuple[str, float, float, float, bool]]:
+    """A meta-analysis's last rows: the pooled effect μ (a diamond) and the prediction
+    interval of a new study's true effect θ_new, for a partially pooled normal fit."""
+    if fit.model.family.name != "normal" or fit.model.pooling != "partial":
+        return []
+    table = fit.summary(ci_prob, diagnostics=False).set_index("param")
+    rows = []
+    for name, label, diamond in (("mu", "pooled effect μ", True),
+                                 ("theta_new", "prediction (a new study's θ)", False)):
+        if name in table.index and np.isfinite(table.loc[name, "lower"]):
+            row = table.loc[name]
+            rows.append((label, float(row["mean"]), float(row["lower"]),
+                         float(row["upper"]), diamond))
+    return rows
 
 
 __all__ = ["forest_data", "plot_forest", "select_groups"]
