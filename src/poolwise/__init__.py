@@ -52,7 +52,7 @@ if TYPE_CHECKING:
 #: where each public name lives; imported when first used, so that ``import poolwise`` (and
 #: ``poolwise --help``) stays quick: NumPy, pandas, SciPy and JAX load when a model needs them
 _LAZY = {
-    **dict.fromkeys(("compare", "fit", "load"), "poolwise.api"),
+    **dict.fromkeys(("compare", "fit", "load", "report"), "poolwise.api"),
     **dict.fromkeys(("GroupCounts", "group_counts", "read_table"), "poolwise.data.tables"),
     **dict.fromkeys(("ConjugateFit", "Model"), "poolwise.kinds.conjugate"),
     **dict.fromkeys(("CustomFit", "CustomModel", "load_model"), "poolwise.kinds.custom"),
@@ -103,6 +103,7 @@ __all__ = [
     "load_model",
     "plots",
     "read_table",
+    "report",
 ]
 
 

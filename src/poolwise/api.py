@@ -1,4 +1,4 @@
-"""The top-level functions: :func:`fit`, :func:`load`, :func:`compare`.
+"""The top-level functions: :func:`fit`, :func:`load`, :func:`compare`, :func:`report`.
 
 :func:`fit` picks the model kind from its arguments exactly as the command line does
 (:func:`choose_kind`): a ``model`` (a NumPyro function or ``"file.py:function"``) → custom;
@@ -31,7 +31,7 @@ from poolwise.results.storage import read
 from poolwise.vocabulary import POOLINGS, canonical_family, kinds_text
 
 __all__ = ["COLUMN_OPTIONS", "OPTION_KINDS", "build_model", "choose_kind", "compare", "fit",
-           "load"]
+           "load", "report"]
 
 _ALL = tuple(dict.fromkeys(KINDS))
 #: every option of :func:`fit` (and of ``poolwise fit``) and the kinds that take it
@@ -135,15 +135,31 @@ def fit(data: pd.DataFrame | Mapping[str, Any], *, formula: str | None = None,
 
 
 def load(path: str | Path) -> Fit:
-    """A fit saved by ``fit.save(path)`` (or ``poolwise fit --out``), of the right kind,
-    with everything needed for summaries, predictions and plots.
+    """A fit saved by ``fit.save(path)`` (or ``poolwise fit --out``: the directory or its
+    ``posterior.nc``), of the right kind, with everything needed for summaries,
+    predictions and plots.
 
     Raises :class:`~poolwise.exceptions.SpecificationError` with one line for a missing
     file, a file that is not a poolwise fit, a fit of an unknown kind, or one written in
     a newer format than this poolwise reads.
     """
-    record = read(path, tuple(KINDS))
+    path = Path(path)
+    record = read(path / "posterior.nc" if path.is_dir() else path, tuple(KINDS))
     return fit_class(record.kind).from_tree(record.tree)
+
+
+def report(fit: Fit | str | Path, path: str | Path = "report.html", *,
+           ci_prob: float = 0.95) -> Path:
+    """Write the HTML report of ``fit``, or of the fit saved at ``fit`` (see :func:`load`),
+    to ``path``: one self-contained page (:mod:`poolwise.outputs.report`). Returns the
+    path."""
+    from poolwise.outputs.writer import write_report
+
+    if not isinstance(fit, Fit):
+        fit = load(fit)
+    path = Path(path)
+    write_report(path, fit, ci_prob=ci_prob)
+    return path
 
 
 def compare(data: pd.DataFrame | Mapping[str, Any], *, prior: str | None = None,

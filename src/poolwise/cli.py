@@ -18,6 +18,7 @@ import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
@@ -51,6 +52,8 @@ if not stdout.is_terminal:  # piped or captured: no terminal to fit, keep tables
 stderr = Console(stderr=True)
 
 FORMATS = ("table", "json")
+#: the arguments of the running command, for the report's provenance
+COMMAND_LINE: ContextVar[tuple[str, ...]] = ContextVar("COMMAND_LINE", default=())
 MAX_TABLE_ROWS = 40
 
 # ----------------------------------------------------------------------------- options
@@ -152,6 +155,18 @@ class Job:
     columns: dict[str, str] = field(default_factory=dict)
     #: a bundled dataset's held-out group (y, n), e.g. the rats' 71st experiment
     held_out: tuple[float, float] | None = None
+    #: DATA as given (a file or a bundled dataset's name) and how many rows it had
+    source: str = ""
+    rows: int = 0
+
+    def provenance(self, seed: int, notes: Sequence[str]) -> Any:
+        """This run's :class:`~poolwise.outputs.report.Provenance`."""
+        from poolwise.outputs.report import Provenance
+
+        return Provenance.now(seed=seed, command=["poolwise", *COMMAND_LINE.get()],
+                              input=self.source,
+                              data={"rows": self.rows, "columns": self.columns},
+                              notes=notes)
 
 
 def read_data(data: str) -> tuple[Any, Any]:
@@ -179,6 +194,7 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
 
     table, info = read_data(data)
     name = Path(data).name if info is None else data
+    rows = len(table)
     held_out = None
     columns = {"y": y, "n": n, "se": se, "group": group}
     if info is not None and model_file is None:
@@ -216,7 +232,7 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
                 f"{SPELLING.get(setting, '--' + setting)} is for method "
                 f"{' and '.join(methods)}; method {model.method!r} does not use it")
     used = {k: v for k, v in columns.items() if v is not None}
-    return Job(name, kind, table, model, used, held_out)
+    return Job(name, kind, table, model, used, held_out, data, rows)
 
 
 def prediction_requests(job: Job, *, predict_group: str | None, new_group: bool,
@@ -302,12 +318,18 @@ def output_directory(out: Path | None, force: bool) -> Iterator[Path | None]:
 
 @contextmanager
 def collected_warnings() -> Iterator[list[str]]:
-    """Turn warnings into lines the CLI prints (and reports in JSON)."""
+    """Turn warnings into lines the CLI prints (and reports in JSON and HTML), each once,
+    in the list as soon as they are raised."""
     messages: list[str] = []
-    with warnings.catch_warnings(record=True) as caught:
+
+    def collect(message: Warning | str, *_: Any, **__: Any) -> None:
+        if str(message) not in messages:
+            messages.append(str(message))
+
+    with warnings.catch_warnings():
         warnings.simplefilter("always")
+        warnings.showwarning = collect
         yield messages
-    messages.extend(dict.fromkeys(str(w.message) for w in caught))
 
 
 @contextmanager
@@ -521,10 +543,15 @@ def fit_command(
             summary = with_ranks(summary, fit.ranks(higher=decisions.higher,
                                                     parameter=rank_param, ci_prob=ci))
         if staging is not None:
-            from poolwise.outputs.writer import write_fit
+            from poolwise.outputs.report import REPORT_NAME
+            from poolwise.outputs.writer import write_fit, write_report
 
+            provenance = job.provenance(fit.seed, getattr(prepared, "notes", ()))
             write_fit(staging, fit, summary=summary, check=check, predictions=predictions,
-                      ci_prob=ci, decisions=decisions)
+                      ci_prob=ci, decisions=decisions, provenance=provenance)
+            write_report(staging / REPORT_NAME, fit, ci_prob=ci, summary=summary,
+                         check=check, predictions=predictions, decisions=decisions,
+                         messages=caught, figures=staging, provenance=provenance)
     from poolwise.outputs.writer import fit_document
 
     document = fit_document(fit, summary=summary, check=check, predictions=predictions,
@@ -659,18 +686,25 @@ def compare_command(
                                  family=spec.get("family"), **job.columns, **settings)
         estimates = comparison.estimates(ci)
         predictive = comparison.predictive()
+        over = "observations" if job.kind == "mixed" else "groups"
+        for row in predictive.to_dict("records"):
+            if row["n_bad_k"]:
+                from poolwise.vocabulary import POOLING_PHRASES
+
+                caught.append(
+                    f"PSIS-LOO is unreliable for {POOLING_PHRASES[row['pooling']]}: "
+                    f"{row['n_bad_k']} {over[:-1]}(s) with Pareto k > 0.7 (largest "
+                    f"{row['pareto_k_max']:.2f}); read these elpd values as rough")
         if staging is not None:
+            from poolwise.outputs.report import REPORT_NAME, comparison_report
+
             write_comparison(staging, comparison, estimates=estimates, predictive=predictive,
                              ci_prob=ci)
-    over = "observations" if job.kind == "mixed" else "groups"
-    for row in predictive.to_dict("records"):
-        if row["n_bad_k"]:
-            from poolwise.vocabulary import POOLING_PHRASES
-
-            caught.append(
-                f"PSIS-LOO is unreliable for {POOLING_PHRASES[row['pooling']]}: "
-                f"{row['n_bad_k']} {over[:-1]}(s) with Pareto k > 0.7 (largest "
-                f"{row['pareto_k_max']:.2f}); read these elpd values as rough")
+            notes = getattr(comparison.fits["partial"].data, "notes", ())
+            page = comparison_report(staging, comparison, estimates=estimates,
+                                     predictive=predictive, messages=caught, ci_prob=ci,
+                                     provenance=job.provenance(seed, notes))
+            (staging / REPORT_NAME).write_text(page, encoding="utf-8")
     document = comparison_document(comparison, estimates, predictive, caught)
     if output_format == "table":
         print_comparison(job, comparison, estimates, predictive, ci, over)
@@ -716,6 +750,34 @@ def print_comparison(job: Job, comparison: Any, estimates: pd.DataFrame,
         loo.add_row(*(Text(str(cell)) for cell in
                       (row["pooling"], *(_fmt(row[c]) for c in columns))))
     stdout.print(loo)
+
+
+@app.command("report")
+def report_command(
+    path: Annotated[Path, typer.Argument(
+        help="A saved fit: posterior.nc, or the --out directory that holds it.")],
+    output: Annotated[Path | None, typer.Option(
+        "--output", "-o", help="The HTML file (default report.html beside the fit).")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite an existing report.")]
+    = False,
+    ci: Ci = 0.95,
+) -> int:
+    """Write the HTML report of a saved fit: one self-contained page."""
+    from poolwise.api import load
+    from poolwise.outputs.writer import write_report
+
+    check_output_options("table", ci)
+    if output is None:
+        output = (path if path.is_dir() else path.parent) / "report.html"
+    if output.exists() and not force:
+        raise SpecificationError(f"{output} exists; use --force to overwrite it or choose "
+                                 "another --output")
+    fit = load(path)
+    with collected_warnings() as caught:
+        write_report(output, fit, ci_prob=ci, messages=caught)
+    stdout.print(f"wrote {output}")
+    print_warnings(caught)
+    return 0
 
 
 @app.command("graph")
@@ -775,6 +837,7 @@ def main(argv: list[str] | None = None) -> int:
     Usage errors are reported by Typer (exit code 2); poolwise's own errors for bad data
     or options are caught here and printed as one line (exit code 2).
     """
+    COMMAND_LINE.set(tuple(sys.argv[1:] if argv is None else argv))
     try:
         app(args=argv, prog_name="poolwise", standalone_mode=True)
     except SystemExit as done:

@@ -28,6 +28,7 @@ from poolwise.exceptions import SpecificationError
 __all__ = [
     "FAMILY_ALIASES",
     "MCMC_METHODS",
+    "METHOD_PHRASES",
     "POOLINGS",
     "POOLING_PHRASES",
     "SETTINGS",
@@ -60,9 +61,23 @@ def canonical_family(name: str) -> str:
     return FAMILY_ALIASES.get(name.lower(), name.lower())
 
 
-#: the methods whose draws form Markov chains (their diagnostics are checked); what each
-#: method means is said where it is registered (poolwise.inference.METHODS and each kind)
+#: the methods whose draws form Markov chains (their diagnostics are checked); how each
+#: kind carries a method out is said where it is registered (poolwise.inference.METHODS
+#: for rates and normal models, each kind's module for the others)
 MCMC_METHODS: tuple[str, ...] = ("gibbs", "nuts")
+#: what each method does, in words any kind's report can use
+METHOD_PHRASES: dict[str, str] = {
+    "exact": "independent draws from the exact posterior (hyperparameters by quadrature, "
+             "the rest from their conditionals)",
+    "eb-moments": "empirical Bayes: population parameters by the method of moments, "
+                  "groups given them",
+    "eb-ml": "empirical Bayes: population parameters at their maximum (restricted) "
+             "likelihood, groups given them",
+    "gibbs": "Gibbs sampling (a Markov chain)",
+    "nuts": "the No-U-Turn Sampler in NumPyro (Hamiltonian Monte Carlo, a Markov chain)",
+    "map": "the posterior mode (a point estimate)",
+    "laplace": "a normal approximation at the posterior mode",
+}
 
 
 # ------------------------------------------------------------------------- constraints

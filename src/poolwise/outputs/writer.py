@@ -1,7 +1,8 @@
 """What a fit leaves in an output directory, and the JSON document of it: for every kind.
 
 Every fit writes the same core files (:data:`CORE_FILES`): ``summary.csv``,
-``posterior.nc`` (:func:`poolwise.load` reads it back), ``result.json``, the graphical
+``posterior.nc`` (:func:`poolwise.load` reads it back), ``result.json``, the HTML page
+``report.html`` (:mod:`poolwise.outputs.report`), the graphical
 model ``model.png`` / ``model.svg``, the predictive check ``ppc.png`` and
 ``predictive_check.csv``; a fit with draws adds ``trace.png``, one with predictions
 ``predictions.csv``, and each kind the figures of its own (:data:`KIND_FIGURES`: the
@@ -17,7 +18,7 @@ from __future__ import annotations
 import json
 import math
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -30,18 +31,20 @@ from poolwise.results.checks import extreme_groups
 from poolwise.results.prediction import Prediction
 
 if TYPE_CHECKING:
+    from poolwise.outputs.report import Provenance
     from poolwise.results.checks import PriorPredictive
     from poolwise.results.comparison import Comparison
     from poolwise.results.fit import Fit
 
 __all__ = ["CORE_FILES", "KIND_FIGURES", "Decisions", "check_record", "clean",
-           "comparison_document", "fit_document", "hyperparameters", "prediction_table",
-           "prior_document", "save_figure", "summary_records", "with_ranks",
-           "write_comparison", "write_fit", "write_json", "write_prior_predictive"]
+           "comparison_document", "draw_figures", "fit_document", "fit_figures",
+           "hyperparameters", "prediction_table", "prior_document", "save_figure",
+           "summary_records", "with_ranks", "write_comparison", "write_fit", "write_json",
+           "write_prior_predictive", "write_report"]
 
 #: the files every fit writes, whatever its kind
-CORE_FILES = ("summary.csv", "posterior.nc", "result.json", "model.png", "model.svg",
-              "ppc.png", "predictive_check.csv")
+CORE_FILES = ("summary.csv", "posterior.nc", "result.json", "report.html", "model.png",
+              "model.svg", "ppc.png", "predictive_check.csv")
 #: the sampler's reports that go into the JSON document, where a fit has them
 SAMPLER_KEYS = ("seconds", "divergences", "max_tree_depth_hits", "acceptance_alpha",
                 "acceptance_beta", "parametrisation", "sampled", "init", "preconditioned")
@@ -139,26 +142,12 @@ def with_ranks(summary: pd.DataFrame, ranks: pd.DataFrame) -> pd.DataFrame:
     return summary.join(keyed, on=["param", "group"])
 
 
-def write_fit(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
-              predictions: Sequence[Prediction], ci_prob: float,
-              decisions: Decisions = Decisions()) -> None:
-    """Every file of :data:`CORE_FILES` but ``result.json``, the trace, the predictions
-    and the kind's own figures. A figure that cannot be drawn for these data (e.g. group
-    lines with several predictors) is left out with a warning that says why."""
+def fit_figures(fit: Fit, *, ci_prob: float, predictions: Sequence[Prediction] = (),
+                decisions: Decisions = Decisions()) -> dict[str, Callable[[], Any]]:
+    """The figures of a fit, by file name: the predictive check, the trace of draws, the
+    ranks asked for and the kind's own (:data:`KIND_FIGURES`)."""
     from poolwise.outputs import plots
-    from poolwise.outputs.render import render
 
-    summary.to_csv(directory / "summary.csv", index=False)
-    fit.save(directory / "posterior.nc")
-    check.to_csv(directory / "predictive_check.csv", index=False)
-    if predictions:
-        prediction_table(predictions, ci_prob).to_csv(directory / "predictions.csv",
-                                                      index=False)
-    if decisions.hypotheses:
-        pd.DataFrame(list(decisions.hypotheses)).to_csv(directory / "hypotheses.csv",
-                                                        index=False)
-    if decisions.pairwise is not None:
-        decisions.pairwise.to_csv(directory / "pairwise.csv")
     figures: dict[str, Callable[[], Any]] = {
         "ppc.png": partial(plots.plot_predictive_check, fit.check_data()),
     }
@@ -169,17 +158,78 @@ def write_fit(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Dat
                                        parameter=decisions.parameter, ci_prob=ci_prob)
     if fit.kind in KIND_FIGURES and "posterior" in fit.tree.children:
         figures |= KIND_FIGURES[fit.kind](fit, ci_prob, predictions)
+    return figures
+
+
+def draw_figures(directory: Path, fit: Fit, figures: Mapping[str, Callable[[], Any]]
+                 ) -> None:
+    """Save each figure, and the graphical model as ``model.png`` and ``model.svg``. A
+    figure these data do not allow (e.g. group lines with several predictors) is left out
+    with a warning that says why."""
+    from poolwise.outputs.render import render
+
     for name, draw in figures.items():
         try:
             figure = draw()
         except SpecificationError as err:  # a display these data do not allow
-            warnings.warn(f"no {name}: {err}", stacklevel=2)
+            warnings.warn(f"no {name}: {err}", stacklevel=3)
             continue
         save_figure(figure, directory / name)
     try:
         render(fit.graph(), directory / "model", fmt=("png", "svg"))
     except SpecificationError as err:  # e.g. a custom model whose structure changes
-        warnings.warn(f"no graph drawn: {err}", stacklevel=2)
+        warnings.warn(f"no graph drawn: {err}", stacklevel=3)
+
+
+def write_fit(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
+              predictions: Sequence[Prediction], ci_prob: float,
+              decisions: Decisions = Decisions(), provenance: Provenance | None = None
+              ) -> None:
+    """Every file of :data:`CORE_FILES` but ``result.json`` and ``report.html``, the
+    trace, the predictions, the decision answers and the kind's own figures; the
+    provenance, when given, is saved with the fit."""
+    summary.to_csv(directory / "summary.csv", index=False)
+    check.to_csv(directory / "predictive_check.csv", index=False)
+    if predictions:
+        prediction_table(predictions, ci_prob).to_csv(directory / "predictions.csv",
+                                                      index=False)
+    if decisions.hypotheses:
+        pd.DataFrame(list(decisions.hypotheses)).to_csv(directory / "hypotheses.csv",
+                                                        index=False)
+    if decisions.pairwise is not None:
+        decisions.pairwise.to_csv(directory / "pairwise.csv")
+    draw_figures(directory, fit, fit_figures(fit, ci_prob=ci_prob, predictions=predictions,
+                                             decisions=decisions))
+    if provenance is not None:
+        provenance.store(fit.tree)
+    fit.save(directory / "posterior.nc")
+
+
+def write_report(path: Path, fit: Fit, *, ci_prob: float = 0.95,
+                 summary: pd.DataFrame | None = None, check: pd.DataFrame | None = None,
+                 predictions: Sequence[Prediction] = (), decisions: Decisions = Decisions(),
+                 messages: Sequence[str] = (), figures: Path | None = None,
+                 provenance: Provenance | None = None) -> None:
+    """``report.html`` of a fit (:func:`poolwise.outputs.report.fit_report`). Its figures
+    are those :func:`write_fit` left in the directory ``figures``; without one they are
+    drawn afresh (a saved fit's report). The summary and check are computed where not
+    given."""
+    import tempfile
+
+    from poolwise.outputs.report import fit_report
+
+    summary = fit.summary(ci_prob, diagnostics=fit.is_mcmc) if summary is None else summary
+    check = fit.predictive_check() if check is None else check
+    with tempfile.TemporaryDirectory(prefix="poolwise-figures-") as scratch:
+        if figures is None:
+            figures = Path(scratch)
+            draw_figures(figures, fit, fit_figures(fit, ci_prob=ci_prob,
+                                                   predictions=predictions,
+                                                   decisions=decisions))
+        page = fit_report(figures, fit, summary=summary, check=check,
+                          predictions=predictions, decisions=decisions, messages=messages,
+                          ci_prob=ci_prob, provenance=provenance)
+    path.write_text(page, encoding="utf-8")
 
 
 def prediction_table(predictions: Sequence[Prediction], ci_prob: float) -> pd.DataFrame:

@@ -47,7 +47,7 @@ if TYPE_CHECKING:
     from poolwise.inference.base import SamplerConfig
     from poolwise.results.graph import ModelGraph
 
-__all__ = ["PREDICTIVE_LIMIT", "Answer", "Fit", "finish_fit"]
+__all__ = ["PREDICTIVE_LIMIT", "Answer", "Fit", "finish_fit", "observed_size"]
 
 #: a fit's method answering one kind of prediction request
 Answer = Callable[[Any, np.random.Generator], Prediction]
@@ -259,7 +259,7 @@ class Fit(ABC):
         """The fit with every k-th draw of each chain, k the least that keeps the
         replicated data within ``limit`` values (the fit itself when it already does)."""
         posterior = self.posterior
-        per_draw = max(_observed_size(self.tree), 1)
+        per_draw = max(observed_size(self.tree), 1)
         total = posterior.sizes["chain"] * posterior.sizes["draw"]
         step = -(-total * per_draw // limit)  # ceil
         if step <= 1:
@@ -315,7 +315,7 @@ def _as_dataset(variables: Mapping[str, tuple[NDArray, list[str]]],
         | {"chain": np.arange(chains), "draw": np.arange(draws)})
 
 
-def _observed_size(tree: xr.DataTree) -> int:
+def observed_size(tree: xr.DataTree) -> int:
     """How many values the observed data hold (a replicate holds as many, or fewer)."""
     if "observed_data" not in tree.children:
         return 0
@@ -330,7 +330,7 @@ def finish_fit(fit: FitT, stacklevel: int = 1) -> FitT:
     """The last step of every kind's ``fit``: store the posterior predictive draws in the
     tree when they are small enough, and warn about failed Markov chain diagnostics."""
     if "posterior" in fit.tree.children:
-        size = _observed_size(fit.tree)
+        size = observed_size(fit.tree)
         if size * fit.config.draws * fit.config.chains <= PREDICTIVE_LIMIT:
             fit.tree["posterior_predictive"] = xr.DataTree(fit.posterior_predictive())
     check_diagnostics(fit, stacklevel=stacklevel + 1)
