@@ -208,3 +208,14 @@ def test_every_kind_opens_in_a_browser(browser, outputs, name):
     assert broken == 0
     shot = np.asarray(Image.open(io.BytesIO(browser.get_screenshot_as_png())).convert("L"))
     assert shot.std() > 10 and len(np.unique(shot)) > 20  # not a blank page
+
+
+def test_a_saved_fit_report_keeps_the_fit_s_warnings(tmp_path):
+    out = tmp_path / "schools"
+    assert main(["fit", "eight-schools", "--method", "eb-ml", "--quiet", "--out",
+                 str(out)]) == 0
+    assert main(["report", str(out), "--output", str(tmp_path / "again.html")]) == 0
+    for page in (out / "report.html", tmp_path / "again.html"):
+        text = page.read_text(encoding="utf-8")
+        assert "maximised on a boundary" in text
+        assert "point estimates" in text  # no draws of the population parameters

@@ -159,14 +159,14 @@ class Job:
     source: str = ""
     rows: int = 0
 
-    def provenance(self, seed: int, notes: Sequence[str]) -> Any:
+    def provenance(self, seed: int, notes: Sequence[str], warnings: Sequence[str]) -> Any:
         """This run's :class:`~poolwise.outputs.report.Provenance`."""
         from poolwise.outputs.report import Provenance
 
         return Provenance.now(seed=seed, command=["poolwise", *COMMAND_LINE.get()],
                               input=self.source,
                               data={"rows": self.rows, "columns": self.columns},
-                              notes=notes)
+                              notes=notes, warnings=warnings)
 
 
 def read_data(data: str) -> tuple[Any, Any]:
@@ -546,7 +546,7 @@ def fit_command(
             from poolwise.outputs.report import REPORT_NAME
             from poolwise.outputs.writer import write_fit, write_report
 
-            provenance = job.provenance(fit.seed, getattr(prepared, "notes", ()))
+            provenance = job.provenance(fit.seed, getattr(prepared, "notes", ()), caught)
             write_fit(staging, fit, summary=summary, check=check, predictions=predictions,
                       ci_prob=ci, decisions=decisions, provenance=provenance)
             write_report(staging / REPORT_NAME, fit, ci_prob=ci, summary=summary,
@@ -703,7 +703,7 @@ def compare_command(
             notes = getattr(comparison.fits["partial"].data, "notes", ())
             page = comparison_report(staging, comparison, estimates=estimates,
                                      predictive=predictive, messages=caught, ci_prob=ci,
-                                     provenance=job.provenance(seed, notes))
+                                     provenance=job.provenance(seed, notes, caught))
             (staging / REPORT_NAME).write_text(page, encoding="utf-8")
     document = comparison_document(comparison, estimates, predictive, caught)
     if output_format == "table":

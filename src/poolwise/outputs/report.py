@@ -85,11 +85,13 @@ class Provenance:
     data: dict[str, Any] = field(default_factory=dict)
     #: the notes printed about the data (rows dropped or summed …)
     notes: tuple[str, ...] = ()
+    #: the warnings the fit gave (shown again in a saved fit's report)
+    warnings: tuple[str, ...] = ()
 
     @classmethod
     def now(cls, *, seed: int | None = None, command: Sequence[str] | None = None,
             input: str | None = None, data: Mapping[str, Any] | None = None,
-            notes: Sequence[str] = ()) -> Provenance:
+            notes: Sequence[str] = (), warnings: Sequence[str] = ()) -> Provenance:
         """This run's provenance; the input is hashed when it is a file."""
         from poolwise._version import __version__
 
@@ -100,7 +102,7 @@ class Provenance:
                    date=datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC"), seed=seed,
                    command=None if command is None else " ".join(_quoted(command)),
                    input=input, input_sha256=digest, data=dict(data or {}),
-                   notes=tuple(notes))
+                   notes=tuple(notes), warnings=tuple(warnings))
 
     def store(self, tree: xr.DataTree) -> None:
         """Keep this provenance in a fit's tree (saved with it)."""
@@ -113,7 +115,8 @@ class Provenance:
         if text is None:
             return None
         stored = json.loads(text)
-        stored["notes"] = tuple(stored.get("notes", ()))
+        for key in ("notes", "warnings"):
+            stored[key] = tuple(stored.get(key, ()))
         return cls(**stored)
 
 
@@ -133,6 +136,8 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
     from poolwise.results.checks import extreme_groups
 
     provenance = provenance or Provenance.of(fit.tree)
+    if provenance is not None:  # the fit's own warnings, then those of this report
+        messages = list(dict.fromkeys([*provenance.warnings, *messages]))
     problems = fit.diagnostics()
     pareto = _pareto(fit)
     figures = _figures(directory)
