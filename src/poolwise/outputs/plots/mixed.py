@@ -98,7 +98,8 @@ class GroupLinesData:
     the posterior ``mean``, ``lower`` and ``upper`` of the mean response g⁻¹(η) at that x
     (for an ``eb-ml`` fit the point estimate, with NaN bounds). ``groups`` are the shown
     levels in panel order, ``note`` says which they are; ``poolings`` maps each label to its
-    fit's pooling level.
+    fit's pooling level. ``categories`` is set when x is the 0/1 column of a two-level factor
+    (``group[2]``): the factor's name and its two levels, at x = 0 and 1.
     """
 
     points: pd.DataFrame
@@ -110,6 +111,7 @@ class GroupLinesData:
     note: str
     poolings: dict[str, str]
     ci_prob: float
+    categories: tuple[str, str, str] | None = None
 
 
 def _single_term(fit: MixedFit, label: str) -> GroupTerm:
@@ -140,6 +142,20 @@ def _choose_x(design: MixedDesign, x: str | None) -> str:
     raise SpecificationError(
         f"x is ambiguous: the fixed effects {', '.join(candidates)} all vary; name one with "
         "x=… (lines are drawn for designs with an intercept and one slope variable)")
+
+
+def _two_levels(fit: MixedFit, x: str) -> tuple[str, str, str] | None:
+    """(factor, reference level, other level) when the fixed column ``x`` is the indicator
+    ``factor[level]`` of a two-level factor of the data; None for a numeric column."""
+    table = fit.data.table
+    for column in fit.model.columns.predictors:
+        if x.startswith(f"{column}[") or x.startswith(f"C({column})["):
+            values = table[column]
+            levels = (list(values.cat.categories) if isinstance(values.dtype, pd.CategoricalDtype)
+                      else sorted(values.dropna().unique().tolist()))
+            if len(levels) == 2:
+                return column, str(levels[0]), str(levels[1])
+    return None
 
 
 def _check_supported(fit: MixedFit, label: str, x: str, term: GroupTerm) -> None:
@@ -328,9 +344,12 @@ def group_lines_data(
     y_values, response = _observed(full)
     shown, note = _select(term, y_values, groups, max_groups)
     low, high = float(x_values.min()), float(x_values.max())
+    categories = _two_levels(first, x)
     grid = np.linspace(low, high, GRID_POINTS)
     distinct = np.unique(x_values)
-    if distinct.size <= MAX_OBSERVED_IN_GRID:
+    if categories is not None:  # a factor: its two levels only, nothing between
+        grid = distinct
+    elif distinct.size <= MAX_OBSERVED_IN_GRID:
         grid = np.union1d(grid, distinct)
     levels = term.levels
     shown_levels = tuple(levels[i] for i in shown)
@@ -354,7 +373,7 @@ def group_lines_data(
         points=points, lines=pd.concat(parts, ignore_index=True), x=x, response=response,
         factor=term.factor, groups=shown_levels, note=note,
         poolings={label: fit.model.pooling for label, fit in named.items()},
-        ci_prob=float(ci_prob))
+        ci_prob=float(ci_prob), categories=categories)
 
 
 def _legend_label(label: str, poolings: Mapping[str, str]) -> str:
@@ -447,11 +466,16 @@ def plot_group_lines(
             for label in labels:
                 line = data.lines[(data.lines["model"] == label) & (data.lines["group"] == group)]
                 colour = colours[label]
-                if label in shaded:
+                if label in shaded and data.categories is not None:  # an interval per level
+                    bars = ax.vlines(line["x"], line["lower"], line["upper"], color=colour,
+                                     lw=5, alpha=0.3)
+                    handles.setdefault(f"{label}: {interval} interval", bars)
+                elif label in shaded:
                     patch = ax.fill_between(line["x"], line["lower"], line["upper"],
                                             color=colour, alpha=0.18, lw=0)
                     handles.setdefault(f"{label}: {interval} interval", patch)
                 drawn = ax.plot(line["x"], line["mean"], color=colour, lw=1.6,
+                                marker=None if data.categories is None else "_", ms=12,
                                 ls="--" if data.poolings[label] == "complete" else "-")
                 handles.setdefault(label, drawn[0])
             dots = ax.plot(points["x"], points["y"], "o", color="black", ms=3.2, alpha=0.75,
@@ -465,14 +489,19 @@ def plot_group_lines(
         for k in range(count):
             if k + ncols >= count:
                 axes.flat[k].tick_params(labelbottom=True)
-        panels.supxlabel(data.x, fontsize=11)
+        x_label = data.x
+        if data.categories is not None:  # the levels by name, not an axis from 0 to 1
+            x_label = data.categories[0]
+            axes.flat[0].set_xticks([0, 1], list(data.categories[1:]))
+            axes.flat[0].set_xlim(-0.5, 1.5)
+        panels.supxlabel(x_label, fontsize=11)
         panels.supylabel(data.response, fontsize=11)
         order = [h for h in ("data", *labels) if h in handles]
         order += [h for h in handles if h not in order]
         strip.legend([handles[h] for h in order],
                      [_legend_label(h, data.poolings) for h in order],
                      loc="center", ncol=legend_cols, frameon=False)
-        fig.suptitle(f"{data.response} against {data.x} by {data.factor}"
+        fig.suptitle(f"{data.response} against {x_label} by {data.factor}"
                      + ("\n" if width < 9 else " ") + f"({data.note})")
     return fig
 
