@@ -276,3 +276,23 @@ def test_a_two_level_factor_is_drawn_at_its_levels_not_along_0_to_1():
     assert [t.get_text() for t in bottom.get_xticklabels()] == ["1", "2"]
     assert "against group by ID" in fig._suptitle.get_text()
     render(fig)
+
+
+def test_many_levels_make_a_caterpillar_that_says_how_many():
+    rng = np.random.default_rng(1)
+    levels = 200
+    subject = np.repeat(np.arange(levels), 3)
+    table = pd.DataFrame({"subject": [f"s{i}" for i in subject],
+                          "x": np.tile([0.0, 1, 2], levels)})
+    table["y"] = table["x"] + rng.normal(0, 2, levels)[subject] + rng.normal(0, 1, subject.size)
+    fit = _reml("y ~ x + (1 | subject)", table)
+    fig = plots.plot_group_effects(fit)
+    ax = fig.axes[0]
+    assert fig.get_figheight() <= 7  # not one row-height per level
+    assert "all 200 levels" in fig._suptitle.get_text()
+    assert ax.get_ylabel() == "subject: 200 levels by rank of Intercept"
+    assert not any(t.get_text().startswith("s") for t in ax.get_yticklabels())  # unnamed
+    (dots,) = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert len(dots.get_xdata()) == 200  # every level drawn
+    assert ax.get_ylim() == (-0.5, 199.5)
+    render(fig)

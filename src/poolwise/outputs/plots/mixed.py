@@ -34,6 +34,8 @@ from poolwise.outputs.plots._style import (
     GREY,
     PALETTE,
     POOLING_COLOURS,
+    draw_intervals,
+    interval_limits,
     new_figure,
     percent,
     style,
@@ -48,8 +50,8 @@ INTERCEPT = "Intercept"
 GRID_POINTS = 41
 #: up to this many distinct observed x values are added to the grid
 MAX_OBSERVED_IN_GRID = 100
-#: most levels named on the axis of a group-effects forest
-MAX_LEVEL_LABELS = 120
+#: above this many levels a group-effects forest becomes a caterpillar: no level named
+MAX_NAMED_ROWS = 80
 
 
 def _check_mixed(fit: Any, name: str = "fit") -> MixedFit:
@@ -592,7 +594,9 @@ def plot_group_effects(
 
     Levels are sorted by the posterior mean of ``sort_by`` (default the first effect),
     largest at the top, and keep their row in every panel; a dashed line marks 0, the
-    population value.
+    population value. Above :data:`MAX_NAMED_ROWS` levels the forest becomes a caterpillar
+    of fixed height with no level named; an extreme interval runs past the edge (arrow)
+    rather than squash the others.
 
     Parameters
     ----------
@@ -608,33 +612,43 @@ def plot_group_effects(
     factor = str(table["factor"].iloc[0])
     effects = list(dict.fromkeys(table["effect"]))
     count = int(table["row"].max()) + 1
+    many = count > MAX_NAMED_ROWS  # a caterpillar: every level, sorted, none named
     fontsize = 10 if count <= 30 else 8
+    past = 0
     with style():
         fig, axes = new_figure(1, len(effects), sharey=True,
                                figsize=(max(6.0, 1.2 + 3.4 * len(effects)),
-                                        min(1.8 + 0.24 * count, 30.0)))
+                                        6.5 if many else min(1.8 + 0.24 * count, 30.0)))
         for j, effect in enumerate(effects):
             ax = axes[0, j]
             part = table[table["effect"] == effect]
             ax.axvline(0, color=GREY, ls="--", lw=1)
+            limits = interval_limits(np.append(part["mean"], 0.0), part["lower"],
+                                     part["upper"])
             if part["lower"].notna().any():
-                ax.hlines(part["row"], part["lower"], part["upper"], color=PALETTE[0],
-                          lw=1.6, alpha=0.9)
-            ax.plot(part["mean"], part["row"], "o", color=PALETTE[0], ms=4)
+                past += draw_intervals(ax, part["row"], part["lower"], part["upper"], limits,
+                                       color=PALETTE[0], alpha=0.5 if many else 0.9,
+                                       lw=max(0.4, min(1.6, 300 / count)))
+            ax.plot(part["mean"], part["row"], "o", color=PALETTE[0],
+                    ms=1.5 if many else 4)
             ax.set_title(f"r_{factor}[{effect}]", fontsize=11)
             ax.grid(False, axis="y")
             ax.set_xlabel("effect" if fit.design.link == "identity"
                           else f"effect ({fit.design.link} scale)")
-        rows = table.drop_duplicates("row").sort_values("row")
-        step = math.ceil(count / MAX_LEVEL_LABELS)  # beyond that, label every step-th row
-        rows = rows.iloc[::-1].iloc[::step].iloc[::-1]  # the top row always labelled
-        axes[0, 0].set_yticks(rows["row"], rows["group"].astype(str), fontsize=fontsize)
+        if many:
+            axes[0, 0].set_ylabel(f"{factor}: {count:,} levels by rank of {sort_by or effects[0]}")
+        else:
+            rows = table.drop_duplicates("row").sort_values("row")
+            axes[0, 0].set_yticks(rows["row"], rows["group"].astype(str), fontsize=fontsize)
+            axes[0, 0].set_ylabel(factor)
         axes[0, 0].set_ylim(-0.5, count - 0.5)
-        axes[0, 0].set_ylabel(factor)
         what = (f"{percent(ci_prob)} posterior intervals" if fit.estimate is None
                 else "conditional modes (eb-ml)")
-        fig.suptitle(f"Group effects by {factor}\n{what}, sorted by {sort_by or effects[0]}"
-                     + (f"; every {step}th level labelled" if step > 1 else ""))
+        shown = (f"all {count:,} levels, sorted by {sort_by or effects[0]}"
+                 + ("; levels not named" if many else ""))
+        beyond = "" if not past else (
+            f"; {past} interval{' runs' if past == 1 else 's run'} past the edge (arrow)")
+        fig.suptitle(f"Group effects by {factor}\n{what}, {shown}{beyond}")
     return fig
 
 
