@@ -389,3 +389,26 @@ def test_shrinkage_legends_read_right():
     assert [t.get_text() for t in sizes.get_texts()] == ["0.12", "0.28", "0.5"]
     first = [t.get_text() for t in lines.get_texts()] if lines is not None else []
     assert "45° line: no pooling (posterior mean = observed estimate y)" in first
+
+
+def test_cjk_group_names_map_to_glyphs_where_a_font_has_them(rats):
+    """A CJK label is drawn from the first fallback font that has its glyphs (not as boxes);
+    without any such font installed matplotlib warns of the missing glyph."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    from poolwise.outputs.plots._style import STYLE
+
+    table = rats.tail(3).assign(experiment=["東京", "서울", "北京"])
+    fit = Model(method="eb-moments").fit(table, y="y", n="n", group="experiment")
+    prop = font_manager.FontProperties(family=STYLE["font.sans-serif"])
+    fonts = font_manager.fontManager._find_fonts_by_props(prop)  # matplotlib's fallback chain
+    having = [f for f in fonts if FT2Font(str(f)).get_char_index(ord("東"))]
+    fig = plots.plot_forest(fit)
+    if not having:
+        with pytest.warns(UserWarning, match="Glyph .* missing"):
+            render(fig)
+        pytest.skip("no font with CJK glyphs is installed here (install e.g. fonts-noto-cjk)")
+    render(fig)  # filterwarnings = error: a missing glyph would fail here
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert any("東京" in label for label in labels)

@@ -28,6 +28,12 @@ PALETTE = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, "#000000", "#F0E442")
 #: fixed colours per pooling level, so the same level looks the same in every figure
 POOLING_COLOURS = {"none": ORANGE, "complete": GREEN, "partial": BLUE}
 
+#: DejaVu Sans (matplotlib's own), then fonts with CJK glyphs on Linux, macOS and Windows
+FALLBACK_FONTS = ("DejaVu Sans", "Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans",
+                  "WenQuanYi Zen Hei", "Droid Sans Fallback", "PingFang SC",
+                  "Hiragino Sans", "Microsoft YaHei", "Yu Gothic", "Malgun Gothic",
+                  "Arial Unicode MS")
+
 #: matplotlib settings applied while a figure is built
 STYLE: dict[str, Any] = {
     "font.size": 11,
@@ -46,6 +52,10 @@ STYLE: dict[str, Any] = {
     # rates such as 1e-4 deaths per person get a ×10⁻⁴ offset, not six decimals
     "axes.formatter.limits": (-3, 4),
     "axes.formatter.use_mathtext": True,
+    # group names in Chinese, Japanese or Korean: matplotlib takes each glyph from the first
+    # of these fonts that has it; with none installed it warns of the missing glyphs
+    "font.family": "sans-serif",
+    "font.sans-serif": list(FALLBACK_FONTS),
 }
 
 
