@@ -101,3 +101,12 @@ def test_compare_prints_the_population_level_table(capsys):
     assert "b[Days]" in out and "elpd" in out
     assert max(len(line) for line in out.splitlines()) < 400  # no 2,000-character prior line
 
+
+
+def test_out_writes_conditional_effects_and_group_lines_of_a_factor(tmp_path, capsys):
+    out_dir = tmp_path / "sleep"
+    code, _, err = run(["fit", "sleep", "--formula", "extra ~ group + (1 | ID)", "--method",
+                        "eb-ml", "--draws", "100", "--quiet", "--out", str(out_dir)], capsys)
+    assert code == 0, err
+    names = {p.name for p in out_dir.iterdir()}
+    assert {"conditional_effects.png", "group_lines.png", "group_effects.png"} <= names

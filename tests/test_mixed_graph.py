@@ -111,8 +111,9 @@ def test_sleepstudy_partial_pooling(models):
 def test_prior_constants_show_their_values(models):
     graph = graph_of(models["sleepstudy"])
     # b[Intercept] ~ Normal(298.508, 140.822), b[Days] ~ Normal(0, 48.8915)
-    assert graph.node("b_mu").label == "$(298.5, 0)$"
-    assert graph.node("b_sigma").label == "$(140.8, 48.89)$"
+    # a vector of constants is named, not a bare tuple
+    assert graph.node("b_mu").label == r"$m_{\beta} = (298.5, 0)$"
+    assert graph.node("b_sigma").label == r"$s_{\beta} = (140.8, 48.89)$"
     assert graph.node("sigma_scale").label == "$56.33$"
     assert graph.node("sd_Subject[Days]_scale").label == "$19.56$"
     assert graph.node("cor_Subject_eta").label == "$2$"
@@ -208,8 +209,8 @@ def test_no_pooling_draws_per_level_coefficients_in_a_plate(models):
     assert plate.label == r"Subject: $l = 1, \ldots, 18$" and plate.nodes == ("b[Subject]",)
     assert set(graph.parents("y")) == {"b[Subject]", "sigma", "x"}
     # every subject has the same priors: Normal(0, 613.068) and Normal(0, 113.873)
-    assert graph.node("b[Subject]_mu").label == "$0$"
-    assert graph.node("b[Subject]_sigma").label == "$(613.1, 113.9)$"
+    assert graph.node("b[Subject]_mu").label == r"$m_{\beta} = 0$"
+    assert graph.node("b[Subject]_sigma").label == r"$s_{\beta} = (613.1, 113.9)$"
     assert graph.plate_of("b[Subject]_sigma") is None
     lines = equations_of(models["none"])
     assert lines[1] == (r"\mu_i = \beta_{0,\mathrm{Subject}[i]} + \beta_{1,\mathrm{Subject}[i]}"
@@ -224,7 +225,7 @@ def test_no_pooling_with_shared_coefficients_and_level_specific_priors():
     graph = graph_of(model)
     # floor stays shared; log_uppm (a county-level column) is spanned by the counties
     assert set(graph.parents("y")) == {"b", "b[county]", "sigma", "x"}
-    assert graph.node("b_sigma").label == "$5.724$"
+    assert graph.node("b_sigma").label == r"$s_{\beta} = 5.724$"
     # the counties' priors differ, so their scale is a symbol inside the plate
     assert _plate(graph, "b[county]_sigma") is _plate(graph, "b[county]")
     assert graph.node("b[county]_sigma").label == r"$s_{\beta,l}$"

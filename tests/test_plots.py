@@ -342,3 +342,73 @@ def test_marginal_of_tau_integrates_to_one_and_draws():
     assert len(figure.axes) == 1
     with pytest.raises(SpecificationError, match="one value per group"):
         plots.marginal_data(fit, "theta")
+
+
+# --------------------------------------------------------------------- readable at scale
+def test_one_extreme_interval_does_not_squash_the_forest():
+    """No pooling of kidney-like counts: one county of 262 people has an interval ~20 times
+    as wide as the others'; it runs past the edge, the rest keep the axis."""
+    rng = np.random.default_rng(2)
+    size = np.append(rng.integers(20_000, 200_000, 39), 262)
+    table = pd.DataFrame({"county": [f"c{i}" for i in range(40)], "n": size,
+                          "y": rng.poisson(1e-4 * size)})
+    fit = Model(family="gamma-poisson", pooling="none", method="exact", draws=DRAWS,
+                chains=CHAINS).fit(table, y="y", n="n", group="county")
+    forest = plots.forest_data(fit)
+    tiny = forest[forest["group"] == "c39"].iloc[0]
+    others = forest[forest["group"] != "c39"]
+    fig = plots.plot_forest(fit)
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    assert high < tiny["upper"]  # the extreme interval runs past the edge …
+    assert high >= others["upper"].max() and low <= others["lower"].min()  # … no other
+    assert high < 3 * others["upper"].max()  # the others fill the axis
+    assert "1 interval runs past the edge" in ax.get_title()
+    assert len(ax.get_yticklabels()) == 40
+    # without an extreme interval the axis holds every interval whole
+    plain = plots.plot_forest(fit, groups=[f"c{i}" for i in range(39)])
+    assert "past the edge" not in plain.axes[0].get_title()
+    assert plain.axes[0].get_xlim()[1] >= others["upper"].max()
+    render(fig)
+
+
+def test_interval_limits_keep_everything_without_outliers():
+    lower, upper = np.array([0.0, 1, 2]), np.array([3.0, 4, 5])
+    low, high = plots._style.interval_limits(np.array([1.5, 2.5, 3.5]), lower, upper)
+    assert low < 0 and high > 5 and high - low < 5.5
+
+
+def test_shrinkage_legends_read_right():
+    """Standard errors all below 1 still get size entries; the 45° line says what it means."""
+    table = pd.DataFrame({"study": list("abcdef"), "y": [0.1, 0.5, -0.2, 0.3, 0.8, 0.0],
+                          "se": [0.12, 0.2, 0.25, 0.3, 0.4, 0.5]})
+    fit = Model(family="normal", method="exact", draws=DRAWS, chains=CHAINS).fit(
+        table, y="y", se="se", group="study")
+    ax = plots.plot_shrinkage(fit).axes[0]
+    lines, sizes = ax.artists[0] if ax.artists else None, ax.get_legend()
+    assert [t.get_text() for t in sizes.get_texts()] == ["0.12", "0.28", "0.5"]
+    first = [t.get_text() for t in lines.get_texts()] if lines is not None else []
+    assert "45° line: no pooling (posterior mean = observed estimate y)" in first
+
+
+def test_cjk_group_names_map_to_glyphs_where_a_font_has_them(rats):
+    """A CJK label is drawn from the first fallback font that has its glyphs (not as boxes);
+    without any such font installed matplotlib warns of the missing glyph."""
+    from matplotlib import font_manager
+    from matplotlib.ft2font import FT2Font
+
+    from poolwise.outputs.plots._style import STYLE
+
+    table = rats.tail(3).assign(experiment=["東京", "서울", "北京"])
+    fit = Model(method="eb-moments").fit(table, y="y", n="n", group="experiment")
+    prop = font_manager.FontProperties(family=STYLE["font.sans-serif"])
+    fonts = font_manager.fontManager._find_fonts_by_props(prop)  # matplotlib's fallback chain
+    having = [f for f in fonts if FT2Font(str(f)).get_char_index(ord("東"))]
+    fig = plots.plot_forest(fit)
+    if not having:
+        with pytest.warns(UserWarning, match="Glyph .* missing"):
+            render(fig)
+        pytest.skip("no font with CJK glyphs is installed here (install e.g. fonts-noto-cjk)")
+    render(fig)  # filterwarnings = error: a missing glyph would fail here
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert any("東京" in label for label in labels)

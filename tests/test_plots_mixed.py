@@ -259,3 +259,40 @@ def test_plot_trace_of_a_mixed_fit(fits):
     fig = plots.plot_trace(fits["partial"], ["b", "sd_Subject[Days]"])
     assert len(fig.axes) == 2 * 3 and len(fig.axes[0].get_lines()) == CHAINS
     render(fig)
+
+
+def test_a_two_level_factor_is_drawn_at_its_levels_not_along_0_to_1():
+    # extra ~ group: the fixed column group[2] is 0/1; lines join the two drugs' means
+    fit = _reml("extra ~ group + (1 | ID)", datasets.load("sleep"))
+    data = plots.group_lines_data(fit)
+    assert data.x == "group[2]" and data.categories == ("group", "1", "2")
+    assert sorted(data.lines["x"].unique()) == [0.0, 1.0]
+    b, r = fit.estimate.beta, fit.estimate.random_effects["ID"]
+    row = line_at(data, "partial pooling", "3", 1.0)  # subject 3 given drug 2
+    subject = list(fit.design.terms[0].levels).index("3")
+    assert row["mean"] == pytest.approx(b[0] + b[1] + r[subject, 0])
+    fig = plots.plot_group_lines(fit)
+    bottom = [ax for ax in fig.axes if ax.get_visible()][-1]
+    assert [t.get_text() for t in bottom.get_xticklabels()] == ["1", "2"]
+    assert "against group by ID" in fig._suptitle.get_text()
+    render(fig)
+
+
+def test_many_levels_make_a_caterpillar_that_says_how_many():
+    rng = np.random.default_rng(1)
+    levels = 200
+    subject = np.repeat(np.arange(levels), 3)
+    table = pd.DataFrame({"subject": [f"s{i}" for i in subject],
+                          "x": np.tile([0.0, 1, 2], levels)})
+    table["y"] = table["x"] + rng.normal(0, 2, levels)[subject] + rng.normal(0, 1, subject.size)
+    fit = _reml("y ~ x + (1 | subject)", table)
+    fig = plots.plot_group_effects(fit)
+    ax = fig.axes[0]
+    assert fig.get_figheight() <= 7  # not one row-height per level
+    assert "all 200 levels" in fig._suptitle.get_text()
+    assert ax.get_ylabel() == "subject: 200 levels by rank of Intercept"
+    assert not any(t.get_text().startswith("s") for t in ax.get_yticklabels())  # unnamed
+    (dots,) = [line for line in ax.get_lines() if line.get_marker() == "o"]
+    assert len(dots.get_xdata()) == 200  # every level drawn
+    assert ax.get_ylim() == (-0.5, 199.5)
+    render(fig)

@@ -112,6 +112,8 @@ def _mixed_figures(fit: Any, ci_prob: float, predictions: Sequence[Prediction]
         figures[f"group_effects{suffix}.png"] = partial(plots.plot_group_effects, fit,
                                                          term.factor, ci_prob=ci_prob)
     figures["group_lines.png"] = partial(plots.plot_group_lines, fit, ci_prob=ci_prob)
+    figures["conditional_effects.png"] = partial(plots.plot_conditional_effects, fit,
+                                                 ci_prob=ci_prob)
     return figures
 
 

@@ -258,12 +258,14 @@ class FormulaColumns:
     trials column (``trials``, None for a number or none), the grouping factors (``factors``:
     one tuple of columns per factor, ``("school", "classroom")`` for ``school:classroom``)
     and every other (``covariates``: fixed part, group-term expressions, offset). A column
-    may have several roles."""
+    may have several roles. ``predictors`` are the covariates of the fixed part outside
+    ``offset()``: those a population-level (conditional-effects) display varies."""
 
     response: tuple[str, ...]
     trials: str | None
     factors: tuple[tuple[str, ...], ...]
     covariates: tuple[str, ...]
+    predictors: tuple[str, ...] = ()
 
     @property
     def factor_columns(self) -> tuple[str, ...]:
@@ -286,8 +288,25 @@ def formula_columns(formula: str) -> FormulaColumns:
     factors = [f for bar in parsed.bar_terms for f in bar.factors]
     covariates = [t.column for text in (parsed.fixed, *(b.expr for b in parsed.bar_terms))
                   for t in _columns(_tokenize(text))]
+    predictors = [t.column for t in _columns(_outside_offset(_tokenize(parsed.fixed)))]
     return FormulaColumns(tuple(dict.fromkeys(response)), trials,
-                          tuple(dict.fromkeys(factors)), tuple(dict.fromkeys(covariates)))
+                          tuple(dict.fromkeys(factors)), tuple(dict.fromkeys(covariates)),
+                          tuple(dict.fromkeys(predictors)))
+
+
+def _outside_offset(tokens: list[_Token]) -> list[_Token]:
+    """``tokens`` without the calls ``offset(…)`` and what they hold."""
+    kept: list[_Token] = []
+    skipping, depth = False, 0
+    for i, token in enumerate(tokens):
+        if skipping:
+            depth += token.is_op("(") - token.is_op(")")
+            skipping = depth > 0
+        elif token.text == "offset" and i + 1 < len(tokens) and tokens[i + 1].is_op("("):
+            skipping, depth = True, 0
+        else:
+            kept.append(token)
+    return kept
 
 
 # ----------------------------------------------------------------------------- data checks

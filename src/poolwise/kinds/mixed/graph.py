@@ -320,8 +320,9 @@ def _coefficient_constants(builder: _Builder, node: str, dists: Sequence[Distrib
                             "fixed", plate=group.plate, children=(node,))
                 continue
             values = [float(v) for v in rows.pop()]
-        label = _vector_label(values)
-        text = label if label is not None else f"{letter}_{{{symbol}}}"
+        name = f"{letter}_{{{symbol}}}"
+        label = _vector_label(values)  # named, so that a tuple is not a bare (1.2, 0, 0)
+        text = name if label is None else f"{name} = {label}"
         builder.add(f"{node}_{param}", f"${text}$", "fixed", children=(node,))
 
 

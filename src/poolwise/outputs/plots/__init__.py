@@ -18,6 +18,11 @@ from poolwise.outputs.plots.checks import (
     plot_predictive_check,
     predictive_check_data,
 )
+from poolwise.outputs.plots.effects import (
+    ConditionalEffects,
+    conditional_effects_data,
+    plot_conditional_effects,
+)
 from poolwise.outputs.plots.forest import forest_data, plot_forest, select_groups
 from poolwise.outputs.plots.mixed import (
     GroupLinesData,
@@ -49,6 +54,7 @@ from poolwise.outputs.plots.trace import TraceData, plot_trace, trace_data
 
 __all__ = [
     "CheckPlotData",
+    "ConditionalEffects",
     "GroupLinesData",
     "MarginalData",
     "NewGroupData",
@@ -56,11 +62,13 @@ __all__ = [
     "RankData",
     "ShrinkageArrows",
     "TraceData",
+    "conditional_effects_data",
     "forest_data",
     "group_effects_data",
     "group_lines_data",
     "marginal_data",
     "new_group_data",
+    "plot_conditional_effects",
     "plot_forest",
     "plot_group_effects",
     "plot_group_lines",

@@ -28,6 +28,12 @@ PALETTE = (BLUE, ORANGE, GREEN, VERMILLION, PURPLE, SKY, "#000000", "#F0E442")
 #: fixed colours per pooling level, so the same level looks the same in every figure
 POOLING_COLOURS = {"none": ORANGE, "complete": GREEN, "partial": BLUE}
 
+#: DejaVu Sans (matplotlib's own), then fonts with CJK glyphs on Linux, macOS and Windows
+FALLBACK_FONTS = ("DejaVu Sans", "Noto Sans CJK JP", "Noto Sans CJK SC", "Source Han Sans",
+                  "WenQuanYi Zen Hei", "Droid Sans Fallback", "PingFang SC",
+                  "Hiragino Sans", "Microsoft YaHei", "Yu Gothic", "Malgun Gothic",
+                  "Arial Unicode MS")
+
 #: matplotlib settings applied while a figure is built
 STYLE: dict[str, Any] = {
     "font.size": 11,
@@ -46,6 +52,10 @@ STYLE: dict[str, Any] = {
     # rates such as 1e-4 deaths per person get a ×10⁻⁴ offset, not six decimals
     "axes.formatter.limits": (-3, 4),
     "axes.formatter.use_mathtext": True,
+    # group names in Chinese, Japanese or Korean: matplotlib takes each glyph from the first
+    # of these fonts that has it; with none installed it warns of the missing glyphs
+    "font.family": "sans-serif",
+    "font.sans-serif": list(FALLBACK_FONTS),
 }
 
 
@@ -115,6 +125,46 @@ def format_value(value: float, digits: int = 3) -> str:
     return f"{mantissa:.{digits - 1}f}×10{str(exponent).translate(_SUPERSCRIPT)}"
 
 
+def interval_limits(points: np.ndarray, lower: np.ndarray, upper: np.ndarray
+                    ) -> tuple[float, float]:
+    """Axis limits that show every point and interval but the extreme ones.
+
+    The core is the range of the values (points and interval ends) between their 5th and
+    95th percentiles; a value more than the core's width beyond it is extreme and left past
+    the edge (the plots mark it), so that one huge interval does not squash the rest.
+    Without extreme values the limits are the full range. A 4% margin is added.
+    """
+    values = np.concatenate([np.asarray(v, dtype=float).ravel()
+                             for v in (points, lower, upper)])
+    values = values[np.isfinite(values)]
+    if values.size == 0:
+        return 0.0, 1.0
+    low, high = np.quantile(values, [0.05, 0.95])
+    width = high - low if high > low else max(abs(float(high)), 1.0)
+    kept = values[(values >= low - width) & (values <= high + width)]
+    lo, hi = float(kept.min()), float(kept.max())
+    pad = 0.04 * (hi - lo if hi > lo else 1.0)
+    return lo - pad, hi + pad
+
+
+def draw_intervals(ax: Axes, y: np.ndarray, lower: np.ndarray, upper: np.ndarray,
+                   limits: tuple[float, float], **style: Any) -> int:
+    """Horizontal intervals at heights ``y``, cut at ``limits``, with an arrow head where one
+    runs past the edge; returns how many run past."""
+    lo, hi = limits
+    lower, upper = np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    ax.hlines(y, np.maximum(lower, lo), np.minimum(upper, hi), **style)
+    colour = style.get("color", "black")
+    past = 0
+    for side, marker, edge in ((lower < lo, "<", lo), (upper > hi, ">", hi)):
+        if side.any():
+            ax.plot(np.full(side.sum(), edge), np.asarray(y)[side], marker, color=colour,
+                    ms=6, clip_on=False, zorder=5)
+            past += int(side.sum())
+    ax.set_xlim(lo, hi)
+    return past
+
+
 def percent(ci_prob: float) -> str:
     return f"{100 * ci_prob:g}%"
 
@@ -177,9 +227,11 @@ __all__ = [
     "STYLE",
     "check_fit",
     "describe",
+    "draw_intervals",
     "figure_and_axes",
     "format_count",
     "format_value",
+    "interval_limits",
     "new_figure",
     "percent",
     "pooling_target",

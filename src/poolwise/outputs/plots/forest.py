@@ -11,11 +11,14 @@ import pandas as pd
 from poolwise.exceptions import SpecificationError
 from poolwise.kinds.conjugate import ConjugateFit
 from poolwise.outputs.plots._style import (
+    GREY,
     PALETTE,
     POOLING_COLOURS,
     check_fit,
+    draw_intervals,
     format_count,
     format_value,
+    interval_limits,
     new_figure,
     percent,
     pooling_target,
@@ -187,16 +190,35 @@ def plot_forest(
         ax = axes[0, 0]
         handles: list = []
         lines: list = []
+        pooled = _pooled_rows(first, ci_prob) if k == 1 else []
+        limits = interval_limits(
+            np.concatenate([table["mean"], table["raw"], [p[1] for p in pooled]]),
+            np.concatenate([table["lower"], [p[2] for p in pooled]]),
+            np.concatenate([table["upper"], [p[3] for p in pooled]]))
+        past = 0
         for (label, fit), offset in zip(named.items(), offsets, strict=True):
             part = table[table["model"] == label]
             y = part["row"].to_numpy() + offset
             colour = colours[label]
-            ax.hlines(y, part["lower"], part["upper"], color=colour, lw=1.8, alpha=0.9)
+            past += draw_intervals(ax, y, part["lower"], part["upper"], limits, color=colour,
+                                   lw=1.8, alpha=0.9)
             handles.append(ax.plot(part["mean"], y, "o", color=colour, ms=4.5, label=label)[0])
             target = pooling_target(fit) if fit.model.pooling == "partial" else None
             if target is not None:
                 lines.append(ax.axvline(target[0], color=colour, ls=":", lw=1.2,
                                         label=f"{label}: {target[1]} = {format_value(target[0])}"))
+        for _, row in table.iterrows():  # a mean or raw rate past the edge: its value there
+            outside = [f"{name} {format_value(row[key])}" for key, name in
+                       (("mean", "mean"), ("raw", "observed"))
+                       if not limits[0] <= row[key] <= limits[1]]
+            if outside:
+                right = row["mean"] > limits[1] or row["raw"] > limits[1]
+                ax.annotate(", ".join(outside) + (" →" if right else ""),
+                            (limits[1] if right else limits[0], row["row"]),
+                            xytext=(-9 if right else 9, 0), textcoords="offset points",
+                            ha="right" if right else "left", va="center", fontsize=7,
+                            color=GREY, bbox={"facecolor": "white", "edgecolor": "none",
+                                              "pad": 0.5})
         rows = table.drop_duplicates("row")
         handles += ax.plot(rows["raw"], rows["row"], "x", color="black", ms=6, mew=1.4,
                            label=f"observed {first.model.family.raw_label}", zorder=4)
@@ -204,7 +226,6 @@ def plot_forest(
         ticks = [f"{g}  ({format_count(n)})" for g, n in zip(rows["group"], rows["n"],
                                                              strict=True)]
         positions = list(rows["row"])
-        pooled = _pooled_rows(first, ci_prob) if k == 1 else []
         for row, (label, mean, lower, upper, diamond) in enumerate(pooled, start=count):
             at = row + 0.4  # a little apart from the studies
             if diamond:  # the pooled effect, as meta-analyses draw it
@@ -221,8 +242,10 @@ def plot_forest(
         ax.set_ylabel(f"{first.data.group_name}  ({family.size_label} {family.size_symbol})")
         ax.set_xlabel(first.model.family.theta_label)
         methods = sorted({fit.method for fit in named.values()})
+        beyond = "" if not past else (
+            f"\n{past} interval{' runs' if past == 1 else 's run'} past the edge (arrow)")
         ax.set_title(f"{percent(ci_prob)} posterior intervals of θ by {first.data.group_name}\n"
-                     f"{note}; method {', '.join(methods)}")
+                     f"{note}; method {', '.join(methods)}{beyond}")
         fig.legend(handles=handles + lines, loc="outside lower center",
                    ncol=min(len(handles) + len(lines), 5), frameon=False)
     return fig

@@ -34,6 +34,8 @@ from poolwise.outputs.plots._style import (
     GREY,
     PALETTE,
     POOLING_COLOURS,
+    draw_intervals,
+    interval_limits,
     new_figure,
     percent,
     style,
@@ -48,8 +50,8 @@ INTERCEPT = "Intercept"
 GRID_POINTS = 41
 #: up to this many distinct observed x values are added to the grid
 MAX_OBSERVED_IN_GRID = 100
-#: most levels named on the axis of a group-effects forest
-MAX_LEVEL_LABELS = 120
+#: above this many levels a group-effects forest becomes a caterpillar: no level named
+MAX_NAMED_ROWS = 80
 
 
 def _check_mixed(fit: Any, name: str = "fit") -> MixedFit:
@@ -98,7 +100,8 @@ class GroupLinesData:
     the posterior ``mean``, ``lower`` and ``upper`` of the mean response g⁻¹(η) at that x
     (for an ``eb-ml`` fit the point estimate, with NaN bounds). ``groups`` are the shown
     levels in panel order, ``note`` says which they are; ``poolings`` maps each label to its
-    fit's pooling level.
+    fit's pooling level. ``categories`` is set when x is the 0/1 column of a two-level factor
+    (``group[2]``): the factor's name and its two levels, at x = 0 and 1.
     """
 
     points: pd.DataFrame
@@ -110,6 +113,7 @@ class GroupLinesData:
     note: str
     poolings: dict[str, str]
     ci_prob: float
+    categories: tuple[str, str, str] | None = None
 
 
 def _single_term(fit: MixedFit, label: str) -> GroupTerm:
@@ -140,6 +144,20 @@ def _choose_x(design: MixedDesign, x: str | None) -> str:
     raise SpecificationError(
         f"x is ambiguous: the fixed effects {', '.join(candidates)} all vary; name one with "
         "x=… (lines are drawn for designs with an intercept and one slope variable)")
+
+
+def _two_levels(fit: MixedFit, x: str) -> tuple[str, str, str] | None:
+    """(factor, reference level, other level) when the fixed column ``x`` is the indicator
+    ``factor[level]`` of a two-level factor of the data; None for a numeric column."""
+    table = fit.data.table
+    for column in fit.model.columns.predictors:
+        if x.startswith(f"{column}[") or x.startswith(f"C({column})["):
+            values = table[column]
+            levels = (list(values.cat.categories) if isinstance(values.dtype, pd.CategoricalDtype)
+                      else sorted(values.dropna().unique().tolist()))
+            if len(levels) == 2:
+                return column, str(levels[0]), str(levels[1])
+    return None
 
 
 def _check_supported(fit: MixedFit, label: str, x: str, term: GroupTerm) -> None:
@@ -328,9 +346,12 @@ def group_lines_data(
     y_values, response = _observed(full)
     shown, note = _select(term, y_values, groups, max_groups)
     low, high = float(x_values.min()), float(x_values.max())
+    categories = _two_levels(first, x)
     grid = np.linspace(low, high, GRID_POINTS)
     distinct = np.unique(x_values)
-    if distinct.size <= MAX_OBSERVED_IN_GRID:
+    if categories is not None:  # a factor: its two levels only, nothing between
+        grid = distinct
+    elif distinct.size <= MAX_OBSERVED_IN_GRID:
         grid = np.union1d(grid, distinct)
     levels = term.levels
     shown_levels = tuple(levels[i] for i in shown)
@@ -354,7 +375,7 @@ def group_lines_data(
         points=points, lines=pd.concat(parts, ignore_index=True), x=x, response=response,
         factor=term.factor, groups=shown_levels, note=note,
         poolings={label: fit.model.pooling for label, fit in named.items()},
-        ci_prob=float(ci_prob))
+        ci_prob=float(ci_prob), categories=categories)
 
 
 def _legend_label(label: str, poolings: Mapping[str, str]) -> str:
@@ -447,11 +468,16 @@ def plot_group_lines(
             for label in labels:
                 line = data.lines[(data.lines["model"] == label) & (data.lines["group"] == group)]
                 colour = colours[label]
-                if label in shaded:
+                if label in shaded and data.categories is not None:  # an interval per level
+                    bars = ax.vlines(line["x"], line["lower"], line["upper"], color=colour,
+                                     lw=5, alpha=0.3)
+                    handles.setdefault(f"{label}: {interval} interval", bars)
+                elif label in shaded:
                     patch = ax.fill_between(line["x"], line["lower"], line["upper"],
                                             color=colour, alpha=0.18, lw=0)
                     handles.setdefault(f"{label}: {interval} interval", patch)
                 drawn = ax.plot(line["x"], line["mean"], color=colour, lw=1.6,
+                                marker=None if data.categories is None else "_", ms=12,
                                 ls="--" if data.poolings[label] == "complete" else "-")
                 handles.setdefault(label, drawn[0])
             dots = ax.plot(points["x"], points["y"], "o", color="black", ms=3.2, alpha=0.75,
@@ -465,14 +491,19 @@ def plot_group_lines(
         for k in range(count):
             if k + ncols >= count:
                 axes.flat[k].tick_params(labelbottom=True)
-        panels.supxlabel(data.x, fontsize=11)
+        x_label = data.x
+        if data.categories is not None:  # the levels by name, not an axis from 0 to 1
+            x_label = data.categories[0]
+            axes.flat[0].set_xticks([0, 1], list(data.categories[1:]))
+            axes.flat[0].set_xlim(-0.5, 1.5)
+        panels.supxlabel(x_label, fontsize=11)
         panels.supylabel(data.response, fontsize=11)
         order = [h for h in ("data", *labels) if h in handles]
         order += [h for h in handles if h not in order]
         strip.legend([handles[h] for h in order],
                      [_legend_label(h, data.poolings) for h in order],
                      loc="center", ncol=legend_cols, frameon=False)
-        fig.suptitle(f"{data.response} against {data.x} by {data.factor}"
+        fig.suptitle(f"{data.response} against {x_label} by {data.factor}"
                      + ("\n" if width < 9 else " ") + f"({data.note})")
     return fig
 
@@ -563,7 +594,9 @@ def plot_group_effects(
 
     Levels are sorted by the posterior mean of ``sort_by`` (default the first effect),
     largest at the top, and keep their row in every panel; a dashed line marks 0, the
-    population value.
+    population value. Above :data:`MAX_NAMED_ROWS` levels the forest becomes a caterpillar
+    of fixed height with no level named; an extreme interval runs past the edge (arrow)
+    rather than squash the others.
 
     Parameters
     ----------
@@ -579,33 +612,43 @@ def plot_group_effects(
     factor = str(table["factor"].iloc[0])
     effects = list(dict.fromkeys(table["effect"]))
     count = int(table["row"].max()) + 1
+    many = count > MAX_NAMED_ROWS  # a caterpillar: every level, sorted, none named
     fontsize = 10 if count <= 30 else 8
+    past = 0
     with style():
         fig, axes = new_figure(1, len(effects), sharey=True,
                                figsize=(max(6.0, 1.2 + 3.4 * len(effects)),
-                                        min(1.8 + 0.24 * count, 30.0)))
+                                        6.5 if many else min(1.8 + 0.24 * count, 30.0)))
         for j, effect in enumerate(effects):
             ax = axes[0, j]
             part = table[table["effect"] == effect]
             ax.axvline(0, color=GREY, ls="--", lw=1)
+            limits = interval_limits(np.append(part["mean"], 0.0), part["lower"],
+                                     part["upper"])
             if part["lower"].notna().any():
-                ax.hlines(part["row"], part["lower"], part["upper"], color=PALETTE[0],
-                          lw=1.6, alpha=0.9)
-            ax.plot(part["mean"], part["row"], "o", color=PALETTE[0], ms=4)
+                past += draw_intervals(ax, part["row"], part["lower"], part["upper"], limits,
+                                       color=PALETTE[0], alpha=0.5 if many else 0.9,
+                                       lw=max(0.4, min(1.6, 300 / count)))
+            ax.plot(part["mean"], part["row"], "o", color=PALETTE[0],
+                    ms=1.5 if many else 4)
             ax.set_title(f"r_{factor}[{effect}]", fontsize=11)
             ax.grid(False, axis="y")
             ax.set_xlabel("effect" if fit.design.link == "identity"
                           else f"effect ({fit.design.link} scale)")
-        rows = table.drop_duplicates("row").sort_values("row")
-        step = math.ceil(count / MAX_LEVEL_LABELS)  # beyond that, label every step-th row
-        rows = rows.iloc[::-1].iloc[::step].iloc[::-1]  # the top row always labelled
-        axes[0, 0].set_yticks(rows["row"], rows["group"].astype(str), fontsize=fontsize)
+        if many:
+            axes[0, 0].set_ylabel(f"{factor}: {count:,} levels by rank of {sort_by or effects[0]}")
+        else:
+            rows = table.drop_duplicates("row").sort_values("row")
+            axes[0, 0].set_yticks(rows["row"], rows["group"].astype(str), fontsize=fontsize)
+            axes[0, 0].set_ylabel(factor)
         axes[0, 0].set_ylim(-0.5, count - 0.5)
-        axes[0, 0].set_ylabel(factor)
         what = (f"{percent(ci_prob)} posterior intervals" if fit.estimate is None
                 else "conditional modes (eb-ml)")
-        fig.suptitle(f"Group effects by {factor}\n{what}, sorted by {sort_by or effects[0]}"
-                     + (f"; every {step}th level labelled" if step > 1 else ""))
+        shown = (f"all {count:,} levels, sorted by {sort_by or effects[0]}"
+                 + ("; levels not named" if many else ""))
+        beyond = "" if not past else (
+            f"; {past} interval{' runs' if past == 1 else 's run'} past the edge (arrow)")
+        fig.suptitle(f"Group effects by {factor}\n{what}, {shown}{beyond}")
     return fig
 
 

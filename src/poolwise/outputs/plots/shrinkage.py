@@ -112,11 +112,8 @@ def legend_sizes(n: NDArray[np.float64]) -> list[float]:
     if positive.size == 0:
         return []
     picks = [positive.min(), np.median(positive), positive.max()]
-    rounded = []
-    for value in picks:
-        digits = max(0, int(np.floor(np.log10(value))) - 1)
-        rounded.append(float(np.round(value, -digits)) if digits else float(np.round(value)))
-    return sorted(set(r for r in rounded if r > 0))
+    # two significant digits, so that standard errors below 1 keep their entries
+    return sorted({float(f"{value:.2g}") for value in picks})
 
 
 def plot_shrinkage(fit: ConjugateFit, *, ci_prob: float = 0.95, ax: Axes | None = None) -> Figure:
@@ -169,7 +166,7 @@ def plot_shrinkage(fit: ConjugateFit, *, ci_prob: float = 0.95, ax: Axes | None 
         pad = 0.04 * (hi - lo if hi > lo else 1.0)
         limits = (lo - pad, hi + pad)
         ax.plot(limits, limits, color="black", lw=1, zorder=2,
-                label=f"45° line: no pooling (estimate = {family.raw_label})")
+                label=f"45° line: no pooling (posterior mean = observed {family.raw_label})")
         target = table["target"].iloc[0]
         if np.isfinite(target):
             name = target_name(fit)
