@@ -2,8 +2,8 @@
 browser (headless Chromium driven by Selenium).
 
 The browser test needs Debian's ``chromium`` and ``chromium-driver``; ``.ci/run``
-installs them and sets ``POOLWISE_BROWSER_TESTS=require``, so that in CI a missing
-browser is a failure, not a skip.
+installs them and sets ``POOLWISE_CI=require``, so that in CI a missing browser is a
+failure, not a skip.
 """
 
 from __future__ import annotations
@@ -152,7 +152,7 @@ def test_compare_writes_a_report(tmp_path):
 
 # ------------------------------------------------------------------------ in a browser
 def _browser():  # -> selenium webdriver, or skip / fail
-    required = os.environ.get("POOLWISE_BROWSER_TESTS") == "require"
+    required = os.environ.get("POOLWISE_CI") == "require"
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     driver = shutil.which("chromedriver")
     try:

@@ -53,9 +53,10 @@ STYLE: dict[str, Any] = {
     "axes.formatter.limits": (-3, 4),
     "axes.formatter.use_mathtext": True,
     # group names in Chinese, Japanese or Korean: matplotlib takes each glyph from the first
-    # of these fonts that has it; with none installed it warns of the missing glyphs
-    "font.family": "sans-serif",
-    "font.sans-serif": list(FALLBACK_FONTS),
+    # of these fonts that has it; with none installed it warns of the missing glyphs. The
+    # list itself, not the generic "sans-serif": a figure saved after the style's context
+    # has ended would look that name up in the user's settings
+    "font.family": list(FALLBACK_FONTS),
 }
 
 
