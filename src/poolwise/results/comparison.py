@@ -173,7 +173,14 @@ def loo_compare(fits: Mapping[str, Fit], by: str | None = None) -> LooComparison
     for label, tree in trees.items():
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
-            elpds[label] = _arviz.loo(tree, pointwise=True)
+            try:
+                elpds[label] = _arviz.loo(tree, pointwise=True)
+            except (ValueError, IndexError) as err:  # e.g. the same at every draw
+                raise SpecificationError(
+                    f"PSIS-LOO failed for {label} ({err}): its log likelihood hardly varies "
+                    "between draws (an empirical-Bayes fit with τ estimated at 0?), so "
+                    "leaving a point out cannot be estimated by reweighting the draws; "
+                    "fit it with a full posterior (method exact or nuts)") from err
         messages += _user_warnings(caught)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -255,6 +262,10 @@ def _points(label: str, fit: Fit) -> _Points:
             f"{label}: a model with several observed sites ({names}) has no single "
             "pointwise log likelihood to compare; compare models with one observed site")
     var = str(next(iter(ll.data_vars)))
+    if ll.sizes["chain"] * ll.sizes["draw"] < 2:
+        raise SpecificationError(
+            f"{label} is a point estimate (one draw): PSIS-LOO reweights posterior draws; "
+            "fit it with draws (method exact, nuts, or laplace) to compare it")
     dims = tuple(str(d) for d in ll[var].dims[2:])
     dim = dims[0] if len(dims) == 1 else "point"
     labels = (np.asarray(ll[dim].values) if len(dims) == 1 and dim in ll.coords
@@ -331,7 +342,7 @@ def _grouped(fit: Fit, points: _Points, by: str, labels: NDArray[np.str_]) -> xr
     order = np.argsort(first)  # the groups in the order they first appear
     summed = summed[:, order].reshape(*values.shape[:2], groups.size)
     posterior = fit.posterior
-    log_likelihood = xr.Dataset(
-        {points.var: (("chain", "draw", by), summed)},
+    log_likelihood = xr.Dataset(  # its own name: ``by`` may be the response, y
+        {"group_log_likelihood": (("chain", "draw", by), summed)},
         coords={"chain": posterior["chain"], "draw": posterior["draw"], by: groups[order]})
     return xr.DataTree.from_dict({"posterior": posterior, "log_likelihood": log_likelihood})
