@@ -96,7 +96,7 @@ def test_compare_json(capsys):
     code, out, _ = run(["compare", "rats", "--format", "json", *FAST], capsys)
     assert code == 0
     doc = json.loads(out)
-    assert [r["pooling"] for r in doc["predictive"]] != []
+    assert {r["model"] for r in doc["predictive"]["rows"]} == {"none", "complete", "partial"}
 
 
 def test_datasets_lists_sources(capsys):

@@ -86,12 +86,12 @@ def test_compare_fits_three_poolings_side_by_side(tmp_path, capsys):
                           "--chains", "2", "--format", "json", "--out", str(out_dir)], capsys)
     assert code == 0, err
     doc = json.loads(out)
-    assert {row["pooling"] for row in doc["predictive"]} == {"none", "complete", "partial"}
+    assert {row["model"] for row in doc["predictive"]["rows"]} == {"none", "complete", "partial"}
     rows = {row["param"]: row for row in doc["estimates"]}
     # the fixed slope: shared by complete and partial pooling, absent under no pooling
     assert rows["b[Days]"]["none_mean"] is None
     assert abs(rows["b[Days]"]["complete_mean"] - 10.47) < 1.5
-    assert {"estimates.csv", "predictive.csv", "group_lines.png"} <= {
+    assert {"estimates.csv", "comparison.csv", "group_lines.png"} <= {
         p.name for p in out_dir.iterdir()}
 
 

@@ -308,3 +308,21 @@ def test_cli_writes_the_same_core_files_for_every_kind(name, tmp_path, capsys):
     written = {p.name for p in out.iterdir()}
     assert set(CORE_FILES) <= written, set(CORE_FILES) - written
     assert poolwise.load(out / "posterior.nc").kind == name
+
+
+def test_every_fit_with_a_log_likelihood_takes_part_in_a_comparison(case):
+    """A fit compared with itself: the same elpd, a difference of 0 with SE 0; each of its
+    groupings (and its points' own dimension, one point a group) leaves out that many
+    points. A fit without pointwise log likelihood says so."""
+    _, fit = case
+    try:
+        loo = poolwise.Comparison({"a": fit, "b": fit}).predictive()
+    except SpecificationError as err:
+        assert "log likelihood" in str(err) or "draw" in str(err), err
+        return
+    table = loo.table
+    assert table["elpd"].iloc[0] == table["elpd"].iloc[1]
+    assert table["elpd_diff"].tolist() == [0.0, 0.0] and table["dse"].tolist() == [0.0, 0.0]
+    for by, labels in {loo.points: loo.pointwise.index, **fit.point_groupings()}.items():
+        grouped = poolwise.Comparison({"a": fit, "b": fit}).predictive(by=by)
+        assert grouped.table["n_points"].iloc[0] == len(set(np.asarray(labels).astype(str)))

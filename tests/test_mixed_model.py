@@ -330,9 +330,9 @@ def test_comparison_table_sets_the_poolings_side_by_side(pooled_fits) -> None:
     assert days["partial_mean"] == partial["mean"] and days["partial_lower"] == partial["lower"]
     assert np.isnan(days["none_mean"]) and not np.isnan(days["complete_mean"])
     assert table["param"].iloc[-1] == "b[Days[372]]"
-    loo = poolwise.Comparison(pooled_fits).predictive()
-    assert set(loo["pooling"]) == {"partial", "none", "complete"}
-    assert loo["elpd_loo"].is_monotonic_decreasing
+    loo = poolwise.Comparison(pooled_fits).predictive().table
+    assert set(loo["model"]) == {"partial", "none", "complete"}
+    assert loo["elpd"].is_monotonic_decreasing
 
 
 # ------------------------------------------------------------------ predictions

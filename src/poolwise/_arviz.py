@@ -70,11 +70,20 @@ def diagnostics(posterior: xr.Dataset) -> dict[str, xr.Dataset]:
         }
 
 
-def loo(tree: xr.DataTree) -> Any:
-    """PSIS-LOO of the pointwise log likelihood (one point per group)."""
+def loo(tree: xr.DataTree, pointwise: bool = False) -> Any:
+    """PSIS-LOO of the pointwise log likelihood (``ELPDData``; with ``pointwise`` its
+    ``elpd_i`` and ``pareto_k`` per point)."""
     import arviz_stats as azs
 
-    return azs.loo(tree)
+    return azs.loo(tree, pointwise=pointwise)
+
+
+def compare(elpds: dict[str, Any]) -> Any:
+    """ArviZ's comparison of pointwise ``loo`` results: elpd, its difference from the best
+    and that difference's standard error (``dse``), stacking weights; best first."""
+    import arviz_stats as azs
+
+    return azs.compare(elpds, method="stacking")
 
 
 def save(tree: xr.DataTree, path: str | Path) -> None:

@@ -16,7 +16,7 @@ it (:data:`OPTION_KINDS`); none is silently ignored.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -162,17 +162,42 @@ def report(fit: Fit | str | Path, path: str | Path = "report.html", *,
     return path
 
 
+def _pooling_of(formula: str) -> str | None:
+    """Complete pooling for a formula without group terms (it has nothing to pool), else
+    the default."""
+    from poolwise.kinds.mixed.formula import formula_columns
+
+    return None if formula_columns(formula).factors else "complete"
+
+
 def compare(data: pd.DataFrame | Mapping[str, Any], *, prior: str | None = None,
             method: str | None = None, theta_prior: str | None = None,
             formula: str | None = None, family: str | None = None, y: str | None = None,
             n: str | None = None, se: str | None = None, group: str | None = None,
-            **settings: Any) -> Comparison:
-    """Fit no, complete and partial pooling of one model and set them side by side.
+            formulas: Sequence[str] | None = None, **settings: Any) -> Comparison:
+    """Fit no, complete and partial pooling of one model and set them side by side; or,
+    with ``formulas``, fit each mixed-model formula with the same settings (complete
+    pooling for one without group terms, such as ``"y ~ x"``).
 
     ``prior`` and ``method`` apply to partial pooling; the other two levels use their
     kind's default method and ``theta_prior`` (rates and normal: θ's fixed prior, default
-    Jeffreys) or the default priors (other kinds), because their parameters differ.
+    Jeffreys) or the default priors (other kinds), because their parameters differ. The
+    comparison's :meth:`~poolwise.results.comparison.Comparison.predictive` scores them.
     """
+    if formulas is not None:
+        given = {"formula": formula, "theta_prior": theta_prior, "y": y, "n": n, "se": se,
+                 "group": group}
+        if any(value is not None for value in given.values()):
+            named = ", ".join(k for k, v in given.items() if v is not None)
+            raise SpecificationError(f"formulas= compares mixed models, which take their "
+                                     f"columns from the formulas; leave out {named}")
+        if len(formulas) < 2 or len(set(formulas)) < len(formulas):
+            raise SpecificationError(f"formulas= takes two different formulas or more, got "
+                                     f"{list(formulas)}")
+        return Comparison({text: build_model("mixed", formula=text, family=family,
+                                             prior=prior, method=method,
+                                             pooling=_pooling_of(text), **settings)
+                           .fit(data) for text in formulas})
     kind = choose_kind(formula=formula, family=family, group=group, se=se)
     if kind == "nested":
         raise SpecificationError(

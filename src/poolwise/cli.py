@@ -654,76 +654,144 @@ def prior_predictive_job(job: Job, prepared: Any, ci: float, out: Path | None, f
     return 0
 
 
+Sources = Annotated[list[str], typer.Argument(
+    help="A data file or bundled dataset: fit no, complete and partial pooling, or each "
+         "--formula; or two saved fits or more (the posterior.nc of `poolwise fit --out`).")]
+Formulas = Annotated[list[str] | None, typer.Option(
+    "--formula", help="Mixed model, lme4 style. Once: compare its pooling levels; repeated: "
+                      "compare the formulas.")]
+ByGroup = Annotated[str | None, typer.Option(
+    "--by-group", help="Leave out one whole group of this column at a time (PSIS-LOGO), "
+                       "e.g. Subject; default one observation (one group for rates and "
+                       "estimates).")]
+#: the options of ``compare`` that build models, which saved fits do not take
+MODEL_OPTIONS = ("--family", "--y", "--n", "--group", "--se", "--method", "--prior",
+                 "--theta-prior", "--draws", "--chains", "--warmup", "--seed",
+                 "--target-accept", "--parametrisation", "--formula", "--drop-missing")
+
+
 @app.command("compare")
 def compare_command(
-    data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
-    se: SeCol = None, method: Method = None, prior: Prior = None,
+    sources: Sources, family: Family = None, y: YCol = None, n: NCol = None,
+    group: GroupCol = None, se: SeCol = None, method: Method = None, prior: Prior = None,
     theta_prior: Annotated[str | None, typer.Option(
         help="Fixed θ prior for no and complete pooling, e.g. 'beta(0.5,0.5)'.")] = None,
-    draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = None, seed: Seed = 0,
+    draws: Annotated[int | None, typer.Option(help="Draws per chain (default 1000).")] = None,
+    chains: Annotated[int | None, typer.Option(help="Number of chains (default 4).")] = None,
+    warmup: Warmup = None,
+    seed: Annotated[int | None, typer.Option(help="Random seed (default 0).")] = None,
     target_accept: TargetAccept = None, parametrisation: Parametrisation = None,
     ci: Ci = 0.95, out: Out = None, force: Force = False, output_format: Format = "table",
-    quiet: Quiet = False, formula: Formula = None, drop_missing: DropMissing = False,
+    quiet: Quiet = False, formula: Formulas = None, drop_missing: DropMissing = False,
+    by_group: ByGroup = None,
 ) -> int:
-    """Fit no, complete and partial pooling and show them side by side."""
-    from poolwise.api import compare
+    """Compare models of the same data by PSIS-LOO: the pooling levels of one model, several
+    --formula, or saved fits; with their estimates side by side."""
     from poolwise.outputs.writer import comparison_document, write_comparison
 
     check_output_options(output_format, ci)
     check_output_directory(out, force)
-    job = build_job(data, family=family, y=y, n=n, se=se, group=group, formula=formula,
-                    drop_missing=drop_missing, method=method, prior=prior, draws=draws,
-                    chains=chains, warmup=warmup, seed=seed, target_accept=target_accept,
-                    parametrisation=parametrisation)
-    spec = job.model.spec()
-    settings = {k: spec[k] for k in ("draws", "chains", "warmup", "seed", "target_accept",
-                                     "parametrisation", "missing") if k in spec}
+    given = dict(zip(MODEL_OPTIONS, (family, y, n, group, se, method, prior, theta_prior,
+                                     draws, chains, warmup, seed, target_accept,
+                                     parametrisation, formula, drop_missing or None),
+                     strict=True))
+    saved = len(sources) > 1 or sources[0].endswith(".nc")
     with output_directory(out, force) as staging, collected_warnings() as caught:
-        with progress(f"fitting three pooling levels of {job.name}…",
-                      quiet or output_format == "json"):
-            comparison = compare(job.table, prior=prior, method=method,
-                                 theta_prior=theta_prior, formula=spec.get("formula"),
-                                 family=spec.get("family"), **job.columns, **settings)
+        if saved:
+            if any(value is not None for value in given.values()):
+                named = ", ".join(k for k, v in given.items() if v is not None)
+                raise SpecificationError(
+                    f"saved fits are compared as they were fitted; leave out {named} (they "
+                    "describe models to fit from a data table)")
+            job, name, comparison = None, "saved fits", saved_comparison(sources)
+        else:
+            with progress(f"fitting the models of {sources[0]}…",
+                          quiet or output_format == "json"):
+                job, comparison = fitted_comparison(
+                    sources[0], formulas=formula or [], family=family, y=y, n=n, group=group,
+                    se=se, method=method, prior=prior, theta_prior=theta_prior,
+                    drop_missing=drop_missing, draws=draws, chains=chains, warmup=warmup,
+                    seed=seed, target_accept=target_accept, parametrisation=parametrisation)
+                name = job.name
+        loo = comparison.predictive(by=by_group)  # first: it checks the data are the same
         estimates = comparison.estimates(ci)
-        predictive = comparison.predictive()
-        over = "observations" if job.kind == "mixed" else "groups"
-        for row in predictive.to_dict("records"):
-            if row["n_bad_k"]:
-                from poolwise.vocabulary import POOLING_PHRASES
-
-                caught.append(
-                    f"PSIS-LOO is unreliable for {POOLING_PHRASES[row['pooling']]}: "
-                    f"{row['n_bad_k']} {over[:-1]}(s) with Pareto k > 0.7 (largest "
-                    f"{row['pareto_k_max']:.2f}); read these elpd values as rough")
+        caught[:0] = [w for w in loo.warnings if w not in caught]
         if staging is not None:
-            from poolwise.outputs.report import REPORT_NAME, comparison_report
+            from poolwise.outputs.report import REPORT_NAME, Provenance, comparison_report
 
-            write_comparison(staging, comparison, estimates=estimates, predictive=predictive,
-                             ci_prob=ci)
-            notes = getattr(comparison.fits["partial"].data, "notes", ())
-            page = comparison_report(staging, comparison, estimates=estimates,
-                                     predictive=predictive, messages=caught, ci_prob=ci,
-                                     provenance=job.provenance(seed, notes, caught))
+            write_comparison(staging, comparison, estimates=estimates, loo=loo, ci_prob=ci)
+            first = next(iter(comparison.fits.values()))
+            provenance = (Provenance.now(command=["poolwise", *COMMAND_LINE.get()],
+                                         warnings=caught) if job is None else
+                          job.provenance(first.seed, getattr(first.data, "notes", ()),
+                                         caught))
+            page = comparison_report(staging, comparison, estimates=estimates, loo=loo,
+                                     messages=caught, ci_prob=ci, provenance=provenance)
             (staging / REPORT_NAME).write_text(page, encoding="utf-8")
-    document = comparison_document(comparison, estimates, predictive, caught)
+    document = comparison_document(comparison, estimates, loo, list(caught))
     if output_format == "table":
-        print_comparison(job, comparison, estimates, predictive, ci, over)
+        print_comparison(name, comparison, estimates, ci)
+        print_loo(loo)
     emit(document, out, output_format)
     if out is not None and output_format == "table":
         stdout.print(f"wrote {out}/")
-    print_warnings(caught)
+    print_warnings(list(dict.fromkeys(caught)))
     return 0
 
 
-def print_comparison(job: Job, comparison: Any, estimates: pd.DataFrame,
-                     predictive: pd.DataFrame, ci: float, over: str) -> None:
-    """The estimates of the three pooling levels side by side, and their PSIS-LOO."""
+def saved_comparison(paths: Sequence[str]) -> Any:
+    """The fits saved at ``paths``, labelled by their folder (``a`` for a/posterior.nc) or,
+    for other file names, by the path."""
+    from poolwise import Comparison, load
+
+    labels = [str(Path(p).parent) if Path(p).name == "posterior.nc" else p for p in paths]
+    if len(set(labels)) < len(labels):
+        labels = list(paths)
+    if len(set(labels)) < len(labels):
+        raise SpecificationError("each saved fit is compared once; a path is given twice")
+    return Comparison({label: load(path) for label, path in zip(labels, paths, strict=True)})
+
+
+def fitted_comparison(data: str, *, formulas: list[str], theta_prior: str | None,
+                      drop_missing: bool, **options: Any) -> tuple[Job, Any]:
+    """DATA's job and the fits to compare: each formula (two or more), else the pooling
+    levels of the model the options describe."""
+    from poolwise.api import compare
+
+    columns = {k: options.pop(k) for k in ("y", "n", "group", "se")}
+    if len(formulas) > 1 and theta_prior is not None:
+        raise SpecificationError("--theta-prior is for the pooling levels of one model, not "
+                                 "for comparing formulas")
+    # the job reads the table and checks the options; complete pooling takes any formula
+    job = build_job(data, formula=formulas[0] if formulas else None,
+                    drop_missing=drop_missing,
+                    pooling="complete" if len(formulas) > 1 else None, **columns, **options)
+    spec = job.model.spec()
+    settings = {k: spec[k] for k in ("draws", "chains", "warmup", "seed", "target_accept",
+                                     "parametrisation", "missing") if k in spec}
+    method, prior = options["method"], options["prior"]
+    if len(formulas) > 1:
+        return job, compare(job.table, formulas=formulas, family=spec.get("family"),
+                            method=method, prior=prior, **settings)
+    return job, compare(job.table, prior=prior, method=method, theta_prior=theta_prior,
+                        formula=spec.get("formula"), family=spec.get("family"),
+                        **job.columns, **settings)
+
+
+def print_comparison(name: str, comparison: Any, estimates: pd.DataFrame, ci: float) -> None:
+    """What is compared (the pooling levels of one model, or each model's title), and the
+    estimates side by side."""
     fits = comparison.fits
-    stdout.print(f"[bold]{escape(job.name)}[/bold]: no, complete and partial pooling "
-                 f"({escape(fits['partial'].title())})")
-    for pooling, fit in fits.items():
-        prior = fit.describe_prior()
-        plain(f"  {pooling}: {prior if len(prior) <= 300 else prior[:300] + ' …'}")
+    if comparison.poolings:
+        stdout.print(f"[bold]{escape(name)}[/bold]: no, complete and partial pooling "
+                     f"({escape(fits['partial'].title())})")
+        for pooling, fit in fits.items():
+            prior = fit.describe_prior()
+            plain(f"  {pooling}: {prior if len(prior) <= 300 else prior[:300] + ' …'}")
+    else:
+        stdout.print(f"[bold]{escape(name)}[/bold]: {len(fits)} models")
+        for label, fit in fits.items():
+            plain(f"  {label}: {fit.title()}")
     per_group = "group" in estimates.columns and "param" not in estimates.columns
     table = Table(show_edge=False, header_style="bold", title_justify="left",
                   title=f"posterior means and {100 * ci:g}% intervals")
@@ -733,23 +801,39 @@ def print_comparison(job: Job, comparison: Any, estimates: pd.DataFrame,
         table.add_column(column, justify="left" if column in ("group", "param") else "right")
     for row in estimates.head(MAX_TABLE_ROWS).to_dict("records"):
         cells = [_fmt(row[k], 3) for k in keys]
-        cells += ["—" if not math.isfinite(row[f"{p}_mean"]) else
-                  f"{row[f'{p}_mean']:.3g} [{row[f'{p}_lower']:.3g}, {row[f'{p}_upper']:.3g}]"
+        cells += [_estimate(row[f"{p}_mean"], row[f"{p}_lower"], row[f"{p}_upper"])
                   for p in fits]
         table.add_row(*(Text(str(cell)) for cell in cells))
     stdout.print(table)
     if len(estimates) > MAX_TABLE_ROWS:
         stdout.print(f"… {len(estimates) - MAX_TABLE_ROWS} more rows "
                      "(all in estimates.csv with --out)")
-    plain(f"predictive comparison (PSIS-LOO over {over}; higher elpd is better):")
-    loo = Table(show_edge=False, header_style="bold")
-    columns = ("elpd_loo", "elpd_diff", "se", "p_loo", "pareto_k_max")
-    for column in ("pooling", *columns):
-        loo.add_column(column, justify="left" if column == "pooling" else "right")
-    for row in predictive.to_dict("records"):
-        loo.add_row(*(Text(str(cell)) for cell in
-                      (row["pooling"], *(_fmt(row[c]) for c in columns))))
-    stdout.print(loo)
+
+
+def _estimate(mean: float, lower: float, upper: float) -> str:
+    """``mean [lower, upper]``; the mean alone for a point estimate, — for none."""
+    if not math.isfinite(mean):
+        return "—"
+    if not (math.isfinite(lower) and math.isfinite(upper)):
+        return f"{mean:.3g}"
+    return f"{mean:.3g} [{lower:.3g}, {upper:.3g}]"
+
+
+def print_loo(loo: Any) -> None:
+    """The PSIS-LOO table, best first, and how clear each difference is."""
+    plain(f"predictive comparison ({loo.criterion}: one {loo.points} left out at a time, "
+          f"{loo.table['n_points'].iloc[0]} of them; higher elpd is better; elpd_diff from "
+          "the best and its standard error dse):")
+    table = Table(show_edge=False, header_style="bold")
+    columns = ("elpd", "se", "elpd_diff", "dse", "p_loo", "weight", "pareto_k_max")
+    for column in ("model", *columns):
+        table.add_column(column, justify="left" if column == "model" else "right")
+    for row in loo.table.to_dict("records"):
+        table.add_row(*(Text(str(cell)) for cell in
+                        (row["model"], *(_fmt(row[c]) for c in columns))))
+    stdout.print(table)
+    for line in loo.verdicts():
+        plain(f"  {line}")
 
 
 @app.command("report")

@@ -625,6 +625,10 @@ class ConjugateFit(Fit):
                 "upper": float(upper), "map": float(mu_grid[np.argmax(density)])}
 
     # ------------------------------------------------------------------ log likelihood
+    def point_groupings(self) -> dict[str, NDArray]:
+        """The points are the groups: leaving one out is leaving out its group."""
+        return {self.data.group_name: self.data.labels}
+
     def _log_likelihood(self) -> tuple[NDArray, str, NDArray]:
         """log p(y_j | θ_j) for each group (stored with fits below EAGER_LOG_LIKELIHOOD)."""
         values = self.model.family.log_likelihood(self.draws("theta"), self.data.y,

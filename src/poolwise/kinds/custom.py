@@ -1303,6 +1303,16 @@ class CustomFit(Fit):
         """The plates (their labels go in the summary's ``group``)."""
         return tuple(self.data.plates)
 
+    def point_groupings(self) -> dict[str, NDArray]:
+        """The numeric data arguments shaped like the one observed site (a group index
+        per observation); none when the model observes several sites."""
+        if len(self.data.observed) != 1 or "constant_data" not in self.tree.children:
+            return {}
+        shape = np.shape(self.data.observed_data[self.data.observed[0]])
+        constant = self.tree["constant_data"].to_dataset()
+        return {str(name): np.asarray(values.values) for name, values in
+                constant.data_vars.items() if values.shape == shape}
+
     # ------------------------------------------------------------------ as fitted
     def _fitted(self) -> dict[str, Any]:
         return FitRecord(self.tree).fitted

@@ -878,6 +878,11 @@ class NestedFit(Fit):
     def group_dims(self) -> tuple[str, ...]:
         return GROUP_DIMS
 
+    def point_groupings(self) -> dict[str, NDArray]:
+        """The points are the experiments; they group by lab (the outer level)."""
+        data = self.data
+        return {data.inner_name: data.labels, data.outer_name: data.lab_of()}
+
     @property
     def family(self) -> RateFamily:
         return self.model.family

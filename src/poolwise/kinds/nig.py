@@ -586,6 +586,10 @@ class NIGFit(Fit):
         return theta.ravel(), sigma2.ravel()
 
     # ------------------------------------------------------------------ log likelihood
+    def point_groupings(self) -> dict[str, NDArray]:
+        """The points are the groups (each one's observations together)."""
+        return {self.data.group_name: self.data.labels}
+
     def _log_likelihood(self) -> tuple[NDArray, str, NDArray]:
         """Each group's log likelihood given (θ_j, σ_j²), from its sufficient statistics:
         −(n_j/2) log(2π σ_j²) − [SS_j + n_j (ȳ_j − θ_j)²] / (2σ_j²)."""

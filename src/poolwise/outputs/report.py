@@ -34,7 +34,7 @@ if TYPE_CHECKING:
     import xarray as xr
 
     from poolwise.outputs.writer import Decisions
-    from poolwise.results.comparison import Comparison
+    from poolwise.results.comparison import Comparison, LooComparison
     from poolwise.results.fit import Fit
     from poolwise.results.prediction import Prediction
 
@@ -175,26 +175,31 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
 
 
 def comparison_report(directory: Path, comparison: Comparison, *,
-                      estimates: pd.DataFrame, predictive: pd.DataFrame,
+                      estimates: pd.DataFrame, loo: LooComparison,
                       messages: Sequence[str] = (), ci_prob: float = 0.95,
                       provenance: Provenance | None = None) -> str:
-    """The HTML page comparing fits of one data set (pooling levels or models), with the
-    figures found in ``directory``."""
+    """The HTML page comparing fits of one data set (pooling levels, formulas or saved
+    fits): each model, the PSIS-LOO table with the SE of each difference and what it
+    means, the estimates side by side, with the figures found in ``directory``."""
     fits = comparison.fits
     first = next(iter(fits.values()))
     figures = _figures(directory)
     context = {
         "name": _data_name(provenance),
-        "title": "comparison of " + ", ".join(fits),
+        "title": ("no, complete and partial pooling" if comparison.poolings else
+                  f"{len(fits)} models compared"),
         "facts": _facts(first, provenance),
         "notes": list(provenance.notes if provenance is not None else
                       getattr(first.data, "notes", ())),
         "models": [{"label": label, "title": fit.title(), "priors": _priors(fit),
                     "method": _method(fit), "problems": fit.diagnostics()}
                    for label, fit in fits.items()],
+        "criterion": loo.criterion,
+        "points": loo.points,
+        "predictive": _table(loo.table, None),
+        "verdicts": loo.verdicts(),
         "estimates": _table(estimates, ci_prob),
         "estimate_rows": len(estimates),
-        "predictive": _table(predictive, ci_prob),
         "warnings": list(messages),
         "sections": _sections(figures),
         "provenance": _provenance_rows(first, provenance),
@@ -292,18 +297,20 @@ def _method(fit: Fit) -> dict[str, str]:
 
 
 def _pareto(fit: Fit) -> dict[str, float] | None:
-    """PSIS-LOO's Pareto k̂ over the fit's observations (None without a log likelihood)."""
+    """PSIS-LOO's Pareto k̂ over the fit's points (None where PSIS-LOO does not apply:
+    point estimates, no log likelihood)."""
     import warnings
 
-    from poolwise.results.comparison import loo_table
+    from poolwise.exceptions import PoolwiseError
+    from poolwise.results.comparison import Comparison
 
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            row = loo_table({"fit": fit}).iloc[0]
-    except Exception:
+            row = Comparison({"fit": fit}).predictive().table.iloc[0]
+    except PoolwiseError:
         return None
-    return {"elpd_loo": float(row["elpd_loo"]), "k_max": float(row["pareto_k_max"]),
+    return {"elpd": float(row["elpd"]), "k_max": float(row["pareto_k_max"]),
             "bad": float(row["n_bad_k"])}
 
 

@@ -33,7 +33,7 @@ from poolwise.results.prediction import Prediction
 if TYPE_CHECKING:
     from poolwise.outputs.report import Provenance
     from poolwise.results.checks import PriorPredictive
-    from poolwise.results.comparison import Comparison
+    from poolwise.results.comparison import Comparison, LooComparison
     from poolwise.results.fit import Fit
 
 __all__ = ["CORE_FILES", "KIND_FIGURES", "Decisions", "check_record", "clean",
@@ -348,12 +348,18 @@ def prior_document(kind: str, prior: PriorPredictive, messages: Sequence[str],
 
 # --------------------------------------------------------------------------- comparison
 def write_comparison(directory: Path, comparison: Comparison, *, estimates: pd.DataFrame,
-                     predictive: pd.DataFrame, ci_prob: float) -> None:
-    """``estimates.csv``, ``predictive.csv`` and the side-by-side figure of the kind."""
+                     loo: LooComparison, ci_prob: float) -> None:
+    """``estimates.csv`` (the fits side by side), ``comparison.csv`` (the PSIS-LOO table,
+    :data:`~poolwise.results.comparison.LOO_COLUMNS`), ``elpd_pointwise.csv`` (each point's
+    elpd_i per model) and, for the three pooling levels, the side-by-side figure of the
+    kind."""
     from poolwise.outputs import plots
 
     estimates.to_csv(directory / "estimates.csv", index=False)
-    predictive.to_csv(directory / "predictive.csv", index=False)
+    loo.table.to_csv(directory / "comparison.csv", index=False)
+    loo.pointwise.to_csv(directory / "elpd_pointwise.csv")
+    if not comparison.poolings:
+        return
     fits: dict[str, Any] = dict(comparison.fits)
     kind = next(iter(fits.values())).kind
     try:
@@ -367,15 +373,22 @@ def write_comparison(directory: Path, comparison: Comparison, *, estimates: pd.D
 
 
 def comparison_document(comparison: Comparison, estimates: pd.DataFrame,
-                        predictive: pd.DataFrame, messages: Sequence[str]) -> dict[str, Any]:
+                        loo: LooComparison, messages: Sequence[str]) -> dict[str, Any]:
+    """The JSON of ``poolwise compare``: each model (kind, title, method, prior), the
+    estimates side by side, the PSIS-LOO comparison (``predictive``:
+    :meth:`~poolwise.results.comparison.LooComparison.to_dict`) and the warnings; for the
+    pooling levels also the kind, family, formula and partial pooling's method."""
     fits = comparison.fits
-    first = next(iter(fits.values()))
-    spec = first.model.spec()
-    return clean({"kind": first.kind, "family": spec.get("family"),
-                  "formula": spec.get("formula"), "method": fits["partial"].method,
-                  "priors": {p: f.describe_prior() for p, f in fits.items()},
-                  "estimates": estimates.to_dict("records"),
-                  "predictive": predictive.to_dict("records"), "warnings": list(messages)})
+    document: dict[str, Any] = {
+        "models": {label: {"kind": fit.kind, "title": fit.title(), "method": fit.method,
+                           "prior": fit.describe_prior()} for label, fit in fits.items()}}
+    if comparison.poolings:
+        spec = fits["partial"].model.spec()
+        document |= {"kind": fits["partial"].kind, "family": spec.get("family"),
+                     "formula": spec.get("formula"), "method": fits["partial"].method,
+                     "priors": {p: f.describe_prior() for p, f in fits.items()}}
+    return clean(document | {"estimates": estimates.to_dict("records"),
+                             "predictive": loo.to_dict(), "warnings": list(messages)})
 
 
 def write_json(path: Path, document: dict[str, Any]) -> None:

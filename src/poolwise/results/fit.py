@@ -282,6 +282,12 @@ class Fit(ABC):
             coords={"chain": posterior["chain"], "draw": posterior["draw"], dim: labels}))
         return tree
 
+    def point_groupings(self) -> dict[str, NDArray]:
+        """The groupings of the pointwise log likelihood's points for leave-one-group-out
+        (:func:`~poolwise.results.comparison.loo_compare` with ``by``): name → each point's
+        group. Every kind also groups by the points' own dimension (one point a group)."""
+        return {}
+
     def _log_likelihood(self) -> tuple[NDArray, str, NDArray]:
         """log p(y_i | parameters) at every draw, shaped (chain, draw, points), the points'
         dimension and labels."""

@@ -620,6 +620,12 @@ class MixedFit(Fit):
             values = stats.binom.logpmf(design.y, trials, special.expit(eta))
         return np.asarray(values).reshape(self.config.chains, self.config.draws, -1)
 
+    def point_groupings(self) -> dict[str, NDArray]:
+        """Any column of the model's table (a grouping factor, or a covariate such as a
+        day): each row's value."""
+        table = self.data.table
+        return {str(column): table[column].to_numpy() for column in table.columns}
+
     def _log_likelihood(self) -> tuple[NDArray, str, NDArray]:
         """log p(y_i | η_i, σ) of each row (for PSIS-LOO)."""
         return self.log_likelihood(), "row", self.data.rows
