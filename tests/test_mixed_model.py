@@ -118,8 +118,8 @@ def test_nested_design_has_the_expected_terms() -> None:
     assert (school.n_levels, classroom.n_levels) == (SBC_SCHOOLS, SBC_SCHOOLS * SBC_CLASSROOMS)
     assert data.priors.describe() == [
         "b[Intercept] ~ Normal(0, 1)", "sigma ~ HalfNormal(1)",
-        "sd[school][Intercept] ~ HalfNormal(1)",
-        "sd[school:classroom][Intercept] ~ HalfNormal(1)"]
+        "sd_school[Intercept] ~ HalfNormal(1)",
+        "sd_school:classroom[Intercept] ~ HalfNormal(1)"]
 
 
 @pytest.mark.slow
@@ -673,7 +673,7 @@ def test_spec_title_and_priors(sleep: pd.DataFrame, small_fit) -> None:
     gaussian = MixedModel(formula="extra ~ group + (1 | ID)", family="gaussian",
                           prior="sd = halfnormal(2)")
     assert gaussian.family == "normal" and gaussian.prior == "sd = halfnormal(2)"
-    assert "sd[ID][Intercept] ~ HalfNormal(2)" in gaussian.describe_prior(sleep)
+    assert "sd_ID[Intercept] ~ HalfNormal(2)" in gaussian.describe_prior(sleep)
     prepared = gaussian.prepare(sleep)
     assert gaussian.prepare(prepared) is prepared  # fit(prepared) does not parse again
     assert list(prepared.table.columns) == ["extra", "group", "ID"]
