@@ -349,7 +349,7 @@ def output_width() -> int:
     return PIPED_WIDTH
 
 
-def new_table(columns: Sequence[str], left: Sequence[str] = ("param", "group"),
+def new_table(columns: Sequence[str], left: Sequence[str] = ("param", "group", "row"),
               **options: Any) -> Table:
     """A table whose cells fold onto a second line, never end in '…', when it is too wide."""
     table = Table(show_edge=False, header_style="bold", pad_edge=False, **options)
@@ -403,14 +403,15 @@ def print_table(summary: pd.DataFrame, ci_prob: float, what: str = "summary.csv"
     narrower still, one parameter per line (:func:`print_records`). Names and numbers are
     never cut."""
     title = f"{100 * ci_prob:g}% equal-tailed intervals"
-    columns = ["param", "group", "mean", "sd", "lower", "upper"]
+    by = "row" if "row" in summary.columns else "group"  # predicted rows are numbered
+    columns = ["param", by, "mean", "sd", "lower", "upper"]
     with_diag = "ess_bulk" in summary and summary["ess_bulk"].notna().any()
     if with_diag:
         columns += ["ess_bulk", "ess_tail", "r_hat"]
     shown = summary.head(MAX_TABLE_ROWS)
     rows = []
     for row in shown.to_dict("records"):
-        cells = [str(row["param"]), _fmt(row.get("group")), _fmt(row["mean"]),
+        cells = [str(row["param"]), _fmt(row.get(by)), _fmt(row["mean"]),
                  _fmt(row.get("sd")), _fmt(row.get("lower")), _fmt(row.get("upper"))]
         if with_diag:
             cells += [_fmt_count(row["ess_bulk"]), _fmt_count(row["ess_tail"]),
