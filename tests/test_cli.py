@@ -44,6 +44,9 @@ def test_fit_json_has_the_stable_keys(capsys):
     assert {"method", "prior", "hyperparameters", "summary", "new_group"} <= doc.keys()
     assert doc["hyperparameters"]["alpha"]["estimate"] == pytest.approx(1.3778, abs=1e-4)
     assert doc["new_group"]["mean"] == pytest.approx(0.2229, abs=1e-4)
+    # the rats' 71st experiment, 4 tumours in 14 rats, is what it was computed for
+    assert (doc["new_group"]["size"], doc["new_group"]["size_label"],
+            doc["new_group"]["y"]) == (14, "trials", 4)
     row = doc["summary"][0]
     assert list(row) == ["param", "group", "mean", "sd", "lower", "upper", "ess_bulk",
                          "ess_tail", "r_hat"]

@@ -40,7 +40,7 @@ def test_nuts_fit_shows_the_priors_before_the_table(capsys):
     assert code == 0, err
     priors_at, table_at = out.index("priors:"), out.index("equal-tailed intervals")
     assert priors_at < table_at
-    assert "b[Days] ~ Normal(10, 20)" in out and "sd[Subject][Days] ~ HalfNormal(30)" in out
+    assert "b[Days] ~ Normal(10, 20)" in out and "sd_Subject[Days] ~ HalfNormal(30)" in out
     assert "r_Subject[Days]" in out and "divergent transitions" in out
 
 

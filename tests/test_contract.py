@@ -173,6 +173,27 @@ def test_summary_has_the_common_columns(case):
     assert isinstance(fit.title(), str) and isinstance(fit.describe_prior(), str)
 
 
+def _data_labels(kind: Kind) -> set[str]:
+    """The group labels as the kind's data write them (a nested experiment as lab:exp)."""
+    table = kind.data()
+    if kind.name == "nested":
+        return set(table["lab"]) | set(table["lab"] + ":" + table["experiment"])
+    return set(table["g"].astype(str)) if "g" in table else set()
+
+
+def test_per_group_outputs_are_labelled_by_group(case):
+    """Every per-group row of the summary names its group as the data do (never a row
+    number), and pooling_factors(), where a kind has it, is indexed by those labels."""
+    kind, fit = case
+    labels = _data_labels(kind)
+    grouped = fit.summary()["group"].dropna().astype(str)
+    assert set(grouped) <= labels
+    if labels and fit.model.pooling == "partial":
+        assert len(grouped) > 0
+    if hasattr(fit, "pooling_factors"):
+        assert set(fit.pooling_factors().index.astype(str)) == labels
+
+
 def test_save_load_gives_the_same_summary(case, tmp_path):
     _, fit = case
     fit.save(tmp_path / "fit.nc")

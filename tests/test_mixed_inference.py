@@ -396,13 +396,28 @@ def test_parse_priors_overrides_and_round_trips(sleepstudy: MixedDesign) -> None
                           "sd[Subject][Days] = halfnormal(5); cor[Subject] = lkj(1)", sleepstudy)
     assert priors.describe() == [
         "b[Intercept] ~ Normal(250, 50)", "b[Days] ~ Normal(0, 20)",
-        "sigma ~ Exponential(0.1)", "sd[Subject][Intercept] ~ HalfCauchy(10)",
-        "sd[Subject][Days] ~ HalfNormal(5)", "cor[Subject] ~ LKJ(1)"]
+        "sigma ~ Exponential(0.1)", "sd_Subject[Intercept] ~ HalfCauchy(10)",
+        "sd_Subject[Days] ~ HalfNormal(5)", "cor_Subject ~ LKJ(1)"]
     assert parse_priors(priors.spec(), sleepstudy) == priors
     defaults = default_priors(sleepstudy)
     assert parse_priors(defaults.spec(), sleepstudy) == defaults
     only_days = parse_priors("sd[Subject] = halfnormal(3)", sleepstudy, base=priors)
     assert {str(d) for d in only_days.sd.values()} == {"HalfNormal(3)"}
+
+
+def test_printed_priors_paste_back(sleepstudy: MixedDesign) -> None:
+    """The lines describe() prints (name ~ Dist, the summary's names) are prior text, and
+    the older sd[Subject][Days] and cor[Subject] mean the same parameters."""
+    priors = parse_priors("b[Days] = normal(0, 20); sd_Subject[Days] = halfnormal(5); "
+                          "cor_Subject = lkj(1)", sleepstudy)
+    pasted = parse_priors("; ".join(priors.describe()), sleepstudy)
+    assert pasted.describe() == priors.describe()  # the defaults printed to 6 digits
+    assert pasted.sd["Subject", "Days"] == priors.sd["Subject", "Days"]
+    assert pasted.cor == priors.cor
+    assert parse_priors("sd[Subject][Days] = halfnormal(5); cor[Subject] = lkj(1); "
+                        "b[Days] ~ Normal(0, 20)", sleepstudy) == priors
+    factor_wide = parse_priors("sd_Subject ~ halfcauchy(3)", sleepstudy)
+    assert {str(d) for d in factor_wide.sd.values()} == {"HalfCauchy(3)"}
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -413,7 +428,13 @@ def test_parse_priors_overrides_and_round_trips(sleepstudy: MixedDesign) -> None
     ("sd = normal(0, 1)", "halfnormal"),
     ("sigma = halfnormal(-1)", "must be > 0"),
     ("cor[Subject] = lkj(0)", "lkj\\(eta\\)"),
-    ("tau = halfnormal(1)", "sd\\[Subject\\]\\[Days\\]"),
+    ("tau = halfnormal(1)", "sd_Subject\\[Days\\]"),
+    ("sd_Subjct[Days] ~ halfnormal(1)", "unknown grouping factor 'Subjct' \\(did you mean "
+                                         "'Subject'\\?\\)"),
+    ("sd_Subject[Dys] = halfnormal(1)", "no effect 'Dys' \\(did you mean 'Days'\\?\\)"),
+    ("b[Dayz] = normal(0, 1)", "unknown coefficient 'Dayz' \\(did you mean 'Days'\\?\\)"),
+    ("sgima ~ halfnormal(1)", "\\(did you mean 'sigma'\\?\\)"),
+    ("b_Days = normal(0, 1)", "\\(did you mean 'b\\[Days\\]'\\?\\)"),
     ("sd = halfnormal(a)", "numbers"),
 ])
 def test_parse_priors_errors_name_the_valid_choices(sleepstudy: MixedDesign, text: str,

@@ -118,8 +118,8 @@ def test_nested_design_has_the_expected_terms() -> None:
     assert (school.n_levels, classroom.n_levels) == (SBC_SCHOOLS, SBC_SCHOOLS * SBC_CLASSROOMS)
     assert data.priors.describe() == [
         "b[Intercept] ~ Normal(0, 1)", "sigma ~ HalfNormal(1)",
-        "sd[school][Intercept] ~ HalfNormal(1)",
-        "sd[school:classroom][Intercept] ~ HalfNormal(1)"]
+        "sd_school[Intercept] ~ HalfNormal(1)",
+        "sd_school:classroom[Intercept] ~ HalfNormal(1)"]
 
 
 @pytest.mark.slow
@@ -466,6 +466,21 @@ def test_new_observations_do_not_reuse_the_new_groups_noise(sleep, sleep_fit) ->
     assert not np.any(np.isclose(standardised[0], noise[0]))
 
 
+def test_predicted_rows_come_with_their_input_columns(pooled_fits) -> None:
+    """Each predicted row's summary carries the row's number and its input columns (a
+    column named like a summary column gets an input_ prefix)."""
+    rows = pd.DataFrame({"Days": [3.0, 5.0], "Subject": [308, 999], "mean": [1, 2]},
+                        index=[10, 11])
+    prediction = pooled_fits["partial"].predict(NewRows(rows))
+    table = prediction.summary()
+    assert list(table.columns[:5]) == ["param", "row", "Days", "Subject", "input_mean"]
+    assert table["param"].tolist() == ["mu", "mu", "y", "y"]
+    assert table["row"].tolist() == [0, 1, 0, 1]
+    assert table["Subject"].tolist() == [308, 999, 308, 999]
+    np.testing.assert_allclose(table["mean"], [*prediction["mu"].mean(axis=0),
+                                               *prediction["y"].mean(axis=0)])
+
+
 def test_predictions_for_new_rows_match_the_fitted_rows(sleepstudy, pooled_fits) -> None:
     """New rows that repeat fitted ones get the fitted rows' η; a subject the fit has not
     seen gets effects drawn from N(0, Σ) (one draw per level), a missing one none."""
@@ -494,6 +509,13 @@ def test_predictions_for_new_rows_match_the_fitted_rows(sleepstudy, pooled_fits)
         fit.predict(NewRows(strangers.drop(columns="Days")))
     with pytest.raises(DataError, match="new row 1: 'Days' is missing"):
         fit.predict(NewRows(strangers.assign(Days=np.nan)))
+    # without its grouping column every row is at the population level: β only
+    no_column = fit.predict(NewRows(strangers.drop(columns="Subject")))
+    np.testing.assert_allclose(no_column["mu"], np.outer(b @ [1.0, 0.0], np.ones(4))
+                               + np.outer(b @ [0.0, 1.0], strangers["Days"]), rtol=1e-12)
+    assert "4 rows without a level (no effect)" in no_column.description
+    population = fit.predict(NewRows(strangers[["Days"]], groups="population"))["mu"]
+    np.testing.assert_allclose(population, no_column["mu"], rtol=1e-12)
     # complete pooling reads no grouping factor
     complete = pooled_fits["complete"].predict(NewRows(pd.DataFrame({"Days": [3.0]})))
     np.testing.assert_allclose(complete["mu"][:, 0],
@@ -673,7 +695,7 @@ def test_spec_title_and_priors(sleep: pd.DataFrame, small_fit) -> None:
     gaussian = MixedModel(formula="extra ~ group + (1 | ID)", family="gaussian",
                           prior="sd = halfnormal(2)")
     assert gaussian.family == "normal" and gaussian.prior == "sd = halfnormal(2)"
-    assert "sd[ID][Intercept] ~ HalfNormal(2)" in gaussian.describe_prior(sleep)
+    assert "sd_ID[Intercept] ~ HalfNormal(2)" in gaussian.describe_prior(sleep)
     prepared = gaussian.prepare(sleep)
     assert gaussian.prepare(prepared) is prepared  # fit(prepared) does not parse again
     assert list(prepared.table.columns) == ["extra", "group", "ID"]

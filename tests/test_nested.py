@@ -35,6 +35,7 @@ from poolwise.kinds.nested import (
     NestedModel,
     NestedPrior,
     _log_density,
+    describe_nested_prior,
     lab_log_marginal,
     nested_data,
     parse_group_path,
@@ -555,6 +556,13 @@ def test_prior_parsing_and_description():
     for piece in ("logit of lab i's mean rate", "m_u ~ Normal(logit pooled rate, 2)",
                   "s_v ~ HalfNormal(1)"):
         assert piece in text
+    # the prior lines as printed ('~', separated by ';') read back; a misspelt name is named
+    printed = describe_nested_prior(get_family("beta-binomial"), prior).split("; ")
+    assert NestedPrior.parse("; ".join(printed[3:]).replace(
+        "Normal(logit pooled rate, 2)", "Normal(-2, 2)")).s_u == prior.s_u
+    with pytest.raises(SpecificationError, match="'s_uu' in nested prior 's_uu=halfnormal"
+                                                 r"\(1\)' \(did you mean 's_u'\?\)"):
+        NestedPrior.parse("s_uu=halfnormal(1)")
 
 
 @pytest.mark.parametrize(("text", "expected"), [("lab/experiment", ("lab", "experiment")),

@@ -532,3 +532,11 @@ def test_cli_refuses_nig_with_standard_errors(table: pd.DataFrame, tmp_path, cap
                  "--se", "se"])
     assert code == 2
     assert "--se is for normal and nested models, not nig ones" in capsys.readouterr().err
+
+
+def test_a_misspelt_nig_constant_is_named():
+    from poolwise.kinds.nig import parse_nig_prior
+
+    with pytest.raises(SpecificationError, match=r"unknown constant 'tua' in the NIG prior "
+                                                 r"\(did you mean 'tau'\?\); valid: mu, tau"):
+        parse_nig_prior("mu=0, tua=1, alpha=2, beta=1")

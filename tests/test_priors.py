@@ -92,3 +92,42 @@ def test_the_prior_in_use_is_described():
     with pytest.raises(SpecificationError,
                        match="valid families: beta-binomial, gamma-poisson, normal"):
         Model(family="binomial")
+
+
+@pytest.mark.parametrize("family", ["beta-binomial", "gamma-poisson", "normal"])
+def test_a_printed_prior_pastes_back(family):
+    """The prior line the tool prints (Greek names and '~') reads back as the same prior."""
+    from poolwise.families import get_family
+
+    hyper = get_family(family).hyper_names
+    text = f"{hyper[0]}=gamma(2, 0.5), {hyper[1]}=halfnormal(10)"
+    prior = parse_hyperprior(text, get_family(family))
+    printed = prior.describe(get_family(family))
+    assert "~" in printed and "=" not in printed
+    assert parse_hyperprior(printed, get_family(family)) == prior
+
+
+def test_a_printed_theta_prior_pastes_back():
+    family = BetaBinomial()
+    assert parse_theta_prior("θ ~ Beta(0.5, 2)", family) == parse_theta_prior("beta(0.5, 2)",
+                                                                               family)
+
+
+@pytest.mark.parametrize(("family", "text", "message"), [
+    ("normal", "mu=normal(0, 5), tua=halfcauchy(5)",
+     "unknown hyperparameter 'tua' in prior 'mu=normal(0, 5), tua=halfcauchy(5)' (did you "
+     "mean 'tau'?); valid: mu, tau"),
+    ("normal", "alpha=gamma(2, 1), beta=gamma(2, 1)", "valid: mu, tau"),
+    ("normal", "tau=halfcauchy(5)", "must name both mu= and tau=; e.g. 'bda' or "
+                                    "'mu=normal(0, 5), tau=halfcauchy(5)'"),
+    ("normal", "halfcauchy(", "write e.g. 'bda' or 'mu=normal(0, 5), tau=halfcauchy(5)'"),
+    ("beta-binomial", "halfcauchy(", "write e.g. 'bda', 'halfnormal(10)' or "
+                                     "'alpha=gamma(2, 0.5), beta=halfnormal(10)'"),
+    ("beta-binomial", "alpah=gamma(2, 1), beta=gamma(2, 1)", "(did you mean 'alpha'?)"),
+])
+def test_hyperprior_errors_speak_the_family(family, text, message):
+    from poolwise.families import get_family
+
+    with pytest.raises(SpecificationError) as error:
+        parse_hyperprior(text, get_family(family))
+    assert message in str(error.value)

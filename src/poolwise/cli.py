@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import shutil
 import sys
 import tempfile
@@ -26,6 +27,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 from rich.console import Console
 from rich.markup import escape
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -47,9 +49,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 stdout = Console()
-if not stdout.is_terminal:  # piped or captured: no terminal to fit, keep tables whole
-    stdout = Console(width=120)
 stderr = Console(stderr=True)
+#: the width of standard output when it is neither a terminal nor given by COLUMNS
+PIPED_WIDTH = 120
 
 FORMATS = ("table", "json")
 #: the arguments of the running command, for the report's provenance
@@ -124,6 +126,14 @@ Hypothesis = Annotated[list[str] | None, typer.Option(
                          "Repeatable.")]
 Pairwise = Annotated[str | None, typer.Option(
     "--pairwise", help="Groups to compare two by two, comma-separated: P(θ_i > θ_j).")]
+Sep = Annotated[str | None, typer.Option(
+    "--sep", help="The file's column separator: ',', ';', tab or '|' (default: the one its "
+                  "header shows).")]
+Decimal = Annotated[str | None, typer.Option(
+    "--decimal", help="The file's decimal mark, '.' or ',' (default '.'; ',' is detected in "
+                      "a ';'-separated file).")]
+Encoding = Annotated[str | None, typer.Option(
+    "--encoding", help="The file's text encoding (default utf-8), e.g. latin-1 or cp1252.")]
 PriorPredictive = Annotated[bool, typer.Option(
     "--prior-predictive", help="Draw from the prior predictive instead of fitting.")]
 
@@ -155,6 +165,8 @@ class Job:
     columns: dict[str, str] = field(default_factory=dict)
     #: a bundled dataset's held-out group (y, n), e.g. the rats' 71st experiment
     held_out: tuple[float, float] | None = None
+    #: what reading the file detected (its separator, its decimal mark)
+    notes: tuple[str, ...] = ()
     #: DATA as given (a file or a bundled dataset's name) and how many rows it had
     source: str = ""
     rows: int = 0
@@ -166,33 +178,42 @@ class Job:
         return Provenance.now(seed=seed, command=["poolwise", *COMMAND_LINE.get()],
                               input=self.source,
                               data={"rows": self.rows, "columns": self.columns},
-                              notes=notes, warnings=warnings)
+                              notes=(*self.notes, *notes), warnings=warnings)
 
 
-def read_data(data: str) -> tuple[Any, Any]:
-    """The table DATA names and, for a bundled dataset, its description (None for files)."""
+def read_data(data: str, text: dict[str, str | None] | None = None,
+              ) -> tuple[Any, Any, tuple[str, ...]]:
+    """The table DATA names, for a bundled dataset its description (None for files), and
+    notes on how the file was read; ``text`` holds --sep, --decimal and --encoding."""
     from poolwise.data import datasets
-    from poolwise.data.tables import read_table
+    from poolwise.data.tables import read_table_noted
 
+    text = text or {}
     path = Path(data)
     if path.exists():
-        return read_table(path), None
+        table, notes = read_table_noted(path, **text)
+        return table, None, notes
     if any(sep in data for sep in "/\\") or path.suffix:
         raise SpecificationError(f"file not found: {data}")
-    return datasets.load(data), datasets.info(data)
+    given = [f"--{k}" for k, v in text.items() if v is not None]
+    if given:
+        raise SpecificationError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} "
+                                 f"for data files; {data!r} is a bundled dataset")
+    return datasets.load(data), datasets.info(data), ()
 
 
 def build_job(data: str, *, family: str | None = None, y: str | None = None,
               n: str | None = None, se: str | None = None, group: str | None = None,
               formula: str | None = None, model_file: str | None = None,
-              drop_missing: bool = False, **settings: Any) -> Job:
+              drop_missing: bool = False, text: dict[str, str | None] | None = None,
+              **settings: Any) -> Job:
     """Read DATA and build the model the options describe; refuse options the kind does
     not take (naming the kinds that do), before anything is fitted."""
     from poolwise.api import build_model, check_options, choose_kind
     from poolwise.kinds.base import METHOD_SETTINGS
     from poolwise.vocabulary import canonical_family
 
-    table, info = read_data(data)
+    table, info, notes = read_data(data, text)
     name = Path(data).name if info is None else data
     rows = len(table)
     held_out = None
@@ -232,12 +253,13 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
                 f"{SPELLING.get(setting, '--' + setting)} is for method "
                 f"{' and '.join(methods)}; method {model.method!r} does not use it")
     used = {k: v for k, v in columns.items() if v is not None}
-    return Job(name, kind, table, model, used, held_out, data, rows)
+    return Job(name, kind, table, model, used, held_out, notes, source=data, rows=rows)
 
 
 def prediction_requests(job: Job, *, predict_group: str | None, new_group: bool,
                         new_y: float | None, new_n: float | None, new_in: str | None,
-                        new_data: Path | None) -> list[Any]:
+                        new_data: Path | None,
+                        text: dict[str, str | None] | None = None) -> list[Any]:
     """The predictions the options ask for (refused, naming the kinds, where the kind
     answers no such request)."""
     from poolwise.results.prediction import (
@@ -273,7 +295,7 @@ def prediction_requests(job: Job, *, predict_group: str | None, new_group: bool,
     if new_data is not None:
         from poolwise.data.tables import read_table
 
-        requests.append(NewRows(read_table(new_data)))
+        requests.append(NewRows(read_table(new_data, **(text or {}))))
     return requests
 
 
@@ -341,6 +363,30 @@ def progress(message: str, quiet: bool) -> Iterator[None]:
             yield
 
 
+def output_width() -> int:
+    """COLUMNS when set, else the terminal's width; :data:`PIPED_WIDTH` when standard output
+    is a file or a pipe (there is no terminal to fit, so tables stay whole)."""
+    if os.environ.get("COLUMNS", "").isdigit() or sys.stdout.isatty():
+        return shutil.get_terminal_size((PIPED_WIDTH, 24)).columns
+    return PIPED_WIDTH
+
+
+def new_table(columns: Sequence[str], left: Sequence[str] = ("param", "group", "row"),
+              **options: Any) -> Table:
+    """A table whose cells fold onto a second line, never end in '…', when it is too wide."""
+    table = Table(show_edge=False, header_style="bold", pad_edge=False, **options)
+    for column in columns:
+        table.add_column(column, justify="left" if column in left else "right",
+                         overflow="fold")
+    return table
+
+
+def fits(table: Table) -> bool:
+    """Whether ``table`` prints at its natural width (no cell folded) on standard output."""
+    natural = Measurement.get(stdout, stdout.options.update(width=10**6), table).maximum
+    return natural <= stdout.width
+
+
 def _fmt(value: Any, digits: int = 4) -> str:
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "—"
@@ -373,27 +419,78 @@ def print_header(title: str, prior_lines: Sequence[str], notes: Sequence[str]) -
 
 
 def print_table(summary: pd.DataFrame, ci_prob: float, what: str = "summary.csv") -> None:
-    """The summary table (its first rows), with diagnostics when it has them."""
-    level = f"{100 * ci_prob:g}%"
-    table = Table(show_edge=False, header_style="bold", title=f"{level} equal-tailed intervals",
-                  title_justify="left", pad_edge=False)
-    columns = ["param", "group", "mean", "sd", "lower", "upper"]
+    """The summary table (its first rows), with diagnostics when it has them.
+
+    Narrower than the table, the diagnostics shrink to one line naming the worst rows;
+    narrower still, one parameter per line (:func:`print_records`). Names and numbers are
+    never cut."""
+    title = f"{100 * ci_prob:g}% equal-tailed intervals"
+    by = "row" if "row" in summary.columns else "group"  # predicted rows are numbered
+    columns = ["param", by, "mean", "sd", "lower", "upper"]
     with_diag = "ess_bulk" in summary and summary["ess_bulk"].notna().any()
     if with_diag:
         columns += ["ess_bulk", "ess_tail", "r_hat"]
-    for column in columns:
-        table.add_column(column, justify="left" if column in {"param", "group"} else "right")
     shown = summary.head(MAX_TABLE_ROWS)
+    rows = []
     for row in shown.to_dict("records"):
-        cells = [row["param"], _fmt(row.get("group")), _fmt(row["mean"]), _fmt(row.get("sd")),
-                 _fmt(row.get("lower")), _fmt(row.get("upper"))]
+        cells = [str(row["param"]), _fmt(row.get(by)), _fmt(row["mean"]),
+                 _fmt(row.get("sd")), _fmt(row.get("lower")), _fmt(row.get("upper"))]
         if with_diag:
             cells += [_fmt_count(row["ess_bulk"]), _fmt_count(row["ess_tail"]),
                       "—" if not math.isfinite(row["r_hat"]) else f"{row['r_hat']:.3f}"]
-        table.add_row(*(Text(str(cell)) for cell in cells))
-    stdout.print(table)
+        rows.append(cells)
+    for width in (len(columns), 6) if with_diag else (6,):
+        table = new_table(columns[:width], title=title, title_justify="left")
+        for cells in rows:
+            table.add_row(*(Text(cell) for cell in cells[:width]))
+        if fits(table):
+            stdout.print(table)
+            if width < len(columns):
+                plain(worst_diagnostics(summary))
+            break
+    else:
+        print_records(rows, title, with_diag)
     if len(summary) > len(shown):
         stdout.print(f"… {len(summary) - len(shown)} more rows (all in {what} with --out)")
+
+
+def worst_diagnostics(summary: pd.DataFrame) -> str:
+    """One line for the diagnostics a narrow table leaves out: the largest r_hat and the
+    smallest effective sample sizes over all rows, each with the row it belongs to."""
+    parts = []
+    for column, worst in (("r_hat", "largest"), ("ess_bulk", "smallest"),
+                          ("ess_tail", "smallest")):
+        values = summary[column].astype(float)
+        if values.notna().any():
+            i = values.idxmax() if worst == "largest" else values.idxmin()
+            row = summary.loc[i]
+            value = f"{values[i]:.3f}" if column == "r_hat" else f"{values[i]:.0f}"
+            parts.append(f"{worst} {column} {value} for "
+                         f"{row_name(str(row['param']), _fmt(row.get('group')))}")
+    return f"diagnostics over all {len(summary)} rows: {', '.join(parts)}"
+
+
+def row_name(param: str, group: str) -> str:
+    """A summary row's name on one line: ``theta (A)``, or ``mu`` for a row of no group."""
+    return param if group == "—" else f"{param} ({group})"
+
+
+def print_records(rows: Sequence[Sequence[str]], title: str, with_diag: bool) -> None:
+    """The summary's rows one parameter per line, for a terminal too narrow for the table:
+    ``name (group): mean 1.98  sd 14  [-26.2, 28.5]  ess 3861/3883  r_hat 1.002``; where
+    even that is too wide, the numbers go on an indented second line."""
+    plain(f"{title}, one parameter per line: mean, sd, [lower, upper]"
+          + (", ess bulk/tail, r_hat" if with_diag else ""))
+    records = []
+    for param, group, mean, sd, lower, upper, *diag in rows:
+        name = row_name(param, group)
+        values = f"mean {mean}  sd {sd}  [{lower}, {upper}]"
+        if with_diag:
+            values += f"  ess {diag[0]}/{diag[1]}  r_hat {diag[2]}"
+        records.append((name, values))
+    one_line = all(len(name) + 2 + len(values) <= stdout.width for name, values in records)
+    for name, values in records:
+        plain(f"{name}: {values}" if one_line else f"{name}\n  {values}")
 
 
 def prior_lines(model: Any, prepared: Any) -> list[str]:
@@ -453,10 +550,8 @@ def print_check(check: pd.DataFrame, title: str) -> None:
 
     plain(f"{title} (Bayesian p-values near 0 or 1 flag a feature of the data the model "
           "does not reproduce):")
-    table = Table(show_edge=False, header_style="bold", pad_edge=False)
-    for column in ("variable", "statistic", "observed", "replicated 90%", "p"):
-        table.add_column(column, justify="left" if column in {"variable", "statistic"}
-                         else "right")
+    table = new_table(("variable", "statistic", "observed", "replicated 90%", "p"),
+                      left=("variable", "statistic"))
     for row in check[check["group"].isna()].to_dict("records"):
         table.add_row(Text(str(row["variable"])), row["statistic"], _fmt(row["observed"]),
                       f"[{_fmt(row['lower'])}, {_fmt(row['upper'])}]", f"{row['p_value']:.2f}")
@@ -496,13 +591,15 @@ def fit_command(
     model_file: ModelFile = None, prior_predictive: PriorPredictive = False,
     rank: Rank = None, rank_param: RankParam = None, hypothesis: Hypothesis = None,
     pairwise: Pairwise = None,
+    sep: Sep = None, decimal: Decimal = None, encoding: Encoding = None,
 ) -> int:
     """Fit one model and print its summary; with --out also write CSV, NetCDF, plots."""
     check_output_options(output_format, ci)
     check_output_directory(out, force)
     table_output = output_format == "table"
     bar = not quiet and table_output and stderr.is_terminal
-    job = build_job(data, family=family, y=y, n=n, se=se, group=group, formula=formula,
+    job = build_job(data, text={"sep": sep, "decimal": decimal, "encoding": encoding},
+                    family=family, y=y, n=n, se=se, group=group, formula=formula,
                     model_file=model_file, drop_missing=drop_missing, pooling=pooling,
                     method=method, prior=prior, draws=draws, chains=chains, warmup=warmup,
                     seed=seed, target_accept=target_accept, parametrisation=parametrisation,
@@ -519,14 +616,16 @@ def fit_command(
                                  "so it takes no predictions (--predict-group, --new-group…)")
     requests = prediction_requests(job, predict_group=predict_group, new_group=new_group,
                                    new_y=new_group_y, new_n=new_group_n, new_in=new_group_in,
-                                   new_data=new_data)
+                                   new_data=new_data,
+                                   text={"sep": sep, "decimal": decimal, "encoding": encoding})
     model = job.model
     prepared = model.prepare(job.table, **job.columns)
     if prior_predictive:
         return prior_predictive_job(job, prepared, ci, out, force, output_format)
     if table_output:
         print_header(f"[bold]{escape(job.name)}[/bold]: {escape(model.title(prepared))}",
-                     prior_lines(model, prepared), getattr(prepared, "notes", ()))
+                     prior_lines(model, prepared),
+                     (*job.notes, *getattr(prepared, "notes", ())))
     with output_directory(out, force) as staging, collected_warnings() as caught:
         # nuts draws its own progress bar; the others get a spinner
         with progress(f"fitting {job.name} with {model.method}…",
@@ -556,6 +655,7 @@ def fit_command(
 
     document = fit_document(fit, summary=summary, check=check, predictions=predictions,
                             messages=caught, ci_prob=ci, decisions=decisions)
+    document["notes"] = [*job.notes, *document["notes"]]
     if table_output:
         print_table(summary, ci)
         print_sampler(fit)
@@ -596,11 +696,8 @@ def print_decisions(summary: pd.DataFrame, decisions: Any, ci: float) -> None:
         better = "higher" if decisions.higher else "lower"
         plain(f"ranks ({better} is better; 1 the best), the ten best of "
               f"{int(summary['rank_mean'].notna().sum())}:")
-        table = Table(show_edge=False, header_style="bold", pad_edge=False)
-        for column in ("param", "group", "mean", "rank", f"{100 * ci:g}% interval",
-                       "P(best)", "P(worst)"):
-            table.add_column(column, justify="left" if column in ("param", "group")
-                             else "right")
+        table = new_table(("param", "group", "mean", "rank", f"{100 * ci:g}% interval",
+                           "P(best)", "P(worst)"))
         for row in ranked.to_dict("records"):
             table.add_row(Text(str(row["param"])), Text(str(row["group"])), _fmt(row["mean"]),
                           f"{row['rank_mean']:.1f}",
@@ -644,7 +741,7 @@ def prior_predictive_job(job: Job, prepared: Any, ci: float, out: Path | None, f
     if output_format == "table":
         print_header(f"[bold]{escape(job.name)}[/bold]: prior predictive of "
                      f"{escape(model.title(prepared))}", prior_lines(model, prepared),
-                     getattr(prepared, "notes", ()))
+                     (*job.notes, *getattr(prepared, "notes", ())))
         print_table(prior.summary(ci), ci, "prior_summary.csv")
         print_check(prior.check(), "prior predictive check")
     emit(prior_document(job.kind, prior, caught, ci), out, output_format)
@@ -683,7 +780,8 @@ def compare_command(
     target_accept: TargetAccept = None, parametrisation: Parametrisation = None,
     ci: Ci = 0.95, out: Out = None, force: Force = False, output_format: Format = "table",
     quiet: Quiet = False, formula: Formulas = None, drop_missing: DropMissing = False,
-    by_group: ByGroup = None,
+    by_group: ByGroup = None, sep: Sep = None, decimal: Decimal = None,
+    encoding: Encoding = None,
 ) -> int:
     """Compare models of the same data by PSIS-LOO: the pooling levels of one model, several
     --formula, or saved fits; with their estimates side by side."""
@@ -695,11 +793,12 @@ def compare_command(
                                      draws, chains, warmup, seed, target_accept,
                                      parametrisation, formula, drop_missing or None),
                      strict=True))
+    text = {"sep": sep, "decimal": decimal, "encoding": encoding}
     saved = len(sources) > 1 or sources[0].endswith(".nc")
     with output_directory(out, force) as staging, collected_warnings() as caught:
         if saved:
-            if any(value is not None for value in given.values()):
-                named = ", ".join(k for k, v in given.items() if v is not None)
+            if any(value is not None for value in {**given, **text}.values()):
+                named = ", ".join(k for k, v in {**given, **text}.items() if v is not None)
                 raise SpecificationError(
                     f"saved fits are compared as they were fitted; leave out {named} (they "
                     "describe models to fit from a data table)")
@@ -711,7 +810,8 @@ def compare_command(
                     sources[0], formulas=formula or [], family=family, y=y, n=n, group=group,
                     se=se, method=method, prior=prior, theta_prior=theta_prior,
                     drop_missing=drop_missing, draws=draws, chains=chains, warmup=warmup,
-                    seed=seed, target_accept=target_accept, parametrisation=parametrisation)
+                    seed=seed, target_accept=target_accept, parametrisation=parametrisation,
+                    text=text)
                 name = job.name
         loo = comparison.predictive(by=by_group)  # first: it checks the data are the same
         estimates = comparison.estimates(ci)
@@ -730,7 +830,7 @@ def compare_command(
             (staging / REPORT_NAME).write_text(page, encoding="utf-8")
     document = comparison_document(comparison, estimates, loo, list(caught))
     if output_format == "table":
-        print_comparison(name, comparison, estimates, ci)
+        print_comparison(name, comparison, estimates, ci, () if job is None else job.notes)
         print_loo(loo)
     emit(document, out, output_format)
     if out is not None and output_format == "table":
@@ -753,7 +853,8 @@ def saved_comparison(paths: Sequence[str]) -> Any:
 
 
 def fitted_comparison(data: str, *, formulas: list[str], theta_prior: str | None,
-                      drop_missing: bool, **options: Any) -> tuple[Job, Any]:
+                      drop_missing: bool, text: dict[str, str | None],
+                      **options: Any) -> tuple[Job, Any]:
     """DATA's job and the fits to compare: each formula (two or more), else the pooling
     levels of the model the options describe."""
     from poolwise.api import compare
@@ -763,7 +864,7 @@ def fitted_comparison(data: str, *, formulas: list[str], theta_prior: str | None
         raise SpecificationError("--theta-prior is for the pooling levels of one model, not "
                                  "for comparing formulas")
     # the job reads the table and checks the options; complete pooling takes any formula
-    job = build_job(data, formula=formulas[0] if formulas else None,
+    job = build_job(data, text=text, formula=formulas[0] if formulas else None,
                     drop_missing=drop_missing,
                     pooling="complete" if len(formulas) > 1 else None, **columns, **options)
     spec = job.model.spec()
@@ -778,9 +879,10 @@ def fitted_comparison(data: str, *, formulas: list[str], theta_prior: str | None
                         **job.columns, **settings)
 
 
-def print_comparison(name: str, comparison: Any, estimates: pd.DataFrame, ci: float) -> None:
-    """What is compared (the pooling levels of one model, or each model's title), and the
-    estimates side by side."""
+def print_comparison(name: str, comparison: Any, estimates: pd.DataFrame, ci: float,
+                     notes: Sequence[str] = ()) -> None:
+    """What is compared (the pooling levels of one model, or each model's title), notes on
+    how the data were read, and the estimates side by side."""
     fits = comparison.fits
     if comparison.poolings:
         stdout.print(f"[bold]{escape(name)}[/bold]: no, complete and partial pooling "
@@ -792,13 +894,13 @@ def print_comparison(name: str, comparison: Any, estimates: pd.DataFrame, ci: fl
         stdout.print(f"[bold]{escape(name)}[/bold]: {len(fits)} models")
         for label, fit in fits.items():
             plain(f"  {label}: {fit.title()}")
+    for note in notes:
+        plain(f"note: {note}")
     per_group = "group" in estimates.columns and "param" not in estimates.columns
-    table = Table(show_edge=False, header_style="bold", title_justify="left",
-                  title=f"posterior means and {100 * ci:g}% intervals")
     keys = (["group", "y", "n", "raw"] if per_group else
             [k for k in ("param", "group") if k in estimates.columns])
-    for column in (*keys, *fits):
-        table.add_column(column, justify="left" if column in ("group", "param") else "right")
+    table = new_table((*keys, *fits), title_justify="left",
+                      title=f"posterior means and {100 * ci:g}% intervals")
     for row in estimates.head(MAX_TABLE_ROWS).to_dict("records"):
         cells = [_fmt(row[k], 3) for k in keys]
         cells += [_estimate(row[f"{p}_mean"], row[f"{p}_lower"], row[f"{p}_upper"])
@@ -824,10 +926,8 @@ def print_loo(loo: Any) -> None:
     plain(f"predictive comparison ({loo.criterion}: one {loo.points} left out at a time, "
           f"{loo.table['n_points'].iloc[0]} of them; higher elpd is better; elpd_diff from "
           "the best and its standard error dse):")
-    table = Table(show_edge=False, header_style="bold")
     columns = ("elpd", "se", "elpd_diff", "dse", "p_loo", "weight", "pareto_k_max")
-    for column in ("model", *columns):
-        table.add_column(column, justify="left" if column == "model" else "right")
+    table = new_table(("model", *columns), left=("model",))
     for row in loo.table.to_dict("records"):
         table.add_row(*(Text(str(cell)) for cell in
                         (row["model"], *(_fmt(row[c]) for c in columns))))
@@ -871,11 +971,13 @@ def graph_command(
     output: Annotated[Path, typer.Option(
         "--output", "-o", help="Image file: .png, .svg or .pdf.")] = Path("model.png"),
     force: Overwrite = False, formula: Formula = None, model_file: ModelFile = None,
+    sep: Sep = None, decimal: Decimal = None, encoding: Encoding = None,
 ) -> int:
     """Draw the model's graphical model (plates sized by the data) to an image file."""
     from poolwise.outputs.render import render
 
-    job = build_job(data, family=family, y=y, n=n, se=se, group=group, formula=formula,
+    job = build_job(data, text={"sep": sep, "decimal": decimal, "encoding": encoding},
+                    family=family, y=y, n=n, se=se, group=group, formula=formula,
                     model_file=model_file, pooling=pooling, prior=prior)
     graph = job.model.graph(job.model.prepare(job.table, **job.columns))
     if output.exists() and not force:
@@ -890,10 +992,12 @@ def describe_command(
     data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
     se: SeCol = None, pooling: PoolingOption = None, prior: Prior = None,
     formula: Formula = None, model_file: ModelFile = None,
+    sep: Sep = None, decimal: Decimal = None, encoding: Encoding = None,
 ) -> int:
     """Print the model as equations (LaTeX lines): likelihood, population, priors with
     their values (for a custom model, the priors its file states)."""
-    job = build_job(data, family=family, y=y, n=n, se=se, group=group, formula=formula,
+    job = build_job(data, text={"sep": sep, "decimal": decimal, "encoding": encoding},
+                    family=family, y=y, n=n, se=se, group=group, formula=formula,
                     model_file=model_file, pooling=pooling, prior=prior)
     for line in job.model.equations(job.model.prepare(job.table, **job.columns)):
         plain(line)
@@ -922,6 +1026,7 @@ def main(argv: list[str] | None = None) -> int:
     or options are caught here and printed as one line (exit code 2).
     """
     COMMAND_LINE.set(tuple(sys.argv[1:] if argv is None else argv))
+    stdout.width = output_width()
     try:
         app(args=argv, prog_name="poolwise", standalone_mode=True)
     except SystemExit as done:

@@ -29,6 +29,7 @@ from typing import Any
 from poolwise._ops import NUMPY_OPS, Ops
 from poolwise.exceptions import SpecificationError
 from poolwise.families.base import RateFamily
+from poolwise.vocabulary import unknown
 
 
 @dataclass(frozen=True)
@@ -259,16 +260,19 @@ def _spec(d: Distribution) -> str:
 
 
 _CALL = re.compile(r"^\s*([A-Za-z_]+)\s*(?:\(([^()]*)\))?\s*$")
-_PAIR = re.compile(r"^\s*(alpha|beta|mu|tau)\s*=\s*([A-Za-z_]+\s*(?:\([^()]*\))?)\s*$")
+#: ``name = dist`` or ``name ~ dist``, so that a prior line the tool prints reads back
+_NAMED = re.compile(r"^\s*([^\s=~(),]+)\s*[=~]\s*(.+?)\s*$")
+#: the Greek letters :meth:`HyperPrior.describe` writes, read as the names they stand for
+_NAMES = {symbol: name for name, symbol in _SYMBOLS.items()}
+#: a prior of each pair of hyperparameters, for the examples in error messages
+_EXAMPLES = {"alpha": "'bda', 'halfnormal(10)' or 'alpha=gamma(2, 0.5), beta=halfnormal(10)'",
+             "mu": "'bda' or 'mu=normal(0, 5), tau=halfcauchy(5)'"}
 
 
-def _parse_call(text: str) -> tuple[str, tuple[float, ...]]:
+def _parse_call(text: str, example: str = _EXAMPLES["alpha"]) -> tuple[str, tuple[float, ...]]:
     match = _CALL.match(text)
     if not match:
-        raise SpecificationError(
-            f"cannot read prior {text!r}; write e.g. 'bda', 'halfnormal(10)' or "
-            "'alpha=gamma(2, 0.5), beta=halfnormal(10)'"
-        )
+        raise SpecificationError(f"cannot read prior {text!r}; write e.g. {example}")
     name, args = match.groups()
     args = args or ""
     try:
@@ -278,34 +282,48 @@ def _parse_call(text: str) -> tuple[str, tuple[float, ...]]:
     return name.lower(), params
 
 
-def parse_hyperprior(text: str | HyperPrior) -> HyperPrior:
-    """Read a hyperprior for partial pooling from its string form."""
+def parse_hyperprior(text: str | HyperPrior, family: RateFamily | None = None) -> HyperPrior:
+    """Read a hyperprior for partial pooling from its string form.
+
+    Named hyperparameters may be written ``alpha=…`` or ``α ~ …`` (as :meth:`describe`
+    prints them); with ``family`` the names must be its own (α, β or μ, τ), and errors give
+    examples from it.
+    """
     if isinstance(text, HyperPrior):
         return text
+    pairs = [family.hyper_names] if family is not None else [("alpha", "beta"), ("mu", "tau")]
+    example = _EXAMPLES[pairs[0][0]]
     stripped = text.strip()
     if stripped.lower() in {"bda", "reference"}:
         return ReferencePrior()
     if stripped.lower() == "flat-tau2":
         return UniformVariancePrior()
     parts = _split_top_level(stripped)
-    if len(parts) == 2 and all(_PAIR.match(p) for p in parts):
-        named = {}
-        for part in parts:
-            m = _PAIR.match(part)
-            assert m is not None  # checked just above
-            named[m.group(1)] = make_distribution(*_parse_call(m.group(2)))
-        for pair in (("alpha", "beta"), ("mu", "tau")):
-            if set(named) == set(pair):
-                return IndependentPrior(named[pair[0]], named[pair[1]], pair)
+    named = [_NAMED.match(p) for p in parts]
+    if any(named):
+        valid = [name for pair in pairs for name in pair]
+        chosen: dict[str, Distribution] = {}
+        for part, match in zip(parts, named, strict=True):
+            if match is None:
+                raise SpecificationError(
+                    f"cannot read {part.strip()!r} in prior {text!r}; write e.g. {example}")
+            key = _NAMES.get(match.group(1), match.group(1).lower())
+            if key not in valid:
+                raise unknown("hyperparameter", match.group(1), valid, f"in prior {text!r}")
+            if key in chosen:
+                raise SpecificationError(f"prior {text!r} sets {key} twice")
+            chosen[key] = make_distribution(*_parse_call(match.group(2), example))
+        for pair in pairs:
+            if set(chosen) == set(pair):
+                return IndependentPrior(chosen[pair[0]], chosen[pair[1]], pair)
         raise SpecificationError(
-            f"prior {text!r} must name both alpha= and beta= (rate families) or both mu= "
-            "and tau= (normal family)"
-        )
-    name, params = _parse_call(stripped)
+            f"prior {text!r} must name both "
+            + " or both ".join(f"{a}= and {b}=" for a, b in pairs) + f"; e.g. {example}")
+    name, params = _parse_call(stripped, example)
     if name in {"beta", "conjugate"}:
         raise SpecificationError(
             f"prior {text!r} is a fixed prior for θ; partial pooling needs a hyperprior on "
-            "(α, β) such as 'bda' or 'halfnormal(10)'"
+            f"the population's parameters, e.g. {example}"
         )
     n_params = len(_DISTRIBUTIONS.get(name, ()))
     if n_params and len(params) == 2 * n_params:
@@ -323,7 +341,7 @@ def parse_theta_prior(text: str | ConjugatePrior | None, family: RateFamily) -> 
     elif isinstance(text, ConjugatePrior):
         prior = text
     else:
-        name, params = _parse_call(text)
+        name, params = _parse_call(_THETA.sub("", text, count=1))
         expected = {"beta-binomial": "beta", "gamma-poisson": "gamma",
                     "normal": "normal"}[family.name]
         if family.name == "normal" and name == "flat" and not params:
@@ -337,6 +355,10 @@ def parse_theta_prior(text: str | ConjugatePrior | None, family: RateFamily) -> 
         prior = ConjugatePrior(*params)
     family.check_theta_prior(prior.a, prior.b)
     return prior
+
+
+#: the ``θ ~`` or ``theta =`` that may lead a fixed prior (as the tool prints it)
+_THETA = re.compile(r"^\s*(?:θ|theta)(?:_j)?\s*[=~]\s*", re.IGNORECASE)
 
 
 def _split_top_level(text: str) -> list[str]:

@@ -6,7 +6,10 @@ column and value and say what is valid.
 
 from __future__ import annotations
 
+import codecs
 import difflib
+import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -50,34 +53,137 @@ class GroupCounts:
         return pd.DataFrame({self.group_name: self.labels, "y": self.y, "n": self.n})
 
 
-def read_table(path: str | Path) -> pd.DataFrame:
-    """Read a CSV, TSV or Parquet file, with a one-line error for every failure."""
+#: how a separator given on the command line may be spelled, and what it means
+SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
+#: a number written with a decimal comma: 0,5 or -1,25 or 3,1e-05
+_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*$")
+
+
+def read_table(path: str | Path, *, sep: str | None = None, decimal: str | None = None,
+               encoding: str | None = None) -> pd.DataFrame:
+    """Read a CSV, TSV or Parquet file, with a one-line error for every failure.
+
+    ``sep`` (default: comma, tab for .tsv), ``decimal`` (default '.') and ``encoding``
+    (default UTF-8) are those of :func:`pandas.read_csv`. Left out, the separator is
+    the one the header line shows (',' unless it has no comma but ';', tab or '|'), and a
+    ';' table whose numbers have decimal commas is read with ``decimal=','``.
+    :func:`read_table_noted` also says what it detected.
+    """
+    return read_table_noted(path, sep=sep, decimal=decimal, encoding=encoding)[0]
+
+
+def read_table_noted(path: str | Path, *, sep: str | None = None, decimal: str | None = None,
+                     encoding: str | None = None) -> tuple[pd.DataFrame, tuple[str, ...]]:
+    """:func:`read_table`, and a note for each format it detected rather than was told."""
     path = Path(path)
     if not path.exists():
         raise DataError(f"file not found: {path}")
     if path.is_dir():
         raise DataError(f"{path} is a directory, not a data file")
     suffix = path.suffix.lower()
+    if suffix in {".parquet", ".pq"}:
+        given = [f"--{k}" for k, v in (("sep", sep), ("decimal", decimal),
+                                       ("encoding", encoding)) if v is not None]
+        if given:
+            raise DataError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} for "
+                            f"text tables (CSV, TSV); {path} is Parquet, which records its "
+                            "own types")
+        return _read(path, lambda: pd.read_parquet(path)), ()
+    if encoding is not None:
+        _check_encoding(encoding)
+    sep = SEPARATOR_NAMES.get(sep, sep) if sep is not None else None
+    if decimal is not None and (len(decimal) != 1 or decimal == sep):
+        raise DataError(f"--decimal must be one character other than the separator, such "
+                        f"as '.' or ',', not {decimal!r}")
+    notes: list[str] = []
+    if sep is None and suffix in {".tsv", ".tab"}:
+        sep = "\t"
+    elif sep is None:
+        sep = _header_separator(path, encoding)
+        if sep != ",":
+            notes.append(f"read as {_SEPARATOR_WORDS[sep]}-separated (detected); give --sep "
+                         "to read it otherwise")
+
+    def parse(point: str) -> pd.DataFrame:
+        return _read(path, lambda: pd.read_csv(path, sep=sep, decimal=point,
+                                               encoding=encoding), encoding)
+
+    table = parse(decimal or ".")
+    if table.shape[1] == 1 and any(c in str(table.columns[0]) for c in ";|\t,"):
+        raise DataError(
+            f"{path} reads as the single column {str(table.columns[0])!r}; name its "
+            "separator with --sep, e.g. --sep ';' or --sep tab")
+    if decimal is None and sep == ";" and _has_decimal_commas(table):
+        table = parse(",")
+        notes = ["read as semicolon-separated with decimal commas (detected; Excel saves CSV "
+                 "where the comma is the decimal mark); give --sep and --decimal to read "
+                 "it otherwise"]
+    return table, tuple(notes)
+
+
+_SEPARATOR_WORDS = {";": "semicolon", "\t": "tab", "|": "pipe", ",": "comma"}
+
+
+def _read(path: Path, reader: Callable[[], pd.DataFrame],
+          encoding: str | None = None) -> pd.DataFrame:
+    """Run ``reader``; turn each way it can fail into one line naming the file."""
     try:
-        if suffix in {".parquet", ".pq"}:
-            table = pd.read_parquet(path)
-        elif suffix in {".tsv", ".tab"}:
-            table = pd.read_csv(path, sep="\t")
-        else:
-            table = pd.read_csv(path)
+        table = reader()
     except pd.errors.EmptyDataError:
         raise DataError(f"{path} is empty: expected a header row and data rows") from None
-    except (pd.errors.ParserError, UnicodeDecodeError, OSError, ValueError) as err:
+    except UnicodeDecodeError as err:
+        raise DataError(_decode_error(path, err, encoding)) from None
+    except (pd.errors.ParserError, OSError, ValueError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise DataError(f"cannot read {path}: {first}") from None
     if table.empty:
         raise DataError(f"{path} has a header but no data rows")
-    if table.shape[1] == 1 and any(sep in str(table.columns[0]) for sep in ";|\t"):
-        raise DataError(
-            f"{path} has a single column {str(table.columns[0])!r}: is it separated by "
-            "something other than commas? Save it as comma-separated CSV (or .tsv for tabs)"
-        )
     return table
+
+
+def _decode_error(path: Path, err: UnicodeDecodeError, encoding: str | None) -> str:
+    """Where the file stops being text in its encoding, and the option that fixes it."""
+    raw = path.read_bytes()
+    try:
+        raw.decode(encoding or "utf-8")
+        where = ""
+    except UnicodeDecodeError as first:
+        line = raw[:first.start].count(b"\n") + 1
+        where = f" (byte 0x{raw[first.start]:02x} on line {line})"
+    name = encoding or "UTF-8"
+    return (f"cannot read {path}: it is not {name} text{where}; name its encoding with "
+            "--encoding, e.g. --encoding latin-1 (or cp1252, as Excel saves on Windows)")
+
+
+def _check_encoding(encoding: str) -> None:
+    try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise DataError(f"unknown --encoding {encoding!r}; e.g. utf-8, latin-1, cp1252, "
+                        "utf-16") from None
+
+
+def _header_separator(path: Path, encoding: str | None) -> str:
+    """The separator the header line shows: ',' unless it has no comma and one of ';', tab
+    or '|' (column names rarely hold these, while a ';' file's numbers may hold commas)."""
+    with open(path, encoding=encoding or "utf-8", errors="replace", newline="") as file:
+        header = file.readline()
+    found = [c for c in ";\t|" if c in header]
+    return found[0] if "," not in header and len(found) == 1 else ","
+
+
+def _has_decimal_commas(table: pd.DataFrame) -> bool:
+    """Whether some text column holds only numbers, one at least with a decimal comma (0,5)."""
+    for column in table.columns:
+        values = table[column].dropna()
+        if pd.api.types.is_numeric_dtype(values) or not len(values):
+            continue
+        text = values.astype(str)
+        commas = text.str.match(_DECIMAL_COMMA.pattern)
+        whole = text.str.fullmatch(r"\s*[+-]?\d+\s*")
+        if commas.any() and (commas | whole).all():
+            return True
+    return False
 
 
 def _require_column(table: pd.DataFrame, column: str, role: str) -> pd.Series:
@@ -102,9 +208,11 @@ def finite_column(series: pd.Series, role: str) -> NDArray[np.float64]:
     bad = np.flatnonzero(~np.isfinite(values))
     if bad.size:
         i = bad[0]
+        comma = ("; for numbers with decimal commas give --decimal ','"
+                 if _DECIMAL_COMMA.match(str(series.iloc[i])) else "")
         raise DataError(
             f"row {i + 1}: {role} column {series.name!r} has {str(series.iloc[i])!r}, "
-            "which is not a finite number"
+            f"which is not a finite number{comma}"
         )
     return values
 
@@ -231,4 +339,4 @@ def group_counts(
     return GroupCounts(labels, y_g, n_g, group_name, tuple(notes))
 
 
-__all__ = ["GroupCounts", "group_counts", "read_table"]
+__all__ = ["GroupCounts", "group_counts", "read_table", "read_table_noted"]

@@ -142,7 +142,8 @@ class Model(BaseModel):
         if self.pooling == "partial":
             if isinstance(prior, ConjugatePrior):
                 raise SpecificationError("partial pooling needs a hyperprior on (α, β)")
-            self.hyperprior = parse_hyperprior(prior if prior is not None else "bda")
+            self.hyperprior = parse_hyperprior(prior if prior is not None else "bda",
+                                               self.family)
             _check_hyperprior(self.family, self.hyperprior)
             self.theta_prior = parse_theta_prior(None, self.family)
         else:

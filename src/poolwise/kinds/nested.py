@@ -108,7 +108,7 @@ from poolwise.results.prediction import (
 )
 from poolwise.results.storage import FitRecord, record_attrs
 from poolwise.results.summary import check_prob
-from poolwise.vocabulary import canonical_family
+from poolwise.vocabulary import canonical_family, unknown
 
 __all__ = ["NESTED_FAMILIES", "NestedData", "NestedFit", "NestedModel", "NestedPrior",
            "lab_log_marginal", "nested_data", "parse_group_path"]
@@ -384,8 +384,9 @@ class NestedPrior:
 
     @classmethod
     def parse(cls, text: str | NestedPrior | None) -> NestedPrior:
-        """``"s_u=halfnormal(0.5), m_v=normal(2, 1)"``: any of m_u, s_u, m_v, s_v; the
-        others keep their defaults. ``None`` or ``""``: all defaults."""
+        """``"s_u=halfnormal(0.5), m_v=normal(2, 1)"`` (or ``s_u ~ HalfNormal(0.5); …``, as
+        printed): any of m_u, s_u, m_v, s_v; the others keep their defaults. ``None`` or
+        ``""``: all defaults."""
         if text is None:
             return cls()
         if isinstance(text, NestedPrior):
@@ -396,17 +397,16 @@ class NestedPrior:
         if not text.strip() or text.strip().lower() == "default":
             return cls()
         chosen: dict[str, Distribution] = {}
-        for part in _split_top_level(text):
-            match = re.match(r"^\s*([A-Za-z_]+)\s*=\s*(.+?)\s*$", part)
+        for part in _split_top_level(text.replace(";", ",")):
+            match = re.match(r"^\s*([A-Za-z_]+)\s*[=~]\s*(.+?)\s*$", part)
             if not match:
                 raise SpecificationError(
                     f"cannot read {part.strip()!r} in nested prior {text!r}; write e.g. "
                     "'s_u=halfnormal(0.5), m_v=normal(2, 1)' (names: m_u, s_u, m_v, s_v)")
             name = match.group(1).lower()
             if name not in TOP_NAMES:
-                raise SpecificationError(
-                    f"unknown hyperparameter {match.group(1)!r} in nested prior {text!r}; "
-                    f"valid: {', '.join(TOP_NAMES)}")
+                raise unknown("hyperparameter", match.group(1), TOP_NAMES,
+                              f"in nested prior {text!r}")
             if name in chosen:
                 raise SpecificationError(f"nested prior {text!r} sets {name} twice")
             chosen[name] = make_distribution(*_parse_call(match.group(2)))

@@ -76,7 +76,7 @@ from poolwise.results.prediction import (
 )
 from poolwise.results.storage import FitRecord, record_attrs
 from poolwise.results.summary import SUMMARY_COLUMNS, posterior_summary
-from poolwise.vocabulary import canonical_family
+from poolwise.vocabulary import canonical_family, unknown
 
 __all__ = ["NIGData", "NIGFit", "NIGModel", "default_prior", "nig_data", "parse_nig_prior",
            "type2_ml"]
@@ -90,7 +90,7 @@ DEFAULT_ALPHA = 1.0
 #: the names of the prior's constants, in the order the summary lists them
 CONSTANTS = ("mu", "tau", "alpha", "beta")
 
-_PRIOR_ITEM = re.compile(r"^\s*(mu|tau|alpha|beta)\s*=\s*([^,]+?)\s*$")
+_PRIOR_ITEM = re.compile(r"^\s*([^\s=,]+)\s*=\s*([^,]+?)\s*$")
 
 
 # ----------------------------------------------------------------------------- the data
@@ -156,6 +156,8 @@ def parse_nig_prior(text: str) -> NIGPrior:
                 f"cannot read {item.strip()!r} in the NIG prior; write "
                 "'mu=0, tau=1, alpha=2, beta=1' (numbers for all four)")
         name, raw = match.groups()
+        if name not in CONSTANTS:
+            raise unknown("constant", name, CONSTANTS, "in the NIG prior")
         try:
             values[name] = float(raw)
         except ValueError:

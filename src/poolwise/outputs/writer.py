@@ -28,7 +28,7 @@ import pandas as pd
 
 from poolwise.exceptions import SpecificationError
 from poolwise.results.checks import extreme_groups
-from poolwise.results.prediction import Prediction
+from poolwise.results.prediction import NewGroup, NewGroupIn, Prediction
 
 if TYPE_CHECKING:
     from poolwise.outputs.report import Provenance
@@ -83,7 +83,6 @@ def save_figure(figure: Any, path: Path) -> None:
 def _conjugate_figures(fit: Any, ci_prob: float, predictions: Sequence[Prediction]
                        ) -> dict[str, Callable[[], Any]]:
     from poolwise.outputs import plots
-    from poolwise.results.prediction import NewGroup
 
     figures: dict[str, Callable[[], Any]] = {
         "shrinkage.png": partial(plots.plot_shrinkage, fit, ci_prob=ci_prob),
@@ -244,10 +243,17 @@ def prediction_table(predictions: Sequence[Prediction], ci_prob: float) -> pd.Da
     return pd.concat(tables, ignore_index=True)
 
 
-def _prediction_record(prediction: Prediction, ci_prob: float) -> dict[str, Any]:
+def _prediction_record(prediction: Prediction, ci_prob: float,
+                       size_label: str | None = None) -> dict[str, Any]:
     """A prediction in the JSON document: its flat θ record where it has one, its
-    description, and all its rows."""
+    description, the size (and own y) a new group's prediction was made for, with what the
+    size is (``size_label``: trials, exposure, standard error), and all its rows."""
     record: dict[str, Any] = {"description": prediction.description}
+    request = prediction.request
+    if isinstance(request, (NewGroup, NewGroupIn)):
+        record |= {"size": request.size, "size_label": size_label}
+        if isinstance(request, NewGroup):
+            record["y"] = request.y
     try:
         record |= prediction.brief(ci_prob)
     except SpecificationError:  # several quantities (a mixed model's coefficients, rows)
@@ -287,10 +293,12 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
     ``ignored_columns`` (custom models' unused columns), ``warnings``, ``seed``, ``sampler``
     and the model's own description (``formula`` for mixed models, ``model`` for custom
     ones). The summary rows carry the rank columns when ranks were asked for."""
-    from poolwise.results.prediction import ExistingGroup, NewGroup
+    from poolwise.results.prediction import ExistingGroup
 
     spec = fit.model.spec()
-    records = {type(p.request): _prediction_record(p, ci_prob) for p in predictions}
+    size_label = getattr(getattr(fit.model, "family", None), "size_label", None)
+    records = {type(p.request): _prediction_record(p, ci_prob, size_label)
+               for p in predictions}
     existing = next((p for p in predictions if isinstance(p.request, ExistingGroup)), None)
     predict_group = None
     if existing is not None:
@@ -310,7 +318,7 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
         "summary": summary_records(summary),
         "new_group": records.get(NewGroup),
         "predict_group": predict_group,
-        "predictions": [_prediction_record(p, ci_prob) for p in predictions],
+        "predictions": [_prediction_record(p, ci_prob, size_label) for p in predictions],
         "predictive_check": check_record(check),
         "hypotheses": clean(list(decisions.hypotheses)) or None,
         "pairwise": None if decisions.pairwise is None else clean(

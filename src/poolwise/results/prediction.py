@@ -44,7 +44,7 @@ import pandas as pd
 import xarray as xr
 
 from poolwise.exceptions import SpecificationError
-from poolwise.results.summary import check_prob, posterior_summary
+from poolwise.results.summary import SUMMARY_COLUMNS, check_prob, posterior_summary
 
 if TYPE_CHECKING:
     from numpy.typing import NDArray
@@ -144,7 +144,9 @@ class Prediction:
     where data were predicted, ``y``. ``exact`` maps a variable to its closed-form SciPy
     distribution where there is one (empirical Bayes: the hyperparameters are fixed), used by
     :meth:`summary` instead of the draws. ``importance_ess`` is the effective sample size
-    of a reweighting by the new group's own data (None when none was done).
+    of a reweighting by the new group's own data (None when none was done). ``rows`` holds
+    the input rows of a :class:`NewRows` request, whose draws run along a ``row`` dimension:
+    :meth:`summary` gives each row's number and its input columns beside its predictions.
     """
 
     request: Any
@@ -153,6 +155,7 @@ class Prediction:
     exact: Mapping[str, Any] = field(default_factory=dict)
     importance_ess: float | None = None
     group_dims: tuple[str, ...] = ()
+    rows: pd.DataFrame | None = None
 
     def __getitem__(self, name: str) -> NDArray[np.float64]:
         """All draws of one variable, chains concatenated: shaped (draws, ...)."""
@@ -167,14 +170,24 @@ class Prediction:
         a fit's summary (closed form where :attr:`exact` has it)."""
         check_prob(ci_prob)
         table = posterior_summary(self.draws, ci_prob, diagnostics=False,
-                                  group_dims=self.group_dims)
+                                  group_dims=("row",) if self.rows is not None
+                                  else self.group_dims)
         tail = (1 - ci_prob) / 2
         for name, dist in self.exact.items():
             rows = table["param"] == name
             table.loc[rows, ["mean", "sd", "lower", "upper"]] = [
                 float(dist.mean()), float(dist.std()), float(dist.ppf(tail)),
                 float(dist.ppf(1 - tail))]
-        return table.dropna(axis=1, how="all")
+        table = table.dropna(axis=1, how="all")
+        if self.rows is None:
+            return table
+        number = table.pop("group").astype(int)
+        given = self.rows.reset_index(drop=True)
+        given.columns = [f"input_{c}" if c in SUMMARY_COLUMNS or c == "row" else str(c)
+                         for c in given.columns]
+        beside = given.iloc[number.to_numpy()].reset_index(drop=True)
+        return pd.concat([table[["param"]], number.rename("row").reset_index(drop=True),
+                          beside, table.drop(columns="param").reset_index(drop=True)], axis=1)
 
     def brief(self, ci_prob: float = 0.95) -> dict[str, float]:
         """A prediction of one θ as a flat record: θ's ``mean``, ``sd``, ``lower``,

@@ -241,11 +241,11 @@ def _per_level(data: MixedData) -> tuple[list[_PerLevel], list[int]]:
 # ---------------------------------------------------------------------------- priors
 def _prior_texts(priors: MixedPriors) -> dict[str, str]:
     """The distribution of each prior as :meth:`MixedPriors.describe` writes it, keyed
-    ``b[name]``, ``sigma``, ``sd[factor][effect]``, ``cor[factor]``."""
+    ``b[name]``, ``sigma``, ``sd_factor[effect]``, ``cor_factor``."""
     keys = [f"b[{n}]" for n in priors.fixed_names]
     keys += ["sigma"] if priors.sigma is not None else []
-    keys += [f"sd[{f}][{e}]" for f, e in priors.sd]
-    keys += [f"cor[{f}]" for f in priors.cor]
+    keys += [f"sd_{f}[{e}]" for f, e in priors.sd]
+    keys += [f"cor_{f}" for f in priors.cor]
     lines = priors.describe()
     texts = {}
     for key, line in zip(keys, lines, strict=True):
@@ -496,9 +496,9 @@ def mixed_equations(model: MixedModel, data: MixedData) -> list[str]:
         subs = _effect_subscripts(term.names, design.fixed_names)
         for effect, sub in zip(term.names, subs, strict=True):
             symbol = rf"\tau_{{{sub},{name}}}" if term.n_effects > 1 else rf"\tau_{{{name}}}"
-            lines.append(_prior_line(symbol, texts[f"sd[{term.factor}][{effect}]"]))
+            lines.append(_prior_line(symbol, texts[f"sd_{term.factor}[{effect}]"]))
         if term.factor in priors.cor:
-            lines.append(_prior_line(rf"\Omega_{{{name}}}", texts[f"cor[{term.factor}]"]))
+            lines.append(_prior_line(rf"\Omega_{{{name}}}", texts[f"cor_{term.factor}"]))
     return lines
 
 

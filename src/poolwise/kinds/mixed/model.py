@@ -805,7 +805,7 @@ class MixedFit(Fit):
                 + (f"; {'; '.join(counts)}" if counts else "; no group effects"))
         return Prediction(request, what, prediction_dataset(
             {"mu": (mu, ["row"]), "y": (y, ["row"])}, self.config.chains,
-            {"row": np.arange(n)}))
+            {"row": np.arange(n)}), rows=request.data)
 
     def _rows_design(self, request: NewRows) -> tuple[
             NDArray, NDArray | None, NDArray | None, tuple[GroupTerm, ...],
@@ -831,6 +831,9 @@ class MixedFit(Fit):
         factor_columns = columns.factor_columns
         needed = [*columns.covariates, *([columns.trials] if columns.trials else [])]
         if model.pooling == "partial" and request.groups != "population":
+            # a grouping column left out is missing on every row: no group effects
+            new = new.assign(**{c: pd.Series(pd.NA, index=new.index, dtype=object)
+                                for c in factor_columns if c not in new.columns})
             needed += factor_columns
         absent = [c for c in dict.fromkeys(needed) if c not in new.columns]
         if absent:

@@ -8,25 +8,27 @@ A :class:`MixedPriors` holds one prior per parameter of the model of
     analytically);
 ``sigma ~ D``
     the residual sd (normal family only);
-``sd[factor][effect] ~ D``
+``sd_factor[effect] ~ D``
     the sd of each group effect, D one of the positive distributions of
     :mod:`poolwise.priors` (``halfnormal``, ``halfcauchy``, ``exponential``, ``gamma``,
     ``lognormal``);
-``cor[factor] ~ LKJ(η)``
+``cor_factor ~ LKJ(η)``
     the correlation matrix of a correlated term with more than one effect, density
     ∝ det(R)^(η−1) (Lewandowski, Kurowicka and Joe 2009): η = 1 uniform over correlation
     matrices, η > 1 shrinks towards the identity.
 
 :func:`default_priors` gives weakly informative priors scaled to the data (its docstring
 has the rule); :func:`parse_priors` overrides them from text such as
-``"b = normal(0, 5); sd[Subject][Days] = halfnormal(10); cor[Subject] = lkj(1)"``.
+``"b = normal(0, 5); sd_Subject[Days] = halfnormal(10); cor_Subject = lkj(1)"``. A
+parameter has one name everywhere: these are the names of the summary's rows.
 """
 
 from __future__ import annotations
 
+import difflib
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
 
@@ -82,8 +84,8 @@ class MixedPriors:
         lines = [f"b[{name}] ~ {d}" for name, d in zip(self.fixed_names, self.fixed, strict=True)]
         if self.sigma is not None:
             lines.append(f"sigma ~ {self.sigma}")
-        lines += [f"sd[{factor}][{effect}] ~ {d}" for (factor, effect), d in self.sd.items()]
-        lines += [f"cor[{factor}] ~ LKJ({eta:g})" for factor, eta in self.cor.items()]
+        lines += [f"sd_{factor}[{effect}] ~ {d}" for (factor, effect), d in self.sd.items()]
+        lines += [f"cor_{factor} ~ LKJ({eta:g})" for factor, eta in self.cor.items()]
         return lines
 
     def spec(self) -> str:
@@ -92,8 +94,8 @@ class MixedPriors:
                  for name, d in zip(self.fixed_names, self.fixed, strict=True)]
         if self.sigma is not None:
             parts.append(f"sigma = {_spec(self.sigma)}")
-        parts += [f"sd[{factor}][{effect}] = {_spec(d)}" for (factor, effect), d in self.sd.items()]
-        parts += [f"cor[{factor}] = lkj({eta!r})" for factor, eta in self.cor.items()]
+        parts += [f"sd_{factor}[{effect}] = {_spec(d)}" for (factor, effect), d in self.sd.items()]
+        parts += [f"cor_{factor} = lkj({eta!r})" for factor, eta in self.cor.items()]
         return "; ".join(parts)
 
 
@@ -142,18 +144,20 @@ def default_priors(design: MixedDesign) -> MixedPriors:
 
 
 def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None) -> MixedPriors:
-    """Override ``base`` (default :func:`default_priors`) with ``name = dist`` statements.
+    """Override ``base`` (default :func:`default_priors`) with ``name = dist`` statements
+    (or ``name ~ dist``, as :meth:`MixedPriors.describe` prints them).
 
     Statements are separated by semicolons and applied in order, so a general statement
-    followed by a specific one refines it. Names:
+    followed by a specific one refines it. Names (those of the summary's rows; the older
+    ``sd[Subject][Days]`` and ``cor[Subject]`` are read too):
 
     ``b``                 every fixed coefficient except the intercept: ``normal(loc, scale)``
     ``b[Days]``           one coefficient (``b[Intercept]`` for the intercept)
     ``sigma``             the residual sd (normal family only)
     ``sd``                every group-effect sd
-    ``sd[Subject]``       the sds of every effect of one factor
-    ``sd[Subject][Days]`` one sd
-    ``cor``, ``cor[Subject]``   the LKJ prior of correlated terms: ``lkj(eta)``
+    ``sd_Subject``        the sds of every effect of one factor
+    ``sd_Subject[Days]``  one sd
+    ``cor``, ``cor_Subject``   the LKJ prior of correlated terms: ``lkj(eta)``
 
     Scale distributions: halfnormal(scale), halfcauchy(scale), exponential(rate),
     gamma(shape, rate), lognormal(mu, sigma).
@@ -174,7 +178,7 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
     >>> priors = parse_priors("b[Intercept] = normal(0, 10); sd = halfcauchy(1)", design)
     >>> priors.describe()  # doctest: +NORMALIZE_WHITESPACE
     ['b[Intercept] ~ Normal(0, 10)', 'sigma ~ HalfNormal(1.29099)',
-     'sd[g][Intercept] ~ HalfCauchy(1)']
+     'sd_g[Intercept] ~ HalfCauchy(1)']
     """
     priors = base if base is not None else default_priors(design)
     for statement in (s.strip() for s in text.split(";")):
@@ -196,16 +200,22 @@ def check_prior_syntax(text: str) -> None:
             continue
         match = _STATEMENT.match(statement)
         if not match:
+            name = _NAME.match(statement)
+            hint = _did_you_mean(name.group(1), ("b", "sigma", "sd", "cor")) if name else ""
             raise SpecificationError(
-                f"cannot read prior statement {statement!r}; write 'name = dist' with name "
-                "b, b[coefficient], sigma, sd, sd[factor], sd[factor][effect], cor or "
-                "cor[factor]")
-        _parse_call(match.group(4), statement)
+                f"cannot read prior statement {statement!r}{hint}; write 'name = dist' (or "
+                "'name ~ dist') with name b, b[coefficient], sigma, sd, sd_factor, "
+                "sd_factor[effect], cor or cor_factor")
+        _parse_call(match.group(5), statement)
 
 
 #: an index [name], where a name may hold one level of brackets itself: b[group[2]]
 _BRACKETED = r"\[((?:[^\[\]]|\[[^\[\]]*\])+)\]"
-_STATEMENT = re.compile(r"^\s*(b|sigma|sd|cor)\s*((?:" + _BRACKETED + r")*)\s*=\s*(.+?)\s*$")
+#: ``name[index]… = dist`` or ``~ dist``; a factor may follow sd and cor as ``sd_Subject``
+_STATEMENT = re.compile(r"^\s*(b|sigma|sd|cor)(?:_([^\[\]=~\s]+))?\s*((?:" + _BRACKETED
+                        + r")*)\s*[=~]\s*(.+?)\s*$")
+#: the start of a statement, to suggest the name meant when it is misspelt
+_NAME = re.compile(r"^\s*([^\s=~]+?)\s*[=~]")
 _CALL = re.compile(r"^([A-Za-z_]+)\s*\(([^()]*)\)$")
 _INDEX = re.compile(_BRACKETED)
 
@@ -213,12 +223,22 @@ _INDEX = re.compile(_BRACKETED)
 def _apply(priors: MixedPriors, statement: str, design: MixedDesign) -> MixedPriors:
     """``priors`` with one ``name = dist`` statement applied."""
     match = _STATEMENT.match(statement)
+    valid = _valid_names(design)
     if not match:
+        name = _NAME.match(statement)
         raise SpecificationError(
-            f"cannot read prior statement {statement!r}; write 'name = dist' with name one "
-            f"of: {', '.join(_valid_names(design))}")
-    kind, brackets, dist_text = match.group(1), match.group(2), match.group(4)
+            f"cannot read prior statement {statement!r}"
+            f"{_did_you_mean(name.group(1), valid) if name else ''}; write 'name = dist' "
+            f"with name one of: {', '.join(valid)}")
+    kind, factor, brackets, dist_text = match.group(1, 2, 3, 5)
     index = [part.strip() for part in _INDEX.findall(brackets)]
+    if factor is not None:
+        if kind not in ("sd", "cor"):
+            raise SpecificationError(
+                f"cannot read prior statement {statement!r}"
+                f"{_did_you_mean(statement.split('=')[0].split('~')[0].strip(), valid)}; "
+                f"write 'name = dist' with name one of: {', '.join(valid)}")
+        index = [factor, *index]
     if kind == "b":
         return _apply_fixed(priors, index, dist_text, statement)
     if kind == "sigma":
@@ -239,7 +259,8 @@ def _apply_fixed(priors: MixedPriors, index: list[str], dist_text: str,
         raise SpecificationError(f"{statement!r}: write b or b[name], with one name")
     if index and index[0] not in priors.fixed_names:
         raise SpecificationError(
-            f"{statement!r}: unknown coefficient {index[0]!r}; coefficients: "
+            f"{statement!r}: unknown coefficient {index[0]!r}"
+            f"{_did_you_mean(index[0], priors.fixed_names)}; coefficients: "
             f"{', '.join(priors.fixed_names)}")
     name, params = _parse_call(dist_text, statement)
     if name != "normal":
@@ -259,11 +280,12 @@ def _apply_sd(priors: MixedPriors, index: list[str], dist_text: str, statement: 
     factors = {term.factor: term.names for term in design.terms}
     if index and index[0] not in factors:
         valid = ", ".join(factors) or "none: the model has no group terms"
-        raise SpecificationError(f"{statement!r}: unknown grouping factor {index[0]!r}; "
-                                 f"factors: {valid}")
+        raise SpecificationError(f"{statement!r}: unknown grouping factor {index[0]!r}"
+                                 f"{_did_you_mean(index[0], factors)}; factors: {valid}")
     if len(index) == 2 and index[1] not in factors[index[0]]:
         raise SpecificationError(
-            f"{statement!r}: {index[0]} has no effect {index[1]!r}; its effects: "
+            f"{statement!r}: {index[0]} has no effect {index[1]!r}"
+            f"{_did_you_mean(index[1], factors[index[0]])}; its effects: "
             f"{', '.join(factors[index[0]])}")
     dist = _scale_distribution(dist_text, statement)
     sd = {key: dist if key[:len(index)] == tuple(index) else d for key, d in priors.sd.items()}
@@ -277,8 +299,8 @@ def _apply_cor(priors: MixedPriors, index: list[str], dist_text: str,
     if index and index[0] not in priors.cor:
         valid = ", ".join(priors.cor) or "none: no term has correlated effects"
         raise SpecificationError(
-            f"{statement!r}: {index[0]!r} is not a factor with correlated effects; "
-            f"correlated factors: {valid}")
+            f"{statement!r}: {index[0]!r} is not a factor with correlated effects"
+            f"{_did_you_mean(index[0], priors.cor)}; correlated factors: {valid}")
     name, params = _parse_call(dist_text, statement)
     if name != "lkj" or len(params) != 1 or not (math.isfinite(params[0]) and params[0] > 0):
         raise SpecificationError(f"{statement!r}: a correlation prior is lkj(eta), eta > 0")
@@ -324,11 +346,17 @@ def _valid_names(design: MixedDesign) -> list[str]:
     if design.terms:
         names.append("sd")
     for term in design.terms:
-        names += [f"sd[{term.factor}]", *(f"sd[{term.factor}][{e}]" for e in term.names)]
+        names += [f"sd_{term.factor}", *(f"sd_{term.factor}[{e}]" for e in term.names)]
     correlated = [t.factor for t in design.terms if t.correlated and t.n_effects > 1]
     if correlated:
-        names += ["cor", *(f"cor[{f}]" for f in correlated)]
+        names += ["cor", *(f"cor_{f}" for f in correlated)]
     return names
+
+
+def _did_you_mean(name: str, valid: Iterable[str]) -> str:
+    """`` (did you mean 'sigma'?)`` where a valid name is close to ``name``, else ''."""
+    close = difflib.get_close_matches(name, list(valid), n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def _column_sd(column: np.ndarray) -> float:
