@@ -5,7 +5,8 @@ combination of pooling and method the kind declares (``Model.METHODS``) is fitte
 with few draws, and checked: the summary's columns; save → :func:`poolwise.load` → the same
 summary; every prediction request answered or refused naming the ones it answers; the
 posterior predictive and its check; the prior predictive (or a reason why there is none);
-the same seed giving the same draws; the graph and the equations; and, once per kind, that
+the same seed giving the same draws; the graph and the equations; that ArviZ 1.x summarises
+and plots the tree (where it is installed: Python ≥ 3.12); and, once per kind, that
 ``poolwise fit --out`` writes the same core files. Adding a kind means adding one line.
 """
 
@@ -347,3 +348,19 @@ def test_every_fit_with_a_log_likelihood_takes_part_in_a_comparison(case):
     for by, labels in {loo.points: loo.pointwise.index, **fit.point_groupings()}.items():
         grouped = poolwise.Comparison({"a": fit, "b": fit}).predictive(by=by)
         assert grouped.table["n_points"].iloc[0] == len(set(np.asarray(labels).astype(str)))
+
+
+def test_arviz_summarises_and_plots_the_tree(case):
+    """``import arviz as az; az.summary(fit.tree); az.plot_trace(fit.tree)`` on every fit
+    (ArviZ 1.x, installed with poolwise on Python ≥ 3.12; ``make test313`` runs this)."""
+    az = pytest.importorskip("arviz", minversion="1.0",
+                             reason="ArviZ 1.x needs Python >= 3.12; here poolwise uses its "
+                                    "parts at 0.8")
+    import matplotlib.pyplot as plt
+
+    _, fit = case
+    with np.errstate(invalid="ignore", divide="ignore"):  # R-hat of a constant (EB's τ): NaN
+        table = az.summary(fit.tree)
+    assert {row.split("[")[0] for row in table.index} == set(fit.tree["posterior"].data_vars)
+    az.plot_trace(fit.tree)
+    plt.close("all")

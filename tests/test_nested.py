@@ -165,7 +165,8 @@ def test_posterior_layout(simulated):
     assert posterior["alpha"].dims == ("chain", "draw", "lab")
     assert posterior["theta"].dims == ("chain", "draw", "experiment")
     assert list(posterior["experiment"].values[:2]) == ["lab0:e0", "lab0:e1"]
-    assert list(posterior["lab_of_experiment"].values[:6]) == ["lab0"] * 5 + ["lab1"]
+    lab_of = fit.tree["observed_data"]["lab_of_experiment"]
+    assert list(lab_of.values[:6]) == ["lab0"] * 5 + ["lab1"]
     table = fit.summary(diagnostics=False)
     assert list(table["param"][:4]) == list(TOP_NAMES)
     assert table["group"].iloc[:4].isna().all()

@@ -1,7 +1,10 @@
 """Everything poolwise asks of ArviZ, in one module.
 
-poolwise uses the DataTree-based ArviZ (``arviz-base`` and ``arviz-stats`` 0.8, the design
-that ArviZ 1.x ships, which itself needs Python 3.12). Moving to ArviZ 1.x is a change here.
+On Python ≥ 3.12 poolwise installs ArviZ 1.x (``import arviz as az`` then reads any
+``fit.tree``: ``az.summary``, ``az.plot_trace``); ArviZ 1.x needs Python 3.12, so on 3.11
+poolwise installs its parts ``arviz-base`` and ``arviz-stats`` at 0.8, the same
+``xarray.DataTree`` design. The calls below are the same in both, so only this module
+would change if they parted.
 """
 
 from __future__ import annotations

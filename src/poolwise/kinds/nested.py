@@ -765,10 +765,11 @@ class NestedModel(BaseModel):
         tree = _arviz.make_datatree(groups, dims=dims,
                                     coords={"lab": data.labs, "experiment": data.labels},
                                     attrs=attrs)
-        lab_coord = ("experiment", data.lab_of())
-        for name in ("posterior", "log_likelihood", "observed_data"):
-            dataset = tree[name].to_dataset().assign_coords(lab_of_experiment=lab_coord)
-            tree[name] = xr.DataTree(dataset)
+        # each experiment's lab, for from_tree; only in observed_data, because ArviZ's
+        # summary (xarray's to_stacked_array) refuses a coordinate that some variables lack
+        observed = tree["observed_data"].to_dataset()
+        tree["observed_data"] = xr.DataTree(
+            observed.assign_coords(lab_of_experiment=("experiment", data.lab_of())))
         return tree
 
     # ------------------------------------------------------------------ checks
@@ -867,8 +868,8 @@ class NestedFit(Fit):
     ``posterior`` holds the top hyperparameters ``m_u, s_u, m_v, s_v``; per lab (dim
     ``lab``) ``alpha, beta, mu_lab, kappa_lab`` (rate families: the lab's population, its
     mean rate and concentration) or ``mu_lab, tau_lab`` (normal); and ``theta`` per
-    experiment (dim ``experiment``, labels ``"lab:experiment"``, with the coordinate
-    ``lab_of_experiment`` naming each experiment's lab).
+    experiment (dim ``experiment``, labels ``"lab:experiment"``; ``observed_data`` has the
+    coordinate ``lab_of_experiment`` naming each experiment's lab).
     """
 
     model: NestedModel
