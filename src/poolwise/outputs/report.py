@@ -296,25 +296,31 @@ def _method(fit: Fit) -> dict[str, str]:
             "why": why, "size": size}
 
 
-def _pareto(fit: Fit) -> dict[str, float] | None:
-    """PSIS-LOO's Pareto k̂ over the fit's points (None where PSIS-LOO does not apply:
-    point estimates, no log likelihood)."""
+def _pareto(fit: Fit) -> dict[str, float] | str:
+    """PSIS-LOO's Pareto k̂ over the fit's points, or why there is none: point estimates,
+    no log likelihood, or more than :data:`~poolwise.results.fit.PREDICTIVE_LIMIT` values
+    of it (``poolwise compare`` computes it on demand)."""
     import warnings
 
     from poolwise.exceptions import PoolwiseError
     from poolwise.results.comparison import Comparison
+    from poolwise.results.fit import PREDICTIVE_LIMIT, observed_size
 
+    size = observed_size(fit.tree) * fit.config.draws * fit.config.chains
+    if size > PREDICTIVE_LIMIT:
+        return (f"not computed here: {size:,} pointwise log likelihoods (poolwise compare "
+                "computes them)")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             row = Comparison({"fit": fit}).predictive().table.iloc[0]
-    except PoolwiseError:
-        return None
+    except PoolwiseError as err:
+        return str(err)
     return {"elpd": float(row["elpd"]), "k_max": float(row["pareto_k_max"]),
             "bad": float(row["n_bad_k"])}
 
 
-def _diagnostic_rows(fit: Fit, summary: pd.DataFrame, pareto: dict[str, float] | None
+def _diagnostic_rows(fit: Fit, summary: pd.DataFrame, pareto: dict[str, float] | str
                      ) -> list[tuple[str, str, str]]:
     """(what, value, what it should be)."""
     from poolwise.results.diagnostics import ESS_PER_CHAIN, R_HAT_LIMIT
@@ -328,13 +334,13 @@ def _diagnostic_rows(fit: Fit, summary: pd.DataFrame, pareto: dict[str, float] |
                          f"≥ {ESS_PER_CHAIN * fit.config.chains}"))
     if "divergences" in fit.info:
         rows.append(("divergent transitions", str(fit.info["divergences"]), "0"))
-    if pareto is not None:
+    if isinstance(pareto, str):
+        rows.append(("PSIS-LOO", pareto, ""))
+    else:
         rows.append(("largest Pareto k̂ (PSIS-LOO)", _number(pareto["k_max"], 2), "≤ 0.7"))
-        rows.append(("observations with k̂ > 0.7", f"{pareto['bad']:.0f}", "0"))
+        rows.append(("points with k̂ > 0.7", f"{pareto['bad']:.0f}", "0"))
     if "seconds" in fit.info:
         rows.append(("seconds to fit", _number(fit.info["seconds"], 3), ""))
-    if not rows:
-        rows.append(("draws", "none: point estimates", ""))
     return rows
 
 
