@@ -50,6 +50,8 @@ def side_by_side(fit: poolwise.Fit) -> pd.DataFrame:
     rows = []
     for _, row in table.iterrows():
         key = row["param"] if row["param"] != "theta" else row["group"]
+        if key not in NOTES:  # θ_new and I², which the notes do not report
+            continue
         notes = NOTES[key]
         rows.append({"param": row["param"] if row["param"] != "theta" else f"theta[{key}]",
                      "mean": row["mean"], "notes_mean": notes[0],

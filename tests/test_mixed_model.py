@@ -64,7 +64,7 @@ def _fit_quietly(model: MixedModel, data: Any) -> tuple[MixedFit, list[str]]:
 def _rows(prediction: poolwise.Prediction, name: str, ci_prob: float = 0.95) -> pd.DataFrame:
     """The summary rows of one per-row variable (``mu`` or ``y``), in row order."""
     table = prediction.summary(ci_prob)
-    return table[table["param"].str.startswith(f"{name}[")].reset_index(drop=True)
+    return table[table["param"] == name].reset_index(drop=True)
 
 
 # ------------------------------------------------------------------ three-level calibration
