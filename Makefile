@@ -13,10 +13,12 @@ PYTHON313 := $(shell for py in python3.13 "env PYENV_VERSION=3.13 python3.13"; d
 endif
 VENV313 := .venv313
 STAMP313 := $(VENV313)/.installed
+# installed before the tests start, beside the first venv under `make -j2` (as CI runs it)
+INSTALL313 := $(if $(PYTHON313),$(STAMP313))
 # the Fit contract for every kind, the command line and the README: a few minutes on two cores
 SMOKE := tests/test_contract.py tests/test_cli.py tests/test_readme.py
 
-.PHONY: demo test test313 lint bench clean
+.PHONY: demo test test313 bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,7 +35,7 @@ $(STAMP313): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/poolwise fit rats --out demo-output --force
 
-test: $(STAMP)
+test: $(STAMP) $(INSTALL313)
 	$(BIN)/ruff check .
 	$(BIN)/mypy src
 	$(BIN)/python -m pytest -q -n auto --dist loadfile
