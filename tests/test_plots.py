@@ -398,11 +398,11 @@ def test_cjk_group_names_map_to_glyphs_where_a_font_has_them(rats):
     from matplotlib import font_manager
     from matplotlib.ft2font import FT2Font
 
-    from poolwise.outputs.plots._style import STYLE
+    from poolwise.outputs.plots._style import font_families
 
     table = rats.tail(3).assign(experiment=["東京", "おおさか", "北京"])
     fit = Model(method="eb-moments").fit(table, y="y", n="n", group="experiment")
-    prop = font_manager.FontProperties(family=STYLE["font.family"])
+    prop = font_manager.FontProperties(family=font_families())
     fonts = font_manager.fontManager._find_fonts_by_props(prop)  # matplotlib's fallback chain
     having = [f for f in fonts
               if all(FT2Font(str(f)).get_char_index(ord(c)) for c in "東京おさか北")]

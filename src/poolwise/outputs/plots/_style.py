@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -52,20 +53,30 @@ STYLE: dict[str, Any] = {
     # rates such as 1e-4 deaths per person get a ×10⁻⁴ offset, not six decimals
     "axes.formatter.limits": (-3, 4),
     "axes.formatter.use_mathtext": True,
-    # group names in Chinese, Japanese or Korean: matplotlib takes each glyph from the first
-    # of these fonts that has it; with none installed it warns of the missing glyphs. The
-    # list itself, not the generic "sans-serif": a figure saved after the style's context
-    # has ended would look that name up in the user's settings
-    "font.family": list(FALLBACK_FONTS),
 }
+
+
+@cache
+def font_families() -> list[str]:
+    """The :data:`FALLBACK_FONTS` installed here. Group names in Chinese, Japanese or Korean:
+    matplotlib takes each glyph from the first family that has it (with none, it warns of
+    the missing glyphs). Only installed ones, since matplotlib logs a line for every family
+    it cannot find, at every text it draws; the list itself, not the generic "sans-serif",
+    since a figure saved after the style's context would look that up in the user's
+    settings."""
+    from matplotlib import font_manager
+
+    installed = {font.name for font in font_manager.fontManager.ttflist}
+    return [family for family in FALLBACK_FONTS if family in installed] or ["DejaVu Sans"]
 
 
 @contextmanager
 def style() -> Iterator[None]:
-    """Apply :data:`STYLE` while the artists of a figure are created."""
+    """Apply :data:`STYLE` and :func:`font_families` while the artists of a figure are
+    created."""
     import matplotlib as mpl
 
-    with mpl.rc_context(STYLE):  # type: ignore[arg-type]
+    with mpl.rc_context({**STYLE, "font.family": font_families()}):  # type: ignore[arg-type]
         yield
 
 
