@@ -152,3 +152,13 @@ def test_cli_adds_ranks_hypotheses_and_pairwise(tmp_path, capsys):
     assert "--rank is 'higher' or 'lower'" in capsys.readouterr().err
     assert main(["fit", "eight-schools", "--hypothesis", "open('x')"]) == 2
     assert "no parameter 'open'" in capsys.readouterr().err
+
+
+def test_a_factor_level_is_named_as_the_summary_writes_it():
+    """b[group[2]] — a level's brackets inside the coefficient's — reads that coefficient."""
+    sleep = poolwise.datasets.load("sleep")
+    fit = poolwise.fit(sleep, formula="extra ~ group + (1 | ID)", method="eb-ml")
+    level = fit.draws("b").reshape(-1, 2)[:, 1]
+    answer = fit.hypothesis("b[group[2]] > 1")
+    assert answer["mean"] == pytest.approx(level.mean())
+    assert answer["probability"] == pytest.approx(np.mean(level > 1))

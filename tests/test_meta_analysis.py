@@ -71,3 +71,12 @@ def test_forest_rows_and_json(aspirin, capsys):
     assert main(["fit", "aspirin", "--format", "json"]) == 0
     params = {row["param"] for row in json.loads(capsys.readouterr().out)["summary"]}
     assert {"mu", "tau", "theta_new", "I2"} <= params
+
+
+def test_theta_new_in_the_summary_is_the_new_group_prediction():
+    """One set of draws of a new study's θ: the summary's row, ``predict(NewGroup())`` and
+    hence the new-group figure agree exactly."""
+    schools = poolwise.datasets.load("eight-schools")
+    fit = poolwise.fit(schools, y="y", se="sigma", group="school", draws=500, seed=4)
+    predicted = fit.predict(poolwise.NewGroup())["theta"]
+    np.testing.assert_array_equal(fit.draws("theta_new").ravel(), np.ravel(predicted))

@@ -190,7 +190,7 @@ def read_data(data: str, text: dict[str, str | None] | None = None,
 
     text = text or {}
     path = Path(data)
-    if path.exists():
+    if path.is_file() or (path.exists() and data not in datasets.DATASETS):
         table, notes = read_table_noted(path, **text)
         return table, None, notes
     if any(sep in data for sep in "/\\") or path.suffix:
@@ -222,8 +222,11 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
         if info.formula is not None and formula is None:
             formula, family = info.formula, family or info.family
         elif formula is None:
-            same_family = family is None or canonical_family(family) == info.family
-            family = family or info.family
+            # --se on a dataset of counts: its estimates are modelled as normal
+            estimates = se is not None and info.se is None
+            same_family = not estimates and (family is None
+                                             or canonical_family(family) == info.family)
+            family = family or (None if estimates else info.family)
             columns = {"y": y or info.y, "group": group or info.group,
                        "n": n if n is not None or not same_family else info.n,
                        "se": se if se is not None or not same_family else info.se}

@@ -356,10 +356,12 @@ class Model(BaseModel):
     def _meta_analysis(self, data: GroupCounts, mu: NDArray, tau: NDArray
                        ) -> dict[str, NDArray]:
         """A meta-analysis's answers at each draw of (μ, τ): a new study's true effect
-        θ_new ~ N(μ, τ²) (the prediction interval) and I² = τ²/(τ² + s²)."""
-        rng = generator(self.config.seed, Stream.CONDITIONAL, 1)
-        return {"theta_new": mu + tau * rng.standard_normal(np.shape(mu)),
-                "I2": i_squared(tau, data.n)}
+        θ_new ~ N(μ, τ²) (the prediction interval) and I² = τ²/(τ² + s²). θ_new are the
+        very draws ``fit.predict(NewGroup())`` makes (the same stream), so the summary,
+        the prediction and its figure agree."""
+        rng = generator(self.config.seed, Stream.PREDICT)
+        theta_new = self.family.sample_population(rng, np.ravel(mu), np.ravel(tau))
+        return {"theta_new": theta_new.reshape(np.shape(mu)), "I2": i_squared(tau, data.n)}
 
     # ------------------------------------------------------------------ checks
     def check_data(self, data: GroupCounts, replicated: Mapping[str, NDArray]

@@ -188,7 +188,7 @@ def comparison_report(directory: Path, comparison: Comparison, *,
         "name": _data_name(provenance),
         "title": ("no, complete and partial pooling" if comparison.poolings else
                   f"{len(fits)} models compared"),
-        "facts": _facts(first, provenance),
+        "facts": _facts(first, provenance, model=False),
         "notes": list(provenance.notes if provenance is not None else
                       getattr(first.data, "notes", ())),
         "models": [{"label": label, "title": fit.title(), "priors": _priors(fit),
@@ -225,8 +225,10 @@ def _data_name(provenance: Provenance | None) -> str | None:
     return Path(provenance.input).name
 
 
-def _facts(fit: Fit, provenance: Provenance | None) -> list[tuple[str, str]]:
-    """The data in a few lines: input, rows, observations, groups, columns used."""
+def _facts(fit: Fit, provenance: Provenance | None, *, model: bool = True
+           ) -> list[tuple[str, str]]:
+    """The data in a few lines: input, rows, observations, groups, columns used; and, with
+    ``model``, the fit's family, formula and pooling."""
     from poolwise.results.fit import observed_size
 
     facts: list[tuple[str, str]] = []
@@ -235,7 +237,7 @@ def _facts(fit: Fit, provenance: Provenance | None) -> list[tuple[str, str]]:
         facts.append(("input", provenance.input))
     if "rows" in stored:
         facts.append(("rows read", f"{stored['rows']:,}"))
-    facts.append(("values modelled", f"{observed_size(fit.tree):,}"))
+    facts.append(("observed values (y, and n or se)", f"{observed_size(fit.tree):,}"))
     if "posterior" in fit.tree.children:
         posterior = fit.tree["posterior"]
         for dim in fit.group_dims:
@@ -244,7 +246,7 @@ def _facts(fit: Fit, provenance: Provenance | None) -> list[tuple[str, str]]:
     columns = ", ".join(f"{k} = {v}" for k, v in stored.get("columns", {}).items())
     if columns:
         facts.append(("columns", columns))
-    spec = fit.model.spec()
+    spec = fit.model.spec() if model else {}
     for key in ("family", "formula", "pooling"):
         if spec.get(key) is not None:
             facts.append((key, str(spec[key])))
@@ -286,7 +288,9 @@ def _method(fit: Fit) -> dict[str, str]:
     offered = model.methods_for(model.pooling) if hasattr(model, "pooling") else ()
     why = ("the default for this model" if offered and offered[0] == fit.method else
            "chosen by the user" if offered else "")
-    row = METHODS.get(fit.method) if fit.kind in ("rates", "normal") else None
+    # the registry's words are about partial pooling of rates and normal means
+    conjugate = fit.kind in ("rates", "normal") and getattr(model, "pooling", "") == "partial"
+    row = METHODS.get(fit.method) if conjugate else None
     config = fit.config
     size = (f"{config.chains} × {config.draws} draws"
             + (f" after {config.warmup} warm-up" if fit.is_mcmc else "")

@@ -84,6 +84,10 @@ class LooComparison:
                 verdict = f"a clear difference (over 2 standard errors) in favour of {best}"
             else:
                 verdict = "within 2 standard errors: no clear preference"
+            unreliable = int(row["n_bad_k"]) + int(self.table["n_bad_k"].iloc[0])
+            if unreliable:
+                verdict += (f"; but Pareto k̂ is too high at {unreliable} left-out "
+                            f"{self.points}s of the two, so this is rough")
             lines.append(f"{row['model']}: {diff:.1f} below {best} (SE {dse:.1f}), {verdict}")
         return lines
 
@@ -148,9 +152,9 @@ def loo_compare(fits: Mapping[str, Fit], by: str | None = None) -> LooComparison
 
     Every fit must hold a pointwise log likelihood of the same observations (the same
     points, the same observed values); otherwise one line says which fits differ and how.
-    ``elpd_diff`` and ``dse`` are ArviZ's (``arviz_stats.compare``): the difference of the
-    sums of elpd_i and sqrt(n · var(elpd_i^best − elpd_i^model)), the variance over the n
-    points (R's loo divides by n − 1 instead, a factor sqrt(n/(n − 1)) on ``dse``).
+    ``se`` and ``dse`` are R's loo's: sqrt(n · var(elpd_i)) and
+    sqrt(n · var(elpd_i^best − elpd_i^model)), the sample variance over the n points (with
+    n − 1); the stacking weights are ArviZ's (``arviz_stats.compare``).
 
     With ``by`` (leave-one-group-out) each fit's pointwise log likelihood is summed within
     the groups ``by`` names (:meth:`~poolwise.results.fit.Fit.point_groupings`) and PSIS
@@ -189,21 +193,26 @@ def loo_compare(fits: Mapping[str, Fit], by: str | None = None) -> LooComparison
     what = by if by is not None else points[next(iter(fits))].dim
     rows, pareto = [], []
     best = float(compared["elpd"].max())
+    pointwise = pd.DataFrame({label: np.asarray(elpd.elpd_i).ravel()
+                              for label, elpd in elpds.items()},
+                             index=pd.Index(_labels(elpds), name=what))
+    top = pointwise[str(compared.index[0])].to_numpy()
+    n = len(pointwise)
     for label, row in compared.iterrows():
         elpd = elpds[str(label)]
         k = np.asarray(elpd.pareto_k).ravel()
         bad = int(np.sum(k > elpd.good_k))
-        rows.append({"model": str(label), "elpd": float(row["elpd"]), "se": float(row["se"]),
-                     "elpd_diff": float(row["elpd"]) - best, "dse": float(row["dse"]),
+        own = pointwise[str(label)].to_numpy()
+        rows.append({"model": str(label), "elpd": float(row["elpd"]),
+                     "se": float(np.sqrt(n * np.var(own, ddof=1))),
+                     "elpd_diff": float(row["elpd"]) - best,
+                     "dse": float(np.sqrt(n * np.var(top - own, ddof=1))),
                      "p_loo": float(row["p"]), "weight": float(row["weight"]),
                      "n_points": int(k.size), "pareto_k_max": float(np.max(k)),
                      "n_bad_k": bad, "k_threshold": float(elpd.good_k)})
         if bad:
             pareto.append(_pareto_line(str(label), bad, k, float(elpd.good_k), what,
                                        by is not None))
-    pointwise = pd.DataFrame({label: np.asarray(elpd.elpd_i).ravel()
-                              for label, elpd in elpds.items()},
-                             index=pd.Index(_labels(elpds), name=what))
     return LooComparison(pd.DataFrame(rows, columns=list(LOO_COLUMNS)), pointwise, what, by,
                          tuple(dict.fromkeys(pareto + messages)))
 
@@ -220,9 +229,9 @@ def _pareto_line(label: str, bad: int, k: NDArray, threshold: float, what: str,
                 "moves the posterior more than one observation does: for a reliable elpd "
                 "refit the model without each group (exact leave-one-group-out) or use "
                 "K-fold cross-validation over the groups")
-    return (head + "; read these elpd values as rough (k is often high where one point "
-            "is a whole group, whose data move the posterior much): refit without those "
-            "points (exact LOO) or use K-fold cross-validation for a reliable elpd")
+    return (head + "; read these elpd values as rough (k is high for points that move the "
+            "posterior much: a group's only data, an outlier): refit without those points "
+            "(exact LOO) or use K-fold cross-validation for a reliable elpd")
 
 
 def _user_warnings(caught: list[warnings.WarningMessage]) -> list[str]:

@@ -57,8 +57,9 @@ _BINARY: dict[type, Callable[[Any, Any], Any]] = {
     ast.Div: operator.truediv, ast.Pow: operator.pow}
 _COMPARE: dict[type, Callable[[Any, Any], Any]] = {
     ast.Gt: operator.gt, ast.GtE: operator.ge, ast.Lt: operator.lt, ast.LtE: operator.le}
-#: a parameter as the summary writes it: name, or name[labels]
-_PARAMETER = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(?:\[([^\[\]]*)\])?")
+#: a parameter as the summary writes it: name, or name[labels], where a label may hold
+#: one pair of brackets itself (a factor's level: b[group[2]])
+_PARAMETER = re.compile(r"(?<![\w.])([A-Za-z_]\w*)(?:\[((?:[^\[\]]|\[[^\[\]]*\])*)\])?")
 
 
 @dataclass(frozen=True)

@@ -76,7 +76,8 @@ def style() -> Iterator[None]:
     created."""
     import matplotlib as mpl
 
-    with mpl.rc_context({**STYLE, "font.family": font_families()}):  # type: ignore[arg-type]
+    settings: dict[Any, Any] = {**STYLE, "font.family": font_families()}
+    with mpl.rc_context(settings):
         yield
 
 

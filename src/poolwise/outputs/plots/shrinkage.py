@@ -305,7 +305,7 @@ def plot_shrinkage_arrows(
         ax.scatter(raw, y, s=14 if rows else 5, facecolors="none", edgecolors=GREY,
                    linewidths=0.8, alpha=alpha, zorder=2)
         handles = [Line2D([], [], ls="none", marker="o", mfc="none", mec=GREY,
-                          label="observed y / n")]
+                          label=f"observed {family.raw_label}")]
         for up, colour, word in ((True, BLUE, "raised"), (False, ORANGE, "lowered")):
             pick = mean >= raw if up else mean < raw
             if not pick.any():
@@ -322,7 +322,7 @@ def plot_shrinkage_arrows(
             name = target_name(fit)
             handles.append(ax.axvline(target, color=VERMILLION, ls="--", lw=1.2, zorder=1,
                                       label=f"{name} = {format_value(target)}"))
-        size_name = f"{family.size_label} n"
+        size_name = f"{family.size_label} {family.size_symbol}"
         if rows:
             labels = [f"{g}  ({format_count(v)})" for g, v in zip(table["group"], table["n"],
                                                                   strict=True)]
@@ -331,13 +331,14 @@ def plot_shrinkage_arrows(
             ax.grid(False, axis="y")
             order = "size" if arrows.sort_by == "n" else "observed rate"
             ax.set_ylabel(f"{fit.data.group_name}  ({size_name}), by {order}")
-            title = f"Shrinkage of each {fit.data.group_name}: y / n → posterior mean"
+            title = (f"Shrinkage of each {fit.data.group_name}: {family.raw_label} → "
+                     "posterior mean")
         else:
             if arrows.log_size:
                 ax.set_yscale("log")
             ax.set_ylabel(size_name + (" (log scale)" if arrows.log_size else ""))
             title = (f"Shrinkage of all {count:,} groups by {fit.data.group_name}: "
-                     f"y / n → posterior mean")
+                     f"{family.raw_label} → posterior mean")
         ax.set_xlabel(family.theta_label)
         ax.set_title(f"{title}\n{describe(fit)}")
         # "best" searches every artist: quick for a few hundred, slow for thousands
