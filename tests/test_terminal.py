@@ -96,3 +96,22 @@ def test_fit_at_columns_60_end_to_end(monkeypatch, capsys):
     out = capsys.readouterr().out
     assert all(len(line) <= 60 for line in table_lines(out))
     assert "I2" in out and "0.0003679" in out  # whole, where an 80-column table cut it
+
+
+@pytest.mark.parametrize("columns", [120, 40])
+def test_other_tables_keep_names_and_numbers_whole(width, capsys, columns):
+    """A table too wide for the terminal (ranks, PSIS-LOO) becomes one row per line, each
+    value whole."""
+    width(columns)
+    rows = [["sd_Subject[Intercept]", "-23.97", "0.8969"], ["out-sleepstudy", "0", "0.1031"]]
+    cli.print_rows(("model", "elpd_diff", "weight"), rows, title="comparison:")
+    out = capsys.readouterr().out
+    assert out.startswith("comparison:")
+    for cells in rows:
+        for cell in cells:
+            assert cell in out
+    if columns == 40:
+        assert not table_lines(out)
+        assert "sd_Subject[Intercept]\n  elpd_diff -23.97  weight 0.8969" in out
+    else:
+        assert len(table_lines(out)) == 3

@@ -384,6 +384,27 @@ def new_table(columns: Sequence[str], left: Sequence[str] = ("param", "group", "
     return table
 
 
+def print_rows(columns: Sequence[str], rows: Sequence[Sequence[str]], *, keys: int = 1,
+               title: str | None = None) -> None:
+    """A table where the terminal is wide enough for it; else one row per line,
+    ``key: column value  column value …`` (on a second line where even that is too wide),
+    so that no name or number is cut."""
+    table = new_table(columns, left=columns[:keys])
+    for cells in rows:
+        table.add_row(*(Text(cell) for cell in cells))
+    if title is not None:
+        plain(title)
+    if fits(table):
+        stdout.print(table)
+        return
+    for cells in rows:
+        name = " ".join(cells[:keys])
+        values = "  ".join(f"{c} {v}" for c, v in zip(columns[keys:], cells[keys:],
+                                                      strict=True))
+        plain(f"{name}: {values}" if len(name) + 2 + len(values) <= stdout.width
+              else f"{name}\n  {values}")
+
+
 def fits(table: Table) -> bool:
     """Whether ``table`` prints at its natural width (no cell folded) on standard output."""
     natural = Measurement.get(stdout, stdout.options.update(width=10**6), table).maximum
@@ -697,16 +718,16 @@ def print_decisions(summary: pd.DataFrame, decisions: Any, ci: float) -> None:
     if decisions.higher is not None:
         ranked = summary[summary["rank_mean"].notna()].sort_values("rank_mean").head(10)
         better = "higher" if decisions.higher else "lower"
-        plain(f"ranks ({better} is better; 1 the best), the ten best of "
-              f"{int(summary['rank_mean'].notna().sum())}:")
-        table = new_table(("param", "group", "mean", "rank", f"{100 * ci:g}% interval",
-                           "P(best)", "P(worst)"))
-        for row in ranked.to_dict("records"):
-            table.add_row(Text(str(row["param"])), Text(str(row["group"])), _fmt(row["mean"]),
-                          f"{row['rank_mean']:.1f}",
-                          f"[{row['rank_lower']:.0f}, {row['rank_upper']:.0f}]",
-                          f"{row['p_best']:.3f}", f"{row['p_worst']:.3f}")
-        stdout.print(table)
+        count = int(summary["rank_mean"].notna().sum())
+        print_rows(("param", "group", "mean", "rank", f"{100 * ci:g}% interval", "P(best)",
+                    "P(worst)"),
+                   [[str(row["param"]), str(row["group"]), _fmt(row["mean"]),
+                     f"{row['rank_mean']:.1f}",
+                     f"[{row['rank_lower']:.0f}, {row['rank_upper']:.0f}]",
+                     f"{row['p_best']:.3f}", f"{row['p_worst']:.3f}"]
+                    for row in ranked.to_dict("records")], keys=2,
+                   title=f"ranks ({better} is better; 1 the best), the "
+                         f"{'ten best' if count > 10 else 'order'} of {count}:")
     for answer in decisions.hypotheses:
         probability = ("" if answer["probability"] is None
                        else f"P = {answer['probability']:.4g}; ")
@@ -930,11 +951,8 @@ def print_loo(loo: Any) -> None:
           f"{loo.table['n_points'].iloc[0]} of them; higher elpd is better; elpd_diff from "
           "the best and its standard error dse):")
     columns = ("elpd", "se", "elpd_diff", "dse", "p_loo", "weight", "pareto_k_max")
-    table = new_table(("model", *columns), left=("model",))
-    for row in loo.table.to_dict("records"):
-        table.add_row(*(Text(str(cell)) for cell in
-                        (row["model"], *(_fmt(row[c]) for c in columns))))
-    stdout.print(table)
+    print_rows(("model", *columns), [[str(row["model"]), *(_fmt(row[c]) for c in columns)]
+                                     for row in loo.table.to_dict("records")])
     for line in loo.verdicts():
         plain(f"  {line}")
 
