@@ -172,6 +172,7 @@ def test_summary_has_the_common_columns(case):
     assert table[SUMMARY_COLUMNS[2:]].dtypes.map(lambda d: d.kind == "f").all()
     assert fit.kind == kind.name
     assert isinstance(fit.title(), str) and isinstance(fit.describe_prior(), str)
+    assert repr(fit) == f"<{type(fit).__name__}: {fit.title()}>"  # one line, not the tree
 
 
 def _data_labels(kind: Kind) -> set[str]:

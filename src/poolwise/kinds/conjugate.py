@@ -457,7 +457,7 @@ def _conjugate_constants(prior: ConjugatePrior) -> list[tuple[str, float]]:
 
 
 # --------------------------------------------------------------------------- the fit
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # Fit.__repr__: one line, not the tree
 class ConjugateFit(Fit):
     """Draws of a :class:`Model`: ``alpha, beta, mu, kappa`` (``mu, tau`` for the normal
     family) and ``theta`` per group; ``eb`` holds empirical-Bayes estimates."""

@@ -1281,7 +1281,7 @@ def _constrain_draws(target: _Target, z: NDArray) -> dict[str, NDArray]:
 
 
 # ----------------------------------------------------------------------------- the fit
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # Fit.__repr__: one line, not the tree
 class CustomFit(Fit):
     """Draws of a :class:`CustomModel`.
 

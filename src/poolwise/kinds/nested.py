@@ -861,7 +861,7 @@ def _lab_parameters(family: RateFamily) -> tuple[str, str]:
 
 
 # --------------------------------------------------------------------------- the fit
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # Fit.__repr__: one line, not the tree
 class NestedFit(Fit):
     """Posterior draws of a :class:`NestedModel`, in an ArviZ DataTree.
 

@@ -528,7 +528,7 @@ def _equations(model: NIGModel, prior: NIGPrior | None, data: NIGData | None) ->
 
 
 # ------------------------------------------------------------------------------ the fit
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # Fit.__repr__: one line, not the tree
 class NIGFit(Fit):
     """Exact posterior draws of (θ_j, σ_j²) — one (θ, σ²) under complete pooling — and the
     prior they came from: the fixed one, or the type-II ML estimate (``estimate``, with the

@@ -155,15 +155,15 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
         "diagnostics": _diagnostic_rows(fit, summary, pareto),
         "problems": problems,
         "warnings": [m for m in messages if m not in problems],
-        "summary": _table(summary, ci_prob),
+        "summary": _table(summary),
         "summary_rows": len(summary),
         "point_estimates": fit.method.startswith("eb-"),
         "pooling": _pooling(fit, summary),
-        "check": _table(check[check["group"].isna()].drop(columns="group"), 0.9),
+        "check": _table(check[check["group"].isna()].drop(columns="group")),
         "extreme": [f"groups whose {variable} has p < 0.025 or > 0.975: {extreme} of "
                     f"{groups}" for variable, (extreme, groups) in
                     extreme_groups(check).items()],
-        "predictions": (_table(prediction_table(predictions, ci_prob), ci_prob)
+        "predictions": (_table(prediction_table(predictions, ci_prob))
                         if predictions else None),
         "hypotheses": _hypotheses(decisions),
         "pairwise": _pairwise(decisions),
@@ -196,9 +196,9 @@ def comparison_report(directory: Path, comparison: Comparison, *,
                    for label, fit in fits.items()],
         "criterion": loo.criterion,
         "points": loo.points,
-        "predictive": _table(loo.table, None),
+        "predictive": _table(loo.table),
         "verdicts": loo.verdicts(),
-        "estimates": _table(estimates, ci_prob),
+        "estimates": _table(estimates),
         "estimate_rows": len(estimates),
         "warnings": list(messages),
         "sections": _sections(figures),
@@ -363,13 +363,13 @@ def _hypotheses(decisions: Decisions | None) -> dict[str, Any] | None:
 
     if decisions is None or not decisions.hypotheses:
         return None
-    return _table(pd.DataFrame(list(decisions.hypotheses)), None)
+    return _table(pd.DataFrame(list(decisions.hypotheses)))
 
 
 def _pairwise(decisions: Decisions | None) -> dict[str, Any] | None:
     if decisions is None or decisions.pairwise is None:
         return None
-    return _table(decisions.pairwise.reset_index(names=""), None)
+    return _table(decisions.pairwise.reset_index(names=""))
 
 
 def _provenance_rows(fit: Fit, provenance: Provenance | None) -> list[tuple[str, str]]:
@@ -407,13 +407,25 @@ def _number(value: Any, digits: int = 4) -> str:
     return f"{number:.{digits}g}"
 
 
-def _table(table: pd.DataFrame, ci_prob: float | None) -> dict[str, Any]:
+#: columns shown with their own format: counts whole, R-hat to three decimals
+_FORMATS = {"ess_bulk": "{:,.0f}", "ess_tail": "{:,.0f}", "r_hat": "{:.3f}",
+            "n_points": "{:,.0f}", "n_bad_k": "{:,.0f}"}
+
+
+def _cell(column: str, value: Any) -> str:
+    if value is None:
+        return "—"
+    if column in _FORMATS and isinstance(value, float | int) and math.isfinite(value):
+        return _FORMATS[column].format(value)
+    return _number(value) if isinstance(value, float | int) else str(value)
+
+
+def _table(table: pd.DataFrame) -> dict[str, Any]:
     """Columns, the first :data:`MAX_ROWS` rows as text, and how many were left out."""
     shown = table.head(MAX_ROWS)
     columns = [str(c) for c in shown.columns if not shown[c].isna().all()] or \
         [str(c) for c in shown.columns]
-    rows = [[_number(value) if isinstance(value, float | int) or value is None
-             else str(value) for value in (record[c] for c in columns)]
+    rows = [[_cell(c, record[c]) for c in columns]
             for record in shown.astype(object).where(shown.notna(), None)
             .to_dict("records")]
     numeric = [str(c) not in ("param", "group", "request", "variable", "statistic", "")

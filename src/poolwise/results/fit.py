@@ -56,7 +56,7 @@ Answer = Callable[[Any, np.random.Generator], Prediction]
 PREDICTIVE_LIMIT = 10_000_000
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class Fit(ABC):
     """What fitting a model gives: posterior draws in an ArviZ ``DataTree``, the model (with
     its settings) and the data it was fitted to.
@@ -103,6 +103,11 @@ class Fit(ABC):
     def title(self) -> str:
         """One line: what was fitted, how, to what."""
         return self.model.title(self.data)
+
+    def __repr__(self) -> str:
+        """One line, as the title says it (the draws are in ``.tree``, the table in
+        ``.summary()``)."""
+        return f"<{type(self).__name__}: {self.title()}>"
 
     # ------------------------------------------------------------------ draws
     @property

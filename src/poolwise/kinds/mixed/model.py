@@ -455,7 +455,7 @@ def response_draws(family: str, eta: NDArray, trials: NDArray | None, sigma: NDA
 
 
 # ----------------------------------------------------------------------------- the fit
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)  # Fit.__repr__: one line, not the tree
 class MixedFit(Fit):
     """Posterior draws of a :class:`MixedModel` (``eb-ml``: draws given the REML estimates,
     which ``estimate`` holds and the summary shows).
