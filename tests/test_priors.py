@@ -131,3 +131,20 @@ def test_hyperprior_errors_speak_the_family(family, text, message):
     with pytest.raises(SpecificationError) as error:
         parse_hyperprior(text, get_family(family))
     assert message in str(error.value)
+
+
+@pytest.mark.parametrize(("family", "prior"), [
+    ("normal", "mu=normal(0, 5), tau=halfcauchy(5)"),
+    ("beta-binomial", "alpha=gamma(2, 0.5), beta=halfnormal(10)"),
+])
+def test_a_printed_prior_line_pastes_back(family, prior):
+    """The whole line the CLI prints, 'θ_j ~ N(μ, τ²);  μ ~ Normal(0, 5), τ ~ …', reads as
+    the same prior (the population statement is the model's, the rest the hyperprior)."""
+    from poolwise import Model
+
+    model = Model(family=family, prior=prior)
+    printed = model.describe_prior()
+    assert printed.startswith("θ_j ~ ") and ";" in printed
+    again = Model(family=family, prior=printed)
+    assert again.describe_prior() == printed
+    assert Model(family=family, prior=printed.replace("), ", "); ")).describe_prior() == printed

@@ -293,7 +293,7 @@ def parse_hyperprior(text: str | HyperPrior, family: RateFamily | None = None) -
         return text
     pairs = [family.hyper_names] if family is not None else [("alpha", "beta"), ("mu", "tau")]
     example = _EXAMPLES[pairs[0][0]]
-    stripped = text.strip()
+    stripped = _POPULATION.sub("", text.strip(), count=1).strip()
     if stripped.lower() in {"bda", "reference"}:
         return ReferencePrior()
     if stripped.lower() == "flat-tau2":
@@ -359,15 +359,18 @@ def parse_theta_prior(text: str | ConjugatePrior | None, family: RateFamily) -> 
 
 #: the ``θ ~`` or ``theta =`` that may lead a fixed prior (as the tool prints it)
 _THETA = re.compile(r"^\s*(?:θ|theta)(?:_j)?\s*[=~]\s*", re.IGNORECASE)
+#: the statement a printed prior starts with, ``θ_j ~ Beta(α, β);``: the model's population,
+#: not a choice, so a printed line pasted back reads as the hyperprior after it
+_POPULATION = re.compile(r"^\s*(?:θ_j|theta_j)\s*~[^;]*;", re.IGNORECASE)
 
 
 def _split_top_level(text: str) -> list[str]:
-    """Split on commas that are not inside parentheses."""
+    """Split on commas and semicolons that are not inside parentheses."""
     parts, depth, start = [], 0, 0
     for i, ch in enumerate(text):
         depth += ch == "("
         depth -= ch == ")"
-        if ch == "," and depth == 0:
+        if ch in ",;" and depth == 0:
             parts.append(text[start:i])
             start = i + 1
     parts.append(text[start:])
