@@ -9,7 +9,8 @@ Sections
 --------
 1. Rat tumours (BDA3 Table 5.1, 70 historical experiments), partial pooling,
    y_j ~ Binomial(n_j, θ_j), θ_j ~ Beta(α, β), α, β ~ HalfNormal(10), through
-   poolwise ``exact``, poolwise ``nuts``, the textbook model written directly in NumPyro
+   poolwise ``exact``, poolwise ``gibbs`` (the lecture's sampler, whose speed a timed test
+   once checked), poolwise ``nuts``, the textbook model written directly in NumPyro
    (θ explicit, centred) and the same model in PyMC sampled by nutpie. Every engine runs
    in a fresh Python process; "total" is the wall time of the call that turns data into
    draws, compilation included, imports excluded (they are shown apart, and the garbage
@@ -185,7 +186,7 @@ def engine_nutpie(draws: int, warmup: int) -> dict[str, Any]:
 
 def run_engine(name: str, draws: int, warmup: int) -> dict[str, Any]:
     """In this (fresh) process: run one engine and reduce its draws to the table's numbers."""
-    if name in {"exact", "nuts"}:
+    if name in {"exact", "gibbs", "nuts"}:
         out = engine_poolwise(name, draws, warmup)
     elif name == "numpyro":
         out = engine_numpyro(draws, warmup)
@@ -202,6 +203,7 @@ def run_engine(name: str, draws: int, warmup: int) -> dict[str, Any]:
 
 ENGINES = {
     "exact": "poolwise exact",
+    "gibbs": "poolwise gibbs",
     "nuts": "poolwise nuts",
     "numpyro": "NumPyro, hand-written",
     "nutpie": "PyMC + nutpie",
