@@ -197,16 +197,14 @@ def loo_compare(fits: Mapping[str, Fit], by: str | None = None) -> LooComparison
                               for label, elpd in elpds.items()},
                              index=pd.Index(_labels(elpds), name=what))
     top = pointwise[str(compared.index[0])].to_numpy()
-    n = len(pointwise)
     for label, row in compared.iterrows():
         elpd = elpds[str(label)]
         k = np.asarray(elpd.pareto_k).ravel()
         bad = int(np.sum(k > elpd.good_k))
         own = pointwise[str(label)].to_numpy()
         rows.append({"model": str(label), "elpd": float(row["elpd"]),
-                     "se": float(np.sqrt(n * np.var(own, ddof=1))),
-                     "elpd_diff": float(row["elpd"]) - best,
-                     "dse": float(np.sqrt(n * np.var(top - own, ddof=1))),
+                     "se": _sd_of_sum(own), "elpd_diff": float(row["elpd"]) - best,
+                     "dse": _sd_of_sum(top - own),
                      "p_loo": float(row["p"]), "weight": float(row["weight"]),
                      "n_points": int(k.size), "pareto_k_max": float(np.max(k)),
                      "n_bad_k": bad, "k_threshold": float(elpd.good_k)})
@@ -215,6 +213,13 @@ def loo_compare(fits: Mapping[str, Fit], by: str | None = None) -> LooComparison
                                        by is not None))
     return LooComparison(pd.DataFrame(rows, columns=list(LOO_COLUMNS)), pointwise, what, by,
                          tuple(dict.fromkeys(pareto + messages)))
+
+
+def _sd_of_sum(values: NDArray) -> float:
+    """The standard error of a sum of n pointwise values, sqrt(n · var), with the sample
+    variance (n − 1) as R's loo; 0 for a single point."""
+    n = values.size
+    return float(np.sqrt(n * np.var(values, ddof=1 if n > 1 else 0)))
 
 
 def _pareto_line(label: str, bad: int, k: NDArray, threshold: float, what: str,
