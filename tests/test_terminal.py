@@ -115,3 +115,11 @@ def test_other_tables_keep_names_and_numbers_whole(width, capsys, columns):
         assert "sd_Subject[Intercept]\n  elpd_diff -23.97  weight 0.8969" in out
     else:
         assert len(table_lines(out)) == 3
+
+
+def test_predicted_rows_are_labelled_by_their_inputs():
+    table = pd.DataFrame({"param": ["mu", "mu"], "row": [0, 1], "Days": [0, 9],
+                          "Subject": ["308", None], "mean": [253.3, 282.9]})
+    labelled = cli.with_inputs(table)
+    assert labelled["row"].tolist() == ["0: Days=0, Subject=308", "1: Days=9, Subject=—"]
+    assert list(labelled.columns) == ["param", "row", "mean"]

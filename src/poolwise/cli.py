@@ -558,7 +558,7 @@ def print_prediction(prediction: Prediction, ci: float) -> None:
         brief = prediction.brief(ci)
     except SpecificationError:
         plain(f"{prediction.description}:")
-        print_table(prediction.summary(ci), ci, "predictions.csv")
+        print_table(with_inputs(prediction.summary(ci)), ci, "predictions.csv")
         return
     line = (f"{prediction.description}: θ mean {brief['mean']:.4g}, sd {brief['sd']:.4g}, "
             f"{100 * ci:g}% interval [{brief['lower']:.4g}, {brief['upper']:.4g}]")
@@ -566,6 +566,23 @@ def print_prediction(prediction: Prediction, ci: float) -> None:
         line += (f"; predicted y mean {brief['y_mean']:.4g}, {100 * ci:g}% interval "
                  f"[{brief['y_lower']:.4g}, {brief['y_upper']:.4g}]")
     plain(line)
+
+
+def with_inputs(table: pd.DataFrame) -> pd.DataFrame:
+    """Predicted rows labelled by their input columns (the columns between ``row`` and
+    ``mean``): row ``0`` becomes ``0: Days=0, Subject=308``."""
+    import pandas as pd
+
+    if "row" not in table.columns:
+        return table
+    columns = list(table.columns)
+    inputs = columns[columns.index("row") + 1:columns.index("mean")]
+    if not inputs:
+        return table
+    labels = [f"{row['row']}: " + ", ".join(f"{c}={'—' if pd.isna(row[c]) else row[c]}"
+                                            for c in inputs)
+              for row in table.to_dict("records")]
+    return table.drop(columns=inputs).assign(row=labels)
 
 
 def print_check(check: pd.DataFrame, title: str) -> None:
