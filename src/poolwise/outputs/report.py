@@ -237,12 +237,17 @@ def _facts(fit: Fit, provenance: Provenance | None, *, model: bool = True
         facts.append(("input", provenance.input))
     if "rows" in stored:
         facts.append(("rows read", f"{stored['rows']:,}"))
-    facts.append(("observed values (y, and n or se)", f"{observed_size(fit.tree):,}"))
+    observed = fit.tree["observed_data"] if "observed_data" in fit.tree.children else None
+    if observed is not None and "y" in observed:
+        facts.append(("observations of y", f"{observed['y'].size:,}"))
+    else:
+        facts.append(("observed values", f"{observed_size(fit.tree):,}"))
     if "posterior" in fit.tree.children:
         posterior = fit.tree["posterior"]
         for dim in fit.group_dims:
             if dim in posterior.dims:
-                facts.append((f"groups ({dim})", f"{posterior.sizes[dim]:,}"))
+                facts.append(("groups" if dim == "group" else f"levels of {dim}",
+                              f"{posterior.sizes[dim]:,}"))
     columns = ", ".join(f"{k} = {v}" for k, v in stored.get("columns", {}).items())
     if columns:
         facts.append(("columns", columns))
