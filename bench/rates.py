@@ -420,7 +420,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=None)
     parser.add_argument("--only", choices=["rats", "eb", "kidney"], action="append",
                         help="run only these sections (repeatable)")
-    parser.add_argument("--engines", default="exact,nuts,numpyro,nutpie",
+    parser.add_argument("--engines", default="exact,gibbs,nuts,numpyro,nutpie",
                         help="comma-separated engines for section 1")
     args = parser.parse_args(argv)
     draws = args.draws or (200 if args.quick else 1000)
