@@ -142,8 +142,9 @@ def _choose_x(design: MixedDesign, x: str | None) -> str:
             f"{design.formula!r} has no fixed effect besides the intercept to draw lines "
             "against: add one, e.g. y ~ x + (x | group)")
     raise SpecificationError(
-        f"x is ambiguous: the fixed effects {', '.join(candidates)} all vary; name one with "
-        "x=… (lines are drawn for designs with an intercept and one slope variable)")
+        f"x is ambiguous: the fixed effects {', '.join(candidates)} all vary; in Python name "
+        "one, plots.plot_group_lines(fit, x=…) (lines are drawn against one slope variable); "
+        "conditional_effects.png shows every predictor")
 
 
 def _two_levels(fit: MixedFit, x: str) -> tuple[str, str, str] | None:
