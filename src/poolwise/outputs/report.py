@@ -158,7 +158,7 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
         "summary": _table(summary),
         "summary_rows": len(summary),
         "point_estimates": fit.method.startswith("eb-"),
-        "pooling": _pooling(fit, summary),
+        "pooling": _pooling(summary),
         "check": _table(check[check["group"].isna()].drop(columns="group")),
         "extreme": [f"groups whose {variable} has p < 0.025 or > 0.975: {extreme} of "
                     f"{groups}" for variable, (extreme, groups) in
@@ -353,7 +353,7 @@ def _diagnostic_rows(fit: Fit, summary: pd.DataFrame, pareto: dict[str, float] |
     return rows
 
 
-def _pooling(fit: Fit, summary: pd.DataFrame) -> str | None:
+def _pooling(summary: pd.DataFrame) -> str | None:
     """How much the groups were pooled, in a sentence (None where there is no factor)."""
     if "pooling_factor" not in summary or not summary["pooling_factor"].notna().any():
         return None
