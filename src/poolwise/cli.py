@@ -652,6 +652,10 @@ def fit_command(
         raise SpecificationError(f"--rank is 'higher' or 'lower' (which is better), not {rank!r}")
     if rank_param is not None and rank is None:
         raise SpecificationError("--rank-param needs --rank higher or --rank lower")
+    from poolwise.results.decisions import check_hypothesis
+
+    for expression in hypothesis or ():  # read before fitting; names are checked after
+        check_hypothesis(expression)
     if prior_predictive and any(value is not None for value in asked.values()):
         raise SpecificationError("--prior-predictive draws from the prior instead of fitting, "
                                  "so it takes no predictions (--predict-group, --new-group…)")

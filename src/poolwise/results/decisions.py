@@ -41,8 +41,8 @@ from poolwise.results.summary import check_prob, quantile_interval
 if TYPE_CHECKING:
     from poolwise.results.fit import Fit
 
-__all__ = ["FUNCTIONS", "RANK_COLUMNS", "RANK_LIMIT", "GroupDraws", "group_draws", "hypothesis",
-           "pairwise", "ranks"]
+__all__ = ["FUNCTIONS", "RANK_COLUMNS", "RANK_LIMIT", "GroupDraws", "check_hypothesis",
+           "group_draws", "hypothesis", "pairwise", "ranks"]
 
 #: draws × groups up to which every draw is ranked (beyond: evenly spaced draws)
 RANK_LIMIT = 10_000_000
@@ -185,6 +185,30 @@ def hypothesis(fit: Fit, expression: str, *, ci_prob: float = 0.95) -> dict[str,
     comparison (module docstring): ``expression``, ``mean``, ``sd``, ``lower``, ``upper``
     and ``probability`` (None without a comparison)."""
     check_prob(ci_prob)
+    left, comparison = _evaluated(expression, lambda name, inside: _value(fit, name, inside))
+    left = np.broadcast_to(np.asarray(left, dtype=float),
+                           (fit.config.chains * fit.config.draws,))
+    lower, upper = quantile_interval(left, ci_prob)
+    probability = None
+    if comparison is not None:
+        probability = float(np.mean(comparison[0](left, comparison[1])))
+    return {"expression": expression, "mean": float(np.mean(left)),
+            "sd": float(np.std(left, ddof=1)) if left.size > 1 else float("nan"),
+            "lower": float(lower), "upper": float(upper), "probability": probability}
+
+
+def check_hypothesis(expression: str) -> None:
+    """Refuse an expression that cannot be read, before anything is fitted (its parameter
+    names are checked against the fit's when it is answered): every parameter stands in as
+    a number and the expression is evaluated over the same whitelist."""
+    with np.errstate(all="ignore"):
+        _evaluated(expression, lambda name, inside: np.full(1, 0.5))
+
+
+def _evaluated(expression: str, value: Callable[[str, str | None], NDArray]
+               ) -> tuple[Any, tuple[Callable[[Any, Any], Any], Any] | None]:
+    """The left-hand side's value, and the comparison (its operator and right-hand value)
+    or None; each parameter's draws come from ``value(name, labels)``."""
     if not isinstance(expression, str) or not expression.strip():
         raise SpecificationError("a hypothesis is an expression such as 'b[Days] > 5'")
     names: dict[str, NDArray] = {}
@@ -194,7 +218,7 @@ def hypothesis(fit: Fit, expression: str, *, ci_prob: float = 0.95) -> dict[str,
         if inside is None and name in FUNCTIONS:
             return name
         key = f"_p{len(names)}"
-        names[key] = _value(fit, name, inside)
+        names[key] = value(name, inside)
         return key
 
     text = _PARAMETER.sub(placeholder, expression)
@@ -211,15 +235,7 @@ def hypothesis(fit: Fit, expression: str, *, ci_prob: float = 0.95) -> dict[str,
         comparison = (_COMPARE[type(body.ops[0])], _evaluate(body.comparators[0], names,
                                                               expression))
         body = body.left
-    left = np.broadcast_to(np.asarray(_evaluate(body, names, expression), dtype=float),
-                           (fit.config.chains * fit.config.draws,))
-    lower, upper = quantile_interval(left, ci_prob)
-    probability = None
-    if comparison is not None:
-        probability = float(np.mean(comparison[0](left, comparison[1])))
-    return {"expression": expression, "mean": float(np.mean(left)),
-            "sd": float(np.std(left, ddof=1)) if left.size > 1 else float("nan"),
-            "lower": float(lower), "upper": float(upper), "probability": probability}
+    return _evaluate(body, names, expression), comparison
 
 
 def _value(fit: Fit, name: str, inside: str | None) -> NDArray:
