@@ -517,12 +517,6 @@ def print_records(rows: Sequence[Sequence[str]], title: str, with_diag: bool) ->
         plain(f"{name}: {values}" if one_line else f"{name}\n  {values}")
 
 
-def prior_lines(model: Any, prepared: Any) -> list[str]:
-    """The prior as printed: one line, or one statement per line (mixed models)."""
-    text = model.describe_prior(prepared)
-    return [part.strip() for part in text.split(";")] if model.kind == "mixed" else [text]
-
-
 def print_sampler(fit: Fit) -> None:
     info = fit.info
     if "acceptance_alpha" in info:
@@ -669,7 +663,7 @@ def fit_command(
         return prior_predictive_job(job, prepared, ci, out, force, output_format)
     if table_output:
         print_header(f"[bold]{escape(job.name)}[/bold]: {escape(model.title(prepared))}",
-                     prior_lines(model, prepared),
+                     model.prior_statements(prepared),
                      (*job.notes, *getattr(prepared, "notes", ())))
     with output_directory(out, force) as staging, collected_warnings() as caught:
         # nuts draws its own progress bar; the others get a spinner
@@ -785,7 +779,7 @@ def prior_predictive_job(job: Job, prepared: Any, ci: float, out: Path | None, f
             write_prior_predictive(staging, prior, ci_prob=ci)
     if output_format == "table":
         print_header(f"[bold]{escape(job.name)}[/bold]: prior predictive of "
-                     f"{escape(model.title(prepared))}", prior_lines(model, prepared),
+                     f"{escape(model.title(prepared))}", model.prior_statements(prepared),
                      (*job.notes, *getattr(prepared, "notes", ())))
         print_table(prior.summary(ci), ci, "prior_summary.csv")
         print_check(prior.check(), "prior predictive check")

@@ -180,6 +180,12 @@ class BaseModel(ABC):
     def describe_prior(self, data: Any = None) -> str:
         """The prior in words and symbols; with prepared ``data``, defaults get values."""
 
+    def prior_statements(self, data: Any = None) -> list[str]:
+        """:meth:`describe_prior` as the lines it is printed in: one, or one per ';'-separated
+        term for mixed models."""
+        text = self.describe_prior(data)
+        return [part.strip() for part in text.split(";")] if self.kind == "mixed" else [text]
+
     @abstractmethod
     def graph(self, data: Any = None) -> ModelGraph:
         """The graphical model (plates sized by prepared ``data`` when given)."""

@@ -150,7 +150,7 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
                       getattr(fit.data, "notes", ())),
         "equations": [_equation(line) for line in fit.equations()],
         "graph": _plate_diagram(figures),
-        "priors": _priors(fit),
+        "priors": fit.prior_statements(),
         "method": _method(fit),
         "diagnostics": _diagnostic_rows(fit, summary, pareto),
         "problems": problems,
@@ -191,7 +191,7 @@ def comparison_report(directory: Path, comparison: Comparison, *,
         "facts": _facts(first, provenance, model=False),
         "notes": list(provenance.notes if provenance is not None else
                       getattr(first.data, "notes", ())),
-        "models": [{"label": label, "title": fit.title(), "priors": _priors(fit),
+        "models": [{"label": label, "title": fit.title(), "priors": fit.prior_statements(),
                     "method": _method(fit), "problems": fit.diagnostics()}
                    for label, fit in fits.items()],
         "criterion": loo.criterion,
@@ -277,11 +277,6 @@ def _plate_diagram(figures: dict[str, str]) -> str | None:
     """The graphical model (SVG, else PNG), taken out of the figures."""
     svg, png = figures.pop("model.svg", None), figures.pop("model.png", None)
     return svg or png
-
-
-def _priors(fit: Fit) -> list[str]:
-    prior = fit.describe_prior()
-    return [part.strip() for part in prior.split(";")] if fit.kind == "mixed" else [prior]
 
 
 def _method(fit: Fit) -> dict[str, str]:

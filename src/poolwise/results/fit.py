@@ -140,6 +140,10 @@ class Fit(ABC):
         """The prior as this fit used it (with defaults resolved for its data)."""
         return self.model.describe_prior(self.data)
 
+    def prior_statements(self) -> list[str]:
+        """The prior as the lines it is printed in (one per term for mixed models)."""
+        return list(self.model.prior_statements(self.data))
+
     def graph(self) -> ModelGraph:
         """The graphical model with plates sized by the data; draw it with
         :func:`poolwise.outputs.render.render`."""
