@@ -86,6 +86,17 @@ class RateFamily(ABC):
         """The population distribution of θ as a frozen SciPy distribution."""
 
     @abstractmethod
+    def population_moments(self, alpha: ArrayLike, beta: ArrayLike
+                           ) -> tuple[FloatArray, FloatArray]:
+        """The mean and variance of the population distribution Pop(α, β) (closed form)."""
+
+    @abstractmethod
+    def population_from_moments(self, mean: ArrayLike, variance: ArrayLike
+                                ) -> tuple[FloatArray, FloatArray]:
+        """(α, β) of the population distribution with this mean and variance (moment
+        matching)."""
+
+    @abstractmethod
     def conjugate_update(
         self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike
     ) -> tuple[FloatArray, FloatArray]:

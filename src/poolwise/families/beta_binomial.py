@@ -47,6 +47,21 @@ class BetaBinomial(RateFamily):
     ) -> FloatArray:
         return rng.beta(np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float))
 
+    def population_moments(self, alpha: ArrayLike, beta: ArrayLike
+                           ) -> tuple[FloatArray, FloatArray]:
+        """Beta(α, β): mean α/(α+β), variance αβ / ((α+β)² (α+β+1))."""
+        alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+        total = alpha + beta
+        mean = alpha / total
+        return mean, mean * (beta / total) / (total + 1.0)
+
+    def population_from_moments(self, mean: ArrayLike, variance: ArrayLike
+                                ) -> tuple[FloatArray, FloatArray]:
+        """α = m c, β = (1 − m) c with c = m(1 − m)/v − 1."""
+        mean = np.asarray(mean, dtype=float)
+        total = mean * (1.0 - mean) / np.asarray(variance, dtype=float) - 1.0
+        return mean * total, (1.0 - mean) * total
+
     def conjugate_update(
         self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike
     ) -> tuple[FloatArray, FloatArray]:

@@ -48,6 +48,18 @@ class GammaPoisson(RateFamily):
     ) -> FloatArray:
         return rng.standard_gamma(np.asarray(alpha, dtype=float)) / np.asarray(beta, dtype=float)
 
+    def population_moments(self, alpha: ArrayLike, beta: ArrayLike
+                           ) -> tuple[FloatArray, FloatArray]:
+        """Gamma(shape α, rate β): mean α/β, variance α/β²."""
+        alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+        return alpha / beta, alpha / beta**2
+
+    def population_from_moments(self, mean: ArrayLike, variance: ArrayLike
+                                ) -> tuple[FloatArray, FloatArray]:
+        """α = m²/v, β = m/v."""
+        mean, variance = np.asarray(mean, dtype=float), np.asarray(variance, dtype=float)
+        return mean**2 / variance, mean / variance
+
     def conjugate_update(
         self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike
     ) -> tuple[FloatArray, FloatArray]:

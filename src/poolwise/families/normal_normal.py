@@ -80,6 +80,17 @@ class NormalNormal(RateFamily):
     ) -> FloatArray:
         return rng.normal(np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float))
 
+    def population_moments(self, alpha: ArrayLike, beta: ArrayLike
+                           ) -> tuple[FloatArray, FloatArray]:
+        """N(μ, τ²): mean μ, variance τ²."""
+        alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+        return np.broadcast_arrays(alpha, beta**2)  # type: ignore[return-value]
+
+    def population_from_moments(self, mean: ArrayLike, variance: ArrayLike
+                                ) -> tuple[FloatArray, FloatArray]:
+        """μ = m, τ = √v."""
+        return np.asarray(mean, dtype=float), np.sqrt(np.asarray(variance, dtype=float))
+
     def conjugate_update(
         self, alpha: ArrayLike, beta: ArrayLike, y: ArrayLike, n: ArrayLike
     ) -> tuple[FloatArray, FloatArray]:

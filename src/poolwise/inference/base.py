@@ -69,11 +69,23 @@ class EBEstimate:
     log_marginal_likelihood: float | None = None
 
 
+#: draws × groups above which the exact and empirical-Bayes methods leave θ undrawn: the
+#: fit summarises each group from the hyperparameter draws
+#: (:mod:`poolwise.inference.group_posterior`) and draws θ when asked, group by group
+GROUP_DRAWS_LIMIT = 10_000_000
+
+
+def draws_theta(config: SamplerConfig, groups: int) -> bool:
+    """Whether a method that can leave θ undrawn should draw it (:data:`GROUP_DRAWS_LIMIT`)."""
+    return config.chains * config.draws * groups <= GROUP_DRAWS_LIMIT
+
+
 @dataclass(frozen=True)
 class Draws:
-    """Posterior draws, shaped (chains, draws[, groups])."""
+    """Posterior draws, shaped (chains, draws[, groups]); ``theta`` is None where the
+    method left it undrawn (:data:`GROUP_DRAWS_LIMIT`)."""
 
-    theta: NDArray[np.float64]
+    theta: NDArray[np.float64] | None
     alpha: NDArray[np.float64] | None = None
     beta: NDArray[np.float64] | None = None
     sample_stats: dict[str, NDArray[Any]] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from poolwise.inference.base import (
     Draws,
     EBEstimate,
     SamplerConfig,
+    draws_theta,
     hyper_log_posterior,
 )
 from poolwise.inference.exact import starting_point
@@ -99,6 +100,8 @@ def _boundary_message(family: RateFamily, point: np.ndarray, start: np.ndarray,
 
 def _eb_draws(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig,
               eb: EBEstimate) -> Draws:
+    if not draws_theta(config, data.n_groups):
+        return Draws(theta=None, eb=eb)  # the fit summarises θ_j in closed form
     rng = generator(config.seed, Stream.FIT)
     theta = spec.family.sample_conditional(
         rng, np.full((config.chains * config.draws, 1), eb.alpha), eb.beta, data.y, data.n

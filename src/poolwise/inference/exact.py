@@ -17,7 +17,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from poolwise._random import Stream, generator
-from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig, hyper_log_posterior
+from poolwise.inference.base import (
+    ConjugateSpec,
+    Draws,
+    SamplerConfig,
+    draws_theta,
+    hyper_log_posterior,
+)
 from poolwise.inference.exact_normal import (
     HEAVY_TAIL_EXPONENT,
     sample_exact_normal,
@@ -41,6 +47,8 @@ def sample_exact(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) 
     family, total = spec.family, config.chains * config.draws
     shape = (config.chains, config.draws)
     if spec.pooling != "partial":
+        if not draws_theta(config, data.n_groups):
+            return Draws(theta=None)  # θ's posterior is conjugate: the fit summarises it
         a0, b0 = spec.theta_prior.a, spec.theta_prior.b
         prior_a, prior_b = np.full((total, 1), a0), np.full((total, 1), b0)
         if spec.pooling == "none":
@@ -68,11 +76,12 @@ def sample_grid(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -
     warn_heavy_tail(grid.upper_tail_exponent(), family.uv_names[1], stacklevel=4)
     u, v = grid.sample(rng, total)
     alpha, beta = family.from_uv(u, v)
-    theta = family.sample_conditional(rng, alpha[:, None], beta[:, None], data.y, data.n)
+    theta = (family.sample_conditional(rng, alpha[:, None], beta[:, None], data.y, data.n)
+             .reshape(*shape, data.n_groups) if draws_theta(config, data.n_groups) else None)
     info = {"grid_points": int(grid.log_density.size),
             "grid_box": [float(grid.u[0]), float(grid.u[-1]), float(grid.v[0]), float(grid.v[-1])]}
     return Draws(
-        theta=theta.reshape(*shape, data.n_groups),
+        theta=theta,
         alpha=alpha.reshape(shape),
         beta=beta.reshape(shape),
         info=info,

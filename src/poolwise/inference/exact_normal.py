@@ -36,7 +36,7 @@ from numpy.typing import NDArray
 
 from poolwise._random import Stream, generator
 from poolwise.exceptions import ImproperPosteriorError, PosteriorWarning
-from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig
+from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig, draws_theta
 from poolwise.inference.quadrature import EDGE_DROP, MAX_REACH, upper_tail_exponent
 from poolwise.priors import HyperPrior, IndependentPrior, ReferencePrior, UniformVariancePrior
 
@@ -319,10 +319,11 @@ def sample_exact_normal(
     tau = np.exp(v)
     mu = mu_hat + np.sqrt(mu_var) * rng.standard_normal(total)
     seed = np.random.SeedSequence(int(rng.integers(2**63)))
-    theta = sample_theta(seed, mu, tau, data.y, data.n)
+    theta = (sample_theta(seed, mu, tau, data.y, data.n).reshape(*shape, data.n_groups)
+             if draws_theta(config, data.n_groups) else None)
     info = {"grid_points": int(grid.v.size), "grid_box": [float(grid.v[0]), float(grid.v[-1])],
             "integration": "1-D in log τ"}
-    return Draws(theta=theta.reshape(*shape, data.n_groups), alpha=mu.reshape(shape),
+    return Draws(theta=theta, alpha=mu.reshape(shape),
                  beta=tau.reshape(shape), info=info)
 
 

@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
@@ -41,6 +41,7 @@ from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
 from poolwise.families.normal_normal import i_squared
 from poolwise.inference import EBEstimate, get_method, methods_by_pooling
+from poolwise.inference.group_posterior import GroupSummary, summarise_groups
 from poolwise.kinds.base import BaseModel, Settings, group_answers
 from poolwise.priors import (
     ConjugatePrior,
@@ -94,6 +95,13 @@ __all__ = ["ConjugateFit", "Model"]
 EAGER_LOG_LIKELIHOOD = 10_000_000
 #: draws of the normal approximation to the empirical-Bayes estimates' sampling distribution
 EB_SAMPLING_DRAWS = 20_000
+#: the interval level of the group summaries stored with a fit whose θ is undrawn
+STORED_CI_PROB = 0.95
+#: groups whose θ draws come from one random stream (seeded by the block's index), so that
+#: a group's draws do not depend on which other groups are asked for
+GROUP_BLOCK = 256
+#: the most θ values :meth:`ConjugateFit.group_draws` draws at once (2 GB)
+GROUP_DRAWS_MEMORY = 250_000_000
 
 
 class Model(BaseModel):
@@ -337,11 +345,20 @@ class Model(BaseModel):
                           **family.derived(draws.alpha, draws.beta)}
             if family.name == "normal":
                 posterior |= self._meta_analysis(data, draws.alpha, draws.beta)
-        posterior["theta"] = draws.theta
-        groups: dict[str, dict[str, NDArray]] = {"posterior": posterior}
-        if draws.theta.size <= EAGER_LOG_LIKELIHOOD:
-            groups["log_likelihood"] = {
-                "y": family.log_likelihood(draws.theta, data.y, data.n)}
+        groups: dict[str, dict[str, NDArray]] = {}
+        if draws.theta is not None:
+            posterior["theta"] = draws.theta
+            if draws.theta.size <= EAGER_LOG_LIKELIHOOD:
+                groups["log_likelihood"] = {
+                    "y": family.log_likelihood(draws.theta, data.y, data.n)}
+        else:  # θ undrawn: each group's summary from the hyperparameter draws, stored
+            hyper = (None if draws.alpha is None or draws.beta is None
+                     else (draws.alpha, draws.beta))
+            summary = summarise_groups(family, *self.conditionals(data, hyper, draws.eb),
+                                       STORED_CI_PROB)
+            groups["group_summary"] = summary.variables()
+        if posterior:
+            groups = {"posterior": posterior, **groups}
         groups["observed_data"] = {"y": data.y, "n": data.n}
         if draws.sample_stats:
             groups["sample_stats"] = draws.sample_stats
@@ -349,9 +366,34 @@ class Model(BaseModel):
             self.kind, self.spec(),
             {"group_name": data.group_name, "notes": list(data.notes)},
             {"eb": _eb_to_dict(draws.eb), "prior": self.describe_prior(data), "info": info})
-        return _arviz.make_datatree(
-            groups, dims={"theta": ["group"], "y": ["group"], "n": ["group"]},
-            coords={"group": data.labels}, attrs=attrs)
+        # complete pooling summarises its one θ (dimension "pooled", of length 1)
+        summarised = "pooled" if self.pooling == "complete" else "group"
+        dims = {"theta": ["group"], "y": ["group"], "n": ["group"],
+                **{name: [summarised] for name in groups.get("group_summary", {})}}
+        tree = _arviz.make_datatree(groups, dims=dims, coords={"group": data.labels},
+                                    attrs=attrs)
+        if "group_summary" in groups:
+            tree["group_summary"].attrs.update(summary.attributes())
+        return tree
+
+    def conditionals(self, data: GroupCounts,
+                     hyper: tuple[NDArray, NDArray] | None, eb: EBEstimate | None
+                     ) -> tuple[NDArray, NDArray, NDArray, NDArray]:
+        """What each θ_j's posterior mixes (:func:`summarise_groups`): the parameters
+        (α_s, β_s) of the population at each hyperparameter draw — the one estimate under
+        empirical Bayes, θ's fixed prior under no pooling — and the data (y_j, n_j); under
+        complete pooling the fixed prior and the data pooled into one group."""
+        if eb is not None:
+            return np.array([eb.alpha]), np.array([eb.beta]), data.y, data.n
+        if self.pooling == "partial":
+            if hyper is None:
+                raise SpecificationError("partial pooling without hyperparameter draws")
+            return np.ravel(hyper[0]), np.ravel(hyper[1]), data.y, data.n
+        prior = np.array([self.theta_prior.a]), np.array([self.theta_prior.b])
+        if self.pooling == "none":
+            return *prior, data.y, data.n
+        y, n = self.family.pool(data.y, data.n)
+        return *prior, np.array([y]), np.array([n])
 
     def _meta_analysis(self, data: GroupCounts, mu: NDArray, tau: NDArray
                        ) -> dict[str, NDArray]:
@@ -463,6 +505,10 @@ class ConjugateFit(Fit):
     family) and ``theta`` per group; ``eb`` holds empirical-Bayes estimates."""
 
     eb: EBEstimate | None = None
+    #: use every ``draw_step``-th draw of each chain (a thinned copy, for predictive checks)
+    draw_step: int = 1
+    #: group summaries computed so far, by interval level
+    _group_summaries: dict[float, GroupSummary] = field(default_factory=dict, compare=False)
 
     model: Model
     data: GroupCounts
@@ -474,14 +520,128 @@ class ConjugateFit(Fit):
         info = {**draws.info, "seconds": seconds}
         return cls(model, data, model._tree(data, draws, info), info, draws.eb)
 
+    # ------------------------------------------------------------------ group draws
+    @property
+    def stores_group_draws(self) -> bool:
+        """Whether the posterior holds θ's draws (below
+        :data:`~poolwise.inference.base.GROUP_DRAWS_LIMIT`); if not, each group is
+        summarised from the hyperparameter draws and θ is drawn when asked for."""
+        return "posterior" in self.tree.children and "theta" in self.tree["posterior"]
+
+    def _hyper_draws(self) -> tuple[NDArray, NDArray] | None:
+        """The hyperparameter draws (chain, draw) behind θ's conditionals (every
+        ``draw_step``-th), or None under no or complete pooling and empirical Bayes."""
+        a_name, b_name = self.model.family.hyper_names
+        if self.eb is not None or "posterior" not in self.tree.children \
+                or a_name not in self.tree["posterior"]:
+            return None
+        step = slice(None, None, self.draw_step)
+        return self.draws(a_name)[:, step], self.draws(b_name)[:, step]
+
+    def _draw_shape(self) -> tuple[int, int]:
+        """(chains, draws) of θ's draws, thinned by ``draw_step``."""
+        draws = -(-self.config.draws // self.draw_step)
+        return self.config.chains, draws
+
+    def group_draws(self, groups: Sequence[int] | NDArray[np.intp] | None = None
+                    ) -> NDArray[np.float64]:
+        """θ's draws (chain, draw, group) for the groups at the indices ``groups`` (all by
+        default): the stored ones, or drawn now from θ_j's conditional given each
+        hyperparameter draw (the estimates under empirical Bayes, θ's fixed prior under no
+        pooling), :data:`GROUP_BLOCK` groups per random stream."""
+        chosen = (np.arange(self.data.n_groups) if groups is None
+                  else np.asarray(groups, dtype=np.intp))
+        if self.stores_group_draws:
+            stored = self.draws("theta")[:, ::self.draw_step]
+            return stored[..., chosen]
+        chains, draws = self._draw_shape()
+        _check_group_draws(chains * draws, chosen.size)
+        hyper = self._hyper_draws()
+        alpha, beta, y, n = self.model.conditionals(self.data, hyper, self.eb)
+        if self.model.pooling == "complete":
+            common = self._block_draws(0, alpha, beta, y, n, chains * draws)
+            return np.broadcast_to(common.reshape(chains, draws, 1),
+                                   (chains, draws, chosen.size)).copy()
+        out = np.empty((chains * draws, chosen.size))
+        order = np.argsort(chosen // GROUP_BLOCK, kind="stable")
+        blocks, starts = np.unique(chosen[order] // GROUP_BLOCK, return_index=True)
+        for block, where in zip(blocks, np.split(order, starts[1:]), strict=True):
+            members = slice(block * GROUP_BLOCK, (block + 1) * GROUP_BLOCK)
+            values = self._block_draws(int(block), alpha, beta, y[members], n[members],
+                                       chains * draws)
+            out[:, where] = values[:, chosen[where] - block * GROUP_BLOCK]
+        return out.reshape(chains, draws, chosen.size)
+
+    def _block_draws(self, block: int, alpha: NDArray, beta: NDArray, y: NDArray,
+                     n: NDArray, size: int) -> NDArray[np.float64]:
+        """θ draws (size, groups) of one block of groups, from the block's own stream."""
+        rng = generator(self.seed, Stream.CONDITIONAL, block)
+        alpha = np.broadcast_to(alpha, size)[:, None]
+        beta = np.broadcast_to(beta, size)[:, None]
+        return np.asarray(self.model.family.sample_conditional(rng, alpha, beta, y, n),
+                          dtype=float)
+
+    def draws(self, name: str) -> NDArray[np.float64]:
+        """Draws of one posterior variable, shaped (chain, draw, ...); θ is drawn now when
+        the fit does not store it (:meth:`group_draws`)."""
+        if name == "theta" and not self.stores_group_draws:
+            return self.group_draws()
+        return super().draws(name)
+
+    def _thinned(self, limit: int) -> ConjugateFit:
+        if self.stores_group_draws:
+            return super()._thinned(limit)  # type: ignore[return-value]
+        per_draw = max(self.data.n_groups, 1)
+        step = -(-self.config.chains * self.config.draws * per_draw // limit)
+        return replace(self, draw_step=max(step, 1), _group_summaries={})
+
     # ------------------------------------------------------------------ summaries
+    def group_summary(self, ci_prob: float = 0.95) -> GroupSummary:
+        """Each θ_j's posterior mean, sd, equal-tailed interval and pooling factor, with
+        their Monte Carlo errors, from the hyperparameter draws
+        (:func:`~poolwise.inference.group_posterior.summarise_groups`): means and sds
+        Rao-Blackwellised, interval ends from the mixture of θ_j's conditionals, no
+        draws × groups matrix. A fit that does not store θ's draws stores this at 95 %."""
+        check_prob(ci_prob)
+        if ci_prob in self._group_summaries:
+            return self._group_summaries[ci_prob]
+        stored = self.tree.children.get("group_summary")
+        if stored is not None and float(stored.attrs["ci_prob"]) == ci_prob:
+            dataset = stored.to_dataset()
+            summary = GroupSummary.from_stored(
+                {str(name): dataset[name].values for name in dataset.data_vars},
+                {str(key): value for key, value in stored.attrs.items()})
+        else:
+            summary = summarise_groups(self.model.family, *self.model.conditionals(
+                self.data, self._hyper_draws(), self.eb), ci_prob)
+        self._group_summaries[ci_prob] = summary
+        return summary
+
     def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:
         if self.eb is not None:
             return self._summary_eb(ci_prob)
+        if not self.stores_group_draws:
+            hyper = (posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics)
+                     if "posterior" in self.tree.children else None)
+            return pd.concat([hyper, self._group_rows(ci_prob)], ignore_index=True)
         shared = ("theta",) if self.model.pooling == "complete" else ()
         table = posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
                                   group_dims=("group",), shared=shared)
         return self._with_pooling_factors(table)
+
+    def _group_rows(self, ci_prob: float) -> pd.DataFrame:
+        """θ's rows of the summary from :meth:`group_summary` (one row, for the common θ,
+        under complete pooling)."""
+        summary = self.group_summary(ci_prob)
+        if self.model.pooling == "complete":
+            table = summary.table(np.array([""]))
+            table["group"] = None
+            table["pooling_factor"] = 1.0
+            return table
+        table = summary.table(self.data.labels)
+        if self.model.pooling == "none":
+            table["pooling_factor"] = 0.0
+        return table
 
     @classmethod
     def comparison_table(cls, fits: Mapping[str, Fit], ci_prob: float = 0.95) -> pd.DataFrame:
@@ -511,6 +671,9 @@ class ConjugateFit(Fit):
         if self.model.pooling != "partial":
             value = 1.0 if self.model.pooling == "complete" else 0.0
             return pd.Series(np.full(self.data.n_groups, value), index=index,
+                             name="pooling_factor")
+        if not self.stores_group_draws:
+            return pd.Series(self.group_summary().pooling_factor, index=index,
                              name="pooling_factor")
         hyper = self.hyperparameter_draws()
         assert hyper is not None  # partial pooling has hyperparameters
@@ -566,14 +729,9 @@ class ConjugateFit(Fit):
                       "mean": float(i_squared(eb.beta, self.data.n)),
                       **self._spread(None if sampled is None else
                                      i_squared(sampled[1], self.data.n), ci_prob)}]
-        conditional = family.conditional(eb.alpha, eb.beta, self.data.y, self.data.n)
-        tail = (1 - ci_prob) / 2
-        lower, upper = conditional.ppf(tail), conditional.ppf(1 - tail)
-        means, sds = conditional.mean(), conditional.std()
-        rows += [{"param": "theta", "group": label, "mean": float(means[i]),
-                  "sd": float(sds[i]), "lower": float(lower[i]), "upper": float(upper[i])}
-                 for i, label in enumerate(self.data.labels)]
-        return self._with_pooling_factors(pd.DataFrame(rows, columns=SUMMARY_COLUMNS))
+        # θ_j | y_j, α̂, β̂ in closed form, one pass over the distinct (y_j, n_j)
+        return pd.concat([pd.DataFrame(rows, columns=SUMMARY_COLUMNS),
+                          self._group_rows(ci_prob)], ignore_index=True)
 
     @staticmethod
     def _spread(values: NDArray | None, ci_prob: float) -> dict[str, float]:
@@ -634,7 +792,7 @@ class ConjugateFit(Fit):
 
     def _log_likelihood(self) -> tuple[NDArray, str, NDArray]:
         """log p(y_j | θ_j) for each group (stored with fits below EAGER_LOG_LIKELIHOOD)."""
-        values = self.model.family.log_likelihood(self.draws("theta"), self.data.y,
+        values = self.model.family.log_likelihood(self.group_draws(), self.data.y,
                                                   self.data.n)
         return values, "group", self.data.labels
 
@@ -654,7 +812,7 @@ class ConjugateFit(Fit):
         size = check_size(request.size, family.size_label,
                           whole=family.name == "beta-binomial")
         size = float(self.data.n[index]) if size is None else size
-        theta = self.draws("theta")[..., index].ravel()
+        theta = self.group_draws([index]).ravel()
         y = family.sample_data(rng, theta, size).astype(float)
         return Prediction(
             request, f"new data from group {request.group!r} ({family.size_label} {size:g}): "
@@ -694,7 +852,7 @@ class ConjugateFit(Fit):
         exact: dict[str, Any] = {}
         ess: float | None = None
         if hyper is None:  # complete pooling: the new group shares the common θ
-            theta = self.draws("theta")[..., 0].ravel()
+            theta = self.group_draws([0]).ravel()
             if observed is not None:
                 log_w = family.log_likelihood(theta, *observed)
                 theta, ess = theta[_resample(rng, log_w, total)], _kish(log_w)
@@ -733,9 +891,8 @@ class ConjugateFit(Fit):
         family = self.model.family
         if self.model.pooling == "complete":
             return Prediction(Population(), "the common θ of complete pooling",
-                              prediction_dataset({"theta": (self.draws("theta")[..., 0]
-                                                            .ravel(), [])},
-                                                 self.config.chains))
+                              prediction_dataset({"theta": (self.group_draws([0]).ravel(),
+                                                            [])}, self.config.chains))
         if self.eb is not None:
             sampled = self.eb_sampling_draws(self.config.chains * self.config.draws)
             a, b = sampled if sampled is not None else (np.array([self.eb.alpha]),
@@ -752,7 +909,7 @@ class ConjugateFit(Fit):
 
     # ------------------------------------------------------------------ replicates
     def _replicate(self, rng: np.random.Generator) -> dict[str, tuple[NDArray, list[str]]]:
-        theta = self.draws("theta")
+        theta = self.group_draws()
         y = self.model.family.sample_data(rng, theta, self.data.n).astype(float)
         return {"y": (y, ["group"])}
 
@@ -769,6 +926,16 @@ class ConjugateFit(Fit):
             group_name=str(record.data["group_name"]),
             notes=tuple(record.data["notes"]))
         return cls(model, data, tree, record.fitted["info"], _eb_from_dict(record.fitted["eb"]))
+
+
+def _check_group_draws(draws: int, groups: int) -> None:
+    """Refuse to draw θ for more values than :data:`GROUP_DRAWS_MEMORY` allows."""
+    size = draws * groups
+    if size > GROUP_DRAWS_MEMORY:
+        raise SpecificationError(
+            f"θ's draws for {groups:,} groups × {draws:,} draws would take "
+            f"{size * 8 / 1e9:.1f} GB; ask for some groups (fit.group_draws(indices)), use "
+            "the summary (fit.summary(), fit.group_summary()), or fit with fewer --draws")
 
 
 def _resample(rng: np.random.Generator, log_weights: NDArray, size: int) -> NDArray[np.intp]:

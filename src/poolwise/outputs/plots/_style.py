@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from poolwise.exceptions import SpecificationError
 from poolwise.kinds.conjugate import ConjugateFit
 
 if TYPE_CHECKING:
@@ -183,38 +182,20 @@ def percent(ci_prob: float) -> str:
 
 
 def theta_table(fit: ConjugateFit, ci_prob: float) -> pd.DataFrame:
-    """Posterior mean and interval of θ for every group, in the data's order.
-
-    Under complete pooling the one shared θ is repeated for each group. The numbers are
-    those of :meth:`ConjugateFit.summary`; for draws they are computed here without the summary's
-    convergence diagnostics, which take seconds for thousands of groups.
-    """
+    """Posterior mean and interval of θ for every group, in the data's order: the rows of
+    :meth:`ConjugateFit.summary` (without its convergence diagnostics, which take seconds
+    for thousands of groups). Under complete pooling the one shared θ is repeated for each
+    group."""
     labels = fit.data.labels
-    if fit.eb is None:
-        if not 0 < ci_prob < 1:
-            raise SpecificationError(
-                f"the interval level must be between 0 and 1, got {ci_prob!r}")
-        tail = (1 - ci_prob) / 2
-        draws = fit.draws("theta")
-        flat = draws.reshape(-1, draws.shape[-1])
-        if fit.model.pooling == "complete":
-            flat = np.repeat(flat[:, :1], labels.size, axis=1)
-        lower, upper = np.quantile(flat, [tail, 1 - tail], axis=0)
-        return pd.DataFrame({"group": labels, "mean": flat.mean(axis=0),
-                             "lower": lower, "upper": upper})
-    table = fit.summary(ci_prob)
+    table = fit.summary(ci_prob, diagnostics=False)
     theta = table[table["param"] == "theta"]
     if fit.model.pooling == "complete":
         row = theta.iloc[0]
         values = {k: np.full(labels.size, float(row[k])) for k in ("mean", "lower", "upper")}
         return pd.DataFrame({"group": labels, **values})
-    theta = theta.set_index("group").reindex(labels)
-    return pd.DataFrame({
-        "group": labels,
-        "mean": theta["mean"].to_numpy(dtype=float),
-        "lower": theta["lower"].to_numpy(dtype=float),
-        "upper": theta["upper"].to_numpy(dtype=float),
-    })
+    return pd.DataFrame({"group": labels,
+                         **{k: theta[k].to_numpy(dtype=float) for k in ("mean", "lower",
+                                                                         "upper")}})
 
 
 def target_name(fit: ConjugateFit) -> str:
@@ -230,7 +211,7 @@ def pooling_target(fit: ConjugateFit) -> tuple[float, str] | None:
     if fit.model.pooling == "partial":
         return float(fit.population_mean()["mean"]), target_name(fit)
     if fit.model.pooling == "complete":
-        return float(np.mean(fit.draws("theta")[..., 0])), target_name(fit)
+        return float(np.mean(fit.group_draws([0]))), target_name(fit)
     return None
 
 
