@@ -96,6 +96,14 @@ def read_table_noted(path: str | Path, *, sep: str | None = None, decimal: str |
                             f"text tables (CSV, TSV); {path} is Parquet, which records its "
                             "own types")
         return _read(path, lambda: pd.read_parquet(path)), ()
+    table, _, _, notes = read_text(path, sep=sep, decimal=decimal, encoding=encoding)
+    return table, notes
+
+
+def read_text(path: Path, *, sep: str | None, decimal: str | None, encoding: str | None,
+              rows: int | None = None) -> tuple[pd.DataFrame, str, str, tuple[str, ...]]:
+    """A text table (its first ``rows`` rows), the separator and decimal mark it was read
+    with, and a note for each of them that was detected rather than given."""
     if encoding is not None:
         _check_encoding(encoding)
     sep = SEPARATOR_NAMES.get(sep, sep) if sep is not None else None
@@ -103,7 +111,7 @@ def read_table_noted(path: str | Path, *, sep: str | None = None, decimal: str |
         raise DataError(f"--decimal must be one character other than the separator, such "
                         f"as '.' or ',', not {decimal!r}")
     notes: list[str] = []
-    if sep is None and suffix in {".tsv", ".tab"}:
+    if sep is None and path.suffix.lower() in {".tsv", ".tab"}:
         sep = "\t"
     elif sep is None:
         sep = _header_separator(path, encoding)
@@ -113,19 +121,21 @@ def read_table_noted(path: str | Path, *, sep: str | None = None, decimal: str |
 
     def parse(point: str) -> pd.DataFrame:
         return _read(path, lambda: pd.read_csv(path, sep=sep, decimal=point,
-                                               encoding=encoding), encoding)
+                                               encoding=encoding, nrows=rows), encoding)
 
-    table = parse(decimal or ".")
+    point = decimal or "."
+    table = parse(point)
     if table.shape[1] == 1 and any(c in str(table.columns[0]) for c in ";|\t,"):
         raise DataError(
             f"{path} reads as the single column {str(table.columns[0])!r}; name its "
             "separator with --sep, e.g. --sep ';' or --sep tab")
     if decimal is None and sep == ";" and _has_decimal_commas(table):
-        table = parse(",")
+        point = ","
+        table = parse(point)
         notes = ["read as semicolon-separated with decimal commas (detected; Excel saves CSV "
                  "where the comma is the decimal mark); give --sep and --decimal to read "
                  "it otherwise"]
-    return table, tuple(notes)
+    return table, sep, point, tuple(notes)
 
 
 _SEPARATOR_WORDS = {";": "semicolon", "\t": "tab", "|": "pipe", ",": "comma"}
