@@ -186,7 +186,7 @@ def reduce_estimates(data: str | Path | Any, *, y: str, se: str | None = None,
     return stats
 
 
-def reduce(data: str | Path | Any, family: RateFamily | None, *, y: str,
+def reduce(data: str | Path | Source | Any, family: RateFamily | None, *, y: str,
            n: str | None = None, se: str | None = None, group: str | None = None,
            engine: str = "auto", scheduler: Any = None, threads: int | None = None,
            memory_limit: str | None = None, text: dict[str, str | None] | None = None
@@ -210,7 +210,7 @@ def reduce(data: str | Path | Any, family: RateFamily | None, *, y: str,
     text
         ``sep``, ``decimal`` and ``encoding`` of text files (as ``--sep`` ...).
     """
-    source = data if is_dask_frame(data) else resolve(data)
+    source = data if isinstance(data, Source) or is_dask_frame(data) else resolve(data)
     chosen = choose_engine(source, engine)
     given: dict[str, str] = {k: v for k, v in (text or {}).items() if v is not None}
     if scheduler is not None and chosen != "dask":
