@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import pandas as pd
 
+from poolwise.data.engines import is_dask_frame
 from poolwise.exceptions import SpecificationError
 from poolwise.kinds import KINDS, fit_class, model_class
 from poolwise.kinds.base import BaseModel
@@ -30,8 +31,8 @@ from poolwise.results.fit import Fit
 from poolwise.results.storage import read
 from poolwise.vocabulary import POOLINGS, canonical_family, kinds_text
 
-__all__ = ["COLUMN_OPTIONS", "OPTION_KINDS", "build_model", "choose_kind", "compare", "fit",
-           "load", "report"]
+__all__ = ["COLUMN_OPTIONS", "OPTION_KINDS", "STREAMING_KINDS", "Loaded", "build_model",
+           "choose_kind", "compare", "fit", "load", "load_source", "report"]
 
 _ALL = tuple(dict.fromkeys(KINDS))
 #: every option of :func:`fit` (and of ``poolwise fit``) and the kinds that take it
@@ -117,11 +118,18 @@ def build_model(kind: str, **options: Any) -> BaseModel:
     return model_class(kind)(**given)
 
 
-def fit(data: pd.DataFrame | Mapping[str, Any], *, formula: str | None = None,
-        model: Any = None, family: str | None = None, y: str | None = None,
-        n: str | None = None, se: str | None = None, group: str | None = None,
+def fit(data: pd.DataFrame | Mapping[str, Any] | str | Path | Any, *,
+        formula: str | None = None, model: Any = None, family: str | None = None,
+        y: str | None = None, n: str | None = None, se: str | None = None,
+        group: str | None = None, engine: str | None = None, scheduler: Any = None,
         **settings: Any) -> Fit:
     """Fit the model the arguments describe (kind chosen as in the module docstring).
+
+    ``data`` is a table (a pandas DataFrame, or columns by name), a CSV/TSV/Parquet file, a
+    glob (``"data/*.parquet"``), a directory of such files, or a Dask DataFrame. Files are
+    read by ``engine`` (:func:`load_source`): ``"auto"`` (the default), ``"pandas"``,
+    ``"duckdb"`` (out of core) or ``"dask"``, on the ``distributed`` cluster at
+    ``scheduler`` (an address such as ``"tcp://host:8786"``, or a ``Client``) if given.
 
     ``settings`` are the model's: ``pooling``, ``prior``, ``method``, ``draws``,
     ``chains``, ``warmup``, ``seed``, ``progress``, ``target_accept``,
@@ -131,7 +139,71 @@ def fit(data: pd.DataFrame | Mapping[str, Any], *, formula: str | None = None,
     columns = {"y": y, "n": n, "se": se, "group": group}
     check_options(kind, columns)
     built = build_model(kind, formula=formula, model=model, family=family, **settings)
-    return built.fit(data, **{k: v for k, v in columns.items() if v is not None})
+    given = {k: v for k, v in columns.items() if v is not None}
+    if (isinstance(data, str | Path) or engine is not None or scheduler is not None
+            or is_dask_frame(data)):
+        data = load_source(built, data, given, engine=engine or "auto",
+                           scheduler=scheduler).data
+    return built.fit(data, **given)
+
+
+#: the kinds whose data reduce to group statistics, and so can be read out of core
+STREAMING_KINDS = ("rates", "normal")
+
+
+class Loaded(NamedTuple):
+    """What a model is fitted to — a pandas table, or group statistics an engine reduced
+    the rows to — how many rows were read, and notes on how."""
+
+    data: Any
+    rows: int
+    notes: tuple[str, ...]
+
+
+def load_source(model: BaseModel, data: str | Path | Any, columns: Mapping[str, str],
+                *, engine: str = "auto", scheduler: Any = None,
+                text: Mapping[str, str | None] | None = None) -> Loaded:
+    """Read ``data`` — a file, glob, directory or Dask DataFrame — for ``model``.
+
+    Rates and normal models are reduced to group statistics by the engine
+    (:func:`poolwise.data.engines.reduce`): one small file by pandas, larger files, globs
+    and directories by DuckDB out of core, or by Dask. Mixed, nested, NIG and custom models
+    need the rows in memory, so they take one file that pandas reads.
+    """
+    from poolwise.data.engines import Source, choose_engine, reduce, resolve
+    from poolwise.data.tables import read_table_noted
+
+    if isinstance(data, pd.DataFrame | Mapping):
+        raise SpecificationError("engine= and scheduler= read files, globs, directories and "
+                                 "Dask DataFrames; a pandas table is already in memory")
+    source = data if is_dask_frame(data) else resolve(data)
+    chosen = choose_engine(source, engine)
+    text = {k: v for k, v in (text or {}).items() if v is not None}
+    if model.kind not in STREAMING_KINDS:
+        if chosen != "pandas" or scheduler is not None or not isinstance(source, Source):
+            raise SpecificationError(
+                f"{model.kind} models need the rows in memory, so they read one file with "
+                f"engine 'pandas'; engines duckdb and dask (and a scheduler) reduce rates and "
+                f"normal models only — mixed, nested, NIG and custom models still need every "
+                f"row in memory")
+        table, notes = read_table_noted(source.files[0], **text)
+        return Loaded(table, len(table), notes)
+    if chosen == "pandas" and isinstance(source, Source):  # the model reduces it
+        table, notes = read_table_noted(source.files[0], **text)
+        return Loaded(table, len(table), notes)
+    family = getattr(model, "family", None)
+    normal = family is None or family.name == "normal"
+    if normal and columns.get("n") is not None:
+        raise SpecificationError(
+            "the normal family takes standard errors (se=, --se), not sizes (n=)")
+    if family is not None and not normal and columns.get("se") is not None:
+        raise SpecificationError(f"the {family.name} family takes sizes (n=, --n), not se=")
+    if columns.get("y") is None:
+        raise SpecificationError("name the column of counts or estimates: y='...'")
+    reduced = reduce(source, None if normal else family, y=columns["y"], n=columns.get("n"),
+                     se=columns.get("se"), group=columns.get("group"), engine=chosen,
+                     scheduler=scheduler, text=text)
+    return Loaded(reduced.stats, reduced.rows, ())
 
 
 def load(path: str | Path) -> Fit:

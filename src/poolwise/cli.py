@@ -59,7 +59,9 @@ COMMAND_LINE: ContextVar[tuple[str, ...]] = ContextVar("COMMAND_LINE", default=(
 MAX_TABLE_ROWS = 40
 
 # ----------------------------------------------------------------------------- options
-Data = Annotated[str, typer.Argument(help="CSV/TSV/Parquet file, or a bundled dataset name.")]
+Data = Annotated[str, typer.Argument(
+    help="CSV/TSV/Parquet file, a glob ('data/*.parquet') or directory of them, or a bundled "
+         "dataset name.")]
 Family = Annotated[str | None, typer.Option(
     help="beta-binomial, gamma-poisson, normal (alias gaussian), nig; with --formula normal, "
          "binomial, bernoulli or poisson.")]
@@ -134,6 +136,13 @@ Decimal = Annotated[str | None, typer.Option(
                       "a ';'-separated file).")]
 Encoding = Annotated[str | None, typer.Option(
     "--encoding", help="The file's text encoding (default utf-8), e.g. latin-1 or cp1252.")]
+EngineOption = Annotated[str, typer.Option(
+    "--engine", help="What reads DATA: auto, pandas, duckdb (out of core) or dask (default "
+                     "auto: pandas for one file up to 200 MB, DuckDB for larger files, "
+                     "globs and directories).")]
+Scheduler = Annotated[str | None, typer.Option(
+    "--scheduler", help="--engine dask: the address of a distributed scheduler, e.g. "
+                        "tcp://host:8786 (default: threads on this machine).")]
 PriorPredictive = Annotated[bool, typer.Option(
     "--prior-predictive", help="Draw from the prior predictive instead of fitting.")]
 
@@ -181,41 +190,50 @@ class Job:
                               notes=(*self.notes, *notes), warnings=warnings)
 
 
-def read_data(data: str, text: dict[str, str | None] | None = None,
-              ) -> tuple[Any, Any, tuple[str, ...]]:
-    """The table DATA names, for a bundled dataset its description (None for files), and
-    notes on how the file was read; ``text`` holds --sep, --decimal and --encoding."""
+def is_file_source(data: str) -> bool:
+    """Whether DATA names files (a path, a glob, a directory) rather than a bundled
+    dataset; one that names neither ends with one line."""
     from poolwise.data import datasets
-    from poolwise.data.tables import read_table_noted
+    from poolwise.data.engines import is_pattern
 
-    text = text or {}
     path = Path(data)
-    if path.is_file() or (path.exists() and data not in datasets.DATASETS):
-        table, notes = read_table_noted(path, **text)
-        return table, None, notes
+    if path.is_file() or is_pattern(data) or (path.exists() and data not in datasets.DATASETS):
+        return True
     if any(sep in data for sep in "/\\") or path.suffix:
         raise SpecificationError(f"file not found: {data}")
-    given = [f"--{k}" for k, v in text.items() if v is not None]
-    if given:
-        raise SpecificationError(f"{' and '.join(given)} {'is' if len(given) == 1 else 'are'} "
-                                 f"for data files; {data!r} is a bundled dataset")
-    return datasets.load(data), datasets.info(data), ()
+    return False
 
 
 def build_job(data: str, *, family: str | None = None, y: str | None = None,
               n: str | None = None, se: str | None = None, group: str | None = None,
               formula: str | None = None, model_file: str | None = None,
               drop_missing: bool = False, text: dict[str, str | None] | None = None,
-              **settings: Any) -> Job:
+              engine: str = "auto", scheduler: str | None = None, **settings: Any) -> Job:
     """Read DATA and build the model the options describe; refuse options the kind does
-    not take (naming the kinds that do), before anything is fitted."""
-    from poolwise.api import build_model, check_options, choose_kind
+    not take (naming the kinds that do), before anything is fitted. Files go through
+    :func:`poolwise.api.load_source`: rates and normal models of large files, globs and
+    directories are reduced there by DuckDB or Dask (--engine, --scheduler)."""
+    from poolwise.api import build_model, check_options, choose_kind, load_source
+    from poolwise.data import datasets
     from poolwise.kinds.base import METHOD_SETTINGS
     from poolwise.vocabulary import canonical_family
 
-    table, info, notes = read_data(data, text)
+    text = text or {}
+    files = is_file_source(data)
+    if not files:
+        asked = [f"--{k}" for k, v in text.items() if v is not None]
+        asked += [option for option, value in (("--engine", engine if engine != "auto"
+                                                 else None), ("--scheduler", scheduler))
+                  if value is not None]
+        if asked:
+            raise SpecificationError(f"{' and '.join(asked)} "
+                                     f"{'is' if len(asked) == 1 else 'are'} for data files; "
+                                     f"{data!r} is a bundled dataset")
+    table: Any = None
+    info = None if files else datasets.info(data)
+    if info is not None:
+        table = datasets.load(data)
     name = Path(data).name if info is None else data
-    rows = len(table)
     held_out = None
     columns = {"y": y, "n": n, "se": se, "group": group}
     if info is not None and model_file is None:
@@ -256,6 +274,14 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
                 f"{SPELLING.get(setting, '--' + setting)} is for method "
                 f"{' and '.join(methods)}; method {model.method!r} does not use it")
     used = {k: v for k, v in columns.items() if v is not None}
+    if scheduler is not None and engine != "dask":
+        raise SpecificationError(f"--scheduler is for --engine dask, not {engine}")
+    notes: tuple[str, ...] = ()
+    if files:
+        loaded = load_source(model, data, used, engine=engine, scheduler=scheduler, text=text)
+        table, rows, notes = loaded
+    else:
+        rows = len(table)
     return Job(name, kind, table, model, used, held_out, notes, source=data, rows=rows)
 
 
@@ -627,6 +653,7 @@ def fit_command(
     rank: Rank = None, rank_param: RankParam = None, hypothesis: Hypothesis = None,
     pairwise: Pairwise = None,
     sep: Sep = None, decimal: Decimal = None, encoding: Encoding = None,
+    engine: EngineOption = "auto", scheduler: Scheduler = None,
 ) -> int:
     """Fit one model and print its summary; with --out also write CSV, NetCDF, plots."""
     check_output_options(output_format, ci)
@@ -638,7 +665,7 @@ def fit_command(
                     model_file=model_file, drop_missing=drop_missing, pooling=pooling,
                     method=method, prior=prior, draws=draws, chains=chains, warmup=warmup,
                     seed=seed, target_accept=target_accept, parametrisation=parametrisation,
-                    progress=bar)
+                    progress=bar, engine=engine, scheduler=scheduler)
     asked = {"--predict-group": predict_group, "--new-group": new_group or None,
              "--new-group-y": new_group_y, "--new-group-n": new_group_n,
              "--new-group-in": new_group_in, "--new-data": new_data}

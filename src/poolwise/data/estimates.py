@@ -19,7 +19,17 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from poolwise.data.tables import _require_column, finite_column, group_labels
+from poolwise.data.rows import (
+    Locate,
+    estimate_checks,
+    frame_moments,
+    frame_violations,
+    labels_of,
+    numbers,
+    raise_first,
+    require_columns,
+    row_number,
+)
 from poolwise.exceptions import DataError
 
 
@@ -59,21 +69,6 @@ class GroupEstimates:
         if self.n_obs is not None:
             frame["n_obs"] = self.n_obs
         return frame
-
-
-def _finite(series: pd.Series, role: str, *, positive: bool = False) -> NDArray[np.float64]:
-    """The column as finite floats (see :func:`finite_column`); with ``positive``, also an
-    error at the first value ≤ 0 (a standard error)."""
-    values = finite_column(series, role)
-    if positive:
-        small = np.flatnonzero(values <= 0)
-        if small.size:
-            i = small[0]
-            raise DataError(
-                f"row {i + 1}: {role} column {series.name!r} has {values[i]:g}; "
-                "a standard error must be > 0"
-            )
-    return values
 
 
 def _listed(labels: NDArray[np.str_], limit: int = 5) -> str:
@@ -147,55 +142,66 @@ def group_estimates(
     """
     if table.empty:
         raise DataError("the table has no rows")
+    checks = estimate_checks(y=y, se=se, group=_needs_group(se, group))
+    require_columns(table.columns, checks)
+    raise_first(checks, frame_violations(table, checks))
     if se is not None:
-        return _given(table, y=y, se=se, group=group)
-    if group is None:
+        return estimates_given(table, y=y, se=se, group=group)
+    moments = frame_moments(table, y=y, group=str(group))
+    return estimates_from_moments(moments, rows=len(table), y=y, group=str(group))
+
+
+def _needs_group(se: str | None, group: str | None) -> str | None:
+    """``group``, which raw observations (no ``se``) cannot do without."""
+    if se is None and group is None:
         raise DataError(
             "without a standard-error column (se) each row is one observation, so a group "
             "column is needed to form group means and standard errors"
         )
-    return _from_raw(table, y=y, group=group)
+    return group
 
 
-def _given(table: pd.DataFrame, *, y: str, se: str, group: str | None) -> GroupEstimates:
-    """One row per group: check the estimates, standard errors and labels."""
-    y_values = _finite(_require_column(table, y, "estimate (y)"), "estimate (y)")
-    se_values = _finite(_require_column(table, se, "standard error"), "standard error",
-                        positive=True)
+def estimates_given(table: pd.DataFrame, *, y: str, se: str, group: str | None,
+                    locate: Locate = row_number) -> GroupEstimates:
+    """One checked row per group: its estimate and standard error; an error naming both
+    rows (``locate`` names positions) where a group label appears twice."""
+    y_values, se_values = numbers(table[y]), numbers(table[se])
     if group is None:
         labels = np.array([str(i + 1) for i in range(len(table))])
-        group_name = "row"
-    else:
-        labels = group_labels(table, group)
-        group_name = str(group)
-        duplicated = np.flatnonzero(pd.Series(labels).duplicated().to_numpy())
-        if duplicated.size:
-            second = duplicated[0]
-            first = np.flatnonzero(labels == labels[second])[0]
-            raise DataError(
-                f"rows {first + 1} and {second + 1}: group {str(labels[second])!r} appears "
-                f"twice in column {group!r}; with a standard-error column each group needs "
-                "exactly one row (its estimate and standard error)"
-            )
-    return GroupEstimates(labels, y_values, se_values, group_name)
+        return GroupEstimates(labels, y_values, se_values, "row")
+    labels = labels_of(table[group]).to_numpy().astype(str)
+    duplicated = np.flatnonzero(pd.Series(labels).duplicated().to_numpy())
+    if duplicated.size:
+        second = duplicated[0]
+        first = np.flatnonzero(labels == labels[second])[0]
+        a, b = locate(first), locate(second)
+        both = f"rows {a[4:]} and {b[4:]}" if " in " not in a + b else f"{a} and {b}"
+        raise DataError(
+            f"{both}: group "
+            f"{str(labels[second])!r} appears twice in column {group!r}; with a "
+            "standard-error column each group needs exactly one row (its estimate and "
+            "standard error)"
+        )
+    return GroupEstimates(labels, y_values, se_values, str(group))
 
 
-def _from_raw(table: pd.DataFrame, *, y: str, group: str) -> GroupEstimates:
-    """One row per observation: group means and standard errors s_j/√n_j."""
-    values = _finite(_require_column(table, y, "observation (y)"), "observation (y)")
-    labels = group_labels(table, group)
-    frame = pd.DataFrame({"label": labels, "x": values})
-    stats = frame.groupby("label", sort=False)["x"].agg(["count", "mean", "var", "min", "max"])
-    labels_g = stats.index.to_numpy().astype(str)
-    n_obs = stats["count"].to_numpy(dtype=np.int64)
-    means = stats["mean"].to_numpy(dtype=float)
+def estimates_from_moments(moments: pd.DataFrame, *, rows: int, y: str, group: str
+                           ) -> GroupEstimates:
+    """Group means and standard errors s_j/√n_j from per-group moments of checked raw
+    observations (:data:`poolwise.data.rows.MOMENTS`, in order of first appearance), with
+    the pooled standard deviation where s_j is missing or 0 (see :func:`group_estimates`)."""
+    labels_g = moments["label"].to_numpy().astype(str)
+    n_obs = moments["count"].to_numpy(dtype=np.int64)
+    means = moments["mean"].to_numpy(dtype=float)
     several = n_obs >= 2
     # all-equal observations: exactly 0, not the rounding error of a computed variance
-    constant = several & (stats["min"] == stats["max"]).to_numpy()
-    variances = np.where(constant, 0.0, stats["var"].to_numpy(dtype=float))  # ddof=1
+    constant = several & (moments["min"] == moments["max"]).to_numpy()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        variances = moments["m2"].to_numpy(dtype=float) / (n_obs - 1)  # divisor n − 1
+    variances = np.where(constant | ~several, 0.0, variances)
 
     notes = [
-        f"reduced {len(frame)} observations to {labels_g.size} group means by {group!r}, "
+        f"reduced {rows} observations to {labels_g.size} group means by {group!r}, "
         "with standard errors s_j/√n_j"
     ]
     if not np.any(several):
@@ -213,7 +219,7 @@ def _from_raw(table: pd.DataFrame, *, y: str, group: str) -> GroupEstimates:
             "standard-error column (se)"
         )
     single = ~several
-    sd = np.sqrt(np.where(several, variances, 0.0))
+    sd = np.sqrt(variances)
     basis = (
         f"the pooled within-group standard deviation s_p = {pooled_sd:.4g} (from "
         f"{int(several.sum())} group(s) with ≥ 2 observations) in place of s_j, so "
@@ -231,7 +237,7 @@ def _from_raw(table: pd.DataFrame, *, y: str, group: str) -> GroupEstimates:
         )
     sd = np.where(single | constant, pooled_sd, sd)
     se_values = sd / np.sqrt(n_obs)
-    return GroupEstimates(labels_g, means, se_values, str(group), tuple(notes), n_obs)
+    return GroupEstimates(labels_g, means, se_values, group, tuple(notes), n_obs)
 
 
-__all__ = ["GroupEstimates", "group_estimates"]
+__all__ = ["GroupEstimates", "estimates_from_moments", "estimates_given", "group_estimates"]

@@ -7,8 +7,6 @@ column and value and say what is valid.
 from __future__ import annotations
 
 import codecs
-import difflib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +15,17 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from poolwise.data.rows import (
+    DECIMAL_COMMA,
+    Check,
+    frame_sums,
+    frame_violations,
+    labels_of,
+    numbers,
+    raise_first,
+    rate_checks,
+    require_columns,
+)
 from poolwise.exceptions import DataError
 from poolwise.families.base import RateFamily
 
@@ -55,8 +64,6 @@ class GroupCounts:
 
 #: how a separator given on the command line may be spelled, and what it means
 SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "comma": ",", "semicolon": ";", "pipe": "|"}
-#: a number written with a decimal comma: 0,5 or -1,25 or 3,1e-05
-_DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*$")
 
 
 def read_table(path: str | Path, *, sep: str | None = None, decimal: str | None = None,
@@ -89,6 +96,14 @@ def read_table_noted(path: str | Path, *, sep: str | None = None, decimal: str |
                             f"text tables (CSV, TSV); {path} is Parquet, which records its "
                             "own types")
         return _read(path, lambda: pd.read_parquet(path)), ()
+    table, _, _, notes = read_text(path, sep=sep, decimal=decimal, encoding=encoding)
+    return table, notes
+
+
+def read_text(path: Path, *, sep: str | None, decimal: str | None, encoding: str | None,
+              rows: int | None = None) -> tuple[pd.DataFrame, str, str, tuple[str, ...]]:
+    """A text table (its first ``rows`` rows), the separator and decimal mark it was read
+    with, and a note for each of them that was detected rather than given."""
     if encoding is not None:
         _check_encoding(encoding)
     sep = SEPARATOR_NAMES.get(sep, sep) if sep is not None else None
@@ -96,7 +111,7 @@ def read_table_noted(path: str | Path, *, sep: str | None = None, decimal: str |
         raise DataError(f"--decimal must be one character other than the separator, such "
                         f"as '.' or ',', not {decimal!r}")
     notes: list[str] = []
-    if sep is None and suffix in {".tsv", ".tab"}:
+    if sep is None and path.suffix.lower() in {".tsv", ".tab"}:
         sep = "\t"
     elif sep is None:
         sep = _header_separator(path, encoding)
@@ -106,19 +121,21 @@ def read_table_noted(path: str | Path, *, sep: str | None = None, decimal: str |
 
     def parse(point: str) -> pd.DataFrame:
         return _read(path, lambda: pd.read_csv(path, sep=sep, decimal=point,
-                                               encoding=encoding), encoding)
+                                               encoding=encoding, nrows=rows), encoding)
 
-    table = parse(decimal or ".")
+    point = decimal or "."
+    table = parse(point)
     if table.shape[1] == 1 and any(c in str(table.columns[0]) for c in ";|\t,"):
         raise DataError(
             f"{path} reads as the single column {str(table.columns[0])!r}; name its "
             "separator with --sep, e.g. --sep ';' or --sep tab")
     if decimal is None and sep == ";" and _has_decimal_commas(table):
-        table = parse(",")
+        point = ","
+        table = parse(point)
         notes = ["read as semicolon-separated with decimal commas (detected; Excel saves CSV "
                  "where the comma is the decimal mark); give --sep and --decimal to read "
                  "it otherwise"]
-    return table, tuple(notes)
+    return table, sep, point, tuple(notes)
 
 
 _SEPARATOR_WORDS = {";": "semicolon", "\t": "tab", "|": "pipe", ",": "comma"}
@@ -179,7 +196,7 @@ def _has_decimal_commas(table: pd.DataFrame) -> bool:
         if pd.api.types.is_numeric_dtype(values) or not len(values):
             continue
         text = values.astype(str)
-        commas = text.str.match(_DECIMAL_COMMA.pattern)
+        commas = text.str.match(DECIMAL_COMMA.pattern)
         whole = text.str.fullmatch(r"\s*[+-]?\d+\s*")
         if commas.any() and (commas | whole).all():
             return True
@@ -187,65 +204,23 @@ def _has_decimal_commas(table: pd.DataFrame) -> bool:
 
 
 def _require_column(table: pd.DataFrame, column: str, role: str) -> pd.Series:
-    if column in table.columns:
-        return table[column]
-    close = difflib.get_close_matches(str(column), [str(c) for c in table.columns], n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
-    columns = ", ".join(str(c) for c in table.columns)
-    raise DataError(f"{role} column {column!r} not found{hint}; the columns are: {columns}")
+    require_columns(table.columns, [Check("missing", column, role)])
+    return table[column]
 
 
 def finite_column(series: pd.Series, role: str) -> NDArray[np.float64]:
     """The column as floats; error at the first missing, non-numeric or non-finite value."""
-    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=float)
-    missing = np.flatnonzero(series.isna().to_numpy())
-    if missing.size:
-        i = missing[0]
-        raise DataError(
-            f"row {i + 1}: {role} column {series.name!r} is missing "
-            f"({missing.size} missing value(s) in all); fill or remove those rows"
-        )
-    bad = np.flatnonzero(~np.isfinite(values))
-    if bad.size:
-        i = bad[0]
-        comma = ("; for numbers with decimal commas give --decimal ','"
-                 if _DECIMAL_COMMA.match(str(series.iloc[i])) else "")
-        raise DataError(
-            f"row {i + 1}: {role} column {series.name!r} has {str(series.iloc[i])!r}, "
-            f"which is not a finite number{comma}"
-        )
-    return values
+    checks = (Check("missing", series.name, role), Check("number", series.name, role))
+    raise_first(checks, frame_violations(series.to_frame(), checks))
+    return numbers(series)
 
 
 def group_labels(table: pd.DataFrame, group: str) -> NDArray[np.str_]:
     """The group column as strings; error at the first missing label."""
-    series = _require_column(table, group, "group")
-    missing = np.flatnonzero(series.isna().to_numpy())
-    if missing.size:
-        raise DataError(
-            f"row {missing[0] + 1}: group column {group!r} is missing; every row needs a group"
-        )
-    return series.astype(str).to_numpy()
-
-
-def _numeric(series: pd.Series, role: str, *, integer: bool) -> NDArray[np.float64]:
-    """The column as floats; error at the first missing, non-numeric, negative value."""
-    values = finite_column(series, role)
-    negative = np.flatnonzero(values < 0)
-    if negative.size:
-        i = negative[0]
-        raise DataError(
-            f"row {i + 1}: {role} column {series.name!r} has {values[i]:g}; it must be ≥ 0"
-        )
-    if integer:
-        fractional = np.flatnonzero(values != np.round(values))
-        if fractional.size:
-            i = fractional[0]
-            raise DataError(
-                f"row {i + 1}: {role} column {series.name!r} has {values[i]:g}; "
-                "counts must be whole numbers"
-            )
-    return values
+    checks = (Check("label", group, "group"),)
+    require_columns(table.columns, checks)
+    raise_first(checks, frame_violations(table, checks))
+    return labels_of(table[group]).to_numpy()
 
 
 def group_counts(
@@ -272,71 +247,54 @@ def group_counts(
         Column of trials (beta-binomial) or exposure (gamma-Poisson; default 1 per row).
     group
         Column of group labels; without it each row is its own group.
+
+    The same reduction of a file, glob or directory too large for memory is
+    :func:`poolwise.data.engines.reduce_counts` (DuckDB or Dask).
     """
     if table.empty:
         raise DataError("the table has no rows")
-    y_values = _numeric(_require_column(table, y, "count (y)"), "count (y)", integer=True)
-    if n is None:
-        if family.name == "beta-binomial":
-            if group is None:
-                raise DataError(
-                    "without a trials column (--n) each row is one 0/1 trial, so a group "
-                    "column (--group) is needed"
-                )
-            not_binary = np.flatnonzero(y_values > 1)
-            if not_binary.size:
-                i = not_binary[0]
-                raise DataError(
-                    f"row {i + 1}: {y!r} is {y_values[i]:g}; without a trials column (--n) "
-                    "each row is one trial and y must be 0 or 1"
-                )
-        n_values = np.ones_like(y_values)
-    else:
-        integer = family.name == "beta-binomial"
-        n_values = _numeric(_require_column(table, n, family.size_label), family.size_label,
-                            integer=integer)
-
-    if family.name == "beta-binomial":  # per row, before rows of a group are summed
-        over = np.flatnonzero(y_values > n_values)
-        if over.size:
-            i = over[0]
-            raise DataError(
-                f"row {i + 1}: {y!r} is {y_values[i]:g} but {n!r} is {n_values[i]:g}; "
-                "successes cannot exceed trials")
+    checks = rate_checks(family.name, family.size_label, y=y, n=n, group=group)
+    require_columns(table.columns, checks)
+    raise_first(checks, frame_violations(table, checks))
     if group is None:
+        y_values = numbers(table[y])
+        n_values = np.ones_like(y_values) if n is None else numbers(table[n])
         labels = np.array([str(i + 1) for i in range(len(table))])
-        group_name = "row"
-    else:
-        labels = group_labels(table, group)
-        group_name = str(group)
+        return counts_from_groups(labels, y_values, n_values, family, rows=len(table),
+                                  group_name="row")
+    sums = frame_sums(table, y=y, n=n, group=group)
+    return counts_from_groups(sums["label"].to_numpy().astype(str),
+                              sums["y"].to_numpy(dtype=float), sums["n"].to_numpy(dtype=float),
+                              family, rows=len(table), group_name=str(group))
 
+
+def counts_from_groups(labels: NDArray[np.str_], y: NDArray[np.float64], n: NDArray[np.float64],
+                       family: RateFamily, *, rows: int, group_name: str) -> GroupCounts:
+    """Per-group sums of checked rows (in order of first appearance) as :class:`GroupCounts`:
+    a note when rows were summed, groups of size 0 dropped with a note (an error where they
+    have counts), and the family's own checks."""
     notes: list[str] = []
-    frame = pd.DataFrame({"label": labels, "y": y_values, "n": n_values})
-    grouped = frame.groupby("label", sort=False)[["y", "n"]].sum()
-    if len(grouped) < len(frame):
-        notes.append(f"summed {len(frame)} rows into {len(grouped)} groups by {group_name!r}")
-    labels = grouped.index.to_numpy().astype(str)
-    y_g, n_g = grouped["y"].to_numpy(dtype=float), grouped["n"].to_numpy(dtype=float)
-
-    empty = n_g == 0
-    if np.any(empty & (y_g > 0)):
-        j = np.flatnonzero(empty & (y_g > 0))[0]
+    if labels.size < rows:
+        notes.append(f"summed {rows} rows into {labels.size} groups by {group_name!r}")
+    empty = n == 0
+    if np.any(empty & (y > 0)):
+        j = np.flatnonzero(empty & (y > 0))[0]
         raise DataError(
-            f"group {str(labels[j])!r} has y = {y_g[j]:g} but {family.size_label} 0; "
+            f"group {str(labels[j])!r} has y = {y[j]:g} but {family.size_label} 0; "
             f"{family.size_label} must be > 0 where there are counts"
         )
     if np.any(empty):
-        dropped = ", ".join(repr(s) for s in labels[empty][:5])
+        dropped = ", ".join(repr(str(s)) for s in labels[empty][:5])
         more = "" if empty.sum() <= 5 else f" and {empty.sum() - 5} more"
         notes.append(
             f"dropped {int(empty.sum())} group(s) with {family.size_label} 0, which carry no "
             f"information: {dropped}{more}"
         )
-        labels, y_g, n_g = labels[~empty], y_g[~empty], n_g[~empty]
+        labels, y, n = labels[~empty], y[~empty], n[~empty]
     if labels.size == 0:
         raise DataError(f"no group has {family.size_label} > 0")
-    family.check_data(y_g, n_g, labels)
-    return GroupCounts(labels, y_g, n_g, group_name, tuple(notes))
+    family.check_data(y, n, labels)
+    return GroupCounts(labels, y, n, group_name, tuple(notes))
 
 
-__all__ = ["GroupCounts", "group_counts", "read_table", "read_table_noted"]
+__all__ = ["GroupCounts", "counts_from_groups", "group_counts", "read_table", "read_table_noted"]

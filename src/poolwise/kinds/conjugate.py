@@ -263,7 +263,8 @@ class Model(BaseModel):
         return lines
 
     # ------------------------------------------------------------------ data
-    def prepare(self, data: pd.DataFrame | GroupCounts, *, y: str | None = None,
+    def prepare(self, data: pd.DataFrame | GroupCounts | GroupEstimates, *,
+                y: str | None = None,
                 n: str | None = None, se: str | None = None, group: str | None = None
                 ) -> GroupCounts:
         """Validate the data and reduce them to per-group statistics for this model.
@@ -272,7 +273,9 @@ class Model(BaseModel):
         ``y`` with standard errors ``se``, or raw observations ``y`` with a ``group``
         (reduced to group means and standard errors).
         """
-        if isinstance(data, GroupCounts):
+        if isinstance(data, GroupEstimates) and self.family.name == "normal":
+            counts = _estimates_as_counts(data)  # reduced by an engine (data/engines.py)
+        elif isinstance(data, GroupCounts):
             counts = data
         elif isinstance(data, pd.DataFrame):
             if y is None:

@@ -1,0 +1,292 @@
+"""The DuckDB and Dask engines give the pandas path's group statistics and error messages.
+
+Every source (CSV, Parquet, a glob of Parquet files, a directory) is reduced by each engine
+and compared with :func:`group_counts` / :func:`group_estimates` of the same rows as one
+pandas table: the same labels in the same order, the same sums, the same notes (after the
+engine's own note of what it read), and for every bad input the same message — with the
+row counted in its own file where the source has several.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from poolwise.cli import main
+from poolwise.data.engines import choose_engine, reduce, resolve
+from poolwise.data.estimates import group_estimates
+from poolwise.data.tables import group_counts
+from poolwise.exceptions import DataError, SpecificationError
+from poolwise.families import get_family
+
+ENGINES = ("duckdb", "dask")
+
+
+def _table(seed: int = 0, rows: int = 600) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    table = pd.DataFrame({"g": rng.choice([f"s{i}" for i in range(37)], rows),
+                          "win": rng.integers(0, 2, rows),
+                          "n": rng.integers(1, 6, rows),
+                          "x": rng.normal(100.0, 3.0, rows),
+                          "exposure": rng.uniform(0.5, 2.0, rows)})
+    table["y"] = rng.binomial(table["n"], 0.3)
+    table["events"] = rng.poisson(2.0 * table["exposure"])
+    table.loc[5, "x"] = 7.0  # a group of one observation: s8 appears once below
+    table.loc[rows - 1, "g"] = "only"
+    return table
+
+
+def _write(table: pd.DataFrame, where: Path, layout: str) -> str:
+    """``table`` as a CSV, a Parquet file, a glob of three Parquet files or a directory."""
+    where.mkdir(parents=True, exist_ok=True)
+    if layout == "csv":
+        table.to_csv(where / "t.csv", index=False)
+        return str(where / "t.csv")
+    if layout == "parquet":
+        table.to_parquet(where / "t.parquet")
+        return str(where / "t.parquet")
+    parts = np.array_split(np.arange(len(table)), 3)
+    for k, rows in enumerate(parts):
+        table.iloc[rows].to_parquet(where / f"part-{k}.parquet")
+    return str(where / "part-*.parquet") if layout == "glob" else str(where)
+
+
+LAYOUTS = ("csv", "parquet", "glob", "directory")
+RATES = [  # family, y, n, group
+    ("beta-binomial", "y", "n", "g"),
+    ("beta-binomial", "win", None, "g"),
+    ("gamma-poisson", "events", "exposure", "g"),
+    ("gamma-poisson", "events", None, "g"),
+    ("beta-binomial", "y", "n", None),
+]
+
+
+def _same_counts(got, want) -> None:
+    assert got.labels.tolist() == want.labels.tolist()
+    np.testing.assert_array_equal(got.y, want.y)
+    np.testing.assert_allclose(got.n, want.n, rtol=1e-12)
+    assert got.group_name == want.group_name
+    assert got.notes[1:] == want.notes  # the first says what read the rows
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize(("family", "y", "n", "group"), RATES)
+def test_rates_match_pandas(tmp_path, engine, layout, family, y, n, group):
+    table = _table()
+    fam = get_family(family)
+    got = reduce(_write(table, tmp_path, layout), fam, y=y, n=n, group=group, engine=engine)
+    _same_counts(got.stats, group_counts(table, fam, y=y, n=n, group=group))
+    assert got.rows == len(table) and got.engine == engine
+    assert engine.replace("db", "DB").replace("duck", "Duck").replace("dask", "Dask") \
+        in got.stats.notes[0]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+def test_normal_raw_matches_pandas(tmp_path, engine, layout):
+    table = _table()
+    got = reduce(_write(table, tmp_path, layout), None, y="x", group="g", engine=engine).stats
+    want = group_estimates(table, y="x", group="g")
+    assert got.labels.tolist() == want.labels.tolist()
+    np.testing.assert_allclose(got.y, want.y, rtol=1e-13)
+    np.testing.assert_allclose(got.se, want.se, rtol=1e-10)
+    np.testing.assert_array_equal(got.n_obs, want.n_obs)
+    assert got.notes[1:] == want.notes and len(want.notes) == 2  # the group of one
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("layout", LAYOUTS)
+@pytest.mark.parametrize("group", ["g", None])
+def test_normal_estimates_match_pandas(tmp_path, engine, layout, group):
+    table = pd.DataFrame({"g": [f"study {k}" for k in range(30)],
+                          "est": np.linspace(-1, 2, 30), "se": np.linspace(0.1, 0.9, 30)})
+    got = reduce(_write(table, tmp_path, layout), None, y="est", se="se", group=group,
+                 engine=engine).stats
+    want = group_estimates(table, y="est", se="se", group=group)
+    assert got.labels.tolist() == want.labels.tolist() and got.group_name == want.group_name
+    np.testing.assert_array_equal(got.y, want.y)
+    np.testing.assert_array_equal(got.se, want.se)
+
+
+def _error(call) -> str:
+    with pytest.raises(DataError) as caught:
+        call()
+    return str(caught.value)
+
+
+BAD = [  # what is wrong, the column it is in, the value put in row 8, the call's columns
+    ("missing", "y", None, {"y": "y", "n": "n"}),
+    ("non-numeric", "y", "lots", {"y": "y", "n": "n"}),
+    ("decimal comma", "y", "1,5", {"y": "y", "n": "n"}),
+    ("negative", "y", -2, {"y": "y", "n": "n"}),
+    ("fractional", "y", 1.5, {"y": "y", "n": "n"}),
+    ("over trials", "y", 9, {"y": "y", "n": "n"}),
+    ("not 0/1", "win", 2, {"y": "win"}),
+    ("missing label", "g", None, {"y": "y", "n": "n"}),
+    ("no column", None, None, {"y": "wins"}),
+]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("layout", ["csv", "parquet", "glob"])
+@pytest.mark.parametrize(("what", "column", "value", "columns"), BAD, ids=[b[0] for b in BAD])
+def test_rate_errors_match_pandas(tmp_path, engine, layout, what, column, value, columns):
+    table = _table().astype({"y": object, "win": object, "g": object})
+    if column is not None:
+        table.loc[[8, 450], column] = value  # 8 and 450: in the glob's first and third files
+    if layout != "csv" and what in ("non-numeric", "decimal comma"):
+        table["y"] = table["y"].astype(str)  # Parquet keeps the column's type
+    fam = get_family("beta-binomial")
+    want = _error(lambda: group_counts(table, fam, group="g", **columns))
+    source = _write(table, tmp_path, layout)
+    got = _error(lambda: reduce(source, fam, group="g", engine=engine, **columns))
+    if layout == "glob" and what != "no column":
+        want = want.replace("row 9:", "row 9 in file " + str(tmp_path / "part-0.parquet") + ":")
+    assert got == want
+    if what == "no column":
+        assert "did you mean 'win'?" in got
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_error_row_counts_within_its_file(tmp_path, engine):
+    table = _table()
+    table.loc[450, "y"] = -1  # the third of three files holds rows 400..599
+    source = _write(table, tmp_path, "glob")
+    got = _error(lambda: reduce(source, get_family("beta-binomial"), y="y", n="n", group="g",
+                                engine=engine))
+    assert got == (f"row 51 in file {tmp_path / 'part-2.parquet'}: count (y) column 'y' has "
+                   "-1; it must be ≥ 0")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("layout", ["csv", "parquet"])
+def test_estimate_and_group_errors_match_pandas(tmp_path, engine, layout):
+    base = pd.DataFrame({"g": list("abcdef"), "est": [1.0, 2, 3, 4, 5, 6],
+                         "se": [1.0, 1, 0, 1, 1, -1]})
+    want = _error(lambda: group_estimates(base, y="est", se="se", group="g"))
+    assert want.startswith("row 3: standard error column 'se' has 0")
+    source = _write(base, tmp_path / "se", layout)
+    assert _error(lambda: reduce(source, None, y="est", se="se", group="g",
+                                 engine=engine)) == want
+    twice = base.assign(se=1.0, g=list("abcdbf"))
+    want = _error(lambda: group_estimates(twice, y="est", se="se", group="g"))
+    source = _write(twice, tmp_path / "twice", layout)
+    assert _error(lambda: reduce(source, None, y="est", se="se", group="g",
+                                 engine=engine)) == want
+    exposure = pd.DataFrame({"g": list("aabb"), "events": [1, 2, 3, 0],
+                             "exposure": [0.0, 0.0, 1.0, 1.0]})
+    fam = get_family("gamma-poisson")
+    want = _error(lambda: group_counts(exposure, fam, y="events", n="exposure", group="g"))
+    assert "exposure 0" in want
+    source = _write(exposure, tmp_path / "zero", layout)
+    assert _error(lambda: reduce(source, fam, y="events", n="exposure", group="g",
+                                 engine=engine)) == want
+
+
+def test_auto_engine_and_refusals(tmp_path):
+    table = _table()
+    one = resolve(_write(table, tmp_path / "one", "parquet"))
+    many = resolve(_write(table, tmp_path / "many", "glob"))
+    assert choose_engine(one) == "pandas" and choose_engine(many) == "duckdb"
+    assert choose_engine(resolve(str(tmp_path / "many"))) == "duckdb"
+    with pytest.raises(SpecificationError, match="engine 'pandas' reads one file"):
+        choose_engine(many, "pandas")
+    with pytest.raises(DataError, match="no file matches"):
+        resolve(str(tmp_path / "none-*.parquet"))
+    fam = get_family("beta-binomial")
+    with pytest.raises(SpecificationError, match="scheduler is for engine 'dask'"):
+        reduce(str(tmp_path / "many"), fam, y="y", n="n", group="g", engine="duckdb",
+               scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(DataError, match="for text tables"):
+        reduce(str(tmp_path / "many"), fam, y="y", n="n", group="g", engine="duckdb",
+               text={"sep": ";"})
+
+
+def test_duckdb_reads_semicolons_and_decimal_commas(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_text("g;x\na;1,5\na;2,5\nb;3,25\nb;4,0\n")
+    got = reduce(path, None, y="x", group="g", engine="duckdb").stats
+    assert got.y.tolist() == [2.0, 3.625]
+    assert any("decimal commas" in note for note in got.notes)
+
+
+def test_python_fit_reads_a_glob(tmp_path):
+    import poolwise
+
+    table = _table()
+    source = _write(table, tmp_path, "glob")
+    settings = {"y": "y", "n": "n", "group": "g", "method": "eb-moments"}
+    fit = poolwise.fit(source, engine="duckdb", **settings)
+    direct = poolwise.fit(table, **settings)
+    pd.testing.assert_frame_equal(fit.summary(), direct.summary())
+    with pytest.raises(SpecificationError, match="need the rows in memory"):
+        poolwise.fit(source, formula="y ~ 1 + (1 | g)")
+
+
+@pytest.mark.slow
+def test_dask_cluster_matches_duckdb_and_pandas(tmp_path):
+    """Two worker processes on this machine: the same statistics as DuckDB and pandas."""
+    distributed = pytest.importorskip("distributed")
+    table = _table(seed=3, rows=3000)
+    source = _write(table, tmp_path, "glob")
+    fam = get_family("beta-binomial")
+    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
+                                  dashboard_address=None, silence_logs=50) as cluster, \
+            distributed.Client(cluster) as client:
+        by_address = reduce(source, fam, y="y", n="n", group="g", engine="dask",
+                            scheduler=cluster.scheduler_address).stats
+        by_client = reduce(source, None, y="x", group="g", engine="dask",
+                           scheduler=client).stats
+    want = group_counts(table, fam, y="y", n="n", group="g")
+    _same_counts(by_address, want)
+    _same_counts(reduce(source, fam, y="y", n="n", group="g", engine="duckdb").stats, want)
+    moments = reduce(source, None, y="x", group="g", engine="duckdb").stats
+    assert by_client.labels.tolist() == moments.labels.tolist()
+    np.testing.assert_allclose(by_client.se, moments.se, rtol=1e-10)
+
+
+def test_dask_dataframe_as_data():
+    import dask.dataframe as dd
+
+    table = _table()
+    frame = dd.from_pandas(table, npartitions=4)
+    fam = get_family("beta-binomial")
+    _same_counts(reduce(frame, fam, y="y", n="n", group="g").stats,
+                 group_counts(table, fam, y="y", n="n", group="g"))
+    bad = table.astype({"y": float})
+    bad.loc[400, "y"] = -1.0
+    got = _error(lambda: reduce(dd.from_pandas(bad, npartitions=4), fam, y="y", n="n",
+                                group="g"))
+    assert got.startswith("row 401: count (y) column 'y' has -1")
+
+
+def _cli(args, capsys) -> tuple[int, str, str]:
+    code = main(args)
+    out = capsys.readouterr()
+    return code, out.out, out.err
+
+
+def test_cli_fits_a_glob_with_duckdb(tmp_path, capsys):
+    source = _write(_table(), tmp_path, "glob")
+    code, out, err = _cli(["fit", source, "--y", "y", "--n", "n", "--group", "g",
+                           "--engine", "duckdb", "--method", "eb-moments", "--quiet"], capsys)
+    assert code == 0, err
+    assert "with DuckDB" in out and "s0" in out
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    (["--y", "y", "--n", "n", "--group", "g", "--engine", "duckdb", "--scheduler",
+      "tcp://127.0.0.1:8786"], "--scheduler is for --engine dask"),
+    (["--formula", "y ~ 1 + (1 | g)"], "mixed models need the rows in memory"),
+    (["--y", "y", "--n", "n", "--group", "g", "--engine", "spark"], "engine must be one of"),
+])
+def test_cli_refusals(tmp_path, capsys, extra, message):
+    source = _write(_table(), tmp_path, "glob")
+    code, _, err = _cli(["fit", source, *extra], capsys)
+    assert code == 2 and message in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) <= 3  # one line, wrapped at most
+
