@@ -571,13 +571,10 @@ class MixedFit(Fit):
         return out
 
     # ------------------------------------------------------------------ draws
-    @property
-    def _size(self) -> int:
-        return self.config.chains * self.config.draws
-
     def _flat(self, name: str) -> NDArray[np.float64]:
+        """(chain, draw, ...) → (draws, ...); a thinned fit has fewer than its settings."""
         values = self.draws(name)
-        return values.reshape(self._size, *values.shape[2:])
+        return values.reshape(-1, *values.shape[2:])
 
     def _sigma(self) -> NDArray[np.float64] | None:
         return self._flat("sigma") if self.design.family == "normal" else None
