@@ -121,9 +121,11 @@ class MemoryEstimate:
     def bytes(self) -> int:
         return sum(size for _, size in self.parts)
 
-    def describe(self) -> str:
-        """The largest parts in words: ``"θ draws 32 GB, JAX 700 MB"``."""
-        shown = sorted((p for p in self.parts if p[1] > 0), key=lambda p: -p[1])[:3]
+    def describe(self, reserved: bool = False) -> str:
+        """The largest parts in words: ``"θ draws 32 GB, JAX 700 MB"``; with ``reserved``,
+        the address space reserved too."""
+        parts = [*self.parts, ("JAX's reserved address space", self.reserved if reserved else 0)]
+        shown = sorted((p for p in parts if p[1] > 0), key=lambda p: -p[1])[:3]
         return ", ".join(f"{what} {format_bytes(size)}" for what, size in shown)
 
     def fits(self, limits: MemoryLimits | None = None) -> bool:
@@ -147,10 +149,11 @@ def check_memory(estimate: MemoryEstimate, *, what: str, alternatives: list[str]
     if short is None:
         return
     needed, available, source = short
+    parts = estimate.describe(reserved=source == ADDRESS_SPACE)
     advice = (f"use {' or '.join(alternatives)}" if alternatives else
               "no smaller setting fits: free memory or use a larger machine")
     raise ResourceError(
-        f"{what} needs about {format_bytes(needed)} ({estimate.describe()}), but "
+        f"{what} needs about {format_bytes(needed)} ({parts}), but "
         f"{format_bytes(max(available, 0))} is available ({source}); {advice}")
 
 
@@ -223,10 +226,12 @@ def _address_space_available() -> int | None:
 
 
 def jax_reserved() -> int:
-    """Address space JAX will reserve beyond what it fills, where it is not loaded yet:
-    measured 1.4–1.6 GB of ``VmSize`` after the first NUTS fit on a 2-core machine (its
-    thread pools grow with the cores: 64 MB a core is allowed)."""
+    """Address space JAX will reserve beyond what it fills, where it is not loaded yet.
+
+    Measured on a 2-core machine: ``VmSize`` grew 1.46–1.6 GB over a first NUTS fit whose
+    RSS grew 0.46–0.69 GB; its thread pools grow with the cores, so 0.9 GB and 64 MB a
+    core are allowed beside the resident estimate.
+    """
     if "jax" in sys.modules:
         return 0
-    return int(1.6e9 + 64e6 * (os.cpu_count() or 1))
-
+    return int(0.9e9 + 64e6 * (os.cpu_count() or 1))
