@@ -21,6 +21,7 @@ FILES = sorted(SOURCE.rglob("*.py"))
 LAYERS = {
     "poolwise._version": 0, "poolwise.exceptions": 0, "poolwise.vocabulary": 0,
     "poolwise._random": 0, "poolwise._ops": 0, "poolwise._arviz": 0,
+    "poolwise.resources": 0,
     "poolwise.families": 1, "poolwise.priors": 1, "poolwise.data": 1,
     "poolwise.inference": 2,
     "poolwise.results": 3,

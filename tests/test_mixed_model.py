@@ -879,3 +879,13 @@ def test_one_row_per_level_is_refused_for_normal_models() -> None:
                           "student": list("abcd")})
     with pytest.raises(DataError, match="4 levels for 4 rows"):
         MixedModel(formula="y ~ x + (1 | student)").prepare(table)
+
+
+def test_a_thinned_predictive_check_reads_the_thinned_draws(reml_fit, monkeypatch) -> None:
+    """Above PREDICTIVE_LIMIT replicated values the check replicates every k-th draw (here
+    k = 40 of 4 × 1000 draws of 180 rows); the draws were reshaped by the settings' 4000."""
+    import poolwise.results.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "PREDICTIVE_LIMIT", 18_000)
+    (check,) = reml_fit.check_data(seed=1)
+    assert check.replicated.shape == (100, 180)

@@ -22,6 +22,7 @@ from poolwise.exceptions import (
     ImproperPosteriorError,
     PoolwiseError,
     PosteriorWarning,
+    ResourceError,
     SamplingWarning,
     SpecificationError,
 )
@@ -37,6 +38,7 @@ if TYPE_CHECKING:
     from poolwise.kinds.nested import NestedFit, NestedModel
     from poolwise.kinds.nig import NIGFit, NIGModel
     from poolwise.outputs import plots
+    from poolwise.resources import available_memory
     from poolwise.results.checks import PriorPredictive
     from poolwise.results.comparison import Comparison
     from poolwise.results.fit import Fit
@@ -60,6 +62,7 @@ _LAZY = {
     **dict.fromkeys(("NestedFit", "NestedModel"), "poolwise.kinds.nested"),
     **dict.fromkeys(("NIGFit", "NIGModel"), "poolwise.kinds.nig"),
     "PriorPredictive": "poolwise.results.checks",
+    "available_memory": "poolwise.resources",
     "Comparison": "poolwise.results.comparison",
     "Fit": "poolwise.results.fit",
     **dict.fromkeys(("ExistingGroup", "NewGroup", "NewGroupIn", "NewRows", "Population",
@@ -92,9 +95,11 @@ __all__ = [
     "PosteriorWarning",
     "Prediction",
     "PriorPredictive",
+    "ResourceError",
     "SamplingWarning",
     "SpecificationError",
     "__version__",
+    "available_memory",
     "compare",
     "datasets",
     "fit",

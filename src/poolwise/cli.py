@@ -688,6 +688,7 @@ def fit_command(
     prepared = model.prepare(job.table, **job.columns)
     if prior_predictive:
         return prior_predictive_job(job, prepared, ci, out, force, output_format)
+    model.check_memory(prepared)  # refused before the header: no partial output
     if table_output:
         print_header(f"[bold]{escape(job.name)}[/bold]: {escape(model.title(prepared))}",
                      model.prior_statements(prepared),

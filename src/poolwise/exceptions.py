@@ -12,6 +12,7 @@ __all__ = [
     "ImproperPosteriorError",
     "PoolwiseError",
     "PosteriorWarning",
+    "ResourceError",
     "SamplingWarning",
     "SpecificationError",
 ]
@@ -31,6 +32,10 @@ class SpecificationError(PoolwiseError, ValueError):
 
 class ImproperPosteriorError(PoolwiseError, ValueError):
     """The chosen hyperprior gives an improper posterior for these data."""
+
+
+class ResourceError(PoolwiseError, MemoryError):
+    """A fit would need more memory than is available (refused before allocating it)."""
 
 
 class SamplingWarning(UserWarning):

@@ -17,16 +17,26 @@ returns a new :class:`~poolwise.results.fit.Fit`:
 
 from __future__ import annotations
 
+import copy
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypedDict
 
 import numpy as np
 
 from poolwise import _arviz
 from poolwise._random import Stream, generator
-from poolwise.exceptions import SpecificationError
+from poolwise.exceptions import PoolwiseError, SpecificationError
 from poolwise.inference.base import SamplerConfig
+from poolwise.resources import (
+    MemoryEstimate,
+    MemoryLimits,
+    check_memory,
+    format_bytes,
+    jax_reserved,
+    memory_limits,
+)
 from poolwise.results.checks import CheckData, PriorPredictive
 from poolwise.results.prediction import ExistingGroup, NewGroup, Population
 from poolwise.vocabulary import (
@@ -46,7 +56,25 @@ if TYPE_CHECKING:
     from poolwise.results.fit import Answer, Fit
     from poolwise.results.graph import ModelGraph
 
-__all__ = ["DEFAULTS", "METHOD_SETTINGS", "BaseModel", "Settings", "group_answers"]
+__all__ = ["DEFAULTS", "DRAW_COPIES", "JAX_RESIDENT", "METHOD_SETTINGS", "MIN_DRAWS", "VALUE",
+           "BaseModel", "Settings", "group_answers"]
+
+# Calibration of the memory estimates (:meth:`BaseModel.memory_estimate`): peak RSS less the
+# RSS before ``fit`` (``VmHWM`` − ``VmRSS``) of fit + summary + predictive check, measured on
+# the 2-core development machine (Python 3.11, JAX 0.4, December 2026):
+#   NIG exact, 2000 groups × 4 × 1000 draws (posterior 128 MB): 214 MB without the check
+#   nested NUTS, 10 labs, 1000 experiments, 2 × 200 draws (tiny posterior): 518 MB
+#   mixed NUTS (marginal), 2000 / 4000 levels, 2 × 200 draws: 673 / 623 MB
+#   mixed NUTS (marginal), 10,000 levels, 2 × 300 draws (dense WᵀW 800 MB): 1510 MB
+#: bytes of one stored value
+VALUE = 8
+#: how many times a (chains, draws, ...) array is held at the peak of a fit and its
+#: summary: the draws as made, the DataTree's copy, ArviZ's stacked copy for diagnostics
+DRAW_COPIES = 2
+#: what JAX's runtime and a compiled NUTS program hold (measured 520–670 MB)
+JAX_RESIDENT = 750 * 10**6
+#: the fewest draws per chain offered as an alternative that fits
+MIN_DRAWS = 100
 
 
 class Settings(TypedDict, total=False):
@@ -165,6 +193,95 @@ class BaseModel(ABC):
     def __repr__(self) -> str:
         inside = ", ".join(f"{k}={v!r}" for k, v in self.spec().items())
         return f"{type(self).__name__}({inside})"
+
+    # ------------------------------------------------------------------ memory
+    def memory_estimate(self, data: Any) -> MemoryEstimate | None:
+        """The peak memory fitting prepared ``data`` would add, from the sizes that drive it
+        (draws, groups, rows) and the calibration above; None for a kind that gives none."""
+        return None
+
+    def check_memory(self, data: Any) -> None:
+        """Refuse, before anything large is allocated, a fit of prepared ``data`` that would
+        not fit in the memory available (:func:`poolwise.resources.available_memory`).
+
+        Raises
+        ------
+        ResourceError
+            One line: the estimate, the memory available, and the settings that would fit
+            (fewer draws, another method), each with its estimate.
+        """
+        estimate = self.memory_estimate(data)
+        if estimate is None or estimate.fits():
+            return
+        chains, draws = self.config.chains, self.config.draws
+        check_memory(estimate, what=f"fitting {self.title(data)} with {chains} × {draws} draws",
+                     alternatives=self._memory_alternatives(data, memory_limits()))
+
+    def _memory_alternatives(self, data: Any, limits: MemoryLimits) -> list[str]:
+        """The largest number of draws that fits, and each other method that fits."""
+        options = []
+        draws = self._fitting_draws(data, limits)
+        if draws is not None:
+            estimate = self._with_draws(draws).memory_estimate(data)
+            assert estimate is not None
+            options.append(f"draws={draws} (--draws {draws}, about "
+                           f"{format_bytes(estimate.bytes)})")
+        for method in self.methods_for(self.pooling):
+            if method == self.method:
+                continue
+            try:
+                other = self.replace(method=method)
+            except PoolwiseError:  # e.g. a method that takes no prior, given one
+                continue
+            estimate = other.memory_estimate(data)
+            if estimate is not None and estimate.fits(limits):
+                options.append(f"method={method!r} (--method {method}, about "
+                               f"{format_bytes(estimate.bytes)})")
+        return options
+
+    def _fitting_draws(self, data: Any, limits: MemoryLimits) -> int | None:
+        """The most draws per chain, at least :data:`MIN_DRAWS`, whose estimate fits."""
+        def fits(draws: int) -> bool:
+            estimate = self._with_draws(draws).memory_estimate(data)
+            return estimate is not None and estimate.fits(limits)
+
+        low, high = MIN_DRAWS, self.config.draws - 1
+        if high < low or not fits(low):
+            return None
+        while low < high:  # fits(low), and the answer is in low..high
+            middle = (low + high + 1) // 2
+            low, high = (middle, high) if fits(middle) else (low, middle - 1)
+        return low
+
+    def _with_draws(self, draws: int) -> Self:
+        other = copy.copy(self)
+        other.config = replace(self.config, draws=draws)
+        return other
+
+    def _draws_estimate(self, *, stored: int, sampled: int = 0, pointwise: int = 0,
+                        observed: int = 0, jax: bool = False,
+                        other: Sequence[tuple[str, int]] = (),
+                        samples: int | None = None) -> MemoryEstimate:
+        """The estimate of a fit whose chains × draws draws hold ``stored`` values each,
+        ``sampled`` coordinates of a Markov chain, ``pointwise`` log-likelihood values
+        stored with the fit, and ``observed`` values replicated by the posterior predictive
+        (stored, or drawn for the check, up to
+        :data:`~poolwise.results.fit.PREDICTIVE_LIMIT` values); ``jax``: run by JAX;
+        ``other``: further (what, bytes); ``samples``: the draws in all, where not
+        chains × draws (a point estimate's one)."""
+        from poolwise.results.fit import PREDICTIVE_LIMIT
+
+        n = self.config.chains * self.config.draws if samples is None else samples
+        parts = [("posterior draws", n * stored * VALUE * DRAW_COPIES),
+                 ("sampler states", n * sampled * VALUE * DRAW_COPIES),
+                 ("log likelihood", n * pointwise * VALUE * DRAW_COPIES),
+                 ("posterior predictive", min(n * observed, PREDICTIVE_LIMIT) * VALUE
+                  * DRAW_COPIES),
+                 *other]
+        if jax:
+            parts.append(("JAX", JAX_RESIDENT))
+        return MemoryEstimate(tuple((what, int(size)) for what, size in parts if size),
+                              jax_reserved() if jax else 0)
 
     # ------------------------------------------------------------------ per kind
     # ``*args: Any, **kwargs: Any``: each kind names its own columns (y=, n=, se=, group=)

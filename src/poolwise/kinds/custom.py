@@ -63,7 +63,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, Self, Unpack
@@ -76,7 +76,8 @@ from numpy.typing import NDArray
 from poolwise import _arviz
 from poolwise._random import Stream, generator, jax_key
 from poolwise.exceptions import ConvergenceWarning, DataError, SpecificationError
-from poolwise.kinds.base import BaseModel, Settings
+from poolwise.kinds.base import VALUE, BaseModel, Settings
+from poolwise.resources import MemoryEstimate
 from poolwise.results.checks import CheckData
 from poolwise.results.fit import Fit, finish_fit
 from poolwise.results.graph import GraphNode, ModelGraph, Plate
@@ -530,6 +531,9 @@ class CustomData:
     dims: Mapping[str, tuple[str, ...]]
     distributions: Mapping[str, Any]
     discrete: tuple[str, ...]
+    #: how many values each sample and deterministic site holds at one draw (empty when
+    #: read from a file)
+    sizes: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -776,8 +780,10 @@ class CustomModel(BaseModel):
         discrete = tuple(s for s in observed if trace[s]["fn"].support.is_discrete
                          and _whole(observed_data[s]))
         self._check_coords(plates)
+        sizes = {s: int(np.size(site["value"])) for s, site in trace.items()
+                 if site["type"] in ("sample", "deterministic")}
         return CustomData(kwargs, ignored, latent, observed, observed_data, plates, dims,
-                          {s: trace[s]["fn"] for s in samples}, discrete)
+                          {s: trace[s]["fn"] for s in samples}, discrete, sizes)
 
     def _check_coords(self, plates: Mapping[str, int]) -> None:
         for plate, labels in self.coords.items():
@@ -1059,6 +1065,17 @@ class CustomModel(BaseModel):
         """
         return self.replace(method="laplace", **settings).fit(data, constants)
 
+    def memory_estimate(self, data: CustomData) -> MemoryEstimate:
+        """The sample and deterministic sites at every draw (one draw for ``map``), the
+        pointwise log likelihood (the model run at every draw at once: its values and,
+        allowed for, as many intermediate ones), the Hessian of ``map`` and ``laplace``."""
+        latent = sum(data.sizes[s] for s in data.latent)
+        stored = sum(size for s, size in data.sizes.items() if s not in data.observed)
+        other = [] if self.method == "nuts" else [("Hessian", latent * latent * VALUE * 2)]
+        return self._draws_estimate(
+            stored=stored, sampled=latent, pointwise=2 * data.size, observed=data.size,
+            jax=True, other=other, samples=1 if self.method == "map" else None)
+
     def fit(self, data: Mapping[str, Any] | pd.DataFrame | CustomData | None,
             constants: Mapping[str, Any] | None = None, **columns: Any) -> CustomFit:
         """Fit the model to ``data`` (a dict of arrays and numbers or a table, with
@@ -1070,6 +1087,7 @@ class CustomModel(BaseModel):
         or ``laplace`` did not converge.
         """
         prepared = self.prepare(data, constants, **columns)
+        self.check_memory(prepared)
         started = time.perf_counter()
         config = self.config
         steer: dict[str, Any] = {"restarts": self.restarts, "seed": config.seed,

@@ -86,6 +86,7 @@ from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
 from poolwise.kinds.base import BaseModel, Settings
 from poolwise.priors import Distribution, _parse_call, _split_top_level, make_distribution
+from poolwise.resources import MemoryEstimate
 from poolwise.results.checks import CheckData
 from poolwise.results.fit import Answer, Fit, finish_fit
 from poolwise.results.graph import (
@@ -701,6 +702,15 @@ class NestedModel(BaseModel):
         return nested_data(data, y, n=n, se=se, outer=outer, inner=inner, family=self.family,
                            inner_unique=inner_unique)
 
+    def memory_estimate(self, data: NestedData) -> MemoryEstimate:
+        """NUTS over 4 + 2 × labs coordinates; stored at each draw the 4 top
+        hyperparameters, the labs' variables, θ and the log likelihood per experiment."""
+        labs, experiments = data.n_labs, data.n_experiments
+        per_lab = 2 if self.family.name == "normal" else 4  # _lab_variables
+        return self._draws_estimate(stored=4 + per_lab * labs + experiments,
+                                    sampled=4 + 2 * labs, pointwise=experiments,
+                                    observed=2 * experiments, jax=True)
+
     # ------------------------------------------------------------------ fitting
     def fit(self, data: pd.DataFrame | NestedData, *,
             y: str | None = None, n: str | None = None, se: str | None = None,
@@ -716,6 +726,7 @@ class NestedModel(BaseModel):
 
         started = time.perf_counter()
         prepared = self.prepare(data, y=y, n=n, se=se, group=group, inner_unique=inner_unique)
+        self.check_memory(prepared)
         prior = self.prior.resolve(self.family, prepared)
         config = self.config
         centred = NESTED_PARAMETRISATIONS[self.parametrisation]

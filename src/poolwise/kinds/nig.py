@@ -62,6 +62,7 @@ from poolwise.families.normal_inverse_gamma import (
     theta_marginal,
 )
 from poolwise.kinds.base import BaseModel, Settings, group_answers
+from poolwise.resources import MemoryEstimate
 from poolwise.results.checks import CheckData
 from poolwise.results.fit import Answer, Fit, finish_fit
 from poolwise.results.graph import SYMBOLS, GraphNode, ModelGraph, Plate, number, range_label
@@ -346,6 +347,12 @@ class NIGModel(BaseModel):
                 "--pooling complete or none for a single group")
         return groups
 
+    def memory_estimate(self, data: NIGData) -> MemoryEstimate:
+        """θ_j and σ_j² at every draw (one pair under complete pooling) and the three
+        statistics per group that the predictive check replicates."""
+        stored = 2 if self.pooling == "complete" else 2 * data.n_groups
+        return self._draws_estimate(stored=stored, observed=3 * data.n_groups)
+
     # ------------------------------------------------------------------ fitting
     def fit(self, data: pd.DataFrame | NIGData, *,
             y: str | None = None, group: str | None = None) -> NIGFit:
@@ -353,6 +360,7 @@ class NIGModel(BaseModel):
         σ_j² ~ IG(α*, β*), then θ_j | σ_j² ~ N(m*, σ_j² v*) (lecture 001), from the fixed
         prior or, under partial pooling, from the type-II ML estimate of it."""
         groups = self.prepare(data, y=y, group=group)
+        self.check_memory(groups)
         start = time.perf_counter()
         estimate: dict[str, float] | None = None
         if self.pooling == "partial":

@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from poolwise import _arviz
 from poolwise._random import Stream, generator
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.kinds.base import BaseModel, Settings
+from poolwise.kinds.base import DRAW_COPIES, VALUE, BaseModel, Settings
 from poolwise.kinds.mixed.design import GroupTerm, MixedDesign, mixed_family
 from poolwise.kinds.mixed.formula import (
     MISSING_ACTIONS,
@@ -53,6 +53,7 @@ from poolwise.kinds.mixed.inference import (
 )
 from poolwise.kinds.mixed.priors import MixedPriors, check_prior_syntax, parse_priors
 from poolwise.kinds.mixed.reml import LMMEstimate, estimate_from_dict, estimate_to_dict
+from poolwise.resources import MemoryEstimate
 from poolwise.results.checks import CheckData
 from poolwise.results.fit import Answer, Fit, finish_fit
 from poolwise.results.prediction import (
@@ -286,10 +287,42 @@ class MixedModel(BaseModel):
         return (f"{self.family} mixed model {self.formula!r}, {self.pooling_phrase}, "
                 f"method {self.method}, {rows} row{'s' if rows != 1 else ''}")
 
+    def memory_estimate(self, data: pd.DataFrame | MixedData) -> MemoryEstimate:
+        """The draws of β, σ, the sds, correlations and group effects; for the marginal
+        parametrisation and eb-ml the dense (q + p)² WᵀW of
+        :func:`~poolwise.kinds.mixed.inference.gaussian_stats` and, per chain, the
+        conditional draws' factors (vectorised over the draws); for the explicit ones the
+        design that the compiled density holds and a chain over every coefficient."""
+        design = self._prepared(data).design
+        terms = design.terms
+        p = len(design.fixed_names)
+        q = sum(t.n_levels * t.n_effects for t in terms)
+        stored = p + (design.family == "normal") + sum(
+            t.n_effects * (1 + t.n_levels) + (t.n_effects ** 2 if correlated(t) else 0)
+            for t in terms)
+        chains, draws = self.config.chains, self.config.draws
+        other: list[tuple[str, int]] = []
+        sampled = 0
+        if self.method == "eb-ml" or self.parametrisation == "marginal":
+            other.append(("dense WᵀW", (q + p) ** 2 * VALUE))
+            first = terms[0].n_levels * terms[0].n_effects if terms else 0
+            rest = q + p - first
+            per_draw = rest * rest + 2 * rest * first + first * max(
+                (t.n_effects for t in terms), default=0) + q + p
+            many = chains * draws if self.method == "eb-ml" else draws
+            other.append(("conditional draws", many * per_draw * VALUE * DRAW_COPIES))
+        else:
+            sampled = p + q + sum(t.n_effects ** 2 for t in terms) + 1
+            columns = p + sum(t.n_effects + 1 for t in terms) + 2
+            other.append(("design", design.n_obs * columns * VALUE * DRAW_COPIES))
+        return self._draws_estimate(stored=stored, sampled=sampled, observed=design.n_obs,
+                                    jax=True, other=other)
+
     # ------------------------------------------------------------------ fitting
     def fit(self, data: pd.DataFrame | MixedData, **columns: Any) -> MixedFit:
         """Fit by NUTS or REML (``method``) to a table or to :meth:`prepare`'s result."""
         prepared = self.prepare(data, **columns)
+        self.check_memory(prepared)
         start = time.perf_counter()
         estimate: LMMEstimate | None = None
         if self.method == "eb-ml":
@@ -571,13 +604,10 @@ class MixedFit(Fit):
         return out
 
     # ------------------------------------------------------------------ draws
-    @property
-    def _size(self) -> int:
-        return self.config.chains * self.config.draws
-
     def _flat(self, name: str) -> NDArray[np.float64]:
+        """(chain, draw, ...) → (draws, ...); a thinned fit has fewer than its settings."""
         values = self.draws(name)
-        return values.reshape(self._size, *values.shape[2:])
+        return values.reshape(-1, *values.shape[2:])
 
     def _sigma(self) -> NDArray[np.float64] | None:
         return self._flat("sigma") if self.design.family == "normal" else None
