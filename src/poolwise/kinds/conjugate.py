@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
@@ -510,8 +510,6 @@ class ConjugateFit(Fit):
     eb: EBEstimate | None = None
     #: use every ``draw_step``-th draw of each chain (a thinned copy, for predictive checks)
     draw_step: int = 1
-    #: group summaries computed so far, by interval level
-    _group_summaries: dict[float, GroupSummary] = field(default_factory=dict, compare=False)
 
     model: Model
     data: GroupCounts
@@ -596,7 +594,7 @@ class ConjugateFit(Fit):
             return super()._thinned(limit)  # type: ignore[return-value]
         per_draw = max(self.data.n_groups, 1)
         step = -(-self.config.chains * self.config.draws * per_draw // limit)
-        return replace(self, draw_step=max(step, 1), _group_summaries={})
+        return replace(self, draw_step=max(step, 1))
 
     # ------------------------------------------------------------------ summaries
     def group_summary(self, ci_prob: float = 0.95) -> GroupSummary:
@@ -606,8 +604,8 @@ class ConjugateFit(Fit):
         Rao-Blackwellised, interval ends from the mixture of θ_j's conditionals, no
         draws × groups matrix. A fit that does not store θ's draws stores this at 95 %."""
         check_prob(ci_prob)
-        if ci_prob in self._group_summaries:
-            return self._group_summaries[ci_prob]
+        if ("group_summary", ci_prob) in self._memo:
+            return self._memo["group_summary", ci_prob]
         stored = self.tree.children.get("group_summary")
         if stored is not None and float(stored.attrs["ci_prob"]) == ci_prob:
             dataset = stored.to_dataset()
@@ -617,7 +615,7 @@ class ConjugateFit(Fit):
         else:
             summary = summarise_groups(self.model.family, *self.model.conditionals(
                 self.data, self._hyper_draws(), self.eb), ci_prob)
-        self._group_summaries[ci_prob] = summary
+        self._memo["group_summary", ci_prob] = summary
         return summary
 
     def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:

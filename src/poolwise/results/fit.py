@@ -70,6 +70,9 @@ class Fit(ABC):
     data: Any
     tree: xr.DataTree
     info: dict[str, Any] = field(default_factory=dict)
+    #: what the fit computed once and keeps (check data, group summaries), by key
+    _memo: dict[Any, Any] = field(default_factory=dict, init=False, repr=False,
+                                  compare=False)
 
     # ------------------------------------------------------------------ identity
     @property
@@ -255,6 +258,8 @@ class Fit(ABC):
         values), it is drawn from evenly spaced posterior draws, as many as keep the
         replicated values within that limit: a check needs hundreds of draws, not all.
         """
+        if seed is None and "check_data" in self._memo:
+            return list(self._memo["check_data"])
         if seed is None and "posterior_predictive" in self.tree.children:
             replicated = self.posterior_predictive()
         else:
@@ -262,7 +267,10 @@ class Fit(ABC):
             rng = generator(self.seed if seed is None else seed, Stream.POSTERIOR_PREDICTIVE)
             replicated = _as_dataset(source._replicate(rng), self._coords())
         flat = {name: _flat(replicated[name].values) for name in replicated.data_vars}
-        return self.model.check_data(self.data, flat)
+        checks = self.model.check_data(self.data, flat)
+        if seed is None:
+            self._memo["check_data"] = checks
+        return list(checks)
 
     def _thinned(self, limit: int) -> Fit:
         """The fit with every k-th draw of each chain, k the least that keeps the

@@ -198,6 +198,19 @@ def theta_table(fit: ConjugateFit, ci_prob: float) -> pd.DataFrame:
                                                                          "upper")}})
 
 
+#: groups beyond which a plot of one mark per group draws a random sample of them
+MAX_MARKS = 20_000
+
+
+def sample_marks(table: pd.DataFrame, limit: int = MAX_MARKS) -> tuple[pd.DataFrame, str]:
+    """The rows a one-mark-per-group plot draws: all up to ``limit``, else a random
+    ``limit`` of them (seeded, in their order), and the words that say so in a title."""
+    if len(table) <= limit:
+        return table, ""
+    keep = np.sort(np.random.default_rng(0).choice(len(table), limit, replace=False))
+    return table.iloc[keep], f"; a random {limit:,} drawn"
+
+
 def target_name(fit: ConjugateFit) -> str:
     """What :func:`pooling_target` is called in legends."""
     return "population mean μ" if fit.model.pooling == "partial" else "pooled estimate θ"
@@ -229,6 +242,7 @@ __all__ = [
     "new_figure",
     "percent",
     "pooling_target",
+    "sample_marks",
     "style",
     "target_name",
     "theta_table",

@@ -23,6 +23,7 @@ from poolwise.outputs.plots._style import (
     format_value,
     percent,
     pooling_target,
+    sample_marks,
     style,
     target_name,
     theta_table,
@@ -146,6 +147,8 @@ def plot_shrinkage(fit: ConjugateFit, *, ci_prob: float = 0.95, ax: Axes | None 
     """
     fit = check_fit(fit)
     table = shrinkage_data(fit, ci_prob=ci_prob)
+    groups = len(table)
+    table, drawn = sample_marks(table)
     family = fit.model.family
     many = len(table) > MAX_INTERVAL_BARS
     with style():
@@ -177,7 +180,7 @@ def plot_shrinkage(fit: ConjugateFit, *, ci_prob: float = 0.95, ax: Axes | None 
         ax.set_aspect("equal", adjustable="box")
         ax.set_xlabel(f"observed {family.raw_label}")
         ax.set_ylabel(f"posterior mean of {family.theta_label}")
-        ax.set_title(f"Shrinkage by {fit.data.group_name} ({len(table):,} groups)\n"
+        ax.set_title(f"Shrinkage by {fit.data.group_name} ({groups:,} groups{drawn})\n"
                      f"{describe(fit)}")
         lines = ax.legend(loc="upper left")
         shown = legend_sizes(table["n"].to_numpy())
@@ -292,7 +295,8 @@ def plot_shrinkage_arrows(
         The figure holding the plot.
     """
     arrows = shrinkage_arrows_data(fit, sort_by=sort_by, layout=layout, max_rows=max_rows)
-    table, family = arrows.table, fit.model.family
+    table, drawn = sample_marks(arrows.table)
+    family = fit.model.family
     count = len(table)
     rows = arrows.layout == "rows"
     height = 1.6 + 0.17 * count if rows else 6.0
@@ -337,8 +341,8 @@ def plot_shrinkage_arrows(
             if arrows.log_size:
                 ax.set_yscale("log")
             ax.set_ylabel(size_name + (" (log scale)" if arrows.log_size else ""))
-            title = (f"Shrinkage of all {count:,} groups by {fit.data.group_name}: "
-                     f"{family.raw_label} → posterior mean")
+            title = (f"Shrinkage of {'all ' if not drawn else ''}{len(arrows.table):,} groups "
+                     f"by {fit.data.group_name}{drawn}: {family.raw_label} → posterior mean")
         ax.set_xlabel(family.theta_label)
         ax.set_title(f"{title}\n{describe(fit)}")
         # "best" searches every artist: quick for a few hundred, slow for thousands

@@ -90,7 +90,12 @@ def _resolve(fit: Any, var_names: Sequence[str] | None,
     for name in var_names:
         match = _INDEXED.match(name)
         base = match["name"] if match else name
-        values = fit.draws(base)  # raises with the valid names
+        if base == "theta":  # only the groups drawn (a fit of many groups draws θ on demand)
+            chosen = ([0] if complete else [_group_index(labels, base, match["group"])]
+                      if match else list(range(min(max_theta, len(labels)))))
+            values = fit.group_draws(chosen)
+        else:
+            values = fit.draws(base)  # raises with the valid names
         if values.ndim == 2:
             if match:
                 raise SpecificationError(f"{base!r} has no groups; ask for {base!r}")
@@ -98,17 +103,20 @@ def _resolve(fit: Any, var_names: Sequence[str] | None,
         elif complete:  # one θ shared by every group
             out[base] = values[..., 0]
         elif match:
-            if match["group"] not in labels:
-                shown = ", ".join(repr(s) for s in labels[:8])
-                more = "" if len(labels) <= 8 else f", … ({len(labels)} in all)"
-                raise SpecificationError(
-                    f"no group {match['group']!r} in {base}; the groups are {shown}{more}"
-                )
-            out[name] = values[..., labels.index(match["group"])]
+            out[name] = values[..., 0]
         else:
             for j, label in enumerate(labels[:max_theta]):
                 out[f"{base}[{label}]"] = values[..., j]
     return out
+
+
+def _group_index(labels: list[str], name: str, group: str) -> int:
+    """Where ``group`` is among the labels (an error listing some of them if nowhere)."""
+    if group not in labels:
+        shown = ", ".join(repr(s) for s in labels[:8])
+        more = "" if len(labels) <= 8 else f", … ({len(labels)} in all)"
+        raise SpecificationError(f"no group {group!r} in {name}; the groups are {shown}{more}")
+    return labels.index(group)
 
 
 @dataclass(frozen=True)
