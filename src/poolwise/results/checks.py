@@ -104,18 +104,19 @@ def check_table(checks: Sequence[CheckData], ci_prob: float = 0.9) -> pd.DataFra
                          "observed": observed, "predictive_mean": float(np.mean(values)),
                          "lower": float(lower), "upper": float(upper),
                          "p_value": float(p_value(values, observed))})
+    tables = [pd.DataFrame(rows, columns=CHECK_COLUMNS)]
     for check in checks:
         if check.groups is None:
             continue
         labels, group_observed, replicated = check.group_means()
         low, high = quantile_interval(replicated, ci_prob)
-        p = p_value(replicated, group_observed)
-        means = replicated.mean(axis=0)
-        rows += [{"variable": check.name, "statistic": "group mean", "group": str(label),
-                  "observed": float(group_observed[g]), "predictive_mean": float(means[g]),
-                  "lower": float(low[g]), "upper": float(high[g]), "p_value": float(p[g])}
-                 for g, label in enumerate(labels)]
-    return pd.DataFrame(rows, columns=CHECK_COLUMNS)
+        tables.append(pd.DataFrame({
+            "variable": check.name, "statistic": "group mean",
+            "group": np.asarray(labels).astype(str).astype(object),
+            "observed": np.asarray(group_observed, dtype=float),
+            "predictive_mean": replicated.mean(axis=0), "lower": low, "upper": high,
+            "p_value": p_value(replicated, group_observed)}, columns=CHECK_COLUMNS))
+    return pd.concat(tables, ignore_index=True) if len(tables) > 1 else tables[0]
 
 
 def extreme_groups(table: pd.DataFrame) -> dict[str, tuple[int, int]]:

@@ -133,7 +133,10 @@ class Fit(ABC):
         where they do not apply (point estimates, closed-form conditionals).
         """
         check_prob(ci_prob)
-        return self._summary(ci_prob, diagnostics and self.config.draws > 1)
+        key = ("summary", ci_prob, diagnostics and self.config.draws > 1)
+        if key not in self._memo:  # kept: a fit of a million groups is summarised once
+            self._memo[key] = self._summary(ci_prob, key[2])
+        return self._memo[key].copy(deep=False)
 
     def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:
         return posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,

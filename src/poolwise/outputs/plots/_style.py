@@ -187,6 +187,10 @@ def theta_table(fit: ConjugateFit, ci_prob: float) -> pd.DataFrame:
     for thousands of groups). Under complete pooling the one shared θ is repeated for each
     group."""
     labels = fit.data.labels
+    if not fit.stores_group_draws and fit.model.pooling != "complete":
+        summary = fit.group_summary(ci_prob)
+        return pd.DataFrame({"group": labels, "mean": summary.mean, "lower": summary.lower,
+                             "upper": summary.upper})
     table = fit.summary(ci_prob, diagnostics=False)
     theta = table[table["param"] == "theta"]
     if fit.model.pooling == "complete":
