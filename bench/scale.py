@@ -51,6 +51,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import textwrap
 import time
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -228,6 +229,11 @@ def seconds(value: float) -> str:
     return f"{value:.1f} s" if value < 600 else f"{value / 60:.1f} min"
 
 
+def wrap(text: str, indent: str = "") -> str:
+    """One note in lines of at most 80 columns."""
+    return textwrap.fill(text, 80, initial_indent=indent, subsequent_indent=indent + "  ")
+
+
 def exponent(sizes: list[int], values: list[float]) -> float | None:
     """Least-squares slope of log value against log size (None with fewer than 2 sizes)."""
     if len(set(sizes)) < 2:
@@ -244,7 +250,7 @@ def machine_line() -> str:
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
     return (f"{time.strftime('%Y-%m-%d %H:%M')}; {_cpus()} cores "
             f"({model.group(1).strip() if model else platform.machine()}), {ram:.0f} GiB RAM, "
-            f"load {load}; Python {platform.python_version()}; poolwise at {commit or '?'}")
+            f"load {load};\nPython {platform.python_version()}; poolwise at {commit or '?'}")
 
 
 # ============================================================== the growth table
@@ -276,12 +282,12 @@ def bench_growth(args: argparse.Namespace, folder: Path,
                         notes.append(f"{workload} {method} {key[2]} {groups:,}: {run.message}")
                     if out is not None:
                         subprocess.run(["rm", "-rf", str(out)], check=True)
-    print("Distinct (y, n) or (y, se) pairs: " + "; ".join(
-        f"{w} {g:,}: {d.distinct:,}" for (w, g), d in cache.items()))
+    print(wrap("Distinct (y, n) or (y, se) pairs: " + "; ".join(
+        f"{w} {g:,}: {d.distinct:,}" for (w, g), d in cache.items())))
     if notes:
         print("Runs that did not finish, with the last line each printed:")
         for note in notes:
-            print(f"  {note[:200]}")
+            print(wrap(note, indent="  "))
     return growth_table(results)
 
 
@@ -382,7 +388,7 @@ def bench_peers(args: argparse.Namespace, folder: Path,
     print("×wall, ×RSS: the peer's ÷ poolwise exact's in the row above (above 1: poolwise\n"
           "is faster / smaller). A peer's wall leaves out the ESS computation.")
     for note in notes:
-        print(f"  {note[:300]}")
+        print(wrap(note, indent="  "))
 
 
 # ============================================================== main
