@@ -18,7 +18,7 @@ INSTALL313 := $(if $(PYTHON313),$(STAMP313))
 # the Fit contract for every kind, the command line and the README: a few minutes on two cores
 SMOKE := tests/test_contract.py tests/test_cli.py tests/test_readme.py
 
-.PHONY: demo test test313 bench clean
+.PHONY: demo test test313 bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/rates.py
 	$(BIN)/python bench/normal.py
 	$(BIN)/python bench/mixed.py
+
+# the command line at 10^4, 10^5 and 10^6 groups per family and method, and the peers (issue 11)
+bench-scale: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) $(VENV313) demo-output .pytest_cache .mypy_cache .ruff_cache

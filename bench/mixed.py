@@ -66,7 +66,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rates import RESULT, SEED, CompileClock, _cpus, min_bulk_ess, workload_parser
+from rates import RESULT, SEED, CompileClock, _cpus, min_bulk_ess, nutpie_missing, workload_parser
 
 
 class Workload:
@@ -306,12 +306,8 @@ def run_engine(name: str, data: str, draws: int, warmup: int) -> dict[str, Any]:
 def engine_in_subprocess(name: str, data: str, draws: int, warmup: int, timeout: float,
                          fresh_caches: bool = False) -> dict[str, Any] | str:
     """Run one engine in a fresh interpreter; its result, or one line saying why there is none."""
-    if name == "nutpie":
-        probe = subprocess.run([sys.executable, "-c", "import nutpie, pymc"],
-                               capture_output=True, text=True, check=False)
-        if probe.returncode != 0:
-            last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-            return f"skipped: PyMC/nutpie not importable ({last})"
+    if name == "nutpie" and (missing := nutpie_missing()):
+        return missing
     command = [sys.executable, __file__, "--engine", name, "--workload", data,
                "--draws", str(draws), "--warmup", str(warmup)]
     with tempfile.TemporaryDirectory(prefix="mixed-bench-") as scratch:

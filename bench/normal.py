@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rates import RESULT, SEED, CompileClock, _cpus, min_bulk_ess, workload_parser
+from rates import RESULT, SEED, CompileClock, _cpus, min_bulk_ess, nutpie_missing, workload_parser
 
 PRIOR = "mu=normal(0, 5), tau=halfcauchy(5)"
 META_GROUPS = 10_000
@@ -109,7 +109,8 @@ def engine_poolwise(method: str, data: str, draws: int, warmup: int) -> dict[str
             "warm_s": runs[1:]}
 
 
-def engine_numpyro(data: str, draws: int, warmup: int) -> dict[str, Any]:
+def engine_numpyro(data: str | tuple[np.ndarray, np.ndarray], draws: int,
+                   warmup: int) -> dict[str, Any]:
     """The non-centred model, written as a NumPyro user would."""
     t0 = time.perf_counter()
     import jax
@@ -121,7 +122,7 @@ def engine_numpyro(data: str, draws: int, warmup: int) -> dict[str, Any]:
     clock = CompileClock()
     gc.collect()  # the imports' garbage, so no full collection of it lands in the timed call
     imported = time.perf_counter() - t0
-    y, se = arrays(data)
+    y, se = arrays(data) if isinstance(data, str) else data  # a workload's name, or (y, se)
 
     def model(y: Any, se: Any) -> None:
         mu = numpyro.sample("mu", dist.Normal(0.0, 5.0))
@@ -143,7 +144,8 @@ def engine_numpyro(data: str, draws: int, warmup: int) -> dict[str, Any]:
             "theta": samples["theta"], "divergences": int(diverging.sum())}
 
 
-def engine_nutpie(data: str, draws: int, warmup: int) -> dict[str, Any]:
+def engine_nutpie(data: str | tuple[np.ndarray, np.ndarray], draws: int,
+                  warmup: int) -> dict[str, Any]:
     """The same non-centred model in PyMC, compiled (numba backend) and sampled by nutpie."""
     import warnings
 
@@ -154,7 +156,7 @@ def engine_nutpie(data: str, draws: int, warmup: int) -> dict[str, Any]:
         import pymc as pm
     gc.collect()  # the imports' garbage, so no full collection of it lands in the timed call
     imported = time.perf_counter() - t0
-    y, se = arrays(data)
+    y, se = arrays(data) if isinstance(data, str) else data  # a workload's name, or (y, se)
 
     start = time.perf_counter()
     with pm.Model() as model:
@@ -198,12 +200,8 @@ def run_engine(name: str, data: str, draws: int, warmup: int) -> dict[str, Any]:
 def engine_in_subprocess(name: str, data: str, draws: int, warmup: int,
                          timeout: float) -> dict[str, Any] | str:
     """Run one engine in a fresh interpreter; its result, or the reason it was skipped."""
-    if name == "nutpie":
-        probe = subprocess.run([sys.executable, "-c", "import nutpie, pymc"],
-                               capture_output=True, text=True, check=False)
-        if probe.returncode != 0:
-            last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-            return f"skipped: PyMC/nutpie not importable ({last})"
+    if name == "nutpie" and (missing := nutpie_missing()):
+        return missing
     command = [sys.executable, __file__, "--engine", name, "--workload", data,
                "--draws", str(draws), "--warmup", str(warmup)]
     try:

@@ -118,8 +118,10 @@ def engine_poolwise(method: str, draws: int, warmup: int) -> dict[str, Any]:
             "divergences": int(fit.info.get("divergences", 0)), "warm_s": runs[1:]}
 
 
-def engine_numpyro(draws: int, warmup: int) -> dict[str, Any]:
-    """The textbook centred model, written as a NumPyro user would."""
+def engine_numpyro(draws: int, warmup: int,
+                   data: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """The textbook centred model, written as a NumPyro user would; ``data`` is (y, n),
+    the rat tumours by default."""
     t0 = time.perf_counter()
     import jax
     import numpyro
@@ -130,7 +132,7 @@ def engine_numpyro(draws: int, warmup: int) -> dict[str, Any]:
     clock = CompileClock()
     gc.collect()  # the imports' garbage, so no full collection of it lands in the timed call
     imported = time.perf_counter() - t0
-    y, n = rats_data()
+    y, n = rats_data() if data is None else data
 
     def model(y: Any, n: Any) -> None:
         alpha = numpyro.sample("alpha", dist.HalfNormal(10.0))
@@ -152,8 +154,10 @@ def engine_numpyro(draws: int, warmup: int) -> dict[str, Any]:
             "divergences": int(diverging.sum())}
 
 
-def engine_nutpie(draws: int, warmup: int) -> dict[str, Any]:
-    """The same model in PyMC, compiled (numba backend) and sampled by nutpie."""
+def engine_nutpie(draws: int, warmup: int,
+                  data: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+    """The same model in PyMC, compiled (numba backend) and sampled by nutpie; ``data`` is
+    (y, n), the rat tumours by default."""
     import warnings
 
     t0 = time.perf_counter()
@@ -163,7 +167,7 @@ def engine_nutpie(draws: int, warmup: int) -> dict[str, Any]:
         import pymc as pm
     gc.collect()  # the imports' garbage, so no full collection of it lands in the timed call
     imported = time.perf_counter() - t0
-    y, n = rats_data()
+    y, n = rats_data() if data is None else data
 
     start = time.perf_counter()
     with pm.Model() as model:
@@ -210,14 +214,20 @@ ENGINES = {
 }
 
 
+def nutpie_missing() -> str:
+    """Why PyMC + nutpie cannot run here (the line a table prints), or "" when they can."""
+    probe = subprocess.run([sys.executable, "-c", "import nutpie, pymc"],
+                           capture_output=True, text=True, check=False)
+    if probe.returncode == 0:
+        return ""
+    last = (probe.stderr.strip().splitlines() or ["?"])[-1]
+    return f"skipped: PyMC/nutpie not importable ({last})"
+
+
 def engine_in_subprocess(name: str, draws: int, warmup: int) -> dict[str, Any] | str:
     """Run one engine in a fresh interpreter; its result, or the reason it was skipped."""
-    if name == "nutpie":
-        probe = subprocess.run([sys.executable, "-c", "import nutpie, pymc"],
-                               capture_output=True, text=True, check=False)
-        if probe.returncode != 0:
-            last = (probe.stderr.strip().splitlines() or ["?"])[-1]
-            return f"skipped: PyMC/nutpie not importable ({last})"
+    if name == "nutpie" and (missing := nutpie_missing()):
+        return missing
     command = [sys.executable, __file__, "--engine", name, "--draws", str(draws),
                "--warmup", str(warmup)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
