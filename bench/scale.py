@@ -10,10 +10,11 @@ Every run is ``poolwise fit FILE --family F --y y --n n|--se se --group g --meth
 --quiet`` (``python -m poolwise`` on this checkout's ``src``), once with ``--out DIR
 --force`` (summary, result, report, posterior file) and once without (the terminal
 summary only), each a separate process under ``/usr/bin/time -v``: wall time, peak RSS
-("Maximum resident set size") and exit status. ``--mem-cap`` limits the process's
-address space (``prlimit --as``, which counts more than the resident memory, so a cap
-of 12G stops a process somewhat before 12 GB of RSS); ``--timeout`` kills the process
-group. A run that stops for either is reported as such.
+("Maximum resident set size") and exit status. ``--mem-cap`` limits poolwise's address
+space (``prlimit --as``: an allocation past it fails as it would on a smaller machine;
+the address space counts more than the resident memory, so a cap of 12G stops a process
+somewhat before 12 GB of RSS); ``--timeout`` kills the process group. A run that stops
+for either is reported as such.
 
 Workloads (CSV files generated into a temporary directory, seeded, not shipped):
 
@@ -33,7 +34,10 @@ Peers (``--peers``, at ``--peer-sizes``): the models of ``rates.py`` (centred θ
 HalfNormal(10)) on ``bb-repeats`` and of ``normal.py`` (non-centred, μ ~ N(0, 5),
 τ ~ HalfCauchy(5)) on ``normal``, hand-written in NumPyro and in PyMC sampled by nutpie,
 4 chains × ``--peer-draws`` warm-up × ``--peer-draws`` draws, each a separate process
-under the same ``/usr/bin/time -v``, timeout and cap, reading the same CSV. poolwise
+under the same ``/usr/bin/time -v`` and timeout, reading the same CSV. Their cap is on
+resident memory (a watchdog kills the process group past ``--mem-cap``), not address
+space: nutpie reserves about 13 GB of address space for 10^5 groups while resident in
+under 1 GB, and a 12G ``prlimit --as`` made it abort at 0.7 GB. poolwise
 ``exact`` runs on the same data with the same prior (terminal summary) for the ratios.
 A peer's wall time excludes the minimum bulk ESS that the benchmark computes afterwards
 (over every parameter, from the draws; timed inside the process and subtracted); its peak
@@ -134,9 +138,10 @@ def parse_bytes(text: str) -> int | None:
     return int(float(match.group(1)) * 1024**power)
 
 
-def peak_of_tree(pid: int) -> float | None:
-    """The largest VmHWM among a process and its descendants (for a run about to be killed)."""
-    peak, stack = None, [pid]
+def tree_memory(pid: int, field: str = "VmHWM") -> float | None:
+    """Over a process and its descendants: the largest VmHWM (peak RSS), or the sum of
+    VmRSS (resident now), in bytes; None when none can be read."""
+    values, stack = [], [pid]
     while stack:
         here = stack.pop()
         try:
@@ -145,39 +150,58 @@ def peak_of_tree(pid: int) -> float | None:
                 stack += [int(c) for c in (task / "children").read_text().split()]
         except OSError:
             continue
-        found = re.search(r"VmHWM:\s+(\d+) kB", status)
+        found = re.search(rf"{field}:\s+(\d+) kB", status)
         if found:
-            peak = max(peak or 0.0, int(found.group(1)) * 1024.0)
-    return peak
+            values.append(int(found.group(1)) * 1024.0)
+    if not values:
+        return None
+    return max(values) if field == "VmHWM" else sum(values)
 
 
 def measure(command: list[str], timeout: float, cap: int | None, scratch: Path,
-            out: Path | None = None, env: dict[str, str] | None = None) -> Run:
-    """Run ``command`` under /usr/bin/time -v (and prlimit --as when capped)."""
-    timing, stdout_file = scratch / "time.txt", scratch / "stdout.txt"
+            out: Path | None = None, env: dict[str, str] | None = None,
+            cap_kind: str = "as") -> Run:
+    """Run ``command`` under /usr/bin/time -v, killed past ``timeout`` seconds.
+
+    ``cap`` (bytes) limits its memory: with ``cap_kind="as"`` its address space
+    (``prlimit --as``: allocations past it fail, as they would on a full machine); with
+    ``"rss"`` its resident memory, watched every 0.2 s and the process group killed past it
+    (for programs that reserve far more address space than they use, such as nutpie).
+    """
+    timing, stdout_file, stderr_file = (scratch / f"{name}.txt"
+                                        for name in ("time", "stdout", "stderr"))
     wrapped = ["/usr/bin/time", "-v", "-o", str(timing)]
-    if cap is not None:
+    if cap is not None and cap_kind == "as":
         wrapped += ["prlimit", f"--as={cap}", "--"]
     timing.unlink(missing_ok=True)
     start = time.perf_counter()
-    with open(stdout_file, "w") as sink:
-        proc = subprocess.Popen(wrapped + command, stdout=sink, stderr=subprocess.PIPE,
-                                text=True, start_new_session=True, env=env)
-        try:
-            _, err = proc.communicate(timeout=timeout)
-            timed_out = False
-        except subprocess.TimeoutExpired:
-            rss = peak_of_tree(proc.pid)
-            os.killpg(proc.pid, signal.SIGKILL)
-            _, err = proc.communicate()
-            timed_out = True
+    stopped, rss = "", None
+    with open(stdout_file, "w") as sink, open(stderr_file, "w") as errors:
+        proc = subprocess.Popen(wrapped + command, stdout=sink, stderr=errors,
+                                start_new_session=True, env=env)
+        while proc.poll() is None:
+            if time.perf_counter() - start > timeout:
+                stopped = f"killed after {timeout:.0f} s"
+            elif cap is not None and cap_kind == "rss":
+                resident = tree_memory(proc.pid, "VmRSS")
+                if resident is not None and resident > cap:
+                    stopped = f"killed at {resident / 1e9:.2f} GB resident (cap {cap / 1e9:.2f} GB)"
+            if stopped:
+                rss = tree_memory(proc.pid)
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                break
+            time.sleep(0.2)
     wall = time.perf_counter() - start
     stdout = stdout_file.read_text(errors="replace")
+    err = stderr_file.read_text(errors="replace")
     written = (sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
                if out is not None and out.exists() else None)
-    last = next((line.strip() for line in reversed(err.splitlines()) if line.strip()), "")
-    if timed_out:
-        return Run("timeout", wall, rss, written, f"killed after {timeout:.0f} s", stdout)
+    last = next((line.strip() for line in reversed(err.splitlines()) if line.strip()
+                 and not line.startswith(("note:", "stack backtrace"))), "")
+    if stopped:
+        status = "timeout" if "after" in stopped else "memory"
+        return Run(status, wall, rss, written, stopped, stdout)
     report = timing.read_text() if timing.exists() else ""
     rss_kb = re.search(r"Maximum resident set size \(kbytes\): (\d+)", report)
     clock = re.search(r"Elapsed \(wall clock\) time \(h:mm:ss or m:ss\): ([\d:.]+)", report)
@@ -187,12 +211,14 @@ def measure(command: list[str], timeout: float, cap: int | None, scratch: Path,
     signalled = re.search(r"Command terminated by signal (\d+)", report)
     exit_code = re.search(r"Exit status: (\d+)", report)
     code = int(exit_code.group(1)) if exit_code else proc.returncode
-    if signalled:
-        status = "killed" if signalled.group(1) != "9" else "memory?"  # 9: the OOM killer
+    failed = bool(signalled) or code != 0
+    if failed and re.search(r"Unable to allocate|MemoryError|bad_alloc|out of memory"
+                            r"|memory allocation of", err, re.I):
+        status = "memory"
+    elif signalled:
+        status = f"signal {signalled.group(1)}" + (" (OOM?)" if signalled.group(1) == "9" else "")
     elif code == 0:
         status, last = "ok", ""
-    elif re.search(r"Unable to allocate|MemoryError|bad_alloc|out of memory", err, re.I):
-        status = "memory"
     else:
         status = f"exit {code}"
     return Run(status, wall, int(rss_kb.group(1)) * 1024.0 if rss_kb else None, written,
@@ -367,7 +393,8 @@ def bench_peers(args: argparse.Namespace, folder: Path,
             for engine in peers:
                 command = [sys.executable, __file__, "--peer", engine, "--peer-workload",
                            workload, "--peer-data", str(data.path), "--peer-draws", str(draws)]
-                run = measure(command, args.peer_timeout, args.mem_cap, folder, env=env)
+                run = measure(command, args.peer_timeout, args.mem_cap, folder, env=env,
+                              cap_kind="rss")
                 result = next((json.loads(line[len(RESULT):]) for line in run.stdout.splitlines()
                                if line.startswith(RESULT)), None)
                 wall, ess, ratios = run.wall, "–", ""
@@ -422,7 +449,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="with --out (out), terminal summary only (term)")
     parser.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
     parser.add_argument("--mem-cap", default="8G",
-                        help="address-space cap per run (prlimit --as), e.g. 12G, or none")
+                        help="memory cap per run, e.g. 12G, or none: poolwise's address "
+                             "space (prlimit --as), the peers' resident memory")
     parser.add_argument("--seed", type=int, default=SEED)
     parser.add_argument("--no-growth", action="store_true", help="only the peers")
     parser.add_argument("--peers", type=name_list(list(PEERS)), default=list(PEERS),

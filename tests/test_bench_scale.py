@@ -44,6 +44,13 @@ def test_a_run_past_its_memory_cap_is_reported(tmp_path: Path) -> None:
     assert "Unable to allocate" in run.message
 
 
+def test_a_run_past_its_resident_memory_cap_is_killed_and_reported(tmp_path: Path) -> None:
+    command = [sys.executable, "-c", "import numpy, time; a = numpy.ones(2**28); time.sleep(60)"]
+    run = scale.measure(command, 60.0, 2**30, tmp_path, cap_kind="rss")  # 2 GiB > 1 GiB
+    assert run.status == "memory"
+    assert run.wall < 30 and "resident" in run.message
+
+
 def test_a_finished_run_has_its_time_and_peak_memory(tmp_path: Path) -> None:
     command = [sys.executable, "-c", "import numpy; a = numpy.ones(2**25); print(a.sum())"]
     run = scale.measure(command, 60.0, 2 * 2**30, tmp_path)
