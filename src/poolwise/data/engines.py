@@ -166,26 +166,6 @@ def is_dask_frame(data: Any) -> bool:
     return module.startswith(("dask.", "dask_expr")) and hasattr(data, "npartitions")
 
 
-def reduce_counts(data: str | Path | Any, family: RateFamily, *, y: str, n: str | None = None,
-                  group: str | None = None, engine: str = "auto", **options: Any
-                  ) -> GroupCounts:
-    """:func:`~poolwise.data.tables.group_counts` of a file, glob, directory or Dask
-    DataFrame, by ``engine`` (see :func:`reduce`; ``options`` are its)."""
-    stats = reduce(data, family, y=y, n=n, group=group, engine=engine, **options).stats
-    assert isinstance(stats, GroupCounts)
-    return stats
-
-
-def reduce_estimates(data: str | Path | Any, *, y: str, se: str | None = None,
-                     group: str | None = None, engine: str = "auto", **options: Any
-                     ) -> GroupEstimates:
-    """:func:`~poolwise.data.estimates.group_estimates` of a file, glob, directory or Dask
-    DataFrame, by ``engine`` (see :func:`reduce`; ``options`` are its)."""
-    stats = reduce(data, None, y=y, se=se, group=group, engine=engine, **options).stats
-    assert isinstance(stats, GroupEstimates)
-    return stats
-
-
 def reduce(data: str | Path | Source | Any, family: RateFamily | None, *, y: str,
            n: str | None = None, se: str | None = None, group: str | None = None,
            engine: str = "auto", scheduler: Any = None, threads: int | None = None,
@@ -618,4 +598,4 @@ class DaskTable:
 
 
 __all__ = ["ENGINES", "LARGE_FILE", "Reduced", "Source", "choose_engine",
-           "default_memory_limit", "reduce", "reduce_counts", "reduce_estimates", "resolve"]
+           "default_memory_limit", "reduce", "resolve"]

@@ -249,7 +249,7 @@ def group_counts(
         Column of group labels; without it each row is its own group.
 
     The same reduction of a file, glob or directory too large for memory is
-    :func:`poolwise.data.engines.reduce_counts` (DuckDB or Dask).
+    :func:`poolwise.data.engines.reduce` (DuckDB or Dask).
     """
     if table.empty:
         raise DataError("the table has no rows")

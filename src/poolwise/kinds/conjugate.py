@@ -41,7 +41,7 @@ from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
 from poolwise.families.normal_normal import i_squared
 from poolwise.inference import EBEstimate, get_method, methods_by_pooling
-from poolwise.inference.base import GROUP_DRAWS_LIMIT
+from poolwise.inference.base import draws_theta
 from poolwise.inference.group_posterior import GroupSummary, summarise_groups
 from poolwise.kinds.base import BaseModel, Settings, group_answers
 from poolwise.priors import (
@@ -337,7 +337,7 @@ class Model(BaseModel):
         and :data:`PER_GROUP_BYTES` for each group's summaries, tables and files."""
         groups = data.n_groups
         draws = self.config.chains * self.config.draws
-        keeps_theta = self.method in ("gibbs", "nuts") or draws * groups <= GROUP_DRAWS_LIMIT
+        keeps_theta = self.method in ("gibbs", "nuts") or draws_theta(self.config, groups)
         marginal = self.method == "nuts" and self.config.parametrisation in ("auto", "marginal") \
             and self.family.name != "normal"
         return self._draws_estimate(
