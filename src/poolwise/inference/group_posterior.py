@@ -83,20 +83,6 @@ class GroupSummary:
     draws_moments: int
     draws_quantiles: int
 
-    def table(self, labels: NDArray[np.str_]) -> pd.DataFrame:
-        """The rows of θ_j in a fit's summary columns (no ESS or R-hat: the draws behind
-        them are independent, their error is the MCSE)."""
-        from poolwise.results.summary import SUMMARY_COLUMNS
-
-        nan = np.full(self.mean.size, np.nan)
-        mcse = self.mcse_mean if self.draws_moments > 1 else nan  # closed form: no MC
-        columns = {"param": np.full(self.mean.size, "theta", dtype=object),
-                   "group": np.asarray(labels, dtype=object), "mean": self.mean, "sd": self.sd,
-                   "lower": self.lower, "upper": self.upper, "ess_bulk": nan,
-                   "ess_tail": nan, "r_hat": nan, "mcse_mean": mcse,
-                   "pooling_factor": self.pooling_factor}
-        return pd.DataFrame(columns, columns=SUMMARY_COLUMNS)
-
     def variables(self) -> dict[str, FloatArray]:
         """The per-group arrays by name (how a fit stores them)."""
         return {name: getattr(self, name) for name in ARRAYS}

@@ -658,11 +658,11 @@ class ConjugateFit(Fit):
         under complete pooling)."""
         summary = self.group_summary(ci_prob)
         if self.model.pooling == "complete":
-            table = summary.table(np.array([""]))
+            table = _theta_rows(summary, np.array([""]))
             table["group"] = None
             table["pooling_factor"] = 1.0
             return table
-        table = summary.table(self.data.labels)
+        table = _theta_rows(summary, self.data.labels)
         if self.model.pooling == "none":
             table["pooling_factor"] = 0.0
         return table
@@ -950,6 +950,19 @@ class ConjugateFit(Fit):
             group_name=str(record.data["group_name"]),
             notes=tuple(record.data["notes"]))
         return cls(model, data, tree, record.fitted["info"], _eb_from_dict(record.fitted["eb"]))
+
+
+def _theta_rows(summary: GroupSummary, labels: NDArray[np.str_]) -> pd.DataFrame:
+    """The rows of θ_j in a fit's summary columns (no ESS or R-hat: the draws behind them
+    are independent, their error is the MCSE; none for a closed form)."""
+    nan = np.full(summary.mean.size, np.nan)
+    mcse = summary.mcse_mean if summary.draws_moments > 1 else nan
+    columns = {"param": np.full(summary.mean.size, "theta", dtype=object),
+               "group": np.asarray(labels, dtype=object), "mean": summary.mean,
+               "sd": summary.sd, "lower": summary.lower, "upper": summary.upper,
+               "ess_bulk": nan, "ess_tail": nan, "r_hat": nan, "mcse_mean": mcse,
+               "pooling_factor": summary.pooling_factor}
+    return pd.DataFrame(columns, columns=SUMMARY_COLUMNS)
 
 
 def _check_group_draws(draws: int, groups: int) -> None:
