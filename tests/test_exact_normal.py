@@ -20,7 +20,7 @@ from poolwise import Model, datasets
 from poolwise.exceptions import ImproperPosteriorError, PosteriorWarning
 from poolwise.inference.base import SamplerConfig
 from poolwise.inference.exact import sample_exact, sample_grid
-from poolwise.inference.exact_normal import MuPrior, conjugate_split, tau_terms
+from poolwise.inference.exact_normal import MuPrior, TauData, conjugate_split, tau_terms
 
 Z = 4.0
 SCHOOLS = dict(y="y", se="sigma", group="school")
@@ -60,7 +60,8 @@ def test_log_density_is_the_integral_over_mu():
                          * np.prod(stats.norm.pdf(y, mu, np.hypot(se, t))))
         return math.log(integrate.quad(integrand, -40, 40, points=[m, *y], limit=200)[0])
 
-    ours = tau_terms(v, y, se, np.ones(3), MuPrior(m, s**2), np.zeros_like).log_density - v
+    ours = tau_terms(v, TauData.of(y, se, np.ones(3)), MuPrior(m, s**2),
+                     np.zeros_like).log_density - v
     truth = np.array([direct(math.exp(x)) for x in v])
     # ours drops the constants −(J/2) log 2π − ½ log s²
     np.testing.assert_allclose(ours - truth, (ours - truth)[0], atol=1e-9)
@@ -121,3 +122,45 @@ def test_three_groups_under_the_flat_prior_warn_of_a_heavy_tail(schools):
     """With J = 3, p(log τ | y) ∝ e^(−v) far out: E[τ] is infinite."""
     with pytest.warns(PosteriorWarning, match=r"exp\(−1\.0"):
         Model(family="normal", draws=200).fit(schools.head(3), **SCHOOLS)
+
+
+def test_binned_variance_sums_agree_with_the_direct_sums():
+    """Past MIN_GROUPS_PER_BIN groups per bin of σ², the sums come from bins and Taylor terms:
+    each term within ρ^(K+1)/(1 − ρ), ρ = e^(2r) − 1, of its value (the bound VarianceSums
+    states)."""
+    from poolwise.inference.exact_normal import (
+        BIN_HALF_WIDTH,
+        MIN_GROUPS_PER_BIN,
+        TAYLOR_ORDER,
+        VarianceSums,
+    )
+
+    rng = np.random.default_rng(5)
+    groups = 200_000
+    s2 = np.square(rng.uniform(0.05, 20.0, groups))  # σ² over five decades
+    weights = np.stack([rng.integers(1, 4, groups), rng.normal(size=groups),
+                        rng.uniform(size=groups)], axis=1).astype(float)
+    binned = VarianceSums.of(s2, weights)
+    assert binned.centres.size * MIN_GROUPS_PER_BIN <= groups  # it did bin
+    t = np.exp(np.linspace(-6.0, 6.0, 7))
+    log_sum, sums = binned.at(t)
+    x = t[:, None] + s2
+    rho = np.expm1(2 * BIN_HALF_WIDTH)
+    bound = rho ** (TAYLOR_ORDER + 1) / (1 - rho)
+    np.testing.assert_allclose(log_sum, np.log(x) @ weights[:, 0],
+                               atol=bound * weights[:, 0].sum() + 1e-9)
+    direct = (1.0 / x) @ weights
+    scale = (1.0 / x) @ np.abs(weights)
+    assert np.all(np.abs(sums.T - direct) <= bound * scale + 1e-12 * scale)
+
+
+def test_equal_variances_fall_in_one_exact_bin():
+    from poolwise.inference.exact_normal import VarianceSums
+
+    s2 = np.full(1000, 2.5)
+    weights = np.ones((1000, 1))
+    sums = VarianceSums.of(s2, weights)
+    assert sums.centres.size == 1
+    log_sum, inverse = sums.at(np.array([0.5]))
+    np.testing.assert_allclose(log_sum, 1000 * np.log(3.0), rtol=1e-13)
+    np.testing.assert_allclose(inverse, [[1000 / 3.0]], rtol=1e-13)

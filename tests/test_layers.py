@@ -20,7 +20,7 @@ FILES = sorted(SOURCE.rglob("*.py"))
 #: module prefix → layer, lowest first; the longest matching prefix decides
 LAYERS = {
     "poolwise._version": 0, "poolwise.exceptions": 0, "poolwise.vocabulary": 0,
-    "poolwise._random": 0, "poolwise._ops": 0, "poolwise._arviz": 0,
+    "poolwise._random": 0, "poolwise._ops": 0, "poolwise._arviz": 0, "poolwise._threads": 0,
     "poolwise.resources": 0,
     "poolwise.families": 1, "poolwise.priors": 1, "poolwise.data": 1,
     "poolwise.inference": 2,

@@ -418,3 +418,18 @@ def test_cjk_group_names_map_to_glyphs_where_a_font_has_them(rats):
     render(fig)  # filterwarnings = error: a missing glyph would fail here
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
     assert any("東京" in label for label in labels)
+
+
+def test_predictive_check_ecdf_on_a_grid_is_the_ecdf_at_the_grid_points():
+    """Past EXACT_ECDF values the check plot's ECDF is a histogram on a grid (no sort): at
+    each grid point it must be the fraction of values below it."""
+    from poolwise.outputs.plots.checks import _ecdf
+
+    values = np.random.default_rng(2).gamma(2.0, size=50_000)
+    grid = np.linspace(0.5, 6.0, 200)
+    x, p = _ecdf(values, grid)
+    np.testing.assert_array_equal(x, grid)
+    np.testing.assert_allclose(p, np.searchsorted(np.sort(values), grid) / values.size,
+                               atol=1e-12)
+    exact_x, exact_p = _ecdf(values)
+    assert exact_x.size == values.size and exact_p[-1] == 1.0

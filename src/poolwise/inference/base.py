@@ -16,6 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from poolwise._ops import NUMPY_OPS, Ops
+from poolwise._threads import run_blocks
 from poolwise.families.base import RateFamily
 from poolwise.priors import ConjugatePrior, HyperPrior, hyperprior_log_density_uv
 
@@ -116,15 +117,18 @@ def hyper_log_posterior(
         flat_u, flat_v = u.ravel(), v.ravel()
         out = np.empty(flat_u.size)
         step = max(1, chunk_elements // max(y.size, 1))
-        # far from the mass, α or β may under- or overflow; such points get density zero
-        with np.errstate(all="ignore"):
-            for start in range(0, flat_u.size, step):
+
+        def chunk(start: int) -> None:
+            # far from the mass, α or β may under- or overflow; such points get density zero
+            with np.errstate(all="ignore"):
                 cu, cv = flat_u[start:start + step], flat_v[start:start + step]
                 alpha, beta = family.from_uv(cu, cv, ops)
                 total = family.log_marginal_total(alpha, beta, y, n, weights, ops)
                 if prior is not None:
                     total = total + hyperprior_log_density_uv(prior, family, cu, cv, ops)
                 out[start:start + step] = total
+
+        run_blocks(chunk, range(0, flat_u.size, step))
         out[~np.isfinite(out)] = -np.inf
         return out.reshape(u.shape)
 

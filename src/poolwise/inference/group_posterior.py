@@ -27,9 +27,7 @@ between draws, and the Monte Carlo errors, which are reported, stay small.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -37,6 +35,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from poolwise._threads import run_blocks
 from poolwise.families.base import RateFamily
 
 __all__ = ["GroupSummary", "distinct_pairs", "summarise_groups"]
@@ -47,7 +46,7 @@ FloatArray = NDArray[np.float64]
 MEAN_BUDGET = 1 << 25
 #: conditional CDFs evaluated per quantile (distinct pairs × draws) before subsampling
 QUANTILE_BUDGET = 1 << 22
-MIN_MEAN_DRAWS = 100
+MIN_MEAN_DRAWS = 32
 MIN_QUANTILE_DRAWS = 16
 #: elements of one (draws × pairs) block
 BLOCK_ELEMENTS = 1 << 20
@@ -141,14 +140,7 @@ def summarise_groups(family: RateFamily, alpha: FloatArray, beta: FloatArray,
         for name, array in values.items():
             out[name][part] = array
 
-    workers = threads or os.cpu_count() or 1
-    starts = range(0, y_d.size, step)
-    if workers > 1 and len(starts) > 1:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(block, starts))
-    else:
-        for start in starts:
-            block(start)
+    run_blocks(block, range(0, y_d.size, step), threads)
     per_group = {name: values[which] for name, values in out.items()}
     return GroupSummary(ci_prob=ci_prob, draws_moments=k_moments, draws_quantiles=k_quantiles,
                         **per_group)

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 
 from poolwise import _arviz
 from poolwise._random import Stream, generator
+from poolwise._threads import run_blocks
 from poolwise.data.estimates import GroupEstimates, group_estimates
 from poolwise.data.tables import GroupCounts, group_counts
 from poolwise.exceptions import DataError, SpecificationError
@@ -589,11 +590,15 @@ class ConjugateFit(Fit):
         out = np.empty((chains * draws, chosen.size))
         order = np.argsort(chosen // GROUP_BLOCK, kind="stable")
         blocks, starts = np.unique(chosen[order] // GROUP_BLOCK, return_index=True)
-        for block, where in zip(blocks, np.split(order, starts[1:]), strict=True):
+
+        def fill(task: tuple[int, NDArray[np.intp]]) -> None:
+            block, where = task
             members = slice(block * GROUP_BLOCK, (block + 1) * GROUP_BLOCK)
-            values = self._block_draws(int(block), alpha, beta, y[members], n[members],
+            values = self._block_draws(block, alpha, beta, y[members], n[members],
                                        chains * draws)
             out[:, where] = values[:, chosen[where] - block * GROUP_BLOCK]
+
+        run_blocks(fill, list(zip(blocks.tolist(), np.split(order, starts[1:]), strict=True)))
         return out.reshape(chains, draws, chosen.size)
 
     def _block_draws(self, block: int, alpha: NDArray, beta: NDArray, y: NDArray,
@@ -933,8 +938,20 @@ class ConjugateFit(Fit):
 
     # ------------------------------------------------------------------ replicates
     def _replicate(self, rng: np.random.Generator) -> dict[str, tuple[NDArray, list[str]]]:
+        """y_rep ~ p(y | θ, n) at θ's draws, in blocks of about 2^20 values, each from its
+        own stream spawned from ``rng``, the blocks over the cores."""
         theta = self.group_draws()
-        y = self.model.family.sample_data(rng, theta, self.data.n).astype(float)
+        y = np.empty(theta.shape)
+        width = max(1, (1 << 20) // max(theta[..., 0].size, 1))
+        starts = range(0, self.data.n_groups, width)
+        streams = rng.spawn(len(starts))
+
+        def fill(block: int) -> None:
+            part = slice(starts[block], starts[block] + width)
+            y[..., part] = self.model.family.sample_data(streams[block], theta[..., part],
+                                                         self.data.n[part])
+
+        run_blocks(fill, range(len(starts)))
         return {"y": (y, ["group"])}
 
     # ------------------------------------------------------------------ loading

@@ -103,13 +103,17 @@ def write_csv(table: pd.DataFrame, path: Path) -> None:
     import pyarrow as pa
     from pyarrow import csv
 
-    frame = table.reset_index(drop=True)
-    frame.columns = [str(c) for c in frame.columns]
-    for name in frame.columns:  # mixed text and None: Arrow wants one type per column
-        if frame[name].dtype == object:
-            frame[name] = frame[name].map(lambda v: None if v is None else str(v))
-    csv.write_csv(pa.Table.from_pandas(frame, preserve_index=False), path,
-                  csv.WriteOptions(quoting_style="needed"))
+    columns = {}
+    for name, column in table.items():
+        if column.dtype == object:  # text and None: Arrow wants one type per column
+            try:
+                columns[str(name)] = pa.array(column, type=pa.string(), from_pandas=True)
+            except (pa.ArrowInvalid, pa.ArrowTypeError):  # labels that are not text
+                columns[str(name)] = pa.array(
+                    column.map(lambda v: None if v is None else str(v)), type=pa.string())
+        else:
+            columns[str(name)] = pa.array(column, from_pandas=True)
+    csv.write_csv(pa.table(columns), path, csv.WriteOptions(quoting_style="needed"))
 
 
 def save_figure(figure: Any, path: Path) -> None:

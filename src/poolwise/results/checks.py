@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -62,25 +63,25 @@ class CheckData:
     label: str = ""
 
     def group_means(self) -> tuple[NDArray[np.str_], NDArray[np.float64], NDArray[np.float64]]:
-        """Labels, observed means and replicated means (S, G) of each group's elements."""
+        """Labels, observed means and replicated means (S, G) of each group's elements, the
+        groups in order of first appearance in the data (computed once per check)."""
+        return self._group_means
+
+    @cached_property
+    def _group_means(self) -> tuple[NDArray[np.str_], NDArray[np.float64], NDArray[np.float64]]:
         assert self.groups is not None
         from scipy import sparse
 
-        labels, index = np.unique(self.groups, return_inverse=True)
-        order = _first_positions(index, labels.size)
+        index, labels = pd.factorize(np.asarray(self.groups), sort=False)
+        labels = np.asarray(labels)
+        if labels.size == index.size:  # one element per group (a rate per group), in order
+            return labels, self.observed, self.replicated
         counts = np.bincount(index, minlength=labels.size).astype(float)
         observed = np.bincount(index, weights=self.observed, minlength=labels.size) / counts
         averaging = sparse.csr_array((1.0 / counts[index], (np.arange(index.size), index)),
                                      shape=(index.size, labels.size))
         replicated = np.asarray((averaging.T @ self.replicated.T).T)
-        return labels[order], observed[order], replicated[:, order]
-
-
-def _first_positions(index: NDArray[np.intp], size: int) -> NDArray[np.intp]:
-    """Group order by first appearance in the data (so tables follow the data's order)."""
-    first = np.full(size, index.size)
-    np.minimum.at(first, index, np.arange(index.size))
-    return np.argsort(first, kind="stable")
+        return labels, observed, replicated
 
 
 def p_value(replicated: NDArray, observed: NDArray | float) -> NDArray[np.float64]:

@@ -41,6 +41,9 @@ __all__ = ["CheckPlotData", "plot_predictive_check", "predictive_check_data"]
 OVERLAY = 40
 #: up to this many groups are drawn one by one; more get a histogram of their p-values
 MAX_GROUP_ROWS = 30
+#: values up to which an ECDF steps at every value; past it, at ECDF_GRID points
+EXACT_ECDF = 100_000
+ECDF_GRID = 2_000
 STAGES = ("posterior", "prior")
 
 
@@ -87,22 +90,41 @@ def predictive_check_data(checks: Sequence[CheckData], *, ci_prob: float = 0.9
     return out
 
 
-def _ecdf(values: NDArray) -> tuple[NDArray, NDArray]:
-    x = np.sort(np.asarray(values, dtype=float))
-    return x, np.arange(1, x.size + 1) / x.size
+def _ecdf(values: NDArray, grid: NDArray | None = None) -> tuple[NDArray, NDArray]:
+    """The empirical CDF of ``values``: at every value, or, with a ``grid`` (for many
+    values), the fraction below each grid point (one O(N) histogram, no sort)."""
+    x = np.asarray(values, dtype=float)
+    if grid is None:
+        x = np.sort(x)
+        return x, np.arange(1, x.size + 1) / x.size
+    counts, _ = np.histogram(x, bins=grid)
+    below = np.count_nonzero(x < grid[0]) + np.concatenate([[0], np.cumsum(counts)])
+    return grid, below / x.size
+
+
+def _display_range(data: CheckPlotData) -> tuple[float, float]:
+    """The 0.2 % and 99.8 % quantiles of observed and overlaid values (of an evenly spaced
+    subset past :data:`EXACT_ECDF` values): a few far values (tiny groups' raw rates) would
+    squeeze the bulk into a corner."""
+    pooled = np.concatenate([data.overlay.ravel(), data.check.observed])
+    pooled = pooled[::max(1, pooled.size // EXACT_ECDF)]
+    low, high = np.quantile(pooled, [0.002, 0.998])
+    return float(low), float(high)
 
 
 def _draw_overlay(ax: Axes, data: CheckPlotData, stage: str) -> None:
+    low, high = _display_range(data)
+    pad = 0.04 * (high - low)
+    grid = None
+    if data.check.observed.size > EXACT_ECDF and high > low:
+        grid = np.linspace(low - pad, high + pad, ECDF_GRID)
     for k, replicate in enumerate(data.overlay):
-        x, p = _ecdf(replicate)
+        x, p = _ecdf(replicate, grid)
         ax.step(x, p, where="post", color=BLUE, alpha=0.25, lw=0.8,
                 label=f"{stage} predictive" if k == 0 else None)
-    x, p = _ecdf(data.check.observed)
+    x, p = _ecdf(data.check.observed, grid)
     ax.step(x, p, where="post", color="black", lw=1.8, label="observed")
-    # a few far values (tiny groups' raw rates) would squeeze the bulk into a corner
-    low, high = np.quantile(np.concatenate([data.overlay.ravel(), x]), [0.002, 0.998])
     if high > low:
-        pad = 0.04 * (high - low)
         ax.set_xlim(low - pad, high + pad)
     ax.set_xlabel(data.check.label or data.check.name)
     ax.set_ylabel("cumulative proportion")
