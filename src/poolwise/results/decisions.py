@@ -60,9 +60,10 @@ __all__ = ["FUNCTIONS", "RANK_BLOCK", "RANK_COLUMNS", "RANK_LIMIT", "RANK_MIN_DR
            "hypothesis", "pairwise", "ranks", "stored_source"]
 
 #: draws × groups up to which every draw is ranked (beyond: evenly spaced draws); ranking
-#: costs ≈ 130 ns a value on one core with θ drawn anew (argsort ≈ 60, a beta draw ≈ 65),
-#: so about 7 s at the limit, whatever the number of groups
-RANK_LIMIT = 50_000_000
+#: costs 130-350 ns a value on one core with θ drawn anew (argsort and a beta draw about
+#: half each; measured at 10^5 and 10^6 groups, 2026-12-05), so 3-7 s at the limit,
+#: whatever the number of groups: 20 draws of 10^6 groups, all 4,000 of 5,000
+RANK_LIMIT = 20_000_000
 #: draws ranked at least, however many groups there are (for a standard error)
 RANK_MIN_DRAWS = 4
 #: values (draws × groups) in memory at once while ranking: a block of draws, or a chunk of
