@@ -320,7 +320,9 @@ def test_cli_adds_ranks_hypotheses_and_pairwise(tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     document = json.loads(capsys.readouterr().out)
     theta = [row for row in document["summary"] if row["param"] == "theta"]
-    assert all({"rank_mean", "p_best", "p_worst"} <= set(row) for row in theta)
+    assert all({"rank_mean", "rank_mean_mcse", "p_best", "p_best_mcse", "p_worst",
+                "rank_draws"} <= set(row) for row in theta)
+    assert {row["rank_draws"] for row in theta} == {4000}
     assert sum(row["p_best"] for row in theta) == pytest.approx(1.0)
     assert [h["expression"] for h in document["hypotheses"]] == ["theta[A] - theta[C] > 0",
                                                                   "tau > 5"]
@@ -328,6 +330,10 @@ def test_cli_adds_ranks_hypotheses_and_pairwise(tmp_path, capsys):
     summary = pd.read_csv(out / "summary.csv")
     assert summary.query("param == 'theta'")["rank_mean"].notna().all()
     assert {"ranks.png", "hypotheses.csv", "pairwise.csv"} <= {p.name for p in out.iterdir()}
+    assert main(["fit", "eight-schools", "--rank", "lower", "--draws", "250"]) == 0
+    printed = capsys.readouterr().out
+    assert "ranks (lower is better; 1 the best) from all 1,000 draws" in printed
+    assert "P(best) ± MCSE" in printed
     assert main(["fit", "eight-schools", "--rank", "best"]) == 2
     assert "--rank is 'higher' or 'lower'" in capsys.readouterr().err
     assert main(["fit", "eight-schools", "--hypothesis", "open('x')"]) == 2
