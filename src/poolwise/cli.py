@@ -774,7 +774,7 @@ def print_decisions(summary: pd.DataFrame, decisions: Any, ci: float, draws: int
                     for row in ranked.to_dict("records")], keys=2,
                    title=f"ranks ({better} is better; 1 the best) from "
                          f"{'all' if used == draws else f'{used:,} of'} {draws:,} draws, the "
-                         f"{'ten best' if count > 10 else 'order'} of {count}:")
+                         f"{'ten best' if count > 10 else 'order'} of {count:,}:")
     for answer in decisions.hypotheses:
         probability = ("" if answer["probability"] is None
                        else f"P = {answer['probability']:.4g}; ")
