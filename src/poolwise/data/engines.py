@@ -387,18 +387,18 @@ class DuckTable:
                        "nullstr=[" + ", ".join(_literal(s) for s in NA_STRINGS) + "]"]
             if encoding is not None:
                 options.append(f"encoding={_literal(DUCKDB_ENCODINGS[encoding.lower()])}")
-            scan = f"read_csv({files}, {', '.join(options)})"
-            sql = (f"(SELECT * EXCLUDE (ordinality), {index} + ordinality - 1 AS {_POS} "
-                   f"FROM {scan} WITH ORDINALITY)")
+
+            def relation(options: list[str]) -> str:
+                return (f"(SELECT * EXCLUDE (ordinality), {index} + ordinality - 1 AS {_POS} "
+                        f"FROM read_csv({files}, {', '.join(options)}) WITH ORDINALITY)")
+
+            sql = relation(options)
             guessed = _describe(con, sql, source)
             text_numbers = [c for c in dict.fromkeys(numbers)
                             if guessed.get(c, "").split("(")[0] in _NUMERIC]
             if text_numbers:  # read as text, cast by number(): a bad value's row is named
-                options.append("types={" + ", ".join(
-                    f"{_literal(c)}: 'VARCHAR'" for c in text_numbers) + "}")
-                scan = f"read_csv({files}, {', '.join(options)})"
-                sql = (f"(SELECT * EXCLUDE (ordinality), {index} + ordinality - 1 AS {_POS} "
-                       f"FROM {scan} WITH ORDINALITY)")
+                sql = relation([*options, "types={" + ", ".join(
+                    f"{_literal(c)}: 'VARCHAR'" for c in text_numbers) + "}"])
         return cls(con, source, sql, _describe(con, sql, source), notes, point)
 
     def query(self, sql: str) -> Any:
