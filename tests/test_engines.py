@@ -214,6 +214,35 @@ def test_duckdb_reads_semicolons_and_decimal_commas(tmp_path):
     assert any("decimal commas" in note for note in got.notes)
 
 
+@pytest.mark.parametrize(("column", "value", "decimal"), [
+    ("y", "lots", "."), ("n", "12x", "."), ("x", "n/a?", "."), ("x", "abc", ",")])
+def test_duckdb_names_a_bad_value_past_the_rows_it_guesses_types_from(tmp_path, column,
+                                                                      value, decimal):
+    """DuckDB guesses a CSV column's type from its first rows (20,480 by default): a value
+    that is not a number at row 40,001 is named with its row, as pandas names it, not met
+    as a conversion error of the whole query."""
+    table = _table(rows=50_000)
+    table[column] = table[column].astype(object)
+    table.loc[40_000, column] = value
+    path = tmp_path / "t.csv"
+    if decimal == ",":  # the column written with decimal commas (str: repr's digits)
+        written = table.assign(**{column: table[column].map(lambda v: str(v).replace(".", ","))})
+        written.to_csv(path, index=False, sep=";")
+        read = {"text": {"sep": ";", "decimal": ","}}
+    else:
+        table.to_csv(path, index=False)
+        read = {}
+    if column == "x":
+        call = {"family": None, "y": "x"}
+        want = _error(lambda: group_estimates(table, y="x", group="g"))
+    else:
+        call = {"family": get_family("beta-binomial"), "y": "y", "n": "n"}
+        want = _error(lambda: group_counts(table, call["family"], y="y", n="n", group="g"))
+    assert want.startswith("row 40001: ") and repr(value) in want
+    got = _error(lambda: reduce(path, group="g", engine="duckdb", **call, **read))
+    assert got == want
+
+
 def test_python_fit_reads_a_glob(tmp_path):
     import poolwise
 

@@ -37,6 +37,8 @@ class Stream(IntEnum):
     SUMMARY = 5
     #: draws made after sampling from what the sampler integrated out
     CONDITIONAL = 6
+    #: the same, every group at one posterior draw (split by chain and draw: ranks)
+    CONDITIONAL_AT_DRAW = 7
 
 
 def generator(seed: int, stream: Stream, *more: int) -> np.random.Generator:

@@ -733,7 +733,7 @@ def fit_command(
         print_population(fit, ci)
         for prediction in predictions:
             print_prediction(prediction, ci)
-        print_decisions(summary, decisions, ci)
+        print_decisions(summary, decisions, ci, fit.config.chains * fit.config.draws)
         print_check(check, "posterior predictive check")
     emit(document, out, output_format)
     if out is not None and table_output:
@@ -756,21 +756,25 @@ def answer_decisions(fit: Fit, rank: str | None, parameter: str | None,
                      table)
 
 
-def print_decisions(summary: pd.DataFrame, decisions: Any, ci: float) -> None:
-    """The ten best groups by rank, the hypotheses and the pairwise table."""
+def print_decisions(summary: pd.DataFrame, decisions: Any, ci: float, draws: int) -> None:
+    """The ten best groups by rank (with the Monte Carlo errors, and how many of the
+    ``draws`` posterior draws were ranked), the hypotheses and the pairwise table."""
     if decisions.higher is not None:
         ranked = summary[summary["rank_mean"].notna()].sort_values("rank_mean").head(10)
         better = "higher" if decisions.higher else "lower"
         count = int(summary["rank_mean"].notna().sum())
-        print_rows(("param", "group", "mean", "rank", f"{100 * ci:g}% interval", "P(best)",
-                    "P(worst)"),
+        used = int(ranked["rank_draws"].iloc[0])
+        print_rows(("param", "group", "mean", "rank ± MCSE", f"{100 * ci:g}% interval",
+                    "P(best) ± MCSE", "P(worst)"),
                    [[str(row["param"]), str(row["group"]), _fmt(row["mean"]),
-                     f"{row['rank_mean']:.1f}",
+                     f"{row['rank_mean']:.1f} ± {_fmt(row['rank_mean_mcse'], 2)}",
                      f"[{row['rank_lower']:.0f}, {row['rank_upper']:.0f}]",
-                     f"{row['p_best']:.3f}", f"{row['p_worst']:.3f}"]
+                     f"{row['p_best']:.3f} ± {_fmt(row['p_best_mcse'], 2)}",
+                     f"{row['p_worst']:.3f}"]
                     for row in ranked.to_dict("records")], keys=2,
-                   title=f"ranks ({better} is better; 1 the best), the "
-                         f"{'ten best' if count > 10 else 'order'} of {count}:")
+                   title=f"ranks ({better} is better; 1 the best) from "
+                         f"{'all' if used == draws else f'{used:,} of'} {draws:,} draws, the "
+                         f"{'ten best' if count > 10 else 'order'} of {count:,}:")
     for answer in decisions.hypotheses:
         probability = ("" if answer["probability"] is None
                        else f"P = {answer['probability']:.4g}; ")

@@ -217,7 +217,8 @@ def reduce(data: str | Path | Source | Any, family: RateFamily | None, *, y: str
     if chosen == "duckdb":
         assert isinstance(source, Source)
         with _duckdb(threads, memory_limit) as con:
-            table = DuckTable.open(con, source, given)
+            table = DuckTable.open(con, source, given,
+                                   numbers=[c.column for c in checks if c.test == "number"])
             return table.reduce(family, checks, columns)
     if given:
         raise SpecificationError("--sep, --decimal and --encoding are for engines pandas and "
@@ -318,6 +319,17 @@ def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+def _describe(con: Any, sql: str, source: Source) -> dict[str, str]:
+    """The relation's columns and their types (without the file and position)."""
+    import duckdb
+
+    try:
+        described = con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
+    except duckdb.Error as err:
+        raise DataError(f"cannot read {source.given}: {_first_line(err)}") from None
+    return {str(row[0]): str(row[1]) for row in described if row[0] not in (_FILE, _POS)}
+
+
 def _literal(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
@@ -329,21 +341,28 @@ _FILE, _POS = "__poolwise_file", "__poolwise_pos"
 
 @dataclass
 class DuckTable:
-    """A source as a DuckDB relation with a position per row (file index · 2⁴⁰ + row)."""
+    """A source as a DuckDB relation with a position per row (file index · 2⁴⁰ + row).
+
+    DuckDB guesses a CSV column's type from its first rows, and a value deep in the file
+    that does not fit the guess stops the query with no row named; so the columns read as
+    numbers (``numbers``) that it guesses numeric are read as text and cast with
+    ``TRY_CAST``, and the checks name the first row that is not a number, as pandas's path
+    does. ``point`` is the text's decimal separator. Parquet records its own types."""
 
     con: Any
     source: Source
     sql: str
     types: dict[str, str]
     notes: tuple[str, ...]
+    point: str = "."
 
     @classmethod
-    def open(cls, con: Any, source: Source, text: dict[str, str]) -> DuckTable:
-        import duckdb
-
+    def open(cls, con: Any, source: Source, text: dict[str, str],
+             numbers: Sequence[str] = ()) -> DuckTable:
         files = "[" + ", ".join(_literal(str(f)) for f in source.files) + "]"
         index = f"((list_position({files}, {_FILE}) - 1)::BIGINT << {_SHIFT})"
         notes: tuple[str, ...] = ()
+        point = "."
         if source.parquet:
             if text:
                 given = " and ".join(f"--{k}" for k in text)
@@ -368,16 +387,19 @@ class DuckTable:
                        "nullstr=[" + ", ".join(_literal(s) for s in NA_STRINGS) + "]"]
             if encoding is not None:
                 options.append(f"encoding={_literal(DUCKDB_ENCODINGS[encoding.lower()])}")
-            scan = f"read_csv({files}, {', '.join(options)})"
-            sql = (f"(SELECT * EXCLUDE (ordinality), {index} + ordinality - 1 AS {_POS} "
-                   f"FROM {scan} WITH ORDINALITY)")
-        try:
-            described = con.execute(f"DESCRIBE SELECT * FROM {sql}").fetchall()
-        except duckdb.Error as err:
-            raise DataError(f"cannot read {source.given}: {_first_line(err)}") from None
-        types = {str(row[0]): str(row[1]) for row in described
-                 if row[0] not in (_FILE, _POS)}
-        return cls(con, source, sql, types, notes)
+
+            def relation(options: list[str]) -> str:
+                return (f"(SELECT * EXCLUDE (ordinality), {index} + ordinality - 1 AS {_POS} "
+                        f"FROM read_csv({files}, {', '.join(options)}) WITH ORDINALITY)")
+
+            sql = relation(options)
+            guessed = _describe(con, sql, source)
+            text_numbers = [c for c in dict.fromkeys(numbers)
+                            if guessed.get(c, "").split("(")[0] in _NUMERIC]
+            if text_numbers:  # read as text, cast by number(): a bad value's row is named
+                sql = relation([*options, "types={" + ", ".join(
+                    f"{_literal(c)}: 'VARCHAR'" for c in text_numbers) + "}"])
+        return cls(con, source, sql, _describe(con, sql, source), notes, point)
 
     def query(self, sql: str) -> Any:
         import duckdb
@@ -397,6 +419,8 @@ class DuckTable:
             return f"CAST({_quote(column)} AS DOUBLE)"
         if kind == "BOOLEAN":
             return f"CAST({_quote(column)} AS INTEGER)::DOUBLE"
+        if self.point != ".":  # as text: 0,5 → 0.5 (DuckDB's guessed types read it so)
+            return f"TRY_CAST(replace({_quote(column)}, {_literal(self.point)}, '.') AS DOUBLE)"
         return f"TRY_CAST({_quote(column)} AS DOUBLE)"
 
     def label(self, column: str) -> str:

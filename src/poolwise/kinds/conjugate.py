@@ -56,6 +56,7 @@ from poolwise.priors import (
     parse_theta_prior,
 )
 from poolwise.results.checks import CheckData
+from poolwise.results.decisions import DrawSource
 from poolwise.results.fit import Answer, Fit, finish_fit
 from poolwise.results.graph import (
     SYMBOLS,
@@ -600,6 +601,41 @@ class ConjugateFit(Fit):
 
         run_blocks(fill, list(zip(blocks.tolist(), np.split(order, starts[1:]), strict=True)))
         return out.reshape(chains, draws, chosen.size)
+
+    def theta_at(self, draws: Sequence[int] | NDArray[np.intp]) -> NDArray[np.float64]:
+        """θ of every group at the posterior draws ``draws`` (indices into the chain-major
+        flattening of (chain, draw)), shaped (len(draws), groups): the stored draws, or
+        drawn now from each θ_j's conditional given that draw's hyperparameters (the
+        estimates under empirical Bayes, θ's fixed prior under no pooling), one random
+        stream per (chain, draw), so that a draw's θ does not depend on which other draws
+        are asked for. With :meth:`group_draws`, which streams by block of groups, the two
+        are different draws of the same posterior."""
+        chains, per_chain = self._draw_shape()
+        index = np.asarray(draws, dtype=np.intp).reshape(-1)
+        if index.size and (index.min() < 0 or index.max() >= chains * per_chain):
+            raise SpecificationError(f"draw indices run from 0 to {chains * per_chain - 1}")
+        groups = self.data.n_groups
+        if self.stores_group_draws:
+            return self.draws("theta")[:, ::self.draw_step].reshape(-1, groups)[index]
+        alpha, beta, y, n = self.model.conditionals(self.data, self._hyper_draws(), self.eb)
+        out = np.empty((index.size, groups))
+        for row, flat in enumerate(index):
+            chain, draw = divmod(int(flat), per_chain)
+            rng = generator(self.seed, Stream.CONDITIONAL_AT_DRAW, chain, draw * self.draw_step)
+            at = flat if alpha.size > 1 else 0
+            out[row] = self.model.family.sample_conditional(rng, alpha[at], beta[at], y, n)
+        return out
+
+    def draw_source(self, parameter: str | None = None) -> DrawSource:
+        """θ's draws: the stored ones, or :meth:`theta_at` when the fit keeps none."""
+        if self.stores_group_draws or (parameter is not None and parameter.strip() != "theta"):
+            return super().draw_source(parameter)
+        if self.model.pooling == "complete":
+            raise SpecificationError("theta is the same in every group (complete pooling): "
+                                     "there is nothing to rank")
+        chains, per_chain = self._draw_shape()
+        return DrawSource("theta", np.asarray(self.data.labels, dtype=str),
+                          self.group_summary().mean, chains * per_chain, self.theta_at)
 
     def _block_draws(self, block: int, alpha: NDArray, beta: NDArray, y: NDArray,
                      n: NDArray, size: int) -> NDArray[np.float64]:

@@ -52,7 +52,8 @@ SAMPLER_KEYS = ("seconds", "divergences", "max_tree_depth_hits", "acceptance_alp
 JSON_SUMMARY_ROWS = 10_000
 #: the summary columns in the JSON document
 SUMMARY_KEYS = ["param", "group", "mean", "sd", "lower", "upper", "ess_bulk", "ess_tail",
-                "r_hat", "rank_mean", "rank_lower", "rank_upper", "p_best", "p_worst"]
+                "r_hat", "rank_mean", "rank_mean_mcse", "rank_lower", "rank_upper", "p_best",
+                "p_best_mcse", "p_worst", "rank_draws"]
 
 
 def clean(value: Any) -> Any:

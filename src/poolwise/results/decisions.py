@@ -8,8 +8,20 @@ distribution of r_j over the draws, summarised by its mean and equal-tailed inte
 
     P(j is best) = (1/S) Σ_s 1[r_js = 1],   P(j is worst) = (1/S) Σ_s 1[r_js = G]
 
-(Laird and Louis 1989; the "rank" summaries of BDA3 §2.7 and of brms/bayesplot). Past
-:data:`RANK_LIMIT` draws × groups the ranks are taken at evenly spaced draws.
+(Laird and Louis 1989; the "rank" summaries of BDA3 §2.7 and of brms/bayesplot).
+
+The draws are streamed, never a draws × groups matrix of θ: the fit gives every group's
+value at a block of draws (:meth:`Fit.draw_source <poolwise.results.fit.Fit.draw_source>`:
+slices of stored draws, or, for a conjugate fit that keeps none, θ drawn from its
+conditionals at those draws), the block is ranked and its ranks kept in an int32 buffer
+(draws used × groups, 4 bytes each), from which the mean, the interval (its exact sample
+quantiles: a streaming quantile sketch would save the buffer but not be exact, and the
+buffer is bounded by the number of draws used) and P(best), P(worst) are taken, a chunk of
+groups at a time. Up to :data:`RANK_LIMIT` draws × groups every draw is used; beyond, evenly
+spaced draws, as many as that limit allows (at least :data:`RANK_MIN_DRAWS`). Each figure
+carries its Monte Carlo standard error: sd/√S for independent draws, and for Markov chains
+the non-overlapping batch means estimate with ⌊√S⌋ batches (Flegal and Jones 2010), and the
+table says how many draws it used (``rank_draws``).
 
 Hypotheses (:func:`hypothesis`). An expression such as ``theta[S28] - theta[S37] > 0`` or
 ``b[Days] > 5``: its left-hand side is computed at every draw and summarised (mean, sd,
@@ -25,6 +37,7 @@ nothing in an expression can run code.
 from __future__ import annotations
 
 import ast
+import math
 import operator
 import re
 from collections.abc import Callable, Sequence
@@ -36,18 +49,31 @@ import pandas as pd
 from numpy.typing import NDArray
 
 from poolwise.exceptions import SpecificationError
+from poolwise.resources import HEADROOM, MemoryEstimate, available_memory, check_memory
 from poolwise.results.summary import check_prob, quantile_interval
 
 if TYPE_CHECKING:
     from poolwise.results.fit import Fit
 
-__all__ = ["FUNCTIONS", "RANK_COLUMNS", "RANK_LIMIT", "GroupDraws", "check_hypothesis",
-           "group_draws", "hypothesis", "pairwise", "ranks"]
+__all__ = ["FUNCTIONS", "RANK_BLOCK", "RANK_COLUMNS", "RANK_LIMIT", "RANK_MIN_DRAWS",
+           "DrawSource", "GroupDraws", "check_hypothesis", "check_ranks", "group_draws",
+           "hypothesis", "pairwise", "ranks", "stored_source"]
 
-#: draws × groups up to which every draw is ranked (beyond: evenly spaced draws)
-RANK_LIMIT = 10_000_000
+#: draws × groups up to which every draw is ranked (beyond: evenly spaced draws); ranking
+#: costs 130-350 ns a value on one core with θ drawn anew (argsort and a beta draw about
+#: half each; measured at 10^5 and 10^6 groups, 2026-12-05), so 3-7 s at the limit,
+#: whatever the number of groups: 20 draws of 10^6 groups, all 4,000 of 5,000
+RANK_LIMIT = 20_000_000
+#: draws ranked at least, however many groups there are (for a standard error)
+RANK_MIN_DRAWS = 4
+#: values (draws × groups) in memory at once while ranking: a block of draws, or a chunk of
+#: groups of the rank buffer while it is summarised
+RANK_BLOCK = 4_000_000
+#: bytes a value of a block takes while it is ranked: θ, its negation, its order (8 each)
+_BLOCK_BYTES = 24
 #: the columns :func:`ranks` adds to a summary
-RANK_COLUMNS = ["rank_mean", "rank_lower", "rank_upper", "p_best", "p_worst"]
+RANK_COLUMNS = ["rank_mean", "rank_mean_mcse", "rank_lower", "rank_upper", "p_best",
+                "p_best_mcse", "p_worst", "rank_draws"]
 #: the functions a hypothesis may call
 FUNCTIONS: dict[str, Callable[[Any], Any]] = {
     "exp": np.exp, "log": np.log, "sqrt": np.sqrt, "abs": np.abs, "expit":
@@ -69,6 +95,28 @@ class GroupDraws:
     name: str
     labels: NDArray[np.str_]
     draws: NDArray[np.float64]
+
+
+@dataclass(frozen=True)
+class DrawSource:
+    """A per-group parameter at any of a fit's posterior draws, without a draws × groups
+    matrix: ``at(indices)`` gives the values (len(indices), G) of all G groups at those
+    draws (increasing indices into the chain-major flattening of (chain, draw), of which
+    there are ``draws``); ``mean`` (G,) is each group's posterior mean."""
+
+    name: str
+    labels: NDArray[np.str_]
+    mean: NDArray[np.float64]
+    draws: int
+    at: Callable[[NDArray[np.intp]], NDArray[np.float64]]
+
+
+def stored_source(fit: Fit, parameter: str | None = None) -> DrawSource:
+    """The draws a fit stores (:func:`group_draws`), sliced."""
+    found = group_draws(fit, parameter)
+    values = found.draws
+    return DrawSource(found.name, found.labels, values.mean(axis=0), values.shape[0],
+                      lambda index: values[index])
 
 
 def _parameter(fit: Fit, name: str) -> tuple[NDArray, list[str], Any]:
@@ -139,28 +187,99 @@ def group_draws(fit: Fit, parameter: str | None = None) -> GroupDraws:
     return GroupDraws(shown, labels, chosen)
 
 
-def ranks(fit: Fit, *, higher: bool = True, parameter: str | None = None,
-          ci_prob: float = 0.95) -> pd.DataFrame:
-    """Each group's posterior rank (1 the best: the highest with ``higher=True``, the
-    lowest otherwise) — mean and equal-tailed interval — and P(best), P(worst); one row per
-    group, labelled, in the groups' order (module docstring)."""
+def check_ranks(higher: bool, parameter: str | None, ci_prob: float, draws: int | None
+                ) -> None:
+    """Refuse options of :func:`ranks` that cannot be answered."""
     check_prob(ci_prob)
     if not isinstance(higher, bool):
         raise SpecificationError(f"higher must be True or False, got {higher!r}")
-    draws = group_draws(fit, parameter)
-    values = draws.draws
-    step = max(1, -(-values.size // RANK_LIMIT))
-    values = values[::step]
-    ordered = -values if higher else values
-    rank = np.empty(values.shape, dtype=np.int32)
-    rows = np.arange(values.shape[0])[:, None]
-    rank[rows, np.argsort(ordered, axis=1, kind="stable")] = np.arange(1, values.shape[1] + 1)
-    lower, upper = quantile_interval(rank, ci_prob)
-    return pd.DataFrame({
-        "param": draws.name, "group": draws.labels, "mean": draws.draws.mean(axis=0),
-        "rank_mean": rank.mean(axis=0), "rank_lower": lower, "rank_upper": upper,
-        "p_best": np.mean(rank == 1, axis=0),
-        "p_worst": np.mean(rank == values.shape[1], axis=0)})
+    if parameter is not None and not isinstance(parameter, str):
+        raise SpecificationError(f"parameter is a name such as 'theta', got {parameter!r}")
+    if draws is not None and (isinstance(draws, bool) or not isinstance(draws, int)
+                              or draws < 1):
+        raise SpecificationError(f"draws must be a whole number ≥ 1, got {draws!r}")
+
+
+def ranks(fit: Fit, *, higher: bool = True, parameter: str | None = None,
+          ci_prob: float = 0.95, draws: int | None = None) -> pd.DataFrame:
+    """Each group's posterior rank (1 the best: the highest with ``higher=True``, the
+    lowest otherwise) — mean and equal-tailed interval — and P(best), P(worst), with the
+    Monte Carlo standard errors of the mean rank and P(best) and the number of draws used;
+    one row per group, labelled, in the groups' order (module docstring).
+
+    ``draws``: how many posterior draws to rank, evenly spaced (default: every draw up to
+    :data:`RANK_LIMIT` draws × groups). Ties, which have probability zero for continuous
+    parameters, are broken in no particular order.
+    """
+    check_ranks(higher, parameter, ci_prob, draws)
+    source = fit.draw_source(parameter)
+    groups = source.labels.size
+    used = min(source.draws, max(RANK_MIN_DRAWS, RANK_LIMIT // max(groups, 1))
+               if draws is None else draws)
+    _check_rank_memory(used, groups)
+    chosen = np.arange(used, dtype=np.intp) * source.draws // used  # evenly spaced
+    rank = np.empty((used, groups), dtype=np.int32)
+    step = max(1, RANK_BLOCK // max(groups, 1))
+    for start in range(0, used, step):
+        values = source.at(chosen[start:start + step])
+        order = np.argsort(-values if higher else values, axis=1)
+        rows = np.arange(start, start + values.shape[0])[:, None]
+        rank[rows, order] = np.arange(1, groups + 1, dtype=np.int32)
+    return pd.DataFrame({"param": source.name, "group": source.labels, "mean": source.mean,
+                         **_rank_statistics(rank, ci_prob, independent=not fit.is_mcmc),
+                         "rank_draws": used})
+
+
+def _rank_statistics(rank: NDArray[np.int32], ci_prob: float, *, independent: bool
+                     ) -> dict[str, NDArray[np.float64]]:
+    """The rank columns but ``rank_draws`` from the ranks (draws, groups), a chunk of
+    groups at a time (:data:`RANK_BLOCK` values)."""
+    used, groups = rank.shape
+    out = {name: np.empty(groups) for name in RANK_COLUMNS[:-1]}
+    width = max(1, RANK_BLOCK // used)
+    for start in range(0, groups, width):
+        part = slice(start, start + width)
+        values = rank[:, part].astype(float)
+        best = (rank[:, part] == 1).astype(float)
+        out["rank_mean"][part] = values.mean(axis=0)
+        out["rank_mean_mcse"][part] = _mcse(values, independent)
+        out["rank_lower"][part], out["rank_upper"][part] = quantile_interval(values, ci_prob)
+        out["p_best"][part] = best.mean(axis=0)
+        out["p_best_mcse"][part] = _mcse(best, independent)
+        out["p_worst"][part] = np.mean(rank[:, part] == groups, axis=0)
+    return out
+
+
+def _mcse(values: NDArray[np.float64], independent: bool) -> NDArray[np.float64]:
+    """The Monte Carlo standard error of the column means of ``values`` (draws, columns):
+    sd/√S for independent draws; for Markov chains sd(batch means)/√b over b = ⌊√S⌋
+    non-overlapping batches of ⌊S/b⌋ draws (Flegal and Jones 2010, Ann. Statist. 38).
+    NaN where there are too few draws for it (S < 2, or b < 2)."""
+    size = values.shape[0]
+    if independent:
+        if size < 2:
+            return np.full(values.shape[1], np.nan)
+        return np.asarray(values.std(axis=0, ddof=1) / math.sqrt(size), dtype=float)
+    batches = math.isqrt(size)
+    if batches < 2:
+        return np.full(values.shape[1], np.nan)
+    length = size // batches
+    means = values[:batches * length].reshape(batches, length, -1).mean(axis=1)
+    return np.asarray(means.std(axis=0, ddof=1) / math.sqrt(batches), dtype=float)
+
+
+def _check_rank_memory(used: int, groups: int) -> None:
+    """Refuse, with the number of draws that would fit, ranks whose buffer (draws ×
+    groups int32), block of draws and chunk of statistics do not fit in memory
+    (:func:`poolwise.resources.check_memory`)."""
+    working = (min(used, max(1, RANK_BLOCK // max(groups, 1))) * groups * _BLOCK_BYTES
+               + 4 * RANK_BLOCK * 8)  # a block's θ; a chunk's ranks, indicators, quantiles
+    estimate = MemoryEstimate((("the ranks at every draw used", used * groups * 4),
+                               ("a block of draws", working)))
+    fewer = int((HEADROOM * available_memory() - working) // (4 * max(groups, 1)))
+    alternatives = [f"fewer draws: ranks(draws={fewer})"] if 1 <= fewer < used else []
+    check_memory(estimate, what=f"ranking {groups:,} groups at {used:,} draws",
+                 alternatives=alternatives)
 
 
 def pairwise(fit: Fit, groups: Sequence[str], *, parameter: str | None = None

@@ -209,10 +209,22 @@ class Fit(ABC):
 
     # ------------------------------------------------------------------ decisions
     def ranks(self, *, higher: bool = True, parameter: str | None = None,
-              ci_prob: float = 0.95) -> pd.DataFrame:
-        """Each group's posterior rank (1 the best), its interval, P(best) and P(worst)
-        (:func:`poolwise.results.decisions.ranks`)."""
-        return decisions.ranks(self, higher=higher, parameter=parameter, ci_prob=ci_prob)
+              ci_prob: float = 0.95, draws: int | None = None) -> pd.DataFrame:
+        """Each group's posterior rank (1 the best), its interval, P(best) and P(worst),
+        with their Monte Carlo errors (:func:`poolwise.results.decisions.ranks`); kept, so
+        that the table and the figure of a million groups rank them once."""
+        decisions.check_ranks(higher, parameter, ci_prob, draws)
+        key = ("ranks", higher, parameter, ci_prob, draws)
+        if key not in self._memo:
+            self._memo[key] = decisions.ranks(self, higher=higher, parameter=parameter,
+                                              ci_prob=ci_prob, draws=draws)
+        return self._memo[key].copy(deep=False)
+
+    def draw_source(self, parameter: str | None = None) -> decisions.DrawSource:
+        """A per-group parameter (named as in the summary; the first by default) at any
+        posterior draws, for what streams over the draws (ranks): by default slices of
+        the stored draws; a kind that keeps no draws of it draws them when asked."""
+        return decisions.stored_source(self, parameter)
 
     def pairwise(self, groups: Sequence[str], *, parameter: str | None = None
                  ) -> pd.DataFrame:
