@@ -83,6 +83,36 @@ def test_hypotheses_match_closed_forms(rats_eb):
     assert logit["mean"] == pytest.approx(direct.mean()) and logit["probability"] is None
 
 
+def test_pairwise_and_hypotheses_of_a_fit_without_theta_draw_only_the_groups_named(
+        summaries_only, monkeypatch):
+    """Past the θ limit, θ is drawn for the named groups alone (fit.group_draws), and the
+    answers still match the closed forms."""
+    rats = poolwise.datasets.load("rats").query("historical == 1")
+    fit = poolwise.Model(method="eb-moments", seed=2).fit(rats, y="y", n="n",
+                                                          group="experiment")
+    assert not fit.stores_group_draws
+    asked: list[int] = []
+    original = ConjugateFit.group_draws
+
+    def spy(self, groups=None):
+        asked.append(len(groups) if groups is not None else fit.data.n_groups)
+        return original(self, groups)
+
+    monkeypatch.setattr(ConjugateFit, "group_draws", spy)
+    size = fit.config.chains * fit.config.draws
+    table = fit.pairwise(["70", "1"])
+    a, b = _conditional(fit, "70"), _conditional(fit, "1")
+    exact = integrate.quad(lambda t: a.pdf(t) * b.cdf(t), 0, 1)[0]
+    assert abs(table.loc["70", "1"] - exact) < Z * max(np.sqrt(exact * (1 - exact) / size),
+                                                       1 / size)
+    answer = fit.hypothesis("theta[70] > 0.2")
+    truth = float(a.sf(0.2))
+    assert abs(answer["probability"] - truth) < Z * np.sqrt(truth * (1 - truth) / size)
+    assert asked == [2, 1]
+    with pytest.raises(SpecificationError, match="no group 'nope'"):
+        fit.hypothesis("theta[nope] > 0.2")
+
+
 @pytest.mark.parametrize("expression", [
     "__import__('os').system('touch pwned')",
     "theta[1].__class__",
@@ -274,7 +304,7 @@ def test_ranks_that_do_not_fit_in_memory_are_refused_with_fewer_draws(summaries_
     monkeypatch.setattr(decisions, "RANK_BLOCK", 120)
     monkeypatch.setenv("POOLWISE_MEMORY_LIMIT", "200k")  # the buffer of 2,000 draws: 320 kB
     with pytest.raises(ResourceError, match=r"ranking 40 groups at 2,000 draws.*"
-                       r"ranks\(draws=(\d+)\)") as refused:
+                       r"--rank-draws (\d+) \(ranks\(draws=(\d+)\)\)") as refused:
         fit.ranks()
     fewer = int(re.search(r"draws=(\d+)", str(refused.value)).group(1))
     assert 1_000 < fewer < 2_000
@@ -323,6 +353,8 @@ def test_cli_adds_ranks_hypotheses_and_pairwise(tmp_path, capsys):
     assert all({"rank_mean", "rank_mean_mcse", "p_best", "p_best_mcse", "p_worst",
                 "rank_draws"} <= set(row) for row in theta)
     assert {row["rank_draws"] for row in theta} == {4000}
+    assert all(isinstance(row["rank_draws"], int) for row in theta)  # a count: 4000, not 4000.0
+    assert all(row["rank_draws"] is None for row in document["summary"] if row["param"] == "mu")
     assert sum(row["p_best"] for row in theta) == pytest.approx(1.0)
     assert [h["expression"] for h in document["hypotheses"]] == ["theta[A] - theta[C] > 0",
                                                                   "tau > 5"]
@@ -336,6 +368,12 @@ def test_cli_adds_ranks_hypotheses_and_pairwise(tmp_path, capsys):
     assert "P(best) ± MCSE" in printed
     assert main(["fit", "eight-schools", "--rank", "best"]) == 2
     assert "--rank is 'higher' or 'lower'" in capsys.readouterr().err
+    assert main(["fit", "eight-schools", "--rank", "higher", "--rank-draws", "40"]) == 0
+    assert "from 40 of 4,000 draws" in capsys.readouterr().out
+    assert main(["fit", "eight-schools", "--rank-draws", "40"]) == 2
+    assert "--rank-draws needs --rank" in capsys.readouterr().err
+    assert main(["fit", "eight-schools", "--rank", "higher", "--rank-draws", "0"]) == 2
+    assert "--rank-draws is a whole number ≥ 1, not 0" in capsys.readouterr().err
     assert main(["fit", "eight-schools", "--hypothesis", "open('x')"]) == 2
     assert "only parameters, numbers" in capsys.readouterr().err  # refused before the fit
 

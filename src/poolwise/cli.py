@@ -122,6 +122,9 @@ RankParam = Annotated[str | None, typer.Option(
     "--rank-param", help="The per-group parameter to rank, as the summary names it (default "
                          "theta, or a mixed model's first group effect), e.g. "
                          "'r_Subject[Days]'.")]
+RankDraws = Annotated[int | None, typer.Option(
+    "--rank-draws", help="Rank at this many posterior draws (default: all of them up to "
+                         "2·10^7 draws × groups, fewer evenly spaced past it).")]
 Hypothesis = Annotated[list[str] | None, typer.Option(
     "--hypothesis", help="An expression such as 'theta[A] - theta[B] > 0' or 'b[Days] > 5': "
                          "its posterior probability and the interval of its left side. "
@@ -650,7 +653,8 @@ def fit_command(
     new_group_y: NewY = None, new_group_n: NewN = None, new_group_in: NewIn = None,
     new_data: NewData = None, formula: Formula = None, drop_missing: DropMissing = False,
     model_file: ModelFile = None, prior_predictive: PriorPredictive = False,
-    rank: Rank = None, rank_param: RankParam = None, hypothesis: Hypothesis = None,
+    rank: Rank = None, rank_param: RankParam = None, rank_draws: RankDraws = None,
+    hypothesis: Hypothesis = None,
     pairwise: Pairwise = None,
     sep: Sep = None, decimal: Decimal = None, encoding: Encoding = None,
     engine: EngineOption = "auto", scheduler: Scheduler = None,
@@ -673,6 +677,10 @@ def fit_command(
         raise SpecificationError(f"--rank is 'higher' or 'lower' (which is better), not {rank!r}")
     if rank_param is not None and rank is None:
         raise SpecificationError("--rank-param needs --rank higher or --rank lower")
+    if rank_draws is not None and rank is None:
+        raise SpecificationError("--rank-draws needs --rank higher or --rank lower")
+    if rank_draws is not None and rank_draws < 1:
+        raise SpecificationError(f"--rank-draws is a whole number ≥ 1, not {rank_draws}")
     from poolwise.results.decisions import check_hypothesis
 
     for expression in hypothesis or ():  # read before fitting; names are checked after
@@ -702,12 +710,14 @@ def fit_command(
         summary = fit.summary(ci, diagnostics=fit.is_mcmc or len(summary_groups(fit)) <= 1000)
         predictions = [fit.predict(request) for request in requests]
         check = fit.predictive_check()
-        decisions = answer_decisions(fit, rank, rank_param, hypothesis, pairwise, ci)
+        decisions = answer_decisions(fit, rank, rank_param, hypothesis, pairwise, ci,
+                                     rank_draws)
         if decisions.higher is not None:
             from poolwise.outputs.writer import with_ranks
 
             summary = with_ranks(summary, fit.ranks(higher=decisions.higher,
-                                                    parameter=rank_param, ci_prob=ci))
+                                                    parameter=rank_param, ci_prob=ci,
+                                                    draws=rank_draws))
         if staging is not None:
             from poolwise.outputs.report import REPORT_NAME
             from poolwise.outputs.writer import write_fit, write_report
@@ -743,7 +753,8 @@ def fit_command(
 
 
 def answer_decisions(fit: Fit, rank: str | None, parameter: str | None,
-                     hypotheses: list[str] | None, pairwise: str | None, ci: float) -> Any:
+                     hypotheses: list[str] | None, pairwise: str | None, ci: float,
+                     rank_draws: int | None = None) -> Any:
     """The decision answers the options ask for (:class:`poolwise.outputs.writer.Decisions`)."""
     from poolwise.outputs.writer import Decisions
 
@@ -753,7 +764,7 @@ def answer_decisions(fit: Fit, rank: str | None, parameter: str | None,
                              parameter=parameter)
     return Decisions(None if rank is None else rank == "higher", parameter,
                      tuple(fit.hypothesis(text, ci_prob=ci) for text in hypotheses or ()),
-                     table)
+                     table, rank_draws)
 
 
 def print_decisions(summary: pd.DataFrame, decisions: Any, ci: float, draws: int) -> None:

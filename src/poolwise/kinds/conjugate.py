@@ -635,7 +635,8 @@ class ConjugateFit(Fit):
                                      "there is nothing to rank")
         chains, per_chain = self._draw_shape()
         return DrawSource("theta", np.asarray(self.data.labels, dtype=str),
-                          self.group_summary().mean, chains * per_chain, self.theta_at)
+                          self.group_summary().mean, chains * per_chain, self.theta_at,
+                          lambda groups: self.group_draws(groups).reshape(-1, groups.size))
 
     def _block_draws(self, block: int, alpha: NDArray, beta: NDArray, y: NDArray,
                      n: NDArray, size: int) -> NDArray[np.float64]:

@@ -78,11 +78,12 @@ def summary_records(summary: pd.DataFrame) -> list[dict[str, Any]]:
     keys = [k for k in SUMMARY_KEYS if k in summary.columns]
     columns = {}
     for key in keys:
-        values = summary[key].to_numpy()
-        if values.dtype.kind == "f":
-            columns[key] = [None if not math.isfinite(v) else v for v in values.tolist()]
-        else:
-            columns[key] = [clean(v) for v in values.tolist()]
+        column = summary[key]
+        if column.dtype.kind == "f":
+            values = column.to_numpy().tolist()
+            columns[key] = [None if not math.isfinite(v) else v for v in values]
+        else:  # text, or whole numbers that are missing on some rows
+            columns[key] = [clean(v) for v in column.to_numpy(dtype=object, na_value=None)]
     return [dict(zip(keys, row, strict=True)) for row in zip(*columns.values(), strict=True)]
 
 
@@ -169,12 +170,15 @@ KIND_FIGURES: dict[str, Callable[[Any, float, Sequence[Prediction]],
 
 @dataclass(frozen=True)
 class Decisions:
-    """The decision answers asked for: ranks in a direction, hypotheses, pairwise table."""
+    """The decision answers asked for: ranks in a direction (at ``rank_draws`` draws, or
+    as many as :func:`~poolwise.results.decisions.ranks` chooses), hypotheses, pairwise
+    table."""
 
     higher: bool | None = None
     parameter: str | None = None
     hypotheses: tuple[dict[str, Any], ...] = ()
     pairwise: pd.DataFrame | None = None
+    rank_draws: int | None = None
 
 
 def with_ranks(summary: pd.DataFrame, ranks: pd.DataFrame) -> pd.DataFrame:
@@ -182,7 +186,9 @@ def with_ranks(summary: pd.DataFrame, ranks: pd.DataFrame) -> pd.DataFrame:
     from poolwise.results.decisions import RANK_COLUMNS
 
     keyed = ranks.set_index(["param", "group"])[RANK_COLUMNS]
-    return summary.join(keyed, on=["param", "group"])
+    joined = summary.join(keyed, on=["param", "group"])
+    joined["rank_draws"] = joined["rank_draws"].astype("Int64")  # a count, missing elsewhere
+    return joined
 
 
 def fit_figures(fit: Fit, *, ci_prob: float, predictions: Sequence[Prediction] = (),
@@ -198,7 +204,8 @@ def fit_figures(fit: Fit, *, ci_prob: float, predictions: Sequence[Prediction] =
         figures["trace.png"] = partial(plots.plot_trace, fit)
     if decisions.higher is not None:
         figures["ranks.png"] = partial(plots.plot_ranks, fit, higher=decisions.higher,
-                                       parameter=decisions.parameter, ci_prob=ci_prob)
+                                       parameter=decisions.parameter, ci_prob=ci_prob,
+                                       draws=decisions.rank_draws)
     if fit.kind in KIND_FIGURES and "posterior" in fit.tree.children:
         figures |= KIND_FIGURES[fit.kind](fit, ci_prob, predictions)
     return figures

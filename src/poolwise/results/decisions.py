@@ -102,13 +102,15 @@ class DrawSource:
     """A per-group parameter at any of a fit's posterior draws, without a draws × groups
     matrix: ``at(indices)`` gives the values (len(indices), G) of all G groups at those
     draws (increasing indices into the chain-major flattening of (chain, draw), of which
-    there are ``draws``); ``mean`` (G,) is each group's posterior mean."""
+    there are ``draws``); ``columns(groups)`` the values (draws, len(groups)) of the groups
+    at those indices at every draw; ``mean`` (G,) is each group's posterior mean."""
 
     name: str
     labels: NDArray[np.str_]
     mean: NDArray[np.float64]
     draws: int
     at: Callable[[NDArray[np.intp]], NDArray[np.float64]]
+    columns: Callable[[NDArray[np.intp]], NDArray[np.float64]]
 
 
 def stored_source(fit: Fit, parameter: str | None = None) -> DrawSource:
@@ -116,7 +118,7 @@ def stored_source(fit: Fit, parameter: str | None = None) -> DrawSource:
     found = group_draws(fit, parameter)
     values = found.draws
     return DrawSource(found.name, found.labels, values.mean(axis=0), values.shape[0],
-                      lambda index: values[index])
+                      lambda index: values[index], lambda groups: values[:, groups])
 
 
 def _parameter(fit: Fit, name: str) -> tuple[NDArray, list[str], Any]:
@@ -277,7 +279,8 @@ def _check_rank_memory(used: int, groups: int) -> None:
     estimate = MemoryEstimate((("the ranks at every draw used", used * groups * 4),
                                ("a block of draws", working)))
     fewer = int((HEADROOM * available_memory() - working) // (4 * max(groups, 1)))
-    alternatives = [f"fewer draws: ranks(draws={fewer})"] if 1 <= fewer < used else []
+    alternatives = ([f"fewer draws: --rank-draws {fewer} (ranks(draws={fewer}))"]
+                    if 1 <= fewer < used else [])
     check_memory(estimate, what=f"ranking {groups:,} groups at {used:,} draws",
                  alternatives=alternatives)
 
@@ -285,17 +288,17 @@ def _check_rank_memory(used: int, groups: int) -> None:
 def pairwise(fit: Fit, groups: Sequence[str], *, parameter: str | None = None
              ) -> pd.DataFrame:
     """P(θ_i > θ_j) for the chosen groups: row i, column j (the diagonal empty)."""
-    draws = group_draws(fit, parameter)
+    source = fit.draw_source(parameter)
     from poolwise.results.prediction import find_label
 
     chosen = [str(g) for g in groups]
     if len(chosen) < 2:
         raise SpecificationError("name at least two groups to compare")
-    index = [find_label(draws.labels, g, "group") for g in chosen]
-    values = draws.draws[:, index]
+    index = np.array([find_label(source.labels, g, "group") for g in chosen], dtype=np.intp)
+    values = source.columns(index)
     table = np.mean(values[:, :, None] > values[:, None, :], axis=0)
     np.fill_diagonal(table, np.nan)
-    return pd.DataFrame(table, index=pd.Index(chosen, name=f"P({draws.name} of row > column)"),
+    return pd.DataFrame(table, index=pd.Index(chosen, name=f"P({source.name} of row > column)"),
                         columns=chosen)
 
 
@@ -358,7 +361,20 @@ def _evaluated(expression: str, value: Callable[[str, str | None], NDArray]
 
 
 def _value(fit: Fit, name: str, inside: str | None) -> NDArray:
-    """The draws (S,) of one scalar named as in the summary."""
+    """The draws (S,) of one scalar named as in the summary (a group's parameter that the
+    fit does not store, such as θ past the size limit, drawn for that group alone)."""
+    stored = "posterior" in fit.tree.children and name in fit.tree["posterior"]
+    if not stored and inside is not None:
+        try:
+            source = fit.draw_source(name)
+        except SpecificationError:
+            source = None
+        if source is not None and source.name == name:
+            from poolwise.results.prediction import find_label
+
+            group = find_label(source.labels, inside.strip(), "group")
+            return np.asarray(source.columns(np.array([group], dtype=np.intp))[:, 0],
+                              dtype=float)
     values, extra, variable = _parameter(fit, name)
     wanted = [part.strip() for part in inside.split(",")] if inside else []
     if len(wanted) != len(extra):

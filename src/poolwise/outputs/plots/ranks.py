@@ -38,12 +38,13 @@ class RankData:
 
 
 def rank_data(fit: Fit, *, higher: bool = True, parameter: str | None = None,
-              ci_prob: float = 0.95, max_groups: int = 40) -> RankData:
-    """The ranks of :meth:`Fit.ranks <poolwise.results.fit.Fit.ranks>`, best first, cut to
-    the ``max_groups`` best and worst."""
+              ci_prob: float = 0.95, max_groups: int = 40, draws: int | None = None
+              ) -> RankData:
+    """The ranks of :meth:`Fit.ranks <poolwise.results.fit.Fit.ranks>` (at ``draws``
+    draws when given), best first, cut to the ``max_groups`` best and worst."""
     if isinstance(max_groups, bool) or not isinstance(max_groups, int) or max_groups < 2:
         raise SpecificationError(f"max_groups must be an integer ≥ 2, got {max_groups!r}")
-    table = fit.ranks(higher=higher, parameter=parameter, ci_prob=ci_prob)
+    table = fit.ranks(higher=higher, parameter=parameter, ci_prob=ci_prob, draws=draws)
     table = table.sort_values("rank_mean", kind="stable").reset_index(drop=True)
     groups = len(table)
     if groups > max_groups:
@@ -54,10 +55,11 @@ def rank_data(fit: Fit, *, higher: bool = True, parameter: str | None = None,
 
 
 def plot_ranks(fit: Fit, *, higher: bool = True, parameter: str | None = None,
-               ci_prob: float = 0.95, max_groups: int = 40) -> Figure:
+               ci_prob: float = 0.95, max_groups: int = 40, draws: int | None = None
+               ) -> Figure:
     """Each group's mean rank and ``ci_prob`` interval (left) and P(best) (right)."""
     data = rank_data(fit, higher=higher, parameter=parameter, ci_prob=ci_prob,
-                     max_groups=max_groups)
+                     max_groups=max_groups, draws=draws)
     table = data.table
     rows = np.arange(len(table))[::-1]  # the best at the top
     with style():
