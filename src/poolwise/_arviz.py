@@ -118,8 +118,10 @@ def save_in_chunks(tree: xr.DataTree, path: str | Path, *, group: str, name: str
     partial = path.with_name(f".{path.name}.partial")
     try:
         tree.to_netcdf(partial, engine="h5netcdf")
-        inner = math.prod(shape[:-1]) * 8
-        width = max(1, min(shape[-1], HDF5_CHUNK_BYTES // max(inner, 1)))
+        # HDF5 chunks of at most HDF5_CHUNK_BYTES, as even as can be (a file holds whole
+        # chunks, so the last one is not mostly empty)
+        widest = max(1, HDF5_CHUNK_BYTES // max(math.prod(shape[:-1]) * 8, 1))
+        width = max(1, -(-shape[-1] // -(-shape[-1] // widest)))
         with h5netcdf.File(partial, "a") as file:
             variable = file[group].create_variable(
                 name, dims, dtype="f8", chunks=(*shape[:-1], width), fillvalue=np.nan)

@@ -44,7 +44,7 @@ from poolwise.families.normal_normal import i_squared
 from poolwise.inference import EBEstimate, get_method, methods_by_pooling
 from poolwise.inference.base import draws_theta
 from poolwise.inference.group_posterior import GroupSummary, summarise_groups
-from poolwise.kinds.base import VALUE, BaseModel, Settings, group_answers
+from poolwise.kinds.base import MIN_DRAWS, VALUE, BaseModel, Settings, group_answers
 from poolwise.priors import (
     ConjugatePrior,
     Distribution,
@@ -627,7 +627,7 @@ class ConjugateFit(Fit):
         chains, draws = self._draw_shape()
         if self.file_theta is not None:
             out = np.empty((chains, draws, chosen.size))
-            for start, where in _spans(chosen, _chunk_groups(chains * self.config.draws)):
+            for _, where in _spans(chosen, _chunk_groups(chains * self.config.draws)):
                 low, high = chosen[where].min(), chosen[where].max() + 1
                 part = self.file_theta[:, ::self.draw_step, low:high].values
                 out[..., where] = part[..., chosen[where] - low]
@@ -650,8 +650,10 @@ class ConjugateFit(Fit):
         """Refuse, with one line, θ's draws for ``groups`` groups × ``draws`` draws that
         would not fit in the memory available, naming what would: fewer groups at a time,
         every group's draws written to a file, fewer draws."""
-        working = VALUE * min(draws * groups, max(CHUNK_VALUES,
-                                                  draws * GROUP_BLOCK * BLOCK_COPIES))
+        # a block drawn whole however few of its groups are asked for; a file read a span
+        # of up to a chunk at a time
+        span = _chunk_groups(draws)
+        working = VALUE * draws * max(GROUP_BLOCK * BLOCK_COPIES, min(groups, span))
         estimate = MemoryEstimate((("θ draws", VALUE * draws * groups),
                                    ("working arrays", working)))
         if estimate.fits():
@@ -660,15 +662,16 @@ class ConjugateFit(Fit):
         options = []
         fewer = int(usable // (VALUE * draws))
         if fewer >= 1:
-            options.append(f"fit.group_draws(indices) for at most {fewer:,} groups at a time")
+            options.append(f"fit.group_draws(indices) with at most {fewer:,} groups at a time")
         if self.file_theta is None:
-            options.append("--save-draws (fit.save(path, group_draws=True)), which writes "
-                           "every group's draws into posterior.nc in chunks")
+            options.append("--save-draws (fit.save(path, group_draws=True)) to write every "
+                           "group's draws into posterior.nc in chunks")
         per_chain = int(usable // (VALUE * groups * self.config.chains))
-        if per_chain >= 1 and per_chain < self.config.draws:
-            options.append(f"a fit with fewer draws, draws={per_chain} (--draws {per_chain})")
+        if MIN_DRAWS <= per_chain < self.config.draws:
+            options.append(f"draws={per_chain} (--draws {per_chain}) in a new fit")
         check_memory(estimate, what=f"drawing θ for {groups:,} groups × {draws:,} draws",
                      alternatives=options)
+
     def _block_draws(self, block: int, alpha: NDArray, beta: NDArray, y: NDArray,
                      n: NDArray, size: int) -> NDArray[np.float64]:
         """θ draws (size, groups) of one block of groups, from the block's own stream."""
