@@ -206,6 +206,21 @@ def test_save_load_gives_the_same_summary(case, tmp_path):
     pd.testing.assert_frame_equal(loaded.predictive_check(), fit.predictive_check())
 
 
+def test_save_with_group_draws_holds_every_draw(case, tmp_path):
+    """``save(path, group_draws=True)``: the file holds every draw of every group. These
+    small fits keep their draws, so it writes what ``save(path)`` writes."""
+    _, fit = case
+    fit.save(tmp_path / "fit.nc", group_draws=True)
+    loaded = poolwise.load(tmp_path / "fit.nc")
+    assert loaded.draws_note() is None
+    if "posterior" in fit.tree.children:
+        for name in fit.posterior.data_vars:
+            np.testing.assert_array_equal(loaded.draws(name), fit.draws(name))
+    if hasattr(fit, "group_draws"):
+        np.testing.assert_array_equal(loaded.group_draws(), fit.group_draws())
+    pd.testing.assert_frame_equal(loaded.summary(), fit.summary())
+
+
 def test_every_request_is_answered_or_refused_by_name(case):
     kind, fit = case
     answered = fit.requests()

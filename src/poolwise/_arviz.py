@@ -9,12 +9,19 @@ would change if they parted.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
+#: the attribute of a variable that :func:`save_in_chunks` wrote: :func:`load` leaves it in
+#: the file, read when it is indexed
+ON_DEMAND = "poolwise_on_demand"
+#: the size of the HDF5 chunks of such a variable (a read of one group reads about this)
+HDF5_CHUNK_BYTES = 2**20
 #: groups whose variables are draws, with leading (chain, draw) dimensions
 SAMPLED_GROUPS = ("posterior", "log_likelihood", "sample_stats", "posterior_predictive",
                   "prior", "prior_predictive")
@@ -108,6 +115,46 @@ def save(tree: xr.DataTree, path: str | Path) -> None:
     tree.to_netcdf(path, engine="h5netcdf")
 
 
+def save_in_chunks(tree: xr.DataTree, path: str | Path, *, group: str, name: str,
+                   dims: tuple[str, ...], shape: tuple[int, ...],
+                   chunks: Iterable[tuple[slice, np.ndarray]]) -> None:
+    """Write ``tree`` and, into its ``group``, the float variable ``name`` of ``shape``
+    filled slice by slice along its last dimension from ``chunks`` — (slice, values)
+    pairs — so that the whole array is never in memory.
+
+    ``dims`` must be dimensions of that group (its coordinates). The variable is marked
+    :data:`ON_DEMAND`; the file stays one that ``xarray.open_datatree`` reads, with the
+    variable lazily. It is written to a hidden file beside ``path`` that replaces ``path``
+    only when complete.
+    """
+    import h5netcdf
+
+    path = Path(path)
+    partial = path.with_name(f".{path.name}.partial")
+    try:
+        tree.to_netcdf(partial, engine="h5netcdf")
+        # HDF5 chunks of at most HDF5_CHUNK_BYTES, as even as can be (a file holds whole
+        # chunks, so the last one is not mostly empty)
+        widest = max(1, HDF5_CHUNK_BYTES // max(math.prod(shape[:-1]) * 8, 1))
+        width = max(1, -(-shape[-1] // -(-shape[-1] // widest)))
+        with h5netcdf.File(partial, "a") as file:
+            variable = file[group].create_variable(
+                name, dims, dtype="f8", chunks=(*shape[:-1], width), fillvalue=np.nan)
+            variable.attrs[ON_DEMAND] = 1
+            for where, values in chunks:
+                variable[..., where] = values
+        partial.replace(path)
+    finally:
+        partial.unlink(missing_ok=True)
+
+
 def load(path: str | Path) -> xr.DataTree:
-    with xr.open_datatree(path, engine="h5netcdf") as tree:
-        return tree.load()
+    """The tree saved at ``path``, read into memory but for variables marked
+    :data:`ON_DEMAND`, which stay in the file (lazy: indexing one reads only what it
+    selects; never cached whole)."""
+    with xr.open_datatree(path, engine="h5netcdf", cache=False) as tree:
+        for node in tree.subtree:
+            for variable in node.variables.values():
+                if not variable.attrs.get(ON_DEMAND):
+                    variable.load()
+        return tree

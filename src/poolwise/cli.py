@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -95,6 +95,10 @@ Force = Annotated[bool, typer.Option("--force", help="Write into an --out that h
 Overwrite = Annotated[bool, typer.Option("--force", help="Overwrite an existing image file.")]
 Format = Annotated[str, typer.Option("--format", help="table or json.")]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress output.")]
+SaveDraws = Annotated[bool, typer.Option(
+    "--save-draws", help="Write every group's draws into posterior.nc of --out, in chunks, "
+    "also where a fit of many groups keeps only their summaries (fits that keep their "
+    "draws write them anyway).")]
 Formula = Annotated[str | None, typer.Option(
     "--formula", help="Mixed model, lme4 style: 'Reaction ~ Days + (Days | Subject)'.")]
 ModelFile = Annotated[str | None, typer.Option(
@@ -387,12 +391,14 @@ def collected_warnings() -> Iterator[list[str]]:
 
 
 @contextmanager
-def progress(message: str, quiet: bool) -> Iterator[None]:
+def progress(message: str, quiet: bool) -> Iterator[Callable[[str], None]]:
+    """A spinner with ``message`` on standard error while the block runs (none if
+    ``quiet``); the block may change the message with the function it is given."""
     if quiet:
-        yield
+        yield lambda _: None
     else:
-        with stderr.status(message):
-            yield
+        with stderr.status(message) as status:
+            yield status.update
 
 
 def output_width() -> int:
@@ -657,11 +663,16 @@ def fit_command(
     hypothesis: Hypothesis = None,
     pairwise: Pairwise = None,
     sep: Sep = None, decimal: Decimal = None, encoding: Encoding = None,
-    engine: EngineOption = "auto", scheduler: Scheduler = None,
+    engine: EngineOption = "auto", scheduler: Scheduler = None, save_draws: SaveDraws = False,
 ) -> int:
     """Fit one model and print its summary; with --out also write CSV, NetCDF, plots."""
     check_output_options(output_format, ci)
     check_output_directory(out, force)
+    if save_draws and (out is None or prior_predictive):
+        raise SpecificationError(
+            "--save-draws writes the posterior's draws into posterior.nc of --out: give "
+            "--out DIR" if out is None else
+            "--save-draws writes the posterior's draws; --prior-predictive fits nothing")
     table_output = output_format == "table"
     bar = not quiet and table_output and stderr.is_terminal
     job = build_job(data, text={"sep": sep, "decimal": decimal, "encoding": encoding},
@@ -696,11 +707,22 @@ def fit_command(
     prepared = model.prepare(job.table, **job.columns)
     if prior_predictive:
         return prior_predictive_job(job, prepared, ci, out, force, output_format)
-    model.check_memory(prepared)  # refused before the header: no partial output
+    # refused before the header: no partial output
+    model.check_memory(prepared, save_draws=save_draws)
+    header_notes = [*job.notes, *getattr(prepared, "notes", ())]
+    saved_bytes = model.save_draws_estimate(prepared)[0] if save_draws else 0
+    if saved_bytes and out is not None:
+        from poolwise.resources import check_disk, format_bytes
+
+        check_disk(saved_bytes, out, what="--save-draws",
+                   alternatives=["--out on a larger disk", "fewer --draws",
+                                 "no --save-draws (fit.group_draws(indices) in Python draws "
+                                 "the groups asked for)"])
+        header_notes.append(f"--save-draws: every group's draws go into posterior.nc in "
+                            f"chunks, about {format_bytes(saved_bytes)}")
     if table_output:
         print_header(f"[bold]{escape(job.name)}[/bold]: {escape(model.title(prepared))}",
-                     model.prior_statements(prepared),
-                     (*job.notes, *getattr(prepared, "notes", ())))
+                     model.prior_statements(prepared), header_notes)
     with output_directory(out, force) as staging, collected_warnings() as caught:
         # nuts draws its own progress bar; the others get a spinner
         with progress(f"fitting {job.name} with {model.method}…",
@@ -718,13 +740,21 @@ def fit_command(
             summary = with_ranks(summary, fit.ranks(higher=decisions.higher,
                                                     parameter=rank_param, ci_prob=ci,
                                                     draws=rank_draws))
+        draws_note = fit.draws_note("posterior.nc" if save_draws else None)
         if staging is not None:
             from poolwise.outputs.report import REPORT_NAME
             from poolwise.outputs.writer import write_fit, write_report
 
-            provenance = job.provenance(fit.seed, getattr(prepared, "notes", ()), caught)
-            write_fit(staging, fit, summary=summary, check=check, predictions=predictions,
-                      ci_prob=ci, decisions=decisions, provenance=provenance)
+            notes = (*getattr(prepared, "notes", ()), *([draws_note] if draws_note else []))
+            provenance = job.provenance(fit.seed, notes, caught)
+            with progress(f"writing {out}/…", quiet or not table_output) as update:
+                def written(done: int, groups: int) -> None:
+                    update(f"writing every group's draws into posterior.nc: {done:,} of "
+                           f"{groups:,} groups")
+
+                write_fit(staging, fit, summary=summary, check=check, predictions=predictions,
+                          ci_prob=ci, decisions=decisions, provenance=provenance,
+                          save_draws=save_draws, progress=written)
             write_report(staging / REPORT_NAME, fit, ci_prob=ci, summary=summary,
                          check=check, predictions=predictions, decisions=decisions,
                          messages=caught, figures=staging, provenance=provenance)
@@ -732,10 +762,12 @@ def fit_command(
 
     document = fit_document(fit, summary=summary, check=check, predictions=predictions,
                             messages=caught, ci_prob=ci, decisions=decisions)
-    document["notes"] = [*job.notes, *document["notes"]]
+    document["notes"] = [*job.notes, *document["notes"], *([draws_note] if draws_note else [])]
     if table_output:
         print_table(summary, ci)
         print_sampler(fit)
+        if draws_note:
+            plain(f"note: {draws_note}")
         if fit.method.startswith("eb-"):
             plain(f"population-level rows: {fit.method} point estimates"
                   + (" (REML, as lme4)" if fit.kind == "mixed" else "")

@@ -35,7 +35,7 @@ class ImproperPosteriorError(PoolwiseError, ValueError):
 
 
 class ResourceError(PoolwiseError, MemoryError):
-    """A fit would need more memory than is available (refused before allocating it)."""
+    """A job would need more memory (or disk) than is available (refused before it starts)."""
 
 
 class SamplingWarning(UserWarning):

@@ -26,6 +26,7 @@ from __future__ import annotations
 import os
 import re
 import resource
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,7 +34,8 @@ from pathlib import Path
 from poolwise.exceptions import ResourceError, SpecificationError
 
 __all__ = ["ENVIRONMENT", "HEADROOM", "MemoryEstimate", "MemoryLimits", "available_memory",
-           "check_memory", "format_bytes", "jax_reserved", "memory_limits", "parse_size"]
+           "check_disk", "check_memory", "format_bytes", "jax_reserved", "memory_limits",
+           "parse_size"]
 
 #: the environment variable that sets the memory available, e.g. ``8G``
 ENVIRONMENT = "POOLWISE_MEMORY_LIMIT"
@@ -155,6 +157,27 @@ def check_memory(estimate: MemoryEstimate, *, what: str, alternatives: list[str]
     raise ResourceError(
         f"{what} needs about {format_bytes(needed)} ({parts}), but "
         f"{format_bytes(max(available, 0))} is available ({source}); {advice}")
+
+
+def check_disk(size: int, directory: str | Path, *, what: str, alternatives: list[str]
+               ) -> None:
+    """Refuse, with one line, a job that would write ``size`` bytes into ``directory`` (or
+    the nearest folder above it that exists) when its file system has less free space.
+
+    Raises
+    ------
+    ResourceError
+        ``--save-draws would write about 32 GB, but /data has 9.1 GB free; use …``.
+    """
+    folder = Path(directory).absolute()
+    while not folder.exists():
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if size <= free:
+        return
+    advice = f"; use {' or '.join(alternatives)}" if alternatives else ""
+    raise ResourceError(f"{what} would write about {format_bytes(size)}, but {folder} has "
+                        f"{format_bytes(free)} free{advice}")
 
 
 def _shortfall(estimate: MemoryEstimate, limits: MemoryLimits

@@ -200,9 +200,18 @@ class BaseModel(ABC):
         (draws, groups, rows) and the calibration above; None for a kind that gives none."""
         return None
 
-    def check_memory(self, data: Any) -> None:
+    def save_draws_estimate(self, data: Any) -> tuple[int, int]:
+        """What saving a fit of prepared ``data`` with every group's draws adds
+        (``fit.save(path, group_draws=True)``, ``--save-draws``): the bytes of the draws the
+        file gains, and the memory of the chunks they are written in. (0, 0) for a kind
+        whose fits keep every draw: its file holds them anyway."""
+        return 0, 0
+
+    def check_memory(self, data: Any, *, save_draws: bool = False) -> None:
         """Refuse, before anything large is allocated, a fit of prepared ``data`` that would
-        not fit in the memory available (:func:`poolwise.resources.available_memory`).
+        not fit in the memory available (:func:`poolwise.resources.available_memory`);
+        ``save_draws``: the fit will be saved with every group's draws
+        (:meth:`save_draws_estimate`).
 
         Raises
         ------
@@ -211,6 +220,10 @@ class BaseModel(ABC):
             (fewer draws, another method), each with its estimate.
         """
         estimate = self.memory_estimate(data)
+        chunks = self.save_draws_estimate(data)[1] if save_draws else 0
+        if estimate is not None and chunks:
+            estimate = replace(estimate, parts=(*estimate.parts,
+                                                ("group draws written in chunks", chunks)))
         if estimate is None or estimate.fits():
             return
         chains, draws = self.config.chains, self.config.draws

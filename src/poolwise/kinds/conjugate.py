@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Unpack
 
 import numpy as np
@@ -44,7 +45,7 @@ from poolwise.families.normal_normal import i_squared
 from poolwise.inference import EBEstimate, get_method, methods_by_pooling
 from poolwise.inference.base import draws_theta
 from poolwise.inference.group_posterior import GroupSummary, summarise_groups
-from poolwise.kinds.base import BaseModel, Settings, group_answers
+from poolwise.kinds.base import MIN_DRAWS, VALUE, BaseModel, Settings, group_answers
 from poolwise.priors import (
     ConjugatePrior,
     Distribution,
@@ -54,6 +55,14 @@ from poolwise.priors import (
     UniformVariancePrior,
     parse_hyperprior,
     parse_theta_prior,
+)
+from poolwise.resources import (
+    HEADROOM,
+    MemoryEstimate,
+    check_disk,
+    check_memory,
+    format_bytes,
+    memory_limits,
 )
 from poolwise.results.checks import CheckData
 from poolwise.results.decisions import DrawSource
@@ -90,7 +99,6 @@ from poolwise.vocabulary import POOLING_PHRASES, canonical_family
 
 if TYPE_CHECKING:
     from poolwise.inference.base import Draws
-    from poolwise.resources import MemoryEstimate
 
 __all__ = ["ConjugateFit", "Model"]
 
@@ -107,8 +115,11 @@ GROUP_BLOCK = 256
 #: memory per group for its summaries, the tables, figures and files written of it
 #: (measured: 10^6 beta-binomial groups peak at 2.6 GB with --out, 2026-12-05)
 PER_GROUP_BYTES = 2_000
-#: the most θ values :meth:`ConjugateFit.group_draws` draws at once (2 GB)
-GROUP_DRAWS_MEMORY = 250_000_000
+#: θ values drawn and written per chunk by ``save(path, group_draws=True)``, and read per
+#: chunk from such a file (64 MB)
+CHUNK_VALUES = 2**23
+#: arrays of one block's size that drawing a block holds at once (its draws, the sampler's)
+BLOCK_COPIES = 3
 
 
 class Model(BaseModel):
@@ -339,7 +350,7 @@ class Model(BaseModel):
         and :data:`PER_GROUP_BYTES` for each group's summaries, tables and files."""
         groups = data.n_groups
         draws = self.config.chains * self.config.draws
-        keeps_theta = self.method in ("gibbs", "nuts") or draws_theta(self.config, groups)
+        keeps_theta = self.keeps_theta(groups)
         marginal = self.method == "nuts" and self.config.parametrisation in ("auto", "marginal") \
             and self.family.name != "normal"
         return self._draws_estimate(
@@ -348,6 +359,19 @@ class Model(BaseModel):
             pointwise=groups if keeps_theta and draws * groups <= EAGER_LOG_LIKELIHOOD else 0,
             observed=groups, jax=self.method == "nuts",
             other=[("group summaries, tables and files", groups * PER_GROUP_BYTES)])
+
+    def keeps_theta(self, groups: int) -> bool:
+        """Whether a fit of ``groups`` groups keeps θ's draws: Markov chains always, exact
+        and empirical Bayes below :data:`~poolwise.inference.base.GROUP_DRAWS_LIMIT`."""
+        return self.method in ("gibbs", "nuts") or draws_theta(self.config, groups)
+
+    def save_draws_estimate(self, data: GroupCounts) -> tuple[int, int]:
+        """θ's draws that ``fit.save(path, group_draws=True)`` writes where the fit does not
+        keep them (bytes in the file), and the memory of the chunks it writes them in."""
+        if self.keeps_theta(data.n_groups):
+            return 0, 0
+        draws = self.config.chains * self.config.draws
+        return draws * data.n_groups * VALUE, 2 * _chunk_groups(draws) * draws * VALUE
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: pd.DataFrame | GroupCounts, *, y: str | None = None,
@@ -535,6 +559,9 @@ class ConjugateFit(Fit):
     eb: EBEstimate | None = None
     #: use every ``draw_step``-th draw of each chain (a thinned copy, for predictive checks)
     draw_step: int = 1
+    #: θ's draws (chain, draw, group) left in the file the fit was loaded from (one saved
+    #: with ``group_draws=True``): file-backed, read a slice at a time
+    file_theta: xr.Variable | None = None
 
     model: Model
     data: GroupCounts
@@ -572,16 +599,41 @@ class ConjugateFit(Fit):
     def group_draws(self, groups: Sequence[int] | NDArray[np.intp] | None = None
                     ) -> NDArray[np.float64]:
         """θ's draws (chain, draw, group) for the groups at the indices ``groups`` (all by
-        default): the stored ones, or drawn now from θ_j's conditional given each
+        default): the stored ones, those in the file the fit was loaded from (saved with
+        ``group_draws=True``), or drawn now from θ_j's conditional given each
         hyperparameter draw (the estimates under empirical Bayes, θ's fixed prior under no
-        pooling), :data:`GROUP_BLOCK` groups per random stream."""
+        pooling), :data:`GROUP_BLOCK` groups per random stream — the same draws whichever
+        way, for a given seed.
+
+        Raises
+        ------
+        ResourceError
+            When the draws asked for would not fit in the memory available
+            (:func:`poolwise.resources.check_memory`); the line names what would.
+        """
         chosen = (np.arange(self.data.n_groups) if groups is None
-                  else np.asarray(groups, dtype=np.intp))
+                  else np.asarray(groups, dtype=np.intp).ravel())
+        if chosen.size and (chosen.min() < 0 or chosen.max() >= self.data.n_groups):
+            raise SpecificationError(
+                f"group indices run from 0 to {self.data.n_groups - 1}, got "
+                f"{int(chosen.min() if chosen.min() < 0 else chosen.max())}")
+        chains, draws = self._draw_shape()
+        self._check_group_draws(chains * draws, chosen.size)
+        return self._group_draws(chosen)
+
+    def _group_draws(self, chosen: NDArray[np.intp]) -> NDArray[np.float64]:
+        """:meth:`group_draws` of valid indices, without the memory check."""
         if self.stores_group_draws:
             stored = self.draws("theta")[:, ::self.draw_step]
             return stored[..., chosen]
         chains, draws = self._draw_shape()
-        _check_group_draws(chains * draws, chosen.size)
+        if self.file_theta is not None:
+            out = np.empty((chains, draws, chosen.size))
+            for _, where in _spans(chosen, _chunk_groups(chains * self.config.draws)):
+                low, high = chosen[where].min(), chosen[where].max() + 1
+                part = self.file_theta[:, ::self.draw_step, low:high].values
+                out[..., where] = part[..., chosen[where] - low]
+            return out
         hyper = self._hyper_draws()
         alpha, beta, y, n = self.model.conditionals(self.data, hyper, self.eb)
         if self.model.pooling == "complete":
@@ -589,17 +641,15 @@ class ConjugateFit(Fit):
             return np.broadcast_to(common.reshape(chains, draws, 1),
                                    (chains, draws, chosen.size)).copy()
         out = np.empty((chains * draws, chosen.size))
-        order = np.argsort(chosen // GROUP_BLOCK, kind="stable")
-        blocks, starts = np.unique(chosen[order] // GROUP_BLOCK, return_index=True)
 
-        def fill(task: tuple[int, NDArray[np.intp]]) -> None:
-            block, where = task
-            members = slice(block * GROUP_BLOCK, (block + 1) * GROUP_BLOCK)
-            values = self._block_draws(block, alpha, beta, y[members], n[members],
-                                       chains * draws)
-            out[:, where] = values[:, chosen[where] - block * GROUP_BLOCK]
+        def fill(span: tuple[int, NDArray[np.intp]]) -> None:
+            start, where = span
+            members = slice(start, start + GROUP_BLOCK)
+            values = self._block_draws(start // GROUP_BLOCK, alpha, beta, y[members],
+                                       n[members], chains * draws)
+            out[:, where] = values[:, chosen[where] - start]
 
-        run_blocks(fill, list(zip(blocks.tolist(), np.split(order, starts[1:]), strict=True)))
+        run_blocks(fill, list(_spans(chosen, GROUP_BLOCK)))
         return out.reshape(chains, draws, chosen.size)
 
     def theta_at(self, draws: Sequence[int] | NDArray[np.intp]) -> NDArray[np.float64]:
@@ -638,6 +688,32 @@ class ConjugateFit(Fit):
                           self.group_summary().mean, chains * per_chain, self.theta_at,
                           lambda groups: self.group_draws(groups).reshape(-1, groups.size))
 
+    def _check_group_draws(self, draws: int, groups: int) -> None:
+        """Refuse, with one line, θ's draws for ``groups`` groups × ``draws`` draws that
+        would not fit in the memory available, naming what would: fewer groups at a time,
+        every group's draws written to a file, fewer draws."""
+        # a block drawn whole however few of its groups are asked for; a file read a span
+        # of up to a chunk at a time
+        span = _chunk_groups(draws)
+        working = VALUE * draws * max(GROUP_BLOCK * BLOCK_COPIES, min(groups, span))
+        estimate = MemoryEstimate((("θ draws", VALUE * draws * groups),
+                                   ("working arrays", working)))
+        if estimate.fits():
+            return
+        usable = HEADROOM * (memory_limits().available or 0) - working
+        options = []
+        fewer = int(usable // (VALUE * draws))
+        if fewer >= 1:
+            options.append(f"fit.group_draws(indices) with at most {fewer:,} groups at a time")
+        if self.file_theta is None:
+            options.append("--save-draws (fit.save(path, group_draws=True)) to write every "
+                           "group's draws into posterior.nc in chunks")
+        per_chain = int(usable // (VALUE * groups * self.config.chains))
+        if MIN_DRAWS <= per_chain < self.config.draws:
+            options.append(f"draws={per_chain} (--draws {per_chain}) in a new fit")
+        check_memory(estimate, what=f"drawing θ for {groups:,} groups × {draws:,} draws",
+                     alternatives=options)
+
     def _block_draws(self, block: int, alpha: NDArray, beta: NDArray, y: NDArray,
                      n: NDArray, size: int) -> NDArray[np.float64]:
         """θ draws (size, groups) of one block of groups, from the block's own stream."""
@@ -653,6 +729,71 @@ class ConjugateFit(Fit):
         if name == "theta" and not self.stores_group_draws:
             return self.group_draws()
         return super().draws(name)
+
+    # ------------------------------------------------------------------ saving
+    def save(self, path: str | Path, *, group_draws: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> None:
+        """Write the fit to NetCDF; :func:`poolwise.load` reads it back.
+
+        With ``group_draws`` a fit that does not keep θ's draws (above
+        :data:`~poolwise.inference.base.GROUP_DRAWS_LIMIT`) writes every group's into the
+        posterior as ``theta`` (chain, draw, group), in chunks of groups, never the whole
+        draws × groups matrix in memory; the file grows by draws × groups × 8 bytes.
+        ``poolwise.load`` leaves them in the file and :meth:`group_draws` reads the groups
+        asked for. ``progress(groups written, groups)`` is called after each chunk.
+
+        Raises
+        ------
+        ResourceError
+            When the draws would not fit on the disk (or one chunk in memory).
+        """
+        if not group_draws or self.stores_group_draws:
+            super().save(path)
+            return
+        chains, draws = self._draw_shape()
+        groups = self.data.n_groups
+        span = _chunk_groups(chains * draws)
+        check_memory(MemoryEstimate((("group draws written in chunks",
+                                      2 * span * chains * draws * VALUE),)),
+                     what=f"writing θ's draws {span:,} groups at a time", alternatives=[])
+        check_disk(chains * draws * groups * VALUE, Path(path).parent,
+                   what=f"saving θ's draws of {groups:,} groups × {chains * draws:,} draws",
+                   alternatives=["fit.save(path) without group_draws (--save-draws), and "
+                                 "fit.group_draws(indices) for the groups needed"])
+        tree = self.tree.copy()
+        posterior = (tree["posterior"].to_dataset() if "posterior" in tree.children else
+                     xr.Dataset(coords={"chain": np.arange(chains), "draw": np.arange(draws)}))
+        tree["posterior"] = xr.DataTree(posterior.assign_coords(group=self.data.labels))
+
+        def chunks() -> Iterator[tuple[slice, NDArray[np.float64]]]:
+            for start in range(0, groups, span):
+                stop = min(start + span, groups)
+                yield slice(start, stop), self._group_draws(np.arange(start, stop))
+                if progress is not None:
+                    progress(stop, groups)
+
+        _arviz.save_in_chunks(tree, path, group="posterior", name="theta",
+                              dims=("chain", "draw", "group"), shape=(chains, draws, groups),
+                              chunks=chunks())
+
+    def draws_note(self, file: str | None = None) -> str | None:
+        """Where θ's draws are, in one line, for a fit that does not keep them in memory
+        (None for one that does): not kept, and how to get them; or in ``file`` (the file
+        this fit was loaded from by default), where they were written in chunks."""
+        if self.stores_group_draws:
+            return None
+        draws = self.config.chains * self.config.draws
+        groups = self.data.n_groups
+        size = f"{groups:,} groups × {draws:,} draws, {format_bytes(VALUE * draws * groups)}"
+        if file is None and self.file_theta is not None:
+            file = Path(self.file_theta.encoding["source"]).name
+        if file is not None:
+            return (f"θ's draws of every group ({size}) are in {file}, written in chunks; "
+                    "poolwise.load reads the groups asked for (fit.group_draws(indices))")
+        return (f"θ's draws are not kept ({size}): the group rows are summarised without "
+                "them; fit.group_draws(indices) draws those of the groups asked for, and "
+                "--save-draws (fit.save(path, group_draws=True)) writes every group's into "
+                "posterior.nc in chunks")
 
     def _thinned(self, limit: int) -> ConjugateFit:
         if self.stores_group_draws:
@@ -1003,7 +1144,45 @@ class ConjugateFit(Fit):
             n=np.asarray(observed["n"].values, dtype=float),
             group_name=str(record.data["group_name"]),
             notes=tuple(record.data["notes"]))
-        return cls(model, data, tree, record.fitted["info"], _eb_from_dict(record.fitted["eb"]))
+        tree, file_theta = _take_file_theta(tree)
+        return cls(model, data, tree, record.fitted["info"], _eb_from_dict(record.fitted["eb"]),
+                   file_theta=file_theta)
+
+
+def _take_file_theta(tree: xr.DataTree) -> tuple[xr.DataTree, xr.Variable | None]:
+    """The tree without θ's draws where they were left in the file (written by
+    ``save(path, group_draws=True)``), and those draws, file-backed; the tree itself and
+    None otherwise."""
+    if "posterior" not in tree.children or "theta" not in tree["posterior"] \
+            or not tree["posterior"]["theta"].attrs.get(_arviz.ON_DEMAND):
+        return tree, None
+    tree = tree.copy()
+    posterior = tree["posterior"].to_dataset()
+    file_theta = posterior["theta"].variable
+    rest = posterior.drop_vars(["theta", "group"])
+    if rest.data_vars:
+        tree["posterior"] = xr.DataTree(rest)
+    else:  # empirical Bayes: θ was the posterior's only variable
+        del tree["posterior"]
+    return tree, file_theta
+
+
+def _chunk_groups(draws: int) -> int:
+    """Groups per chunk of :data:`CHUNK_VALUES` values at ``draws`` draws a group: whole
+    blocks of :data:`GROUP_BLOCK`, at least one."""
+    return max(GROUP_BLOCK, CHUNK_VALUES // max(draws, 1) // GROUP_BLOCK * GROUP_BLOCK)
+
+
+def _spans(chosen: NDArray[np.intp], width: int) -> Iterator[tuple[int, NDArray[np.intp]]]:
+    """For each span of group indices start..start + width (start a multiple of ``width``)
+    that holds some of ``chosen``: its start, and the positions in ``chosen`` of those in
+    it."""
+    if not chosen.size:
+        return
+    order = np.argsort(chosen // width, kind="stable")
+    spans, starts = np.unique(chosen[order] // width, return_index=True)
+    for span, where in zip(spans, np.split(order, starts[1:]), strict=True):
+        yield int(span) * width, where
 
 
 def _theta_rows(summary: GroupSummary, labels: NDArray[np.str_]) -> pd.DataFrame:
@@ -1017,16 +1196,6 @@ def _theta_rows(summary: GroupSummary, labels: NDArray[np.str_]) -> pd.DataFrame
                "ess_bulk": nan, "ess_tail": nan, "r_hat": nan, "mcse_mean": mcse,
                "pooling_factor": summary.pooling_factor}
     return pd.DataFrame(columns, columns=SUMMARY_COLUMNS)
-
-
-def _check_group_draws(draws: int, groups: int) -> None:
-    """Refuse to draw θ for more values than :data:`GROUP_DRAWS_MEMORY` allows."""
-    size = draws * groups
-    if size > GROUP_DRAWS_MEMORY:
-        raise SpecificationError(
-            f"θ's draws for {groups:,} groups × {draws:,} draws would take "
-            f"{size * 8 / 1e9:.1f} GB; ask for some groups (fit.group_draws(indices)), use "
-            "the summary (fit.summary(), fit.group_summary()), or fit with fewer --draws")
 
 
 def _resample(rng: np.random.Generator, log_weights: NDArray, size: int) -> NDArray[np.intp]:

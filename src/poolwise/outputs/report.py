@@ -146,8 +146,10 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
         "name": _data_name(provenance),
         "kind": fit.kind,
         "facts": _facts(fit, provenance),
+        # a fit made in Python has no provenance: its notes, and where its draws are
         "notes": list(provenance.notes if provenance is not None else
-                      getattr(fit.data, "notes", ())),
+                      [*getattr(fit.data, "notes", ()),
+                       *filter(None, [fit.draws_note()])]),
         "equations": [_equation(line) for line in fit.equations()],
         "graph": _plate_diagram(figures),
         "priors": fit.prior_statements(),

@@ -233,11 +233,13 @@ def draw_figures(directory: Path, fit: Fit, figures: Mapping[str, Callable[[], A
 
 def write_fit(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
               predictions: Sequence[Prediction], ci_prob: float,
-              decisions: Decisions = Decisions(), provenance: Provenance | None = None
+              decisions: Decisions = Decisions(), provenance: Provenance | None = None,
+              save_draws: bool = False, progress: Callable[[int, int], None] | None = None
               ) -> None:
     """Every file of :data:`CORE_FILES` but ``result.json`` and ``report.html``, the
     trace, the predictions, the decision answers and the kind's own figures; the
-    provenance, when given, is saved with the fit."""
+    provenance, when given, is saved with the fit, and with ``save_draws`` every group's
+    draws (:meth:`~poolwise.results.fit.Fit.save`, reporting to ``progress``)."""
     write_csv(summary, directory / "summary.csv")
     write_csv(check, directory / "predictive_check.csv")
     if predictions:
@@ -252,7 +254,7 @@ def write_fit(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Dat
                                              decisions=decisions))
     if provenance is not None:
         provenance.store(fit.tree)
-    fit.save(directory / "posterior.nc")
+    fit.save(directory / "posterior.nc", group_draws=save_draws, progress=progress)
 
 
 def write_report(path: Path, fit: Fit, *, ci_prob: float = 0.95,

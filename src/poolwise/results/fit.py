@@ -325,9 +325,22 @@ class Fit(ABC):
         dimension and labels."""
         raise SpecificationError(f"a {self.kind} fit has no pointwise log likelihood")
 
-    def save(self, path: str | Path) -> None:
-        """Write the fit to NetCDF; :func:`poolwise.load` reads it back as this kind."""
+    def save(self, path: str | Path, *, group_draws: bool = False,
+             progress: Callable[[int, int], None] | None = None) -> None:
+        """Write the fit to NetCDF; :func:`poolwise.load` reads it back as this kind.
+
+        ``group_draws``: the file holds every group's draws. A fit that keeps its draws
+        writes them anyway, so for it this changes nothing; one that summarises its groups
+        without draws (rates and normal fits of many groups) writes them in chunks,
+        calling ``progress(groups written, groups)`` after each.
+        """
         _arviz.save(self.tree, path)
+
+    def draws_note(self, file: str | None = None) -> str | None:
+        """Where the group-level draws are, for a fit that does not keep them in memory
+        (written in chunks to ``file``, or not kept and how to get them); None for a fit
+        that keeps them, as every kind but the summarised rates and normal fits does."""
+        return None
 
     @classmethod
     @abstractmethod
