@@ -44,8 +44,10 @@ FloatArray = NDArray[np.float64]
 
 #: conditional moments evaluated (distinct pairs × draws) before draws are subsampled
 MEAN_BUDGET = 1 << 25
-#: conditional CDFs evaluated per quantile (distinct pairs × draws) before subsampling
-QUANTILE_BUDGET = 1 << 22
+#: conditional CDFs evaluated per quantile (distinct pairs × draws) before subsampling:
+#: at 3,000 distinct pairs, 175 of 4,000 draws put an interval end's Monte Carlo error
+#: near 0.002 sd, some 20 times below that of the sample quantile of 4,000 draws of θ
+QUANTILE_BUDGET = 1 << 19
 MIN_MEAN_DRAWS = 32
 MIN_QUANTILE_DRAWS = 16
 #: elements of one (draws × pairs) block
