@@ -105,7 +105,7 @@ class CrossProducts:
 
     @property
     def n_obs(self) -> int:
-        return int(round(float(self.n.sum())))
+        return round(float(self.n.sum()))
 
     def total(self, name: str) -> FloatArray:
         """The sum over levels of one field: the sum over all rows."""

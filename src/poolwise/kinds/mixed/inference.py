@@ -461,6 +461,8 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
     choice = resolve_parametrisation(design.family, parametrisation
                                      if parametrisation != "auto" else config.parametrisation)
     _check(design, priors)
+    if choice != "marginal":
+        design.needs_rows(f"the {choice} parametrisation (it evaluates every row)")
     accept = TARGET_ACCEPT[choice] if target_accept is None else float(target_accept)
     rng = generator(config.seed, Stream.INIT)
     builder = _marginal_model if choice == "marginal" else _explicit_model

@@ -543,8 +543,8 @@ def _dask_partition(part: pd.DataFrame, number: int, plan: Plan, types: dict[str
     rows, kept_positions = part[keep], positions[keep]
     response = plan.y[0].column
     check = [Check("number", response, "response")]
-    found = frame_violations(rows, check, kept_positions) if types[response] == "text" \
-        else [None]
+    found: list[Violation | None] = (frame_violations(rows, check, kept_positions)
+                                     if types[response] == "text" else [None])
     base = {name: evaluate(column, rows) for name, column, _ in plan.base()}
     bad: list[Violation | None] = []
     for values in base.values():
