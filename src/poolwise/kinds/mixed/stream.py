@@ -670,8 +670,11 @@ def reduce_mixed(model: Any, data: str | Any, *, engine: str = "auto",
                 + (f" (scheduler {scheduler})" if isinstance(scheduler, str) else "")
                 + " into per-group cross-products")
     cross, keys = cross_from_sums(plan, sums)
+    kept = ("the rows are not kept: the predictive check compares each group's mean, "
+            "and group lines, conditional effects and a group's own rows need "
+            "--engine pandas")
     design = build_design(model.formula, plan, cross, level_labels(keys), dropped,
-                          (read, *notes))
+                          (read, *notes, kept))
     skeleton = plan.skeleton.copy()
     for i, column in enumerate(plan.keys):
         values = keys[f"k{i}"].to_numpy()
