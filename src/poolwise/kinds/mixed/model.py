@@ -233,6 +233,13 @@ class MixedModel(BaseModel):
         if isinstance(data, MixedData):
             if data.key == self._key():
                 return data
+            if data.streamed:  # its table is the skeleton: only the sums are the data
+                if data.key[:2] != self._key()[:2] or data.key[3] != self._key()[3]:
+                    raise SpecificationError(
+                        "these data were reduced out of core for the formula "
+                        f"{data.key[0]!r}; reduce the files again for this model's formula, "
+                        "family and missing-value rule")
+                return self._assemble(data.table, data.full_design)
             data = data.table
         if not isinstance(data, pd.DataFrame):
             raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
