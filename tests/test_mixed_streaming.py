@@ -23,7 +23,6 @@ import poolwise
 from poolwise import ExistingGroup, NewGroup, NewRows, Population
 from poolwise.cli import main
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.kinds.mixed.formula import parse_formula
 from poolwise.kinds.mixed.inference import _marginal_model, gaussian_stats
 from poolwise.kinds.mixed.stream import reduce_mixed
 from poolwise.outputs.writer import CORE_FILES

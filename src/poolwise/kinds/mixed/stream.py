@@ -96,7 +96,8 @@ Column = tuple[Factor, ...]
 class Plan:
     """How to compute a streamed design's columns from the rows: the response ``y``, X's
     columns ``x`` (named ``fixed_names``), Z's ``z`` (named ``effects``; none without a
-    group term), the factor's columns ``keys``, and the small ``skeleton`` table."""
+    group term), the factor's columns ``keys``, the columns read ``used``, and the small
+    ``skeleton`` table."""
 
     response: str
     y: Column
@@ -107,9 +108,7 @@ class Plan:
     correlated: bool
     keys: tuple[str, ...]
     used: tuple[str, ...]
-    categorical: tuple[str, ...]
     skeleton: pd.DataFrame
-    notes: tuple[str, ...]
 
     def base(self) -> list[tuple[str, Column, str]]:
         """(name, column, what) of every column summed: y, X's, Z's."""
@@ -282,8 +281,8 @@ def make_plan(formula: str, types: dict[str, str],
         if got.shape != want.shape or not np.allclose(got, want, rtol=1e-12, atol=0.0,
                                                       equal_nan=True):
             raise refuse(f"the formula's {what} could not be translated for the engine")
-    return Plan(parsed.response, response, tuple(x), tuple(fixed_names), tuple(z), tuple(effects),
-                correlated, tuple(keys), tuple(used), tuple(categorical), skeleton, ())
+    return Plan(parsed.response, response, tuple(x), tuple(fixed_names), tuple(z),
+                tuple(effects), correlated, tuple(keys), tuple(used), skeleton)
 
 
 def _covariates(parsed: _Parsed) -> set[str]:
@@ -535,8 +534,9 @@ def _dask_partition(part: pd.DataFrame, number: int, plan: Plan, types: dict[str
     from poolwise.data.engines import _positions
 
     positions = _positions(part, number)
-    part = _typed(part, types)
+    # missing as read: text that is not a number is found by the finiteness check below
     missing = {c: part[c].isna().to_numpy() for c in plan.used}
+    part = _typed(part, types)
     incomplete = np.logical_or.reduce(list(missing.values())) if missing \
         else np.zeros(len(part), bool)
     keep = ~incomplete if drop else np.ones(len(part), bool)
