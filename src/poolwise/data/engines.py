@@ -293,7 +293,7 @@ def _duckdb(threads: int | None, memory_limit: str | None) -> Iterator[Any]:
     spill = tempfile.mkdtemp(prefix="poolwise-duckdb-")
     config: dict[str, str | bool | int | float | list[str]] = {
         "memory_limit": memory_limit or default_memory_limit(), "temp_directory": spill,
-        "preserve_insertion_order": False, "enable_progress_bar": False}
+        "preserve_insertion_order": False}
     if threads is not None:
         config["threads"] = threads
     try:
@@ -302,6 +302,7 @@ def _duckdb(threads: int | None, memory_limit: str | None) -> Iterator[Any]:
         except duckdb.Error as err:
             raise SpecificationError(f"DuckDB refuses its settings: {_first_line(err)}"
                                      ) from None
+        con.execute("SET enable_progress_bar = false")  # else drawn on stderr past 2 s
         try:
             yield con
         finally:
