@@ -526,14 +526,28 @@ DaskPart = tuple[int, int, dict[str, int], list[Violation | None], list[Violatio
                  pd.DataFrame]
 
 
+#: a partition is summed this many rows at a time (the products of one slice in memory)
+SLICE_ROWS = 500_000
+
+
 def _dask_partition(part: pd.DataFrame, number: int, plan: Plan, types: dict[str, str],
                     drop: bool) -> DaskPart:
     """One partition's rows, incomplete rows, missing values per column, the response
     check, the first value that is not finite of each summed column, and its per-level
-    sums."""
+    sums, :data:`SLICE_ROWS` rows at a time."""
+    if len(part) <= SLICE_ROWS:
+        return _dask_slice(part, number, 0, plan, types, drop)
+    return _dask_merge(*(_dask_slice(part.iloc[start:start + SLICE_ROWS], number, start, plan,
+                                     types, drop)
+                         for start in range(0, len(part), SLICE_ROWS)), keys=len(plan.keys))
+
+
+def _dask_slice(part: pd.DataFrame, number: int, start: int, plan: Plan,
+                types: dict[str, str], drop: bool) -> DaskPart:
+    """:func:`_dask_partition` of the rows from ``start`` of partition ``number``."""
     from poolwise.data.engines import _positions
 
-    positions = _positions(part, number)
+    positions = _positions(part, number) + start
     # missing as read: text that is not a number is found by the finiteness check below
     missing = {c: part[c].isna().to_numpy() for c in plan.used}
     part = _typed(part, types)
