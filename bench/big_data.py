@@ -1,16 +1,24 @@
-"""Data larger than memory: `poolwise fit` of an N-row Parquet file of 0/1 outcomes.
+"""Data larger than memory: `poolwise fit` of an N-row Parquet file.
 
 Generates (not shipped) a Parquet file of ``--rows`` rows, ``g`` a group in
-0..``--groups``−1 and ``y`` a 0/1 outcome with the group's rate θ_g ~ Beta(2, 20), written
-in chunks of ``--chunk`` rows with pyarrow so generation holds one chunk at a time. Then
-runs, for each ``--engines`` entry, as a separate process under ``/usr/bin/time -v``,
+0..``--groups``−1, written in chunks of ``--chunk`` rows with pyarrow so generation holds
+one chunk at a time:
 
-    poolwise fit FILE --y y --group g --engine ENGINE --method exact --quiet
+- ``--model bernoulli`` (default): ``y`` a 0/1 outcome with the group's rate
+  θ_g ~ Beta(2, 20), fitted by ``poolwise fit FILE --y y --group g``;
+- ``--model mixed``: a normal mixed model with one grouping factor, x uniform on 0..9 and
+  y = 250 + 10 x + b_g0 + b_g1 x + ε, (b_g0, b_g1) ~ N(0, diag(25², 6²)), ε ~ N(0, 25²),
+  fitted by ``poolwise fit FILE --formula 'y ~ x + (x | g)'`` (streamed as per-group
+  cross-products).
 
-and prints its wall time and peak RSS (issue 11: < 4 GB at 10^8 rows with DuckDB).
+Then runs, for each ``--engines`` entry, as a separate process under ``/usr/bin/time -v``,
+``poolwise fit FILE … --engine ENGINE --method METHOD --quiet`` and prints its wall time
+and peak RSS (issue 11: < 4 GB at 10^8 rows with DuckDB).
 
     PYTHONPATH=src .venv/bin/python bench/big_data.py --rows 10000000 --engines duckdb,pandas
     PYTHONPATH=src .venv/bin/python bench/big_data.py            # 10^8 rows (≈ 0.5 GB file)
+    PYTHONPATH=src .venv/bin/python bench/big_data.py --model mixed --rows 10000000 \
+        --groups 1000 --method eb-ml --engines duckdb,dask
 """
 
 from __future__ import annotations
@@ -43,10 +51,34 @@ def generate(path: Path, rows: int, groups: int, chunk: int, seed: int) -> None:
             writer.write_table(pa.table({"g": g, "y": y}, schema=schema))
 
 
-def measure(path: Path, engine: str, method: str) -> tuple[float, float, int, str]:
+def generate_mixed(path: Path, rows: int, groups: int, chunk: int, seed: int) -> None:
+    """The mixed model's Parquet file (module docstring), one row group per chunk."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rng = np.random.default_rng([seed, 1])
+    effects = rng.normal(0.0, [25.0, 6.0], size=(groups, 2))
+    schema = pa.schema([("g", pa.int32()), ("x", pa.float64()), ("y", pa.float64())])
+    with pq.ParquetWriter(path, schema) as writer:
+        for start in range(0, rows, chunk):
+            size = min(chunk, rows - start)
+            g = rng.integers(0, groups, size=size, dtype=np.int32)
+            x = rng.uniform(0.0, 9.0, size=size)
+            y = (250.0 + effects[g, 0] + (10.0 + effects[g, 1]) * x
+                 + rng.normal(0.0, 25.0, size=size))
+            writer.write_table(pa.table({"g": g, "x": x, "y": y}, schema=schema))
+
+
+#: each model's generator and the options that fit it
+MODELS = {"bernoulli": (generate, ["--y", "y", "--group", "g"]),
+          "mixed": (generate_mixed, ["--formula", "y ~ x + (x | g)"])}
+
+
+def measure(path: Path, engine: str, method: str, options: list[str]
+            ) -> tuple[float, float, int, str]:
     """Wall seconds, peak RSS in GB, exit code and the last lines of output."""
     command = ["/usr/bin/time", "-v", sys.executable, "-m", "poolwise", "fit", str(path),
-               "--y", "y", "--group", "g", "--engine", engine, "--method", method, "--quiet"]
+               *options, "--engine", engine, "--method", method, "--quiet"]
     done = subprocess.run(command, capture_output=True, text=True, env=os.environ.copy(),
                           check=False)
     wall = re.search(r"Elapsed \(wall clock\) time.*: (?:(\d+):)?(\d+):([\d.]+)", done.stderr)
@@ -63,6 +95,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10**8)
     parser.add_argument("--groups", type=int, default=10**4)
     parser.add_argument("--chunk", type=int, default=5 * 10**6)
+    parser.add_argument("--model", choices=sorted(MODELS), default="bernoulli")
     parser.add_argument("--engines", default="duckdb")
     parser.add_argument("--method", default="exact")
     parser.add_argument("--seed", type=int, default=0)
@@ -70,15 +103,16 @@ def main() -> None:
                                                   "temporary directory, removed after)")
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="poolwise-big-") as scratch:
-        path = args.path or Path(scratch) / f"bernoulli_{args.rows}.parquet"
+        make, options = MODELS[args.model]
+        path = args.path or Path(scratch) / f"{args.model}_{args.rows}.parquet"
         if not path.exists():
             start = time.perf_counter()
-            generate(path, args.rows, args.groups, args.chunk, args.seed)
+            make(path, args.rows, args.groups, args.chunk, args.seed)
             print(f"generated {args.rows:,} rows in {args.groups:,} groups: "
                   f"{path.stat().st_size / 1e6:.0f} MB in {time.perf_counter() - start:.1f} s")
         print(f"{'engine':8} {'wall':>9} {'peak RSS':>9}  exit")
         for engine in args.engines.split(","):
-            seconds, peak, code, tail = measure(path, engine, args.method)
+            seconds, peak, code, tail = measure(path, engine, args.method, options)
             print(f"{engine:8} {seconds:8.1f}s {peak:7.2f} GB  {code}")
             if code != 0:
                 print("   " + tail.replace("\n", "\n   "))

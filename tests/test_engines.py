@@ -252,8 +252,10 @@ def test_python_fit_reads_a_glob(tmp_path):
     fit = poolwise.fit(source, engine="duckdb", **settings)
     direct = poolwise.fit(table, **settings)
     pd.testing.assert_frame_equal(fit.summary(), direct.summary())
+    with pytest.raises(SpecificationError, match="needs its rows in memory"):
+        poolwise.fit(source, formula="y | trials(n) ~ 1 + (1 | g)", family="binomial")
     with pytest.raises(SpecificationError, match="need the rows in memory"):
-        poolwise.fit(source, formula="y ~ 1 + (1 | g)")
+        poolwise.fit(source, y="y", group="g", family="nig")
 
 
 @pytest.mark.slow
@@ -310,7 +312,8 @@ def test_cli_fits_a_glob_with_duckdb(tmp_path, capsys):
 @pytest.mark.parametrize(("extra", "message"), [
     (["--y", "y", "--n", "n", "--group", "g", "--engine", "duckdb", "--scheduler",
       "tcp://127.0.0.1:8786"], "--scheduler is for --engine dask"),
-    (["--formula", "y ~ 1 + (1 | g)"], "mixed models need the rows in memory"),
+    (["--formula", "y ~ 1 + (1 | g/win)"], "mixed model needs its rows in memory"),
+    (["--family", "nig", "--y", "x", "--group", "g"], "nig models need the rows in memory"),
     (["--y", "y", "--n", "n", "--group", "g", "--engine", "spark"], "engine must be one of"),
 ])
 def test_cli_refusals(tmp_path, capsys, extra, message):

@@ -147,8 +147,9 @@ def fit(data: pd.DataFrame | Mapping[str, Any] | str | Path | Any, *,
     return built.fit(data, **given)
 
 
-#: the kinds whose data reduce to group statistics, and so can be read out of core
-STREAMING_KINDS = ("rates", "normal")
+#: the kinds whose data reduce to group statistics, and so can be read out of core (mixed:
+#: the normal family with one grouping factor, :mod:`poolwise.kinds.mixed.stream`)
+STREAMING_KINDS = ("rates", "normal", "mixed")
 
 
 class Loaded(NamedTuple):
@@ -167,8 +168,10 @@ def load_source(model: BaseModel, data: str | Path | Any, columns: Mapping[str, 
 
     Rates and normal models are reduced to group statistics by the engine
     (:func:`poolwise.data.engines.reduce`): one small file by pandas, larger files, globs
-    and directories by DuckDB out of core, or by Dask. Mixed, nested, NIG and custom models
-    need the rows in memory, so they take one file that pandas reads.
+    and directories by DuckDB out of core, or by Dask. Normal mixed models with one
+    grouping factor are reduced the same way to per-group cross-products
+    (:func:`poolwise.kinds.mixed.stream.reduce_mixed`); other mixed models, nested, NIG
+    and custom models need the rows in memory, so they take one file that pandas reads.
     """
     from poolwise.data.engines import Source, choose_engine, reduce, resolve
     from poolwise.data.tables import read_table_noted
@@ -183,14 +186,22 @@ def load_source(model: BaseModel, data: str | Path | Any, columns: Mapping[str, 
         if chosen != "pandas" or scheduler is not None or not isinstance(source, Source):
             raise SpecificationError(
                 f"{model.kind} models need the rows in memory, so they read one file with "
-                f"engine 'pandas'; engines duckdb and dask (and a scheduler) reduce rates and "
-                f"normal models only — mixed, nested, NIG and custom models still need every "
-                f"row in memory")
+                f"engine 'pandas'; engines duckdb and dask (and a scheduler) reduce rates, "
+                f"normal and normal mixed models only — nested, NIG and custom models still "
+                f"need every row in memory")
         table, notes = read_table_noted(source.files[0], **text)
         return Loaded(table, len(table), notes)
     if chosen == "pandas" and isinstance(source, Source):  # the model reduces it
         table, notes = read_table_noted(source.files[0], **text)
         return Loaded(table, len(table), notes)
+    if model.kind == "mixed":
+        from poolwise.kinds.mixed.model import MixedModel
+        from poolwise.kinds.mixed.stream import reduce_mixed
+
+        assert isinstance(model, MixedModel)
+        streamed = reduce_mixed(model, source, engine=chosen, scheduler=scheduler,
+                                text={k: v for k, v in text.items() if v is not None})
+        return Loaded(model.prepare_streamed(streamed), streamed.rows, ())
     family = getattr(model, "family", None)
     normal = family is None or family.name == "normal"
     if normal and columns.get("n") is not None:

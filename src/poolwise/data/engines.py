@@ -19,7 +19,9 @@ messages — is the one the pandas path gives (:func:`~poolwise.data.tables.grou
 
 Rows of one group are summed (rates) or reduced to count, mean, sum of squared deviations,
 min and max (raw observations of the normal family); estimates with standard errors are
-one row per group already and are read as such. Models that need every row (mixed,
+one row per group already and are read as such. Normal mixed models with one grouping
+factor reduce to per-group cross-products with these tables
+(:mod:`poolwise.kinds.mixed.stream`); models that need every row (other mixed models,
 nested, NIG, custom) read one file with pandas.
 """
 
@@ -303,6 +305,7 @@ def _duckdb(threads: int | None, memory_limit: str | None) -> Iterator[Any]:
         except duckdb.Error as err:
             raise SpecificationError(f"DuckDB refuses its settings: {_first_line(err)}"
                                      ) from None
+        con.execute("SET enable_progress_bar = false")  # else drawn on stderr past 2 s
         try:
             yield con
         finally:

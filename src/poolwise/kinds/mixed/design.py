@@ -10,11 +10,18 @@ matrix X, and one :class:`GroupTerm` per random-effects term ``(expr | factor)``
 its own matrix Z_t, the level of every row, and whether the term's effects are correlated.
 Nested factors ``(1 | school/classroom)`` arrive here already expanded into the terms
 ``(1 | school)`` and ``(1 | school:classroom)``; crossed factors are simply several terms.
+
+A normal model with one grouping factor needs only sums over its rows (Bates et al. 2015,
+§3: the likelihood enters through WᵀW, Wᵀy and yᵀy for W = [Z X]), so a design read out of
+core (:mod:`poolwise.kinds.mixed.stream`) holds no rows: its ``cross`` holds, per level j,
+the :class:`CrossProducts` Z_jᵀZ_j, Z_jᵀX_j, Z_jᵀy_j, X_jᵀX_j, X_jᵀy_j, y_jᵀy_j, the column
+sums and n_j, and its ``y``, ``x`` and the terms' ``z`` and ``index`` have no rows.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -70,6 +77,51 @@ class GroupTerm:
 
 
 @dataclass(frozen=True, eq=False)
+class CrossProducts:
+    """Sums over the rows of each level j of the one grouping factor (or of all rows, as
+    one level, without group terms): ``n`` (L,) rows; ``z_sum`` (L, k) Σ z_i; ``ztz``
+    (L, k, k) Z_jᵀZ_j; ``ztx`` (L, k, p) Z_jᵀX_j; ``zty`` (L, k) Z_jᵀy_j; ``x_sum`` (L, p);
+    ``xtx`` (L, p, p) X_jᵀX_j; ``xty`` (L, p); ``y_sum`` (L,) and ``yty`` (L,) Σ y_i².
+
+    Everything a normal mixed model with one grouping factor computes from its rows is a
+    function of these: the marginal likelihood's WᵀW, Wᵀr and rᵀr
+    (:func:`~poolwise.kinds.mixed.inference.gaussian_stats`), the default priors' means and
+    sds, each level's mean response and its replicated draws.
+    """
+
+    n: FloatArray
+    z_sum: FloatArray
+    ztz: FloatArray
+    ztx: FloatArray
+    zty: FloatArray
+    x_sum: FloatArray
+    xtx: FloatArray
+    xty: FloatArray
+    y_sum: FloatArray
+    yty: FloatArray
+
+    FIELDS: ClassVar[tuple[str, ...]] = ("n", "z_sum", "ztz", "ztx", "zty", "x_sum", "xtx",
+                                         "xty", "y_sum", "yty")
+
+    @property
+    def n_obs(self) -> int:
+        return round(float(self.n.sum()))
+
+    def total(self, name: str) -> FloatArray:
+        """The sum over levels of one field: the sum over all rows."""
+        return np.asarray(getattr(self, name).sum(axis=0), dtype=float)
+
+    def mean_sd(self, total: float, square: float, ddof: int = 1) -> tuple[float, float]:
+        """The mean and sd (divisor n − ddof) of a column from its sum and sum of squares
+        over all rows (0 for fewer than ddof + 1 rows)."""
+        n = float(self.n.sum())
+        mean = total / n
+        if n <= ddof:
+            return mean, 0.0
+        return mean, float(np.sqrt(max(square - n * mean * mean, 0.0) / (n - ddof)))
+
+
+@dataclass(frozen=True, eq=False)
 class MixedDesign:
     """A mixed model's data, ready for inference (rows with missing values removed).
 
@@ -94,13 +146,26 @@ class MixedDesign:
     notes: tuple[str, ...] = field(default_factory=tuple)
     columns: tuple[str, ...] = ()
     rows: IntArray | None = None
+    cross: CrossProducts | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "family", mixed_family(self.family))
 
     @property
     def n_obs(self) -> int:
-        return int(self.y.size)
+        return self.cross.n_obs if self.cross is not None else int(self.y.size)
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the design holds sums over its rows (:class:`CrossProducts`), not rows."""
+        return self.cross is not None
+
+    def needs_rows(self, what: str) -> None:
+        """Refuse ``what`` for a streamed design, naming the way to keep the rows."""
+        if self.cross is not None:
+            raise SpecificationError(
+                f"{what} needs the rows in memory, and this fit was reduced out of core to "
+                "per-group sums; fit one file with --engine pandas (engine='pandas') for it")
 
     @property
     def link(self) -> str:
@@ -109,6 +174,34 @@ class MixedDesign:
     def without_group_terms(self) -> MixedDesign:
         """The same fixed effects with no group terms: complete pooling."""
         return replace(self, terms=())
+
+
+def response_mean_sd(design: MixedDesign) -> tuple[float, float]:
+    """The mean and sd (divisor n − 1; 0 for one row) of the response over the rows."""
+    cross = design.cross
+    if cross is not None:
+        return cross.mean_sd(float(cross.total("y_sum")), float(cross.total("yty")))
+    y = np.asarray(design.y, dtype=float)
+    return float(np.mean(y)), float(np.std(y, ddof=1)) if y.size > 1 else 0.0
+
+
+def fixed_sd(design: MixedDesign, j: int) -> float:
+    """The sd (divisor n − 1) of fixed-effect column j over the rows (0 for one row)."""
+    cross = design.cross
+    if cross is not None:
+        return cross.mean_sd(float(cross.total("x_sum")[j]), float(cross.total("xtx")[j, j]))[1]
+    column = design.x[:, j]
+    return float(np.std(column, ddof=1)) if column.size > 1 else 0.0
+
+
+def effect_sd(design: MixedDesign, term: GroupTerm, e: int, ddof: int = 1) -> float:
+    """The sd (divisor n − ddof) of effect e's column of ``term``'s Z over the rows."""
+    cross = design.cross
+    if cross is not None:
+        return cross.mean_sd(float(cross.total("z_sum")[e]), float(cross.total("ztz")[e, e]),
+                             ddof)[1]
+    column = term.z[:, e]
+    return float(np.std(column, ddof=ddof)) if column.size > ddof else 0.0
 
 
 def mixed_family(name: str) -> str:
@@ -126,4 +219,5 @@ def mixed_family(name: str) -> str:
     return family
 
 
-__all__ = ["FAMILIES", "GroupTerm", "MixedDesign", "mixed_family"]
+__all__ = ["FAMILIES", "CrossProducts", "GroupTerm", "MixedDesign", "effect_sd", "fixed_sd",
+           "mixed_family", "response_mean_sd"]

@@ -621,6 +621,7 @@ def pooling_design(design: MixedDesign, pooling: str) -> MixedDesign:
         return design
     if pooling == "complete" or not design.terms:
         return design.without_group_terms()
+    design.needs_rows("no pooling (each level's effects as fixed columns)")
     notes = list(design.notes)
     kept: list[tuple[GroupTerm, FloatArray]] = []
     for term in sorted(design.terms, key=lambda t: -t.n_levels):

@@ -189,6 +189,8 @@ def term_segments(design: MixedDesign) -> tuple[Segment, ...]:
 
 def gaussian_stats(design: MixedDesign, fixed_loc: FloatArray | None) -> GaussianStats:
     """WᵀW, Wᵀr and rᵀr, r = y − offset − X m, for β ~ N(m, ·) or (``None``) β flat."""
+    if design.cross is not None:
+        return _cross_stats(design, fixed_loc)
     x = np.asarray(design.x, dtype=float)
     w = sparse.hstack([random_effects_matrix(design), sparse.csr_array(x)], format="csr")
     r = np.asarray(design.y, dtype=float)
@@ -202,6 +204,36 @@ def gaussian_stats(design: MixedDesign, fixed_loc: FloatArray | None) -> Gaussia
             segments = (*segments, Segment(q, 1, p))
     return GaussianStats(design.n_obs, np.asarray((w.T @ w).toarray()), np.asarray(w.T @ r),
                          float(r @ r), segments, 0 if fixed_loc is not None else p)
+
+
+def _cross_stats(design: MixedDesign, fixed_loc: FloatArray | None) -> GaussianStats:
+    """:func:`gaussian_stats` from a streamed design's per-level sums (one grouping factor):
+    ZᵀZ = blockdiag_j Z_jᵀZ_j, ZᵀX = [Z_jᵀX_j]_j, XᵀX = Σ_j X_jᵀX_j, Wᵀy likewise, and for
+    r = y − Xm: Wᵀr = Wᵀy − WᵀX m, rᵀr = yᵀy − 2 mᵀXᵀy + mᵀXᵀX m."""
+    cross = design.cross
+    assert cross is not None
+    segments = term_segments(design)
+    q, p = (segments[-1].stop if segments else 0), len(design.fixed_names)
+    wtw = np.zeros((q + p, q + p))
+    wty = np.zeros(q + p)
+    if q:
+        levels, k = segments[0].n_levels, segments[0].n_effects
+        blocks = np.zeros((levels, k, levels, k))
+        blocks[np.arange(levels), :, np.arange(levels), :] = cross.ztz
+        wtw[:q, :q] = blocks.reshape(q, q)
+        wtw[:q, q:] = cross.ztx.reshape(q, p)
+        wtw[q:, :q] = wtw[:q, q:].T
+        wty[:q] = cross.zty.reshape(q)
+    xtx, xty, yty = cross.total("xtx"), cross.total("xty"), float(cross.total("yty"))
+    wtw[q:, q:] = xtx
+    wty[q:] = xty
+    if fixed_loc is None:
+        return GaussianStats(design.n_obs, wtw, wty, yty, segments, p)
+    wtr = wty - wtw[:, q:] @ fixed_loc
+    rtr = yty - 2.0 * float(fixed_loc @ xty) + float(fixed_loc @ xtx @ fixed_loc)
+    if p:
+        segments = (*segments, Segment(q, 1, p))
+    return GaussianStats(design.n_obs, wtw, wtr, rtr, segments, 0)
 
 
 def times_factor(m: Any, factors: Sequence[Any], segments: Sequence[Segment],
@@ -429,6 +461,8 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
     choice = resolve_parametrisation(design.family, parametrisation
                                      if parametrisation != "auto" else config.parametrisation)
     _check(design, priors)
+    if choice != "marginal":
+        design.needs_rows(f"the {choice} parametrisation (it evaluates every row)")
     accept = TARGET_ACCEPT[choice] if target_accept is None else float(target_accept)
     rng = generator(config.seed, Stream.INIT)
     builder = _marginal_model if choice == "marginal" else _explicit_model
@@ -742,6 +776,8 @@ def _fixed_effects_start(design: MixedDesign,
     offset = np.zeros_like(y) if design.offset is None else np.asarray(design.offset, float)
     trials = np.ones_like(y) if design.trials is None else np.asarray(design.trials, float)
     loc, precision = priors.fixed_loc, 1.0 / np.square(priors.fixed_scale)
+    if design.cross is not None:
+        return _fixed_effects_start_cross(design, priors)
     if design.family == "normal":
         noise = float(np.var(y)) or 1.0
         beta = np.linalg.solve(x.T @ x / noise + np.diag(precision),
@@ -777,6 +813,26 @@ def _fixed_effects_start(design: MixedDesign,
         if np.max(np.abs(step)) < 1e-8:
             break
     return beta, np.sqrt(np.diag(np.linalg.inv(hessian))), 1.0
+
+
+def _fixed_effects_start_cross(design: MixedDesign, priors: MixedPriors
+                               ) -> tuple[FloatArray, FloatArray, float]:
+    """:func:`_fixed_effects_start` of the normal family from a streamed design's sums:
+    var(y) = Σy²/n − ȳ², and the residuals' r = y − Xβ sums Σr = Σy − (Σx)ᵀβ and
+    Σr² = Σy² − 2βᵀXᵀy + βᵀXᵀXβ."""
+    cross = design.cross
+    assert cross is not None
+    n = float(cross.n.sum())
+    xtx, xty = cross.total("xtx"), cross.total("xty")
+    y_sum, yty = float(cross.total("y_sum")), float(cross.total("yty"))
+    loc, precision = priors.fixed_loc, 1.0 / np.square(priors.fixed_scale)
+    noise = max(yty / n - (y_sum / n) ** 2, 0.0) or 1.0
+    beta = np.linalg.solve(xtx / noise + np.diag(precision), xty / noise + precision * loc)
+    r_sum = y_sum - float(cross.total("x_sum") @ beta)
+    r_squares = yty - 2.0 * float(beta @ xty) + float(beta @ xtx @ beta)
+    residual_sd = float(np.sqrt(max(r_squares / n - (r_sum / n) ** 2, 0.0))) or 1.0
+    hessian = xtx / residual_sd**2 + np.diag(precision)
+    return beta, np.sqrt(np.diag(np.linalg.inv(hessian))), residual_sd
 
 
 def posterior_dims(design: MixedDesign) -> tuple[dict[str, list[str]], dict[str, Any]]:

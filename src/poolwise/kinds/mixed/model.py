@@ -35,7 +35,7 @@ from poolwise import _arviz
 from poolwise._random import Stream, generator
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.kinds.base import DRAW_COPIES, VALUE, BaseModel, Settings
-from poolwise.kinds.mixed.design import GroupTerm, MixedDesign, mixed_family
+from poolwise.kinds.mixed.design import CrossProducts, GroupTerm, MixedDesign, mixed_family
 from poolwise.kinds.mixed.formula import (
     MISSING_ACTIONS,
     FormulaColumns,
@@ -76,6 +76,7 @@ from poolwise.results.summary import SUMMARY_COLUMNS, posterior_summary, quantil
 from poolwise.vocabulary import POOLINGS, Constraint, OneOf
 
 if TYPE_CHECKING:
+    from poolwise.kinds.mixed.stream import Streamed
     from poolwise.results.graph import ModelGraph
 
 __all__ = ["MixedData", "MixedFit", "MixedModel"]
@@ -86,6 +87,8 @@ STATEFUL_FUNCTIONS = ("scale", "center", "centre", "poly")
 POISSON_LIMIT = 1e15
 #: the tree group holding the table the design was built from
 INPUT_GROUP = "input_data"
+#: the tree group holding a streamed design's per-level sums (its input_data: the skeleton)
+CROSS_GROUP = "cross_products"
 
 
 # ----------------------------------------------------------------------------- the data
@@ -111,6 +114,7 @@ class MixedData:
     @property
     def rows(self) -> NDArray[np.intp]:
         """Each row's position in the table that was prepared."""
+        self.full_design.needs_rows("the rows' positions")
         rows = self.full_design.rows
         return np.arange(self.n_obs) if rows is None else np.asarray(rows, dtype=np.intp)
 
@@ -118,6 +122,18 @@ class MixedData:
     def notes(self) -> tuple[str, ...]:
         """What was done to the data (rows dropped, nesting expanded, no pooling's columns)."""
         return self.design.notes
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the rows were reduced out of core to per-level sums: then ``table`` is
+        the skeleton (:mod:`poolwise.kinds.mixed.stream`), one row per few levels."""
+        return self.full_design.streamed
+
+    def level_dim(self) -> tuple[str, tuple[str, ...]]:
+        """A streamed design's levels: the grouping factor's name and labels ("all" for a
+        formula without group terms, whose rows are one level)."""
+        terms = self.full_design.terms
+        return (terms[0].factor, terms[0].levels) if terms else ("all", ("all",))
 
 
 # ----------------------------------------------------------------------------- the model
@@ -217,12 +233,24 @@ class MixedModel(BaseModel):
         if isinstance(data, MixedData):
             if data.key == self._key():
                 return data
+            if data.streamed:  # its table is the skeleton: only the sums are the data
+                if data.key[:2] != self._key()[:2] or data.key[3] != self._key()[3]:
+                    raise SpecificationError(
+                        "these data were reduced out of core for the formula "
+                        f"{data.key[0]!r}; reduce the files again for this model's formula, "
+                        "family and missing-value rule")
+                return self._assemble(data.table, data.full_design)
             data = data.table
         if not isinstance(data, pd.DataFrame):
             raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
         full = parse_formula(self.formula, data, family=self.family, missing=self.missing)
         table = data[list(full.columns)].iloc[np.asarray(full.rows)].reset_index(drop=True)
         return self._assemble(table, full)
+
+    def prepare_streamed(self, streamed: Streamed) -> MixedData:
+        """The prepared data of rows reduced out of core
+        (:func:`poolwise.kinds.mixed.stream.reduce_mixed`)."""
+        return self._assemble(streamed.skeleton, streamed.design)
 
     def _assemble(self, table: pd.DataFrame, full: MixedDesign,
                   priors: str | None = None) -> MixedData:
@@ -246,6 +274,17 @@ class MixedModel(BaseModel):
         full = parse_formula(self.formula, table, family=self.family)
         full = replace(full, rows=rows, dropped_rows=dropped, notes=notes)
         return self._assemble(table, full, priors)
+
+    def _restore_streamed(self, skeleton: pd.DataFrame, sums: xr.Dataset, dropped: int,
+                          notes: tuple[str, ...], priors: str) -> MixedData:
+        """The prepared data of a saved streamed fit: its skeleton and per-level sums."""
+        from poolwise.kinds.mixed.stream import restore_design
+
+        cross = CrossProducts(*(np.asarray(sums[name].values, dtype=float)
+                                for name in CrossProducts.FIELDS))
+        labels = [str(v) for v in sums["level"].values]
+        full = restore_design(self.formula, skeleton, cross, labels, dropped, notes)
+        return self._assemble(skeleton, full, priors)
 
     def _prepared(self, data: Any) -> MixedData:
         if data is None:
@@ -293,7 +332,8 @@ class MixedModel(BaseModel):
         :func:`~poolwise.kinds.mixed.inference.gaussian_stats` and, per chain, the
         conditional draws' factors (vectorised over the draws); for the explicit ones the
         design that the compiled density holds and a chain over every coefficient."""
-        design = self._prepared(data).design
+        data = self._prepared(data)
+        design = data.design
         terms = design.terms
         p = len(design.fixed_names)
         q = sum(t.n_levels * t.n_effects for t in terms)
@@ -303,6 +343,8 @@ class MixedModel(BaseModel):
         chains, draws = self.config.chains, self.config.draws
         other: list[tuple[str, int]] = []
         sampled = 0
+        # a streamed design stores and replicates each level's mean, not its rows
+        observed = len(data.level_dim()[1]) if design.streamed else design.n_obs
         if self.method == "eb-ml" or self.parametrisation == "marginal":
             other.append(("dense WᵀW", (q + p) ** 2 * VALUE))
             first = terms[0].n_levels * terms[0].n_effects if terms else 0
@@ -315,7 +357,7 @@ class MixedModel(BaseModel):
             sampled = p + q + sum(t.n_effects ** 2 for t in terms) + 1
             columns = p + sum(t.n_effects + 1 for t in terms) + 2
             other.append(("design", design.n_obs * columns * VALUE * DRAW_COPIES))
-        return self._draws_estimate(stored=stored, sampled=sampled, observed=design.n_obs,
+        return self._draws_estimate(stored=stored, sampled=sampled, observed=observed,
                                     jax=True, other=other)
 
     # ------------------------------------------------------------------ fitting
@@ -378,8 +420,17 @@ class MixedModel(BaseModel):
         """Posterior, observed y by row, sampler statistics, the table in ``input_data``,
         and the model's spec, notes, resolved priors and REML estimate in the attributes."""
         dims, coords = posterior_dims(data.design)
+        cross = data.full_design.cross
+        rows: dict[str, Any]
+        if cross is not None:
+            dim, levels = data.level_dim()
+            observed = {"y_mean": cross.y_sum / cross.n}
+            observed_dims, rows = {"y_mean": [dim]}, {dim: list(levels)}
+        else:
+            observed, observed_dims = {"y": data.design.y}, {"y": ["row"]}
+            rows = {"row": data.rows}
         groups: dict[str, dict[str, NDArray]] = {
-            "posterior": dict(posterior), "observed_data": {"y": data.design.y}}
+            "posterior": dict(posterior), "observed_data": observed}
         if sample_stats:
             groups["sample_stats"] = dict(sample_stats)
         attrs = record_attrs(
@@ -389,10 +440,14 @@ class MixedModel(BaseModel):
             {"info": dict(info), "priors": data.priors.spec(),
              "estimate": None if estimate is None else estimate_to_dict(estimate)})
         tree = _arviz.make_datatree(
-            groups, dims={**{k: dims[k] for k in posterior}, "y": ["row"]},
-            coords={**coords, "row": data.rows}, attrs=attrs)
-        tree[INPUT_GROUP] = xr.DataTree(
-            table_to_dataset(data.table).assign_coords(row=data.rows))
+            groups, dims={**{k: dims[k] for k in posterior}, **observed_dims},
+            coords={**coords, **rows}, attrs=attrs)
+        if data.streamed:
+            tree[INPUT_GROUP] = xr.DataTree(table_to_dataset(data.table))
+            tree[CROSS_GROUP] = xr.DataTree(_cross_dataset(data))
+        else:
+            tree[INPUT_GROUP] = xr.DataTree(
+                table_to_dataset(data.table).assign_coords(row=data.rows))
         return tree
 
     # ------------------------------------------------------------------ checks
@@ -401,6 +456,13 @@ class MixedModel(BaseModel):
         """The response per row (y / trials for the binomial family), grouped by the
         levels of the formula's first grouping factor."""
         design = data.design
+        cross = data.full_design.cross
+        if cross is not None:  # each level's mean response: the rows are not held
+            dim, levels = data.level_dim()
+            return [CheckData("y_mean", cross.y_sum / cross.n,
+                              np.asarray(replicated["y_mean"], dtype=float),
+                              np.asarray(levels, dtype=str) if data.full_design.terms else None,
+                              label=f"mean {design.response} per {dim}")]
         terms = data.full_design.terms
         groups = (np.asarray(terms[0].levels, dtype=str)[terms[0].index] if terms else None)
         draws = np.asarray(replicated["y"], dtype=float)
@@ -427,7 +489,10 @@ class MixedModel(BaseModel):
         if priors.sigma is not None:
             sigma = np.asarray(priors.sigma.sample(rng, size), dtype=float)
             prior["sigma"] = (sigma, [])
-        eta = b @ design.x.T + (0.0 if design.offset is None else design.offset)
+        if data.streamed:
+            eta = np.zeros((size, 0))
+        else:
+            eta = b @ design.x.T + (0.0 if design.offset is None else design.offset)
         for term in design.terms:
             sd = np.column_stack([priors.sd[term.factor, e].sample(rng, size)
                                   for e in term.names])
@@ -441,7 +506,14 @@ class MixedModel(BaseModel):
             white = rng.standard_normal((size, term.n_levels, term.n_effects))
             effects = np.einsum("sij,slj->sli", sd[:, :, None] * chol, white)
             prior[f"r_{term.factor}"] = (effects, dims[f"r_{term.factor}"])
-            eta = eta + np.einsum("sre,re->sr", effects[:, term.index, :], term.z)
+            if not data.streamed:
+                eta = eta + np.einsum("sre,re->sr", effects[:, term.index, :], term.z)
+        if data.streamed:
+            assert sigma is not None  # the normal family
+            effects = prior[f"r_{design.terms[0].factor}"][0] if design.terms else None
+            dim, levels = data.level_dim()
+            means = level_means(data.full_design, b, effects, sigma, rng)[1]
+            return prior, {"y_mean": (means, [dim])}, {**coords, dim: list(levels)}
         _, y = response_draws(design.family, eta, design.trials, sigma, rng)
         return prior, {"y": (y, ["row"])}, {**coords, "row": data.rows}
 
@@ -485,6 +557,63 @@ def response_draws(family: str, eta: NDArray, trials: NDArray | None, sigma: NDA
     p = np.asarray(special.expit(eta))
     n = np.ones(eta.shape[-1]) if trials is None else np.asarray(trials, dtype=float)
     return p * n, rng.binomial(n.astype(np.int64), p).astype(float)
+
+
+def level_means(design: MixedDesign, b: NDArray, effects: NDArray | None, sigma: NDArray,
+                rng: np.random.Generator) -> tuple[NDArray, NDArray]:
+    """The mean response of each level's rows of a streamed design at each draw, and a
+    replicate of it: with Σx_j and Σz_j the level's column sums,
+
+        E[ȳ_j] = (Σx_jᵀβ + Σz_jᵀb_j) / n_j,   ȳ_j^rep = E[ȳ_j] + σ ε / √n_j,
+
+    the mean of n_j new observations y_i ~ N(η_i, σ²) at the level's rows. ``b`` (draws,
+    p), ``effects`` (draws, levels, k) or None (no group terms), ``sigma`` (draws,)."""
+    cross = design.cross
+    assert cross is not None
+    expected = b @ cross.x_sum.T
+    if effects is not None:
+        expected = expected + np.einsum("dlk,lk->dl", effects, cross.z_sum)
+    expected = expected / cross.n
+    noise = rng.standard_normal(expected.shape)
+    return expected, expected + np.asarray(sigma).reshape(-1, 1) * noise / np.sqrt(cross.n)
+
+
+def level_log_likelihood(design: MixedDesign, b: NDArray, effects: NDArray | None,
+                         sigma: NDArray) -> NDArray:
+    """log p(y_j | β, b_j, σ) of each level's rows at each draw (draws, levels), from the
+    level's sums: −½ n_j log(2πσ²) − S_j / (2σ²) with the residual sum of squares
+
+        S_j = y_jᵀy_j − 2βᵀX_jᵀy_j − 2b_jᵀZ_jᵀy_j + βᵀX_jᵀX_jβ + 2b_jᵀZ_jᵀX_jβ
+              + b_jᵀZ_jᵀZ_jb_j.
+    """
+    cross = design.cross
+    assert cross is not None
+    squares = (cross.yty - 2.0 * b @ cross.xty.T
+               + np.einsum("dp,lpq,dq->dl", b, cross.xtx, b, optimize=True))
+    if effects is not None:
+        squares = squares + np.einsum(
+            "dlk,lk->dl", effects, -2.0 * cross.zty) + 2.0 * np.einsum(
+            "dlk,lkp,dp->dl", effects, cross.ztx, b, optimize=True) + np.einsum(
+            "dlk,lkm,dlm->dl", effects, cross.ztz, effects, optimize=True)
+    variance = np.square(np.asarray(sigma)).reshape(-1, 1)
+    return np.asarray(-0.5 * cross.n * np.log(2.0 * np.pi * variance) - squares / (2.0 * variance))
+
+
+def _cross_dataset(data: MixedData) -> xr.Dataset:
+    """A streamed design's per-level sums as a dataset (dims level, effect, coef)."""
+    cross = data.full_design.cross
+    assert cross is not None
+    terms = data.full_design.terms
+    effects = list(terms[0].names) if terms else []
+    dims = {"n": ["level"], "z_sum": ["level", "effect"],
+            "ztz": ["level", "effect", "effect_bis"], "ztx": ["level", "effect", "coef"],
+            "zty": ["level", "effect"], "x_sum": ["level", "coef"],
+            "xtx": ["level", "coef", "coef_bis"], "xty": ["level", "coef"],
+            "y_sum": ["level"], "yty": ["level"]}
+    coefs = list(data.full_design.fixed_names)
+    return xr.Dataset({name: (dims[name], getattr(cross, name)) for name in cross.FIELDS},
+                      coords={"level": list(data.level_dim()[1]), "effect": effects,
+                              "effect_bis": effects, "coef": coefs, "coef_bis": coefs})
 
 
 # ----------------------------------------------------------------------------- the fit
@@ -615,6 +744,7 @@ class MixedFit(Fit):
     def linear_predictor(self) -> NDArray[np.float64]:
         """η of every fitted row at every draw, with its group effects: (draws, rows)."""
         design = self.design
+        design.needs_rows("the linear predictor of every row")
         eta = self._flat("b") @ design.x.T
         if design.offset is not None:
             eta = eta + design.offset
@@ -636,10 +766,15 @@ class MixedFit(Fit):
         return np.asarray(np.einsum("dij,dlj->dli", sd[:, :, None] * chol, white))
 
     def log_likelihood(self) -> NDArray[np.float64]:
-        """Pointwise log p(y_i | η_i, σ) at every draw, shaped (chain, draw, row)."""
+        """Pointwise log p(y_i | η_i, σ) at every draw, shaped (chain, draw, row); for a
+        streamed fit, of each level's rows together, shaped (chain, draw, level)."""
         from scipy import special, stats
 
         design = self.design
+        if design.streamed:
+            values = level_log_likelihood(self.full_design, self._flat("b"),
+                                          self._level_effects(), self._flat("sigma"))
+            return values.reshape(self.config.chains, self.config.draws, -1)
         eta = self.linear_predictor()
         if design.family == "normal":
             values = stats.norm.logpdf(design.y, loc=eta, scale=self._flat("sigma")[:, None])
@@ -650,19 +785,37 @@ class MixedFit(Fit):
             values = stats.binom.logpmf(design.y, trials, special.expit(eta))
         return np.asarray(values).reshape(self.config.chains, self.config.draws, -1)
 
+    def _level_effects(self) -> NDArray | None:
+        """A streamed fit's group effects (draws, levels, k); None without group terms."""
+        terms = self.design.terms
+        return self._flat(f"r_{terms[0].factor}") if terms else None
+
     def point_groupings(self) -> dict[str, NDArray]:
         """Any column of the model's table (a grouping factor, or a covariate such as a
-        day): each row's value."""
+        day): each row's value. A streamed fit's points are its levels: none."""
+        if self.data.streamed:
+            return {}
         table = self.data.table
         return {str(column): table[column].to_numpy() for column in table.columns}
 
     def _log_likelihood(self) -> tuple[NDArray, str, NDArray]:
-        """log p(y_i | η_i, σ) of each row (for PSIS-LOO)."""
+        """log p(y_i | η_i, σ) of each row (for PSIS-LOO); of each level's rows for a
+        streamed fit (leave one level out)."""
+        if self.data.streamed:
+            dim, levels = self.data.level_dim()
+            return self.log_likelihood(), dim, np.asarray(levels)
         return self.log_likelihood(), "row", self.data.rows
 
     def _replicate(self, rng: np.random.Generator) -> dict[str, tuple[NDArray, list[str]]]:
-        """y per row drawn afresh from η (with the group effects) at each draw."""
+        """y per row drawn afresh from η (with the group effects) at each draw; for a
+        streamed fit, each level's mean response (:func:`level_means`)."""
         design = self.design
+        if design.streamed:
+            dim, _ = self.data.level_dim()
+            means = level_means(self.full_design, self._flat("b"), self._level_effects(),
+                                self._flat("sigma"), rng)[1]
+            return {"y_mean": (means.reshape(self.config.chains, self.config.draws, -1),
+                               [dim])}
         _, y = response_draws(design.family, self.linear_predictor(), design.trials,
                               self._sigma(), rng)
         posterior = self.posterior
@@ -676,8 +829,10 @@ class MixedFit(Fit):
                 else "the posterior")
 
     def _answers(self) -> dict[type, Answer]:
+        # a group's own rows are not held by a streamed fit
         answers: dict[type, Answer] = (
-            {ExistingGroup: self._existing_group} if self.full_design.terms else {})
+            {ExistingGroup: self._existing_group}
+            if self.full_design.terms and not self.data.streamed else {})
         if self.model.pooling == "partial":
             answers |= {NewGroup: self._new_group, NewGroupIn: self._new_group_in}
         if self.model.pooling != "none":
@@ -899,9 +1054,11 @@ class MixedFit(Fit):
                 extra[column] = values.to_numpy()
         combined = pd.concat([fitted, extra], ignore_index=True)
         design = parse_formula(model.formula, combined, family=model.family, new_rows=True)
-        size = self.full_design.n_obs
+        size = len(fitted)
+        reference = (parse_formula(model.formula, fitted, family=model.family, new_rows=True)
+                     if self.data.streamed else self.full_design)  # a streamed fit: skeleton
         if design.fixed_names != self.full_design.fixed_names or not np.allclose(
-                design.x[:size], self.full_design.x):
+                design.x[:size], reference.x):
             raise DataError(
                 "the new rows change how the formula codes the columns (e.g. a categorical "
                 "column with other categories, or other types); give the columns the fitted "
@@ -927,6 +1084,14 @@ class MixedFit(Fit):
         record = FitRecord(tree)
         model = MixedModel(**record.model)
         stored = tree[INPUT_GROUP].to_dataset()
+        if CROSS_GROUP in tree.children:
+            data = model._restore_streamed(
+                dataset_to_table(stored), tree[CROSS_GROUP].to_dataset(),
+                int(record.data["dropped_rows"]), tuple(record.data["notes"]),
+                str(record.fitted["priors"]))
+            estimate = record.fitted.get("estimate")
+            return cls(model, data, tree, record.fitted["info"],
+                       None if estimate is None else estimate_from_dict(estimate))
         data = model._restore(dataset_to_table(stored),
                               np.asarray(stored["row"].values, dtype=np.intp),
                               int(record.data["dropped_rows"]), tuple(record.data["notes"]),

@@ -35,7 +35,12 @@ from types import MappingProxyType
 import numpy as np
 
 from poolwise.exceptions import SpecificationError
-from poolwise.kinds.mixed.design import MixedDesign
+from poolwise.kinds.mixed.design import (
+    MixedDesign,
+    effect_sd,
+    fixed_sd,
+    response_mean_sd,
+)
 from poolwise.priors import Distribution, make_distribution
 
 #: the name of the intercept column in ``fixed_names`` and in a term's ``names``
@@ -120,21 +125,23 @@ def default_priors(design: MixedDesign) -> MixedPriors:
     Ann. Appl. Stat. 2:1360-1383; rstanarm's "Prior distributions for rstanarm models".
     """
     normal = design.family == "normal"
-    scale = float(np.std(design.y, ddof=1)) if normal and design.n_obs > 1 else 1.0
+    y_mean, y_sd = response_mean_sd(design)
+    scale = y_sd if normal and design.n_obs > 1 else 1.0
     if not scale > 0:
         scale = 1.0
     fixed = []
     for j, name in enumerate(design.fixed_names):
         if name == INTERCEPT:
-            loc = float(np.mean(design.y)) if normal else 0.0
+            loc = y_mean if normal else 0.0
             fixed.append(make_distribution("normal", (loc, COEFFICIENT_SCALE * scale)))
         else:
-            spread = COEFFICIENT_SCALE * scale / _column_sd(design.x[:, j])
+            spread = COEFFICIENT_SCALE * scale / _positive(fixed_sd(design, j))
             fixed.append(make_distribution("normal", (0.0, spread)))
     sd = {}
     for term in design.terms:
         for e, effect in enumerate(term.names):
-            spread = scale if effect == INTERCEPT else scale / _column_sd(term.z[:, e])
+            spread = scale if effect == INTERCEPT else scale / _positive(
+                effect_sd(design, term, e))
             sd[term.factor, effect] = make_distribution("halfnormal", (spread,))
     cor = {term.factor: DEFAULT_LKJ_ETA for term in design.terms
            if term.correlated and term.n_effects > 1}
@@ -359,8 +366,7 @@ def _did_you_mean(name: str, valid: Iterable[str]) -> str:
     return f" (did you mean {close[0]!r}?)" if close else ""
 
 
-def _column_sd(column: np.ndarray) -> float:
-    spread = float(np.std(column, ddof=1)) if column.size > 1 else 0.0
+def _positive(spread: float) -> float:
     return spread if spread > 0 else 1.0
 
 

@@ -44,7 +44,7 @@ from numpy.typing import NDArray
 from scipy import optimize
 
 from poolwise.exceptions import SpecificationError
-from poolwise.kinds.mixed.design import MixedDesign
+from poolwise.kinds.mixed.design import MixedDesign, effect_sd
 from poolwise.kinds.mixed.inference import (
     correlated,
     draw_coefficients,
@@ -150,7 +150,7 @@ def fit_reml(design: MixedDesign, *, reml: bool = True) -> LMMEstimate:
     start, bounds = [], []
     for term, (k, n_corr) in zip(design.terms, sizes, strict=True):
         for e, effect in enumerate(term.names):
-            spread = float(np.std(term.z[:, e]))
+            spread = effect_sd(design, term, e, ddof=0)
             start.append(0.0 if effect == "Intercept" or spread == 0 else -math.log(spread))
         bounds += [LOG_RELATIVE_SD_BOUNDS] * k + [(None, None)] * n_corr
         start += [0.0] * n_corr

@@ -131,6 +131,7 @@ def conditional_effects_data(fit: MixedFit, *, ci_prob: float = 0.95
         raise SpecificationError(
             "conditional effects are population-level predictions, which a no-pooling fit "
             "(a separate model per group) does not make; fit pooling 'partial' or 'complete'")
+    fit.full_design.needs_rows("conditional effects (each predictor's range and mean)")
     columns = fit.model.columns
     if not columns.predictors:
         raise SpecificationError(

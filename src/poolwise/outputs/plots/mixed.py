@@ -327,6 +327,8 @@ def group_lines_data(
     named = _as_mixed_fits(fits)
     _check_prob(ci_prob)
     first_label, first = next(iter(named.items()))
+    for fit in named.values():
+        fit.full_design.needs_rows("group lines (each group's rows with its fitted line)")
     term = _single_term(first, first_label)
     full = first.full_design
     x = _choose_x(full, x)
