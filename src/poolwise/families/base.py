@@ -9,14 +9,27 @@ population mean, log of its concentration) that each family defines.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from poolwise._ops import NUMPY_OPS, Ops, log_rising
+from poolwise._ops import NUMPY_OPS, Ops
+from poolwise.families.sums import RisingSums
 
 FloatArray = NDArray[np.float64]
+
+
+class MarginalData(NamedTuple):
+    """The compressed data (distinct (y, n) and their counts) as they come."""
+
+    y: NDArray
+    n: NDArray
+    weights: NDArray
+
+    @property
+    def size(self) -> int:
+        return max(int(self.y.size), 1)
 
 
 class RateFamily(ABC):
@@ -191,22 +204,33 @@ class RateFamily(ABC):
     ) -> FloatArray:
         """Draw θ ~ Pop(α, β), broadcasting."""
 
-    @abstractmethod
     def log_marginal_total(
         self, alpha: Any, beta: Any, y: Any, n: Any, weights: Any, ops: Ops = NUMPY_OPS
     ) -> Any:
         """Σ_j w_j log p(y_j | α, β) for α, β of any shape (...), the data concrete arrays."""
+        return self.log_marginal_sum(alpha, beta, self.marginal_terms(y, n, weights), ops)
+
+    def marginal_terms(self, y: NDArray, n: NDArray, weights: NDArray) -> Any:
+        """The data reduced once for :meth:`log_marginal_sum` at many (α, β): an object
+        with ``size``, the terms one point costs (by default the data themselves)."""
+        return MarginalData(np.asarray(y, dtype=float), np.asarray(n, dtype=float),
+                            np.asarray(weights, dtype=float))
+
+    def log_marginal_sum(self, alpha: Any, beta: Any, terms: Any, ops: Ops = NUMPY_OPS
+                         ) -> Any:
+        """Σ_j w_j log p(y_j | α, β) from :meth:`marginal_terms` (by default the sum of
+        :meth:`log_marginal` over the groups)."""
+        return self.log_marginal(alpha[..., None], beta[..., None], terms.y, terms.n,
+                                 ops) @ terms.weights
 
 
 def weighted_log_rising(a: Any, values: NDArray, weights: NDArray, ops: Ops) -> Any:
-    """Σ_j w_j [lnΓ(a + x_j) − lnΓ(a)], summed over the distinct x_j (counts repeat a lot).
+    """Σ_j w_j [lnΓ(a + x_j) − lnΓ(a)] (:class:`~poolwise.families.sums.RisingSums`).
 
     ``a`` has any shape (...); the result has that shape. ``values`` and ``weights`` must be
     concrete arrays (they are data), while ``a`` may be a JAX tracer.
     """
-    distinct, which = np.unique(np.asarray(values, dtype=float), return_inverse=True)
-    totals = np.bincount(which.ravel(), weights=np.asarray(weights, dtype=float))
-    return log_rising(a[..., None], distinct, ops) @ totals
+    return RisingSums.of(values, weights)(a, ops)
 
 
-__all__ = ["FloatArray", "RateFamily", "weighted_log_rising"]
+__all__ = ["FloatArray", "MarginalData", "RateFamily", "weighted_log_rising"]

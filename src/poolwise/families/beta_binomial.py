@@ -6,7 +6,7 @@ Coordinates: u = logit(α / (α + β)) (the population mean) and v = log(α + β
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -14,7 +14,21 @@ from scipy import special, stats
 
 from poolwise._ops import NUMPY_OPS, Ops, log_rising, log_sigmoid
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.families.base import FloatArray, RateFamily, weighted_log_rising
+from poolwise.families.base import FloatArray, RateFamily
+from poolwise.families.sums import RisingSums
+
+
+class BetaBinomialTerms(NamedTuple):
+    """The data of :meth:`BetaBinomial.log_marginal_sum`, reduced once."""
+
+    successes: RisingSums
+    failures: RisingSums
+    trials: RisingSums
+    log_choose: float
+
+    @property
+    def size(self) -> int:
+        return self.successes.size + self.failures.size + self.trials.size
 
 
 class BetaBinomial(RateFamily):
@@ -83,21 +97,21 @@ class BetaBinomial(RateFamily):
             - log_rising(alpha + beta, n, ops)
         )
 
-    def log_marginal_total(
-        self, alpha: Any, beta: Any, y: Any, n: Any, weights: Any, ops: Ops = NUMPY_OPS
-    ) -> Any:
-        """Σ_j w_j log p(y_j | α, β), each rising factorial summed over distinct counts.
-
-        Equal to summing :meth:`log_marginal` (tested); the data must be concrete arrays.
-        """
+    def marginal_terms(self, y: NDArray, n: NDArray, weights: NDArray) -> BetaBinomialTerms:
+        """Σ_j w_j log p(y_j | α, β) = R(α; y) + R(β; n − y) − R(α + β; n) + Σ_j w_j log C(n_j,
+        y_j), R(a; x) = Σ_j w_j [lnΓ(a + x_j) − lnΓ(a)], each R reduced once
+        (:class:`~poolwise.families.sums.RisingSums`)."""
         y, n, weights = (np.asarray(a, dtype=float) for a in (y, n, weights))
         log_choose = special.gammaln(n + 1) - special.gammaln(y + 1) - special.gammaln(n - y + 1)
-        return (
-            weighted_log_rising(alpha, y, weights, ops)
-            + weighted_log_rising(beta, n - y, weights, ops)
-            - weighted_log_rising(alpha + beta, n, weights, ops)
-            + float(np.sum(weights * log_choose))
-        )
+        return BetaBinomialTerms(RisingSums.of(y, weights), RisingSums.of(n - y, weights),
+                                 RisingSums.of(n, weights), float(np.sum(weights * log_choose)))
+
+    def log_marginal_sum(self, alpha: Any, beta: Any, terms: Any, ops: Ops = NUMPY_OPS
+                         ) -> Any:
+        """Σ_j w_j log p(y_j | α, β) from :meth:`marginal_terms` (equal to summing
+        :meth:`log_marginal`, tested); α and β may be JAX tracers."""
+        return (terms.successes(alpha, ops) + terms.failures(beta, ops)
+                - terms.trials(alpha + beta, ops) + terms.log_choose)
 
     def population_stats(self, theta: NDArray, axis: int = -1) -> tuple[Any, Any, Any]:
         """(J, Σ log θ_j, Σ log(1 − θ_j))."""

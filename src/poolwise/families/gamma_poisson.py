@@ -7,7 +7,7 @@ count). The marginal of y_j is negative binomial.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -15,7 +15,21 @@ from scipy import special, stats
 
 from poolwise._ops import NUMPY_OPS, Ops, log_rising
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.families.base import FloatArray, RateFamily, weighted_log_rising
+from poolwise.families.base import FloatArray, RateFamily
+from poolwise.families.sums import RisingSums, ShiftedSums
+
+
+class GammaPoissonTerms(NamedTuple):
+    """The data of :meth:`GammaPoisson.log_marginal_sum`, reduced once."""
+
+    counts: RisingSums
+    exposures: ShiftedSums
+    weight_y: float
+    constant: float
+
+    @property
+    def size(self) -> int:
+        return self.counts.size + self.exposures.size
 
 
 class GammaPoisson(RateFamily):
@@ -79,28 +93,26 @@ class GammaPoisson(RateFamily):
             - y * ops.log(beta + n)
         )
 
-    def log_marginal_total(
-        self, alpha: Any, beta: Any, y: Any, n: Any, weights: Any, ops: Ops = NUMPY_OPS
-    ) -> Any:
-        """Σ_j w_j log p(y_j | α, β), rearranged so that it costs one log1p per group.
-
-        Σ_j w_j [lnΓ(α + y_j) − lnΓ(α)] is summed over the distinct counts k with weights
-        c_k = Σ_{y_j = k} w_j (counts are few, groups may be many), and the rest is
-        −α Σ_j w_j L_j − Σ_j w_j y_j L_j − log β Σ_j w_j y_j + Σ_j w_j (y_j log E_j − ln y_j!)
-        with L_j = log1p(E_j / β). Equal to summing :meth:`log_marginal` (tested).
-        The data (y, n, weights) must be concrete arrays; α and β may be JAX tracers.
-        """
+    def marginal_terms(self, y: NDArray, n: NDArray, weights: NDArray) -> GammaPoissonTerms:
+        """Σ_j w_j log p(y_j | α, β) = Σ_j w_j [lnΓ(α + y_j) − lnΓ(α)] − α Σ_j w_j L_j
+        − Σ_j w_j y_j L_j − log β Σ_j w_j y_j + Σ_j w_j (y_j log E_j − ln y_j!), with
+        L_j = log1p(E_j / β): the first sum over distinct counts
+        (:class:`~poolwise.families.sums.RisingSums`), those of L_j over bins of exposures
+        (:class:`~poolwise.families.sums.ShiftedSums`) when they are many."""
         y, n, weights = (np.asarray(a, dtype=float) for a in (y, n, weights))
         wy = weights * y
         constant = float(np.sum(weights * (special.xlogy(y, n) - special.gammaln(y + 1))))
-        log1p_ratio = ops.log1p(n / beta[..., None])
-        return (
-            weighted_log_rising(alpha, y, weights, ops)
-            - alpha * (log1p_ratio @ weights)
-            - log1p_ratio @ wy
-            - ops.log(beta) * float(wy.sum())
-            + constant
-        )
+        return GammaPoissonTerms(RisingSums.of(y, weights),
+                                 ShiftedSums.of(n, np.stack([weights, wy], axis=1)),
+                                 float(wy.sum()), constant)
+
+    def log_marginal_sum(self, alpha: Any, beta: Any, terms: Any, ops: Ops = NUMPY_OPS
+                         ) -> Any:
+        """Σ_j w_j log p(y_j | α, β) from :meth:`marginal_terms` (equal to summing
+        :meth:`log_marginal`, tested); α and β may be JAX tracers."""
+        ratios, _ = terms.exposures.at(beta, ops, relative=True)  # Σ w L, Σ w y L
+        return (terms.counts(alpha, ops) - alpha * ratios[..., 0] - ratios[..., 1]
+                - ops.log(beta) * terms.weight_y + terms.constant)
 
     def population_stats(self, theta: NDArray, axis: int = -1) -> tuple[Any, Any, Any]:
         """(J, Σ log θ_j, Σ θ_j)."""

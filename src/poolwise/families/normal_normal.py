@@ -105,12 +105,6 @@ class NormalNormal(RateFamily):
         variance = ops.square(n) + ops.square(beta)
         return -0.5 * (LOG_2PI + ops.log(variance)) - 0.5 * ops.square(y - alpha) / variance
 
-    def log_marginal_total(
-        self, alpha: Any, beta: Any, y: Any, n: Any, weights: Any, ops: Ops = NUMPY_OPS
-    ) -> Any:
-        return self.log_marginal(alpha[..., None], beta[..., None], y, n, ops) @ np.asarray(
-            weights, dtype=float)
-
     def population_stats(self, theta: NDArray, axis: int = -1) -> tuple[Any, Any, Any]:
         """(J, Σ θ_j, Σ θ_j²)."""
         return theta.shape[axis], theta.sum(axis), np.square(theta).sum(axis)

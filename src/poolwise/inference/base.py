@@ -97,33 +97,35 @@ class Draws:
 Method = Callable[[ConjugateSpec, "GroupCounts", SamplerConfig], Draws]
 
 
-def hyper_log_posterior(
-    family: RateFamily,
-    prior: HyperPrior | None,
-    y: NDArray,
-    n: NDArray,
-    weights: NDArray,
-    ops: Ops = NUMPY_OPS,
-    chunk_elements: int = 4_000_000,
-) -> Callable[[NDArray, NDArray], NDArray]:
+class HyperLogPosterior:
     """log p(u, v | y) up to a constant, vectorised over (u, v) arrays of any shape.
 
     With ``prior=None`` it is the log marginal likelihood in (u, v) (type-II likelihood).
-    Points are processed in chunks so that points × groups stays below ``chunk_elements``.
+    The data are reduced once (:meth:`RateFamily.marginal_terms`; ``terms_per_point`` is
+    what one point costs); points are processed in chunks so that points × terms stays
+    below ``chunk_elements``, the chunks over the cores.
     """
 
-    def log_density(u: NDArray, v: NDArray) -> NDArray:
+    def __init__(self, family: RateFamily, prior: HyperPrior | None, y: NDArray,
+                 n: NDArray, weights: NDArray, ops: Ops = NUMPY_OPS,
+                 chunk_elements: int = 4_000_000) -> None:
+        self.family, self.prior, self.ops = family, prior, ops
+        self.terms = family.marginal_terms(y, n, weights)
+        self.terms_per_point = int(self.terms.size)
+        self.step = max(1, chunk_elements // self.terms_per_point)
+
+    def __call__(self, u: NDArray, v: NDArray) -> NDArray:
         u, v = np.broadcast_arrays(np.asarray(u, dtype=float), np.asarray(v, dtype=float))
         flat_u, flat_v = u.ravel(), v.ravel()
         out = np.empty(flat_u.size)
-        step = max(1, chunk_elements // max(y.size, 1))
+        family, prior, ops, step = self.family, self.prior, self.ops, self.step
 
         def chunk(start: int) -> None:
             # far from the mass, α or β may under- or overflow; such points get density zero
             with np.errstate(all="ignore"):
                 cu, cv = flat_u[start:start + step], flat_v[start:start + step]
                 alpha, beta = family.from_uv(cu, cv, ops)
-                total = family.log_marginal_total(alpha, beta, y, n, weights, ops)
+                total = family.log_marginal_sum(alpha, beta, self.terms, ops)
                 if prior is not None:
                     total = total + hyperprior_log_density_uv(prior, family, cu, cv, ops)
                 out[start:start + step] = total
@@ -132,4 +134,4 @@ def hyper_log_posterior(
         out[~np.isfinite(out)] = -np.inf
         return out.reshape(u.shape)
 
-    return log_density
+

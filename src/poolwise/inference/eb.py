@@ -20,9 +20,9 @@ from poolwise.inference.base import (
     ConjugateSpec,
     Draws,
     EBEstimate,
+    HyperLogPosterior,
     SamplerConfig,
     draws_theta,
-    hyper_log_posterior,
 )
 from poolwise.inference.exact import starting_point
 from poolwise.inference.optimize import find_mode
@@ -44,7 +44,7 @@ def estimate_ml(spec: ConjugateSpec, data: GroupCounts) -> EBEstimate:
     family = spec.family
     _require_events(family, data)
     y, n, w = data.compressed()
-    log_lik = hyper_log_posterior(family, None, y, n, w)
+    log_lik = HyperLogPosterior(family, None, y, n, w)
     start = starting_point(spec, data)
     bounds = ((start[0] - 40.0, start[0] + 40.0), (start[1] - V_REACH, start[1] + V_REACH))
     mode = find_mode(log_lik, start, bounds)

@@ -20,9 +20,9 @@ from poolwise._random import Stream, generator
 from poolwise.inference.base import (
     ConjugateSpec,
     Draws,
+    HyperLogPosterior,
     SamplerConfig,
     draws_theta,
-    hyper_log_posterior,
 )
 from poolwise.inference.exact_normal import (
     HEAVY_TAIL_EXPONENT,
@@ -30,6 +30,13 @@ from poolwise.inference.exact_normal import (
     warn_heavy_tail,
 )
 from poolwise.inference.quadrature import build_grid
+
+#: the 2-D grid's points per axis: GRID_RESOLUTION, or fewer where a point costs many terms
+#: (at most GRID_BUDGET terms in all); at the fewest, a cell is about 0.2 posterior sds
+#: wide (the grid spans ±6 sds), which widens a draw's sd by under 0.2 %
+GRID_RESOLUTION = 128
+MIN_GRID_RESOLUTION = 64
+GRID_BUDGET = 1 << 26
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
@@ -70,9 +77,13 @@ def sample_grid(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -
     family, total = spec.family, config.chains * config.draws
     shape = (config.chains, config.draws)
     y, n, w = data.compressed()
-    log_density = hyper_log_posterior(family, spec.hyperprior, y, n, w)
+    log_density = HyperLogPosterior(family, spec.hyperprior, y, n, w)
+    # as many points as GRID_BUDGET terms allow, within the limits: a point of a million
+    # distinct groups costs thousands of terms, and the posterior is then narrow
+    resolution = int(np.clip(np.sqrt(GRID_BUDGET / log_density.terms_per_point),
+                             MIN_GRID_RESOLUTION, GRID_RESOLUTION))
     grid = build_grid(log_density, starting_point(spec, data), names=family.uv_names,
-                      scale=family.uv_scale(data.y, data.n))
+                      scale=family.uv_scale(data.y, data.n), resolution=resolution)
     warn_heavy_tail(grid.upper_tail_exponent(), family.uv_names[1], stacklevel=4)
     u, v = grid.sample(rng, total)
     alpha, beta = family.from_uv(u, v)

@@ -35,6 +35,7 @@ from numpy.typing import NDArray
 from poolwise._random import Stream, generator
 from poolwise._threads import run_blocks
 from poolwise.exceptions import ImproperPosteriorError, PosteriorWarning
+from poolwise.families.sums import ShiftedSums
 from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig, draws_theta
 from poolwise.inference.quadrature import EDGE_DROP, MAX_REACH, upper_tail_exponent
 from poolwise.priors import HyperPrior, IndependentPrior, ReferencePrior, UniformVariancePrior
@@ -57,11 +58,7 @@ MIN_RESOLUTION = 256
 TAIL_DROP = 25.0
 #: grid points × groups evaluated at once
 CHUNK_ELEMENTS = 1 << 20
-#: past MIN_GROUPS_PER_BIN groups per bin of σ², the sums over groups come from bins of
-#: this relative half-width and Taylor terms to this order (:class:`VarianceSums`)
-BIN_HALF_WIDTH = 1e-3
-TAYLOR_ORDER = 3
-MIN_GROUPS_PER_BIN = 8
+
 #: draws × groups above which μ̂(τ) and V_μ(τ) are interpolated from the grid (error far
 #: below the Monte Carlo error there) instead of computed at every draw
 INTERPOLATE_ABOVE = 1 << 22
@@ -116,72 +113,12 @@ class TauTerms(NamedTuple):
     mu_var: FloatArray
 
 
-@dataclass(frozen=True)
-class VarianceSums:
-    """Σ_j c_j log(t + σ_j²) and Σ_j a_jk / (t + σ_j²) for many t = τ², in one pass over
-    the groups' statistics per t, or over bins of σ² when groups are many.
-
-    Binned: σ_j² falls in a bin of log σ² of width 2r (r = :data:`BIN_HALF_WIDTH`) whose
-    values average c_b, δ_j = σ_j² − c_b, and with x = t + c_b (so |δ_j| / x ≤ e^(2r) − 1
-    =: ρ)
-
-        1 / (x + δ) = Σ_k (−δ)^k / x^(k+1),   log(x + δ) = log x − Σ_(k≥1) (−δ)^k / (k x^k),
-
-    summed to k = :data:`TAYLOR_ORDER` from the bins' moments Σ_(j∈b) a_j δ_j^k. The
-    remainder is below ρ^(K+1) / (1 − ρ) ≈ 2e-11 of each term: a change of 2e-5 in a log
-    density summed over a million groups, far below what moves a draw. ``centres`` (B,), ``moments``
-    (B, K+1, columns): the exact statistics when unbinned (B = groups, K = 0).
-    """
-
-    centres: FloatArray
-    moments: FloatArray
-
-    @classmethod
-    def of(cls, s2: FloatArray, weights: FloatArray) -> VarianceSums:
-        """The sums of the columns of ``weights`` (groups, columns), the first the counts."""
-        logs = np.log(s2)
-        width = 2.0 * BIN_HALF_WIDTH
-        bins = int(np.ptp(logs) / width) + 1 if s2.size else 0
-        if s2.size < MIN_GROUPS_PER_BIN * bins:
-            return cls(s2, weights[:, None, :])
-        index = np.floor((logs - logs.min()) / width).astype(np.intp)
-        used, index = np.unique(index, return_inverse=True)
-        centres = np.bincount(index, weights=s2) / np.bincount(index)
-        delta = s2 - centres[index]
-        moments = np.empty((used.size, TAYLOR_ORDER + 1, weights.shape[1]))
-        power = np.ones_like(delta)
-        for k in range(TAYLOR_ORDER + 1):
-            for column in range(weights.shape[1]):
-                moments[:, k, column] = np.bincount(index, weights=weights[:, column] * power,
-                                                    minlength=used.size)
-            power *= delta
-        return cls(centres, moments)
-
-    @property
-    def size(self) -> int:
-        return max(self.centres.size, 1)
-
-    def at(self, t: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """Σ_j c_j log(t + σ_j²) (P,) and Σ_j a_j / (t + σ_j²) (columns, P) at each t (P,)."""
-        x = t[:, None] + self.centres
-        log_sum = np.log(x) @ self.moments[:, 0, 0]
-        inverse = np.reciprocal(x)
-        power = inverse.copy()  # 1 / x^k
-        sums = power @ self.moments[:, 0, :]
-        for k in range(1, self.moments.shape[1]):
-            sign = -1.0 if k % 2 else 1.0
-            log_sum -= sign / k * (power @ self.moments[:, k, 0])
-            power *= inverse
-            sums += sign * (power @ self.moments[:, k, :])
-        return log_sum, sums.T
-
-
 class TauData(NamedTuple):
     """The data as :func:`tau_terms` reads them: y's weighted mean ``centre`` and the sums
     of the counts c_j, c_j (y_j − centre) and c_j (y_j − centre)² over σ_j² + τ²."""
 
     centre: float
-    sums: VarianceSums
+    sums: ShiftedSums
 
     @classmethod
     def of(cls, y: FloatArray, se: FloatArray, weights: FloatArray) -> TauData:
@@ -191,7 +128,7 @@ class TauData(NamedTuple):
         y, s2, count = (np.asarray(a, dtype=float) for a in (y, np.square(se), weights))
         centre = float(np.average(y, weights=count)) if count.sum() > 0 else 0.0
         y = y - centre
-        return cls(centre, VarianceSums.of(s2, np.stack([count, count * y, count * y * y],
+        return cls(centre, ShiftedSums.of(s2, np.stack([count, count * y, count * y * y],
                                                          axis=1)))
 
 
@@ -216,7 +153,9 @@ def tau_terms(
     def chunk(start: int) -> None:
         part = slice(start, start + step)
         with np.errstate(all="ignore"):
-            log_det, (weight, weight_y, weight_y2) = sums.at(np.exp(2.0 * v[part]))
+            log_sums, weighted = sums.at(np.exp(2.0 * v[part]))
+            log_det = log_sums[:, 0]
+            weight, weight_y, weight_y2 = weighted.T
             precision = w0 + weight
             mean = (w0 * m + weight_y) / precision
             quad = (weight_y2 - 2.0 * mean * weight_y + mean * mean * weight
@@ -410,7 +349,6 @@ __all__ = [
     "TauData",
     "TauGrid",
     "TauTerms",
-    "VarianceSums",
     "build_tau_grid",
     "conjugate_split",
     "sample_exact_normal",

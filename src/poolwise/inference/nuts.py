@@ -7,7 +7,7 @@ Partial pooling, marginal (``parametrisation="marginal"``; "auto" for the rate f
         log p(u, v | y) = Σ_j w_j log p(y_j | α, β) + log p(α, β) + log |∂(α, β)/∂(u, v)|,
 
     with (α, β) = ``family.from_uv(u, v)``, the marginal likelihood from
-    ``family.log_marginal_total`` on the compressed data (unique (y, n) pairs with their
+    ``family.log_marginal_sum`` on the compressed data (unique (y, n) pairs with their
     counts w_j) and the hyperprior from :func:`poolwise.priors.hyperprior_log_density_uv`,
     both evaluated with JAX operations, so no density is written twice. With no θ in the
     chain there is no funnel. After sampling, every θ_j is drawn exactly (NumPy) from its
@@ -249,12 +249,12 @@ def _collapsed_potential(spec: ConjugateSpec, data: GroupCounts) -> tuple[Potent
 
     family, prior, ops = spec.family, spec.hyperprior, jax_ops()
     assert prior is not None  # partial pooling always has a hyperprior
-    y, n, w = data.compressed()
+    terms = family.marginal_terms(*data.compressed())
 
     def potential(z: Any) -> Any:
         u, v = z[0], z[1]
         alpha, beta = family.from_uv(u, v, ops)
-        return -(family.log_marginal_total(alpha, beta, y, n, w, ops)
+        return -(family.log_marginal_sum(alpha, beta, terms, ops)
                  + hyperprior_log_density_uv(prior, family, u, v, ops))
 
     return potential, starting_point(spec, data)
