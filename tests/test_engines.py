@@ -206,6 +206,19 @@ def test_auto_engine_and_refusals(tmp_path):
                text={"sep": ";"})
 
 
+def test_dask_is_an_optional_extra(tmp_path, monkeypatch, capsys):
+    """Without Dask installed, --engine dask says which extra to install, in one line."""
+    import sys
+
+    path = _write(_table(), tmp_path / "many", "glob")
+    monkeypatch.setitem(sys.modules, "dask.dataframe", None)  # import fails as if absent
+    assert main(["fit", str(path), "--y", "y", "--n", "n", "--group", "g",
+                 "--engine", "dask", "--quiet"]) == 2
+    error = capsys.readouterr().err
+    assert "engine 'dask' needs Dask: pip install 'poolwise[cluster]'" in error
+    assert "Traceback" not in error
+
+
 def test_duckdb_reads_semicolons_and_decimal_commas(tmp_path):
     path = tmp_path / "excel.csv"
     path.write_text("g;x\na;1,5\na;2,5\nb;3,25\nb;4,0\n")

@@ -557,7 +557,11 @@ class DaskTable:
 
     @classmethod
     def open(cls, source: Source | Any, scheduler: Any) -> DaskTable:
-        import dask.dataframe as dd
+        try:
+            import dask.dataframe as dd
+        except ImportError:
+            raise SpecificationError("engine 'dask' needs Dask: pip install "
+                                     "'poolwise[cluster]'") from None
 
         if not isinstance(source, Source):
             return cls(source, (None,) * source.npartitions, True, scheduler)
