@@ -170,3 +170,33 @@ def test_predict_existing_group_matches_the_posterior_predictive():
 def test_predict_existing_rate_group_counts_within_trials(rats_fit):
     y = rats_fit.predict(ExistingGroup("70", size=30))["y"]
     assert y.min() >= 0 and y.max() <= 30
+
+
+def test_groups_are_not_flagged_from_too_few_replicated_data_sets():
+    """From S replicates a per-group p-value of 0 comes by chance once in S + 1: below
+    MIN_FLAG_REPLICATES no group is flagged, and every output says how many there were."""
+    import numpy as np
+
+    from poolwise.results.checks import (
+        MIN_FLAG_REPLICATES,
+        CheckData,
+        check_table,
+        describe_extreme,
+        extreme_groups,
+    )
+
+    rng = np.random.default_rng(1)
+    labels = np.array([f"g{k}" for k in range(400)])
+    for replicates in (10, MIN_FLAG_REPLICATES, 400):
+        check = CheckData("y", rng.normal(size=400), rng.normal(size=(replicates, 400)),
+                          groups=labels)
+        table = check_table([check])
+        assert (table["replicates"] == replicates).all()
+        extreme, groups, counted = extreme_groups(table)["y"]
+        assert groups == 400 and counted == replicates
+        line = describe_extreme("y", extreme, groups, counted)
+        if replicates < MIN_FLAG_REPLICATES:
+            assert extreme is None and "not flagged" in line and "10 replicated" in line
+        else:
+            # a model that fits: about 1/(S+1) per side flagged, never a fifth of them
+            assert extreme is not None and extreme < 0.15 * groups

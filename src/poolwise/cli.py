@@ -616,18 +616,19 @@ def with_inputs(table: pd.DataFrame) -> pd.DataFrame:
 
 def print_check(check: pd.DataFrame, title: str) -> None:
     """The whole-data statistics of a predictive check and the count of extreme groups."""
-    from poolwise.results.checks import extreme_groups
+    from poolwise.results.checks import describe_extreme, extreme_groups
 
-    plain(f"{title} (Bayesian p-values near 0 or 1 flag a feature of the data the model "
-          "does not reproduce):")
+    replicates = int(check["replicates"].iloc[0]) if len(check) else 0
+    plain(f"{title} from {replicates:,} replicated data sets (Bayesian p-values near 0 or 1 "
+          "flag a feature of the data the model does not reproduce):")
     table = new_table(("variable", "statistic", "observed", "replicated 90%", "p"),
                       left=("variable", "statistic"))
     for row in check[check["group"].isna()].to_dict("records"):
         table.add_row(Text(str(row["variable"])), row["statistic"], _fmt(row["observed"]),
                       f"[{_fmt(row['lower'])}, {_fmt(row['upper'])}]", f"{row['p_value']:.2f}")
     stdout.print(table)
-    for variable, (extreme, groups) in extreme_groups(check).items():
-        plain(f"groups whose {variable} has p < 0.025 or > 0.975: {extreme} of {groups}")
+    for variable, counts in extreme_groups(check).items():
+        plain(describe_extreme(variable, *counts))
 
 
 def print_warnings(messages: list[str]) -> None:

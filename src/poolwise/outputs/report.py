@@ -133,7 +133,7 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
                provenance: Provenance | None = None) -> str:
     """The HTML page of ``fit``, with the figures found in ``directory``."""
     from poolwise.outputs.writer import prediction_table
-    from poolwise.results.checks import extreme_groups
+    from poolwise.results.checks import describe_extreme, extreme_groups
 
     provenance = provenance or Provenance.of(fit.tree)
     if provenance is not None:  # the fit's own warnings, then those of this report
@@ -162,9 +162,8 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
         "point_estimates": fit.method.startswith("eb-"),
         "pooling": _pooling(summary),
         "check": _table(check[check["group"].isna()].drop(columns="group")),
-        "extreme": [f"groups whose {variable} has p < 0.025 or > 0.975: {extreme} of "
-                    f"{groups}" for variable, (extreme, groups) in
-                    extreme_groups(check).items()],
+        "extreme": [describe_extreme(variable, *counts)
+                    for variable, counts in extreme_groups(check).items()],
         "predictions": (_table(prediction_table(predictions, ci_prob))
                         if predictions else None),
         "hypotheses": _hypotheses(decisions),

@@ -329,10 +329,11 @@ def hyperparameters(fit: Fit, summary: pd.DataFrame) -> dict[str, Any] | None:
 
 def check_record(check: pd.DataFrame) -> dict[str, Any]:
     """The predictive check in the JSON document: the whole-data statistics, and for each
-    quantity how many groups' means have p < 0.025 or > 0.975 (every row is in the CSV)."""
+    quantity how many groups' means have p < 0.025 or > 0.975 (null when too few replicated
+    data sets to tell; every row is in the CSV)."""
     whole = check[check["group"].isna()].drop(columns="group")
-    groups = {variable: {"checked": checked, "extreme": extreme}
-              for variable, (extreme, checked) in extreme_groups(check).items()}
+    groups = {variable: {"checked": checked, "extreme": extreme, "replicates": replicates}
+              for variable, (extreme, checked, replicates) in extreme_groups(check).items()}
     return {"statistics": clean(whole.to_dict("records")), "groups": groups}
 
 

@@ -28,7 +28,14 @@ from numpy.typing import NDArray
 
 from poolwise.exceptions import SpecificationError
 from poolwise.outputs.plots._style import BLUE, GREY, VERMILLION, percent, style
-from poolwise.results.checks import EXTREME, STATISTICS, CheckData, check_table, p_value
+from poolwise.results.checks import (
+    EXTREME,
+    MIN_FLAG_REPLICATES,
+    STATISTICS,
+    CheckData,
+    check_table,
+    p_value,
+)
 from poolwise.results.summary import check_prob
 
 if TYPE_CHECKING:
@@ -144,8 +151,11 @@ def _draw_statistic(ax: Axes, data: CheckPlotData, row: dict[str, Any]) -> None:
     else:
         ax.axvline(float(values[0]), color=BLUE, lw=3, alpha=0.6)
     ax.axvline(observed, color="black", lw=1.6)
-    extreme = not 0.025 <= p <= 0.975
-    ax.set_title(f"{name}: p = {p:.2f}", fontsize=10, color=VERMILLION if extreme else "black")
+    replicates = values.size
+    extreme = not 0.025 <= p <= 0.975 and replicates >= MIN_FLAG_REPLICATES
+    shown = f"p = {p:.2f}" if replicates >= MIN_FLAG_REPLICATES else \
+        f"p = {p:.2f} ({replicates} replicates)"
+    ax.set_title(f"{name}: {shown}", fontsize=10, color=VERMILLION if extreme else "black")
     ax.set_yticks([])
     ax.tick_params(labelsize=8)
     ax.xaxis.set_major_locator(MaxNLocator(3))
@@ -160,9 +170,12 @@ def _draw_groups(ax: Axes, data: CheckPlotData) -> None:
                 transform=ax.transAxes)
         return
     p = groups["p_value"]
-    extreme = (p < EXTREME[0]) | (p > EXTREME[1])
+    replicates = int(data.check.replicated.shape[0])
+    flagged = replicates >= MIN_FLAG_REPLICATES
+    extreme = ((p < EXTREME[0]) | (p > EXTREME[1])) & flagged
     summary = (f"{int(extreme.sum())} of {len(groups)} groups with p < {EXTREME[0]} or "
-               f"> {EXTREME[1]}")
+               f"> {EXTREME[1]}" if flagged else
+               f"{replicates} replicated data sets: too few to flag groups")
     # one value per group (a rate per group): the "group mean" is the value itself
     what = data.check.label or data.check.name
     if len(groups) != data.check.observed.size:
