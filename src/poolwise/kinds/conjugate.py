@@ -113,8 +113,9 @@ STORED_CI_PROB = 0.95
 #: a group's draws do not depend on which other groups are asked for
 GROUP_BLOCK = 256
 #: memory per group for its summaries, the tables, figures and files written of it
-#: (measured: 10^6 beta-binomial groups peak at 2.6 GB with --out, 2026-12-05)
-PER_GROUP_BYTES = 2_000
+#: (measured with --out at 10^6 groups, 2026-12-05: 1.37-1.47 GB peak for every family,
+#: about 1.05-1.1 kB a group above the interpreter's 0.35 GB; a tenth more here)
+PER_GROUP_BYTES = 1_400
 #: θ values drawn and written per chunk by ``save(path, group_draws=True)``, and read per
 #: chunk from such a file (64 MB)
 CHUNK_VALUES = 2**23
