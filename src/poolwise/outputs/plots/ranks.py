@@ -62,6 +62,8 @@ def plot_ranks(fit: Fit, *, higher: bool = True, parameter: str | None = None,
                      max_groups=max_groups, draws=draws)
     table = data.table
     rows = np.arange(len(table))[::-1]  # the best at the top
+    from matplotlib.ticker import FuncFormatter
+
     with style():
         fig, axes = new_figure(1, 2, figsize=(10.0, 1.2 + 0.24 * len(table)),
                                gridspec_kw={"width_ratios": (2.2, 1.0)}, sharey=True)
@@ -73,11 +75,13 @@ def plot_ranks(fit: Fit, *, higher: bool = True, parameter: str | None = None,
         left.set_xlabel(f"rank (1 = {'highest' if data.higher else 'lowest'} "
                         f"{table['param'].iloc[0]})")
         left.set_xlim(0.5, data.groups + 0.5)
+        # ranks are counts: 20,000 on the axis, not 2 with a ×1e4 offset
+        left.xaxis.set_major_formatter(FuncFormatter(lambda x, _: f"{x:,.0f}"))
         if data.left_out:  # where the groups left out would be
             gap = rows[len(table) // 2] + 0.5
             for ax in (left, right):
                 ax.axhline(gap, color=GREY, ls="--", lw=0.8)
-            left.text(0.99, gap, f"{data.left_out} groups not shown ", ha="right",
+            left.text(0.99, gap, f"{data.left_out:,} groups not shown ", ha="right",
                       va="center", fontsize=8, color=GREY, transform=left.get_yaxis_transform(),
                       bbox={"facecolor": "white", "edgecolor": "none", "pad": 1})
         left.grid(axis="y", visible=False)
@@ -90,7 +94,10 @@ def plot_ranks(fit: Fit, *, higher: bool = True, parameter: str | None = None,
         handles = [h for ax in (left, right) for h in ax.get_legend_handles_labels()[0]]
         fig.legend(handles, [str(h.get_label()) for h in handles], loc="outside lower center",
                    ncol=4, fontsize=8, frameon=False)
-        shown = (f"the best and worst {len(table)} of {data.groups} groups"
-                 if data.left_out else f"{data.groups} groups")
-        fig.suptitle(f"posterior ranks of {table['param'].iloc[0]}: {shown}")
+        best = len(table) // 2
+        shown = (f"the best {best} and worst {len(table) - best} of {data.groups:,} groups"
+                 if data.left_out else f"{data.groups:,} groups")
+        draws = int(table["rank_draws"].iloc[0])
+        fig.suptitle(f"posterior ranks of {table['param'].iloc[0]}: {shown}, from {draws:,} "
+                     "draws")
     return fig
