@@ -200,3 +200,15 @@ def test_groups_are_not_flagged_from_too_few_replicated_data_sets():
         else:
             # a model that fits: about 1/(S+1) per side flagged, never a fifth of them
             assert extreme is not None and extreme < 0.15 * groups
+
+
+def test_a_rates_fit_counts_one_observed_value_per_group():
+    """n_j is each group's size, not an observation: replicates and pointwise log
+    likelihoods have one value per group (the report counted them twice)."""
+    import poolwise
+
+    rats = poolwise.datasets.load("rats").query("historical == 1")
+    fit = poolwise.Model(method="eb-moments").fit(rats, y="y", n="n", group="experiment")
+    assert fit.observed_values() == fit.data.n_groups == 70
+    replicated = fit.posterior_predictive()
+    assert replicated["y"].shape[-1] == fit.observed_values()

@@ -796,6 +796,10 @@ class ConjugateFit(Fit):
                 "--save-draws (fit.save(path, group_draws=True)) writes every group's into "
                 "posterior.nc in chunks")
 
+    def observed_values(self) -> int:
+        """One y_j per group (n_j, also in ``observed_data``, is the group's size)."""
+        return self.data.n_groups
+
     def _thinned(self, limit: int) -> ConjugateFit:
         if self.stores_group_draws:
             return super()._thinned(limit)  # type: ignore[return-value]

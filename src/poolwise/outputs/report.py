@@ -230,8 +230,6 @@ def _facts(fit: Fit, provenance: Provenance | None, *, model: bool = True
            ) -> list[tuple[str, str]]:
     """The data in a few lines: input, rows, observations, groups, columns used; and, with
     ``model``, the fit's family, formula and pooling."""
-    from poolwise.results.fit import observed_size
-
     facts: list[tuple[str, str]] = []
     stored = provenance.data if provenance is not None else {}
     if provenance is not None and provenance.input is not None:
@@ -242,7 +240,7 @@ def _facts(fit: Fit, provenance: Provenance | None, *, model: bool = True
     if observed is not None and "y" in observed:
         facts.append(("observations of y", f"{observed['y'].size:,}"))
     else:
-        facts.append(("observed values", f"{observed_size(fit.tree):,}"))
+        facts.append(("observed values", f"{fit.observed_values():,}"))
     if "posterior" in fit.tree.children:
         posterior = fit.tree["posterior"]
         for dim in fit.group_dims:
@@ -309,9 +307,9 @@ def _pareto(fit: Fit) -> dict[str, float] | str:
 
     from poolwise.exceptions import PoolwiseError
     from poolwise.results.comparison import Comparison
-    from poolwise.results.fit import PREDICTIVE_LIMIT, observed_size
+    from poolwise.results.fit import PREDICTIVE_LIMIT
 
-    size = observed_size(fit.tree) * fit.config.draws * fit.config.chains
+    size = fit.observed_values() * fit.config.draws * fit.config.chains
     if size > PREDICTIVE_LIMIT:
         return (f"not computed here: {size:,} pointwise log likelihoods (poolwise compare "
                 "computes them)")

@@ -287,11 +287,17 @@ class Fit(ABC):
             self._memo["check_data"] = checks
         return list(checks)
 
+    def observed_values(self) -> int:
+        """How many values a replicate of the observed data holds (and how many pointwise
+        log likelihoods a draw has): by default every value of ``observed_data``; a kind
+        that stores other columns there (a group's size) says less."""
+        return observed_size(self.tree)
+
     def _thinned(self, limit: int) -> Fit:
         """The fit with every k-th draw of each chain, k the least that keeps the
         replicated data within ``limit`` values (the fit itself when it already does)."""
         posterior = self.posterior
-        per_draw = max(observed_size(self.tree), 1)
+        per_draw = max(self.observed_values(), 1)
         total = posterior.sizes["chain"] * posterior.sizes["draw"]
         step = -(-total * per_draw // limit)  # ceil
         if step <= 1:
@@ -381,7 +387,7 @@ def finish_fit(fit: FitT, stacklevel: int = 1) -> FitT:
     """The last step of every kind's ``fit``: store the posterior predictive draws in the
     tree when they are small enough, and warn about failed Markov chain diagnostics."""
     if "posterior" in fit.tree.children:
-        size = observed_size(fit.tree)
+        size = fit.observed_values()
         if size * fit.config.draws * fit.config.chains <= PREDICTIVE_LIMIT:
             fit.tree["posterior_predictive"] = xr.DataTree(fit.posterior_predictive())
     check_diagnostics(fit, stacklevel=stacklevel + 1)
