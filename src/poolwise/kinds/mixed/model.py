@@ -298,8 +298,8 @@ class MixedModel(BaseModel):
         """The priors, one statement per parameter separated by semicolons, with the
         defaults scaled to ``data``; without data the rule and the overrides."""
         if self.method == "eb-ml":
-            return ("eb-ml (REML, as lme4): the variance parameters are estimated and β has a "
-                    "flat prior; no priors are used")
+            return ("eb-ml (REML, as lme4): the variance parameters are estimated, with no "
+                    "prior; β's draws given them are those of a flat prior on β")
         if data is None:
             rule = ("weakly informative defaults scaled to the data: b ~ Normal, sigma and sd "
                     "~ HalfNormal, cor ~ LKJ(2)")
