@@ -813,7 +813,8 @@ def print_decisions(summary: pd.DataFrame, decisions: Any, ci: float, draws: int
                    [[str(row["param"]), str(row["group"]), _fmt(row["mean"]),
                      f"{row['rank_mean']:.1f} ± {_fmt(row['rank_mean_mcse'], 2)}",
                      f"[{row['rank_lower']:.0f}, {row['rank_upper']:.0f}]",
-                     f"{row['p_best']:.3f} ± {_fmt(row['p_best_mcse'], 2)}",
+                     (f"{row['p_best']:.3f} ± {_fmt(row['p_best_mcse'], 2)}"
+                      if row["p_best"] > 0 else f"0 of {used:,} draws"),
                      f"{row['p_worst']:.3f}"]
                     for row in ranked.to_dict("records")], keys=2,
                    title=f"ranks ({better} is better; 1 the best) from "
