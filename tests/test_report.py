@@ -219,3 +219,12 @@ def test_a_saved_fit_report_keeps_the_fit_s_warnings(tmp_path):
         text = page.read_text(encoding="utf-8")
         assert "maximised on a boundary" in text
         assert "point estimates" in text  # no draws of the population parameters
+
+
+def test_rank_columns_are_whole_numbers_with_separators():
+    """Ranks of 10^5 groups read 66,500.4 and [956, 8,194], not 6.65e+04."""
+    from poolwise.outputs.report import _cell
+
+    assert _cell("rank_mean", 66500.43) == "66,500.4"
+    assert (_cell("rank_lower", 955.8), _cell("rank_upper", 8194.1)) == ("956", "8,194")
+    assert _cell("replicates", 12) == "12"

@@ -408,7 +408,10 @@ def _number(value: Any, digits: int = 4) -> str:
 
 #: columns shown with their own format: counts whole, R-hat to three decimals
 _FORMATS = {"ess_bulk": "{:,.0f}", "ess_tail": "{:,.0f}", "r_hat": "{:.3f}",
-            "n_points": "{:,.0f}", "n_bad_k": "{:,.0f}", "rank_draws": "{:,.0f}"}
+            "n_points": "{:,.0f}", "n_bad_k": "{:,.0f}", "rank_draws": "{:,.0f}",
+            # ranks: whole numbers with separators (66,500, not 6.65e+04), the mean to 0.1
+            "rank_mean": "{:,.1f}", "rank_lower": "{:,.0f}", "rank_upper": "{:,.0f}",
+            "replicates": "{:,.0f}"}
 
 
 def _cell(column: str, value: Any) -> str:
