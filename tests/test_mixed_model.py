@@ -568,7 +568,7 @@ def test_reml_summary_is_lme4s(reml_fit) -> None:
     assert table.loc["sigma", "mean"] == pytest.approx(25.59, abs=5e-3)
     assert table.loc["cor_Subject[Days, Intercept]", "mean"] == pytest.approx(0.066, abs=5e-4)
     assert not reml_fit.is_mcmc and reml_fit.diagnostics() == []
-    assert "no priors" in reml_fit.describe_prior()
+    assert "with no prior" in reml_fit.describe_prior()
 
 
 def test_reml_draws_centre_on_the_estimates(reml_fit) -> None:

@@ -91,10 +91,10 @@ def test_saved_draws_load_back_identical(summaries_only, tmp_path, family, metho
 
 
 def test_loading_leaves_the_draws_in_the_file(summaries_only, tmp_path):
-    """θ holds 1,500 groups × 4,000 draws (48 MB; too many for the posterior predictive
+    """θ holds 3,000 groups × 4,000 draws (96 MB; too many for the posterior predictive
     to be stored with the fit); loading the fit, its summary and one group's draws
     allocate a small fraction of that (tracemalloc sees NumPy's arrays)."""
-    table, columns = simulated("beta-binomial", 1500)
+    table, columns = simulated("beta-binomial", 3000)
     fit = Model(draws=2000, chains=2).fit(table, y="y", group="g", **columns)
     assert "posterior_predictive" not in fit.tree.children
     fit.save(tmp_path / "fit.nc", group_draws=True)
