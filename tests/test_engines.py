@@ -9,11 +9,10 @@ row counted in its own file where the source has several.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 import pytest
+from layouts import write_table
 
 from poolwise.cli import main
 from poolwise.data.engines import choose_engine, reduce, resolve
@@ -37,21 +36,6 @@ def _table(seed: int = 0, rows: int = 600) -> pd.DataFrame:
     table.loc[5, "x"] = 7.0  # a group of one observation: s8 appears once below
     table.loc[rows - 1, "g"] = "only"
     return table
-
-
-def _write(table: pd.DataFrame, where: Path, layout: str) -> str:
-    """``table`` as a CSV, a Parquet file, a glob of three Parquet files or a directory."""
-    where.mkdir(parents=True, exist_ok=True)
-    if layout == "csv":
-        table.to_csv(where / "t.csv", index=False)
-        return str(where / "t.csv")
-    if layout == "parquet":
-        table.to_parquet(where / "t.parquet")
-        return str(where / "t.parquet")
-    parts = np.array_split(np.arange(len(table)), 3)
-    for k, rows in enumerate(parts):
-        table.iloc[rows].to_parquet(where / f"part-{k}.parquet")
-    return str(where / "part-*.parquet") if layout == "glob" else str(where)
 
 
 LAYOUTS = ("csv", "parquet", "glob", "directory")
@@ -78,7 +62,7 @@ def _same_counts(got, want) -> None:
 def test_rates_match_pandas(tmp_path, engine, layout, family, y, n, group):
     table = _table()
     fam = get_family(family)
-    got = reduce(_write(table, tmp_path, layout), fam, y=y, n=n, group=group, engine=engine)
+    got = reduce(write_table(table, tmp_path, layout), fam, y=y, n=n, group=group, engine=engine)
     _same_counts(got.stats, group_counts(table, fam, y=y, n=n, group=group))
     assert got.rows == len(table) and got.engine == engine
     assert engine.replace("db", "DB").replace("duck", "Duck").replace("dask", "Dask") \
@@ -89,7 +73,7 @@ def test_rates_match_pandas(tmp_path, engine, layout, family, y, n, group):
 @pytest.mark.parametrize("layout", LAYOUTS)
 def test_normal_raw_matches_pandas(tmp_path, engine, layout):
     table = _table()
-    got = reduce(_write(table, tmp_path, layout), None, y="x", group="g", engine=engine).stats
+    got = reduce(write_table(table, tmp_path, layout), None, y="x", group="g", engine=engine).stats
     want = group_estimates(table, y="x", group="g")
     assert got.labels.tolist() == want.labels.tolist()
     np.testing.assert_allclose(got.y, want.y, rtol=1e-13)
@@ -104,7 +88,7 @@ def test_normal_raw_matches_pandas(tmp_path, engine, layout):
 def test_normal_estimates_match_pandas(tmp_path, engine, layout, group):
     table = pd.DataFrame({"g": [f"study {k}" for k in range(30)],
                           "est": np.linspace(-1, 2, 30), "se": np.linspace(0.1, 0.9, 30)})
-    got = reduce(_write(table, tmp_path, layout), None, y="est", se="se", group=group,
+    got = reduce(write_table(table, tmp_path, layout), None, y="est", se="se", group=group,
                  engine=engine).stats
     want = group_estimates(table, y="est", se="se", group=group)
     assert got.labels.tolist() == want.labels.tolist() and got.group_name == want.group_name
@@ -142,7 +126,7 @@ def test_rate_errors_match_pandas(tmp_path, engine, layout, what, column, value,
         table["y"] = table["y"].astype(str)  # Parquet keeps the column's type
     fam = get_family("beta-binomial")
     want = _error(lambda: group_counts(table, fam, group="g", **columns))
-    source = _write(table, tmp_path, layout)
+    source = write_table(table, tmp_path, layout)
     got = _error(lambda: reduce(source, fam, group="g", engine=engine, **columns))
     if layout == "glob" and what != "no column":
         want = want.replace("row 9:", "row 9 in file " + str(tmp_path / "part-0.parquet") + ":")
@@ -155,7 +139,7 @@ def test_rate_errors_match_pandas(tmp_path, engine, layout, what, column, value,
 def test_error_row_counts_within_its_file(tmp_path, engine):
     table = _table()
     table.loc[450, "y"] = -1  # the third of three files holds rows 400..599
-    source = _write(table, tmp_path, "glob")
+    source = write_table(table, tmp_path, "glob")
     got = _error(lambda: reduce(source, get_family("beta-binomial"), y="y", n="n", group="g",
                                 engine=engine))
     assert got == (f"row 51 in file {tmp_path / 'part-2.parquet'}: count (y) column 'y' has "
@@ -169,12 +153,12 @@ def test_estimate_and_group_errors_match_pandas(tmp_path, engine, layout):
                          "se": [1.0, 1, 0, 1, 1, -1]})
     want = _error(lambda: group_estimates(base, y="est", se="se", group="g"))
     assert want.startswith("row 3: standard error column 'se' has 0")
-    source = _write(base, tmp_path / "se", layout)
+    source = write_table(base, tmp_path / "se", layout)
     assert _error(lambda: reduce(source, None, y="est", se="se", group="g",
                                  engine=engine)) == want
     twice = base.assign(se=1.0, g=list("abcdbf"))
     want = _error(lambda: group_estimates(twice, y="est", se="se", group="g"))
-    source = _write(twice, tmp_path / "twice", layout)
+    source = write_table(twice, tmp_path / "twice", layout)
     assert _error(lambda: reduce(source, None, y="est", se="se", group="g",
                                  engine=engine)) == want
     exposure = pd.DataFrame({"g": list("aabb"), "events": [1, 2, 3, 0],
@@ -182,15 +166,15 @@ def test_estimate_and_group_errors_match_pandas(tmp_path, engine, layout):
     fam = get_family("gamma-poisson")
     want = _error(lambda: group_counts(exposure, fam, y="events", n="exposure", group="g"))
     assert "exposure 0" in want
-    source = _write(exposure, tmp_path / "zero", layout)
+    source = write_table(exposure, tmp_path / "zero", layout)
     assert _error(lambda: reduce(source, fam, y="events", n="exposure", group="g",
                                  engine=engine)) == want
 
 
 def test_auto_engine_and_refusals(tmp_path):
     table = _table()
-    one = resolve(_write(table, tmp_path / "one", "parquet"))
-    many = resolve(_write(table, tmp_path / "many", "glob"))
+    one = resolve(write_table(table, tmp_path / "one", "parquet"))
+    many = resolve(write_table(table, tmp_path / "many", "glob"))
     assert choose_engine(one) == "pandas" and choose_engine(many) == "duckdb"
     assert choose_engine(resolve(str(tmp_path / "many"))) == "duckdb"
     with pytest.raises(SpecificationError, match="engine 'pandas' reads one file"):
@@ -210,7 +194,7 @@ def test_dask_is_an_optional_extra(tmp_path, monkeypatch, capsys):
     """Without Dask installed, --engine dask says which extra to install, in one line."""
     import sys
 
-    path = _write(_table(), tmp_path / "many", "glob")
+    path = write_table(_table(), tmp_path / "many", "glob")
     monkeypatch.setitem(sys.modules, "dask.dataframe", None)  # import fails as if absent
     assert main(["fit", str(path), "--y", "y", "--n", "n", "--group", "g",
                  "--engine", "dask", "--quiet"]) == 2
@@ -260,7 +244,7 @@ def test_python_fit_reads_a_glob(tmp_path):
     import poolwise
 
     table = _table()
-    source = _write(table, tmp_path, "glob")
+    source = write_table(table, tmp_path, "glob")
     settings = {"y": "y", "n": "n", "group": "g", "method": "eb-moments"}
     fit = poolwise.fit(source, engine="duckdb", **settings)
     direct = poolwise.fit(table, **settings)
@@ -276,7 +260,7 @@ def test_dask_cluster_matches_duckdb_and_pandas(tmp_path):
     """Two worker processes on this machine: the same statistics as DuckDB and pandas."""
     distributed = pytest.importorskip("distributed")
     table = _table(seed=3, rows=3000)
-    source = _write(table, tmp_path, "glob")
+    source = write_table(table, tmp_path, "glob")
     fam = get_family("beta-binomial")
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   dashboard_address=None, silence_logs=50) as cluster, \
@@ -315,7 +299,7 @@ def _cli(args, capsys) -> tuple[int, str, str]:
 
 
 def test_cli_fits_a_glob_with_duckdb(tmp_path, capsys):
-    source = _write(_table(), tmp_path, "glob")
+    source = write_table(_table(), tmp_path, "glob")
     code, out, err = _cli(["fit", source, "--y", "y", "--n", "n", "--group", "g",
                            "--engine", "duckdb", "--method", "eb-moments", "--quiet"], capsys)
     assert code == 0, err
@@ -330,7 +314,7 @@ def test_cli_fits_a_glob_with_duckdb(tmp_path, capsys):
     (["--y", "y", "--n", "n", "--group", "g", "--engine", "spark"], "engine must be one of"),
 ])
 def test_cli_refusals(tmp_path, capsys, extra, message):
-    source = _write(_table(), tmp_path, "glob")
+    source = write_table(_table(), tmp_path, "glob")
     code, _, err = _cli(["fit", source, *extra], capsys)
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 3  # one line, wrapped at most

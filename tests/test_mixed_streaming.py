@@ -13,11 +13,11 @@ Monte Carlo error. Then the bad inputs, each one line, and the models that canno
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from layouts import write_table
 
 import poolwise
 from poolwise import ExistingGroup, NewGroup, NewRows, Population
@@ -53,19 +53,6 @@ def _table(seed: int = 0, rows: int = 400) -> pd.DataFrame:
                          "y": y})
 
 
-def _write(table: pd.DataFrame, where: Path, layout: str) -> str:
-    where.mkdir(parents=True, exist_ok=True)
-    if layout == "csv":
-        table.to_csv(where / "t.csv", index=False)
-        return str(where / "t.csv")
-    if layout == "parquet":
-        table.to_parquet(where / "t.parquet")
-        return str(where / "t.parquet")
-    for k, rows in enumerate(np.array_split(np.arange(len(table)), 3)):
-        table.iloc[rows].to_parquet(where / f"part-{k}.parquet")
-    return str(where / "part-*.parquet") if layout == "glob" else str(where)
-
-
 def _same_estimates(got, want) -> None:
     """REML from the sums and from the rows: equal to the optimiser's tolerance."""
     np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=1e-6,
@@ -84,7 +71,7 @@ def test_cross_products_match_the_rows(tmp_path, engine, layout, formula):
     priors: those of the in-memory design of the same rows."""
     table = _table()
     model = poolwise.MixedModel(formula=formula)
-    streamed = _streamed(model, _write(table, tmp_path, layout), engine)
+    streamed = _streamed(model, write_table(table, tmp_path, layout), engine)
     memory = model.prepare(table)
     design, want = streamed.design, memory.design
     assert design.fixed_names == want.fixed_names
@@ -116,7 +103,7 @@ def test_nuts_target_density_matches_the_rows(tmp_path, engine):
     jax.config.update("jax_enable_x64", True)
     table = _table(1)
     model = poolwise.MixedModel(formula=FORMULAS[0])
-    streamed = _streamed(model, _write(table, tmp_path, "glob"), engine)
+    streamed = _streamed(model, write_table(table, tmp_path, "glob"), engine)
     memory = model.prepare(table)
     got = _marginal_model(streamed.design, streamed.priors, "marginal")
     want = _marginal_model(memory.design, memory.priors, "marginal")
@@ -134,7 +121,7 @@ def test_reml_fit_matches_the_rows(tmp_path, engine):
     table = _table(2)
     settings = {"formula": FORMULAS[1], "method": "eb-ml", "draws": 200, "chains": 2,
                 "seed": 4}
-    fit = poolwise.fit(_write(table, tmp_path, "glob"), engine=engine, **settings)
+    fit = poolwise.fit(write_table(table, tmp_path, "glob"), engine=engine, **settings)
     direct = poolwise.fit(table, **settings)
     got, want = fit.summary(), direct.summary()
     assert got["param"].tolist() == want["param"].tolist()
@@ -166,7 +153,7 @@ def test_nuts_fit_agrees_with_the_rows_within_monte_carlo_error(tmp_path):
     settings = {"formula": FORMULAS[0], "draws": 500, "warmup": 300, "chains": 2, "seed": 1}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # few draws: low-ESS warnings are not the point
-        fit = poolwise.fit(_write(table, tmp_path, "parquet"), engine="duckdb", **settings)
+        fit = poolwise.fit(write_table(table, tmp_path, "parquet"), engine="duckdb", **settings)
         direct = poolwise.fit(table, **settings)
     got, want = fit.summary().set_index("param"), direct.summary().set_index("param")
     for param in ["b[Intercept]", "b[x]", "sigma", "sd_g[Intercept]", "sd_g[x]"]:
@@ -178,7 +165,7 @@ def test_missing_values_refused_or_dropped_as_in_memory(tmp_path):
     table = _table(4).astype({"x": float})
     table.loc[[7, 300], "x"] = np.nan
     table.loc[20, "g"] = None
-    source = _write(table, tmp_path, "parquet")
+    source = write_table(table, tmp_path, "parquet")
     formula = FORMULAS[0]
     with pytest.raises(DataError) as memory:
         poolwise.MixedModel(formula=formula).prepare(table)
@@ -203,7 +190,7 @@ def test_bad_values_name_the_row_in_its_file(tmp_path, engine):
     table = _table(5)
     table["y"] = table["y"].astype(str)  # a text column, as a file with a stray word has
     table.loc[290, "y"] = "lots"  # the third of three files holds rows 268..399
-    source = _write(table, tmp_path / "text", "glob")
+    source = write_table(table, tmp_path / "text", "glob")
     with pytest.raises(DataError) as caught:
         poolwise.fit(source, formula=FORMULAS[0], method="eb-ml", engine=engine)
     third = tmp_path / "text" / "part-2.parquet"
@@ -211,7 +198,7 @@ def test_bad_values_name_the_row_in_its_file(tmp_path, engine):
                                  "which is not a finite number")
     negative = _table(5)
     negative.loc[3, "w"] = -1.0
-    source = _write(negative, tmp_path / "log", "parquet")
+    source = write_table(negative, tmp_path / "log", "parquet")
     with pytest.raises(DataError, match=r"^row 4: fixed-effect column 'log\(w\)' is nan; "
                                         "check the transformation's domain"):
         poolwise.fit(source, formula="y ~ log(w) + (1 | g)", method="eb-ml", engine=engine)
@@ -226,7 +213,7 @@ def test_data_errors_match_the_in_memory_path(tmp_path, engine):
     for k, (formula, data) in enumerate(cases):
         with pytest.raises(DataError) as memory:
             poolwise.MixedModel(formula=formula).prepare(data)
-        source = _write(data, tmp_path / str(k), "parquet")
+        source = write_table(data, tmp_path / str(k), "parquet")
         with pytest.raises(DataError) as streamed:
             poolwise.fit(source, formula=formula, method="eb-ml", engine=engine)
         assert str(streamed.value) == str(memory.value)
@@ -241,7 +228,7 @@ def test_data_errors_match_the_in_memory_path(tmp_path, engine):
     ({"formula": "y ~ x + (1 | g)", "parametrisation": "non-centred"}, "non-centred"),
 ])
 def test_models_that_need_their_rows_refuse_in_one_line(tmp_path, settings, why):
-    source = _write(_table(7).assign(n=20, y=5), tmp_path, "glob")
+    source = write_table(_table(7).assign(n=20, y=5), tmp_path, "glob")
     with pytest.raises(SpecificationError) as caught:
         poolwise.fit(source, engine="duckdb", **settings)
     message = str(caught.value)
@@ -254,7 +241,7 @@ def test_streamed_fit_keeps_the_fit_contract(tmp_path):
     prior predictive of group means; graph and equations; another pooling and another
     formula of the same reduced data."""
     table = _table(8)
-    source = _write(table, tmp_path, "directory")
+    source = write_table(table, tmp_path, "directory")
     fit = poolwise.fit(source, formula=FORMULAS[1], method="eb-ml", draws=100, chains=2,
                        engine="duckdb")
     fit.save(tmp_path / "fit.nc")
@@ -284,7 +271,7 @@ def test_streamed_fit_keeps_the_fit_contract(tmp_path):
 
 
 def test_cli_streams_a_glob_and_writes_the_core_files(tmp_path, capsys):
-    source = _write(_table(9), tmp_path / "data", "glob")
+    source = write_table(_table(9), tmp_path / "data", "glob")
     new = tmp_path / "new.csv"
     pd.DataFrame({"x": [0.0, 8.0], "g": ["s00", "other"]}).to_csv(new, index=False)
     out = tmp_path / "out"
@@ -300,7 +287,7 @@ def test_cli_streams_a_glob_and_writes_the_core_files(tmp_path, capsys):
 
 
 def test_cli_refuses_what_needs_rows_with_exit_code_2(tmp_path, capsys):
-    source = _write(_table(10), tmp_path, "glob")
+    source = write_table(_table(10), tmp_path, "glob")
     code = main(["fit", source, "--formula", "y ~ x + (1 | g/c)"])
     err = capsys.readouterr().err
     assert code == 2 and "needs its rows in memory" in err and "Traceback" not in err
@@ -313,7 +300,7 @@ def test_dask_frame_and_small_file_default(tmp_path):
     table = _table(11)
     settings = {"formula": FORMULAS[0], "method": "eb-ml", "draws": 50, "chains": 1}
     fit = poolwise.fit(dd.from_pandas(table, npartitions=3), **settings)
-    direct = poolwise.fit(_write(table, tmp_path, "parquet"), **settings)
+    direct = poolwise.fit(write_table(table, tmp_path, "parquet"), **settings)
     assert fit.data.streamed and not direct.data.streamed
     _same_estimates(fit.summary()["mean"], direct.summary()["mean"])
 
@@ -323,7 +310,7 @@ def test_dask_cluster_reduces_a_mixed_model(tmp_path):
     """Two worker processes: the same REML fit as DuckDB and pandas."""
     distributed = pytest.importorskip("distributed")
     table = _table(12, rows=3000)
-    source = _write(table, tmp_path, "glob")
+    source = write_table(table, tmp_path, "glob")
     settings = {"formula": FORMULAS[1], "method": "eb-ml", "draws": 50, "chains": 1}
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
                                   dashboard_address=None, silence_logs=50) as cluster:

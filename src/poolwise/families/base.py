@@ -15,12 +15,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from poolwise._ops import NUMPY_OPS, Ops
-from poolwise.families.sums import RisingSums
 
 FloatArray = NDArray[np.float64]
 
 
-class MarginalData(NamedTuple):
+class CompressedGroups(NamedTuple):
     """The compressed data (distinct (y, n) and their counts) as they come."""
 
     y: NDArray
@@ -213,7 +212,7 @@ class RateFamily(ABC):
     def marginal_terms(self, y: NDArray, n: NDArray, weights: NDArray) -> Any:
         """The data reduced once for :meth:`log_marginal_sum` at many (α, β): an object
         with ``size``, the terms one point costs (by default the data themselves)."""
-        return MarginalData(np.asarray(y, dtype=float), np.asarray(n, dtype=float),
+        return CompressedGroups(np.asarray(y, dtype=float), np.asarray(n, dtype=float),
                             np.asarray(weights, dtype=float))
 
     def log_marginal_sum(self, alpha: Any, beta: Any, terms: Any, ops: Ops = NUMPY_OPS
@@ -224,13 +223,4 @@ class RateFamily(ABC):
                                  ops) @ terms.weights
 
 
-def weighted_log_rising(a: Any, values: NDArray, weights: NDArray, ops: Ops) -> Any:
-    """Σ_j w_j [lnΓ(a + x_j) − lnΓ(a)] (:class:`~poolwise.families.sums.RisingSums`).
-
-    ``a`` has any shape (...); the result has that shape. ``values`` and ``weights`` must be
-    concrete arrays (they are data), while ``a`` may be a JAX tracer.
-    """
-    return RisingSums.of(values, weights)(a, ops)
-
-
-__all__ = ["FloatArray", "MarginalData", "RateFamily", "weighted_log_rising"]
+__all__ = ["CompressedGroups", "FloatArray", "RateFamily"]

@@ -376,6 +376,21 @@ def _check_full_rank(gram: np.ndarray, names: Sequence[str]) -> None:
                 "remove it or one of those from the formula")
 
 
+def _missing_notes(total: int, incomplete: int, per_column: dict[str, int], missing: str
+                   ) -> tuple[str, ...]:
+    """The note of rows dropped for missing values (none when none are), or the one-line
+    error when the table is empty or ``missing`` does not allow dropping them."""
+    if total == 0:
+        raise DataError("the table has no rows")
+    if not incomplete:
+        return ()
+    problem = _missing_message(total, incomplete, per_column, missing)
+    if problem is not None:
+        raise DataError(problem)
+    return (f"dropped {incomplete} of {total} rows with missing values "
+            f"({', '.join(f'{c}: {k}' for c, k in per_column.items() if k)})",)
+
+
 def _missing_message(total: int, incomplete: int, per_column: dict[str, int],
                      missing: str) -> str | None:
     """The in-memory path's refusal of rows with missing values (None to drop them)."""
@@ -448,16 +463,9 @@ def _duck_reduce(table: DuckTable, formula: str, missing: str
         + "), " + ", ".join(f"count(*) FILTER (WHERE {w})" for w in missing_sql.values())
         + f" FROM {table.sql}").fetchone()
     total, incomplete = int(counts[0]), int(counts[1])
-    if total == 0:
-        raise DataError("the table has no rows")
     per_column = dict(zip(plan.used, (int(c) for c in counts[2:]), strict=True))
-    notes: tuple[str, ...] = ()
+    notes = _missing_notes(total, incomplete, per_column, missing)
     if incomplete:
-        problem = _missing_message(total, incomplete, per_column, missing)
-        if problem is not None:
-            raise DataError(problem)
-        notes = (f"dropped {incomplete} of {total} rows with missing values "
-                 f"({', '.join(f'{c}: {k}' for c, k in per_column.items() if k)})",)
         table = replace(table, sql=f"(SELECT * FROM {table.sql} WHERE NOT ("
                         + " OR ".join(missing_sql.values()) + "))")
     response = plan.y[0].column
@@ -624,15 +632,7 @@ def _dask_reduce(table: DaskTable, source: Source | Any, formula: str, missing: 
         parts = [dask.delayed(_dask_merge)(*parts[i:i + 8], keys=len(plan.keys))
                  for i in range(0, len(parts), 8)]
     ((total, incomplete, per_column, found, bad, sums),) = table.compute(parts[0])
-    if total == 0:
-        raise DataError("the table has no rows")
-    notes: tuple[str, ...] = ()
-    if incomplete:
-        problem = _missing_message(total, incomplete, per_column, missing)
-        if problem is not None:
-            raise DataError(problem)
-        notes = (f"dropped {incomplete} of {total} rows with missing values "
-                 f"({', '.join(f'{c}: {k}' for c, k in per_column.items() if k)})",)
+    notes = _missing_notes(int(total), int(incomplete), per_column, missing)
     raise_first([Check("number", plan.y[0].column, "response")], found, table.locate)
     _raise_not_finite(plan.base(), bad, table.locate)
     return plan, sums, int(total), int(incomplete) if drop else 0, notes
