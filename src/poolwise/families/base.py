@@ -18,6 +18,26 @@ from poolwise._ops import NUMPY_OPS, Ops
 
 FloatArray = NDArray[np.float64]
 
+#: shape parameters from which :func:`cornish_fisher` replaces an inverse incomplete beta or
+#: gamma function: its error there is below 2e-4 posterior sd (measured over levels 0.0005 to
+#: 0.9995 and shape ratios 1 to 10^4, tests/test_families.py), far below the 1e-3 sd to
+#: which group quantiles are solved, and it costs a few array operations where the inverse
+#: costs microseconds a value (10^6 groups: seconds)
+CORNISH_FISHER_SHAPE = 200.0
+
+
+def cornish_fisher(mean: FloatArray, sd: FloatArray, skewness: FloatArray,
+                   excess_kurtosis: FloatArray, level: float) -> FloatArray:
+    """The ``level`` quantile from the first four cumulants (Cornish and Fisher 1938):
+    mean + sd w, w = z + (z² − 1)γ₁/6 + (z³ − 3z)γ₂/24 − (2z³ − 5z)γ₁²/36, z = Φ⁻¹(level);
+    its error is of order γ₁³, γ₁γ₂ (shape^(-3/2) for a beta or gamma)."""
+    from scipy import special
+
+    z = float(special.ndtri(level))
+    w = (z + (z * z - 1.0) * skewness / 6.0 + (z**3 - 3.0 * z) * excess_kurtosis / 24.0
+         - (2.0 * z**3 - 5.0 * z) * skewness**2 / 36.0)
+    return mean + sd * w
+
 
 class CompressedGroups(NamedTuple):
     """The compressed data (distinct (y, n) and their counts) as they come."""
@@ -96,6 +116,12 @@ class RateFamily(ABC):
     @abstractmethod
     def population(self, alpha: ArrayLike, beta: ArrayLike) -> Any:
         """The population distribution of θ as a frozen SciPy distribution."""
+
+    def population_quantile(self, alpha: ArrayLike, beta: ArrayLike, level: float
+                            ) -> FloatArray:
+        """The ``level`` quantile of Pop(α, β), elementwise (a family may compute it faster
+        than its frozen SciPy distribution)."""
+        return np.asarray(self.population(alpha, beta).ppf(level), dtype=float)
 
     @abstractmethod
     def population_moments(self, alpha: ArrayLike, beta: ArrayLike

@@ -14,7 +14,7 @@ from scipy import special, stats
 
 from poolwise._ops import NUMPY_OPS, Ops, log_rising, log_sigmoid
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.families.base import FloatArray, RateFamily
+from poolwise.families.base import CORNISH_FISHER_SHAPE, FloatArray, RateFamily, cornish_fisher
 from poolwise.families.sums import RisingSums
 
 
@@ -55,6 +55,25 @@ class BetaBinomial(RateFamily):
 
     def population(self, alpha: ArrayLike, beta: ArrayLike) -> Any:
         return stats.beta(alpha, beta)
+
+    def population_quantile(self, alpha: ArrayLike, beta: ArrayLike, level: float
+                            ) -> FloatArray:
+        """Beta(α, β)'s quantile: Cornish–Fisher where α, β ≥ :data:`CORNISH_FISHER_SHAPE`
+        (skewness 2(β − α)√(α+β+1) / ((α+β+2)√(αβ)), excess kurtosis
+        6[(α − β)²(α+β+1) − αβ(α+β+2)] / (αβ(α+β+2)(α+β+3))), the inverse regularised
+        incomplete beta function elsewhere."""
+        a, b = np.broadcast_arrays(np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float))
+        out = np.empty(a.shape)
+        large = np.minimum(a, b) >= CORNISH_FISHER_SHAPE
+        al, bl = a[large], b[large]
+        total = al + bl
+        mean, variance = self.population_moments(al, bl)
+        skewness = 2.0 * (bl - al) * np.sqrt(total + 1.0) / ((total + 2.0) * np.sqrt(al * bl))
+        kurtosis = (6.0 * ((al - bl) ** 2 * (total + 1.0) - al * bl * (total + 2.0))
+                    / (al * bl * (total + 2.0) * (total + 3.0)))
+        out[large] = cornish_fisher(mean, np.sqrt(variance), skewness, kurtosis, level)
+        out[~large] = special.betaincinv(a[~large], b[~large], level)
+        return out
 
     def sample_population(
         self, rng: np.random.Generator, alpha: ArrayLike, beta: ArrayLike

@@ -173,14 +173,14 @@ def _summarise_block(family: RateFamily, alpha: FloatArray, beta: FloatArray,
         influence = v + m**2 - 2.0 * mean * m
         mcse_sd = (np.where(sd > 0, influence.std(axis=0, ddof=1) / (2.0 * sd), 0.0)
                    / np.sqrt(draws) if draws > 1 else np.zeros_like(mean))
-        matched = family.population(*family.population_from_moments(mean, variance))
+        matched = family.population_from_moments(mean, variance)
     # where the conditionals barely differ between draws, the mixture is the family's
     # distribution with its mean and variance (to O(spread²)), its quantiles shifted alike
     mixed = np.flatnonzero(spread >= SPREAD_FOR_MIXTURE * sd)
     ends = []
     for level in levels:
         with np.errstate(divide="ignore", invalid="ignore"):
-            t = np.asarray(matched.ppf(level), dtype=float)
+            t = family.population_quantile(*matched, level)
         error = mcse_mean.copy()
         if mixed.size:
             cells = np.ix_(q_index, mixed)
