@@ -199,6 +199,10 @@ def plot_shrinkage(fit: ConjugateFit, *, ci_prob: float = 0.95, ax: Axes | None 
     return fig
 
 
+#: the shortest arrow drawn among many groups, as a fraction of the rates' range
+VISIBLE_ARROW = 0.002
+
+
 @dataclass(frozen=True)
 class ShrinkageArrows:
     """What :func:`plot_shrinkage_arrows` draws.
@@ -310,8 +314,12 @@ def plot_shrinkage_arrows(
                    linewidths=0.8, alpha=alpha, zorder=2)
         handles = [Line2D([], [], ls="none", marker="o", mfc="none", mec=GREY,
                           label=f"observed {family.raw_label}")]
+        # at thousands of groups, arrows shorter than VISIBLE_ARROW of the axis would be
+        # drawn as coloured dots that hide the circles: their groups show as circles only
+        span = float(np.ptp(np.concatenate([raw, mean]))) if count else 0.0
+        visible = rows | (np.abs(mean - raw) >= VISIBLE_ARROW * span)
         for up, colour, word in ((True, BLUE, "raised"), (False, ORANGE, "lowered")):
-            pick = mean >= raw if up else mean < raw
+            pick = visible & (mean >= raw if up else mean < raw)
             if not pick.any():
                 continue
             ax.quiver(raw[pick], y[pick], (mean - raw)[pick], np.zeros(pick.sum()),
@@ -345,8 +353,13 @@ def plot_shrinkage_arrows(
                      f"by {fit.data.group_name}{drawn}: {family.raw_label} → posterior mean")
         ax.set_xlabel(family.theta_label)
         ax.set_title(f"{title}\n{describe(fit)}")
-        # "best" searches every artist: quick for a few hundred, slow for thousands
-        ax.legend(handles=handles, loc="best" if count <= 200 else "upper right")
+        # "best" searches every artist: quick for a few hundred, slow for thousands, so
+        # those put the legend beside the axes, where it covers none of them
+        if count <= 200:
+            ax.legend(handles=handles, loc="best")
+        else:
+            ax.legend(handles=handles, loc="upper left", bbox_to_anchor=(1.01, 1.0),
+                      borderaxespad=0.0)
     return fig
 
 
