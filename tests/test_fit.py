@@ -212,3 +212,18 @@ def test_a_rates_fit_counts_one_observed_value_per_group():
     assert fit.observed_values() == fit.data.n_groups == 70
     replicated = fit.posterior_predictive()
     assert replicated["y"].shape[-1] == fit.observed_values()
+
+
+@pytest.mark.parametrize(("shape", "axis"), [((10, 1000), 0), ((3, 7, 50), 2), ((64, 5), 0),
+                                             ((65, 5), 0), ((1, 4), 0), ((2, 9), 1)])
+@pytest.mark.parametrize("ci_prob", [0.5, 0.9, 0.999])
+def test_quantile_interval_is_numpys_linear_quantile(shape, axis, ci_prob):
+    """The sorted path for few draws and np.quantile's give the same interval."""
+    from poolwise.results.summary import quantile_interval
+
+    values = np.random.default_rng(sum(shape)).normal(size=shape)
+    tail = (1 - ci_prob) / 2
+    expected = np.quantile(values, [tail, 1 - tail], axis=axis)
+    for ours, theirs in zip(quantile_interval(values, ci_prob, axis=axis), expected,
+                            strict=True):
+        np.testing.assert_allclose(ours, theirs, rtol=0, atol=1e-14)

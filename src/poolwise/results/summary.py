@@ -18,6 +18,10 @@ SUMMARY_COLUMNS = ["param", "group", "mean", "sd", "lower", "upper",
                    "ess_bulk", "ess_tail", "r_hat", "mcse_mean", "pooling_factor"]
 
 
+#: draws up to which :func:`quantile_interval` sorts rather than partitions
+FEW_DRAWS = 64
+
+
 def check_prob(ci_prob: float) -> None:
     """Refuse an interval level outside (0, 1)."""
     if isinstance(ci_prob, bool) or not isinstance(ci_prob, (int, float)) \
@@ -27,10 +31,24 @@ def check_prob(ci_prob: float) -> None:
 
 def quantile_interval(values: NDArray, ci_prob: float, axis: int = 0
                       ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
-    """The equal-tailed ``ci_prob`` interval of draws along ``axis``."""
+    """The equal-tailed ``ci_prob`` interval of draws along ``axis`` (NumPy's default,
+    linear, quantiles). Few draws of many values (a predictive check of a million groups
+    has ten) are sorted and interpolated directly, several times faster than np.quantile's
+    partition along a strided axis."""
     tail = (1 - ci_prob) / 2
-    lower, upper = np.quantile(values, [tail, 1 - tail], axis=axis)
-    return np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    values = np.asarray(values)
+    if values.ndim < 2 or values.shape[axis] > FEW_DRAWS:
+        lower, upper = np.quantile(values, [tail, 1 - tail], axis=axis)
+        return np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+    ordered = np.sort(np.moveaxis(values, axis, 0), axis=0).astype(float, copy=False)
+    ends = []
+    for level in (tail, 1 - tail):
+        position = level * (ordered.shape[0] - 1)
+        below = int(np.floor(position))
+        above = min(below + 1, ordered.shape[0] - 1)
+        weight = position - below
+        ends.append(ordered[below] + weight * (ordered[above] - ordered[below]))
+    return ends[0], ends[1]
 
 
 def posterior_draws(posterior: xr.Dataset, name: str) -> NDArray[np.float64]:
