@@ -465,9 +465,9 @@ class Model(BaseModel):
         and replicated."""
         if self.family.name == "normal":
             return [CheckData("y", data.y, np.asarray(replicated["y"]), data.labels,
-                              label="estimate y")]
+                              label="estimate y", one_per_group=True)]
         return [CheckData("y/n", data.y / data.n, np.asarray(replicated["y"]) / data.n,
-                          data.labels, label=self.family.raw_label)]
+                          data.labels, label=self.family.raw_label, one_per_group=True)]
 
     def _prior_draws(self, data: GroupCounts, rng: np.random.Generator, size: int
                      ) -> tuple[dict[str, tuple[NDArray, list[str]]],

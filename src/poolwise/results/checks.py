@@ -56,7 +56,9 @@ class CheckData:
 
     ``groups`` (N,) labels each element's group (None: no per-group statistics);
     ``discrete`` says whether the values are counts (plots draw bars, not densities);
-    ``label`` names the quantity on a plot axis (``"y / n"``, ``"Reaction"``).
+    ``label`` names the quantity on a plot axis (``"y / n"``, ``"Reaction"``);
+    ``one_per_group`` says that ``groups`` are distinct (one element a group, a rate per
+    group), so that the group means are the elements themselves.
     """
 
     name: str
@@ -65,6 +67,7 @@ class CheckData:
     groups: NDArray[np.str_] | None = None
     discrete: bool = False
     label: str = ""
+    one_per_group: bool = False
 
     def group_means(self) -> tuple[NDArray[np.str_], NDArray[np.float64], NDArray[np.float64]]:
         """Labels, observed means and replicated means (S, G) of each group's elements, the
@@ -74,6 +77,8 @@ class CheckData:
     @cached_property
     def _group_means(self) -> tuple[NDArray[np.str_], NDArray[np.float64], NDArray[np.float64]]:
         assert self.groups is not None
+        if self.one_per_group:
+            return np.asarray(self.groups), self.observed, self.replicated
         from scipy import sparse
 
         index, labels = pd.factorize(np.asarray(self.groups), sort=False)

@@ -137,7 +137,7 @@ def _draw_overlay(ax: Axes, data: CheckPlotData, stage: str) -> None:
     ax.set_ylabel("cumulative proportion")
     ax.set_ylim(0, 1.02)
     ax.legend(loc="lower right")
-    ax.set_title(f"{data.check.name}: {data.check.observed.size} values")
+    ax.set_title(f"{data.check.name}: {data.check.observed.size:,} values")
 
 
 def _draw_statistic(ax: Axes, data: CheckPlotData, row: dict[str, Any]) -> None:
@@ -159,10 +159,15 @@ def _draw_statistic(ax: Axes, data: CheckPlotData, row: dict[str, Any]) -> None:
     ax.set_yticks([])
     ax.tick_params(labelsize=8)
     ax.xaxis.set_major_locator(MaxNLocator(3))
+    # values that differ in the sixth digit (a mean over a million groups) in full, not as
+    # an offset such as "1e−6+1.0005e−1" under the axis
+    ax.ticklabel_format(axis="x", useOffset=False)
     ax.grid(False)
 
 
 def _draw_groups(ax: Axes, data: CheckPlotData) -> None:
+    from matplotlib.ticker import FuncFormatter
+
     groups = data.groups
     if groups.empty:
         ax.axis("off")
@@ -186,6 +191,8 @@ def _draw_groups(ax: Axes, data: CheckPlotData) -> None:
             ax.axvline(edge, color=VERMILLION, ls=":", lw=1)
         ax.set_xlabel(f"per-group p-value of the {what}")
         ax.set_ylabel("groups")
+        # counts in full (200,000), not with a "1e5" that would sit on the title
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:,.0f}"))
         ax.set_xlim(0, 1)
         ax.set_title(summary, fontsize=10)
         return
