@@ -348,3 +348,21 @@ def test_prior_predictive_of_a_bundled_dataset(tmp_path, capsys):
                         "--new-group-n", "5"], capsys)
     assert code == 2 and "takes no predictions" in err
 
+
+
+def test_progress_is_written_as_lines_when_stderr_is_not_a_terminal(monkeypatch, capsys):
+    """A batch job's log sees --save-draws progress (a spinner there shows nothing), at most
+    a line every LOG_PROGRESS_SECONDS, and a quick step writes none."""
+    from poolwise import cli
+
+    with cli.progress("writing", quiet=False) as update:
+        update("1 of 3 groups")  # within the interval: nothing yet
+    assert capsys.readouterr().err == ""
+    monkeypatch.setattr(cli, "LOG_PROGRESS_SECONDS", 0.0)
+    with cli.progress("writing", quiet=False) as update:
+        update("2 of 3 groups")
+        update("3 of 3 groups")
+    assert capsys.readouterr().err.splitlines() == ["2 of 3 groups", "3 of 3 groups"]
+    with cli.progress("writing", quiet=True) as update:
+        update("never shown")
+    assert capsys.readouterr().err == ""

@@ -50,6 +50,8 @@ app = typer.Typer(
 )
 stdout = Console()
 stderr = Console(stderr=True)
+#: seconds between progress lines when standard error is not a terminal
+LOG_PROGRESS_SECONDS = 10.0
 #: the width of standard output when it is neither a terminal nor given by COLUMNS
 PIPED_WIDTH = 120
 
@@ -393,9 +395,24 @@ def collected_warnings() -> Iterator[list[str]]:
 @contextmanager
 def progress(message: str, quiet: bool) -> Iterator[Callable[[str], None]]:
     """A spinner with ``message`` on standard error while the block runs (none if
-    ``quiet``); the block may change the message with the function it is given."""
+    ``quiet``); the block may change the message with the function it is given. When
+    standard error is a file or a pipe (a batch job's log), where a spinner shows nothing,
+    a changed message is written as a line, at most one every
+    :data:`LOG_PROGRESS_SECONDS` (so that a quick step writes none)."""
     if quiet:
         yield lambda _: None
+    elif not stderr.is_terminal:
+        import time
+
+        last = [time.monotonic()]
+
+        def update(text: str) -> None:
+            now = time.monotonic()
+            if now - last[0] >= LOG_PROGRESS_SECONDS:
+                last[0] = now
+                print(text, file=sys.stderr, flush=True)
+
+        yield update
     else:
         with stderr.status(message) as status:
             yield status.update
