@@ -134,6 +134,14 @@ def test_decisions_and_predictions_are_in_the_page(tmp_path):
     assert '<section id="decisions">' in page and '<section id="predictions">' in page
     assert "theta[b] &gt; theta[c]" in page and "ranks.png" in page
     assert "P(row &gt; column)" in page
+    # the groups ranked first, in the order of their mean rank (the summary.csv's)
+    import pandas as pd
+
+    summary = pd.read_csv(out / "summary.csv").dropna(subset=["rank_mean"])
+    first = summary.nsmallest(3, "rank_mean", keep="first")["group"].astype(str).tolist()
+    ranked = page[page.index("Ranked first"):page.index("</table>", page.index("Ranked first"))]
+    positions = [ranked.index(f"<td>{group}</td>") for group in first]
+    assert positions == sorted(positions)
 
 
 def test_compare_writes_a_report(tmp_path):

@@ -46,6 +46,8 @@ REPORT_NAME = "report.html"
 PROVENANCE_ATTR = "provenance"
 #: the most rows of a table the page shows (all are in the CSV files)
 MAX_ROWS = 200
+#: groups listed under "Ranked first" in the Decisions section when ranks were asked for
+RANKED_SHOWN = 10
 
 #: the figures the page knows: file name (or its start) → (section, caption)
 FIGURES: dict[str, tuple[str, str]] = {
@@ -168,6 +170,7 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
                         if predictions else None),
         "hypotheses": _hypotheses(decisions),
         "pairwise": _pairwise(decisions),
+        "ranked": _ranked_first(summary),
         "sections": _sections(figures),
         "provenance": _provenance_rows(fit, provenance),
         "ci": f"{100 * ci_prob:g}%",
@@ -363,6 +366,20 @@ def _hypotheses(decisions: Decisions | None) -> dict[str, Any] | None:
     if decisions is None or not decisions.hypotheses:
         return None
     return _table(pd.DataFrame(list(decisions.hypotheses)))
+
+
+def _ranked_first(summary: pd.DataFrame) -> dict[str, Any] | None:
+    """The :data:`RANKED_SHOWN` groups with the best mean rank, when ranks were asked for:
+    the answer to "which are the best?" without reading a table of every group."""
+    if "rank_mean" not in summary.columns:
+        return None
+    ranked = summary.dropna(subset=["rank_mean"])
+    if ranked.empty:
+        return None
+    columns = ["param", "group", "mean", "lower", "upper", "rank_mean", "rank_lower",
+               "rank_upper", "p_best", "p_best_mcse"]
+    first = ranked.nsmallest(RANKED_SHOWN, "rank_mean", keep="first")
+    return _table(first[[c for c in columns if c in first.columns]])
 
 
 def _pairwise(decisions: Decisions | None) -> dict[str, Any] | None:
