@@ -366,3 +366,11 @@ def test_progress_is_written_as_lines_when_stderr_is_not_a_terminal(monkeypatch,
     with cli.progress("writing", quiet=True) as update:
         update("never shown")
     assert capsys.readouterr().err == ""
+
+
+def test_james_stein_prints_its_factor(capsys):
+    code, out, _ = run(["fit", "baseball", "--method", "eb-js"], capsys)
+    assert code == 0
+    assert "James–Stein factor c = 1 − (k − 3)σ²/Σ(y − ȳ)² = 0.2124" in out
+    code, _, err = run(["fit", "eight-schools", "--method", "eb-js"], capsys)
+    assert code == 2 and "one standard error for every group" in err

@@ -126,3 +126,52 @@ def test_kidney_eb_ml_runs():
     mu = fit.eb.alpha / fit.eb.beta
     pooled = kidney["deaths"].sum() / kidney["population"].sum()
     assert mu == pytest.approx(pooled, rel=0.15)
+
+
+def _baseball() -> pd.DataFrame:
+    table = datasets.load("baseball")
+    return table.assign(se=np.sqrt(table["avg_45"].mean() * (1 - table["avg_45"].mean()) / 45))
+
+
+def test_james_stein_reproduces_efron_and_morris():
+    """Efron & Morris (1977, Scientific American 236(5)): c = 1 − (k − 3)σ²/Σ(y − ȳ)² = 0.212
+    for the 18 batting averages after 45 at-bats, σ² = ȳ(1 − ȳ)/45; Clemente's .400 → .294.
+    c is computed here from the formula; the fit's group means must be ȳ + c (y − ȳ)."""
+    table = _baseball()
+    y = table["avg_45"].to_numpy()
+    sigma2 = y.mean() * (1 - y.mean()) / 45
+    c = 1 - (y.size - 3) * sigma2 / np.sum((y - y.mean()) ** 2)
+    assert round(c, 3) == 0.212
+    fit = Model(family="normal", method="eb-js").fit(table, y="avg_45", se="se", group="player")
+    from poolwise.inference.eb import james_stein_factor
+
+    assert james_stein_factor(fit.eb, float(np.sqrt(sigma2))) == pytest.approx(c, rel=1e-12)
+    assert fit.eb.alpha == pytest.approx(y.mean(), rel=1e-12)
+    means = fit.summary().query("param == 'theta'").set_index("group")["mean"]
+    np.testing.assert_allclose(means[table["player"]], y.mean() + c * (y - y.mean()),
+                               rtol=1e-10)
+    assert round(means["Roberto Clemente"], 3) == 0.294
+
+
+def test_james_stein_refuses_what_it_cannot_shrink():
+    table = _baseball()
+    with pytest.raises(DataError, match="one standard error for every group"):
+        Model(family="normal", method="eb-js").fit(
+            table.assign(se=np.linspace(0.05, 0.1, len(table))), y="avg_45", se="se",
+            group="player")
+    with pytest.raises(DataError, match="at least 4 groups"):
+        Model(family="normal", method="eb-js").fit(table.head(3), y="avg_45", se="se",
+                                                   group="player")
+    with pytest.raises(Exception, match="unknown method 'eb-js' for a rates model"):
+        Model(family="beta-binomial", method="eb-js")
+
+
+def test_james_stein_at_c_zero_pools_completely():
+    """When Σ(y − ȳ)² ≤ (k − 3)σ² the positive part sets c = 0: every estimate is ȳ."""
+    table = pd.DataFrame({"g": list("abcdef"), "y": [0.1, -0.2, 0.05, 0.0, 0.15, -0.1],
+                          "se": 1.0})
+    with pytest.warns(ConvergenceWarning, match="complete pooling"):
+        fit = Model(family="normal", method="eb-js").fit(table, y="y", se="se", group="g")
+    assert fit.eb.beta == 0.0 and fit.eb.on_boundary
+    means = fit.summary().query("param == 'theta'")["mean"].to_numpy()
+    np.testing.assert_allclose(means, table["y"].mean(), atol=1e-12)

@@ -75,7 +75,7 @@ SeCol = Annotated[str | None, typer.Option(
 GroupCol = Annotated[str | None, typer.Option(
     "--group", help="Column of group labels; outer/inner for nested groups.")]
 Method = Annotated[str | None, typer.Option(
-    "--method", help="exact, eb-moments, eb-ml, gibbs, nuts, map or laplace (the kind's "
+    "--method", help="exact, eb-moments, eb-ml, eb-js, gibbs, nuts, map or laplace (the kind's "
                      "default when left out).")]
 Prior = Annotated[str | None, typer.Option(
     help="The prior: 'bda', 'halfnormal(10)', 'beta(0.5, 0.5)', 'mu=normal(0, 5), "
@@ -596,6 +596,12 @@ def print_population(fit: Any, ci: float) -> None:
                 f"{pop['map']:.4g}, {100 * ci:g}% interval [{pop['lower']:.4g}, "
                 f"{pop['upper']:.4g}])")
     plain(line)
+    if fit.eb is not None and fit.eb.method == "eb-js":
+        from poolwise.inference.eb import james_stein_factor
+
+        factor = james_stein_factor(fit.eb, float(fit.data.n[0]))
+        plain(f"James–Stein factor c = 1 − (k − 3)σ²/Σ(y − ȳ)² = {factor:.4g}: each estimate "
+              f"keeps {100 * factor:.3g}% of its distance from the mean ȳ = {fit.eb.alpha:.4g}")
 
 
 def print_prediction(prediction: Prediction, ci: float) -> None:

@@ -73,6 +73,8 @@ METHOD_PHRASES: dict[str, str] = {
                   "groups given them",
     "eb-ml": "empirical Bayes: population parameters at their maximum (restricted) "
              "likelihood, groups given them",
+    "eb-js": "empirical Bayes: James–Stein shrinkage of every estimate towards their mean "
+             "by c = 1 − (k − 3)σ²/Σ(y − ȳ)², groups given it",
     "gibbs": "Gibbs sampling (a Markov chain)",
     "nuts": "the No-U-Turn Sampler in NumPyro (Hamiltonian Monte Carlo, a Markov chain)",
     "map": "the posterior mode (a point estimate)",

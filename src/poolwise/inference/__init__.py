@@ -14,12 +14,14 @@ from poolwise.inference.base import ConjugateSpec, Draws, EBEstimate, Method, Sa
 
 
 class MethodRow(NamedTuple):
-    """Where a method's function lives, the pooling levels it fits, what it does."""
+    """Where a method's function lives, the pooling levels it fits, what it does, and the
+    families it is for (every family when empty)."""
 
     module: str
     function: str
     poolings: tuple[str, ...]
     description: str
+    families: tuple[str, ...] = ()
 
 
 #: name → where its function lives and the pooling levels it fits (the default first)
@@ -34,6 +36,10 @@ METHODS: dict[str, MethodRow] = {
     "eb-ml": MethodRow(
         "poolwise.inference.eb", "sample_eb_ml", ("partial",),
         "empirical Bayes: population parameters by type-II maximum likelihood"),
+    "eb-js": MethodRow(
+        "poolwise.inference.eb", "sample_eb_js", ("partial",),
+        "empirical Bayes: James–Stein shrinkage towards the mean (one known standard "
+        "error)", families=("normal",)),
     "gibbs": MethodRow(
         "poolwise.inference.gibbs", "sample_gibbs", ("partial",),
         "the lecture's sampler: Gibbs for θ, Metropolis for the hyperparameters"),
@@ -44,10 +50,13 @@ METHODS: dict[str, MethodRow] = {
 }
 
 
-def methods_by_pooling() -> dict[str, tuple[str, ...]]:
-    """Pooling level → the methods that fit it, in :data:`METHODS` order."""
-    poolings = dict.fromkeys(p for row in METHODS.values() for p in row.poolings)
-    return {p: tuple(name for name, row in METHODS.items() if p in row.poolings)
+def methods_by_pooling(family: str | None = None) -> dict[str, tuple[str, ...]]:
+    """Pooling level → the methods that fit it (those for ``family``; every method when
+    None), in :data:`METHODS` order."""
+    rows = {name: row for name, row in METHODS.items()
+            if family is None or not row.families or family in row.families}
+    poolings = dict.fromkeys(p for row in rows.values() for p in row.poolings)
+    return {p: tuple(name for name, row in rows.items() if p in row.poolings)
             for p in poolings}
 
 

@@ -3,7 +3,9 @@
 ``eb-moments`` matches the population distribution's mean and variance to the raw rates
 (the lecture's estimator); ``eb-ml`` maximises the marginal (type-II) likelihood
 Π_j p(y_j | α, β) in the coordinates (u, v), with standard errors from the observed
-information there. Both ignore the uncertainty in (α, β): full Bayes (``exact``) does not.
+information there; ``eb-js`` is James–Stein's estimator (normal family, one known standard
+error for every group). All ignore the uncertainty in (α, β): full Bayes (``exact``) does
+not.
 """
 
 from __future__ import annotations
@@ -12,9 +14,10 @@ import warnings
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from poolwise._random import Stream, generator
-from poolwise.exceptions import ConvergenceWarning, DataError
+from poolwise.exceptions import ConvergenceWarning, DataError, SpecificationError
 from poolwise.families.base import RateFamily
 from poolwise.inference.base import (
     ConjugateSpec,
@@ -69,6 +72,51 @@ def estimate_ml(spec: ConjugateSpec, data: GroupCounts) -> EBEstimate:
     )
 
 
+def estimate_james_stein(spec: ConjugateSpec, data: GroupCounts) -> EBEstimate:
+    """The positive-part James–Stein estimator (James and Stein 1961; Efron and Morris 1975,
+    JASA 70:311-319) of k ≥ 4 normal estimates y_j with one known standard error σ:
+
+        θ̂_j = ȳ + c (y_j − ȳ),   c = max(0, 1 − (k − 3) σ² / S),   S = Σ_j (y_j − ȳ)²,
+
+    which is the posterior mean of θ_j under θ_j ~ N(μ, τ²) at μ̂ = ȳ and
+    τ̂² = σ² c / (1 − c) = max(0, S/(k − 3) − σ²) (the shrinkage factor c = τ²/(σ² + τ²)).
+    ``c`` = 0 (S ≤ (k − 3)σ²) shrinks every group to ȳ: complete pooling, on the boundary.
+    """
+    if spec.family.name != "normal":
+        raise SpecificationError(
+            f"eb-js (James–Stein) shrinks normal estimates with a known standard error; the "
+            f"{spec.family.name} family has none: use --method eb-ml or eb-moments")
+    y, se = np.asarray(data.y, dtype=float), np.asarray(data.n, dtype=float)
+    check_james_stein(se)
+    k = y.size
+    sigma2 = float(np.mean(se)) ** 2
+    spread = float(np.sum((y - y.mean()) ** 2))
+    tau2 = max(0.0, spread / (k - 3) - sigma2)
+    if tau2 == 0.0:
+        warnings.warn(
+            "James–Stein's factor c = 1 − (k − 3)σ²/S is at most 0 for these data, so every "
+            "group is shrunk to the mean (complete pooling); use --method exact for a "
+            "posterior that keeps the uncertainty", ConvergenceWarning, stacklevel=3)
+    return EBEstimate("eb-js", float(y.mean()), float(np.sqrt(tau2)), on_boundary=tau2 == 0.0)
+
+
+def check_james_stein(se: NDArray) -> None:
+    """James–Stein's data: at least 4 groups (its factor has k − 3) and one standard error."""
+    if se.size < 4:
+        raise DataError(f"James–Stein needs at least 4 groups (its factor has k − 3); there "
+                        f"are {se.size}: use --method exact")
+    if np.ptp(se) > 1e-9 * np.max(se):
+        raise DataError(
+            f"James–Stein needs one standard error for every group; the standard errors run "
+            f"from {np.min(se):.4g} to {np.max(se):.4g}: use --method eb-ml, which weighs "
+            "each group by its own")
+
+
+def james_stein_factor(estimate: EBEstimate, se: float) -> float:
+    """c = τ̂² / (σ² + τ̂²): the fraction of each y_j − ȳ that James–Stein keeps."""
+    return estimate.beta**2 / (se**2 + estimate.beta**2)
+
+
 def _require_events(family: RateFamily, data: GroupCounts) -> None:
     """Type-II ML has no maximum when every count is 0 (or, for binomials, every y = n)."""
     if np.all(data.y == 0) or (family.name == "beta-binomial" and np.all(data.y == data.n)):
@@ -115,3 +163,7 @@ def sample_eb_moments(spec: ConjugateSpec, data: GroupCounts, config: SamplerCon
 
 def sample_eb_ml(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -> Draws:
     return _eb_draws(spec, data, config, estimate_ml(spec, data))
+
+
+def sample_eb_js(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -> Draws:
+    return _eb_draws(spec, data, config, estimate_james_stein(spec, data))

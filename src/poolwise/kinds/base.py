@@ -145,8 +145,9 @@ class BaseModel(ABC):
             rules["parametrisation"] = OneOf(("auto", *self.PARAMETRISATIONS))
         validate(spec, rules, owner)
         pooling = spec.get("pooling", "partial")
-        if pooling not in self.METHODS:
-            offered = [p for p in POOLINGS if p in self.METHODS]
+        methods = self.offered_methods()
+        if pooling not in methods:
+            offered = [p for p in POOLINGS if p in methods]
             raise SpecificationError(
                 f"{owner} offers {' and '.join(POOLING_PHRASES[p] for p in offered)}, "
                 f"not {POOLING_PHRASES[pooling]}")
@@ -160,23 +161,29 @@ class BaseModel(ABC):
         self._spec = {k: v for k, v in spec.items() if v is not None}
 
     def _check_method(self, method: str | None, pooling: str) -> str:
-        offered = self.METHODS[pooling]
+        methods = self.offered_methods()
+        offered = methods[pooling]
         if method is None:
             return offered[0]
-        every = list(dict.fromkeys(m for methods in self.METHODS.values() for m in methods))
+        every = list(dict.fromkeys(m for listed in methods.values() for m in listed))
         if method not in every:
             raise unknown("method", method, every, f"for a {self.kind} model")
         if method not in offered:
-            poolings = [POOLING_PHRASES[p] for p, ms in self.METHODS.items() if method in ms]
+            poolings = [POOLING_PHRASES[p] for p, ms in methods.items() if method in ms]
             raise SpecificationError(
                 f"method {method!r} is for {' or '.join(poolings)} of a {self.kind} model; "
                 f"with {POOLING_PHRASES[pooling]} use {' or '.join(offered)}")
         return method
 
     # ------------------------------------------------------------------ the spec
+    def offered_methods(self) -> Mapping[str, tuple[str, ...]]:
+        """Pooling level → the methods this model offers (:data:`METHODS`; a kind whose
+        methods depend on its family narrows them)."""
+        return self.METHODS
+
     def methods_for(self, pooling: str) -> tuple[str, ...]:
-        """The methods this kind offers for ``pooling`` (the default first)."""
-        return tuple(self.METHODS.get(pooling, ()))
+        """The methods this model offers for ``pooling`` (the default first)."""
+        return tuple(self.offered_methods().get(pooling, ()))
 
     @property
     def pooling_phrase(self) -> str:

@@ -141,9 +141,10 @@ class Model(BaseModel):
         ``"gamma(a, b)"`` or ``"normal(m, s)"`` (default Jeffreys: Beta(½, ½), Gamma(½, 0),
         flat).
     method
-        ``"exact"`` (default), ``"eb-moments"``, ``"eb-ml"``, ``"gibbs"`` or ``"nuts"``
-        (:data:`poolwise.inference.METHODS`; the last four need partial pooling, except
-        ``nuts``).
+        ``"exact"`` (default), ``"eb-moments"``, ``"eb-ml"``, ``"eb-js"`` (James–Stein:
+        normal family, one known standard error), ``"gibbs"`` or ``"nuts"``
+        (:data:`poolwise.inference.METHODS`; all but ``exact`` and ``nuts`` need partial
+        pooling).
     draws, chains, warmup, seed, progress, target_accept
         Draws and warm-up per chain (warm-up for the Markov chain methods), the seed of
         every random stream, a progress bar, NUTS's target acceptance rate.
@@ -180,6 +181,10 @@ class Model(BaseModel):
             self.theta_prior = parse_theta_prior(prior, self.family)
         if prior is not None:
             self._spec["prior"] = self.prior_spec()
+
+    def offered_methods(self) -> Mapping[str, tuple[str, ...]]:
+        """The methods for this family (James–Stein, ``eb-js``, is the normal family's)."""
+        return methods_by_pooling(self.family.name)
 
     @property
     def kind(self) -> str:  # type: ignore[override]
@@ -312,6 +317,10 @@ class Model(BaseModel):
         else:
             raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
         self._check_informative(counts)
+        if self.method == "eb-js":
+            from poolwise.inference.eb import check_james_stein
+
+            check_james_stein(np.asarray(counts.n, dtype=float))
         return counts
 
     def _check_informative(self, data: GroupCounts) -> None:
