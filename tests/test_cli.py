@@ -374,3 +374,20 @@ def test_james_stein_prints_its_factor(capsys):
     assert "James–Stein factor c = 1 − (k − 3)σ²/Σ(y − ȳ)² = 0.2124" in out
     code, _, err = run(["fit", "eight-schools", "--method", "eb-js"], capsys)
     assert code == 2 and "one standard error for every group" in err
+
+
+def test_moments_that_do_not_exist_are_not_printed(tmp_path, capsys):
+    """The rats under 'bda': α, β and κ have no posterior mean (tests/test_exact.py); the
+    table shows —, a line gives their medians, the JSON flags them, the report says so."""
+    out_dir = tmp_path / "out"
+    code, out, err = run(["fit", "rats", "--draws", "300", "--out", str(out_dir)], capsys)
+    assert code == 0
+    line = next(x for x in out.splitlines() if x.startswith("no finite posterior"))
+    assert "alpha median" in line and "kappa median" in line and "mu median" not in line
+    assert "heavy upper tail" in err
+    document = json.loads((out_dir / "result.json").read_text())
+    assert set(document["infinite_moments"]) == {"alpha", "beta", "kappa"}
+    assert document["infinite_moments"]["alpha"]["missing"] == ["mean", "sd"]
+    alpha = next(r for r in document["summary"] if r["param"] == "alpha")
+    assert alpha["mean"] is None and alpha["lower"] is not None
+    assert "no finite posterior mean or sd" in (out_dir / "report.html").read_text()

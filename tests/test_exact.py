@@ -7,13 +7,15 @@ probability about 6e-5 per comparison.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 from scipy import stats
 from scipy.special import logsumexp
 
 from poolwise import Model, NewGroup, datasets
-from poolwise.exceptions import ImproperPosteriorError, PosteriorWarning
+from poolwise.exceptions import ImproperPosteriorError, PosteriorWarning, SamplingWarning
 
 Z = 4.0
 
@@ -148,9 +150,54 @@ def test_homogeneous_data_give_a_long_but_proper_tail():
     assert fit.summary().set_index("param").loc["mu", "mean"] == pytest.approx(0.1, abs=0.02)
 
 
-def test_heterogeneous_data_have_no_heavy_tail(rats):
-    """The rats' κ posterior decays fast: no warning (the suite turns warnings into errors)."""
-    Model(draws=100).fit(rats, y="y", n="n", group="experiment")
+def test_rats_under_bda_have_no_mean_of_alpha_but_one_of_mu(rats):
+    """Under p(α, β) ∝ (α+β)^(−5/2) the likelihood tends to a constant as α + β → ∞, so
+    p(v | y) ∝ e^(−v/2) far out (past v ≈ 8, beyond the grid): E[α], E[β], E[κ] and their sds
+    are infinite, while μ and the θ_j, bounded, have both. The summary, the JSON flag and the
+    CLI line must say so; under halfnormal(10) every moment exists."""
+    with pytest.warns(PosteriorWarning, match=r"exp\(−0\.50 v\) far out"):
+        fit = Model(draws=400).fit(rats, y="y", n="n", group="experiment")
+    assert fit.info["tail_exponent"] == pytest.approx(0.5, abs=0.01)
+    assert fit.infinite_moments() == {name: ["mean", "sd"] for name in ("alpha", "beta", "kappa")}
+    table = fit.summary().set_index("param")
+    for name in ("alpha", "beta", "kappa"):
+        assert np.isnan(table.loc[name, "mean"]) and np.isnan(table.loc[name, "sd"])
+        assert np.isfinite(table.loc[name, "lower"]) and np.isfinite(table.loc[name, "upper"])
+    assert np.isfinite(table.loc["mu", "mean"]) and np.isfinite(table.loc["mu", "sd"])
+    theta = table.loc["theta"]
+    assert np.isfinite(theta["mean"]).all() and np.isfinite(theta["sd"]).all()
+    from poolwise.outputs.writer import infinite_moments
+
+    flag = infinite_moments(fit)
+    assert flag is not None and set(flag) == {"alpha", "beta", "kappa"}
+    assert flag["alpha"]["median"] == pytest.approx(np.median(fit.draws("alpha")))
+    # the posterior, not the method: a Markov chain's fit measures the same tail past its draws
+    with warnings.catch_warnings():  # a short chain's R-hat is not what this checks
+        warnings.simplefilter("ignore", SamplingWarning)
+        gibbs = Model(method="gibbs", draws=200, warmup=200).fit(rats, y="y", n="n",
+                                                                group="experiment")
+    assert gibbs.infinite_moments() == fit.infinite_moments()
+    assert np.isnan(gibbs.summary().set_index("param").loc["alpha", "mean"])
+    light = Model(draws=100, prior="halfnormal(10)").fit(rats, y="y", n="n", group="experiment")
+    assert light.info["tail_exponent"] is None and light.infinite_moments() == {}
+    assert infinite_moments(light) is None
+
+
+@pytest.mark.parametrize(("log_density", "expected"), [
+    (lambda v: -0.5 * v + np.log1p(np.exp(-v)), 0.5),  # the rats' tail, with a correction
+    (lambda v: -2.5 * v - 3.0 * np.exp(-0.3 * v), 2.5),
+    (lambda v: -np.exp(2.0 * v) / 200.0, None),  # half-normal in e^v: lighter than any e^(−cv)
+    (lambda v: np.where(v < 20.0, -v, -np.inf), None),  # a density that ends
+])
+def test_far_tail_exponent_measures_the_asymptotic_rate(log_density, expected):
+    from poolwise.inference.quadrature import far_tail_exponent, finite_moments
+
+    measured = far_tail_exponent(log_density, 5.0)
+    if expected is None:
+        assert measured is None and finite_moments(measured) == 2
+    else:
+        assert measured == pytest.approx(expected, abs=0.01)
+        assert finite_moments(measured) == int(expected > 1) + int(expected > 2)
 
 
 def test_improper_posterior_is_refused():

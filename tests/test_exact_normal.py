@@ -119,6 +119,19 @@ def test_flat_prior_with_two_groups_is_refused(schools):
 
 
 def test_three_groups_under_the_flat_prior_warn_of_a_heavy_tail(schools):
-    """With J = 3, p(log τ | y) ∝ e^(−v) far out: E[τ] is infinite."""
-    with pytest.warns(PosteriorWarning, match=r"exp\(−1\.0"):
-        Model(family="normal", draws=200).fit(schools.head(3), **SCHOOLS)
+    """With J = 3, p(log τ | y) ∝ τ^(−(J−1)) τ = e^(−v) far out: E[τ] is infinite, and so
+    are those of μ (sd ∝ τ given τ) and of a new group's θ; the groups' θ_j, pulled to
+    y_j as τ grows, keep theirs. The population mean's line gives its median."""
+    with pytest.warns(PosteriorWarning, match=r"exp\(−1\.00 v\)"):
+        fit = Model(family="normal", draws=400).fit(schools.head(3), **SCHOOLS)
+    assert fit.info["tail_exponent"] == pytest.approx(1.0, abs=0.01)
+    assert set(fit.infinite_moments()) == {"tau", "mu", "theta_new"}
+    table = fit.summary().set_index("param")
+    assert table.loc[["tau", "mu", "theta_new"], ["mean", "sd"]].isna().all().all()
+    assert np.isfinite(table.loc["theta", ["mean", "sd"]].to_numpy()).all()
+    assert np.isfinite(table.loc["I2", ["mean", "sd"]].to_numpy()).all()
+    assert np.isnan(fit.population_mean()["mean"])
+    # eight groups: p(v | y) ∝ e^(−6v) far out, every moment of τ up to the fifth exists
+    fit = Model(family="normal", draws=200).fit(schools, **SCHOOLS)
+    assert fit.info["tail_exponent"] == pytest.approx(6.0, abs=0.01)
+    assert fit.infinite_moments() == {}

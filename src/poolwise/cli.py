@@ -591,8 +591,13 @@ def print_population(fit: Any, ci: float) -> None:
         line = (f"population mean μ: estimate {pop['mean']:.4g} (standard error "
                 f"{pop['sd']:.4g}, {100 * ci:g}% interval [{pop['lower']:.4g}, "
                 f"{pop['upper']:.4g}] from the normal approximation)")
+    elif not math.isfinite(pop["mean"]):  # a heavy tail: the median and interval only
+        line = (f"population mean μ: no finite posterior mean; median "
+                f"{fit.medians(['mu'])['mu']:.4g}, MAP {pop['map']:.4g}, {100 * ci:g}% "
+                f"interval [{pop['lower']:.4g}, {pop['upper']:.4g}]")
     else:
-        line = (f"population mean μ: {pop['mean']:.4g} (sd {pop['sd']:.4g}, MAP "
+        sd = f"sd {pop['sd']:.4g}, " if math.isfinite(pop["sd"]) else ""
+        line = (f"population mean μ: {pop['mean']:.4g} ({sd}MAP "
                 f"{pop['map']:.4g}, {100 * ci:g}% interval [{pop['lower']:.4g}, "
                 f"{pop['upper']:.4g}])")
     plain(line)
@@ -789,6 +794,10 @@ def fit_command(
     document["notes"] = [*job.notes, *document["notes"], *([draws_note] if draws_note else [])]
     if table_output:
         print_table(summary, ci)
+        from poolwise.outputs.writer import describe_infinite_moments
+
+        if (moments := describe_infinite_moments(fit)) is not None:
+            plain(moments)
         print_sampler(fit)
         if draws_note:
             plain(f"note: {draws_note}")

@@ -78,6 +78,9 @@ class RateFamily(ABC):
     hyper_names: tuple[str, str] = ("alpha", "beta")
     #: +1 if v → +∞ means complete pooling (a concentration), −1 if v → −∞ does (a spread)
     pooling_direction: int = 1
+    #: posterior variables that grow as e^v when v → +∞: their mean exists only when
+    #: p(v | y) falls faster than e^(−v), their sd when faster than e^(−2v)
+    grow_with_v: tuple[str, ...] = ("alpha", "beta", "kappa")
 
     def derived(self, a: Any, b: Any) -> dict[str, Any]:
         """Quantities reported beside the two hyperparameters: population mean μ and
@@ -166,6 +169,30 @@ class RateFamily(ABC):
     @abstractmethod
     def log_jacobian_uv(self, u: Any, v: Any, ops: Ops = NUMPY_OPS) -> Any:
         """log |∂(α, β) / ∂(u, v)|, so that p(u, v) = p(α, β) |J|."""
+
+    def population_mean_density(self, u: NDArray, points: int = 2001
+                                ) -> tuple[FloatArray, FloatArray]:
+        """The density of the population mean μ = g(u) on a grid of ``points``, from draws
+        of the coordinate ``u``: a Gaussian KDE of u divided by |dμ/du|, so that it respects
+        the bounds of μ. The bandwidth is Silverman's robust rule, 0.9 min(sd, IQR/1.349)
+        n^(−1/5): a heavy tail (μ without a finite mean) would inflate the sd's.
+        Empty arrays when every draw is the same."""
+        from scipy.stats import gaussian_kde
+
+        u = np.asarray(u, dtype=float)
+        spread = float(np.std(u))
+        if spread == 0.0:
+            empty = np.array([], dtype=float)
+            return empty, empty
+        q1, q3 = np.quantile(u, [0.25, 0.75])
+        robust = min(spread, float(q3 - q1) / 1.349) or spread
+        factor = 0.9 * robust / spread * u.size ** (-0.2)
+        low, high = np.quantile(u, [0.0005, 0.9995])
+        grid_u = np.linspace(float(low), float(high), points)
+        mu_grid = np.asarray(self.population_mean(*self.from_uv(grid_u, np.zeros_like(grid_u))),
+                             dtype=float)
+        density = gaussian_kde(u, bw_method=factor)(grid_u) / np.abs(np.gradient(mu_grid, grid_u))
+        return mu_grid, np.asarray(density, dtype=float)
 
     @abstractmethod
     def population_mean(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:

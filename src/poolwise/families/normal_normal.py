@@ -59,6 +59,8 @@ class NormalNormal(RateFamily):
     size_node = ("sigma", r"\sigma")
     raw_label = "estimate y"
     size_symbol = "σ"
+    #: τ = e^v; μ given τ has sd of order τ/√J, a new group's θ sd τ
+    grow_with_v = ("tau", "mu", "theta_new")
     pooling_direction = -1
     default_theta_prior = (0.0, math.inf)
     reference_prior_text = "p(μ, τ) ∝ 1  (uniform on μ and τ, BDA3 §5.4)"

@@ -15,6 +15,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
+from numpy.typing import NDArray
 
 from poolwise._random import Stream, generator
 from poolwise.inference.base import (
@@ -25,11 +26,18 @@ from poolwise.inference.base import (
     draws_theta,
 )
 from poolwise.inference.exact_normal import (
-    HEAVY_TAIL_EXPONENT,
+    TauData,
+    conjugate_split,
     sample_exact_normal,
+    tau_terms,
     warn_heavy_tail,
 )
-from poolwise.inference.quadrature import build_grid
+from poolwise.inference.quadrature import (
+    TAIL_EXPONENT,
+    build_grid,
+    far_tail_exponent,
+    log_marginal_v,
+)
 
 #: the 2-D grid's points per axis: GRID_RESOLUTION, or fewer where a point costs many terms
 #: (at most GRID_BUDGET terms in all); at the fewest, a cell is about 0.2 posterior sds
@@ -41,7 +49,29 @@ GRID_BUDGET = 1 << 26
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
 
-__all__ = ["HEAVY_TAIL_EXPONENT", "sample_exact", "sample_grid", "starting_point"]
+def measured_tail(spec: ConjugateSpec, data: GroupCounts, u: NDArray, v: NDArray
+                  ) -> float | None:
+    """The tail exponent of p(v | y) (:func:`far_tail_exponent`) for a posterior known by
+    draws of (u, v), a Markov chain's: past the largest v drawn, the rate families' density
+    summed over u across the draws' range, the normal family's 1-D density of log τ (μ
+    integrated out; None under a hyperprior that does not allow it)."""
+    family = spec.family
+    y, n, w = data.compressed()
+    start = float(np.max(v))
+    if family.name == "normal":
+        split = conjugate_split(spec.hyperprior)
+        if split is None:
+            return None
+        tau_data = TauData.of(y, n, w)
+        return far_tail_exponent(lambda at: tau_terms(at, tau_data, *split).log_density, start)
+    low, high = np.quantile(u, [0.0005, 0.9995])
+    margin = 0.5 * (high - low) + 1e-6
+    u_grid = np.linspace(low - margin, high + margin, 128)
+    log_density = HyperLogPosterior(family, spec.hyperprior, y, n, w)
+    return far_tail_exponent(log_marginal_v(log_density, u_grid), start)
+
+
+__all__ = ["measured_tail", "sample_exact", "sample_grid", "starting_point"]
 
 
 def starting_point(spec: ConjugateSpec, data: GroupCounts) -> np.ndarray:
@@ -84,13 +114,15 @@ def sample_grid(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -
                              MIN_GRID_RESOLUTION, GRID_RESOLUTION))
     grid = build_grid(log_density, starting_point(spec, data), names=family.uv_names,
                       scale=family.uv_scale(data.y, data.n), resolution=resolution)
-    warn_heavy_tail(grid.upper_tail_exponent(), family.uv_names[1], stacklevel=4)
+    exponent = far_tail_exponent(grid.log_marginal_v(log_density), float(grid.v[-1]))
+    warn_heavy_tail(exponent, family.uv_names[1], stacklevel=4)
     u, v = grid.sample(rng, total)
     alpha, beta = family.from_uv(u, v)
     theta = (family.sample_conditional(rng, alpha[:, None], beta[:, None], data.y, data.n)
              .reshape(*shape, data.n_groups) if draws_theta(config, data.n_groups) else None)
     info = {"grid_points": int(grid.log_density.size),
-            "grid_box": [float(grid.u[0]), float(grid.u[-1]), float(grid.v[0]), float(grid.v[-1])]}
+            "grid_box": [float(grid.u[0]), float(grid.u[-1]), float(grid.v[0]), float(grid.v[-1])],
+            TAIL_EXPONENT: exponent}
     return Draws(
         theta=theta,
         alpha=alpha.reshape(shape),

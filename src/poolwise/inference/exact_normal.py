@@ -37,7 +37,13 @@ from poolwise._threads import run_blocks
 from poolwise.exceptions import ImproperPosteriorError, PosteriorWarning
 from poolwise.families.sums import ShiftedSums
 from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig, draws_theta
-from poolwise.inference.quadrature import EDGE_DROP, MAX_REACH, upper_tail_exponent
+from poolwise.inference.quadrature import (
+    EDGE_DROP,
+    MAX_REACH,
+    TAIL_EXPONENT,
+    far_tail_exponent,
+    finite_moments,
+)
 from poolwise.priors import HyperPrior, IndependentPrior, ReferencePrior, UniformVariancePrior
 
 if TYPE_CHECKING:
@@ -46,8 +52,6 @@ if TYPE_CHECKING:
 FloatArray = NDArray[np.float64]
 LogTauPrior = Callable[[FloatArray], FloatArray]
 
-#: below this tail exponent of p(v), E[e^v] is infinite or barely finite (needs > 1)
-HEAVY_TAIL_EXPONENT = 1.1
 #: points of the coarse grid used to find the bounds
 COARSE = 64
 #: points of the grid the draws come from: as many as fit in about 4M point × group
@@ -191,9 +195,6 @@ class TauGrid:
         cells = rng.choice(self.v.size, size=size, p=self.probabilities)
         return np.asarray(self.v[cells] + self.width * (rng.random(size) - 0.5), dtype=float)
 
-    def upper_tail_exponent(self) -> float | None:
-        return upper_tail_exponent(self.v, self.probabilities)
-
 
 def build_tau_grid(
     evaluate: Callable[[FloatArray], TauTerms],
@@ -291,16 +292,21 @@ def sample_theta(
 
 
 def warn_heavy_tail(exponent: float | None, name: str, stacklevel: int) -> None:
-    """PosteriorWarning when p(v) ∝ e^(−c v) with c < HEAVY_TAIL_EXPONENT in its upper tail."""
-    if exponent is not None and exponent < HEAVY_TAIL_EXPONENT:
-        warnings.warn(
-            f"the posterior of v = {name} has a heavy upper tail (density "
-            f"∝ exp(−{exponent:.2f} v)), so e^v and the hyperparameters that grow with it "
-            "have no finite posterior mean or sd: read their medians and intervals, not "
-            "their means",
-            PosteriorWarning,
-            stacklevel=stacklevel + 1,
-        )
+    """PosteriorWarning when p(v) ∝ e^(−c v) far out has c ≤ 2 (:func:`finite_moments`):
+    then e^v, and what grows with it, has no finite variance (c ≤ 1: no finite mean)."""
+    moments = finite_moments(exponent)
+    if moments == 2:
+        return
+    missing = "no finite posterior mean or sd" if moments == 0 else \
+        "a posterior mean but no finite sd"
+    left_out = "means and sds" if moments == 0 else "sds"
+    warnings.warn(
+        f"the posterior of v = {name} has a heavy upper tail (density ∝ exp(−{exponent:.2f} v) "
+        f"far out), so e^v and the hyperparameters that grow with it have {missing}: the "
+        f"summary leaves those {left_out} out (—); read their medians and intervals",
+        PosteriorWarning,
+        stacklevel=stacklevel + 1,
+    )
 
 
 def sample_exact_normal(
@@ -324,7 +330,8 @@ def sample_exact_normal(
     start = float(spec.family.start_uv(data.y, data.n)[1])
     resolution = int(np.clip((1 << 22) // max(y.size, 1), MIN_RESOLUTION, RESOLUTION))
     grid = build_tau_grid(evaluate, start, resolution=resolution)
-    warn_heavy_tail(grid.upper_tail_exponent(), spec.family.uv_names[1], stacklevel + 1)
+    exponent = far_tail_exponent(lambda v: evaluate(v).log_density, float(grid.v[-1]))
+    warn_heavy_tail(exponent, spec.family.uv_names[1], stacklevel + 1)
 
     v = grid.sample_v(rng, total)
     if total * y.size <= INTERPOLATE_ABOVE:
@@ -339,7 +346,7 @@ def sample_exact_normal(
     theta = (sample_theta(seed, mu, tau, data.y, data.n).reshape(*shape, data.n_groups)
              if draws_theta(config, data.n_groups) else None)
     info = {"grid_points": int(grid.v.size), "grid_box": [float(grid.v[0]), float(grid.v[-1])],
-            "integration": "1-D in log τ"}
+            "integration": "1-D in log τ", TAIL_EXPONENT: exponent}
     return Draws(theta=theta, alpha=mu.reshape(shape),
                  beta=tau.reshape(shape), info=info)
 

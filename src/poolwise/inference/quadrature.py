@@ -8,6 +8,7 @@ density and a point uniformly inside it (midpoint rule), so they are independent
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,26 +50,68 @@ class HyperGrid:
         v = self.v[iv] + dv * (rng.random(size) - 0.5)
         return u, v
 
-    def upper_tail_exponent(self) -> float | None:
-        """c in p(v) ∝ e^(−c v) over the upper tail of the marginal of v (see
-        :func:`upper_tail_exponent`)."""
-        return upper_tail_exponent(self.v, self.probabilities.sum(axis=0))
+    def log_marginal_v(self, log_density: LogDensity) -> Callable[[NDArray], NDArray]:
+        """log p(v | y) up to a constant at any v, summed over the grid's u."""
+        return log_marginal_v(log_density, self.u)
 
 
-def upper_tail_exponent(v: NDArray, marginal: NDArray) -> float | None:
-    """c in p(v) ∝ e^(−c v) over the upper tail of a density of v on a grid, if it shows one.
+def log_marginal_v(log_density: LogDensity, u: NDArray) -> Callable[[NDArray], NDArray]:
+    """log p(v | y) up to a constant at any v, by summing ``log_density`` over the regular
+    grid ``u`` (for :func:`far_tail_exponent`: the conditional of u must stay inside it as
+    v grows, as it does for the rate families, whose u tends to its complete-pooling
+    posterior)."""
+    du = float(u[1] - u[0])
 
-    Fitted by least squares where the density is between 1e-9 and 1e-3 of its peak, above
-    the peak. The concentration κ = e^v then has density ∝ κ^(−c−1), so its mean is finite
-    only when c > 1.
+    def at(v: NDArray) -> NDArray:
+        values = _evaluate(log_density, u, np.asarray(v, dtype=float))
+        top = np.max(values, axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            total = top + np.log(np.sum(np.exp(values - top), axis=0) * du)
+        return np.where(np.isfinite(top), total, -np.inf)
+
+    return at
+
+
+#: the key of a fit's info that holds :func:`far_tail_exponent` (None: a light tail)
+TAIL_EXPONENT = "tail_exponent"
+#: a moment of order k of e^v is taken to exist when the tail exponent exceeds k by this
+MOMENT_MARGIN = 0.05
+#: how far past the end of a grid the tail of v is followed (offsets in v)
+TAIL_OFFSETS = np.array([2.0, 4.0, 8.0, 16.0, 32.0, 64.0])
+#: slopes of log p(v) over successive spans that differ by less than this have converged
+TAIL_TOLERANCE = 0.01
+
+
+def far_tail_exponent(log_marginal: Callable[[NDArray], NDArray], v_end: float
+                      ) -> float | None:
+    """c in p(v | y) ∝ e^(−c v) as v → ∞, measured rather than assumed; None when the
+    density falls faster than any exponential (every moment of e^v exists).
+
+    log p(v | y) is evaluated at ``v_end`` + :data:`TAIL_OFFSETS` (far past the grid, which
+    ends where the mass does, often before the asymptotic tail begins) and c is the slope
+    over the last two spans once they agree within :data:`TAIL_TOLERANCE` (a likelihood
+    that tends to a constant, as it does for the rate families towards complete pooling,
+    leaves the prior's rate). Slopes that keep steepening, or a density that vanishes,
+    mean a lighter tail. The moment E[e^(k v)] is finite only when c > k.
     """
-    peak = int(np.argmax(marginal))
-    relative = marginal[peak:] / marginal[peak]
-    tail = (relative > 1e-9) & (relative < 1e-3)
-    if tail.sum() < 5:
+    v = v_end + TAIL_OFFSETS
+    values = np.asarray(log_marginal(v), dtype=float)
+    if not np.all(np.isfinite(values)):
         return None
-    slope = np.polyfit(v[peak:][tail], np.log(relative[tail]), 1)[0]
-    return float(-slope)
+    slopes = -np.diff(values) / np.diff(v)
+    last, before = float(slopes[-1]), float(slopes[-2])
+    if abs(last - before) <= TAIL_TOLERANCE * max(1.0, abs(last)):
+        return max(last, 0.0)
+    return None if last > before else max(last, 0.0)
+
+
+def finite_moments(exponent: float | None) -> int:
+    """How many moments of e^v (and of what grows as fast) are finite, up to 2: 0 (no mean),
+    1 (a mean but no variance) or 2, from the tail exponent c of p(v | y) ∝ e^(−c v):
+    E[e^(k v)] is finite when c > k (with :data:`MOMENT_MARGIN` for the measurement)."""
+    if exponent is None:
+        return 2
+    return int(sum(exponent > k + MOMENT_MARGIN for k in (1, 2)))
 
 
 def _evaluate(log_density: LogDensity, u: NDArray, v: NDArray) -> NDArray:

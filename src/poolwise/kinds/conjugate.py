@@ -45,6 +45,7 @@ from poolwise.families.normal_normal import i_squared
 from poolwise.inference import EBEstimate, get_method, methods_by_pooling
 from poolwise.inference.base import draws_theta
 from poolwise.inference.group_posterior import GroupSummary, summarise_groups
+from poolwise.inference.quadrature import TAIL_EXPONENT, finite_moments
 from poolwise.kinds.base import MIN_DRAWS, VALUE, BaseModel, Settings, group_answers
 from poolwise.priors import (
     ConjugatePrior,
@@ -95,7 +96,7 @@ from poolwise.results.summary import (
     posterior_summary,
     quantile_interval,
 )
-from poolwise.vocabulary import POOLING_PHRASES, canonical_family
+from poolwise.vocabulary import MCMC_METHODS, POOLING_PHRASES, canonical_family
 
 if TYPE_CHECKING:
     from poolwise.inference.base import Draws
@@ -844,11 +845,55 @@ class ConjugateFit(Fit):
         if not self.stores_group_draws:
             hyper = (posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics)
                      if "posterior" in self.tree.children else None)
-            return pd.concat([hyper, self._group_rows(ci_prob)], ignore_index=True)
-        shared = ("theta",) if self.model.pooling == "complete" else ()
-        table = posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
-                                  group_dims=("group",), shared=shared)
-        return self._with_pooling_factors(table)
+            table = pd.concat([hyper, self._group_rows(ci_prob)], ignore_index=True)
+        else:
+            shared = ("theta",) if self.model.pooling == "complete" else ()
+            table = self._with_pooling_factors(posterior_summary(
+                self.posterior, ci_prob, diagnostics=diagnostics, group_dims=("group",),
+                shared=shared))
+        return self._without_infinite_moments(table)
+
+    def infinite_moments(self) -> dict[str, list[str]]:
+        """The variables whose posterior mean or sd does not exist → which ("mean", "sd"):
+        those that grow as e^v (:attr:`~poolwise.families.base.RateFamily.grow_with_v`) when
+        the measured tail of p(v | y) is too heavy (:func:`finite_moments`): measured by
+        the exact method as it grids, past the draws for the Markov chains; empty for
+        empirical Bayes (point estimates) and no or complete pooling."""
+        if TAIL_EXPONENT in self.info:
+            exponent = self.info[TAIL_EXPONENT]
+        elif self.method in MCMC_METHODS and self.model.pooling == "partial":
+            exponent = self._measured_tail()
+        else:
+            return {}
+        moments = finite_moments(exponent)
+        missing = ["mean", "sd"][moments:]
+        names = [n for n in self.model.family.grow_with_v
+                 if "posterior" in self.tree.children and n in self.posterior]
+        return {name: missing for name in names} if missing else {}
+
+    def _measured_tail(self) -> float | None:
+        """The tail exponent of p(v | y) for a Markov chain's fit, measured past its draws
+        (:func:`~poolwise.inference.exact.measured_tail`), once."""
+        if "tail" not in self._memo:
+            from poolwise.inference.exact import measured_tail
+
+            hyper = self.hyperparameter_draws()
+            assert hyper is not None  # partial pooling
+            u, v = self.model.family.to_uv(*hyper)
+            self._memo["tail"] = measured_tail(self.model, self.data, np.asarray(u),
+                                               np.asarray(v))
+        tail: float | None = self._memo["tail"]
+        return tail
+
+    def _without_infinite_moments(self, table: pd.DataFrame) -> pd.DataFrame:
+        """The summary with the moments that do not exist (and their errors) left out:
+        a sample mean of draws from a distribution without one is a number that means
+        nothing (its medians and intervals stay)."""
+        for name, missing in self.infinite_moments().items():
+            rows = (table["param"] == name).to_numpy()
+            columns = [*missing, *(["mcse_mean"] if "mean" in missing else [])]
+            table.loc[rows, columns] = np.nan
+        return table
 
     def _group_rows(self, ci_prob: float) -> pd.DataFrame:
         """θ's rows of the summary from :meth:`group_summary` (one row, for the common θ,
@@ -992,19 +1037,16 @@ class ConjugateFit(Fit):
             raise SpecificationError(
                 f"{POOLING_PHRASES[self.model.pooling]} has no population distribution; "
                 "fit with pooling 'partial'")
-        from scipy.stats import gaussian_kde
-
         mu = self.draws("mu").ravel()
         hyper = self.hyperparameter_draws()
         assert hyper is not None  # partial pooling has hyperparameters
-        u = family.to_uv(*hyper)[0]
-        low, high = np.quantile(u, [0.0005, 0.9995])
-        grid = np.linspace(float(low), float(high), 2001)
-        mu_grid = family.population_mean(*family.from_uv(grid, np.zeros_like(grid)))
-        density = gaussian_kde(u)(grid) / np.abs(np.gradient(mu_grid, grid))
+        mu_grid, density = family.population_mean_density(family.to_uv(*hyper)[0])
         lower, upper = quantile_interval(mu, ci_prob)
-        return {"mean": float(mu.mean()), "sd": float(mu.std(ddof=1)), "lower": float(lower),
-                "upper": float(upper), "map": float(mu_grid[np.argmax(density)])}
+        missing = self.infinite_moments().get("mu", [])
+        return {"mean": np.nan if "mean" in missing else float(mu.mean()),
+                "sd": np.nan if "sd" in missing else float(mu.std(ddof=1)),
+                "lower": float(lower), "upper": float(upper),
+                "map": float(mu_grid[np.argmax(density)]) if density.size else float(mu[0])}
 
     # ------------------------------------------------------------------ log likelihood
     def point_groupings(self) -> dict[str, NDArray]:

@@ -337,6 +337,27 @@ def check_record(check: pd.DataFrame) -> dict[str, Any]:
     return {"statistics": clean(whole.to_dict("records")), "groups": groups}
 
 
+def infinite_moments(fit: Fit) -> dict[str, dict[str, Any]] | None:
+    """The variables whose posterior mean or sd does not exist (left out of the summary),
+    with the moments missing and the median to read instead; None when every one exists."""
+    missing = fit.infinite_moments()
+    if not missing:
+        return None
+    medians = fit.medians(list(missing))
+    return {name: {"missing": moments, "median": medians[name]}
+            for name, moments in missing.items()}
+
+
+def describe_infinite_moments(fit: Fit) -> str | None:
+    """One line naming the variables without a finite mean or sd, and their medians."""
+    found = infinite_moments(fit)
+    if found is None:
+        return None
+    what = " or ".join(dict.fromkeys(m for entry in found.values() for m in entry["missing"]))
+    return (f"no finite posterior {what} (a heavy tail; left out of the table): "
+            + ", ".join(f"{name} median {entry['median']:.4g}" for name, entry in found.items()))
+
+
 def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
                  predictions: Sequence[Prediction], messages: Sequence[str],
                  ci_prob: float, decisions: Decisions = Decisions()) -> dict[str, Any]:
@@ -346,6 +367,7 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
     :data:`JSON_SUMMARY_ROWS`), ``summary_rows`` (null, or how many rows there are and
     how many the document holds), ``new_group``, ``predict_group``,
     ``predictions``, ``predictive_check``, ``hypotheses``, ``pairwise``, ``notes``,
+    ``infinite_moments`` (variables without a finite mean or sd: which, and their median),
     ``ignored_columns`` (custom models' unused columns), ``warnings``, ``seed``, ``sampler``
     and the model's own description (``formula`` for mixed models, ``model`` for custom
     ones). The summary rows carry the rank columns when ranks were asked for."""
@@ -378,6 +400,7 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
         "predictions": [_prediction_record(p, ci_prob, size_label) for p in predictions],
         "predictive_check": check_record(check),
         "hypotheses": clean(list(decisions.hypotheses)) or None,
+        "infinite_moments": infinite_moments(fit),
         "pairwise": None if decisions.pairwise is None else clean(
             {str(row): {str(col): value for col, value in values.items()}
              for row, values in decisions.pairwise.to_dict("index").items()}),

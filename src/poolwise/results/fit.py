@@ -124,6 +124,16 @@ class Fit(ABC):
         return posterior_draws(self.posterior, name)
 
     # ------------------------------------------------------------------ summaries
+    def infinite_moments(self) -> dict[str, list[str]]:
+        """Variables whose posterior mean or sd does not exist → which of ("mean", "sd"):
+        the summary leaves those out. Empty where nothing is measured (the rate and normal
+        kinds measure the tail of their hyperparameters' posterior)."""
+        return {}
+
+    def medians(self, names: Sequence[str]) -> dict[str, float]:
+        """The posterior median of each named scalar variable (for those without a mean)."""
+        return {name: float(np.median(self.draws(name))) for name in names}
+
     def summary(self, ci_prob: float = 0.95, *, diagnostics: bool = True) -> pd.DataFrame:
         """One row per parameter (and group): mean, sd, equal-tailed interval, and the
         diagnostics (bulk and tail ESS, R-hat, MCSE of the mean) in the columns of

@@ -227,7 +227,11 @@ def pooling_target(fit: ConjugateFit) -> tuple[float, str] | None:
     Partial pooling: the population mean μ. Complete pooling: the one shared θ.
     """
     if fit.model.pooling == "partial":
-        return float(fit.population_mean()["mean"]), target_name(fit)
+        mean = float(fit.population_mean()["mean"])
+        if np.isfinite(mean):
+            return mean, target_name(fit)
+        # a heavy tail leaves μ without a mean: its median is where estimates are pulled
+        return fit.medians(["mu"])["mu"], "population median μ (no finite mean)"
     if fit.model.pooling == "complete":
         return float(np.mean(fit.group_draws([0]))), target_name(fit)
     return None

@@ -9,7 +9,6 @@ import numpy as np
 from numpy.typing import NDArray
 
 from poolwise.exceptions import SpecificationError
-from poolwise.families.base import RateFamily
 from poolwise.kinds.conjugate import ConjugateFit
 from poolwise.outputs.plots._style import (
     BLUE,
@@ -221,22 +220,8 @@ def population_mean_data(fit: ConjugateFit, *, ci_prob: float = 0.95) -> Populat
         u = np.asarray(family.to_uv(*hyper)[0])
         source = "posterior"
     mu = np.asarray(family.population_mean(*family.from_uv(u, np.zeros_like(u))), dtype=float)
-    grid, density = _density_via_u(family, u)
+    grid, density = family.population_mean_density(u, GRID_POINTS)
     return PopulationMeanData(mu, grid, density, summary, source, ci_prob)
-
-
-def _density_via_u(family: RateFamily, u: NDArray) -> tuple[NDArray, NDArray]:
-    """Density of μ = g(u) on a grid: a KDE of u divided by |dμ/du|."""
-    from scipy.stats import gaussian_kde
-
-    if np.ptp(u) == 0:
-        empty = np.array([], dtype=float)
-        return empty, empty
-    lo, hi = np.quantile(u, [0.0005, 0.9995])
-    grid_u = np.linspace(float(lo), float(hi), GRID_POINTS)
-    mu_grid = family.population_mean(*family.from_uv(grid_u, np.zeros_like(grid_u)))
-    density = gaussian_kde(u)(grid_u) / np.abs(np.gradient(mu_grid, grid_u))
-    return np.asarray(mu_grid, dtype=float), np.asarray(density, dtype=float)
 
 
 def plot_population_mean(
@@ -270,14 +255,24 @@ def plot_population_mean(
         interval = (f"{percent(ci_prob)} interval "
                     f"[{format_value(s['lower'])}, {format_value(s['upper'])}]")
         if data.source == "posterior":
-            ax.hist(data.draws, bins=60, range=tuple(np.quantile(data.draws, [5e-4, 1 - 5e-4])),
-                    density=True, color=BLUE, alpha=0.4,
+            # the central 99 % and a margin: a heavy tail's extreme draws would squash the rest
+            low, high = np.quantile(data.draws, [0.005, 0.995])
+            shown = (low - 0.1 * (high - low), high + 0.1 * (high - low))
+            width = (shown[1] - shown[0]) / 60  # a density of all draws, not of those shown
+            ax.hist(data.draws, bins=60, range=shown, color=BLUE, alpha=0.4,
+                    weights=np.full(data.draws.size, 1.0 / (data.draws.size * width)),
                     label=f"{data.draws.size:,} posterior draws")
             ax.plot(data.grid, data.density, color=BLUE, lw=1.6, label="density (KDE)")
             ax.axvline(s["map"], color=VERMILLION, lw=1.8, label=f"MAP {format_value(s['map'])}")
-            ax.axvline(s["mean"], color=GREY, lw=1.2, ls="--",
-                       label=f"mean {format_value(s['mean'])}")
+            if np.isfinite(s["mean"]):
+                ax.axvline(s["mean"], color=GREY, lw=1.2, ls="--",
+                           label=f"mean {format_value(s['mean'])}")
+            else:  # a heavy tail: no mean to draw
+                median = float(np.median(data.draws))
+                ax.axvline(median, color=GREY, lw=1.2, ls="--",
+                           label=f"median {format_value(median)} (no finite mean)")
             _interval_bar(ax, s["lower"], s["upper"], interval)
+            ax.set_xlim(*shown)
             what = "posterior of the population mean μ"
         elif data.source == "sampling":
             ax.hist(data.draws, bins=60, range=tuple(np.quantile(data.draws, [5e-4, 1 - 5e-4])),
