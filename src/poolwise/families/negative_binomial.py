@@ -26,6 +26,10 @@ def log_pmf(y: Any, eta: Any, phi: Any, ops: Ops = NUMPY_OPS) -> Any:
     written on the log scale so that it holds for any η, and with
     :func:`~poolwise._ops.log_rising` so that it stays accurate as φ → ∞ (the Poisson limit
     y η − e^η − ln y!).
+
+    >>> import math
+    >>> round(float(log_pmf(0.0, math.log(2.0), 2.0)), 12)  # (φ/(φ+μ))^φ = (1/2)²
+    -1.38629436112
     """
     log_phi = ops.log(phi)
     return (log_rising(phi, y, ops) - ops.gammaln(y + 1.0)
