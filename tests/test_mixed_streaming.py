@@ -221,6 +221,7 @@ def test_data_errors_match_the_in_memory_path(tmp_path, engine):
 
 @pytest.mark.parametrize(("settings", "why"), [
     ({"formula": "y | trials(n) ~ x + (1 | g)", "family": "binomial"}, "binomial family"),
+    ({"formula": "y ~ x + (1 | g)", "family": "negbinomial"}, "negbinomial family"),
     ({"formula": "y ~ x + (1 | g/c)"}, "2 grouping factors"),
     ({"formula": "y ~ x + (1 | g) + (1 | c)"}, "2 grouping factors"),
     ({"formula": "y ~ scale(x) + (1 | g)"}, "scale() is fitted to all the rows"),

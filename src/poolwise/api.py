@@ -75,7 +75,7 @@ def choose_kind(*, formula: str | None = None, model: Any = None, family: str | 
     if formula is not None:
         return "mixed"
     name = canonical_family(family) if family is not None else None
-    if name in ("binomial", "bernoulli", "poisson"):
+    if name in ("binomial", "bernoulli", "poisson", "negbinomial"):
         raise SpecificationError(
             f"family {family!r} is a mixed-model family: give the model as a formula, e.g. "
             "formula='y ~ x + (1 | group)' (--formula); the per-group families are "

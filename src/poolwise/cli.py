@@ -66,7 +66,7 @@ Data = Annotated[str, typer.Argument(
          "dataset name.")]
 Family = Annotated[str | None, typer.Option(
     help="beta-binomial, gamma-poisson, normal (alias gaussian), nig; with --formula normal, "
-         "binomial, bernoulli or poisson.")]
+         "binomial, bernoulli, poisson or negbinomial.")]
 YCol = Annotated[str | None, typer.Option(
     "--y", help="Column of counts, estimates or observations.")]
 NCol = Annotated[str | None, typer.Option("--n", help="Column of trials or exposure.")]

@@ -5,9 +5,12 @@ A generalised linear mixed model, written as lme4 writes it,
     g(E[y_i]) = x_iᵀ β + Σ_t z_tiᵀ b_t[g_t(i)] (+ offset_i),
     b_t[l] ~ N(0, Σ_t)  for each level l of grouping factor t,
 
-is described for inference by a :class:`MixedDesign`: the response, the fixed-effects
-matrix X, and one :class:`GroupTerm` per random-effects term ``(expr | factor)``, each with
-its own matrix Z_t, the level of every row, and whether the term's effects are correlated.
+with y_i ~ N(μ_i, σ²) (identity link), Binomial(n_i, p_i) or Bernoulli(p_i) (logit
+link), Poisson(λ_i) or NegBinomial(μ_i, φ) (log link; Var y_i = μ_i + μ_i²/φ,
+:mod:`poolwise.families.negative_binomial`), is described for inference by a
+:class:`MixedDesign`: the response, the fixed-effects matrix X, and one :class:`GroupTerm`
+per random-effects term ``(expr | factor)``, each with its own matrix Z_t, the level of
+every row, and whether the term's effects are correlated.
 Nested factors ``(1 | school/classroom)`` arrive here already expanded into the terms
 ``(1 | school)`` and ``(1 | school:classroom)``; crossed factors are simply several terms.
 
@@ -38,7 +41,11 @@ FAMILIES: dict[str, str] = {
     "binomial": "logit",
     "bernoulli": "logit",
     "poisson": "log",
+    "negbinomial": "log",
 }
+#: the families with a parameter besides η, and its name in the priors and the posterior:
+#: the normal family's residual sd σ, the negative binomial's shape φ (Var y = μ + μ²/φ)
+FAMILY_PARAMETERS: dict[str, str] = {"normal": "sigma", "negbinomial": "phi"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -219,5 +226,5 @@ def mixed_family(name: str) -> str:
     return family
 
 
-__all__ = ["FAMILIES", "CrossProducts", "GroupTerm", "MixedDesign", "effect_sd", "fixed_sd",
-           "mixed_family", "response_mean_sd"]
+__all__ = ["FAMILIES", "FAMILY_PARAMETERS", "CrossProducts", "GroupTerm", "MixedDesign",
+           "effect_sd", "fixed_sd", "mixed_family", "response_mean_sd"]

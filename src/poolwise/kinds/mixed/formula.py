@@ -385,8 +385,9 @@ def _response(data: pd.DataFrame, parsed: _Parsed, family: str, rows: IntArray) 
 def _check_family(y: FloatArray, trials: FloatArray | None, family: str, response: str,
                   rows: IntArray) -> None:
     what = f"response {response!r}"
-    if family == "poisson":
-        _check_counts(y, rows, what + " (a Poisson count)", minimum=0)
+    if family in ("poisson", "negbinomial"):
+        name = "Poisson" if family == "poisson" else "negative binomial"
+        _check_counts(y, rows, f"{what} (a {name} count)", minimum=0)
     elif family == "bernoulli":
         i = _first_bad((y != 0) & (y != 1))
         if i is not None:

@@ -9,7 +9,7 @@ The drawing: the response y_i is observed (shaded) in the plate of observations
 ``i = 1, …, N``, with the covariates x_i (and the binomial trials n_i or the offset o_i) as
 fixed dots beside it. The fixed coefficients β are one latent node (a vector), with the
 constants of their Normal priors as dots, labelled with their values when there are at most
-three coefficients (else ``m_β``, ``s_β``); σ is latent for the normal family. Each
+three coefficients (else ``m_β``, ``s_β``); σ (normal) or φ (negbinomial) is latent. Each
 grouping factor f has its group effects b_f in a plate over its levels, labelled with the
 factor's name (``Subject: l = 1, …, 18``), and above the plate one sd τ per effect and, for
 a correlated term with several effects, the correlation matrix Ω_f (LKJ prior), each with
@@ -27,7 +27,7 @@ their priors are dots outside the plate with their values when every level has t
 prior (else symbolic dots ``m_{β,l}``, ``s_{β,l}`` inside the plate).
 
 Node names follow the posterior's variable names: ``y``, ``x``, ``n`` (trials),
-``offset``, ``b`` (fixed coefficients), ``sigma``, ``r_<factor>`` (group effects),
+``offset``, ``b`` (fixed coefficients), ``sigma`` or ``phi``, ``r_<factor>`` (group effects),
 ``sd_<factor>[<effect>]``, ``cor_<factor>``, ``b[<factor>]`` (no pooling's per-level
 coefficients); a prior's constants are ``<node>_<parameter>`` (``b_mu``, ``b_sigma``,
 ``sigma_scale``, ``sd_Subject[Days]_scale``, ``cor_Subject_eta``).
@@ -75,7 +75,10 @@ _LIKELIHOODS = {
     "binomial": (r"\mathrm{Binomial}(n_i, p_i)", r"\mathrm{logit}(p_i)"),
     "bernoulli": (r"\mathrm{Bernoulli}(p_i)", r"\mathrm{logit}(p_i)"),
     "poisson": (r"\mathrm{Poisson}(\lambda_i)", r"\log \lambda_i"),
+    "negbinomial": (r"\mathrm{NegBinomial}(\mu_i, \phi)", r"\log \mu_i"),
 }
+#: the LaTeX symbol of each family's parameter besides η (FAMILY_PARAMETERS)
+_PARAMETER_SYMBOLS = {"sigma": r"\sigma", "phi": r"\phi"}
 #: LaTeX of the functions a formula may call, for the offset
 _FUNCTIONS = {"log": r"\log", "exp": r"\exp"}
 
@@ -243,7 +246,7 @@ def _prior_texts(priors: MixedPriors) -> dict[str, str]:
     """The distribution of each prior as :meth:`MixedPriors.describe` writes it, keyed
     ``b[name]``, ``sigma``, ``sd_factor[effect]``, ``cor_factor``."""
     keys = [f"b[{n}]" for n in priors.fixed_names]
-    keys += ["sigma"] if priors.sigma is not None else []
+    keys += [priors.family_parameter[0]] if priors.family_parameter is not None else []
     keys += [f"sd_{f}[{e}]" for f, e in priors.sd]
     keys += [f"cor_{f}" for f in priors.cor]
     lines = priors.describe()
@@ -345,9 +348,10 @@ def mixed_graph(model: MixedModel, data: MixedData) -> ModelGraph:
     if shared:
         builder.add("b", r"$\beta$", "latent", children=("y",))
         _coefficient_constants(builder, "b", [priors.fixed[k] for k in shared], r"\beta")
-    if priors.sigma is not None:
-        builder.add("sigma", r"$\sigma$", "latent", children=("y",))
-        builder.constants("sigma", priors.sigma)
+    if priors.family_parameter is not None:
+        name, dist = priors.family_parameter
+        builder.add(name, f"${_PARAMETER_SYMBOLS[name]}$", "latent", children=("y",))
+        builder.constants(name, dist)
     groups = _groups(design.terms)
     by_factor = {g.factor: g for g in groups}
     plates: list[Plate] = []
@@ -489,8 +493,9 @@ def mixed_equations(model: MixedModel, data: MixedData) -> list[str]:
         lines.append(_prior_line(rf"\beta_{sub}", texts[f"b[{name}]"]))
     for position, block in enumerate(per_level):
         lines += _per_level_priors(block, _letter(position), texts, design, data.full_design)
-    if priors.sigma is not None:
-        lines.append(_prior_line(r"\sigma", texts["sigma"]))
+    if priors.family_parameter is not None:
+        name = priors.family_parameter[0]
+        lines.append(_prior_line(_PARAMETER_SYMBOLS[name], texts[name]))
     for group in groups:
         term, name = group.term, _tex(group.factor)
         subs = _effect_subscripts(term.names, design.fixed_names)

@@ -5,6 +5,7 @@ The model (:mod:`poolwise.kinds.mixed.design`) is
     g(E[y_i]) = x_iᵀ β + Σ_t z_tiᵀ b_t[l_t(i)] + offset_i,   b_t[l] ~ N(0, Σ_t),
     Σ_t = D_t R_t D_t,  D_t = diag(sd_t),  R_t = L_t L_tᵀ ~ LKJ(η_t),
     β_j ~ N(m_j, s_j²),  sd_te ~ p(sd_te),  (normal family) σ ~ p(σ),
+    (negative binomial family) φ ~ p(φ),
 
 with the priors of :mod:`poolwise.kinds.mixed.priors`. Write b = (b_t[l])_{t,l} stacked term by
 term, level by level (column ``offset_t + l k_t + e`` of Z holds z_tie on the rows of level
@@ -39,8 +40,9 @@ l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = �
     columns unscaled and no identity added there) is the restricted likelihood maximised
     by :func:`poolwise.kinds.mixed.reml.fit_reml`; :func:`gaussian_marginal` serves both.
 
-``parametrisation="non-centred"`` (any family; "auto" for binomial, bernoulli, poisson)
-    NUTS samples β, log σ (normal family), log sd_t, x_t and standard normal ζ_t (L_t × k_t),
+``parametrisation="non-centred"`` (any family; "auto" for all but normal)
+    NUTS samples β, log σ (normal family) or log φ (negative binomial), log sd_t, x_t and
+    standard normal ζ_t (L_t × k_t),
     with b_t[l] = Λ_t ζ_t[l], so that ζ is independent of the sds a priori and the funnel
     between sds and group effects is gone (Betancourt and Girolami 2015).
 ``parametrisation="centred"``
@@ -49,7 +51,8 @@ l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = �
 
 Likelihoods on the linear predictor η: normal N(y | η, σ²); binomial (logit link,
 ``trials`` n) y log σ(η) + (n − y) log σ(−η) + log C(n, y) with ``jax.nn.log_sigmoid``;
-bernoulli the same with n = 1; poisson (log link, offset) y η − e^η − log y!.
+bernoulli the same with n = 1; poisson (log link, offset) y η − e^η − log y!;
+negbinomial (log link, offset, shape φ) :func:`poolwise.families.negative_binomial.log_pmf`.
 
 References: Bates, Mächler, Bolker and Walker (2015), "Fitting linear mixed-effects models
 using lme4", J. Stat. Softw. 67(1); Lewandowski, Kurowicka and Joe (2009), "Generating
@@ -73,7 +76,7 @@ from poolwise._random import Stream, generator, jax_key
 from poolwise.exceptions import SpecificationError
 from poolwise.inference.base import SamplerConfig
 from poolwise.inference.nuts import CHAIN_METHOD, run_chains
-from poolwise.kinds.mixed.design import FAMILIES, GroupTerm, MixedDesign
+from poolwise.kinds.mixed.design import FAMILIES, FAMILY_PARAMETERS, GroupTerm, MixedDesign
 from poolwise.kinds.mixed.priors import MixedPriors
 
 FloatArray = NDArray[np.float64]
@@ -94,7 +97,8 @@ _LOG_2PI = math.log(2.0 * math.pi)
 class MixedDraws:
     """Posterior draws of a mixed model, ready for ArviZ.
 
-    ``posterior``: ``b`` (chain, draw, coef); ``sigma`` (normal family); per term with factor f
+    ``posterior``: ``b`` (chain, draw, coef); ``sigma`` (normal family) or ``phi`` (negative
+    binomial); per term with factor f
     ``sd_f`` (…, f_effect), ``cor_f`` (…, f_effect, f_effect_bis; correlated terms with two
     or more effects) and ``r_f`` (…, f, f_effect), the group effects. ``dims`` names the
     dimensions after (chain, draw); ``coords`` their labels.
@@ -507,8 +511,12 @@ def _check(design: MixedDesign, priors: MixedPriors) -> None:
         raise SpecificationError(
             f"the priors are for coefficients {priors.fixed_names}, the design has "
             f"{design.fixed_names}")
-    if (priors.sigma is None) != (design.family != "normal"):
-        raise SpecificationError("sigma needs a prior in the normal family only")
+    expected = FAMILY_PARAMETERS.get(design.family)
+    given = priors.family_parameter[0] if priors.family_parameter is not None else None
+    if given != expected:
+        raise SpecificationError(
+            f"the priors of the {design.family} family have {given or 'no sigma or phi'}; "
+            "sigma needs a prior in the normal family only, phi in the negbinomial only")
     factors = [term.factor for term in design.terms]
     if len(set(factors)) != len(factors):
         raise SpecificationError(f"each grouping factor may appear in one term only: {factors}")
@@ -530,8 +538,8 @@ class _Model:
 
 
 def _variance_layout(design: MixedDesign, layout: _Layout) -> None:
-    if design.family == "normal":
-        layout.add("log_sigma", 1)
+    if design.family in FAMILY_PARAMETERS:
+        layout.add(f"log_{FAMILY_PARAMETERS[design.family]}", 1)
     for term in design.terms:
         layout.add(f"log_sd_{term.factor}", term.n_effects)
         if correlated(term):
@@ -541,7 +549,8 @@ def _variance_layout(design: MixedDesign, layout: _Layout) -> None:
 
 def _variance_parts(design: MixedDesign, priors: MixedPriors, layout: _Layout,
                     z: Any) -> tuple[Any, Any, list[Any], list[Any | None]]:
-    """(log prior of the variance coordinates, σ, sds per term, L_t per term) at z."""
+    """(log prior of the variance coordinates, the family's parameter σ or φ (None without
+    one), sds per term, L_t per term) at z."""
     import jax.numpy as jnp
     from numpyro.distributions import LKJCholesky
     from numpyro.distributions.transforms import CorrCholeskyTransform
@@ -551,11 +560,11 @@ def _variance_parts(design: MixedDesign, priors: MixedPriors, layout: _Layout,
     ops = jax_ops()
     log_prior: Any = 0.0
     sigma = None
-    if design.family == "normal":
-        assert priors.sigma is not None  # checked in _check
-        log_sigma = layout.get(z, "log_sigma")[0]
-        sigma = jnp.exp(log_sigma)
-        log_prior = priors.sigma.log_density(sigma, ops) + log_sigma
+    own = priors.family_parameter  # checked against the family in _check
+    if own is not None:
+        log_value = layout.get(z, f"log_{own[0]}")[0]
+        sigma = jnp.exp(log_value)
+        log_prior = own[1].log_density(sigma, ops) + log_value
     sds, chols = [], []
     for term in design.terms:
         log_sd = layout.get(z, f"log_sd_{term.factor}")
@@ -578,10 +587,13 @@ def _variance_parts(design: MixedDesign, priors: MixedPriors, layout: _Layout,
 def _variance_start(design: MixedDesign, priors: MixedPriors, residual_sd: float,
                     layout: _Layout) -> tuple[FloatArray, FloatArray]:
     """Start and jitter half-widths: σ at 0.7 × the residual sd of the fixed-effects fit,
-    each sd at half its prior's scale (the scale rule of default_priors), correlations 0."""
+    φ at its prior's scale, each sd at half its prior's scale (the scale rule of
+    default_priors), correlations 0."""
     start, jitter = np.zeros(layout.size), np.zeros(layout.size)
     if design.family == "normal":
         start[layout.slices["log_sigma"]] = math.log(0.7 * residual_sd)
+    elif priors.phi is not None:
+        start[layout.slices["log_phi"]] = math.log(_scale_of(priors.phi))
     for term in design.terms:
         scales = [_scale_of(priors.sd[term.factor, e]) for e in term.names]
         start[layout.slices[f"log_sd_{term.factor}"]] = np.log(0.5 * np.asarray(scales))
@@ -703,7 +715,7 @@ def _explicit_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
         factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
         out: dict[str, Any] = {"b": layout.get(z, "beta")}
         if sigma is not None:
-            out["sigma"] = sigma
+            out[FAMILY_PARAMETERS[design.family]] = sigma
         for term, sd, chol, b in zip(design.terms, sds, chols, group_effects(z, factors),
                                      strict=True):
             out[f"sd_{term.factor}"] = sd
@@ -725,8 +737,9 @@ def _explicit_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
             jitter[layout.slices[f"effects_{term.factor}"]] = INIT_JITTER * np.tile(
                 sd0, term.n_levels)
     sampled = "b" if centred else "ζ ~ N(0, I) with b = Λ ζ"
+    own = {"normal": "log σ, ", "negbinomial": "log φ, "}.get(design.family, "")
     return _Model(potential, start, jitter, constrain,
-                  f"(β, {'log σ, ' if design.family == 'normal' else ''}log sd, "
+                  f"(β, {own}log sd, "
                   f"correlation Cholesky coordinates, {sampled})")
 
 
@@ -741,10 +754,14 @@ def _per_chain(transform: Callable[..., dict[str, Any]], *arrays: Any) -> dict[s
 
 
 def _log_likelihood(design: MixedDesign) -> Callable[[Any, Any], Any]:
-    """η, σ ↦ log p(y | η, σ), summed over the rows (JAX; module docstring)."""
+    """η, σ ↦ log p(y | η, σ), summed over the rows (JAX; module docstring); σ is the
+    family's parameter (φ for the negative binomial; unused without one)."""
     import jax
     import jax.numpy as jnp
     from scipy.special import gammaln
+
+    from poolwise._ops import jax_ops
+    from poolwise.families import negative_binomial
 
     y = np.asarray(design.y, dtype=float)
     if design.family == "normal":
@@ -758,6 +775,12 @@ def _log_likelihood(design: MixedDesign) -> Callable[[Any, Any], Any]:
         def poisson(eta: Any, sigma: Any) -> Any:
             return jnp.sum(y * eta - jnp.exp(eta)) + constant
         return poisson
+    if design.family == "negbinomial":
+        ops = jax_ops()
+
+        def negbinomial(eta: Any, phi: Any) -> Any:
+            return jnp.sum(negative_binomial.log_pmf(y, eta, phi, ops))
+        return negbinomial
     trials = np.ones_like(y) if design.trials is None else np.asarray(design.trials, dtype=float)
     constant = float(np.sum(gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)))
 
@@ -771,7 +794,8 @@ def _fixed_effects_start(design: MixedDesign,
                          priors: MixedPriors) -> tuple[FloatArray, FloatArray, float]:
     """β at the mode of the model without group effects (Newton's method with step halving
     on the log posterior under the Normal priors), its standard errors, and the residual sd
-    (normal family; 1 otherwise)."""
+    (normal family; 1 otherwise). A log link starts from the Poisson fit, also for the
+    negative binomial (the same mean, other weights: a consistent start)."""
     x, y = np.asarray(design.x, dtype=float), np.asarray(design.y, dtype=float)
     offset = np.zeros_like(y) if design.offset is None else np.asarray(design.offset, float)
     trials = np.ones_like(y) if design.trials is None else np.asarray(design.trials, float)
@@ -788,7 +812,7 @@ def _fixed_effects_start(design: MixedDesign,
 
     def log_posterior(beta: FloatArray) -> float:
         eta = x @ beta + offset
-        if design.family == "poisson":
+        if design.link == "log":
             fit = float(np.sum(y * eta - np.exp(eta)))
         else:
             fit = float(np.sum(-y * np.logaddexp(0.0, -eta)
@@ -798,7 +822,7 @@ def _fixed_effects_start(design: MixedDesign,
     beta = loc.copy()
     for _ in range(100):
         eta = x @ beta + offset
-        if design.family == "poisson":
+        if design.link == "log":
             mean = np.exp(eta)
             weight = mean
         else:
@@ -837,7 +861,7 @@ def _fixed_effects_start_cross(design: MixedDesign, priors: MixedPriors
 
 def posterior_dims(design: MixedDesign) -> tuple[dict[str, list[str]], dict[str, Any]]:
     """The dimensions of each posterior variable (after chain, draw) and their labels."""
-    dims: dict[str, list[str]] = {"b": ["coef"], "sigma": []}
+    dims: dict[str, list[str]] = {"b": ["coef"], "sigma": [], "phi": []}
     coords: dict[str, Any] = {"coef": list(design.fixed_names)}
     for term in design.terms:
         f, effect = term.factor, f"{term.factor}_effect"

@@ -35,7 +35,14 @@ from poolwise import _arviz
 from poolwise._random import Stream, generator
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.kinds.base import DRAW_COPIES, VALUE, BaseModel, Settings
-from poolwise.kinds.mixed.design import CrossProducts, GroupTerm, MixedDesign, mixed_family
+from poolwise.kinds.mixed.design import (
+    FAMILIES,
+    FAMILY_PARAMETERS,
+    CrossProducts,
+    GroupTerm,
+    MixedDesign,
+    mixed_family,
+)
 from poolwise.kinds.mixed.formula import (
     MISSING_ACTIONS,
     FormulaColumns,
@@ -51,8 +58,14 @@ from poolwise.kinds.mixed.inference import (
     posterior_dims,
     resolve_parametrisation,
 )
-from poolwise.kinds.mixed.priors import MixedPriors, check_prior_syntax, parse_priors
+from poolwise.kinds.mixed.priors import (
+    DEFAULT_PHI,
+    MixedPriors,
+    check_prior_syntax,
+    parse_priors,
+)
 from poolwise.kinds.mixed.reml import LMMEstimate, estimate_from_dict, estimate_to_dict
+from poolwise.priors import make_distribution
 from poolwise.resources import MemoryEstimate
 from poolwise.results.checks import CheckData
 from poolwise.results.fit import Answer, Fit, finish_fit
@@ -83,7 +96,8 @@ __all__ = ["MixedData", "MixedFit", "MixedModel"]
 
 #: transformations fitted to the data: recomputed on new rows they would change meaning
 STATEFUL_FUNCTIONS = ("scale", "center", "centre", "poly")
-#: Poisson means above this are capped when drawing counts (NumPy's sampler refuses them)
+#: Poisson means above this are capped when drawing counts (NumPy's sampler refuses them;
+#: the negative binomial draws a gamma-distributed Poisson mean)
 POISSON_LIMIT = 1e15
 #: the tree group holding the table the design was built from
 INPUT_GROUP = "input_data"
@@ -147,7 +161,8 @@ class MixedModel(BaseModel):
         transformations are in :mod:`poolwise.kinds.mixed.formula`.
     family
         ``"normal"`` (default; alias ``"gaussian"``), ``"binomial"``
-        (``y | trials(n) ~ …``), ``"bernoulli"`` or ``"poisson"`` (with
+        (``y | trials(n) ~ …``), ``"bernoulli"``, ``"poisson"`` or ``"negbinomial"``
+        (counts with Var y = μ + μ²/φ, the shape φ estimated; both with
         ``offset(log(exposure))`` for an exposure).
     pooling
         ``"partial"`` (the formula), ``"complete"`` (group terms dropped) or ``"none"``
@@ -303,6 +318,8 @@ class MixedModel(BaseModel):
         if data is None:
             rule = ("weakly informative defaults scaled to the data: b ~ Normal, sigma and sd "
                     "~ HalfNormal, cor ~ LKJ(2)")
+            if self.family == "negbinomial":
+                rule += f"; phi ~ {make_distribution(*DEFAULT_PHI)}"
             return rule + (f"; overridden by: {self.prior}" if self.prior else "")
         return "; ".join(self.prepare(data).priors.describe())
 
@@ -337,7 +354,7 @@ class MixedModel(BaseModel):
         terms = design.terms
         p = len(design.fixed_names)
         q = sum(t.n_levels * t.n_effects for t in terms)
-        stored = p + (design.family == "normal") + sum(
+        stored = p + (design.family in FAMILY_PARAMETERS) + sum(
             t.n_effects * (1 + t.n_levels) + (t.n_effects ** 2 if correlated(t) else 0)
             for t in terms)
         chains, draws = self.config.chains, self.config.draws
@@ -475,8 +492,8 @@ class MixedModel(BaseModel):
     def _prior_draws(self, data: MixedData, rng: np.random.Generator, size: int
                      ) -> tuple[dict[str, tuple[NDArray, list[str]]],
                                 dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
-        """β, σ, the sds, the correlations (LKJ), the group effects and y drawn from the
-        resolved priors (all proper)."""
+        """β, σ or φ, the sds, the correlations (LKJ), the group effects and y drawn from
+        the resolved priors (all proper)."""
         if self.method == "eb-ml":
             raise SpecificationError(
                 "eb-ml (REML) estimates the variance parameters and gives β a flat prior: it "
@@ -485,10 +502,11 @@ class MixedModel(BaseModel):
         dims, coords = posterior_dims(design)
         b = rng.normal(priors.fixed_loc, priors.fixed_scale, size=(size, len(priors.fixed)))
         prior: dict[str, tuple[NDArray, list[str]]] = {"b": (b, dims["b"])}
-        sigma = None
-        if priors.sigma is not None:
-            sigma = np.asarray(priors.sigma.sample(rng, size), dtype=float)
-            prior["sigma"] = (sigma, [])
+        parameter = None  # σ or φ
+        if priors.family_parameter is not None:
+            name, dist = priors.family_parameter
+            parameter = np.asarray(dist.sample(rng, size), dtype=float)
+            prior[name] = (parameter, [])
         if data.streamed:
             eta = np.zeros((size, 0))
         else:
@@ -509,12 +527,12 @@ class MixedModel(BaseModel):
             if not data.streamed:
                 eta = eta + np.einsum("sre,re->sr", effects[:, term.index, :], term.z)
         if data.streamed:
-            assert sigma is not None  # the normal family
+            assert parameter is not None  # σ: the normal family
             effects = prior[f"r_{design.terms[0].factor}"][0] if design.terms else None
             dim, levels = data.level_dim()
-            means = level_means(data.full_design, b, effects, sigma, rng)[1]
+            means = level_means(data.full_design, b, effects, parameter, rng)[1]
             return prior, {"y_mean": (means, [dim])}, {**coords, dim: list(levels)}
-        _, y = response_draws(design.family, eta, design.trials, sigma, rng)
+        _, y = response_draws(design.family, eta, design.trials, parameter, rng)
         return prior, {"y": (y, ["row"])}, {**coords, "row": data.rows}
 
     def _group_dims(self, data: MixedData) -> tuple[str, ...]:
@@ -522,9 +540,9 @@ class MixedModel(BaseModel):
 
 
 def _variable_order(design: MixedDesign) -> list[str]:
-    """The posterior's variables in the order of the summary: b, sigma, each factor's sd_
-    and cor_, then the group effects r_."""
-    names = ["b", "sigma"]
+    """The posterior's variables in the order of the summary: b, sigma or phi, each
+    factor's sd_ and cor_, then the group effects r_."""
+    names = ["b", "sigma", "phi"]
     names += [f"{kind}_{term.factor}" for term in design.terms for kind in ("sd", "cor")]
     return names + [f"r_{term.factor}" for term in design.terms]
 
@@ -540,20 +558,30 @@ def _lkj_cholesky(rng: np.random.Generator, dimension: int, eta: float, size: in
     return np.asarray(LKJCholesky(dimension, eta).sample(key, (size,)), dtype=float)
 
 
-def response_draws(family: str, eta: NDArray, trials: NDArray | None, sigma: NDArray | None,
-                   rng: np.random.Generator) -> tuple[NDArray, NDArray]:
+def response_draws(family: str, eta: NDArray, trials: NDArray | None,
+                   parameter: NDArray | None, rng: np.random.Generator
+                   ) -> tuple[NDArray, NDArray]:
     """The mean response E[y | η] (η; n·logit⁻¹(η); e^η, the offset inside η) and a new
-    observation y* per draw and row; ``eta`` shaped (draws, rows), ``sigma`` (draws,)."""
+    observation y* per draw and row; ``eta`` shaped (draws, rows), ``parameter`` (draws,)
+    the family's σ (normal) or φ (negbinomial).
+
+    A negative binomial count is drawn as its gamma–Poisson mixture: λ ~ Gamma(shape φ,
+    scale μ/φ), then y* ~ Poisson(λ)."""
     from scipy import special
 
     if family == "normal":
-        assert sigma is not None  # the normal family has σ
-        sigma = np.asarray(sigma, dtype=float).reshape(-1, 1)
+        assert parameter is not None  # the normal family has σ
+        sigma = np.asarray(parameter, dtype=float).reshape(-1, 1)
         return eta, eta + sigma * rng.standard_normal(eta.shape)
-    if family == "poisson":
+    if FAMILIES[family] == "log":  # poisson, negbinomial
         with np.errstate(over="ignore"):
             mu = np.exp(eta)
-        return mu, rng.poisson(np.minimum(mu, POISSON_LIMIT)).astype(float)
+        rate = np.minimum(mu, POISSON_LIMIT)
+        if family == "negbinomial":
+            assert parameter is not None  # the negative binomial has φ
+            phi = np.asarray(parameter, dtype=float).reshape(-1, 1)
+            rate = np.minimum(rng.gamma(phi, rate / phi), POISSON_LIMIT)
+        return mu, rng.poisson(rate).astype(float)
     p = np.asarray(special.expit(eta))
     n = np.ones(eta.shape[-1]) if trials is None else np.asarray(trials, dtype=float)
     return p * n, rng.binomial(n.astype(np.int64), p).astype(float)
@@ -738,8 +766,10 @@ class MixedFit(Fit):
         values = self.draws(name)
         return values.reshape(-1, *values.shape[2:])
 
-    def _sigma(self) -> NDArray[np.float64] | None:
-        return self._flat("sigma") if self.design.family == "normal" else None
+    def _family_parameter(self) -> NDArray[np.float64] | None:
+        """The draws of σ (normal family) or φ (negbinomial); None for the others."""
+        name = FAMILY_PARAMETERS.get(self.design.family)
+        return None if name is None else self._flat(name)
 
     def linear_predictor(self) -> NDArray[np.float64]:
         """η of every fitted row at every draw, with its group effects: (draws, rows)."""
@@ -766,9 +796,11 @@ class MixedFit(Fit):
         return np.asarray(np.einsum("dij,dlj->dli", sd[:, :, None] * chol, white))
 
     def log_likelihood(self) -> NDArray[np.float64]:
-        """Pointwise log p(y_i | η_i, σ) at every draw, shaped (chain, draw, row); for a
-        streamed fit, of each level's rows together, shaped (chain, draw, level)."""
+        """Pointwise log p(y_i | η_i, σ or φ) at every draw, shaped (chain, draw, row); for
+        a streamed fit, of each level's rows together, shaped (chain, draw, level)."""
         from scipy import special, stats
+
+        from poolwise.families import negative_binomial
 
         design = self.design
         if design.streamed:
@@ -780,6 +812,8 @@ class MixedFit(Fit):
             values = stats.norm.logpdf(design.y, loc=eta, scale=self._flat("sigma")[:, None])
         elif design.family == "poisson":
             values = stats.poisson.logpmf(design.y, np.exp(eta))
+        elif design.family == "negbinomial":
+            values = negative_binomial.log_pmf(design.y, eta, self._flat("phi")[:, None])
         else:
             trials = design.trials if design.trials is not None else np.ones(design.n_obs)
             values = stats.binom.logpmf(design.y, trials, special.expit(eta))
@@ -817,7 +851,7 @@ class MixedFit(Fit):
             return {"y_mean": (means.reshape(self.config.chains, self.config.draws, -1),
                                [dim])}
         _, y = response_draws(design.family, self.linear_predictor(), design.trials,
-                              self._sigma(), rng)
+                              self._family_parameter(), rng)
         posterior = self.posterior
         return {"y": (y.reshape(posterior.sizes["chain"], posterior.sizes["draw"], -1),
                       ["row"])}
@@ -864,7 +898,7 @@ class MixedFit(Fit):
         design = self.design
         trials = None if design.trials is None else design.trials[selected]
         mu, y = response_draws(design.family, self.linear_predictor()[:, selected], trials,
-                               self._sigma(), rng)
+                               self._family_parameter(), rng)
         what = (f"new observations at the {selected.size} fitted rows of {term.factor} "
                 f"{request.group!r}: η from {self._source} (coefficients and group effects "
                 "held at each draw), mu = E[y | η] and y* drawn afresh")
@@ -983,7 +1017,7 @@ class MixedFit(Fit):
                 f"level{'s' if len(new_levels) != 1 else ''} (effects drawn afresh from "
                 f"N(0, Σ) at each draw), {_rows(int((~present).sum()))} without a level "
                 "(no effect)")
-        mu, y = response_draws(self.design.family, eta, trials, self._sigma(), rng)
+        mu, y = response_draws(self.design.family, eta, trials, self._family_parameter(), rng)
         n = eta.shape[1]
         what = (f"mu = E[y | η] and y* drawn afresh for {_rows(n)} "
                 f"(groups {request.groups!r}), β from {self._source}"

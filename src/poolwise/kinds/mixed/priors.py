@@ -8,6 +8,8 @@ A :class:`MixedPriors` holds one prior per parameter of the model of
     analytically);
 ``sigma ~ D``
     the residual sd (normal family only);
+``phi ~ D``
+    the shape φ of the negative binomial family (Var y = μ + μ²/φ; that family only);
 ``sd_factor[effect] ~ D``
     the sd of each group effect, D one of the positive distributions of
     :mod:`poolwise.priors` (``halfnormal``, ``halfcauchy``, ``exponential``, ``gamma``,
@@ -36,6 +38,7 @@ import numpy as np
 
 from poolwise.exceptions import SpecificationError
 from poolwise.kinds.mixed.design import (
+    FAMILY_PARAMETERS,
     MixedDesign,
     effect_sd,
     fixed_sd,
@@ -49,7 +52,11 @@ INTERCEPT = "Intercept"
 COEFFICIENT_SCALE = 2.5
 #: the default LKJ shape of a correlated term's correlation matrix
 DEFAULT_LKJ_ETA = 2.0
-#: distributions a scale (``sigma``, ``sd``) may have
+#: the default prior of the negative binomial's shape φ: HalfCauchy(10), symmetric in log φ
+#: about log 10 (quartiles 4.1 and 24; 6% below 1 and 6% above 100), so that the data can
+#: reach strong over-dispersion and, with its heavy tail, the Poisson limit φ → ∞
+DEFAULT_PHI = ("halfcauchy", (10.0,))
+#: distributions a positive parameter (``sigma``, ``phi``, ``sd``) may have
 SCALE_DISTRIBUTIONS = ("halfnormal", "halfcauchy", "exponential", "gamma", "lognormal")
 
 SdKey = tuple[str, str]
@@ -60,8 +67,9 @@ class MixedPriors:
     """One prior per parameter; keys follow the design's names.
 
     ``fixed`` has one Normal per entry of ``fixed_names``; ``sigma`` is None outside the
-    normal family; ``sd`` maps (factor, effect) to the prior of that effect's sd;
-    ``cor`` maps each correlated factor with two or more effects to its LKJ shape η.
+    normal family, ``phi`` outside the negative binomial family; ``sd`` maps (factor, effect)
+    to the prior of that effect's sd; ``cor`` maps each correlated factor with two or more
+    effects to its LKJ shape η.
     """
 
     fixed_names: tuple[str, ...]
@@ -69,10 +77,22 @@ class MixedPriors:
     sigma: Distribution | None
     sd: Mapping[SdKey, Distribution]
     cor: Mapping[str, float]
+    phi: Distribution | None = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sd", MappingProxyType(dict(self.sd)))
         object.__setattr__(self, "cor", MappingProxyType(dict(self.cor)))
+
+    @property
+    def family_parameter(self) -> tuple[str, Distribution] | None:
+        """The family's parameter besides η and its prior, ``("sigma", …)`` or
+        ``("phi", …)`` (:data:`~poolwise.kinds.mixed.design.FAMILY_PARAMETERS`); None for
+        the binomial, bernoulli and poisson families."""
+        if self.sigma is not None:
+            return "sigma", self.sigma
+        if self.phi is not None:
+            return "phi", self.phi
+        return None
 
     @property
     def fixed_loc(self) -> np.ndarray:
@@ -87,8 +107,9 @@ class MixedPriors:
     def describe(self) -> list[str]:
         """One line per prior, e.g. ``b[Days] ~ Normal(0, 20)``, for showing before a fit."""
         lines = [f"b[{name}] ~ {d}" for name, d in zip(self.fixed_names, self.fixed, strict=True)]
-        if self.sigma is not None:
-            lines.append(f"sigma ~ {self.sigma}")
+        if self.family_parameter is not None:
+            name, dist = self.family_parameter
+            lines.append(f"{name} ~ {dist}")
         lines += [f"sd_{factor}[{effect}] ~ {d}" for (factor, effect), d in self.sd.items()]
         lines += [f"cor_{factor} ~ LKJ({eta:g})" for factor, eta in self.cor.items()]
         return lines
@@ -97,8 +118,9 @@ class MixedPriors:
         """The text that :func:`parse_priors` reads back into these priors (full precision)."""
         parts = [f"b[{name}] = {_spec(d)}"
                  for name, d in zip(self.fixed_names, self.fixed, strict=True)]
-        if self.sigma is not None:
-            parts.append(f"sigma = {_spec(self.sigma)}")
+        if self.family_parameter is not None:
+            name, dist = self.family_parameter
+            parts.append(f"{name} = {_spec(dist)}")
         parts += [f"sd_{factor}[{effect}] = {_spec(d)}" for (factor, effect), d in self.sd.items()]
         parts += [f"cor_{factor} = lkj({eta!r})" for factor, eta in self.cor.items()]
         return "; ".join(parts)
@@ -114,6 +136,8 @@ def default_priors(design: MixedDesign) -> MixedPriors:
     * coefficient of column x: Normal(0, 2.5 s / sd(x)) (2.5 s if x is constant), so a
       change of one sd in x moves the linear predictor by about 2.5 s at most;
     * residual sd (normal family): sigma ~ HalfNormal(s);
+    * shape of the negative binomial family: phi ~ HalfCauchy(10) (:data:`DEFAULT_PHI`;
+      brms's default for this ``shape`` is the vaguer Gamma(0.01, 0.01));
     * sd of group effect z: HalfNormal(s / sd(z)) (HalfNormal(s) for the intercept or a
       constant column);
     * correlations of a correlated term with two or more effects: LKJ(2), which mildly
@@ -146,8 +170,10 @@ def default_priors(design: MixedDesign) -> MixedPriors:
     cor = {term.factor: DEFAULT_LKJ_ETA for term in design.terms
            if term.correlated and term.n_effects > 1}
     sigma = make_distribution("halfnormal", (scale,)) if normal else None
+    phi = (make_distribution(*DEFAULT_PHI)
+           if FAMILY_PARAMETERS.get(design.family) == "phi" else None)
     _check_unique_factors(design)
-    return MixedPriors(design.fixed_names, tuple(fixed), sigma, sd, cor)
+    return MixedPriors(design.fixed_names, tuple(fixed), sigma, sd, cor, phi)
 
 
 def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None) -> MixedPriors:
@@ -161,6 +187,7 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
     ``b``                 every fixed coefficient except the intercept: ``normal(loc, scale)``
     ``b[Days]``           one coefficient (``b[Intercept]`` for the intercept)
     ``sigma``             the residual sd (normal family only)
+    ``phi``               the shape φ (negative binomial family only)
     ``sd``                every group-effect sd
     ``sd_Subject``        the sds of every effect of one factor
     ``sd_Subject[Days]``  one sd
@@ -196,7 +223,7 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
 
 def check_prior_syntax(text: str) -> None:
     """Refuse prior text that no design could read: each statement must be
-    ``name[index]… = dist(numbers)`` with name b, sigma, sd or cor (the names and
+    ``name[index]… = dist(numbers)`` with name b, sigma, phi, sd or cor (the names and
     distributions are checked against a design by :func:`parse_priors`)."""
     if not isinstance(text, str):
         raise SpecificationError(
@@ -208,10 +235,11 @@ def check_prior_syntax(text: str) -> None:
         match = _STATEMENT.match(statement)
         if not match:
             name = _NAME.match(statement)
-            hint = _did_you_mean(name.group(1), ("b", "sigma", "sd", "cor")) if name else ""
+            hint = (_did_you_mean(name.group(1), ("b", "sigma", "phi", "sd", "cor"))
+                    if name else "")
             raise SpecificationError(
                 f"cannot read prior statement {statement!r}{hint}; write 'name = dist' (or "
-                "'name ~ dist') with name b, b[coefficient], sigma, sd, sd_factor, "
+                "'name ~ dist') with name b, b[coefficient], sigma, phi, sd, sd_factor, "
                 "sd_factor[effect], cor or cor_factor")
         _parse_call(match.group(5), statement)
 
@@ -219,7 +247,7 @@ def check_prior_syntax(text: str) -> None:
 #: an index [name], where a name may hold one level of brackets itself: b[group[2]]
 _BRACKETED = r"\[((?:[^\[\]]|\[[^\[\]]*\])+)\]"
 #: ``name[index]… = dist`` or ``~ dist``; a factor may follow sd and cor as ``sd_Subject``
-_STATEMENT = re.compile(r"^\s*(b|sigma|sd|cor)(?:_([^\[\]=~\s]+))?\s*((?:" + _BRACKETED
+_STATEMENT = re.compile(r"^\s*(b|sigma|phi|sd|cor)(?:_([^\[\]=~\s]+))?\s*((?:" + _BRACKETED
                         + r")*)\s*[=~]\s*(.+?)\s*$")
 #: the start of a statement, to suggest the name meant when it is misspelt
 _NAME = re.compile(r"^\s*([^\s=~]+?)\s*[=~]")
@@ -248,13 +276,17 @@ def _apply(priors: MixedPriors, statement: str, design: MixedDesign) -> MixedPri
         index = [factor, *index]
     if kind == "b":
         return _apply_fixed(priors, index, dist_text, statement)
-    if kind == "sigma":
+    if kind in ("sigma", "phi"):
         if index:
-            raise SpecificationError(f"{statement!r}: sigma takes no [index]")
-        if design.family != "normal":
+            raise SpecificationError(f"{statement!r}: {kind} takes no [index]")
+        if FAMILY_PARAMETERS.get(design.family) != kind:
+            what = "residual sd sigma" if kind == "sigma" else "shape phi"
+            owner = "normal" if kind == "sigma" else "negbinomial"
             raise SpecificationError(
-                f"{statement!r}: the {design.family} family has no residual sd sigma")
-        return replace(priors, sigma=_scale_distribution(dist_text, statement))
+                f"{statement!r}: the {design.family} family has no {what} (only the "
+                f"{owner} family has)")
+        dist = _scale_distribution(dist_text, statement)
+        return replace(priors, sigma=dist) if kind == "sigma" else replace(priors, phi=dist)
     if kind == "sd":
         return _apply_sd(priors, index, dist_text, statement, design)
     return _apply_cor(priors, index, dist_text, statement)
@@ -348,8 +380,8 @@ def _parse_call(text: str, statement: str) -> tuple[str, tuple[float, ...]]:
 
 def _valid_names(design: MixedDesign) -> list[str]:
     names = ["b", *(f"b[{n}]" for n in design.fixed_names)]
-    if design.family == "normal":
-        names.append("sigma")
+    if design.family in FAMILY_PARAMETERS:
+        names.append(FAMILY_PARAMETERS[design.family])
     if design.terms:
         names.append("sd")
     for term in design.terms:

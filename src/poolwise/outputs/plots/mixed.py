@@ -95,7 +95,7 @@ class GroupLinesData:
 
     ``points`` has one row per observation of a shown group: ``group``, ``x`` and ``y`` (on
     the scale of the lines: the response; for binomial families the proportion y/n; for a
-    Poisson model with an offset the rate y/exp(offset)). ``lines`` has one row per (fit,
+    count model with an offset the rate y/exp(offset)). ``lines`` has one row per (fit,
     group, x of the grid): ``model`` (the fit's label), ``pooling``, ``group``, ``x``, and
     the posterior ``mean``, ``lower`` and ``upper`` of the mean response g⁻¹(η) at that x
     (for an ``eb-ml`` fit the point estimate, with NaN bounds). ``groups`` are the shown
@@ -163,7 +163,7 @@ def _two_levels(fit: MixedFit, x: str) -> tuple[str, str, str] | None:
 
 def _check_supported(fit: MixedFit, label: str, x: str, term: GroupTerm) -> None:
     """Intercept + one slope variable x, group intercepts and/or slopes in x, no offset
-    except for a Poisson exposure."""
+    except for the exposure of a count (log-link) model."""
     full = fit.full_design
     allowed = {INTERCEPT, x}
     extra = [n for n in full.fixed_names if n not in allowed]
@@ -179,10 +179,10 @@ def _check_supported(fit: MixedFit, label: str, x: str, term: GroupTerm) -> None
         raise SpecificationError(
             f"group lines need group effects on the intercept and {x} only; the term "
             f"{term.label} of fit {label!r} also has {', '.join(other)}")
-    if full.offset is not None and full.family != "poisson":
+    if full.offset is not None and full.link != "log":
         raise SpecificationError(
             f"fit {label!r} has an offset; group lines take an offset only as the exposure "
-            "of a Poisson model")
+            "of a Poisson or negative binomial model")
 
 
 def _inverse_link(design: MixedDesign, eta: NDArray[np.float64]) -> NDArray[np.float64]:
@@ -199,7 +199,7 @@ def _observed(design: MixedDesign) -> tuple[NDArray[np.float64], str]:
     """The data on the lines' scale, and its axis label."""
     if design.family == "binomial" and design.trials is not None:
         return design.y / design.trials, f"{design.response} (proportion of trials)"
-    if design.family == "poisson" and design.offset is not None:
+    if design.link == "log" and design.offset is not None:
         return design.y / np.exp(design.offset), f"{design.response} per unit exposure"
     return design.y, design.response
 
@@ -299,8 +299,9 @@ def group_lines_data(
     Supported designs: one grouping factor, fixed effects an intercept (optional) and one
     slope variable x, group effects on the intercept and/or x (``(1 | g)``, ``(x | g)``,
     ``(x || g)``, ``(0 + x | g)``); any family, the inverse link applied (binomial lines
-    and data are proportions); an offset only as the log exposure of a Poisson model (lines
-    then are rates per unit exposure). Other designs raise :class:`SpecificationError`.
+    and data are proportions); an offset only as the log exposure of a Poisson or negative
+    binomial model (lines then are rates per unit exposure). Other designs raise
+    :class:`SpecificationError`.
 
     Parameters
     ----------

@@ -216,7 +216,7 @@ def _resolve_mixed(fit: MixedFit, var_names: Sequence[str] | None,
     grouped ones cut to their first levels) or one scalar, e.g. ``r_F[level, effect]``."""
     posterior = fit.posterior
     if var_names is None:
-        order = ("b", "sigma", "sd_", "cor_", "r_")
+        order = ("b", "sigma", "phi", "sd_", "cor_", "r_")
         present = [str(v) for v in posterior.data_vars]
         var_names = [v for prefix in order for v in present
                      if v == prefix or (prefix.endswith("_") and v.startswith(prefix))]
