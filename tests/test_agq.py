@@ -13,6 +13,9 @@ and maximum likelihood by AGQ — each against something computed independently.
 * cbpp (lme4's example) against published estimates: the Laplace fit against glmmML,
   glmmADMB and lme4.0 (lme4's tests/glmer-1.R) and lme4's printed summary; nAGQ = 25
   against lme4's fixed effects and deviance in the same file.
+* eb-ml of a GLMM through MixedModel and the command line: the summary is the estimate,
+  β's draws have its mean and standard errors, the group effects drawn at each draw's β
+  follow their exact conditional, save → load keeps the summary, bad --agq is refused.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import integrate, optimize, stats
 
@@ -290,11 +294,12 @@ def test_cbpp_laplace_is_lme4s(cbpp) -> None:
                        -1.58037389566025])
     for published in (glmm_ml, lme4_0):
         assert np.mean(np.abs(fit.beta - published)) / np.mean(np.abs(published)) < 4e-5
-    assert fit.converged and not fit.singular
+    assert fit.converged and not fit.singular and fit.sigma is None
     assert round(fit.log_likelihood, 1) == -92.0
     assert round(2 * 5 - 2 * fit.log_likelihood, 1) == 194.1
-    assert round(float(fit.sd[0]), 3) == 0.642
-    assert fit.random_effects.shape == (15, 1) and fit.n_agq == 1
+    assert round(float(fit.sd["herd"][0]), 3) == 0.642
+    assert fit.random_effects["herd"].shape == (15, 1)
+    assert fit.method == "ML by the Laplace approximation"
 
 
 def test_cbpp_agq25_is_lme4s(cbpp) -> None:
@@ -323,14 +328,12 @@ def test_ml_recovers_a_simulated_random_slope_model() -> None:
     b = rng.multivariate_normal(np.zeros(2), sigma, size=groups)
     y = rng.poisson(np.exp(0.5 + 0.3 * x + b[g, 0] + b[g, 1] * x))
     table = {"y": y, "x": x, "g": [f"g{v}" for v in g]}
-    import pandas as pd
-
     model = poolwise.MixedModel(formula="y ~ x + (1 + x | g)", family="poisson")
     design = model.prepare(pd.DataFrame(table)).design
     fit = fit_glmm(design, n_agq=5)
     assert np.all(np.abs(fit.beta - [0.5, 0.3]) < 3.5 * fit.beta_se)
-    assert fit.cor is not None and abs(fit.cor[0, 1]) < 1
-    np.testing.assert_allclose(fit.sd, np.sqrt(np.diag(sigma)), rtol=0.5)
+    assert abs(fit.cor["g"][0, 1]) < 1
+    np.testing.assert_allclose(fit.sd["g"], np.sqrt(np.diag(sigma)), rtol=0.5)
 
 
 @pytest.mark.parametrize("bad", [0, 26, 2.5, True, "9"])
@@ -349,3 +352,88 @@ def test_other_models_are_refused(cbpp) -> None:
         poolwise.datasets.load("cbpp")).design
     with pytest.raises(SpecificationError, match=r"one group term .* not \(1 \| herd\) \+"):
         fit_glmm(crossed, n_agq=1)
+
+
+# ------------------------------------------------------------------ eb-ml of a GLMM
+
+
+def _cbpp_conditional_cdf(design, beta: np.ndarray, sd: float, herd: int):
+    """The grid and CDF of herd ``herd``'s effect given y, β and sd, written directly:
+    Π Binomial(y_i | n_i, expit(x_iβ + b)) N(b | 0, sd²) on 20,001 points over ±8 sd."""
+    rows = design.terms[0].index == herd
+    grid = np.linspace(-8 * sd, 8 * sd, 20001)
+    eta = design.x[rows] @ beta
+    p = 1.0 / (1.0 + np.exp(-(eta[:, None] + grid[None, :])))
+    log_density = (stats.binom.logpmf(design.y[rows][:, None], design.trials[rows][:, None],
+                                      p).sum(axis=0) + stats.norm.logpdf(grid, 0, sd))
+    weights = np.exp(log_density - log_density.max())
+    return grid, np.cumsum(weights) / weights.sum()
+
+
+def test_glmm_effect_draws_follow_each_draws_beta(cbpp) -> None:
+    """draw_glmm_effects with β alternating between β̂ and β̂ + 0.5 on the intercept: each
+    half's draws of two herds' effects pass the KS check against their own conditional
+    (so the β of each draw is the one used)."""
+    from poolwise.kinds.mixed.glmm import draw_glmm_effects
+
+    fit = fit_glmm(cbpp, n_agq=1)
+    shifted = fit.beta + np.array([0.5, 0, 0, 0])
+    size = 20000
+    beta = np.where((np.arange(size) % 2 == 0)[:, None], fit.beta, shifted)
+    draws = draw_glmm_effects(cbpp, fit, beta, np.random.default_rng([SEED, 70]))
+    assert draws.shape == (size, 15, 1)
+    sd = float(fit.sd["herd"][0])
+    half = size // 2
+    for herd in (0, 13):
+        for which, b in ((0, fit.beta), (1, shifted)):
+            grid, cdf = _cbpp_conditional_cdf(cbpp, b, sd, herd)
+            sample = np.sort(draws[which::2, herd, 0])
+            model = np.interp(sample, grid, cdf)
+            ranks = np.arange(1, half + 1) / half
+            distance = max(np.max(ranks - model), np.max(model - (ranks - 1.0 / half)))
+            assert distance < 1.949 / math.sqrt(half), (herd, which, distance)
+
+
+def test_eb_ml_of_a_glmm_through_the_model(tmp_path) -> None:
+    """MixedModel(method="eb-ml") of cbpp: the summary is fit_glmm's estimate (default 9
+    points), β's draws have its mean and standard errors within Monte Carlo error
+    (4.5 sd/√n for the mean, 4.5/√(2n) relatively for the sd), and save → load keeps the
+    summary."""
+    table = poolwise.datasets.load("cbpp")
+    model = poolwise.MixedModel(formula=poolwise.datasets.info("cbpp").formula,
+                                family="binomial", method="eb-ml", draws=1000, chains=2,
+                                seed=SEED)
+    assert "adaptive quadrature with 9 points" in model.describe_prior()
+    fit = model.fit(table)
+    estimate = fit_glmm(model.prepare(table).design, n_agq=9)
+    summary = fit.summary().set_index("param")
+    np.testing.assert_allclose(summary.loc[[f"b[{n}]" for n in estimate.fixed_names], "mean"],
+                               estimate.beta, rtol=1e-10)
+    assert "sigma" not in summary.index
+    assert math.isclose(summary.loc["sd_herd[Intercept]", "mean"], estimate.sd["herd"][0],
+                        rel_tol=1e-10)
+    b = fit.draws("b").reshape(-1, 4)
+    n = b.shape[0]
+    assert np.all(np.abs(b.mean(axis=0) - estimate.beta) < 4.5 * estimate.beta_se / n**0.5)
+    assert np.all(np.abs(b.std(axis=0) / estimate.beta_se - 1) < 4.5 / (2 * n) ** 0.5)
+    assert fit.draws("r_herd").shape == (2, 1000, 15, 1)
+    fit.save(tmp_path / "cbpp.nc")
+    loaded = poolwise.load(tmp_path / "cbpp.nc")
+    pd.testing.assert_frame_equal(loaded.summary(), fit.summary())
+    assert loaded.estimate.sigma is None and loaded.model.agq is None
+
+
+def test_eb_ml_of_a_glmm_on_the_command_line(capsys) -> None:
+    """--agq 1 prints lme4's Laplace log likelihood (−92.0263, glmmML's optimum); a bad
+    --agq ends with one line and exit code 2."""
+    from poolwise.cli import main
+
+    code = main(["fit", "cbpp", "--method", "eb-ml", "--agq", "1", "--draws", "100",
+                 "--chains", "1", "--quiet"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    assert "ML by the Laplace approximation, as lme4's glmer; log likelihood -92.0263" in out
+    code = main(["fit", "cbpp", "--method", "eb-ml", "--agq", "0"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    assert "agq (--agq) must be a whole number of quadrature points from 1" in err
