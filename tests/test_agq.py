@@ -318,22 +318,51 @@ def test_cbpp_agq25_is_lme4s(cbpp) -> None:
 
 
 def test_ml_recovers_a_simulated_random_slope_model() -> None:
-    """A poisson model with (1 + x | g), 60 groups: the estimates within 3.5 of their
-    standard errors of the values simulated from (β) and near the sds."""
+    """A poisson model with an exposure and (1 + x | g), 60 groups: β within 3.5 of its
+    standard errors of the values simulated from, the sds within half of theirs."""
     rng = np.random.default_rng([SEED, 60])
     groups, per = 60, 15
     g = np.repeat(np.arange(groups), per)
     x = rng.normal(size=g.size)
     sigma = np.array([[0.5, 0.1], [0.1, 0.2]])
     b = rng.multivariate_normal(np.zeros(2), sigma, size=groups)
-    y = rng.poisson(np.exp(0.5 + 0.3 * x + b[g, 0] + b[g, 1] * x))
-    table = {"y": y, "x": x, "g": [f"g{v}" for v in g]}
-    model = poolwise.MixedModel(formula="y ~ x + (1 + x | g)", family="poisson")
+    exposure = rng.uniform(0.5, 2.0, size=g.size)
+    y = rng.poisson(exposure * np.exp(0.5 + 0.3 * x + b[g, 0] + b[g, 1] * x))
+    table = {"y": y, "x": x, "e": exposure, "g": [f"g{v}" for v in g]}
+    model = poolwise.MixedModel(formula="y ~ x + offset(log(e)) + (1 + x | g)",
+                                family="poisson")
     design = model.prepare(pd.DataFrame(table)).design
     fit = fit_glmm(design, n_agq=5)
     assert np.all(np.abs(fit.beta - [0.5, 0.3]) < 3.5 * fit.beta_se)
     assert abs(fit.cor["g"][0, 1]) < 1
     np.testing.assert_allclose(fit.sd["g"], np.sqrt(np.diag(sigma)), rtol=0.5)
+
+
+def test_a_singular_fit_is_the_glm() -> None:
+    """Every group a copy of the same rows: the ML sd is 0 (a singular fit), and β and
+    its standard errors are the logistic regression's, β̂ by SciPy's optimiser and
+    Cov β̂ = (XᵀWX)⁻¹, W = n p(1 − p), written out here."""
+    rng = np.random.default_rng([SEED, 80])
+    x = rng.normal(size=8)
+    trials = rng.integers(5, 15, 8).astype(float)
+    y = rng.binomial(trials.astype(int), 1 / (1 + np.exp(0.3 - 0.8 * x))).astype(float)
+    groups = 6
+    table = pd.DataFrame({"y": np.tile(y, groups), "n": np.tile(trials, groups),
+                          "x": np.tile(x, groups), "g": np.repeat(np.arange(groups), 8)})
+    design = poolwise.MixedModel(formula="y | trials(n) ~ x + (1 | g)",
+                                 family="binomial").prepare(table).design
+    fit = fit_glmm(design, n_agq=5)
+    assert fit.singular and fit.sd["g"][0] < 1e-4
+    xs = np.column_stack([np.ones(8 * groups), np.tile(x, groups)])
+    ys, ns = np.tile(y, groups), np.tile(trials, groups)
+
+    def negative(beta: np.ndarray) -> float:
+        return -float(np.sum(stats.binom.logpmf(ys, ns, 1 / (1 + np.exp(-xs @ beta)))))
+    glm = optimize.minimize(negative, np.zeros(2), method="BFGS", options={"gtol": 1e-9}).x
+    np.testing.assert_allclose(fit.beta, glm, atol=1e-5)
+    p = 1 / (1 + np.exp(-xs @ fit.beta))
+    cov = np.linalg.inv(xs.T @ ((ns * p * (1 - p))[:, None] * xs))
+    np.testing.assert_allclose(fit.beta_se, np.sqrt(np.diag(cov)), rtol=1e-4)
 
 
 @pytest.mark.parametrize("bad", [0, 26, 2.5, True, "9"])

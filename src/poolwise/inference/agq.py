@@ -19,11 +19,12 @@ u = û_j + L_j⁻ᵀ x and the Gauss–Hermite rule (x_m, W_m) of the standard n
 
     log p(y_j | β, Σ) ≈ −log|L_j| + log Σ_m W_m exp(h_j(û_j + L_j⁻ᵀ x_m) + ½ x_mᵀx_m),
 
-exact when h_j is a polynomial of degree below 2 n_agq + 2 in u; one point (x = 0, W = 1)
-is the Laplace approximation h_j(û_j) − log|L_j|. This is lme4's ``nAGQ`` (Bates et al.
-2015, §5; Pinheiro and Bates 1995, "Approximations to the log-likelihood function in the
-nonlinear mixed-effects model", J. Comput. Graph. Stat. 4:12–35), with the tensor grid of
-Pinheiro and Chao (2006) for k = 2.
+exact when exp(h_j(û_j + L_j⁻ᵀx) + ½xᵀx) is a polynomial of degree at most 2 n_agq − 1 in
+each coordinate of x (one point: when h_j is quadratic, a Gaussian integrand); one point
+(x = 0, W = 1) is the Laplace approximation h_j(û_j) − log|L_j|. This is lme4's ``nAGQ``
+(Bates et al. 2015, §5; Pinheiro and Bates 1995, "Approximations to the log-likelihood
+function in the nonlinear mixed-effects model", J. Comput. Graph. Stat. 4:12–35), with the
+tensor grid of Pinheiro and Chao (2006) for k = 2.
 
 Exact draws of b_j given y_j, β, Σ (:func:`draw_effects`): ℓ_j is concave, so it lies
 below its tangent at any point v: ℓ_j(u) ≤ ℓ_j(v) + gᵀ(u − v), g = ∇ℓ_j(v). Hence

@@ -14,8 +14,9 @@ finite-difference gradients, the modes of each evaluation starting from the last
 Σ = ΛΛᵀ with Λ = [[sd₁, 0], [ρ sd₂, √(1 − ρ²) sd₂]]. β's covariance is the β block of
 the inverse of the Hessian of −ℓ in θ (central differences at the optimum), as lme4's
 default ``vcov`` for GLMMs; at an interior optimum that block does not depend on how the
-variance parameters are written. The group effects reported are their conditional modes
-at the estimates (lme4's ``ranef``).
+variance parameters are written. An sd estimated at zero (a singular fit) is left out of
+that Hessian, along with the correlation: ℓ is flat there in log sd. The group effects
+reported are their conditional modes at the estimates (lme4's ``ranef``).
 
 Like lme4, ℓ includes the binomial coefficients log C(n, y) and −log y!, so
 ``log_likelihood`` is comparable with lme4's ``logLik``. lme4 itself allows nAGQ > 1 only
@@ -167,9 +168,21 @@ def fit_glmm(design: MixedDesign, *, n_agq: int) -> LMMEstimate:
                                options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-7})
     theta = np.asarray(result.x, dtype=float)
     value = problem.log_likelihood(theta, n_agq)
-    hessian = _hessian(lambda t: -problem.log_likelihood(t, n_agq), theta)
-    beta_cov = np.asarray(np.linalg.inv(hessian)[:problem.p, :problem.p], dtype=float)
     beta, sd, rho = problem.split(theta)
+    # an sd at zero (and with it the correlation) is on the boundary, where ℓ is flat in
+    # log sd: β's covariance is then that of the Hessian of the other coordinates
+    free = np.ones(problem.size, dtype=bool)
+    free[problem.p:problem.p + problem.k] = sd >= SINGULAR_TOLERANCE
+    if problem.correlated:
+        free[-1] = bool(np.all(sd >= SINGULAR_TOLERANCE))
+
+    def restricted(values: FloatArray) -> float:
+        point = theta.copy()
+        point[free] = values
+        return -problem.log_likelihood(point, n_agq)
+
+    hessian = _hessian(restricted, theta[free])
+    beta_cov = np.asarray(np.linalg.inv(hessian)[:problem.p, :problem.p], dtype=float)
     base, factor = problem.parts(theta)
     modes = conditional_modes(problem.rows, base, factor)
     factor_name = design.terms[0].factor
