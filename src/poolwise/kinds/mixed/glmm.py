@@ -56,8 +56,8 @@ FloatArray = NDArray[np.float64]
 #: lme4's limit on nAGQ; the same here per dimension
 MAX_AGQ = 25
 #: points per dimension unless told: on cbpp the log likelihood at 9 points is within
-#: 3e-6 of that at 25 and β within 3e-7 (tests/test_agq.py), for 9 (k = 1) or 81 (k = 2)
-#: evaluations per group where Laplace (lme4's default, 1) is off by 0.04 and 7e-4
+#: 3e-6 of that at 25 and β within 3e-7, where Laplace (lme4's default, 1) is off by 0.04
+#: and 7e-4 (tests/test_agq.py), for 9 (k = 1) or 81 (k = 2) evaluations per group
 DEFAULT_AGQ = 9
 #: rows × draws handled at once when drawing the group effects (memory, not results)
 DRAW_BLOCK_ROWS = 2_000_000
