@@ -41,20 +41,23 @@ class BinomialRows:
 
     y: FloatArray
     trials: FloatArray
+    #: log C(n, y) per row (:meth:`of` computes it)
+    constant: FloatArray
     name: ClassVar[str] = "binomial"
 
-    def take(self, order: NDArray[np.intp]) -> BinomialRows:
-        return BinomialRows(self.y[order], self.trials[order])
+    @classmethod
+    def of(cls, y: FloatArray, trials: FloatArray) -> BinomialRows:
+        return cls(y, trials, np.asarray(gammaln(trials + 1.0) - gammaln(y + 1.0)
+                                         - gammaln(trials - y + 1.0)))
 
-    def constant(self) -> FloatArray:
-        """log C(n, y) per row."""
-        return np.asarray(gammaln(self.trials + 1.0) - gammaln(self.y + 1.0)
-                          - gammaln(self.trials - self.y + 1.0))
+    def take(self, order: NDArray[np.intp]) -> BinomialRows:
+        """The rows ``order`` (a subset, a permutation or repeats)."""
+        return BinomialRows(self.y[order], self.trials[order], self.constant[order])
 
     def log_density(self, eta: FloatArray) -> FloatArray:
         y, n = _rows(self.y, eta), _rows(self.trials, eta)
         return np.asarray(-y * np.logaddexp(0.0, -eta) - (n - y) * np.logaddexp(0.0, eta)
-                          + _rows(self.constant(), eta))
+                          + _rows(self.constant, eta))
 
     def derivatives(self, eta: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(ℓ′(η), −ℓ″(η))."""
@@ -68,14 +71,21 @@ class PoissonRows:
     """Counts y per row, log link (an exposure enters η as an offset)."""
 
     y: FloatArray
+    #: −log y! per row (:meth:`of` computes it)
+    constant: FloatArray
     name: ClassVar[str] = "poisson"
 
+    @classmethod
+    def of(cls, y: FloatArray) -> PoissonRows:
+        return cls(y, np.asarray(-gammaln(y + 1.0)))
+
     def take(self, order: NDArray[np.intp]) -> PoissonRows:
-        return PoissonRows(self.y[order])
+        """The rows ``order`` (a subset, a permutation or repeats)."""
+        return PoissonRows(self.y[order], self.constant[order])
 
     def log_density(self, eta: FloatArray) -> FloatArray:
         y = _rows(self.y, eta)
-        return np.asarray(y * eta - np.exp(eta) - _rows(gammaln(self.y + 1.0), eta))
+        return np.asarray(y * eta - np.exp(eta) + _rows(self.constant, eta))
 
     def derivatives(self, eta: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(ℓ′(η), −ℓ″(η))."""
@@ -91,10 +101,10 @@ def row_likelihood(family: str, y: FloatArray,
     """The rows' likelihood for ``family`` (``binomial``, ``bernoulli`` or ``poisson``)."""
     y = np.asarray(y, dtype=float)
     if family == "poisson":
-        return PoissonRows(y)
+        return PoissonRows.of(y)
     if family in ("binomial", "bernoulli"):
         n = np.ones_like(y) if trials is None else np.asarray(trials, dtype=float)
-        return BinomialRows(y, n)
+        return BinomialRows.of(y, n)
     raise ValueError(f"no row likelihood for family {family!r}; valid: binomial, bernoulli, "
                      "poisson")
 

@@ -219,6 +219,9 @@ def draw_glmm_effects(design: MixedDesign, estimate: LMMEstimate, beta: FloatArr
     theta = np.concatenate([np.zeros(problem.p), np.log(np.maximum(sd, 1e-300)),
                             [math.atanh(rho)] if problem.correlated else []])
     factor = problem.parts(theta)[1]
+    # every draw's Newton steps start from the modes at β̂
+    centre = conditional_modes(problem.rows, problem.x @ estimate.beta + problem.offset,
+                               factor).mode
     levels, n = term.n_levels, design.n_obs
     block = max(1, DRAW_BLOCK_ROWS // n)
     out = []
@@ -232,7 +235,7 @@ def draw_glmm_effects(design: MixedDesign, estimate: LMMEstimate, beta: FloatArr
             (np.arange(copies)[:, None] * n + problem.rows.starts[None, :]).ravel(),
             problem.rows.likelihood.take(np.tile(np.arange(n), copies)))
         base = (chunk @ problem.x.T + problem.offset).ravel()
-        modes = conditional_modes(expanded, base, factor)
+        modes = conditional_modes(expanded, base, factor, np.tile(centre, (copies, 1)))
         drawn = draw_effects(expanded, base, factor, modes, 1, rng)
         out.append(drawn.reshape(copies, levels, problem.k))
     return np.concatenate(out, axis=0)
