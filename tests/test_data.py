@@ -22,7 +22,7 @@ BB, GP = BetaBinomial(), GammaPoisson()
 
 def test_bundled_datasets_load_with_their_sources():
     assert datasets.names() == ["rats", "spacex", "kidney", "eight-schools", "aspirin", "baseball",
-                                "sleepstudy", "sleep", "radon", "pastes"]
+                                "sleepstudy", "sleep", "radon", "pastes", "cbpp"]
     rats = datasets.load("rats")
     assert len(rats) == 71 and rats["historical"].sum() == 70
     historical = rats.query("historical == 1")

@@ -593,11 +593,18 @@ def test_reml_draws_centre_on_the_estimates(reml_fit) -> None:
     assert replicated["y"].shape == (4, 1000, 180)
 
 
-def test_eb_ml_is_refused_outside_the_normal_family() -> None:
-    with pytest.raises(SpecificationError,
-                       match=r"eb-ml is REML \(as lme4\) and needs the normal family; use "
-                             r"method 'nuts' for the poisson family"):
-        MixedModel(formula="y ~ x + (1 | g)", family="poisson", method="eb-ml")
+def test_eb_ml_outside_the_normal_family_needs_one_small_group_term() -> None:
+    """eb-ml of a GLMM is maximum likelihood by adaptive quadrature (tests/test_agq.py):
+    one group term with one or two effects, agq only there."""
+    table = pd.DataFrame({"y": [0, 1, 2, 3] * 3, "x": np.arange(12.0),
+                          "g": list("aabb") * 3, "h": list("cdcd") * 3})
+    crossed = MixedModel(formula="y ~ x + (1 | g) + (1 | h)", family="poisson",
+                         method="eb-ml")
+    with pytest.raises(SpecificationError, match=r"one group term with one or two effects"):
+        crossed.fit(table)
+    with pytest.raises(SpecificationError, match=r"agq \(--agq\) sets the quadrature of "
+                                                 r"method eb-ml .* not of method 'nuts'"):
+        MixedModel(formula="y ~ x + (1 | g)", family="poisson", agq=3)
     with pytest.raises(SpecificationError, match=r"'marginal'.*normal family.*non-centred"):
         MixedModel(formula="y ~ x + (1 | g)", family="poisson", parametrisation="marginal")
 

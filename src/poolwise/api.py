@@ -54,6 +54,7 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "parametrisation": ("rates", "normal", "mixed", "nested"),
     "formula": ("mixed",),
     "missing": ("mixed",),
+    "agq": ("mixed",),
     "model": ("custom",),
     "name": ("custom",),
     "coords": ("custom",),

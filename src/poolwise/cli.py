@@ -91,6 +91,9 @@ TargetAccept = Annotated[float | None, typer.Option(
     "--target-accept", help="nuts: the step size's target acceptance rate.")]
 Parametrisation = Annotated[str | None, typer.Option(
     help="nuts: marginal, non-centred or centred (the kind's default when left out).")]
+Agq = Annotated[int | None, typer.Option(
+    "--agq", help="eb-ml of a binomial, bernoulli or poisson mixed model: quadrature points "
+                  "per group effect, 1 (Laplace) to 25 (default 9), as lme4's nAGQ.")]
 Ci = Annotated[float, typer.Option("--ci", help="Interval probability.")]
 Out = Annotated[Path | None, typer.Option("--out", help="Directory for summary, draws, plots.")]
 Force = Annotated[bool, typer.Option("--force", help="Write into an --out that has files.")]
@@ -159,7 +162,8 @@ PriorPredictive = Annotated[bool, typer.Option(
 SPELLING = {"y": "--y", "n": "--n", "se": "--se", "group": "--group", "family": "--family",
             "pooling": "--pooling", "prior": "--prior", "method": "--method",
             "target_accept": "--target-accept", "parametrisation": "--parametrisation",
-            "formula": "--formula", "missing": "--drop-missing", "model": "--model"}
+            "formula": "--formula", "missing": "--drop-missing", "model": "--model",
+            "agq": "--agq"}
 #: the prediction options and the kinds that answer them
 PREDICTION_KINDS: dict[str, tuple[str, ...]] = {
     "--predict-group": ("rates", "normal", "nig", "mixed", "nested"),
@@ -682,7 +686,7 @@ def fit_command(
     se: SeCol = None, pooling: PoolingOption = None, method: Method = None,
     prior: Prior = None, draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = None,
     seed: Seed = 0, target_accept: TargetAccept = None,
-    parametrisation: Parametrisation = None, ci: Ci = 0.95, out: Out = None,
+    parametrisation: Parametrisation = None, agq: Agq = None, ci: Ci = 0.95, out: Out = None,
     force: Force = False, output_format: Format = "table", quiet: Quiet = False,
     predict_group: PredictGroup = None, new_group: NewGroupFlag = False,
     new_group_y: NewY = None, new_group_n: NewN = None, new_group_in: NewIn = None,
@@ -709,7 +713,7 @@ def fit_command(
                     model_file=model_file, drop_missing=drop_missing, pooling=pooling,
                     method=method, prior=prior, draws=draws, chains=chains, warmup=warmup,
                     seed=seed, target_accept=target_accept, parametrisation=parametrisation,
-                    progress=bar, engine=engine, scheduler=scheduler)
+                    agq=agq, progress=bar, engine=engine, scheduler=scheduler)
     asked = {"--predict-group": predict_group, "--new-group": new_group or None,
              "--new-group-y": new_group_y, "--new-group-n": new_group_n,
              "--new-group-in": new_group_in, "--new-data": new_data}
@@ -802,8 +806,9 @@ def fit_command(
         if draws_note:
             plain(f"note: {draws_note}")
         if fit.method.startswith("eb-"):
+            estimate = getattr(fit, "estimate", None)
             plain(f"population-level rows: {fit.method} point estimates"
-                  + (" (REML, as lme4)" if fit.kind == "mixed" else "")
+                  + (f" ({estimate_phrase(estimate)})" if fit.kind == "mixed" else "")
                   + "; group rows: given the estimates, which ignores their uncertainty")
         print_population(fit, ci)
         for prediction in predictions:
@@ -815,6 +820,15 @@ def fit_command(
         stdout.print(f"wrote {out}/")
     print_warnings(caught)
     return 0
+
+
+def estimate_phrase(estimate: Any) -> str:
+    """A mixed model's eb-ml estimate in words, with its log likelihood as lme4's logLik
+    (restricted for REML): ``REML, as lme4; log likelihood -871.8``."""
+    if estimate is None:
+        return "REML, as lme4"
+    how = "as lme4" if estimate.method == "REML" else "as lme4's glmer"
+    return f"{estimate.method}, {how}; log likelihood {estimate.log_likelihood:.4f}"
 
 
 def answer_decisions(fit: Fit, rank: str | None, parameter: str | None,

@@ -183,6 +183,20 @@ DATASETS: dict[str, Dataset] = {
             group="batch",
             formula="strength ~ 1 + (1 | batch/cask)",
         ),
+        Dataset(
+            name="cbpp",
+            filename="cbpp.csv",
+            description="Contagious bovine pleuropneumonia: new cases in 15 Ethiopian herds "
+            "over 4 periods",
+            source="Lesnoff et al. (2004), Am. J. Vet. Res. 65:1479-1485; lme4 cbpp "
+            "(Rdatasets)",
+            family="binomial",
+            y="incidence",
+            group="herd",
+            n="size",
+            formula="incidence | trials(size) ~ period + (1 | herd)",
+            categorical=("period",),
+        ),
     )
 }
 

@@ -6,11 +6,14 @@ The model (:mod:`poolwise.kinds.mixed.design`)
     g(E[y_i]) = x_iᵀ β + Σ_t z_tiᵀ b_t[l_t(i)] + offset_i,   b_t[l] ~ N(0, Σ_t),
 
 is fitted by NUTS (:mod:`poolwise.kinds.mixed.inference`; the normal family integrates β
-and the group effects out and draws them afterwards) or by ``eb-ml``, REML as lme4
-(:mod:`poolwise.kinds.mixed.reml`), whose fit also holds draws of β and the group effects
-given the estimated variance parameters. :meth:`MixedModel.prepare` reads a table into a
-:class:`MixedData` (the designs, the priors scaled to the data, the rows used), which
-``fit``, ``describe_prior``, ``graph`` and ``equations`` take as well as the table.
+and the group effects out and draws them afterwards) or by ``eb-ml``: REML as lme4
+(:mod:`poolwise.kinds.mixed.reml`) for the normal family, maximum likelihood with the group
+effects integrated out by adaptive quadrature as lme4's ``glmer(nAGQ = n)``
+(:mod:`poolwise.kinds.mixed.glmm`) for the others; its fit also holds draws of β and the
+group effects given the estimated variance parameters. :meth:`MixedModel.prepare` reads a
+table into a :class:`MixedData` (the designs, the priors scaled to the data, the rows
+used), which ``fit``, ``describe_prior``, ``graph`` and ``equations`` take as well as the
+table.
 
 >>> import poolwise
 >>> sleep = poolwise.datasets.load("sleepstudy")
@@ -34,6 +37,7 @@ from numpy.typing import NDArray
 from poolwise import _arviz
 from poolwise._random import Stream, generator
 from poolwise.exceptions import DataError, SpecificationError
+from poolwise.inference.agq import BLOCK_VALUES
 from poolwise.kinds.base import DRAW_COPIES, VALUE, BaseModel, Settings
 from poolwise.kinds.mixed.design import (
     FAMILIES,
@@ -49,6 +53,13 @@ from poolwise.kinds.mixed.formula import (
     formula_columns,
     parse_formula,
     pooling_design,
+)
+from poolwise.kinds.mixed.glmm import (
+    DEFAULT_AGQ,
+    DRAW_BLOCK_ROWS,
+    GLMM_FAMILIES,
+    agq_method,
+    check_agq,
 )
 from poolwise.kinds.mixed.inference import (
     TARGET_ACCEPT as NUTS_TARGET_ACCEPT,
@@ -173,9 +184,15 @@ class MixedModel(BaseModel):
         (:func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
         :class:`~poolwise.kinds.mixed.priors.MixedPriors`.
     method
-        ``"nuts"`` (default; full Bayes) or ``"eb-ml"`` (REML as lme4, normal family only:
-        point estimates of the variance parameters, β and the group effects drawn given
-        them).
+        ``"nuts"`` (default; full Bayes) or ``"eb-ml"``: point estimates of the variance
+        parameters, β and the group effects drawn given them. For the normal family REML
+        as lme4; for binomial, bernoulli and poisson models with one group term of one or
+        two effects, maximum likelihood by adaptive Gauss–Hermite quadrature as lme4's
+        ``glmer(nAGQ = agq)``.
+    agq
+        ``eb-ml`` of a binomial, bernoulli or poisson model: quadrature points per group
+        effect, 1 (the Laplace approximation, lme4's default) to 25; None: 9
+        (:data:`~poolwise.kinds.mixed.glmm.DEFAULT_AGQ`, within 3e-6 of 25 points on cbpp).
     missing
         ``"refuse"`` (default) rows with missing values in the formula's columns, or
         ``"drop"`` them.
@@ -201,36 +218,48 @@ class MixedModel(BaseModel):
 
     def __init__(self, *, formula: str, family: str = "normal",
                  prior: str | MixedPriors | None = None, missing: str = "refuse",
-                 **settings: Unpack[Settings]) -> None:
+                 agq: int | None = None, **settings: Unpack[Settings]) -> None:
         family = mixed_family(family)
         text = prior.spec() if isinstance(prior, MixedPriors) else prior
         if text is not None:
             check_prior_syntax(text)
             text = text.strip() or None
+        if agq is not None:
+            agq = check_agq(agq)
         self._settle({"formula": formula, "family": family, "prior": text,
-                      "missing": missing}, settings)
+                      "missing": missing, "agq": agq}, settings)
         self.formula: str = formula
         self.family: str = family
         self.prior: str | None = text
         self.missing: str = missing
+        #: quadrature points of eb-ml for a GLMM (None: DEFAULT_AGQ)
+        self.agq: int | None = agq
         self.columns: FormulaColumns = formula_columns(formula)
         if self.pooling != "complete" and not self.columns.factors:
             raise SpecificationError(
                 f"the formula has no group terms such as (1 | group), so {self.pooling_phrase} "
                 "is the same as complete pooling: add a group term or use pooling 'complete'")
-        if self.method == "eb-ml" and family != "normal":
+        if agq is not None and (self.method != "eb-ml" or family not in GLMM_FAMILIES):
             raise SpecificationError(
-                f"eb-ml is REML (as lme4) and needs the normal family; use method 'nuts' for "
-                f"the {family} family")
+                f"agq (--agq) sets the quadrature of method eb-ml for the "
+                f"{', '.join(GLMM_FAMILIES)} families, not of method {self.method!r} for the "
+                f"{family} family")
         if self.method == "eb-ml" and text is not None:
             raise SpecificationError(
-                "eb-ml is REML (as lme4): it uses no priors; leave out prior= (--prior), or "
-                "use method 'nuts'")
+                f"eb-ml is {self._eb_ml_phrase()}: it uses no priors; leave out prior= "
+                "(--prior), or use method 'nuts'")
         #: the parametrisation NUTS uses ("auto" resolved for the family)
         self.parametrisation: str = resolve_parametrisation(family, self.config.parametrisation)
         if settings.get("target_accept") is None:
             self.config = replace(self.config,
                                   target_accept=NUTS_TARGET_ACCEPT[self.parametrisation])
+
+    def _eb_ml_phrase(self) -> str:
+        """What eb-ml computes for this family, e.g. ``REML (as lme4)``."""
+        if self.family == "normal":
+            return "REML (as lme4)"
+        points = self.agq or DEFAULT_AGQ
+        return f"{agq_method(points)}, as lme4's glmer(nAGQ = {points})"
 
     # ------------------------------------------------------------------ data
     def _key(self) -> tuple[Any, ...]:
@@ -312,6 +341,10 @@ class MixedModel(BaseModel):
     def describe_prior(self, data: pd.DataFrame | MixedData | None = None) -> str:
         """The priors, one statement per parameter separated by semicolons, with the
         defaults scaled to ``data``; without data the rule and the overrides."""
+        if self.method == "eb-ml" and self.family != "normal":
+            return (f"eb-ml ({self._eb_ml_phrase()}): β and the variance parameters are "
+                    "estimated, with no prior; β's draws are from the normal approximation "
+                    "of its estimate, the group effects' exact given each")
         if self.method == "eb-ml":
             return ("eb-ml (REML, as lme4): the variance parameters are estimated, with no "
                     "prior; β's draws given them are those of a flat prior on β")
@@ -362,7 +395,11 @@ class MixedModel(BaseModel):
         sampled = 0
         # a streamed design stores and replicates each level's mean, not its rows
         observed = len(data.level_dim()[1]) if design.streamed else design.n_obs
-        if self.method == "eb-ml" or self.parametrisation == "marginal":
+        if self.method == "eb-ml" and design.family != "normal":
+            # AGQ's blocks of rows × nodes and the draws' blocks of rows × draws
+            other.append(("adaptive quadrature", (BLOCK_VALUES + 8 * DRAW_BLOCK_ROWS)
+                          * VALUE))
+        elif self.method == "eb-ml" or self.parametrisation == "marginal":
             other.append(("dense WᵀW", (q + p) ** 2 * VALUE))
             first = terms[0].n_levels * terms[0].n_effects if terms else 0
             rest = q + p - first
@@ -379,16 +416,20 @@ class MixedModel(BaseModel):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: pd.DataFrame | MixedData, **columns: Any) -> MixedFit:
-        """Fit by NUTS or REML (``method``) to a table or to :meth:`prepare`'s result."""
+        """Fit by NUTS or eb-ml (``method``) to a table or to :meth:`prepare`'s result."""
         prepared = self.prepare(data, **columns)
         self.check_memory(prepared)
         start = time.perf_counter()
         estimate: LMMEstimate | None = None
+        sample_stats: dict[str, NDArray] = {}
+        info: dict[str, Any]
         if self.method == "eb-ml":
-            posterior, estimate = self._reml_draws(prepared)
-            sample_stats: dict[str, NDArray] = {}
-            info: dict[str, Any] = {"converged": estimate.converged,
-                                    "singular": estimate.singular}
+            if prepared.design.family == "normal":
+                posterior, estimate = self._reml_draws(prepared)
+            else:
+                posterior, estimate = self._agq_draws(prepared)
+            info = {"converged": estimate.converged, "singular": estimate.singular,
+                    "log_likelihood": estimate.log_likelihood}
         else:
             from poolwise.kinds.mixed.inference import sample_mixed
 
@@ -429,6 +470,29 @@ class MixedModel(BaseModel):
                 posterior[f"cor_{term.factor}"] = shaped(estimate.cor[term.factor])
             posterior[f"r_{term.factor}"] = drawn[f"r_{term.factor}"].reshape(
                 chains, draws, term.n_levels, term.n_effects)
+        return posterior, estimate
+
+    def _agq_draws(self, data: MixedData) -> tuple[dict[str, NDArray], LMMEstimate]:
+        """ML estimates by adaptive quadrature, and chains × draws draws of β from the
+        normal approximation N(β̂, Cov β̂) with, at each, the group effects drawn exactly
+        from their conditional given y, β and Σ̂ (:mod:`poolwise.kinds.mixed.glmm`)."""
+        from poolwise.kinds.mixed.glmm import draw_glmm_effects, fit_glmm
+
+        design = data.design
+        estimate = fit_glmm(design, n_agq=self.agq or DEFAULT_AGQ)
+        chains, draws = self.config.chains, self.config.draws
+        rng = generator(self.config.seed, Stream.CONDITIONAL)
+        beta = rng.multivariate_normal(estimate.beta, estimate.beta_cov, size=chains * draws)
+        effects = draw_glmm_effects(design, estimate, beta, rng)
+        term = design.terms[0]
+        posterior = {"b": beta.reshape(chains, draws, -1),
+                     f"sd_{term.factor}": np.broadcast_to(
+                         estimate.sd[term.factor], (chains, draws, term.n_effects)).copy()}
+        if term.factor in estimate.cor:
+            posterior[f"cor_{term.factor}"] = np.broadcast_to(
+                estimate.cor[term.factor], (chains, draws, 2, 2)).copy()
+        posterior[f"r_{term.factor}"] = effects.reshape(chains, draws, term.n_levels,
+                                                        term.n_effects)
         return posterior, estimate
 
     def _tree(self, data: MixedData, posterior: Mapping[str, NDArray],
@@ -717,7 +781,8 @@ class MixedFit(Fit):
                                    strict=True):
             rows.append({"param": f"b[{name}]", "group": None, "mean": value, "sd": se,
                          "lower": value - z * se, "upper": value + z * se})
-        rows.append({"param": "sigma", "group": None, "mean": estimate.sigma})
+        if estimate.sigma is not None:
+            rows.append({"param": "sigma", "group": None, "mean": estimate.sigma})
         for term in self.design.terms:
             sds = estimate.sd[term.factor]
             for effect, value in zip(term.names, sds, strict=True):
@@ -859,8 +924,8 @@ class MixedFit(Fit):
     # ------------------------------------------------------------------ predictions
     @property
     def _source(self) -> str:
-        return ("the draws given the REML estimates" if self.estimate is not None
-                else "the posterior")
+        return (f"the draws given the {self.estimate.method} estimates"
+                if self.estimate is not None else "the posterior")
 
     def _answers(self) -> dict[type, Answer]:
         # a group's own rows are not held by a streamed fit

@@ -66,7 +66,8 @@ REML_START_SHIFTS = (0.0, -2.0, 2.0)
 
 @dataclass(frozen=True)
 class LMMEstimate:
-    """REML or ML estimates of a linear mixed model.
+    """REML or ML estimates of a linear mixed model, or ML estimates of a generalised one
+    (:func:`poolwise.kinds.mixed.glmm.fit_glmm`; ``sigma`` None, no residual scale).
 
     ``sd[factor]`` holds the sd of each effect of the term, ``cor[factor]`` the correlation
     matrix of correlated terms with two or more effects, ``random_effects[factor]`` the
@@ -80,7 +81,7 @@ class LMMEstimate:
     beta: FloatArray
     beta_se: FloatArray
     beta_cov: FloatArray
-    sigma: float
+    sigma: float | None
     sd: dict[str, FloatArray]
     cor: dict[str, FloatArray]
     random_effects: dict[str, FloatArray]
@@ -231,6 +232,7 @@ def conditional_draws(design: MixedDesign, estimate: LMMEstimate,
         chol = None if cor is None else jnp.asarray(
             np.linalg.cholesky(cor + 1e-12 * np.eye(term.n_effects)))
         factors.append(term_factor(sd, chol))
+    assert estimate.sigma is not None  # a normal model's estimate
     marginal = gaussian_marginal(stats, estimate.sigma, factors)
     draw = jax.jit(jax.vmap(lambda eps: draw_coefficients(marginal, factors, stats.segments,
                                                           eps)))
@@ -264,7 +266,8 @@ def estimate_from_dict(d: dict[str, Any]) -> LMMEstimate:
     return LMMEstimate(
         method=d["method"], fixed_names=tuple(d["fixed_names"]),
         beta=np.asarray(d["beta"], dtype=float), beta_se=np.asarray(d["beta_se"], dtype=float),
-        beta_cov=np.asarray(d["beta_cov"], dtype=float).reshape(p, p), sigma=float(d["sigma"]),
+        beta_cov=np.asarray(d["beta_cov"], dtype=float).reshape(p, p),
+        sigma=None if d["sigma"] is None else float(d["sigma"]),
         sd=arrays(d["sd"]), cor=arrays(d["cor"]), random_effects=arrays(d["random_effects"]),
         log_likelihood=float(d["log_likelihood"]), converged=bool(d["converged"]),
         singular=bool(d["singular"]), n_iterations=int(d["n_iterations"]))

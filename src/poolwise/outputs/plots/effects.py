@@ -173,8 +173,8 @@ def conditional_effects_data(fit: MixedFit, *, ci_prob: float = 0.95
     effects["mean"] = mu.mean(axis=0)
     effects["lower"], effects["upper"] = np.quantile(mu, [tail, 1 - tail], axis=0)
     effects["pred_lower"], effects["pred_upper"] = np.quantile(y, [tail, 1 - tail], axis=0)
-    source = "eb-ml (draws given the REML estimates)" if fit.estimate is not None \
-        else fit.method
+    source = f"eb-ml (draws given the {fit.estimate.method} estimates)" \
+        if fit.estimate is not None else fit.method
     return ConditionalEffects(
         table=effects, reference=reference, response=_response_label(fit),
         ci_prob=float(ci_prob), trials=trials,

@@ -1,0 +1,273 @@
+"""Maximum likelihood of a generalised linear mixed model with one grouping factor, its
+group effects integrated out by adaptive Gauss–Hermite quadrature: lme4's
+``glmer(..., nAGQ = n)``.
+
+For a binomial, bernoulli or poisson model with one term ``(1 | g)`` or ``(1 + x | g)``
+(k = 1 or 2 effects per level), the log likelihood
+
+    ℓ(β, Σ) = Σ_j log ∫ p(y_j | β, b) N(b | 0, Σ) db
+
+is evaluated group by group by :func:`poolwise.inference.agq.log_marginal` (``n_agq``
+points per dimension; 1 is the Laplace approximation) and maximised over
+θ = (β, log sd_1..k, atanh ρ for a correlated pair) by SciPy's L-BFGS-B with central
+finite-difference gradients, the modes of each evaluation starting from the last ones.
+Σ = ΛΛᵀ with Λ = [[sd₁, 0], [ρ sd₂, √(1 − ρ²) sd₂]]. β's covariance is the β block of
+the inverse of the Hessian of −ℓ in θ (central differences at the optimum), as lme4's
+default ``vcov`` for GLMMs; at an interior optimum that block does not depend on how the
+variance parameters are written. An sd estimated at zero (a singular fit) is left out of
+that Hessian, along with the correlation: ℓ is flat there in log sd. The group effects
+reported are their conditional modes at the estimates (lme4's ``ranef``).
+
+Like lme4, ℓ includes the binomial coefficients log C(n, y) and −log y!, so
+``log_likelihood`` is comparable with lme4's ``logLik``. lme4 itself allows nAGQ > 1 only
+for a single scalar effect; for k = 2 the quadrature is the n_agq² tensor grid
+(GLMMadaptive's, Pinheiro and Chao 2006).
+
+References: Bates, Mächler, Bolker and Walker (2015), J. Stat. Softw. 67(1), §5;
+Pinheiro and Chao (2006), "Efficient Laplacian and adaptive Gaussian quadrature
+algorithms for multilevel generalized linear mixed models", J. Comput. Graph. Stat.
+15:58–81.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import optimize
+
+from poolwise.exceptions import SpecificationError
+from poolwise.families.glm import row_likelihood
+from poolwise.inference.agq import (
+    GroupedRows,
+    Modes,
+    conditional_modes,
+    draw_effects,
+    group_rows,
+    log_marginal,
+)
+from poolwise.kinds.mixed.design import MixedDesign
+from poolwise.kinds.mixed.reml import LMMEstimate
+
+FloatArray = NDArray[np.float64]
+
+#: lme4's limit on nAGQ; the same here per dimension
+MAX_AGQ = 25
+#: points per dimension unless told: on cbpp the log likelihood at 9 points is within
+#: 3e-6 of that at 25 and β within 3e-7, where Laplace (lme4's default, 1) is off by 0.04
+#: and 7e-4 (tests/test_agq.py), for 9 (k = 1) or 81 (k = 2) evaluations per group
+DEFAULT_AGQ = 9
+#: rows × draws handled at once when drawing the group effects (memory, not results)
+DRAW_BLOCK_ROWS = 2_000_000
+#: bounds of log sd in the optimisation; at the lower one an sd is effectively zero
+LOG_SD_BOUNDS = (-20.0, 5.0)
+#: an sd below this, or a correlation within this of ±1, makes the fit singular
+SINGULAR_TOLERANCE = 1e-4
+#: relative step of the central differences of the Hessian
+HESSIAN_STEP = 1e-4
+GLMM_FAMILIES = ("binomial", "bernoulli", "poisson")
+
+
+def check_agq(n_agq: Any) -> int:
+    """``n_agq`` as a whole number in 1..25, or a clear error."""
+    if isinstance(n_agq, bool) or not isinstance(n_agq, (int, np.integer)) or not (
+            1 <= n_agq <= MAX_AGQ):
+        raise SpecificationError(
+            "agq (--agq) must be a whole number of quadrature points from 1 (Laplace) to "
+            f"{MAX_AGQ}, not {n_agq!r}")
+    return int(n_agq)
+
+
+def check_glmm(design: MixedDesign) -> None:
+    """Refuse what the AGQ likelihood does not cover, saying what would do."""
+    if design.family not in GLMM_FAMILIES:
+        raise SpecificationError(
+            f"maximum likelihood by adaptive quadrature is for the {', '.join(GLMM_FAMILIES)} "
+            f"families, not {design.family}")
+    design.needs_rows("maximum likelihood by adaptive quadrature")
+    if len(design.terms) != 1 or design.terms[0].n_effects > 2:
+        terms = " + ".join(t.label for t in design.terms) or "no group terms"
+        raise SpecificationError(
+            "maximum likelihood by adaptive quadrature needs one group term with one or two "
+            f"effects, such as (1 | g) or (1 + x | g), not {terms}; use method 'nuts'")
+
+
+class _Problem:
+    """The data of one fit, sorted by group, and θ ↦ (Xβ + offset, Λ)."""
+
+    def __init__(self, design: MixedDesign) -> None:
+        term = design.terms[0]
+        likelihood = row_likelihood(design.family, design.y, design.trials)
+        self.rows: GroupedRows
+        self.rows, order = group_rows(term.index, term.z, likelihood, term.n_levels)
+        self.x = np.asarray(design.x, dtype=float)[order]
+        offset = np.zeros(design.n_obs) if design.offset is None else design.offset
+        self.offset = np.asarray(offset, dtype=float)[order]
+        self.p, self.k = self.x.shape[1], term.n_effects
+        self.correlated = term.correlated and self.k == 2
+        self.size = self.p + self.k + int(self.correlated)
+        self.modes: Modes | None = None
+
+    def split(self, theta: FloatArray) -> tuple[FloatArray, FloatArray, float]:
+        """(β, sd, ρ) of θ."""
+        beta, sd = theta[:self.p], np.exp(theta[self.p:self.p + self.k])
+        rho = math.tanh(theta[-1]) if self.correlated else 0.0
+        return beta, sd, rho
+
+    def parts(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
+        """(base η = Xβ + offset, Λ) at θ."""
+        beta, sd, rho = self.split(theta)
+        factor = np.diag(sd)
+        if self.k == 2:
+            factor[1, 0], factor[1, 1] = rho * sd[1], math.sqrt(1.0 - rho * rho) * sd[1]
+        return self.x @ beta + self.offset, factor
+
+    def log_likelihood(self, theta: FloatArray, n_agq: int) -> float:
+        """ℓ(θ), the modes starting from the last evaluation's."""
+        base, factor = self.parts(theta)
+        start = None if self.modes is None else self.modes.mode
+        self.modes = conditional_modes(self.rows, base, factor, start)
+        return float(np.sum(log_marginal(self.rows, base, factor, n_agq, self.modes)))
+
+
+def agq_method(n_agq: int) -> str:
+    """How the likelihood was integrated, as the estimate records it."""
+    if n_agq == 1:
+        return "ML by the Laplace approximation"
+    return f"ML by adaptive quadrature with {n_agq} points"
+
+
+def fit_glmm(design: MixedDesign, *, n_agq: int) -> LMMEstimate:
+    """Maximise the AGQ log likelihood (module docstring). The estimate has no residual
+    ``sigma``; ``method`` says how the likelihood was integrated (:func:`agq_method`).
+
+    Raises
+    ------
+    SpecificationError
+        Outside binomial, bernoulli and poisson, or not one group term with k ≤ 2.
+    """
+    check_glmm(design)
+    n_agq = check_agq(n_agq)
+    problem = _Problem(design)
+    evaluations = 0
+
+    def objective(theta: FloatArray) -> float:
+        nonlocal evaluations
+        evaluations += 1
+        value = -problem.log_likelihood(theta, n_agq)
+        return value if math.isfinite(value) else 1e300
+
+    start = np.zeros(problem.size)
+    start[:problem.p] = _glm_start(problem)
+    bounds = ([(None, None)] * problem.p + [LOG_SD_BOUNDS] * problem.k
+              + [(-10.0, 10.0)] * int(problem.correlated))
+    result = optimize.minimize(objective, start, jac="3-point", method="L-BFGS-B",
+                               bounds=bounds,
+                               options={"maxiter": 1000, "ftol": 1e-15, "gtol": 1e-7})
+    theta = np.asarray(result.x, dtype=float)
+    value = problem.log_likelihood(theta, n_agq)
+    beta, sd, rho = problem.split(theta)
+    # an sd at zero (and with it the correlation) is on the boundary, where ℓ is flat in
+    # log sd: β's covariance is then that of the Hessian of the other coordinates
+    free = np.ones(problem.size, dtype=bool)
+    free[problem.p:problem.p + problem.k] = sd >= SINGULAR_TOLERANCE
+    if problem.correlated:
+        free[-1] = bool(np.all(sd >= SINGULAR_TOLERANCE))
+
+    def restricted(values: FloatArray) -> float:
+        point = theta.copy()
+        point[free] = values
+        return -problem.log_likelihood(point, n_agq)
+
+    hessian = _hessian(restricted, theta[free])
+    beta_cov = np.asarray(np.linalg.inv(hessian)[:problem.p, :problem.p], dtype=float)
+    base, factor = problem.parts(theta)
+    modes = conditional_modes(problem.rows, base, factor)
+    factor_name = design.terms[0].factor
+    return LMMEstimate(
+        method=agq_method(n_agq),
+        fixed_names=design.fixed_names,
+        beta=beta,
+        beta_se=np.sqrt(np.diag(beta_cov)),
+        beta_cov=beta_cov,
+        sigma=None,
+        sd={factor_name: sd},
+        cor=({factor_name: np.array([[1.0, rho], [rho, 1.0]])} if problem.correlated
+             else {}),
+        random_effects={factor_name: modes.effects(factor)},
+        log_likelihood=value,
+        converged=bool(result.success),
+        singular=bool(np.any(sd < SINGULAR_TOLERANCE)
+                      or abs(rho) > 1.0 - SINGULAR_TOLERANCE),
+        n_iterations=evaluations,
+    )
+
+
+def draw_glmm_effects(design: MixedDesign, estimate: LMMEstimate, beta: FloatArray,
+                      rng: np.random.Generator) -> FloatArray:
+    """One exact draw of every group's effects given y, each row of ``beta`` (draws, p)
+    and the estimated Σ (draws, levels, k), by
+    :func:`poolwise.inference.agq.draw_effects`: each (draw, level) pair is a group of its
+    own, so the modes of all pairs are found at once, in blocks of draws."""
+    check_glmm(design)
+    term = design.terms[0]
+    problem = _Problem(design)
+    sd = estimate.sd[term.factor]
+    rho = float(estimate.cor[term.factor][1, 0]) if term.factor in estimate.cor else 0.0
+    theta = np.concatenate([np.zeros(problem.p), np.log(np.maximum(sd, 1e-300)),
+                            [math.atanh(rho)] if problem.correlated else []])
+    factor = problem.parts(theta)[1]
+    # every draw's Newton steps start from the modes at β̂
+    centre = conditional_modes(problem.rows, problem.x @ estimate.beta + problem.offset,
+                               factor).mode
+    levels, n = term.n_levels, design.n_obs
+    block = max(1, DRAW_BLOCK_ROWS // n)
+    out = []
+    for at in range(0, beta.shape[0], block):
+        chunk = np.asarray(beta[at:at + block], dtype=float)
+        copies = chunk.shape[0]
+        # rows of problem.rows (sorted by level) repeated once per draw, draw by draw
+        expanded = GroupedRows(
+            np.tile(problem.rows.z, (copies, 1)),
+            (np.arange(copies)[:, None] * levels + problem.rows.group[None, :]).ravel(),
+            (np.arange(copies)[:, None] * n + problem.rows.starts[None, :]).ravel(),
+            problem.rows.likelihood.take(np.tile(np.arange(n), copies)))
+        base = (chunk @ problem.x.T + problem.offset).ravel()
+        modes = conditional_modes(expanded, base, factor, np.tile(centre, (copies, 1)))
+        drawn = draw_effects(expanded, base, factor, modes, 1, rng)
+        out.append(drawn.reshape(copies, levels, problem.k))
+    return np.concatenate(out, axis=0)
+
+
+def _glm_start(problem: _Problem) -> FloatArray:
+    """β of the model without group effects: the AGQ problem's own Newton steps, with
+    Λ = 0 (every group's effects then stay at zero), as one group holding all rows."""
+    rows = problem.rows
+    everything = GroupedRows(problem.x, np.zeros(rows.group.size, dtype=np.intp),
+                             np.zeros(1, dtype=np.intp), rows.likelihood)
+    # β as the "effects" of one group with a very wide prior: Newton on ℓ(β) − ½|β|²/10⁸
+    modes = conditional_modes(everything, problem.offset, 1e4 * np.eye(problem.p))
+    return modes.effects(1e4 * np.eye(problem.p))[0]
+
+
+def _hessian(function: Any, theta: FloatArray) -> FloatArray:
+    """Central second differences of ``function`` at θ, steps HESSIAN_STEP·max(1, |θ_i|)."""
+    size = theta.size
+    steps = HESSIAN_STEP * np.maximum(1.0, np.abs(theta))
+    hessian = np.zeros((size, size))
+    for a in range(size):
+        for b in range(a, size):
+            total = 0.0
+            for sa, sb, sign in ((1, 1, 1.0), (1, -1, -1.0), (-1, 1, -1.0), (-1, -1, 1.0)):
+                shifted = theta.copy()
+                shifted[a] += sa * steps[a]
+                shifted[b] += sb * steps[b]
+                total += sign * function(shifted)
+            hessian[a, b] = hessian[b, a] = total / (4.0 * steps[a] * steps[b])
+    return hessian
+
+
+__all__ = ["DEFAULT_AGQ", "GLMM_FAMILIES", "MAX_AGQ", "agq_method", "check_agq", "check_glmm",
+           "draw_glmm_effects", "fit_glmm"]
