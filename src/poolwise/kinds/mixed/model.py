@@ -244,6 +244,11 @@ class MixedModel(BaseModel):
                 f"agq (--agq) sets the quadrature of method eb-ml for the "
                 f"{', '.join(GLMM_FAMILIES)} families, not of method {self.method!r} for the "
                 f"{family} family")
+        if self.method == "eb-ml" and family not in ("normal", *GLMM_FAMILIES):
+            raise SpecificationError(
+                f"eb-ml is REML for the normal family and maximum likelihood by adaptive "
+                f"quadrature for the {', '.join(GLMM_FAMILIES)} families, not {family}; use "
+                "method 'nuts'")
         if self.method == "eb-ml" and text is not None:
             raise SpecificationError(
                 f"eb-ml is {self._eb_ml_phrase()}: it uses no priors; leave out prior= "
