@@ -558,9 +558,19 @@ def print_sampler(fit: Fit) -> None:
         rates = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(
             info["acceptance_alpha"], info["acceptance_beta"], strict=True))
         plain(f"Metropolis acceptance after warm-up, α/β per chain: {rates}")
+    if "pareto_k" in info and info.get("pareto_k") is not None:
+        plain(f"importance sampling: Pareto k̂ {info['pareto_k']:.2f} (≤ "
+              f"{info['pareto_k_limit']:.2f} needed), ESS {info['importance_ess']:,.0f} of "
+              f"{info['proposals']:,} proposals"
+              + (f", {info['ess']:,.0f} for the {fit.config.chains * fit.config.draws:,} "
+                 "resampled draws" if "ess" in info else ""))
+    if "fallback" in info:
+        plain(f"fallback: {info['fallback']}")
     if fit.method == "nuts":
         sampled = f"{info['sampled']}; " if "sampled" in info else ""
         plain(f"NUTS: {sampled}divergent transitions: {info.get('divergences', 0)}")
+    elif fit.method == "importance":
+        plain(f"importance: {info['sampled']}")
 
 
 def print_population(fit: Any, ci: float) -> None:

@@ -6,11 +6,14 @@ The model (:mod:`poolwise.kinds.mixed.design`)
     g(E[y_i]) = x_iᵀ β + Σ_t z_tiᵀ b_t[l_t(i)] + offset_i,   b_t[l] ~ N(0, Σ_t),
 
 is fitted by NUTS (:mod:`poolwise.kinds.mixed.inference`; the normal family integrates β
-and the group effects out and draws them afterwards) or by ``eb-ml``, REML as lme4
-(:mod:`poolwise.kinds.mixed.reml`), whose fit also holds draws of β and the group effects
-given the estimated variance parameters. :meth:`MixedModel.prepare` reads a table into a
-:class:`MixedData` (the designs, the priors scaled to the data, the rows used), which
-``fit``, ``describe_prior``, ``graph`` and ``equations`` take as well as the table.
+and the group effects out and draws them afterwards), by ``importance`` (the normal
+family's default: the few variance parameters by Pareto-smoothed importance sampling, no
+Markov chain, with an automatic and stated fallback to NUTS when its diagnostic fails) or
+by ``eb-ml``, REML as lme4 (:mod:`poolwise.kinds.mixed.reml`), whose fit also holds draws of
+β and the group effects given the estimated variance parameters. :meth:`MixedModel.prepare`
+reads a table into a :class:`MixedData` (the designs, the priors scaled to the data, the
+rows used), which ``fit``, ``describe_prior``, ``graph`` and ``equations`` take as well as
+the table.
 
 >>> import poolwise
 >>> sleep = poolwise.datasets.load("sleepstudy")
@@ -22,6 +25,7 @@ given the estimated variance parameters. :meth:`MixedModel.prepare` reads a tabl
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Unpack
@@ -33,7 +37,7 @@ from numpy.typing import NDArray
 
 from poolwise import _arviz
 from poolwise._random import Stream, generator
-from poolwise.exceptions import DataError, SpecificationError
+from poolwise.exceptions import DataError, SamplingWarning, SpecificationError
 from poolwise.kinds.base import DRAW_COPIES, VALUE, BaseModel, Settings
 from poolwise.kinds.mixed.design import CrossProducts, GroupTerm, MixedDesign, mixed_family
 from poolwise.kinds.mixed.formula import (
@@ -47,6 +51,7 @@ from poolwise.kinds.mixed.inference import (
     TARGET_ACCEPT as NUTS_TARGET_ACCEPT,
 )
 from poolwise.kinds.mixed.inference import (
+    MixedDraws,
     correlated,
     posterior_dims,
     resolve_parametrisation,
@@ -158,9 +163,14 @@ class MixedModel(BaseModel):
         (:func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
         :class:`~poolwise.kinds.mixed.priors.MixedPriors`.
     method
-        ``"nuts"`` (default; full Bayes) or ``"eb-ml"`` (REML as lme4, normal family only:
-        point estimates of the variance parameters, β and the group effects drawn given
-        them).
+        ``"importance"`` (the normal family's default; full Bayes without a Markov chain:
+        σ, the sds and correlations by Pareto-smoothed importance sampling from a
+        Student-t at their posterior mode with β and the group effects integrated out,
+        then β and the group effects drawn exactly; when the Pareto k̂ of the weights
+        exceeds 0.7 the fit falls back to ``nuts``, warns, and says so in ``fit.method``
+        and ``fit.info["fallback"]``), ``"nuts"`` (the other families' default; full
+        Bayes) or ``"eb-ml"`` (REML as lme4, normal family only: point estimates of the
+        variance parameters, β and the group effects drawn given them).
     missing
         ``"refuse"`` (default) rows with missing values in the formula's columns, or
         ``"drop"`` them.
@@ -178,7 +188,9 @@ class MixedModel(BaseModel):
 
     kind = "mixed"
     METHODS: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        pooling: ("nuts", "eb-ml") for pooling in POOLINGS}
+        pooling: ("importance", "nuts", "eb-ml") for pooling in POOLINGS}
+    #: the methods of the normal family only (the others are fitted by NUTS)
+    NORMAL_ONLY = ("importance", "eb-ml")
     PARAMETRISATIONS = ("marginal", "non-centred", "centred")
     #: the marginal parametrisation's; the explicit ones use 0.9 (``target_accept=None``)
     TARGET_ACCEPT = NUTS_TARGET_ACCEPT["marginal"]
@@ -188,6 +200,7 @@ class MixedModel(BaseModel):
                  prior: str | MixedPriors | None = None, missing: str = "refuse",
                  **settings: Unpack[Settings]) -> None:
         family = mixed_family(family)
+        self.family: str = family  # before _settle: the default method depends on it
         text = prior.spec() if isinstance(prior, MixedPriors) else prior
         if text is not None:
             check_prior_syntax(text)
@@ -195,7 +208,6 @@ class MixedModel(BaseModel):
         self._settle({"formula": formula, "family": family, "prior": text,
                       "missing": missing}, settings)
         self.formula: str = formula
-        self.family: str = family
         self.prior: str | None = text
         self.missing: str = missing
         self.columns: FormulaColumns = formula_columns(formula)
@@ -207,6 +219,10 @@ class MixedModel(BaseModel):
             raise SpecificationError(
                 f"eb-ml is REML (as lme4) and needs the normal family; use method 'nuts' for "
                 f"the {family} family")
+        if self.method == "importance" and family != "normal":
+            raise SpecificationError(
+                f"method 'importance' integrates the Gaussian group effects out and needs "
+                f"the normal family; use method 'nuts' for the {family} family")
         if self.method == "eb-ml" and text is not None:
             raise SpecificationError(
                 "eb-ml is REML (as lme4): it uses no priors; leave out prior= (--prior), or "
@@ -216,6 +232,19 @@ class MixedModel(BaseModel):
         if settings.get("target_accept") is None:
             self.config = replace(self.config,
                                   target_accept=NUTS_TARGET_ACCEPT[self.parametrisation])
+
+    def methods_for(self, pooling: str) -> tuple[str, ...]:
+        """The methods offered for ``pooling`` (the default first): outside the normal
+        family only ``nuts``."""
+        offered = super().methods_for(pooling)
+        if self.family == "normal":
+            return offered
+        return tuple(m for m in offered if m not in self.NORMAL_ONLY)
+
+    def _check_method(self, method: str | None, pooling: str) -> str:
+        if method is None:
+            return self.methods_for(pooling)[0]
+        return super()._check_method(method, pooling)
 
     # ------------------------------------------------------------------ data
     def _key(self) -> tuple[Any, ...]:
@@ -319,12 +348,12 @@ class MixedModel(BaseModel):
 
         return mixed_equations(self, self._prepared(data))
 
-    def title(self, data: pd.DataFrame | MixedData) -> str:
+    def title(self, data: pd.DataFrame | MixedData, method: str | None = None) -> str:
         """``normal mixed model 'Reaction ~ Days + (Days | Subject)', partial pooling,
-        method nuts, 180 rows``."""
+        method nuts, 180 rows``; ``method``: the one that ran, where not the model's."""
         rows = self._prepared(data).n_obs
         return (f"{self.family} mixed model {self.formula!r}, {self.pooling_phrase}, "
-                f"method {self.method}, {rows} row{'s' if rows != 1 else ''}")
+                f"method {method or self.method}, {rows} row{'s' if rows != 1 else ''}")
 
     def memory_estimate(self, data: pd.DataFrame | MixedData) -> MemoryEstimate:
         """The draws of β, σ, the sds, correlations and group effects; for the marginal
@@ -345,7 +374,8 @@ class MixedModel(BaseModel):
         sampled = 0
         # a streamed design stores and replicates each level's mean, not its rows
         observed = len(data.level_dim()[1]) if design.streamed else design.n_obs
-        if self.method == "eb-ml" or self.parametrisation == "marginal":
+        # importance's conditional draws go in chunks; its fallback is the marginal NUTS
+        if self.method in ("eb-ml", "importance") or self.parametrisation == "marginal":
             other.append(("dense WᵀW", (q + p) ** 2 * VALUE))
             first = terms[0].n_levels * terms[0].n_effects if terms else 0
             rest = q + p - first
@@ -362,7 +392,8 @@ class MixedModel(BaseModel):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: pd.DataFrame | MixedData, **columns: Any) -> MixedFit:
-        """Fit by NUTS or REML (``method``) to a table or to :meth:`prepare`'s result."""
+        """Fit by importance sampling, NUTS or REML (``method``) to a table or to
+        :meth:`prepare`'s result."""
         prepared = self.prepare(data, **columns)
         self.check_memory(prepared)
         start = time.perf_counter()
@@ -373,11 +404,7 @@ class MixedModel(BaseModel):
             info: dict[str, Any] = {"converged": estimate.converged,
                                     "singular": estimate.singular}
         else:
-            from poolwise.kinds.mixed.inference import sample_mixed
-
-            result = sample_mixed(prepared.design, prepared.priors, self.config,
-                                  parametrisation=self.parametrisation,
-                                  target_accept=self.config.target_accept)
+            result = self._sample(prepared)
             posterior, sample_stats, info = result.posterior, result.sample_stats, result.info
             posterior = {name: posterior[name] for name in _variable_order(prepared.design)
                          if name in posterior}
@@ -385,6 +412,27 @@ class MixedModel(BaseModel):
         tree = self._tree(prepared, posterior, sample_stats, info, estimate)
         fit = MixedFit(self, prepared, tree, info, estimate)
         return finish_fit(fit, stacklevel=2)
+
+    def _sample(self, data: MixedData) -> MixedDraws:
+        """Importance sampling, or NUTS: asked for, or as importance's fallback, which
+        warns and records why in the info (``method``: the one that ran, ``fallback``)."""
+        from poolwise.kinds.mixed.inference import integrate_mixed, sample_mixed
+
+        info: dict[str, Any] = {}
+        if self.method == "importance":
+            drawn, info = integrate_mixed(data.design, data.priors, self.config)
+            if drawn is not None:
+                return replace(drawn, info={**drawn.info, "method": "importance"})
+            reason = str(info["importance_problem"])
+            info = {**info, "method": "nuts",
+                    "fallback": f"importance sampling failed its check ({reason}); fitted "
+                                "by NUTS instead"}
+            warnings.warn(f"method 'importance': {info['fallback']}", SamplingWarning,
+                          stacklevel=3)
+        result = sample_mixed(data.design, data.priors, self.config,
+                              parametrisation=self.parametrisation,
+                              target_accept=self.config.target_accept)
+        return replace(result, info={**_finite(info), **result.info})
 
     def _reml_draws(self, data: MixedData) -> tuple[dict[str, NDArray], LMMEstimate]:
         """REML estimates, and chains × draws draws of β and the group effects given them
@@ -521,6 +569,12 @@ class MixedModel(BaseModel):
         return tuple(term.factor for term in data.design.terms)
 
 
+def _finite(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The info with infinite numbers (k̂ where no mode was found) as None, for JSON."""
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v
+            for k, v in info.items()}
+
+
 def _variable_order(design: MixedDesign) -> list[str]:
     """The posterior's variables in the order of the summary: b, sigma, each factor's sd_
     and cor_, then the group effects r_."""
@@ -637,6 +691,15 @@ class MixedFit(Fit):
     estimate: LMMEstimate | None = None
 
     @property
+    def method(self) -> str:
+        """The method that ran: the model's, or ``nuts`` where ``importance`` fell back
+        (``info["fallback"]`` says why)."""
+        return str(self.info.get("method", self.model.method))
+
+    def title(self) -> str:
+        return str(self.model.title(self.data, self.method))
+
+    @property
     def design(self) -> MixedDesign:
         """The pooling level's design."""
         return self.data.design
@@ -663,8 +726,15 @@ class MixedFit(Fit):
         variance parameters, the conditional modes)."""
         if self.estimate is not None:
             return self._summary_reml(ci_prob)
-        table = posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
+        weighted = self.method == "importance"
+        table = posterior_summary(self.posterior, ci_prob,
+                                  diagnostics=diagnostics and not weighted,
                                   group_dims=self.group_dims)
+        if weighted and diagnostics:
+            # resampled draws repeat points: their ESS is the weights', not their count
+            ess = float(self.info["ess"])
+            table["ess_bulk"] = table["ess_tail"] = ess
+            table["mcse_mean"] = table["sd"] / np.sqrt(ess)
         # a correlation matrix is symmetric with a unit diagonal: keep each pair once
         effects = {f"cor_{term.factor}": term.names for term in self.design.terms}
         keep = np.ones(len(table), dtype=bool)
