@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -55,6 +55,8 @@ DEFAULT_DF = 5.0
 #: logs and unbounded correlation coordinates: unit scale)
 GRADIENT_STEP = 1e-5
 HESSIAN_STEP = 1e-3
+#: further proposals fitted to the weighted draws of the last when its k̂ is too large
+REFINEMENTS = 2
 #: the absolute PSIS threshold (Vehtari et al. 2024, §3.2.3)
 PARETO_K_MAX = 0.7
 
@@ -71,8 +73,8 @@ class ImportanceSample:
     log_weights: FloatArray
     pareto_k: float
     ess: float
-    mode: FloatArray
-    scale: FloatArray
+    centre: FloatArray
+    scale: FloatArray  # the Cholesky factor of the proposal's scale matrix
     problem: str | None = None
 
     @property
@@ -176,21 +178,39 @@ def importance_sample(log_density: VectorLogDensity, start: FloatArray, *,
         return ImportanceSample(empty, np.zeros(0), math.inf, 0.0, mode,
                                 np.full((d, d), np.nan), problem)
     covariance = np.linalg.inv(-hessian)
-    chol = np.asarray(np.linalg.cholesky(0.5 * (covariance + covariance.T)), dtype=float)
-    points, log_q = _student_t(rng, mode, chol, df, size)
-    log_p = _evaluate(log_density, points)
-    raw = log_p - log_q
-    if not np.any(np.isfinite(raw)):
-        return ImportanceSample(points, raw, math.inf, 0.0, mode, chol,
+    centre = mode
+    best: ImportanceSample | None = None
+    for _ in range(1 + REFINEMENTS):
+        chol = np.asarray(np.linalg.cholesky(0.5 * (covariance + covariance.T)), dtype=float)
+        points, log_q = _student_t(rng, centre, chol, df, size)
+        raw = _evaluate(log_density, points) - log_q
+        if not np.any(np.isfinite(raw)):
+            break
+        smoothed, k = psis(raw)
+        ess = float(1.0 / np.sum(np.exp(2.0 * smoothed)))
+        if best is None or k < best.pareto_k:
+            best = ImportanceSample(points, smoothed, float(k), ess, centre, chol)
+        if k <= pareto_k_limit(size):
+            break
+        # moment matching: the next proposal takes the weighted sample's mean and
+        # covariance (Geweke 1989, §4; the posterior's spread, not the curvature at its mode)
+        weights = np.exp(smoothed)
+        centre = weights @ points
+        spread = points - centre
+        covariance = (weights[:, None] * spread).T @ spread
+        if not np.all(np.isfinite(covariance)) or np.min(np.linalg.eigvalsh(covariance)) <= 0:
+            break
+    if best is None:
+        return ImportanceSample(np.zeros((0, d)), np.zeros(0), math.inf, 0.0, mode,
+                                np.full((d, d), np.nan),
                                 "the log density is not finite at any proposal")
-    smoothed, k = psis(raw)
-    ess = float(1.0 / np.sum(np.exp(2.0 * smoothed)))
     limit = pareto_k_limit(size)
-    if not k <= limit:
-        problem = (f"Pareto k̂ = {k:.2f} > {limit:.2f}: the importance weights have "
-                   "effectively infinite variance (the posterior is far from the Student-t "
-                   "around its mode: near a boundary, skewed, or with several modes)")
-    return ImportanceSample(points, smoothed, float(k), ess, mode, chol, problem)
+    if not best.pareto_k <= limit:
+        best = replace(best, problem=(
+            f"Pareto k̂ = {best.pareto_k:.2f} > {limit:.2f}: the importance weights have "
+            "effectively infinite variance (the posterior is far from a Student-t: near a "
+            "boundary, curved, or with several modes)"))
+    return best
 
 
 def resampled_ess(ess: float, size: int) -> float:

@@ -664,12 +664,12 @@ class _NumpyMarginal:
         self.chunk = max(1, CHUNK_VALUES // (split * widest + (size - split) * size + 1))
 
     def _parts(self, z: FloatArray) -> tuple[FloatArray, GaussianMarginal, list[Any]]:
-        log_prior, sigma, sds, chols = _variance_parts(self.design, self.priors, self.layout,
-                                                       z, np)
-        factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
-        if self.p:
-            factors.append(self.fixed_factor)
-        with np.errstate(all="ignore"):  # far out, a point's density is −inf or NaN
+        with np.errstate(all="ignore"):  # far out, an sd underflows: density −inf or NaN
+            log_prior, sigma, sds, chols = _variance_parts(self.design, self.priors,
+                                                           self.layout, z, np)
+            factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
+            if self.p:
+                factors.append(self.fixed_factor)
             marginal = gaussian_marginal(self.stats, sigma, factors, np)
         return log_prior, marginal, factors
 
