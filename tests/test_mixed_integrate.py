@@ -216,6 +216,50 @@ def test_fit_reports_the_weights_ess_not_the_draw_count(sleepstudy: pd.DataFrame
     assert fit.diagnostics() == []
 
 
+#: replications of the importance method's calibration (each fit about 0.3 s)
+SBC_IMPORTANCE_REPLICATIONS = 50
+
+
+@pytest.mark.slow
+def test_importance_is_calibrated_on_three_levels() -> None:
+    """Simulation-based calibration of the default method, as test_mixed_model's for NUTS
+    (the same generating distribution = priors, y ~ 1 + (1 | school/classroom)), with
+    R = 50: each component's 90% and 50% intervals cover the truth a Binomial(R, level)
+    number of times, within bands of false-alarm probability 0.001 each."""
+    from test_mixed_model import (
+        SBC_ALPHA,
+        SBC_COMPONENTS,
+        SBC_FORMULA,
+        SBC_PRIORS,
+        binomial_band,
+        simulate_three_levels,
+    )
+
+    rng = np.random.default_rng(20261205)
+    levels = (0.9, 0.5)
+    covered = {level: dict.fromkeys(SBC_COMPONENTS, 0) for level in levels}
+    methods = []
+    for r in range(SBC_IMPORTANCE_REPLICATIONS):
+        data, truth = simulate_three_levels(rng)
+        model = poolwise.MixedModel(formula=SBC_FORMULA, prior=SBC_PRIORS, draws=500,
+                                    chains=2, seed=r)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SamplingWarning)  # a fallback, counted below
+            fit = model.fit(data)
+        methods.append(fit.method)
+        for level in levels:
+            summary = fit.summary(ci_prob=level, diagnostics=False).set_index("param")
+            for name in SBC_COMPONENTS:
+                covered[level][name] += int(summary.loc[name, "lower"] <= truth[name]
+                                            <= summary.loc[name, "upper"])
+    print(f"coverage: {covered}; fell back to NUTS {methods.count('nuts')} times")
+    assert methods.count("importance") >= 0.9 * SBC_IMPORTANCE_REPLICATIONS
+    for level in levels:
+        low, high = binomial_band(SBC_IMPORTANCE_REPLICATIONS, level, SBC_ALPHA)
+        for name, count in covered[level].items():
+            assert low <= count <= high, (name, level, count, (low, high))
+
+
 # ------------------------------------------------------------------ the fallback
 def _boundary_data() -> pd.DataFrame:
     """10 groups × 5 rows of pure noise: the group sd's posterior piles up against 0."""

@@ -275,11 +275,13 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
         raise SpecificationError("name the column of counts, estimates or observations "
                                  "with --y (and --n, --se, --group)")
     model = build_model(kind, **given)
+    kind_methods = {m for methods in model.METHODS.values() for m in methods}
     for setting, methods in METHOD_SETTINGS.items():
         if given.get(setting) is not None and model.method not in methods:
+            users = [m for m in methods if m in kind_methods] or list(methods)
             raise SpecificationError(
                 f"{SPELLING.get(setting, '--' + setting)} is for method "
-                f"{' and '.join(methods)}; method {model.method!r} does not use it")
+                f"{' and '.join(users)}; method {model.method!r} does not use it")
     used = {k: v for k, v in columns.items() if v is not None}
     if scheduler is not None and engine != "dask":
         raise SpecificationError(f"--scheduler is for --engine dask, not {engine}")
