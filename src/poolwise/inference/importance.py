@@ -81,10 +81,6 @@ class ImportanceSample:
     def ok(self) -> bool:
         return self.problem is None
 
-    @property
-    def k_limit(self) -> float:
-        return pareto_k_limit(self.points.shape[0])
-
     def resample(self, rng: np.random.Generator, size: int) -> FloatArray:
         """``size`` equally weighted draws (systematic resampling, shuffled)."""
         return self.points[systematic_resample(rng, self.log_weights, size)]

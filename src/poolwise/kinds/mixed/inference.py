@@ -513,13 +513,14 @@ def corr_cholesky(x: Any, xp: Any = None) -> tuple[Any, Any]:
     zero, one = xp.zeros(x.shape[:-1]), xp.ones(x.shape[:-1])
     rows, log_jacobian, at = [[one] + [zero] * (dim - 1)], xp.sum(log_one_minus, axis=-1), 0
     for i in range(1, dim):
-        row, log_left = [], zero  # log Π_{m<j} (1 − t_im²)
+        row, left, log_left = [], one, zero  # Π_{m<j} √(1 − t_im²) and log Π (1 − t_im²)
         for j in range(i):
-            row.append(t[..., at + j] * xp.exp(0.5 * log_left))
+            row.append(t[..., at + j] * left)
+            left = left * xp.sqrt(1.0 - xp.square(t[..., at + j]))
             log_left = log_left + log_one_minus[..., at + j]
             if j <= i - 2:
                 log_jacobian = log_jacobian + 0.5 * log_left
-        rows.append(row + [xp.exp(0.5 * log_left)] + [zero] * (dim - i - 1))
+        rows.append(row + [left] + [zero] * (dim - i - 1))
         at += i
     return xp.stack([xp.stack(row, axis=-1) for row in rows], axis=-2), log_jacobian
 
@@ -611,7 +612,12 @@ def integrate_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerCon
     ``ess`` (of the chains × draws resampled draws, :func:`resampled_ess`), ``proposals``,
     ``sampled``, ``importance_problem`` (None, or why the draws cannot be used).
     """
-    from poolwise.inference.importance import DEFAULT_DF, importance_sample, resampled_ess
+    from poolwise.inference.importance import (
+        DEFAULT_DF,
+        importance_sample,
+        pareto_k_limit,
+        resampled_ess,
+    )
 
     _check(design, priors)
     if design.family != "normal":
@@ -624,7 +630,7 @@ def integrate_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerCon
     rng = generator(config.seed, Stream.FIT)
     sample = importance_sample(marginal.log_density, marginal.start, size=size, rng=rng)
     info: dict[str, Any] = {
-        "pareto_k": sample.pareto_k, "pareto_k_limit": sample.k_limit,
+        "pareto_k": sample.pareto_k, "pareto_k_limit": pareto_k_limit(size),
         "importance_ess": sample.ess, "proposals": size,
         "sampled": (f"(log σ, log sd, correlation Cholesky coordinates) by importance "
                     f"sampling from a Student-t({DEFAULT_DF:g}) at their posterior mode, "
