@@ -120,7 +120,10 @@ def sleepstudy() -> pd.DataFrame:
 def test_numpy_batch_equals_jax_point_by_point(sleepstudy: pd.DataFrame) -> None:
     """gaussian_marginal over a batch of points in NumPy equals JAX's at each point (JAX's
     is checked against the dense N(0, V) in test_mixed_inference)."""
+    import jax
     import jax.numpy as jnp
+
+    jax.config.update("jax_enable_x64", True)
 
     model = poolwise.MixedModel(formula="Reaction ~ Days + (Days | Subject)")
     data = model.prepare(sleepstudy)
