@@ -73,11 +73,11 @@ METHOD_PHRASES: dict[str, str] = {
                   "groups given them",
     "eb-ml": "empirical Bayes: population parameters at their maximum (restricted) "
              "likelihood, groups given them",
+    "gibbs": "Gibbs sampling (a Markov chain)",
+    "nuts": "the No-U-Turn Sampler in NumPyro (Hamiltonian Monte Carlo, a Markov chain)",
     "importance": "independent draws without a Markov chain: the few variance parameters by "
                   "Pareto-smoothed importance sampling around their mode (checked by its "
                   "Pareto k̂, with NUTS as the fallback), the rest drawn exactly given them",
-    "gibbs": "Gibbs sampling (a Markov chain)",
-    "nuts": "the No-U-Turn Sampler in NumPyro (Hamiltonian Monte Carlo, a Markov chain)",
     "map": "the posterior mode (a point estimate)",
     "laplace": "a normal approximation at the posterior mode",
 }

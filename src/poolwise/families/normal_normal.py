@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import stats
 
 from poolwise._ops import NUMPY_OPS, Ops
 from poolwise.exceptions import ConvergenceWarning, DataError, SpecificationError
@@ -72,8 +73,6 @@ class NormalNormal(RateFamily):
 
     def population(self, alpha: ArrayLike, beta: ArrayLike) -> Any:
         """N(μ, τ²); τ = 0 (a point mass) is kept as a vanishingly narrow normal."""
-        from scipy import stats  # heavy: imported when used
-
         return stats.norm(alpha, np.maximum(np.asarray(beta, dtype=float), 1e-300))
 
     def sample_population(
