@@ -39,6 +39,12 @@ l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = �
     columns unscaled and no identity added there) is the restricted likelihood maximised
     by :func:`poolwise.kinds.mixed.reml.fit_reml`; :func:`gaussian_marginal` serves both.
 
+    Method ``importance`` (:func:`integrate_mixed`) uses the same log p(x | y) without a
+    Markov chain: evaluated in NumPy at thousands of x at once (every function here takes
+    an array namespace ``xp`` and leading batch dimensions), its mode found, weighted
+    draws from a Student-t around it Pareto-smoothed and resampled
+    (:mod:`poolwise.inference.importance`), then δ drawn exactly at each draw as above.
+
 ``parametrisation="non-centred"`` (any family; "auto" for binomial, bernoulli, poisson)
     NUTS samples β, log σ (normal family), log sd_t, x_t and standard normal ζ_t (L_t × k_t),
     with b_t[l] = Λ_t ζ_t[l], so that ζ is independent of the sds a priori and the funnel
