@@ -235,6 +235,11 @@ def test_fit_reports_the_weights_ess_not_the_draw_count(sleepstudy: pd.DataFrame
     assert np.all(table["ess_bulk"] == info["ess"]) and table["r_hat"].isna().all()
     np.testing.assert_allclose(table["mcse_mean"], table["sd"] / np.sqrt(info["ess"]))
     assert fit.diagnostics() == []
+    # ranks' Monte Carlo errors too: P(best) ± √(p(1 − p) S/(S − 1)) / √(ESS/N · S)
+    ranks = fit.ranks()
+    p, size = ranks["p_best"].to_numpy(), ranks["rank_draws"].to_numpy()
+    expected = np.sqrt(p * (1 - p) * size / (size - 1)) / np.sqrt(info["ess"] / 1000 * size)
+    np.testing.assert_allclose(ranks["p_best_mcse"], expected, rtol=1e-10)
 
 
 #: replications of the importance method's calibration (each fit about 0.3 s)

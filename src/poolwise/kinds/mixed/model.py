@@ -700,6 +700,13 @@ class MixedFit(Fit):
         return str(self.model.title(self.data, self.method))
 
     @property
+    def effective_fraction(self) -> float | None:
+        """``importance``: the resampled draws' ESS (from the weights) per draw."""
+        if self.method != "importance":
+            return None
+        return float(self.info["ess"]) / (self.config.chains * self.config.draws)
+
+    @property
     def design(self) -> MixedDesign:
         """The pooling level's design."""
         return self.data.design
