@@ -320,8 +320,10 @@ def gaussian_marginal(stats: GaussianStats, sigma: Any, factors: Sequence[Any],
         # L₁: the Cholesky factors of the diagonal blocks Λ₁ᵀ(W₁ᵀW₁)_lΛ₁/σ² + I
         blocks = _diagonal_blocks(stats.wtw[:split, :split], levels, k)
         factor = factors[0]
-        each = factor[..., None, :, :]  # the same Λ₁ for every level
-        first = xp.swapaxes(each, -1, -2) @ blocks @ each / scale[..., None, None] + np.eye(k)
+        # NumPy: contracted pairwise (its default einsum loops over all five indices)
+        pairwise = {"optimize": True} if xp is np else {}
+        first = (xp.einsum("...ji,ljm,...mn->...lin", factor, blocks, factor, **pairwise)
+                 / scale[..., None, None] + np.eye(k))
         first_chol = cholesky(first, xp)
         u_first = forward_solve(first_chol, wtr[..., :split].reshape(*batch, levels, k, 1),
                                 xp)[..., 0]
