@@ -115,14 +115,16 @@ def main(argv: list[str] | None = None) -> None:
 
     sleep = poolwise.datasets.load("sleep")
     formula = poolwise.datasets.info("sleep").formula
-    model = poolwise.MixedModel(formula=formula, draws=draws, warmup=draws, chains=4, seed=1)
+    model = poolwise.MixedModel(formula=formula, draws=draws, chains=4, seed=1)
     data = model.prepare(sleep)
     print(f"{len(sleep)} rows, {sleep['ID'].nunique()} people; formula {formula}")
     print("priors: " + model.describe_prior(data))
 
     fit = model.fit(data)
-    print(f"\nNUTS ({fit.info['parametrisation']}, {fit.info['divergences']} divergences, "
-          f"{fit.info['seconds']:.1f} s including compilation):")
+    info = fit.info
+    how = (f"importance sampling, Pareto k̂ {info['pareto_k']:.2f}, ESS {info['ess']:.0f}"
+           if fit.method == "importance" else f"NUTS, {info['divergences']} divergences")
+    print(f"\n{fit.method} ({how}, {info['seconds']:.1f} s):")
     print(fit.summary().query("group.isna()").drop(columns=["group", "pooling_factor"])
           .round(3).to_string(index=False))
 

@@ -35,7 +35,7 @@ def test_reml_on_the_bundled_sleepstudy_matches_lme4(capsys):
 
 
 def test_nuts_fit_shows_the_priors_before_the_table(capsys):
-    code, out, err = run(["fit", "sleepstudy", *FAST, "--prior",
+    code, out, err = run(["fit", "sleepstudy", *FAST, "--method", "nuts", "--prior",
                           "b[Days] = normal(10, 20); sd[Subject] = halfnormal(30)"], capsys)
     assert code == 0, err
     priors_at, table_at = out.index("priors:"), out.index("equal-tailed intervals")

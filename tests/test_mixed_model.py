@@ -138,8 +138,8 @@ def test_nested_three_level_calibration() -> None:
     divergences = 0
     for r in range(SBC_REPLICATIONS):
         data, truth = simulate_three_levels(rng)
-        model = MixedModel(formula=SBC_FORMULA, prior=SBC_PRIORS, draws=300, warmup=300,
-                           chains=2, seed=SEED + r)
+        model = MixedModel(formula=SBC_FORMULA, prior=SBC_PRIORS, method="nuts", draws=300,
+                           warmup=300, chains=2, seed=SEED + r)
         fit, _ = _fit_quietly(model, data)
         divergences += fit.info["divergences"]
         for level in levels:
@@ -687,8 +687,8 @@ def test_glmm_through_formula_recovers_fixed_effects(family: str) -> None:
 def small_fit(sleep: pd.DataFrame) -> MixedFit:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SamplingWarning)
-        return MixedModel(formula="extra ~ group + (1 | ID)", draws=100, warmup=100,
-                          chains=2, seed=3).fit(sleep)
+        return MixedModel(formula="extra ~ group + (1 | ID)", method="nuts", draws=100,
+                          warmup=100, chains=2, seed=3).fit(sleep)
 
 
 def test_spec_title_and_priors(sleep: pd.DataFrame, small_fit) -> None:

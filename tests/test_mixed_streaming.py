@@ -226,7 +226,8 @@ def test_data_errors_match_the_in_memory_path(tmp_path, engine):
     ({"formula": "y ~ x + (1 | g) + (1 | c)"}, "2 grouping factors"),
     ({"formula": "y ~ scale(x) + (1 | g)"}, "scale() is fitted to all the rows"),
     ({"formula": "y ~ x + (1 | g)", "pooling": "none"}, "no pooling"),
-    ({"formula": "y ~ x + (1 | g)", "parametrisation": "non-centred"}, "non-centred"),
+    ({"formula": "y ~ x + (1 | g)", "method": "nuts", "parametrisation": "non-centred"},
+     "non-centred"),
 ])
 def test_models_that_need_their_rows_refuse_in_one_line(tmp_path, settings, why):
     source = write_table(_table(7).assign(n=20, y=5), tmp_path, "glob")

@@ -281,11 +281,13 @@ def build_job(data: str, *, family: str | None = None, y: str | None = None,
         raise SpecificationError("name the column of counts, estimates or observations "
                                  "with --y (and --n, --se, --group)")
     model = build_model(kind, **given)
+    kind_methods = {m for methods in model.METHODS.values() for m in methods}
     for setting, methods in METHOD_SETTINGS.items():
         if given.get(setting) is not None and model.method not in methods:
+            users = [m for m in methods if m in kind_methods] or list(methods)
             raise SpecificationError(
                 f"{SPELLING.get(setting, '--' + setting)} is for method "
-                f"{' and '.join(methods)}; method {model.method!r} does not use it")
+                f"{' and '.join(users)}; method {model.method!r} does not use it")
     used = {k: v for k, v in columns.items() if v is not None}
     if scheduler is not None and engine != "dask":
         raise SpecificationError(f"--scheduler is for --engine dask, not {engine}")
@@ -579,9 +581,19 @@ def print_sampler(fit: Fit) -> None:
         rates = ", ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(
             info["acceptance_alpha"], info["acceptance_beta"], strict=True))
         plain(f"Metropolis acceptance after warm-up, α/β per chain: {rates}")
+    if "pareto_k" in info and info.get("pareto_k") is not None:
+        plain(f"importance sampling: Pareto k̂ {info['pareto_k']:.2f} (≤ "
+              f"{info['pareto_k_limit']:.2f} needed), ESS {info['importance_ess']:,.0f} of "
+              f"{info['proposals']:,} proposals"
+              + (f", {info['ess']:,.0f} for the {fit.config.chains * fit.config.draws:,} "
+                 "resampled draws" if "ess" in info else ""))
+    if "fallback" in info:
+        plain(f"fallback: {info['fallback']}")
     if fit.method == "nuts":
         sampled = f"{info['sampled']}; " if "sampled" in info else ""
         plain(f"NUTS: {sampled}divergent transitions: {info.get('divergences', 0)}")
+    elif fit.method == "importance":
+        plain(f"importance: {info['sampled']}")
 
 
 def print_population(fit: Any, ci: float) -> None:

@@ -77,6 +77,9 @@ METHOD_PHRASES: dict[str, str] = {
              "by c = 1 − (k − 3)σ²/Σ(y − ȳ)², groups given it",
     "gibbs": "Gibbs sampling (a Markov chain)",
     "nuts": "the No-U-Turn Sampler in NumPyro (Hamiltonian Monte Carlo, a Markov chain)",
+    "importance": "independent draws without a Markov chain: the few variance parameters by "
+                  "Pareto-smoothed importance sampling around their mode (checked by its "
+                  "Pareto k̂, with NUTS as the fallback), the rest drawn exactly given them",
     "map": "the posterior mode (a point estimate)",
     "laplace": "a normal approximation at the posterior mode",
 }

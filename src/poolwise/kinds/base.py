@@ -100,9 +100,11 @@ class Settings(TypedDict, total=False):
 
 
 #: settings that only some methods use (a model keeps them, so that ``replace(method=...)``
-#: can switch method; the command line refuses one its method does not use)
+#: can switch method; the command line refuses one its method does not use); a mixed
+#: model's ``importance`` uses NUTS's settings when it falls back to NUTS
 METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
-    "warmup": MCMC_METHODS, "target_accept": ("nuts",), "parametrisation": ("nuts",)}
+    "warmup": (*MCMC_METHODS, "importance"), "target_accept": ("nuts", "importance"),
+    "parametrisation": ("nuts", "importance")}
 #: the defaults of :class:`Settings` (method and target_accept default to None)
 DEFAULTS: dict[str, Any] = {"pooling": "partial", "draws": 1000, "chains": 4, "warmup": 1000,
                             "seed": 0, "progress": False, "parametrisation": "auto"}

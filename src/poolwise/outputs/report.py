@@ -291,6 +291,8 @@ def _method(fit: Fit) -> dict[str, str]:
     offered = model.methods_for(model.pooling) if hasattr(model, "pooling") else ()
     why = ("the default for this model" if offered and offered[0] == fit.method else
            "chosen by the user" if offered else "")
+    if "fallback" in fit.info:  # the default method's check failed; another ran
+        why = str(fit.info["fallback"])
     # the registry's words are about partial pooling of rates and normal means
     conjugate = fit.kind in ("rates", "normal") and getattr(model, "pooling", "") == "partial"
     row = METHODS.get(fit.method) if conjugate else None
@@ -341,6 +343,13 @@ def _diagnostic_rows(fit: Fit, summary: pd.DataFrame, pareto: dict[str, float] |
                          f"≥ {ESS_PER_CHAIN * fit.config.chains}"))
     if "divergences" in fit.info:
         rows.append(("divergent transitions", str(fit.info["divergences"]), "0"))
+    if fit.info.get("pareto_k") is not None:
+        rows.append(("Pareto k̂ of the importance weights", _number(fit.info["pareto_k"], 2),
+                     f"≤ {fit.info['pareto_k_limit']:.2f}"))
+        rows.append(("ESS of the importance weights", _number(fit.info["importance_ess"], 0),
+                     f"of {fit.info['proposals']:,} proposals"))
+    if "fallback" in fit.info:
+        rows.append(("fallback", str(fit.info["fallback"]), ""))
     if isinstance(pareto, str):
         rows.append(("PSIS-LOO", pareto, ""))
     else:

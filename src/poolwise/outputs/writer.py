@@ -47,7 +47,9 @@ CORE_FILES = ("summary.csv", "posterior.nc", "result.json", "report.html", "mode
               "model.svg", "ppc.png", "predictive_check.csv")
 #: the sampler's reports that go into the JSON document, where a fit has them
 SAMPLER_KEYS = ("seconds", "divergences", "max_tree_depth_hits", "acceptance_alpha",
-                "acceptance_beta", "parametrisation", "sampled", "init", "preconditioned")
+                "acceptance_beta", "parametrisation", "sampled", "init", "preconditioned",
+                "pareto_k", "pareto_k_limit", "importance_ess", "ess", "proposals",
+                "fallback")
 #: summary rows up to which the JSON document carries every row (past it, summary.csv)
 JSON_SUMMARY_ROWS = 10_000
 #: the summary columns in the JSON document

@@ -228,14 +228,16 @@ def ranks(fit: Fit, *, higher: bool = True, parameter: str | None = None,
         rows = np.arange(start, start + values.shape[0])[:, None]
         rank[rows, order] = np.arange(1, groups + 1, dtype=np.int32)
     return pd.DataFrame({"param": source.name, "group": source.labels, "mean": source.mean,
-                         **_rank_statistics(rank, ci_prob, independent=not fit.is_mcmc),
+                         **_rank_statistics(rank, ci_prob, independent=not fit.is_mcmc,
+                                            fraction=fit.effective_fraction),
                          "rank_draws": used})
 
 
-def _rank_statistics(rank: NDArray[np.int32], ci_prob: float, *, independent: bool
-                     ) -> dict[str, NDArray[np.float64]]:
+def _rank_statistics(rank: NDArray[np.int32], ci_prob: float, *, independent: bool,
+                     fraction: float | None = None) -> dict[str, NDArray[np.float64]]:
     """The rank columns but ``rank_draws`` from the ranks (draws, groups), a chunk of
-    groups at a time (:data:`RANK_BLOCK` values)."""
+    groups at a time (:data:`RANK_BLOCK` values); ``fraction``: resampled weighted draws'
+    effective size per draw (:attr:`~poolwise.results.fit.Fit.effective_fraction`)."""
     used, groups = rank.shape
     out = {name: np.empty(groups) for name in RANK_COLUMNS[:-1]}
     width = max(1, RANK_BLOCK // used)
@@ -244,24 +246,27 @@ def _rank_statistics(rank: NDArray[np.int32], ci_prob: float, *, independent: bo
         values = rank[:, part].astype(float)
         best = (rank[:, part] == 1).astype(float)
         out["rank_mean"][part] = values.mean(axis=0)
-        out["rank_mean_mcse"][part] = _mcse(values, independent)
+        out["rank_mean_mcse"][part] = _mcse(values, independent, fraction)
         out["rank_lower"][part], out["rank_upper"][part] = quantile_interval(values, ci_prob)
         out["p_best"][part] = best.mean(axis=0)
-        out["p_best_mcse"][part] = _mcse(best, independent)
+        out["p_best_mcse"][part] = _mcse(best, independent, fraction)
         out["p_worst"][part] = np.mean(rank[:, part] == groups, axis=0)
     return out
 
 
-def _mcse(values: NDArray[np.float64], independent: bool) -> NDArray[np.float64]:
+def _mcse(values: NDArray[np.float64], independent: bool,
+          fraction: float | None = None) -> NDArray[np.float64]:
     """The Monte Carlo standard error of the column means of ``values`` (draws, columns):
-    sd/√S for independent draws; for Markov chains sd(batch means)/√b over b = ⌊√S⌋
-    non-overlapping batches of ⌊S/b⌋ draws (Flegal and Jones 2010, Ann. Statist. 38).
-    NaN where there are too few draws for it (S < 2, or b < 2)."""
+    sd/√S for independent draws, sd/√(fraction × S) for resampled weighted draws; for
+    Markov chains sd(batch means)/√b over b = ⌊√S⌋ non-overlapping batches of ⌊S/b⌋ draws
+    (Flegal and Jones 2010, Ann. Statist. 38). NaN where there are too few draws for it
+    (S < 2, or b < 2)."""
     size = values.shape[0]
     if independent:
         if size < 2:
             return np.full(values.shape[1], np.nan)
-        return np.asarray(values.std(axis=0, ddof=1) / math.sqrt(size), dtype=float)
+        effective = size * (1.0 if fraction is None else min(fraction, 1.0))
+        return np.asarray(values.std(axis=0, ddof=1) / math.sqrt(effective), dtype=float)
     batches = math.isqrt(size)
     if batches < 2:
         return np.full(values.shape[1], np.nan)

@@ -99,6 +99,14 @@ class Fit(ABC):
         return self.method in MCMC_METHODS
 
     @property
+    def effective_fraction(self) -> float | None:
+        """The effective sample size per draw of weighted draws resampled to equal weights
+        (a mixed model's ``importance``): the Monte Carlo error of a mean over S of them is
+        sd/√(fraction × S). None where the draws themselves tell (independent draws,
+        Markov chains)."""
+        return None
+
+    @property
     def group_dims(self) -> tuple[str, ...]:
         """The posterior's dimensions that label groups (the summary's ``group``)."""
         return ("group",)

@@ -40,6 +40,12 @@ l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = �
     columns unscaled and no identity added there) is the restricted likelihood maximised
     by :func:`poolwise.kinds.mixed.reml.fit_reml`; :func:`gaussian_marginal` serves both.
 
+    Method ``importance`` (:func:`integrate_mixed`) uses the same log p(x | y) without a
+    Markov chain: evaluated in NumPy at thousands of x at once (every function here takes
+    an array namespace ``xp`` and leading batch dimensions), its mode found, weighted
+    draws from a Student-t around it Pareto-smoothed and resampled
+    (:mod:`poolwise.inference.importance`), then δ drawn exactly at each draw as above.
+
 ``parametrisation="non-centred"`` (any family; "auto" for all but normal)
     NUTS samples β, log σ (normal family) or log φ (negative binomial), log sd_t, x_t and
     standard normal ζ_t (L_t × k_t),
@@ -240,31 +246,53 @@ def _cross_stats(design: MixedDesign, fixed_loc: FloatArray | None) -> GaussianS
     return GaussianStats(design.n_obs, wtw, wtr, rtr, segments, 0)
 
 
-def times_factor(m: Any, factors: Sequence[Any], segments: Sequence[Segment],
-                 transpose: bool = False) -> Any:
-    """M Λ (or M Λᵀ) for Λ = blockdiag(I_L ⊗ Λ_s for each segment, I for the rest).
+def array_namespace(xp: Any | None) -> Any:
+    """``xp`` itself, or ``jax.numpy`` for None: the maths below runs in either.
 
-    Λ acts on the last axis of M; Λ_s = ``factors[s]`` (k × k)."""
+    NumPy evaluates many points at once (leading batch dimensions, no compilation); JAX
+    evaluates one point inside a compiled NUTS potential (and ``vmap`` adds the batch).
+    """
+    if xp is not None:
+        return xp
     import jax.numpy as jnp
 
-    lead = m.shape[:-1]
+    return jnp
+
+
+def times_factor(m: Any, factors: Sequence[Any], segments: Sequence[Segment],
+                 transpose: bool = False, xp: Any = None) -> Any:
+    """M Λ (or M Λᵀ) for Λ = blockdiag(I_L ⊗ Λ_s for each segment, I for the rest).
+
+    Λ acts on the last axis of M, shaped (..., R, n): R rows, each scaled alike.
+    ``factors[s]`` is Λ_s, shaped (..., k, k) with the same (broadcasting) leading batch
+    dimensions as M's; the result has the batch dimensions of both.
+    """
+    xp = array_namespace(xp)
+    rows = m.shape[:-1]
     pieces = []
     for segment, factor in zip(segments, factors, strict=True):
         block = m[..., segment.offset:segment.stop].reshape(
-            *lead, segment.n_levels, segment.n_effects)
-        scaled = block @ (factor.T if transpose else factor)
-        pieces.append(scaled.reshape(*lead, segment.n_levels * segment.n_effects))
+            *rows, segment.n_levels, segment.n_effects)
+        factor = xp.swapaxes(factor, -1, -2) if transpose else factor
+        scaled = block @ factor[..., None, :, :]  # the same Λ_s for every row and level
+        pieces.append(scaled.reshape(*scaled.shape[:-2], segment.n_levels * segment.n_effects))
     end = segments[-1].stop if segments else 0
     pieces.append(m[..., end:])
-    return jnp.concatenate(pieces, axis=-1)
+    lead = np.broadcast_shapes(*(piece.shape[:-1] for piece in pieces))
+    return xp.concatenate([xp.broadcast_to(piece, (*lead, piece.shape[-1]))
+                           for piece in pieces], axis=-1)
 
 
-def gaussian_marginal(stats: GaussianStats, sigma: Any, factors: Sequence[Any]) -> GaussianMarginal:
-    """log N(r | 0, σ²I + WΨWᵀ), Ψ = ΛΛᵀ on the segments, flat on the last columns (JAX).
+def gaussian_marginal(stats: GaussianStats, sigma: Any, factors: Sequence[Any],
+                      xp: Any = None) -> GaussianMarginal:
+    """log N(r | 0, σ²I + WΨWᵀ), Ψ = ΛΛᵀ on the segments, flat on the last columns.
 
     ``factors[s]`` is the lower-triangular Λ_s of segment s (for a group term the Cholesky
-    factor of Σ_t, diag(sd) L_t; for β, diag(s)). Formulas in the module docstring. JAX
-    should be in 64-bit mode (:func:`poolwise._ops.jax_ops` switches it on).
+    factor of Σ_t, diag(sd) L_t; for β, diag(s)). Formulas in the module docstring.
+    ``sigma`` may carry batch dimensions B (NumPy: many points at once) and then each
+    factor is shaped B + (k, k); every result has them in front. ``xp``: the array
+    namespace (:func:`array_namespace`; JAX should be in 64-bit mode,
+    :func:`poolwise._ops.jax_ops` switches it on).
 
     The first segment's block of A = I + ΛᵀWᵀWΛ/σ² is block diagonal (each row of the data
     is in one level of its factor, so ZᵀZ has no entries between two levels): its Cholesky
@@ -274,121 +302,165 @@ def gaussian_marginal(stats: GaussianStats, sigma: Any, factors: Sequence[Any]) 
     evaluation is O(L k³ + L k p² + p³); a dense factorisation of the whole (q + p)-square
     A is much slower with JAX on CPU.
     """
-    import jax.numpy as jnp
-
-    variance = jnp.square(sigma)
+    xp = array_namespace(xp)
+    variance = xp.square(xp.asarray(sigma, dtype=float))
+    batch = variance.shape
+    scale = variance[..., None]  # divides vectors; scale[..., None] divides matrices
     segments = stats.segments
     split = segments[0].stop if segments else 0
     size = stats.wtw.shape[0]
     rest_segments = _shifted(segments[1:], split)
     prior = np.concatenate([np.ones(size - split - stats.n_flat), np.zeros(stats.n_flat)])
-    wtr = times_factor(jnp.asarray(stats.wtr), factors, segments) / variance
-    rest = times_factor(times_factor(jnp.asarray(stats.wtw[split:, split:]), factors[1:],
-                                     rest_segments).T, factors[1:], rest_segments)
-    rest = rest / variance + jnp.diag(prior)
-    u_rest = wtr[split:]
-    log_det = stats.n_obs * jnp.log(variance)
+    wtr = times_factor(xp.asarray(stats.wtr)[None, :], factors, segments, xp=xp)[..., 0, :]
+    wtr = wtr / scale
+    rest = _sandwich(xp.asarray(stats.wtw[split:, split:]), factors[1:], rest_segments, xp)
+    rest = rest / scale[..., None] + np.diag(prior)
+    u_rest = wtr[..., split:]
+    log_det = stats.n_obs * xp.log(variance)
     quadratic = stats.rtr / variance
-    first_chol = cross = u_first = jnp.zeros((0,))
+    first_chol = cross = u_first = xp.zeros((*batch, 0))
     if split:
         levels, k = segments[0].n_levels, segments[0].n_effects
         # L₁: the Cholesky factors of the diagonal blocks Λ₁ᵀ(W₁ᵀW₁)_lΛ₁/σ² + I
         blocks = _diagonal_blocks(stats.wtw[:split, :split], levels, k)
         factor = factors[0]
-        first = jnp.einsum("ji,ljm,mn->lin", factor, blocks, factor) / variance + jnp.eye(k)
-        first_chol = cholesky(first)
-        u_first = forward_solve(first_chol, wtr[:split].reshape(levels, k, 1))[..., 0]
-        quadratic = quadratic - jnp.sum(jnp.square(u_first))
-        log_det = log_det + 2.0 * jnp.sum(jnp.log(jnp.diagonal(first_chol, axis1=1, axis2=2)))
+        # NumPy: contracted pairwise (its default einsum loops over all five indices)
+        pairwise = {"optimize": True} if xp is np else {}
+        first = (xp.einsum("...ji,ljm,...mn->...lin", factor, blocks, factor, **pairwise)
+                 / scale[..., None, None] + np.eye(k))
+        first_chol = cholesky(first, xp)
+        u_first = forward_solve(first_chol, wtr[..., :split].reshape(*batch, levels, k, 1),
+                                xp)[..., 0]
+        quadratic = quadratic - xp.sum(xp.square(u_first), axis=(-2, -1))
+        log_det = log_det + 2.0 * xp.sum(
+            xp.log(xp.diagonal(first_chol, axis1=-2, axis2=-1)), axis=(-2, -1))
         # C = Λ_restᵀW_restᵀW₁Λ₁L₁⁻ᵀ/σ², then the Schur complement A_rest − CCᵀ
-        scaled_cross = times_factor(
-            times_factor(jnp.asarray(stats.wtw[:split, split:]), factors[1:], rest_segments).T,
-            factors[:1], segments[:1]) / variance
-        cross_t = forward_solve(first_chol, scaled_cross.reshape(size - split, levels, k)
-                                .transpose(1, 2, 0))
-        cross = cross_t.transpose(2, 0, 1).reshape(size - split, split)
-        u_first = u_first.reshape(-1)
-        rest = rest - cross @ cross.T
-        u_rest = u_rest - cross @ u_first
-    rest_chol = cholesky(rest)
-    u_rest = forward_solve(rest_chol, u_rest[:, None])[:, 0]
-    quadratic = quadratic - jnp.sum(jnp.square(u_rest))
-    log_det = log_det + 2.0 * jnp.sum(jnp.log(jnp.diagonal(rest_chol)))
+        scaled_cross = times_factor(xp.asarray(stats.wtw[split:, :split]), factors[:1],
+                                    segments[:1], xp=xp)
+        scaled_cross = xp.swapaxes(times_factor(xp.swapaxes(scaled_cross, -1, -2),
+                                                factors[1:], rest_segments, xp=xp), -1, -2)
+        scaled_cross = scaled_cross / scale[..., None]
+        # (..., rest, L·k) → (..., L, k, rest): one triangular solve per level
+        by_level = xp.moveaxis(scaled_cross.reshape(*batch, size - split, levels, k), -3, -1)
+        cross_t = forward_solve(first_chol, by_level, xp)
+        cross = xp.moveaxis(cross_t, -1, -3).reshape(*batch, size - split, split)
+        u_first = u_first.reshape(*batch, split)
+        rest = rest - cross @ xp.swapaxes(cross, -1, -2)
+        u_rest = u_rest - (cross @ u_first[..., None])[..., 0]
+    rest_chol = cholesky(rest, xp)
+    u_rest = forward_solve(rest_chol, u_rest[..., None], xp)[..., 0]
+    quadratic = quadratic - xp.sum(xp.square(u_rest), axis=-1)
+    log_det = log_det + 2.0 * xp.sum(xp.log(xp.diagonal(rest_chol, axis1=-2, axis2=-1)),
+                                     axis=-1)
     log_density = -0.5 * ((stats.n_obs - stats.n_flat) * _LOG_2PI + log_det + quadratic)
     return GaussianMarginal(log_density, log_det, quadratic, first_chol, cross, rest_chol,
                             u_first, u_rest)
 
 
+def _sandwich(m: Any, factors: Sequence[Any], segments: Sequence[Segment], xp: Any) -> Any:
+    """Λᵀ M Λ for a square M (Λ as in :func:`times_factor`)."""
+    right = times_factor(m, factors, segments, xp=xp)
+    return xp.swapaxes(times_factor(xp.swapaxes(right, -1, -2), factors, segments, xp=xp),
+                       -1, -2)
+
+
 def draw_coefficients(marginal: GaussianMarginal, factors: Sequence[Any],
-                      segments: Sequence[Segment], noise: Any) -> Any:
+                      segments: Sequence[Segment], noise: Any, xp: Any = None) -> Any:
     """δ = Λ L⁻ᵀ(u + ε): a draw of the coefficients given y (ε = 0: their mean).
 
-    With L = [[L₁, 0], [C, L₂]]: γ₂ = L₂⁻ᵀ(u₂ + ε₂), γ₁ = L₁⁻ᵀ(u₁ + ε₁ − Cᵀγ₂)."""
-    import jax.numpy as jnp
-
-    split = marginal.u_first.shape[0]
-    noise = jnp.broadcast_to(noise, (split + marginal.u_rest.shape[0],))
-    gamma = backward_solve(marginal.rest_chol, (marginal.u_rest + noise[split:])[:, None])[:, 0]
+    With L = [[L₁, 0], [C, L₂]]: γ₂ = L₂⁻ᵀ(u₂ + ε₂), γ₁ = L₁⁻ᵀ(u₁ + ε₁ − Cᵀγ₂). Batch
+    dimensions as in :func:`gaussian_marginal`; ``noise`` is shaped B + (m,) or broadcasts
+    to it."""
+    xp = array_namespace(xp)
+    split = marginal.u_first.shape[-1]
+    batch = marginal.u_rest.shape[:-1]
+    noise = xp.broadcast_to(noise, (*batch, split + marginal.u_rest.shape[-1]))
+    gamma = backward_solve(marginal.rest_chol,
+                           (marginal.u_rest + noise[..., split:])[..., None], xp)[..., 0]
     if split:
-        levels, k = marginal.first_chol.shape[:2]
-        first = marginal.u_first + noise[:split] - marginal.cross.T @ gamma
-        gamma_first = backward_solve(marginal.first_chol, first.reshape(levels, k, 1))
-        gamma = jnp.concatenate([gamma_first.reshape(-1), gamma])
-    return times_factor(gamma, factors, segments, transpose=True)
+        levels, k = marginal.first_chol.shape[-3:-1]
+        first = (marginal.u_first + noise[..., :split]
+                 - (xp.swapaxes(marginal.cross, -1, -2) @ gamma[..., None])[..., 0])
+        gamma_first = backward_solve(marginal.first_chol,
+                                     first.reshape(*batch, levels, k, 1), xp)
+        gamma = xp.concatenate([gamma_first.reshape(*batch, split), gamma], axis=-1)
+    return times_factor(gamma[..., None, :], factors, segments, transpose=True, xp=xp)[..., 0, :]
 
 
 #: matrices up to this size are factorised and solved with unrolled elementwise operations,
-#: which XLA compiles several times faster than its Cholesky and triangular solvers
+#: which XLA compiles several times faster than its Cholesky and triangular solvers (and
+#: which NumPy runs over many small matrices at once)
 UNROLLED_SIZE = 4
 
 
-def cholesky(a: Any) -> Any:
+def cholesky(a: Any, xp: Any = None) -> Any:
     """The lower Cholesky factor of each matrix in a (..., k, k) stack (NaN if not PD)."""
-    import jax.numpy as jnp
-
+    xp = array_namespace(xp)
     k = a.shape[-1]
     if k > UNROLLED_SIZE:
-        return jnp.linalg.cholesky(a)
+        if xp is np:
+            return _numpy_cholesky(a)
+        return xp.linalg.cholesky(a)
     if not k:
         return a
-    chol: list[list[Any]] = [[jnp.zeros(a.shape[:-2])] * k for _ in range(k)]
+    chol: list[list[Any]] = [[xp.zeros(a.shape[:-2])] * k for _ in range(k)]
     for j in range(k):
-        diagonal = a[..., j, j] - sum((jnp.square(chol[j][m]) for m in range(j)), 0.0)
-        chol[j][j] = jnp.sqrt(diagonal)
+        diagonal = a[..., j, j] - sum((xp.square(chol[j][m]) for m in range(j)), 0.0)
+        with np.errstate(invalid="ignore"):  # NaN where not PD, as JAX gives
+            chol[j][j] = xp.sqrt(diagonal)
         for i in range(j + 1, k):
             below = a[..., i, j] - sum((chol[i][m] * chol[j][m] for m in range(j)), 0.0)
             chol[i][j] = below / chol[j][j]
-    return jnp.stack([jnp.stack(row, axis=-1) for row in chol], axis=-2)
+    return xp.stack([xp.stack(row, axis=-1) for row in chol], axis=-2)
 
 
-def forward_solve(chol: Any, b: Any) -> Any:
+def _numpy_cholesky(a: FloatArray) -> FloatArray:
+    """NumPy's batched Cholesky factorisation, NaN (as JAX) for a matrix that is not PD."""
+    try:
+        return np.asarray(np.linalg.cholesky(a), dtype=float)
+    except np.linalg.LinAlgError:
+        flat = a.reshape(-1, *a.shape[-2:])
+        out = np.full_like(flat, np.nan)
+        for i, matrix in enumerate(flat):
+            try:
+                out[i] = np.linalg.cholesky(matrix)
+            except np.linalg.LinAlgError:
+                pass
+        return out.reshape(a.shape)
+
+
+def forward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
     """x with L x = b for each lower-triangular L (..., k, k) and b (..., k, r)."""
-    import jax.numpy as jnp
-    from jax.lax.linalg import triangular_solve
-
+    xp = array_namespace(xp)
     k = chol.shape[-1]
     if k > UNROLLED_SIZE:
+        if xp is np:
+            return np.linalg.solve(chol, b)
+        from jax.lax.linalg import triangular_solve
+
         return triangular_solve(chol, b, left_side=True, lower=True)
     x: list[Any] = []
     for i in range(k):
         rest = sum((chol[..., i, m, None] * x[m] for m in range(i)), 0.0)
         x.append((b[..., i, :] - rest) / chol[..., i, i, None])
-    return jnp.stack(x, axis=-2) if k else b
+    return xp.stack(x, axis=-2) if k else b
 
 
-def backward_solve(chol: Any, b: Any) -> Any:
+def backward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
     """x with Lᵀ x = b for each lower-triangular L (..., k, k) and b (..., k, r)."""
-    import jax.numpy as jnp
-    from jax.lax.linalg import triangular_solve
-
+    xp = array_namespace(xp)
     k = chol.shape[-1]
     if k > UNROLLED_SIZE:
+        if xp is np:
+            return np.linalg.solve(np.swapaxes(chol, -1, -2), b)
+        from jax.lax.linalg import triangular_solve
+
         return triangular_solve(chol, b, left_side=True, lower=True, transpose_a=True)
     x: list[Any] = [None] * k
     for i in reversed(range(k)):
         rest = sum((chol[..., m, i, None] * x[m] for m in range(i + 1, k)), 0.0)
         x[i] = (b[..., i, :] - rest) / chol[..., i, i, None]
-    return jnp.stack(x, axis=-2) if k else b
+    return xp.stack(x, axis=-2) if k else b
 
 
 def _diagonal_blocks(matrix: FloatArray, levels: int, k: int) -> FloatArray:
@@ -426,10 +498,53 @@ def correlated(term: GroupTerm) -> bool:
 
 
 def term_factor(sd: Any, corr_chol: Any | None) -> Any:
-    """Λ_t = diag(sd) L_t, or diag(sd) without correlations."""
-    import jax.numpy as jnp
+    """Λ_t = diag(sd) L_t, or diag(sd) without correlations (``sd`` shaped (..., k))."""
+    unit = np.eye(sd.shape[-1]) if corr_chol is None else corr_chol
+    return sd[..., :, None] * unit
 
-    return jnp.diag(sd) if corr_chol is None else sd[:, None] * corr_chol
+
+_LOG_2 = math.log(2.0)
+
+
+def corr_cholesky(x: Any, xp: Any = None) -> tuple[Any, Any]:
+    """The Cholesky factor L of a correlation matrix from unconstrained coordinates, and
+    log |∂L/∂x|: NumPyro's ``CorrCholeskyTransform`` (the same L for the same x).
+
+    With t = tanh(x) filling the strict lower triangle row by row ((1, 0), (2, 0), (2, 1),
+    …), the signed stick-breaking construction gives L_ij = t_ij Π_{m<j} √(1 − t_im²) for
+    j < i and L_ii = Π_{m<i} √(1 − t_im²), so each row has unit length (Lewandowski et al.
+    2009). log|J| = Σ log(1 − t²) + ½ Σ_i Σ_{j ≤ i−2} Σ_{m ≤ j} log(1 − t_im²), with
+    log(1 − tanh² x) = 2(log 2 − |x| − log1p(e^{−2|x|})) so that large |x| stay finite.
+    ``x`` is shaped (..., D(D − 1)/2).
+    """
+    xp = array_namespace(xp)
+    size = x.shape[-1]
+    dim = round((1 + math.sqrt(1 + 8 * size)) / 2)
+    t = xp.tanh(x)
+    log_one_minus = 2.0 * (_LOG_2 - xp.abs(x) - xp.log1p(xp.exp(-2.0 * xp.abs(x))))
+    zero, one = xp.zeros(x.shape[:-1]), xp.ones(x.shape[:-1])
+    rows, log_jacobian, at = [[one] + [zero] * (dim - 1)], xp.sum(log_one_minus, axis=-1), 0
+    for i in range(1, dim):
+        row, left, log_left = [], one, zero  # Π_{m<j} √(1 − t_im²) and log Π (1 − t_im²)
+        for j in range(i):
+            row.append(t[..., at + j] * left)
+            left = left * xp.sqrt(1.0 - xp.square(t[..., at + j]))
+            log_left = log_left + log_one_minus[..., at + j]
+            if j <= i - 2:
+                log_jacobian = log_jacobian + 0.5 * log_left
+        rows.append(row + [left] + [zero] * (dim - i - 1))
+        at += i
+    return xp.stack([xp.stack(row, axis=-1) for row in rows], axis=-2), log_jacobian
+
+
+def lkj_log_density(chol: Any, eta: float, xp: Any = None) -> Any:
+    """log LKJCholesky(L | η) up to its constant: Σ_{i=2}^{D} (D − i + 2η − 2) log L_ii
+    (Lewandowski et al. 2009; NumPyro's ``LKJCholesky``, whose normaliser does not depend
+    on L)."""
+    xp = array_namespace(xp)
+    dim = chol.shape[-1]
+    order = np.array([dim - i + 2.0 * eta - 2.0 for i in range(2, dim + 1)])
+    return xp.sum(order * xp.log(xp.diagonal(chol, axis1=-2, axis2=-1)[..., 1:]), axis=-1)
 
 
 def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig, *,
@@ -487,6 +602,126 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
     }
     dims, coords = posterior_dims(design)
     return MixedDraws(posterior, {k: dims[k] for k in posterior}, coords, stats, info)
+
+
+#: proposals per final draw, and at least this many, for method "importance"
+PROPOSALS_PER_DRAW = 2
+MIN_PROPOSALS = 4000
+#: values (8 bytes each) of the NumPy marginal's intermediate arrays per chunk of points
+CHUNK_VALUES = 4_000_000
+
+
+def integrate_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
+                    ) -> tuple[MixedDraws | None, dict[str, Any]]:
+    """Method ``importance`` for the normal family: the variance parameters x = (log σ,
+    log sd, correlation coordinates) by Pareto-smoothed importance sampling of
+    log p(x | y) (module docstring; β and b integrated out) from a Student-t at its mode
+    (:func:`poolwise.inference.importance.importance_sample`), then β and b drawn exactly
+    at each resampled x, as the marginal parametrisation does after NUTS. NumPy only.
+
+    Returns the draws (None when the diagnostic fails: k̂ too large, or no mode) and the
+    info: ``pareto_k``, ``pareto_k_limit``, ``importance_ess`` (of the weights),
+    ``ess`` (of the chains × draws resampled draws, :func:`resampled_ess`), ``proposals``,
+    ``sampled``, ``importance_problem`` (None, or why the draws cannot be used).
+    """
+    from poolwise.inference.importance import (
+        DEFAULT_DF,
+        importance_sample,
+        pareto_k_limit,
+        resampled_ess,
+    )
+
+    _check(design, priors)
+    if design.family != "normal":
+        raise SpecificationError(
+            f"method 'importance' integrates the Gaussian group effects out and needs the "
+            f"normal family, not {design.family}; use method 'nuts'")
+    marginal = _NumpyMarginal(design, priors)
+    total = config.chains * config.draws
+    size = max(PROPOSALS_PER_DRAW * total, MIN_PROPOSALS)
+    rng = generator(config.seed, Stream.FIT)
+    sample = importance_sample(marginal.log_density, marginal.start, size=size, rng=rng)
+    info: dict[str, Any] = {
+        "pareto_k": sample.pareto_k, "pareto_k_limit": pareto_k_limit(size),
+        "importance_ess": sample.ess, "proposals": size,
+        "sampled": (f"(log σ, log sd, correlation Cholesky coordinates) by importance "
+                    f"sampling from a Student-t({DEFAULT_DF:g}) at their posterior mode, "
+                    "Pareto-smoothed and resampled; β and group effects drawn exactly "
+                    "given them"),
+        "importance_problem": sample.problem}
+    if not sample.ok:
+        return None, info
+    info["ess"] = resampled_ess(sample.ess, total)
+    z = sample.resample(rng, total)
+    noise = generator(config.seed, Stream.CONDITIONAL).standard_normal(
+        (total, marginal.stats.wtw.shape[0]))
+    drawn = marginal.coefficients(z, noise)
+    posterior = {name: values.reshape(config.chains, config.draws, *values.shape[1:])
+                 for name, values in drawn.items()}
+    dims, coords = posterior_dims(design)
+    return MixedDraws(posterior, {k: dims[k] for k in posterior}, coords, {}, info), info
+
+
+class _NumpyMarginal:
+    """log p(x | y) of the marginal parametrisation (module docstring) and the exact draws
+    of (b, β) given x, in NumPy over many points x at once (in chunks of about
+    :data:`CHUNK_VALUES` intermediate values)."""
+
+    def __init__(self, design: MixedDesign, priors: MixedPriors) -> None:
+        self.design, self.priors = design, priors
+        self.layout = _Layout()
+        _variance_layout(design, self.layout)
+        self.stats = gaussian_stats(design, priors.fixed_loc)
+        self.p = len(design.fixed_names)
+        self.fixed_factor = np.diag(priors.fixed_scale)
+        residual_sd = _fixed_effects_start(design, priors)[2]
+        self.start = _variance_start(design, priors, residual_sd, self.layout)[0]
+        size = self.stats.wtw.shape[0]
+        split = self.stats.segments[0].stop if design.terms else 0
+        widest = max((t.n_effects for t in design.terms), default=1)
+        self.chunk = max(1, CHUNK_VALUES // (split * widest + (size - split) * size + 1))
+
+    def _parts(self, z: FloatArray) -> tuple[FloatArray, GaussianMarginal, list[Any]]:
+        with np.errstate(all="ignore"):  # far out, an sd underflows: density −inf or NaN
+            log_prior, sigma, sds, chols = _variance_parts(self.design, self.priors,
+                                                           self.layout, z, np)
+            factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
+            if self.p:
+                factors.append(self.fixed_factor)
+            marginal = gaussian_marginal(self.stats, sigma, factors, np)
+        return log_prior, marginal, factors
+
+    def log_density(self, z: FloatArray) -> FloatArray:
+        out = np.empty(z.shape[0])
+        for start in range(0, z.shape[0], self.chunk):
+            part = z[start:start + self.chunk]
+            log_prior, marginal, _ = self._parts(part)
+            out[start:start + self.chunk] = log_prior + marginal.log_density
+        return out
+
+    def coefficients(self, z: FloatArray, noise: FloatArray) -> dict[str, FloatArray]:
+        """σ, β (``b``), and per term the sds, correlations and group effects at each z."""
+        pieces: list[dict[str, FloatArray]] = []
+        for start in range(0, z.shape[0], self.chunk):
+            part = z[start:start + self.chunk]
+            _, marginal, factors = self._parts(part)
+            delta = draw_coefficients(marginal, factors, self.stats.segments,
+                                      noise[start:start + self.chunk], np)
+            _, sigma, sds, chols = _variance_parts(self.design, self.priors, self.layout,
+                                                   part, np)
+            out = {"b": delta[:, delta.shape[1] - self.p:] + self.priors.fixed_loc,
+                   "sigma": sigma}
+            segments = self.stats.segments[:len(self.design.terms)]
+            for term, segment, sd, chol in zip(self.design.terms, segments, sds, chols,
+                                               strict=True):
+                out[f"sd_{term.factor}"] = sd
+                if chol is not None:
+                    out[f"cor_{term.factor}"] = chol @ np.swapaxes(chol, -1, -2)
+                out[f"r_{term.factor}"] = delta[:, segment.offset:segment.stop].reshape(
+                    -1, segment.n_levels, segment.n_effects)
+            pieces.append(out)
+        return {name: np.concatenate([piece[name] for piece in pieces])
+                for name in pieces[0]}
 
 
 def resolve_parametrisation(family: str, choice: str) -> str:
@@ -547,38 +782,34 @@ def _variance_layout(design: MixedDesign, layout: _Layout) -> None:
             layout.add(f"corr_{term.factor}", k * (k - 1) // 2)
 
 
-def _variance_parts(design: MixedDesign, priors: MixedPriors, layout: _Layout,
-                    z: Any) -> tuple[Any, Any, list[Any], list[Any | None]]:
+def _variance_parts(design: MixedDesign, priors: MixedPriors, layout: _Layout, z: Any,
+                    xp: Any = None) -> tuple[Any, Any, list[Any], list[Any | None]]:
     """(log prior of the variance coordinates, the family's parameter σ or φ (None without
-    one), sds per term, L_t per term) at z."""
-    import jax.numpy as jnp
-    from numpyro.distributions import LKJCholesky
-    from numpyro.distributions.transforms import CorrCholeskyTransform
+    one), sds per term, L_t per term) at z, which may carry leading batch dimensions
+    (NumPy)."""
+    from poolwise._ops import NUMPY_OPS, jax_ops
 
-    from poolwise._ops import jax_ops
-
-    ops = jax_ops()
+    xp = array_namespace(xp)
+    ops = NUMPY_OPS if xp is np else jax_ops()
     log_prior: Any = 0.0
     sigma = None
     own = priors.family_parameter  # checked against the family in _check
     if own is not None:
-        log_value = layout.get(z, f"log_{own[0]}")[0]
-        sigma = jnp.exp(log_value)
+        log_value = layout.get(z, f"log_{own[0]}")[..., 0]
+        sigma = xp.exp(log_value)
         log_prior = own[1].log_density(sigma, ops) + log_value
     sds, chols = [], []
     for term in design.terms:
         log_sd = layout.get(z, f"log_sd_{term.factor}")
-        sd = jnp.exp(log_sd)
+        sd = xp.exp(log_sd)
         for e, effect in enumerate(term.names):
-            log_prior = log_prior + priors.sd[term.factor, effect].log_density(sd[e], ops)
-        log_prior = log_prior + jnp.sum(log_sd)
+            log_prior = log_prior + priors.sd[term.factor, effect].log_density(sd[..., e], ops)
+        log_prior = log_prior + xp.sum(log_sd, axis=-1)
         chol = None
         if correlated(term):
-            x = layout.get(z, f"corr_{term.factor}")
-            transform = CorrCholeskyTransform()
-            chol = transform(x)
-            lkj = LKJCholesky(term.n_effects, priors.cor[term.factor])
-            log_prior = log_prior + lkj.log_prob(chol) + transform.log_abs_det_jacobian(x, chol)
+            chol, log_jacobian = corr_cholesky(layout.get(z, f"corr_{term.factor}"), xp)
+            log_prior = (log_prior + lkj_log_density(chol, priors.cor[term.factor], xp)
+                         + log_jacobian)
         sds.append(sd)
         chols.append(chol)
     return log_prior, sigma, sds, chols
@@ -885,6 +1116,7 @@ __all__ = [
     "draw_coefficients",
     "gaussian_marginal",
     "gaussian_stats",
+    "integrate_mixed",
     "posterior_dims",
     "random_effects_matrix",
     "resolve_parametrisation",

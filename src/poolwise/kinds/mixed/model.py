@@ -6,14 +6,16 @@ The model (:mod:`poolwise.kinds.mixed.design`)
     g(E[y_i]) = x_iᵀ β + Σ_t z_tiᵀ b_t[l_t(i)] + offset_i,   b_t[l] ~ N(0, Σ_t),
 
 is fitted by NUTS (:mod:`poolwise.kinds.mixed.inference`; the normal family integrates β
-and the group effects out and draws them afterwards) or by ``eb-ml``: REML as lme4
-(:mod:`poolwise.kinds.mixed.reml`) for the normal family, maximum likelihood with the group
-effects integrated out by adaptive quadrature as lme4's ``glmer(nAGQ = n)``
-(:mod:`poolwise.kinds.mixed.glmm`) for the others; its fit also holds draws of β and the
-group effects given the estimated variance parameters. :meth:`MixedModel.prepare` reads a
-table into a :class:`MixedData` (the designs, the priors scaled to the data, the rows
-used), which ``fit``, ``describe_prior``, ``graph`` and ``equations`` take as well as the
-table.
+and the group effects out and draws them afterwards), by ``importance`` (the normal
+family's default: the few variance parameters by Pareto-smoothed importance sampling, no
+Markov chain, with an automatic and stated fallback to NUTS when its diagnostic fails) or
+by ``eb-ml``: REML as lme4 (:mod:`poolwise.kinds.mixed.reml`) for the normal family,
+maximum likelihood with the group effects integrated out by adaptive quadrature as lme4's
+``glmer(nAGQ = n)`` (:mod:`poolwise.kinds.mixed.glmm`) for the binomial, bernoulli and
+poisson families; its fit also holds draws of β and the group effects given the estimated
+variance parameters. :meth:`MixedModel.prepare` reads a table into a :class:`MixedData`
+(the designs, the priors scaled to the data, the rows used), which ``fit``,
+``describe_prior``, ``graph`` and ``equations`` take as well as the table.
 
 >>> import poolwise
 >>> sleep = poolwise.datasets.load("sleepstudy")
@@ -25,6 +27,7 @@ table.
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, ClassVar, Unpack
@@ -36,7 +39,7 @@ from numpy.typing import NDArray
 
 from poolwise import _arviz
 from poolwise._random import Stream, generator
-from poolwise.exceptions import DataError, SpecificationError
+from poolwise.exceptions import DataError, SamplingWarning, SpecificationError
 from poolwise.inference.agq import BLOCK_VALUES
 from poolwise.kinds.base import DRAW_COPIES, VALUE, BaseModel, Settings
 from poolwise.kinds.mixed.design import (
@@ -65,6 +68,7 @@ from poolwise.kinds.mixed.inference import (
     TARGET_ACCEPT as NUTS_TARGET_ACCEPT,
 )
 from poolwise.kinds.mixed.inference import (
+    MixedDraws,
     correlated,
     posterior_dims,
     resolve_parametrisation,
@@ -184,11 +188,16 @@ class MixedModel(BaseModel):
         (:func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
         :class:`~poolwise.kinds.mixed.priors.MixedPriors`.
     method
-        ``"nuts"`` (default; full Bayes) or ``"eb-ml"``: point estimates of the variance
-        parameters, β and the group effects drawn given them. For the normal family REML
-        as lme4; for binomial, bernoulli and poisson models with one group term of one or
-        two effects, maximum likelihood by adaptive Gauss–Hermite quadrature as lme4's
-        ``glmer(nAGQ = agq)``.
+        ``"importance"`` (the normal family's default; full Bayes without a Markov chain:
+        σ, the sds and correlations by Pareto-smoothed importance sampling from a
+        Student-t at their posterior mode with β and the group effects integrated out,
+        then β and the group effects drawn exactly; when the Pareto k̂ of the weights
+        exceeds 0.7 the fit falls back to ``nuts``, warns, and says so in ``fit.method``
+        and ``fit.info["fallback"]``), ``"nuts"`` (the other families' default; full
+        Bayes) or ``"eb-ml"``: point estimates of the variance parameters, β and the group
+        effects drawn given them. For the normal family REML as lme4; for binomial,
+        bernoulli and poisson models with one group term of one or two effects, maximum
+        likelihood by adaptive Gauss–Hermite quadrature as lme4's ``glmer(nAGQ = agq)``.
     agq
         ``eb-ml`` of a binomial, bernoulli or poisson model: quadrature points per group
         effect, 1 (the Laplace approximation, lme4's default) to 25; None: 9
@@ -210,7 +219,7 @@ class MixedModel(BaseModel):
 
     kind = "mixed"
     METHODS: ClassVar[Mapping[str, tuple[str, ...]]] = {
-        pooling: ("nuts", "eb-ml") for pooling in POOLINGS}
+        pooling: ("importance", "nuts", "eb-ml") for pooling in POOLINGS}
     PARAMETRISATIONS = ("marginal", "non-centred", "centred")
     #: the marginal parametrisation's; the explicit ones use 0.9 (``target_accept=None``)
     TARGET_ACCEPT = NUTS_TARGET_ACCEPT["marginal"]
@@ -220,6 +229,7 @@ class MixedModel(BaseModel):
                  prior: str | MixedPriors | None = None, missing: str = "refuse",
                  agq: int | None = None, **settings: Unpack[Settings]) -> None:
         family = mixed_family(family)
+        self.family: str = family  # before _settle: the default method depends on it
         text = prior.spec() if isinstance(prior, MixedPriors) else prior
         if text is not None:
             check_prior_syntax(text)
@@ -229,7 +239,6 @@ class MixedModel(BaseModel):
         self._settle({"formula": formula, "family": family, "prior": text,
                       "missing": missing, "agq": agq}, settings)
         self.formula: str = formula
-        self.family: str = family
         self.prior: str | None = text
         self.missing: str = missing
         #: quadrature points of eb-ml for a GLMM (None: DEFAULT_AGQ)
@@ -249,6 +258,10 @@ class MixedModel(BaseModel):
                 f"eb-ml is REML for the normal family and maximum likelihood by adaptive "
                 f"quadrature for the {', '.join(GLMM_FAMILIES)} families, not {family}; use "
                 "method 'nuts'")
+        if self.method == "importance" and family != "normal":
+            raise SpecificationError(
+                f"method 'importance' integrates the Gaussian group effects out and needs "
+                f"the normal family; use method 'nuts' for the {family} family")
         if self.method == "eb-ml" and text is not None:
             raise SpecificationError(
                 f"eb-ml is {self._eb_ml_phrase()}: it uses no priors; leave out prior= "
@@ -265,6 +278,16 @@ class MixedModel(BaseModel):
             return "REML (as lme4)"
         points = self.agq or DEFAULT_AGQ
         return f"{agq_method(points)}, as lme4's glmer(nAGQ = {points})"
+
+    def offered_methods(self) -> Mapping[str, tuple[str, ...]]:
+        """The methods for this family (the default first): ``importance`` is the normal
+        family's, ``eb-ml`` the normal family's (REML) and the GLMMs' (ML by AGQ); every
+        family has ``nuts``."""
+        drop = set() if self.family == "normal" else {"importance"}
+        if self.family not in ("normal", *GLMM_FAMILIES):
+            drop.add("eb-ml")
+        return {pooling: tuple(m for m in methods if m not in drop)
+                for pooling, methods in self.METHODS.items()}
 
     # ------------------------------------------------------------------ data
     def _key(self) -> tuple[Any, ...]:
@@ -374,12 +397,12 @@ class MixedModel(BaseModel):
 
         return mixed_equations(self, self._prepared(data))
 
-    def title(self, data: pd.DataFrame | MixedData) -> str:
+    def title(self, data: pd.DataFrame | MixedData, method: str | None = None) -> str:
         """``normal mixed model 'Reaction ~ Days + (Days | Subject)', partial pooling,
-        method nuts, 180 rows``."""
+        method nuts, 180 rows``; ``method``: the one that ran, where not the model's."""
         rows = self._prepared(data).n_obs
         return (f"{self.family} mixed model {self.formula!r}, {self.pooling_phrase}, "
-                f"method {self.method}, {rows} row{'s' if rows != 1 else ''}")
+                f"method {method or self.method}, {rows} row{'s' if rows != 1 else ''}")
 
     def memory_estimate(self, data: pd.DataFrame | MixedData) -> MemoryEstimate:
         """The draws of β, σ, the sds, correlations and group effects; for the marginal
@@ -404,7 +427,8 @@ class MixedModel(BaseModel):
             # AGQ's blocks of rows × nodes and the draws' blocks of rows × draws
             other.append(("adaptive quadrature", (BLOCK_VALUES + 8 * DRAW_BLOCK_ROWS)
                           * VALUE))
-        elif self.method == "eb-ml" or self.parametrisation == "marginal":
+        # importance's conditional draws go in chunks; its fallback is the marginal NUTS
+        elif self.method in ("eb-ml", "importance") or self.parametrisation == "marginal":
             other.append(("dense WᵀW", (q + p) ** 2 * VALUE))
             first = terms[0].n_levels * terms[0].n_effects if terms else 0
             rest = q + p - first
@@ -421,7 +445,8 @@ class MixedModel(BaseModel):
 
     # ------------------------------------------------------------------ fitting
     def fit(self, data: pd.DataFrame | MixedData, **columns: Any) -> MixedFit:
-        """Fit by NUTS or eb-ml (``method``) to a table or to :meth:`prepare`'s result."""
+        """Fit by importance sampling, NUTS or eb-ml (``method``) to a table or to
+        :meth:`prepare`'s result."""
         prepared = self.prepare(data, **columns)
         self.check_memory(prepared)
         start = time.perf_counter()
@@ -436,11 +461,7 @@ class MixedModel(BaseModel):
             info = {"converged": estimate.converged, "singular": estimate.singular,
                     "log_likelihood": estimate.log_likelihood}
         else:
-            from poolwise.kinds.mixed.inference import sample_mixed
-
-            result = sample_mixed(prepared.design, prepared.priors, self.config,
-                                  parametrisation=self.parametrisation,
-                                  target_accept=self.config.target_accept)
+            result = self._sample(prepared)
             posterior, sample_stats, info = result.posterior, result.sample_stats, result.info
             posterior = {name: posterior[name] for name in _variable_order(prepared.design)
                          if name in posterior}
@@ -448,6 +469,27 @@ class MixedModel(BaseModel):
         tree = self._tree(prepared, posterior, sample_stats, info, estimate)
         fit = MixedFit(self, prepared, tree, info, estimate)
         return finish_fit(fit, stacklevel=2)
+
+    def _sample(self, data: MixedData) -> MixedDraws:
+        """Importance sampling, or NUTS: asked for, or as importance's fallback, which
+        warns and records why in the info (``method``: the one that ran, ``fallback``)."""
+        from poolwise.kinds.mixed.inference import integrate_mixed, sample_mixed
+
+        info: dict[str, Any] = {}
+        if self.method == "importance":
+            drawn, info = integrate_mixed(data.design, data.priors, self.config)
+            if drawn is not None:
+                return replace(drawn, info={**drawn.info, "method": "importance"})
+            reason = str(info["importance_problem"])
+            info = {**info, "method": "nuts",
+                    "fallback": f"importance sampling failed its check ({reason}); fitted "
+                                "by NUTS instead"}
+            warnings.warn(f"method 'importance': {info['fallback']}", SamplingWarning,
+                          stacklevel=3)
+        result = sample_mixed(data.design, data.priors, self.config,
+                              parametrisation=self.parametrisation,
+                              target_accept=self.config.target_accept)
+        return replace(result, info={**_finite(info), **result.info})
 
     def _reml_draws(self, data: MixedData) -> tuple[dict[str, NDArray], LMMEstimate]:
         """REML estimates, and chains × draws draws of β and the group effects given them
@@ -608,6 +650,12 @@ class MixedModel(BaseModel):
         return tuple(term.factor for term in data.design.terms)
 
 
+def _finite(info: Mapping[str, Any]) -> dict[str, Any]:
+    """The info with infinite numbers (k̂ where no mode was found) as None, for JSON."""
+    return {k: None if isinstance(v, float) and not np.isfinite(v) else v
+            for k, v in info.items()}
+
+
 def _variable_order(design: MixedDesign) -> list[str]:
     """The posterior's variables in the order of the summary: b, sigma or phi, each
     factor's sd_ and cor_, then the group effects r_."""
@@ -734,6 +782,22 @@ class MixedFit(Fit):
     estimate: LMMEstimate | None = None
 
     @property
+    def method(self) -> str:
+        """The method that ran: the model's, or ``nuts`` where ``importance`` fell back
+        (``info["fallback"]`` says why)."""
+        return str(self.info.get("method", self.model.method))
+
+    def title(self) -> str:
+        return str(self.model.title(self.data, self.method))
+
+    @property
+    def effective_fraction(self) -> float | None:
+        """``importance``: the resampled draws' ESS (from the weights) per draw."""
+        if self.method != "importance":
+            return None
+        return float(self.info["ess"]) / (self.config.chains * self.config.draws)
+
+    @property
     def design(self) -> MixedDesign:
         """The pooling level's design."""
         return self.data.design
@@ -760,8 +824,15 @@ class MixedFit(Fit):
         variance parameters, the conditional modes)."""
         if self.estimate is not None:
             return self._summary_reml(ci_prob)
-        table = posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
+        weighted = self.method == "importance"
+        table = posterior_summary(self.posterior, ci_prob,
+                                  diagnostics=diagnostics and not weighted,
                                   group_dims=self.group_dims)
+        if weighted and diagnostics:
+            # resampled draws repeat points: their ESS is the weights', not their count
+            ess = float(self.info["ess"])
+            table["ess_bulk"] = table["ess_tail"] = ess
+            table["mcse_mean"] = table["sd"] / np.sqrt(ess)
         # a correlation matrix is symmetric with a unit diagonal: keep each pair once
         effects = {f"cor_{term.factor}": term.names for term in self.design.terms}
         keep = np.ones(len(table), dtype=bool)

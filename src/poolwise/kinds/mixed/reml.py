@@ -14,7 +14,8 @@ out (σ̂² = Q/ν) gives the restricted (ν = n − p) and the ordinary (ν = n
     ℓ_ML(θ)   = −½ [ν (1 + log(2π σ̂²)) + d − log|XᵀV₁⁻¹X|],
 
 Bates et al. (2015, eqs. 34 and 42). They are maximised over θ = (log sd_t/σ, the
-correlation coordinates of NumPyro's ``CorrCholeskyTransform``) by SciPy's L-BFGS-B with
+correlation coordinates of NumPyro's ``CorrCholeskyTransform``,
+:func:`~poolwise.kinds.mixed.inference.corr_cholesky`) by SciPy's L-BFGS-B with
 JAX gradients. Then β̂ is the generalised least-squares estimate, Cov(β̂) =
 σ̂²(XᵀV₁⁻¹X)⁻¹ (its square-root diagonal, lme4's standard errors), and the group effects are
 their conditional modes (BLUPs) E[b | y, θ̂, β̂].
@@ -46,6 +47,7 @@ from scipy import optimize
 from poolwise.exceptions import SpecificationError
 from poolwise.kinds.mixed.design import MixedDesign, effect_sd
 from poolwise.kinds.mixed.inference import (
+    corr_cholesky,
     correlated,
     draw_coefficients,
     gaussian_marginal,
@@ -110,7 +112,6 @@ def fit_reml(design: MixedDesign, *, reml: bool = True) -> LMMEstimate:
             f"REML and ML estimates are for normal mixed models, not {design.family}")
     import jax
     import jax.numpy as jnp
-    from numpyro.distributions.transforms import CorrCholeskyTransform
 
     jax.config.update("jax_enable_x64", True)
     stats = gaussian_stats(design, None)
@@ -125,7 +126,7 @@ def fit_reml(design: MixedDesign, *, reml: bool = True) -> LMMEstimate:
         relative_sds, chols, at = [], [], 0
         for k, n_corr in sizes:
             relative_sds.append(jnp.exp(theta[at:at + k]))
-            chols.append(CorrCholeskyTransform()(theta[at + k:at + k + n_corr]) if n_corr
+            chols.append(corr_cholesky(theta[at + k:at + k + n_corr], jnp)[0] if n_corr
                          else None)
             at += k + n_corr
         return relative_sds, chols
