@@ -236,6 +236,17 @@ class MixedModel(BaseModel):
             text = text.strip() or None
         if agq is not None:
             agq = check_agq(agq)
+        # before _settle, which knows only that this family does not offer them
+        method = settings.get("method")
+        if method == "eb-ml" and family not in ("normal", *GLMM_FAMILIES):
+            raise SpecificationError(
+                f"eb-ml is REML for the normal family and maximum likelihood by adaptive "
+                f"quadrature for the {', '.join(GLMM_FAMILIES)} families, not {family}; use "
+                "method 'nuts'")
+        if method == "importance" and family != "normal":
+            raise SpecificationError(
+                f"method 'importance' integrates the Gaussian group effects out and needs "
+                f"the normal family; use method 'nuts' for the {family} family")
         self._settle({"formula": formula, "family": family, "prior": text,
                       "missing": missing, "agq": agq}, settings)
         self.formula: str = formula
@@ -253,15 +264,6 @@ class MixedModel(BaseModel):
                 f"agq (--agq) sets the quadrature of method eb-ml for the "
                 f"{', '.join(GLMM_FAMILIES)} families, not of method {self.method!r} for the "
                 f"{family} family")
-        if self.method == "eb-ml" and family not in ("normal", *GLMM_FAMILIES):
-            raise SpecificationError(
-                f"eb-ml is REML for the normal family and maximum likelihood by adaptive "
-                f"quadrature for the {', '.join(GLMM_FAMILIES)} families, not {family}; use "
-                "method 'nuts'")
-        if self.method == "importance" and family != "normal":
-            raise SpecificationError(
-                f"method 'importance' integrates the Gaussian group effects out and needs "
-                f"the normal family; use method 'nuts' for the {family} family")
         if self.method == "eb-ml" and text is not None:
             raise SpecificationError(
                 f"eb-ml is {self._eb_ml_phrase()}: it uses no priors; leave out prior= "
