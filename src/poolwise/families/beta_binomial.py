@@ -10,7 +10,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
+from scipy import special
 
 from poolwise._ops import NUMPY_OPS, Ops, log_rising, log_sigmoid
 from poolwise.exceptions import DataError, SpecificationError
@@ -54,6 +54,8 @@ class BetaBinomial(RateFamily):
         return rng.binomial(np.asarray(n, dtype=np.int64), np.clip(theta, 0.0, 1.0))
 
     def population(self, alpha: ArrayLike, beta: ArrayLike) -> Any:
+        from scipy import stats  # about a second to import: only when used
+
         return stats.beta(alpha, beta)
 
     def sample_population(

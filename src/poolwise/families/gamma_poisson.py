@@ -11,7 +11,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
+from scipy import special
 
 from poolwise._ops import NUMPY_OPS, Ops, log_rising
 from poolwise.exceptions import DataError, SpecificationError
@@ -55,6 +55,8 @@ class GammaPoisson(RateFamily):
         return rng.poisson(np.multiply(n, theta))
 
     def population(self, alpha: ArrayLike, beta: ArrayLike) -> Any:
+        from scipy import stats  # about a second to import: only when used
+
         return stats.gamma(alpha, scale=1.0 / np.asarray(beta, dtype=float))
 
     def sample_population(

@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import stats
 
 from poolwise._ops import NUMPY_OPS, Ops
 from poolwise.exceptions import ConvergenceWarning, DataError, SpecificationError
@@ -73,6 +72,8 @@ class NormalNormal(RateFamily):
 
     def population(self, alpha: ArrayLike, beta: ArrayLike) -> Any:
         """N(μ, τ²); τ = 0 (a point mass) is kept as a vanishingly narrow normal."""
+        from scipy import stats  # about a second to import: only when used
+
         return stats.norm(alpha, np.maximum(np.asarray(beta, dtype=float), 1e-300))
 
     def sample_population(
