@@ -46,12 +46,16 @@ No or complete pooling
     "auto" here: θ is always explicit.
 
 How the chains run
-    Each target is a plain potential function −log p(z) given to NumPyro's functional
-    NUTS (:func:`numpyro.infer.hmc.hmc`: ``init_kernel`` with step size and diagonal mass
-    matrix adaptation, ``sample_kernel``). One chain — initialisation, warm-up and
-    sampling — is a single jitted program; it is compiled once (ahead of time, so the
-    compile and sample seconds can be reported) and run once per chain, with a different
-    key and start, the chains in parallel threads (``ThreadPoolExecutor`` with
+    Each target is a potential function −log p(z | data) of the sampled coordinates and
+    the data, given to NumPyro's functional NUTS (:func:`numpyro.infer.hmc.hmc`:
+    ``init_kernel`` with step size and diagonal mass matrix adaptation, ``sample_kernel``).
+    A chain is two compiled programs: ``start`` (initialisation) and ``advance`` (a fixed
+    number of iterations, called :data:`CALLS_PER_CHAIN` times; the progress bar advances
+    between calls). They take the data as arguments rather than compiling it in as
+    constants, and are kept per potential, settings and shapes (:func:`run_chains`), so a
+    fit of the same structure and shapes — other data, another seed — compiles nothing;
+    with JAX's persistent compilation cache (:func:`poolwise._ops.start_jax`) a new process
+    reads them from disk. The chains run in parallel threads (``ThreadPoolExecutor`` with
     min(chains, CPU cores) workers; XLA releases the GIL while a program runs). On CPU,
     compilation dominates the cost of these small models. Earlier measurements on the
     2-core test machine (rat tumours, 4 chains × (1000 + 1000) iterations, compilation
@@ -72,12 +76,11 @@ How the chains run
         ================================  ===========  ===========
 
     Compilation (2-5 s, varying more than that from run to run) is unchanged, so totals
-    gain 0.2-0.8 s. The progress bar advances from every thread (``jax.debug.callback``
-    into a thread-safe ``tqdm``). ``tree_depth`` = ⌊log2(n_steps)⌋ + 1, as ArviZ's
-    ``from_numpyro`` computes it from NumPyro's ``num_steps``.
+    gain 0.2-0.8 s. ``tree_depth`` = ⌊log2(n_steps)⌋ + 1, as ArviZ's ``from_numpyro``
+    computes it from NumPyro's ``num_steps``.
 
 JAX is switched to 64-bit floats (``jax_enable_x64``) when this method runs; the setting
-is global to the process.
+is global to the process, as is the persistent cache (``POOLWISE_COMPILE_CACHE``).
 
 References: Hoffman and Gelman (2014), "The No-U-Turn Sampler", JMLR 15:1593-1623;
 Phan, Pradhan and Jankowiak (2019), "Composable effects for flexible and accelerated
