@@ -49,10 +49,11 @@ How the chains run
     Each target is a potential function −log p(z | data) of the sampled coordinates and
     the data, given to NumPyro's functional NUTS (:func:`numpyro.infer.hmc.hmc`:
     ``init_kernel`` with step size and diagonal mass matrix adaptation, ``sample_kernel``).
-    A chain is two compiled programs: ``start`` (initialisation) and ``advance`` (a fixed
-    number of iterations, called :data:`CALLS_PER_CHAIN` times; the progress bar advances
-    between calls). They take the data as arguments rather than compiling it in as
-    constants, and are kept per potential, settings and shapes (:func:`run_chains`), so a
+    A chain is one compiled program, ``advance``, called :data:`CALLS_PER_CHAIN` times:
+    the first call initialises the chain, each runs a fixed number of iterations, and the
+    progress bar advances between calls. It takes the data as arguments rather than
+    compiling them in as constants, and is kept per potential, settings and shapes
+    (:func:`run_chains`), so a
     fit of the same structure and shapes — other data, another seed — compiles nothing;
     with JAX's persistent compilation cache (:func:`poolwise._ops.start_jax`) a new process
     reads them from disk. The chains run in parallel threads (``ThreadPoolExecutor`` with
@@ -401,11 +402,11 @@ def run_chains(
     """NUTS from each row of ``init``: z shaped (chains, draws, dim) and statistics.
 
     ``potential(z, data)`` is −log p(z | data); ``data`` is a pytree of arrays (or ``()``).
-    The chains run two compiled programs, ``start`` (NumPyro's ``init_kernel``) and
-    ``advance`` (:data:`CALLS_PER_CHAIN` calls a chain, each a fixed number of
-    ``sample_kernel`` iterations, so the progress bar advances between calls and no
-    program holds a host callback, which JAX's persistent cache refuses to store). Both
-    take the data as arguments, so nothing of it is compiled in as a constant: they are
+    The chains run one compiled program, ``advance``: :data:`CALLS_PER_CHAIN` calls a
+    chain, the first starting it (NumPyro's ``init_kernel``), each then a fixed number of
+    ``sample_kernel`` iterations, so the progress bar advances between calls and the
+    program holds no host callback, which JAX's persistent cache refuses to store. It
+    takes the data as arguments, so nothing of it is compiled in as a constant, and is
     kept per (``potential``, warm-up, iterations per call, ``target_accept``, shapes and
     dtypes of z and the data), and a fit of the same structure and shapes runs without
     compiling. ``potential`` is compared by ``==``: a frozen dataclass whose fields are the
@@ -429,15 +430,15 @@ def run_chains(
     starts = jnp.asarray(init, dtype=jnp.float64)
     data = jax.tree.map(lambda leaf: jnp.asarray(np.asarray(leaf)), data)
     began = time.perf_counter()
-    start, advance = _programs(potential, warmup, chunk, float(target_accept),
-                               _signature((keys[0], starts[0], data)))
+    placeholder, advance = _programs(potential, warmup, chunk, float(target_accept),
+                                     _signature((keys[0], starts[0], data)))
     compiled = time.perf_counter()
     tick, close_bar = _progress_bar(config, total)
 
     def run(c: int) -> dict[str, NDArray]:
-        state, parts = start(keys[c], starts[c], data), []
+        state, parts = placeholder, []
         for done in range(0, total, chunk):
-            state, part = advance(state, data)
+            state, part = advance(done == 0, keys[c], starts[c], state, data)
             parts.append(part)
             tick(min(chunk, total - done))
         return {name: np.concatenate([np.asarray(part[name]) for part in parts])[warmup:total]
@@ -471,15 +472,18 @@ def _signature(tree: Any) -> Signature:
 
 @functools.lru_cache(maxsize=PROGRAMS_KEPT)
 def _programs(potential: Potential, warmup: int, chunk: int, target_accept: float,
-              signature: Signature) -> tuple[Callable[..., Any], Callable[..., Any]]:
-    """The compiled ``start(key, z0, data)`` → NUTS state and ``advance(state, data)`` →
-    (state, ``chunk`` iterations' records) of :func:`run_chains`.
+              signature: Signature) -> tuple[Any, Callable[..., Any]]:
+    """The compiled ``advance(fresh, key, z0, state, data)`` → (state, ``chunk``
+    iterations' records) of :func:`run_chains`, and a placeholder state for its first call.
 
-    ``start`` is traced first: NumPyro's ``init_kernel`` sets up the adaptation that
-    ``sample_kernel`` then uses (as NumPyro's own ``MCMC`` runs its initialisation and its
-    sampling loop as separate programs).
+    With ``fresh`` true the chain starts at ``z0`` (NumPyro's ``init_kernel``, which also
+    sets up the adaptation that ``sample_kernel`` then uses) and ``state`` is ignored;
+    otherwise it goes on from ``state``. Initialisation and sampling are one program, so
+    XLA compiles the potential's gradient once for both (as two programs, each compiled
+    it: about twice the compile time).
     """
     import jax
+    import jax.numpy as jnp
     from jax import lax
     from numpyro.infer.hmc import hmc
 
@@ -490,20 +494,23 @@ def _programs(potential: Potential, warmup: int, chunk: int, target_accept: floa
         return init_kernel(z0, num_warmup=warmup, target_accept_prob=target_accept,
                            model_args=(data,), rng_key=key)
 
-    def advance(state: Any, data: Any) -> tuple[Any, dict[str, Any]]:
+    def advance(fresh: Any, key: Any, z0: Any, state: Any, data: Any
+                ) -> tuple[Any, dict[str, Any]]:
         def step(state: Any, _: Any) -> tuple[Any, dict[str, Any]]:
             state = sample_kernel(state, model_args=(data,))
             out = {name: getattr(state, field) for name, field in STAT_FIELDS.items()}
             return state, {"z": state.z, "step_size": state.adapt_state.step_size, **out}
 
+        state = lax.cond(fresh, lambda: start(key, z0, data), lambda: state)
         return lax.scan(step, state, length=chunk)
 
     structure, leaves = signature
-    specs = jax.tree.unflatten(structure, [jax.ShapeDtypeStruct(shape, dtype)
-                                           for shape, dtype in leaves])
-    traced = jax.jit(start).trace(*specs)
-    advance_compiled = jax.jit(advance).trace(traced.out_info, specs[2]).lower().compile()
-    return traced.lower().compile(), advance_compiled
+    key, z0, data = jax.tree.unflatten(structure, [jax.ShapeDtypeStruct(shape, dtype)
+                                                   for shape, dtype in leaves])
+    state = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype),
+                         jax.eval_shape(start, key, z0, data))
+    flag = jax.ShapeDtypeStruct((), jnp.bool_)
+    return state, jax.jit(advance).trace(flag, key, z0, state, data).lower().compile()
 
 
 def _bound(potential: Potential, data: Any, z: Any) -> Any:
