@@ -496,13 +496,19 @@ def _programs(potential: Potential, warmup: int, chunk: int, target_accept: floa
 
     def advance(fresh: Any, key: Any, z0: Any, state: Any, data: Any
                 ) -> tuple[Any, dict[str, Any]]:
-        def step(state: Any, _: Any) -> tuple[Any, dict[str, Any]]:
-            state = sample_kernel(state, model_args=(data,))
+        def record(state: Any) -> dict[str, Any]:
             out = {name: getattr(state, field) for name, field in STAT_FIELDS.items()}
-            return state, {"z": state.z, "step_size": state.adapt_state.step_size, **out}
+            return {"z": state.z, "step_size": state.adapt_state.step_size, **out}
+
+        def step(i: Any, carry: tuple[Any, Any]) -> tuple[Any, Any]:
+            state, records = carry
+            state = sample_kernel(state, model_args=(data,))
+            return state, jax.tree.map(lambda r, x: r.at[i].set(x), records, record(state))
 
         state = lax.cond(fresh, lambda: start(key, z0, data), lambda: state)
-        return lax.scan(step, state, length=chunk)
+        records = jax.tree.map(lambda x: jnp.zeros((chunk, *jnp.shape(x)), jnp.result_type(x)),
+                               record(state))
+        return lax.fori_loop(0, chunk, step, (state, records))
 
     structure, leaves = signature
     key, z0, data = jax.tree.unflatten(structure, [jax.ShapeDtypeStruct(shape, dtype)
