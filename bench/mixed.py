@@ -50,10 +50,13 @@ is shown as such in the table, with one line saying why.
 
 PyTensor (behind nutpie) and numba keep compiled code on disk, so nutpie compiles much
 faster once an earlier run has filled those caches (sleepstudy on a 2-core machine: about
-7 s against about 40 s from empty caches). ``--fresh-caches`` gives every engine empty
-PyTensor and numba cache directories, to time a first compilation; without it the caches
-are used as found, as in ``rates.py``. JAX keeps no compiled code between processes
-unless a persistent cache is configured.
+7 s against about 40 s from empty caches); so does poolwise, in JAX's persistent cache
+(``~/.cache/poolwise/jax``, ``POOLWISE_COMPILE_CACHE``), where its "compile" is then
+tracing the model and reading the cache. ``--fresh-caches`` gives every engine empty
+PyTensor, numba and poolwise cache directories, to time a first compilation; without it
+the caches are used as found, as in ``rates.py``. The hand-written NumPyro engine keeps no
+compiled code between processes (no persistent cache configured). ``warm.py`` times
+poolwise's command line cold and warm.
 """
 
 from __future__ import annotations
@@ -340,6 +343,7 @@ def engine_in_subprocess(name: str, data: str, draws: int, warmup: int, timeout:
                 if f)
             env["NUMBA_CACHE_DIR"] = f"{scratch}/numba"
             env.pop("JAX_COMPILATION_CACHE_DIR", None)
+            env["POOLWISE_COMPILE_CACHE"] = f"{scratch}/poolwise-jax"
         try:
             done = subprocess.run(command, capture_output=True, text=True, check=False,
                                   timeout=timeout, env=env)

@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+import os
+
 import pandas as pd
 import pytest
 
 from poolwise import datasets
+
+# JAX's persistent compilation cache stays out of the user's home: off for the suite (and the
+# processes it starts); tests/test_compile_cache.py turns it on in temporary directories
+os.environ["POOLWISE_COMPILE_CACHE"] = "0"
 
 
 @pytest.fixture(scope="session")

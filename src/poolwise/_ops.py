@@ -6,12 +6,21 @@ log densities serve the NumPy methods (exact, empirical Bayes, Gibbs) and NUTS i
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import cache
+from pathlib import Path
 from typing import Any, NamedTuple
 
 import numpy as np
 from scipy import special
+
+from poolwise.exceptions import SpecificationError
+
+#: the environment variable that places or turns off JAX's persistent compilation cache
+COMPILE_CACHE_VARIABLE = "POOLWISE_COMPILE_CACHE"
+#: values of :data:`COMPILE_CACHE_VARIABLE` that turn the cache off
+CACHE_OFF = ("0", "off", "false", "no")
 
 
 class Ops(NamedTuple):
@@ -32,12 +41,56 @@ NUMPY_OPS = Ops(
 )
 
 
+def compile_cache_dir() -> Path | None:
+    """Where JAX keeps compiled programs between processes, from ``POOLWISE_COMPILE_CACHE``.
+
+    Unset or empty: ``$XDG_CACHE_HOME/poolwise/jax`` (``~/.cache/poolwise/jax`` without
+    ``XDG_CACHE_HOME``); ``0``, ``off``, ``false`` or ``no``: None (no cache); anything
+    else: that directory.
+    """
+    value = os.environ.get(COMPILE_CACHE_VARIABLE, "").strip()
+    if value.lower() in CACHE_OFF:
+        return None
+    if value:
+        return Path(value).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME", "").strip()
+    return (Path(base) if base else Path.home() / ".cache") / "poolwise" / "jax"
+
+
 @cache
-def jax_ops() -> Ops:
-    """The same operations in JAX (imported on first use; switches JAX to float64)."""
+def start_jax() -> None:
+    """Switch JAX to float64 and turn on its persistent compilation cache (once a process).
+
+    Compiled programs are written to :func:`compile_cache_dir`, however quickly they
+    compiled, so that a later process running the same program (a fit of data of the same
+    shapes) reads it instead of compiling it again. A cache directory set for JAX itself
+    (``JAX_COMPILATION_CACHE_DIR`` or ``jax.config``) is left as it is. A default directory
+    that cannot be made means no cache; one named in ``POOLWISE_COMPILE_CACHE`` is an error.
+    """
     import jax
 
     jax.config.update("jax_enable_x64", True)
+    directory = compile_cache_dir()
+    if directory is None or jax.config.jax_compilation_cache_dir:  # type: ignore[attr-defined]
+        return
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        if os.environ.get(COMPILE_CACHE_VARIABLE, "").strip():
+            raise SpecificationError(
+                f"{COMPILE_CACHE_VARIABLE}={os.environ[COMPILE_CACHE_VARIABLE]!r} is not a "
+                f"directory poolwise can write ({error.strerror}); give a writable directory, "
+                f"or 0 to turn the compilation cache off") from None
+        return
+    jax.config.update("jax_compilation_cache_dir", str(directory))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+
+
+@cache
+def jax_ops() -> Ops:
+    """The same operations in JAX (imported on first use; :func:`start_jax`)."""
+    start_jax()
     import jax.numpy as jnp
     from jax.scipy import special as jspecial
 

@@ -41,6 +41,12 @@ if TYPE_CHECKING:
     from poolwise.results.fit import Fit
     from poolwise.results.prediction import Prediction
 
+#: where NUTS's compiled programs are kept, for the help of the commands that sample
+COMPILE_CACHE_HELP = (
+    "NUTS keeps its compiled programs in $XDG_CACHE_HOME/poolwise/jax (~/.cache/poolwise/jax), "
+    "so a later fit of the same shapes compiles nothing: POOLWISE_COMPILE_CACHE=0 turns this "
+    "off, POOLWISE_COMPILE_CACHE=DIR keeps them in DIR.")
+
 app = typer.Typer(
     name="poolwise",
     help="Bayesian hierarchical models for grouped data.",
@@ -692,7 +698,7 @@ def emit(document: dict[str, Any], out: Path | None, output_format: str) -> None
 
 
 # ----------------------------------------------------------------------------- commands
-@app.command("fit")
+@app.command("fit", epilog=COMPILE_CACHE_HELP)
 def fit_command(
     data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
     se: SeCol = None, pooling: PoolingOption = None, method: Method = None,
@@ -941,7 +947,7 @@ MODEL_OPTIONS = ("--family", "--y", "--n", "--group", "--se", "--method", "--pri
                  "--target-accept", "--parametrisation", "--formula", "--drop-missing")
 
 
-@app.command("compare")
+@app.command("compare", epilog=COMPILE_CACHE_HELP)
 def compare_command(
     sources: Sources, family: Family = None, y: YCol = None, n: NCol = None,
     group: GroupCol = None, se: SeCol = None, method: Method = None, prior: Prior = None,

@@ -55,35 +55,33 @@ class Distribution:
         return _DISTRIBUTIONS[self.name]
 
     def log_density(self, x: Any, ops: Ops = NUMPY_OPS) -> Any:
-        """log p(x) (normalised, so priors can be compared; 0 for ``flat``)."""
+        """log p(x) (normalised, so priors can be compared; 0 for ``flat``). The parameters
+        may be arrays of ``ops`` too (JAX programs take them as arguments)."""
         p = self.params
+        half_log_2pi = 0.5 * math.log(2.0 * math.pi)
         if self.name == "flat":
             return 0.0 * x
         if self.name == "normal":
             mu, sigma = p
-            return -math.log(sigma * math.sqrt(2.0 * math.pi)) - 0.5 * ops.square((x - mu) / sigma)
+            return -ops.log(sigma) - half_log_2pi - 0.5 * ops.square((x - mu) / sigma)
         if self.name == "halfnormal":
             (s,) = p
-            return math.log(math.sqrt(2.0 / math.pi) / s) - 0.5 * ops.square(x / s)
+            return 0.5 * math.log(2.0 / math.pi) - ops.log(s) - 0.5 * ops.square(x / s)
         if self.name == "halfcauchy":
             (s,) = p
-            return math.log(2.0 / (math.pi * s)) - ops.log1p(ops.square(x / s))
+            return math.log(2.0 / math.pi) - ops.log(s) - ops.log1p(ops.square(x / s))
         if self.name == "exponential":
             (rate,) = p
-            return math.log(rate) - rate * x
+            return ops.log(rate) - rate * x
         if self.name == "gamma":
             shape, rate = p
             return (
-                shape * math.log(rate) - math.lgamma(shape) + (shape - 1.0) * ops.log(x) - rate * x
+                shape * ops.log(rate) - ops.gammaln(shape) + (shape - 1.0) * ops.log(x) - rate * x
             )
         if self.name == "lognormal":
             mu, sigma = p
             log_x = ops.log(x)
-            return (
-                -log_x
-                - math.log(sigma * math.sqrt(2.0 * math.pi))
-                - 0.5 * ops.square((log_x - mu) / sigma)
-            )
+            return -log_x - ops.log(sigma) - half_log_2pi - 0.5 * ops.square((log_x - mu) / sigma)
         raise AssertionError(self.name)  # unreachable: names are checked on construction
 
     def sample(self, rng: Any, size: int) -> Any:

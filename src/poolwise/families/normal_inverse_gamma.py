@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
-from scipy import special, stats
+from scipy import special
 
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families.base import FloatArray
@@ -529,6 +529,8 @@ def theta_marginal(posterior: NIGPosterior) -> Any:
     """
     if not isinstance(posterior, NIGPosterior):
         raise TypeError(f"posterior must be an NIGPosterior, not {type(posterior).__name__}")
+    from scipy import stats
+
     scale = np.sqrt(posterior.beta * posterior.v / posterior.alpha)
     return stats.t(df=2.0 * posterior.alpha, loc=posterior.m, scale=scale)
 
@@ -541,6 +543,8 @@ def sigma2_marginal(posterior: NIGPosterior) -> Any:
     """
     if not isinstance(posterior, NIGPosterior):
         raise TypeError(f"posterior must be an NIGPosterior, not {type(posterior).__name__}")
+    from scipy import stats
+
     return stats.invgamma(posterior.alpha, scale=posterior.beta)
 
 

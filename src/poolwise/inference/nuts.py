@@ -46,12 +46,17 @@ No or complete pooling
     "auto" here: θ is always explicit.
 
 How the chains run
-    Each target is a plain potential function −log p(z) given to NumPyro's functional
-    NUTS (:func:`numpyro.infer.hmc.hmc`: ``init_kernel`` with step size and diagonal mass
-    matrix adaptation, ``sample_kernel``). One chain — initialisation, warm-up and
-    sampling — is a single jitted program; it is compiled once (ahead of time, so the
-    compile and sample seconds can be reported) and run once per chain, with a different
-    key and start, the chains in parallel threads (``ThreadPoolExecutor`` with
+    Each target is a potential function −log p(z | data) of the sampled coordinates and
+    the data, given to NumPyro's functional NUTS (:func:`numpyro.infer.hmc.hmc`:
+    ``init_kernel`` with step size and diagonal mass matrix adaptation, ``sample_kernel``).
+    A chain is one compiled program, ``advance``, called :data:`CALLS_PER_CHAIN` times:
+    the first call initialises the chain, each runs a fixed number of iterations, and the
+    progress bar advances between calls. It takes the data as arguments rather than
+    compiling them in as constants, and is kept per potential, settings and shapes
+    (:func:`run_chains`), so a
+    fit of the same structure and shapes — other data, another seed — compiles nothing;
+    with JAX's persistent compilation cache (:func:`poolwise._ops.start_jax`) a new process
+    reads them from disk. The chains run in parallel threads (``ThreadPoolExecutor`` with
     min(chains, CPU cores) workers; XLA releases the GIL while a program runs). On CPU,
     compilation dominates the cost of these small models. Earlier measurements on the
     2-core test machine (rat tumours, 4 chains × (1000 + 1000) iterations, compilation
@@ -72,12 +77,11 @@ How the chains run
         ================================  ===========  ===========
 
     Compilation (2-5 s, varying more than that from run to run) is unchanged, so totals
-    gain 0.2-0.8 s. The progress bar advances from every thread (``jax.debug.callback``
-    into a thread-safe ``tqdm``). ``tree_depth`` = ⌊log2(n_steps)⌋ + 1, as ArviZ's
-    ``from_numpyro`` computes it from NumPyro's ``num_steps``.
+    gain 0.2-0.8 s. ``tree_depth`` = ⌊log2(n_steps)⌋ + 1, as ArviZ's ``from_numpyro``
+    computes it from NumPyro's ``num_steps``.
 
 JAX is switched to 64-bit floats (``jax_enable_x64``) when this method runs; the setting
-is global to the process.
+is global to the process, as is the persistent cache (``POOLWISE_COMPILE_CACHE``).
 
 References: Hoffman and Gelman (2014), "The No-U-Turn Sampler", JMLR 15:1593-1623;
 Phan, Pradhan and Jankowiak (2019), "Composable effects for flexible and accelerated
@@ -89,23 +93,28 @@ the non-centred parametrisation); BDA3 §5.5 (eight schools).
 
 from __future__ import annotations
 
+import functools
 import os
+import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
+from poolwise._ops import start_jax
 from poolwise._random import Stream, generator, jax_key
 from poolwise.exceptions import SpecificationError
 from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig
 from poolwise.inference.exact import starting_point
-from poolwise.priors import hyperprior_log_density_uv
+from poolwise.priors import HyperPrior, hyperprior_log_density_uv
 
 if TYPE_CHECKING:
     from poolwise.data.tables import GroupCounts
+    from poolwise.families.base import RateFamily
 
 #: how the chains are run (see the module docstring for the measurements behind it)
 CHAIN_METHOD = "one compiled program, chains in parallel threads (one per CPU core)"
@@ -133,7 +142,13 @@ STAT_FIELDS = {
     "energy": "energy",
 }
 
-Potential = Callable[[Any], Any]
+#: calls of the compiled sampling program per chain; the progress bar advances between them
+CALLS_PER_CHAIN = 20
+#: compiled chain programs kept in a process (:func:`_programs`), least recently used dropped
+PROGRAMS_KEPT = 16
+
+#: −log p(z | data) as a function of (z, data)
+Potential = Callable[[Any, Any], Any]
 
 
 def sample_nuts(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -> Draws:
@@ -177,27 +192,33 @@ def sample_nuts(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -
     (μ, log τ, θ) — comparable within one parametrisation only. ``info`` records the
     parametrisation used and what was sampled. The module docstring gives the models.
     """
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
-
+    start_jax()
     parametrisation = _resolve_parametrisation(spec, config)
     init_rng = generator(config.seed, Stream.INIT)
     theta_rng = generator(config.seed, Stream.CONDITIONAL)
     family = spec.family
     to_theta: Callable[[Any], Any] | None = None
+    arrays: Any = ()
+    potential: Potential
     if parametrisation == "marginal":
         potential, start = _collapsed_potential(spec, data)
         sampled = "(u, v) with θ integrated out"
     elif spec.pooling == "partial":
-        potential, start, to_theta = _normal_potential(spec, data, parametrisation)
+        potential = _NormalPotential(family, spec.hyperprior, parametrisation == "centred")
+        arrays = (np.asarray(data.y, dtype=float), np.asarray(data.n, dtype=float))
+        start, to_theta = _normal_start(spec, data, potential)
         sampled = EXPLICIT_SAMPLED[parametrisation]
     else:
-        potential, start, to_theta = _theta_potential(spec, data)
+        y, n = data.y, data.n
+        if spec.pooling == "complete":
+            y, n = (np.atleast_1d(value) for value in family.pool(y, n))
+        potential = _ThetaPotential(family, float(spec.theta_prior.a), float(spec.theta_prior.b))
+        arrays = (np.asarray(y, dtype=float), np.asarray(n, dtype=float))
+        start, to_theta = potential.start(y, n), potential.transform()
         sampled = "θ"
     target = EXPLICIT_TARGET_ACCEPT if parametrisation in EXPLICIT_SAMPLED else TARGET_ACCEPT
     init = start + init_rng.uniform(-INIT_JITTER, INIT_JITTER, size=(config.chains, start.size))
-    z, stats = run_chains(potential, init, config, target)
+    z, stats = run_chains(potential, init, config, target, data=arrays)
     info: dict[str, Any] = {
         "divergences": int(np.sum(stats["diverging"])),
         "chain_method": CHAIN_METHOD,
@@ -244,14 +265,15 @@ def _resolve_parametrisation(spec: ConjugateSpec, config: SamplerConfig) -> str:
 
 
 def _collapsed_potential(spec: ConjugateSpec, data: GroupCounts) -> tuple[Potential, NDArray]:
-    """−log p(u, v | y) with θ integrated out, and a start."""
+    """−log p(u, v | y) with θ integrated out, and a start. The family's reduced terms are
+    not arrays JAX can take as arguments, so they stay in the closure (no ``data``)."""
     from poolwise._ops import jax_ops
 
     family, prior, ops = spec.family, spec.hyperprior, jax_ops()
     assert prior is not None  # partial pooling always has a hyperprior
     terms = family.marginal_terms(*data.compressed())
 
-    def potential(z: Any) -> Any:
+    def potential(z: Any, _: Any) -> Any:
         u, v = z[0], z[1]
         alpha, beta = family.from_uv(u, v, ops)
         return -(family.log_marginal_sum(alpha, beta, terms, ops)
@@ -260,87 +282,112 @@ def _collapsed_potential(spec: ConjugateSpec, data: GroupCounts) -> tuple[Potent
     return potential, starting_point(spec, data)
 
 
-def _normal_potential(
-    spec: ConjugateSpec, data: GroupCounts, parametrisation: str
-) -> tuple[Potential, NDArray, Callable[[Any], Any]]:
-    """−log p(μ, log τ, η or θ | y) for the normal family, a start and z ↦ θ (module docs)."""
-    import jax.numpy as jnp
+@dataclass(frozen=True)
+class _NormalPotential:
+    """−log p(μ, log τ, η or θ | y) for the normal family (module docstring), a function of
+    z and the data (y_j, σ_j); equal for every fit with the same prior and form."""
 
-    from poolwise._ops import jax_ops
+    family: RateFamily
+    prior: HyperPrior | None
+    centred: bool
 
-    family, prior, ops = spec.family, spec.hyperprior, jax_ops()
-    assert prior is not None  # partial pooling always has a hyperprior
-    y, se = np.asarray(data.y, dtype=float), np.asarray(data.n, dtype=float)
-    centred = parametrisation == "centred"
+    def log_population(self, x: Any, mean: Any, sd: Any) -> Any:
+        import jax.numpy as jnp
 
-    def log_population(x: Any, mean: Any, sd: Any) -> Any:
+        from poolwise._ops import jax_ops
+
         stats = (x.shape[-1], jnp.sum(x, axis=-1), jnp.sum(jnp.square(x), axis=-1))
-        return family.log_population_from_stats(mean, sd, stats, ops)
+        return self.family.log_population_from_stats(mean, sd, stats, jax_ops())
 
-    def to_theta(z: Any) -> Any:
-        mu, tau = family.from_uv(z[..., 0:1], z[..., 1:2], ops)
-        return z[..., 2:] if centred else mu + tau * z[..., 2:]
+    def to_theta(self, z: Any) -> Any:
+        from poolwise._ops import jax_ops
 
-    def potential(z: Any) -> Any:
+        mu, tau = self.family.from_uv(z[..., 0:1], z[..., 1:2], jax_ops())
+        return z[..., 2:] if self.centred else mu + tau * z[..., 2:]
+
+    def __call__(self, z: Any, data: tuple[Any, Any]) -> Any:
+        import jax.numpy as jnp
+
+        from poolwise._ops import jax_ops
+
+        family, ops, (y, se) = self.family, jax_ops(), data
+        assert self.prior is not None  # partial pooling always has a hyperprior
         u, v, x = z[0], z[1], z[2:]
         mu, tau = family.from_uv(u, v, ops)
-        theta = x if centred else mu + tau * x
-        population = log_population(x, mu, tau) if centred else log_population(x, 0.0, 1.0)
-        return -(hyperprior_log_density_uv(prior, family, u, v, ops) + population
+        theta = x if self.centred else mu + tau * x
+        population = (self.log_population(x, mu, tau) if self.centred
+                      else self.log_population(x, 0.0, 1.0))
+        return -(hyperprior_log_density_uv(self.prior, family, u, v, ops) + population
                  + jnp.sum(family.log_likelihood(theta, y, se, ops)))
 
+
+def _normal_start(spec: ConjugateSpec, data: GroupCounts, potential: _NormalPotential
+                  ) -> tuple[NDArray, Callable[[Any], Any]]:
+    """A start for the normal family's explicit θ (each θ_j at its conditional mean given
+    the starting (μ, τ)), and z ↦ θ."""
+    y, se = np.asarray(data.y, dtype=float), np.asarray(data.n, dtype=float)
     uv = starting_point(spec, data)
-    mu0, tau0 = family.from_uv(uv[0], uv[1])
-    mean, _ = family.conjugate_update(mu0, tau0, y, se)
-    x0 = mean if centred else (mean - mu0) / tau0
-    return potential, np.concatenate([uv, x0]), to_theta
+    mu0, tau0 = spec.family.from_uv(uv[0], uv[1])
+    mean, _ = spec.family.conjugate_update(mu0, tau0, y, se)
+    x0 = mean if potential.centred else (mean - mu0) / tau0
+    return np.concatenate([uv, x0]), potential.to_theta
 
 
-def _theta_potential(
-    spec: ConjugateSpec, data: GroupCounts
-) -> tuple[Potential, NDArray, Callable[[Any], Any]]:
-    """−log p(z | y) for θ = T(z) explicit, a start near the conjugate posterior, and T."""
-    import jax.numpy as jnp
-    from numpyro import distributions as dist
-    from numpyro.distributions.transforms import ExpTransform, IdentityTransform, biject_to
+@dataclass(frozen=True)
+class _ThetaPotential:
+    """−log p(z | y) for θ = T(z) explicit under its fixed prior with parameters (a, b),
+    a function of z and the data (y_j, n_j); equal for every fit with the same prior."""
 
-    from poolwise._ops import jax_ops
+    family: RateFamily
+    a: float
+    b: float
 
-    family, ops = spec.family, jax_ops()
-    a, b = spec.theta_prior.a, spec.theta_prior.b
-    y, n = data.y, data.n
-    if spec.pooling == "complete":
-        y, n = (np.atleast_1d(value) for value in family.pool(y, n))
-    prior: Any
-    if family.name == "beta-binomial":
-        prior = dist.Beta(a, b)
-    elif family.name == "gamma-poisson":
-        prior = None if b == 0 else dist.Gamma(a, b)
-    elif family.name == "normal":
-        prior = None if np.isinf(b) else dist.Normal(a, b)
-    else:
-        raise SpecificationError(f"nuts has no fixed θ prior for the {family.name!r} family")
-    flat_normal = prior is None and family.name == "normal"
-    transform: Any
-    if flat_normal:
-        transform = IdentityTransform()
-    else:
-        transform = ExpTransform() if prior is None else biject_to(prior.support)
+    def __post_init__(self) -> None:
+        if self.family.name not in ("beta-binomial", "gamma-poisson", "normal"):
+            raise SpecificationError(
+                f"nuts has no fixed θ prior for the {self.family.name!r} family")
 
-    def log_prior(z: Any, theta: Any) -> Any:
-        if flat_normal:  # the improper uniform prior on the real line
-            return 0.0 * z
-        if prior is None:  # Gamma(a, 0): p(θ) ∝ θ^(a−1), so p(log θ) ∝ θ^a
-            return a * z
-        return prior.log_prob(theta) + transform.log_abs_det_jacobian(z, theta)
+    def prior(self) -> Any:
+        """NumPyro's prior of θ, or None for the improper Gamma(a, 0) and flat priors."""
+        from numpyro import distributions as dist
 
-    def potential(z: Any) -> Any:
+        if self.family.name == "beta-binomial":
+            return dist.Beta(self.a, self.b)
+        if self.family.name == "gamma-poisson":
+            return None if self.b == 0 else dist.Gamma(self.a, self.b)
+        return None if np.isinf(self.b) else dist.Normal(self.a, self.b)
+
+    def transform(self) -> Any:
+        """T, from the real line to θ's support (NumPyro's bijection)."""
+        from numpyro.distributions.transforms import ExpTransform, IdentityTransform, biject_to
+
+        prior = self.prior()
+        if prior is not None:
+            return biject_to(prior.support)
+        return IdentityTransform() if self.family.name == "normal" else ExpTransform()
+
+    def __call__(self, z: Any, data: tuple[Any, Any]) -> Any:
+        import jax.numpy as jnp
+
+        from poolwise._ops import jax_ops
+
+        prior, transform = self.prior(), self.transform()
         theta = transform(z)
-        return -jnp.sum(log_prior(z, theta) + family.log_likelihood(theta, y, n, ops))
+        if prior is not None:
+            log_prior = prior.log_prob(theta) + transform.log_abs_det_jacobian(z, theta)
+        elif self.family.name == "normal":  # the improper uniform prior on the real line
+            log_prior = 0.0 * z
+        else:  # Gamma(a, 0): p(θ) ∝ θ^(a−1), so p(log θ) ∝ θ^a
+            log_prior = self.a * z
+        y, n = data
+        return -jnp.sum(log_prior + self.family.log_likelihood(theta, y, n, jax_ops()))
 
-    median = np.atleast_1d(family.conditional(a, b, y, n).median())
-    start = np.asarray(transform.inv(jnp.asarray(median)), dtype=float)
-    return potential, start, transform
+    def start(self, y: NDArray, n: NDArray) -> NDArray:
+        """T⁻¹ of each θ's conjugate posterior median."""
+        import jax.numpy as jnp
+
+        median = np.atleast_1d(self.family.conditional(self.a, self.b, y, n).median())
+        return np.asarray(self.transform().inv(jnp.asarray(median)), dtype=float)
 
 
 def run_chains(
@@ -349,60 +396,62 @@ def run_chains(
     config: SamplerConfig,
     target_accept: float,
     *,
+    data: Any = (),
     timings: dict[str, float] | None = None,
 ) -> tuple[NDArray, dict[str, NDArray]]:
     """NUTS from each row of ``init``: z shaped (chains, draws, dim) and statistics.
 
+    ``potential(z, data)`` is −log p(z | data); ``data`` is a pytree of arrays (or ``()``).
+    The chains run one compiled program, ``advance``: :data:`CALLS_PER_CHAIN` calls a
+    chain, the first starting it (NumPyro's ``init_kernel``), each then a fixed number of
+    ``sample_kernel`` iterations, so the progress bar advances between calls and the
+    program holds no host callback, which JAX's persistent cache refuses to store. It
+    takes the data as arguments, so nothing of it is compiled in as a constant, and is
+    kept per (``potential``, warm-up, iterations per call, ``target_accept``, shapes and
+    dtypes of z and the data), and a fit of the same structure and shapes runs without
+    compiling. ``potential`` is compared by ``==``: a frozen dataclass whose fields are the
+    model's structure serves every fit of it; a closure serves only itself.
+
     The statistics, each shaped (chains, draws), are those of :data:`STAT_FIELDS`, with
     ``lp`` = −potential, plus ``step_size`` and ``tree_depth`` = ⌊log2(n_steps)⌋ + 1 (the
     depth of NumPyro's doubling tree, as ArviZ's ``from_numpyro`` computes it). Where a
-    ``timings`` dict is given, it receives ``compile_seconds`` and ``sample_seconds``.
+    ``timings`` dict is given, it receives ``compile_seconds`` (tracing, lowering and
+    compiling, or reading the persistent cache; 0 when this process holds the programs)
+    and ``sample_seconds``.
     """
     import jax
     import jax.numpy as jnp
-    from jax import lax, random
-    from numpyro.infer.hmc import hmc
+    from jax import random
 
-    init_kernel, sample_kernel = hmc(potential_fn=potential, algo="NUTS")
-    warmup, draws = config.warmup, config.draws
-    total = warmup + draws
-    tick, close_bar = _progress_bar(config, total)
-
-    def record(state: Any) -> dict[str, Any]:
-        out = {name: getattr(state, field) for name, field in STAT_FIELDS.items()}
-        return {"z": state.z, "step_size": state.adapt_state.step_size, **out}
-
-    def one_chain(key: Any, z0: Any) -> dict[str, Any]:
-        state = init_kernel(z0, num_warmup=warmup, target_accept_prob=target_accept,
-                            rng_key=key)
-        buffers = jax.tree.map(lambda x: jnp.zeros((draws, *jnp.shape(x)), jnp.result_type(x)),
-                               record(state))
-
-        def body(i: Any, carry: tuple[Any, Any]) -> tuple[Any, Any]:
-            state, buffers = carry
-            state = sample_kernel(state)
-            if tick is not None:
-                tick(i)
-            # warm-up iterations write to slot 0, which the first draw overwrites
-            slot = jnp.maximum(i - warmup, 0)
-            buffers = jax.tree.map(lambda buf, x: buf.at[slot].set(x), buffers, record(state))
-            return state, buffers
-
-        return lax.fori_loop(0, total, body, (state, buffers))[1]
-
+    start_jax()
+    warmup, total = config.warmup, config.warmup + config.draws
+    chunk = -(-total // CALLS_PER_CHAIN)
     keys = random.split(jax_key(config.seed, Stream.FIT), config.chains)
     starts = jnp.asarray(init, dtype=jnp.float64)
-    started = time.perf_counter()
-    chain = jax.jit(one_chain).lower(keys[0], starts[0]).compile()
+    data = jax.tree.map(lambda leaf: jnp.asarray(np.asarray(leaf)), data)
+    began = time.perf_counter()
+    placeholder, advance = _programs(potential, warmup, chunk, float(target_accept),
+                                     _signature((keys[0], starts[0], data)))
     compiled = time.perf_counter()
+    tick, close_bar = _progress_bar(config, total)
+
+    def run(c: int) -> dict[str, NDArray]:
+        state, parts = placeholder, []
+        for done in range(0, total, chunk):
+            state, part = advance(done == 0, keys[c], starts[c], state, data)
+            parts.append(part)
+            tick(min(chunk, total - done))
+        return {name: np.concatenate([np.asarray(part[name]) for part in parts])[warmup:total]
+                for name in parts[0]}
+
     try:
-        runs = _run_each(chain, keys, starts)
+        runs = _run_each(run, config.chains)
     finally:
         close_bar()
     if timings is not None:
-        timings["compile_seconds"] = compiled - started
+        timings["compile_seconds"] = compiled - began
         timings["sample_seconds"] = time.perf_counter() - compiled
-    out = {name: np.stack([np.asarray(r[name]) for r in runs]) for name in runs[0]}
+    out = {name: np.stack([r[name] for r in runs]) for name in runs[0]}
     z = out.pop("z")
     out["lp"] = -out["lp"]
     out["diverging"] = out["diverging"].astype(bool)
@@ -410,39 +459,95 @@ def run_chains(
     return z, out
 
 
-def _run_each(chain: Callable[[Any, Any], Any], keys: Any, starts: Any) -> list[Any]:
-    """Run the compiled chain once per (key, start), in parallel threads (:data:`CHAIN_METHOD`).
+Signature = tuple[Any, tuple[tuple[tuple[int, ...], str], ...]]
+
+
+def _signature(tree: Any) -> Signature:
+    """The structure of a pytree of arrays with each leaf's shape and dtype (hashable)."""
+    import jax
+
+    leaves, structure = jax.tree.flatten(tree)
+    return structure, tuple((tuple(leaf.shape), str(leaf.dtype)) for leaf in leaves)
+
+
+@functools.lru_cache(maxsize=PROGRAMS_KEPT)
+def _programs(potential: Potential, warmup: int, chunk: int, target_accept: float,
+              signature: Signature) -> tuple[Any, Callable[..., Any]]:
+    """The compiled ``advance(fresh, key, z0, state, data)`` → (state, ``chunk``
+    iterations' records) of :func:`run_chains`, and a placeholder state for its first call.
+
+    With ``fresh`` true the chain starts at ``z0`` (NumPyro's ``init_kernel``, which also
+    sets up the adaptation that ``sample_kernel`` then uses) and ``state`` is ignored;
+    otherwise it goes on from ``state``. Initialisation and sampling are one program, so
+    XLA compiles the potential's gradient once for both (as two programs, each compiled
+    it: about twice the compile time).
+    """
+    import jax
+    import jax.numpy as jnp
+    from jax import lax
+    from numpyro.infer.hmc import hmc
+
+    init_kernel, sample_kernel = hmc(
+        potential_fn_gen=lambda data: functools.partial(_bound, potential, data), algo="NUTS")
+
+    def start(key: Any, z0: Any, data: Any) -> Any:
+        return init_kernel(z0, num_warmup=warmup, target_accept_prob=target_accept,
+                           model_args=(data,), rng_key=key)
+
+    def advance(fresh: Any, key: Any, z0: Any, state: Any, data: Any
+                ) -> tuple[Any, dict[str, Any]]:
+        def record(state: Any) -> dict[str, Any]:
+            out = {name: getattr(state, field) for name, field in STAT_FIELDS.items()}
+            return {"z": state.z, "step_size": state.adapt_state.step_size, **out}
+
+        def step(i: Any, carry: tuple[Any, Any]) -> tuple[Any, Any]:
+            state, records = carry
+            state = sample_kernel(state, model_args=(data,))
+            return state, jax.tree.map(lambda r, x: r.at[i].set(x), records, record(state))
+
+        state = lax.cond(fresh, lambda: start(key, z0, data), lambda: state)
+        records = jax.tree.map(lambda x: jnp.zeros((chunk, *jnp.shape(x)), jnp.result_type(x)),
+                               record(state))
+        return lax.fori_loop(0, chunk, step, (state, records))
+
+    structure, leaves = signature
+    key, z0, data = jax.tree.unflatten(structure, [jax.ShapeDtypeStruct(shape, dtype)
+                                                   for shape, dtype in leaves])
+    state = jax.tree.map(lambda leaf: jnp.zeros(leaf.shape, leaf.dtype),
+                         jax.eval_shape(start, key, z0, data))
+    flag = jax.ShapeDtypeStruct((), jnp.bool_)
+    return state, jax.jit(advance).trace(flag, key, z0, state, data).lower().compile()
+
+
+def _bound(potential: Potential, data: Any, z: Any) -> Any:
+    """``potential(z, data)``, for NumPyro's ``potential_fn_gen``."""
+    return potential(z, data)
+
+
+def _run_each(run: Callable[[int], Any], chains: int) -> list[Any]:
+    """``run(c)`` for each chain c, in parallel threads (:data:`CHAIN_METHOD`).
 
     XLA releases the GIL while a program runs, so up to one chain per CPU core runs at once.
     """
-    import jax
-
-    def run(c: int) -> Any:
-        return jax.block_until_ready(chain(keys[c], starts[c]))
-
-    workers = max(1, min(len(starts), os.cpu_count() or 1))
+    workers = max(1, min(chains, os.cpu_count() or 1))
     with ThreadPoolExecutor(max_workers=workers) as pool:
-        return list(pool.map(run, range(len(starts))))
+        return list(pool.map(run, range(chains)))
 
 
-def _progress_bar(
-    config: SamplerConfig, total: int
-) -> tuple[Callable[[Any], None] | None, Callable[[], None]]:
-    """A tick for inside the compiled loop that advances a progress bar, and its closer."""
+def _progress_bar(config: SamplerConfig, total: int
+                  ) -> tuple[Callable[[int], None], Callable[[], None]]:
+    """A function that advances a progress bar by some iterations (from any thread), and
+    its closer; both do nothing without ``config.progress``."""
     if not config.progress:
-        return None, lambda: None
-    import jax
-    from jax import lax
+        return lambda steps: None, lambda: None
     from tqdm.auto import tqdm
 
     bar = tqdm(total=config.chains * total, desc="nuts", unit="it")
-    every = max(1, total // 100)
+    lock = threading.Lock()
 
-    def advance(i: Any) -> None:
-        bar.update(min(every, total - int(i)))
-
-    def tick(i: Any) -> None:
-        lax.cond(i % every == 0, lambda: jax.debug.callback(advance, i), lambda: None)
+    def tick(steps: int) -> None:
+        with lock:
+            bar.update(steps)
 
     return tick, bar.close
 

@@ -240,9 +240,9 @@ def _model_kwargs(function: Callable[..., Any], data: Any, fixed: Mapping[str, A
 
 # -------------------------------------------------------------------------- tracing
 def _x64() -> None:
-    import jax
+    from poolwise._ops import start_jax
 
-    jax.config.update("jax_enable_x64", True)
+    start_jax()
 
 
 def _trace(bound: Callable[[], Any], seed: int) -> dict[str, Any]:
@@ -1192,8 +1192,8 @@ class CustomModel(BaseModel):
             raise SpecificationError(
                 f"the log density of {self.name}() is not finite where the chains start")
         timings: dict[str, float] = {}
-        z, stats = run_chains(potential, starts, self.config, self.config.target_accept,
-                              timings=timings)
+        z, stats = run_chains(lambda z, _: potential(z), starts, self.config,
+                              self.config.target_accept, timings=timings)
         if whiten is not None:
             z = _from_white(whiten[0], whiten[1], z)
         return z, stats, timings

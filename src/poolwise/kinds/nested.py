@@ -732,7 +732,7 @@ class NestedModel(BaseModel):
         centred = NESTED_PARAMETRISATIONS[self.parametrisation]
         log_density = _log_density(self.family, prior, prepared, centred, jax_ops())
 
-        def potential(z: Any) -> Any:
+        def potential(z: Any, _: Any) -> Any:  # the data are in the closure
             return -log_density(z)
 
         start = _start(self.family, prepared, centred)

@@ -69,6 +69,7 @@ hierarchical models", in *Current Trends in Bayesian Methodology with Applicatio
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -78,12 +79,14 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import sparse
 
+from poolwise._ops import start_jax
 from poolwise._random import Stream, generator, jax_key
 from poolwise.exceptions import SpecificationError
 from poolwise.inference.base import SamplerConfig
 from poolwise.inference.nuts import CHAIN_METHOD, run_chains
 from poolwise.kinds.mixed.design import FAMILIES, FAMILY_PARAMETERS, GroupTerm, MixedDesign
 from poolwise.kinds.mixed.priors import MixedPriors
+from poolwise.priors import Distribution
 
 FloatArray = NDArray[np.float64]
 
@@ -465,8 +468,8 @@ def backward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
 
 def _diagonal_blocks(matrix: FloatArray, levels: int, k: int) -> FloatArray:
     """The k × k diagonal blocks of a (levels·k)-square matrix, shaped (levels, k, k)."""
-    blocks = matrix.reshape(levels, k, levels, k)
-    return np.ascontiguousarray(blocks[np.arange(levels), :, np.arange(levels), :])
+    blocks = matrix.reshape(levels, k, levels, k)[np.arange(levels), :, np.arange(levels), :]
+    return np.ascontiguousarray(blocks) if isinstance(blocks, np.ndarray) else blocks
 
 
 def _shifted(segments: Sequence[Segment], by: int) -> tuple[Segment, ...]:
@@ -477,22 +480,46 @@ def _shifted(segments: Sequence[Segment], by: int) -> tuple[Segment, ...]:
 # ------------------------------------------------------------------ parameters
 
 
+@dataclass(frozen=True)
 class _Layout:
-    """Named slices of the unconstrained vector NUTS samples."""
+    """Named blocks of the unconstrained vector NUTS samples, as (name, size) in order."""
 
-    def __init__(self) -> None:
-        self.slices: dict[str, slice] = {}
-        self.size = 0
+    blocks: tuple[tuple[str, int], ...] = ()
 
-    def add(self, name: str, size: int) -> None:
-        self.slices[name] = slice(self.size, self.size + size)
-        self.size += size
+    def add(self, name: str, size: int) -> _Layout:
+        return _Layout((*self.blocks, (name, size)))
+
+    @property
+    def size(self) -> int:
+        return sum(size for _, size in self.blocks)
+
+    def slice(self, name: str) -> slice:
+        start = 0
+        for block, size in self.blocks:
+            if block == name:
+                return slice(start, start + size)
+            start += size
+        raise KeyError(name)
 
     def get(self, z: Any, name: str) -> Any:
-        return z[..., self.slices[name]]
+        return z[..., self.slice(name)]
 
 
-def correlated(term: GroupTerm) -> bool:
+@dataclass(frozen=True)
+class _TermShape:
+    """What a group term brings to the structure of the sampled model (no data)."""
+
+    factor: str
+    names: tuple[str, ...]
+    n_levels: int
+    correlated: bool
+
+    @property
+    def n_effects(self) -> int:
+        return len(self.names)
+
+
+def correlated(term: GroupTerm | _TermShape) -> bool:
     """Whether a term has a correlation matrix to sample (correlated, two or more effects)."""
     return bool(term.correlated and term.n_effects > 1)
 
@@ -537,13 +564,13 @@ def corr_cholesky(x: Any, xp: Any = None) -> tuple[Any, Any]:
     return xp.stack([xp.stack(row, axis=-1) for row in rows], axis=-2), log_jacobian
 
 
-def lkj_log_density(chol: Any, eta: float, xp: Any = None) -> Any:
+def lkj_log_density(chol: Any, eta: Any, xp: Any = None) -> Any:
     """log LKJCholesky(L | η) up to its constant: Σ_{i=2}^{D} (D − i + 2η − 2) log L_ii
     (Lewandowski et al. 2009; NumPyro's ``LKJCholesky``, whose normaliser does not depend
     on L)."""
     xp = array_namespace(xp)
     dim = chol.shape[-1]
-    order = np.array([dim - i + 2.0 * eta - 2.0 for i in range(2, dim + 1)])
+    order = 2.0 * eta + np.array([dim - i - 2.0 for i in range(2, dim + 1)])  # η: traced too
     return xp.sum(order * xp.log(xp.diagonal(chol, axis1=-2, axis2=-1)[..., 1:]), axis=-1)
 
 
@@ -574,9 +601,7 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
         ``sampled``, ``chain_method``, ``target_accept``, ``compile_seconds``,
         ``sample_seconds``.
     """
-    import jax
-
-    jax.config.update("jax_enable_x64", True)
+    start_jax()
     choice = resolve_parametrisation(design.family, parametrisation
                                      if parametrisation != "auto" else config.parametrisation)
     _check(design, priors)
@@ -589,7 +614,8 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
     start = model.start
     jitter = rng.uniform(-1.0, 1.0, size=(config.chains, start.size)) * model.jitter
     timings: dict[str, float] = {}
-    z, stats = run_chains(model.potential, start + jitter, config, accept, timings=timings)
+    z, stats = run_chains(model.potential, start + jitter, config, accept, data=model.data,
+                          timings=timings)
     posterior = model.constrain(z, config.seed)
     info: dict[str, Any] = {
         "divergences": int(np.sum(stats["diverging"])),
@@ -665,61 +691,36 @@ def integrate_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerCon
 class _NumpyMarginal:
     """log p(x | y) of the marginal parametrisation (module docstring) and the exact draws
     of (b, β) given x, in NumPy over many points x at once (in chunks of about
-    :data:`CHUNK_VALUES` intermediate values)."""
+    :data:`CHUNK_VALUES` intermediate values): :class:`_MarginalPotential`, NUTS's
+    potential, evaluated with ``xp = numpy`` on the same data."""
 
     def __init__(self, design: MixedDesign, priors: MixedPriors) -> None:
-        self.design, self.priors = design, priors
-        self.layout = _Layout()
-        _variance_layout(design, self.layout)
+        structure = _Structure.of(design, priors, explicit=False)
         self.stats = gaussian_stats(design, priors.fixed_loc)
-        self.p = len(design.fixed_names)
-        self.fixed_factor = np.diag(priors.fixed_scale)
+        self.potential = _MarginalPotential(structure, self.stats.segments)
+        self.data = _marginal_data(self.stats, design, priors)
         residual_sd = _fixed_effects_start(design, priors)[2]
-        self.start = _variance_start(design, priors, residual_sd, self.layout)[0]
+        self.start = _variance_start(design, priors, residual_sd, structure.layout)[0]
         size = self.stats.wtw.shape[0]
         split = self.stats.segments[0].stop if design.terms else 0
         widest = max((t.n_effects for t in design.terms), default=1)
         self.chunk = max(1, CHUNK_VALUES // (split * widest + (size - split) * size + 1))
 
-    def _parts(self, z: FloatArray) -> tuple[FloatArray, GaussianMarginal, list[Any]]:
-        with np.errstate(all="ignore"):  # far out, an sd underflows: density −inf or NaN
-            log_prior, sigma, sds, chols = _variance_parts(self.design, self.priors,
-                                                           self.layout, z, np)
-            factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
-            if self.p:
-                factors.append(self.fixed_factor)
-            marginal = gaussian_marginal(self.stats, sigma, factors, np)
-        return log_prior, marginal, factors
-
     def log_density(self, z: FloatArray) -> FloatArray:
         out = np.empty(z.shape[0])
         for start in range(0, z.shape[0], self.chunk):
-            part = z[start:start + self.chunk]
-            log_prior, marginal, _ = self._parts(part)
-            out[start:start + self.chunk] = log_prior + marginal.log_density
+            with np.errstate(all="ignore"):  # far out, an sd underflows: density −inf or NaN
+                out[start:start + self.chunk] = -self.potential(
+                    z[start:start + self.chunk], self.data, np)
         return out
 
     def coefficients(self, z: FloatArray, noise: FloatArray) -> dict[str, FloatArray]:
         """σ, β (``b``), and per term the sds, correlations and group effects at each z."""
         pieces: list[dict[str, FloatArray]] = []
         for start in range(0, z.shape[0], self.chunk):
-            part = z[start:start + self.chunk]
-            _, marginal, factors = self._parts(part)
-            delta = draw_coefficients(marginal, factors, self.stats.segments,
-                                      noise[start:start + self.chunk], np)
-            _, sigma, sds, chols = _variance_parts(self.design, self.priors, self.layout,
-                                                   part, np)
-            out = {"b": delta[:, delta.shape[1] - self.p:] + self.priors.fixed_loc,
-                   "sigma": sigma}
-            segments = self.stats.segments[:len(self.design.terms)]
-            for term, segment, sd, chol in zip(self.design.terms, segments, sds, chols,
-                                               strict=True):
-                out[f"sd_{term.factor}"] = sd
-                if chol is not None:
-                    out[f"cor_{term.factor}"] = chol @ np.swapaxes(chol, -1, -2)
-                out[f"r_{term.factor}"] = delta[:, segment.offset:segment.stop].reshape(
-                    -1, segment.n_levels, segment.n_effects)
-            pieces.append(out)
+            part = slice(start, start + self.chunk)
+            with np.errstate(all="ignore"):
+                pieces.append(self.potential.draw(z[part], noise[part], self.data, np))
         return {name: np.concatenate([piece[name] for piece in pieces])
                 for name in pieces[0]}
 
@@ -762,57 +763,112 @@ def _check(design: MixedDesign, priors: MixedPriors) -> None:
 
 
 @dataclass(frozen=True)
+class _Structure:
+    """What a mixed model's density depends on besides its data: the family, the group
+    terms, the layout of z and the names of the variance priors (their parameters are data,
+    :func:`_prior_data`). Equal structures share NUTS's compiled programs."""
+
+    family: str
+    terms: tuple[_TermShape, ...]
+    n_fixed: int
+    layout: _Layout
+    #: the family's parameter and the name of its prior, ("sigma" or "phi", distribution)
+    family_parameter: tuple[str, str] | None
+    sd_priors: tuple[tuple[str, ...], ...]
+
+    @classmethod
+    def of(cls, design: MixedDesign, priors: MixedPriors, explicit: bool) -> _Structure:
+        """The structure of ``design`` under ``priors``; ``explicit``: β and the group
+        effects are sampled too (first β, then the variance coordinates, then the effects)."""
+        terms = tuple(_TermShape(t.factor, tuple(t.names), t.n_levels, bool(t.correlated))
+                      for t in design.terms)
+        layout = _Layout()
+        if explicit:
+            layout = layout.add("beta", len(design.fixed_names))
+        if design.family in FAMILY_PARAMETERS:
+            layout = layout.add(f"log_{FAMILY_PARAMETERS[design.family]}", 1)
+        for term in terms:
+            layout = layout.add(f"log_sd_{term.factor}", term.n_effects)
+            if correlated(term):
+                k = term.n_effects
+                layout = layout.add(f"corr_{term.factor}", k * (k - 1) // 2)
+        if explicit:
+            for term in terms:
+                layout = layout.add(f"effects_{term.factor}", term.n_levels * term.n_effects)
+        own = priors.family_parameter  # checked against the family in _check
+        return cls(design.family, terms, len(design.fixed_names), layout,
+                   None if own is None else (own[0], own[1].name),
+                   tuple(tuple(priors.sd[t.factor, e].name for e in t.names) for t in terms))
+
+    def variance_parts(self, z: Any, prior: dict[str, Any], xp: Any = None
+                       ) -> tuple[Any, Any, list[Any], list[Any | None]]:
+        """(log prior of the variance coordinates, the family's parameter σ or φ (None
+        without one), sds per term, L_t per term) at z, which may carry leading batch
+        dimensions (NumPy). ``prior``: the priors' parameters (:func:`_prior_data`; traced
+        arrays inside a NUTS program); ``xp``: the array namespace (:func:`array_namespace`).
+        """
+        from poolwise._ops import NUMPY_OPS, jax_ops
+
+        xp = array_namespace(xp)
+        ops, layout = NUMPY_OPS if xp is np else jax_ops(), self.layout
+        log_prior: Any = 0.0
+        value = None
+        if self.family_parameter is not None:
+            name, distribution = self.family_parameter
+            log_value = layout.get(z, f"log_{name}")[..., 0]
+            value = xp.exp(log_value)
+            log_prior = (Distribution(distribution, prior["family"]).log_density(value, ops)
+                         + log_value)
+        sds, chols = [], []
+        for term, names, params, eta in zip(self.terms, self.sd_priors, prior["sd"],
+                                            prior["eta"], strict=True):
+            log_sd = layout.get(z, f"log_sd_{term.factor}")
+            sd = xp.exp(log_sd)
+            for e, (name, values) in enumerate(zip(names, params, strict=True)):
+                log_prior = log_prior + Distribution(name, values).log_density(sd[..., e], ops)
+            log_prior = log_prior + xp.sum(log_sd, axis=-1)
+            chol = None
+            if correlated(term):
+                chol, log_jacobian = corr_cholesky(layout.get(z, f"corr_{term.factor}"), xp)
+                log_prior = log_prior + lkj_log_density(chol, eta, xp) + log_jacobian
+            sds.append(sd)
+            chols.append(chol)
+        return log_prior, value, sds, chols
+
+
+def _prior_data(design: MixedDesign, priors: MixedPriors) -> dict[str, Any]:
+    """The parameters of the priors, as arrays NUTS's programs take as arguments: the
+    Normal priors' means and sds of β, the prior of the family's parameter (σ or φ), each
+    term's sd priors and LKJ shape (1 where the term has no correlation)."""
+    own = priors.family_parameter
+    return {"loc": priors.fixed_loc, "scale": priors.fixed_scale,
+            "family": () if own is None else own[1].params,
+            "sd": tuple(tuple(priors.sd[t.factor, e].params for e in t.names)
+                        for t in design.terms),
+            "eta": tuple(float(priors.cor.get(t.factor, 1.0)) for t in design.terms)}
+
+
+@dataclass(frozen=True)
 class _Model:
     """What NUTS needs for one parametrisation, and how to read its draws."""
 
-    potential: Callable[[Any], Any]
+    potential: _MarginalPotential | _ExplicitPotential
+    data: dict[str, Any]
     start: FloatArray
     jitter: FloatArray
-    constrain: Callable[[np.ndarray, int], dict[str, np.ndarray]]
     sampled: str
 
+    def constrain(self, z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
+        """The posterior's variables at each draw of z, chain by chain (one compiled
+        program, kept for every fit of the same structure and shapes)."""
+        import jax
 
-def _variance_layout(design: MixedDesign, layout: _Layout) -> None:
-    if design.family in FAMILY_PARAMETERS:
-        layout.add(f"log_{FAMILY_PARAMETERS[design.family]}", 1)
-    for term in design.terms:
-        layout.add(f"log_sd_{term.factor}", term.n_effects)
-        if correlated(term):
-            k = term.n_effects
-            layout.add(f"corr_{term.factor}", k * (k - 1) // 2)
-
-
-def _variance_parts(design: MixedDesign, priors: MixedPriors, layout: _Layout, z: Any,
-                    xp: Any = None) -> tuple[Any, Any, list[Any], list[Any | None]]:
-    """(log prior of the variance coordinates, the family's parameter σ or φ (None without
-    one), sds per term, L_t per term) at z, which may carry leading batch dimensions
-    (NumPy)."""
-    from poolwise._ops import NUMPY_OPS, jax_ops
-
-    xp = array_namespace(xp)
-    ops = NUMPY_OPS if xp is np else jax_ops()
-    log_prior: Any = 0.0
-    sigma = None
-    own = priors.family_parameter  # checked against the family in _check
-    if own is not None:
-        log_value = layout.get(z, f"log_{own[0]}")[..., 0]
-        sigma = xp.exp(log_value)
-        log_prior = own[1].log_density(sigma, ops) + log_value
-    sds, chols = [], []
-    for term in design.terms:
-        log_sd = layout.get(z, f"log_sd_{term.factor}")
-        sd = xp.exp(log_sd)
-        for e, effect in enumerate(term.names):
-            log_prior = log_prior + priors.sd[term.factor, effect].log_density(sd[..., e], ops)
-        log_prior = log_prior + xp.sum(log_sd, axis=-1)
-        chol = None
-        if correlated(term):
-            chol, log_jacobian = corr_cholesky(layout.get(z, f"corr_{term.factor}"), xp)
-            log_prior = (log_prior + lkj_log_density(chol, priors.cor[term.factor], xp)
-                         + log_jacobian)
-        sds.append(sd)
-        chols.append(chol)
-    return log_prior, sigma, sds, chols
+        potential = self.potential
+        if isinstance(potential, _MarginalPotential):
+            noise = jax.random.normal(jax_key(seed, Stream.CONDITIONAL),
+                                      (*z.shape[:-1], self.data["wtw"].shape[0]))
+            return _per_chain(_vectorised(potential, (0, 0, None)), self.data, z, noise)
+        return _per_chain(_vectorised(potential, (0, None)), self.data, z)
 
 
 def _variance_start(design: MixedDesign, priors: MixedPriors, residual_sd: float,
@@ -822,12 +878,12 @@ def _variance_start(design: MixedDesign, priors: MixedPriors, residual_sd: float
     default_priors), correlations 0."""
     start, jitter = np.zeros(layout.size), np.zeros(layout.size)
     if design.family == "normal":
-        start[layout.slices["log_sigma"]] = math.log(0.7 * residual_sd)
+        start[layout.slice("log_sigma")] = math.log(0.7 * residual_sd)
     elif priors.phi is not None:
-        start[layout.slices["log_phi"]] = math.log(_scale_of(priors.phi))
+        start[layout.slice("log_phi")] = math.log(_scale_of(priors.phi))
     for term in design.terms:
         scales = [_scale_of(priors.sd[term.factor, e]) for e in term.names]
-        start[layout.slices[f"log_sd_{term.factor}"]] = np.log(0.5 * np.asarray(scales))
+        start[layout.slice(f"log_sd_{term.factor}")] = np.log(0.5 * np.asarray(scales))
     jitter[:] = INIT_JITTER
     return start, jitter
 
@@ -843,83 +899,100 @@ def _scale_of(dist: Any) -> float:
     return math.exp(dist.params[0])  # lognormal: its median
 
 
-def _marginal_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _Model:
-    """The normal model with β and b integrated out (module docstring)."""
-    import jax
-    import jax.numpy as jnp
+@dataclass(frozen=True)
+class _MarginalPotential:
+    """−log p(x | y) of the normal model with β and b integrated out (module docstring),
+    a function of z and the data: WᵀW, Wᵀr, rᵀr, n and the priors' parameters
+    (:func:`_marginal_data`). NUTS calls it in JAX at one z; method ``importance`` in
+    NumPy (``xp``) at many z at once (leading batch dimensions)."""
 
-    layout = _Layout()
-    _variance_layout(design, layout)
-    stats = gaussian_stats(design, priors.fixed_loc)
-    fixed_factor = jnp.diag(jnp.asarray(priors.fixed_scale))
-    p = len(design.fixed_names)
+    structure: _Structure
+    segments: tuple[Segment, ...]
 
-    def factors_at(sds: list[Any], chols: list[Any]) -> list[Any]:
+    def marginal(self, z: Any, data: dict[str, Any], xp: Any = None
+                 ) -> tuple[Any, GaussianMarginal, list[Any], list[Any], list[Any | None], Any]:
+        """(log prior, the Gaussian marginal, Λ factors, sds, L_t, σ) at z."""
+        xp = array_namespace(xp)
+        log_prior, sigma, sds, chols = self.structure.variance_parts(z, data["prior"], xp)
         factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
-        return [*factors, fixed_factor] if p else factors
+        if self.structure.n_fixed:
+            factors.append(xp.diag(xp.asarray(data["prior"]["scale"])))
+        stats = GaussianStats(data["n_obs"], data["wtw"], data["wtr"], data["rtr"],
+                              self.segments, 0)
+        return (log_prior, gaussian_marginal(stats, sigma, factors, xp), factors, sds, chols,
+                sigma)
 
-    def potential(z: Any) -> Any:
-        log_prior, sigma, sds, chols = _variance_parts(design, priors, layout, z)
-        return -(log_prior + gaussian_marginal(stats, sigma, factors_at(sds, chols)).log_density)
+    def __call__(self, z: Any, data: dict[str, Any], xp: Any = None) -> Any:
+        log_prior, marginal, *_ = self.marginal(z, data, xp)
+        return -(log_prior + marginal.log_density)
 
-    def coefficients(z: Any, noise: Any) -> dict[str, Any]:
-        _, sigma, sds, chols = _variance_parts(design, priors, layout, z)
-        factors = factors_at(sds, chols)
-        delta = draw_coefficients(gaussian_marginal(stats, sigma, factors), factors,
-                                  stats.segments, noise)
-        out = {"b": delta[delta.shape[0] - p:] + priors.fixed_loc, "sigma": sigma}
-        for term, segment, sd, chol in zip(design.terms, stats.segments[:len(design.terms)],
-                                           sds, chols, strict=True):
+    def draw(self, z: Any, noise: Any, data: dict[str, Any], xp: Any = None
+             ) -> dict[str, Any]:
+        """The posterior's variables at z, δ drawn from its Gaussian conditional."""
+        xp = array_namespace(xp)
+        _, marginal, factors, sds, chols, sigma = self.marginal(z, data, xp)
+        delta = draw_coefficients(marginal, factors, self.segments, noise, xp)
+        batch, p = delta.shape[:-1], self.structure.n_fixed
+        out = {"b": delta[..., delta.shape[-1] - p:] + data["prior"]["loc"], "sigma": sigma}
+        terms = self.structure.terms
+        for term, segment, sd, chol in zip(terms, self.segments[:len(terms)], sds, chols,
+                                           strict=True):
             out[f"sd_{term.factor}"] = sd
             if chol is not None:
-                out[f"cor_{term.factor}"] = chol @ chol.T
-            out[f"r_{term.factor}"] = delta[segment.offset:segment.stop].reshape(
-                segment.n_levels, segment.n_effects)
+                out[f"cor_{term.factor}"] = chol @ xp.swapaxes(chol, -1, -2)
+            out[f"r_{term.factor}"] = delta[..., segment.offset:segment.stop].reshape(
+                *batch, segment.n_levels, segment.n_effects)
         return out
 
-    def constrain(z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-        noise = jax.random.normal(jax_key(seed, Stream.CONDITIONAL),
-                                  (*z.shape[:-1], stats.wtw.shape[0]))
-        return _per_chain(jax.vmap(coefficients), z, noise)
 
+def _marginal_data(stats: GaussianStats, design: MixedDesign, priors: MixedPriors
+                   ) -> dict[str, Any]:
+    """The arguments of :class:`_MarginalPotential` besides z (NumPy arrays)."""
+    return {"wtw": stats.wtw, "wtr": stats.wtr, "rtr": stats.rtr, "n_obs": float(stats.n_obs),
+            "prior": _prior_data(design, priors)}
+
+
+def _marginal_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _Model:
+    """The normal model with β and b integrated out (module docstring)."""
+    structure = _Structure.of(design, priors, explicit=False)
+    stats = gaussian_stats(design, priors.fixed_loc)
     residual_sd = _fixed_effects_start(design, priors)[2]
-    start, jitter = _variance_start(design, priors, residual_sd, layout)
-    return _Model(potential, start, jitter, constrain,
+    start, jitter = _variance_start(design, priors, residual_sd, structure.layout)
+    return _Model(_MarginalPotential(structure, stats.segments),
+                  _marginal_data(stats, design, priors), start, jitter,
                   "(log σ, log sd, correlation Cholesky coordinates) with β and group "
                   "effects integrated out, then drawn from their Gaussian conditional")
 
 
-def _explicit_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _Model:
-    """β, variance coordinates and the group effects (ζ, or b when centred) all sampled."""
-    import jax
-    import jax.numpy as jnp
-    from jax.scipy.linalg import solve_triangular
+@dataclass(frozen=True)
+class _ExplicitPotential:
+    """−log p(β, variance coordinates, ζ or b | y) (module docstring), a function of z and
+    the data: y, X, the offset, each term's Z columns and level index, the binomial trials
+    and the priors' parameters."""
 
-    centred = choice == "centred"
-    layout = _Layout()
-    layout.add("beta", len(design.fixed_names))
-    _variance_layout(design, layout)
-    for term in design.terms:
-        layout.add(f"effects_{term.factor}", term.n_levels * term.n_effects)
-    n_effects = sum(term.n_levels * term.n_effects for term in design.terms)
-    x = jnp.asarray(design.x, dtype=float)
-    offset = 0.0 if design.offset is None else jnp.asarray(design.offset, dtype=float)
-    columns = [(jnp.asarray(t.z, dtype=float), jnp.asarray(t.index)) for t in design.terms]
-    loc, scale = jnp.asarray(priors.fixed_loc), jnp.asarray(priors.fixed_scale)
-    log_likelihood = _log_likelihood(design)
+    structure: _Structure
+    centred: bool
 
-    def group_effects(z: Any, factors: list[Any]) -> list[Any]:
-        """b_t (L × k) for each term: sampled directly, or ζ_t[l] Λ_tᵀ for each level."""
-        effects = []
-        for term, factor in zip(design.terms, factors, strict=True):
-            raw = layout.get(z, f"effects_{term.factor}").reshape(term.n_levels, term.n_effects)
-            effects.append(raw if centred else raw @ factor.T)
-        return effects
+    def parts(self, z: Any, data: dict[str, Any]
+              ) -> tuple[Any, Any, list[Any], list[Any | None], list[Any], list[Any]]:
+        """(log prior of the variance coordinates, σ or φ, sds, L_t, Λ_t, b_t) at z."""
+        log_prior, sigma, sds, chols = self.structure.variance_parts(z, data["prior"])
+        factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
+        effects = []  # b_t (L × k) for each term: sampled directly, or ζ_t[l] Λ_tᵀ
+        for term, factor in zip(self.structure.terms, factors, strict=True):
+            raw = self.structure.layout.get(z, f"effects_{term.factor}").reshape(
+                term.n_levels, term.n_effects)
+            effects.append(raw if self.centred else raw @ factor.T)
+        return log_prior, sigma, sds, chols, factors, effects
 
-    def log_prior_effects(z: Any, factors: list[Any], effects: list[Any]) -> Any:
+    def log_prior_effects(self, z: Any, factors: list[Any], effects: list[Any]) -> Any:
         """Σ_t log N(ζ_t | 0, I), or Σ_t Σ_l log N(b_t[l] | 0, Λ_tΛ_tᵀ) when centred."""
-        if not centred:  # the ζ are the last n_effects coordinates
-            zeta = z[layout.size - n_effects:]
+        import jax.numpy as jnp
+        from jax.scipy.linalg import solve_triangular
+
+        if not self.centred:  # the ζ are the last coordinates
+            n_effects = sum(t.n_levels * t.n_effects for t in self.structure.terms)
+            zeta = z[self.structure.layout.size - n_effects:]
             return -0.5 * jnp.sum(jnp.square(zeta)) - 0.5 * n_effects * _LOG_2PI
         total: Any = 0.0
         for b, factor in zip(effects, factors, strict=True):
@@ -928,97 +1001,115 @@ def _explicit_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
                 jnp.sum(jnp.log(jnp.diagonal(factor))) + 0.5 * b.shape[1] * _LOG_2PI)
         return total
 
-    def potential(z: Any) -> Any:
-        log_prior, sigma, sds, chols = _variance_parts(design, priors, layout, z)
-        beta = layout.get(z, "beta")
+    def __call__(self, z: Any, data: dict[str, Any]) -> Any:
+        import jax.numpy as jnp
+
+        log_prior, sigma, _, _, factors, effects = self.parts(z, data)
+        beta = self.structure.layout.get(z, "beta")
+        loc, scale = data["prior"]["loc"], data["prior"]["scale"]
         log_prior = log_prior + jnp.sum(-0.5 * jnp.square((beta - loc) / scale)
                                         - jnp.log(scale) - 0.5 * _LOG_2PI)
-        factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
-        effects = group_effects(z, factors)
-        eta = x @ beta + offset
-        for (zt, index), b in zip(columns, effects, strict=True):
+        eta = data["x"] @ beta + data["offset"]
+        for (zt, index), b in zip(data["columns"], effects, strict=True):
             eta = eta + jnp.sum(zt * b[index], axis=1)
-        return -(log_prior + log_prior_effects(z, factors, effects)
-                 + log_likelihood(eta, sigma))
+        return -(log_prior + self.log_prior_effects(z, factors, effects)
+                 + _log_likelihood(self.structure.family, eta, sigma, data))
 
-    def draw(z: Any) -> dict[str, Any]:
-        _, sigma, sds, chols = _variance_parts(design, priors, layout, z)
-        factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
-        out: dict[str, Any] = {"b": layout.get(z, "beta")}
-        if sigma is not None:
-            out[FAMILY_PARAMETERS[design.family]] = sigma
-        for term, sd, chol, b in zip(design.terms, sds, chols, group_effects(z, factors),
-                                     strict=True):
+    def draw(self, z: Any, data: dict[str, Any]) -> dict[str, Any]:
+        """The posterior's variables at z."""
+        _, sigma, sds, chols, _, effects = self.parts(z, data)
+        out: dict[str, Any] = {"b": self.structure.layout.get(z, "beta")}
+        own = self.structure.family_parameter
+        if own is not None:  # σ or φ
+            out[own[0]] = sigma
+        for term, sd, chol, b in zip(self.structure.terms, sds, chols, effects, strict=True):
             out[f"sd_{term.factor}"] = sd
             if chol is not None:
                 out[f"cor_{term.factor}"] = chol @ chol.T
             out[f"r_{term.factor}"] = b
         return out
 
-    def constrain(z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
-        return _per_chain(jax.vmap(draw), z)
 
+def _explicit_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _Model:
+    """β, variance coordinates and the group effects (ζ, or b when centred) all sampled."""
+    from scipy.special import gammaln
+
+    centred = choice == "centred"
+    structure = _Structure.of(design, priors, explicit=True)
+    layout = structure.layout
+    y = np.asarray(design.y, dtype=float)
+    trials = np.ones_like(y) if design.trials is None else np.asarray(design.trials, dtype=float)
+    if design.family == "poisson":
+        constant = -float(np.sum(gammaln(y + 1.0)))
+    elif design.family in ("binomial", "bernoulli"):  # log C(n, y)
+        constant = float(np.sum(gammaln(trials + 1.0) - gammaln(y + 1.0)
+                                - gammaln(trials - y + 1.0)))
+    else:  # normal; the negative binomial's log pmf has its own − log y!
+        constant = 0.0
+    data = {"y": y, "trials": trials, "constant": constant,
+            "x": np.asarray(design.x, dtype=float),
+            "offset": np.zeros_like(y) if design.offset is None
+            else np.asarray(design.offset, dtype=float),
+            "columns": tuple((np.asarray(t.z, dtype=float), np.asarray(t.index))
+                             for t in design.terms),
+            "prior": _prior_data(design, priors)}
     beta, beta_se, residual_sd = _fixed_effects_start(design, priors)
     start, jitter = _variance_start(design, priors, residual_sd, layout)
-    start[layout.slices["beta"]] = beta
-    jitter[layout.slices["beta"]] = 2.0 * beta_se
+    start[layout.slice("beta")] = beta
+    jitter[layout.slice("beta")] = 2.0 * beta_se
     if centred:
         for term in design.terms:
-            sd0 = np.exp(start[layout.slices[f"log_sd_{term.factor}"]])
-            jitter[layout.slices[f"effects_{term.factor}"]] = INIT_JITTER * np.tile(
+            sd0 = np.exp(start[layout.slice(f"log_sd_{term.factor}")])
+            jitter[layout.slice(f"effects_{term.factor}")] = INIT_JITTER * np.tile(
                 sd0, term.n_levels)
     sampled = "b" if centred else "ζ ~ N(0, I) with b = Λ ζ"
     own = {"normal": "log σ, ", "negbinomial": "log φ, "}.get(design.family, "")
-    return _Model(potential, start, jitter, constrain,
+    return _Model(_ExplicitPotential(structure, centred), data, start, jitter,
                   f"(β, {own}log sd, "
                   f"correlation Cholesky coordinates, {sampled})")
 
 
-def _per_chain(transform: Callable[..., dict[str, Any]], *arrays: Any) -> dict[str, np.ndarray]:
-    """``transform`` (vectorised over draws) applied chain by chain, compiled once: the
-    arrays are shaped (chains, draws, ...), the results stacked back the same way."""
+@functools.lru_cache(maxsize=32)
+def _vectorised(potential: _MarginalPotential | _ExplicitPotential,
+                axes: tuple[int | None, ...]) -> Callable[..., dict[str, Any]]:
+    """``potential.draw`` vectorised over draws (``axes`` as ``jax.vmap``'s ``in_axes``)
+    and jitted, once for every equal potential (a bound method would compare its potential
+    by identity, so the potential is the key)."""
     import jax
 
-    compiled = jax.jit(transform)
-    chains = [compiled(*(a[c] for a in arrays)) for c in range(arrays[0].shape[0])]
+    return jax.jit(jax.vmap(potential.draw, in_axes=axes))
+
+
+def _per_chain(transform: Callable[..., dict[str, Any]], data: dict[str, Any],
+               *arrays: Any) -> dict[str, np.ndarray]:
+    """``transform(*arrays, data)`` chain by chain: the arrays are shaped
+    (chains, draws, ...), the results stacked back the same way."""
+    chains = [transform(*(a[c] for a in arrays), data) for c in range(arrays[0].shape[0])]
     return {name: np.stack([np.asarray(chain[name]) for chain in chains]) for name in chains[0]}
 
 
-def _log_likelihood(design: MixedDesign) -> Callable[[Any, Any], Any]:
-    """η, σ ↦ log p(y | η, σ), summed over the rows (JAX; module docstring); σ is the
-    family's parameter (φ for the negative binomial; unused without one)."""
+def _log_likelihood(family: str, eta: Any, sigma: Any, data: dict[str, Any]) -> Any:
+    """log p(y | η, σ), summed over the rows (JAX; module docstring); σ is the family's
+    parameter (φ for the negative binomial; unused without one); ``data`` holds y, the
+    binomial trials and the constant log y!-type terms (0 for the negative binomial, whose
+    log pmf has its own)."""
     import jax
     import jax.numpy as jnp
-    from scipy.special import gammaln
 
     from poolwise._ops import jax_ops
     from poolwise.families import negative_binomial
 
-    y = np.asarray(design.y, dtype=float)
-    if design.family == "normal":
-        def gaussian(eta: Any, sigma: Any) -> Any:
-            return jnp.sum(-0.5 * jnp.square((y - eta) / sigma)) - y.size * (
-                jnp.log(sigma) + 0.5 * _LOG_2PI)
-        return gaussian
-    if design.family == "poisson":
-        constant = -float(np.sum(gammaln(y + 1.0)))
-
-        def poisson(eta: Any, sigma: Any) -> Any:
-            return jnp.sum(y * eta - jnp.exp(eta)) + constant
-        return poisson
-    if design.family == "negbinomial":
-        ops = jax_ops()
-
-        def negbinomial(eta: Any, phi: Any) -> Any:
-            return jnp.sum(negative_binomial.log_pmf(y, eta, phi, ops))
-        return negbinomial
-    trials = np.ones_like(y) if design.trials is None else np.asarray(design.trials, dtype=float)
-    constant = float(np.sum(gammaln(trials + 1.0) - gammaln(y + 1.0) - gammaln(trials - y + 1.0)))
-
-    def binomial(eta: Any, sigma: Any) -> Any:
-        return jnp.sum(y * jax.nn.log_sigmoid(eta)
-                       + (trials - y) * jax.nn.log_sigmoid(-eta)) + constant
-    return binomial
+    y = data["y"]
+    if family == "normal":
+        return jnp.sum(-0.5 * jnp.square((y - eta) / sigma)) - y.shape[0] * (
+            jnp.log(sigma) + 0.5 * _LOG_2PI)
+    if family == "poisson":
+        return jnp.sum(y * eta - jnp.exp(eta)) + data["constant"]
+    if family == "negbinomial":
+        return jnp.sum(negative_binomial.log_pmf(y, eta, sigma, jax_ops()))
+    trials = data["trials"]
+    return jnp.sum(y * jax.nn.log_sigmoid(eta)
+                   + (trials - y) * jax.nn.log_sigmoid(-eta)) + data["constant"]
 
 
 def _fixed_effects_start(design: MixedDesign,
