@@ -169,7 +169,7 @@ def test_hand_written_numpyro_model_gives_the_same_posterior() -> None:
         mean = jnp.exp(b0 + b1 * x + sd * z[g] + offset)
         numpyro.sample("y", dist.NegativeBinomial2(mean, phi), obs=y)
 
-    mcmc = MCMC(NUTS(model, target_accept_prob=0.9), num_warmup=500, num_samples=1500,
+    mcmc = MCMC(NUTS(model, target_accept_prob=0.9), num_warmup=400, num_samples=800,
                 num_chains=2, chain_method="sequential", progress_bar=False)
     mcmc.run(jax.random.PRNGKey(7))
     hand = {k: np.asarray(v) for k, v in mcmc.get_samples(group_by_chain=True).items()}
