@@ -36,9 +36,7 @@ from __future__ import annotations
 
 import gc
 import json
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +45,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rates import RESULT, SEED, CompileClock, _cpus, nutpie_missing, workload_parser
+from rates import RESULT, SEED, CompileClock, _cpus, workload_in_subprocess, workload_parser
 
 #: the prior scale of every coefficient and of every sd
 B_SCALE, SD_SCALE, LKJ_ETA = 5.0, 2.0, 2.0
@@ -316,25 +314,8 @@ def run_engine(name: str, data: str, draws: int, warmup: int) -> dict[str, Any]:
 
 def engine_in_subprocess(name: str, data: str, draws: int, warmup: int,
                          timeout: float) -> dict[str, Any] | str:
-    """Run one engine in a fresh interpreter; its result, or one line saying why there is none."""
-    if name == "nutpie" and (missing := nutpie_missing()):
-        return missing
-    command = [sys.executable, __file__, "--engine", name, "--workload", data,
-               "--draws", str(draws), "--warmup", str(warmup)]
-    with tempfile.TemporaryDirectory(prefix="glmm-bench-"):
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, check=False,
-                                  timeout=timeout)
-        except subprocess.TimeoutExpired:
-            return (f"skipped: still running after {timeout:.0f} s "
-                    f"({warmup} warm-up × {draws} draws)")
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT):
-            result: dict[str, Any] = json.loads(line[len(RESULT):])
-            return result
-    last = (done.stderr.strip().splitlines() or ["no output"])[-1].strip()
-    return f"failed: {last} (exit {done.returncode})"
-
+    """Run one engine in a fresh interpreter (:func:`rates.workload_in_subprocess`)."""
+    return workload_in_subprocess(__file__, name, data, draws, warmup, timeout)
 
 def bench(data: str, draws: int, warmup: int, engines: list[str], timeout: float) -> None:
     work = WORKLOADS[data]

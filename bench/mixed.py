@@ -64,7 +64,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -74,7 +73,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rates import RESULT, SEED, CompileClock, _cpus, min_bulk_ess, nutpie_missing, workload_parser
+from rates import (
+    RESULT,
+    SEED,
+    CompileClock,
+    _cpus,
+    min_bulk_ess,
+    workload_in_subprocess,
+    workload_parser,
+)
 
 
 class Workload:
@@ -330,11 +337,8 @@ def run_engine(name: str, data: str, draws: int, warmup: int) -> dict[str, Any]:
 
 def engine_in_subprocess(name: str, data: str, draws: int, warmup: int, timeout: float,
                          fresh_caches: bool = False) -> dict[str, Any] | str:
-    """Run one engine in a fresh interpreter; its result, or one line saying why there is none."""
-    if name == "nutpie" and (missing := nutpie_missing()):
-        return missing
-    command = [sys.executable, __file__, "--engine", name, "--workload", data,
-               "--draws", str(draws), "--warmup", str(warmup)]
+    """Run one engine in a fresh interpreter (:func:`rates.workload_in_subprocess`), with
+    empty compile caches when ``fresh_caches``."""
     with tempfile.TemporaryDirectory(prefix="mixed-bench-") as scratch:
         env = dict(os.environ)
         if fresh_caches:  # no compiled code left on disk by an earlier run
@@ -344,19 +348,7 @@ def engine_in_subprocess(name: str, data: str, draws: int, warmup: int, timeout:
             env["NUMBA_CACHE_DIR"] = f"{scratch}/numba"
             env.pop("JAX_COMPILATION_CACHE_DIR", None)
             env["POOLWISE_COMPILE_CACHE"] = f"{scratch}/poolwise-jax"
-        try:
-            done = subprocess.run(command, capture_output=True, text=True, check=False,
-                                  timeout=timeout, env=env)
-        except subprocess.TimeoutExpired:
-            return (f"skipped: still running after {timeout:.0f} s "
-                    f"({warmup} warm-up × {draws} draws)")
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT):
-            result: dict[str, Any] = json.loads(line[len(RESULT):])
-            return result
-    last = (done.stderr.strip().splitlines() or ["no output"])[-1].strip()
-    return f"failed: {last} (exit {done.returncode})"
-
+        return workload_in_subprocess(__file__, name, data, draws, warmup, timeout, env)
 
 def bench(data: str, draws: int, warmup: int, engines: list[str], timeout: float,
           fresh_caches: bool) -> None:

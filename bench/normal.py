@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import gc
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -41,7 +40,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rates import RESULT, SEED, CompileClock, _cpus, min_bulk_ess, nutpie_missing, workload_parser
+from rates import (
+    RESULT,
+    SEED,
+    CompileClock,
+    _cpus,
+    min_bulk_ess,
+    workload_in_subprocess,
+    workload_parser,
+)
 
 PRIOR = "mu=normal(0, 5), tau=halfcauchy(5)"
 META_GROUPS = 10_000
@@ -199,23 +206,8 @@ def run_engine(name: str, data: str, draws: int, warmup: int) -> dict[str, Any]:
 
 def engine_in_subprocess(name: str, data: str, draws: int, warmup: int,
                          timeout: float) -> dict[str, Any] | str:
-    """Run one engine in a fresh interpreter; its result, or the reason it was skipped."""
-    if name == "nutpie" and (missing := nutpie_missing()):
-        return missing
-    command = [sys.executable, __file__, "--engine", name, "--workload", data,
-               "--draws", str(draws), "--warmup", str(warmup)]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, check=False,
-                              timeout=timeout)
-    except subprocess.TimeoutExpired:
-        return f"skipped: still running after {timeout:.0f} s ({warmup} warm-up × {draws} draws)"
-    for line in done.stdout.splitlines():
-        if line.startswith(RESULT):
-            result: dict[str, Any] = json.loads(line[len(RESULT):])
-            return result
-    tail = "\n".join(done.stderr.strip().splitlines()[-5:])
-    return f"failed (exit {done.returncode}):\n{tail}"
-
+    """Run one engine in a fresh interpreter (:func:`rates.workload_in_subprocess`)."""
+    return workload_in_subprocess(__file__, name, data, draws, warmup, timeout)
 
 def bench(data: str, draws: int, warmup: int, engines: list[str], meta_draws: int | None,
           reduced: set[str], timeout: float) -> None:

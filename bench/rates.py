@@ -224,6 +224,29 @@ def nutpie_missing() -> str:
     return f"skipped: PyMC/nutpie not importable ({last})"
 
 
+def workload_in_subprocess(script: str, name: str, data: str, draws: int, warmup: int,
+                           timeout: float, env: dict[str, str] | None = None
+                           ) -> dict[str, Any] | str:
+    """Run engine ``name`` on workload ``data`` of a per-workload benchmark ``script``
+    (normal.py, mixed.py, glmm.py) in a fresh interpreter: its result, or one line saying why
+    there is none (PyMC/nutpie missing, the timeout, or the failure's last line)."""
+    if name == "nutpie" and (missing := nutpie_missing()):
+        return missing
+    command = [sys.executable, script, "--engine", name, "--workload", data,
+               "--draws", str(draws), "--warmup", str(warmup)]
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, check=False,
+                              timeout=timeout, env=env)
+    except subprocess.TimeoutExpired:
+        return f"skipped: still running after {timeout:.0f} s ({warmup} warm-up × {draws} draws)"
+    for line in done.stdout.splitlines():
+        if line.startswith(RESULT):
+            result: dict[str, Any] = json.loads(line[len(RESULT):])
+            return result
+    last = (done.stderr.strip().splitlines() or ["no output"])[-1].strip()
+    return f"failed: {last} (exit {done.returncode})"
+
+
 def engine_in_subprocess(name: str, draws: int, warmup: int) -> dict[str, Any] | str:
     """Run one engine in a fresh interpreter; its result, or the reason it was skipped."""
     if name == "nutpie" and (missing := nutpie_missing()):
