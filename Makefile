@@ -18,7 +18,7 @@ INSTALL313 := $(if $(PYTHON313),$(STAMP313))
 # the Fit contract for every kind, the command line and the README: a few minutes on two cores
 SMOKE := tests/test_contract.py tests/test_cli.py tests/test_readme.py
 
-.PHONY: demo test test313 bench bench-scale clean
+.PHONY: demo test test-slow test313 bench bench-scale clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -38,8 +38,13 @@ demo: $(STAMP)
 test: $(STAMP) $(INSTALL313)
 	$(BIN)/ruff check .
 	$(BIN)/mypy src
-	$(BIN)/python -m pytest -q -n auto --dist loadfile
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not full"
 	$(MAKE) --no-print-directory test313
+
+# The full statistical checks (simulation-based calibration at its declared power): the tests
+# marked `full`, which `make test` leaves to their fast versions. Tens of minutes on two cores.
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m full
 
 # The smoke tests on Python 3.13, skipped with a message where there is no python3.13.
 ifeq ($(PYTHON313),)
