@@ -381,7 +381,7 @@ class BaseModel(ABC):
 
     # ------------------------------------------------------------------ calibration
     def calibrate(self, data: Any, *, reps: int = 100, seed: int = 0, jobs: int | None = None,
-                  progress: Callable[[int, int], None] | None = None,
+                  ranked_draws: int = 100, progress: Callable[[int, int], None] | None = None,
                   **columns: Any) -> Calibration:
         """Simulation-based calibration of this model and method with the design of
         ``data`` (:func:`poolwise.kinds.calibration.calibrate`): data simulated from the
@@ -389,8 +389,8 @@ class BaseModel(ABC):
         empirical Bayes the frequentist coverage of the group intervals."""
         from poolwise.kinds.calibration import calibrate
 
-        return calibrate(self, data, reps=reps, seed=seed, jobs=jobs, progress=progress,
-                         **columns)
+        return calibrate(self, data, reps=reps, seed=seed, jobs=jobs,
+                         ranked_draws=ranked_draws, progress=progress, **columns)
 
     # (poolwise.kinds.calibration: simulate data with the user's design, fit them again)
     def _calibration_model(self, data: Any) -> Self:

@@ -81,7 +81,7 @@ COVERAGE_GROUPS = 50
 #: posterior draws each true value is ranked among (evenly spaced: thins Markov chains)
 RANKED_DRAWS = 100
 #: uniform samples simulated for the null distribution of the ECDF statistic
-NULL_SIMULATIONS = 20_000
+NULL_SIMULATIONS = 10_000
 #: the simultaneous band drawn in calibration.png
 BAND_PROB = 0.95
 #: fewest replications
@@ -421,7 +421,8 @@ def calibrate(model: BaseModel, data: Any, *, reps: int = 100, seed: int = 0,
             truth, _, coords = simulating._fitted_draws(source, rng, 1)
     except SpecificationError as error:
         raise SpecificationError(
-            f"cannot calibrate: calibration draws its true values from the prior, and {error}"
+            f"cannot calibrate: its true values are drawn from the prior (give a proper one "
+            f"with --prior, prior= in Python), and {error}"
         ) from error
     group_dims = simulating._group_dims(prepared)
     if source is not None:
