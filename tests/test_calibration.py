@@ -24,7 +24,6 @@ population than the method assumes) flags them.
 from __future__ import annotations
 
 import json
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
@@ -210,14 +209,14 @@ def test_eb_coverage_fast_flags_a_wrong_population():
 
 # ----------------------------------------------------------------------------- refusals
 def test_improper_prior_is_refused_with_the_prior_named():
-    with pytest.raises(SpecificationError, match="'bda' is improper.*halfnormal"):
+    with pytest.raises(SpecificationError, match=r"'bda' is improper.*halfnormal"):
         Model().calibrate(RATES, y="y", n="n", reps=10)
 
 
 @pytest.mark.full  # a custom model imports JAX: 8 s of the default run for a refusal
 def test_map_is_refused():
     model = CustomModel(model="tests/data/contract_model.py:model", method="map")
-    with pytest.raises(SpecificationError, match="map.*one point"):
+    with pytest.raises(SpecificationError, match=r"map.*one point"):
         model.calibrate({"y": np.zeros(3), "sd": 1.0}, reps=10)
 
 
