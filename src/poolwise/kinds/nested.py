@@ -68,7 +68,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Unpack
 
 import numpy as np
@@ -831,6 +831,16 @@ class NestedModel(BaseModel):
 
     def _group_dims(self, data: NestedData) -> tuple[str, ...]:
         return GROUP_DIMS
+
+    def _calibration_model(self, data: NestedData) -> NestedModel:
+        """The priors scaled to the user's data fixed at their values (simulated data would
+        rescale them)."""
+        return self.replace(prior=self.prior.resolve(self.family, data).spec())
+
+    def _with_simulated(self, data: NestedData, simulated: Mapping[str, NDArray]
+                        ) -> NestedData:
+        """The experiments with simulated counts (estimates), their sizes kept."""
+        return replace(data, y=np.asarray(simulated["y"], dtype=float))
 
 
 #: the dimensions of the posterior that label groups: labs, then experiments
