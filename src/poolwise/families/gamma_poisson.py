@@ -75,7 +75,11 @@ class GammaPoisson(RateFamily):
     def sample_population(
         self, rng: np.random.Generator, alpha: ArrayLike, beta: ArrayLike
     ) -> FloatArray:
-        return rng.standard_gamma(np.asarray(alpha, dtype=float)) / np.asarray(beta, dtype=float)
+        # broadcast first: a shape (draws, 1) against a rate (draws, groups) would draw one
+        # λ per draw and give every group that same λ
+        shape, rate = np.broadcast_arrays(np.asarray(alpha, dtype=float),
+                                          np.asarray(beta, dtype=float))
+        return rng.standard_gamma(shape) / rate
 
     def population_moments(self, alpha: ArrayLike, beta: ArrayLike
                            ) -> tuple[FloatArray, FloatArray]:
