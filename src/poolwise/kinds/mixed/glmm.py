@@ -41,7 +41,6 @@ from scipy import optimize
 from poolwise._random import Stream, generator
 from poolwise.exceptions import SpecificationError
 from poolwise.families.glm import row_likelihood
-from poolwise.inference.importance import DEFAULT_DF
 from poolwise.inference.agq import (
     GroupedRows,
     Modes,
@@ -50,6 +49,7 @@ from poolwise.inference.agq import (
     group_rows,
     log_marginal,
 )
+from poolwise.inference.importance import DEFAULT_DF
 from poolwise.kinds.mixed.design import MixedDesign
 from poolwise.kinds.mixed.inference import (
     _prior_data,

@@ -200,10 +200,11 @@ class MixedModel(BaseModel):
         exactly; when the Pareto k̂ of the weights exceeds 0.7, or a GLMM's term has more
         than two effects, the fit falls back to ``nuts``, warns, and says so in
         ``fit.method`` and ``fit.info["fallback"]``), ``"nuts"`` (the other models'
-        default; full Bayes) or ``"eb-ml"``: point estimates of the variance parameters, β and the group
-        effects drawn given them. For the normal family REML as lme4; for binomial,
-        bernoulli and poisson models with one group term of one or two effects, maximum
-        likelihood by adaptive Gauss–Hermite quadrature as lme4's ``glmer(nAGQ = agq)``.
+        default; full Bayes) or ``"eb-ml"``: point estimates of the variance parameters, β
+        and the group effects drawn given them. For the normal family REML as lme4; for
+        binomial, bernoulli and poisson models with one group term of one or two effects,
+        maximum likelihood by adaptive Gauss–Hermite quadrature as lme4's
+        ``glmer(nAGQ = agq)``.
     agq
         ``eb-ml`` and ``importance`` of a binomial, bernoulli or poisson model: quadrature
         points per group effect, 1 (the Laplace approximation, lme4's default) to 25; None: 9
