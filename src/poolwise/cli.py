@@ -98,8 +98,9 @@ TargetAccept = Annotated[float | None, typer.Option(
 Parametrisation = Annotated[str | None, typer.Option(
     help="nuts: marginal, non-centred or centred (the kind's default when left out).")]
 Agq = Annotated[int | None, typer.Option(
-    "--agq", help="eb-ml of a binomial, bernoulli or poisson mixed model: quadrature points "
-                  "per group effect, 1 (Laplace) to 25 (default 9), as lme4's nAGQ.")]
+    "--agq", help="eb-ml or importance of a binomial, bernoulli or poisson mixed model: "
+                  "quadrature points per group effect, 1 (Laplace) to 25 (default 9), as "
+                  "lme4's nAGQ.")]
 Ci = Annotated[float, typer.Option("--ci", help="Interval probability.")]
 Out = Annotated[Path | None, typer.Option("--out", help="Directory for summary, draws, plots.")]
 Force = Annotated[bool, typer.Option("--force", help="Write into an --out that has files.")]

@@ -8,7 +8,10 @@ The model (:mod:`poolwise.kinds.mixed.design`)
 is fitted by NUTS (:mod:`poolwise.kinds.mixed.inference`; the normal family integrates β
 and the group effects out and draws them afterwards), by ``importance`` (the normal
 family's default: the few variance parameters by Pareto-smoothed importance sampling, no
-Markov chain, with an automatic and stated fallback to NUTS when its diagnostic fails) or
+Markov chain, with an automatic and stated fallback to NUTS when its diagnostic fails; the
+default too of binomial, bernoulli and poisson models with one grouping factor, whose
+β and variance parameters are sampled so with each group's effects integrated out by
+adaptive quadrature, :class:`~poolwise.kinds.mixed.glmm.GlmmPosterior`) or
 by ``eb-ml``: REML as lme4 (:mod:`poolwise.kinds.mixed.reml`) for the normal family,
 maximum likelihood with the group effects integrated out by adaptive quadrature as lme4's
 ``glmer(nAGQ = n)`` (:mod:`poolwise.kinds.mixed.glmm`) for the binomial, bernoulli and
@@ -188,19 +191,23 @@ class MixedModel(BaseModel):
         (:func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
         :class:`~poolwise.kinds.mixed.priors.MixedPriors`.
     method
-        ``"importance"`` (the normal family's default; full Bayes without a Markov chain:
-        σ, the sds and correlations by Pareto-smoothed importance sampling from a
-        Student-t at their posterior mode with β and the group effects integrated out,
-        then β and the group effects drawn exactly; when the Pareto k̂ of the weights
-        exceeds 0.7 the fit falls back to ``nuts``, warns, and says so in ``fit.method``
-        and ``fit.info["fallback"]``), ``"nuts"`` (the other families' default; full
-        Bayes) or ``"eb-ml"``: point estimates of the variance parameters, β and the group
-        effects drawn given them. For the normal family REML as lme4; for binomial,
-        bernoulli and poisson models with one group term of one or two effects, maximum
-        likelihood by adaptive Gauss–Hermite quadrature as lme4's ``glmer(nAGQ = agq)``.
+        ``"importance"`` (the default of the normal family and of binomial, bernoulli and
+        poisson models with one grouping factor; full Bayes without a Markov chain: σ, the
+        sds and correlations by Pareto-smoothed importance sampling from a Student-t at
+        their posterior mode with β and the group effects integrated out, then β and the
+        group effects drawn exactly; for those GLMMs β, the sds and the correlation, each
+        group's effects integrated out by adaptive quadrature (``agq`` points) and drawn
+        exactly; when the Pareto k̂ of the weights exceeds 0.7, or a GLMM's term has more
+        than two effects, the fit falls back to ``nuts``, warns, and says so in
+        ``fit.method`` and ``fit.info["fallback"]``), ``"nuts"`` (the other models'
+        default; full Bayes) or ``"eb-ml"``: point estimates of the variance parameters, β
+        and the group effects drawn given them. For the normal family REML as lme4; for
+        binomial, bernoulli and poisson models with one group term of one or two effects,
+        maximum likelihood by adaptive Gauss–Hermite quadrature as lme4's
+        ``glmer(nAGQ = agq)``.
     agq
-        ``eb-ml`` of a binomial, bernoulli or poisson model: quadrature points per group
-        effect, 1 (the Laplace approximation, lme4's default) to 25; None: 9
+        ``eb-ml`` and ``importance`` of a binomial, bernoulli or poisson model: quadrature
+        points per group effect, 1 (the Laplace approximation, lme4's default) to 25; None: 9
         (:data:`~poolwise.kinds.mixed.glmm.DEFAULT_AGQ`, within 3e-6 of 25 points on cbpp).
     missing
         ``"refuse"`` (default) rows with missing values in the formula's columns, or
@@ -229,7 +236,9 @@ class MixedModel(BaseModel):
                  prior: str | MixedPriors | None = None, missing: str = "refuse",
                  agq: int | None = None, **settings: Unpack[Settings]) -> None:
         family = mixed_family(family)
-        self.family: str = family  # before _settle: the default method depends on it
+        # before _settle: the default method depends on the family and the group terms
+        self.family: str = family
+        self.columns: FormulaColumns = formula_columns(formula)
         text = prior.spec() if isinstance(prior, MixedPriors) else prior
         if text is not None:
             check_prior_syntax(text)
@@ -243,25 +252,26 @@ class MixedModel(BaseModel):
                 f"eb-ml is REML for the normal family and maximum likelihood by adaptive "
                 f"quadrature for the {', '.join(GLMM_FAMILIES)} families, not {family}; use "
                 "method 'nuts'")
-        if method == "importance" and family != "normal":
+        if method == "importance" and family not in ("normal", *GLMM_FAMILIES):
             raise SpecificationError(
-                f"method 'importance' integrates the Gaussian group effects out and needs "
-                f"the normal family; use method 'nuts' for the {family} family")
+                f"method 'importance' integrates the group effects out and is for the "
+                f"normal, {', '.join(GLMM_FAMILIES)} families; use method 'nuts' for the "
+                f"{family} family")
         self._settle({"formula": formula, "family": family, "prior": text,
                       "missing": missing, "agq": agq}, settings)
         self.formula: str = formula
         self.prior: str | None = text
         self.missing: str = missing
-        #: quadrature points of eb-ml for a GLMM (None: DEFAULT_AGQ)
+        #: quadrature points of eb-ml and importance for a GLMM (None: DEFAULT_AGQ)
         self.agq: int | None = agq
-        self.columns: FormulaColumns = formula_columns(formula)
         if self.pooling != "complete" and not self.columns.factors:
             raise SpecificationError(
                 f"the formula has no group terms such as (1 | group), so {self.pooling_phrase} "
                 "is the same as complete pooling: add a group term or use pooling 'complete'")
-        if agq is not None and (self.method != "eb-ml" or family not in GLMM_FAMILIES):
+        if agq is not None and (self.method not in ("eb-ml", "importance")
+                                or family not in GLMM_FAMILIES):
             raise SpecificationError(
-                f"agq (--agq) sets the quadrature of method eb-ml for the "
+                f"agq (--agq) sets the quadrature of methods eb-ml and importance for the "
                 f"{', '.join(GLMM_FAMILIES)} families, not of method {self.method!r} for the "
                 f"{family} family")
         if self.method == "eb-ml" and text is not None:
@@ -283,13 +293,18 @@ class MixedModel(BaseModel):
 
     def offered_methods(self) -> Mapping[str, tuple[str, ...]]:
         """The methods for this family (the default first): ``importance`` is the normal
-        family's, ``eb-ml`` the normal family's (REML) and the GLMMs' (ML by AGQ); every
-        family has ``nuts``."""
-        drop = set() if self.family == "normal" else {"importance"}
-        if self.family not in ("normal", *GLMM_FAMILIES):
-            drop.add("eb-ml")
-        return {pooling: tuple(m for m in methods if m not in drop)
-                for pooling, methods in self.METHODS.items()}
+        family's, and the GLMMs' (binomial, bernoulli, poisson) with partial pooling of one
+        grouping factor (its effects integrated out by AGQ); ``eb-ml`` the normal family's
+        (REML) and the GLMMs' (ML by AGQ); every family has ``nuts``."""
+        glmm = self.family in GLMM_FAMILIES
+        offered = {}
+        for pooling, methods in self.METHODS.items():
+            drop = set() if self.family in ("normal", *GLMM_FAMILIES) else {"importance",
+                                                                            "eb-ml"}
+            if glmm and (pooling != "partial" or len(self.columns.factors) != 1):
+                drop.add("importance")
+            offered[pooling] = tuple(m for m in methods if m not in drop)
+        return offered
 
     # ------------------------------------------------------------------ data
     def _key(self) -> tuple[Any, ...]:
@@ -425,7 +440,7 @@ class MixedModel(BaseModel):
         sampled = 0
         # a streamed design stores and replicates each level's mean, not its rows
         observed = len(data.level_dim()[1]) if design.streamed else design.n_obs
-        if self.method == "eb-ml" and design.family != "normal":
+        if self.method in ("eb-ml", "importance") and design.family != "normal":
             # AGQ's blocks of rows × nodes and the draws' blocks of rows × draws
             other.append(("adaptive quadrature", (BLOCK_VALUES + 8 * DRAW_BLOCK_ROWS)
                           * VALUE))
@@ -479,7 +494,8 @@ class MixedModel(BaseModel):
 
         info: dict[str, Any] = {}
         if self.method == "importance":
-            drawn, info = integrate_mixed(data.design, data.priors, self.config)
+            drawn, info = integrate_mixed(data.design, data.priors, self.config,
+                                          n_agq=self.agq)
             if drawn is not None:
                 return replace(drawn, info={**drawn.info, "method": "importance"})
             reason = str(info["importance_problem"])
