@@ -374,10 +374,10 @@ class NestedPrior:
             if not isinstance(dist, Distribution):
                 raise SpecificationError(
                     f"the prior of {name} must be a Distribution, not {type(dist).__name__}")
-            if name in _LOCATION and dist.positive:
+            if name in _LOCATION and dist.support != "real":
                 raise SpecificationError(
-                    f"{name} is a location on the real line: give it normal(mu, sigma) or "
-                    f"flat, not {dist}")
+                    f"{name} is a location on the real line: give it normal(mu, sigma), "
+                    f"studentt(df, mu, sigma) or flat, not {dist}")
             if name not in _LOCATION and not dist.positive:
                 raise SpecificationError(
                     f"{name} is a scale > 0: give it a prior on (0, ∞) such as halfnormal(1), "
@@ -410,7 +410,8 @@ class NestedPrior:
                               f"in nested prior {text!r}")
             if name in chosen:
                 raise SpecificationError(f"nested prior {text!r} sets {name} twice")
-            chosen[name] = make_distribution(*_parse_call(match.group(2)))
+            chosen[name] = make_distribution(*_parse_call(match.group(2)),
+                                             positive=name not in _LOCATION)
         return cls(**chosen)
 
     def resolve(self, family: RateFamily, data: NestedData) -> NestedPrior:

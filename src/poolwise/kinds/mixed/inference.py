@@ -892,6 +892,8 @@ def _scale_of(dist: Any) -> float:
     """A typical value of a positive prior: its scale, 1/rate, mean or median."""
     if dist.name in {"halfnormal", "halfcauchy"}:
         return float(dist.params[0])
+    if dist.name == "halfstudentt":
+        return float(dist.params[1])
     if dist.name == "exponential":
         return 1.0 / dist.params[0]
     if dist.name == "gamma":

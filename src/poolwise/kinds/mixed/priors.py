@@ -12,8 +12,9 @@ A :class:`MixedPriors` holds one prior per parameter of the model of
     the shape φ of the negative binomial family (Var y = μ + μ²/φ; that family only);
 ``sd_factor[effect] ~ D``
     the sd of each group effect, D one of the positive distributions of
-    :mod:`poolwise.priors` (``halfnormal``, ``halfcauchy``, ``exponential``, ``gamma``,
-    ``lognormal``);
+    :mod:`poolwise.priors` (``halfnormal``, ``halfcauchy``, ``halfstudentt``,
+    ``exponential``, ``gamma``, ``lognormal``; brms's ``student_t(ν, 0, s)`` is read as
+    ``halfstudentt(ν, s)``);
 ``cor_factor ~ LKJ(η)``
     the correlation matrix of a correlated term with more than one effect, density
     ∝ det(R)^(η−1) (Lewandowski, Kurowicka and Joe 2009): η = 1 uniform over correlation
@@ -44,7 +45,7 @@ from poolwise.kinds.mixed.design import (
     fixed_sd,
     response_mean_sd,
 )
-from poolwise.priors import Distribution, make_distribution
+from poolwise.priors import Distribution, canonical_name, make_distribution
 
 #: the name of the intercept column in ``fixed_names`` and in a term's ``names``
 INTERCEPT = "Intercept"
@@ -57,7 +58,8 @@ DEFAULT_LKJ_ETA = 2.0
 #: reach strong over-dispersion and, with its heavy tail, the Poisson limit φ → ∞
 DEFAULT_PHI = ("halfcauchy", (10.0,))
 #: distributions a positive parameter (``sigma``, ``phi``, ``sd``) may have
-SCALE_DISTRIBUTIONS = ("halfnormal", "halfcauchy", "exponential", "gamma", "lognormal")
+SCALE_DISTRIBUTIONS = ("halfnormal", "halfcauchy", "halfstudentt", "exponential", "gamma",
+                       "lognormal")
 
 SdKey = tuple[str, str]
 
@@ -193,7 +195,8 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
     ``sd_Subject[Days]``  one sd
     ``cor``, ``cor_Subject``   the LKJ prior of correlated terms: ``lkj(eta)``
 
-    Scale distributions: halfnormal(scale), halfcauchy(scale), exponential(rate),
+    Scale distributions: halfnormal(scale), halfcauchy(scale), halfstudentt(df, scale)
+    (also written half_t, or brms's student_t(df, 0, scale)), exponential(rate),
     gamma(shape, rate), lognormal(mu, sigma).
 
     Raises
@@ -302,6 +305,11 @@ def _apply_fixed(priors: MixedPriors, index: list[str], dist_text: str,
             f"{_did_you_mean(index[0], priors.fixed_names)}; coefficients: "
             f"{', '.join(priors.fixed_names)}")
     name, params = _parse_call(dist_text, statement)
+    if canonical_name(name) == "studentt":
+        raise SpecificationError(
+            f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale): β is "
+            "integrated out exactly, which needs a Gaussian prior (Student-t priors are taken "
+            "by sigma, phi and sd)")
     if name != "normal":
         raise SpecificationError(
             f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale)")
@@ -350,16 +358,18 @@ def _apply_cor(priors: MixedPriors, index: list[str], dist_text: str,
 
 def _scale_distribution(dist_text: str, statement: str) -> Distribution:
     name, params = _parse_call(dist_text, statement)
-    if name not in SCALE_DISTRIBUTIONS:
+    if canonical_name(name) not in (*SCALE_DISTRIBUTIONS, "studentt"):
         raise SpecificationError(
             f"{statement!r}: a scale's prior must be one of "
-            f"{', '.join(f'{n}(...)' for n in SCALE_DISTRIBUTIONS)}")
-    return _make(name, params, statement)
+            f"{', '.join(f'{n}(...)' for n in SCALE_DISTRIBUTIONS)} (or brms's "
+            "student_t(df, 0, scale), a half-t)")
+    return _make(name, params, statement, positive=True)
 
 
-def _make(name: str, params: tuple[float, ...], statement: str) -> Distribution:
+def _make(name: str, params: tuple[float, ...], statement: str,
+          positive: bool = False) -> Distribution:
     try:
-        return make_distribution(name, params)
+        return make_distribution(name, params, positive=positive)
     except SpecificationError as error:
         raise SpecificationError(f"{statement!r}: {error}") from None
 
