@@ -51,10 +51,12 @@ from poolwise.priors import (
     ConjugatePrior,
     Distribution,
     HyperPrior,
+    ImpliedPooling,
     IndependentPrior,
     MeanConcentrationPrior,
     ReferencePrior,
     UniformVariancePrior,
+    implied_pooling,
     parse_hyperprior,
     parse_theta_prior,
 )
@@ -215,6 +217,20 @@ class Model(BaseModel):
             return f"θ_j ~ {population};  {self.hyperprior.describe(self.family)}"
         scope = "each θ_j" if self.pooling == "none" else "one θ shared by all groups:"
         return f"{scope} {self.theta_prior.describe(self.family).removeprefix('θ ~ ')}"
+
+    def implied_pooling(self, data: GroupCounts | None = None) -> str | None:
+        """The hyperprior's pooling factor of the median group (:class:`ImpliedPooling`):
+        drawn from the hyperprior (the prior predictive's stream), so the same for every
+        fit of the same model and data; None without data, or with an improper hyperprior."""
+        if data is None or self.hyperprior is None or self.is_empirical_bayes:
+            return None
+        size = float(np.median(data.n))
+        rng = generator(self.config.seed, Stream.PRIOR_PREDICTIVE, 1)
+        factors = implied_pooling(self.hyperprior, self.family, size, rng)
+        if factors is None:
+            return None
+        where = f"for a group with {self.family.size_symbol} = {size:.4g} (the median)"
+        return ImpliedPooling.of(factors, where).describe()
 
     def title(self, data: GroupCounts) -> str:
         return (f"{self.family.name}, {self.pooling_phrase}, method {self.method}, "
