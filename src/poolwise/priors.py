@@ -176,11 +176,9 @@ _DISPLAY = {
 }
 #: other spellings people type (brms, Stan, PyMC, NumPyro) -> the canonical name
 ALIASES = {
-    "student_t": "studentt", "student-t": "studentt", "t": "studentt",
-    "half_t": "halfstudentt", "halft": "halfstudentt", "half-t": "halfstudentt",
+    "student_t": "studentt", "half_t": "halfstudentt", "halft": "halfstudentt",
     "half_student_t": "halfstudentt", "halfstudent_t": "halfstudentt",
-    "half-student-t": "halfstudentt", "half_normal": "halfnormal",
-    "half_cauchy": "halfcauchy",
+    "half_normal": "halfnormal", "half_cauchy": "halfcauchy",
 }
 
 
@@ -431,6 +429,12 @@ def parse_hyperprior(text: str | HyperPrior, family: RateFamily | None = None) -
                         f"prior {text!r}: the {family.name} family's population has no shape; "
                         "its concentration is κ = α + β: write kappa=")
                 key = _MEAN_CONCENTRATION.get(key, key)
+            if key == "icc" and "tau" in valid:
+                raise SpecificationError(
+                    f"prior {text!r}: the normal family's standard errors σ_j are known and "
+                    "differ between groups, so the ICC τ²/(τ² + σ_j²) is not one parameter; "
+                    "put the prior on tau (e.g. tau=halfstudentt(4, 5)), whose implied "
+                    "pooling factor σ²/(σ² + τ²) = 1 − ICC is shown beside the prior")
             if key not in valid:
                 raise unknown("hyperparameter", match.group(1), valid, f"in prior {text!r}")
             if key in chosen:
