@@ -17,8 +17,8 @@ from agreement import assert_same_posterior
 from scipy import special, stats
 
 from poolwise import MixedModel, Model, SpecificationError
-from poolwise.exceptions import PosteriorWarning
 from poolwise.cli import main
+from poolwise.exceptions import PosteriorWarning
 from poolwise.families import BetaBinomial, GammaPoisson, NormalNormal
 from poolwise.kinds.mixed.priors import check_prior_syntax
 from poolwise.kinds.nested import NestedPrior
@@ -301,6 +301,25 @@ def test_implied_pooling_of_mean_and_concentration_matches_its_closed_form():
     factors = implied_pooling(prior, BetaBinomial(), n, np.random.default_rng(SEED))
     kappa = stats.lognorm(1.0, scale=np.exp(2.0))
     _assert_quantiles(factors, lambda x: kappa.cdf(n * x / (1 - x)))
+
+
+def test_implied_pooling_of_a_mixed_intercept_matches_its_closed_form():
+    """λ = (σ²/n)/(σ²/n + τ²) with σ ~ HalfNormal(a), τ ~ HalfNormal(b): τ/σ = (b/a)|C|, C
+    Cauchy, so P(λ ≤ x) = P(τ/σ ≥ r) = 1 − (2/π) arctan(r a/b), r = √((1 − x)/(x n))."""
+    table = pd.DataFrame({"y": np.arange(12.0) % 5, "g": list("aaabbbbcccdd")})
+    model = MixedModel(formula="y ~ 1 + (1 | g)",
+                       prior="sigma = halfnormal(2); sd = halfnormal(3)")
+    line = model.implied_pooling(table)
+    prefix = "the prior's pooling factor for a g of 3 rows (the median), its intercept: median "
+    assert line is not None and line.startswith(prefix)
+    median = float(line.removeprefix(prefix).split(",")[0])
+
+    def cdf(x: float) -> float:
+        return 1 - 2 / np.pi * np.arctan(np.sqrt((1 - x) / (x * 3.0)) * 2.0 / 3.0)
+
+    # the printed median, to two decimals: its CDF within 4 binomial sds and the rounding
+    slope = (cdf(median + 0.005) - cdf(median - 0.005)) / 0.01
+    assert abs(cdf(median) - 0.5) < 4 * np.sqrt(0.25 / POOLING_DRAWS) + 0.005 * slope
 
 
 def test_implied_pooling_is_shown_beside_the_prior(capsys):

@@ -530,8 +530,15 @@ class ImpliedPooling(NamedTuple):
         return cls(where, float(median), float(lower), float(upper))
 
     def describe(self) -> str:
-        return (f"the prior's pooling factor {self.where}: median {self.median:.2f}, "
-                f"90% [{self.lower:.2f}, {self.upper:.2f}] (0 no pooling, 1 complete)")
+        median, lower, upper = (_share(x) for x in (self.median, self.lower, self.upper))
+        return (f"the prior's pooling factor {self.where}: median {median}, "
+                f"90% [{lower}, {upper}] (0 no pooling, 1 complete)")
+
+
+def _share(x: float) -> str:
+    """A number in [0, 1] to two decimals, ``<0.01`` or ``>0.99`` rather than a 0 or 1 it
+    is not."""
+    return "<0.01" if x < 0.005 else ">0.99" if x >= 0.995 else f"{x:.2f}"
 
 
 def implied_pooling(prior: HyperPrior, family: RateFamily, size: float, rng: Any
@@ -567,9 +574,9 @@ __all__ = [
     "MeanConcentrationPrior",
     "ReferencePrior",
     "UniformVariancePrior",
+    "canonical_name",
     "hyperprior_log_density_uv",
     "implied_pooling",
-    "canonical_name",
     "make_distribution",
     "parse_hyperprior",
     "parse_theta_prior",

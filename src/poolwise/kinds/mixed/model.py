@@ -386,6 +386,17 @@ class MixedModel(BaseModel):
             return rule + (f"; overridden by: {self.prior}" if self.prior else "")
         return "; ".join(self.prepare(data).priors.describe())
 
+    def implied_pooling(self, data: pd.DataFrame | MixedData | None = None) -> str | None:
+        """The priors' pooling factor of a typical level's intercept (normal family;
+        :func:`~poolwise.kinds.mixed.priors.implied_pooling`); None without data or priors."""
+        if data is None or self.method == "eb-ml" or self.pooling != "partial":
+            return None
+        from poolwise.kinds.mixed.priors import implied_pooling
+
+        prepared = self.prepare(data)
+        rng = generator(self.config.seed, Stream.PRIOR_PREDICTIVE, 1)
+        return "; ".join(implied_pooling(prepared.design, prepared.priors, rng)) or None
+
     def graph(self, data: pd.DataFrame | MixedData | None = None) -> ModelGraph:
         """The model's graphical model with its plates sized by the data; draw it with
         :func:`poolwise.outputs.render.render`."""

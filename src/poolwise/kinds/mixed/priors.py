@@ -45,7 +45,13 @@ from poolwise.kinds.mixed.design import (
     fixed_sd,
     response_mean_sd,
 )
-from poolwise.priors import Distribution, canonical_name, make_distribution
+from poolwise.priors import (
+    POOLING_DRAWS,
+    Distribution,
+    ImpliedPooling,
+    canonical_name,
+    make_distribution,
+)
 
 #: the name of the intercept column in ``fixed_names`` and in a term's ``names``
 INTERCEPT = "Intercept"
@@ -176,6 +182,27 @@ def default_priors(design: MixedDesign) -> MixedPriors:
            if FAMILY_PARAMETERS.get(design.family) == "phi" else None)
     _check_unique_factors(design)
     return MixedPriors(design.fixed_names, tuple(fixed), sigma, sd, cor, phi)
+
+
+def implied_pooling(design: MixedDesign, priors: MixedPriors, rng: np.random.Generator
+                    ) -> list[str]:
+    """The prior's pooling factor of a typical level's intercept, one line per grouping
+    factor with an intercept (normal family): at n rows, the weight of the population in
+    the level's mean, λ = (σ²/n)/(σ²/n + τ²), with σ ~ its prior and τ ~ sd_factor[Intercept]'s,
+    n the median rows per level (:class:`~poolwise.priors.ImpliedPooling`). Other families
+    have no residual σ, so no such λ: none."""
+    if priors.sigma is None:
+        return []
+    lines = []
+    for term in design.terms:
+        if INTERCEPT not in term.names or term.index.size != design.n_obs:
+            continue  # no intercept, or a streamed design without the rows' levels
+        size = float(np.median(np.bincount(term.index, minlength=term.n_levels)))
+        noise = np.square(priors.sigma.sample(rng, POOLING_DRAWS)) / size
+        spread = np.square(priors.sd[term.factor, INTERCEPT].sample(rng, POOLING_DRAWS))
+        where = f"for a {term.factor} of {size:g} rows (the median), its intercept"
+        lines.append(ImpliedPooling.of(noise / (noise + spread), where).describe())
+    return lines
 
 
 def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None) -> MixedPriors:
@@ -425,4 +452,5 @@ def _spec(d: Distribution) -> str:
     return f"{d.name}({', '.join(repr(v) for v in d.params)})"
 
 
-__all__ = ["MixedPriors", "check_prior_syntax", "default_priors", "parse_priors"]
+__all__ = ["MixedPriors", "check_prior_syntax", "default_priors", "implied_pooling",
+           "parse_priors"]
