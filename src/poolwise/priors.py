@@ -375,7 +375,7 @@ _NAMES = {symbol: name for name, symbol in _SYMBOLS.items()}
 #: a prior of each pair of hyperparameters, for the examples in error messages
 _EXAMPLES = {"alpha": "'bda', 'halfnormal(10)', 'alpha=gamma(2, 0.5), beta=halfnormal(10)' "
                       "or 'mu=beta(2, 20), kappa=lognormal(3, 1)'",
-             "mu": "'bda' or 'mu=normal(0, 5), tau=halfstudentt(4, 5)'"}
+             "mu": "'bda' or 'mu=normal(0, 5), tau=halfcauchy(5)'"}
 #: the other names the rate families' population mean and concentration are written with
 _MEAN_CONCENTRATION = {"mean": "mu", "concentration": "kappa", "shape": "kappa"}
 #: the hyperparameters that are > 0 (where ``student_t(ν, 0, s)`` is a half-t)
