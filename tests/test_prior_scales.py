@@ -343,3 +343,65 @@ def test_an_unknown_distribution_ends_with_one_line(capsys):
     out, err = capsys.readouterr()
     assert code == 2 and "Traceback" not in err and out == ""
     assert "valid: halfnormal, halfcauchy, halfstudentt" in err
+
+
+# ----------------------------------------------------------------------- the ICC
+def test_icc_prior_is_a_density_with_the_stated_icc():
+    """The variance coordinates' log prior (log σ, log τ) that importance sampling and NUTS
+    both use, with σ ~ HalfNormal(2) and τ²/(τ² + σ²) ~ Beta(2, 3): it integrates to 1 over
+    the plane, and E[ρ] = 2/5, E[log σ] that of HalfNormal(2) (ψ(½)/2 + log(2√2))."""
+    from poolwise.kinds.mixed.inference import _prior_data, _Structure
+
+    table = pd.DataFrame({"y": np.arange(12.0) % 5, "g": list("aaabbbbcccdd")})
+    model = MixedModel(formula="y ~ 1 + (1 | g)", prior="sigma = halfnormal(2); icc = beta(2, 3)")
+    prepared = model.prepare(table)
+    assert model.describe_prior(table).endswith("sigma ~ HalfNormal(2); icc_g ~ Beta(2, 3)")
+    assert prepared.priors == model.replace(prior=prepared.priors.spec()).prepare(table).priors
+    structure = _Structure.of(prepared.design, prepared.priors, explicit=False)
+    axis = np.linspace(-20.0, 6.0, 801)
+    log_sigma, log_tau = np.meshgrid(axis, axis, indexing="ij")
+    z = np.stack([log_sigma, log_tau], axis=-1)
+    log_prior = structure.variance_parts(z, _prior_data(prepared.design, prepared.priors),
+                                         np)[0]
+    density = np.exp(log_prior)
+    mass = np.trapezoid(np.trapezoid(density, axis, axis=1), axis)
+    icc = np.exp(2 * log_tau) / (np.exp(2 * log_tau) + np.exp(2 * log_sigma))
+
+    def mean(values):
+        return np.trapezoid(np.trapezoid(density * values, axis, axis=1), axis)
+
+    assert mass == pytest.approx(1.0, abs=1e-6)
+    assert mean(icc) == pytest.approx(0.4, abs=1e-6)
+    assert mean(log_sigma) == pytest.approx(special.digamma(0.5) / 2 + np.log(2 * np.sqrt(2)),
+                                            abs=1e-6)
+
+
+@pytest.mark.parametrize(("prior", "message"), [
+    ("icc_h = beta(2, 2)", "with a factor whose term has an intercept"),
+    ("icc = halfnormal(1)", r"an ICC's prior is beta\(a, b\)"),
+])
+def test_bad_icc_priors(prior, message):
+    table = pd.DataFrame({"y": np.arange(12.0) % 5, "g": list("aaabbbbcccdd")})
+    with pytest.raises(SpecificationError, match=message):
+        MixedModel(formula="y ~ 1 + (1 | g)", prior=prior).describe_prior(table)
+
+
+def test_icc_needs_a_residual_sd():
+    table = pd.DataFrame({"y": [0, 1, 1, 0, 1, 1], "g": list("aaabbb")})
+    with pytest.raises(SpecificationError, match="only the normal family has"):
+        MixedModel(formula="y ~ 1 + (1 | g)", family="bernoulli",
+                   prior="icc = beta(2, 2)").describe_prior(table)
+
+
+@pytest.mark.full
+def test_full_icc_prior_importance_agrees_with_nuts():
+    from poolwise import datasets
+
+    sleep = datasets.load("sleepstudy")
+    model = MixedModel(formula="Reaction ~ Days + (1 | Subject)", seed=SEED,
+                       prior="icc = beta(2, 3)")
+    importance = model.replace(method="importance").fit(sleep)
+    nuts = model.replace(method="nuts").fit(sleep)
+    for name in ("sigma", "sd_Subject"):
+        assert_same_posterior(np.log(nuts.draws(name)).squeeze(),
+                              np.log(importance.draws(name)).squeeze(), name)

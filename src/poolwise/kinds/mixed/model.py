@@ -78,6 +78,7 @@ from poolwise.kinds.mixed.priors import (
     MixedPriors,
     check_prior_syntax,
     parse_priors,
+    sample_sd,
 )
 from poolwise.kinds.mixed.reml import LMMEstimate, estimate_from_dict, estimate_to_dict
 from poolwise.priors import make_distribution
@@ -636,7 +637,7 @@ class MixedModel(BaseModel):
         else:
             eta = b @ design.x.T + (0.0 if design.offset is None else design.offset)
         for term in design.terms:
-            sd = np.column_stack([priors.sd[term.factor, e].sample(rng, size)
+            sd = np.column_stack([sample_sd(priors, term.factor, e, parameter, rng, size)
                                   for e in term.names])
             prior[f"sd_{term.factor}"] = (sd, dims[f"sd_{term.factor}"])
             chol: NDArray = np.broadcast_to(np.eye(term.n_effects),
