@@ -529,6 +529,25 @@ class Model(BaseModel):
         y = family.sample_data(rng, np.asarray(theta), data.n).astype(float)
         return prior, {"y": (y, ["group"])}, {"group": data.labels}
 
+    def _with_simulated(self, data: GroupCounts, simulated: Mapping[str, NDArray]
+                        ) -> GroupCounts:
+        """The groups with simulated counts (estimates), their sizes (standard errors) kept."""
+        return replace(data, y=np.asarray(simulated["y"], dtype=float))
+
+    def _fitted_draws(self, fit: Fit, rng: np.random.Generator, size: int
+                      ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                 dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """θ_j ~ Pop(α̂, β̂) at the empirical-Bayes estimates, y_j ~ p(y | θ_j, n_j)."""
+        data, eb = fit.data, getattr(fit, "eb", None)
+        if eb is None:
+            raise SpecificationError(f"method {self.method!r} has no estimates to simulate from")
+        shape = (size, data.n_groups)
+        theta = self.family.sample_population(rng, np.full(shape, eb.alpha),
+                                              np.full(shape, eb.beta))
+        y = self.family.sample_data(rng, np.asarray(theta), data.n).astype(float)
+        return ({"theta": (np.asarray(theta, dtype=float), ["group"])},
+                {"y": (y, ["group"])}, {"group": data.labels})
+
 
 def _check_hyperprior(family: RateFamily, prior: HyperPrior) -> None:
     """The hyperprior must fit the family's parameters: names, and supports."""

@@ -68,7 +68,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Unpack
 
 import numpy as np
@@ -81,6 +81,7 @@ from poolwise import _arviz
 from poolwise._ops import NUMPY_OPS, Ops
 from poolwise._random import Stream, generator
 from poolwise.data.estimates import group_estimates
+from poolwise.data.rows import row_number
 from poolwise.data.tables import _require_column, group_counts, group_labels
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
@@ -281,8 +282,8 @@ def nested_data(
         rows = np.flatnonzero(inner_labels == label)
         first = outer_labels[rows[0]]
         second_row = next(r for r in rows if outer_labels[r] != first)
-        where = (f"{inner} {label!r} appears under {outer} {first!r} (row {rows[0] + 1}) and "
-                 f"{outer} {outer_labels[second_row]!r} (row {second_row + 1})")
+        where = (f"{inner} {label!r} appears under {outer} {first!r} ({row_number(rows[0])}) and "
+                 f"{outer} {outer_labels[second_row]!r} ({row_number(second_row)})")
         if inner_unique:
             raise DataError(
                 f"{where}; with inner_unique=True each {inner} belongs to one {outer}. If "
@@ -831,6 +832,16 @@ class NestedModel(BaseModel):
 
     def _group_dims(self, data: NestedData) -> tuple[str, ...]:
         return GROUP_DIMS
+
+    def _calibration_model(self, data: NestedData) -> NestedModel:
+        """The priors scaled to the user's data fixed at their values (simulated data would
+        rescale them)."""
+        return self.replace(prior=self.prior.resolve(self.family, data).spec())
+
+    def _with_simulated(self, data: NestedData, simulated: Mapping[str, NDArray]
+                        ) -> NestedData:
+        """The experiments with simulated counts (estimates), their sizes kept."""
+        return replace(data, y=np.asarray(simulated["y"], dtype=float))
 
 
 #: the dimensions of the posterior that label groups: labs, then experiments

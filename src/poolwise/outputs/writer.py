@@ -202,7 +202,8 @@ def fit_figures(fit: Fit, *, ci_prob: float, predictions: Sequence[Prediction] =
     from poolwise.outputs import plots
 
     figures: dict[str, Callable[[], Any]] = {
-        "ppc.png": partial(plots.plot_predictive_check, fit.check_data()),
+        "ppc.png": partial(plots.plot_predictive_check, fit.check_data(),
+                           table=fit.predictive_check()),
     }
     if "posterior" in fit.tree.children and fit.config.draws > 1:
         figures["trace.png"] = partial(plots.plot_trace, fit)

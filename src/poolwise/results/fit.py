@@ -286,8 +286,14 @@ class Fit(ABC):
                          ) -> pd.DataFrame:
         """The posterior predictive check: for the whole data and for each group, the
         observed statistic, its replicated mean and ``ci_prob`` interval, and the Bayesian
-        p-value (:func:`~poolwise.results.checks.check_table`)."""
-        return check_table(self.check_data(seed=seed), ci_prob)
+        p-value (:func:`~poolwise.results.checks.check_table`; made once per ``ci_prob``
+        unless a ``seed`` asks for other replicates)."""
+        if seed is not None:
+            return check_table(self.check_data(seed=seed), ci_prob)
+        key = ("predictive_check", ci_prob)
+        if key not in self._memo:
+            self._memo[key] = check_table(self.check_data(), ci_prob)
+        return self._memo[key].copy(deep=False)
 
     def check_data(self, *, seed: int | None = None) -> list[Any]:
         """The observed and replicated quantities the predictive check compares.

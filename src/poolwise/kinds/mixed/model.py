@@ -632,10 +632,7 @@ class MixedModel(BaseModel):
             name, dist = priors.family_parameter
             parameter = np.asarray(dist.sample(rng, size), dtype=float)
             prior[name] = (parameter, [])
-        if data.streamed:
-            eta = np.zeros((size, 0))
-        else:
-            eta = b @ design.x.T + (0.0 if design.offset is None else design.offset)
+        scales: dict[str, tuple[NDArray, NDArray]] = {}
         for term in design.terms:
             sd = np.column_stack([sample_sd(priors, term.factor, e, parameter, rng, size)
                                   for e in term.names])
@@ -646,22 +643,75 @@ class MixedModel(BaseModel):
                 chol = _lkj_cholesky(rng, term.n_effects, priors.cor[term.factor], size)
                 prior[f"cor_{term.factor}"] = (chol @ np.swapaxes(chol, -1, -2),
                                                dims[f"cor_{term.factor}"])
-            white = rng.standard_normal((size, term.n_levels, term.n_effects))
-            effects = np.einsum("sij,slj->sli", sd[:, :, None] * chol, white)
-            prior[f"r_{term.factor}"] = (effects, dims[f"r_{term.factor}"])
-            if not data.streamed:
-                eta = eta + np.einsum("sre,re->sr", effects[:, term.index, :], term.z)
+            scales[term.factor] = (sd, chol)
+        effects, predictive, more = _simulate(data, b, parameter, scales, rng)
+        return {**prior, **effects}, predictive, {**coords, **more}
+
+    # ------------------------------------------------------------------ calibration
+    def _with_simulated(self, data: MixedData, simulated: Mapping[str, NDArray]) -> MixedData:
+        """The rows with a simulated response, every covariate, trial count and offset
+        kept, and the priors those of the user's data."""
         if data.streamed:
-            assert parameter is not None  # σ: the normal family
-            effects = prior[f"r_{design.terms[0].factor}"][0] if design.terms else None
-            dim, levels = data.level_dim()
-            means = level_means(data.full_design, b, effects, parameter, rng)[1]
-            return prior, {"y_mean": (means, [dim])}, {**coords, dim: list(levels)}
-        _, y = response_draws(design.family, eta, design.trials, parameter, rng)
-        return prior, {"y": (y, ["row"])}, {**coords, "row": data.rows}
+            data.full_design.needs_rows("calibration")
+        y = np.asarray(simulated["y"], dtype=float)
+        return replace(data, design=replace(data.design, y=y),
+                       full_design=replace(data.full_design, y=y))
+
+    def _fitted_draws(self, fit: Fit, rng: np.random.Generator, size: int
+                      ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                 dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """The group effects and y drawn with β, σ, the sds and correlations at eb-ml's
+        estimates."""
+        estimate = getattr(fit, "estimate", None)
+        if estimate is None:
+            raise SpecificationError("only eb-ml has estimates to simulate from")
+        data = fit.data
+        b = np.broadcast_to(np.asarray(estimate.beta, dtype=float),
+                            (size, len(estimate.beta)))
+        parameter = None if estimate.sigma is None else np.full(size, estimate.sigma)
+        scales = {}
+        for term in data.design.terms:
+            cor = estimate.cor.get(term.factor, np.eye(term.n_effects))
+            scales[term.factor] = (
+                np.broadcast_to(np.asarray(estimate.sd[term.factor], dtype=float),
+                                (size, term.n_effects)),
+                np.broadcast_to(np.linalg.cholesky(cor), (size, term.n_effects,
+                                                          term.n_effects)))
+        effects, predictive, more = _simulate(data, b, parameter, scales, rng)
+        return effects, predictive, {**posterior_dims(data.design)[1], **more}
 
     def _group_dims(self, data: MixedData) -> tuple[str, ...]:
         return tuple(term.factor for term in data.design.terms)
+
+
+def _simulate(data: MixedData, b: NDArray, parameter: NDArray | None,
+              scales: Mapping[str, tuple[NDArray, NDArray]], rng: np.random.Generator
+              ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                         dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+    """Given β (draws, p), σ or φ (draws,) and each term's sds (draws, k) and Cholesky
+    factor of its correlations (draws, k, k): the group effects b_l = diag(sd) L z_l and
+    the response y of the rows (a streamed design: each level's mean response)."""
+    design = data.design
+    dims, _ = posterior_dims(design)
+    size = b.shape[0]
+    effects: dict[str, tuple[NDArray, list[str]]] = {}
+    eta = 0.0 if data.streamed else b @ design.x.T + (
+        0.0 if design.offset is None else design.offset)
+    for term in design.terms:
+        sd, chol = scales[term.factor]
+        white = rng.standard_normal((size, term.n_levels, term.n_effects))
+        drawn = np.einsum("sij,slj->sli", sd[:, :, None] * chol, white)
+        effects[f"r_{term.factor}"] = (drawn, dims[f"r_{term.factor}"])
+        if not data.streamed:
+            eta = eta + np.einsum("sre,re->sr", drawn[:, term.index, :], term.z)
+    if data.streamed:
+        assert parameter is not None  # σ: the normal family
+        first = effects[f"r_{design.terms[0].factor}"][0] if design.terms else None
+        dim, levels = data.level_dim()
+        means = level_means(data.full_design, b, first, parameter, rng)[1]
+        return effects, {"y_mean": (means, [dim])}, {dim: list(levels)}
+    _, y = response_draws(design.family, np.asarray(eta), design.trials, parameter, rng)
+    return effects, {"y": (y, ["row"])}, {"row": data.rows}
 
 
 def _finite(info: Mapping[str, Any]) -> dict[str, Any]:
