@@ -279,7 +279,7 @@ def nested_data(
     unique = shared.empty
     if not unique:
         label = str(shared.index[0])
-        rows = np.flatnonzero(inner_labels == label)
+        rows = [int(r) for r in np.flatnonzero(inner_labels == label)]
         first = outer_labels[rows[0]]
         second_row = next(r for r in rows if outer_labels[r] != first)
         where = (f"{inner} {label!r} appears under {outer} {first!r} ({row_number(rows[0])}) and "
