@@ -494,8 +494,10 @@ def plain(text: str) -> None:
     stdout.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def print_header(title: str, prior_lines: Sequence[str], notes: Sequence[str]) -> None:
-    """What was fitted, notes on the data and the prior in use, before the table."""
+def print_header(title: str, prior_lines: Sequence[str], notes: Sequence[str],
+                 pooling: str | None = None) -> None:
+    """What was fitted, notes on the data and the prior in use (and the pooling factor it
+    implies), before the table."""
     stdout.print(title)
     for note in notes:
         plain(f"note: {note}")
@@ -505,6 +507,8 @@ def print_header(title: str, prior_lines: Sequence[str], notes: Sequence[str]) -
         plain("priors:")
         for line in prior_lines:
             plain(f"  {line}")
+    if pooling is not None:
+        plain(f"  {pooling}")
 
 
 def print_table(summary: pd.DataFrame, ci_prob: float, what: str = "summary.csv") -> None:
@@ -774,7 +778,8 @@ def fit_command(
                             f"chunks, about {format_bytes(saved_bytes)}")
     if table_output:
         print_header(f"[bold]{escape(job.name)}[/bold]: {escape(model.title(prepared))}",
-                     model.prior_statements(prepared), header_notes)
+                     model.prior_statements(prepared), header_notes,
+                     model.implied_pooling(prepared))
     with output_directory(out, force) as staging, collected_warnings() as caught:
         # nuts draws its own progress bar; the others get a spinner
         with progress(f"fitting {job.name} with {model.method}…",

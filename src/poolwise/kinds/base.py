@@ -320,6 +320,11 @@ class BaseModel(ABC):
     def describe_prior(self, data: Any = None) -> str:
         """The prior in words and symbols; with prepared ``data``, defaults get values."""
 
+    def implied_pooling(self, data: Any = None) -> str | None:
+        """The prior of a typical group's pooling factor, in words (with prepared ``data``:
+        the typical group is the median one); None where the kind or its prior has none."""
+        return None
+
     def prior_statements(self, data: Any = None) -> list[str]:
         """:meth:`describe_prior` as the lines it is printed in: one, or one per ';'-separated
         term for mixed models."""

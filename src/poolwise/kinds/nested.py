@@ -279,7 +279,7 @@ def nested_data(
     unique = shared.empty
     if not unique:
         label = str(shared.index[0])
-        rows = np.flatnonzero(inner_labels == label)
+        rows = [int(r) for r in np.flatnonzero(inner_labels == label)]
         first = outer_labels[rows[0]]
         second_row = next(r for r in rows if outer_labels[r] != first)
         where = (f"{inner} {label!r} appears under {outer} {first!r} ({row_number(rows[0])}) and "
@@ -375,10 +375,10 @@ class NestedPrior:
             if not isinstance(dist, Distribution):
                 raise SpecificationError(
                     f"the prior of {name} must be a Distribution, not {type(dist).__name__}")
-            if name in _LOCATION and dist.positive:
+            if name in _LOCATION and dist.support != "real":
                 raise SpecificationError(
-                    f"{name} is a location on the real line: give it normal(mu, sigma) or "
-                    f"flat, not {dist}")
+                    f"{name} is a location on the real line: give it normal(mu, sigma), "
+                    f"studentt(df, mu, sigma) or flat, not {dist}")
             if name not in _LOCATION and not dist.positive:
                 raise SpecificationError(
                     f"{name} is a scale > 0: give it a prior on (0, ∞) such as halfnormal(1), "
@@ -411,7 +411,8 @@ class NestedPrior:
                               f"in nested prior {text!r}")
             if name in chosen:
                 raise SpecificationError(f"nested prior {text!r} sets {name} twice")
-            chosen[name] = make_distribution(*_parse_call(match.group(2)))
+            chosen[name] = make_distribution(*_parse_call(match.group(2)),
+                                             positive=name not in _LOCATION)
         return cls(**chosen)
 
     def resolve(self, family: RateFamily, data: NestedData) -> NestedPrior:

@@ -159,6 +159,7 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
         "equations": [_equation(line) for line in fit.equations()],
         "graph": _plate_diagram(figures),
         "priors": fit.prior_statements(),
+        "implied_pooling": fit.implied_pooling(),
         "method": _method(fit),
         "diagnostics": _diagnostic_rows(fit, summary, pareto),
         "problems": problems,

@@ -164,6 +164,11 @@ class Fit(ABC):
         """The prior as this fit used it (with defaults resolved for its data)."""
         return self.model.describe_prior(self.data)
 
+    def implied_pooling(self) -> str | None:
+        """The prior's pooling factor of a typical group, in words (None where there is
+        none): its median and central 90 % interval, shown beside the prior."""
+        return self.model.implied_pooling(self.data)
+
     def prior_statements(self) -> list[str]:
         """The prior as the lines it is printed in (one per term for mixed models)."""
         return list(self.model.prior_statements(self.data))

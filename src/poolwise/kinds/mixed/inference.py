@@ -86,7 +86,7 @@ from poolwise.inference.base import SamplerConfig
 from poolwise.inference.importance import DEFAULT_DF
 from poolwise.inference.nuts import CHAIN_METHOD, run_chains
 from poolwise.kinds.mixed.design import FAMILIES, FAMILY_PARAMETERS, GroupTerm, MixedDesign
-from poolwise.kinds.mixed.priors import MixedPriors
+from poolwise.kinds.mixed.priors import MixedPriors, icc_log_density
 from poolwise.priors import Distribution
 
 FloatArray = NDArray[np.float64]
@@ -820,7 +820,8 @@ class _Structure:
         own = priors.family_parameter  # checked against the family in _check
         return cls(design.family, terms, len(design.fixed_names), layout,
                    None if own is None else (own[0], own[1].name),
-                   tuple(tuple(priors.sd[t.factor, e].name for e in t.names) for t in terms))
+                   tuple(tuple(_sd_prior_name(priors, t.factor, e) for e in t.names)
+                         for t in terms))
 
     def variance_parts(self, z: Any, prior: dict[str, Any], xp: Any = None
                        ) -> tuple[Any, Any, list[Any], list[Any | None]]:
@@ -847,7 +848,9 @@ class _Structure:
             log_sd = layout.get(z, f"log_sd_{term.factor}")
             sd = xp.exp(log_sd)
             for e, (name, values) in enumerate(zip(names, params, strict=True)):
-                log_prior = log_prior + Distribution(name, values).log_density(sd[..., e], ops)
+                log_prior = log_prior + (
+                    icc_log_density(sd[..., e], value, values, ops) if name == ICC
+                    else Distribution(name, values).log_density(sd[..., e], ops))
             log_prior = log_prior + xp.sum(log_sd, axis=-1)
             chol = None
             if correlated(term):
@@ -865,9 +868,19 @@ def _prior_data(design: MixedDesign, priors: MixedPriors) -> dict[str, Any]:
     own = priors.family_parameter
     return {"loc": priors.fixed_loc, "scale": priors.fixed_scale,
             "family": () if own is None else own[1].params,
-            "sd": tuple(tuple(priors.sd[t.factor, e].params for e in t.names)
+            "sd": tuple(tuple(priors.sd_prior(t.factor, e)[1].params for e in t.names)
                         for t in design.terms),
             "eta": tuple(float(priors.cor.get(t.factor, 1.0)) for t in design.terms)}
+
+
+#: the name a sd's prior has in :class:`_Structure` when it is a prior on the ICC
+ICC = "icc"
+
+
+def _sd_prior_name(priors: MixedPriors, factor: str, effect: str) -> str:
+    """The distribution of the sd's prior, or :data:`ICC` for a prior on the ICC."""
+    name, dist = priors.sd_prior(factor, effect)
+    return ICC if name.startswith("icc_") else dist.name
 
 
 @dataclass(frozen=True)
@@ -914,6 +927,8 @@ def _scale_of(dist: Any) -> float:
     """A typical value of a positive prior: its scale, 1/rate, mean or median."""
     if dist.name in {"halfnormal", "halfcauchy"}:
         return float(dist.params[0])
+    if dist.name == "halfstudentt":
+        return float(dist.params[1])
     if dist.name == "exponential":
         return 1.0 / dist.params[0]
     if dist.name == "gamma":

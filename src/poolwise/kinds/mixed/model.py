@@ -81,6 +81,7 @@ from poolwise.kinds.mixed.priors import (
     MixedPriors,
     check_prior_syntax,
     parse_priors,
+    sample_sd,
 )
 from poolwise.kinds.mixed.reml import LMMEstimate, estimate_from_dict, estimate_to_dict
 from poolwise.priors import make_distribution
@@ -401,6 +402,17 @@ class MixedModel(BaseModel):
             return rule + (f"; overridden by: {self.prior}" if self.prior else "")
         return "; ".join(self.prepare(data).priors.describe())
 
+    def implied_pooling(self, data: pd.DataFrame | MixedData | None = None) -> str | None:
+        """The priors' pooling factor of a typical level's intercept (normal family;
+        :func:`~poolwise.kinds.mixed.priors.implied_pooling`); None without data or priors."""
+        if data is None or self.method == "eb-ml" or self.pooling != "partial":
+            return None
+        from poolwise.kinds.mixed.priors import implied_pooling
+
+        prepared = self.prepare(data)
+        rng = generator(self.config.seed, Stream.PRIOR_PREDICTIVE, 1)
+        return "; ".join(implied_pooling(prepared.design, prepared.priors, rng)) or None
+
     def graph(self, data: pd.DataFrame | MixedData | None = None) -> ModelGraph:
         """The model's graphical model with its plates sized by the data; draw it with
         :func:`poolwise.outputs.render.render`."""
@@ -638,7 +650,7 @@ class MixedModel(BaseModel):
             prior[name] = (parameter, [])
         scales: dict[str, tuple[NDArray, NDArray]] = {}
         for term in design.terms:
-            sd = np.column_stack([priors.sd[term.factor, e].sample(rng, size)
+            sd = np.column_stack([sample_sd(priors, term.factor, e, parameter, rng, size)
                                   for e in term.names])
             prior[f"sd_{term.factor}"] = (sd, dims[f"sd_{term.factor}"])
             chol: NDArray = np.broadcast_to(np.eye(term.n_effects),
