@@ -76,7 +76,9 @@ def plot_calibration(calibration: Calibration) -> Figure:
             ax.set_title(f"{panel.param}  (p = {panel.p_value:.2g})", fontsize=9)
         for ax in axes.ravel()[len(panels):]:
             ax.set_visible(False)
-        for ax in axes[-1]:
+        for k in range(cols):  # the lowest panel of each column carries the rank axis
+            ax = axes[(len(panels) - 1 - k) // cols, k] if k < len(panels) else axes[0, k]
+            ax.tick_params(labelbottom=True)
             ax.set_xlabel("normalised rank")
         for ax in axes[:, 0]:
             ax.set_ylabel("ECDF − uniform")
