@@ -40,7 +40,7 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "y": ("rates", "normal", "nig", "nested"),
     "n": ("rates", "nested"),
     "se": ("normal", "nested"),
-    "group": ("rates", "normal", "nig", "nested"),
+    "group": ("rates", "normal", "nig", "nested", "custom"),
     "family": ("rates", "normal", "nig", "mixed", "nested"),
     "pooling": ("rates", "normal", "nig", "mixed", "nested"),
     "prior": ("rates", "normal", "nig", "mixed", "nested"),

@@ -79,7 +79,8 @@ NCol = Annotated[str | None, typer.Option("--n", help="Column of trials or expos
 SeCol = Annotated[str | None, typer.Option(
     "--se", help="Column of standard errors (normal family; omit for raw observations).")]
 GroupCol = Annotated[str | None, typer.Option(
-    "--group", help="Column of group labels; outer/inner for nested groups.")]
+    "--group", help="Column of group labels; outer/inner for nested groups; with --model, "
+                    "the column whose levels (given to the model as 0, 1, ...) label its plate.")]
 Method = Annotated[str | None, typer.Option(
     "--method", help="exact, eb-moments, eb-ml, eb-js, gibbs, nuts, map or laplace (the kind's "
                      "default when left out).")]

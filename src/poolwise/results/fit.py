@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -159,6 +159,9 @@ class Fit(ABC):
     def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:
         return posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
                                  group_dims=self.group_dims)
+
+    #: what else to try when NUTS diverges, beside smaller steps (the kind's own advice)
+    DIVERGENCE_HINT: ClassVar[str | None] = None
 
     def interval_notes(self, ci_prob: float = 0.95) -> dict[str, str]:
         """What the summary's ``lower`` and ``upper`` are where they are not equal-tailed
