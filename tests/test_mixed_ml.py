@@ -22,7 +22,7 @@ from scipy import stats
 
 import poolwise
 from poolwise import MixedModel, SpecificationError
-from poolwise.cli import main
+from poolwise.cli import main, print_table
 from poolwise.outputs.report import fit_report
 from poolwise.outputs.writer import LIKELIHOOD_COLUMNS, fit_document, likelihood_lines
 
@@ -40,7 +40,7 @@ def ml_fit(sleep):
     return MixedModel(formula=SLEEP, method="eb-ml", reml=False, **FEW).fit(sleep)
 
 
-def test_ml_of_sleepstudy_is_lme4s(sleep, ml_fit, tmp_path) -> None:
+def test_ml_of_sleepstudy_is_lme4s(sleep, ml_fit, tmp_path, capsys) -> None:
     """lme4's statistics to its printed precision and its ML estimates; ML's sds and
     standard errors are smaller than REML's, whose criterion is lme4's too; the JSON
     document and the report carry the statistics and label β's intervals Wald; a saved
@@ -67,6 +67,10 @@ def test_ml_of_sleepstudy_is_lme4s(sleep, ml_fit, tmp_path) -> None:
     assert document["likelihood"] == ml_fit.likelihood_statistics()
     assert document["intervals"]["b"].startswith("Wald: estimate ± 1.96 × sd")
     assert document["intervals"]["sigma, sd_Subject, cor_Subject"] == "none: point estimates"
+    print_table(summary, 0.95, notes=ml_fit.interval_notes())
+    printed = capsys.readouterr().out
+    assert "95% intervals: Wald for b; conditional for r_Subject" in printed
+    assert "intervals of sigma, sd_Subject, cor_Subject: none (point estimates)" in printed
     page = fit_report(tmp_path, ml_fit, summary=summary, check=check)
     assert "Wald: estimate ± 1.96 × sd" in page and "1763.9" in page
     ml_fit.save(tmp_path / "ml.nc")
@@ -75,23 +79,7 @@ def test_ml_of_sleepstudy_is_lme4s(sleep, ml_fit, tmp_path) -> None:
     assert loaded.likelihood_statistics() == ml_fit.likelihood_statistics()
 
 
-def test_ml_on_the_command_line(capsys) -> None:
-    """--ml prints lme4's line under the table, whose title names the Wald intervals."""
-    code = main(["fit", "sleepstudy", "--method", "eb-ml", "--ml", "--draws", "20",
-                 "--chains", "1", "--quiet"])
-    printed, err = capsys.readouterr()
-    assert code == 0, err
-    lines = printed.splitlines()
-    header = next(i for i, line in enumerate(lines)
-                  if line.split() == list(LIKELIHOOD_COLUMNS))
-    assert lines[header + 1].split() == ["1763.9", "1783.1", "-876.0", "1751.9", "174"]
-    assert "95% intervals: Wald for b; conditional for r_Subject" in printed
-    assert "intervals of b: Wald (estimate ± 1.96 × sd" in printed
-    assert "ML, as lme4's lmer(REML = FALSE); log likelihood -875.9697" in printed
-    assert "REML criterion" not in printed
-
-
-def test_ml_and_reml_of_a_regression_are_least_squares(sleep) -> None:
+def test_ml_and_reml_of_a_regression_are_least_squares(sleep, capsys) -> None:
     """Without group terms ML is least squares with σ̂² = RSS/n, REML with RSS/(n − p):
 
         ℓ_ML = −n/2 (log 2πσ̂² + 1),
@@ -120,11 +108,13 @@ def test_ml_and_reml_of_a_regression_are_least_squares(sleep) -> None:
                                    beta + z * se, rtol=1e-7)
         assert table.loc["sigma", "mean"] == pytest.approx(math.sqrt(sigma2), rel=1e-9)
         found = fit.likelihood_statistics()
+        assert found is not None
         if reml:
             criterion = ((n - p) * (1 + math.log(2 * math.pi * sigma2))
                          + np.linalg.slogdet(x.T @ x)[1])
             assert found == {"REML criterion": pytest.approx(criterion, rel=1e-10)}
         else:
+            ml_found = found
             log_lik = -n / 2 * (math.log(2 * math.pi * sigma2) + 1)
             assert found == pytest.approx({
                 "AIC": -2 * log_lik + 2 * (p + 1), "BIC": -2 * log_lik + (p + 1) * math.log(n),
@@ -132,6 +122,20 @@ def test_ml_and_reml_of_a_regression_are_least_squares(sleep) -> None:
                 "df": p + 1}, rel=1e-10)
         assert set(fit.interval_notes(0.9)) == {"b", "sigma"}
         assert fit.interval_notes(0.9)["b"].startswith("Wald: estimate ± 1.64 × sd")
+    # the command line prints ML's statistics as lme4 does, and labels the intervals
+    code = main(["fit", "sleepstudy", "--formula", "Reaction ~ Days", "--pooling", "complete",
+                 "--method", "eb-ml", "--ml", "--draws", "20", "--chains", "1", "--quiet"])
+    printed, err = capsys.readouterr()
+    assert code == 0, err
+    lines = printed.splitlines()
+    header = next(i for i, line in enumerate(lines)
+                  if line.split() == list(LIKELIHOOD_COLUMNS))
+    expected = [f"{ml_found[c]:.0f}" if c == "df.resid" else f"{ml_found[c]:.1f}"
+                for c in LIKELIHOOD_COLUMNS]
+    assert lines[header + 1].split() == expected
+    assert "95% intervals: Wald for b" in [line.strip() for line in lines]
+    assert "intervals of b: Wald (estimate ± 1.96 × sd" in printed
+    assert "ML, as lme4's lmer(REML = FALSE)" in printed and "REML criterion" not in printed
 
 
 def test_full_bayes_has_no_likelihood_line_nor_interval_notes(rats) -> None:
