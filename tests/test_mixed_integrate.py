@@ -335,11 +335,13 @@ def test_a_failed_diagnostic_falls_back_to_nuts_visibly(tmp_path) -> None:
     assert loaded.method == "nuts" and loaded.info["fallback"] == fit.info["fallback"]
 
 
-def test_importance_is_for_the_normal_family_only() -> None:
+def test_importance_is_not_for_the_negative_binomial() -> None:
+    """(Binomial, bernoulli and poisson GLMMs: tests/test_glmm_importance.py.)"""
     assert poolwise.MixedModel(formula="y ~ x + (1 | g)").method == "importance"
-    assert poolwise.MixedModel(formula="y ~ x + (1 | g)", family="poisson").method == "nuts"
-    with pytest.raises(SpecificationError, match="normal family"):
-        poolwise.MixedModel(formula="y ~ x + (1 | g)", family="poisson", method="importance")
+    assert poolwise.MixedModel(formula="y ~ x + (1 | g)", family="negbinomial").method == "nuts"
+    with pytest.raises(SpecificationError, match="normal, binomial, bernoulli, poisson"):
+        poolwise.MixedModel(formula="y ~ x + (1 | g)", family="negbinomial",
+                            method="importance")
 
 
 def test_the_command_line_shows_the_method_and_its_check(capsys) -> None:

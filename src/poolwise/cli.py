@@ -99,8 +99,9 @@ TargetAccept = Annotated[float | None, typer.Option(
 Parametrisation = Annotated[str | None, typer.Option(
     help="nuts: marginal, non-centred or centred (the kind's default when left out).")]
 Agq = Annotated[int | None, typer.Option(
-    "--agq", help="eb-ml of a binomial, bernoulli or poisson mixed model: quadrature points "
-                  "per group effect, 1 (Laplace) to 25 (default 9), as lme4's nAGQ.")]
+    "--agq", help="eb-ml or importance of a binomial, bernoulli or poisson mixed model: "
+                  "quadrature points per group effect, 1 (Laplace) to 25 (default 9), as "
+                  "lme4's nAGQ.")]
 MaximumLikelihood = Annotated[bool, typer.Option(
     "--ml", help="eb-ml of a normal mixed model: maximum likelihood instead of REML, as "
                  "lme4's lmer(REML = FALSE); prints AIC, BIC, logLik, deviance, df.resid.")]
@@ -497,8 +498,10 @@ def plain(text: str) -> None:
     stdout.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def print_header(title: str, prior_lines: Sequence[str], notes: Sequence[str]) -> None:
-    """What was fitted, notes on the data and the prior in use, before the table."""
+def print_header(title: str, prior_lines: Sequence[str], notes: Sequence[str],
+                 pooling: str | None = None) -> None:
+    """What was fitted, notes on the data and the prior in use (and the pooling factor it
+    implies), before the table."""
     stdout.print(title)
     for note in notes:
         plain(f"note: {note}")
@@ -508,6 +511,8 @@ def print_header(title: str, prior_lines: Sequence[str], notes: Sequence[str]) -
         plain("priors:")
         for line in prior_lines:
             plain(f"  {line}")
+    if pooling is not None:
+        plain(f"  {pooling}")
 
 
 def print_table(summary: pd.DataFrame, ci_prob: float, what: str = "summary.csv",
@@ -788,7 +793,8 @@ def fit_command(
                             f"chunks, about {format_bytes(saved_bytes)}")
     if table_output:
         print_header(f"[bold]{escape(job.name)}[/bold]: {escape(model.title(prepared))}",
-                     model.prior_statements(prepared), header_notes)
+                     model.prior_statements(prepared), header_notes,
+                     model.implied_pooling(prepared))
     with output_directory(out, force) as staging, collected_warnings() as caught:
         # nuts draws its own progress bar; the others get a spinner
         with progress(f"fitting {job.name} with {model.method}…",
@@ -1129,6 +1135,71 @@ def print_loo(loo: Any) -> None:
                                      for row in loo.table.to_dict("records")])
     for line in loo.verdicts():
         plain(f"  {line}")
+
+
+Reps = Annotated[int, typer.Option(
+    "--reps", help="Replications: data sets simulated and fitted (at least 10).")]
+Jobs = Annotated[int | None, typer.Option(
+    "--jobs", help="Worker processes (default: the cores).")]
+
+
+@app.command("calibrate", epilog=COMPILE_CACHE_HELP)
+def calibrate_command(
+    data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
+    se: SeCol = None, pooling: PoolingOption = None, method: Method = None,
+    prior: Prior = None, draws: Draws = 250, chains: Chains = 4, warmup: Warmup = None,
+    seed: Seed = 0, target_accept: TargetAccept = None,
+    parametrisation: Parametrisation = None, agq: Agq = None, formula: Formula = None,
+    drop_missing: DropMissing = False, model_file: ModelFile = None, reps: Reps = 100,
+    jobs: Jobs = None, out: Out = None, force: Force = False,
+    output_format: Format = "table", quiet: Quiet = False,
+    sep: Sep = None, decimal: Decimal = None, encoding: Encoding = None,
+) -> int:
+    """Simulation-based calibration with DATA's design: simulate, fit, rank the truth."""
+    check_output_options(output_format, 0.95)
+    check_output_directory(out, force)
+    job = build_job(data, text={"sep": sep, "decimal": decimal, "encoding": encoding},
+                    family=family, y=y, n=n, se=se, group=group, formula=formula,
+                    model_file=model_file, drop_missing=drop_missing, pooling=pooling,
+                    method=method, prior=prior, draws=draws, chains=chains, warmup=warmup,
+                    seed=seed, target_accept=target_accept, parametrisation=parametrisation,
+                    agq=agq)
+    model = job.model
+    prepared = model.prepare(job.table, **job.columns)
+    table_output = output_format == "table"
+    title = f"calibration of {model.title(prepared)}"
+    with output_directory(out, force) as staging, collected_warnings() as caught:
+        with progress(f"calibrating {job.name}: 0 of {reps} replications…",
+                      quiet or not table_output) as update:
+            def advanced(done: int, total: int) -> None:
+                update(f"calibrating {job.name}: {done} of {total} replications…")
+
+            result = model.calibrate(prepared, reps=reps, seed=seed, jobs=jobs,
+                                     progress=advanced)
+        if staging is not None:
+            from poolwise.outputs.calibration import write_calibration
+
+            write_calibration(staging, result, title=title,
+                              provenance=job.provenance(seed, result.notes, caught))
+    if table_output:
+        print_header(f"[bold]{escape(job.name)}[/bold]: {escape(title)}",
+                     [result.prior], [*job.notes, *getattr(prepared, "notes", ())])
+        table = result.table
+        columns = [str(c) for c in table.columns]
+        print_rows(columns, [[_fmt(v) if not isinstance(v, str) else v for v in row]
+                             for row in table.itertuples(index=False)],
+                   title=f"{result.reps} replications, ranks among {result.ranked_draws} "
+                         "draws" if result.mode == "sbc" else
+                         f"coverage of the group intervals, {result.reps} replications")
+        for note in result.notes:
+            plain(f"note: {note}")
+        plain(f"verdict: {result.verdict}")
+    document = {"kind": job.kind, "data": job.name, **result.to_dict()}
+    emit(document, None, output_format)  # the files have calibration.json
+    if out is not None and table_output:
+        stdout.print(f"wrote {out}/")
+    print_warnings(caught)
+    return 0
 
 
 @app.command("report")

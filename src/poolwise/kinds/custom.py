@@ -1147,6 +1147,29 @@ class CustomModel(BaseModel):
             (replicated if name in data.observed else prior)[name] = (array, dims)
         return prior, replicated, self._plate_coords(data)
 
+    # ------------------------------------------------------------------ calibration
+    def _calibration_model(self, data: CustomData) -> CustomModel:
+        """The model itself; ``map`` is refused: it gives one point, not draws to rank."""
+        if self.method == "map":
+            raise SpecificationError("method 'map' gives one point, not posterior draws, so "
+                                     "it cannot be calibrated; calibrate 'laplace' or 'nuts'")
+        return self
+
+    def _with_simulated(self, data: CustomData, simulated: Mapping[str, NDArray]
+                        ) -> CustomData:
+        """The function's arguments with each observed site's simulated values in the
+        argument of the same name."""
+        for site in simulated:
+            if site not in data.kwargs:
+                raise SpecificationError(
+                    f"the observed site {site!r} is not an argument of {self.name}(): "
+                    "calibration passes each simulated site as the argument of its name; "
+                    f"call the argument {site}")
+        values = {site: np.asarray(v).astype(np.asarray(data.kwargs[site]).dtype)
+                  for site, v in simulated.items()}
+        return replace(data, kwargs={**data.kwargs, **values},
+                       observed_data={**data.observed_data, **values})
+
     # ------------------------------------------------------------------ the target
     def _target(self, data: CustomData, start: Mapping[str, Any] | None, seed: int
                 ) -> _Target:

@@ -202,7 +202,8 @@ def fit_figures(fit: Fit, *, ci_prob: float, predictions: Sequence[Prediction] =
     from poolwise.outputs import plots
 
     figures: dict[str, Callable[[], Any]] = {
-        "ppc.png": partial(plots.plot_predictive_check, fit.check_data()),
+        "ppc.png": partial(plots.plot_predictive_check, fit.check_data(),
+                           table=fit.predictive_check()),
     }
     if "posterior" in fit.tree.children and fit.config.draws > 1:
         figures["trace.png"] = partial(plots.plot_trace, fit)
@@ -417,6 +418,7 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
         "method": fit.method,
         "prior": fit.describe_prior(),
         "priors": fit.prior_statements(),
+        "implied_pooling": fit.implied_pooling(),
         "hyperparameters": hyperparameters(fit, summary),
         "summary": rows,
         "summary_rows": shortened,

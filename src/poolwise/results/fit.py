@@ -180,6 +180,11 @@ class Fit(ABC):
         """The prior as this fit used it (with defaults resolved for its data)."""
         return self.model.describe_prior(self.data)
 
+    def implied_pooling(self) -> str | None:
+        """The prior's pooling factor of a typical group, in words (None where there is
+        none): its median and central 90 % interval, shown beside the prior."""
+        return self.model.implied_pooling(self.data)
+
     def prior_statements(self) -> list[str]:
         """The prior as the lines it is printed in (one per term for mixed models)."""
         return list(self.model.prior_statements(self.data))
@@ -297,8 +302,14 @@ class Fit(ABC):
                          ) -> pd.DataFrame:
         """The posterior predictive check: for the whole data and for each group, the
         observed statistic, its replicated mean and ``ci_prob`` interval, and the Bayesian
-        p-value (:func:`~poolwise.results.checks.check_table`)."""
-        return check_table(self.check_data(seed=seed), ci_prob)
+        p-value (:func:`~poolwise.results.checks.check_table`; made once per ``ci_prob``
+        unless a ``seed`` asks for other replicates)."""
+        if seed is not None:
+            return check_table(self.check_data(seed=seed), ci_prob)
+        key = ("predictive_check", ci_prob)
+        if key not in self._memo:
+            self._memo[key] = check_table(self.check_data(), ci_prob)
+        return self._memo[key].copy(deep=False)
 
     def check_data(self, *, seed: int | None = None) -> list[Any]:
         """The observed and replicated quantities the predictive check compares.

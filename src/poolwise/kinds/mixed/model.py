@@ -8,7 +8,10 @@ The model (:mod:`poolwise.kinds.mixed.design`)
 is fitted by NUTS (:mod:`poolwise.kinds.mixed.inference`; the normal family integrates β
 and the group effects out and draws them afterwards), by ``importance`` (the normal
 family's default: the few variance parameters by Pareto-smoothed importance sampling, no
-Markov chain, with an automatic and stated fallback to NUTS when its diagnostic fails) or
+Markov chain, with an automatic and stated fallback to NUTS when its diagnostic fails; the
+default too of binomial, bernoulli and poisson models with one grouping factor, whose
+β and variance parameters are sampled so with each group's effects integrated out by
+adaptive quadrature, :class:`~poolwise.kinds.mixed.glmm.GlmmPosterior`) or
 by ``eb-ml``: REML as lme4 (:mod:`poolwise.kinds.mixed.reml`) for the normal family,
 maximum likelihood with the group effects integrated out by adaptive quadrature as lme4's
 ``glmer(nAGQ = n)`` (:mod:`poolwise.kinds.mixed.glmm`) for the binomial, bernoulli and
@@ -78,6 +81,7 @@ from poolwise.kinds.mixed.priors import (
     MixedPriors,
     check_prior_syntax,
     parse_priors,
+    sample_sd,
 )
 from poolwise.kinds.mixed.reml import LMMEstimate, estimate_from_dict, estimate_to_dict
 from poolwise.priors import make_distribution
@@ -188,24 +192,28 @@ class MixedModel(BaseModel):
         (:func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
         :class:`~poolwise.kinds.mixed.priors.MixedPriors`.
     method
-        ``"importance"`` (the normal family's default; full Bayes without a Markov chain:
-        σ, the sds and correlations by Pareto-smoothed importance sampling from a
-        Student-t at their posterior mode with β and the group effects integrated out,
-        then β and the group effects drawn exactly; when the Pareto k̂ of the weights
-        exceeds 0.7 the fit falls back to ``nuts``, warns, and says so in ``fit.method``
-        and ``fit.info["fallback"]``), ``"nuts"`` (the other families' default; full
-        Bayes) or ``"eb-ml"``: point estimates of the variance parameters, β and the group
-        effects drawn given them. For the normal family REML as lme4; for binomial,
-        bernoulli and poisson models with one group term of one or two effects, maximum
-        likelihood by adaptive Gauss–Hermite quadrature as lme4's ``glmer(nAGQ = agq)``.
+        ``"importance"`` (the default of the normal family and of binomial, bernoulli and
+        poisson models with one grouping factor; full Bayes without a Markov chain: σ, the
+        sds and correlations by Pareto-smoothed importance sampling from a Student-t at
+        their posterior mode with β and the group effects integrated out, then β and the
+        group effects drawn exactly; for those GLMMs β, the sds and the correlation, each
+        group's effects integrated out by adaptive quadrature (``agq`` points) and drawn
+        exactly; when the Pareto k̂ of the weights exceeds 0.7, or a GLMM's term has more
+        than two effects, the fit falls back to ``nuts``, warns, and says so in
+        ``fit.method`` and ``fit.info["fallback"]``), ``"nuts"`` (the other models'
+        default; full Bayes) or ``"eb-ml"``: point estimates of the variance parameters, β
+        and the group effects drawn given them. For the normal family REML as lme4; for
+        binomial, bernoulli and poisson models with one group term of one or two effects,
+        maximum likelihood by adaptive Gauss–Hermite quadrature as lme4's
+        ``glmer(nAGQ = agq)``.
     reml
         ``eb-ml`` of a normal model: True (the default) maximises the restricted likelihood
         (REML), False the likelihood itself (ML), as lme4's ``lmer(REML = FALSE)``: ML's
         sds are biased down, but its log likelihoods (and AICs) compare models with other
         fixed effects. None: REML; refused for any other method or family.
     agq
-        ``eb-ml`` of a binomial, bernoulli or poisson model: quadrature points per group
-        effect, 1 (the Laplace approximation, lme4's default) to 25; None: 9
+        ``eb-ml`` and ``importance`` of a binomial, bernoulli or poisson model: quadrature
+        points per group effect, 1 (the Laplace approximation, lme4's default) to 25; None: 9
         (:data:`~poolwise.kinds.mixed.glmm.DEFAULT_AGQ`, within 3e-6 of 25 points on cbpp).
     missing
         ``"refuse"`` (default) rows with missing values in the formula's columns, or
@@ -235,7 +243,9 @@ class MixedModel(BaseModel):
                  agq: int | None = None, reml: bool | None = None,
                  **settings: Unpack[Settings]) -> None:
         family = mixed_family(family)
-        self.family: str = family  # before _settle: the default method depends on it
+        # before _settle: the default method depends on the family and the group terms
+        self.family: str = family
+        self.columns: FormulaColumns = formula_columns(formula)
         text = prior.spec() if isinstance(prior, MixedPriors) else prior
         if text is not None:
             check_prior_syntax(text)
@@ -249,10 +259,11 @@ class MixedModel(BaseModel):
                 f"eb-ml is REML for the normal family and maximum likelihood by adaptive "
                 f"quadrature for the {', '.join(GLMM_FAMILIES)} families, not {family}; use "
                 "method 'nuts'")
-        if method == "importance" and family != "normal":
+        if method == "importance" and family not in ("normal", *GLMM_FAMILIES):
             raise SpecificationError(
-                f"method 'importance' integrates the Gaussian group effects out and needs "
-                f"the normal family; use method 'nuts' for the {family} family")
+                f"method 'importance' integrates the group effects out and is for the "
+                f"normal, {', '.join(GLMM_FAMILIES)} families; use method 'nuts' for the "
+                f"{family} family")
         if reml is not None and not isinstance(reml, bool):
             raise TypeError(f"reml must be True or False, not {reml!r}")
         self._settle({"formula": formula, "family": family, "prior": text,
@@ -260,18 +271,18 @@ class MixedModel(BaseModel):
         self.formula: str = formula
         self.prior: str | None = text
         self.missing: str = missing
-        #: quadrature points of eb-ml for a GLMM (None: DEFAULT_AGQ)
+        #: quadrature points of eb-ml and importance for a GLMM (None: DEFAULT_AGQ)
         self.agq: int | None = agq
         #: eb-ml of a normal model: REML (True, the default) or ML (False)
         self.reml: bool = reml is not False
-        self.columns: FormulaColumns = formula_columns(formula)
         if self.pooling != "complete" and not self.columns.factors:
             raise SpecificationError(
                 f"the formula has no group terms such as (1 | group), so {self.pooling_phrase} "
                 "is the same as complete pooling: add a group term or use pooling 'complete'")
-        if agq is not None and (self.method != "eb-ml" or family not in GLMM_FAMILIES):
+        if agq is not None and (self.method not in ("eb-ml", "importance")
+                                or family not in GLMM_FAMILIES):
             raise SpecificationError(
-                f"agq (--agq) sets the quadrature of method eb-ml for the "
+                f"agq (--agq) sets the quadrature of methods eb-ml and importance for the "
                 f"{', '.join(GLMM_FAMILIES)} families, not of method {self.method!r} for the "
                 f"{family} family")
         if reml is not None and (self.method != "eb-ml" or family != "normal"):
@@ -297,13 +308,18 @@ class MixedModel(BaseModel):
 
     def offered_methods(self) -> Mapping[str, tuple[str, ...]]:
         """The methods for this family (the default first): ``importance`` is the normal
-        family's, ``eb-ml`` the normal family's (REML) and the GLMMs' (ML by AGQ); every
-        family has ``nuts``."""
-        drop = set() if self.family == "normal" else {"importance"}
-        if self.family not in ("normal", *GLMM_FAMILIES):
-            drop.add("eb-ml")
-        return {pooling: tuple(m for m in methods if m not in drop)
-                for pooling, methods in self.METHODS.items()}
+        family's, and the GLMMs' (binomial, bernoulli, poisson) with partial pooling of one
+        grouping factor (its effects integrated out by AGQ); ``eb-ml`` the normal family's
+        (REML) and the GLMMs' (ML by AGQ); every family has ``nuts``."""
+        glmm = self.family in GLMM_FAMILIES
+        offered = {}
+        for pooling, methods in self.METHODS.items():
+            drop = set() if self.family in ("normal", *GLMM_FAMILIES) else {"importance",
+                                                                            "eb-ml"}
+            if glmm and (pooling != "partial" or len(self.columns.factors) != 1):
+                drop.add("importance")
+            offered[pooling] = tuple(m for m in methods if m not in drop)
+        return offered
 
     # ------------------------------------------------------------------ data
     def _key(self) -> tuple[Any, ...]:
@@ -400,6 +416,17 @@ class MixedModel(BaseModel):
             return rule + (f"; overridden by: {self.prior}" if self.prior else "")
         return "; ".join(self.prepare(data).priors.describe())
 
+    def implied_pooling(self, data: pd.DataFrame | MixedData | None = None) -> str | None:
+        """The priors' pooling factor of a typical level's intercept (normal family;
+        :func:`~poolwise.kinds.mixed.priors.implied_pooling`); None without data or priors."""
+        if data is None or self.method == "eb-ml" or self.pooling != "partial":
+            return None
+        from poolwise.kinds.mixed.priors import implied_pooling
+
+        prepared = self.prepare(data)
+        rng = generator(self.config.seed, Stream.PRIOR_PREDICTIVE, 1)
+        return "; ".join(implied_pooling(prepared.design, prepared.priors, rng)) or None
+
     def graph(self, data: pd.DataFrame | MixedData | None = None) -> ModelGraph:
         """The model's graphical model with its plates sized by the data; draw it with
         :func:`poolwise.outputs.render.render`."""
@@ -439,7 +466,7 @@ class MixedModel(BaseModel):
         sampled = 0
         # a streamed design stores and replicates each level's mean, not its rows
         observed = len(data.level_dim()[1]) if design.streamed else design.n_obs
-        if self.method == "eb-ml" and design.family != "normal":
+        if self.method in ("eb-ml", "importance") and design.family != "normal":
             # AGQ's blocks of rows × nodes and the draws' blocks of rows × draws
             other.append(("adaptive quadrature", (BLOCK_VALUES + 8 * DRAW_BLOCK_ROWS)
                           * VALUE))
@@ -494,7 +521,8 @@ class MixedModel(BaseModel):
 
         info: dict[str, Any] = {}
         if self.method == "importance":
-            drawn, info = integrate_mixed(data.design, data.priors, self.config)
+            drawn, info = integrate_mixed(data.design, data.priors, self.config,
+                                          n_agq=self.agq)
             if drawn is not None:
                 return replace(drawn, info={**drawn.info, "method": "importance"})
             reason = str(info["importance_problem"])
@@ -637,12 +665,9 @@ class MixedModel(BaseModel):
             name, dist = priors.family_parameter
             parameter = np.asarray(dist.sample(rng, size), dtype=float)
             prior[name] = (parameter, [])
-        if data.streamed:
-            eta = np.zeros((size, 0))
-        else:
-            eta = b @ design.x.T + (0.0 if design.offset is None else design.offset)
+        scales: dict[str, tuple[NDArray, NDArray]] = {}
         for term in design.terms:
-            sd = np.column_stack([priors.sd[term.factor, e].sample(rng, size)
+            sd = np.column_stack([sample_sd(priors, term.factor, e, parameter, rng, size)
                                   for e in term.names])
             prior[f"sd_{term.factor}"] = (sd, dims[f"sd_{term.factor}"])
             chol: NDArray = np.broadcast_to(np.eye(term.n_effects),
@@ -651,19 +676,42 @@ class MixedModel(BaseModel):
                 chol = _lkj_cholesky(rng, term.n_effects, priors.cor[term.factor], size)
                 prior[f"cor_{term.factor}"] = (chol @ np.swapaxes(chol, -1, -2),
                                                dims[f"cor_{term.factor}"])
-            white = rng.standard_normal((size, term.n_levels, term.n_effects))
-            effects = np.einsum("sij,slj->sli", sd[:, :, None] * chol, white)
-            prior[f"r_{term.factor}"] = (effects, dims[f"r_{term.factor}"])
-            if not data.streamed:
-                eta = eta + np.einsum("sre,re->sr", effects[:, term.index, :], term.z)
+            scales[term.factor] = (sd, chol)
+        effects, predictive, more = _simulate(data, b, parameter, scales, rng)
+        return {**prior, **effects}, predictive, {**coords, **more}
+
+    # ------------------------------------------------------------------ calibration
+    def _with_simulated(self, data: MixedData, simulated: Mapping[str, NDArray]) -> MixedData:
+        """The rows with a simulated response, every covariate, trial count and offset
+        kept, and the priors those of the user's data."""
         if data.streamed:
-            assert parameter is not None  # σ: the normal family
-            effects = prior[f"r_{design.terms[0].factor}"][0] if design.terms else None
-            dim, levels = data.level_dim()
-            means = level_means(data.full_design, b, effects, parameter, rng)[1]
-            return prior, {"y_mean": (means, [dim])}, {**coords, dim: list(levels)}
-        _, y = response_draws(design.family, eta, design.trials, parameter, rng)
-        return prior, {"y": (y, ["row"])}, {**coords, "row": data.rows}
+            data.full_design.needs_rows("calibration")
+        y = np.asarray(simulated["y"], dtype=float)
+        return replace(data, design=replace(data.design, y=y),
+                       full_design=replace(data.full_design, y=y))
+
+    def _fitted_draws(self, fit: Fit, rng: np.random.Generator, size: int
+                      ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                 dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """The group effects and y drawn with β, σ, the sds and correlations at eb-ml's
+        estimates."""
+        estimate = getattr(fit, "estimate", None)
+        if estimate is None:
+            raise SpecificationError("only eb-ml has estimates to simulate from")
+        data = fit.data
+        b = np.broadcast_to(np.asarray(estimate.beta, dtype=float),
+                            (size, len(estimate.beta)))
+        parameter = None if estimate.sigma is None else np.full(size, estimate.sigma)
+        scales = {}
+        for term in data.design.terms:
+            cor = estimate.cor.get(term.factor, np.eye(term.n_effects))
+            scales[term.factor] = (
+                np.broadcast_to(np.asarray(estimate.sd[term.factor], dtype=float),
+                                (size, term.n_effects)),
+                np.broadcast_to(np.linalg.cholesky(cor), (size, term.n_effects,
+                                                          term.n_effects)))
+        effects, predictive, more = _simulate(data, b, parameter, scales, rng)
+        return effects, predictive, {**posterior_dims(data.design)[1], **more}
 
     def _group_dims(self, data: MixedData) -> tuple[str, ...]:
         return tuple(term.factor for term in data.design.terms)
@@ -689,6 +737,36 @@ def likelihood_statistics(estimate: LMMEstimate, n_obs: int) -> dict[str, float]
     return {"AIC": -2.0 * log_lik + 2.0 * k, "BIC": -2.0 * log_lik + k * float(np.log(n_obs)),
             "logLik": log_lik, "deviance": -2.0 * log_lik, "df.resid": float(n_obs - k),
             "df": float(k)}
+
+
+def _simulate(data: MixedData, b: NDArray, parameter: NDArray | None,
+              scales: Mapping[str, tuple[NDArray, NDArray]], rng: np.random.Generator
+              ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                         dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+    """Given β (draws, p), σ or φ (draws,) and each term's sds (draws, k) and Cholesky
+    factor of its correlations (draws, k, k): the group effects b_l = diag(sd) L z_l and
+    the response y of the rows (a streamed design: each level's mean response)."""
+    design = data.design
+    dims, _ = posterior_dims(design)
+    size = b.shape[0]
+    effects: dict[str, tuple[NDArray, list[str]]] = {}
+    eta = 0.0 if data.streamed else b @ design.x.T + (
+        0.0 if design.offset is None else design.offset)
+    for term in design.terms:
+        sd, chol = scales[term.factor]
+        white = rng.standard_normal((size, term.n_levels, term.n_effects))
+        drawn = np.einsum("sij,slj->sli", sd[:, :, None] * chol, white)
+        effects[f"r_{term.factor}"] = (drawn, dims[f"r_{term.factor}"])
+        if not data.streamed:
+            eta = eta + np.einsum("sre,re->sr", drawn[:, term.index, :], term.z)
+    if data.streamed:
+        assert parameter is not None  # σ: the normal family
+        first = effects[f"r_{design.terms[0].factor}"][0] if design.terms else None
+        dim, levels = data.level_dim()
+        means = level_means(data.full_design, b, first, parameter, rng)[1]
+        return effects, {"y_mean": (means, [dim])}, {dim: list(levels)}
+    _, y = response_draws(design.family, np.asarray(eta), design.trials, parameter, rng)
+    return effects, {"y": (y, ["row"])}, {"row": data.rows}
 
 
 def _finite(info: Mapping[str, Any]) -> dict[str, Any]:
