@@ -138,7 +138,11 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
                messages: Sequence[str] = (), ci_prob: float = 0.95,
                provenance: Provenance | None = None) -> str:
     """The HTML page of ``fit``, with the figures found in ``directory``."""
-    from poolwise.outputs.writer import describe_infinite_moments, prediction_table
+    from poolwise.outputs.writer import (
+        describe_infinite_moments,
+        likelihood_lines,
+        prediction_table,
+    )
     from poolwise.results.checks import describe_extreme, extreme_groups
 
     provenance = provenance or Provenance.of(fit.tree)
@@ -168,6 +172,8 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
         "summary_rows": len(summary),
         "infinite_moments": describe_infinite_moments(fit),
         "point_estimates": fit.method.startswith("eb-"),
+        "intervals": list(fit.interval_notes(ci_prob).items()),
+        "likelihood": likelihood_lines(fit.likelihood_statistics()),
         "pooling": _pooling(summary),
         "check": _table(check[check["group"].isna()].drop(columns="group")),
         "extreme": [describe_extreme(variable, *counts)

@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -159,6 +159,22 @@ class Fit(ABC):
     def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:
         return posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
                                  group_dims=self.group_dims)
+
+    #: what else to try when NUTS diverges, beside smaller steps (the kind's own advice)
+    DIVERGENCE_HINT: ClassVar[str | None] = None
+
+    def interval_notes(self, ci_prob: float = 0.95) -> dict[str, str]:
+        """What the summary's ``lower`` and ``upper`` are where they are not equal-tailed
+        posterior intervals: the parameters' names (comma-separated) → ``"kind: how"``,
+        e.g. ``{"b": "Wald: estimate ± 1.96 × sd, …"}``. Empty (the default): every
+        interval is an equal-tailed interval of the fit's draws."""
+        return {}
+
+    def likelihood_statistics(self) -> dict[str, float] | None:
+        """lme4's fit statistics of a point estimate (``REML criterion``, or ``AIC``,
+        ``BIC``, ``logLik``, ``deviance``, ``df.resid`` and ``df``); None for a fit without
+        one (full Bayes)."""
+        return None
 
     def describe_prior(self) -> str:
         """The prior as this fit used it (with defaults resolved for its data)."""

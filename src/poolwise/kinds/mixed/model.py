@@ -111,7 +111,7 @@ if TYPE_CHECKING:
     from poolwise.kinds.mixed.stream import Streamed
     from poolwise.results.graph import ModelGraph
 
-__all__ = ["MixedData", "MixedFit", "MixedModel"]
+__all__ = ["MixedData", "MixedFit", "MixedModel", "likelihood_statistics"]
 
 #: transformations fitted to the data: recomputed on new rows they would change meaning
 STATEFUL_FUNCTIONS = ("scale", "center", "centre", "poly")
@@ -206,6 +206,11 @@ class MixedModel(BaseModel):
         binomial, bernoulli and poisson models with one group term of one or two effects,
         maximum likelihood by adaptive Gauss–Hermite quadrature as lme4's
         ``glmer(nAGQ = agq)``.
+    reml
+        ``eb-ml`` of a normal model: True (the default) maximises the restricted likelihood
+        (REML), False the likelihood itself (ML), as lme4's ``lmer(REML = FALSE)``: ML's
+        sds are biased down, but its log likelihoods (and AICs) compare models with other
+        fixed effects. None: REML; refused for any other method or family.
     agq
         ``eb-ml`` and ``importance`` of a binomial, bernoulli or poisson model: quadrature
         points per group effect, 1 (the Laplace approximation, lme4's default) to 25; None: 9
@@ -235,7 +240,8 @@ class MixedModel(BaseModel):
 
     def __init__(self, *, formula: str, family: str = "normal",
                  prior: str | MixedPriors | None = None, missing: str = "refuse",
-                 agq: int | None = None, **settings: Unpack[Settings]) -> None:
+                 agq: int | None = None, reml: bool | None = None,
+                 **settings: Unpack[Settings]) -> None:
         family = mixed_family(family)
         # before _settle: the default method depends on the family and the group terms
         self.family: str = family
@@ -258,13 +264,17 @@ class MixedModel(BaseModel):
                 f"method 'importance' integrates the group effects out and is for the "
                 f"normal, {', '.join(GLMM_FAMILIES)} families; use method 'nuts' for the "
                 f"{family} family")
+        if reml is not None and not isinstance(reml, bool):
+            raise TypeError(f"reml must be True or False, not {reml!r}")
         self._settle({"formula": formula, "family": family, "prior": text,
-                      "missing": missing, "agq": agq}, settings)
+                      "missing": missing, "agq": agq, "reml": reml}, settings)
         self.formula: str = formula
         self.prior: str | None = text
         self.missing: str = missing
         #: quadrature points of eb-ml and importance for a GLMM (None: DEFAULT_AGQ)
         self.agq: int | None = agq
+        #: eb-ml of a normal model: REML (True, the default) or ML (False)
+        self.reml: bool = reml is not False
         if self.pooling != "complete" and not self.columns.factors:
             raise SpecificationError(
                 f"the formula has no group terms such as (1 | group), so {self.pooling_phrase} "
@@ -275,6 +285,10 @@ class MixedModel(BaseModel):
                 f"agq (--agq) sets the quadrature of methods eb-ml and importance for the "
                 f"{', '.join(GLMM_FAMILIES)} families, not of method {self.method!r} for the "
                 f"{family} family")
+        if reml is not None and (self.method != "eb-ml" or family != "normal"):
+            raise SpecificationError(
+                f"reml (--ml) chooses REML or ML for method eb-ml of a normal mixed model, "
+                f"not for method {self.method!r} of a {family} one")
         if self.method == "eb-ml" and text is not None:
             raise SpecificationError(
                 f"eb-ml is {self._eb_ml_phrase()}: it uses no priors; leave out prior= "
@@ -286,9 +300,9 @@ class MixedModel(BaseModel):
                                   target_accept=NUTS_TARGET_ACCEPT[self.parametrisation])
 
     def _eb_ml_phrase(self) -> str:
-        """What eb-ml computes for this family, e.g. ``REML (as lme4)``."""
+        """What eb-ml computes for this family, e.g. ``REML, as lme4``."""
         if self.family == "normal":
-            return "REML (as lme4)"
+            return "REML, as lme4" if self.reml else "ML, as lme4's lmer(REML = FALSE)"
         points = self.agq or DEFAULT_AGQ
         return f"{agq_method(points)}, as lme4's glmer(nAGQ = {points})"
 
@@ -392,8 +406,8 @@ class MixedModel(BaseModel):
                     "estimated, with no prior; β's draws are from the normal approximation "
                     "of its estimate, the group effects' exact given each")
         if self.method == "eb-ml":
-            return ("eb-ml (REML, as lme4): the variance parameters are estimated, with no "
-                    "prior; β's draws given them are those of a flat prior on β")
+            return (f"eb-ml ({self._eb_ml_phrase()}): the variance parameters are estimated, "
+                    "with no prior; β's draws given them are those of a flat prior on β")
         if data is None:
             rule = ("weakly informative defaults scaled to the data: b ~ Normal, sigma and sd "
                     "~ HalfNormal, cor ~ LKJ(2)")
@@ -488,7 +502,8 @@ class MixedModel(BaseModel):
             else:
                 posterior, estimate = self._agq_draws(prepared)
             info = {"converged": estimate.converged, "singular": estimate.singular,
-                    "log_likelihood": estimate.log_likelihood}
+                    "log_likelihood": estimate.log_likelihood,
+                    "likelihood": likelihood_statistics(estimate, prepared.n_obs)}
         else:
             result = self._sample(prepared)
             posterior, sample_stats, info = result.posterior, result.sample_stats, result.info
@@ -522,12 +537,13 @@ class MixedModel(BaseModel):
         return replace(result, info={**_finite(info), **result.info})
 
     def _reml_draws(self, data: MixedData) -> tuple[dict[str, NDArray], LMMEstimate]:
-        """REML estimates, and chains × draws draws of β and the group effects given them
-        (σ, the sds and correlations constant), shaped like NUTS's."""
+        """REML (or ML, ``reml=False``) estimates, and chains × draws draws of β and the
+        group effects given them (σ, the sds and correlations constant), shaped like
+        NUTS's."""
         from poolwise.kinds.mixed.reml import conditional_draws, fit_reml
 
         design = data.design
-        estimate = fit_reml(design, reml=True)
+        estimate = fit_reml(design, reml=self.reml)
         chains, draws = self.config.chains, self.config.draws
         columns = sum(t.n_levels * t.n_effects for t in design.terms) + len(design.fixed_names)
         noise = generator(self.config.seed, Stream.CONDITIONAL).standard_normal(
@@ -637,7 +653,8 @@ class MixedModel(BaseModel):
         the resolved priors (all proper)."""
         if self.method == "eb-ml":
             raise SpecificationError(
-                "eb-ml (REML) estimates the variance parameters and gives β a flat prior: it "
+                f"eb-ml ({self._eb_ml_phrase()}) estimates the variance parameters and gives "
+                "β a flat prior: it "
                 "has no prior to draw from; use method 'nuts' for the prior predictive")
         design, priors = data.design, data.priors
         dims, coords = posterior_dims(design)
@@ -698,6 +715,28 @@ class MixedModel(BaseModel):
 
     def _group_dims(self, data: MixedData) -> tuple[str, ...]:
         return tuple(term.factor for term in data.design.terms)
+
+
+def likelihood_statistics(estimate: LMMEstimate, n_obs: int) -> dict[str, float]:
+    """What lme4's summary prints of a fit's likelihood (its ``llikAIC``). For REML the
+    ``REML criterion`` at convergence, −2ℓ_REML; for ML (``reml=False``, and every GLMM)
+
+        AIC = −2ℓ + 2k,   BIC = −2ℓ + k log n,   logLik = ℓ,   deviance = −2ℓ,
+        df.resid = n − k,
+
+    with ``df`` = k counting what was estimated: β, each group term's sds and
+    correlations, and σ (lme4's ``attr(logLik(fit), "df")``; sleepstudy's
+    ``Reaction ~ Days + (Days | Subject)``: 2 + 3 + 1 = 6).
+    """
+    log_lik = estimate.log_likelihood
+    if estimate.method == "REML":
+        return {"REML criterion": -2.0 * log_lik}
+    k = (estimate.beta.size + sum(sd.size for sd in estimate.sd.values())
+         + sum(c.shape[0] * (c.shape[0] - 1) // 2 for c in estimate.cor.values())
+         + (estimate.sigma is not None))
+    return {"AIC": -2.0 * log_lik + 2.0 * k, "BIC": -2.0 * log_lik + k * float(np.log(n_obs)),
+            "logLik": log_lik, "deviance": -2.0 * log_lik, "df.resid": float(n_obs - k),
+            "df": float(k)}
 
 
 def _simulate(data: MixedData, b: NDArray, parameter: NDArray | None,
@@ -925,6 +964,39 @@ class MixedFit(Fit):
         # population-level rows first, then the group effects
         return pd.concat([table[table["group"].isna()], table[table["group"].notna()]],
                          ignore_index=True)
+
+    def likelihood_statistics(self) -> dict[str, float] | None:
+        """eb-ml: lme4's ``REML criterion``, or for ML ``AIC``, ``BIC``, ``logLik``,
+        ``deviance``, ``df.resid`` and ``df`` (:func:`likelihood_statistics`); None for
+        full Bayes."""
+        if self.estimate is None:
+            return None
+        found = self.info.get("likelihood")
+        return dict(found) if found is not None else likelihood_statistics(
+            self.estimate, self.design.n_obs)
+
+    def interval_notes(self, ci_prob: float = 0.95) -> dict[str, str]:
+        """eb-ml: β's intervals are Wald intervals, the group effects' equal-tailed
+        intervals of their draws given the estimates; σ, the sds and correlations have
+        none."""
+        from scipy import stats
+
+        if self.estimate is None:
+            return {}
+        z = stats.norm.ppf(0.5 + ci_prob / 2)
+        method = self.estimate.method.split(" ")[0]  # REML, or ML (by …)
+        notes = {"b": f"Wald: estimate ± {z:.3g} × sd, the standard error, as lme4's "
+                      'confint(method = "Wald"); not a posterior interval'}
+        for term in self.design.terms:
+            notes[f"r_{term.factor}"] = (
+                "conditional: equal-tailed, of the group effects drawn given the "
+                f"{method} estimates of the variance parameters (β drawn from N(β̂, Cov β̂))")
+        fixed = ["sigma"] if self.estimate.sigma is not None else []
+        fixed += [f"{kind}_{term.factor}" for term in self.design.terms
+                  for kind in ("sd", "cor") if kind == "sd" or correlated(term)]
+        if fixed:
+            notes[", ".join(fixed)] = "none: point estimates"
+        return notes
 
     def _summary_reml(self, ci_prob: float) -> pd.DataFrame:
         from scipy import stats
