@@ -122,7 +122,7 @@ def test_nested_design_has_the_expected_terms() -> None:
         "sd_school:classroom[Intercept] ~ HalfNormal(1)"]
 
 
-@pytest.mark.slow
+@pytest.mark.full  # make test: test_calibration's fast SBC of mixed models
 def test_nested_three_level_calibration() -> None:
     """Simulation-based calibration: with the priors equal to the generating distribution,
     each component's 90% interval covers its truth Binomial(R, 0.9) times (50%: Binomial(R,
