@@ -86,6 +86,11 @@ SCALE = 2.0
 
 def model(y):
     mu = numpyro.sample("mu", dist.Normal(0, SCALE))
+    with numpyro.plate("rows", len(y)):
+        numpyro.sample("y", dist.Normal(mu, 1), obs=y)
+
+def unplated(y):
+    mu = numpyro.sample("mu", dist.Normal(0, SCALE))
     numpyro.sample("y", dist.Normal(mu, 1), obs=y)
 
 def no_sites(y):
@@ -157,11 +162,14 @@ def test_load_model_import_error(tmp_path):
 @pytest.mark.parametrize(("function", "message"), [
     ("no_sites", "not a NumPyro model: it has no numpyro.sample"),
     ("no_data", "none of its numpyro.sample sites \\(mu\\) is observed"),
+    # NumPyro would broadcast one normal over both values; the draws of y had no shape
+    ("unplated", "observed site 'y' has data of shape \\(2,\\) but its distribution has "
+                 "shape \\(\\); draw it inside numpyro.plate"),
 ])
 def test_load_model_not_a_model(tmp_path, function, message):
     path = write(tmp_path, MODEL_FILE)
     with pytest.raises(SpecificationError, match=message):
-        load_model(f"{path}:{function}", {"y": np.array([1.0])})
+        load_model(f"{path}:{function}", {"y": np.array([1.0, 2.0])})
 
 
 def test_a_failing_model_is_reported_in_one_line():

@@ -300,6 +300,13 @@ def _check_model(name: str, trace: Mapping[str, Any]) -> None:
         raise SpecificationError(
             f"{name}() is not a model of data: none of its numpyro.sample sites "
             f"({', '.join(samples)}) is observed (numpyro.sample(name, dist, obs=data))")
+    for site in observed:  # NumPyro broadcasts a smaller distribution over its data
+        shape, data = tuple(trace[site]["fn"].shape()), tuple(np.shape(trace[site]["value"]))
+        if shape != data:
+            raise SpecificationError(
+                f"{name}(): the observed site {site!r} has data of shape {data} but its "
+                f"distribution has shape {shape}; draw it inside numpyro.plate(..., "
+                f"{data[0] if data else 1}) or give the distribution that shape (.expand)")
     discrete = [s for s in samples if not trace[s]["is_observed"]
                 and trace[s]["fn"].support.is_discrete]
     if discrete:
