@@ -164,7 +164,10 @@ def fit_reml(design: MixedDesign, *, reml: bool = True) -> LMMEstimate:
                                   method="L-BFGS-B", bounds=bounds,
                                   options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-8})
                 for shift in REML_START_SHIFTS]
-        result = min(runs, key=lambda run: float(run.fun))
+        # a run whose line search stepped far out (an sd ~e^18 σ: the Schur complement
+        # loses every digit) ends on a NaN at its start: it is never the best
+        result = min(runs, key=lambda run: float(run.fun) if np.isfinite(run.fun)
+                     else math.inf)
         theta, converged = result.x, bool(result.success)
         iterations = sum(int(run.nit) for run in runs)
     else:  # no group terms: least squares, nothing to optimise
@@ -175,7 +178,7 @@ def fit_reml(design: MixedDesign, *, reml: bool = True) -> LMMEstimate:
         value, sigma2, marginal = profile(theta)
         relative_sds, chols = unpack(theta)
         factors = [term_factor(sd, c) for sd, c in zip(relative_sds, chols, strict=True)]
-        coefficients = draw_coefficients(marginal, factors, stats.segments, 0.0)
+        coefficients = draw_coefficients(marginal, stats, factors, 0.0)
         return value, sigma2, coefficients, marginal.rest_chol, relative_sds, chols
 
     value, sigma2, coefficients, rest_chol, relative_sds, chols = jax.jit(estimates)(
@@ -235,8 +238,7 @@ def conditional_draws(design: MixedDesign, estimate: LMMEstimate,
         factors.append(term_factor(sd, chol))
     assert estimate.sigma is not None  # a normal model's estimate
     marginal = gaussian_marginal(stats, estimate.sigma, factors)
-    draw = jax.jit(jax.vmap(lambda eps: draw_coefficients(marginal, factors, stats.segments,
-                                                          eps)))
+    draw = jax.jit(jax.vmap(lambda eps: draw_coefficients(marginal, stats, factors, eps)))
     coefficients = np.asarray(draw(jnp.asarray(noise, dtype=float)))
     p = len(design.fixed_names)
     out = {"b": coefficients[:, coefficients.shape[1] - p:]}
