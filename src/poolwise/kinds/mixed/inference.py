@@ -395,11 +395,52 @@ def _cross_transposed_times(cross: SparseCross, v: Any, levels: int, xp: Any) ->
 
 def marginal_values(stats: GaussianStats) -> int:
     """The values (8 bytes each) one evaluation of :func:`gaussian_marginal` or
-    :func:`draw_coefficients` holds per point at its peak: L₁'s blocks with K and B, the
-    dense rest and its factor, the Schur map's terms and their indices, M's entries."""
+    :func:`draw_coefficients` holds per point at its peak."""
     cross = stats.cross
-    return (4 * stats.first.size + 3 * stats.rest.size + 3 * cross.schur_weight.size
-            + 2 * cross.values.size + stats.wtr.size + 1)
+    return _evaluation_values(stats.first.size, stats.rest.shape[0], cross.values.size,
+                              cross.schur_weight.size, stats.wtr.size)
+
+
+def _evaluation_values(first: int, n_rest: int, entries: int, schur: int, columns: int) -> int:
+    """L₁'s blocks with K and B, the dense rest and its factor, the Schur map's terms and
+    their indices, M's entries, a vector of every column."""
+    return 4 * first + 3 * n_rest * n_rest + 3 * schur + 2 * entries + columns + 1
+
+
+def marginal_memory(design: MixedDesign, draws: int, shared: bool) -> tuple[int, int]:
+    """(values :func:`gaussian_stats` holds, values the conditional draws hold) for
+    ``design``, counted before anything is built (the memory guard's estimate). ``shared``:
+    the ``draws`` draws share one factorisation (eb-ml), vectorised; otherwise each draw
+    has its own, made in chunks of :data:`CHUNK_VALUES` values. M has, for
+    each level of the eliminated term, one entry per column of X and per level of each
+    other term that shares a row with it (all levels of a streamed design's one factor
+    meet every column of X and nothing else)."""
+    segments = term_segments(design)
+    p = len(design.fixed_names)
+    columns = (segments[-1].stop if segments else 0) + p
+    first = eliminated_segment(segments)
+    if first is None:
+        held, per_point, per_draw = p * p + p, _evaluation_values(0, p, 0, 0, p), 2 * p
+    else:
+        term = design.terms[first]
+        levels, k = term.n_levels, term.n_effects
+        per_level = np.full(levels, p, dtype=np.int64)
+        for other in design.terms:
+            if other is not term and not design.streamed:
+                pairs = np.unique(np.asarray(term.index, dtype=np.int64) * other.n_levels
+                                  + np.asarray(other.index))
+                per_level += other.n_effects * np.bincount(pairs // other.n_levels,
+                                                           minlength=levels)
+        entries = int(per_level.sum())
+        schur = int(np.sum(per_level * (per_level + 1) // 2)) * k * k
+        n_rest = columns - levels * k
+        # M's rows, levels and k values per entry; the Schur map's target, source, weight
+        held = levels * k * k + n_rest * n_rest + (2 + k) * entries + 3 * schur + columns
+        per_point = _evaluation_values(levels * k * k, n_rest, entries * k, schur, columns)
+        per_draw = 2 * (entries * k + columns)
+    if shared:
+        return held, draws * per_draw
+    return held, min(draws * per_point, max(CHUNK_VALUES, per_point))
 
 
 def array_namespace(xp: Any | None) -> Any:
@@ -429,7 +470,8 @@ def times_factor(m: Any, factors: Sequence[Any], segments: Sequence[Segment],
         block = m[..., segment.offset:segment.stop].reshape(
             *rows, segment.n_levels, segment.n_effects)
         factor = xp.swapaxes(factor, -1, -2) if transpose else factor
-        scaled = block @ factor[..., None, :, :]  # the same Λ_s for every row and level
+        # the same Λ_s for every row and level (einsum: NumPy's matmul loops over tiny k × k)
+        scaled = xp.einsum("...rlk,...km->...rlm", block, factor)
         pieces.append(scaled.reshape(*scaled.shape[:-2], segment.n_levels * segment.n_effects))
     end = segments[-1].stop if segments else 0
     pieces.append(m[..., end:])
@@ -606,7 +648,7 @@ def forward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
     k = chol.shape[-1]
     if k > UNROLLED_SIZE:
         if xp is np:
-            return np.linalg.solve(chol, b)
+            return _numpy_triangular_solve(chol, b, transpose=False)
         from jax.lax.linalg import triangular_solve
 
         return triangular_solve(chol, b, left_side=True, lower=True)
@@ -616,13 +658,34 @@ def forward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
         x.append((b[..., i, :] - rest) / chol[..., i, i, None])
     return xp.stack(x, axis=-2) if k else b
 
+#: above this size NumPy's triangular solves go matrix by matrix through LAPACK's trtrs
+#: (O(k²r)) rather than through the batched general solver (O(k³))
+TRIANGULAR_SIZE = 64
+
+
+def _numpy_triangular_solve(chol: FloatArray, b: FloatArray, transpose: bool) -> FloatArray:
+    """x with L x = b (Lᵀ x = b when ``transpose``) for each L (..., k, k), b (..., k, r)."""
+    if chol.shape[-1] <= TRIANGULAR_SIZE:
+        return np.asarray(np.linalg.solve(np.swapaxes(chol, -1, -2) if transpose else chol, b),
+                          dtype=float)
+    from scipy.linalg import solve_triangular
+
+    batch = np.broadcast_shapes(chol.shape[:-2], b.shape[:-2])
+    chols = np.broadcast_to(chol, (*batch, *chol.shape[-2:])).reshape(-1, *chol.shape[-2:])
+    rights = np.broadcast_to(b, (*batch, *b.shape[-2:])).reshape(-1, *b.shape[-2:])
+    out = np.stack([solve_triangular(c, r, trans=1 if transpose else 0, lower=True,
+                                     check_finite=False)
+                    for c, r in zip(chols, rights, strict=True)])
+    return out.reshape(*batch, *b.shape[-2:])
+
+
 def backward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
     """x with Lᵀ x = b for each lower-triangular L (..., k, k) and b (..., k, r)."""
     xp = array_namespace(xp)
     k = chol.shape[-1]
     if k > UNROLLED_SIZE:
         if xp is np:
-            return np.linalg.solve(np.swapaxes(chol, -1, -2), b)
+            return _numpy_triangular_solve(chol, b, transpose=True)
         from jax.lax.linalg import triangular_solve
 
         return triangular_solve(chol, b, left_side=True, lower=True, transpose_a=True)
@@ -1010,6 +1073,9 @@ class _Model:
     start: FloatArray
     jitter: FloatArray
     sampled: str
+    #: draws of a chain constrained at once (the marginal's factorisations per draw are
+    #: large for crossed factors of many levels); None: the whole chain
+    block: int | None = None
 
     def constrain(self, z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
         """The posterior's variables at each draw of z, chain by chain (one compiled
@@ -1020,7 +1086,8 @@ class _Model:
         if isinstance(potential, _MarginalPotential):
             noise = jax.random.normal(jax_key(seed, Stream.CONDITIONAL),
                                       (*z.shape[:-1], self.data["wtr"].shape[0]))
-            return _per_chain(_vectorised(potential, (0, 0, None)), self.data, z, noise)
+            return _per_chain(_vectorised(potential, (0, 0, None)), self.data, z, noise,
+                              block=self.block)
         return _per_chain(_vectorised(potential, (0, None)), self.data, z)
 
 
@@ -1118,7 +1185,8 @@ def _marginal_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
     return _Model(_MarginalPotential(structure, stats.segments),
                   _marginal_data(stats, design, priors), start, jitter,
                   "(log σ, log sd, correlation Cholesky coordinates) with β and group "
-                  "effects integrated out, then drawn from their Gaussian conditional")
+                  "effects integrated out, then drawn from their Gaussian conditional",
+                  block=max(1, CHUNK_VALUES // marginal_values(stats)))
 
 
 @dataclass(frozen=True)
@@ -1238,11 +1306,21 @@ def _vectorised(potential: _MarginalPotential | _ExplicitPotential,
 
 
 def _per_chain(transform: Callable[..., dict[str, Any]], data: dict[str, Any],
-               *arrays: Any) -> dict[str, np.ndarray]:
-    """``transform(*arrays, data)`` chain by chain: the arrays are shaped
-    (chains, draws, ...), the results stacked back the same way."""
-    chains = [transform(*(a[c] for a in arrays), data) for c in range(arrays[0].shape[0])]
-    return {name: np.stack([np.asarray(chain[name]) for chain in chains]) for name in chains[0]}
+               *arrays: Any, block: int | None = None) -> dict[str, np.ndarray]:
+    """``transform(*arrays, data)`` chain by chain, ``block`` draws at a time (None: a
+    chain at once): the arrays are shaped (chains, draws, ...), the results stacked back
+    the same way."""
+    n_draws = arrays[0].shape[1]
+    size = n_draws if block is None else block
+
+    def chain(c: int) -> dict[str, np.ndarray]:
+        pieces = [transform(*(a[c, at:at + size] for a in arrays), data)
+                  for at in range(0, n_draws, size)]
+        return {name: np.concatenate([np.asarray(piece[name]) for piece in pieces])
+                for name in pieces[0]}
+
+    chains = [chain(c) for c in range(arrays[0].shape[0])]
+    return {name: np.stack([chain[name] for chain in chains]) for name in chains[0]}
 
 
 def _log_likelihood(family: str, eta: Any, sigma: Any, data: dict[str, Any]) -> Any:
@@ -1367,6 +1445,7 @@ __all__ = [
     "gaussian_marginal",
     "gaussian_stats",
     "integrate_mixed",
+    "marginal_memory",
     "marginal_values",
     "posterior_dims",
     "random_effects_matrix",

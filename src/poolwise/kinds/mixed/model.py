@@ -70,6 +70,7 @@ from poolwise.kinds.mixed.inference import (
 from poolwise.kinds.mixed.inference import (
     MixedDraws,
     correlated,
+    marginal_memory,
     posterior_dims,
     resolve_parametrisation,
 )
@@ -431,13 +432,11 @@ class MixedModel(BaseModel):
                           * VALUE))
         # importance's conditional draws go in chunks; its fallback is the marginal NUTS
         elif self.method in ("eb-ml", "importance") or self.parametrisation == "marginal":
-            other.append(("dense WᵀW", (q + p) ** 2 * VALUE))
-            first = terms[0].n_levels * terms[0].n_effects if terms else 0
-            rest = q + p - first
-            per_draw = rest * rest + 2 * rest * first + first * max(
-                (t.n_effects for t in terms), default=0) + q + p
-            many = chains * draws if self.method == "eb-ml" else draws
-            other.append(("conditional draws", many * per_draw * VALUE * DRAW_COPIES))
+            shared = self.method == "eb-ml"  # one factorisation for every draw
+            held, conditional = marginal_memory(design, chains * draws if shared else draws,
+                                                shared)
+            other.append(("blocked WᵀW", held * VALUE))
+            other.append(("conditional draws", conditional * VALUE * DRAW_COPIES))
         else:
             sampled = p + q + sum(t.n_effects ** 2 for t in terms) + 1
             columns = p + sum(t.n_effects + 1 for t in terms) + 2

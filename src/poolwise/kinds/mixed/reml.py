@@ -62,7 +62,8 @@ FloatArray = NDArray[np.float64]
 LOG_RELATIVE_SD_BOUNDS = (-20.0, 20.0)
 #: an sd / σ below this, or a correlation within this of ±1, makes the fit singular
 SINGULAR_TOLERANCE = 1e-4
-#: shifts of the starting log relative sds: several starts, the best optimum kept
+#: shifts of the starting log relative sds: the first, then (when its optimum has an sd
+#: near zero or failed) the others, the best optimum kept
 REML_START_SHIFTS = (0.0, -2.0, 2.0)
 
 
@@ -158,12 +159,20 @@ def fit_reml(design: MixedDesign, *, reml: bool = True) -> LMMEstimate:
         start += [0.0] * n_corr
     if start:
         # in log relative sds the likelihood is flat towards sd → 0, so a first long step
-        # can land there and stop; start also from smaller and larger sds, keep the best
+        # can land there and stop: when the first run ends with an sd near zero (or fails),
+        # start also from smaller and larger sds, and keep the best
         is_sd = np.array([b == LOG_RELATIVE_SD_BOUNDS for b in bounds])
-        runs = [optimize.minimize(fun, np.asarray(start) + shift * is_sd, jac=True,
-                                  method="L-BFGS-B", bounds=bounds,
-                                  options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-8})
-                for shift in REML_START_SHIFTS]
+
+        def run(shift: float) -> optimize.OptimizeResult:
+            return optimize.minimize(fun, np.asarray(start) + shift * is_sd, jac=True,
+                                     method="L-BFGS-B", bounds=bounds,
+                                     options={"maxiter": 2000, "ftol": 1e-14, "gtol": 1e-8})
+
+        runs = [run(REML_START_SHIFTS[0])]
+        first = runs[0]
+        if not (first.success and np.isfinite(first.fun)
+                and np.all(first.x[is_sd] > math.log(SINGULAR_TOLERANCE))):
+            runs += [run(shift) for shift in REML_START_SHIFTS[1:]]
         # a run whose line search stepped far out (an sd ~e^18 σ: the Schur complement
         # loses every digit) ends on a NaN at its start: it is never the best
         result = min(runs, key=lambda run: float(run.fun) if np.isfinite(run.fun)
