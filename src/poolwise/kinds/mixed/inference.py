@@ -25,8 +25,10 @@ l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = �
         log|V| = n log σ² + log|A|,   rᵀV⁻¹r = rᵀr/σ² − uᵀu,
 
     the form lme4 uses (Bates et al. 2015, §3), which never inverts Σ_t and so stays finite
-    as an sd goes to zero. Only WᵀW, Wᵀr and rᵀr enter: they are computed once, and each
-    density evaluation costs O(m³) whatever n. NUTS samples only the variance parameters,
+    as an sd goes to zero. Only WᵀW, Wᵀr and rᵀr enter: they are computed once (WᵀW in
+    blocks, :class:`GaussianStats`), and A is factorised by blocks, the term with the most
+    levels first (:func:`gaussian_marginal`), so each density evaluation costs the cube of
+    the columns outside that term, whatever n. NUTS samples only the variance parameters,
     unconstrained: log σ, log sd_te and, for a correlated term with k_t > 1, the
     k_t(k_t − 1)/2 coordinates x_t of NumPyro's ``CorrCholeskyTransform`` (L_t = T(x_t)),
     from
@@ -72,7 +74,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -182,6 +184,15 @@ class GaussianStats:
     rtr: float
     segments: tuple[Segment, ...]
     n_flat: int
+
+    @property
+    def arrays(self) -> dict[str, Any]:
+        """The arrays, to give a compiled JAX function as arguments (:meth:`with_arrays`)."""
+        return {"first": self.first, "cross": self.cross, "rest": self.rest, "wtr": self.wtr}
+
+    def with_arrays(self, arrays: dict[str, Any]) -> GaussianStats:
+        """The same statistics with :attr:`arrays` replaced (traced arrays in JAX)."""
+        return replace(self, **arrays)
 
 
 class GaussianMarginal(NamedTuple):
@@ -401,6 +412,17 @@ def marginal_values(stats: GaussianStats) -> int:
                               cross.schur_weight.size, stats.wtr.size)
 
 
+def draw_values(stats: GaussianStats) -> int:
+    """The values one draw of :func:`draw_coefficients` given a factorisation holds (M's
+    entries gathered, vectors of every column): draws given one factorisation, vectorised,
+    go in blocks of :data:`CHUNK_VALUES` values."""
+    return _draw_values(stats.cross.values.size, stats.wtr.size)
+
+
+def _draw_values(entries: int, columns: int) -> int:
+    return 2 * (entries + columns)
+
+
 def _evaluation_values(first: int, n_rest: int, entries: int, schur: int, columns: int) -> int:
     """L₁'s blocks with K and B, the dense rest and its factor, the Schur map's terms and
     their indices, M's entries, a vector of every column."""
@@ -410,8 +432,8 @@ def _evaluation_values(first: int, n_rest: int, entries: int, schur: int, column
 def marginal_memory(design: MixedDesign, draws: int, shared: bool) -> tuple[int, int]:
     """(values :func:`gaussian_stats` holds, values the conditional draws hold) for
     ``design``, counted before anything is built (the memory guard's estimate). ``shared``:
-    the ``draws`` draws share one factorisation (eb-ml), vectorised; otherwise each draw
-    has its own, made in chunks of :data:`CHUNK_VALUES` values. M has, for
+    the ``draws`` draws share one factorisation (eb-ml); otherwise each draw has its own;
+    either way they are made in chunks of :data:`CHUNK_VALUES` values. M has, for
     each level of the eliminated term, one entry per column of X and per level of each
     other term that shares a row with it (all levels of a streamed design's one factor
     meet every column of X and nothing else)."""
@@ -420,7 +442,8 @@ def marginal_memory(design: MixedDesign, draws: int, shared: bool) -> tuple[int,
     columns = (segments[-1].stop if segments else 0) + p
     first = eliminated_segment(segments)
     if first is None:
-        held, per_point, per_draw = p * p + p, _evaluation_values(0, p, 0, 0, p), 2 * p
+        held, per_point, per_draw = (p * p + p, _evaluation_values(0, p, 0, 0, p),
+                                     _draw_values(0, p))
     else:
         term = design.terms[first]
         levels, k = term.n_levels, term.n_effects
@@ -437,10 +460,9 @@ def marginal_memory(design: MixedDesign, draws: int, shared: bool) -> tuple[int,
         # M's rows, levels and k values per entry; the Schur map's target, source, weight
         held = levels * k * k + n_rest * n_rest + (2 + k) * entries + 3 * schur + columns
         per_point = _evaluation_values(levels * k * k, n_rest, entries * k, schur, columns)
-        per_draw = 2 * (entries * k + columns)
-    if shared:
-        return held, draws * per_draw
-    return held, min(draws * per_point, max(CHUNK_VALUES, per_point))
+        per_draw = _draw_values(entries * k, columns)
+    unit = per_draw if shared else per_point
+    return held, min(draws * unit, max(CHUNK_VALUES, unit))
 
 
 def array_namespace(xp: Any | None) -> Any:
@@ -1085,7 +1107,7 @@ class _Model:
         potential = self.potential
         if isinstance(potential, _MarginalPotential):
             noise = jax.random.normal(jax_key(seed, Stream.CONDITIONAL),
-                                      (*z.shape[:-1], self.data["wtr"].shape[0]))
+                                      (*z.shape[:-1], self.data["arrays"]["wtr"].shape[0]))
             return _per_chain(_vectorised(potential, (0, 0, None)), self.data, z, noise,
                               block=self.block)
         return _per_chain(_vectorised(potential, (0, None)), self.data, z)
@@ -1143,8 +1165,8 @@ class _MarginalPotential:
 
     def stats(self, data: dict[str, Any]) -> GaussianStats:
         """The statistics :func:`_marginal_data` put into ``data`` (traced arrays in JAX)."""
-        return GaussianStats(data["n_obs"], data["first"], data["cross"], data["rest"],
-                             data["wtr"], data["rtr"], self.segments, 0)
+        return GaussianStats(data["n_obs"], **data["arrays"], rtr=data["rtr"],
+                             segments=self.segments, n_flat=0)
 
     def __call__(self, z: Any, data: dict[str, Any], xp: Any = None) -> Any:
         log_prior, marginal, *_ = self.marginal(z, data, xp)
@@ -1172,8 +1194,8 @@ class _MarginalPotential:
 def _marginal_data(stats: GaussianStats, design: MixedDesign, priors: MixedPriors
                    ) -> dict[str, Any]:
     """The arguments of :class:`_MarginalPotential` besides z (NumPy arrays)."""
-    return {"first": stats.first, "cross": stats.cross, "rest": stats.rest, "wtr": stats.wtr,
-            "rtr": stats.rtr, "n_obs": float(stats.n_obs), "prior": _prior_data(design, priors)}
+    return {"arrays": stats.arrays, "rtr": stats.rtr, "n_obs": float(stats.n_obs),
+            "prior": _prior_data(design, priors)}
 
 
 def _marginal_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _Model:
@@ -1433,6 +1455,7 @@ def posterior_dims(design: MixedDesign) -> tuple[dict[str, list[str]], dict[str,
 
 
 __all__ = [
+    "CHUNK_VALUES",
     "PARAMETRISATIONS",
     "TARGET_ACCEPT",
     "GaussianMarginal",
@@ -1441,6 +1464,7 @@ __all__ = [
     "Segment",
     "SparseCross",
     "draw_coefficients",
+    "draw_values",
     "eliminated_segment",
     "gaussian_marginal",
     "gaussian_stats",
