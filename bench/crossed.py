@@ -74,7 +74,7 @@ def run(data: Path, method: str, extra: list[str], timeout: float) -> dict[str, 
         return result
     summary = json.loads(done.stdout)["summary"]
     for row in summary:
-        if row["param"] in ("sigma", "sd_s", "sd_d", "sd_dept"):
+        if row["param"] == "sigma" or row["param"].startswith("sd_"):
             result[row["param"]] = row["mean"]
     return result
 

@@ -25,15 +25,16 @@ from poolwise.kinds.mixed.reml import fit_reml
 
 
 def crossed_design(seed: int) -> tuple[MixedDesign, list[np.ndarray], float]:
-    """Rows in a small factor a (3 levels, random intercept) and a larger b (7 levels,
+    """Rows in a factor a (12 levels, random intercept) and a larger b (15 levels,
     correlated intercept and slope), each row in one level of each: b is eliminated
-    although it is the second term."""
+    although it is the second term, and with 4 rows a level its cross-products with a are
+    sparse (the level pairs that share a row)."""
     rng = np.random.default_rng(seed)
     n = 60
-    a, b = rng.integers(0, 3, n), rng.integers(0, 7, n)
+    a, b = rng.integers(0, 12, n), np.repeat(np.arange(15), 4)
     x = np.column_stack([np.ones(n), rng.normal(size=n)])
-    terms = (GroupTerm("a", ("Intercept",), np.ones((n, 1)), a, tuple("ABC"), False),
-             GroupTerm("b", ("Intercept", "x"), x.copy(), b, tuple("pqrstuv"), True))
+    terms = (GroupTerm("a", ("Intercept",), np.ones((n, 1)), a, tuple("ABCDEFGHIJKL"), False),
+             GroupTerm("b", ("Intercept", "x"), x.copy(), b, tuple("abcdefghijklmno"), True))
     y = x @ np.array([1.0, -0.5]) + rng.normal(size=n)
     design = MixedDesign("y ~ x + (1 | a) + (x | b)", "normal", "y", y, x, ("Intercept", "x"),
                          terms)
@@ -58,12 +59,12 @@ def test_the_largest_term_is_eliminated_and_no_square_of_every_column_is_held() 
     design, *_ = crossed_design(0)
     flat = gaussian_stats(design, None)
     assert eliminated_segment(flat.segments) == 1
-    # the rest: a's 3 intercepts and the 2 columns of X
-    assert flat.rest.shape == (5, 5) and flat.first.shape == (7, 2, 2)
+    # the rest: a's 12 intercepts and the 2 columns of X
+    assert flat.rest.shape == (14, 14) and flat.first.shape == (15, 2, 2)
     # M holds one entry per (rest column, level of b) that share a row
     pairs = {(int(a), int(b)) for a, b in zip(design.terms[0].index, design.terms[1].index,
                                                 strict=True)}
-    assert flat.cross.values.shape[0] == len(pairs) + 2 * 7
+    assert flat.cross.values.shape[0] == len(pairs) + 2 * 15 and not flat.cross.dense.size
 
 
 @pytest.mark.parametrize("fixed", [None, (np.array([0.5, -1.0]), np.array([2.0, 0.7]))])

@@ -69,6 +69,8 @@ def _streamed(model, source: str, engine: str):
 def _dense_cross(stats) -> np.ndarray:
     """M = W_restᵀW₁ of the blocked statistics as a dense (rest, levels, effects) array."""
     cross = stats.cross
+    if cross.dense.size:
+        return cross.dense
     dense = np.zeros((stats.rest.shape[0], *stats.first.shape[:2]))
     dense[cross.rows, cross.levels] = cross.values
     return dense

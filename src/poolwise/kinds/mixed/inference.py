@@ -152,6 +152,10 @@ class SparseCross(NamedTuple):
     ``schur_weight`` × B_l[e, f] (``schur_source`` = l·k² + e·k + f), with weight
     M[i, (l, e)] M[j, (l, f)]: one term per pair of entries of the same level, so the map
     costs Σ_l n_l² k² (n_l: the entries of level l), never m·L.
+
+    Where at least half of M is filled (one grouping factor: every level meets every
+    column of X), M is held as ``dense`` (m, L, k) instead, its products made by BLAS, and
+    the other fields are empty; otherwise ``dense`` is empty.
     """
 
     rows: IntArray
@@ -160,6 +164,7 @@ class SparseCross(NamedTuple):
     schur_target: IntArray
     schur_source: IntArray
     schur_weight: FloatArray
+    dense: FloatArray
 
 
 @dataclass(frozen=True)
@@ -345,11 +350,16 @@ def _blocked_stats(n_obs: int, wtw: sparse.csr_array, wtr: FloatArray, rtr: floa
 def _sparse_cross(row: IntArray, col: IntArray, value: FloatArray, n_rest: int, levels: int,
                   k: int) -> SparseCross:
     """:class:`SparseCross` from the nonzeros (row, col, value) of M = W_restᵀW₁."""
+    empty = np.zeros(0, dtype=np.intp)
     if not levels:
-        empty = np.zeros(0, dtype=np.intp)
-        return SparseCross(empty, empty, np.zeros((0, k)), empty, empty, np.zeros(0))
+        return SparseCross(empty, empty, np.zeros((0, k)), empty, empty, np.zeros(0),
+                           np.zeros((n_rest, 0, k)))
     key = row.astype(np.intp) * levels + col // k
     pairs, entry = np.unique(key, return_inverse=True)
+    if 2 * pairs.size >= n_rest * levels:
+        dense = np.zeros((n_rest, levels, k))
+        dense[row, col // k, col % k] = value
+        return SparseCross(empty, empty, np.zeros((0, k)), empty, empty, np.zeros(0), dense)
     values = np.zeros((pairs.size, k))
     values[entry, col % k] = value
     rows, level = pairs // levels, pairs % levels
@@ -367,7 +377,8 @@ def _sparse_cross(row: IntArray, col: IntArray, value: FloatArray, n_rest: int, 
     weight = values[a][:, :, None] * values[b][:, None, :]
     target = np.repeat(rows[a] * n_rest + rows[b], k * k)
     source = (level[a] * k * k)[:, None] + np.arange(k * k)
-    return SparseCross(rows, level, values, target, source.ravel(), weight.ravel())
+    return SparseCross(rows, level, values, target, source.ravel(), weight.ravel(),
+                       np.zeros((0, levels, k)))
 
 
 def _segment_sum(values: Any, ids: Any, size: int, xp: Any) -> Any:
@@ -385,6 +396,10 @@ def _segment_sum(values: Any, ids: Any, size: int, xp: Any) -> Any:
 
 def _schur_product(cross: SparseCross, coupling: Any, n_rest: int, xp: Any) -> Any:
     """S = M blockdiag(B) Mᵀ (…, m, m) for B = ``coupling`` (…, L, k, k)."""
+    if cross.dense.size or not cross.values.size:
+        pairwise = {"optimize": True} if xp is np else {}  # NumPy: by BLAS, pairwise
+        return xp.einsum("ile,...lef,jlf->...ij", cross.dense, coupling, cross.dense,
+                         **pairwise)
     flat = coupling.reshape(*coupling.shape[:-3], -1)
     lower = _segment_sum(cross.schur_weight * flat[..., cross.schur_source],
                          cross.schur_target, n_rest * n_rest, xp)
@@ -394,12 +409,16 @@ def _schur_product(cross: SparseCross, coupling: Any, n_rest: int, xp: Any) -> A
 
 def _cross_times(cross: SparseCross, h: Any, n_rest: int, xp: Any) -> Any:
     """M h (…, m) for h shaped (…, L, k)."""
+    if cross.dense.size or not cross.values.size:
+        return xp.einsum("ile,...le->...i", cross.dense, h)
     return _segment_sum(xp.sum(cross.values * h[..., cross.levels, :], axis=-1), cross.rows,
                         n_rest, xp)
 
 
 def _cross_transposed_times(cross: SparseCross, v: Any, levels: int, xp: Any) -> Any:
     """Mᵀ v (…, L, k) for v shaped (…, m)."""
+    if cross.dense.size or not cross.values.size:
+        return xp.einsum("ile,...i->...le", cross.dense, v)
     terms = cross.values * v[..., cross.rows, None]  # (…, entries, k)
     return xp.swapaxes(_segment_sum(xp.swapaxes(terms, -1, -2), cross.levels, levels, xp),
                        -1, -2)
@@ -492,8 +511,7 @@ def times_factor(m: Any, factors: Sequence[Any], segments: Sequence[Segment],
         block = m[..., segment.offset:segment.stop].reshape(
             *rows, segment.n_levels, segment.n_effects)
         factor = xp.swapaxes(factor, -1, -2) if transpose else factor
-        # the same Λ_s for every row and level (einsum: NumPy's matmul loops over tiny k × k)
-        scaled = xp.einsum("...rlk,...km->...rlm", block, factor)
+        scaled = _small_matmul(block, factor[..., None, :, :])  # the same Λ_s for all
         pieces.append(scaled.reshape(*scaled.shape[:-2], segment.n_levels * segment.n_effects))
     end = segments[-1].stop if segments else 0
     pieces.append(m[..., end:])
@@ -555,11 +573,12 @@ def gaussian_marginal(stats: GaussianStats, sigma: Any, factors: Sequence[Any],
         first_chol = cholesky(blocks, xp)
         solved = _first_solved(first_chol, factor, xp)  # K_l = L₁,l⁻¹Λ₁ᵀ
         wtr_first = wtr[start:stop].reshape(levels, k, 1)
-        u_first = (solved @ wtr_first)[..., 0] / scale[..., None]
-        coupling = xp.swapaxes(solved, -1, -2) @ solved  # B_l
+        u_first = _small_matmul(solved, wtr_first)[..., 0] / scale[..., None]
+        coupling = _small_matmul(xp.swapaxes(solved, -1, -2), solved)  # B_l = K_lᵀK_l
         rest = rest - _schur_product(stats.cross, coupling, n_rest, xp) / scale[..., None]
         wtr_rest = wtr_rest - _cross_times(
-            stats.cross, (coupling @ wtr_first)[..., 0] / scale[..., None], n_rest, xp)
+            stats.cross, _small_matmul(coupling, wtr_first)[..., 0] / scale[..., None],
+            n_rest, xp)
         quadratic = quadratic - xp.sum(xp.square(u_first), axis=(-2, -1))
         log_det = log_det + 2.0 * xp.sum(
             xp.log(xp.diagonal(first_chol, axis1=-2, axis2=-1)), axis=(-2, -1))
@@ -575,6 +594,13 @@ def gaussian_marginal(stats: GaussianStats, sigma: Any, factors: Sequence[Any],
     log_density = -0.5 * ((stats.n_obs - stats.n_flat) * _LOG_2PI + log_det + quadratic)
     return GaussianMarginal(log_density, log_det, quadratic, first_chol, rest_chol,
                             u_first, u_rest, variance)
+
+
+def _small_matmul(a: Any, b: Any) -> Any:
+    """a @ b for stacks of small matrices, (…, i, m) @ (…, m, j), as m broadcast products
+    (NumPy's matmul and einsum loop slowly over many tiny matrices)."""
+    return sum((a[..., :, m, None] * b[..., m, None, :] for m in range(1, a.shape[-1])),
+               a[..., :, 0, None] * b[..., 0, None, :])
 
 
 def _first_solved(first_chol: Any, factor: Any, xp: Any) -> Any:
@@ -618,11 +644,13 @@ def draw_coefficients(marginal: GaussianMarginal, stats: GaussianStats,
     factor = factors[first]
     solved = _first_solved(marginal.first_chol, factor, xp)
     coupled = _cross_transposed_times(stats.cross, delta, levels, xp)  # Mᵀδ₂ (…, L, k)
-    coupled = (solved @ coupled[..., None])[..., 0] / marginal.variance[..., None, None]
+    coupled = (_small_matmul(solved, coupled[..., None])[..., 0]
+               / marginal.variance[..., None, None])
     right = (marginal.u_first + noise[..., start:stop]).reshape(*batch, levels, k) - coupled
     gamma_first = backward_solve(marginal.first_chol, right[..., None], xp)[..., 0]
-    delta_first = (gamma_first[..., None, :] @ xp.swapaxes(factor, -1, -2)[..., None, :, :])
-    delta_first = delta_first[..., 0, :].reshape(*batch, levels * k)
+    delta_first = _small_matmul(gamma_first[..., None, :],
+                                xp.swapaxes(factor, -1, -2)[..., None, :, :])
+    delta_first = delta_first.reshape(*batch, levels * k)
     return xp.concatenate([delta[..., :start], delta_first, delta[..., start:]], axis=-1)
 
 #: matrices up to this size are factorised and solved with unrolled elementwise operations,
