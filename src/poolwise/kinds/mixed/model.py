@@ -409,9 +409,10 @@ class MixedModel(BaseModel):
 
     def memory_estimate(self, data: pd.DataFrame | MixedData) -> MemoryEstimate:
         """The draws of β, σ, the sds, correlations and group effects; for the marginal
-        parametrisation and eb-ml the dense (q + p)² WᵀW of
-        :func:`~poolwise.kinds.mixed.inference.gaussian_stats` and, per chain, the
-        conditional draws' factors (vectorised over the draws); for the explicit ones the
+        parametrisation and eb-ml the blocked WᵀW of
+        :func:`~poolwise.kinds.mixed.inference.gaussian_stats` and the conditional draws'
+        factorisations in chunks (:func:`~poolwise.kinds.mixed.inference.marginal_memory`;
+        no (q + p)² matrix); for the explicit ones the
         design that the compiled density holds and a chain over every coefficient."""
         data = self._prepared(data)
         design = data.design
