@@ -167,7 +167,7 @@ def test_conditional_draws_have_the_dense_conditional_moments() -> None:
     gain = psi @ w.T @ np.linalg.inv(v + design.x @ np.diag(scale**2) @ design.x.T)
     mean = gain @ (design.y - design.x @ loc)
     cov = psi - gain @ w @ psi
-    draw = jax.jit(lambda eps: draw_coefficients(result, factors, marginal_stats.segments, eps))
+    draw = jax.jit(lambda eps: draw_coefficients(result, marginal_stats, factors, eps))
     centre = np.asarray(draw(np.zeros(w.shape[1])))
     columns = np.stack([np.asarray(draw(e)) - centre for e in np.eye(w.shape[1])], axis=1)
     np.testing.assert_allclose(centre, mean, rtol=1e-9, atol=1e-12)

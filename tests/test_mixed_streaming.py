@@ -54,13 +54,26 @@ def _table(seed: int = 0, rows: int = 400) -> pd.DataFrame:
 
 
 def _same_estimates(got, want) -> None:
-    """REML from the sums and from the rows: equal to the optimiser's tolerance."""
-    np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=1e-6,
-                               atol=1e-6, equal_nan=True)
+    """REML from the sums and from the rows: equal to the optimiser's tolerance. L-BFGS-B
+    stops when f falls by less than ftol·|f| = 1e-14 × ~2000 a step, so θ is known to about
+    √(2 · 2e-11 / curvature) ~ 1e-5, and the two fits' rounding differs (their WᵀW agree to
+    1e-13, test_cross_products_match_the_rows)."""
+    np.testing.assert_allclose(np.asarray(got, float), np.asarray(want, float), rtol=1e-5,
+                               atol=1e-5, equal_nan=True)
 
 
 def _streamed(model, source: str, engine: str):
     return model.prepare_streamed(reduce_mixed(model, source, engine=engine))
+
+
+def _dense_cross(stats) -> np.ndarray:
+    """M = W_restᵀW₁ of the blocked statistics as a dense (rest, levels, effects) array."""
+    cross = stats.cross
+    if cross.dense.size:
+        return cross.dense
+    dense = np.zeros((stats.rest.shape[0], *stats.first.shape[:2]))
+    dense[cross.rows, cross.levels] = cross.values
+    return dense
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -81,8 +94,13 @@ def test_cross_products_match_the_rows(tmp_path, engine, layout, formula):
     assert design.n_obs == want.n_obs
     for loc in (None, memory.priors.fixed_loc):
         got, expected = gaussian_stats(design, loc), gaussian_stats(want, loc)
-        scale = np.abs(expected.wtw).max()
-        np.testing.assert_allclose(got.wtw, expected.wtw, rtol=0, atol=1e-13 * scale)
+        for block in ("first", "rest"):
+            want_block = getattr(expected, block)
+            np.testing.assert_allclose(getattr(got, block), want_block, rtol=0,
+                                       atol=1e-13 * max(np.abs(want_block).max(), 1.0))
+        want_cross = _dense_cross(expected)  # the entries stored may differ by zeros
+        np.testing.assert_allclose(_dense_cross(got), want_cross, rtol=0,
+                                   atol=1e-13 * max(np.abs(want_cross).max(initial=0), 1.0))
         np.testing.assert_allclose(got.wtr, expected.wtr, rtol=1e-12,
                                    atol=1e-13 * np.abs(expected.wtr).max())
         assert got.rtr == pytest.approx(expected.rtr, rel=1e-12)
@@ -118,7 +136,8 @@ def test_nuts_target_density_matches_the_rows(tmp_path, engine):
 def test_reml_fit_matches_the_rows(tmp_path, engine):
     """eb-ml (REML as lme4) from the sums: the summary, draws given the estimates (same
     seed), predictions for new rows, the predictive check of group means and the
-    leave-one-group-out elpd all as the in-memory fit gives them."""
+    leave-one-group-out elpd all as the in-memory fit gives them (to the optimiser's
+    tolerance, as the estimates)."""
     table = _table(2)
     settings = {"formula": FORMULAS[1], "method": "eb-ml", "draws": 200, "chains": 2,
                 "seed": 4}
@@ -131,10 +150,8 @@ def test_reml_fit_matches_the_rows(tmp_path, engine):
     _same_estimates(got[numbers], want[numbers])
     new = pd.DataFrame({"x": [0.0, 4.5], "w": [1.0, 2.0], "c": ["hi", "lo"], "k": [1, 3],
                         "flag": [True, False], "g": ["s03", "brand new"]})
-    np.testing.assert_allclose(fit.predict(NewRows(new))["mu"],
-                               direct.predict(NewRows(new))["mu"], rtol=1e-8)
-    np.testing.assert_allclose(fit.predict(Population())["coef"],
-                               direct.predict(Population())["coef"], rtol=1e-8)
+    _same_estimates(fit.predict(NewRows(new))["mu"], direct.predict(NewRows(new))["mu"])
+    _same_estimates(fit.predict(Population())["coef"], direct.predict(Population())["coef"])
     # the group means of the rows, and the leave-one-group-out elpd of the pandas fit
     check = fit.predictive_check()
     means = table.groupby("g")["y"].mean()
@@ -142,7 +159,7 @@ def test_reml_fit_matches_the_rows(tmp_path, engine):
     np.testing.assert_allclose(observed[means.index].to_numpy(), means.to_numpy(), rtol=1e-12)
     logo = poolwise.Comparison({"a": fit, "b": fit}).predictive().table
     by_group = poolwise.Comparison({"a": direct, "b": direct}).predictive(by="g").table
-    assert logo["elpd"].iloc[0] == pytest.approx(by_group["elpd"].iloc[0], rel=1e-8)
+    assert logo["elpd"].iloc[0] == pytest.approx(by_group["elpd"].iloc[0], rel=1e-6)
     assert logo["n_points"].iloc[0] == 12
 
 

@@ -25,8 +25,10 @@ l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = �
         log|V| = n log σ² + log|A|,   rᵀV⁻¹r = rᵀr/σ² − uᵀu,
 
     the form lme4 uses (Bates et al. 2015, §3), which never inverts Σ_t and so stays finite
-    as an sd goes to zero. Only WᵀW, Wᵀr and rᵀr enter: they are computed once, and each
-    density evaluation costs O(m³) whatever n. NUTS samples only the variance parameters,
+    as an sd goes to zero. Only WᵀW, Wᵀr and rᵀr enter: they are computed once (WᵀW in
+    blocks, :class:`GaussianStats`), and A is factorised by blocks, the term with the most
+    levels first (:func:`gaussian_marginal`), so each density evaluation costs the cube of
+    the columns outside that term, whatever n. NUTS samples only the variance parameters,
     unconstrained: log σ, log sd_te and, for a correlated term with k_t > 1, the
     k_t(k_t − 1)/2 coordinates x_t of NumPyro's ``CorrCholeskyTransform`` (L_t = T(x_t)),
     from
@@ -72,7 +74,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, NamedTuple
 
 import numpy as np
@@ -90,6 +92,7 @@ from poolwise.kinds.mixed.priors import MixedPriors, icc_log_density
 from poolwise.priors import Distribution
 
 FloatArray = NDArray[np.float64]
+IntArray = NDArray[np.intp]
 
 #: values of ``parametrisation``
 PARAMETRISATIONS = ("auto", "marginal", "non-centred", "centred")
@@ -137,21 +140,65 @@ class Segment:
         return self.offset + self.n_levels * self.n_effects
 
 
+class SparseCross(NamedTuple):
+    """M = W_restᵀW₁: the cross-products of the columns factorised densely (the other
+    terms, β) with those of the eliminated segment (L levels × k effects), stored by
+    (rest column, level) pair: entry a is the k-vector M[rows[a], levels[a]·k + (0..k−1)],
+    and only pairs that share a row of the data are stored (for crossed factors, the level
+    pairs that occur together; for one factor, each level with the p columns of X).
+
+    ``schur_*`` list the nonzeros of the linear map from the per-level k × k matrices B_l
+    to the lower triangle of S = M blockdiag(B) Mᵀ (:func:`_schur_product`): S[i, j]
+    (i ≥ j, flat index ``schur_target`` = i·m + j for m rest columns) gains
+    ``schur_weight`` × B_l[e, f] (``schur_source`` = l·k² + e·k + f), with weight
+    M[i, (l, e)] M[j, (l, f)]: one term per pair of entries of the same level, so the map
+    costs Σ_l n_l² k² (n_l: the entries of level l), never m·L.
+
+    Where at least half of M is filled (one grouping factor: every level meets every
+    column of X), M is held as ``dense`` (m, L, k) instead, its products made by BLAS, and
+    the other fields are empty; otherwise ``dense`` is empty.
+    """
+
+    rows: IntArray
+    levels: IntArray
+    values: FloatArray
+    schur_target: IntArray
+    schur_source: IntArray
+    schur_weight: FloatArray
+    dense: FloatArray
+
+
 @dataclass(frozen=True)
 class GaussianStats:
-    """Sufficient statistics of a linear mixed model: WᵀW, Wᵀr, rᵀr for W = [Z X].
+    """Sufficient statistics of a linear mixed model, W = [Z X]: WᵀW in blocks, Wᵀr, rᵀr.
 
     ``segments`` are the column blocks with a Gaussian prior, one per group term and, when
     β has its Normal prior, one for β (one level, p effects); the last ``n_flat`` columns
-    (β under REML or ML) have a flat prior.
+    (β under REML or ML) have a flat prior. The segment with the most levels
+    (:func:`eliminated_segment`, columns W₁) is eliminated first: ``first`` holds the k × k
+    diagonal blocks of W₁ᵀW₁ (shaped (L, k, k); it has no others, each row being in one
+    level), ``cross`` the sparse M = W_restᵀW₁, and ``rest`` the dense W_restᵀW_rest of
+    the other columns (in their order). ``wtr`` is Wᵀr in the order of W's columns. No
+    matrix of WᵀW's full size is held.
     """
 
     n_obs: int
-    wtw: FloatArray
+    first: FloatArray
+    cross: SparseCross
+    rest: FloatArray
     wtr: FloatArray
     rtr: float
     segments: tuple[Segment, ...]
     n_flat: int
+
+    @property
+    def arrays(self) -> dict[str, Any]:
+        """The arrays, to give a compiled JAX function as arguments (:meth:`with_arrays`)."""
+        return {"first": self.first, "cross": self.cross, "rest": self.rest, "wtr": self.wtr}
+
+    def with_arrays(self, arrays: dict[str, Any]) -> GaussianStats:
+        """The same statistics with :attr:`arrays` replaced (traced arrays in JAX)."""
+        return replace(self, **arrays)
 
 
 class GaussianMarginal(NamedTuple):
@@ -160,21 +207,21 @@ class GaussianMarginal(NamedTuple):
     ``log_det`` = log|V| + log|W_fᵀV⁻¹W_f| and ``quadratic`` = min over the flat
     coefficients of (r − W_f c)ᵀV⁻¹(r − W_f c); ``log_density`` =
     −½((n − n_flat) log 2π + log_det + quadratic). The Cholesky factor of A, in blocks
-    (first segment, rest), is [[L₁, 0], [C, L₂]] with L₁ block diagonal (``first_chol``
-    holds its k × k blocks, shaped (levels, k, k)), ``cross`` = C and ``rest_chol`` = L₂;
-    ``u`` = L⁻¹Λᵀ Wᵀr/σ² in the same split (``u_first``, ``u_rest``).
-    :func:`draw_coefficients` uses them for the conditional of the coefficients.
+    (eliminated segment, rest), is [[L₁, 0], [C, L₂]] with L₁ block diagonal (``first_chol``
+    holds its k × k blocks, shaped (levels, k, k)), C = Λ_restᵀMΛ₁L₁⁻ᵀ/σ² (never formed)
+    and ``rest_chol`` = L₂; ``u`` = L⁻¹Λᵀ Wᵀr/σ² in the same split (``u_first``,
+    ``u_rest``); ``variance`` is σ². :func:`draw_coefficients` uses them for the
+    conditional of the coefficients.
     """
 
     log_density: Any
     log_det: Any
     quadratic: Any
     first_chol: Any
-    cross: Any
     rest_chol: Any
     u_first: Any
     u_rest: Any
-
+    variance: Any
 
 def random_effects_matrix(design: MixedDesign) -> sparse.csr_array:
     """Z (n × q), term by term and level by level: column offset_t + l k_t + e."""
@@ -191,7 +238,6 @@ def random_effects_matrix(design: MixedDesign) -> sparse.csr_array:
     return sparse.csr_array(
         (np.concatenate(values), (np.concatenate(rows), np.concatenate(cols))), shape=(n, offset))
 
-
 def term_segments(design: MixedDesign) -> tuple[Segment, ...]:
     """The column block of Z of each group term."""
     segments, offset = [], 0
@@ -200,54 +246,243 @@ def term_segments(design: MixedDesign) -> tuple[Segment, ...]:
         offset = segments[-1].stop
     return tuple(segments)
 
+def eliminated_segment(segments: Sequence[Segment]) -> int | None:
+    """The segment whose block of A is eliminated first: the one with the most levels (the
+    earliest of equals), as MixedModels.jl orders its terms; None without segments."""
+    if not segments:
+        return None
+    return max(range(len(segments)), key=lambda s: (segments[s].n_levels, -s))
+
+
+def _rest_segments(segments: Sequence[Segment], first: int | None) -> tuple[Segment, ...]:
+    """The segments other than ``first``, their offsets counted in the rest's columns."""
+    if first is None:
+        return tuple(segments)
+    width = segments[first].stop - segments[first].offset
+    return tuple(Segment(s.offset - (width if i > first else 0), s.n_levels, s.n_effects)
+                 for i, s in enumerate(segments) if i != first)
+
+
+def _span(stats: GaussianStats) -> tuple[int, int]:
+    """The columns a..b of W of the eliminated segment ((0, 0) without one)."""
+    first = eliminated_segment(stats.segments)
+    if first is None:
+        return 0, 0
+    return stats.segments[first].offset, stats.segments[first].stop
+
 
 def gaussian_stats(design: MixedDesign, fixed_loc: FloatArray | None) -> GaussianStats:
-    """WᵀW, Wᵀr and rᵀr, r = y − offset − X m, for β ~ N(m, ·) or (``None``) β flat."""
+    """WᵀW in blocks, Wᵀr and rᵀr, r = y − offset − X m, for β ~ N(m, ·) or (``None``) β
+    flat (:class:`GaussianStats`)."""
+    segments = term_segments(design)
+    q, p = (segments[-1].stop if segments else 0), len(design.fixed_names)
+    if fixed_loc is not None and p:
+        segments = (*segments, Segment(q, 1, p))
+    n_flat = 0 if fixed_loc is not None else p
     if design.cross is not None:
-        return _cross_stats(design, fixed_loc)
+        wtw, wty, yty = _cross_products(design)
+        if fixed_loc is None:
+            return _blocked_stats(design.n_obs, wtw, wty, yty, segments, n_flat)
+        xtx, xty = wtw[q:, q:].toarray(), wty[q:]
+        wtr = wty - wtw[:, q:] @ fixed_loc
+        rtr = yty - 2.0 * float(fixed_loc @ xty) + float(fixed_loc @ xtx @ fixed_loc)
+        return _blocked_stats(design.n_obs, wtw, wtr, rtr, segments, n_flat)
     x = np.asarray(design.x, dtype=float)
     w = sparse.hstack([random_effects_matrix(design), sparse.csr_array(x)], format="csr")
     r = np.asarray(design.y, dtype=float)
     if design.offset is not None:
         r = r - design.offset
-    segments = term_segments(design)
-    q, p = (segments[-1].stop if segments else 0), x.shape[1]
     if fixed_loc is not None:
         r = r - x @ fixed_loc
-        if p:
-            segments = (*segments, Segment(q, 1, p))
-    return GaussianStats(design.n_obs, np.asarray((w.T @ w).toarray()), np.asarray(w.T @ r),
-                         float(r @ r), segments, 0 if fixed_loc is not None else p)
+    return _blocked_stats(design.n_obs, sparse.csr_array(w.T @ w), np.asarray(w.T @ r),
+                          float(r @ r), segments, n_flat)
 
 
-def _cross_stats(design: MixedDesign, fixed_loc: FloatArray | None) -> GaussianStats:
-    """:func:`gaussian_stats` from a streamed design's per-level sums (one grouping factor):
-    ZᵀZ = blockdiag_j Z_jᵀZ_j, ZᵀX = [Z_jᵀX_j]_j, XᵀX = Σ_j X_jᵀX_j, Wᵀy likewise, and for
-    r = y − Xm: Wᵀr = Wᵀy − WᵀX m, rᵀr = yᵀy − 2 mᵀXᵀy + mᵀXᵀX m."""
+def _cross_products(design: MixedDesign) -> tuple[sparse.csr_array, FloatArray, float]:
+    """Sparse WᵀW, Wᵀy and yᵀy from a streamed design's per-level sums (one grouping
+    factor): ZᵀZ = blockdiag_j Z_jᵀZ_j, ZᵀX = [Z_jᵀX_j]_j, XᵀX = Σ_j X_jᵀX_j, Wᵀy likewise."""
     cross = design.cross
     assert cross is not None
+    p = len(design.fixed_names)
+    levels, k = (cross.ztz.shape[0], cross.ztz.shape[1]) if design.terms else (0, 0)
+    q = levels * k
+    column = np.arange(q).reshape(levels, k)
+    rows = [np.broadcast_to(column[:, :, None], (levels, k, k)),
+            np.broadcast_to(column[:, :, None], (levels, k, p)),
+            np.broadcast_to(q + np.arange(p)[None, :, None], (levels, p, k)),
+            np.broadcast_to(q + np.arange(p)[:, None], (p, p))]
+    cols = [np.broadcast_to(column[:, None, :], (levels, k, k)),
+            np.broadcast_to(q + np.arange(p)[None, None, :], (levels, k, p)),
+            np.broadcast_to(column[:, None, :], (levels, p, k)),
+            np.broadcast_to(q + np.arange(p)[None, :], (p, p))]
+    values = [cross.ztz, cross.ztx, np.swapaxes(cross.ztx, 1, 2), cross.total("xtx")]
+    if not design.terms:
+        rows, cols, values = rows[3:], cols[3:], values[3:]
+    wtw = sparse.csr_array((np.concatenate([np.ravel(v) for v in values]),
+                            (np.concatenate([np.ravel(r) for r in rows]),
+                             np.concatenate([np.ravel(c) for c in cols]))), shape=(q + p, q + p))
+    wty = np.concatenate([np.ravel(cross.zty) if design.terms else np.zeros(0),
+                          cross.total("xty")])
+    return wtw, wty, float(cross.total("yty"))
+
+
+def _blocked_stats(n_obs: int, wtw: sparse.csr_array, wtr: FloatArray, rtr: float,
+                   segments: tuple[Segment, ...], n_flat: int) -> GaussianStats:
+    """:class:`GaussianStats` from the sparse WᵀW: its blocks around the eliminated segment."""
+    size = wtw.shape[0]
+    first = eliminated_segment(segments)
+    levels, k = (segments[first].n_levels, segments[first].n_effects) if first is not None \
+        else (0, 0)
+    start, stop = (segments[first].offset, segments[first].stop) if first is not None \
+        else (0, 0)
+    keep = np.r_[0:start, stop:size]
+    by_row = wtw.tocsr()
+    rest = np.asarray(by_row[keep][:, keep].toarray(), dtype=float)
+    diagonal = sparse.coo_array(by_row[start:stop][:, start:stop])
+    blocks = np.zeros((levels, k, k))
+    if levels:
+        blocks[diagonal.row // k, diagonal.row % k, diagonal.col % k] = diagonal.data
+    products = sparse.coo_array(by_row[keep][:, start:stop])
+    cross = _sparse_cross(products.row, products.col, products.data, keep.size, levels, k)
+    return GaussianStats(n_obs, blocks, cross, rest, np.asarray(wtr, dtype=float),
+                         float(rtr), segments, n_flat)
+
+
+def _sparse_cross(row: IntArray, col: IntArray, value: FloatArray, n_rest: int, levels: int,
+                  k: int) -> SparseCross:
+    """:class:`SparseCross` from the nonzeros (row, col, value) of M = W_restᵀW₁."""
+    empty = np.zeros(0, dtype=np.intp)
+    if not levels:
+        return SparseCross(empty, empty, np.zeros((0, k)), empty, empty, np.zeros(0),
+                           np.zeros((n_rest, 0, k)))
+    key = row.astype(np.intp) * levels + col // k
+    pairs, entry = np.unique(key, return_inverse=True)
+    if 2 * pairs.size >= n_rest * levels:
+        dense = np.zeros((n_rest, levels, k))
+        dense[row, col // k, col % k] = value
+        return SparseCross(empty, empty, np.zeros((0, k)), empty, empty, np.zeros(0), dense)
+    values = np.zeros((pairs.size, k))
+    values[entry, col % k] = value
+    rows, level = pairs // levels, pairs % levels
+    # every ordered pair (a, b) of entries of the same level, then i = rows[a] ≥ rows[b]
+    order = np.argsort(level, kind="stable")
+    counts = np.bincount(level, minlength=levels)
+    starts = np.cumsum(counts) - counts
+    partners = counts[level[order]]
+    position = np.repeat(np.arange(order.size), partners)
+    within = np.arange(position.size) - np.repeat(np.cumsum(partners) - partners, partners)
+    a = order[position]
+    b = order[starts[level[a]] + within]
+    lower = rows[a] >= rows[b]
+    a, b = a[lower], b[lower]
+    weight = values[a][:, :, None] * values[b][:, None, :]
+    target = np.repeat(rows[a] * n_rest + rows[b], k * k)
+    source = (level[a] * k * k)[:, None] + np.arange(k * k)
+    return SparseCross(rows, level, values, target, source.ravel(), weight.ravel(),
+                       np.zeros((0, levels, k)))
+
+
+def _segment_sum(values: Any, ids: Any, size: int, xp: Any) -> Any:
+    """out[..., s] = Σ_{a: ids[a] = s} values[..., a] for s < ``size`` (batch in front)."""
+    if xp is np:
+        flat = values.reshape(-1, values.shape[-1])
+        shifted = ids + (np.arange(flat.shape[0]) * size)[:, None]
+        out = np.bincount(shifted.ravel(), weights=flat.ravel(), minlength=flat.shape[0] * size)
+        return out.reshape(*values.shape[:-1], size)
+    import jax
+
+    summed = jax.ops.segment_sum(xp.moveaxis(values, -1, 0), ids, num_segments=size)
+    return xp.moveaxis(summed, 0, -1)
+
+
+def _schur_product(cross: SparseCross, coupling: Any, n_rest: int, xp: Any) -> Any:
+    """S = M blockdiag(B) Mᵀ (…, m, m) for B = ``coupling`` (…, L, k, k)."""
+    if cross.dense.size or not cross.values.size:
+        pairwise = {"optimize": True} if xp is np else {}  # NumPy: by BLAS, pairwise
+        return xp.einsum("ile,...lef,jlf->...ij", cross.dense, coupling, cross.dense,
+                         **pairwise)
+    flat = coupling.reshape(*coupling.shape[:-3], -1)
+    lower = _segment_sum(cross.schur_weight * flat[..., cross.schur_source],
+                         cross.schur_target, n_rest * n_rest, xp)
+    lower = lower.reshape(*lower.shape[:-1], n_rest, n_rest)
+    return lower + xp.swapaxes(lower, -1, -2) - lower * np.eye(n_rest)
+
+
+def _cross_times(cross: SparseCross, h: Any, n_rest: int, xp: Any) -> Any:
+    """M h (…, m) for h shaped (…, L, k)."""
+    if cross.dense.size or not cross.values.size:
+        return xp.einsum("ile,...le->...i", cross.dense, h)
+    return _segment_sum(xp.sum(cross.values * h[..., cross.levels, :], axis=-1), cross.rows,
+                        n_rest, xp)
+
+
+def _cross_transposed_times(cross: SparseCross, v: Any, levels: int, xp: Any) -> Any:
+    """Mᵀ v (…, L, k) for v shaped (…, m)."""
+    if cross.dense.size or not cross.values.size:
+        return xp.einsum("ile,...i->...le", cross.dense, v)
+    terms = cross.values * v[..., cross.rows, None]  # (…, entries, k)
+    return xp.swapaxes(_segment_sum(xp.swapaxes(terms, -1, -2), cross.levels, levels, xp),
+                       -1, -2)
+
+def marginal_values(stats: GaussianStats) -> int:
+    """The values (8 bytes each) one evaluation of :func:`gaussian_marginal` or
+    :func:`draw_coefficients` holds per point at its peak."""
+    cross = stats.cross
+    return _evaluation_values(stats.first.size, stats.rest.shape[0], cross.values.size,
+                              cross.schur_weight.size, stats.wtr.size)
+
+
+def draw_values(stats: GaussianStats) -> int:
+    """The values one draw of :func:`draw_coefficients` given a factorisation holds (M's
+    entries gathered, vectors of every column): draws given one factorisation, vectorised,
+    go in blocks of :data:`CHUNK_VALUES` values."""
+    return _draw_values(stats.cross.values.size, stats.wtr.size)
+
+
+def _draw_values(entries: int, columns: int) -> int:
+    return 2 * (entries + columns)
+
+
+def _evaluation_values(first: int, n_rest: int, entries: int, schur: int, columns: int) -> int:
+    """L₁'s blocks with K and B, the dense rest and its factor, the Schur map's terms and
+    their indices, M's entries, a vector of every column."""
+    return 4 * first + 3 * n_rest * n_rest + 3 * schur + 2 * entries + columns + 1
+
+
+def marginal_memory(design: MixedDesign, draws: int, shared: bool) -> tuple[int, int]:
+    """(values :func:`gaussian_stats` holds, values the conditional draws hold) for
+    ``design``, counted before anything is built (the memory guard's estimate). ``shared``:
+    the ``draws`` draws share one factorisation (eb-ml); otherwise each draw has its own;
+    either way they are made in chunks of :data:`CHUNK_VALUES` values. M has, for
+    each level of the eliminated term, one entry per column of X and per level of each
+    other term that shares a row with it (all levels of a streamed design's one factor
+    meet every column of X and nothing else)."""
     segments = term_segments(design)
-    q, p = (segments[-1].stop if segments else 0), len(design.fixed_names)
-    wtw = np.zeros((q + p, q + p))
-    wty = np.zeros(q + p)
-    if q:
-        levels, k = segments[0].n_levels, segments[0].n_effects
-        blocks = np.zeros((levels, k, levels, k))
-        blocks[np.arange(levels), :, np.arange(levels), :] = cross.ztz
-        wtw[:q, :q] = blocks.reshape(q, q)
-        wtw[:q, q:] = cross.ztx.reshape(q, p)
-        wtw[q:, :q] = wtw[:q, q:].T
-        wty[:q] = cross.zty.reshape(q)
-    xtx, xty, yty = cross.total("xtx"), cross.total("xty"), float(cross.total("yty"))
-    wtw[q:, q:] = xtx
-    wty[q:] = xty
-    if fixed_loc is None:
-        return GaussianStats(design.n_obs, wtw, wty, yty, segments, p)
-    wtr = wty - wtw[:, q:] @ fixed_loc
-    rtr = yty - 2.0 * float(fixed_loc @ xty) + float(fixed_loc @ xtx @ fixed_loc)
-    if p:
-        segments = (*segments, Segment(q, 1, p))
-    return GaussianStats(design.n_obs, wtw, wtr, rtr, segments, 0)
+    p = len(design.fixed_names)
+    columns = (segments[-1].stop if segments else 0) + p
+    first = eliminated_segment(segments)
+    if first is None:
+        held, per_point, per_draw = (p * p + p, _evaluation_values(0, p, 0, 0, p),
+                                     _draw_values(0, p))
+    else:
+        term = design.terms[first]
+        levels, k = term.n_levels, term.n_effects
+        per_level = np.full(levels, p, dtype=np.int64)
+        for other in design.terms:
+            if other is not term and not design.streamed:
+                pairs = np.unique(np.asarray(term.index, dtype=np.int64) * other.n_levels
+                                  + np.asarray(other.index))
+                per_level += other.n_effects * np.bincount(pairs // other.n_levels,
+                                                           minlength=levels)
+        entries = int(per_level.sum())
+        schur = int(np.sum(per_level * (per_level + 1) // 2)) * k * k
+        n_rest = columns - levels * k
+        # M's rows, levels and k values per entry; the Schur map's target, source, weight
+        held = levels * k * k + n_rest * n_rest + (2 + k) * entries + 3 * schur + columns
+        per_point = _evaluation_values(levels * k * k, n_rest, entries * k, schur, columns)
+        per_draw = _draw_values(entries * k, columns)
+    unit = per_draw if shared else per_point
+    return held, min(draws * unit, max(CHUNK_VALUES, unit))
 
 
 def array_namespace(xp: Any | None) -> Any:
@@ -261,7 +496,6 @@ def array_namespace(xp: Any | None) -> Any:
     import jax.numpy as jnp
 
     return jnp
-
 
 def times_factor(m: Any, factors: Sequence[Any], segments: Sequence[Segment],
                  transpose: bool = False, xp: Any = None) -> Any:
@@ -278,14 +512,13 @@ def times_factor(m: Any, factors: Sequence[Any], segments: Sequence[Segment],
         block = m[..., segment.offset:segment.stop].reshape(
             *rows, segment.n_levels, segment.n_effects)
         factor = xp.swapaxes(factor, -1, -2) if transpose else factor
-        scaled = block @ factor[..., None, :, :]  # the same Λ_s for every row and level
+        scaled = _small_matmul(block, factor[..., None, :, :])  # the same Λ_s for all
         pieces.append(scaled.reshape(*scaled.shape[:-2], segment.n_levels * segment.n_effects))
     end = segments[-1].stop if segments else 0
     pieces.append(m[..., end:])
     lead = np.broadcast_shapes(*(piece.shape[:-1] for piece in pieces))
     return xp.concatenate([xp.broadcast_to(piece, (*lead, piece.shape[-1]))
                            for piece in pieces], axis=-1)
-
 
 def gaussian_marginal(stats: GaussianStats, sigma: Any, factors: Sequence[Any],
                       xp: Any = None) -> GaussianMarginal:
@@ -298,67 +531,83 @@ def gaussian_marginal(stats: GaussianStats, sigma: Any, factors: Sequence[Any],
     namespace (:func:`array_namespace`; JAX should be in 64-bit mode,
     :func:`poolwise._ops.jax_ops` switches it on).
 
-    The first segment's block of A = I + ΛᵀWᵀWΛ/σ² is block diagonal (each row of the data
-    is in one level of its factor, so ZᵀZ has no entries between two levels): its Cholesky
-    factor is one k × k factorisation per level, and only the rest (the other terms, β)
-    is factorised densely, through its Schur complement, as a sparse Cholesky
-    factorisation would (Bates et al. 2015, §3.3). For one grouping factor the cost per
-    evaluation is O(L k³ + L k p² + p³); a dense factorisation of the whole (q + p)-square
-    A is much slower with JAX on CPU.
+    A = I + ΛᵀWᵀWΛ/σ² is factorised by blocks, as lme4 and MixedModels.jl do (Bates et al.
+    2015, §3.3; MixedModels.jl's blocked Cholesky factor). Its block A₁₁ on the eliminated
+    segment (the term with the most levels, :func:`eliminated_segment`) is block diagonal,
+    since each row of the data is in one level of its factor: L₁ is one k × k Cholesky
+    factor per level. With B_l = Λ₁A₁₁,l⁻¹Λ₁ᵀ = K_lᵀK_l (K_l = L₁,l⁻¹Λ₁ᵀ), the Schur
+    complement of A₁₁,
+
+        A₂₂ − CCᵀ = I + Λ₂ᵀ(W₂ᵀW₂ − M blockdiag(B) Mᵀ/σ²)Λ₂/σ²,   M = W₂ᵀW₁,
+
+    is the only dense matrix factorised (L₂; m = the other terms' columns and β's), and
+    M blockdiag(B) Mᵀ costs one term per pair of M's entries of the same level
+    (:class:`SparseCross`): for crossed factors of thousands of levels nothing of size
+    q × q or m × L is formed. Likewise u₁ = K Wᵀ₁r/σ² and the right side of the rest,
+    Λ₂ᵀ(W₂ᵀr − M blockdiag(B) W₁ᵀr/σ²)/σ². Per evaluation: O(L k³ + Σ_l n_l² k² + m³).
     """
     xp = array_namespace(xp)
     variance = xp.square(xp.asarray(sigma, dtype=float))
     batch = variance.shape
     scale = variance[..., None]  # divides vectors; scale[..., None] divides matrices
     segments = stats.segments
-    split = segments[0].stop if segments else 0
-    size = stats.wtw.shape[0]
-    rest_segments = _shifted(segments[1:], split)
-    prior = np.concatenate([np.ones(size - split - stats.n_flat), np.zeros(stats.n_flat)])
-    wtr = times_factor(xp.asarray(stats.wtr)[None, :], factors, segments, xp=xp)[..., 0, :]
-    wtr = wtr / scale
-    rest = _sandwich(xp.asarray(stats.wtw[split:, split:]), factors[1:], rest_segments, xp)
-    rest = rest / scale[..., None] + np.diag(prior)
-    u_rest = wtr[..., split:]
+    first = eliminated_segment(segments)
+    start, stop = _span(stats)
+    rest_segments = _rest_segments(segments, first)
+    rest_factors = [f for s, f in enumerate(factors) if s != first]
+    n_rest = stats.rest.shape[0]
+    prior = np.concatenate([np.ones(n_rest - stats.n_flat), np.zeros(stats.n_flat)])
+    wtr = xp.asarray(stats.wtr)
+    wtr_rest = xp.concatenate([wtr[:start], wtr[stop:]])
+    rest = xp.asarray(stats.rest)
     log_det = stats.n_obs * xp.log(variance)
     quadratic = stats.rtr / variance
-    first_chol = cross = u_first = xp.zeros((*batch, 0))
-    if split:
-        levels, k = segments[0].n_levels, segments[0].n_effects
+    first_chol = u_first = xp.zeros((*batch, 0))
+    if first is not None:
+        levels, k = segments[first].n_levels, segments[first].n_effects
+        factor = factors[first]
         # L₁: the Cholesky factors of the diagonal blocks Λ₁ᵀ(W₁ᵀW₁)_lΛ₁/σ² + I
-        blocks = _diagonal_blocks(stats.wtw[:split, :split], levels, k)
-        factor = factors[0]
         # NumPy: contracted pairwise (its default einsum loops over all five indices)
         pairwise = {"optimize": True} if xp is np else {}
-        first = (xp.einsum("...ji,ljm,...mn->...lin", factor, blocks, factor, **pairwise)
-                 / scale[..., None, None] + np.eye(k))
-        first_chol = cholesky(first, xp)
-        u_first = forward_solve(first_chol, wtr[..., :split].reshape(*batch, levels, k, 1),
-                                xp)[..., 0]
+        blocks = (xp.einsum("...ji,ljm,...mn->...lin", factor, stats.first, factor, **pairwise)
+                  / scale[..., None, None] + np.eye(k))
+        first_chol = cholesky(blocks, xp)
+        solved = _first_solved(first_chol, factor, xp)  # K_l = L₁,l⁻¹Λ₁ᵀ
+        wtr_first = wtr[start:stop].reshape(levels, k, 1)
+        u_first = _small_matmul(solved, wtr_first)[..., 0] / scale[..., None]
+        coupling = _small_matmul(xp.swapaxes(solved, -1, -2), solved)  # B_l = K_lᵀK_l
+        rest = rest - _schur_product(stats.cross, coupling, n_rest, xp) / scale[..., None]
+        wtr_rest = wtr_rest - _cross_times(
+            stats.cross, _small_matmul(coupling, wtr_first)[..., 0] / scale[..., None],
+            n_rest, xp)
         quadratic = quadratic - xp.sum(xp.square(u_first), axis=(-2, -1))
         log_det = log_det + 2.0 * xp.sum(
             xp.log(xp.diagonal(first_chol, axis1=-2, axis2=-1)), axis=(-2, -1))
-        # C = Λ_restᵀW_restᵀW₁Λ₁L₁⁻ᵀ/σ², then the Schur complement A_rest − CCᵀ
-        scaled_cross = times_factor(xp.asarray(stats.wtw[split:, :split]), factors[:1],
-                                    segments[:1], xp=xp)
-        scaled_cross = xp.swapaxes(times_factor(xp.swapaxes(scaled_cross, -1, -2),
-                                                factors[1:], rest_segments, xp=xp), -1, -2)
-        scaled_cross = scaled_cross / scale[..., None]
-        # (..., rest, L·k) → (..., L, k, rest): one triangular solve per level
-        by_level = xp.moveaxis(scaled_cross.reshape(*batch, size - split, levels, k), -3, -1)
-        cross_t = forward_solve(first_chol, by_level, xp)
-        cross = xp.moveaxis(cross_t, -1, -3).reshape(*batch, size - split, split)
-        u_first = u_first.reshape(*batch, split)
-        rest = rest - cross @ xp.swapaxes(cross, -1, -2)
-        u_rest = u_rest - (cross @ u_first[..., None])[..., 0]
+        u_first = u_first.reshape(*batch, levels * k)
+    rest = _sandwich(rest, rest_factors, rest_segments, xp) / scale[..., None] + np.diag(prior)
+    u_rest = times_factor(wtr_rest[..., None, :], rest_factors, rest_segments,
+                          xp=xp)[..., 0, :] / scale
     rest_chol = cholesky(rest, xp)
     u_rest = forward_solve(rest_chol, u_rest[..., None], xp)[..., 0]
     quadratic = quadratic - xp.sum(xp.square(u_rest), axis=-1)
     log_det = log_det + 2.0 * xp.sum(xp.log(xp.diagonal(rest_chol, axis1=-2, axis2=-1)),
                                      axis=-1)
     log_density = -0.5 * ((stats.n_obs - stats.n_flat) * _LOG_2PI + log_det + quadratic)
-    return GaussianMarginal(log_density, log_det, quadratic, first_chol, cross, rest_chol,
-                            u_first, u_rest)
+    return GaussianMarginal(log_density, log_det, quadratic, first_chol, rest_chol,
+                            u_first, u_rest, variance)
+
+
+def _small_matmul(a: Any, b: Any) -> Any:
+    """a @ b for stacks of small matrices, (…, i, m) @ (…, m, j), as m broadcast products
+    (NumPy's matmul and einsum loop slowly over many tiny matrices)."""
+    return sum((a[..., :, m, None] * b[..., m, None, :] for m in range(1, a.shape[-1])),
+               a[..., :, 0, None] * b[..., 0, None, :])
+
+
+def _first_solved(first_chol: Any, factor: Any, xp: Any) -> Any:
+    """K_l = L₁,l⁻¹Λ₁ᵀ for every level (…, L, k, k)."""
+    factor_t = xp.swapaxes(factor, -1, -2)[..., None, :, :]
+    return forward_solve(first_chol, xp.broadcast_to(factor_t, first_chol.shape), xp)
 
 
 def _sandwich(m: Any, factors: Sequence[Any], segments: Sequence[Segment], xp: Any) -> Any:
@@ -368,34 +617,47 @@ def _sandwich(m: Any, factors: Sequence[Any], segments: Sequence[Segment], xp: A
                        -1, -2)
 
 
-def draw_coefficients(marginal: GaussianMarginal, factors: Sequence[Any],
-                      segments: Sequence[Segment], noise: Any, xp: Any = None) -> Any:
-    """δ = Λ L⁻ᵀ(u + ε): a draw of the coefficients given y (ε = 0: their mean).
+def draw_coefficients(marginal: GaussianMarginal, stats: GaussianStats,
+                      factors: Sequence[Any], noise: Any, xp: Any = None) -> Any:
+    """δ = Λ L⁻ᵀ(u + ε): a draw of the coefficients given y (ε = 0: their mean), in the
+    order of W's columns.
 
-    With L = [[L₁, 0], [C, L₂]]: γ₂ = L₂⁻ᵀ(u₂ + ε₂), γ₁ = L₁⁻ᵀ(u₁ + ε₁ − Cᵀγ₂). Batch
-    dimensions as in :func:`gaussian_marginal`; ``noise`` is shaped B + (m,) or broadcasts
-    to it."""
+    With L = [[L₁, 0], [C, L₂]]: γ₂ = L₂⁻ᵀ(u₂ + ε₂), γ₁ = L₁⁻ᵀ(u₁ + ε₁ − Cᵀγ₂), where
+    Cᵀγ₂ = KMᵀΛ₂γ₂/σ² (K and M as in :func:`gaussian_marginal`); δ₂ = Λ₂γ₂, δ₁ = Λ₁γ₁.
+    Batch dimensions as in :func:`gaussian_marginal`; ``noise`` is shaped B + (m,) or
+    broadcasts to it."""
     xp = array_namespace(xp)
-    split = marginal.u_first.shape[-1]
+    segments = stats.segments
+    first = eliminated_segment(segments)
+    start, stop = _span(stats)
+    rest_segments = _rest_segments(segments, first)
+    rest_factors = [f for s, f in enumerate(factors) if s != first]
     batch = marginal.u_rest.shape[:-1]
-    noise = xp.broadcast_to(noise, (*batch, split + marginal.u_rest.shape[-1]))
+    noise = xp.broadcast_to(noise, (*batch, stats.wtr.shape[0]))
+    noise_rest = xp.concatenate([noise[..., :start], noise[..., stop:]], axis=-1)
     gamma = backward_solve(marginal.rest_chol,
-                           (marginal.u_rest + noise[..., split:])[..., None], xp)[..., 0]
-    if split:
-        levels, k = marginal.first_chol.shape[-3:-1]
-        first = (marginal.u_first + noise[..., :split]
-                 - (xp.swapaxes(marginal.cross, -1, -2) @ gamma[..., None])[..., 0])
-        gamma_first = backward_solve(marginal.first_chol,
-                                     first.reshape(*batch, levels, k, 1), xp)
-        gamma = xp.concatenate([gamma_first.reshape(*batch, split), gamma], axis=-1)
-    return times_factor(gamma[..., None, :], factors, segments, transpose=True, xp=xp)[..., 0, :]
-
+                           (marginal.u_rest + noise_rest)[..., None], xp)[..., 0]
+    delta = times_factor(gamma[..., None, :], rest_factors, rest_segments, transpose=True,
+                         xp=xp)[..., 0, :]
+    if first is None:
+        return delta
+    levels, k = segments[first].n_levels, segments[first].n_effects
+    factor = factors[first]
+    solved = _first_solved(marginal.first_chol, factor, xp)
+    coupled = _cross_transposed_times(stats.cross, delta, levels, xp)  # Mᵀδ₂ (…, L, k)
+    coupled = (_small_matmul(solved, coupled[..., None])[..., 0]
+               / marginal.variance[..., None, None])
+    right = (marginal.u_first + noise[..., start:stop]).reshape(*batch, levels, k) - coupled
+    gamma_first = backward_solve(marginal.first_chol, right[..., None], xp)[..., 0]
+    delta_first = _small_matmul(gamma_first[..., None, :],
+                                xp.swapaxes(factor, -1, -2)[..., None, :, :])
+    delta_first = delta_first.reshape(*batch, levels * k)
+    return xp.concatenate([delta[..., :start], delta_first, delta[..., start:]], axis=-1)
 
 #: matrices up to this size are factorised and solved with unrolled elementwise operations,
 #: which XLA compiles several times faster than its Cholesky and triangular solvers (and
 #: which NumPy runs over many small matrices at once)
 UNROLLED_SIZE = 4
-
 
 def cholesky(a: Any, xp: Any = None) -> Any:
     """The lower Cholesky factor of each matrix in a (..., k, k) stack (NaN if not PD)."""
@@ -417,7 +679,6 @@ def cholesky(a: Any, xp: Any = None) -> Any:
             chol[i][j] = below / chol[j][j]
     return xp.stack([xp.stack(row, axis=-1) for row in chol], axis=-2)
 
-
 def _numpy_cholesky(a: FloatArray) -> FloatArray:
     """NumPy's batched Cholesky factorisation, NaN (as JAX) for a matrix that is not PD."""
     try:
@@ -432,14 +693,13 @@ def _numpy_cholesky(a: FloatArray) -> FloatArray:
                 pass
         return out.reshape(a.shape)
 
-
 def forward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
     """x with L x = b for each lower-triangular L (..., k, k) and b (..., k, r)."""
     xp = array_namespace(xp)
     k = chol.shape[-1]
     if k > UNROLLED_SIZE:
         if xp is np:
-            return np.linalg.solve(chol, b)
+            return _numpy_triangular_solve(chol, b, transpose=False)
         from jax.lax.linalg import triangular_solve
 
         return triangular_solve(chol, b, left_side=True, lower=True)
@@ -449,6 +709,26 @@ def forward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
         x.append((b[..., i, :] - rest) / chol[..., i, i, None])
     return xp.stack(x, axis=-2) if k else b
 
+#: above this size NumPy's triangular solves go matrix by matrix through LAPACK's trtrs
+#: (O(k²r)) rather than through the batched general solver (O(k³))
+TRIANGULAR_SIZE = 64
+
+
+def _numpy_triangular_solve(chol: FloatArray, b: FloatArray, transpose: bool) -> FloatArray:
+    """x with L x = b (Lᵀ x = b when ``transpose``) for each L (..., k, k), b (..., k, r)."""
+    if chol.shape[-1] <= TRIANGULAR_SIZE:
+        return np.asarray(np.linalg.solve(np.swapaxes(chol, -1, -2) if transpose else chol, b),
+                          dtype=float)
+    from scipy.linalg import solve_triangular
+
+    batch = np.broadcast_shapes(chol.shape[:-2], b.shape[:-2])
+    chols = np.broadcast_to(chol, (*batch, *chol.shape[-2:])).reshape(-1, *chol.shape[-2:])
+    rights = np.broadcast_to(b, (*batch, *b.shape[-2:])).reshape(-1, *b.shape[-2:])
+    out = np.stack([solve_triangular(c, r, trans=1 if transpose else 0, lower=True,
+                                     check_finite=False)
+                    for c, r in zip(chols, rights, strict=True)])
+    return out.reshape(*batch, *b.shape[-2:])
+
 
 def backward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
     """x with Lᵀ x = b for each lower-triangular L (..., k, k) and b (..., k, r)."""
@@ -456,7 +736,7 @@ def backward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
     k = chol.shape[-1]
     if k > UNROLLED_SIZE:
         if xp is np:
-            return np.linalg.solve(np.swapaxes(chol, -1, -2), b)
+            return _numpy_triangular_solve(chol, b, transpose=True)
         from jax.lax.linalg import triangular_solve
 
         return triangular_solve(chol, b, left_side=True, lower=True, transpose_a=True)
@@ -465,17 +745,6 @@ def backward_solve(chol: Any, b: Any, xp: Any = None) -> Any:
         rest = sum((chol[..., m, i, None] * x[m] for m in range(i + 1, k)), 0.0)
         x[i] = (b[..., i, :] - rest) / chol[..., i, i, None]
     return xp.stack(x, axis=-2) if k else b
-
-
-def _diagonal_blocks(matrix: FloatArray, levels: int, k: int) -> FloatArray:
-    """The k × k diagonal blocks of a (levels·k)-square matrix, shaped (levels, k, k)."""
-    blocks = matrix.reshape(levels, k, levels, k)[np.arange(levels), :, np.arange(levels), :]
-    return np.ascontiguousarray(blocks) if isinstance(blocks, np.ndarray) else blocks
-
-
-def _shifted(segments: Sequence[Segment], by: int) -> tuple[Segment, ...]:
-    """The segments with their offsets moved back by ``by`` columns."""
-    return tuple(Segment(s.offset - by, s.n_levels, s.n_effects) for s in segments)
 
 
 # ------------------------------------------------------------------ parameters
@@ -712,10 +981,7 @@ class _NumpyMarginal:
         self.data = _marginal_data(self.stats, design, priors)
         residual_sd = _fixed_effects_start(design, priors)[2]
         self.start = _variance_start(design, priors, residual_sd, structure.layout)[0]
-        size = self.stats.wtw.shape[0]
-        split = self.stats.segments[0].stop if design.terms else 0
-        widest = max((t.n_effects for t in design.terms), default=1)
-        self.chunk = max(1, CHUNK_VALUES // (split * widest + (size - split) * size + 1))
+        self.chunk = max(1, CHUNK_VALUES // marginal_values(self.stats))
         self.sampled = ("(log σ, log sd, correlation Cholesky coordinates) by importance "
                         f"sampling from a Student-t({DEFAULT_DF:g}) at their posterior mode, "
                         "Pareto-smoothed and resampled; β and group effects drawn exactly "
@@ -733,7 +999,7 @@ class _NumpyMarginal:
         """σ, β (``b``), and per term the sds, correlations and group effects at each z,
         (b, β) drawn from their Gaussian conditional."""
         noise = generator(seed, Stream.CONDITIONAL).standard_normal(
-            (z.shape[0], self.stats.wtw.shape[0]))
+            (z.shape[0], self.stats.wtr.shape[0]))
         return self.coefficients(z, noise)
 
     def coefficients(self, z: FloatArray, noise: FloatArray) -> dict[str, FloatArray]:
@@ -892,6 +1158,9 @@ class _Model:
     start: FloatArray
     jitter: FloatArray
     sampled: str
+    #: draws of a chain constrained at once (the marginal's factorisations per draw are
+    #: large for crossed factors of many levels); None: the whole chain
+    block: int | None = None
 
     def constrain(self, z: np.ndarray, seed: int) -> dict[str, np.ndarray]:
         """The posterior's variables at each draw of z, chain by chain (one compiled
@@ -901,8 +1170,9 @@ class _Model:
         potential = self.potential
         if isinstance(potential, _MarginalPotential):
             noise = jax.random.normal(jax_key(seed, Stream.CONDITIONAL),
-                                      (*z.shape[:-1], self.data["wtw"].shape[0]))
-            return _per_chain(_vectorised(potential, (0, 0, None)), self.data, z, noise)
+                                      (*z.shape[:-1], self.data["arrays"]["wtr"].shape[0]))
+            return _per_chain(_vectorised(potential, (0, 0, None)), self.data, z, noise,
+                              block=self.block)
         return _per_chain(_vectorised(potential, (0, None)), self.data, z)
 
 
@@ -954,10 +1224,14 @@ class _MarginalPotential:
         factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
         if self.structure.n_fixed:
             factors.append(xp.diag(xp.asarray(data["prior"]["scale"])))
-        stats = GaussianStats(data["n_obs"], data["wtw"], data["wtr"], data["rtr"],
-                              self.segments, 0)
+        stats = self.stats(data)
         return (log_prior, gaussian_marginal(stats, sigma, factors, xp), factors, sds, chols,
                 sigma)
+
+    def stats(self, data: dict[str, Any]) -> GaussianStats:
+        """The statistics :func:`_marginal_data` put into ``data`` (traced arrays in JAX)."""
+        return GaussianStats(data["n_obs"], **data["arrays"], rtr=data["rtr"],
+                             segments=self.segments, n_flat=0)
 
     def __call__(self, z: Any, data: dict[str, Any], xp: Any = None) -> Any:
         log_prior, marginal, *_ = self.marginal(z, data, xp)
@@ -968,7 +1242,7 @@ class _MarginalPotential:
         """The posterior's variables at z, δ drawn from its Gaussian conditional."""
         xp = array_namespace(xp)
         _, marginal, factors, sds, chols, sigma = self.marginal(z, data, xp)
-        delta = draw_coefficients(marginal, factors, self.segments, noise, xp)
+        delta = draw_coefficients(marginal, self.stats(data), factors, noise, xp)
         batch, p = delta.shape[:-1], self.structure.n_fixed
         out = {"b": delta[..., delta.shape[-1] - p:] + data["prior"]["loc"], "sigma": sigma}
         terms = self.structure.terms
@@ -985,7 +1259,7 @@ class _MarginalPotential:
 def _marginal_data(stats: GaussianStats, design: MixedDesign, priors: MixedPriors
                    ) -> dict[str, Any]:
     """The arguments of :class:`_MarginalPotential` besides z (NumPy arrays)."""
-    return {"wtw": stats.wtw, "wtr": stats.wtr, "rtr": stats.rtr, "n_obs": float(stats.n_obs),
+    return {"arrays": stats.arrays, "rtr": stats.rtr, "n_obs": float(stats.n_obs),
             "prior": _prior_data(design, priors)}
 
 
@@ -998,7 +1272,8 @@ def _marginal_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
     return _Model(_MarginalPotential(structure, stats.segments),
                   _marginal_data(stats, design, priors), start, jitter,
                   "(log σ, log sd, correlation Cholesky coordinates) with β and group "
-                  "effects integrated out, then drawn from their Gaussian conditional")
+                  "effects integrated out, then drawn from their Gaussian conditional",
+                  block=max(1, CHUNK_VALUES // marginal_values(stats)))
 
 
 @dataclass(frozen=True)
@@ -1118,11 +1393,21 @@ def _vectorised(potential: _MarginalPotential | _ExplicitPotential,
 
 
 def _per_chain(transform: Callable[..., dict[str, Any]], data: dict[str, Any],
-               *arrays: Any) -> dict[str, np.ndarray]:
-    """``transform(*arrays, data)`` chain by chain: the arrays are shaped
-    (chains, draws, ...), the results stacked back the same way."""
-    chains = [transform(*(a[c] for a in arrays), data) for c in range(arrays[0].shape[0])]
-    return {name: np.stack([np.asarray(chain[name]) for chain in chains]) for name in chains[0]}
+               *arrays: Any, block: int | None = None) -> dict[str, np.ndarray]:
+    """``transform(*arrays, data)`` chain by chain, ``block`` draws at a time (None: a
+    chain at once): the arrays are shaped (chains, draws, ...), the results stacked back
+    the same way."""
+    n_draws = arrays[0].shape[1]
+    size = n_draws if block is None else block
+
+    def chain(c: int) -> dict[str, np.ndarray]:
+        pieces = [transform(*(a[c, at:at + size] for a in arrays), data)
+                  for at in range(0, n_draws, size)]
+        return {name: np.concatenate([np.asarray(piece[name]) for piece in pieces])
+                for name in pieces[0]}
+
+    chains = [chain(c) for c in range(arrays[0].shape[0])]
+    return {name: np.stack([chain[name] for chain in chains]) for name in chains[0]}
 
 
 def _log_likelihood(family: str, eta: Any, sigma: Any, data: dict[str, Any]) -> Any:
@@ -1235,16 +1520,22 @@ def posterior_dims(design: MixedDesign) -> tuple[dict[str, list[str]], dict[str,
 
 
 __all__ = [
+    "CHUNK_VALUES",
     "PARAMETRISATIONS",
     "TARGET_ACCEPT",
     "GaussianMarginal",
     "GaussianStats",
     "MixedDraws",
     "Segment",
+    "SparseCross",
     "draw_coefficients",
+    "draw_values",
+    "eliminated_segment",
     "gaussian_marginal",
     "gaussian_stats",
     "integrate_mixed",
+    "marginal_memory",
+    "marginal_values",
     "posterior_dims",
     "random_effects_matrix",
     "resolve_parametrisation",

@@ -73,6 +73,7 @@ from poolwise.kinds.mixed.inference import (
 from poolwise.kinds.mixed.inference import (
     MixedDraws,
     correlated,
+    marginal_memory,
     posterior_dims,
     resolve_parametrisation,
 )
@@ -449,9 +450,10 @@ class MixedModel(BaseModel):
 
     def memory_estimate(self, data: pd.DataFrame | MixedData) -> MemoryEstimate:
         """The draws of β, σ, the sds, correlations and group effects; for the marginal
-        parametrisation and eb-ml the dense (q + p)² WᵀW of
-        :func:`~poolwise.kinds.mixed.inference.gaussian_stats` and, per chain, the
-        conditional draws' factors (vectorised over the draws); for the explicit ones the
+        parametrisation and eb-ml the blocked WᵀW of
+        :func:`~poolwise.kinds.mixed.inference.gaussian_stats` and the conditional draws'
+        factorisations in chunks (:func:`~poolwise.kinds.mixed.inference.marginal_memory`;
+        no (q + p)² matrix); for the explicit ones the
         design that the compiled density holds and a chain over every coefficient."""
         data = self._prepared(data)
         design = data.design
@@ -472,13 +474,11 @@ class MixedModel(BaseModel):
                           * VALUE))
         # importance's conditional draws go in chunks; its fallback is the marginal NUTS
         elif self.method in ("eb-ml", "importance") or self.parametrisation == "marginal":
-            other.append(("dense WᵀW", (q + p) ** 2 * VALUE))
-            first = terms[0].n_levels * terms[0].n_effects if terms else 0
-            rest = q + p - first
-            per_draw = rest * rest + 2 * rest * first + first * max(
-                (t.n_effects for t in terms), default=0) + q + p
-            many = chains * draws if self.method == "eb-ml" else draws
-            other.append(("conditional draws", many * per_draw * VALUE * DRAW_COPIES))
+            shared = self.method == "eb-ml"  # one factorisation for every draw
+            held, conditional = marginal_memory(design, chains * draws if shared else draws,
+                                                shared)
+            other.append(("blocked WᵀW", held * VALUE))
+            other.append(("conditional draws", conditional * VALUE * DRAW_COPIES))
         else:
             sampled = p + q + sum(t.n_effects ** 2 for t in terms) + 1
             columns = p + sum(t.n_effects + 1 for t in terms) + 2
