@@ -212,7 +212,7 @@ def test_bad_values_name_the_row_in_its_file(tmp_path, engine):
     with pytest.raises(DataError) as caught:
         poolwise.fit(source, formula=FORMULAS[0], method="eb-ml", engine=engine)
     third = tmp_path / "text" / "part-2.parquet"
-    assert str(caught.value) == (f"row 24 in file {third}: response column 'y' has 'lots', "
+    assert str(caught.value) == (f"data row 24 in file {third}: response column 'y' has 'lots', "
                                  "which is not a finite number")
     negative = _table(5)
     negative.loc[3, "w"] = -1.0
