@@ -712,7 +712,11 @@ def emit(document: dict[str, Any], out: Path | None, output_format: str) -> None
     if out is not None:
         write_json(out / "result.json", document)
     if output_format == "json":
-        stdout.print_json(json.dumps(clean(document)))
+        text = json.dumps(clean(document), indent=2, ensure_ascii=False)
+        if stdout.is_terminal:  # coloured for a reader
+            stdout.print_json(text)
+        else:  # a pipe or a file: plain text, without rich's highlighting of every token
+            sys.stdout.write(text + "\n")
 
 
 # ----------------------------------------------------------------------------- commands
