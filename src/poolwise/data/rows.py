@@ -102,16 +102,28 @@ def estimate_checks(*, y: str, se: str | None, group: str | None) -> tuple[Check
 
 def require_columns(columns: Iterable[Any], checks: Sequence[Check]) -> None:
     """Error naming the first column the checks need that the table lacks, with the closest
-    name it has."""
+    name it has, or that it has twice."""
     have = [str(c) for c in columns]
     for check in checks:
         for column in (check.column, check.other):
+            if column is not None:
+                unique_columns(have, [str(column)])
             if column is not None and column not in have:
                 role = check.role if column == check.column else _role_of(checks, column)
                 close = difflib.get_close_matches(str(column), have, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise DataError(f"{role} column {column!r} not found{hint}; the columns are: "
                                 f"{', '.join(have)}")
+
+
+def unique_columns(columns: Sequence[str], names: Iterable[str] | None = None) -> None:
+    """Error at the first of ``names`` (default: every non-empty column name) that
+    ``columns`` holds twice: which of the two is meant is anyone's guess."""
+    for name in dict.fromkeys(columns if names is None else names):
+        where = [i + 1 for i, column in enumerate(columns) if column == name]
+        if name and len(where) > 1:
+            raise DataError(f"columns {where[0]} and {where[1]} are both named {name!r}; "
+                            "give each column its own name")
 
 
 def _role_of(checks: Sequence[Check], column: str) -> str:
@@ -288,4 +300,4 @@ def merge_partials(parts: pd.DataFrame) -> pd.DataFrame:
 
 __all__ = ["Check", "Locate", "Violation", "estimate_checks", "frame_moments", "frame_sums",
            "frame_violations", "merge_partials", "merge_violations", "raise_first",
-           "rate_checks", "require_columns"]
+           "rate_checks", "require_columns", "unique_columns"]

@@ -25,6 +25,7 @@ from poolwise.data.rows import (
     raise_first,
     rate_checks,
     require_columns,
+    unique_columns,
 )
 from poolwise.exceptions import DataError
 from poolwise.families.base import RateFamily
@@ -135,7 +136,20 @@ def read_text(path: Path, *, sep: str | None, decimal: str | None, encoding: str
         notes = ["read as semicolon-separated with decimal commas (detected; Excel saves CSV "
                  "where the comma is the decimal mark); give --sep and --decimal to read "
                  "it otherwise"]
+    _check_header(path, table, sep=sep, encoding=encoding)
     return table, sep, point, tuple(notes)
+
+
+def _check_header(path: Path, table: pd.DataFrame, *, sep: str, encoding: str | None) -> None:
+    """Refuse a header that names a column twice, which pandas would read as ``x`` and
+    ``x.1``: which of them the options mean is anyone's guess."""
+    names = [str(c) for c in table.columns]
+    renamed = [c for c in names if "." in c and c.rsplit(".", 1)[0] in names
+               and c.rsplit(".", 1)[1].isdigit()]
+    if not renamed:
+        return
+    header = pd.read_csv(path, sep=sep, encoding=encoding, header=None, nrows=1, dtype=str)
+    unique_columns(["" if pd.isna(c) else str(c) for c in header.iloc[0]])
 
 
 _SEPARATOR_WORDS = {";": "semicolon", "\t": "tab", "|": "pipe", ",": "comma"}

@@ -75,6 +75,7 @@ from numpy.typing import NDArray
 
 from poolwise import _arviz
 from poolwise._random import Stream, generator, jax_key
+from poolwise.data.rows import unique_columns
 from poolwise.exceptions import ConvergenceWarning, DataError, SpecificationError
 from poolwise.kinds.base import VALUE, BaseModel, Settings
 from poolwise.resources import MemoryEstimate
@@ -201,6 +202,7 @@ def _model_kwargs(function: Callable[..., Any], data: Any, fixed: Mapping[str, A
     if data is None:
         given: dict[str, Any] = {}
     elif from_table:
+        unique_columns([str(column) for column in data.columns])
         given = {str(column): data[column].to_numpy() for column in data.columns}
     elif isinstance(data, Mapping):
         given = {str(key): _as_value(value) for key, value in data.items()}

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from poolwise.data.rows import unique_columns
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.kinds.mixed.design import FloatArray, GroupTerm, IntArray, MixedDesign, mixed_family
 
@@ -322,6 +323,7 @@ def _check_columns(parsed: _Parsed, data: pd.DataFrame) -> list[str]:
             raise DataError(f"the formula names column {token.column!r}, which is not in the "
                             f"data{hint}; the columns are: {shown}")
         if token.column not in used:
+            unique_columns(names, [token.column])
             used.append(token.column)
     return used
 
@@ -337,9 +339,12 @@ def _handle_missing(data: pd.DataFrame, used: list[str],
         return table.reset_index(drop=True), rows, 0, ()
     per_column = ", ".join(f"{c}: {int(k)}" for c, k in table.isna().sum().items() if k)
     if missing == "refuse":
+        first = int(np.flatnonzero(incomplete)[0])
+        empty = ", ".join(repr(c) for c in used if pd.isna(table[c].iloc[first]))
         raise DataError(
-            f"{n_bad} of {len(table)} rows have missing values ({per_column}); "
-            'pass missing="drop" (CLI --drop-missing) to drop those rows'
+            f"row {first + 1}: {empty} missing; {n_bad} of {len(table)} rows have missing "
+            f'values ({per_column}); pass missing="drop" (CLI --drop-missing) to drop '
+            "those rows"
         )
     if n_bad == len(table):
         raise DataError(f"every row has a missing value ({per_column}); nothing is left to fit")
@@ -439,6 +444,10 @@ def _matrix(common: Any, n_rows: int) -> tuple[FloatArray, tuple[str, ...], Floa
         if getattr(term, "kind", None) == "offset":
             offsets.append(matrix[:, columns].ravel())
         else:
+            if columns.stop == columns.start:
+                raise DataError(f"the term {name!r} takes one value in every row, so it has no "
+                                "effect to estimate; a factor needs at least 2 levels — remove "
+                                "it from the formula")
             keep.extend(range(columns.start, columns.stop))
             names.extend(term.labels)
     return matrix[:, keep], tuple(names), offsets[0] if offsets else None
@@ -569,6 +578,9 @@ def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "normal",
         _check_finite(trials, rows, ("trials",), "the")
     _check_family(y, trials, family, parsed.response, rows)
     if not new_rows:  # rows to predict for need not identify anything
+        if family == "normal" and np.all(y == y[0]):
+            raise DataError(f"response {parsed.response!r} is {y[0]:g} in every row; a normal "
+                            "model needs a response that varies (its residual sd would be 0)")
         _check_full_rank(x, fixed_names)
     terms, term_notes = _group_terms(parsed.bar_terms, table, rows, new_rows=new_rows)
     return MixedDesign(formula, family, parsed.response, y, x, fixed_names, terms,
