@@ -182,6 +182,9 @@ def _decode_error(path: Path, err: UnicodeDecodeError, encoding: str | None) -> 
         line = raw[:first.start].count(b"\n") + 1
         where = f" (byte 0x{raw[first.start]:02x} on line {line})"
     name = encoding or "UTF-8"
+    if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode text"
+        return (f"cannot read {path}: it is UTF-16 text (it starts with UTF-16's byte-order "
+                "mark), not " + name + "; read it with --encoding utf-16")
     return (f"cannot read {path}: it is not {name} text{where}; name its encoding with "
             "--encoding, e.g. --encoding latin-1 (or cp1252, as Excel saves on Windows)")
 

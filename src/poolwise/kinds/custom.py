@@ -75,7 +75,7 @@ from numpy.typing import NDArray
 
 from poolwise import _arviz
 from poolwise._random import Stream, generator, jax_key
-from poolwise.data.rows import unique_columns
+from poolwise.data.rows import Check, frame_violations, raise_first, unique_columns
 from poolwise.exceptions import ConvergenceWarning, DataError, SpecificationError
 from poolwise.kinds.base import VALUE, BaseModel, Settings
 from poolwise.resources import MemoryEstimate
@@ -202,6 +202,8 @@ def _model_kwargs(function: Callable[..., Any], data: Any, fixed: Mapping[str, A
     if data is None:
         given: dict[str, Any] = {}
     elif from_table:
+        if data.empty:
+            raise DataError("the table has no rows")
         unique_columns([str(column) for column in data.columns])
         given = {str(column): data[column].to_numpy() for column in data.columns}
     elif isinstance(data, Mapping):
@@ -237,6 +239,10 @@ def _model_kwargs(function: Callable[..., Any], data: Any, fixed: Mapping[str, A
         raise DataError(
             f"{name}() needs {', '.join(map(repr, missing))}, which the data do not have "
             f"(the data give: {have})")
+    if from_table:  # the columns the model takes: numbers, none missing
+        checks = [Check(test, key, "model argument") for key in given
+                  if key not in ignored and key not in fixed for test in ("missing", "number")]
+        raise_first(checks, frame_violations(data.set_axis(list(given), axis=1), checks))
     return {k: v for k, v in given.items() if k not in ignored}, ignored
 
 
