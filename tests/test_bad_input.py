@@ -205,7 +205,8 @@ CASES = [
          "formula has the forbidden name '__import__'"),
     case("mixed-family-not-offered", mixed(ROWS, "y ~ x + (1 | g)", "--family", "gamma"),
          "unknown mixed-model family 'gamma'; valid: normal, binomial"),
-    # a normal model of a constant has residual sd 0: nothing to fit (lme4 fails too)
+    # a normal model of a constant: the likelihood grows as σ^−(n−p) when σ → 0, so the
+    # posterior is improper under any prior positive at 0 (degenerate.py)
     case("mixed-constant-response", mixed("y,x,g\n1,1,a\n1,2,a\n1,1,b\n1,2,b\n1,3,c\n1,2,c\n",
                                           "y ~ x + (1 | g)"),
          "response 'y' is 1 in every row; a normal model needs a response that varies"),

@@ -28,6 +28,9 @@ from poolwise.exceptions import DataError
 
 #: a number written with a decimal comma: 0,5 or -1,25 or 3,1e-05
 DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*$")
+#: the largest magnitude of a continuous value: its square (and sums of squares of a few
+#: thousand) stay finite in double precision, whose largest number is 1.8e308
+LARGEST = 1e150
 #: the columns of a partial table of sums and of moments
 SUMS = ("label", "first", "y", "n")
 MOMENTS = ("label", "first", "count", "mean", "m2", "min", "max")
@@ -38,7 +41,8 @@ class Check(NamedTuple):
 
     ``test`` is one of: ``missing`` (no value), ``number`` (a finite number), ``negative``
     (≥ 0), ``whole`` (a whole number), ``binary`` (≤ 1, a 0/1 trial), ``positive`` (> 0),
-    ``within`` (≤ the value in ``other``), ``label`` (a group label is present).
+    ``within`` (≤ the value in ``other``), ``label`` (a group label is present), ``large``
+    (|x| ≤ :data:`LARGEST`), ``small`` (x ≥ 1/:data:`LARGEST`, for a positive scale).
     """
 
     test: str
@@ -91,10 +95,11 @@ def rate_checks(family_name: str, size_label: str, *, y: str, n: str | None,
 def estimate_checks(*, y: str, se: str | None, group: str | None) -> tuple[Check, ...]:
     """The checks of a table of estimates (with ``se``) or raw observations (without)."""
     role = "observation (y)" if se is None else "estimate (y)"
-    checks = [Check("missing", y, role), Check("number", y, role)]
+    checks = [Check("missing", y, role), Check("number", y, role), Check("large", y, role)]
     if se is not None:
         checks += [Check("missing", se, "standard error"), Check("number", se, "standard error"),
-                   Check("positive", se, "standard error")]
+                   Check("positive", se, "standard error"), Check("large", se, "standard error"),
+                   Check("small", se, "standard error")]
     if group is not None:
         checks.append(Check("label", group, "group"))
     return tuple(checks)
@@ -155,6 +160,13 @@ def message(check: Check, found: Violation, where: str) -> str:
     if check.test == "within":
         return (f"{where}: {name!r} is {value:g} but {check.other!r} is {found.other:g}; "
                 "successes cannot exceed trials")
+    if check.test == "large":
+        return (f"{where}: {check.role} column {name!r} has {value:g}; poolwise squares such "
+                f"values, so they must be within ±{LARGEST:g}: rescale the column (other units)")
+    if check.test == "small":
+        return (f"{where}: {check.role} column {name!r} has {value:g}; a standard error must be "
+                f"at least {1 / LARGEST:g} (its inverse square must be finite): rescale the "
+                "column (other units)")
     if check.test == "label":
         return f"{where}: group column {name!r} is missing; every row needs a group"
     raise ValueError(f"unknown check {check.test!r}")
@@ -221,6 +233,10 @@ def _failing(test: str, x: np.ndarray, raw: pd.Series, other: np.ndarray | None
             return x <= 0
         if test == "within" and other is not None:
             return x > other
+        if test == "large":
+            return np.abs(x) > LARGEST
+        if test == "small":
+            return (x > 0) & (x < 1 / LARGEST)
     raise ValueError(f"unknown check {test!r}")
 
 
@@ -298,6 +314,6 @@ def merge_partials(parts: pd.DataFrame) -> pd.DataFrame:
     return merged.reset_index().sort_values("first", kind="stable").reset_index(drop=True)
 
 
-__all__ = ["Check", "Locate", "Violation", "estimate_checks", "frame_moments", "frame_sums",
-           "frame_violations", "merge_partials", "merge_violations", "raise_first",
+__all__ = ["LARGEST", "Check", "Locate", "Violation", "estimate_checks", "frame_moments",
+           "frame_sums", "frame_violations", "merge_partials", "merge_violations", "raise_first",
            "rate_checks", "require_columns", "unique_columns"]

@@ -226,8 +226,10 @@ def _require_column(table: pd.DataFrame, column: str, role: str) -> pd.Series:
 
 
 def finite_column(series: pd.Series, role: str) -> NDArray[np.float64]:
-    """The column as floats; error at the first missing, non-numeric or non-finite value."""
-    checks = (Check("missing", series.name, role), Check("number", series.name, role))
+    """The column as floats; error at the first missing, non-numeric, non-finite or too
+    large value."""
+    checks = (Check("missing", series.name, role), Check("number", series.name, role),
+              Check("large", series.name, role))
     raise_first(checks, frame_violations(series.to_frame(), checks))
     return numbers(series)
 

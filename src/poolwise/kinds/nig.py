@@ -225,7 +225,10 @@ def type2_ml(stats: NormalStats, *, stacklevel: int = 1) -> dict[str, float]:
 
     bounds = [(None, None), (-LOG_BOUND, LOG_BOUND), (-LOG_BOUND, LOG_BOUND),
               (None, None)]
-    best = optimize.minimize(negative, start, method="L-BFGS-B", bounds=bounds)
+    # a step may reach where the likelihood is 0 (−log = inf): the finite differences there
+    # are nan, which L-BFGS-B steps back from
+    with np.errstate(invalid="ignore", over="ignore"):
+        best = optimize.minimize(negative, start, method="L-BFGS-B", bounds=bounds)
     if not np.isfinite(best.fun):
         raise DataError("type-II maximum likelihood failed for these groups")
     # a flat likelihood can stop L-BFGS short of α → ∞ (equal variances); try the bound
@@ -352,7 +355,9 @@ class NIGModel(BaseModel):
                 f"partial pooling needs at least 2 groups, got {groups.n_groups}; use "
                 "--pooling complete or none for a single group")
         stats = groups.stats
-        if self.pooling == "partial" and np.any(stats.n > 1) and not np.any(stats.sum_sq_dev):
+        spread = np.any(stats.sum_sq_dev) or np.any(stats.mean != stats.mean[0])
+        if self.pooling == "partial" and not np.any(stats.sum_sq_dev) and (
+                np.any(stats.n > 1) or not spread):
             raise DataError(
                 "every group's observations are all equal, so type-II maximum likelihood "
                 "(partial pooling) has no finite estimate (σ_j² → 0); give a fixed prior "

@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from poolwise.data.rows import unique_columns
+from poolwise.data.rows import LARGEST, unique_columns
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.kinds.mixed.design import FloatArray, GroupTerm, IntArray, MixedDesign, mixed_family
 
@@ -372,6 +372,12 @@ def _check_finite(values: np.ndarray, rows: IntArray, names: tuple[str, ...], wh
         i, j = np.argwhere(bad)[0]
         raise DataError(f"row {rows[i] + 1}: {what} {names[j]!r} is {values[i, j]}; check the "
                         "transformation's domain (e.g. log needs positive values)")
+    large = np.abs(values) > LARGEST
+    if large.any():
+        i, j = np.argwhere(large)[0]
+        raise DataError(f"row {rows[i] + 1}: {what} {names[j]!r} is {values[i, j]:g}; poolwise "
+                        f"squares such values, so they must be within ±{LARGEST:g}: rescale "
+                        "the column (other units)")
 
 
 def _response(data: pd.DataFrame, parsed: _Parsed, family: str, rows: IntArray) -> None:
@@ -381,8 +387,9 @@ def _response(data: pd.DataFrame, parsed: _Parsed, family: str, rows: IntArray) 
         return
     series = data[name]
     if not pd.api.types.is_numeric_dtype(series):
-        numbers = pd.to_numeric(series, errors="coerce")
-        i = int(np.flatnonzero(numbers.isna().to_numpy())[0]) if numbers.isna().any() else 0
+        # the first value that is not a number (text, even text of a number, or a date)
+        text = series.map(lambda v: not isinstance(v, int | float | np.number)).to_numpy()
+        i = int(np.flatnonzero(text)[0]) if text.any() else 0
         raise DataError(f"row {rows[i] + 1}: response {name!r} has {series.iloc[i]!r}; a "
                         f"{family} response must be numeric")
 
@@ -578,9 +585,6 @@ def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "normal",
         _check_finite(trials, rows, ("trials",), "the")
     _check_family(y, trials, family, parsed.response, rows)
     if not new_rows:  # rows to predict for need not identify anything
-        if family == "normal" and np.all(y == y[0]):
-            raise DataError(f"response {parsed.response!r} is {y[0]:g} in every row; a normal "
-                            "model needs a response that varies (its residual sd would be 0)")
         _check_full_rank(x, fixed_names)
     terms, term_notes = _group_terms(parsed.bar_terms, table, rows, new_rows=new_rows)
     return MixedDesign(formula, family, parsed.response, y, x, fixed_names, terms,

@@ -318,10 +318,9 @@ class MixedModel(BaseModel):
         if not isinstance(data, pd.DataFrame):
             raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
         full = parse_formula(self.formula, data, family=self.family, missing=self.missing)
-        if self.method == "eb-ml" and self.family in GLMM_FAMILIES:
-            from poolwise.kinds.mixed.separation import refuse_separation
+        from poolwise.kinds.mixed.degenerate import refuse_degenerate
 
-            refuse_separation(full)
+        refuse_degenerate(full, self.method)
         table = data[list(full.columns)].iloc[np.asarray(full.rows)].reset_index(drop=True)
         return self._assemble(table, full)
 

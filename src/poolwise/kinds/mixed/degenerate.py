@@ -1,5 +1,10 @@
-"""Separation: fixed effects along which a binomial or Poisson likelihood rises for ever.
+"""Data a mixed model cannot be fitted to although every value is valid.
 
+A normal response that never varies: the likelihood grows without bound as σ → 0 (as
+σ^−(n−p) once β is integrated out), so neither REML nor any prior positive at σ = 0
+gives a finite answer.
+
+Separation: fixed effects along which a binomial or Poisson likelihood rises for ever.
 The log likelihood of a GLM, and of a GLMM with its group effects integrated out, never
 decreases along a direction d of β when every row at the lower end of its range (y = 0)
 has x_i·d ≤ 0, every row at the upper end (y = n, binomial) has x_i·d ≥ 0, and every other
@@ -60,9 +65,21 @@ def separating_direction(x: NDArray[np.float64], y: NDArray[np.float64],
     return direction / np.abs(direction).max()
 
 
+def refuse_degenerate(design: MixedDesign, method: str) -> None:
+    """Refuse, with one line, a constant normal response (every method) and maximum
+    likelihood of separated binomial or Poisson data (a prior on b keeps a Bayesian fit
+    of those proper)."""
+    y = design.y
+    if design.family == "normal" and y.size and np.all(y == y[0]):
+        raise DataError(f"response {design.response!r} is {y[0]:g} in every row; a normal "
+                        "model needs a response that varies (its residual sd would be 0)")
+    if method == "eb-ml" and design.family in ("binomial", "bernoulli", "poisson"):
+        refuse_separation(design)
+
+
 def refuse_separation(design: MixedDesign) -> None:
     """Refuse maximum likelihood of separated data with one line naming the coefficients
-    that would run off to ±∞ (a prior keeps a Bayesian fit of them proper)."""
+    that would run off to ±∞."""
     direction = separating_direction(design.x, design.y, design.trials
                                      if design.family in ("binomial", "bernoulli") else None)
     if direction is None:
@@ -83,4 +100,4 @@ def refuse_separation(design: MixedDesign) -> None:
         f"rising as {', '.join(moving)}; use a Bayesian method (--method nuts), whose prior "
         "on b keeps it finite, or simplify the fixed effects")
 
-__all__ = ["refuse_separation", "separating_direction"]
+__all__ = ["refuse_degenerate", "refuse_separation", "separating_direction"]
