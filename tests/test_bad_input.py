@@ -153,7 +153,14 @@ CASES = [
     case("nig-constant-response", nig("g,y\na,1\na,1\nb,1\nb,1\n"),
          "every group's observations are all equal"),
     case("nig-overflowing-magnitude", nig("g,y\na,1e300\na,-1e300\nb,1\nb,2\n"),
-         "row 1: observation (y) column 'y' has 1e+300, too large"),
+         "row 1: observation (y) column 'y' has 1e+300; poolwise squares such values, so they "
+         "must be within ±1e+150"),
+    case("normal-tiny-se", normal("s,e,se\na,1,1\nb,2,1e-200\n"),
+         "row 2: standard error column 'se' has 1e-200; a standard error must be at least "
+         "1e-150"),
+    case("mixed-overflowing-predictor", mixed(ROWS.replace("2.3,2", "2.3,-1e200"),
+                                              "y ~ x + (1 | g)"),
+         "row 2: fixed-effect column 'x' is -1e+200; poolwise squares such values"),
     case("nig-single-group", nig("g,y\na,1\na,2\n"),
          "partial pooling needs at least 2 groups, got 1"),
     case("nig-incomplete-prior", nig(RAW, "--pooling", "none", "--prior", "mu=0, tau=1"),

@@ -387,9 +387,12 @@ def _response(data: pd.DataFrame, parsed: _Parsed, family: str, rows: IntArray) 
         return
     series = data[name]
     if not pd.api.types.is_numeric_dtype(series):
-        # the first value that is not a number (text, even text of a number, or a date)
+        # the first value that reads as no number, else the first that is text of one
+        unread = (pd.to_numeric(series, errors="coerce").isna() & series.notna()).to_numpy()
         text = series.map(lambda v: not isinstance(v, int | float | np.number)).to_numpy()
-        i = int(np.flatnonzero(text)[0]) if text.any() else 0
+        if not text.any():  # numbers, held as Python objects
+            return
+        i = int(np.flatnonzero(unread if unread.any() else text)[0])
         raise DataError(f"row {rows[i] + 1}: response {name!r} has {series.iloc[i]!r}; a "
                         f"{family} response must be numeric")
 
