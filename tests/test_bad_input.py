@@ -16,9 +16,11 @@ import os
 from pathlib import Path
 from typing import NamedTuple
 
+import pandas as pd
 import pytest
 
 from poolwise.cli import main
+from poolwise.exceptions import DataError
 
 BAD = Path(__file__).parent / "data" / "bad"
 
@@ -391,6 +393,24 @@ def test_a_folder_with_files_is_not_overwritten(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert_one_line_error(code, out, err, "already has files; use --force")
     assert [p.name for p in tmp_path.iterdir()] == ["mine.txt"]
+
+
+@pytest.mark.parametrize(("column", "value"), [("est", 2e200), ("se", 1e-200)])
+def test_duckdb_refuses_the_magnitudes_pandas_refuses(column, value, tmp_path):
+    """The checks of extreme magnitudes read the same in SQL as in pandas."""
+    from poolwise.data.engines import reduce
+    from poolwise.data.estimates import group_estimates
+
+    table = pd.DataFrame({"g": list("abcd"), "est": [1.0, 2, 3, 4], "se": [1.0, 1, 2, 1]})
+    table.loc[2, column] = value
+    with pytest.raises(DataError) as pandas_error:
+        group_estimates(table, y="est", se="se", group="g")
+    table.to_parquet(tmp_path / "t.parquet")
+    with pytest.raises(DataError) as duckdb_error:
+        reduce(str(tmp_path / "t.parquet"), None, y="est", se="se", group="g",
+               engine="duckdb")
+    assert str(duckdb_error.value) == str(pandas_error.value)
+    assert str(pandas_error.value).startswith("row 3: ")
 
 
 # ------------------------------------------------------------- inputs that still fit
