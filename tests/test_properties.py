@@ -18,23 +18,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-import poolwise  # noqa: E402
-from poolwise.exceptions import (  # noqa: E402
+import poolwise
+from poolwise.exceptions import (
     ConvergenceWarning,
     PoolwiseError,
     PosteriorWarning,
     SamplingWarning,
 )
 
-settings.register_profile(
-    "poolwise", derandomize=True, deadline=None, database=None, print_blob=True,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-settings.load_profile("poolwise")
+#: the same examples every run, however long a fit takes, and no example database on disk
+PROFILE = settings(derandomize=True, deadline=None, database=None, print_blob=True,
+                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 #: examples per kind in the default run and under ``full``
 FAST, FULL = 10, 300
@@ -186,8 +183,8 @@ def check_custom(table: pd.DataFrame) -> None:
 def property_tests(strategy: st.SearchStrategy[pd.DataFrame], check: Callable[..., None],
                    fast: int = FAST) -> tuple[Callable[..., None], Callable[..., None]]:
     """The default run's test of ``check`` on ``fast`` tables, and the full one's."""
-    quick = settings(max_examples=fast)(given(strategy)(check))
-    full = pytest.mark.full(settings(max_examples=FULL)(given(strategy)(check)))
+    quick = settings(PROFILE, max_examples=fast)(given(strategy)(check))
+    full = pytest.mark.full(settings(PROFILE, max_examples=FULL)(given(strategy)(check)))
     return quick, full
 
 
