@@ -219,8 +219,8 @@ CASES = [
     case("mixed-constant-response", mixed("y,x,g\n1,1,a\n1,2,a\n1,1,b\n1,2,b\n1,3,c\n1,2,c\n",
                                           "y ~ x + (1 | g)"),
          "response 'y' is 1 in every row; a normal model needs a response that varies"),
-    # separated binomial data: ML runs off to infinity (lme4 returns huge estimates with
-    # warnings); a Bayesian fit stays proper under b's prior
+    # separated binomial data and all-zero counts: the ML estimate is at infinity (the
+    # optimiser used to run on for ever), while a Bayesian fit stays proper under b's prior
     case("mixed-separated-bernoulli",
          mixed("y,x,g\n0,1,a\n0,2,a\n1,5,b\n1,6,b\n0,1,c\n1,6,c\n0,2,d\n1,5,d\n",
                "y ~ x + (1 | g)", "--family", "bernoulli", "--method", "eb-ml"),
