@@ -99,6 +99,13 @@ CASES = [
          "row 2: count (y) column 'y' has 'inf', which is not a finite number"),
     case("rates-infinite-trials", rates("g,y,n\na,1,5\nb,2,-inf\n"),
          "row 2: trials column 'n' has '-inf', which is not a finite number"),
+    case("rates-inexact-trials", rates("g,y,n\na,1,5\nb,2,1e300\n"),
+         "row 2: trials column 'n' has 1e+300; counts above 9007199254740992 (2^53) are not "
+         "exact"),
+    case("rates-overflowing-exposure", ({"t.csv": "g,y,E\na,1,5\nb,2,1e300\n"},
+                                        ["{t.csv}", "--family", "gamma-poisson", "--y", "y",
+                                         "--n", "E", "--group", "g"]),
+         "row 2: exposure column 'E' has 1e+300; poolwise squares such values"),
     case("rates-fractional-count", rates("g,y,n\na,1.5,5\nb,2,5\n"),
          "row 1: count (y) column 'y' has 1.5; counts must be whole numbers"),
     case("rates-missing-count", rates("g,y,n\na,1,5\nb,,5\n"),

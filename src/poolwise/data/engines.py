@@ -48,6 +48,7 @@ from poolwise.data.estimates import (
 )
 from poolwise.data.rows import (
     LARGEST,
+    LARGEST_COUNT,
     Check,
     Locate,
     Violation,
@@ -445,7 +446,8 @@ class DuckTable:
         return {"negative": f"({x} < 0)", "whole": f"({x} <> round({x}))",
                 "binary": f"({x} > 1)", "positive": f"({x} <= 0)",
                 "within": f"({x} > {other})", "large": f"(abs({x}) > {LARGEST!r})",
-                "small": f"({x} > 0 AND {x} < {1 / LARGEST!r})"}[check.test]
+                "small": f"({x} > 0 AND {x} < {1 / LARGEST!r})",
+                "count": f"({x} > {LARGEST_COUNT!r})"}[check.test]
 
     def violations(self, checks: Sequence[Check]) -> tuple[int, list[Violation | None]]:
         """The number of rows and each check's :class:`Violation`, in one pass."""

@@ -31,6 +31,8 @@ DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*$")
 #: the largest magnitude of a continuous value: its square (and sums of squares of a few
 #: thousand) stay finite in double precision, whose largest number is 1.8e308
 LARGEST = 1e150
+#: the largest count: whole numbers above 2^53 are not exact in double precision
+LARGEST_COUNT = 2.0**53
 #: the columns of a partial table of sums and of moments
 SUMS = ("label", "first", "y", "n")
 MOMENTS = ("label", "first", "count", "mean", "m2", "min", "max")
@@ -42,7 +44,8 @@ class Check(NamedTuple):
     ``test`` is one of: ``missing`` (no value), ``number`` (a finite number), ``negative``
     (≥ 0), ``whole`` (a whole number), ``binary`` (≤ 1, a 0/1 trial), ``positive`` (> 0),
     ``within`` (≤ the value in ``other``), ``label`` (a group label is present), ``large``
-    (|x| ≤ :data:`LARGEST`), ``small`` (x ≥ 1/:data:`LARGEST`, for a positive scale).
+    (|x| ≤ :data:`LARGEST`), ``small`` (x ≥ 1/:data:`LARGEST`, for a positive scale),
+    ``count`` (x ≤ :data:`LARGEST_COUNT`).
     """
 
     test: str
@@ -79,14 +82,17 @@ def rate_checks(family_name: str, size_label: str, *, y: str, n: str | None,
                         "column (--group) is needed")
     role = "count (y)"
     checks = [Check("missing", y, role), Check("number", y, role),
-              Check("negative", y, role), Check("whole", y, role)]
+              Check("negative", y, role), Check("whole", y, role), Check("count", y, role)]
     if n is None and binomial:
         checks.append(Check("binary", y, role))
     if n is not None:
         checks += [Check("missing", n, size_label), Check("number", n, size_label),
                    Check("negative", n, size_label)]
         if binomial:
-            checks += [Check("whole", n, size_label), Check("within", y, role, n)]
+            checks += [Check("whole", n, size_label), Check("count", n, size_label),
+                       Check("within", y, role, n)]
+        else:
+            checks.append(Check("large", n, size_label))
     if group is not None:
         checks.append(Check("label", group, "group"))
     return tuple(checks)
@@ -163,6 +169,9 @@ def message(check: Check, found: Violation, where: str) -> str:
     if check.test == "large":
         return (f"{where}: {check.role} column {name!r} has {value:g}; poolwise squares such "
                 f"values, so they must be within ±{LARGEST:g}: rescale the column (other units)")
+    if check.test == "count":
+        return (f"{where}: {check.role} column {name!r} has {value:g}; counts above "
+                f"{LARGEST_COUNT:.0f} (2^53) are not exact in floating point")
     if check.test == "small":
         return (f"{where}: {check.role} column {name!r} has {value:g}; a standard error must be "
                 f"at least {1 / LARGEST:g} (its inverse square must be finite): rescale the "
@@ -237,6 +246,8 @@ def _failing(test: str, x: np.ndarray, raw: pd.Series, other: np.ndarray | None
             return np.abs(x) > LARGEST
         if test == "small":
             return (x > 0) & (x < 1 / LARGEST)
+        if test == "count":
+            return x > LARGEST_COUNT
     raise ValueError(f"unknown check {test!r}")
 
 
@@ -314,6 +325,7 @@ def merge_partials(parts: pd.DataFrame) -> pd.DataFrame:
     return merged.reset_index().sort_values("first", kind="stable").reset_index(drop=True)
 
 
-__all__ = ["LARGEST", "Check", "Locate", "Violation", "estimate_checks", "frame_moments",
-           "frame_sums", "frame_violations", "merge_partials", "merge_violations", "raise_first",
-           "rate_checks", "require_columns", "unique_columns"]
+__all__ = ["LARGEST", "LARGEST_COUNT", "Check", "Locate", "Violation", "estimate_checks",
+           "frame_moments", "frame_sums", "frame_violations", "merge_partials",
+           "merge_violations", "raise_first", "rate_checks", "require_columns",
+           "unique_columns"]
