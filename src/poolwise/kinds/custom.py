@@ -240,9 +240,10 @@ def _model_kwargs(function: Callable[..., Any], data: Any, fixed: Mapping[str, A
             f"{name}() needs {', '.join(map(repr, missing))}, which the data do not have "
             f"(the data give: {have})")
     if from_table:  # the columns the model takes: numbers, none missing
-        checks = [Check(test, key, "model argument") for key in given
-                  if key not in ignored and key not in fixed for test in ("missing", "number")]
-        raise_first(checks, frame_violations(data.set_axis(list(given), axis=1), checks))
+        names = [str(column) for column in data.columns]
+        checks = [Check(test, name, "model argument") for name in names
+                  if name not in ignored for test in ("missing", "number")]
+        raise_first(checks, frame_violations(data.set_axis(names, axis=1), checks))
     return {k: v for k, v in given.items() if k not in ignored}, ignored
 
 
