@@ -324,7 +324,7 @@ def bench(data: str, draws: int, warmup: int, engines: list[str], timeout: float
     results = {name: engine_in_subprocess(name, data, draws, warmup, timeout)
                for name in engines}
     print(f"{'engine':<23}{'method':>12}{'import s':>9}{'total s':>9}{'compile s':>10}"
-          f"{'min ESS':>9}{'(where)':>16}{'ESS/s':>8}{'div':>5}{'×time':>8}")
+          f"{'min ESS':>9}{'(where)':>19}{'ESS/s':>8}{'div':>5}{'×time':>8}")
     base = results.get("poolwise")
     base = base if isinstance(base, dict) else None
     done = {k: r for k, r in results.items() if isinstance(r, dict)}
@@ -335,7 +335,7 @@ def bench(data: str, draws: int, warmup: int, engines: list[str], timeout: float
         ratio = f"{r['total_s'] / base['total_s']:8.1f}" if base is not None else ""
         div = "–" if r["divergences"] is None else str(r["divergences"])
         print(f"{ENGINES[name]:<23}{r['method']:>12}{r['import_s']:9.2f}{r['total_s']:9.2f}"
-              f"{r['compile_s']:10.2f}{r['min_ess']:9.0f}{r['min_ess_param']:>16}"
+              f"{r['compile_s']:10.2f}{r['min_ess']:9.0f}{r['min_ess_param']:>19}"
               f"{r['min_ess'] / r['total_s']:8.0f}{div:>5}{ratio}")
         if r.get("own_ess") is not None or r.get("note"):
             print(f"{'':<23}poolwise's own ESS {r.get('own_ess')}; {r.get('note') or ''}")

@@ -1,44 +1,361 @@
-"""Simulation-based calibration of ``exact`` (Talts et al. 2018, arXiv:1804.06788).
+"""Simulation-based calibration (poolwise.kinds.calibration): its statistics, every kind ×
+method, and ``poolwise calibrate``.
 
-Draw (α, β) from a proper hyperprior, θ and y from the model, fit, and record the rank of
-the true value among the posterior draws. If the sampler is right, ranks are uniform. The
-χ² test over 10 bins has a declared false-alarm rate of 1e-3 per quantity.
+The statistic's power, simulated (200 calibrations each; a posterior N(δ, s²) in units of the
+true posterior, one parameter tested at p < 0.002, the threshold of five parameters):
+
+    R = 40:   δ = 0.5: 31 %,  s = 0.67: 27 %   — the fast versions catch gross errors only
+    R = 100:  δ = 0.5: 91 %,  s = 0.67: 87 %,  s = 1.5: 42 %
+    R = 200:  δ = 0.5: 100 %, s = 0.8: 51 %,   s = 0.67: 99 %, s = 1.5: 97 %
+
+An sd 0.67 of the truth's makes 95 % intervals cover 81 %: at R = 200 a miscoverage of
+14 points of 95 % intervals, or a bias of half a posterior sd, is found (power ≥ 99 %). Every
+verdict has the false-alarm rate ALPHA = 1 % (Bonferroni over its parameters). The
+empirical-Bayes coverage checks flag a level further than z = 2.94 standard errors from
+nominal (1 % over the three levels); the SE of a coverage at R replications of J groups is
+about √(c(1−c)/(R·J)) or more, e.g. 1.1 points for 95 % intervals at R = 200, J = 20, so a
+miscoverage of 4 points is found.
+
+The fast versions (default run) use fewer replications and draws and show that each check
+can fail: the same machinery fed deliberately wrong posteriors (biased data, a wider
+population than the method assumes) flags them.
 """
 
 from __future__ import annotations
+
+import json
 
 import numpy as np
 import pandas as pd
 import pytest
 from scipy import stats
 
-from poolwise import Model
+import poolwise
+from poolwise import CustomModel, MixedModel, Model, NestedModel, NIGModel
+from poolwise.cli import main
+from poolwise.exceptions import SpecificationError
+from poolwise.kinds.calibration import (
+    ALPHA,
+    Calibration,
+    ecdf_statistic,
+    normalised_rank,
+    p_value,
+    simultaneous_band,
+)
 
-REPLICATIONS = 200
-DRAWS = 99  # ranks 0..99: 100 values, 10 bins of 10
+RATES = pd.DataFrame({"y": [3, 5, 8, 2, 6, 1, 4, 7], "n": [20.0] * 8})
+PROPER = "alpha=gamma(4, 1), beta=gamma(4, 0.2)"
+FAST = {"draws": 100, "chains": 1}
 
 
-@pytest.mark.slow
+def estimates(groups: int = 20, tau: float = 2.0, seed: int = 3) -> pd.DataFrame:
+    """Estimates ± 1 of ``groups`` groups whose true effects spread with sd ``tau``."""
+    rng = np.random.default_rng(seed)
+    theta = rng.normal(0.0, tau, groups)
+    return pd.DataFrame({"g": [f"s{j}" for j in range(groups)],
+                         "y": theta + rng.standard_normal(groups), "se": 1.0})
+
+
+def assert_calibrated(result: Calibration) -> None:
+    assert result.calibrated, f"{result.verdict}\n{result.table.to_string()}"
+
+
+# ----------------------------------------------------------------------------- statistics
+def test_p_values_of_uniform_ranks_are_uniform():
+    """Under uniformity the simulated p-value is itself uniform: 300 p-values of R = 50
+    uniform samples pass a KS test (false alarm 1e-3)."""
+    rng = np.random.default_rng(1)
+    p = [p_value(rng.random(50)) for _ in range(300)]
+    assert stats.kstest(p, "uniform").pvalue > 1e-3
+
+
+def test_band_is_arviz_stats_simulated_band():
+    """The simultaneous band from the statistic's null quantile equals arviz-stats' own
+    simulation of Säilynoja et al.'s band (ecdf_pit, 2000 simulations) to one count in R."""
+    from arviz_stats.ecdf_utils import ecdf_pit
+
+    reps = 100
+    z, lower, upper = simultaneous_band(reps, 0.95)
+    points, _, arviz_lower, arviz_upper = ecdf_pit(np.random.default_rng(0).random(reps),
+                                                   0.95, 2000, rng=np.random.default_rng(5))
+    assert np.allclose(points, z)
+    assert np.max(np.abs(lower - arviz_lower)) <= 1.0 / reps + 1e-12
+    assert np.max(np.abs(upper - arviz_upper)) <= 1.0 / reps + 1e-12
+
+
+def test_statistic_matches_the_band():
+    """An ECDF leaves the 95 % band exactly when its p-value is below 0.05 (up to the band's
+    one-count discreteness): checked on 200 samples, uniform and skewed."""
+    rng = np.random.default_rng(2)
+    reps = 60
+    z, lower, upper = simultaneous_band(reps, 0.95)
+    agree = 0
+    for k in range(200):
+        u = rng.random(reps) ** (1.0 if k % 2 else 1.4)
+        ecdf = np.searchsorted(np.sort(u), z, side="right") / reps
+        outside = bool(np.any((ecdf < lower) | (ecdf > upper)))
+        agree += outside == (p_value(u) < 0.05)
+    assert agree >= 190
+
+
+def normal_toy(reps: int, shift: float, scale: float, seed: int) -> float:
+    """p-value of SBC ranks of μ ~ N(0, 1), y ~ N(μ, 1), from 100 draws of N(y/2 + shift·s,
+    (scale·s)²), s = √½ the true posterior sd (shift 0, scale 1: the true posterior)."""
+    rng = np.random.default_rng(seed)
+    pit = []
+    for _ in range(reps):
+        mu = rng.standard_normal()
+        y = mu + rng.standard_normal()
+        sd = np.sqrt(0.5)
+        draws = y / 2 + shift * sd + scale * sd * rng.standard_normal(100)
+        pit.append(normalised_rank(draws, mu, rng))
+    return p_value(pit)
+
+
+@pytest.mark.parametrize(("shift", "scale", "wrong"), [
+    (0.0, 1.0, False), (0.5, 1.0, True), (0.0, 0.5, True), (0.0, 2.0, True)])
+def test_ranks_flag_wrong_posteriors(shift, scale, wrong):
+    """The exact posterior of a conjugate toy is not flagged; one shifted by half an sd, or
+    half or twice as wide, is (R = 200: power > 99.9 % for each, false alarm 1e-3)."""
+    p = normal_toy(200, shift, scale, seed=4)
+    assert (p < 1e-3) == wrong, p
+
+
+def test_statistic_is_the_smallest_binomial_tail():
+    """s of three values by hand: z = 1/3, 2/3; counts 1, 3 (values 0.1, 0.5, 0.6):
+    s = min(P(Bin(3, 1/3) ≥ 1), P(Bin(3, 1/3) ≤ 1), P(Bin(3, 2/3) ≥ 3), …) = (2/3)³."""
+    assert ecdf_statistic([0.1, 0.5, 0.6]) == pytest.approx((2 / 3) ** 3)
+
+
+# ----------------------------------------------------------------------------- fast SBC
+class BiasedRates(Model):
+    """A deliberately wrong fit: every simulated count is raised by 3 (capped at n) before
+    fitting, so the posterior sits above the truth."""
+
+    def _with_simulated(self, data, simulated):
+        y = np.minimum(np.asarray(simulated["y"]) + 3, data.n)
+        return super()._with_simulated(data, {"y": y})
+
+
+def test_rates_exact_fast():
+    """Fast: 20 replications of exact on 8 groups; a bias of 2 sds or more is caught."""
+    result = Model(prior=PROPER, **FAST).calibrate(RATES, y="y", n="n", reps=20, jobs=1)
+    assert_calibrated(result)
+    assert set(result.table["param"]) >= {"alpha", "beta"}
+    assert result.table["param"].str.startswith("theta[").sum() == 3
+
+
+def test_rates_exact_fast_flags_a_biased_posterior():
+    result = BiasedRates(prior=PROPER, **FAST).calibrate(RATES, y="y", n="n", reps=20, jobs=1)
+    assert not result.calibrated
+    assert result.verdict.startswith("miscalibrated: ")
+
+
+def test_rates_gibbs_fast():
+    """Fast: gibbs with 10 replications, ranks among 10 of 200 draws (every 20th: the
+    sampler mixes slowly along the α-β ridge)."""
+    model = Model(prior=PROPER, method="gibbs", draws=200, chains=1, warmup=100)
+    assert_calibrated(model.calibrate(RATES, y="y", n="n", reps=10, jobs=1, ranked_draws=10))
+
+
+def test_nig_unpooled_exact_fast():
+    """Fast: NIG exact draws under the default prior scaled to the data (fixed at its value
+    on the user's data, so that simulated data do not rescale it)."""
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame({"g": np.repeat(list("ABCDE"), 6), "v": rng.normal(5, 2, 30)})
+    result = NIGModel(pooling="none", **FAST).calibrate(table, y="v", group="g", reps=20,
+                                                         jobs=1)
+    assert_calibrated(result)
+    assert "sigma2[" in " ".join(result.table["param"])
+
+
+def test_mixed_importance_fast():
+    """Fast: importance sampling of a random-intercept model, 12 replications."""
+    rng = np.random.default_rng(2)
+    table = pd.DataFrame({"g": np.repeat(list("ABCDEF"), 5), "x": np.tile(np.arange(5.0), 6)})
+    table["y"] = 1.0 + 0.5 * table["x"] + rng.normal(size=30)
+    model = MixedModel(formula="y ~ x + (1 | g)", **FAST)
+    result = model.calibrate(table, reps=12, jobs=1)
+    assert_calibrated(result)
+    assert {"b[Intercept]", "b[x]", "sigma", "sd_g[Intercept]"} <= set(result.table["param"])
+
+
+# ----------------------------------------------------------------------------- EB coverage
+class ShiftedEstimates(Model):
+    """A deliberately wrong fit: every simulated estimate is raised by 1.5 standard errors
+    before fitting, so the intervals sit above the true effects."""
+
+    def _with_simulated(self, data, simulated):
+        return super()._with_simulated(data, {"y": np.asarray(simulated["y"]) + 1.5})
+
+
+def test_eb_coverage_fast():
+    """Fast: eb-ml of 20 estimates, 20 replications: coverage near nominal (a gross
+    error — intervals half as wide — would put the 95 % coverage near 66 %)."""
+    result = Model(family="normal", method="eb-ml", **FAST).calibrate(
+        estimates(), y="y", se="se", group="g", reps=20, jobs=1)
+    assert result.mode == "coverage"
+    assert_calibrated(result)
+    assert list(result.table["level"]) == [0.5, 0.8, 0.95]
+    assert "not posteriors" in result.notes[0]
+
+
+def test_eb_coverage_fast_flags_a_wrong_population():
+    result = ShiftedEstimates(family="normal", method="eb-ml", **FAST).calibrate(
+        estimates(), y="y", se="se", group="g", reps=20, jobs=1)
+    assert not result.calibrated
+    assert result.verdict.startswith("coverage off nominal")
+
+
+# ----------------------------------------------------------------------------- refusals
+def test_improper_prior_is_refused_with_the_prior_named():
+    with pytest.raises(SpecificationError, match=r"'bda' is improper.*halfnormal"):
+        Model().calibrate(RATES, y="y", n="n", reps=10)
+
+
+@pytest.mark.full  # a custom model imports JAX: 8 s of the default run for a refusal
+def test_map_is_refused():
+    model = CustomModel(model="tests/data/contract_model.py:model", method="map")
+    with pytest.raises(SpecificationError, match=r"map.*one point"):
+        model.calibrate({"y": np.zeros(3), "sd": 1.0}, reps=10)
+
+
+@pytest.mark.parametrize("reps", [5, 2.5, True])
+def test_bad_reps_refused(reps):
+    with pytest.raises(SpecificationError, match="reps must be a whole number ≥ 10"):
+        Model(prior=PROPER).calibrate(RATES, y="y", n="n", reps=reps)
+
+
+# ----------------------------------------------------------------------------- the CLI
+def test_cli_calibrate_writes_the_files(tmp_path, capsys):
+    out = tmp_path / "cal"
+    code = main(["calibrate", "eight-schools", "--prior", "mu=normal(0, 5), tau=halfcauchy(5)",
+                 "--reps", "10", "--draws", "50", "--chains", "1", "--jobs", "1", "--quiet",
+                 "--out", str(out)])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    assert "verdict: " in stdout and "tau" in stdout
+    assert {p.name for p in out.iterdir()} == {"calibration.csv", "calibration.json",
+                                               "calibration.png", "report.html"}
+    document = json.loads((out / "calibration.json").read_text())
+    assert document["reps"] == 10 and document["alpha"] == ALPHA
+    assert len(document["pit"]["tau"]) == 10
+    assert "Verdict:" in (out / "report.html").read_text()
+
+
+def test_cli_calibrate_refuses_an_improper_prior(tmp_path, capsys):
+    code = main(["calibrate", "rats", "--reps", "10", "--out", str(tmp_path / "x")])
+    stdout, stderr = capsys.readouterr()
+    assert code == 2 and stdout == ""
+    assert stderr.count("\n") == 1 and "'bda' is improper" in stderr and "--prior" in stderr
+    assert not (tmp_path / "x").exists()
+
+
+# ----------------------------------------------------------------------------- full power
+FULL = {"reps": 200, "jobs": None}
+
+
+@pytest.mark.full
 @pytest.mark.parametrize("family", ["beta-binomial", "gamma-poisson"])
-def test_exact_is_calibrated(family):
-    rng = np.random.default_rng(2026)
-    model = Model(family=family, prior="alpha=gamma(4, 1), beta=gamma(4, 0.2)")
-    ranks: dict[str, list[int]] = {"mu": [], "kappa": [], "theta[0]": []}
-    groups, size = 8, np.full(8, 20.0)
-    for r in range(REPLICATIONS):
-        alpha, beta = rng.gamma(4.0, 1.0), rng.gamma(4.0, 5.0)
-        theta = model.family.sample_population(rng, np.full(groups, alpha), beta)
-        exposure = size if family == "beta-binomial" else size * 10.0
-        y = model.family.sample_data(rng, theta, exposure)
-        table = pd.DataFrame({"y": y, "n": exposure})
-        fit = model.replace(draws=DRAWS, chains=1, seed=r).fit(table, y="y", n="n")
-        truth = {"mu": model.family.population_mean(alpha, beta),
-                 "kappa": model.family.concentration(alpha, beta), "theta[0]": theta[0]}
-        draws = {"mu": fit.draws("mu").ravel(), "kappa": fit.draws("kappa").ravel(),
-                 "theta[0]": fit.draws("theta")[..., 0].ravel()}
-        for name in ranks:
-            ranks[name].append(int(np.sum(draws[name] < truth[name])))
-    for name, values in ranks.items():
-        counts = np.bincount(np.asarray(values) // 10, minlength=10)
-        p = stats.chisquare(counts).pvalue
-        assert p > 1e-3, f"{name}: ranks not uniform, counts {counts.tolist()}, p = {p:.2g}"
+def test_rates_exact_full(family):
+    """exact, R = 200: finds a half-sd bias or 95 % intervals covering 81 % (power ≥ 99 %,
+    module docstring); false alarm 1 %."""
+    table = RATES if family == "beta-binomial" else RATES.assign(n=RATES["n"] * 10)
+    model = Model(family=family, prior=PROPER, draws=100, chains=1)
+    assert_calibrated(model.calibrate(table, y="y", n="n", **FULL))
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("method", ["gibbs", "nuts"])
+def test_rates_markov_chains_full(method):
+    """gibbs and nuts, R = 200 (ranks among 100 thinned draws): as exact's power; 1 %."""
+    model = Model(prior=PROPER, method=method, draws=1000, chains=2, warmup=500)
+    assert_calibrated(model.calibrate(RATES, y="y", n="n", **FULL))
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("method", ["exact", "nuts"])
+def test_normal_full(method):
+    """The normal family (meta-analysis), R = 200: power as above; false alarm 1 %."""
+    model = Model(family="normal", prior="mu=normal(0, 5), tau=halfnormal(3)", method=method,
+                  draws=500, chains=2)
+    assert_calibrated(model.calibrate(estimates(8), y="y", se="se", group="g", **FULL))
+
+
+@pytest.mark.full
+@pytest.mark.parametrize(("family", "method"), [
+    ("normal", "eb-ml"), ("normal", "eb-moments"), ("normal", "eb-js"),
+    ("beta-binomial", "eb-ml"), ("beta-binomial", "eb-moments")])
+def test_eb_coverage_full(family, method):
+    """Empirical Bayes, R = 200 over 20 groups: every level's coverage within 5 points of
+    nominal (its SE is about 0.5-0.8 points, so a miscoverage of 5 points fails with power
+    ≈ 1 and a correct one passes but for > 6 SE). EB ignores the estimates' uncertainty and
+    under-covers slightly — eb-ml's 50 % and 80 % intervals cover 47.6 % and 77.4 % here,
+    which the verdict flags — so the test bounds the size of the miscoverage, not its
+    presence. Estimates ± 1 (eb-js needs one se) or counts of 50 trials, well away from
+    complete pooling."""
+    if family == "normal":
+        table, columns = estimates(), {"y": "y", "se": "se", "group": "g"}
+    else:
+        rng = np.random.default_rng(7)
+        theta = rng.beta(4.0, 12.0, 20)
+        table = pd.DataFrame({"y": rng.binomial(50, theta), "n": 50.0})
+        columns = {"y": "y", "n": "n"}
+    model = Model(family=family, method=method, draws=200, chains=1)
+    result = model.calibrate(table, **columns, **FULL)
+    off = (result.table["coverage"] - result.table["level"]).abs()
+    assert off.max() < 0.05, f"{result.verdict}\n{result.table.to_string()}"
+
+
+@pytest.mark.full
+def test_nig_full():
+    """NIG exact (no pooling, default prior fixed), R = 200; and its eb-ml coverage on
+    groups with distinct means: power as above; false alarm 1 % each."""
+    rng = np.random.default_rng(1)
+    table = pd.DataFrame({"g": np.repeat(list("ABCDEFGH"), 6)})
+    table["v"] = rng.normal(np.repeat(rng.normal(0, 3, 8), 6), 2.0)
+    for pooling in ("none", "partial"):
+        model = NIGModel(pooling=pooling, draws=200, chains=1)
+        assert_calibrated(model.calibrate(table, y="v", group="g", **FULL))
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("method", ["importance", "nuts", "eb-ml"])
+def test_mixed_normal_full(method):
+    """Normal mixed model (random intercept and slope, 8 groups × 5 rows), R = 200:
+    importance and nuts by SBC, REML by coverage; power as above; false alarm 1 %."""
+    rng = np.random.default_rng(2)
+    table = pd.DataFrame({"g": np.repeat(list("ABCDEFGH"), 5), "x": np.tile(np.arange(5.0), 8)})
+    table["y"] = 1.0 + 0.5 * table["x"] + rng.normal(size=40) + np.repeat(rng.normal(0, 1, 8), 5)
+    model = MixedModel(formula="y ~ x + (1 | g)", method=method, draws=200, chains=2)
+    assert_calibrated(model.calibrate(table, **FULL))
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("method", ["nuts", "eb-ml"])
+def test_mixed_binomial_full(method):
+    """Binomial GLMM (cbpp's design), R = 200: nuts by SBC, ML by AGQ by coverage."""
+    cbpp = poolwise.datasets.load("cbpp")
+    model = MixedModel(formula="incidence | trials(size) ~ period + (1 | herd)",
+                       family="binomial", method=method, draws=200, chains=2)
+    assert_calibrated(model.calibrate(cbpp, **FULL))
+
+
+@pytest.mark.full
+def test_nested_full():
+    """Nested rates (3 labs × 3 experiments), NUTS, R = 200: power as above; 1 %."""
+    table = pd.DataFrame({"lab": np.repeat(list("ABC"), 3), "experiment": list("123") * 3,
+                          "y": [3, 5, 8, 2, 6, 1, 4, 7, 5], "n": 20.0})
+    model = NestedModel(draws=200, chains=2)
+    assert_calibrated(model.calibrate(table, y="y", n="n", group="lab/experiment", **FULL))
+
+
+@pytest.mark.full
+@pytest.mark.parametrize("method", ["laplace", "nuts"])
+def test_custom_full(method):
+    """A custom NumPyro model (normal mean, tests/data/contract_model.py), R = 200: the
+    Laplace approximation is exact here (a normal posterior); power as above; 1 %."""
+    model = CustomModel(model="tests/data/contract_model.py:model", method=method,
+                        draws=200, chains=2)
+    data = {"y": np.array([0.3, 1.2, 2.5, 1.9, 0.7]), "sd": 1.0}
+    assert_calibrated(model.calibrate(data, **FULL))

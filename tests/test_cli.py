@@ -330,7 +330,7 @@ def test_graph_and_describe_take_nested_groups_and_model_files(tmp_path, capsys)
                        capsys)
     assert code == 0 and (tmp_path / "t.png").stat().st_size > 0, err
     code, out, err = run(["describe", str(data), "--model", spec], capsys)
-    assert code == 0 and r"\mu \sim \mathrm{Normal}(\mathrm{loc} = 0" in out, err
+    assert code == 0 and r"\mu \sim \mathrm{Normal}(0, " in out, err
 
 
 def test_prior_predictive_of_a_bundled_dataset(tmp_path, capsys):

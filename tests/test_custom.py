@@ -86,6 +86,11 @@ SCALE = 2.0
 
 def model(y):
     mu = numpyro.sample("mu", dist.Normal(0, SCALE))
+    with numpyro.plate("rows", len(y)):
+        numpyro.sample("y", dist.Normal(mu, 1), obs=y)
+
+def unplated(y):
+    mu = numpyro.sample("mu", dist.Normal(0, SCALE))
     numpyro.sample("y", dist.Normal(mu, 1), obs=y)
 
 def no_sites(y):
@@ -157,11 +162,14 @@ def test_load_model_import_error(tmp_path):
 @pytest.mark.parametrize(("function", "message"), [
     ("no_sites", "not a NumPyro model: it has no numpyro.sample"),
     ("no_data", "none of its numpyro.sample sites \\(mu\\) is observed"),
+    # NumPyro would broadcast one normal over both values; the draws of y had no shape
+    ("unplated", "observed site 'y' has data of shape \\(2,\\) but its distribution has "
+                 "shape \\(\\); draw it inside numpyro.plate"),
 ])
 def test_load_model_not_a_model(tmp_path, function, message):
     path = write(tmp_path, MODEL_FILE)
     with pytest.raises(SpecificationError, match=message):
-        load_model(f"{path}:{function}", {"y": np.array([1.0])})
+        load_model(f"{path}:{function}", {"y": np.array([1.0, 2.0])})
 
 
 def test_a_failing_model_is_reported_in_one_line():
@@ -290,11 +298,11 @@ def test_spec_rebuilds_the_model():
 
 
 def test_describing_the_toy(toy_nuts):
-    assert toy_nuts.describe_prior() == "mu ~ Normal(loc=1, scale=2)"
+    assert toy_nuts.describe_prior() == "mu ~ Normal(1, 2)"
     assert toy_nuts.equations() == [
-        r"\mathrm{y}_{i} \sim \mathrm{Normal}(\mathrm{loc} = \mu, \mathrm{scale} = 1.5), "
+        r"\mathrm{y}_{i} \sim \mathrm{Normal}(\mu, 1.5), "
         r"\quad i = 1, \ldots, 7",
-        r"\mu \sim \mathrm{Normal}(\mathrm{loc} = 1, \mathrm{scale} = 2)"]
+        r"\mu \sim \mathrm{Normal}(1, 2)"]
     assert toy_nuts.title() == "custom model normal_mean, method nuts, 7 obs"
     assert toy_nuts.graph().observed() == ("y",)
 
@@ -423,7 +431,7 @@ def test_prior_predictive_is_the_prior(toy):
     assert y.std(ddof=1) == pytest.approx(np.hypot(S0, SIGMA), rel=0.05)
     np.testing.assert_allclose(prior.tree["prior"]["mu_doubled"].values, 2 * mu[None])
     assert list(prior.check().columns) == CHECK_COLUMNS
-    assert prior.prior == "mu ~ Normal(loc=1, scale=2)"
+    assert prior.prior == "mu ~ Normal(1, 2)"
     again = toy.prior_predictive(DATA, draws=4000, seed=2, constants=CONSTANTS)
     np.testing.assert_array_equal(again.tree["prior"]["mu"].values, mu[None])
 
@@ -493,11 +501,11 @@ def test_decay_model_from_a_table_with_labels():
     fit = model.fit(table)
     summary = fit.summary()
     assert list(summary.loc[summary["param"] == "N_initial", "group"]) == ["w1", "w2", "w3"]
-    assert fit.describe_prior() == ("alpha ~ HalfNormal(scale=1); "
-                                    "N_initial ~ Uniform(low=0, high=10)")
+    assert fit.describe_prior() == ("alpha ~ HalfNormal(1); "
+                                    "N_initial ~ Uniform(0, 10)")
     assert fit.equations()[0] == (
-        r"\mathrm{N}_{\mathrm{measured},i} \sim \mathrm{Normal}(\mathrm{loc} = "
-        r"f(\alpha, \mathrm{N}_{\mathrm{initial},i}), \mathrm{scale} = 0.1), "
+        r"\mathrm{N}_{\mathrm{measured},i} \sim \mathrm{Normal}("
+        r"f(\alpha, \mathrm{N}_{\mathrm{initial},i}), 0.1), "
         r"\quad i = 1, \ldots, 3")
     with pytest.raises(SpecificationError, match="3 elements but 2 labels"):
         CustomModel(model=f"{DECAY}:model", coords={"widgets": [1, 2]}).prepare(decay_data(3))
@@ -511,7 +519,7 @@ def test_graph_of_the_day_model_from_a_model():
     graph = model.graph(data)
     assert graph.node("t_initial").kind == "latent"
     assert graph.parents("t_initial") == ("manufacture_day",)
-    assert "t_initial ~ Uniform(low=manufacture_day, high=<4 values>)" in \
+    assert "t_initial ~ Uniform(manufacture_day, <4 values>)" in \
         model.describe_prior(data)
 
 
@@ -530,14 +538,14 @@ def test_nested_plates():
     assert graph.node("y").label == r"$\mathrm{y}_{i,j}$"
     model = CustomModel(model=nested)
     data = {"y": np.zeros((3, 5))}
-    assert model.describe_prior(data) == ("mu ~ Normal(loc=0, scale=1); "
-                                          "theta ~ Normal(loc=mu, scale=1)")
+    assert model.describe_prior(data) == ("mu ~ Normal(0, 1); "
+                                          "theta ~ Normal(mu, 1)")
     assert model.equations(data) == [
-        r"\mathrm{y}_{i,j} \sim \mathrm{Normal}(\mathrm{loc} = \theta_{i}, \mathrm{scale} = 1)"
+        r"\mathrm{y}_{i,j} \sim \mathrm{Normal}(\theta_{i}, 1)"
         r", \quad i = 1, \ldots, 3, \quad j = 1, \ldots, 5",
-        r"\theta_{i} \sim \mathrm{Normal}(\mathrm{loc} = \mu, \mathrm{scale} = 1), "
+        r"\theta_{i} \sim \mathrm{Normal}(\mu, 1), "
         r"\quad i = 1, \ldots, 3",
-        r"\mu \sim \mathrm{Normal}(\mathrm{loc} = 0, \mathrm{scale} = 1)"]
+        r"\mu \sim \mathrm{Normal}(0, 1)"]
 
 
 def test_crossed_plates_are_a_clear_error():

@@ -142,7 +142,7 @@ def test_error_row_counts_within_its_file(tmp_path, engine):
     source = write_table(table, tmp_path, "glob")
     got = _error(lambda: reduce(source, get_family("beta-binomial"), y="y", n="n", group="g",
                                 engine=engine))
-    assert got == (f"row 51 in file {tmp_path / 'part-2.parquet'}: count (y) column 'y' has "
+    assert got == (f"data row 51 in file {tmp_path / 'part-2.parquet'}: count (y) column 'y' has "
                    "-1; it must be ≥ 0")
 
 
@@ -152,7 +152,7 @@ def test_estimate_and_group_errors_match_pandas(tmp_path, engine, layout):
     base = pd.DataFrame({"g": list("abcdef"), "est": [1.0, 2, 3, 4, 5, 6],
                          "se": [1.0, 1, 0, 1, 1, -1]})
     want = _error(lambda: group_estimates(base, y="est", se="se", group="g"))
-    assert want.startswith("row 3: standard error column 'se' has 0")
+    assert want.startswith("data row 3: standard error column 'se' has 0")
     source = write_table(base, tmp_path / "se", layout)
     assert _error(lambda: reduce(source, None, y="est", se="se", group="g",
                                  engine=engine)) == want
@@ -235,7 +235,7 @@ def test_duckdb_names_a_bad_value_past_the_rows_it_guesses_types_from(tmp_path, 
     else:
         call = {"family": get_family("beta-binomial"), "y": "y", "n": "n"}
         want = _error(lambda: group_counts(table, call["family"], y="y", n="n", group="g"))
-    assert want.startswith("row 40001: ") and repr(value) in want
+    assert want.startswith("data row 40001: ") and repr(value) in want
     got = _error(lambda: reduce(path, group="g", engine="duckdb", **call, **read))
     assert got == want
 
@@ -289,7 +289,7 @@ def test_dask_dataframe_as_data():
     bad.loc[400, "y"] = -1.0
     got = _error(lambda: reduce(dd.from_pandas(bad, npartitions=4), fam, y="y", n="n",
                                 group="g"))
-    assert got.startswith("row 401: count (y) column 'y' has -1")
+    assert got.startswith("data row 401: count (y) column 'y' has -1")
 
 
 def _cli(args, capsys) -> tuple[int, str, str]:

@@ -156,7 +156,7 @@ GIVEN = {"y": "y", "se": "s", "group": "g"}
         (pd.DataFrame({"y": [1.0, 2.0], "s": [-3.0, 1.0], "g": ["a", "b"]}), GIVEN,
          "row 1: .* has -3; a standard error must be > 0"),
         (pd.DataFrame({"y": [1.0, 2.0, 3.0], "s": [1, 1, 1], "g": ["a", "b", "a"]}), GIVEN,
-         "rows 1 and 3: group 'a' appears twice in column 'g'.*exactly one row"),
+         "data row 1 and data row 3: group 'a' appears twice in column 'g'.*exactly one row"),
         (pd.DataFrame({"y": [1.0, 2.0], "s": [1, 1], "g": ["a", None]}), GIVEN,
          "row 2: group column 'g' is missing"),
         (pd.DataFrame({"y": [], "s": [], "g": []}), GIVEN, "the table has no rows"),

@@ -144,3 +144,20 @@ def test_population_quantile_is_scipy_within_the_stated_error(family):
         np.testing.assert_allclose(ours[~large], theirs[~large], rtol=1e-12)
         # the approximation is not the exact inverse: it differs where it is used
         assert np.max(error[large]) > 0.0
+
+
+@pytest.mark.parametrize("family", [BB, GP])
+def test_sample_population_draws_each_group_apart(family):
+    """A shape per draw (S, 1) against a rate per draw and group (S, G), as the prior
+    predictive passes them, gives every group its own θ (the gamma-Poisson draw gave all
+    groups one λ, which simulation-based calibration found), with Pop(α, β)'s moments."""
+    rng = np.random.default_rng(5)
+    alpha = np.full((4000, 1), 3.0)
+    beta = np.full((4000, 6), 5.0)
+    theta = family.sample_population(rng, alpha, beta)
+    assert theta.shape == (4000, 6)
+    mean, var = family.population_moments(3.0, 5.0)
+    within = theta.var(axis=1, ddof=1)  # across groups in one draw: Var θ if independent
+    se = within.std() / np.sqrt(within.size)
+    assert abs(within.mean() - var) < 4 * se
+    assert abs(theta.mean() - mean) < 4 * np.sqrt(var / theta.size)

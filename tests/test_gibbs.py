@@ -93,7 +93,8 @@ def test_rats_agrees_with_exact(rats: pd.DataFrame, prior: str) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("prior", ["bda", "alpha=gamma(2, 0.5), beta=halfcauchy(500)"])
+@pytest.mark.parametrize("prior", [
+    "bda", pytest.param("alpha=gamma(2, 0.5), beta=halfcauchy(500)", marks=pytest.mark.full)])
 def test_gamma_poisson_agrees_with_exact(prior: str) -> None:
     model = Model(family="gamma-poisson", prior=prior)
     # 12 groups say little about the shape α: its chain mixes slower, so run longer

@@ -193,7 +193,8 @@ RADON_PRIORS = ("b[Intercept] = normal(0, 10); b[floor] = normal(0, 10); "
     ("sleepstudy", "Reaction ~ Days + (Days | Subject)", None, 2000),
     # sd[floor] near 0: a Laplace proposal alone passed k̂ at 0.68 with sd[floor] 0.298
     # against NUTS's 0.277 (then the proposal was refined while k̂ > 0.5)
-    ("radon", "log_radon ~ floor + (floor | county)", RADON_PRIORS, 1000),
+    pytest.param("radon", "log_radon ~ floor + (floor | county)", RADON_PRIORS, 1000,
+                 marks=pytest.mark.full),  # make test: sleepstudy's
 ])
 def test_importance_agrees_with_a_long_nuts_run(dataset: str, formula: str,
                                                 prior: str | None, draws: int) -> None:
@@ -246,7 +247,7 @@ def test_fit_reports_the_weights_ess_not_the_draw_count(sleepstudy: pd.DataFrame
 SBC_IMPORTANCE_REPLICATIONS = 50
 
 
-@pytest.mark.slow
+@pytest.mark.full  # make test: test_calibration's fast SBC of importance
 def test_importance_is_calibrated_on_three_levels() -> None:
     """Simulation-based calibration of the default method, as test_mixed_model's for NUTS
     (the same generating distribution = priors, y ~ 1 + (1 | school/classroom)), with
@@ -335,11 +336,13 @@ def test_a_failed_diagnostic_falls_back_to_nuts_visibly(tmp_path) -> None:
     assert loaded.method == "nuts" and loaded.info["fallback"] == fit.info["fallback"]
 
 
-def test_importance_is_for_the_normal_family_only() -> None:
+def test_importance_is_not_for_the_negative_binomial() -> None:
+    """(Binomial, bernoulli and poisson GLMMs: tests/test_glmm_importance.py.)"""
     assert poolwise.MixedModel(formula="y ~ x + (1 | g)").method == "importance"
-    assert poolwise.MixedModel(formula="y ~ x + (1 | g)", family="poisson").method == "nuts"
-    with pytest.raises(SpecificationError, match="normal family"):
-        poolwise.MixedModel(formula="y ~ x + (1 | g)", family="poisson", method="importance")
+    assert poolwise.MixedModel(formula="y ~ x + (1 | g)", family="negbinomial").method == "nuts"
+    with pytest.raises(SpecificationError, match="normal, binomial, bernoulli, poisson"):
+        poolwise.MixedModel(formula="y ~ x + (1 | g)", family="negbinomial",
+                            method="importance")
 
 
 def test_the_command_line_shows_the_method_and_its_check(capsys) -> None:

@@ -122,7 +122,7 @@ def test_nested_design_has_the_expected_terms() -> None:
         "sd_school:classroom[Intercept] ~ HalfNormal(1)"]
 
 
-@pytest.mark.slow
+@pytest.mark.full  # make test: test_calibration's fast SBC of mixed models
 def test_nested_three_level_calibration() -> None:
     """Simulation-based calibration: with the priors equal to the generating distribution,
     each component's 90% interval covers its truth Binomial(R, 0.9) times (50%: Binomial(R,
@@ -603,8 +603,9 @@ def test_eb_ml_outside_the_normal_family_needs_one_small_group_term() -> None:
     with pytest.raises(SpecificationError, match=r"one group term with one or two effects"):
         crossed.fit(table)
     with pytest.raises(SpecificationError, match=r"agq \(--agq\) sets the quadrature of "
-                                                 r"method eb-ml .* not of method 'nuts'"):
-        MixedModel(formula="y ~ x + (1 | g)", family="poisson", agq=3)
+                                                 r"methods eb-ml and importance .* not of "
+                                                 r"method 'nuts'"):
+        MixedModel(formula="y ~ x + (1 | g)", family="poisson", agq=3, method="nuts")
     with pytest.raises(SpecificationError, match=r"'marginal'.*normal family.*non-centred"):
         MixedModel(formula="y ~ x + (1 | g)", family="poisson", parametrisation="marginal")
 
@@ -638,8 +639,8 @@ GLMM_FORMULAS = {"binomial": "y | trials(n) ~ x + (1 | g)",
 @pytest.mark.parametrize("family", ["binomial", "poisson"])
 def test_glmm_through_formula_recovers_fixed_effects(family: str) -> None:
     table, beta, sd = simulate_glmm(family, seed=7)
-    model = MixedModel(formula=GLMM_FORMULAS[family], family=family, draws=800, warmup=800,
-                       chains=4, seed=SEED)
+    model = MixedModel(formula=GLMM_FORMULAS[family], family=family, method="nuts",
+                       draws=800, warmup=800, chains=4, seed=SEED)
     if family == "poisson":
         np.testing.assert_allclose(model.prepare(table).design.offset, np.log(table["exposure"]))
     # non-centred (the GLMM default) mixes the intercept slowly when the groups are well

@@ -468,7 +468,7 @@ BASE = TINY["beta-binomial"]
     ({"y": "y", "n": "n", "outer": "laboratory"}, "group column 'laboratory' not found"),
     ({"y": "y", "n": "n", "inner": "run"}, "group column 'run' not found"),
     ({"y": "y", "n": "n", "inner_unique": True},
-     "experiment '1' appears under lab 'A' (row 1) and lab 'B' (row 3)"),
+     "experiment '1' appears under lab 'A' (data row 1) and lab 'B' (data row 3)"),
 ])
 def test_bad_tables(kwargs, message):
     with pytest.raises(DataError) as error:

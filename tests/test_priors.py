@@ -121,8 +121,9 @@ def test_a_printed_theta_prior_pastes_back():
     ("normal", "tau=halfcauchy(5)", "must name both mu= and tau=; e.g. 'bda' or "
                                     "'mu=normal(0, 5), tau=halfcauchy(5)'"),
     ("normal", "halfcauchy(", "write e.g. 'bda' or 'mu=normal(0, 5), tau=halfcauchy(5)'"),
-    ("beta-binomial", "halfcauchy(", "write e.g. 'bda', 'halfnormal(10)' or "
-                                     "'alpha=gamma(2, 0.5), beta=halfnormal(10)'"),
+    ("beta-binomial", "halfcauchy(", "write e.g. 'bda', 'halfnormal(10)', "
+                                     "'alpha=gamma(2, 0.5), beta=halfnormal(10)' or "
+                                     "'mu=beta(2, 20), kappa=lognormal(3, 1)'"),
     ("beta-binomial", "alpah=gamma(2, 1), beta=gamma(2, 1)", "(did you mean 'alpha'?)"),
 ])
 def test_hyperprior_errors_speak_the_family(family, text, message):

@@ -95,6 +95,17 @@ def diagnostics(posterior: xr.Dataset) -> dict[str, xr.Dataset]:
         }
 
 
+def pointwise_ecdf_band(prob: float, reps: int, points: np.ndarray
+                        ) -> tuple[np.ndarray, np.ndarray]:
+    """The pointwise ``prob`` band of the ECDF of ``reps`` uniform values at ``points``
+    (binomial quantiles, as fractions): arviz-stats' step of the simultaneous band of
+    Säilynoja, Bürkner & Vehtari (2022)."""
+    from arviz_stats.ecdf_utils import get_pointwise_confidence_band
+
+    lower, upper = get_pointwise_confidence_band(prob, reps, points)
+    return np.asarray(lower, dtype=float), np.asarray(upper, dtype=float)
+
+
 def loo(tree: xr.DataTree, pointwise: bool = False) -> Any:
     """PSIS-LOO of the pointwise log likelihood (``ELPDData``; with ``pointwise`` its
     ``elpd_i`` and ``pareto_k`` per point)."""

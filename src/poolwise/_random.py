@@ -39,6 +39,8 @@ class Stream(IntEnum):
     CONDITIONAL = 6
     #: the same, every group at one posterior draw (split by chain and draw: ranks)
     CONDITIONAL_AT_DRAW = 7
+    #: simulation-based calibration: one stream per replication (its index after it)
+    CALIBRATION = 8
 
 
 def generator(seed: int, stream: Stream, *more: int) -> np.random.Generator:

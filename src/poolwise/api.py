@@ -40,7 +40,7 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "y": ("rates", "normal", "nig", "nested"),
     "n": ("rates", "nested"),
     "se": ("normal", "nested"),
-    "group": ("rates", "normal", "nig", "nested"),
+    "group": ("rates", "normal", "nig", "nested", "custom"),
     "family": ("rates", "normal", "nig", "mixed", "nested"),
     "pooling": ("rates", "normal", "nig", "mixed", "nested"),
     "prior": ("rates", "normal", "nig", "mixed", "nested"),
@@ -55,6 +55,7 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "formula": ("mixed",),
     "missing": ("mixed",),
     "agq": ("mixed",),
+    "reml": ("mixed",),
     "model": ("custom",),
     "name": ("custom",),
     "coords": ("custom",),
@@ -134,7 +135,7 @@ def fit(data: pd.DataFrame | Mapping[str, Any] | str | Path | Any, *,
 
     ``settings`` are the model's: ``pooling``, ``prior``, ``method``, ``draws``,
     ``chains``, ``warmup``, ``seed``, ``progress``, ``target_accept``,
-    ``parametrisation``, ``missing`` (mixed).
+    ``parametrisation``, ``missing``, ``agq`` and ``reml`` (mixed).
     """
     kind = choose_kind(formula=formula, model=model, family=family, group=group, se=se)
     columns = {"y": y, "n": n, "se": se, "group": group}

@@ -17,7 +17,7 @@ import shutil
 import sys
 import tempfile
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field
@@ -79,7 +79,8 @@ NCol = Annotated[str | None, typer.Option("--n", help="Column of trials or expos
 SeCol = Annotated[str | None, typer.Option(
     "--se", help="Column of standard errors (normal family; omit for raw observations).")]
 GroupCol = Annotated[str | None, typer.Option(
-    "--group", help="Column of group labels; outer/inner for nested groups.")]
+    "--group", help="Column of group labels; outer/inner for nested groups; with --model, "
+                    "the column whose levels (given to the model as 0, 1, ...) label its plate.")]
 Method = Annotated[str | None, typer.Option(
     "--method", help="exact, eb-moments, eb-ml, eb-js, gibbs, nuts, map or laplace (the kind's "
                      "default when left out).")]
@@ -98,8 +99,12 @@ TargetAccept = Annotated[float | None, typer.Option(
 Parametrisation = Annotated[str | None, typer.Option(
     help="nuts: marginal, non-centred or centred (the kind's default when left out).")]
 Agq = Annotated[int | None, typer.Option(
-    "--agq", help="eb-ml of a binomial, bernoulli or poisson mixed model: quadrature points "
-                  "per group effect, 1 (Laplace) to 25 (default 9), as lme4's nAGQ.")]
+    "--agq", help="eb-ml or importance of a binomial, bernoulli or poisson mixed model: "
+                  "quadrature points per group effect, 1 (Laplace) to 25 (default 9), as "
+                  "lme4's nAGQ.")]
+MaximumLikelihood = Annotated[bool, typer.Option(
+    "--ml", help="eb-ml of a normal mixed model: maximum likelihood instead of REML, as "
+                 "lme4's lmer(REML = FALSE); prints AIC, BIC, logLik, deviance, df.resid.")]
 Ci = Annotated[float, typer.Option("--ci", help="Interval probability.")]
 Out = Annotated[Path | None, typer.Option("--out", help="Directory for summary, draws, plots.")]
 Force = Annotated[bool, typer.Option("--force", help="Write into an --out that has files.")]
@@ -169,7 +174,7 @@ SPELLING = {"y": "--y", "n": "--n", "se": "--se", "group": "--group", "family": 
             "pooling": "--pooling", "prior": "--prior", "method": "--method",
             "target_accept": "--target-accept", "parametrisation": "--parametrisation",
             "formula": "--formula", "missing": "--drop-missing", "model": "--model",
-            "agq": "--agq"}
+            "agq": "--agq", "reml": "--ml"}
 #: the prediction options and the kinds that answer them
 PREDICTION_KINDS: dict[str, tuple[str, ...]] = {
     "--predict-group": ("rates", "normal", "nig", "mixed", "nested"),
@@ -512,8 +517,10 @@ def plain(text: str) -> None:
     stdout.print(text, markup=False, highlight=False, soft_wrap=True)
 
 
-def print_header(title: str, prior_lines: Sequence[str], notes: Sequence[str]) -> None:
-    """What was fitted, notes on the data and the prior in use, before the table."""
+def print_header(title: str, prior_lines: Sequence[str], notes: Sequence[str],
+                 pooling: str | None = None) -> None:
+    """What was fitted, notes on the data and the prior in use (and the pooling factor it
+    implies), before the table."""
     stdout.print(title)
     for note in notes:
         plain(f"note: {note}")
@@ -523,15 +530,24 @@ def print_header(title: str, prior_lines: Sequence[str], notes: Sequence[str]) -
         plain("priors:")
         for line in prior_lines:
             plain(f"  {line}")
+    if pooling is not None:
+        plain(f"  {pooling}")
 
 
-def print_table(summary: pd.DataFrame, ci_prob: float, what: str = "summary.csv") -> None:
-    """The summary table (its first rows), with diagnostics when it has them.
+def print_table(summary: pd.DataFrame, ci_prob: float, what: str = "summary.csv",
+                notes: Mapping[str, str] | None = None) -> None:
+    """The summary table (its first rows), with diagnostics when it has them; ``notes``
+    (:meth:`~poolwise.results.fit.Fit.interval_notes`) say what the intervals are where
+    they are not equal-tailed posterior ones: their kinds in the title, in full below.
 
     Narrower than the table, the diagnostics shrink to one line naming the worst rows;
     narrower still, one parameter per line (:func:`print_records`). Names and numbers are
     never cut."""
     title = f"{100 * ci_prob:g}% equal-tailed intervals"
+    kinds = {names: text.partition(": ") for names, text in (notes or {}).items()}
+    if kinds:
+        title = f"{100 * ci_prob:g}% intervals: " + "; ".join(
+            f"{kind} for {names}" for names, (kind, _, _) in kinds.items() if kind != "none")
     by = "row" if "row" in summary.columns else "group"  # predicted rows are numbered
     columns = ["param", by, "mean", "sd", "lower", "upper"]
     with_diag = "ess_bulk" in summary and summary["ess_bulk"].notna().any()
@@ -559,6 +575,8 @@ def print_table(summary: pd.DataFrame, ci_prob: float, what: str = "summary.csv"
         print_records(rows, title, with_diag)
     if len(summary) > len(shown):
         stdout.print(f"… {len(summary) - len(shown)} more rows (all in {what} with --out)")
+    for names, (kind, _, how) in kinds.items():
+        plain(f"intervals of {names}: {kind} ({how})")
 
 
 def worst_diagnostics(summary: pd.DataFrame) -> str:
@@ -723,7 +741,8 @@ def fit_command(
     se: SeCol = None, pooling: PoolingOption = None, method: Method = None,
     prior: Prior = None, draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = None,
     seed: Seed = 0, target_accept: TargetAccept = None,
-    parametrisation: Parametrisation = None, agq: Agq = None, ci: Ci = 0.95, out: Out = None,
+    parametrisation: Parametrisation = None, agq: Agq = None, ml: MaximumLikelihood = False,
+    ci: Ci = 0.95, out: Out = None,
     force: Force = False, output_format: Format = "table", quiet: Quiet = False,
     predict_group: PredictGroup = None, new_group: NewGroupFlag = False,
     new_group_y: NewY = None, new_group_n: NewN = None, new_group_in: NewIn = None,
@@ -750,7 +769,8 @@ def fit_command(
                     model_file=model_file, drop_missing=drop_missing, pooling=pooling,
                     method=method, prior=prior, draws=draws, chains=chains, warmup=warmup,
                     seed=seed, target_accept=target_accept, parametrisation=parametrisation,
-                    agq=agq, progress=bar, engine=engine, scheduler=scheduler)
+                    agq=agq, reml=False if ml else None, progress=bar, engine=engine,
+                    scheduler=scheduler)
     asked = {"--predict-group": predict_group, "--new-group": new_group or None,
              "--new-group-y": new_group_y, "--new-group-n": new_group_n,
              "--new-group-in": new_group_in, "--new-data": new_data}
@@ -792,7 +812,8 @@ def fit_command(
                             f"chunks, about {format_bytes(saved_bytes)}")
     if table_output:
         print_header(f"[bold]{escape(job.name)}[/bold]: {escape(model.title(prepared))}",
-                     model.prior_statements(prepared), header_notes)
+                     model.prior_statements(prepared), header_notes,
+                     model.implied_pooling(prepared))
     with output_directory(out, force) as staging, collected_warnings() as caught:
         # nuts draws its own progress bar; the others get a spinner
         with progress(f"fitting {job.name} with {model.method}…",
@@ -834,8 +855,8 @@ def fit_command(
                             messages=caught, ci_prob=ci, decisions=decisions)
     document["notes"] = [*job.notes, *document["notes"], *([draws_note] if draws_note else [])]
     if table_output:
-        print_table(summary, ci)
-        from poolwise.outputs.writer import describe_infinite_moments
+        print_table(summary, ci, notes=fit.interval_notes(ci))
+        from poolwise.outputs.writer import describe_infinite_moments, likelihood_lines
 
         if (moments := describe_infinite_moments(fit)) is not None:
             plain(moments)
@@ -847,6 +868,8 @@ def fit_command(
             plain(f"population-level rows: {fit.method} point estimates"
                   + (f" ({estimate_phrase(estimate)})" if fit.kind == "mixed" else "")
                   + "; group rows: given the estimates, which ignores their uncertainty")
+        for line in likelihood_lines(fit.likelihood_statistics()):
+            plain(line)
         print_population(fit, ci)
         for prediction in predictions:
             print_prediction(prediction, ci)
@@ -864,7 +887,8 @@ def estimate_phrase(estimate: Any) -> str:
     (restricted for REML): ``REML, as lme4; log likelihood -871.8``."""
     if estimate is None:
         return "REML, as lme4"
-    how = "as lme4" if estimate.method == "REML" else "as lme4's glmer"
+    how = {"REML": "as lme4", "ML": "as lme4's lmer(REML = FALSE)"}.get(estimate.method,
+                                                                       "as lme4's glmer")
     return f"{estimate.method}, {how}; log likelihood {estimate.log_likelihood:.4f}"
 
 
@@ -1130,6 +1154,71 @@ def print_loo(loo: Any) -> None:
                                      for row in loo.table.to_dict("records")])
     for line in loo.verdicts():
         plain(f"  {line}")
+
+
+Reps = Annotated[int, typer.Option(
+    "--reps", help="Replications: data sets simulated and fitted (at least 10).")]
+Jobs = Annotated[int | None, typer.Option(
+    "--jobs", help="Worker processes (default: the cores).")]
+
+
+@app.command("calibrate", epilog=COMPILE_CACHE_HELP)
+def calibrate_command(
+    data: Data, family: Family = None, y: YCol = None, n: NCol = None, group: GroupCol = None,
+    se: SeCol = None, pooling: PoolingOption = None, method: Method = None,
+    prior: Prior = None, draws: Draws = 250, chains: Chains = 4, warmup: Warmup = None,
+    seed: Seed = 0, target_accept: TargetAccept = None,
+    parametrisation: Parametrisation = None, agq: Agq = None, formula: Formula = None,
+    drop_missing: DropMissing = False, model_file: ModelFile = None, reps: Reps = 100,
+    jobs: Jobs = None, out: Out = None, force: Force = False,
+    output_format: Format = "table", quiet: Quiet = False,
+    sep: Sep = None, decimal: Decimal = None, encoding: Encoding = None,
+) -> int:
+    """Simulation-based calibration with DATA's design: simulate, fit, rank the truth."""
+    check_output_options(output_format, 0.95)
+    check_output_directory(out, force)
+    job = build_job(data, text={"sep": sep, "decimal": decimal, "encoding": encoding},
+                    family=family, y=y, n=n, se=se, group=group, formula=formula,
+                    model_file=model_file, drop_missing=drop_missing, pooling=pooling,
+                    method=method, prior=prior, draws=draws, chains=chains, warmup=warmup,
+                    seed=seed, target_accept=target_accept, parametrisation=parametrisation,
+                    agq=agq)
+    model = job.model
+    prepared = model.prepare(job.table, **job.columns)
+    table_output = output_format == "table"
+    title = f"calibration of {model.title(prepared)}"
+    with output_directory(out, force) as staging, collected_warnings() as caught:
+        with progress(f"calibrating {job.name}: 0 of {reps} replications…",
+                      quiet or not table_output) as update:
+            def advanced(done: int, total: int) -> None:
+                update(f"calibrating {job.name}: {done} of {total} replications…")
+
+            result = model.calibrate(prepared, reps=reps, seed=seed, jobs=jobs,
+                                     progress=advanced)
+        if staging is not None:
+            from poolwise.outputs.calibration import write_calibration
+
+            write_calibration(staging, result, title=title,
+                              provenance=job.provenance(seed, result.notes, caught))
+    if table_output:
+        print_header(f"[bold]{escape(job.name)}[/bold]: {escape(title)}",
+                     [result.prior], [*job.notes, *getattr(prepared, "notes", ())])
+        table = result.table
+        columns = [str(c) for c in table.columns]
+        print_rows(columns, [[_fmt(v) if not isinstance(v, str) else v for v in row]
+                             for row in table.itertuples(index=False)],
+                   title=f"{result.reps} replications, ranks among {result.ranked_draws} "
+                         "draws" if result.mode == "sbc" else
+                         f"coverage of the group intervals, {result.reps} replications")
+        for note in result.notes:
+            plain(f"note: {note}")
+        plain(f"verdict: {result.verdict}")
+    document = {"kind": job.kind, "data": job.name, **result.to_dict()}
+    emit(document, None, output_format)  # the files have calibration.json
+    if out is not None and table_output:
+        stdout.print(f"wrote {out}/")
+    print_warnings(caught)
+    return 0
 
 
 @app.command("report")

@@ -62,6 +62,7 @@ from poolwise.data.rows import (
     raise_first,
     rate_checks,
     require_columns,
+    row_number,
 )
 from poolwise.data.tables import (
     GroupCounts,
@@ -471,13 +472,13 @@ class DuckTable:
         """``row r`` for one file, ``row r in file f`` for several."""
         file, row = position >> _SHIFT, position & _ROW
         if self.source.single:
-            return f"row {row + 1}"
+            return row_number(row)
         path = self.source.files[file]
         if not self.source.parquet:  # positions of text rows count on across files
             start = self.query(f"SELECT min({_POS}) FROM {self.sql} WHERE {_FILE} = "
                                f"{_literal(str(path))}").fetchone()[0]
             row -= int(start) & _ROW
-        return f"row {row + 1} in file {path}"
+        return f"{row_number(row)} in file {path}"
 
     def reduce(self, family: RateFamily | None, checks: Sequence[Check], columns: Columns
                ) -> Reduced:
@@ -607,7 +608,7 @@ class DaskTable:
         if earlier:
             lengths = self.compute(*(self.frame.partitions[k].shape[0] for k in earlier))
             row += int(sum(lengths))
-        where = f"row {row + 1}"
+        where = row_number(row)
         return where if self.single or file is None else f"{where} in file {file}"
 
     def reduce(self, family: RateFamily | None, checks: Sequence[Check], columns: Columns

@@ -175,7 +175,7 @@ def estimates_given(table: pd.DataFrame, *, y: str, se: str, group: str | None,
         second = duplicated[0]
         first = np.flatnonzero(labels == labels[second])[0]
         a, b = locate(first), locate(second)
-        both = f"rows {a[4:]} and {b[4:]}" if " in " not in a + b else f"{a} and {b}"
+        both = f"{a} and {b}"
         raise DataError(
             f"{both}: group "
             f"{str(labels[second])!r} appears twice in column {group!r}; with a "

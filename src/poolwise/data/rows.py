@@ -69,8 +69,9 @@ Locate = Callable[[int], str]
 
 
 def row_number(position: int) -> str:
-    """A position counted from 0 in one table, as the user counts rows."""
-    return f"row {position + 1}"
+    """A position counted from 0 in one table, as the user counts rows: "data row 5" is the
+    fifth row of values (a file's header line is not counted; pandas' index is not used)."""
+    return f"data row {position + 1}"
 
 
 def rate_checks(family_name: str, size_label: str, *, y: str, n: str | None,

@@ -98,9 +98,19 @@ class RateFamily(ABC):
         """Natural units of (u, v) for the quadrature box: 1 for logs and logits."""
         return 1.0, 1.0
 
-    def population_with_mean(self, mean: float, concentration: float) -> tuple[float, float]:
-        """(α, β) of the population with this mean and concentration."""
+    def population_with_mean(self, mean: Any, concentration: Any) -> tuple[Any, Any]:
+        """(α, β) of the population with this mean and concentration (elementwise)."""
         raise NotImplementedError
+
+    def mean_concentration(self, alpha: Any, beta: Any, ops: Ops = NUMPY_OPS
+                           ) -> tuple[Any, Any, Any]:
+        """(μ, κ, log |∂(μ, κ)/∂(α, β)|): the population mean :meth:`population_mean`, the
+        concentration :meth:`concentration` and the log Jacobian that turns a prior on
+        (μ, κ) into one on (α, β), in arithmetic JAX can trace."""
+        from poolwise.exceptions import SpecificationError
+
+        raise SpecificationError(
+            f"the {self.name} family takes no prior on a population mean and concentration")
 
     def pool(self, y: NDArray, n: NDArray) -> tuple[float, float]:
         """The data of all groups as one group (complete pooling): (Σ y, Σ n)."""

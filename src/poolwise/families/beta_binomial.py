@@ -166,9 +166,15 @@ class BetaBinomial(RateFamily):
         total = np.add(alpha, beta)
         return np.asarray(total / (total + n), dtype=float)
 
-    def population_with_mean(self, mean: float, concentration: float) -> tuple[float, float]:
-        mean = min(max(mean, 1e-6), 1 - 1e-6)
+    def population_with_mean(self, mean: Any, concentration: Any) -> tuple[Any, Any]:
+        mean = np.clip(mean, 1e-6, 1 - 1e-6)
         return mean * concentration, (1 - mean) * concentration
+
+    def mean_concentration(self, alpha: Any, beta: Any, ops: Ops = NUMPY_OPS
+                           ) -> tuple[Any, Any, Any]:
+        """μ = α/(α + β), κ = α + β; |∂(μ, κ)/∂(α, β)| = 1/κ."""
+        concentration = alpha + beta
+        return alpha / concentration, concentration, -ops.log(concentration)
 
     def population_mean(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:
         return np.divide(alpha, np.add(alpha, beta))

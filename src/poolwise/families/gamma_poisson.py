@@ -75,7 +75,11 @@ class GammaPoisson(RateFamily):
     def sample_population(
         self, rng: np.random.Generator, alpha: ArrayLike, beta: ArrayLike
     ) -> FloatArray:
-        return rng.standard_gamma(np.asarray(alpha, dtype=float)) / np.asarray(beta, dtype=float)
+        # broadcast first: a shape (draws, 1) against a rate (draws, groups) would draw one
+        # λ per draw and give every group that same λ
+        shape, rate = np.broadcast_arrays(np.asarray(alpha, dtype=float),
+                                          np.asarray(beta, dtype=float))
+        return rng.standard_gamma(shape) / rate
 
     def population_moments(self, alpha: ArrayLike, beta: ArrayLike
                            ) -> tuple[FloatArray, FloatArray]:
@@ -160,8 +164,13 @@ class GammaPoisson(RateFamily):
         """E[θ_j | y_j] = (1 − B) y_j/E_j + B α/β with B = β/(β + E_j)."""
         return np.asarray(np.divide(beta, np.add(beta, n)), dtype=float)
 
-    def population_with_mean(self, mean: float, concentration: float) -> tuple[float, float]:
+    def population_with_mean(self, mean: Any, concentration: Any) -> tuple[Any, Any]:
         return concentration, concentration / mean
+
+    def mean_concentration(self, alpha: Any, beta: Any, ops: Ops = NUMPY_OPS
+                           ) -> tuple[Any, Any, Any]:
+        """The mean rate μ = α/β and the shape κ = α; |∂(μ, κ)/∂(α, β)| = α/β²."""
+        return alpha / beta, alpha, ops.log(alpha) - 2.0 * ops.log(beta)
 
     def population_mean(self, alpha: ArrayLike, beta: ArrayLike) -> FloatArray:
         return np.divide(alpha, beta)

@@ -55,9 +55,10 @@ class BinomialRows:
         return BinomialRows(self.y[order], self.trials[order], self.constant[order])
 
     def log_density(self, eta: FloatArray) -> FloatArray:
+        """ℓ(η) = yη − n log(1 + e^η) + log C(n, y) (the module's form, as log σ(η) =
+        η − log(1 + e^η)): one transcendental function per value."""
         y, n = _rows(self.y, eta), _rows(self.trials, eta)
-        return np.asarray(-y * np.logaddexp(0.0, -eta) - (n - y) * np.logaddexp(0.0, eta)
-                          + _rows(self.constant, eta))
+        return np.asarray(y * eta - n * np.logaddexp(0.0, eta) + _rows(self.constant, eta))
 
     def derivatives(self, eta: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(ℓ′(η), −ℓ″(η))."""

@@ -46,7 +46,6 @@ from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import logsumexp
 
 from poolwise.families.glm import RowLikelihood
 
@@ -120,7 +119,7 @@ class Modes(NamedTuple):
 
 def _loadings(rows: GroupedRows, factor: FloatArray) -> FloatArray:
     """Λᵀz_i per row (n, k): η_i = base_i + (Λᵀz_i)ᵀu."""
-    return np.asarray(rows.z @ np.asarray(factor, dtype=float))
+    return _outer_sum(rows.z, np.asarray(factor, dtype=float).T)
 
 
 def _log_lik(rows: GroupedRows, base: FloatArray, loadings: FloatArray,
@@ -130,49 +129,80 @@ def _log_lik(rows: GroupedRows, base: FloatArray, loadings: FloatArray,
     return rows.sum(rows.likelihood.log_density(eta))
 
 
+def _subset(rows: GroupedRows, groups: IntArray) -> tuple[GroupedRows, IntArray]:
+    """The rows of ``groups`` (increasing indices), renumbered 0..len − 1, and their
+    positions among ``rows``."""
+    counts = np.diff(np.append(rows.starts, rows.group.size))[groups]
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
+    positions = np.repeat(rows.starts[groups] - starts, counts) + np.arange(int(counts.sum()))
+    return (GroupedRows(rows.z[positions], np.repeat(np.arange(groups.size), counts), starts,
+                        rows.likelihood.take(positions)), positions)
+
+
+def _newton_parts(rows: GroupedRows, base: FloatArray, loadings: FloatArray,
+                  u: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """(∇ℓ_j, H_j) at u for every group of ``rows``."""
+    eta = base + np.sum(loadings * u[rows.group], axis=1)
+    score, weight = rows.likelihood.derivatives(eta)
+    outer = loadings[:, :, None] * loadings[:, None, :]
+    return (rows.sum(loadings * score[:, None]),
+            rows.sum(outer * weight[:, None, None]) + np.eye(rows.n_effects))
+
+
+def _ascend(rows: GroupedRows, base: FloatArray, loadings: FloatArray, u: FloatArray,
+            log_lik: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+    """One Newton step H⁻¹∇h for every group of ``rows``, halved (per group, evaluating only
+    the rows of the groups halved) until h_j does not decrease: the new u, ℓ_j there, and
+    the length of each group's step."""
+    gradient, hessian = _newton_parts(rows, base, loadings, u)
+    step = np.linalg.solve(hessian, (gradient - u)[..., None])[..., 0]
+    current = log_lik - 0.5 * np.sum(u * u, axis=1)
+    floor = current - 1e-13 * (1.0 + np.abs(current))
+    new_u = u + step
+    new_lik = _log_lik(rows, base, loadings, new_u)
+    worse = np.flatnonzero(new_lik - 0.5 * np.sum(new_u * new_u, axis=1) < floor)
+    scale = np.ones(rows.n_groups)
+    for _ in range(MAX_HALVINGS):
+        if not worse.size:
+            break
+        scale[worse] /= 2.0
+        part, at = _subset(rows, worse)
+        trial = u[worse] + scale[worse, None] * step[worse]
+        trial_lik = _log_lik(part, base[at], loadings[at], trial)
+        new_u[worse], new_lik[worse] = trial, trial_lik
+        worse = worse[trial_lik - 0.5 * np.sum(trial * trial, axis=1) < floor[worse]]
+    else:  # no ascent left in these groups: they are at their mode to rounding
+        scale[worse] = 0.0
+        new_u[worse], new_lik[worse] = u[worse], log_lik[worse]
+    return new_u, new_lik, scale * np.max(np.abs(step), axis=1)
+
+
 def conditional_modes(rows: GroupedRows, base: FloatArray, factor: FloatArray,
                       start: FloatArray | None = None) -> Modes:
     """The conditional modes û_j of every group at once (module docstring): Newton steps
-    H⁻¹∇h, each halved (per group) until h_j does not decrease.
+    H⁻¹∇h, each halved (per group) until h_j does not decrease; a group whose step falls
+    below :data:`MODE_TOLERANCE` stops, and the others go on with only their rows.
 
     ``base`` (n,) is Xβ + offset in the rows' sorted order, ``factor`` Λ (k × k);
     ``start`` (J, k) a starting point (e.g. the modes at nearby parameters)."""
     base = np.asarray(base, dtype=float)
     loadings = _loadings(rows, factor)
-    k = rows.n_effects
-    u = np.zeros((rows.n_groups, k)) if start is None else np.array(start, dtype=float)
-    outer = loadings[:, :, None] * loadings[:, None, :]
-    eye = np.eye(k)
-
-    def newton_parts(u: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """(∇ℓ_j, H_j) at u."""
-        eta = base + np.sum(loadings * u[rows.group], axis=1)
-        score, weight = rows.likelihood.derivatives(eta)
-        return (rows.sum(loadings * score[:, None]),
-                rows.sum(outer * weight[:, None, None]) + eye)
-
+    u = (np.zeros((rows.n_groups, rows.n_effects)) if start is None
+         else np.array(start, dtype=float))
     log_lik = _log_lik(rows, base, loadings, u)
+    moving = np.arange(rows.n_groups)
+    part, at = rows, np.arange(rows.group.size)
     for _ in range(MAX_NEWTON_STEPS):
-        gradient, hessian = newton_parts(u)
-        step = np.linalg.solve(hessian, (gradient - u)[..., None])[..., 0]
-        current = log_lik - 0.5 * np.sum(u * u, axis=1)
-        scale = np.ones(rows.n_groups)
-        for _ in range(MAX_HALVINGS):
-            trial = u + scale[:, None] * step
-            trial_lik = _log_lik(rows, base, loadings, trial)
-            worse = (trial_lik - 0.5 * np.sum(trial * trial, axis=1)
-                     < current - 1e-13 * (1.0 + np.abs(current)))
-            if not np.any(worse):
-                break
-            scale[worse] /= 2.0
-        else:  # no ascent left in these groups: they are at their mode to rounding
-            scale[worse] = 0.0
-            trial = u + scale[:, None] * step
-            trial_lik = _log_lik(rows, base, loadings, trial)
-        u, log_lik = trial, trial_lik
-        if np.max(np.abs(scale[:, None] * step)) < MODE_TOLERANCE:
+        new_u, new_lik, moved = _ascend(part, base[at], loadings[at], u[moving],
+                                        log_lik[moving])
+        u[moving], log_lik[moving] = new_u, new_lik
+        still = moved >= MODE_TOLERANCE
+        if not np.any(still):
             break
-    gradient, hessian = newton_parts(u)
+        if not np.all(still):
+            moving = moving[still]
+            part, at = _subset(rows, moving)
+    gradient, hessian = _newton_parts(rows, base, loadings, u)
     return Modes(u, np.asarray(np.linalg.cholesky(hessian), dtype=float), log_lik, gradient)
 
 
@@ -186,6 +216,12 @@ def hermite_rule(n_agq: int, k: int) -> tuple[FloatArray, FloatArray]:
     log_grids = np.meshgrid(*([log_w] * k), indexing="ij")
     return (np.stack([g.ravel() for g in grids], axis=1),
             np.sum([g.ravel() for g in log_grids], axis=0))
+
+
+def _outer_sum(a: FloatArray, b: FloatArray) -> FloatArray:
+    """a bᵀ for a (N, q) and b (m, q) with few columns q, as q broadcast products: for
+    q ≤ 5 several times faster than NumPy's matrix product of such thin matrices."""
+    return np.asarray(sum(a[:, c, None] * b[None, :, c] for c in range(a.shape[1])))
 
 
 def log_marginal(rows: GroupedRows, base: FloatArray, factor: FloatArray, n_agq: int,
@@ -203,19 +239,31 @@ def log_marginal(rows: GroupedRows, base: FloatArray, factor: FloatArray, n_agq:
     nodes, log_weights = hermite_rule(n_agq, rows.n_effects)
     loadings = _loadings(rows, factor)
     # u_m = û + L⁻ᵀ x_m; per row η = η(û) + (L⁻¹Λᵀz_i)ᵀ x_m
-    inverse_t = np.swapaxes(np.linalg.inv(modes.chol), 1, 2)  # L⁻ᵀ per group
+    inverse = np.linalg.inv(modes.chol)  # L⁻¹ per group
     eta_mode = base + np.sum(loadings * modes.mode[rows.group], axis=1)
-    spread = np.einsum("nab,na->nb", inverse_t[rows.group], loadings)
+    spread = np.einsum("nba,na->nb", inverse[rows.group], loadings)
+    # each node's term less h_j(û) = ℓ_j(û) − ½|û|² (no term exceeds it by more than
+    # ½|x_m|² + log W_m < 0.5, h_j being concave with its maximum at û):
+    #   ℓ_j(u_m) − ℓ_j(û) − vᵀx_m − ½x_mᵀ(M − I)x_m + log W_m,  v = L⁻¹û, M = L⁻¹L⁻ᵀ,
+    # the quadratic part as one matrix product over the nodes' monomials x_a x_b
+    k = rows.n_effects
+    v = np.einsum("jab,jb->ja", inverse, modes.mode)
+    excess = inverse @ np.swapaxes(inverse, 1, 2) - np.eye(k)
+    upper = np.triu_indices(k)
+    weight = np.where(upper[0] == upper[1], 0.5, 1.0)
+    coefficients = np.concatenate([-v, -weight * excess[:, upper[0], upper[1]]], axis=1)
+    monomials = np.concatenate([nodes, nodes[:, upper[0]] * nodes[:, upper[1]]], axis=1)
     block = max(1, BLOCK_VALUES // max(1, base.size))
-    terms = []
+    total = np.zeros(rows.n_groups)
     for at in range(0, nodes.shape[0], block):
         x = nodes[at:at + block]
-        eta = eta_mode[:, None] + spread @ x.T
+        eta = eta_mode[:, None] + _outer_sum(spread, x)
         log_lik = rows.sum(rows.likelihood.log_density(eta))  # (J, m)
-        u = modes.mode[:, None, :] + np.einsum("jab,mb->jma", inverse_t, x)
-        terms.append(log_lik - 0.5 * np.sum(u * u, axis=2)
-                     + 0.5 * np.sum(x * x, axis=1) + log_weights[at:at + block])
-    return np.asarray(logsumexp(np.concatenate(terms, axis=1), axis=1) - log_det)
+        terms = (log_lik - modes.log_lik[:, None]
+                 + _outer_sum(coefficients, monomials[at:at + block])
+                 + log_weights[at:at + block])
+        total += np.sum(np.exp(terms), axis=1)
+    return np.asarray(np.log(total) + modes.log_joint - log_det)
 
 
 def draw_effects(rows: GroupedRows, base: FloatArray, factor: FloatArray, modes: Modes,

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import copy
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any, ClassVar, Self, TypedDict
 
@@ -53,6 +53,7 @@ from poolwise.vocabulary import (
 if TYPE_CHECKING:
     from numpy.typing import NDArray
 
+    from poolwise.kinds.calibration import Calibration
     from poolwise.results.fit import Answer, Fit
     from poolwise.results.graph import ModelGraph
 
@@ -319,6 +320,11 @@ class BaseModel(ABC):
     def describe_prior(self, data: Any = None) -> str:
         """The prior in words and symbols; with prepared ``data``, defaults get values."""
 
+    def implied_pooling(self, data: Any = None) -> str | None:
+        """The prior of a typical group's pooling factor, in words (with prepared ``data``:
+        the typical group is the median one); None where the kind or its prior has none."""
+        return None
+
     def prior_statements(self, data: Any = None) -> list[str]:
         """:meth:`describe_prior` as the lines it is printed in: one, or one per ';'-separated
         term for mixed models."""
@@ -377,6 +383,42 @@ class BaseModel(ABC):
 
     def _group_dims(self, data: Any) -> tuple[str, ...]:
         return ("group",)
+
+    # ------------------------------------------------------------------ calibration
+    def calibrate(self, data: Any, *, reps: int = 100, seed: int = 0, jobs: int | None = None,
+                  ranked_draws: int = 100, progress: Callable[[int, int], None] | None = None,
+                  **columns: Any) -> Calibration:
+        """Simulation-based calibration of this model and method with the design of
+        ``data`` (:func:`poolwise.kinds.calibration.calibrate`): data simulated from the
+        prior, fitted again, the true values ranked among the posterior draws; for
+        empirical Bayes the frequentist coverage of the group intervals."""
+        from poolwise.kinds.calibration import calibrate
+
+        return calibrate(self, data, reps=reps, seed=seed, jobs=jobs,
+                         ranked_draws=ranked_draws, progress=progress, **columns)
+
+    # (poolwise.kinds.calibration: simulate data with the user's design, fit them again)
+    def _calibration_model(self, data: Any) -> Self:
+        """This model with every prior that is scaled to the data fixed at its value for
+        prepared ``data``, so that data simulated from the prior are fitted under the same
+        prior. Most kinds' priors do not depend on the data: the model itself."""
+        return self
+
+    def _with_simulated(self, data: Any, simulated: Mapping[str, NDArray]) -> Any:
+        """Prepared ``data`` with its response replaced by one simulated data set
+        (``simulated``: one draw of :meth:`_prior_draws`'s predictive, name → values): the
+        same groups, sizes, covariates and exposures."""
+        raise SpecificationError(f"a {self.kind} model cannot be calibrated")
+
+    def _fitted_draws(self, fit: Fit, rng: np.random.Generator, size: int
+                      ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                 dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """As :meth:`_prior_draws`, with the population's parameters fixed at an
+        empirical-Bayes ``fit``'s estimates: the group parameters and data of ``size``
+        simulated data sets, for the frequentist coverage of its intervals."""
+        raise SpecificationError(
+            f"method {self.method!r} of a {self.kind} model has no simulation from its "
+            "estimates")
 
 
 def group_answers(pooling: str, existing: Answer, new: Answer, population: Answer

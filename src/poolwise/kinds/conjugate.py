@@ -51,9 +51,12 @@ from poolwise.priors import (
     ConjugatePrior,
     Distribution,
     HyperPrior,
+    ImpliedPooling,
     IndependentPrior,
+    MeanConcentrationPrior,
     ReferencePrior,
     UniformVariancePrior,
+    implied_pooling,
     parse_hyperprior,
     parse_theta_prior,
 )
@@ -215,6 +218,20 @@ class Model(BaseModel):
         scope = "each θ_j" if self.pooling == "none" else "one θ shared by all groups:"
         return f"{scope} {self.theta_prior.describe(self.family).removeprefix('θ ~ ')}"
 
+    def implied_pooling(self, data: GroupCounts | None = None) -> str | None:
+        """The hyperprior's pooling factor of the median group (:class:`ImpliedPooling`):
+        drawn from the hyperprior (the prior predictive's stream), so the same for every
+        fit of the same model and data; None without data, or with an improper hyperprior."""
+        if data is None or self.hyperprior is None or self.is_empirical_bayes:
+            return None
+        size = float(np.median(data.n))
+        rng = generator(self.config.seed, Stream.PRIOR_PREDICTIVE, 1)
+        factors = implied_pooling(self.hyperprior, self.family, size, rng)
+        if factors is None:
+            return None
+        where = f"for a group with {self.family.size_symbol} = {size:.4g} (the median)"
+        return ImpliedPooling.of(factors, where).describe()
+
     def title(self, data: GroupCounts) -> str:
         return (f"{self.family.name}, {self.pooling_phrase}, method {self.method}, "
                 f"{data.n_groups} groups by {data.group_name!r}")
@@ -280,7 +297,7 @@ class Model(BaseModel):
             lines.append(prior_line("θ_j" if self.pooling == "none" else "θ", text))
             return lines
         lines.append(latex(f"θ_j ~ {family.population_text}"))
-        if isinstance(self.hyperprior, IndependentPrior):
+        if isinstance(self.hyperprior, IndependentPrior | MeanConcentrationPrior):
             for name, dist in _hyperprior_parts(self.hyperprior, family):
                 lines.append(prior_line(UNICODE_SYMBOLS.get(name, name), str(dist)))
         else:
@@ -487,14 +504,12 @@ class Model(BaseModel):
         family = self.family
         prior: dict[str, tuple[NDArray, list[str]]] = {}
         if self.hyperprior is not None:
-            if not isinstance(self.hyperprior, IndependentPrior) or not (
-                    self.hyperprior.alpha.proper and self.hyperprior.beta.proper):
+            if not self.hyperprior.proper:
                 raise SpecificationError(
                     f"the hyperprior {self.hyperprior.spec()!r} is improper, so it has no "
                     "prior predictive; give a proper one, e.g. 'halfnormal(10)' (rates) or "
                     "'mu=normal(0, 10), tau=halfcauchy(5)' (normal)")
-            alpha = self.hyperprior.alpha.sample(rng, size)
-            beta = self.hyperprior.beta.sample(rng, size)
+            alpha, beta = self.hyperprior.sample(family, rng, size)
             a_name, b_name = family.hyper_names
             prior = {a_name: (alpha, []), b_name: (beta, [])}
             with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
@@ -514,11 +529,32 @@ class Model(BaseModel):
         y = family.sample_data(rng, np.asarray(theta), data.n).astype(float)
         return prior, {"y": (y, ["group"])}, {"group": data.labels}
 
+    def _with_simulated(self, data: GroupCounts, simulated: Mapping[str, NDArray]
+                        ) -> GroupCounts:
+        """The groups with simulated counts (estimates), their sizes (standard errors) kept."""
+        return replace(data, y=np.asarray(simulated["y"], dtype=float))
+
+    def _fitted_draws(self, fit: Fit, rng: np.random.Generator, size: int
+                      ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                 dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """θ_j ~ Pop(α̂, β̂) at the empirical-Bayes estimates, y_j ~ p(y | θ_j, n_j)."""
+        data, eb = fit.data, getattr(fit, "eb", None)
+        if eb is None:
+            raise SpecificationError(f"method {self.method!r} has no estimates to simulate from")
+        shape = (size, data.n_groups)
+        theta = self.family.sample_population(rng, np.full(shape, eb.alpha),
+                                              np.full(shape, eb.beta))
+        y = self.family.sample_data(rng, np.asarray(theta), data.n).astype(float)
+        return ({"theta": (np.asarray(theta, dtype=float), ["group"])},
+                {"y": (y, ["group"])}, {"group": data.labels})
+
 
 def _check_hyperprior(family: RateFamily, prior: HyperPrior) -> None:
     """The hyperprior must fit the family's parameters: names, and supports."""
     if isinstance(prior, UniformVariancePrior) and family.name != "normal":
         raise SpecificationError("'flat-tau2' is a prior for the normal family's (μ, τ)")
+    if isinstance(prior, MeanConcentrationPrior):
+        _check_mean_concentration(family, prior)
     if not isinstance(prior, IndependentPrior):
         return
     if family.name == "normal":
@@ -537,6 +573,25 @@ def _check_hyperprior(family: RateFamily, prior: HyperPrior) -> None:
             raise SpecificationError(f"{symbol} > 0 needs a prior on (0, ∞), not {dist}")
 
 
+def _check_mean_concentration(family: RateFamily, prior: MeanConcentrationPrior) -> None:
+    """μ in (0, 1) for beta-binomial and > 0 for gamma-Poisson; κ > 0; rate families only."""
+    if family.name == "normal":
+        raise SpecificationError(
+            "the normal family's population is N(μ, τ²): write e.g. "
+            "'mu=normal(0, 5), tau=halfstudentt(4, 5)', not a concentration kappa=")
+    support, example = (("unit", "beta(2, 20)") if family.name == "beta-binomial"
+                        else ("positive", "lognormal(-7, 1)"))
+    if prior.mean.support != support:
+        where = "(0, 1)" if support == "unit" else "(0, ∞)"
+        raise SpecificationError(
+            f"the {family.name} population's mean μ lies in {where}: give it a prior there, "
+            f"e.g. mu={example}, not {prior.mean}")
+    if not prior.concentration.positive:
+        raise SpecificationError(
+            f"the concentration κ > 0 needs a prior on (0, ∞), e.g. kappa=lognormal(3, 1), "
+            f"not {prior.concentration}")
+
+
 def _estimates_as_counts(estimates: GroupEstimates) -> GroupCounts:
     """Per-group estimates and standard errors in the container every method reads
     (its second column, ``n``, holds the standard error)."""
@@ -550,6 +605,8 @@ def _hyperprior_parts(prior: HyperPrior, family: RateFamily
     constants (the reference priors)."""
     if isinstance(prior, IndependentPrior):
         return list(zip(family.hyper_names, (prior.alpha, prior.beta), strict=True))
+    if isinstance(prior, MeanConcentrationPrior):
+        return [("mu", prior.mean), ("kappa", prior.concentration)]
     flat = Distribution("flat", ())
     return [(name, flat) for name in family.hyper_names]
 

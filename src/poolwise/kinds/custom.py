@@ -45,7 +45,7 @@ equations, but not the function: :func:`poolwise.load` runs no code.
 >>> round(float(model.map(data).params["mu"]), 3)   # (0/100 + 6/1) / (1/100 + 3/1)
 1.993
 >>> model.describe_prior(data)
-'mu ~ Normal(loc=0, scale=10)'
+'mu ~ Normal(0, 10)'
 >>> graph = model_graph_from_numpyro(normal_mean, y=[1.0, 2.0], sigma=1.0)
 >>> [(node.name, node.kind) for node in graph.nodes]
 [('mu', 'latent'), ('y', 'observed'), ('sigma', 'fixed')]
@@ -66,7 +66,7 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, Self, Unpack
+from typing import Any, ClassVar, Self, Unpack, cast
 
 import numpy as np
 import pandas as pd
@@ -86,7 +86,8 @@ from poolwise.results.storage import FitRecord, record_attrs
 from poolwise.vocabulary import Boolean, Constraint, Integer, OneOf, validate
 
 __all__ = ["CUSTOM_METHODS", "CustomData", "CustomFit", "CustomModel", "MAPResult",
-           "latex_label", "load_model", "model_graph_from_numpyro"]
+           "describe_distribution", "distribution_values", "latex_label", "load_model",
+           "model_graph_from_numpyro"]
 
 #: how a custom model can be fitted, the default first
 CUSTOM_METHODS = ("nuts", "map", "laplace")
@@ -103,6 +104,11 @@ RESTARTS = 3
 MODE_JITTER = 0.1
 #: distributions whose wrappers the priors' description looks through
 WRAPPERS = ("Independent", "ExpandedDistribution", "MaskedDistribution")
+#: a distribution at 0 folded onto the positive half-line (|X|) is named as its half
+HALVES = {"StudentT": "HalfStudentT", "Normal": "HalfNormal", "Cauchy": "HalfCauchy"}
+#: NumPyro's truncated distributions and the bounds each holds
+TRUNCATED = {"LeftTruncatedDistribution": ("low",), "RightTruncatedDistribution": ("high",),
+             "TwoSidedTruncatedDistribution": ("low", "high")}
 
 
 def _one_line(error: BaseException) -> str:
@@ -247,6 +253,29 @@ def _model_kwargs(function: Callable[..., Any], data: Any, fixed: Mapping[str, A
     return {k: v for k, v in given.items() if k not in ignored}, ignored
 
 
+def _group_codes(data: Any, group: str) -> tuple[Any, tuple[str, ...], NDArray[np.intp]]:
+    """The data with the column ``group`` replaced by each row's level (0, 1, ... in order
+    of first appearance), the levels as text, and the codes."""
+    if isinstance(data, pd.DataFrame):
+        columns = [str(c) for c in data.columns]
+    elif isinstance(data, Mapping):
+        columns = [str(k) for k in data]
+    else:
+        raise DataError("group= names a column of a table (or a key of a dict)")
+    if group not in columns:
+        raise DataError(f"no column {group!r} for group=; the data's columns: "
+                        f"{', '.join(columns) or 'none'}")
+    values = pd.Series(np.asarray(data[group]).ravel())
+    missing = np.flatnonzero(values.isna().to_numpy())
+    if missing.size:
+        raise DataError(f"row {missing[0] + 1}: the group column {group!r} is missing; "
+                        "every row needs a group label")
+    codes, levels = pd.factorize(values)
+    replaced = (data.assign(**{group: codes}) if isinstance(data, pd.DataFrame)
+                else {**data, group: codes})
+    return replaced, tuple(str(level) for level in levels), codes.astype(np.intp)
+
+
 # -------------------------------------------------------------------------- tracing
 def _x64() -> None:
     from poolwise._ops import start_jax
@@ -280,6 +309,13 @@ def _check_model(name: str, trace: Mapping[str, Any]) -> None:
         raise SpecificationError(
             f"{name}() is not a model of data: none of its numpyro.sample sites "
             f"({', '.join(samples)}) is observed (numpyro.sample(name, dist, obs=data))")
+    for site in observed:  # NumPyro broadcasts a smaller distribution over its data
+        shape, data = tuple(trace[site]["fn"].shape()), tuple(np.shape(trace[site]["value"]))
+        if shape != data:
+            raise SpecificationError(
+                f"{name}(): the observed site {site!r} has data of shape {data} but its "
+                f"distribution has shape {shape}; draw it inside numpyro.plate(..., "
+                f"{data[0] if data else 1}) or give the distribution that shape (.expand)")
     discrete = [s for s in samples if not trace[s]["is_observed"]
                 and trace[s]["fn"].support.is_discrete]
     if discrete:
@@ -307,23 +343,170 @@ def _site_dims(name: str, shape: tuple[int, ...], frames: Sequence[Any]) -> list
 @dataclass(frozen=True)
 class _SiteText:
     """A sample site as the priors' description and the equations write it: its
-    distribution and each argument as (name, plain text, LaTeX)."""
+    distribution with its arguments (:func:`describe_distribution`), as text and LaTeX."""
 
     name: str
     observed: bool
-    distribution: str
-    args: tuple[tuple[str, str, str], ...]
+    law: str                 # e.g. ``HalfStudentT(4, 3.7)``
+    latex_law: str           # e.g. ``\mathrm{HalfStudentT}(4, 3.7)``
     symbol: str              # LaTeX, without $
     ranges: tuple[str, ...]  # LaTeX ``i = 1, \ldots, 100`` of its plates, outermost first
 
     def plain(self) -> str:
-        inside = ", ".join(f"{arg}={text}" for arg, text, _ in self.args)
-        return f"{self.name} ~ {self.distribution}({inside})"
+        return f"{self.name} ~ {self.law}"
 
     def latex(self) -> str:
-        inside = ", ".join(f"{_tex_word(arg)} = {tex}" for arg, _, tex in self.args)
-        line = rf"{self.symbol} \sim \mathrm{{{self.distribution}}}({inside})"
+        line = rf"{self.symbol} \sim {self.latex_law}"
         return line + "".join(rf", \quad {extent}" for extent in self.ranges)
+
+
+def _number_text(value: Any) -> str:
+    """A distribution's argument: its number where every element is the same, else
+    ``<n values>``."""
+    flat = np.asarray(value, dtype=float).ravel()
+    if flat.size and np.all(flat == flat[0]):
+        return f"{float(flat[0]):g}"
+    return f"<{flat.size} values>"
+
+
+def _is_argument(value: Any) -> bool:
+    """Whether a stored attribute is a numeric argument (not a constraint, a shape tuple,
+    a flag or a string)."""
+    if isinstance(value, bool | str | tuple) or value is None:
+        return False
+    try:
+        array = np.asarray(value)
+    except Exception:  # an object NumPy cannot hold
+        return False
+    return array.dtype.kind in "biuf" and array.size > 0
+
+
+def _terms(distribution: Any) -> tuple[str, list[tuple[str | None, Any]]]:
+    """A distribution's (or a transform's) name and arguments as one would write them
+    to NumPyro: ``[(keyword or None for a positional one, value)]``, a value an array, a
+    distribution or a list of transforms.
+
+    Wrappers of shape (Independent, expand, mask) are looked through; ``Probs``/``Logits``
+    classes take the name of the function that makes them (``Binomial``); a distribution at
+    0 folded to the half-line takes its half's name (``HalfStudentT(df, scale)``);
+    truncations are written as NumPyro's ``TruncatedNormal(loc, scale, low=…)`` where it
+    has one, else ``TruncatedDistribution(base, low=…, high=…)``. Other arguments are those
+    of the class's signature that the object holds (not computed on demand), positional up
+    to the first one left out.
+    """
+    import numpyro.distributions as dist
+
+    distribution = _unwrap(distribution)
+    kind = type(distribution).__name__
+    if kind == "FoldedDistribution":
+        base = _unwrap(distribution.base_dist)
+        base_kind = type(base).__name__
+        if base_kind in HALVES and not np.any(np.asarray(base.loc)):
+            held = [(f, v) for f, v in _held(base, type(base)) if f != "loc"]
+            return HALVES[base_kind], _written(held)
+        return kind, [(None, base)]
+    if kind in TRUNCATED:
+        base = _unwrap(distribution.base_dist)
+        bounds: list[tuple[str | None, Any]] = [
+            (bound, getattr(distribution, bound)) for bound in TRUNCATED[kind]]
+        truncated = f"Truncated{type(base).__name__}"
+        if hasattr(dist, truncated):
+            return truncated, [*_terms(base)[1], *bounds]
+        return "TruncatedDistribution", [(None, base), *bounds]
+    if type(distribution) is dist.TransformedDistribution:
+        return kind, [(None, distribution.base_dist), (None, list(distribution.transforms))]
+    name = kind.removesuffix("Probs").removesuffix("Logits")
+    maker = getattr(dist, name, type(distribution)) if name != kind else type(distribution)
+    return name, _written(_held(distribution, maker))
+
+
+def _held(item: Any, maker: Any) -> list[tuple[str, Any | None]]:
+    """Each positional-or-keyword parameter of ``maker`` (a class or the function that makes
+    ``item``) with the numeric value ``item`` holds for it, None where it holds none (a
+    value NumPyro would compute on demand, a constraint, a flag)."""
+    from numpyro.distributions.util import lazy_property
+
+    target = cast(Any, maker).__init__ if isinstance(maker, type) else maker
+    try:
+        parameters = inspect.signature(target).parameters.values()
+    except (TypeError, ValueError):
+        return []
+    stored = vars(item)
+    held: list[tuple[str, Any | None]] = []
+    for parameter in parameters:
+        if parameter.name == "self" or parameter.kind != inspect.Parameter.POSITIONAL_OR_KEYWORD:
+            continue
+        on_demand = isinstance(inspect.getattr_static(type(item), parameter.name, None),
+                               lazy_property)
+        value = stored[parameter.name] if parameter.name in stored else (
+            None if on_demand else getattr(item, parameter.name, None))
+        held.append((parameter.name, value if _is_argument(value) else None))
+    return held
+
+
+def _written(held: Sequence[tuple[str, Any | None]]) -> list[tuple[str | None, Any]]:
+    """The values held, positional up to the first one missing, keywords after it."""
+    written: list[tuple[str | None, Any]] = []
+    positional = True
+    for name, value in held:
+        if value is None:
+            positional = False
+        else:
+            written.append((None if positional else name, value))
+    return written
+
+
+def describe_distribution(distribution: Any,
+                          value_text: Callable[[int, Any], str] | None = None, *,
+                          latex: bool = False) -> str:
+    r"""A NumPyro distribution written out with its parameters: ``Normal(0, 10)``,
+    ``HalfStudentT(4, 3.7)`` (a folded StudentT at 0), ``Binomial(10, logits=0.2)``,
+    ``TruncatedNormal(0, 1, low=0)``,
+    ``TransformedDistribution(Normal(0, 1), [AffineTransform(2, 3), ExpTransform()])``
+    (:func:`_terms` says how each is named).
+
+    ``value_text(k, value)`` writes the k-th numeric argument (in the order written;
+    default: its number, or ``<n values>`` when its elements differ); ``latex``: names in
+    ``\mathrm{}`` and keywords as ``\mathrm{low} = 0``.
+
+    >>> import numpyro.distributions as dist
+    >>> describe_distribution(dist.FoldedDistribution(dist.StudentT(4.0, 0.0, 3.7)))
+    'HalfStudentT(4, 3.7)'
+    """
+    count = [0]
+
+    def leaf(value: Any) -> str:
+        k, count[0] = count[0], count[0] + 1
+        return value_text(k, value) if value_text is not None else _number_text(value)
+
+    def write(item: Any) -> str:
+        if isinstance(item, list):
+            return "[" + ", ".join(write(t) for t in item) + "]"
+        if not hasattr(item, "__dict__") or _is_argument(item):
+            return leaf(item)
+        name, args = _terms(item)
+        parts = []
+        for keyword, value in args:
+            text = write(value)
+            if keyword is not None:
+                text = (rf"{_tex_word(keyword)} = {text}" if latex else f"{keyword}={text}")
+            parts.append(text)
+        return (rf"\mathrm{{{name}}}" if latex else name) + f"({', '.join(parts)})"
+
+    return write(distribution)
+
+
+def distribution_values(distribution: Any) -> list[Any]:
+    """The numeric arguments of :func:`describe_distribution`, in the order it writes them
+    (so that two runs of a model can be compared argument by argument)."""
+    values: list[Any] = []
+
+    def keep(k: int, value: Any) -> str:
+        values.append(value)
+        return ""
+
+    describe_distribution(distribution, keep)
+    return values
 
 
 def _unwrap(distribution: Any) -> Any:
@@ -389,10 +572,8 @@ def _site_texts(function: Callable[..., Any], kwargs: Mapping[str, Any], name: s
     def symbol(site: str, stack: Sequence[Any]) -> str:
         return latex_label(site, [letters[f.name] for f in stack])[1:-1]
 
-    def argument(site: str, arg: str) -> tuple[str, str]:
-        one = np.asarray(getattr(_unwrap(first[site]["fn"]), arg))
-        other = second.get(site)
-        two = np.asarray(getattr(_unwrap(other["fn"]), arg)) if other is not None else one
+    def argument(site: str, one: Any, two: Any) -> tuple[str, str]:
+        one, two = np.asarray(one), np.asarray(two)
         if one.shape != two.shape or not np.array_equal(one, two, equal_nan=True):
             linked = [p for p in parents.get(site, []) if p in latent]
             for parent in linked:
@@ -406,21 +587,30 @@ def _site_texts(function: Callable[..., Any], kwargs: Mapping[str, Any], name: s
                     f"f({', '.join(symbol(p, stacks[p]) for p in linked)})")
         flat = one.ravel()
         if flat.size and np.all(flat == flat[0]):
-            return f"{float(flat[0]):g}", f"{float(flat[0]):g}"
+            return _number_text(one), _number_text(one)
         for key, value in data.items():
             if _broadcast_equal(one, value):
                 return key, symbol(key, _frames_fitting(value.shape, stacks[site]))
-        return f"<{flat.size} values>", r"\ldots"
+        return _number_text(one), r"\ldots"
+
+    def pick(written: list[tuple[str, str]], column: int) -> Callable[[int, Any], str]:
+        """The text (0) or LaTeX (1) of each argument, as worked out."""
+        return lambda k, _: written[k][column]
 
     texts = []
     for site in samples:
-        distribution = _unwrap(first[site]["fn"])
-        args = tuple((arg, *argument(site, arg)) for arg in distribution.arg_constraints
-                     if getattr(distribution, arg, None) is not None)
+        distribution = first[site]["fn"]
+        values = distribution_values(distribution)
+        others = distribution_values(second[site]["fn"]) if site in second else values
+        if len(others) != len(values):  # another structure in the other run
+            others = values
+        written = [argument(site, one, two) for one, two in zip(values, others, strict=True)]
         ranges = tuple(rf"{letters[f.name]} = 1, \ldots, {f.size}" for f in stacks[site])
-        texts.append(_SiteText(site, bool(first[site]["is_observed"]),
-                               type(distribution).__name__, args,
-                               symbol(site, stacks[site]), ranges))
+        texts.append(_SiteText(
+            site, bool(first[site]["is_observed"]),
+            describe_distribution(distribution, pick(written, 0)),
+            describe_distribution(distribution, pick(written, 1), latex=True),
+            symbol(site, stacks[site]), ranges))
     return texts
 
 
@@ -528,7 +718,10 @@ class CustomData:
     sample and deterministic site (its plates where they fit, else ``<site>_dim_<k>``).
     ``distributions`` are the sample sites' NumPyro distributions at NumPyro's initial
     values (empty when read from a file); ``discrete`` the observed sites whose
-    distribution is discrete and whose values are whole numbers.
+    distribution is discrete and whose values are whole numbers. ``group`` names the column
+    of group labels the data were given with (``group=``, ``--group``), ``labels`` its
+    levels (in order of first appearance), ``codes`` each row's level (0, 1, ...: what
+    the function was given for the column) and ``group_plate`` the plate they label.
     """
 
     kwargs: Mapping[str, Any]
@@ -543,6 +736,10 @@ class CustomData:
     #: how many values each sample and deterministic site holds at one draw (empty when
     #: read from a file)
     sizes: Mapping[str, int] = field(default_factory=dict)
+    group: str | None = None
+    labels: tuple[str, ...] = ()
+    codes: NDArray[np.intp] | None = None
+    group_plate: str | None = None
 
     @property
     def notes(self) -> tuple[str, ...]:
@@ -561,17 +758,23 @@ class CustomData:
         return {"ignored": list(self.ignored), "latent": list(self.latent),
                 "observed": list(self.observed), "plates": dict(self.plates),
                 "dims": {k: list(v) for k, v in self.dims.items()},
-                "discrete": list(self.discrete)}
+                "discrete": list(self.discrete), "group": self.group,
+                "labels": list(self.labels), "group_plate": self.group_plate,
+                "codes": None if self.codes is None else self.codes.tolist()}
 
     @classmethod
     def from_record(cls, record: Mapping[str, Any], observed: xr.Dataset) -> CustomData:
         """The data :meth:`to_dict` wrote, with the observed values from the tree."""
+        codes = record.get("codes")
         return cls({}, tuple(record["ignored"]), tuple(record["latent"]),
                    tuple(record["observed"]),
                    {name: np.asarray(observed[name].values) for name in record["observed"]},
                    {k: int(v) for k, v in record["plates"].items()},
                    {k: tuple(v) for k, v in record["dims"].items()}, {},
-                   tuple(record["discrete"]))
+                   tuple(record["discrete"]), group=record.get("group"),
+                   labels=tuple(record.get("labels", ())),
+                   codes=None if codes is None else np.asarray(codes, dtype=np.intp),
+                   group_plate=record.get("group_plate"))
 
 
 # --------------------------------------------------------------------------- the model
@@ -591,7 +794,9 @@ class CustomModel(BaseModel):
         name).
     coords
         Labels for the plates, ``{"widgets": ids}``, used in the summary's ``group``
-        column and the predictive check (default 0, 1, 2, ...).
+        column, the predictive check and the plate diagram (default 0, 1, 2, ...). A table
+        with a column of group labels can name it instead: ``fit(table, group="school")``
+        (:meth:`prepare`).
     method
         ``"nuts"`` (default), ``"map"`` (the mode of :meth:`map` as a single draw) or
         ``"laplace"`` (normal in the unconstrained coordinates at their mode).
@@ -747,23 +952,38 @@ class CustomModel(BaseModel):
         """Bind ``data`` (and the ``constants``) to the function's keyword arguments and run
         it once (module docstring); data already prepared are returned as they are.
 
+        ``group="school"`` names a column of group labels (text or numbers): the function
+        is given each row's level, 0, 1, ..., K − 1 in order of first appearance, in its
+        place (to index a plate's parameters, ``theta[school]``), and the plate of K
+        elements (one not labelled by ``coords``) is labelled with the levels in the
+        summary, the predictive check and the plate diagram; the predictive check groups
+        the rows of an observed site by them.
+
         Raises
         ------
         DataError
-            When the data do not fit the function's arguments.
+            When the data do not fit the function's arguments, or the group column is
+            missing or has missing values.
         SpecificationError
             When calling the function on them fails, it is not a model (no sample sites,
             none observed, discrete or ``param`` sites), ``coords`` do not fit its plates,
-            or columns are named (``y=``): the function's arguments name them.
+            no plate (or more than one) has as many elements as the group column has
+            levels, or columns other than ``group`` are named (``y=``): the function's
+            arguments name them.
         """
         if isinstance(data, CustomData) and constants is None and not columns:
             return data
+        group = columns.pop("group", None)
         if columns:
             raise SpecificationError(
                 f"a custom model takes no column names ({', '.join(f'{k}=' for k in columns)}"
                 "): the data's keys or columns are the function's arguments; give fixed "
-                "values as constants={...}")
+                "values as constants={...} (group= names a column of group labels)")
         function = self._require_function("preparing data")
+        labels: tuple[str, ...] = ()
+        codes = None
+        if group is not None:
+            data, labels, codes = _group_codes(data, str(group))
         if constants is not None and not isinstance(constants, Mapping):
             raise SpecificationError(
                 f"constants must be a mapping of names to values, not "
@@ -789,10 +1009,29 @@ class CustomModel(BaseModel):
         discrete = tuple(s for s in observed if trace[s]["fn"].support.is_discrete
                          and _whole(observed_data[s]))
         self._check_coords(plates)
+        group_plate = None if group is None else self._group_plate(str(group), len(labels),
+                                                                   plates)
         sizes = {s: int(np.size(site["value"])) for s, site in trace.items()
                  if site["type"] in ("sample", "deterministic")}
         return CustomData(kwargs, ignored, latent, observed, observed_data, plates, dims,
-                          {s: trace[s]["fn"] for s in samples}, discrete, sizes)
+                          {s: trace[s]["fn"] for s in samples}, discrete, sizes,
+                          None if group is None else str(group), labels, codes, group_plate)
+
+    def _group_plate(self, group: str, levels: int, plates: Mapping[str, int]) -> str:
+        """The one plate of ``levels`` elements that ``coords`` leave unlabelled."""
+        fitting = [p for p, size in plates.items() if size == levels and p not in self.coords]
+        if len(fitting) == 1:
+            return fitting[0]
+        sizes = ", ".join(f"{p} {size}" for p, size in plates.items()) or "none"
+        if not fitting:
+            raise SpecificationError(
+                f"the group column {group!r} has {levels} levels, but no plate of "
+                f"{self.name}() has {levels} elements to label (its plates: {sizes}); open "
+                f"one with numpyro.plate(name, {levels}) for the groups' parameters")
+        raise SpecificationError(
+            f"the group column {group!r} has {levels} levels, and plates "
+            f"{' and '.join(map(repr, fitting))} both have {levels} elements; label the "
+            f"right one with coords={{{fitting[0]!r}: labels}} instead of group=")
 
     def _check_coords(self, plates: Mapping[str, int]) -> None:
         for plate, labels in self.coords.items():
@@ -811,16 +1050,25 @@ class CustomModel(BaseModel):
             return data
         return self.prepare({} if data is None else data)
 
+    def _plate_labels(self, data: CustomData) -> dict[str, NDArray[Any]]:
+        """The labels of the plates that have them: the coords given, and the group column's
+        levels on its plate."""
+        labelled = dict(self.coords)
+        if data.group_plate is not None:
+            labelled[data.group_plate] = np.asarray(data.labels)
+        return labelled
+
     def _plate_coords(self, data: CustomData) -> dict[str, NDArray[Any]]:
-        """Each plate's labels: the coords given, else 0, 1, 2, ..."""
-        return {plate: self.coords.get(plate, np.arange(size))
+        """Each plate's labels (:meth:`_plate_labels`), else 0, 1, 2, ..."""
+        labelled = self._plate_labels(data)
+        return {plate: labelled.get(plate, np.arange(size))
                 for plate, size in data.plates.items()}
 
     # ------------------------------------------------------------------ describing
     def describe_prior(self, data: Any = None) -> str:
         """The priors of the latent sites with their arguments, e.g.
-        ``alpha ~ HalfNormal(scale=1); N_initial ~ Uniform(low=0, high=10)``; an argument
-        that depends on other parameters is written as the parent it equals or
+        ``alpha ~ HalfNormal(1); N_initial ~ Uniform(0, 10)`` (:func:`describe_distribution`);
+        an argument that depends on other parameters is written as the parent it equals or
         ``f(parents)``. ``data`` (raw or prepared) are needed to run the function."""
         function = self._require_function("describing the prior")
         prepared = self._prepared(data)
@@ -830,7 +1078,7 @@ class CustomModel(BaseModel):
 
     def equations(self, data: Any = None) -> list[str]:
         r"""The model as LaTeX lines: each observed site's distribution, then each latent
-        site's, from the data up (``\alpha \sim \mathrm{HalfNormal}(\mathrm{scale} = 1)``),
+        site's, from the data up (``\alpha \sim \mathrm{HalfNormal}(1)``),
         with the range of its plates."""
         function = self._require_function("writing the equations")
         prepared = self._prepared(data)
@@ -842,7 +1090,8 @@ class CustomModel(BaseModel):
         """The graphical model of the function on ``data`` (see
         :func:`model_graph_from_numpyro`)."""
         function = self._require_function("drawing the graph")
-        return _graph(function, self._prepared(data).kwargs, self.name)
+        prepared = self._prepared(data)
+        return _graph(function, prepared.kwargs, self.name, self._plate_labels(prepared))
 
     def title(self, data: CustomData) -> str:
         extent = (", ".join(f"{size} {plate}" for plate, size in data.plates.items())
@@ -855,8 +1104,9 @@ class CustomModel(BaseModel):
     # ------------------------------------------------------------------ checks
     def check_data(self, data: CustomData, replicated: Mapping[str, NDArray]
                    ) -> list[CheckData]:
-        """Each observed site, flattened, with the label of each element in the site's
-        first plate (None for a site outside every plate)."""
+        """Each observed site, flattened, with the label of each element: its row's group
+        (``group=``) for a site of one value per row, else its label in the site's first
+        plate (None for a site outside every plate)."""
         coords = self._plate_coords(data)
         checks = []
         for name in data.observed:
@@ -865,7 +1115,9 @@ class CustomModel(BaseModel):
             dims = data.dims[name]
             groups = None
             plated = [axis for axis, dim in enumerate(dims) if dim in data.plates]
-            if plated:
+            if data.codes is not None and observed.shape == data.codes.shape:
+                groups = np.asarray(data.labels)[data.codes]
+            elif plated:
                 axis = plated[0]
                 shape = [1] * observed.ndim
                 shape[axis] = -1
@@ -910,6 +1162,29 @@ class CustomModel(BaseModel):
                 dims = [f"{name}_dim_{k}" for k in range(array.ndim - 1)]
             (replicated if name in data.observed else prior)[name] = (array, dims)
         return prior, replicated, self._plate_coords(data)
+
+    # ------------------------------------------------------------------ calibration
+    def _calibration_model(self, data: CustomData) -> CustomModel:
+        """The model itself; ``map`` is refused: it gives one point, not draws to rank."""
+        if self.method == "map":
+            raise SpecificationError("method 'map' gives one point, not posterior draws, so "
+                                     "it cannot be calibrated; calibrate 'laplace' or 'nuts'")
+        return self
+
+    def _with_simulated(self, data: CustomData, simulated: Mapping[str, NDArray]
+                        ) -> CustomData:
+        """The function's arguments with each observed site's simulated values in the
+        argument of the same name."""
+        for site in simulated:
+            if site not in data.kwargs:
+                raise SpecificationError(
+                    f"the observed site {site!r} is not an argument of {self.name}(): "
+                    "calibration passes each simulated site as the argument of its name; "
+                    f"call the argument {site}")
+        values = {site: np.asarray(v).astype(np.asarray(data.kwargs[site]).dtype)
+                  for site, v in simulated.items()}
+        return replace(data, kwargs={**data.kwargs, **values},
+                       observed_data={**data.observed_data, **values})
 
     # ------------------------------------------------------------------ the target
     def _target(self, data: CustomData, start: Mapping[str, Any] | None, seed: int
@@ -1234,7 +1509,8 @@ class CustomModel(BaseModel):
         dims |= {k: [f"{k}_dim_{i}" for i in range(v.ndim)] for k, v in constant.items()}
         texts = _site_texts(function, data.kwargs, self.name)
         try:
-            graph: dict[str, Any] | None = _graph(function, data.kwargs, self.name).to_dict()
+            graph: dict[str, Any] | None = _graph(function, data.kwargs, self.name,
+                                                  self._plate_labels(data)).to_dict()
             graph_error = None
         except SpecificationError as error:
             graph, graph_error = None, str(error)
@@ -1324,6 +1600,15 @@ class CustomFit(Fit):
 
     model: CustomModel
     data: CustomData
+
+    #: divergences that smaller steps do not remove are most often a funnel: a group-level
+    #: scale and the parameters it scales, drawn together (Betancourt & Girolami 2015)
+    DIVERGENCE_HINT: ClassVar[str | None] = (
+        "if divergences remain, the model likely has a funnel: write its group-level "
+        "parameters non-centred, e.g. z = numpyro.sample('z', dist.Normal(0, 1)) in the "
+        "plate and theta = numpyro.deterministic('theta', mu + tau * z) instead of "
+        "numpyro.sample('theta', dist.Normal(mu, tau)) (or wrap the model in "
+        "numpyro.handlers.reparam(config={'theta': LocScaleReparam(0)}))")
 
     @property
     def group_dims(self) -> tuple[str, ...]:
@@ -1463,8 +1748,10 @@ def model_graph_from_numpyro(model_fn: Callable[..., Any], /, **data: Any) -> Mo
     return _graph(model_fn, kwargs, str(getattr(model_fn, "__name__", "model")))
 
 
-def _graph(model_fn: Callable[..., Any], kwargs: Mapping[str, Any], title: str
-           ) -> ModelGraph:
+def _graph(model_fn: Callable[..., Any], kwargs: Mapping[str, Any], title: str,
+           labels: Mapping[str, Any] | None = None) -> ModelGraph:
+    """:func:`model_graph_from_numpyro`, with the plates' ``labels`` where given (``widgets,
+    $i$ = w1, w2, …, w100``)."""
     from numpyro.infer.inspect import get_model_relations
 
     name = getattr(model_fn, "__name__", "model")
@@ -1507,9 +1794,19 @@ def _graph(model_fn: Callable[..., Any], kwargs: Mapping[str, Any], title: str
     for data_name in fixed:
         label = latex_label(data_name, [letters[p] for p in chains[data_name]])
         nodes.append(GraphNode(data_name, label, "fixed"))
-    labelled = tuple(Plate(p.name, f"{_plain(p.name)}, ${letters[p.name]} = 1, \\ldots, "
-                                   f"{p.label}$", p.nodes, p.inside) for p in plates)
+    labels = labels or {}
+    labelled = tuple(Plate(p.name, f"{_plain(p.name)}, ${letters[p.name]}$ = "
+                                   f"{_plain(_label_range(labels[p.name]))}"
+                           if p.name in labels else
+                           f"{_plain(p.name)}, ${letters[p.name]} = 1, \\ldots, {p.label}$",
+                           p.nodes, p.inside) for p in plates)
     return ModelGraph(tuple(nodes), tuple(edges + fixed_edges), labelled, _plain(title))
+
+
+def _label_range(labels: Sequence[Any]) -> str:
+    """A plate's labels in a few words: all of up to four, else ``w1, w2, …, w100``."""
+    words = [str(label) for label in labels]
+    return ", ".join(words if len(words) <= 4 else [*words[:2], "…", words[-1]])
 
 
 def _plain(text: str) -> str:

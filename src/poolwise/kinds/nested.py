@@ -68,7 +68,7 @@ import math
 import re
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar, Unpack
 
 import numpy as np
@@ -81,6 +81,7 @@ from poolwise import _arviz
 from poolwise._ops import NUMPY_OPS, Ops
 from poolwise._random import Stream, generator
 from poolwise.data.estimates import group_estimates
+from poolwise.data.rows import row_number
 from poolwise.data.tables import _require_column, group_counts, group_labels
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
@@ -278,11 +279,11 @@ def nested_data(
     unique = shared.empty
     if not unique:
         label = str(shared.index[0])
-        rows = np.flatnonzero(inner_labels == label)
+        rows = [int(r) for r in np.flatnonzero(inner_labels == label)]
         first = outer_labels[rows[0]]
         second_row = next(r for r in rows if outer_labels[r] != first)
-        where = (f"{inner} {label!r} appears under {outer} {first!r} (row {rows[0] + 1}) and "
-                 f"{outer} {outer_labels[second_row]!r} (row {second_row + 1})")
+        where = (f"{inner} {label!r} appears under {outer} {first!r} ({row_number(rows[0])}) and "
+                 f"{outer} {outer_labels[second_row]!r} ({row_number(second_row)})")
         if inner_unique:
             raise DataError(
                 f"{where}; with inner_unique=True each {inner} belongs to one {outer}. If "
@@ -374,10 +375,10 @@ class NestedPrior:
             if not isinstance(dist, Distribution):
                 raise SpecificationError(
                     f"the prior of {name} must be a Distribution, not {type(dist).__name__}")
-            if name in _LOCATION and dist.positive:
+            if name in _LOCATION and dist.support != "real":
                 raise SpecificationError(
-                    f"{name} is a location on the real line: give it normal(mu, sigma) or "
-                    f"flat, not {dist}")
+                    f"{name} is a location on the real line: give it normal(mu, sigma), "
+                    f"studentt(df, mu, sigma) or flat, not {dist}")
             if name not in _LOCATION and not dist.positive:
                 raise SpecificationError(
                     f"{name} is a scale > 0: give it a prior on (0, ∞) such as halfnormal(1), "
@@ -410,7 +411,8 @@ class NestedPrior:
                               f"in nested prior {text!r}")
             if name in chosen:
                 raise SpecificationError(f"nested prior {text!r} sets {name} twice")
-            chosen[name] = make_distribution(*_parse_call(match.group(2)))
+            chosen[name] = make_distribution(*_parse_call(match.group(2)),
+                                             positive=name not in _LOCATION)
         return cls(**chosen)
 
     def resolve(self, family: RateFamily, data: NestedData) -> NestedPrior:
@@ -830,6 +832,16 @@ class NestedModel(BaseModel):
 
     def _group_dims(self, data: NestedData) -> tuple[str, ...]:
         return GROUP_DIMS
+
+    def _calibration_model(self, data: NestedData) -> NestedModel:
+        """The priors scaled to the user's data fixed at their values (simulated data would
+        rescale them)."""
+        return self.replace(prior=self.prior.resolve(self.family, data).spec())
+
+    def _with_simulated(self, data: NestedData, simulated: Mapping[str, NDArray]
+                        ) -> NestedData:
+        """The experiments with simulated counts (estimates), their sizes kept."""
+        return replace(data, y=np.asarray(simulated["y"], dtype=float))
 
 
 #: the dimensions of the posterior that label groups: labs, then experiments

@@ -39,7 +39,7 @@ import re
 import time
 import warnings
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, ClassVar, Unpack
 
 import numpy as np
@@ -451,6 +451,30 @@ class NIGModel(BaseModel):
         return ({"theta": (theta, dims), "sigma2": (sigma2, dims)},
                 {"mean": (mean, ["group"]), "sum_sq_dev": (ss, ["group"])},
                 {"group": data.labels})
+
+    def _calibration_model(self, data: NIGData) -> NIGModel:
+        """The default prior, scaled to the user's data, fixed (simulated data would
+        rescale it)."""
+        fixed = self._fixed_prior(data)
+        return self if self.prior is not None or fixed is None else self.replace(prior=fixed)
+
+    def _with_simulated(self, data: NIGData, simulated: Mapping[str, NDArray]) -> NIGData:
+        """The groups with simulated means and sums of squares, their sizes kept."""
+        return replace(data, stats=NormalStats(data.stats.n, simulated["mean"],
+                                               simulated["sum_sq_dev"]))
+
+    def _fitted_draws(self, fit: Fit, rng: np.random.Generator, size: int
+                      ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                 dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """(θ_j, σ_j²) from the NIG prior at the type-II ML estimates, then each group's
+        statistics: the prior draws of unpooled groups under that prior."""
+        estimate = getattr(fit, "estimate", None)
+        if estimate is None:
+            raise SpecificationError("only partial pooling (eb-ml) has estimates to simulate "
+                                     "from")
+        prior = NIGPrior(**{k: estimate[k] for k in CONSTANTS})
+        return self.replace(pooling="none", method="exact", prior=prior)._prior_draws(
+            fit.data, rng, size)
 
 
 def _replicate_stats(rng: np.random.Generator, theta: NDArray, sigma2: NDArray,

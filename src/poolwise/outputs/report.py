@@ -33,12 +33,13 @@ if TYPE_CHECKING:
     import pandas as pd
     import xarray as xr
 
+    from poolwise.kinds.calibration import Calibration
     from poolwise.outputs.writer import Decisions
     from poolwise.results.comparison import Comparison, LooComparison
     from poolwise.results.fit import Fit
     from poolwise.results.prediction import Prediction
 
-__all__ = ["REPORT_NAME", "Provenance", "comparison_report", "fit_report"]
+__all__ = ["REPORT_NAME", "Provenance", "calibration_report", "comparison_report", "fit_report"]
 
 #: the report's file name in an output directory
 REPORT_NAME = "report.html"
@@ -67,6 +68,9 @@ FIGURES: dict[str, tuple[str, str]] = {
     "ppc.png": ("check", "Posterior predictive check: the observed statistics against "
                          "their replicated distributions."),
     "ranks.png": ("decisions", "Posterior ranks with their intervals."),
+    "calibration.png": ("calibration", "Calibration: each parameter's ECDF of normalised "
+                                       "ranks less the uniform's, with its simultaneous "
+                                       "band (or the coverage of empirical Bayes)."),
 }
 
 
@@ -134,7 +138,11 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
                messages: Sequence[str] = (), ci_prob: float = 0.95,
                provenance: Provenance | None = None) -> str:
     """The HTML page of ``fit``, with the figures found in ``directory``."""
-    from poolwise.outputs.writer import describe_infinite_moments, prediction_table
+    from poolwise.outputs.writer import (
+        describe_infinite_moments,
+        likelihood_lines,
+        prediction_table,
+    )
     from poolwise.results.checks import describe_extreme, extreme_groups
 
     provenance = provenance or Provenance.of(fit.tree)
@@ -155,6 +163,7 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
         "equations": [_equation(line) for line in fit.equations()],
         "graph": _plate_diagram(figures),
         "priors": fit.prior_statements(),
+        "implied_pooling": fit.implied_pooling(),
         "method": _method(fit),
         "diagnostics": _diagnostic_rows(fit, summary, pareto),
         "problems": problems,
@@ -163,6 +172,8 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
         "summary_rows": len(summary),
         "infinite_moments": describe_infinite_moments(fit),
         "point_estimates": fit.method.startswith("eb-"),
+        "intervals": list(fit.interval_notes(ci_prob).items()),
+        "likelihood": likelihood_lines(fit.likelihood_statistics()),
         "pooling": _pooling(summary),
         "check": _table(check[check["group"].isna()].drop(columns="group")),
         "extreme": [describe_extreme(variable, *counts)
@@ -211,6 +222,29 @@ def comparison_report(directory: Path, comparison: Comparison, *,
         "ci": f"{100 * ci_prob:g}%",
     }
     return _render("comparison.html.j2", context)
+
+
+def calibration_report(directory: Path, calibration: Calibration, *, title: str,
+                       provenance: Provenance | None = None) -> str:
+    """The HTML page of a calibration (:mod:`poolwise.kinds.calibration`): what was done,
+    the verdict, the table and ``calibration.png`` from ``directory``."""
+    from poolwise import _version
+    from poolwise.kinds.calibration import ALPHA
+
+    rows = ([("poolwise", _version.__version__), ("seed", str(calibration.seed))]
+            if provenance is None else
+            [("poolwise", provenance.poolwise), ("Python", provenance.python),
+             ("date", provenance.date), ("seed", str(provenance.seed)),
+             ("command", provenance.command or "in Python"),
+             *([("input", provenance.input)] if provenance.input is not None else [])])
+    context = {"name": _data_name(provenance), "title": title, "mode": calibration.mode,
+               "priors": [calibration.prior], "method": calibration.method,
+               "reps": calibration.reps, "ranked_draws": calibration.ranked_draws,
+               "alpha": f"{ALPHA:g}", "alpha_percent": f"{100 * ALPHA:g} %",
+               "verdict": calibration.verdict, "calibrated": calibration.calibrated,
+               "table": _table(calibration.table), "notes": list(calibration.notes),
+               "sections": _sections(_figures(directory)), "provenance": rows}
+    return _render("calibration.html.j2", context)
 
 
 def _render(template: str, context: Mapping[str, Any]) -> str:

@@ -36,11 +36,11 @@ if TYPE_CHECKING:
     from poolwise.results.comparison import Comparison, LooComparison
     from poolwise.results.fit import Fit
 
-__all__ = ["CORE_FILES", "KIND_FIGURES", "Decisions", "check_record", "clean",
-           "comparison_document", "draw_figures", "fit_document", "fit_figures",
-           "hyperparameters", "prediction_table", "prior_document", "save_figure",
-           "summary_records", "with_ranks", "write_comparison", "write_fit", "write_json",
-           "write_prior_predictive", "write_report"]
+__all__ = ["CORE_FILES", "KIND_FIGURES", "LIKELIHOOD_COLUMNS", "Decisions", "check_record",
+           "clean", "comparison_document", "draw_figures", "fit_document", "fit_figures",
+           "hyperparameters", "likelihood_lines", "prediction_table", "prior_document",
+           "save_figure", "summary_records", "with_ranks", "write_comparison", "write_fit",
+           "write_json", "write_prior_predictive", "write_report"]
 
 #: the files every fit writes, whatever its kind
 CORE_FILES = ("summary.csv", "posterior.nc", "result.json", "report.html", "model.png",
@@ -202,7 +202,8 @@ def fit_figures(fit: Fit, *, ci_prob: float, predictions: Sequence[Prediction] =
     from poolwise.outputs import plots
 
     figures: dict[str, Callable[[], Any]] = {
-        "ppc.png": partial(plots.plot_predictive_check, fit.check_data()),
+        "ppc.png": partial(plots.plot_predictive_check, fit.check_data(),
+                           table=fit.predictive_check()),
     }
     if "posterior" in fit.tree.children and fit.config.draws > 1:
         figures["trace.png"] = partial(plots.plot_trace, fit)
@@ -360,6 +361,26 @@ def describe_infinite_moments(fit: Fit) -> str | None:
             + ", ".join(f"{name} median {entry['median']:.4g}" for name, entry in found.items()))
 
 
+#: lme4's columns of an ML fit's statistics, in its order (``summary(lmer(...))``)
+LIKELIHOOD_COLUMNS = ("AIC", "BIC", "logLik", "deviance", "df.resid")
+
+
+def likelihood_lines(statistics: Mapping[str, float] | None) -> list[str]:
+    """A fit's likelihood statistics (:meth:`~poolwise.results.fit.Fit.likelihood_statistics`)
+    printed as lme4's summary prints them, to one decimal: ``REML criterion at
+    convergence: 1743.6``, or a header ``AIC BIC logLik deviance df.resid`` over its values.
+    None: no lines."""
+    if not statistics:
+        return []
+    if "REML criterion" in statistics:
+        return [f"REML criterion at convergence: {statistics['REML criterion']:.1f}"]
+    values = [f"{statistics[c]:.0f}" if c == "df.resid" else f"{statistics[c]:.1f}"
+              for c in LIKELIHOOD_COLUMNS]
+    widths = [max(len(c), len(v)) + 1 for c, v in zip(LIKELIHOOD_COLUMNS, values, strict=True)]
+    return ["".join(c.rjust(w) for c, w in zip(LIKELIHOOD_COLUMNS, widths, strict=True)),
+            "".join(v.rjust(w) for v, w in zip(values, widths, strict=True))]
+
+
 def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
                  predictions: Sequence[Prediction], messages: Sequence[str],
                  ci_prob: float, decisions: Decisions = Decisions()) -> dict[str, Any]:
@@ -370,9 +391,12 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
     how many the document holds), ``new_group``, ``predict_group``,
     ``predictions``, ``predictive_check``, ``hypotheses``, ``pairwise``, ``notes``,
     ``infinite_moments`` (variables without a finite mean or sd: which, and their median),
-    ``ignored_columns`` (custom models' unused columns), ``warnings``, ``seed``, ``sampler``
-    and the model's own description (``formula`` for mixed models, ``model`` for custom
-    ones). The summary rows carry the rank columns when ranks were asked for."""
+    ``ignored_columns`` (custom models' unused columns), ``warnings``, ``seed``, ``sampler``,
+    ``likelihood`` (eb-ml of a mixed model: lme4's ``REML criterion``, or ``AIC``, ``BIC``,
+    ``logLik``, ``deviance``, ``df.resid`` and ``df``), ``intervals`` (where the intervals
+    are not equal-tailed posterior ones: the parameters → what theirs are, e.g. ``"Wald:
+    …"``) and the model's own description (``formula`` for mixed models, ``model`` for
+    custom ones). The summary rows carry the rank columns when ranks were asked for."""
     from poolwise.results.prediction import ExistingGroup
 
     spec = fit.model.spec()
@@ -394,6 +418,7 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
         "method": fit.method,
         "prior": fit.describe_prior(),
         "priors": fit.prior_statements(),
+        "implied_pooling": fit.implied_pooling(),
         "hyperparameters": hyperparameters(fit, summary),
         "summary": rows,
         "summary_rows": shortened,
@@ -411,6 +436,8 @@ def fit_document(fit: Fit, *, summary: pd.DataFrame, check: pd.DataFrame,
         "warnings": list(messages),
         "seed": fit.seed,
         "sampler": clean({k: fit.info[k] for k in SAMPLER_KEYS if k in fit.info}),
+        "likelihood": clean(fit.likelihood_statistics()),
+        "intervals": fit.interval_notes(ci_prob) or None,
     }
 
 

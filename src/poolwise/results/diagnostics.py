@@ -21,7 +21,7 @@ if TYPE_CHECKING:
     from poolwise.results.fit import Fit
 
 __all__ = ["ESS_PER_CHAIN", "R_HAT_LIMIT", "check_diagnostics", "diagnostic_problems",
-           "settings_advice"]
+           "settings_advice", "smaller_steps_advice"]
 
 R_HAT_LIMIT = 1.01
 ESS_PER_CHAIN = 100
@@ -34,6 +34,15 @@ def settings_advice(*names: str) -> str:
     python = ", ".join(f"{name}=" for name in names)
     cli = ", ".join("--" + name.replace("_", "-") for name in names)
     return f"{python} in Python; {cli} on the command line"
+
+
+def smaller_steps_advice(target_accept: float) -> str:
+    """Raise NUTS's step-size target (Stan's ``adapt_delta``) above ``target_accept``, to
+    0.95 (0.99 from 0.95 up), named for Python and the command line."""
+    higher = 0.95 if target_accept < 0.95 else 0.99
+    return (f"take smaller steps: raise the step-size target from {target_accept:g} to "
+            f"{higher:g} (target_accept={higher:g} in Python; --target-accept {higher:g} on "
+            "the command line), with a longer warm-up (warmup=2000; --warmup 2000)")
 
 
 def _exact_alternative(fit: Fit) -> str:
@@ -72,9 +81,8 @@ def diagnostic_problems(fit: Fit) -> list[str]:
             centred = fit.info.get("parametrisation") == "centred"
             advice = ("the centred form has a funnel where the group-level spread is small: "
                       f"use parametrisation 'non-centred' ({settings_advice('parametrisation')})"
-                      if centred else
-                      "run a longer warm-up with smaller steps "
-                      f"({settings_advice('warmup', 'target_accept')})")
+                      if centred else smaller_steps_advice(fit.config.target_accept)
+                      + (f"; {fit.DIVERGENCE_HINT}" if fit.DIVERGENCE_HINT else ""))
             problems.append(
                 f"{count} divergent transitions: the sampler could not follow the posterior "
                 f"and the draws may be biased; {advice}{exact}")

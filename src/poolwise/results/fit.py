@@ -25,7 +25,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -160,9 +160,30 @@ class Fit(ABC):
         return posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics,
                                  group_dims=self.group_dims)
 
+    #: what else to try when NUTS diverges, beside smaller steps (the kind's own advice)
+    DIVERGENCE_HINT: ClassVar[str | None] = None
+
+    def interval_notes(self, ci_prob: float = 0.95) -> dict[str, str]:
+        """What the summary's ``lower`` and ``upper`` are where they are not equal-tailed
+        posterior intervals: the parameters' names (comma-separated) → ``"kind: how"``,
+        e.g. ``{"b": "Wald: estimate ± 1.96 × sd, …"}``. Empty (the default): every
+        interval is an equal-tailed interval of the fit's draws."""
+        return {}
+
+    def likelihood_statistics(self) -> dict[str, float] | None:
+        """lme4's fit statistics of a point estimate (``REML criterion``, or ``AIC``,
+        ``BIC``, ``logLik``, ``deviance``, ``df.resid`` and ``df``); None for a fit without
+        one (full Bayes)."""
+        return None
+
     def describe_prior(self) -> str:
         """The prior as this fit used it (with defaults resolved for its data)."""
         return self.model.describe_prior(self.data)
+
+    def implied_pooling(self) -> str | None:
+        """The prior's pooling factor of a typical group, in words (None where there is
+        none): its median and central 90 % interval, shown beside the prior."""
+        return self.model.implied_pooling(self.data)
 
     def prior_statements(self) -> list[str]:
         """The prior as the lines it is printed in (one per term for mixed models)."""
@@ -281,8 +302,14 @@ class Fit(ABC):
                          ) -> pd.DataFrame:
         """The posterior predictive check: for the whole data and for each group, the
         observed statistic, its replicated mean and ``ci_prob`` interval, and the Bayesian
-        p-value (:func:`~poolwise.results.checks.check_table`)."""
-        return check_table(self.check_data(seed=seed), ci_prob)
+        p-value (:func:`~poolwise.results.checks.check_table`; made once per ``ci_prob``
+        unless a ``seed`` asks for other replicates)."""
+        if seed is not None:
+            return check_table(self.check_data(seed=seed), ci_prob)
+        key = ("predictive_check", ci_prob)
+        if key not in self._memo:
+            self._memo[key] = check_table(self.check_data(), ci_prob)
+        return self._memo[key].copy(deep=False)
 
     def check_data(self, *, seed: int | None = None) -> list[Any]:
         """The observed and replicated quantities the predictive check compares.

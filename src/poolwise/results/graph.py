@@ -247,9 +247,11 @@ def _find_cycle(names: Sequence[str], edges: Iterable[tuple[str, str]]) -> list[
 
 # ------------------------------------------------------------------ shared LaTeX pieces
 #: LaTeX and plain symbols of the population parameters' names
-SYMBOLS = {"alpha": r"\alpha", "beta": r"\beta", "mu": r"\mu", "tau": r"\tau"}
-UNICODE_SYMBOLS = {"alpha": "α", "beta": "β", "mu": "μ", "tau": "τ"}
-_GREEK = {"α": "alpha", "β": "beta", "μ": "mu", "τ": "tau", "θ": "theta", "σ": "sigma"}
+SYMBOLS = {"alpha": r"\alpha", "beta": r"\beta", "mu": r"\mu", "tau": r"\tau",
+           "kappa": r"\kappa"}
+UNICODE_SYMBOLS = {"alpha": "α", "beta": "β", "mu": "μ", "tau": "τ", "kappa": "κ"}
+_GREEK = {"α": "alpha", "β": "beta", "μ": "mu", "τ": "tau", "θ": "theta", "σ": "sigma",
+          "κ": "kappa"}
 
 
 def range_label(index: str, extent: str) -> str:
@@ -267,7 +269,7 @@ def latex(text: str) -> str:
     text = re.sub(r"\^\(([^()]*)\)", r"^{\1}", text)
     text = re.sub(r"\b([A-Z][A-Za-z]*)\(", r"\\mathrm{\1}(", text)
     text = text.replace("∝", r"\propto").replace("~", r"\sim").replace("²", "^2")
-    return re.sub("[αβμτθσ](?=([A-Za-z]?))",
+    return re.sub("[αβμτθσκ](?=([A-Za-z]?))",
                   lambda m: "\\" + _GREEK[m.group(0)] + (" " if m.group(1) else ""), text)
 
 

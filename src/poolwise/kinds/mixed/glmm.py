@@ -38,6 +38,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import optimize
 
+from poolwise._random import Stream, generator
 from poolwise.exceptions import SpecificationError
 from poolwise.families.glm import row_likelihood
 from poolwise.inference.agq import (
@@ -48,7 +49,16 @@ from poolwise.inference.agq import (
     group_rows,
     log_marginal,
 )
+from poolwise.inference.importance import DEFAULT_DF
 from poolwise.kinds.mixed.design import MixedDesign
+from poolwise.kinds.mixed.inference import (
+    _prior_data,
+    _Structure,
+    _variance_start,
+    corr_cholesky,
+    term_factor,
+)
+from poolwise.kinds.mixed.priors import MixedPriors
 from poolwise.kinds.mixed.reml import LMMEstimate
 
 FloatArray = NDArray[np.float64]
@@ -80,18 +90,27 @@ def check_agq(n_agq: Any) -> int:
     return int(n_agq)
 
 
-def check_glmm(design: MixedDesign) -> None:
-    """Refuse what the AGQ likelihood does not cover, saying what would do."""
+def agq_obstacle(design: MixedDesign, what: str) -> str | None:
+    """Why ``what`` (a method) by adaptive quadrature does not cover ``design``, or None:
+    it needs the binomial, bernoulli or poisson family and one group term of one or two
+    effects (each group's effects a separate low-dimensional integral)."""
     if design.family not in GLMM_FAMILIES:
-        raise SpecificationError(
-            f"maximum likelihood by adaptive quadrature is for the {', '.join(GLMM_FAMILIES)} "
-            f"families, not {design.family}")
-    design.needs_rows("maximum likelihood by adaptive quadrature")
+        return (f"{what} by adaptive quadrature is for the {', '.join(GLMM_FAMILIES)} "
+                f"families, not {design.family}")
     if len(design.terms) != 1 or design.terms[0].n_effects > 2:
         terms = " + ".join(t.label for t in design.terms) or "no group terms"
-        raise SpecificationError(
-            "maximum likelihood by adaptive quadrature needs one group term with one or two "
-            f"effects, such as (1 | g) or (1 + x | g), not {terms}; use method 'nuts'")
+        return (f"{what} by adaptive quadrature needs one group term with one or two "
+                f"effects, such as (1 | g) or (1 + x | g), not {terms}")
+    return None
+
+
+def check_glmm(design: MixedDesign, what: str = "maximum likelihood") -> None:
+    """Refuse what the AGQ likelihood does not cover (:func:`agq_obstacle`), saying what
+    would do."""
+    design.needs_rows(f"{what} by adaptive quadrature")
+    obstacle = agq_obstacle(design, what)
+    if obstacle is not None:
+        raise SpecificationError(f"{obstacle}; use method 'nuts'")
 
 
 class _Problem:
@@ -116,13 +135,62 @@ class _Problem:
         rho = math.tanh(theta[-1]) if self.correlated else 0.0
         return beta, sd, rho
 
+    def factors(self, theta: FloatArray) -> FloatArray:
+        """Λ (P, k, k) at each row of θ (P, size): diag(sd) L, L the Cholesky factor of the
+        correlation matrix from the coordinate atanh ρ (NumPyro's, as NUTS samples it)."""
+        sd = np.exp(theta[:, self.p:self.p + self.k])
+        chol = corr_cholesky(theta[:, -1:], np)[0] if self.correlated else None
+        return np.asarray(term_factor(sd, chol), dtype=float)
+
     def parts(self, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
         """(base η = Xβ + offset, Λ) at θ."""
-        beta, sd, rho = self.split(theta)
-        factor = np.diag(sd)
-        if self.k == 2:
-            factor[1, 0], factor[1, 1] = rho * sd[1], math.sqrt(1.0 - rho * rho) * sd[1]
-        return self.x @ beta + self.offset, factor
+        return self.x @ theta[:self.p] + self.offset, self.factors(theta[None, :])[0]
+
+    def copies(self, theta: FloatArray) -> tuple[GroupedRows, FloatArray, FloatArray]:
+        """The rows once per row of θ (P, size), each (point, level) pair a group of its
+        own (group P·J), with each row's loadings Λ_Pᵀz_i as its covariates so that AGQ and
+        the draws run at Λ = I on the whitened effects u (b = Λ_P u); the base η (P·n,);
+        and Λ_P (P, k, k)."""
+        rows, n = self.rows, self.rows.group.size
+        copies = theta.shape[0]
+        factors = self.factors(theta)
+        loadings = np.einsum("ne,pef->pnf", rows.z, factors)
+        expanded = GroupedRows(
+            loadings.reshape(copies * n, self.k),
+            (np.arange(copies)[:, None] * rows.n_groups + rows.group[None, :]).ravel(),
+            (np.arange(copies)[:, None] * n + rows.starts[None, :]).ravel(),
+            rows.likelihood.take(np.tile(np.arange(n), copies)))
+        base = (theta[:, :self.p] @ self.x.T + self.offset).ravel()
+        return expanded, base, factors
+
+    def log_marginals(self, theta: FloatArray, n_agq: int) -> FloatArray:
+        """ℓ(θ) = Σ_j log p(y_j | β, Σ) at each row of θ (P,), by AGQ, in blocks of
+        about :data:`DRAW_BLOCK_ROWS` rows; −inf where it is not finite."""
+        block = max(1, DRAW_BLOCK_ROWS // self.rows.group.size)
+        out = np.empty(theta.shape[0])
+        eye = np.eye(self.k)
+        for at in range(0, theta.shape[0], block):
+            rows, base, _ = self.copies(theta[at:at + block])
+            with np.errstate(all="ignore"):  # far out, η overflows: −inf or NaN
+                modes = conditional_modes(rows, base, eye)
+                values = log_marginal(rows, base, eye, n_agq, modes)
+            out[at:at + block] = values.reshape(-1, self.rows.n_groups).sum(axis=1)
+        return np.where(np.isfinite(out), out, -np.inf)
+
+    def draw_effects(self, theta: FloatArray, rng: np.random.Generator) -> FloatArray:
+        """One exact draw of every group's effects given y at each row of θ (P, size)
+        (P, J, k): :func:`poolwise.inference.agq.draw_effects` on the whitened u, then
+        b = Λu, in blocks of draws."""
+        block = max(1, DRAW_BLOCK_ROWS // self.rows.group.size)
+        eye = np.eye(self.k)
+        out = []
+        for at in range(0, theta.shape[0], block):
+            rows, base, factors = self.copies(theta[at:at + block])
+            modes = conditional_modes(rows, base, eye)
+            white = draw_effects(rows, base, eye, modes, 1, rng)[0]
+            white = white.reshape(factors.shape[0], self.rows.n_groups, self.k)
+            out.append(np.einsum("pjf,pef->pje", white, factors))
+        return np.concatenate(out, axis=0)
 
     def log_likelihood(self, theta: FloatArray, n_agq: int) -> float:
         """ℓ(θ), the modes starting from the last evaluation's."""
@@ -209,36 +277,83 @@ def draw_glmm_effects(design: MixedDesign, estimate: LMMEstimate, beta: FloatArr
                       rng: np.random.Generator) -> FloatArray:
     """One exact draw of every group's effects given y, each row of ``beta`` (draws, p)
     and the estimated Σ (draws, levels, k), by
-    :func:`poolwise.inference.agq.draw_effects`: each (draw, level) pair is a group of its
-    own, so the modes of all pairs are found at once, in blocks of draws."""
+    :func:`poolwise.inference.agq.draw_effects` (:meth:`_Problem.draw_effects`)."""
     check_glmm(design)
     term = design.terms[0]
     problem = _Problem(design)
     sd = estimate.sd[term.factor]
     rho = float(estimate.cor[term.factor][1, 0]) if term.factor in estimate.cor else 0.0
-    theta = np.concatenate([np.zeros(problem.p), np.log(np.maximum(sd, 1e-300)),
-                            [math.atanh(rho)] if problem.correlated else []])
-    factor = problem.parts(theta)[1]
-    # every draw's Newton steps start from the modes at β̂
-    centre = conditional_modes(problem.rows, problem.x @ estimate.beta + problem.offset,
-                               factor).mode
-    levels, n = term.n_levels, design.n_obs
-    block = max(1, DRAW_BLOCK_ROWS // n)
-    out = []
-    for at in range(0, beta.shape[0], block):
-        chunk = np.asarray(beta[at:at + block], dtype=float)
-        copies = chunk.shape[0]
-        # rows of problem.rows (sorted by level) repeated once per draw, draw by draw
-        expanded = GroupedRows(
-            np.tile(problem.rows.z, (copies, 1)),
-            (np.arange(copies)[:, None] * levels + problem.rows.group[None, :]).ravel(),
-            (np.arange(copies)[:, None] * n + problem.rows.starts[None, :]).ravel(),
-            problem.rows.likelihood.take(np.tile(np.arange(n), copies)))
-        base = (chunk @ problem.x.T + problem.offset).ravel()
-        modes = conditional_modes(expanded, base, factor, np.tile(centre, (copies, 1)))
-        drawn = draw_effects(expanded, base, factor, modes, 1, rng)
-        out.append(drawn.reshape(copies, levels, problem.k))
-    return np.concatenate(out, axis=0)
+    variance = np.concatenate([np.log(np.maximum(sd, 1e-300)),
+                               [math.atanh(rho)] if problem.correlated else []])
+    theta = np.column_stack([np.asarray(beta, dtype=float),
+                             np.broadcast_to(variance, (beta.shape[0], variance.size))])
+    return problem.draw_effects(theta, rng)
+
+
+class GlmmPosterior:
+    """The posterior of θ = (β, log sd, atanh ρ) of a one-factor GLMM with every group's
+    effects integrated out by AGQ, for method ``importance``:
+
+        log p(θ | y) = Σ_j log p(y_j | β, Σ) + Σ_i log p(β_i) + Σ_e [log p(sd_e) + log sd_e]
+                       + log LKJ(L | η) + log |∂L/∂x|,
+
+    the first term by :func:`poolwise.inference.agq.log_marginal` (``n_agq`` points per
+    dimension), the others the priors that NUTS uses (:mod:`poolwise.kinds.mixed.priors`;
+    for the variance coordinates the same code,
+    :meth:`poolwise.kinds.mixed.inference._Structure.variance_parts`), with the Jacobians
+    of the unconstrained coordinates. Evaluated at many θ at once in NumPy; the group
+    effects are then drawn exactly from their conditional at each draw of θ.
+    """
+
+    def __init__(self, design: MixedDesign, priors: MixedPriors, n_agq: int) -> None:
+        check_glmm(design, "importance sampling")
+        self.n_agq = check_agq(n_agq)
+        self.design, self.priors = design, priors
+        self.problem = _Problem(design)
+        self.structure = _Structure.of(design, priors, explicit=False)
+        self.prior = _prior_data(design, priors)
+        variance = _variance_start(design, priors, 1.0, self.structure.layout)[0]
+        self.start = np.concatenate([_glm_start(self.problem), variance])
+        term = design.terms[0]
+        correlation = ", atanh ρ" if self.problem.correlated else ""
+        points = (f"{self.n_agq} points" if term.n_effects == 1
+                  else f"{self.n_agq}² points")
+        self.sampled = (
+            f"(β, log sd{correlation}) by importance sampling from a "
+            f"Student-t({DEFAULT_DF:g}) at their "
+            f"posterior mode, each group's effects integrated out by adaptive Gauss–Hermite "
+            f"quadrature ({points}), Pareto-smoothed and resampled; group effects drawn "
+            "exactly given them")
+
+    def log_density(self, theta: FloatArray) -> FloatArray:
+        """log p(θ | y) up to a constant at each row of θ (P, size)."""
+        theta = np.atleast_2d(np.asarray(theta, dtype=float))
+        p = self.problem.p
+        with np.errstate(all="ignore"):
+            log_prior = self.structure.variance_parts(theta[:, p:], self.prior, np)[0]
+            log_prior = log_prior + sum(
+                (prior.log_density(theta[:, i]) for i, prior in enumerate(self.priors.fixed)),
+                np.zeros(theta.shape[0]))
+        log_prior = np.where(np.isfinite(log_prior), log_prior, -np.inf)
+        out = np.full(theta.shape[0], -np.inf)
+        finite = np.isfinite(log_prior)
+        if np.any(finite):
+            out[finite] = log_prior[finite] + self.problem.log_marginals(theta[finite],
+                                                                         self.n_agq)
+        return out
+
+    def draw(self, theta: FloatArray, seed: int) -> dict[str, FloatArray]:
+        """The posterior's variables at each row of θ (S, size): ``b``, ``sd_f``,
+        ``cor_f`` (a correlated pair) and ``r_f``, the group effects drawn exactly."""
+        term, problem = self.design.terms[0], self.problem
+        rng = generator(seed, Stream.CONDITIONAL)
+        out = {"b": theta[:, :problem.p].copy(),
+               f"sd_{term.factor}": np.exp(theta[:, problem.p:problem.p + problem.k])}
+        if problem.correlated:
+            chol = corr_cholesky(theta[:, -1:], np)[0]
+            out[f"cor_{term.factor}"] = chol @ np.swapaxes(chol, 1, 2)
+        out[f"r_{term.factor}"] = problem.draw_effects(theta, rng)
+        return out
 
 
 def _glm_start(problem: _Problem) -> FloatArray:
@@ -269,5 +384,5 @@ def _hessian(function: Any, theta: FloatArray) -> FloatArray:
     return hessian
 
 
-__all__ = ["DEFAULT_AGQ", "GLMM_FAMILIES", "MAX_AGQ", "agq_method", "check_agq", "check_glmm",
-           "draw_glmm_effects", "fit_glmm"]
+__all__ = ["DEFAULT_AGQ", "GLMM_FAMILIES", "MAX_AGQ", "GlmmPosterior", "agq_method", "agq_obstacle",
+           "check_agq", "check_glmm", "draw_glmm_effects", "fit_glmm"]

@@ -247,7 +247,7 @@ def _prior_texts(priors: MixedPriors) -> dict[str, str]:
     ``b[name]``, ``sigma``, ``sd_factor[effect]``, ``cor_factor``."""
     keys = [f"b[{n}]" for n in priors.fixed_names]
     keys += [priors.family_parameter[0]] if priors.family_parameter is not None else []
-    keys += [f"sd_{f}[{e}]" for f, e in priors.sd]
+    keys += [priors.sd_prior(f, e)[0] for f, e in priors.sd]
     keys += [f"cor_{f}" for f in priors.cor]
     lines = priors.describe()
     texts = {}
@@ -364,7 +364,10 @@ def mixed_graph(model: MixedModel, data: MixedData) -> ModelGraph:
             sd = f"sd_{factor}[{effect}]"
             symbol = rf"\tau_{{{sub},{name}}}" if term.n_effects > 1 else rf"\tau_{{{name}}}"
             builder.add(sd, f"${symbol}$", "latent", children=(node,))
-            builder.constants(sd, priors.sd[factor, effect])
+            prior_name, prior = priors.sd_prior(factor, effect)
+            builder.constants(sd, prior)
+            if prior_name.startswith("icc_"):  # τ's prior is that of τ²/(τ² + σ²)
+                builder.edges.append(("sigma", sd))
         if factor in priors.cor:
             cor = f"cor_{factor}"
             builder.add(cor, rf"$\Omega_{{{name}}}$", "latent", children=(node,))
@@ -501,7 +504,10 @@ def mixed_equations(model: MixedModel, data: MixedData) -> list[str]:
         subs = _effect_subscripts(term.names, design.fixed_names)
         for effect, sub in zip(term.names, subs, strict=True):
             symbol = rf"\tau_{{{sub},{name}}}" if term.n_effects > 1 else rf"\tau_{{{name}}}"
-            lines.append(_prior_line(symbol, texts[f"sd_{term.factor}[{effect}]"]))
+            key = priors.sd_prior(term.factor, effect)[0]
+            if key.startswith("icc_"):
+                symbol = rf"{symbol}^2 / ({symbol}^2 + \sigma^2)"
+            lines.append(_prior_line(symbol, texts[key]))
         if term.factor in priors.cor:
             lines.append(_prior_line(rf"\Omega_{{{name}}}", texts[f"cor_{term.factor}"]))
     return lines

@@ -83,9 +83,10 @@ from poolwise._ops import start_jax
 from poolwise._random import Stream, generator, jax_key
 from poolwise.exceptions import SpecificationError
 from poolwise.inference.base import SamplerConfig
+from poolwise.inference.importance import DEFAULT_DF
 from poolwise.inference.nuts import CHAIN_METHOD, run_chains
 from poolwise.kinds.mixed.design import FAMILIES, FAMILY_PARAMETERS, GroupTerm, MixedDesign
-from poolwise.kinds.mixed.priors import MixedPriors
+from poolwise.kinds.mixed.priors import MixedPriors, icc_log_density
 from poolwise.priors import Distribution
 
 FloatArray = NDArray[np.float64]
@@ -637,51 +638,61 @@ MIN_PROPOSALS = 4000
 CHUNK_VALUES = 4_000_000
 
 
-def integrate_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
-                    ) -> tuple[MixedDraws | None, dict[str, Any]]:
-    """Method ``importance`` for the normal family: the variance parameters x = (log σ,
-    log sd, correlation coordinates) by Pareto-smoothed importance sampling of
-    log p(x | y) (module docstring; β and b integrated out) from a Student-t at its mode
-    (:func:`poolwise.inference.importance.importance_sample`), then β and b drawn exactly
-    at each resampled x, as the marginal parametrisation does after NUTS. NumPy only.
+def integrate_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig, *,
+                    n_agq: int | None = None) -> tuple[MixedDraws | None, dict[str, Any]]:
+    """Method ``importance``: the few parameters x left once the group effects (and, in
+    the normal family, β) are integrated out, by Pareto-smoothed importance sampling of
+    log p(x | y) from a Student-t at its mode
+    (:func:`poolwise.inference.importance.importance_sample`), then the rest drawn exactly
+    at each resampled x. NumPy only.
 
-    Returns the draws (None when the diagnostic fails: k̂ too large, or no mode) and the
-    info: ``pareto_k``, ``pareto_k_limit``, ``importance_ess`` (of the weights),
-    ``ess`` (of the chains × draws resampled draws, :func:`resampled_ess`), ``proposals``,
-    ``sampled``, ``importance_problem`` (None, or why the draws cannot be used).
+    Normal family: x = (log σ, log sd, correlation coordinates), β and b integrated out
+    (module docstring) and drawn from their Gaussian conditional, as the marginal
+    parametrisation does after NUTS. Binomial, bernoulli and poisson with one group term of
+    one or two effects: x = (β, log sd, atanh ρ), each group's effects integrated out by
+    adaptive quadrature with ``n_agq`` points per dimension (None: the default) and drawn
+    exactly from their conditional (:class:`poolwise.kinds.mixed.glmm.GlmmPosterior`).
+
+    Returns the draws (None when the diagnostic fails: k̂ too large, or no mode, or a GLMM
+    that adaptive quadrature does not cover) and the info: ``pareto_k``,
+    ``pareto_k_limit``, ``importance_ess`` (of the weights), ``ess`` (of the chains ×
+    draws resampled draws, :func:`resampled_ess`), ``proposals``, ``sampled``,
+    ``importance_problem`` (None, or why the draws cannot be used).
     """
-    from poolwise.inference.importance import (
-        DEFAULT_DF,
-        importance_sample,
-        pareto_k_limit,
-        resampled_ess,
+    from poolwise.inference.importance import importance_sample, pareto_k_limit, resampled_ess
+    from poolwise.kinds.mixed.glmm import (
+        DEFAULT_AGQ,
+        GLMM_FAMILIES,
+        GlmmPosterior,
+        agq_obstacle,
     )
 
     _check(design, priors)
-    if design.family != "normal":
+    target: _NumpyMarginal | GlmmPosterior
+    if design.family == "normal":
+        target = _NumpyMarginal(design, priors)
+    elif design.family in GLMM_FAMILIES:
+        obstacle = agq_obstacle(design, "importance sampling")
+        if obstacle is not None:  # effects not separable by group: NUTS, as stated
+            return None, {"importance_problem": obstacle}
+        target = GlmmPosterior(design, priors, DEFAULT_AGQ if n_agq is None else n_agq)
+    else:
         raise SpecificationError(
-            f"method 'importance' integrates the Gaussian group effects out and needs the "
-            f"normal family, not {design.family}; use method 'nuts'")
-    marginal = _NumpyMarginal(design, priors)
+            f"method 'importance' is for the normal, {', '.join(GLMM_FAMILIES)} families, "
+            f"not {design.family}; use method 'nuts'")
     total = config.chains * config.draws
     size = max(PROPOSALS_PER_DRAW * total, MIN_PROPOSALS)
     rng = generator(config.seed, Stream.FIT)
-    sample = importance_sample(marginal.log_density, marginal.start, size=size, rng=rng)
+    sample = importance_sample(target.log_density, target.start, size=size, rng=rng)
     info: dict[str, Any] = {
         "pareto_k": sample.pareto_k, "pareto_k_limit": pareto_k_limit(size),
         "importance_ess": sample.ess, "proposals": size,
-        "sampled": (f"(log σ, log sd, correlation Cholesky coordinates) by importance "
-                    f"sampling from a Student-t({DEFAULT_DF:g}) at their posterior mode, "
-                    "Pareto-smoothed and resampled; β and group effects drawn exactly "
-                    "given them"),
+        "sampled": target.sampled,
         "importance_problem": sample.problem}
     if not sample.ok:
         return None, info
     info["ess"] = resampled_ess(sample.ess, total)
-    z = sample.resample(rng, total)
-    noise = generator(config.seed, Stream.CONDITIONAL).standard_normal(
-        (total, marginal.stats.wtw.shape[0]))
-    drawn = marginal.coefficients(z, noise)
+    drawn = target.draw(sample.resample(rng, total), config.seed)
     posterior = {name: values.reshape(config.chains, config.draws, *values.shape[1:])
                  for name, values in drawn.items()}
     dims, coords = posterior_dims(design)
@@ -705,6 +716,10 @@ class _NumpyMarginal:
         split = self.stats.segments[0].stop if design.terms else 0
         widest = max((t.n_effects for t in design.terms), default=1)
         self.chunk = max(1, CHUNK_VALUES // (split * widest + (size - split) * size + 1))
+        self.sampled = ("(log σ, log sd, correlation Cholesky coordinates) by importance "
+                        f"sampling from a Student-t({DEFAULT_DF:g}) at their posterior mode, "
+                        "Pareto-smoothed and resampled; β and group effects drawn exactly "
+                        "given them")
 
     def log_density(self, z: FloatArray) -> FloatArray:
         out = np.empty(z.shape[0])
@@ -713,6 +728,13 @@ class _NumpyMarginal:
                 out[start:start + self.chunk] = -self.potential(
                     z[start:start + self.chunk], self.data, np)
         return out
+
+    def draw(self, z: FloatArray, seed: int) -> dict[str, FloatArray]:
+        """σ, β (``b``), and per term the sds, correlations and group effects at each z,
+        (b, β) drawn from their Gaussian conditional."""
+        noise = generator(seed, Stream.CONDITIONAL).standard_normal(
+            (z.shape[0], self.stats.wtw.shape[0]))
+        return self.coefficients(z, noise)
 
     def coefficients(self, z: FloatArray, noise: FloatArray) -> dict[str, FloatArray]:
         """σ, β (``b``), and per term the sds, correlations and group effects at each z."""
@@ -798,7 +820,8 @@ class _Structure:
         own = priors.family_parameter  # checked against the family in _check
         return cls(design.family, terms, len(design.fixed_names), layout,
                    None if own is None else (own[0], own[1].name),
-                   tuple(tuple(priors.sd[t.factor, e].name for e in t.names) for t in terms))
+                   tuple(tuple(_sd_prior_name(priors, t.factor, e) for e in t.names)
+                         for t in terms))
 
     def variance_parts(self, z: Any, prior: dict[str, Any], xp: Any = None
                        ) -> tuple[Any, Any, list[Any], list[Any | None]]:
@@ -825,7 +848,9 @@ class _Structure:
             log_sd = layout.get(z, f"log_sd_{term.factor}")
             sd = xp.exp(log_sd)
             for e, (name, values) in enumerate(zip(names, params, strict=True)):
-                log_prior = log_prior + Distribution(name, values).log_density(sd[..., e], ops)
+                log_prior = log_prior + (
+                    icc_log_density(sd[..., e], value, values, ops) if name == ICC
+                    else Distribution(name, values).log_density(sd[..., e], ops))
             log_prior = log_prior + xp.sum(log_sd, axis=-1)
             chol = None
             if correlated(term):
@@ -843,9 +868,19 @@ def _prior_data(design: MixedDesign, priors: MixedPriors) -> dict[str, Any]:
     own = priors.family_parameter
     return {"loc": priors.fixed_loc, "scale": priors.fixed_scale,
             "family": () if own is None else own[1].params,
-            "sd": tuple(tuple(priors.sd[t.factor, e].params for e in t.names)
+            "sd": tuple(tuple(priors.sd_prior(t.factor, e)[1].params for e in t.names)
                         for t in design.terms),
             "eta": tuple(float(priors.cor.get(t.factor, 1.0)) for t in design.terms)}
+
+
+#: the name a sd's prior has in :class:`_Structure` when it is a prior on the ICC
+ICC = "icc"
+
+
+def _sd_prior_name(priors: MixedPriors, factor: str, effect: str) -> str:
+    """The distribution of the sd's prior, or :data:`ICC` for a prior on the ICC."""
+    name, dist = priors.sd_prior(factor, effect)
+    return ICC if name.startswith("icc_") else dist.name
 
 
 @dataclass(frozen=True)
@@ -892,6 +927,8 @@ def _scale_of(dist: Any) -> float:
     """A typical value of a positive prior: its scale, 1/rate, mean or median."""
     if dist.name in {"halfnormal", "halfcauchy"}:
         return float(dist.params[0])
+    if dist.name == "halfstudentt":
+        return float(dist.params[1])
     if dist.name == "exponential":
         return 1.0 / dist.params[0]
     if dist.name == "gamma":

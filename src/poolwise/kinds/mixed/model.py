@@ -8,7 +8,10 @@ The model (:mod:`poolwise.kinds.mixed.design`)
 is fitted by NUTS (:mod:`poolwise.kinds.mixed.inference`; the normal family integrates β
 and the group effects out and draws them afterwards), by ``importance`` (the normal
 family's default: the few variance parameters by Pareto-smoothed importance sampling, no
-Markov chain, with an automatic and stated fallback to NUTS when its diagnostic fails) or
+Markov chain, with an automatic and stated fallback to NUTS when its diagnostic fails; the
+default too of binomial, bernoulli and poisson models with one grouping factor, whose
+β and variance parameters are sampled so with each group's effects integrated out by
+adaptive quadrature, :class:`~poolwise.kinds.mixed.glmm.GlmmPosterior`) or
 by ``eb-ml``: REML as lme4 (:mod:`poolwise.kinds.mixed.reml`) for the normal family,
 maximum likelihood with the group effects integrated out by adaptive quadrature as lme4's
 ``glmer(nAGQ = n)`` (:mod:`poolwise.kinds.mixed.glmm`) for the binomial, bernoulli and
@@ -78,6 +81,7 @@ from poolwise.kinds.mixed.priors import (
     MixedPriors,
     check_prior_syntax,
     parse_priors,
+    sample_sd,
 )
 from poolwise.kinds.mixed.reml import LMMEstimate, estimate_from_dict, estimate_to_dict
 from poolwise.priors import make_distribution
@@ -107,7 +111,7 @@ if TYPE_CHECKING:
     from poolwise.kinds.mixed.stream import Streamed
     from poolwise.results.graph import ModelGraph
 
-__all__ = ["MixedData", "MixedFit", "MixedModel"]
+__all__ = ["MixedData", "MixedFit", "MixedModel", "likelihood_statistics"]
 
 #: transformations fitted to the data: recomputed on new rows they would change meaning
 STATEFUL_FUNCTIONS = ("scale", "center", "centre", "poly")
@@ -188,19 +192,28 @@ class MixedModel(BaseModel):
         (:func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
         :class:`~poolwise.kinds.mixed.priors.MixedPriors`.
     method
-        ``"importance"`` (the normal family's default; full Bayes without a Markov chain:
-        σ, the sds and correlations by Pareto-smoothed importance sampling from a
-        Student-t at their posterior mode with β and the group effects integrated out,
-        then β and the group effects drawn exactly; when the Pareto k̂ of the weights
-        exceeds 0.7 the fit falls back to ``nuts``, warns, and says so in ``fit.method``
-        and ``fit.info["fallback"]``), ``"nuts"`` (the other families' default; full
-        Bayes) or ``"eb-ml"``: point estimates of the variance parameters, β and the group
-        effects drawn given them. For the normal family REML as lme4; for binomial,
-        bernoulli and poisson models with one group term of one or two effects, maximum
-        likelihood by adaptive Gauss–Hermite quadrature as lme4's ``glmer(nAGQ = agq)``.
+        ``"importance"`` (the default of the normal family and of binomial, bernoulli and
+        poisson models with one grouping factor; full Bayes without a Markov chain: σ, the
+        sds and correlations by Pareto-smoothed importance sampling from a Student-t at
+        their posterior mode with β and the group effects integrated out, then β and the
+        group effects drawn exactly; for those GLMMs β, the sds and the correlation, each
+        group's effects integrated out by adaptive quadrature (``agq`` points) and drawn
+        exactly; when the Pareto k̂ of the weights exceeds 0.7, or a GLMM's term has more
+        than two effects, the fit falls back to ``nuts``, warns, and says so in
+        ``fit.method`` and ``fit.info["fallback"]``), ``"nuts"`` (the other models'
+        default; full Bayes) or ``"eb-ml"``: point estimates of the variance parameters, β
+        and the group effects drawn given them. For the normal family REML as lme4; for
+        binomial, bernoulli and poisson models with one group term of one or two effects,
+        maximum likelihood by adaptive Gauss–Hermite quadrature as lme4's
+        ``glmer(nAGQ = agq)``.
+    reml
+        ``eb-ml`` of a normal model: True (the default) maximises the restricted likelihood
+        (REML), False the likelihood itself (ML), as lme4's ``lmer(REML = FALSE)``: ML's
+        sds are biased down, but its log likelihoods (and AICs) compare models with other
+        fixed effects. None: REML; refused for any other method or family.
     agq
-        ``eb-ml`` of a binomial, bernoulli or poisson model: quadrature points per group
-        effect, 1 (the Laplace approximation, lme4's default) to 25; None: 9
+        ``eb-ml`` and ``importance`` of a binomial, bernoulli or poisson model: quadrature
+        points per group effect, 1 (the Laplace approximation, lme4's default) to 25; None: 9
         (:data:`~poolwise.kinds.mixed.glmm.DEFAULT_AGQ`, within 3e-6 of 25 points on cbpp).
     missing
         ``"refuse"`` (default) rows with missing values in the formula's columns, or
@@ -227,9 +240,12 @@ class MixedModel(BaseModel):
 
     def __init__(self, *, formula: str, family: str = "normal",
                  prior: str | MixedPriors | None = None, missing: str = "refuse",
-                 agq: int | None = None, **settings: Unpack[Settings]) -> None:
+                 agq: int | None = None, reml: bool | None = None,
+                 **settings: Unpack[Settings]) -> None:
         family = mixed_family(family)
-        self.family: str = family  # before _settle: the default method depends on it
+        # before _settle: the default method depends on the family and the group terms
+        self.family: str = family
+        self.columns: FormulaColumns = formula_columns(formula)
         text = prior.spec() if isinstance(prior, MixedPriors) else prior
         if text is not None:
             check_prior_syntax(text)
@@ -243,27 +259,36 @@ class MixedModel(BaseModel):
                 f"eb-ml is REML for the normal family and maximum likelihood by adaptive "
                 f"quadrature for the {', '.join(GLMM_FAMILIES)} families, not {family}; use "
                 "method 'nuts'")
-        if method == "importance" and family != "normal":
+        if method == "importance" and family not in ("normal", *GLMM_FAMILIES):
             raise SpecificationError(
-                f"method 'importance' integrates the Gaussian group effects out and needs "
-                f"the normal family; use method 'nuts' for the {family} family")
+                f"method 'importance' integrates the group effects out and is for the "
+                f"normal, {', '.join(GLMM_FAMILIES)} families; use method 'nuts' for the "
+                f"{family} family")
+        if reml is not None and not isinstance(reml, bool):
+            raise TypeError(f"reml must be True or False, not {reml!r}")
         self._settle({"formula": formula, "family": family, "prior": text,
-                      "missing": missing, "agq": agq}, settings)
+                      "missing": missing, "agq": agq, "reml": reml}, settings)
         self.formula: str = formula
         self.prior: str | None = text
         self.missing: str = missing
-        #: quadrature points of eb-ml for a GLMM (None: DEFAULT_AGQ)
+        #: quadrature points of eb-ml and importance for a GLMM (None: DEFAULT_AGQ)
         self.agq: int | None = agq
-        self.columns: FormulaColumns = formula_columns(formula)
+        #: eb-ml of a normal model: REML (True, the default) or ML (False)
+        self.reml: bool = reml is not False
         if self.pooling != "complete" and not self.columns.factors:
             raise SpecificationError(
                 f"the formula has no group terms such as (1 | group), so {self.pooling_phrase} "
                 "is the same as complete pooling: add a group term or use pooling 'complete'")
-        if agq is not None and (self.method != "eb-ml" or family not in GLMM_FAMILIES):
+        if agq is not None and (self.method not in ("eb-ml", "importance")
+                                or family not in GLMM_FAMILIES):
             raise SpecificationError(
-                f"agq (--agq) sets the quadrature of method eb-ml for the "
+                f"agq (--agq) sets the quadrature of methods eb-ml and importance for the "
                 f"{', '.join(GLMM_FAMILIES)} families, not of method {self.method!r} for the "
                 f"{family} family")
+        if reml is not None and (self.method != "eb-ml" or family != "normal"):
+            raise SpecificationError(
+                f"reml (--ml) chooses REML or ML for method eb-ml of a normal mixed model, "
+                f"not for method {self.method!r} of a {family} one")
         if self.method == "eb-ml" and text is not None:
             raise SpecificationError(
                 f"eb-ml is {self._eb_ml_phrase()}: it uses no priors; leave out prior= "
@@ -275,21 +300,26 @@ class MixedModel(BaseModel):
                                   target_accept=NUTS_TARGET_ACCEPT[self.parametrisation])
 
     def _eb_ml_phrase(self) -> str:
-        """What eb-ml computes for this family, e.g. ``REML (as lme4)``."""
+        """What eb-ml computes for this family, e.g. ``REML, as lme4``."""
         if self.family == "normal":
-            return "REML (as lme4)"
+            return "REML, as lme4" if self.reml else "ML, as lme4's lmer(REML = FALSE)"
         points = self.agq or DEFAULT_AGQ
         return f"{agq_method(points)}, as lme4's glmer(nAGQ = {points})"
 
     def offered_methods(self) -> Mapping[str, tuple[str, ...]]:
         """The methods for this family (the default first): ``importance`` is the normal
-        family's, ``eb-ml`` the normal family's (REML) and the GLMMs' (ML by AGQ); every
-        family has ``nuts``."""
-        drop = set() if self.family == "normal" else {"importance"}
-        if self.family not in ("normal", *GLMM_FAMILIES):
-            drop.add("eb-ml")
-        return {pooling: tuple(m for m in methods if m not in drop)
-                for pooling, methods in self.METHODS.items()}
+        family's, and the GLMMs' (binomial, bernoulli, poisson) with partial pooling of one
+        grouping factor (its effects integrated out by AGQ); ``eb-ml`` the normal family's
+        (REML) and the GLMMs' (ML by AGQ); every family has ``nuts``."""
+        glmm = self.family in GLMM_FAMILIES
+        offered = {}
+        for pooling, methods in self.METHODS.items():
+            drop = set() if self.family in ("normal", *GLMM_FAMILIES) else {"importance",
+                                                                            "eb-ml"}
+            if glmm and (pooling != "partial" or len(self.columns.factors) != 1):
+                drop.add("importance")
+            offered[pooling] = tuple(m for m in methods if m not in drop)
+        return offered
 
     # ------------------------------------------------------------------ data
     def _key(self) -> tuple[Any, ...]:
@@ -379,8 +409,8 @@ class MixedModel(BaseModel):
                     "estimated, with no prior; β's draws are from the normal approximation "
                     "of its estimate, the group effects' exact given each")
         if self.method == "eb-ml":
-            return ("eb-ml (REML, as lme4): the variance parameters are estimated, with no "
-                    "prior; β's draws given them are those of a flat prior on β")
+            return (f"eb-ml ({self._eb_ml_phrase()}): the variance parameters are estimated, "
+                    "with no prior; β's draws given them are those of a flat prior on β")
         if data is None:
             rule = ("weakly informative defaults scaled to the data: b ~ Normal, sigma and sd "
                     "~ HalfNormal, cor ~ LKJ(2)")
@@ -388,6 +418,17 @@ class MixedModel(BaseModel):
                 rule += f"; phi ~ {make_distribution(*DEFAULT_PHI)}"
             return rule + (f"; overridden by: {self.prior}" if self.prior else "")
         return "; ".join(self.prepare(data).priors.describe())
+
+    def implied_pooling(self, data: pd.DataFrame | MixedData | None = None) -> str | None:
+        """The priors' pooling factor of a typical level's intercept (normal family;
+        :func:`~poolwise.kinds.mixed.priors.implied_pooling`); None without data or priors."""
+        if data is None or self.method == "eb-ml" or self.pooling != "partial":
+            return None
+        from poolwise.kinds.mixed.priors import implied_pooling
+
+        prepared = self.prepare(data)
+        rng = generator(self.config.seed, Stream.PRIOR_PREDICTIVE, 1)
+        return "; ".join(implied_pooling(prepared.design, prepared.priors, rng)) or None
 
     def graph(self, data: pd.DataFrame | MixedData | None = None) -> ModelGraph:
         """The model's graphical model with its plates sized by the data; draw it with
@@ -428,7 +469,7 @@ class MixedModel(BaseModel):
         sampled = 0
         # a streamed design stores and replicates each level's mean, not its rows
         observed = len(data.level_dim()[1]) if design.streamed else design.n_obs
-        if self.method == "eb-ml" and design.family != "normal":
+        if self.method in ("eb-ml", "importance") and design.family != "normal":
             # AGQ's blocks of rows × nodes and the draws' blocks of rows × draws
             other.append(("adaptive quadrature", (BLOCK_VALUES + 8 * DRAW_BLOCK_ROWS)
                           * VALUE))
@@ -464,7 +505,8 @@ class MixedModel(BaseModel):
             else:
                 posterior, estimate = self._agq_draws(prepared)
             info = {"converged": estimate.converged, "singular": estimate.singular,
-                    "log_likelihood": estimate.log_likelihood}
+                    "log_likelihood": estimate.log_likelihood,
+                    "likelihood": likelihood_statistics(estimate, prepared.n_obs)}
         else:
             result = self._sample(prepared)
             posterior, sample_stats, info = result.posterior, result.sample_stats, result.info
@@ -482,7 +524,8 @@ class MixedModel(BaseModel):
 
         info: dict[str, Any] = {}
         if self.method == "importance":
-            drawn, info = integrate_mixed(data.design, data.priors, self.config)
+            drawn, info = integrate_mixed(data.design, data.priors, self.config,
+                                          n_agq=self.agq)
             if drawn is not None:
                 return replace(drawn, info={**drawn.info, "method": "importance"})
             reason = str(info["importance_problem"])
@@ -497,12 +540,13 @@ class MixedModel(BaseModel):
         return replace(result, info={**_finite(info), **result.info})
 
     def _reml_draws(self, data: MixedData) -> tuple[dict[str, NDArray], LMMEstimate]:
-        """REML estimates, and chains × draws draws of β and the group effects given them
-        (σ, the sds and correlations constant), shaped like NUTS's."""
+        """REML (or ML, ``reml=False``) estimates, and chains × draws draws of β and the
+        group effects given them (σ, the sds and correlations constant), shaped like
+        NUTS's."""
         from poolwise.kinds.mixed.reml import conditional_draws, fit_reml
 
         design = data.design
-        estimate = fit_reml(design, reml=True)
+        estimate = fit_reml(design, reml=self.reml)
         chains, draws = self.config.chains, self.config.draws
         columns = sum(t.n_levels * t.n_effects for t in design.terms) + len(design.fixed_names)
         noise = generator(self.config.seed, Stream.CONDITIONAL).standard_normal(
@@ -612,7 +656,8 @@ class MixedModel(BaseModel):
         the resolved priors (all proper)."""
         if self.method == "eb-ml":
             raise SpecificationError(
-                "eb-ml (REML) estimates the variance parameters and gives β a flat prior: it "
+                f"eb-ml ({self._eb_ml_phrase()}) estimates the variance parameters and gives "
+                "β a flat prior: it "
                 "has no prior to draw from; use method 'nuts' for the prior predictive")
         design, priors = data.design, data.priors
         dims, coords = posterior_dims(design)
@@ -623,12 +668,9 @@ class MixedModel(BaseModel):
             name, dist = priors.family_parameter
             parameter = np.asarray(dist.sample(rng, size), dtype=float)
             prior[name] = (parameter, [])
-        if data.streamed:
-            eta = np.zeros((size, 0))
-        else:
-            eta = b @ design.x.T + (0.0 if design.offset is None else design.offset)
+        scales: dict[str, tuple[NDArray, NDArray]] = {}
         for term in design.terms:
-            sd = np.column_stack([priors.sd[term.factor, e].sample(rng, size)
+            sd = np.column_stack([sample_sd(priors, term.factor, e, parameter, rng, size)
                                   for e in term.names])
             prior[f"sd_{term.factor}"] = (sd, dims[f"sd_{term.factor}"])
             chol: NDArray = np.broadcast_to(np.eye(term.n_effects),
@@ -637,22 +679,97 @@ class MixedModel(BaseModel):
                 chol = _lkj_cholesky(rng, term.n_effects, priors.cor[term.factor], size)
                 prior[f"cor_{term.factor}"] = (chol @ np.swapaxes(chol, -1, -2),
                                                dims[f"cor_{term.factor}"])
-            white = rng.standard_normal((size, term.n_levels, term.n_effects))
-            effects = np.einsum("sij,slj->sli", sd[:, :, None] * chol, white)
-            prior[f"r_{term.factor}"] = (effects, dims[f"r_{term.factor}"])
-            if not data.streamed:
-                eta = eta + np.einsum("sre,re->sr", effects[:, term.index, :], term.z)
+            scales[term.factor] = (sd, chol)
+        effects, predictive, more = _simulate(data, b, parameter, scales, rng)
+        return {**prior, **effects}, predictive, {**coords, **more}
+
+    # ------------------------------------------------------------------ calibration
+    def _with_simulated(self, data: MixedData, simulated: Mapping[str, NDArray]) -> MixedData:
+        """The rows with a simulated response, every covariate, trial count and offset
+        kept, and the priors those of the user's data."""
         if data.streamed:
-            assert parameter is not None  # σ: the normal family
-            effects = prior[f"r_{design.terms[0].factor}"][0] if design.terms else None
-            dim, levels = data.level_dim()
-            means = level_means(data.full_design, b, effects, parameter, rng)[1]
-            return prior, {"y_mean": (means, [dim])}, {**coords, dim: list(levels)}
-        _, y = response_draws(design.family, eta, design.trials, parameter, rng)
-        return prior, {"y": (y, ["row"])}, {**coords, "row": data.rows}
+            data.full_design.needs_rows("calibration")
+        y = np.asarray(simulated["y"], dtype=float)
+        return replace(data, design=replace(data.design, y=y),
+                       full_design=replace(data.full_design, y=y))
+
+    def _fitted_draws(self, fit: Fit, rng: np.random.Generator, size: int
+                      ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                                 dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+        """The group effects and y drawn with β, σ, the sds and correlations at eb-ml's
+        estimates."""
+        estimate = getattr(fit, "estimate", None)
+        if estimate is None:
+            raise SpecificationError("only eb-ml has estimates to simulate from")
+        data = fit.data
+        b = np.broadcast_to(np.asarray(estimate.beta, dtype=float),
+                            (size, len(estimate.beta)))
+        parameter = None if estimate.sigma is None else np.full(size, estimate.sigma)
+        scales = {}
+        for term in data.design.terms:
+            cor = estimate.cor.get(term.factor, np.eye(term.n_effects))
+            scales[term.factor] = (
+                np.broadcast_to(np.asarray(estimate.sd[term.factor], dtype=float),
+                                (size, term.n_effects)),
+                np.broadcast_to(np.linalg.cholesky(cor), (size, term.n_effects,
+                                                          term.n_effects)))
+        effects, predictive, more = _simulate(data, b, parameter, scales, rng)
+        return effects, predictive, {**posterior_dims(data.design)[1], **more}
 
     def _group_dims(self, data: MixedData) -> tuple[str, ...]:
         return tuple(term.factor for term in data.design.terms)
+
+
+def likelihood_statistics(estimate: LMMEstimate, n_obs: int) -> dict[str, float]:
+    """What lme4's summary prints of a fit's likelihood (its ``llikAIC``). For REML the
+    ``REML criterion`` at convergence, −2ℓ_REML; for ML (``reml=False``, and every GLMM)
+
+        AIC = −2ℓ + 2k,   BIC = −2ℓ + k log n,   logLik = ℓ,   deviance = −2ℓ,
+        df.resid = n − k,
+
+    with ``df`` = k counting what was estimated: β, each group term's sds and
+    correlations, and σ (lme4's ``attr(logLik(fit), "df")``; sleepstudy's
+    ``Reaction ~ Days + (Days | Subject)``: 2 + 3 + 1 = 6).
+    """
+    log_lik = estimate.log_likelihood
+    if estimate.method == "REML":
+        return {"REML criterion": -2.0 * log_lik}
+    k = (estimate.beta.size + sum(sd.size for sd in estimate.sd.values())
+         + sum(c.shape[0] * (c.shape[0] - 1) // 2 for c in estimate.cor.values())
+         + (estimate.sigma is not None))
+    return {"AIC": -2.0 * log_lik + 2.0 * k, "BIC": -2.0 * log_lik + k * float(np.log(n_obs)),
+            "logLik": log_lik, "deviance": -2.0 * log_lik, "df.resid": float(n_obs - k),
+            "df": float(k)}
+
+
+def _simulate(data: MixedData, b: NDArray, parameter: NDArray | None,
+              scales: Mapping[str, tuple[NDArray, NDArray]], rng: np.random.Generator
+              ) -> tuple[dict[str, tuple[NDArray, list[str]]],
+                         dict[str, tuple[NDArray, list[str]]], dict[str, Any]]:
+    """Given β (draws, p), σ or φ (draws,) and each term's sds (draws, k) and Cholesky
+    factor of its correlations (draws, k, k): the group effects b_l = diag(sd) L z_l and
+    the response y of the rows (a streamed design: each level's mean response)."""
+    design = data.design
+    dims, _ = posterior_dims(design)
+    size = b.shape[0]
+    effects: dict[str, tuple[NDArray, list[str]]] = {}
+    eta = 0.0 if data.streamed else b @ design.x.T + (
+        0.0 if design.offset is None else design.offset)
+    for term in design.terms:
+        sd, chol = scales[term.factor]
+        white = rng.standard_normal((size, term.n_levels, term.n_effects))
+        drawn = np.einsum("sij,slj->sli", sd[:, :, None] * chol, white)
+        effects[f"r_{term.factor}"] = (drawn, dims[f"r_{term.factor}"])
+        if not data.streamed:
+            eta = eta + np.einsum("sre,re->sr", drawn[:, term.index, :], term.z)
+    if data.streamed:
+        assert parameter is not None  # σ: the normal family
+        first = effects[f"r_{design.terms[0].factor}"][0] if design.terms else None
+        dim, levels = data.level_dim()
+        means = level_means(data.full_design, b, first, parameter, rng)[1]
+        return effects, {"y_mean": (means, [dim])}, {dim: list(levels)}
+    _, y = response_draws(design.family, np.asarray(eta), design.trials, parameter, rng)
+    return effects, {"y": (y, ["row"])}, {"row": data.rows}
 
 
 def _finite(info: Mapping[str, Any]) -> dict[str, Any]:
@@ -850,6 +967,39 @@ class MixedFit(Fit):
         # population-level rows first, then the group effects
         return pd.concat([table[table["group"].isna()], table[table["group"].notna()]],
                          ignore_index=True)
+
+    def likelihood_statistics(self) -> dict[str, float] | None:
+        """eb-ml: lme4's ``REML criterion``, or for ML ``AIC``, ``BIC``, ``logLik``,
+        ``deviance``, ``df.resid`` and ``df`` (:func:`likelihood_statistics`); None for
+        full Bayes."""
+        if self.estimate is None:
+            return None
+        found = self.info.get("likelihood")
+        return dict(found) if found is not None else likelihood_statistics(
+            self.estimate, self.design.n_obs)
+
+    def interval_notes(self, ci_prob: float = 0.95) -> dict[str, str]:
+        """eb-ml: β's intervals are Wald intervals, the group effects' equal-tailed
+        intervals of their draws given the estimates; σ, the sds and correlations have
+        none."""
+        from scipy import stats
+
+        if self.estimate is None:
+            return {}
+        z = stats.norm.ppf(0.5 + ci_prob / 2)
+        method = self.estimate.method.split(" ")[0]  # REML, or ML (by …)
+        notes = {"b": f"Wald: estimate ± {z:.3g} × sd, the standard error, as lme4's "
+                      'confint(method = "Wald"); not a posterior interval'}
+        for term in self.design.terms:
+            notes[f"r_{term.factor}"] = (
+                "conditional: equal-tailed, of the group effects drawn given the "
+                f"{method} estimates of the variance parameters (β drawn from N(β̂, Cov β̂))")
+        fixed = ["sigma"] if self.estimate.sigma is not None else []
+        fixed += [f"{kind}_{term.factor}" for term in self.design.terms
+                  for kind in ("sd", "cor") if kind == "sd" or correlated(term)]
+        if fixed:
+            notes[", ".join(fixed)] = "none: point estimates"
+        return notes
 
     def _summary_reml(self, ci_prob: float) -> pd.DataFrame:
         from scipy import stats

@@ -12,8 +12,13 @@ A :class:`MixedPriors` holds one prior per parameter of the model of
     the shape φ of the negative binomial family (Var y = μ + μ²/φ; that family only);
 ``sd_factor[effect] ~ D``
     the sd of each group effect, D one of the positive distributions of
-    :mod:`poolwise.priors` (``halfnormal``, ``halfcauchy``, ``exponential``, ``gamma``,
-    ``lognormal``);
+    :mod:`poolwise.priors` (``halfnormal``, ``halfcauchy``, ``halfstudentt``,
+    ``exponential``, ``gamma``, ``lognormal``; brms's ``student_t(ν, 0, s)`` is read as
+    ``halfstudentt(ν, s)``);
+``icc_factor ~ Beta(a, b)``
+    instead of ``sd_factor[Intercept]``'s prior (normal family): the intraclass correlation
+    ρ = τ²/(τ² + σ²) of the factor's intercept sd τ and the residual sd σ, so that
+    p(τ | σ) = Beta(ρ; a, b) |dρ/dτ| (:func:`icc_log_density`);
 ``cor_factor ~ LKJ(η)``
     the correlation matrix of a correlated term with more than one effect, density
     ∝ det(R)^(η−1) (Lewandowski, Kurowicka and Joe 2009): η = 1 uniform over correlation
@@ -31,11 +36,13 @@ import difflib
 import math
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from types import MappingProxyType
+from typing import Any
 
 import numpy as np
 
+from poolwise._ops import NUMPY_OPS, Ops
 from poolwise.exceptions import SpecificationError
 from poolwise.kinds.mixed.design import (
     FAMILY_PARAMETERS,
@@ -44,7 +51,13 @@ from poolwise.kinds.mixed.design import (
     fixed_sd,
     response_mean_sd,
 )
-from poolwise.priors import Distribution, make_distribution
+from poolwise.priors import (
+    POOLING_DRAWS,
+    Distribution,
+    ImpliedPooling,
+    canonical_name,
+    make_distribution,
+)
 
 #: the name of the intercept column in ``fixed_names`` and in a term's ``names``
 INTERCEPT = "Intercept"
@@ -57,7 +70,8 @@ DEFAULT_LKJ_ETA = 2.0
 #: reach strong over-dispersion and, with its heavy tail, the Poisson limit φ → ∞
 DEFAULT_PHI = ("halfcauchy", (10.0,))
 #: distributions a positive parameter (``sigma``, ``phi``, ``sd``) may have
-SCALE_DISTRIBUTIONS = ("halfnormal", "halfcauchy", "exponential", "gamma", "lognormal")
+SCALE_DISTRIBUTIONS = ("halfnormal", "halfcauchy", "halfstudentt", "exponential", "gamma",
+                       "lognormal")
 
 SdKey = tuple[str, str]
 
@@ -78,10 +92,21 @@ class MixedPriors:
     sd: Mapping[SdKey, Distribution]
     cor: Mapping[str, float]
     phi: Distribution | None = None
+    #: factor -> the Beta prior of its intercept's ICC τ²/(τ² + σ²), which then replaces
+    #: the prior in ``sd`` of (factor, Intercept)
+    icc: Mapping[str, Distribution] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sd", MappingProxyType(dict(self.sd)))
         object.__setattr__(self, "cor", MappingProxyType(dict(self.cor)))
+        object.__setattr__(self, "icc", MappingProxyType(dict(self.icc)))
+
+    def sd_prior(self, factor: str, effect: str) -> tuple[str, Distribution]:
+        """The name and prior of the sd of ``effect`` of ``factor``: ``sd_factor[effect]``
+        and its distribution, or ``icc_factor`` and the Beta prior of the ICC."""
+        if effect == INTERCEPT and factor in self.icc:
+            return f"icc_{factor}", self.icc[factor]
+        return f"sd_{factor}[{effect}]", self.sd[factor, effect]
 
     @property
     def family_parameter(self) -> tuple[str, Distribution] | None:
@@ -110,7 +135,7 @@ class MixedPriors:
         if self.family_parameter is not None:
             name, dist = self.family_parameter
             lines.append(f"{name} ~ {dist}")
-        lines += [f"sd_{factor}[{effect}] ~ {d}" for (factor, effect), d in self.sd.items()]
+        lines += ["{} ~ {}".format(*self.sd_prior(*key)) for key in self.sd]
         lines += [f"cor_{factor} ~ LKJ({eta:g})" for factor, eta in self.cor.items()]
         return lines
 
@@ -122,6 +147,7 @@ class MixedPriors:
             name, dist = self.family_parameter
             parts.append(f"{name} = {_spec(dist)}")
         parts += [f"sd_{factor}[{effect}] = {_spec(d)}" for (factor, effect), d in self.sd.items()]
+        parts += [f"icc_{factor} = {_spec(d)}" for factor, d in self.icc.items()]
         parts += [f"cor_{factor} = lkj({eta!r})" for factor, eta in self.cor.items()]
         return "; ".join(parts)
 
@@ -176,6 +202,56 @@ def default_priors(design: MixedDesign) -> MixedPriors:
     return MixedPriors(design.fixed_names, tuple(fixed), sigma, sd, cor, phi)
 
 
+def implied_pooling(design: MixedDesign, priors: MixedPriors, rng: np.random.Generator
+                    ) -> list[str]:
+    """The prior's pooling factor of a typical level's intercept, one line per grouping
+    factor with an intercept (normal family): at n rows, the weight of the population in
+    the level's mean, λ = (σ²/n)/(σ²/n + τ²), with σ ~ its prior and τ ~ sd_factor[Intercept]'s,
+    n the median rows per level (:class:`~poolwise.priors.ImpliedPooling`). Other families
+    have no residual σ, so no such λ: none."""
+    if priors.sigma is None:
+        return []
+    lines = []
+    for term in design.terms:
+        if INTERCEPT not in term.names or term.index.size != design.n_obs:
+            continue  # no intercept, or a streamed design without the rows' levels
+        size = float(np.median(np.bincount(term.index, minlength=term.n_levels)))
+        sigma2 = np.square(priors.sigma.sample(rng, POOLING_DRAWS))
+        if term.factor in priors.icc:  # τ² = σ² ρ/(1 − ρ)
+            icc = priors.icc[term.factor].sample(rng, POOLING_DRAWS)
+            tau2 = sigma2 * icc / (1.0 - icc)
+        else:
+            tau2 = np.square(priors.sd[term.factor, INTERCEPT].sample(rng, POOLING_DRAWS))
+        where = f"for a {term.factor} of {size:g} rows (the median), its intercept"
+        noise = sigma2 / size
+        lines.append(ImpliedPooling.of(noise / (noise + tau2), where).describe())
+    return lines
+
+
+def sample_sd(priors: MixedPriors, factor: str, effect: str, sigma: Any,
+              rng: np.random.Generator, size: int) -> np.ndarray:
+    """``size`` prior draws of an effect's sd; under an ICC prior τ = σ √(ρ/(1 − ρ)) with
+    ρ ~ its Beta and σ the residual sd's draws."""
+    name, dist = priors.sd_prior(factor, effect)
+    if not name.startswith("icc_"):
+        return np.asarray(dist.sample(rng, size), dtype=float)
+    icc = dist.sample(rng, size)
+    return np.asarray(sigma * np.sqrt(icc / (1.0 - icc)), dtype=float)
+
+
+def icc_log_density(tau: Any, sigma: Any, params: Any, ops: Ops = NUMPY_OPS) -> Any:
+    """log p(τ | σ) when ρ = τ²/(τ² + σ²) ~ Beta(a, b): log Beta(ρ; a, b) + log dρ/dτ,
+    dρ/dτ = 2τσ²/(τ² + σ²)², with log ρ = 2 log τ − log(τ² + σ²) and
+    log(1 − ρ) = 2 log σ − log(τ² + σ²) (no cancellation near 0 or 1)."""
+    a, b = params
+    log_total = ops.log(ops.square(tau) + ops.square(sigma))
+    log_rho = 2.0 * ops.log(tau) - log_total
+    log_rest = 2.0 * ops.log(sigma) - log_total
+    log_slope = math.log(2.0) + ops.log(tau) + log_rest - log_total  # log dρ/dτ
+    return (ops.gammaln(a + b) - ops.gammaln(a) - ops.gammaln(b) + (a - 1.0) * log_rho
+            + (b - 1.0) * log_rest + log_slope)
+
+
 def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None) -> MixedPriors:
     """Override ``base`` (default :func:`default_priors`) with ``name = dist`` statements
     (or ``name ~ dist``, as :meth:`MixedPriors.describe` prints them).
@@ -192,8 +268,11 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
     ``sd_Subject``        the sds of every effect of one factor
     ``sd_Subject[Days]``  one sd
     ``cor``, ``cor_Subject``   the LKJ prior of correlated terms: ``lkj(eta)``
+    ``icc``, ``icc_Subject``   instead of ``sd_Subject[Intercept]``'s: ``beta(a, b)`` on the
+                          ICC τ²/(τ² + σ²) (normal family)
 
-    Scale distributions: halfnormal(scale), halfcauchy(scale), exponential(rate),
+    Scale distributions: halfnormal(scale), halfcauchy(scale), halfstudentt(df, scale)
+    (also written half_t, or brms's student_t(df, 0, scale)), exponential(rate),
     gamma(shape, rate), lognormal(mu, sigma).
 
     Raises
@@ -235,19 +314,19 @@ def check_prior_syntax(text: str) -> None:
         match = _STATEMENT.match(statement)
         if not match:
             name = _NAME.match(statement)
-            hint = (_did_you_mean(name.group(1), ("b", "sigma", "phi", "sd", "cor"))
+            hint = (_did_you_mean(name.group(1), ("b", "sigma", "phi", "sd", "cor", "icc"))
                     if name else "")
             raise SpecificationError(
                 f"cannot read prior statement {statement!r}{hint}; write 'name = dist' (or "
                 "'name ~ dist') with name b, b[coefficient], sigma, phi, sd, sd_factor, "
-                "sd_factor[effect], cor or cor_factor")
+                "sd_factor[effect], cor, cor_factor, icc or icc_factor")
         _parse_call(match.group(5), statement)
 
 
 #: an index [name], where a name may hold one level of brackets itself: b[group[2]]
 _BRACKETED = r"\[((?:[^\[\]]|\[[^\[\]]*\])+)\]"
 #: ``name[index]… = dist`` or ``~ dist``; a factor may follow sd and cor as ``sd_Subject``
-_STATEMENT = re.compile(r"^\s*(b|sigma|phi|sd|cor)(?:_([^\[\]=~\s]+))?\s*((?:" + _BRACKETED
+_STATEMENT = re.compile(r"^\s*(b|sigma|phi|sd|cor|icc)(?:_([^\[\]=~\s]+))?\s*((?:" + _BRACKETED
                         + r")*)\s*[=~]\s*(.+?)\s*$")
 #: the start of a statement, to suggest the name meant when it is misspelt
 _NAME = re.compile(r"^\s*([^\s=~]+?)\s*[=~]")
@@ -268,7 +347,7 @@ def _apply(priors: MixedPriors, statement: str, design: MixedDesign) -> MixedPri
     kind, factor, brackets, dist_text = match.group(1, 2, 3, 5)
     index = [part.strip() for part in _INDEX.findall(brackets)]
     if factor is not None:
-        if kind not in ("sd", "cor"):
+        if kind not in ("sd", "cor", "icc"):
             raise SpecificationError(
                 f"cannot read prior statement {statement!r}"
                 f"{_did_you_mean(statement.split('=')[0].split('~')[0].strip(), valid)}; "
@@ -289,7 +368,30 @@ def _apply(priors: MixedPriors, statement: str, design: MixedDesign) -> MixedPri
         return replace(priors, sigma=dist) if kind == "sigma" else replace(priors, phi=dist)
     if kind == "sd":
         return _apply_sd(priors, index, dist_text, statement, design)
+    if kind == "icc":
+        return _apply_icc(priors, index, dist_text, statement, design)
     return _apply_cor(priors, index, dist_text, statement)
+
+
+def _apply_icc(priors: MixedPriors, index: list[str], dist_text: str, statement: str,
+               design: MixedDesign) -> MixedPriors:
+    """``icc`` (every factor with an intercept) or ``icc_factor`` = beta(a, b)."""
+    if priors.sigma is None:
+        raise SpecificationError(
+            f"{statement!r}: the ICC τ²/(τ² + σ²) needs a residual sd σ, which only the "
+            f"normal family has, not {design.family}; put the prior on sd instead")
+    with_intercept = [t.factor for t in design.terms if INTERCEPT in t.names]
+    if len(index) > 1 or (index and index[0] not in with_intercept):
+        valid = ", ".join(with_intercept) or "none: no term has an intercept"
+        raise SpecificationError(
+            f"{statement!r}: write icc or icc_factor, with a factor whose term has an "
+            f"intercept{_did_you_mean(index[0], with_intercept) if index else ''}: {valid}")
+    name, params = _parse_call(dist_text, statement)
+    if name != "beta":
+        raise SpecificationError(f"{statement!r}: an ICC's prior is beta(a, b), on (0, 1)")
+    dist = _make(name, params, statement)
+    targets = index or with_intercept
+    return replace(priors, icc={**priors.icc, **dict.fromkeys(targets, dist)})
 
 
 def _apply_fixed(priors: MixedPriors, index: list[str], dist_text: str,
@@ -302,6 +404,11 @@ def _apply_fixed(priors: MixedPriors, index: list[str], dist_text: str,
             f"{_did_you_mean(index[0], priors.fixed_names)}; coefficients: "
             f"{', '.join(priors.fixed_names)}")
     name, params = _parse_call(dist_text, statement)
+    if canonical_name(name) == "studentt":
+        raise SpecificationError(
+            f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale): β is "
+            "integrated out exactly, which needs a Gaussian prior (Student-t priors are taken "
+            "by sigma, phi and sd)")
     if name != "normal":
         raise SpecificationError(
             f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale)")
@@ -350,16 +457,18 @@ def _apply_cor(priors: MixedPriors, index: list[str], dist_text: str,
 
 def _scale_distribution(dist_text: str, statement: str) -> Distribution:
     name, params = _parse_call(dist_text, statement)
-    if name not in SCALE_DISTRIBUTIONS:
+    if canonical_name(name) not in (*SCALE_DISTRIBUTIONS, "studentt"):
         raise SpecificationError(
             f"{statement!r}: a scale's prior must be one of "
-            f"{', '.join(f'{n}(...)' for n in SCALE_DISTRIBUTIONS)}")
-    return _make(name, params, statement)
+            f"{', '.join(f'{n}(...)' for n in SCALE_DISTRIBUTIONS)} (or brms's "
+            "student_t(df, 0, scale), a half-t)")
+    return _make(name, params, statement, positive=True)
 
 
-def _make(name: str, params: tuple[float, ...], statement: str) -> Distribution:
+def _make(name: str, params: tuple[float, ...], statement: str,
+          positive: bool = False) -> Distribution:
     try:
-        return make_distribution(name, params)
+        return make_distribution(name, params, positive=positive)
     except SpecificationError as error:
         raise SpecificationError(f"{statement!r}: {error}") from None
 
@@ -389,6 +498,9 @@ def _valid_names(design: MixedDesign) -> list[str]:
     correlated = [t.factor for t in design.terms if t.correlated and t.n_effects > 1]
     if correlated:
         names += ["cor", *(f"cor_{f}" for f in correlated)]
+    intercepts = [t.factor for t in design.terms if INTERCEPT in t.names]
+    if design.family == "normal" and intercepts:
+        names += ["icc", *(f"icc_{f}" for f in intercepts)]
     return names
 
 
@@ -415,4 +527,5 @@ def _spec(d: Distribution) -> str:
     return f"{d.name}({', '.join(repr(v) for v in d.params)})"
 
 
-__all__ = ["MixedPriors", "check_prior_syntax", "default_priors", "parse_priors"]
+__all__ = ["MixedPriors", "check_prior_syntax", "default_priors", "icc_log_density",
+           "implied_pooling", "parse_priors", "sample_sd"]

@@ -73,9 +73,11 @@ class CheckPlotData:
     ci_prob: float
 
 
-def predictive_check_data(checks: Sequence[CheckData], *, ci_prob: float = 0.9
-                          ) -> list[CheckPlotData]:
-    """Compute what the plot shows, one :class:`CheckPlotData` per quantity."""
+def predictive_check_data(checks: Sequence[CheckData], *, ci_prob: float = 0.9,
+                          table: pd.DataFrame | None = None) -> list[CheckPlotData]:
+    """Compute what the plot shows, one :class:`CheckPlotData` per quantity; ``table``, the
+    :func:`~poolwise.results.checks.check_table` of ``checks`` at ``ci_prob`` where it was
+    already made (a million groups' rows are not computed twice)."""
     check_prob(ci_prob)
     if not checks:
         raise SpecificationError("nothing to check: the fit gave no replicated data")
@@ -90,9 +92,10 @@ def predictive_check_data(checks: Sequence[CheckData], *, ci_prob: float = 0.9
             observed = float(function(check.observed[None])[0])
             rows.append({"statistic": name, "observed": observed,
                          "p_value": float(p_value(values[name], observed))})
-        table = check_table([check], ci_prob)
+        own = check_table([check], ci_prob) if table is None else \
+            table[table["variable"] == check.name]
         out.append(CheckPlotData(check, replicated[chosen], pd.DataFrame(rows), values,
-                                 table[table["statistic"] == "group mean"]
+                                 own[own["statistic"] == "group mean"]
                                  .reset_index(drop=True), ci_prob))
     return out
 
@@ -213,14 +216,16 @@ def _draw_groups(ax: Axes, data: CheckPlotData) -> None:
 
 
 def plot_predictive_check(checks: Sequence[CheckData], *, ci_prob: float = 0.9,
-                          stage: str = "posterior", title: str | None = None) -> Figure:
+                          stage: str = "posterior", title: str | None = None,
+                          table: pd.DataFrame | None = None) -> Figure:
     """Draw the predictive check of ``checks`` (module docstring); ``stage`` is
-    ``"posterior"`` (a fit's replicated data) or ``"prior"`` (the prior predictive)."""
+    ``"posterior"`` (a fit's replicated data) or ``"prior"`` (the prior predictive);
+    ``table`` their check table at ``ci_prob`` where it is at hand."""
     from matplotlib.figure import Figure
 
     if stage not in STAGES:
         raise SpecificationError(f"stage must be one of {', '.join(STAGES)}, not {stage!r}")
-    panels = predictive_check_data(checks, ci_prob=ci_prob)
+    panels = predictive_check_data(checks, ci_prob=ci_prob, table=table)
     with style():
         fig = Figure(figsize=(15.0, 4.8 * len(panels)), layout="constrained")
         grid = fig.add_gridspec(2 * len(panels), 4, width_ratios=(2.2, 1.0, 1.0, 2.2))
