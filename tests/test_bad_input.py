@@ -137,7 +137,7 @@ CASES = [
     case("normal-infinite-estimate", normal("s,e,se\na,1,1\nb,-inf,1\nc,3,1\n"),
          "row 2: estimate (y) column 'e' has '-inf', which is not a finite number"),
     case("normal-group-twice", normal("s,e,se\na,1,1\na,2,1\nc,3,1\n"),
-         "rows 1 and 2: group 'a' appears twice in column 's'"),
+         "data row 1 and data row 2: group 'a' appears twice in column 's'"),
     case("normal-single-group", normal("s,e,se\na,1,1\n"),
          "partial pooling needs at least 2 groups, got 1"),
     case("normal-duplicated-column", normal("s,e,e,se\na,1,1,1\nb,2,2,1\n"),
@@ -417,7 +417,7 @@ def test_duckdb_refuses_the_magnitudes_pandas_refuses(column, value, tmp_path):
         reduce(str(tmp_path / "t.parquet"), None, y="est", se="se", group="g",
                engine="duckdb")
     assert str(duckdb_error.value) == str(pandas_error.value)
-    assert str(pandas_error.value).startswith("row 3: ")
+    assert str(pandas_error.value).startswith("data row 3: ")
 
 
 # ------------------------------------------------------------- inputs that still fit
