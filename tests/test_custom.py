@@ -439,7 +439,8 @@ def test_prior_predictive_is_the_prior(toy):
 def test_an_improper_prior_has_no_prior_predictive():
     def flat(y):
         mu = numpyro.sample("mu", dist.ImproperUniform(dist.constraints.real, (), ()))
-        numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
+        with numpyro.plate("rows", len(y)):
+            numpyro.sample("y", dist.Normal(mu, 1.0), obs=y)
 
     model = CustomModel(model=flat)
     with pytest.raises(SpecificationError, match=r"the prior of 'mu' \(ImproperUniform\) is "
