@@ -364,7 +364,8 @@ def check_output_options(output_format: str, ci: float) -> None:
 
 
 def check_output_directory(out: Path | None, force: bool) -> None:
-    """Refuse, before any work, an --out that is a file or already has files."""
+    """Refuse, before any work, an --out that is a file, already has files or cannot be
+    written."""
     if out is None:
         return
     if out.exists() and not out.is_dir():
@@ -373,6 +374,24 @@ def check_output_directory(out: Path | None, force: bool) -> None:
         raise SpecificationError(
             f"output directory {out} already has files; use --force to overwrite them "
             "or choose another --out")
+    check_writable(out, "--out")  # where the files are staged
+    if out.is_dir():
+        check_writable(out / "summary.csv", "--out")  # where they go
+
+
+def check_writable(path: Path, option: str) -> None:
+    """Refuse, before any work, a ``path`` whose nearest existing folder is a file or
+    cannot be written (tried by making and removing a temporary folder there)."""
+    folder = path.absolute().parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir():
+        raise SpecificationError(f"{option} {path}: {folder} is a file, not a directory")
+    try:
+        os.rmdir(tempfile.mkdtemp(prefix=".poolwise-", dir=folder))
+    except OSError as err:
+        raise SpecificationError(f"{option} {path}: cannot write in {folder} "
+                                 f"({err.strerror}); choose another {option}") from None
 
 
 @contextmanager
@@ -1226,6 +1245,7 @@ def report_command(
     if output.exists() and not force:
         raise SpecificationError(f"{output} exists; use --force to overwrite it or choose "
                                  "another --output")
+    check_writable(output, "--output")
     fit = load(path)
     with collected_warnings() as caught:
         write_report(output, fit, ci_prob=ci, messages=caught)
@@ -1250,8 +1270,12 @@ def graph_command(
                     family=family, y=y, n=n, se=se, group=group, formula=formula,
                     model_file=model_file, pooling=pooling, prior=prior)
     graph = job.model.graph(job.model.prepare(job.table, **job.columns))
+    if output.is_dir():
+        raise SpecificationError(f"--output {output} is a directory; give an image file "
+                                 "(.png, .svg or .pdf)")
     if output.exists() and not force:
         raise SpecificationError(f"{output} exists; use --force to overwrite it")
+    check_writable(output, "--output")
     render(graph, output)
     stdout.print(f"wrote {output}")
     return 0
@@ -1292,20 +1316,38 @@ def datasets_command() -> int:
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv``; return the exit code.
 
-    Usage errors are reported by Typer (exit code 2); poolwise's own errors for bad data
-    or options are caught here and printed as one line (exit code 2).
+    Command-line syntax errors (an unknown option, a value of the wrong type) and
+    poolwise's own errors for bad data or options are printed as one line (exit code 2).
     """
     COMMAND_LINE.set(tuple(sys.argv[1:] if argv is None else argv))
     stdout.width = output_width()
     try:
-        app(args=argv, prog_name="poolwise", standalone_mode=True)
+        code = app(args=argv, prog_name="poolwise", standalone_mode=False)
     except SystemExit as done:
         code = done.code
         return code if isinstance(code, int) else (0 if code is None else 1)
     except PoolwiseError as err:
-        stderr.print(f"[red]error:[/red] {escape(str(err))}", highlight=False, soft_wrap=True)
-        return 2
-    return 0
+        return error_line(str(err), 2)
+    except typer.Abort:
+        return error_line("aborted", 1)
+    except Exception as err:  # Click's usage errors (Typer ≥ 0.25 has its own copy of Click)
+        usage: Any = err
+        if not callable(getattr(usage, "format_message", None)):
+            raise
+        exit_code = int(getattr(usage, "exit_code", 2))
+        if type(usage).__name__ == "NoArgsIsHelpError":
+            usage.show()  # the help, as for --help
+            return exit_code
+        context = getattr(usage, "ctx", None)
+        command = context.command_path if context is not None else "poolwise"
+        return error_line(f"{usage.format_message()} (see {command} --help)", exit_code)
+    return code if isinstance(code, int) else 0
+
+
+def error_line(message: str, code: int) -> int:
+    """``message`` as the one line ``error: …`` on standard error; returns ``code``."""
+    stderr.print(f"[red]error:[/red] {escape(message)}", highlight=False, soft_wrap=True)
+    return code
 
 
 def run() -> None:

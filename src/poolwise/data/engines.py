@@ -47,6 +47,8 @@ from poolwise.data.estimates import (
     group_estimates,
 )
 from poolwise.data.rows import (
+    LARGEST,
+    LARGEST_COUNT,
     Check,
     Locate,
     Violation,
@@ -444,7 +446,9 @@ class DuckTable:
         other = self.number(check.other) if check.other is not None else ""
         return {"negative": f"({x} < 0)", "whole": f"({x} <> round({x}))",
                 "binary": f"({x} > 1)", "positive": f"({x} <= 0)",
-                "within": f"({x} > {other})"}[check.test]
+                "within": f"({x} > {other})", "large": f"(abs({x}) > {LARGEST!r})",
+                "small": f"({x} > 0 AND {x} < {1 / LARGEST!r})",
+                "count": f"({x} > {LARGEST_COUNT!r})"}[check.test]
 
     def violations(self, checks: Sequence[Check]) -> tuple[int, list[Violation | None]]:
         """The number of rows and each check's :class:`Violation`, in one pass."""

@@ -28,6 +28,11 @@ from poolwise.exceptions import DataError
 
 #: a number written with a decimal comma: 0,5 or -1,25 or 3,1e-05
 DECIMAL_COMMA = re.compile(r"^\s*[+-]?\d*,\d+(?:[eE][+-]?\d+)?\s*$")
+#: the largest magnitude of a continuous value: its square (and sums of squares of a few
+#: thousand) stay finite in double precision, whose largest number is 1.8e308
+LARGEST = 1e150
+#: the largest count: whole numbers above 2^53 are not exact in double precision
+LARGEST_COUNT = 2.0**53
 #: the columns of a partial table of sums and of moments
 SUMS = ("label", "first", "y", "n")
 MOMENTS = ("label", "first", "count", "mean", "m2", "min", "max")
@@ -38,7 +43,9 @@ class Check(NamedTuple):
 
     ``test`` is one of: ``missing`` (no value), ``number`` (a finite number), ``negative``
     (≥ 0), ``whole`` (a whole number), ``binary`` (≤ 1, a 0/1 trial), ``positive`` (> 0),
-    ``within`` (≤ the value in ``other``), ``label`` (a group label is present).
+    ``within`` (≤ the value in ``other``), ``label`` (a group label is present), ``large``
+    (|x| ≤ :data:`LARGEST`), ``small`` (x ≥ 1/:data:`LARGEST`, for a positive scale),
+    ``count`` (x ≤ :data:`LARGEST_COUNT`).
     """
 
     test: str
@@ -76,14 +83,17 @@ def rate_checks(family_name: str, size_label: str, *, y: str, n: str | None,
                         "column (--group) is needed")
     role = "count (y)"
     checks = [Check("missing", y, role), Check("number", y, role),
-              Check("negative", y, role), Check("whole", y, role)]
+              Check("negative", y, role), Check("whole", y, role), Check("count", y, role)]
     if n is None and binomial:
         checks.append(Check("binary", y, role))
     if n is not None:
         checks += [Check("missing", n, size_label), Check("number", n, size_label),
                    Check("negative", n, size_label)]
         if binomial:
-            checks += [Check("whole", n, size_label), Check("within", y, role, n)]
+            checks += [Check("whole", n, size_label), Check("count", n, size_label),
+                       Check("within", y, role, n)]
+        else:
+            checks.append(Check("large", n, size_label))
     if group is not None:
         checks.append(Check("label", group, "group"))
     return tuple(checks)
@@ -92,10 +102,11 @@ def rate_checks(family_name: str, size_label: str, *, y: str, n: str | None,
 def estimate_checks(*, y: str, se: str | None, group: str | None) -> tuple[Check, ...]:
     """The checks of a table of estimates (with ``se``) or raw observations (without)."""
     role = "observation (y)" if se is None else "estimate (y)"
-    checks = [Check("missing", y, role), Check("number", y, role)]
+    checks = [Check("missing", y, role), Check("number", y, role), Check("large", y, role)]
     if se is not None:
         checks += [Check("missing", se, "standard error"), Check("number", se, "standard error"),
-                   Check("positive", se, "standard error")]
+                   Check("positive", se, "standard error"), Check("large", se, "standard error"),
+                   Check("small", se, "standard error")]
     if group is not None:
         checks.append(Check("label", group, "group"))
     return tuple(checks)
@@ -103,16 +114,28 @@ def estimate_checks(*, y: str, se: str | None, group: str | None) -> tuple[Check
 
 def require_columns(columns: Iterable[Any], checks: Sequence[Check]) -> None:
     """Error naming the first column the checks need that the table lacks, with the closest
-    name it has."""
+    name it has, or that it has twice."""
     have = [str(c) for c in columns]
     for check in checks:
         for column in (check.column, check.other):
+            if column is not None:
+                unique_columns(have, [str(column)])
             if column is not None and column not in have:
                 role = check.role if column == check.column else _role_of(checks, column)
                 close = difflib.get_close_matches(str(column), have, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise DataError(f"{role} column {column!r} not found{hint}; the columns are: "
                                 f"{', '.join(have)}")
+
+
+def unique_columns(columns: Sequence[str], names: Iterable[str] | None = None) -> None:
+    """Error at the first of ``names`` (default: every non-empty column name) that
+    ``columns`` holds twice: which of the two is meant is anyone's guess."""
+    for name in dict.fromkeys(columns if names is None else names):
+        where = [i + 1 for i, column in enumerate(columns) if column == name]
+        if name and len(where) > 1:
+            raise DataError(f"columns {where[0]} and {where[1]} are both named {name!r}; "
+                            "give each column its own name")
 
 
 def _role_of(checks: Sequence[Check], column: str) -> str:
@@ -144,6 +167,16 @@ def message(check: Check, found: Violation, where: str) -> str:
     if check.test == "within":
         return (f"{where}: {name!r} is {value:g} but {check.other!r} is {found.other:g}; "
                 "successes cannot exceed trials")
+    if check.test == "large":
+        return (f"{where}: {check.role} column {name!r} has {value:g}; poolwise squares such "
+                f"values, so they must be within ±{LARGEST:g}: rescale the column (other units)")
+    if check.test == "count":
+        return (f"{where}: {check.role} column {name!r} has {value:g}; counts above "
+                f"{LARGEST_COUNT:.0f} (2^53) are not exact in floating point")
+    if check.test == "small":
+        return (f"{where}: {check.role} column {name!r} has {value:g}; a standard error must be "
+                f"at least {1 / LARGEST:g} (its inverse square must be finite): rescale the "
+                "column (other units)")
     if check.test == "label":
         return f"{where}: group column {name!r} is missing; every row needs a group"
     raise ValueError(f"unknown check {check.test!r}")
@@ -210,6 +243,12 @@ def _failing(test: str, x: np.ndarray, raw: pd.Series, other: np.ndarray | None
             return x <= 0
         if test == "within" and other is not None:
             return x > other
+        if test == "large":
+            return np.abs(x) > LARGEST
+        if test == "small":
+            return (x > 0) & (x < 1 / LARGEST)
+        if test == "count":
+            return x > LARGEST_COUNT
     raise ValueError(f"unknown check {test!r}")
 
 
@@ -287,6 +326,7 @@ def merge_partials(parts: pd.DataFrame) -> pd.DataFrame:
     return merged.reset_index().sort_values("first", kind="stable").reset_index(drop=True)
 
 
-__all__ = ["Check", "Locate", "Violation", "estimate_checks", "frame_moments", "frame_sums",
-           "frame_violations", "merge_partials", "merge_violations", "raise_first",
-           "rate_checks", "require_columns"]
+__all__ = ["LARGEST", "LARGEST_COUNT", "Check", "Locate", "Violation", "estimate_checks",
+           "frame_moments", "frame_sums", "frame_violations", "merge_partials",
+           "merge_violations", "raise_first", "rate_checks", "require_columns",
+           "unique_columns"]

@@ -25,6 +25,7 @@ from poolwise.data.rows import (
     raise_first,
     rate_checks,
     require_columns,
+    unique_columns,
 )
 from poolwise.exceptions import DataError
 from poolwise.families.base import RateFamily
@@ -135,7 +136,20 @@ def read_text(path: Path, *, sep: str | None, decimal: str | None, encoding: str
         notes = ["read as semicolon-separated with decimal commas (detected; Excel saves CSV "
                  "where the comma is the decimal mark); give --sep and --decimal to read "
                  "it otherwise"]
+    _check_header(path, table, sep=sep, encoding=encoding)
     return table, sep, point, tuple(notes)
+
+
+def _check_header(path: Path, table: pd.DataFrame, *, sep: str, encoding: str | None) -> None:
+    """Refuse a header that names a column twice, which pandas would read as ``x`` and
+    ``x.1``: which of them the options mean is anyone's guess."""
+    names = [str(c) for c in table.columns]
+    renamed = [c for c in names if "." in c and c.rsplit(".", 1)[0] in names
+               and c.rsplit(".", 1)[1].isdigit()]
+    if not renamed:
+        return
+    header = pd.read_csv(path, sep=sep, encoding=encoding, header=None, nrows=1, dtype=str)
+    unique_columns(["" if pd.isna(c) else str(c) for c in header.iloc[0]])
 
 
 _SEPARATOR_WORDS = {";": "semicolon", "\t": "tab", "|": "pipe", ",": "comma"}
@@ -168,6 +182,9 @@ def _decode_error(path: Path, err: UnicodeDecodeError, encoding: str | None) -> 
         line = raw[:first.start].count(b"\n") + 1
         where = f" (byte 0x{raw[first.start]:02x} on line {line})"
     name = encoding or "UTF-8"
+    if raw[:2] in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):  # Excel's "Unicode text"
+        return (f"cannot read {path}: it is UTF-16 text (it starts with UTF-16's byte-order "
+                "mark), not " + name + "; read it with --encoding utf-16")
     return (f"cannot read {path}: it is not {name} text{where}; name its encoding with "
             "--encoding, e.g. --encoding latin-1 (or cp1252, as Excel saves on Windows)")
 
@@ -209,8 +226,10 @@ def _require_column(table: pd.DataFrame, column: str, role: str) -> pd.Series:
 
 
 def finite_column(series: pd.Series, role: str) -> NDArray[np.float64]:
-    """The column as floats; error at the first missing, non-numeric or non-finite value."""
-    checks = (Check("missing", series.name, role), Check("number", series.name, role))
+    """The column as floats; error at the first missing, non-numeric, non-finite or too
+    large value."""
+    checks = (Check("missing", series.name, role), Check("number", series.name, role),
+              Check("large", series.name, role))
     raise_first(checks, frame_violations(series.to_frame(), checks))
     return numbers(series)
 

@@ -75,6 +75,7 @@ from numpy.typing import NDArray
 
 from poolwise import _arviz
 from poolwise._random import Stream, generator, jax_key
+from poolwise.data.rows import Check, frame_violations, raise_first, unique_columns
 from poolwise.exceptions import ConvergenceWarning, DataError, SpecificationError
 from poolwise.kinds.base import VALUE, BaseModel, Settings
 from poolwise.resources import MemoryEstimate
@@ -207,6 +208,9 @@ def _model_kwargs(function: Callable[..., Any], data: Any, fixed: Mapping[str, A
     if data is None:
         given: dict[str, Any] = {}
     elif from_table:
+        if data.empty:
+            raise DataError("the table has no rows")
+        unique_columns([str(column) for column in data.columns])
         given = {str(column): data[column].to_numpy() for column in data.columns}
     elif isinstance(data, Mapping):
         given = {str(key): _as_value(value) for key, value in data.items()}
@@ -241,6 +245,11 @@ def _model_kwargs(function: Callable[..., Any], data: Any, fixed: Mapping[str, A
         raise DataError(
             f"{name}() needs {', '.join(map(repr, missing))}, which the data do not have "
             f"(the data give: {have})")
+    if from_table:  # the columns the model takes: numbers, none missing
+        names = [str(column) for column in data.columns]
+        checks = [Check(test, name, "model argument") for name in names
+                  if name not in ignored for test in ("missing", "number")]
+        raise_first(checks, frame_violations(data.set_axis(names, axis=1), checks))
     return {k: v for k, v in given.items() if k not in ignored}, ignored
 
 

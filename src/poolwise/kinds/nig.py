@@ -136,8 +136,14 @@ def nig_data(table: pd.DataFrame, *, y: str, group: str | None = None) -> NIGDat
     frame = pd.DataFrame({"label": labels, "y": values})
     grouped = frame.groupby("label", sort=False)["y"]
     counts = grouped.agg(["count", "mean"])
-    centred = values - grouped.transform("mean").to_numpy()
-    ss = pd.Series(centred**2).groupby(frame["label"], sort=False).sum()
+    with np.errstate(over="ignore", invalid="ignore"):
+        squares = (values - grouped.transform("mean").to_numpy()) ** 2
+    if not np.all(np.isfinite(squares)):
+        i = int(np.flatnonzero(~np.isfinite(squares))[0])
+        raise DataError(f"row {i + 1}: observation (y) column {y!r} has {values[i]:g}, too "
+                        "large for its group's sum of squares (it overflows); rescale the "
+                        "column, e.g. divide it by a power of 10")
+    ss = pd.Series(squares).groupby(frame["label"], sort=False).sum()
     notes = (f"{values.size} observations in {len(counts)} groups by {group_name!r}",)
     return NIGData(counts.index.to_numpy().astype(str),
                    NormalStats(counts["count"].to_numpy(dtype=float),
@@ -219,7 +225,10 @@ def type2_ml(stats: NormalStats, *, stacklevel: int = 1) -> dict[str, float]:
 
     bounds = [(None, None), (-LOG_BOUND, LOG_BOUND), (-LOG_BOUND, LOG_BOUND),
               (None, None)]
-    best = optimize.minimize(negative, start, method="L-BFGS-B", bounds=bounds)
+    # a step may reach where the likelihood is 0 (−log = inf): the finite differences there
+    # are nan, which L-BFGS-B steps back from
+    with np.errstate(invalid="ignore", over="ignore"):
+        best = optimize.minimize(negative, start, method="L-BFGS-B", bounds=bounds)
     if not np.isfinite(best.fun):
         raise DataError("type-II maximum likelihood failed for these groups")
     # a flat likelihood can stop L-BFGS short of α → ∞ (equal variances); try the bound
@@ -345,6 +354,15 @@ class NIGModel(BaseModel):
             raise DataError(
                 f"partial pooling needs at least 2 groups, got {groups.n_groups}; use "
                 "--pooling complete or none for a single group")
+        stats = groups.stats
+        spread = np.any(stats.sum_sq_dev) or np.any(stats.mean != stats.mean[0])
+        if self.pooling == "partial" and not np.any(stats.sum_sq_dev) and (
+                np.any(stats.n > 1) or not spread):
+            raise DataError(
+                "every group's observations are all equal, so type-II maximum likelihood "
+                "(partial pooling) has no finite estimate (σ_j² → 0); give a fixed prior "
+                "instead: --pooling none or complete with --prior 'mu=…, tau=…, alpha=…, "
+                "beta=…'")
         return groups
 
     def memory_estimate(self, data: NIGData) -> MemoryEstimate:

@@ -38,6 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from poolwise.data.rows import LARGEST, unique_columns
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.kinds.mixed.design import FloatArray, GroupTerm, IntArray, MixedDesign, mixed_family
 
@@ -322,6 +323,7 @@ def _check_columns(parsed: _Parsed, data: pd.DataFrame) -> list[str]:
             raise DataError(f"the formula names column {token.column!r}, which is not in the "
                             f"data{hint}; the columns are: {shown}")
         if token.column not in used:
+            unique_columns(names, [token.column])
             used.append(token.column)
     return used
 
@@ -337,9 +339,12 @@ def _handle_missing(data: pd.DataFrame, used: list[str],
         return table.reset_index(drop=True), rows, 0, ()
     per_column = ", ".join(f"{c}: {int(k)}" for c, k in table.isna().sum().items() if k)
     if missing == "refuse":
+        first = int(np.flatnonzero(incomplete)[0])
+        empty = ", ".join(repr(c) for c in used if pd.isna(table[c].iloc[first]))
         raise DataError(
-            f"{n_bad} of {len(table)} rows have missing values ({per_column}); "
-            'pass missing="drop" (CLI --drop-missing) to drop those rows'
+            f"row {first + 1}: {empty} missing; {n_bad} of {len(table)} rows have missing "
+            f'values ({per_column}); pass missing="drop" (CLI --drop-missing) to drop '
+            "those rows"
         )
     if n_bad == len(table):
         raise DataError(f"every row has a missing value ({per_column}); nothing is left to fit")
@@ -367,6 +372,12 @@ def _check_finite(values: np.ndarray, rows: IntArray, names: tuple[str, ...], wh
         i, j = np.argwhere(bad)[0]
         raise DataError(f"row {rows[i] + 1}: {what} {names[j]!r} is {values[i, j]}; check the "
                         "transformation's domain (e.g. log needs positive values)")
+    large = np.abs(values) > LARGEST
+    if large.any():
+        i, j = np.argwhere(large)[0]
+        raise DataError(f"row {rows[i] + 1}: {what} {names[j]!r} is {values[i, j]:g}; poolwise "
+                        f"squares such values, so they must be within ±{LARGEST:g}: rescale "
+                        "the column (other units)")
 
 
 def _response(data: pd.DataFrame, parsed: _Parsed, family: str, rows: IntArray) -> None:
@@ -376,8 +387,12 @@ def _response(data: pd.DataFrame, parsed: _Parsed, family: str, rows: IntArray) 
         return
     series = data[name]
     if not pd.api.types.is_numeric_dtype(series):
-        numbers = pd.to_numeric(series, errors="coerce")
-        i = int(np.flatnonzero(numbers.isna().to_numpy())[0]) if numbers.isna().any() else 0
+        # the first value that reads as no number, else the first that is text of one
+        unread = (pd.to_numeric(series, errors="coerce").isna() & series.notna()).to_numpy()
+        text = series.map(lambda v: not isinstance(v, int | float | np.number)).to_numpy()
+        if not text.any():  # numbers, held as Python objects
+            return
+        i = int(np.flatnonzero(unread if unread.any() else text)[0])
         raise DataError(f"row {rows[i] + 1}: response {name!r} has {series.iloc[i]!r}; a "
                         f"{family} response must be numeric")
 
@@ -439,6 +454,10 @@ def _matrix(common: Any, n_rows: int) -> tuple[FloatArray, tuple[str, ...], Floa
         if getattr(term, "kind", None) == "offset":
             offsets.append(matrix[:, columns].ravel())
         else:
+            if columns.stop == columns.start:
+                raise DataError(f"the term {name!r} takes one value in every row, so it has no "
+                                "effect to estimate; a factor needs at least 2 levels — remove "
+                                "it from the formula")
             keep.extend(range(columns.start, columns.stop))
             names.extend(term.labels)
     return matrix[:, keep], tuple(names), offsets[0] if offsets else None

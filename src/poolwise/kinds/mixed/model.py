@@ -349,6 +349,9 @@ class MixedModel(BaseModel):
         if not isinstance(data, pd.DataFrame):
             raise TypeError(f"data must be a pandas DataFrame, not {type(data).__name__}")
         full = parse_formula(self.formula, data, family=self.family, missing=self.missing)
+        from poolwise.kinds.mixed.degenerate import refuse_degenerate
+
+        refuse_degenerate(full, self.method)
         table = data[list(full.columns)].iloc[np.asarray(full.rows)].reset_index(drop=True)
         return self._assemble(table, full)
 
