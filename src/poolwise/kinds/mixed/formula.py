@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from poolwise.data.rows import LARGEST, unique_columns
+from poolwise.data.rows import LARGEST, row_number, unique_columns
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.kinds.mixed.design import FloatArray, GroupTerm, IntArray, MixedDesign, mixed_family
 
@@ -342,8 +342,8 @@ def _handle_missing(data: pd.DataFrame, used: list[str],
         first = int(np.flatnonzero(incomplete)[0])
         empty = ", ".join(repr(c) for c in used if pd.isna(table[c].iloc[first]))
         raise DataError(
-            f"row {first + 1}: {empty} missing; {n_bad} of {len(table)} rows have missing "
-            f'values ({per_column}); pass missing="drop" (CLI --drop-missing) to drop '
+            f"{row_number(int(first))}: {empty} missing; {n_bad} of {len(table)} rows have "
+            f'missing values ({per_column}); pass missing="drop" (CLI --drop-missing) to drop '
             "those rows"
         )
     if n_bad == len(table):
@@ -361,8 +361,8 @@ def _check_counts(values: FloatArray, rows: IntArray, what: str, *, minimum: flo
     """Whole numbers ≥ ``minimum``; ``what`` names the column in the message."""
     i = _first_bad((values < minimum) | (values != np.round(values)))
     if i is not None:
-        raise DataError(f"row {rows[i] + 1}: {what} is {values[i]:g}; it must be a whole "
-                        f"number ≥ {minimum:g}")
+        raise DataError(f"{row_number(int(rows[i]))}: {what} is {values[i]:g}; it must be a "
+                        f"whole number ≥ {minimum:g}")
 
 
 def _check_finite(values: np.ndarray, rows: IntArray, names: tuple[str, ...], what: str) -> None:
@@ -370,14 +370,14 @@ def _check_finite(values: np.ndarray, rows: IntArray, names: tuple[str, ...], wh
     bad = ~np.isfinite(values)
     if bad.any():
         i, j = np.argwhere(bad)[0]
-        raise DataError(f"row {rows[i] + 1}: {what} {names[j]!r} is {values[i, j]}; check the "
-                        "transformation's domain (e.g. log needs positive values)")
+        raise DataError(f"{row_number(int(rows[i]))}: {what} {names[j]!r} is {values[i, j]}; "
+                        "check the transformation's domain (e.g. log needs positive values)")
     large = np.abs(values) > LARGEST
     if large.any():
         i, j = np.argwhere(large)[0]
-        raise DataError(f"row {rows[i] + 1}: {what} {names[j]!r} is {values[i, j]:g}; poolwise "
-                        f"squares such values, so they must be within ±{LARGEST:g}: rescale "
-                        "the column (other units)")
+        raise DataError(f"{row_number(int(rows[i]))}: {what} {names[j]!r} is "
+                        f"{values[i, j]:g}; poolwise squares such values, so they must be "
+                        f"within ±{LARGEST:g}: rescale the column (other units)")
 
 
 def _response(data: pd.DataFrame, parsed: _Parsed, family: str, rows: IntArray) -> None:
@@ -393,7 +393,7 @@ def _response(data: pd.DataFrame, parsed: _Parsed, family: str, rows: IntArray) 
         if not text.any():  # numbers, held as Python objects
             return
         i = int(np.flatnonzero(unread if unread.any() else text)[0])
-        raise DataError(f"row {rows[i] + 1}: response {name!r} has {series.iloc[i]!r}; a "
+        raise DataError(f"{row_number(int(rows[i]))}: response {name!r} has {series.iloc[i]!r}; a "
                         f"{family} response must be numeric")
 
 
@@ -406,14 +406,15 @@ def _check_family(y: FloatArray, trials: FloatArray | None, family: str, respons
     elif family == "bernoulli":
         i = _first_bad((y != 0) & (y != 1))
         if i is not None:
-            raise DataError(f"row {rows[i] + 1}: {what} is {y[i]:g}; a bernoulli response is 0 "
-                            "or 1 (use binomial with y | trials(n) ~ … for counts out of n)")
+            raise DataError(f"{row_number(int(rows[i]))}: {what} is {y[i]:g}; a bernoulli "
+                            "response is 0 or 1 (use binomial with y | trials(n) ~ … for "
+                            "counts out of n)")
     elif family == "binomial" and trials is not None:
         _check_counts(y, rows, what + " (binomial successes)", minimum=0)
         _check_counts(trials, rows, "trials", minimum=1)
         i = _first_bad(y > trials)
         if i is not None:
-            raise DataError(f"row {rows[i] + 1}: {what} is {y[i]:g} but trials is "
+            raise DataError(f"{row_number(int(rows[i]))}: {what} is {y[i]:g} but trials is "
                             f"{trials[i]:g}; successes must not exceed trials")
 
 
