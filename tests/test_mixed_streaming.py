@@ -217,7 +217,7 @@ def test_bad_values_name_the_row_in_its_file(tmp_path, engine):
     negative = _table(5)
     negative.loc[3, "w"] = -1.0
     source = write_table(negative, tmp_path / "log", "parquet")
-    with pytest.raises(DataError, match=r"^row 4: fixed-effect column 'log\(w\)' is nan; "
+    with pytest.raises(DataError, match=r"^data row 4: fixed-effect column 'log\(w\)' is nan; "
                                         "check the transformation's domain"):
         poolwise.fit(source, formula="y ~ log(w) + (1 | g)", method="eb-ml", engine=engine)
 
