@@ -267,6 +267,13 @@ class FormulaColumns:
     factors: tuple[tuple[str, ...], ...]
     covariates: tuple[str, ...]
     predictors: tuple[str, ...] = ()
+    #: each group term's effects as written before the bar: "1", "1 + x", "0 + x"
+    group_effects: tuple[str, ...] = ()
+
+    @property
+    def intercepts_only(self) -> bool:
+        """Whether every group term is a random intercept, ``(1 | g)``."""
+        return all(effects.replace(" ", "") == "1" for effects in self.group_effects)
 
     @property
     def factor_columns(self) -> tuple[str, ...]:
@@ -292,7 +299,8 @@ def formula_columns(formula: str) -> FormulaColumns:
     predictors = [t.column for t in _columns(_outside_offset(_tokenize(parsed.fixed)))]
     return FormulaColumns(tuple(dict.fromkeys(response)), trials,
                           tuple(dict.fromkeys(factors)), tuple(dict.fromkeys(covariates)),
-                          tuple(dict.fromkeys(predictors)))
+                          tuple(dict.fromkeys(predictors)),
+                          tuple(bar.expr for bar in parsed.bar_terms))
 
 
 def _outside_offset(tokens: list[_Token]) -> list[_Token]:

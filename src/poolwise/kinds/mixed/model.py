@@ -310,8 +310,11 @@ class MixedModel(BaseModel):
     def offered_methods(self) -> Mapping[str, tuple[str, ...]]:
         """The methods for this family (the default first): ``importance`` is the normal
         family's, and the GLMMs' (binomial, bernoulli, poisson) with partial pooling of one
-        grouping factor (its effects integrated out by AGQ); ``eb-ml`` the normal family's
-        (REML) and the GLMMs' (ML by AGQ); every family has ``nuts``."""
+        grouping factor (its effects integrated out by AGQ) — their default where that factor
+        has a random intercept only; with a slope each proposal's quadrature has 81 nodes a
+        group and NUTS is the quicker default (bench/README.md, 2026-12-05: 8.6 s against
+        35 s); ``eb-ml`` the normal family's (REML) and the GLMMs' (ML by AGQ); every family
+        has ``nuts``."""
         glmm = self.family in GLMM_FAMILIES
         offered = {}
         for pooling, methods in self.METHODS.items():
@@ -319,7 +322,10 @@ class MixedModel(BaseModel):
                                                                             "eb-ml"}
             if glmm and (pooling != "partial" or len(self.columns.factors) != 1):
                 drop.add("importance")
-            offered[pooling] = tuple(m for m in methods if m not in drop)
+            kept = tuple(m for m in methods if m not in drop)
+            if glmm and "importance" in kept and not self.columns.intercepts_only:
+                kept = ("nuts", *(m for m in kept if m != "nuts"))
+            offered[pooling] = kept
         return offered
 
     # ------------------------------------------------------------------ data
