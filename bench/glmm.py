@@ -338,7 +338,9 @@ def bench(data: str, draws: int, warmup: int, engines: list[str], timeout: float
               f"{r['compile_s']:10.2f}{r['min_ess']:9.0f}{r['min_ess_param']:>19}"
               f"{r['min_ess'] / r['total_s']:8.0f}{div:>5}{ratio}")
         if r.get("own_ess") is not None or r.get("note"):
-            print(f"{'':<23}poolwise's own ESS {r.get('own_ess')}; {r.get('note') or ''}")
+            own = "—" if r.get("own_ess") is None else f"{r['own_ess']:.0f}"
+            note = f"; {r['note']}" if r.get("note") else ""
+            print(f"{'':<23}poolwise's own ESS {own}{note}")
     print("ESS/s = min ESS ÷ total time; ×time = the engine's total ÷ poolwise's (default).")
     if len(done) > 1:
         print("posterior means (and the largest gap between engines, in posterior sds):")
