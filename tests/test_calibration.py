@@ -359,3 +359,17 @@ def test_custom_full(method):
                         draws=200, chains=2)
     data = {"y": np.array([0.3, 1.2, 2.5, 1.9, 0.7]), "sd": 1.0}
     assert_calibrated(model.calibrate(data, **FULL))
+
+
+def test_prepared_mixed_data_reach_worker_processes():
+    """Calibration sends the prepared data to spawned workers: a mixed model's priors (with
+    read-only maps) must pickle and come back equal (they raised 'cannot pickle
+    mappingproxy', so every parallel calibration of a mixed model failed)."""
+    import pickle
+
+    table = pd.DataFrame({"g": np.repeat(list("ABCD"), 3), "x": np.tile([0.0, 1.0, 2.0], 4),
+                          "y": np.arange(12.0) % 5})
+    prepared = MixedModel(formula="y ~ x + (x | g)").prepare(table)
+    again = pickle.loads(pickle.dumps(prepared))
+    assert again.priors == prepared.priors
+    assert dict(again.priors.sd) == dict(prepared.priors.sd)

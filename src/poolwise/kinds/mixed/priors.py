@@ -101,6 +101,12 @@ class MixedPriors:
         object.__setattr__(self, "cor", MappingProxyType(dict(self.cor)))
         object.__setattr__(self, "icc", MappingProxyType(dict(self.icc)))
 
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        """Pickled as its fields with the read-only maps as dicts (a mapping proxy does not
+        pickle), so prepared data reach calibration's worker processes."""
+        return (type(self), (self.fixed_names, self.fixed, self.sigma, dict(self.sd),
+                             dict(self.cor), self.phi, dict(self.icc)))
+
     def sd_prior(self, factor: str, effect: str) -> tuple[str, Distribution]:
         """The name and prior of the sd of ``effect`` of ``factor``: ``sd_factor[effect]``
         and its distribution, or ``icc_factor`` and the Beta prior of the ICC."""
