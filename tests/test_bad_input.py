@@ -18,6 +18,7 @@ from typing import NamedTuple
 
 import pandas as pd
 import pytest
+from toy_files import CUSTOM_MODEL
 
 from poolwise.cli import main
 from poolwise.exceptions import DataError
@@ -29,20 +30,7 @@ SCHOOLS = "s,e,se\na,28,15\nb,8,10\nc,-3,16\nd,7,11\n"
 RAW = "g,y\na,1.2\na,0.8\nb,2.1\nb,1.7\nc,0.4\nc,0.9\n"
 LABS = "lab,e,y,n\nA,1,3,20\nA,2,5,20\nB,1,8,20\nB,2,6,20\nC,1,2,20\nC,2,4,20\n"
 ROWS = "y,x,g\n1.1,1,a\n2.3,2,a\n2.9,1,b\n4.2,2,b\n5.1,3,c\n5.8,2,c\n"
-MODEL = '''
-import numpyro
-import numpyro.distributions as dist
 
-
-def model(y, sd):
-    mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
-    with numpyro.plate("obs", len(y)):
-        numpyro.sample("y", dist.Normal(mu, sd), obs=y)
-
-
-def helper():
-    return 1
-'''
 OBS = "y,sd\n1.0,1\n2.0,1\n0.5,1\n"
 
 
@@ -79,7 +67,7 @@ def mixed(text: str, formula: str, *extra: str) -> tuple[dict[str, str], list[st
 
 
 def custom(text: str, function: str = "model") -> tuple[dict[str, str], list[str]]:
-    return {"t.csv": text, "toy.py": MODEL}, ["{t.csv}", "--model", "{toy.py}:" + function,
+    return {"t.csv": text, "toy.py": CUSTOM_MODEL}, ["{t.csv}", "--model", "{toy.py}:" + function,
                                               "--method", "map"]
 
 
@@ -300,7 +288,8 @@ CASES = [
     case("file-unknown-dataset", ({}, ["ratz"]), "bundled datasets: rats, spacex"),
     case("file-options-for-a-dataset", ({}, ["rats", "--decimal", ","]),
          "--decimal is for data files; 'rats' is a bundled dataset"),
-    case("file-custom-on-a-dataset", ({"toy.py": MODEL}, ["rats", "--model", "{toy.py}:model"]),
+    case("file-custom-on-a-dataset",
+         ({"toy.py": CUSTOM_MODEL}, ["rats", "--model", "{toy.py}:model"]),
          "a custom model needs a data file, not the bundled dataset 'rats'"),
     # ---- the command line
     case("cli-unknown-option", ({}, ["rats", "--bogus", "1"]),

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from toy_files import CUSTOM_MODEL
 
 from poolwise.cli import main
 
@@ -273,24 +274,11 @@ def test_nested_groups_fit_labs_and_predict_a_new_lab(tmp_path, capsys):
     assert code == 2 and "unknown method 'exact' for a nested model; valid: nuts" in err
 
 
-MODEL_FILE = '''
-import numpyro
-import numpyro.distributions as dist
 
-
-def model(y, sd):
-    mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
-    with numpyro.plate("obs", len(y)):
-        numpyro.sample("y", dist.Normal(mu, sd), obs=y)
-
-
-def helper():
-    return 1
-'''
 
 
 def test_custom_model_file_is_fitted_and_checked(tmp_path, capsys):
-    (tmp_path / "toy.py").write_text(MODEL_FILE)
+    (tmp_path / "toy.py").write_text(CUSTOM_MODEL)
     csv = tmp_path / "obs.csv"
     pd.DataFrame({"y": [1.0, 2.0, 0.5, 1.5], "sd": 1.0, "note": "x"}).to_csv(csv, index=False)
     spec = f"{tmp_path / 'toy.py'}:model"
@@ -322,7 +310,7 @@ def test_graph_and_describe_take_nested_groups_and_model_files(tmp_path, capsys)
     assert (tmp_path / "labs.svg").read_text().rstrip().endswith("</svg>")
     code, out, err = run(["describe", str(csv), *nested], capsys)
     assert code == 0 and r"\theta_{ij} \sim \mathrm{Beta}(\alpha_i, \beta_i)" in out, err
-    (tmp_path / "toy.py").write_text(MODEL_FILE)
+    (tmp_path / "toy.py").write_text(CUSTOM_MODEL)
     data = tmp_path / "obs.csv"
     pd.DataFrame({"y": [1.0, 2.0], "sd": 1.0}).to_csv(data, index=False)
     spec = f"{tmp_path / 'toy.py'}:model"
