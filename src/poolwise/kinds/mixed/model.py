@@ -79,8 +79,10 @@ from poolwise.kinds.mixed.inference import (
 )
 from poolwise.kinds.mixed.priors import (
     DEFAULT_PHI,
+    INTERCEPT,
     MixedPriors,
     check_prior_syntax,
+    intercept_remark,
     parse_priors,
     sample_sd,
 )
@@ -424,7 +426,13 @@ class MixedModel(BaseModel):
             if self.family == "negbinomial":
                 rule += f"; phi ~ {make_distribution(*DEFAULT_PHI)}"
             return rule + (f"; overridden by: {self.prior}" if self.prior else "")
-        return "; ".join(self.prepare(data).priors.describe())
+        prepared = self.prepare(data)
+        lines = prepared.priors.describe()
+        remark = intercept_remark(self.prior, prepared.design)
+        if remark is not None:
+            at = prepared.priors.fixed_names.index(INTERCEPT)
+            lines[at] = f"{lines[at]}  ({remark})"
+        return "; ".join(lines)
 
     def implied_pooling(self, data: pd.DataFrame | MixedData | None = None) -> str | None:
         """The priors' pooling factor of a typical level's intercept (normal family;
@@ -667,7 +675,7 @@ class MixedModel(BaseModel):
                 "has no prior to draw from; use method 'nuts' for the prior predictive")
         design, priors = data.design, data.priors
         dims, coords = posterior_dims(design)
-        b = rng.normal(priors.fixed_loc, priors.fixed_scale, size=(size, len(priors.fixed)))
+        b = priors.sample_fixed(rng, size)
         prior: dict[str, tuple[NDArray, list[str]]] = {"b": (b, dims["b"])}
         parameter = None  # σ or φ
         if priors.family_parameter is not None:

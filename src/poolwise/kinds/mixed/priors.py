@@ -3,9 +3,13 @@
 A :class:`MixedPriors` holds one prior per parameter of the model of
 :mod:`poolwise.kinds.mixed.design`:
 
-``b[name] ~ Normal(loc, scale)``
-    each fixed coefficient (Gaussian, so that the ``marginal`` sampler can integrate β out
-    analytically);
+``b[name] ~ Normal(loc, scale)`` or ``StudentT(ν, loc, scale)``
+    each fixed coefficient. A Gaussian prior lets the ``marginal`` sampler and method
+    ``importance`` integrate β out analytically; a Student-t one is the scale mixture
+    t_ν(m, s) = ∫ N(m, s²/λ) Gamma(λ; ν/2, rate ν/2) dλ, so they integrate β out given λ
+    and sample log λ with the variance parameters (:mod:`poolwise.kinds.mixed.inference`).
+    ``b`` sets every coefficient but the intercept, as brms's ``class = b``; the intercept
+    has its own prior, ``Intercept`` (or ``b[Intercept]``), as brms's ``class = Intercept``;
 ``sigma ~ D``
     the residual sd (normal family only);
 ``phi ~ D``
@@ -127,13 +131,36 @@ class MixedPriors:
 
     @property
     def fixed_loc(self) -> np.ndarray:
-        """Prior means of the fixed coefficients, in ``fixed_names`` order."""
-        return np.array([d.params[0] for d in self.fixed], dtype=float)
+        """Prior locations m of the fixed coefficients, in ``fixed_names`` order (the last
+        but one parameter of Normal(m, s) and StudentT(ν, m, s))."""
+        return np.array([d.params[-2] for d in self.fixed], dtype=float)
 
     @property
     def fixed_scale(self) -> np.ndarray:
-        """Prior sds of the fixed coefficients, in ``fixed_names`` order."""
-        return np.array([d.params[1] for d in self.fixed], dtype=float)
+        """Prior scales s of the fixed coefficients, in ``fixed_names`` order (the sd of a
+        Normal, the scale of a Student-t)."""
+        return np.array([d.params[-1] for d in self.fixed], dtype=float)
+
+    @property
+    def student(self) -> tuple[int, ...]:
+        """The positions of the fixed coefficients with a Student-t prior."""
+        return tuple(i for i, d in enumerate(self.fixed) if d.name == "studentt")
+
+    @property
+    def student_df(self) -> np.ndarray:
+        """The degrees of freedom ν of those Student-t priors, in :attr:`student` order."""
+        return np.array([self.fixed[i].params[0] for i in self.student], dtype=float)
+
+    def sample_fixed(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` prior draws of β (size, p): β_i = m_i + s_i z_i / √λ_i, z_i ~ N(0, 1),
+        with λ_i ~ Gamma(ν_i/2, rate ν_i/2) for a Student-t prior and λ_i = 1 for a Normal
+        one (the scale mixture of the module docstring)."""
+        scale = np.broadcast_to(self.fixed_scale, (size, len(self.fixed))).copy()
+        df = self.student_df
+        if df.size:
+            mixing = rng.gamma(0.5 * df, 2.0 / df, size=(size, df.size))
+            scale[:, list(self.student)] /= np.sqrt(mixing)
+        return self.fixed_loc + scale * rng.standard_normal((size, len(self.fixed)))
 
     def describe(self) -> list[str]:
         """One line per prior, e.g. ``b[Days] ~ Normal(0, 20)``, for showing before a fit."""
@@ -266,8 +293,10 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
     followed by a specific one refines it. Names (those of the summary's rows; the older
     ``sd[Subject][Days]`` and ``cor[Subject]`` are read too):
 
-    ``b``                 every fixed coefficient except the intercept: ``normal(loc, scale)``
-    ``b[Days]``           one coefficient (``b[Intercept]`` for the intercept)
+    ``b``                 every fixed coefficient except the intercept (brms's class b):
+                          ``normal(loc, scale)`` or ``student_t(df, loc, scale)``
+    ``b[Days]``           one coefficient
+    ``Intercept``         the intercept (brms's class Intercept), also ``b[Intercept]``
     ``sigma``             the residual sd (normal family only)
     ``phi``               the shape φ (negative binomial family only)
     ``sd``                every group-effect sd
@@ -320,20 +349,53 @@ def check_prior_syntax(text: str) -> None:
         match = _STATEMENT.match(statement)
         if not match:
             name = _NAME.match(statement)
-            hint = (_did_you_mean(name.group(1), ("b", "sigma", "phi", "sd", "cor", "icc"))
-                    if name else "")
+            hint = (_did_you_mean(name.group(1), ("b", INTERCEPT, "sigma", "phi", "sd", "cor",
+                                                  "icc")) if name else "")
             raise SpecificationError(
                 f"cannot read prior statement {statement!r}{hint}; write 'name = dist' (or "
-                "'name ~ dist') with name b, b[coefficient], sigma, phi, sd, sd_factor, "
+                "'name ~ dist') with name b, b[coefficient], Intercept, sigma, phi, sd, "
+                "sd_factor, "
                 "sd_factor[effect], cor, cor_factor, icc or icc_factor")
-        _parse_call(match.group(5), statement)
+        _parse_call(_without_remark(match.group(5)), statement)
+
+
+def intercept_remark(text: str | None, design: MixedDesign) -> str | None:
+    """What to say beside the intercept's prior when ``text`` sets ``b`` for every
+    coefficient and not the intercept's own (which ``b`` leaves, as brms's ``class = b``);
+    None otherwise. Printed in parentheses after the prior, which :func:`parse_priors`
+    reads back without them."""
+    if INTERCEPT not in design.fixed_names or not text:
+        return None
+    bulk = False
+    for statement in (s.strip() for s in text.split(";")):
+        match = _STATEMENT.match(statement)
+        if match is None or match.group(1) not in ("b", INTERCEPT) or match.group(2):
+            continue
+        index = [part.strip() for part in _INDEX.findall(match.group(3))]
+        if match.group(1) == INTERCEPT or index == [INTERCEPT]:
+            bulk = False  # the intercept's own prior, after any b
+        elif not index:
+            bulk = True
+    if not bulk:
+        return None
+    return ("the intercept's own prior: b sets every other coefficient, as brms's class b; "
+            "set it with Intercept = …")
+
+
+#: a remark in parentheses after a distribution, as :func:`intercept_remark` is printed
+_REMARK = re.compile(r"(?<=\))\s+\([^()]*\)\s*$")
+
+
+def _without_remark(dist_text: str) -> str:
+    """``dist_text`` without a trailing remark in parentheses."""
+    return _REMARK.sub("", dist_text)
 
 
 #: an index [name], where a name may hold one level of brackets itself: b[group[2]]
 _BRACKETED = r"\[((?:[^\[\]]|\[[^\[\]]*\])+)\]"
 #: ``name[index]… = dist`` or ``~ dist``; a factor may follow sd and cor as ``sd_Subject``
-_STATEMENT = re.compile(r"^\s*(b|sigma|phi|sd|cor|icc)(?:_([^\[\]=~\s]+))?\s*((?:" + _BRACKETED
-                        + r")*)\s*[=~]\s*(.+?)\s*$")
+_STATEMENT = re.compile(r"^\s*(b|Intercept|sigma|phi|sd|cor|icc)(?:_([^\[\]=~\s]+))?\s*((?:"
+                        + _BRACKETED + r")*)\s*[=~]\s*(.+?)\s*$")
 #: the start of a statement, to suggest the name meant when it is misspelt
 _NAME = re.compile(r"^\s*([^\s=~]+?)\s*[=~]")
 _CALL = re.compile(r"^([A-Za-z_]+)\s*\(([^()]*)\)$")
@@ -351,7 +413,12 @@ def _apply(priors: MixedPriors, statement: str, design: MixedDesign) -> MixedPri
             f"{_did_you_mean(name.group(1), valid) if name else ''}; write 'name = dist' "
             f"with name one of: {', '.join(valid)}")
     kind, factor, brackets, dist_text = match.group(1, 2, 3, 5)
+    dist_text = _without_remark(dist_text)
     index = [part.strip() for part in _INDEX.findall(brackets)]
+    if kind == INTERCEPT:  # brms's class Intercept: b[Intercept]
+        if factor is not None or index:
+            raise SpecificationError(f"{statement!r}: Intercept takes no [index]")
+        kind, index = "b", [INTERCEPT]
     if factor is not None:
         if kind not in ("sd", "cor", "icc"):
             raise SpecificationError(
@@ -410,14 +477,10 @@ def _apply_fixed(priors: MixedPriors, index: list[str], dist_text: str,
             f"{_did_you_mean(index[0], priors.fixed_names)}; coefficients: "
             f"{', '.join(priors.fixed_names)}")
     name, params = _parse_call(dist_text, statement)
-    if canonical_name(name) == "studentt":
+    if canonical_name(name) not in ("normal", "studentt"):
         raise SpecificationError(
-            f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale): β is "
-            "integrated out exactly, which needs a Gaussian prior (Student-t priors are taken "
-            "by sigma, phi and sd)")
-    if name != "normal":
-        raise SpecificationError(
-            f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale)")
+            f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale) or "
+            "student_t(df, loc, scale)")
     dist = _make(name, params, statement)
     targets = set(index) if index else set(priors.fixed_names) - {INTERCEPT}
     fixed = tuple(dist if n in targets else d
@@ -495,6 +558,7 @@ def _parse_call(text: str, statement: str) -> tuple[str, tuple[float, ...]]:
 
 def _valid_names(design: MixedDesign) -> list[str]:
     names = ["b", *(f"b[{n}]" for n in design.fixed_names)]
+    names += [INTERCEPT] if INTERCEPT in design.fixed_names else []
     if design.family in FAMILY_PARAMETERS:
         names.append(FAMILY_PARAMETERS[design.family])
     if design.terms:
@@ -534,4 +598,4 @@ def _spec(d: Distribution) -> str:
 
 
 __all__ = ["MixedPriors", "check_prior_syntax", "default_priors", "icc_log_density",
-           "implied_pooling", "parse_priors", "sample_sd"]
+           "implied_pooling", "intercept_remark", "parse_priors", "sample_sd"]
