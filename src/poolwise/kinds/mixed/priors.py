@@ -378,8 +378,8 @@ def intercept_remark(text: str | None, design: MixedDesign) -> str | None:
             bulk = True
     if not bulk:
         return None
-    return ("the intercept's own prior: b sets every other coefficient, as brms's class b; "
-            "set it with Intercept = …")
+    return ("the intercept's own prior, which b = … leaves as brms's class b does: set it "
+            "with Intercept = …")  # no ';', which separates statements
 
 
 #: a remark in parentheses after a distribution, as :func:`intercept_remark` is printed
