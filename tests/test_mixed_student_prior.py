@@ -181,6 +181,15 @@ def test_nuts_potentials_take_the_t_prior(groups, trials):
         assert difference == pytest.approx(expected, rel=1e-6, abs=1e-9)
 
 
+def test_the_graph_shows_a_t_priors_degrees_of_freedom(groups):
+    table = groups.assign(x=np.arange(len(groups)) % 3)
+    graph = MixedModel(formula="y ~ x + (1 | g)", prior="b[x] = student_t(3, 0, 10)"
+                       ).graph(table)
+    labels = {node.name: node.label for node in graph.nodes}
+    assert labels["b_df"] == r"$\nu_{\beta} = (\infty, 3)$"  # a Normal is a t with ν = ∞
+    assert labels["b_sigma"].endswith(", 10)$")
+
+
 # ----------------------------------------------------------------------- prior draws
 def test_prior_draws_of_a_t_coefficient_follow_the_t(groups):
     """The prior predictive's β: its quantiles' CDF values under SciPy's t within 4
