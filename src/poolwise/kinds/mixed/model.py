@@ -435,7 +435,8 @@ class MixedModel(BaseModel):
         return "; ".join(lines)
 
     def implied_pooling(self, data: pd.DataFrame | MixedData | None = None) -> str | None:
-        """The priors' pooling factor of a typical level's intercept (normal family;
+        """The priors' pooling factor of a typical level's intercept (exact in the normal
+        family, approximate in the others:
         :func:`~poolwise.kinds.mixed.priors.implied_pooling`); None without data or priors."""
         if data is None or self.method == "eb-ml" or self.pooling != "partial":
             return None

@@ -238,27 +238,66 @@ def default_priors(design: MixedDesign) -> MixedPriors:
 def implied_pooling(design: MixedDesign, priors: MixedPriors, rng: np.random.Generator
                     ) -> list[str]:
     """The prior's pooling factor of a typical level's intercept, one line per grouping
-    factor with an intercept (normal family): at n rows, the weight of the population in
-    the level's mean, λ = (σ²/n)/(σ²/n + τ²), with σ ~ its prior and τ ~ sd_factor[Intercept]'s,
-    n the median rows per level (:class:`~poolwise.priors.ImpliedPooling`). Other families
-    have no residual σ, so no such λ: none."""
-    if priors.sigma is None:
+    factor with an intercept: at n rows, the weight of the population in the level's
+    estimate, λ = (w/n)/(w/n + τ²), with τ ~ sd_factor[Intercept]'s prior, n the median rows
+    per level and w a row's variance on the scale of the linear predictor
+    (:func:`row_variance`: σ² in the normal family, exact, with σ ~ its prior; a GLMM's
+    from the information of a row at the observed mean, approximate, and labelled so)
+    (:class:`~poolwise.priors.ImpliedPooling`). None (no line) where w does not exist (a
+    GLMM's response all 0 or all at its maximum)."""
+    row = row_variance(design, priors, rng)
+    if row is None:
         return []
+    variance, approximation = row
     lines = []
     for term in design.terms:
         if INTERCEPT not in term.names or term.index.size != design.n_obs:
             continue  # no intercept, or a streamed design without the rows' levels
         size = float(np.median(np.bincount(term.index, minlength=term.n_levels)))
-        sigma2 = np.square(priors.sigma.sample(rng, POOLING_DRAWS))
         if term.factor in priors.icc:  # τ² = σ² ρ/(1 − ρ)
             icc = priors.icc[term.factor].sample(rng, POOLING_DRAWS)
-            tau2 = sigma2 * icc / (1.0 - icc)
+            tau2 = variance * icc / (1.0 - icc)
         else:
             tau2 = np.square(priors.sd[term.factor, INTERCEPT].sample(rng, POOLING_DRAWS))
         where = f"for a {term.factor} of {size:g} rows (the median), its intercept"
-        noise = sigma2 / size
+        if approximation is not None:
+            where = f"{where} (approximate: {approximation})"
+        noise = variance / size
         lines.append(ImpliedPooling.of(noise / (noise + tau2), where).describe())
     return lines
+
+
+def row_variance(design: MixedDesign, priors: MixedPriors, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, str | None] | None:
+    """A row's variance w on the scale of the linear predictor — :data:`POOLING_DRAWS`
+    draws, or one value — and None, or for a GLMM what approximates it: the inverse of a
+    row's Fisher information about η at the observed mean response, 1/(m p̄(1 − p̄)) for
+    the logit link (m the mean trials per row, p̄ = Σy/Σm), 1/ȳ for the Poisson and
+    1/ȳ + 1/φ for the negative binomial (φ ~ its prior), as a normal model's σ² (McCullagh
+    and Nelder 1989, §2.5: the working response's variance). None where it does not exist
+    (p̄ or ȳ at 0, or p̄ at 1)."""
+    if priors.sigma is not None:
+        return np.square(priors.sigma.sample(rng, POOLING_DRAWS)), None
+    y = np.asarray(design.y, dtype=float)
+    if design.link == "logit":
+        trials = np.ones_like(y) if design.trials is None else np.asarray(design.trials, float)
+        mean = float(y.sum() / trials.sum())
+        if not 0.0 < mean < 1.0:
+            return None
+        information = float(trials.mean()) * mean * (1.0 - mean)
+        return (np.array(1.0 / information),
+                f"a row's variance on the logit scale taken as 1/(m p(1 − p)) at the observed "
+                f"rate p = {mean:.3g}, m = {float(trials.mean()):.3g} trials")
+    mean = float(y.mean())
+    if not mean > 0.0:
+        return None
+    if priors.phi is None:
+        return (np.array(1.0 / mean), f"a row's variance on the log scale taken as 1/μ at the "
+                                      f"observed mean count μ = {mean:.3g}")
+    phi = np.asarray(priors.phi.sample(rng, POOLING_DRAWS), dtype=float)
+    return (1.0 / mean + 1.0 / phi,
+            f"a row's variance on the log scale taken as 1/μ + 1/φ at the observed mean "
+            f"count μ = {mean:.3g}")
 
 
 def sample_sd(priors: MixedPriors, factor: str, effect: str, sigma: Any,
@@ -598,4 +637,5 @@ def _spec(d: Distribution) -> str:
 
 
 __all__ = ["MixedPriors", "check_prior_syntax", "default_priors", "icc_log_density",
-           "implied_pooling", "intercept_remark", "parse_priors", "sample_sd"]
+           "implied_pooling", "intercept_remark", "parse_priors", "row_variance",
+           "sample_sd"]
