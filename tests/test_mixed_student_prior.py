@@ -244,3 +244,4 @@ def test_cli_takes_a_t_prior_on_a_coefficient(capsys):
     out, err = capsys.readouterr()
     assert code == 2 and out == "" and "Traceback" not in err
     assert len(err.strip().splitlines()) == 1 and "uses no priors" in err
+    assert "'b[Days] = student_t(3, 0, 10)'" in err and "'importance' or 'nuts'" in err

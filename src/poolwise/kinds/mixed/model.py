@@ -293,9 +293,11 @@ class MixedModel(BaseModel):
                 f"reml (--ml) chooses REML or ML for method eb-ml of a normal mixed model, "
                 f"not for method {self.method!r} of a {family} one")
         if self.method == "eb-ml" and text is not None:
+            takers = " or ".join(repr(m) for m in self.offered_methods()[self.pooling]
+                                 if m != "eb-ml")
             raise SpecificationError(
-                f"eb-ml is {self._eb_ml_phrase()}: it uses no priors; leave out prior= "
-                "(--prior), or use method 'nuts'")
+                f"eb-ml is {self._eb_ml_phrase()}: it uses no priors, so not {text!r}; leave "
+                f"out prior= (--prior), or use method {takers}, which take it")
         #: the parametrisation NUTS uses ("auto" resolved for the family)
         self.parametrisation: str = resolve_parametrisation(family, self.config.parametrisation)
         if settings.get("target_accept") is None:
