@@ -187,8 +187,9 @@ class MixedModel(BaseModel):
         (counts with Var y = μ + μ²/φ, the shape φ estimated; both with
         ``offset(log(exposure))`` for an exposure).
     pooling
-        ``"partial"`` (the formula), ``"complete"`` (group terms dropped) or ``"none"``
-        (each group's effects as fixed effects).
+        ``"partial"`` (the formula; the default), ``"complete"`` (group terms dropped; the
+        default of a formula without group terms) or ``"none"`` (each group's effects as
+        fixed effects).
     prior
         Overrides of the default priors, which are scaled to the data, e.g.
         ``"b[Days] = normal(10, 20); sd = halfnormal(30)"``
@@ -269,6 +270,9 @@ class MixedModel(BaseModel):
                 f"{family} family")
         if reml is not None and not isinstance(reml, bool):
             raise TypeError(f"reml must be True or False, not {reml!r}")
+        if not self.columns.factors and settings.get("pooling") is None:
+            # nothing to pool: "y ~ x" is a regression, whatever the default pooling level
+            settings = {**settings, "pooling": "complete"}
         self._settle({"formula": formula, "family": family, "prior": text,
                       "missing": missing, "agq": agq, "reml": reml}, settings)
         self.formula: str = formula
