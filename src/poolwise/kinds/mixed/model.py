@@ -192,8 +192,9 @@ class MixedModel(BaseModel):
         fixed effects).
     prior
         Overrides of the default priors, which are scaled to the data, e.g.
-        ``"b[Days] = normal(10, 20); sd = halfnormal(30)"``
-        (:func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
+        ``"b[Days] = student_t(3, 0, 10); Intercept = normal(250, 50); sd = halfnormal(30)"``
+        (``b = …`` sets every coefficient but the intercept, as brms's class b;
+        :func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
         :class:`~poolwise.kinds.mixed.priors.MixedPriors`.
     method
         ``"importance"`` (the default of the normal family and of binomial, bernoulli and
