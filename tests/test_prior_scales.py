@@ -506,3 +506,20 @@ def test_a_glmms_implied_pooling_is_in_the_json(capsys):
     line = json.loads(out)["implied_pooling"]
     assert line.startswith("the prior's pooling factor for a herd of 4 rows (the median)")
     assert "approximate" in line
+
+
+def test_implied_pooling_of_nested_factors_matches_monte_carlo():
+    """(1 | a/b): a level of a averages its rows and its J levels of a:b, so
+    λ_a = v/(v + τ_a²) with v = σ²/n + τ_ab²/J; λ_ab = (σ²/m)/(σ²/m + τ_ab²)."""
+    rng = np.random.default_rng(SEED)
+    table = pd.DataFrame({"a": np.repeat(list("ABCDEF"), 6),
+                          "b": np.tile(np.repeat(list("xyz"), 2), 6), "y": rng.normal(size=36)})
+    model = MixedModel(formula="y ~ 1 + (1 | a/b)",
+                       prior="sigma = halfnormal(2); sd_a = halfnormal(3); sd_a:b = halfnormal(1)")
+    outer, inner = model.implied_pooling(table).split("; ")
+    assert outer.startswith("the prior's pooling factor for a a of 6 rows in 3 a:b (the medians)")
+    sigma2, tau_a2, tau_ab2 = (stats.halfnorm(scale=s).rvs(MONTE_CARLO, random_state=rng) ** 2
+                               for s in (2.0, 3.0, 1.0))
+    noise = sigma2 / 6 + tau_ab2 / 3
+    _assert_printed_quantiles(outer, noise / (noise + tau_a2))
+    _assert_printed_quantiles(inner, (sigma2 / 2) / (sigma2 / 2 + tau_ab2))

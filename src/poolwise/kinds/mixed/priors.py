@@ -50,6 +50,7 @@ from poolwise._ops import NUMPY_OPS, Ops
 from poolwise.exceptions import SpecificationError
 from poolwise.kinds.mixed.design import (
     FAMILY_PARAMETERS,
+    GroupTerm,
     MixedDesign,
     effect_sd,
     fixed_sd,
@@ -239,32 +240,56 @@ def implied_pooling(design: MixedDesign, priors: MixedPriors, rng: np.random.Gen
                     ) -> list[str]:
     """The prior's pooling factor of a typical level's intercept, one line per grouping
     factor with an intercept: at n rows, the weight of the population in the level's
-    estimate, λ = (w/n)/(w/n + τ²), with τ ~ sd_factor[Intercept]'s prior, n the median rows
-    per level and w a row's variance on the scale of the linear predictor
+    estimate, λ = v/(v + τ²) with v = w/n + Σ_k τ_k²/J_k, τ ~ sd_factor[Intercept]'s prior,
+    n the median rows per level, w a row's variance on the scale of the linear predictor
     (:func:`row_variance`: σ² in the normal family, exact, with σ ~ its prior; a GLMM's
-    from the information of a row at the observed mean, approximate, and labelled so)
-    (:class:`~poolwise.priors.ImpliedPooling`). None (no line) where w does not exist (a
-    GLMM's response all 0 or all at its maximum)."""
+    from the information of a row at the observed mean, approximate, and labelled so), and
+    for each factor k nested in this one (its levels each within one of this one's, as
+    school:classroom in school) its intercept sd τ_k and J_k, the median number of its levels
+    in one of this factor's (:class:`~poolwise.priors.ImpliedPooling`). None (no line) where
+    w does not exist (a GLMM's response all 0 or all at its maximum)."""
     row = row_variance(design, priors, rng)
     if row is None:
         return []
     variance, approximation = row
-    lines = []
-    for term in design.terms:
-        if INTERCEPT not in term.names or term.index.size != design.n_obs:
-            continue  # no intercept, or a streamed design without the rows' levels
-        size = float(np.median(np.bincount(term.index, minlength=term.n_levels)))
+    # no intercept, or a streamed design without the rows' levels: no line
+    terms = [t for t in design.terms if INTERCEPT in t.names and t.index.size == design.n_obs]
+    tau2 = {}
+    for term in terms:
         if term.factor in priors.icc:  # τ² = σ² ρ/(1 − ρ)
             icc = priors.icc[term.factor].sample(rng, POOLING_DRAWS)
-            tau2 = variance * icc / (1.0 - icc)
+            tau2[term.factor] = variance * icc / (1.0 - icc)
         else:
-            tau2 = np.square(priors.sd[term.factor, INTERCEPT].sample(rng, POOLING_DRAWS))
-        where = f"for a {term.factor} of {size:g} rows (the median), its intercept"
+            tau2[term.factor] = np.square(
+                priors.sd[term.factor, INTERCEPT].sample(rng, POOLING_DRAWS))
+    lines = []
+    for term in terms:
+        size = float(np.median(np.bincount(term.index, minlength=term.n_levels)))
+        noise = variance / size
+        within = []
+        for inner in terms:
+            count = _levels_within(inner, term)
+            if count is not None:
+                noise = noise + tau2[inner.factor] / count
+                within.append(f"{count:g} {inner.factor}")
+        where = (f"for a {term.factor} of {size:g} rows{' in ' if within else ''}"
+                 f"{', '.join(within)} (the median{'s' if within else ''}), its intercept")
         if approximation is not None:
             where = f"{where} (approximate: {approximation})"
-        noise = variance / size
-        lines.append(ImpliedPooling.of(noise / (noise + tau2), where).describe())
+        lines.append(ImpliedPooling.of(noise / (noise + tau2[term.factor]), where).describe())
     return lines
+
+
+def _levels_within(inner: GroupTerm, outer: GroupTerm) -> float | None:
+    """The median number of ``inner``'s levels within a level of ``outer`` when each of its
+    levels lies within one of ``outer``'s (nested); None otherwise, or for the same term."""
+    if inner is outer:
+        return None
+    pairs = np.unique(np.stack([inner.index, outer.index]), axis=1)
+    if pairs.shape[1] != np.unique(inner.index).size:
+        return None
+    counts = np.bincount(pairs[1], minlength=outer.n_levels)
+    return float(np.median(counts[counts > 0]))
 
 
 def row_variance(design: MixedDesign, priors: MixedPriors, rng: np.random.Generator
