@@ -517,7 +517,7 @@ def test_implied_pooling_of_nested_factors_matches_monte_carlo():
     model = MixedModel(formula="y ~ 1 + (1 | a/b)",
                        prior="sigma = halfnormal(2); sd_a = halfnormal(3); sd_a:b = halfnormal(1)")
     outer, inner = model.implied_pooling(table).split("; ")
-    assert outer.startswith("the prior's pooling factor for a a of 6 rows in 3 a:b (the medians)")
+    assert outer.startswith("the prior's pooling factor for an a of 6 rows in 3 a:b (the medians)")
     sigma2, tau_a2, tau_ab2 = (stats.halfnorm(scale=s).rvs(MONTE_CARLO, random_state=rng) ** 2
                                for s in (2.0, 3.0, 1.0))
     noise = sigma2 / 6 + tau_ab2 / 3

@@ -117,7 +117,7 @@ from poolwise.results.prediction import (
 )
 from poolwise.results.storage import FitRecord, record_attrs
 from poolwise.results.summary import check_prob
-from poolwise.vocabulary import canonical_family, unknown
+from poolwise.vocabulary import canonical_family, indefinite_article, unknown
 
 __all__ = ["NESTED_FAMILIES", "NestedData", "NestedFit", "NestedModel", "NestedPrior",
            "lab_log_marginal", "location_variance", "nested_data", "nested_pooling",
@@ -548,25 +548,21 @@ def nested_pooling(family: RateFamily, prior: NestedPrior, data: NestedData,
     v = top["m_v"] + top["s_v"] * rng.standard_normal(POOLING_DRAWS)
     size = float(np.median(data.n))
     inner, outer = data.inner_name, data.outer_name
+    an_inner = indefinite_article(inner)
     count = float(np.median(np.bincount(data.lab_index, minlength=data.n_labs)))
     size_text = f"{_SIZE_NAME[family.name]} = {size:.3g}"
     with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
         within = family.pooling_factor(*family.from_uv(u, v), size)
         noise = location_variance(family, u, v, size) / count
         between = noise / (noise + np.square(top["s_u"]))
-    where = (f"for {_article(outer)} {outer}'s {_LOCATION_TEXT[family.name]}, from "
+    where = (f"for {indefinite_article(outer)} {outer}'s {_LOCATION_TEXT[family.name]}, from "
              f"{count:g} {inner}s of {size_text} (the medians)")
     if family.name != "normal":
-        where += (f" (approximate: {_article(inner)} {inner}'s variance about it by the delta "
+        where += (f" (approximate: {an_inner} {inner}'s variance about it by the delta "
                   "method)")
-    return [ImpliedPooling.of(within, f"for {_article(inner)} {inner} of {size_text} (the "
+    return [ImpliedPooling.of(within, f"for {an_inner} {inner} of {size_text} (the "
                                       f"median) within its {outer}").describe(),
             ImpliedPooling.of(between, where).describe()]
-
-
-def _article(noun: str) -> str:
-    """``an`` before a vowel, else ``a``."""
-    return "an" if noun[:1].lower() in "aeiou" else "a"
 
 
 # ----------------------------------------------------------------------------- density

@@ -63,6 +63,7 @@ from poolwise.priors import (
     canonical_name,
     make_distribution,
 )
+from poolwise.vocabulary import indefinite_article
 
 #: the name of the intercept column in ``fixed_names`` and in a term's ``names``
 INTERCEPT = "Intercept"
@@ -272,7 +273,8 @@ def implied_pooling(design: MixedDesign, priors: MixedPriors, rng: np.random.Gen
             if count is not None:
                 noise = noise + tau2[inner.factor] / count
                 within.append(f"{count:g} {inner.factor}")
-        where = (f"for a {term.factor} of {size:g} rows{' in ' if within else ''}"
+        article = indefinite_article(term.factor)
+        where = (f"for {article} {term.factor} of {size:g} rows{' in ' if within else ''}"
                  f"{', '.join(within)} (the median{'s' if within else ''}), its intercept")
         if approximation is not None:
             where = f"{where} (approximate: {approximation})"
