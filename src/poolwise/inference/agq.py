@@ -190,29 +190,34 @@ def _subset(rows: GroupedRows, groups: IntArray) -> tuple[GroupedRows, IntArray]
                         rows.likelihood.take(positions)), positions)
 
 
+#: ℓ_j, ∇ℓ_j and H_j at a point, for every group (J,), (J, k), (J, k, k)
+_Parts = tuple[FloatArray, FloatArray, FloatArray]
+
+
 def _newton_parts(rows: GroupedRows, base: FloatArray, loadings: FloatArray,
-                  u: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """(∇ℓ_j, H_j) at u for every group of ``rows``."""
+                  u: FloatArray) -> _Parts:
+    """(ℓ_j, ∇ℓ_j, H_j) at u for every group of ``rows``, from one pass over the rows."""
     eta = base + np.sum(loadings * u[rows.group], axis=1)
-    score, weight = rows.likelihood.derivatives(eta)
+    value, score, weight = rows.likelihood.values(eta)
     outer = loadings[:, :, None] * loadings[:, None, :]
-    return (rows.sum(loadings * score[:, None]),
+    return (rows.sum(value), rows.sum(loadings * score[:, None]),
             rows.sum(outer * weight[:, None, None]) + np.eye(rows.n_effects))
 
 
 def _ascend(rows: GroupedRows, base: FloatArray, loadings: FloatArray, u: FloatArray,
-            log_lik: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """One Newton step H⁻¹∇h for every group of ``rows``, halved (per group, evaluating only
-    the rows of the groups halved) until h_j does not decrease: the new u, ℓ_j there, and
-    whether each group is at its mode (:data:`MODE_TOLERANCE`,
-    :data:`FULL_STEP_TOLERANCE`)."""
-    gradient, hessian = _newton_parts(rows, base, loadings, u)
+            parts: _Parts) -> tuple[FloatArray, _Parts, NDArray[np.bool_]]:
+    """One Newton step H⁻¹∇h for every group of ``rows`` from u (``parts`` there), halved
+    (per group, evaluating only the rows of the groups halved) until h_j does not
+    decrease: the new u, the parts there, and whether each group is at its mode
+    (:data:`MODE_TOLERANCE`, :data:`FULL_STEP_TOLERANCE`)."""
+    log_lik, gradient, hessian = parts
     step = _solve(hessian, gradient - u)
     current = log_lik - 0.5 * np.sum(u * u, axis=1)
     floor = current - 1e-13 * (1.0 + np.abs(current))
     new_u = u + step
-    new_lik = _log_lik(rows, base, loadings, new_u)
+    new_lik, new_gradient, new_hessian = _newton_parts(rows, base, loadings, new_u)
     worse = np.flatnonzero(new_lik - 0.5 * np.sum(new_u * new_u, axis=1) < floor)
+    halved = worse
     scale = np.ones(rows.n_groups)
     for _ in range(MAX_HALVINGS):
         if not worse.size:
@@ -225,11 +230,15 @@ def _ascend(rows: GroupedRows, base: FloatArray, loadings: FloatArray, u: FloatA
         worse = worse[trial_lik - 0.5 * np.sum(trial * trial, axis=1) < floor[worse]]
     else:  # no ascent left in these groups: they are at their mode to rounding
         scale[worse] = 0.0
-        new_u[worse], new_lik[worse] = u[worse], log_lik[worse]
+        new_u[worse] = u[worse]
+    if halved.size:  # the parts where the halved groups ended
+        part, at = _subset(rows, halved)
+        (new_lik[halved], new_gradient[halved],
+         new_hessian[halved]) = _newton_parts(part, base[at], loadings[at], new_u[halved])
     length = np.max(np.abs(step), axis=1)
     done = ((scale * length < MODE_TOLERANCE)
             | ((scale == 1.0) & (length < FULL_STEP_TOLERANCE)))
-    return new_u, new_lik, done
+    return new_u, (new_lik, new_gradient, new_hessian), done
 
 
 def conditional_modes(rows: GroupedRows, base: FloatArray, factor: FloatArray,
@@ -244,20 +253,23 @@ def conditional_modes(rows: GroupedRows, base: FloatArray, factor: FloatArray,
     loadings = _loadings(rows, factor)
     u = (np.zeros((rows.n_groups, rows.n_effects)) if start is None
          else np.array(start, dtype=float))
-    log_lik = _log_lik(rows, base, loadings, u)
+    parts = _newton_parts(rows, base, loadings, u)
     moving = np.arange(rows.n_groups)
     part, at = rows, np.arange(rows.group.size)
     for _ in range(MAX_NEWTON_STEPS):
-        new_u, new_lik, done = _ascend(part, base[at], loadings[at], u[moving],
-                                       log_lik[moving])
-        u[moving], log_lik[moving] = new_u, new_lik
+        new_u, new_parts, done = _ascend(part, base[at], loadings[at], u[moving],
+                                         (parts[0][moving], parts[1][moving],
+                                          parts[2][moving]))
+        u[moving] = new_u
+        for whole, moved in zip(parts, new_parts, strict=True):
+            whole[moving] = moved
         still = ~done
         if not np.any(still):
             break
         if not np.all(still):
             moving = moving[still]
             part, at = _subset(rows, moving)
-    gradient, hessian = _newton_parts(rows, base, loadings, u)
+    log_lik, gradient, hessian = parts
     return Modes(u, _cholesky(hessian), log_lik, gradient)
 
 

@@ -185,7 +185,7 @@ def importance_sample(log_density: VectorLogDensity, start: FloatArray, *,
         empty = np.zeros((0, d))
         return ImportanceSample(empty, np.zeros(0), math.inf, 0.0, mode,
                                 np.full((d, d), np.nan), problem)
-    covariance = np.linalg.inv(-hessian)
+    covariance = np.asarray(np.linalg.inv(-hessian), dtype=float)
     if weighting is not None:
         log_density = weighting(mode, covariance)
     centre = mode
