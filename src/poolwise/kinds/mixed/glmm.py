@@ -340,8 +340,11 @@ class GlmmPosterior:
     dimension), the others the priors that NUTS uses (:mod:`poolwise.kinds.mixed.priors`;
     for the variance coordinates the same code,
     :meth:`poolwise.kinds.mixed.inference._Structure.variance_parts`), with the Jacobians
-    of the unconstrained coordinates. Evaluated at many θ at once in NumPy; the group
-    effects are then drawn exactly from their conditional at each draw of θ.
+    of the unconstrained coordinates. Evaluated at many θ at once in NumPy (Newton's
+    method for the modes started at their first-order prediction,
+    :meth:`_Problem.predicted_modes`); the proposals are weighted with fewer points per
+    dimension where a check at the mode allows (:meth:`weighting`); the group effects are
+    then drawn exactly from their conditional at each draw of θ.
     """
 
     def __init__(self, design: MixedDesign, priors: MixedPriors, n_agq: int) -> None:
@@ -379,7 +382,7 @@ class GlmmPosterior:
         fewest points per dimension m < ``n_agq`` whose log likelihood ℓ_m differs from
         ℓ_{n_agq} by a spread (max − min) under :data:`AGQ_CHECK_TOLERANCE` over a design
         around the mode — the mode, ±3 along each axis and the 2^d corners at ±1.5 in the
-        coordinates x = θ̂ + C x, CCᵀ the Laplace covariance — or ``n_agq`` itself. A
+        coordinates x of θ = θ̂ + C x, CCᵀ the Laplace covariance — or ``n_agq`` itself. A
         difference that is constant in θ cancels in the normalised weights; one of spread
         δ shifts a posterior mean by at most δ/2 posterior sds (|Cov(θ_i, e)| ≤ sd_i·sd(e)).
         Records the choice (``proposal_agq``, ``agq_spread``; :attr:`sampled`)."""
