@@ -173,10 +173,23 @@ def _loadings(rows: GroupedRows, factor: FloatArray) -> FloatArray:
     return _outer_sum(rows.z, np.asarray(factor, dtype=float).T)
 
 
+def _per_row(rows: GroupedRows, values: FloatArray) -> FloatArray:
+    """Each row's group's entry of ``values`` (J, ...) → (n, ...)."""
+    return values if rows.starts.size == rows.group.size else values[rows.group]
+
+
+def _eta(rows: GroupedRows, base: FloatArray, loadings: FloatArray,
+         u: FloatArray) -> FloatArray:
+    """η_i = base_i + (Λᵀz_i)ᵀu_j for every row (n,)."""
+    if rows.n_effects == 1:
+        return base + loadings[:, 0] * _per_row(rows, u[:, 0])
+    return base + np.sum(loadings * _per_row(rows, u), axis=1)
+
+
 def _log_lik(rows: GroupedRows, base: FloatArray, loadings: FloatArray,
              u: FloatArray) -> FloatArray:
     """ℓ_j(u_j) for every group (J,)."""
-    eta = base + np.sum(loadings * u[rows.group], axis=1)
+    eta = _eta(rows, base, loadings, u)
     return rows.sum(rows.likelihood.log_density(eta))
 
 
@@ -197,8 +210,10 @@ _Parts = tuple[FloatArray, FloatArray, FloatArray]
 def _newton_parts(rows: GroupedRows, base: FloatArray, loadings: FloatArray,
                   u: FloatArray) -> _Parts:
     """(ℓ_j, ∇ℓ_j, H_j) at u for every group of ``rows``, from one pass over the rows."""
-    eta = base + np.sum(loadings * u[rows.group], axis=1)
-    value, score, weight = rows.likelihood.values(eta)
+    value, score, weight = rows.likelihood.values(_eta(rows, base, loadings, u))
+    if rows.n_effects == 1:
+        return (rows.sum(value), rows.sum(loadings[:, 0] * score)[:, None],
+                rows.sum(np.square(loadings[:, 0]) * weight)[:, None, None] + 1.0)
     outer = loadings[:, :, None] * loadings[:, None, :]
     return (rows.sum(value), rows.sum(loadings * score[:, None]),
             rows.sum(outer * weight[:, None, None]) + np.eye(rows.n_effects))
@@ -288,7 +303,10 @@ def hermite_rule(n_agq: int, k: int) -> tuple[FloatArray, FloatArray]:
 def _outer_sum(a: FloatArray, b: FloatArray) -> FloatArray:
     """a bᵀ for a (N, q) and b (m, q) with few columns q, as q broadcast products: for
     q ≤ 5 several times faster than NumPy's matrix product of such thin matrices."""
-    return np.asarray(sum(a[:, c, None] * b[None, :, c] for c in range(a.shape[1])))
+    out = a[:, 0, None] * b[None, :, 0]
+    for c in range(1, a.shape[1]):
+        out += a[:, c, None] * b[None, :, c]
+    return np.asarray(out)
 
 
 def log_marginal(rows: GroupedRows, base: FloatArray, factor: FloatArray, n_agq: int,
@@ -307,8 +325,8 @@ def log_marginal(rows: GroupedRows, base: FloatArray, factor: FloatArray, n_agq:
     loadings = _loadings(rows, factor)
     # u_m = û + L⁻ᵀ x_m; per row η = η(û) + (L⁻¹Λᵀz_i)ᵀ x_m
     inverse = _inverse_lower(modes.chol)  # L⁻¹ per group
-    eta_mode = base + np.sum(loadings * modes.mode[rows.group], axis=1)
-    spread = np.einsum("nba,na->nb", inverse[rows.group], loadings)
+    eta_mode = _eta(rows, base, loadings, modes.mode)
+    spread = np.einsum("nba,na->nb", _per_row(rows, inverse), loadings)
     # each node's term less h_j(û) = ℓ_j(û) − ½|û|² (no term exceeds it by more than
     # ½|x_m|² + log W_m < 0.5, h_j being concave with its maximum at û):
     #   ℓ_j(u_m) − ℓ_j(û) − vᵀx_m − ½x_mᵀ(M − I)x_m + log W_m,  v = L⁻¹û, M = L⁻¹L⁻ᵀ,
