@@ -912,6 +912,10 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
 #: proposals per final draw, and at least this many, for method "importance"
 PROPOSALS_PER_DRAW = 2
 MIN_PROPOSALS = 4000
+#: a GLMM's proposals per final draw: each integrates every group by quadrature, some
+#: thousand times a normal model's cost; with the weights' ESS near the proposals'
+#: (k̂ < 0) one per draw still leaves the resampled draws an ESS above half their number
+GLMM_PROPOSALS_PER_DRAW = 1
 #: values (8 bytes each) of the NumPy marginal's intermediate arrays per chunk of points
 CHUNK_VALUES = 4_000_000
 
@@ -959,9 +963,12 @@ def integrate_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerCon
             f"method 'importance' is for the normal, {', '.join(GLMM_FAMILIES)} families, "
             f"not {design.family}; use method 'nuts'")
     total = config.chains * config.draws
-    size = max(PROPOSALS_PER_DRAW * total, MIN_PROPOSALS)
+    per_draw = PROPOSALS_PER_DRAW if design.family == "normal" else GLMM_PROPOSALS_PER_DRAW
+    size = max(per_draw * total, MIN_PROPOSALS)
     rng = generator(config.seed, Stream.FIT)
-    sample = importance_sample(target.log_density, target.start, size=size, rng=rng)
+    sample = importance_sample(target.log_density, target.start, size=size, rng=rng,
+                               weighting=(target.weighting
+                                          if isinstance(target, GlmmPosterior) else None))
     info: dict[str, Any] = {
         "pareto_k": sample.pareto_k, "pareto_k_limit": pareto_k_limit(size),
         "importance_ess": sample.ess, "proposals": size,
