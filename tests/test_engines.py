@@ -15,7 +15,7 @@ import pytest
 from layouts import write_table
 
 from poolwise.cli import main
-from poolwise.data.engines import choose_engine, reduce, resolve
+from poolwise.data.engines import Columns, choose_engine, reduce, resolve
 from poolwise.data.estimates import group_estimates
 from poolwise.data.tables import group_counts
 from poolwise.exceptions import DataError, SpecificationError
@@ -323,3 +323,18 @@ def test_dask_merges_each_disjoint_set_of_groups_on_its_own():
     whole = pd.concat(merged).sort_values("first").reset_index(drop=True)
     pd.testing.assert_frame_equal(whole, frame_sums(table, y="y", n="n", group="g"),
                                   check_dtype=False)
+
+
+def test_dask_names_a_file_a_worker_cannot_read(tmp_path):
+    """Read where the client looked, gone where the partition is read: one line."""
+    from poolwise.data.engines import DaskTable
+    from poolwise.data.rows import rate_checks
+
+    source = resolve(write_table(_table(), tmp_path, "glob"))
+    table = DaskTable.open(source, None)
+    source.files[1].unlink()
+    checks = rate_checks("beta-binomial", "trials", y="y", n="n", group="g")
+    got = _error(lambda: table.reduce(get_family("beta-binomial"), checks,
+                                      Columns("y", "n", None, "g")))
+    assert got.startswith("a Dask worker could not read the data: ")
+    assert got.endswith("the workers must see the files at the same paths")

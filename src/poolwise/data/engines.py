@@ -646,10 +646,17 @@ class DaskTable:
         return cls(frame, tuple(files), source.single, scheduler)
 
     def compute(self, *values: Any) -> Any:
+        """``values`` computed where :attr:`scheduler` says; a file a worker cannot read
+        (it sees other paths, or the file went away) ends in one line."""
         import dask
 
         with dask_client(self.scheduler) as client:
-            return dask.compute(*values, scheduler=client)
+            try:
+                return dask.compute(*values, scheduler=client)
+            except OSError as err:
+                raise DataError(f"a Dask worker could not read the data: {_first_line(err)}; "
+                                "the workers must see the files at the same paths"
+                                ) from None
 
     def locate(self, position: int) -> str:
         """The row within its file (lengths of the file's earlier partitions are counted

@@ -58,8 +58,10 @@ BLOCK_ELEMENTS = 1 << 20
 #: with a cluster at hand (on_cluster), this many distinct pairs or more are summarised
 #: there: below, sending the blocks costs more than the cores here take
 CLUSTER_PAIRS = 1_000_000
-#: elements of one (draws × pairs) task sent to a cluster (the task's arrays ~ 10× this)
+#: elements of one (draws × pairs) task sent to a cluster (the task's arrays ~ 10× this),
+#: and at most this many pairs a task (2 MB of data sent; empirical Bayes has one draw)
 CLUSTER_BLOCK_ELEMENTS = 1 << 22
+CLUSTER_BLOCK_PAIRS = 1 << 17
 #: Newton stops once every step is below this fraction of the group's posterior sd
 NEWTON_TOLERANCE = 1e-3
 NEWTON_STEPS = 30
@@ -143,7 +145,7 @@ def summarise_groups(family: RateFamily, alpha: FloatArray, beta: FloatArray,
     out = {name: np.empty(y_d.size) for name in ARRAYS}
     levels = (tail, 1.0 - tail)
     if cluster_scheduler() is not None and y_d.size >= CLUSTER_PAIRS:
-        step = max(1, CLUSTER_BLOCK_ELEMENTS // k_moments)
+        step = max(1, min(CLUSTER_BLOCK_ELEMENTS // k_moments, CLUSTER_BLOCK_PAIRS))
         parts = [slice(start, min(start + step, y_d.size))
                  for start in range(0, y_d.size, step)]
         blocks = [(family, a_k, b_k, q_index, y_d[part], n_d[part], levels) for part in parts]
