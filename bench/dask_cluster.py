@@ -87,7 +87,7 @@ def main() -> None:
         print(f"generated {rows:,} rows in {args.groups:,} groups, {args.files} files, "
               f"in {time.perf_counter() - start:.1f} s")
         with distributed.LocalCluster(n_workers=args.workers, threads_per_worker=1,
-                                      processes=True, dashboard_address=None,
+                                      processes=True, dashboard_address=":0",
                                       silence_logs=50) as cluster, \
                 distributed.Client(cluster) as client:
             address = cluster.scheduler_address

@@ -31,8 +31,10 @@ distributed = pytest.importorskip("distributed")
 
 @pytest.fixture(scope="module")
 def cluster():
+    """Its HTTP server on a free port: left at None it takes 8787, and warns (an error
+    here) when another cluster on the machine holds that port."""
     with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None, silence_logs=50) as local:
+                                  dashboard_address=":0", silence_logs=50) as local:
         yield local
 
 
