@@ -25,6 +25,10 @@ of this process.
 
     PYTHONPATH=src .venv/bin/python bench/dask_cluster.py                 # 10^7 groups
     PYTHONPATH=src .venv/bin/python bench/dask_cluster.py --groups 1000000 --files 8
+    PYTHONPATH=OTHER/src .venv/bin/python bench/dask_cluster.py --reduce-only  # another version
+
+``--reduce-only`` stops after the reduction (it uses only ``engines.reduce``, so it runs
+against older versions of poolwise too).
 """
 
 from __future__ import annotations
@@ -70,15 +74,14 @@ def main() -> None:
     parser.add_argument("--files", type=int, default=40)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--draws", type=int, default=4000)
+    parser.add_argument("--reduce-only", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 
     import distributed
 
-    from poolwise._threads import on_cluster
-    from poolwise.data.engines import bucket_count, reduce
+    from poolwise.data.engines import reduce
     from poolwise.families import get_family
-    from poolwise.inference.group_posterior import distinct_pairs, summarise_groups
 
     with tempfile.TemporaryDirectory(prefix="poolwise-dask-") as scratch:
         start = time.perf_counter()
@@ -97,7 +100,15 @@ def main() -> None:
                              group="g", engine="dask", scheduler=address)
             reduction = time.perf_counter() - start
             counts = reduced.stats
-            print(f"reduction on the cluster: {reduction:.1f} s", flush=True)
+            print(f"reduction on the cluster: {reduction:.1f} s, {counts.n_groups:,} groups",
+                  flush=True)
+            if args.reduce_only:
+                for address, gb in sorted(client.run(peak_gb).items()):
+                    print(f"worker {address}: peak RSS {gb:.2f} GB")
+                return
+            from poolwise._threads import on_cluster
+            from poolwise.inference.group_posterior import summarise_groups
+
             rng = np.random.default_rng([args.seed, 1])
             alpha = 2.0 * np.exp(rng.normal(0.0, 0.02, args.draws))
             beta = 4.0 * np.exp(rng.normal(0.0, 0.02, args.draws))
@@ -106,13 +117,17 @@ def main() -> None:
                 summary = summarise_groups(family, alpha, beta, counts.y, counts.n, 0.95)
             fitting = time.perf_counter() - start
             workers = client.run(peak_gb)
+    from poolwise.data.engines import bucket_count
+    from poolwise.inference.group_posterior import CLUSTER_PAIRS, distinct_pairs
+
     read = re.search(r"in (\d+) partitions", counts.notes[0])
     parts = bucket_count(int(read.group(1)) if read else args.files)
     distinct = distinct_pairs(counts.y, counts.n)[0].size
     print(f"{counts.n_groups:,} groups in {parts} merged parts, about "
           f"{counts.n_groups // parts:,} groups each")
     errors = summary.largest_errors()
-    print(f"posterior summaries on the cluster: {fitting:.1f} s; {distinct:,} distinct "
+    where = "on the cluster" if distinct >= CLUSTER_PAIRS else "in threads here (few pairs)"
+    print(f"posterior summaries {where}: {fitting:.1f} s; {distinct:,} distinct "
           f"(y, E) pairs, {summary.draws_moments} draws for the moments and "
           f"{summary.draws_quantiles} for the quantiles; largest Monte Carlo error of a mean "
           f"{errors['mean']:.2g}, of an interval end {errors['interval']:.2g}")
