@@ -27,6 +27,7 @@ from poolwise.inference import base as inference_base
 from poolwise.inference import group_posterior
 
 distributed = pytest.importorskip("distributed")
+pytestmark = pytest.mark.slow  # a cluster of two processes
 
 
 @pytest.fixture(scope="module")
