@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from poolwise._threads import on_cluster
 from poolwise.data.engines import is_dask_frame
 from poolwise.exceptions import SpecificationError
 from poolwise.kinds import KINDS, fit_class, model_class
@@ -146,7 +147,8 @@ def fit(data: pd.DataFrame | Mapping[str, Any] | str | Path | Any, *,
             or is_dask_frame(data)):
         data = load_source(built, data, given, engine=engine or "auto",
                            scheduler=scheduler).data
-    return built.fit(data, **given)
+    with on_cluster(scheduler):  # 10^7 groups' posteriors are summarised there too
+        return built.fit(data, **given)
 
 
 #: the kinds whose data reduce to group statistics, and so can be read out of core (mixed:

@@ -818,7 +818,10 @@ def fit_command(
         # nuts draws its own progress bar; the others get a spinner
         with progress(f"fitting {job.name} with {model.method}…",
                       quiet or not table_output or model.method == "nuts"):
-            fit = model.fit(prepared)
+            from poolwise._threads import on_cluster
+
+            with on_cluster(scheduler):  # 10^7 groups' posteriors are summarised there too
+                fit = model.fit(prepared)
         # ArviZ diagnostics cost ~3 ms a group; exact draws are independent by construction
         summary = fit.summary(ci, diagnostics=fit.is_mcmc or len(summary_groups(fit)) <= 1000)
         predictions = [fit.predict(request) for request in requests]

@@ -155,9 +155,8 @@ def _mixed_figures(fit: Any, ci_prob: float, predictions: Sequence[Prediction]
         suffix = "" if len(terms) == 1 else "_" + term.factor.replace(":", "_")
         figures[f"group_effects{suffix}.png"] = partial(plots.plot_group_effects, fit,
                                                          term.factor, ci_prob=ci_prob)
-    if fit.data.streamed:  # they draw rows; the fit's notes say so
-        return figures
-    figures["group_lines.png"] = partial(plots.plot_group_lines, fit, ci_prob=ci_prob)
+    if not fit.data.streamed:  # they draw rows; a streamed fit's notes say so
+        figures["group_lines.png"] = partial(plots.plot_group_lines, fit, ci_prob=ci_prob)
     figures["conditional_effects.png"] = partial(plots.plot_conditional_effects, fit,
                                                  ci_prob=ci_prob)
     return figures

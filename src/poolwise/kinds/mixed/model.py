@@ -52,6 +52,8 @@ from poolwise.kinds.mixed.design import (
     GroupTerm,
     MixedDesign,
     mixed_family,
+    ranges_from_text,
+    ranges_to_text,
 )
 from poolwise.kinds.mixed.formula import (
     MISSING_ACTIONS,
@@ -125,6 +127,8 @@ POISSON_LIMIT = 1e15
 INPUT_GROUP = "input_data"
 #: the tree group holding a streamed design's per-level sums (its input_data: the skeleton)
 CROSS_GROUP = "cross_products"
+#: the attribute of CROSS_GROUP holding the numeric covariates' ranges (JSON)
+RANGES_ATTR = "covariate_ranges"
 
 
 # ----------------------------------------------------------------------------- the data
@@ -406,7 +410,8 @@ class MixedModel(BaseModel):
         cross = CrossProducts(*(np.asarray(sums[name].values, dtype=float)
                                 for name in CrossProducts.FIELDS))
         labels = [str(v) for v in sums["level"].values]
-        full = restore_design(self.formula, skeleton, cross, labels, dropped, notes)
+        full = restore_design(self.formula, skeleton, cross, labels, dropped, notes,
+                              ranges_from_text(sums.attrs.get(RANGES_ATTR, "[]")))
         return self._assemble(skeleton, full, priors)
 
     def _prepared(self, data: Any) -> MixedData:
@@ -902,7 +907,8 @@ def _cross_dataset(data: MixedData) -> xr.Dataset:
     coefs = list(data.full_design.fixed_names)
     return xr.Dataset({name: (dims[name], getattr(cross, name)) for name in cross.FIELDS},
                       coords={"level": list(data.level_dim()[1]), "effect": effects,
-                              "effect_bis": effects, "coef": coefs, "coef_bis": coefs})
+                              "effect_bis": effects, "coef": coefs, "coef_bis": coefs},
+                      attrs={RANGES_ATTR: ranges_to_text(data.full_design.ranges)})
 
 
 # ----------------------------------------------------------------------------- the fit
