@@ -86,7 +86,7 @@ def predictive_check_data(checks: Sequence[CheckData], *, ci_prob: float = 0.9,
         replicated = np.asarray(check.replicated, dtype=float)
         chosen = np.unique(np.linspace(0, replicated.shape[0] - 1,
                                        min(OVERLAY, replicated.shape[0])).astype(int))
-        values = {name: function(replicated) for name, function in STATISTICS.items()}
+        values = check.statistics()
         rows = []
         for name, function in STATISTICS.items():
             observed = float(function(check.observed[None])[0])
@@ -116,8 +116,8 @@ def _display_range(data: CheckPlotData) -> tuple[float, float]:
     """The 0.2 % and 99.8 % quantiles of observed and overlaid values (of an evenly spaced
     subset past :data:`EXACT_ECDF` values): a few far values (tiny groups' raw rates) would
     squeeze the bulk into a corner."""
-    pooled = np.concatenate([data.overlay.ravel(), data.check.observed])
-    pooled = pooled[::max(1, pooled.size // EXACT_ECDF)]
+    step = max(1, (data.overlay.size + data.check.observed.size) // EXACT_ECDF)
+    pooled = np.concatenate([data.overlay.ravel()[::step], data.check.observed[::step]])
     low, high = np.quantile(pooled, [0.002, 0.998])
     return float(low), float(high)
 
