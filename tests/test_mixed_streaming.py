@@ -341,3 +341,18 @@ def test_dask_cluster_reduces_a_mixed_model(tmp_path):
     for other in (poolwise.fit(source, engine="duckdb", **settings),
                   poolwise.fit(table, **settings)):
         _same_estimates(fit.summary()["mean"], other.summary()["mean"])
+
+
+def test_a_column_of_numbers_and_text_is_refused_as_in_memory(tmp_path):
+    """Read as text by the engine, '1, 2, two' would be categories, one coefficient per
+    spelling: refused with the in-memory message (less its row), accepted as C(x)."""
+    table = _table(6, rows=60)
+    table["x"] = np.round(table["x"], 1).astype(str)
+    table.loc[3, "x"] = "two"
+    source = write_table(table, tmp_path, "parquet")
+    with pytest.raises(DataError) as memory:
+        poolwise.MixedModel(formula="y ~ x + (1 | g)").prepare(table)
+    with pytest.raises(DataError) as streamed:
+        poolwise.fit(source, formula="y ~ x + (1 | g)", method="eb-ml", engine="duckdb")
+    assert str(memory.value) == f"data row 4: {streamed.value}"
+    assert "write C(x) in the formula" in str(streamed.value)

@@ -247,14 +247,6 @@ def report(fit: Fit | str | Path, path: str | Path = "report.html", *,
     return path
 
 
-def _pooling_of(formula: str) -> str | None:
-    """Complete pooling for a formula without group terms (it has nothing to pool), else
-    the default."""
-    from poolwise.kinds.mixed.formula import formula_columns
-
-    return None if formula_columns(formula).factors else "complete"
-
-
 def compare(data: pd.DataFrame | Mapping[str, Any], *, prior: str | None = None,
             method: str | None = None, theta_prior: str | None = None,
             formula: str | None = None, family: str | None = None, y: str | None = None,
@@ -280,8 +272,7 @@ def compare(data: pd.DataFrame | Mapping[str, Any], *, prior: str | None = None,
             raise SpecificationError(f"formulas= takes two different formulas or more, got "
                                      f"{list(formulas)}")
         return Comparison({text: build_model("mixed", formula=text, family=family,
-                                             prior=prior, method=method,
-                                             pooling=_pooling_of(text), **settings)
+                                             prior=prior, method=method, **settings)
                            .fit(data) for text in formulas})
     kind = choose_kind(formula=formula, family=family, group=group, se=se)
     if kind == "nested":

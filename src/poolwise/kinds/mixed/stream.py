@@ -258,6 +258,9 @@ def make_plan(formula: str, types: dict[str, str],
     covariates = _covariates(parsed)
     categorical = [c for c in used if c in covariates and (types[c] == "text" or c in wrapped)]
     levels = distinct(categorical) if categorical else {}
+    for column in categorical:
+        if column not in wrapped:
+            _refuse_numbers_and_text(column, levels[column])
     skeleton = _skeleton(types, used, levels, keys)
     fixed = _design_matrices(f"{parsed.response} ~ {parsed.fixed}", skeleton, "the fixed part")
     matrix, fixed_names, _ = _matrix(fixed.common, len(skeleton))
@@ -283,6 +286,17 @@ def make_plan(formula: str, types: dict[str, str],
             raise refuse(f"the formula's {what} could not be translated for the engine")
     return Plan(parsed.response, response, tuple(x), tuple(fixed_names), tuple(z),
                 tuple(effects), correlated, tuple(keys), tuple(used), skeleton)
+
+
+def _refuse_numbers_and_text(column: str, levels: Sequence[Any]) -> None:
+    """As in memory (:func:`~poolwise.kinds.mixed.formula.parse_formula`), a text column
+    whose distinct values are mostly numbers (``1, 2, two``) is refused unless written
+    ``C(x)``: read as categories it would get one coefficient per spelling."""
+    numbers = pd.to_numeric(pd.Series(levels, dtype=object), errors="coerce").notna()
+    if numbers.any() and not numbers.all() and 2 * numbers.sum() >= len(levels):
+        text = levels[int(np.flatnonzero(~numbers.to_numpy())[0])]
+        raise DataError(f"column {column!r} holds numbers and text ({text!r}); as a number, "
+                        f"correct that value; as categories, write C({column}) in the formula")
 
 
 def _covariates(parsed: _Parsed) -> set[str]:
