@@ -443,7 +443,8 @@ def posterior(prior: NIGPrior, stats: NormalStats) -> NIGPosterior:
 
 
 def posterior_parameters(mu: ArrayLike, tau: ArrayLike, alpha: ArrayLike, beta: ArrayLike,
-                         stats: NormalStats) -> tuple[FloatArray, ...]:
+                         stats: NormalStats
+                         ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
     """(m*, v*, α*, β*) of :func:`posterior` for priors given as arrays that broadcast
     against the groups (e.g. shaped (P, 1) for P priors and J groups), unchecked: the
     formulas of :func:`posterior` once, for many priors at once."""
@@ -453,7 +454,8 @@ def posterior_parameters(mu: ArrayLike, tau: ArrayLike, alpha: ArrayLike, beta: 
     m = (n * ybar + mu / tau2) * v
     alpha_post = np.asarray(alpha, dtype=float) + 0.5 * n
     beta_post = beta + 0.5 * (ss + n * (ybar - mu) ** 2 / (1.0 + n * tau2))
-    return m, v, alpha_post, np.asarray(beta_post, dtype=float)
+    return (np.asarray(m, dtype=float), np.asarray(v, dtype=float),
+            np.asarray(alpha_post, dtype=float), np.asarray(beta_post, dtype=float))
 
 
 def log_marginal_at(mu: ArrayLike, tau: ArrayLike, alpha: ArrayLike, beta: ArrayLike,
@@ -528,9 +530,10 @@ def draw_parameters(rng: np.random.Generator, m: ArrayLike, v: ArrayLike, alpha:
     """One draw of (θ, σ²) of each element of ``shape`` from the posterior (m*, v*, α*, β*)
     broadcast to it: the steps of :func:`sample_posterior`."""
     # 1. σ² ~ IG(α*, β*): if G ~ Gamma(α*, 1) then β*/G ~ IG(α*, β*)
-    sigma2 = beta / rng.standard_gamma(np.broadcast_to(alpha, shape))
+    sigma2 = np.asarray(beta, dtype=float) / rng.standard_gamma(np.broadcast_to(alpha, shape))
     # 2. θ | σ² ~ N(m*, σ² v*)
-    theta = m + np.sqrt(sigma2 * np.asarray(v)) * rng.standard_normal(shape)
+    theta = np.asarray(m, dtype=float) + np.sqrt(sigma2 * np.asarray(v)) * rng.standard_normal(
+        shape)
     return np.asarray(theta, dtype=float), np.asarray(sigma2, dtype=float)
 
 

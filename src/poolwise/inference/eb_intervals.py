@@ -41,9 +41,9 @@ FloatArray = NDArray[np.float64]
 #: log likelihood at each row of an array of points (P, k) → (P,)
 VectorLogLikelihood = Callable[[FloatArray], FloatArray]
 
-__all__ = ["CORRECTION_GROUPS", "KASS_STEFFEY", "PLUG_IN", "Correction", "EB_INTERVALS",
-           "hyperparameter_draws", "interval_note", "observed_information", "too_many_groups",
-           "uncorrected_warning"]
+__all__ = ["CORRECTION_GROUPS", "EB_INTERVALS", "FIRST_ORDER", "KASS_STEFFEY", "PLUG_IN",
+           "WEIGHTED", "Correction", "hyperparameter_draws", "interval_note",
+           "observed_information", "too_many_groups", "uncorrected_warning"]
 
 #: the setting ``eb_intervals``: the corrected intervals (default) and the plug-in ones
 KASS_STEFFEY = "kass-steffey"

@@ -412,10 +412,10 @@ class NIGModel(BaseModel):
             theta, sigma2 = sample_posterior(posterior(prior, stats), size=size,
                                              seed=generator(config.seed, Stream.FIT))
         else:  # one draw of every group given each draw of the hyperparameters
-            theta, sigma2 = draw_parameters(
-                generator(config.seed, Stream.FIT),
-                *posterior_parameters(*hyper.T[:, :, None], stats),
-                (size, groups.n_groups))
+            m, v, a, b = posterior_parameters(hyper[:, :1], hyper[:, 1:2], hyper[:, 2:3],
+                                              hyper[:, 3:], stats)
+            theta, sigma2 = draw_parameters(generator(config.seed, Stream.FIT), m, v, a, b,
+                                            (size, groups.n_groups))
         shape = (config.chains, config.draws, *theta.shape[1:])
         info["seconds"] = time.perf_counter() - start
         dims = [] if self.pooling == "complete" else ["group"]
@@ -522,7 +522,9 @@ def _hyperparameter_draws(setting: str, stats: NormalStats, prior: NIGPrior, siz
 
     def log_lik(points: NDArray) -> NDArray:
         with np.errstate(all="ignore"):
-            out = np.sum(log_marginal_at(*_unsigned(points).T[:, :, None], stats), axis=1)
+            at = _unsigned(points)
+            out = np.sum(log_marginal_at(at[:, :1], at[:, 1:2], at[:, 2:3], at[:, 3:], stats),
+                         axis=1)
         return np.where(np.isfinite(out), out, -np.inf)
 
     point = np.array([prior.mu, prior.tau, prior.alpha ** -0.5,
