@@ -873,9 +873,13 @@ def fit_command(
             plain(f"note: {draws_note}")
         if fit.method.startswith("eb-"):
             estimate = getattr(fit, "estimate", None)
+            from poolwise.inference.eb_intervals import corrected
+
             plain(f"population-level rows: {fit.method} point estimates"
                   + (f" ({estimate_phrase(estimate)})" if fit.kind == "mixed" else "")
-                  + "; group rows: given the estimates, which ignores their uncertainty")
+                  + ("; group rows: intervals with the estimates' uncertainty (Kass–Steffey)"
+                     if corrected(fit.interval_notes(ci)) else
+                     "; group rows: given the estimates, which ignores their uncertainty"))
         for line in likelihood_lines(fit.likelihood_statistics()):
             plain(line)
         print_population(fit, ci)

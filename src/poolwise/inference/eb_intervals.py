@@ -42,7 +42,7 @@ FloatArray = NDArray[np.float64]
 VectorLogLikelihood = Callable[[FloatArray], FloatArray]
 
 __all__ = ["CORRECTION_GROUPS", "EB_INTERVALS", "FIRST_ORDER", "KASS_STEFFEY", "PLUG_IN",
-           "WEIGHTED", "Correction", "hyperparameter_draws", "interval_note",
+           "WEIGHTED", "Correction", "corrected", "hyperparameter_draws", "interval_note",
            "observed_information", "too_many_groups", "uncorrected_warning"]
 
 #: the setting ``eb_intervals``: the corrected intervals (default) and the plug-in ones
@@ -177,6 +177,12 @@ def interval_note(setting: str, *, skipped: str | None = None, problem: str | No
     return (f"Kass–Steffey: equal-tailed, of draws given hyperparameters drawn from {method} "
             "(scales folded at 0), so they include the estimates' uncertainty; "
             "--eb-intervals plug-in gives the plug-in ones")
+
+
+def corrected(notes: dict[str, str]) -> bool:
+    """Whether a fit's interval notes (``fit.interval_notes()``) say that its group
+    intervals include the hyperparameters' uncertainty."""
+    return any(note.startswith("Kass–Steffey") for note in notes.values())
 
 
 def uncorrected_warning(problem: str, full_bayes: str) -> str:
