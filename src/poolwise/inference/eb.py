@@ -4,8 +4,10 @@
 (the lecture's estimator); ``eb-ml`` maximises the marginal (type-II) likelihood
 Π_j p(y_j | α, β) in the coordinates (u, v), with standard errors from the observed
 information there; ``eb-js`` is James–Stein's estimator (normal family, one known standard
-error for every group). All ignore the uncertainty in (α, β): full Bayes (``exact``) does
-not.
+error for every group). θ_j's draws and summaries include the estimates' uncertainty
+(Kass–Steffey, :func:`corrected_hyperparameters`, :mod:`poolwise.inference.eb_intervals`)
+unless ``eb_intervals="plug-in"``; the estimates themselves are points: full Bayes
+(``exact``) gives (α, β) a posterior.
 """
 
 from __future__ import annotations

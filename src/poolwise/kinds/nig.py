@@ -20,7 +20,9 @@ Pooling levels:
     groups. ``eb-ml`` estimates them by type-II maximum likelihood, maximising
     Σ_j log p(y_j | μ, τ, α, β) (closed form: a product of a normal and a Student-t
     kernel, see :func:`~poolwise.families.normal_inverse_gamma.log_marginal_likelihood`),
-    then draws every group exactly given the estimates.
+    then draws every group exactly given hyperparameters drawn from their normalised
+    likelihood (the Kass–Steffey correction, :mod:`poolwise.inference.eb_intervals`), or
+    given the estimates (``eb_intervals="plug-in"``).
 
 The maths lives in :mod:`poolwise.families.normal_inverse_gamma`; this module turns a table
 into group statistics, picks the prior, and makes an :class:`NIGFit` that answers
