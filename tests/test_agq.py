@@ -439,13 +439,14 @@ def test_glmm_effect_draws_follow_each_draws_beta(cbpp) -> None:
 
 def test_eb_ml_of_a_glmm_through_the_model(tmp_path) -> None:
     """MixedModel(method="eb-ml") of cbpp: the summary is fit_glmm's estimate (default 9
-    points), β's draws have its mean and standard errors within Monte Carlo error
-    (4.5 sd/√n for the mean, 4.5/√(2n) relatively for the sd), and save → load keeps the
-    summary."""
+    points), β's plug-in draws (N(β̂, Cov β̂); the default's, with the variance's
+    uncertainty, are tests/test_eb_intervals.py's) have its mean and standard errors within
+    Monte Carlo error (4.5 sd/√n for the mean, 4.5/√(2n) relatively for the sd), and save →
+    load keeps the summary."""
     table = poolwise.datasets.load("cbpp")
     model = poolwise.MixedModel(formula=poolwise.datasets.info("cbpp").formula,
                                 family="binomial", method="eb-ml", draws=1000, chains=2,
-                                seed=SEED)
+                                seed=SEED, eb_intervals="plug-in")
     assert "adaptive quadrature with 9 points" in model.describe_prior()
     fit = model.fit(table)
     estimate = fit_glmm(model.prepare(table).design, n_agq=9)

@@ -69,7 +69,7 @@ def test_ml_of_sleepstudy_is_lme4s(sleep, ml_fit, tmp_path, capsys) -> None:
     assert document["intervals"]["sigma, sd_Subject, cor_Subject"] == "none: point estimates"
     print_table(summary, 0.95, notes=ml_fit.interval_notes())
     printed = capsys.readouterr().out
-    assert "95% intervals: Wald for b; conditional for r_Subject" in printed
+    assert "95% intervals: Wald for b; Kass–Steffey for r_Subject" in printed
     assert "intervals of sigma, sd_Subject, cor_Subject: none (point estimates)" in printed
     page = fit_report(tmp_path, ml_fit, summary=summary, check=check)
     assert "Wald: estimate ± 1.96 × sd" in page and "1763.9" in page

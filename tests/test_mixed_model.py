@@ -556,7 +556,10 @@ def test_new_level_in_a_nested_parent() -> None:
 
 @pytest.fixture(scope="module")
 def reml_fit(sleepstudy: pd.DataFrame) -> MixedFit:
-    return MixedModel(formula=FORMULA, method="eb-ml", seed=SEED).fit(sleepstudy)
+    """REML with the plug-in draws (given the estimates, as lme4's conditional variances;
+    the default adds the estimates' uncertainty, tests/test_calibration.py's coverage)."""
+    return MixedModel(formula=FORMULA, method="eb-ml", seed=SEED,
+                      eb_intervals="plug-in").fit(sleepstudy)
 
 
 def test_reml_summary_is_lme4s(reml_fit) -> None:

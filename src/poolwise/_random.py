@@ -41,6 +41,9 @@ class Stream(IntEnum):
     CONDITIONAL_AT_DRAW = 7
     #: simulation-based calibration: one stream per replication (its index after it)
     CALIBRATION = 8
+    #: empirical Bayes's hyperparameters drawn from their sampling distribution
+    #: (:mod:`poolwise.inference.eb_intervals`)
+    HYPERPARAMETERS = 9
 
 
 def generator(seed: int, stream: Stream, *more: int) -> np.random.Generator:

@@ -57,6 +57,7 @@ OPTION_KINDS: dict[str, tuple[str, ...]] = {
     "missing": ("mixed",),
     "agq": ("mixed",),
     "reml": ("mixed",),
+    "eb_intervals": ("rates", "normal", "nig", "mixed"),
     "model": ("custom",),
     "name": ("custom",),
     "coords": ("custom",),

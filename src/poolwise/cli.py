@@ -105,6 +105,10 @@ Agq = Annotated[int | None, typer.Option(
 MaximumLikelihood = Annotated[bool, typer.Option(
     "--ml", help="eb-ml of a normal mixed model: maximum likelihood instead of REML, as "
                  "lme4's lmer(REML = FALSE); prints AIC, BIC, logLik, deviance, df.resid.")]
+EbIntervals = Annotated[str | None, typer.Option(
+    "--eb-intervals", help="eb-ml, eb-moments, eb-js: the group intervals, kass-steffey "
+                           "(default: with the estimates' uncertainty) or plug-in (given "
+                           "the estimates, as lme4's conditional variances).")]
 Ci = Annotated[float, typer.Option("--ci", help="Interval probability.")]
 Out = Annotated[Path | None, typer.Option("--out", help="Directory for summary, draws, plots.")]
 Force = Annotated[bool, typer.Option("--force", help="Write into an --out that has files.")]
@@ -174,7 +178,7 @@ SPELLING = {"y": "--y", "n": "--n", "se": "--se", "group": "--group", "family": 
             "pooling": "--pooling", "prior": "--prior", "method": "--method",
             "target_accept": "--target-accept", "parametrisation": "--parametrisation",
             "formula": "--formula", "missing": "--drop-missing", "model": "--model",
-            "agq": "--agq", "reml": "--ml"}
+            "agq": "--agq", "reml": "--ml", "eb_intervals": "--eb-intervals"}
 #: the prediction options and the kinds that answer them
 PREDICTION_KINDS: dict[str, tuple[str, ...]] = {
     "--predict-group": ("rates", "normal", "nig", "mixed", "nested"),
@@ -746,7 +750,7 @@ def fit_command(
     prior: Prior = None, draws: Draws = 1000, chains: Chains = 4, warmup: Warmup = None,
     seed: Seed = 0, target_accept: TargetAccept = None,
     parametrisation: Parametrisation = None, agq: Agq = None, ml: MaximumLikelihood = False,
-    ci: Ci = 0.95, out: Out = None,
+    eb_intervals: EbIntervals = None, ci: Ci = 0.95, out: Out = None,
     force: Force = False, output_format: Format = "table", quiet: Quiet = False,
     predict_group: PredictGroup = None, new_group: NewGroupFlag = False,
     new_group_y: NewY = None, new_group_n: NewN = None, new_group_in: NewIn = None,
@@ -773,8 +777,8 @@ def fit_command(
                     model_file=model_file, drop_missing=drop_missing, pooling=pooling,
                     method=method, prior=prior, draws=draws, chains=chains, warmup=warmup,
                     seed=seed, target_accept=target_accept, parametrisation=parametrisation,
-                    agq=agq, reml=False if ml else None, progress=bar, engine=engine,
-                    scheduler=scheduler)
+                    agq=agq, reml=False if ml else None, eb_intervals=eb_intervals,
+                    progress=bar, engine=engine, scheduler=scheduler)
     asked = {"--predict-group": predict_group, "--new-group": new_group or None,
              "--new-group-y": new_group_y, "--new-group-n": new_group_n,
              "--new-group-in": new_group_in, "--new-data": new_data}
@@ -871,9 +875,13 @@ def fit_command(
             plain(f"note: {draws_note}")
         if fit.method.startswith("eb-"):
             estimate = getattr(fit, "estimate", None)
+            from poolwise.inference.eb_intervals import corrected
+
             plain(f"population-level rows: {fit.method} point estimates"
                   + (f" ({estimate_phrase(estimate)})" if fit.kind == "mixed" else "")
-                  + "; group rows: given the estimates, which ignores their uncertainty")
+                  + ("; group rows: intervals with the estimates' uncertainty (Kass–Steffey)"
+                     if corrected(fit.interval_notes(ci)) else
+                     "; group rows: given the estimates, which ignores their uncertainty"))
         for line in likelihood_lines(fit.likelihood_statistics()):
             plain(line)
         print_population(fit, ci)

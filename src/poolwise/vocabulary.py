@@ -159,6 +159,7 @@ SETTINGS: dict[str, Constraint] = {
     "seed": Integer(0),
     "progress": Boolean(),
     "target_accept": Real(0.0, 1.0),
+    "eb_intervals": OneOf(("kass-steffey", "plug-in")),
 }
 
 

@@ -438,13 +438,37 @@ def posterior(prior: NIGPrior, stats: NormalStats) -> NIGPosterior:
     (1.5, 0.25, 3.5, 3.5)
     """
     _check_types(prior, stats)
+    return NIGPosterior(*posterior_parameters(prior.mu, prior.tau, prior.alpha, prior.beta,
+                                              stats))
+
+
+def posterior_parameters(mu: ArrayLike, tau: ArrayLike, alpha: ArrayLike, beta: ArrayLike,
+                         stats: NormalStats
+                         ) -> tuple[FloatArray, FloatArray, FloatArray, FloatArray]:
+    """(m*, v*, α*, β*) of :func:`posterior` for priors given as arrays that broadcast
+    against the groups (e.g. shaped (P, 1) for P priors and J groups), unchecked: the
+    formulas of :func:`posterior` once, for many priors at once."""
     n, ybar, ss = stats.n, stats.mean, stats.sum_sq_dev
-    tau2 = prior.tau**2
+    mu, tau2 = np.asarray(mu, dtype=float), np.asarray(tau, dtype=float) ** 2
     v = 1.0 / (n + 1.0 / tau2)
-    m = (n * ybar + prior.mu / tau2) * v
-    alpha = prior.alpha + 0.5 * n
-    beta = prior.beta + 0.5 * (ss + n * (ybar - prior.mu) ** 2 / (1.0 + n * tau2))
-    return NIGPosterior(m, v, alpha, beta)
+    m = (n * ybar + mu / tau2) * v
+    alpha_post = np.asarray(alpha, dtype=float) + 0.5 * n
+    beta_post = beta + 0.5 * (ss + n * (ybar - mu) ** 2 / (1.0 + n * tau2))
+    return (np.asarray(m, dtype=float), np.asarray(v, dtype=float),
+            np.asarray(alpha_post, dtype=float), np.asarray(beta_post, dtype=float))
+
+
+def log_marginal_at(mu: ArrayLike, tau: ArrayLike, alpha: ArrayLike, beta: ArrayLike,
+                    stats: NormalStats) -> FloatArray:
+    """log p(y_j | μ, τ, α, β) of :func:`log_marginal_likelihood` for priors given as
+    arrays that broadcast against the groups, unchecked."""
+    _, _, alpha_post, beta_post = posterior_parameters(mu, tau, alpha, beta, stats)
+    alpha, beta = np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)
+    n = stats.n
+    return np.asarray(-0.5 * n * math.log(2.0 * math.pi)
+                      - 0.5 * np.log1p(n * np.asarray(tau, dtype=float) ** 2)
+                      + alpha * np.log(beta) - alpha_post * np.log(beta_post)
+                      + special.gammaln(alpha_post) - special.gammaln(alpha), dtype=float)
 
 
 def sample_posterior(
@@ -497,11 +521,20 @@ def sample_posterior(
         raise SpecificationError(f"size = {size} is not valid; it must be an integer ≥ 1")
     rng = np.random.default_rng(seed)
     shape = (int(size), *posterior.shape)
+    return draw_parameters(rng, posterior.m, posterior.v, posterior.alpha, posterior.beta,
+                           shape)
+
+
+def draw_parameters(rng: np.random.Generator, m: ArrayLike, v: ArrayLike, alpha: ArrayLike,
+                    beta: ArrayLike, shape: tuple[int, ...]) -> tuple[FloatArray, FloatArray]:
+    """One draw of (θ, σ²) of each element of ``shape`` from the posterior (m*, v*, α*, β*)
+    broadcast to it: the steps of :func:`sample_posterior`."""
     # 1. σ² ~ IG(α*, β*): if G ~ Gamma(α*, 1) then β*/G ~ IG(α*, β*)
-    sigma2 = posterior.beta / rng.standard_gamma(np.broadcast_to(posterior.alpha, shape))
+    sigma2 = np.asarray(beta, dtype=float) / rng.standard_gamma(np.broadcast_to(alpha, shape))
     # 2. θ | σ² ~ N(m*, σ² v*)
-    theta = posterior.m + np.sqrt(sigma2 * posterior.v) * rng.standard_normal(shape)
-    return theta, sigma2
+    theta = np.asarray(m, dtype=float) + np.sqrt(sigma2 * np.asarray(v)) * rng.standard_normal(
+        shape)
+    return np.asarray(theta, dtype=float), np.asarray(sigma2, dtype=float)
 
 
 def theta_marginal(posterior: NIGPosterior) -> Any:
@@ -580,14 +613,5 @@ def log_marginal_likelihood(prior: NIGPrior, stats: NormalStats) -> float | Floa
     -6.63366
     """
     _check_types(prior, stats)
-    post = posterior(prior, stats)
-    n = stats.n
-    out = (
-        -0.5 * n * math.log(2.0 * math.pi)
-        - 0.5 * np.log1p(n * prior.tau**2)
-        + prior.alpha * math.log(prior.beta)
-        - post.alpha * np.log(post.beta)
-        + special.gammaln(post.alpha)
-        - special.gammaln(prior.alpha)
-    )
+    out = log_marginal_at(prior.mu, prior.tau, prior.alpha, prior.beta, stats)
     return out[()] if out.ndim == 0 else out

@@ -55,6 +55,9 @@ class SamplerConfig:
     parametrisation: str = "auto"
     #: nuts only: the step-size adaptation's target acceptance rate
     target_accept: float = 0.8
+    #: empirical Bayes only: "kass-steffey" or "plug-in" group intervals
+    #: (:mod:`poolwise.inference.eb_intervals`)
+    eb_intervals: str = "kass-steffey"
 
 
 @dataclass(frozen=True)
@@ -68,6 +71,11 @@ class EBEstimate:
     uv_covariance: NDArray[np.float64] | None = None
     on_boundary: bool = False
     log_marginal_likelihood: float | None = None
+    #: whether the group intervals include the estimates' uncertainty (Kass–Steffey,
+    #: :func:`poolwise.inference.eb.corrected_hyperparameters`) or are plug-in
+    corrected: bool = False
+    #: what the group intervals are (:func:`poolwise.inference.eb_intervals.interval_note`)
+    intervals: str = ""
 
 
 #: draws × groups above which the exact and empirical-Bayes methods leave θ undrawn: the

@@ -4,13 +4,17 @@
 (the lecture's estimator); ``eb-ml`` maximises the marginal (type-II) likelihood
 Π_j p(y_j | α, β) in the coordinates (u, v), with standard errors from the observed
 information there; ``eb-js`` is James–Stein's estimator (normal family, one known standard
-error for every group). All ignore the uncertainty in (α, β): full Bayes (``exact``) does
-not.
+error for every group). θ_j's draws and summaries include the estimates' uncertainty
+(Kass–Steffey, :func:`corrected_hyperparameters`, :mod:`poolwise.inference.eb_intervals`)
+unless ``eb_intervals="plug-in"``; the estimates themselves are points: full Bayes
+(``exact``) gives (α, β) a posterior.
 """
 
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -26,6 +30,14 @@ from poolwise.inference.base import (
     HyperLogPosterior,
     SamplerConfig,
     draws_theta,
+)
+from poolwise.inference.eb_intervals import (
+    PLUG_IN,
+    Correction,
+    hyperparameter_draws,
+    interval_note,
+    too_many_groups,
+    uncorrected_warning,
 )
 from poolwise.inference.exact import starting_point
 from poolwise.inference.optimize import find_mode
@@ -146,14 +158,75 @@ def _boundary_message(family: RateFamily, point: np.ndarray, start: np.ndarray,
             "standard errors; use --method exact")
 
 
+def _signed_scale_power(family: RateFamily) -> float:
+    """c of the scale s = e^(c v) that vanishes at complete pooling, about the population's
+    sd at a fixed mean: τ = e^v for a spread (normal), 1/√κ = e^(−v/2) for a
+    concentration (the rates' α + β or α)."""
+    return 1.0 if family.pooling_direction < 0 else -0.5
+
+
+def _signed_likelihood(family: RateFamily, data: GroupCounts
+                       ) -> tuple[Callable[[NDArray], NDArray], float]:
+    """The type-II log likelihood at points (u, s), s = e^(c v) the signed scale, and c."""
+    y, n, w = data.compressed()
+    log_lik = HyperLogPosterior(family, None, y, n, w)
+    power = _signed_scale_power(family)
+
+    def signed(points: NDArray) -> NDArray:
+        with np.errstate(divide="ignore"):
+            v = np.log(np.maximum(np.abs(points[:, 1]), 1e-300)) / power
+        return np.asarray(log_lik(points[:, 0], v), dtype=float)
+
+    return signed, power
+
+
+def corrected_hyperparameters(family: RateFamily, eb: EBEstimate, data: GroupCounts,
+                              size: int, seed: int, plug_in: bool = False
+                              ) -> tuple[tuple[NDArray, NDArray] | None, Correction | None]:
+    """``size`` draws of (α, β) for the Kass–Steffey correction
+    (:func:`~poolwise.inference.eb_intervals.hyperparameter_draws` in (u, s), s folded;
+    from the normalised likelihood for eb-ml, around the estimate for the others),
+    from the stream ``[seed, HYPERPARAMETERS]``: the same draws wherever they are asked for
+    (the draws of θ, the closed-form summaries, a loaded fit); None where the intervals
+    are plug-in (``plug_in``, or too many groups) with the correction's problem if any."""
+    if plug_in or too_many_groups(data.n_groups) is not None:
+        return None, None
+    signed, power = _signed_likelihood(family, data)
+    u, v = family.to_uv(eb.alpha, eb.beta)
+    point = np.array([float(u), float(np.exp(power * float(v)))])
+    correction = hyperparameter_draws(signed, point, size,
+                                      generator(seed, Stream.HYPERPARAMETERS), folded=(1,),
+                                      weighted=eb.method == "eb-ml")
+    if correction.draws is None:
+        return None, correction
+    with np.errstate(divide="ignore", over="ignore"):
+        v_draws = np.log(np.maximum(correction.draws[:, 1], 1e-300)) / power
+        alpha, beta = family.from_uv(correction.draws[:, 0], v_draws)
+    return (np.asarray(alpha, dtype=float), np.asarray(beta, dtype=float)), correction
+
+
 def _eb_draws(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig,
               eb: EBEstimate) -> Draws:
+    """θ's draws given the estimates (plug-in) or given each draw of the hyperparameters
+    (Kass–Steffey, ``config.eb_intervals``), and the estimates with their intervals' label
+    (a correction that cannot be made warns)."""
+    size = config.chains * config.draws
+    plug_in = config.eb_intervals == PLUG_IN
+    hyper, correction = corrected_hyperparameters(spec.family, eb, data, size, config.seed,
+                                                  plug_in)
+    if correction is not None and correction.problem is not None:
+        warnings.warn(uncorrected_warning(correction.problem, "exact"), ConvergenceWarning,
+                      stacklevel=4)
+    eb = replace(eb, corrected=hyper is not None, intervals=interval_note(
+        config.eb_intervals, skipped=too_many_groups(data.n_groups),
+        problem=None if correction is None else correction.problem,
+        method=str(correction.method if correction is not None else "")))
     if not draws_theta(config, data.n_groups):
         return Draws(theta=None, eb=eb)  # the fit summarises θ_j in closed form
     rng = generator(config.seed, Stream.FIT)
-    theta = spec.family.sample_conditional(
-        rng, np.full((config.chains * config.draws, 1), eb.alpha), eb.beta, data.y, data.n
-    )
+    alpha, beta = ((np.full(size, eb.alpha), np.full(size, eb.beta)) if hyper is None
+                   else hyper)
+    theta = spec.family.sample_conditional(rng, alpha[:, None], beta[:, None], data.y, data.n)
     return Draws(theta=theta.reshape(config.chains, config.draws, data.n_groups), eb=eb)
 
 

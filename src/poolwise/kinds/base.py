@@ -29,6 +29,7 @@ from poolwise import _arviz
 from poolwise._random import Stream, generator
 from poolwise.exceptions import PoolwiseError, SpecificationError
 from poolwise.inference.base import SamplerConfig
+from poolwise.inference.eb_intervals import KASS_STEFFEY
 from poolwise.resources import (
     MemoryEstimate,
     MemoryLimits,
@@ -98,6 +99,9 @@ class Settings(TypedDict, total=False):
     target_accept: float | None
     #: NUTS's parametrisation; "auto": the kind's default
     parametrisation: str
+    #: empirical Bayes's group intervals: "kass-steffey" (None, the default: with the
+    #: estimates' uncertainty, :mod:`poolwise.inference.eb_intervals`) or "plug-in"
+    eb_intervals: str | None
 
 
 #: settings that only some methods use (a model keeps them, so that ``replace(method=...)``
@@ -105,7 +109,8 @@ class Settings(TypedDict, total=False):
 #: model's ``importance`` uses NUTS's settings when it falls back to NUTS
 METHOD_SETTINGS: dict[str, tuple[str, ...]] = {
     "warmup": (*MCMC_METHODS, "importance"), "target_accept": ("nuts", "importance"),
-    "parametrisation": ("nuts", "importance")}
+    "parametrisation": ("nuts", "importance"),
+    "eb_intervals": ("eb-ml", "eb-moments", "eb-js")}
 #: the defaults of :class:`Settings` (method and target_accept default to None)
 DEFAULTS: dict[str, Any] = {"pooling": "partial", "draws": 1000, "chains": 4, "warmup": 1000,
                             "seed": 0, "progress": False, "parametrisation": "auto"}
@@ -160,7 +165,8 @@ class BaseModel(ABC):
             draws=int(spec["draws"]), chains=int(spec["chains"]), warmup=int(spec["warmup"]),
             seed=int(spec["seed"]), progress=bool(spec["progress"]),
             parametrisation=spec.get("parametrisation") or "auto",
-            target_accept=float(spec.get("target_accept") or self.TARGET_ACCEPT))
+            target_accept=float(spec.get("target_accept") or self.TARGET_ACCEPT),
+            eb_intervals=spec.get("eb_intervals") or KASS_STEFFEY)
         self._spec = {k: v for k, v in spec.items() if v is not None}
 
     def _check_method(self, method: str | None, pooling: str) -> str:
@@ -187,6 +193,12 @@ class BaseModel(ABC):
     def methods_for(self, pooling: str) -> tuple[str, ...]:
         """The methods this model offers for ``pooling`` (the default first)."""
         return tuple(self.offered_methods().get(pooling, ()))
+
+    @property
+    def eb_intervals(self) -> str:
+        """Empirical Bayes's group intervals: ``"kass-steffey"`` (the default, with the
+        estimates' uncertainty) or ``"plug-in"`` (:mod:`poolwise.inference.eb_intervals`)."""
+        return self.config.eb_intervals
 
     @property
     def pooling_phrase(self) -> str:

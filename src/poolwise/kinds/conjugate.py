@@ -460,10 +460,21 @@ class Model(BaseModel):
                      hyper: tuple[NDArray, NDArray] | None, eb: EBEstimate | None
                      ) -> tuple[NDArray, NDArray, NDArray, NDArray]:
         """What each θ_j's posterior mixes (:func:`summarise_groups`): the parameters
-        (α_s, β_s) of the population at each hyperparameter draw — the one estimate under
-        empirical Bayes, θ's fixed prior under no pooling — and the data (y_j, n_j); under
+        (α_s, β_s) of the population at each hyperparameter draw — under empirical Bayes
+        the draws of the Kass–Steffey correction
+        (:func:`~poolwise.inference.eb.corrected_hyperparameters`) or the one estimate
+        (plug-in), θ's fixed prior under no pooling — and the data (y_j, n_j); under
         complete pooling the fixed prior and the data pooled into one group."""
         if eb is not None:
+            from poolwise.inference.eb import corrected_hyperparameters
+
+            config = self.config
+            if eb.corrected:
+                corrected = corrected_hyperparameters(self.family, eb, data,
+                                                      config.chains * config.draws,
+                                                      config.seed)[0]
+                if corrected is not None:
+                    return *corrected, data.y, data.n
             return np.array([eb.alpha]), np.array([eb.beta]), data.y, data.n
         if self.pooling == "partial":
             if hyper is None:
@@ -893,8 +904,23 @@ class ConjugateFit(Fit):
         else:
             summary = summarise_groups(self.model.family, *self.model.conditionals(
                 self.data, self._hyper_draws(), self.eb), ci_prob)
+            if self.eb is not None and self.eb.corrected:
+                # the mean stays the empirical-Bayes estimate E[θ_j | y, α̂, β̂], with its
+                # pooling factor; the sd and interval are the Kass–Steffey mixture's
+                point = summarise_groups(self.model.family, np.array([self.eb.alpha]),
+                                         np.array([self.eb.beta]), self.data.y,
+                                         self.data.n, ci_prob)
+                summary = replace(summary, mean=point.mean, mcse_mean=point.mcse_mean,
+                                  pooling_factor=point.pooling_factor)
         self._memo["group_summary", ci_prob] = summary
         return summary
+
+    def interval_notes(self, ci_prob: float = 0.95) -> dict[str, str]:
+        """Empirical Bayes: what θ_j's intervals are (Kass–Steffey or plug-in,
+        :func:`~poolwise.inference.eb_intervals.interval_note`)."""
+        if self.eb is None or not self.eb.intervals:
+            return {}
+        return {"theta": self.eb.intervals}
 
     def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:
         if self.eb is not None:
@@ -1349,13 +1375,16 @@ def _eb_to_dict(eb: EBEstimate | None) -> dict[str, Any] | None:
         return None
     cov = None if eb.uv_covariance is None else eb.uv_covariance.tolist()
     return {"method": eb.method, "alpha": eb.alpha, "beta": eb.beta, "uv_covariance": cov,
-            "on_boundary": eb.on_boundary, "log_marginal_likelihood": eb.log_marginal_likelihood}
+            "on_boundary": eb.on_boundary, "log_marginal_likelihood": eb.log_marginal_likelihood,
+            "corrected": eb.corrected, "intervals": eb.intervals}
 
 
 def _eb_from_dict(d: dict[str, Any] | None) -> EBEstimate | None:
     if d is None:
         return None
     cov = None if d["uv_covariance"] is None else np.asarray(d["uv_covariance"])
+    # a fit saved before the Kass–Steffey correction has plug-in intervals
     return EBEstimate(d["method"], d["alpha"], d["beta"], cov, d["on_boundary"],
-                      d["log_marginal_likelihood"])
+                      d["log_marginal_likelihood"], bool(d.get("corrected", False)),
+                      d.get("intervals", ""))
 

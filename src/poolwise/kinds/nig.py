@@ -20,7 +20,9 @@ Pooling levels:
     groups. ``eb-ml`` estimates them by type-II maximum likelihood, maximising
     Σ_j log p(y_j | μ, τ, α, β) (closed form: a product of a normal and a Student-t
     kernel, see :func:`~poolwise.families.normal_inverse_gamma.log_marginal_likelihood`),
-    then draws every group exactly given the estimates.
+    then draws every group exactly given hyperparameters drawn from their normalised
+    likelihood (the Kass–Steffey correction, :mod:`poolwise.inference.eb_intervals`), or
+    given the estimates (``eb_intervals="plug-in"``).
 
 The maths lives in :mod:`poolwise.families.normal_inverse_gamma`; this module turns a table
 into group statistics, picks the prior, and makes an :class:`NIGFit` that answers
@@ -56,10 +58,20 @@ from poolwise.families.normal_inverse_gamma import (
     NIGPosterior,
     NIGPrior,
     NormalStats,
+    draw_parameters,
+    log_marginal_at,
     log_marginal_likelihood,
     posterior,
+    posterior_parameters,
     sample_posterior,
     theta_marginal,
+)
+from poolwise.inference.eb_intervals import (
+    PLUG_IN,
+    hyperparameter_draws,
+    interval_note,
+    too_many_groups,
+    uncorrected_warning,
 )
 from poolwise.kinds.base import BaseModel, Settings, group_answers
 from poolwise.resources import MemoryEstimate
@@ -275,7 +287,8 @@ class NIGModel(BaseModel):
     METHODS: ClassVar[Mapping[str, tuple[str, ...]]] = {
         "none": ("exact",), "complete": ("exact",), "partial": ("eb-ml",)}
     #: exact draws and type-II ML: no NUTS settings
-    TAKES = ("pooling", "method", "draws", "chains", "warmup", "seed", "progress")
+    TAKES = ("pooling", "method", "draws", "chains", "warmup", "seed", "progress",
+             "eb_intervals")
 
     def __init__(self, *, family: str | None = "nig", prior: str | NIGPrior | None = None,
                  **settings: Unpack[Settings]) -> None:
@@ -390,11 +403,23 @@ class NIGModel(BaseModel):
             prior = fixed
         stats = groups.pooled() if self.pooling == "complete" else groups.stats
         config = self.config
-        theta, sigma2 = sample_posterior(posterior(prior, stats),
-                                         size=config.chains * config.draws,
-                                         seed=generator(config.seed, Stream.FIT))
+        size = config.chains * config.draws
+        info: dict[str, Any] = {}
+        hyper = None
+        if estimate is not None:
+            hyper, info["eb_intervals"] = _hyperparameter_draws(
+                self.eb_intervals, stats, prior, size,
+                generator(config.seed, Stream.HYPERPARAMETERS))
+        if hyper is None:
+            theta, sigma2 = sample_posterior(posterior(prior, stats), size=size,
+                                             seed=generator(config.seed, Stream.FIT))
+        else:  # one draw of every group given each draw of the hyperparameters
+            m, v, a, b = posterior_parameters(hyper[:, :1], hyper[:, 1:2], hyper[:, 2:3],
+                                              hyper[:, 3:], stats)
+            theta, sigma2 = draw_parameters(generator(config.seed, Stream.FIT), m, v, a, b,
+                                            (size, groups.n_groups))
         shape = (config.chains, config.draws, *theta.shape[1:])
-        info = {"seconds": time.perf_counter() - start}
+        info["seconds"] = time.perf_counter() - start
         dims = [] if self.pooling == "complete" else ["group"]
         attrs = record_attrs(
             self.kind, self.spec(),
@@ -475,6 +500,45 @@ class NIGModel(BaseModel):
         prior = NIGPrior(**{k: estimate[k] for k in CONSTANTS})
         return self.replace(pooling="none", method="exact", prior=prior)._prior_draws(
             fit.data, rng, size)
+
+
+def _unsigned(points: NDArray) -> NDArray:
+    """(μ, τ, α, β) at each row of points (μ, τ, s, m) with a sign on the scales τ and
+    s = 1/√α that vanish at complete pooling (of θ_j and of σ_j²): α = 1/s² and β = α e^m
+    (e^m = β/α, the scale of σ_j²)."""
+    with np.errstate(divide="ignore", over="ignore"):
+        alpha = 1.0 / points[:, 2] ** 2
+        return np.column_stack([points[:, 0], np.abs(points[:, 1]), alpha,
+                                alpha * np.exp(points[:, 3])])
+
+
+def _hyperparameter_draws(setting: str, stats: NormalStats, prior: NIGPrior, size: int,
+                          rng: np.random.Generator) -> tuple[NDArray | None, str]:
+    """Partial pooling's (μ, τ, α, β) drawn from the type-II ML estimates' sampling
+    distribution (:func:`~poolwise.inference.eb_intervals.hyperparameter_draws`, τ and
+    1/√α folded), or None (plug-in: asked for, more groups than the correction needs, or
+    none can be made, which warns); and the intervals' label."""
+    skipped = too_many_groups(int(np.size(stats.n)))
+    if setting == PLUG_IN or skipped is not None:
+        return None, interval_note(setting, skipped=skipped)
+
+    def log_lik(points: NDArray) -> NDArray:
+        with np.errstate(all="ignore"):
+            at = _unsigned(points)
+            out = np.sum(log_marginal_at(at[:, :1], at[:, 1:2], at[:, 2:3], at[:, 3:], stats),
+                         axis=1)
+        return np.where(np.isfinite(out), out, -np.inf)
+
+    point = np.array([prior.mu, prior.tau, prior.alpha ** -0.5,
+                      math.log(prior.beta / prior.alpha)])
+    correction = hyperparameter_draws(log_lik, point, size, rng, folded=(1, 2))
+    if correction.draws is None:
+        assert correction.problem is not None
+        warnings.warn(uncorrected_warning(correction.problem, "exact with --pooling none"),
+                      ConvergenceWarning, stacklevel=4)
+        return None, interval_note(setting, problem=correction.problem,
+                                   full_bayes="exact with --pooling none")
+    return _unsigned(correction.draws), interval_note(setting, method=str(correction.method))
 
 
 def _replicate_stats(rng: np.random.Generator, theta: NDArray, sigma2: NDArray,
@@ -607,12 +671,30 @@ class NIGFit(Fit):
         table = posterior_summary(self.posterior, ci_prob, diagnostics=diagnostics)
         if self.estimate is None:
             return table
+        # the means are the empirical-Bayes estimates E[θ_j | y, η̂] = m*_j and
+        # E[σ_j² | y, η̂] = β*_j/(α*_j − 1) (none where α*_j ≤ 1); the sds and intervals
+        # are those of the draws (with the estimates' uncertainty: interval_notes)
+        point = posterior(self.prior, self.data.stats)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            sigma2 = np.where(point.alpha > 1, point.beta / (point.alpha - 1), np.nan)
+        for name, values in (("theta", point.m), ("sigma2", sigma2)):
+            rows = (table["param"] == name).to_numpy()
+            table.loc[rows, "mean"] = values
+            table.loc[rows, "mcse_mean"] = np.where(np.isfinite(values), 0.0, np.nan)
         rows = pd.DataFrame({"param": list(CONSTANTS), "group": [None] * len(CONSTANTS),
                              "mean": [float(self.estimate[k]) for k in CONSTANTS]})
         return pd.concat([rows.reindex(columns=SUMMARY_COLUMNS), table], ignore_index=True)
 
     def _index(self, group: str) -> int:
         return find_label(self.data.labels, group, "group")
+
+    def interval_notes(self, ci_prob: float = 0.95) -> dict[str, str]:
+        """Partial pooling (eb-ml): what θ_j's and σ_j²'s intervals are
+        (:func:`~poolwise.inference.eb_intervals.interval_note`); μ, τ, α and β have none."""
+        if self.estimate is None:
+            return {}
+        return {"theta, sigma2": str(self.info.get("eb_intervals", "")),
+                ", ".join(CONSTANTS): "none: point estimates (type-II ML)"}
 
     def _posterior_of(self, index: int | None) -> NIGPosterior:
         """The closed-form posterior of group ``index`` (of the common (θ, σ²) under

@@ -148,6 +148,8 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
     provenance = provenance or Provenance.of(fit.tree)
     if provenance is not None:  # the fit's own warnings, then those of this report
         messages = list(dict.fromkeys([*provenance.warnings, *messages]))
+    from poolwise.inference.eb_intervals import corrected
+
     problems = fit.diagnostics()
     pareto = _pareto(fit)
     figures = _figures(directory)
@@ -172,6 +174,7 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
         "summary_rows": len(summary),
         "infinite_moments": describe_infinite_moments(fit),
         "point_estimates": fit.method.startswith("eb-"),
+        "eb_corrected": corrected(fit.interval_notes(ci_prob)),
         "intervals": list(fit.interval_notes(ci_prob).items()),
         "likelihood": likelihood_lines(fit.likelihood_statistics()),
         "pooling": _pooling(summary),

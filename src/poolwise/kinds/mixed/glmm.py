@@ -329,6 +329,55 @@ def draw_glmm_effects(design: MixedDesign, estimate: LMMEstimate, beta: FloatArr
     return problem.draw_effects(theta, rng)
 
 
+def corrected_glmm_draws(design: MixedDesign, estimate: LMMEstimate, setting: str,
+                         size: int, n_agq: int, rng: np.random.Generator
+                         ) -> tuple[tuple[FloatArray, FloatArray] | None, str]:
+    """``size`` draws of β and, at each, every group's effects drawn exactly given y, with
+    (β, sd, atanh ρ) from the ML estimates' sampling distribution (Kass & Steffey,
+    :mod:`poolwise.inference.eb_intervals`: the information of the AGQ likelihood, the
+    sds with a sign, folded); or None where the plug-in draws are kept (asked for, many
+    levels, or no correction possible, which warns); and the group intervals' label."""
+    import warnings
+
+    from poolwise.exceptions import ConvergenceWarning
+    from poolwise.inference.eb_intervals import (
+        PLUG_IN,
+        hyperparameter_draws,
+        interval_note,
+        too_many_groups,
+        uncorrected_warning,
+    )
+
+    term = design.terms[0]
+    skipped = too_many_groups(term.n_levels)
+    if setting == PLUG_IN or skipped is not None:
+        return None, interval_note(setting, skipped=skipped)
+    problem = _Problem(design)
+    p, k = problem.p, problem.k
+
+    def unsigned(points: FloatArray) -> FloatArray:
+        """θ = (β, log sd, atanh ρ) of points with signed sds."""
+        theta = np.array(points, dtype=float)
+        with np.errstate(divide="ignore"):
+            theta[:, p:p + k] = np.log(np.abs(theta[:, p:p + k]))
+        return theta
+
+    sd = estimate.sd[term.factor]
+    rho = [math.atanh(float(estimate.cor[term.factor][1, 0]))] if problem.correlated else []
+    point = np.concatenate([estimate.beta, sd, rho])
+    correction = hyperparameter_draws(
+        lambda points: problem.log_marginals(unsigned(points), n_agq), point, size, rng,
+        folded=range(p, p + k))
+    if correction.draws is None or not np.all(np.isfinite(point)):
+        reason = correction.problem or "the correlation is estimated at ±1"
+        warnings.warn(uncorrected_warning(reason, "importance"), ConvergenceWarning,
+                      stacklevel=4)
+        return None, interval_note(setting, problem=reason, full_bayes="importance")
+    theta = unsigned(correction.draws)
+    return ((theta[:, :p], problem.draw_effects(theta, rng)),
+            interval_note(setting, method=str(correction.method)))
+
+
 class GlmmPosterior:
     """The posterior of θ = (β, log sd, atanh ρ) of a one-factor GLMM with every group's
     effects integrated out by AGQ, for method ``importance``:
@@ -464,4 +513,4 @@ def _hessian(function: Any, theta: FloatArray) -> FloatArray:
 
 
 __all__ = ["DEFAULT_AGQ", "GLMM_FAMILIES", "MAX_AGQ", "GlmmPosterior", "agq_method", "agq_obstacle",
-           "check_agq", "check_glmm", "draw_glmm_effects", "fit_glmm"]
+           "check_agq", "check_glmm", "corrected_glmm_draws", "draw_glmm_effects", "fit_glmm"]

@@ -528,10 +528,11 @@ class MixedModel(BaseModel):
         info: dict[str, Any]
         if self.method == "eb-ml":
             if prepared.design.family == "normal":
-                posterior, estimate = self._reml_draws(prepared)
+                posterior, estimate, intervals = self._reml_draws(prepared)
             else:
-                posterior, estimate = self._agq_draws(prepared)
-            info = {"converged": estimate.converged, "singular": estimate.singular,
+                posterior, estimate, intervals = self._agq_draws(prepared)
+            info = {"eb_intervals": intervals,
+                    "converged": estimate.converged, "singular": estimate.singular,
                     "log_likelihood": estimate.log_likelihood,
                     "likelihood": likelihood_statistics(estimate, prepared.n_obs)}
         else:
@@ -566,11 +567,13 @@ class MixedModel(BaseModel):
                               target_accept=self.config.target_accept)
         return replace(result, info={**_finite(info), **result.info})
 
-    def _reml_draws(self, data: MixedData) -> tuple[dict[str, NDArray], LMMEstimate]:
+    def _reml_draws(self, data: MixedData) -> tuple[dict[str, NDArray], LMMEstimate, str]:
         """REML (or ML, ``reml=False``) estimates, and chains × draws draws of β and the
-        group effects given them (σ, the sds and correlations constant), shaped like
-        NUTS's."""
-        from poolwise.kinds.mixed.reml import conditional_draws, fit_reml
+        group effects, shaped like NUTS's: with the variance parameters drawn from the
+        estimates' sampling distribution (Kass–Steffey, ``eb_intervals``) or given them;
+        σ, the sds and correlations stored as the constant estimates. And the group
+        intervals' label."""
+        from poolwise.kinds.mixed.reml import conditional_draws, corrected_draws, fit_reml
 
         design = data.design
         estimate = fit_reml(design, reml=self.reml)
@@ -578,7 +581,11 @@ class MixedModel(BaseModel):
         columns = sum(t.n_levels * t.n_effects for t in design.terms) + len(design.fixed_names)
         noise = generator(self.config.seed, Stream.CONDITIONAL).standard_normal(
             (chains * draws, columns))
-        drawn = conditional_draws(design, estimate, noise)
+        drawn, intervals = corrected_draws(
+            design, estimate, self.eb_intervals, noise,
+            generator(self.config.seed, Stream.HYPERPARAMETERS))
+        if drawn is None:
+            drawn = conditional_draws(design, estimate, noise)
 
         def shaped(values: NDArray) -> NDArray:
             """A constant at every draw."""
@@ -593,20 +600,30 @@ class MixedModel(BaseModel):
                 posterior[f"cor_{term.factor}"] = shaped(estimate.cor[term.factor])
             posterior[f"r_{term.factor}"] = drawn[f"r_{term.factor}"].reshape(
                 chains, draws, term.n_levels, term.n_effects)
-        return posterior, estimate
+        return posterior, estimate, intervals
 
-    def _agq_draws(self, data: MixedData) -> tuple[dict[str, NDArray], LMMEstimate]:
-        """ML estimates by adaptive quadrature, and chains × draws draws of β from the
-        normal approximation N(β̂, Cov β̂) with, at each, the group effects drawn exactly
-        from their conditional given y, β and Σ̂ (:mod:`poolwise.kinds.mixed.glmm`)."""
-        from poolwise.kinds.mixed.glmm import draw_glmm_effects, fit_glmm
+    def _agq_draws(self, data: MixedData) -> tuple[dict[str, NDArray], LMMEstimate, str]:
+        """ML estimates by adaptive quadrature, and chains × draws draws of β and, at each,
+        the group effects drawn exactly from their conditional given y (and Σ): with β and
+        Σ from the estimates' sampling distribution (Kass–Steffey, ``eb_intervals``), or β
+        from N(β̂, Cov β̂) and Σ̂ (:mod:`poolwise.kinds.mixed.glmm`). And the group
+        intervals' label."""
+        from poolwise.kinds.mixed.glmm import corrected_glmm_draws, draw_glmm_effects, fit_glmm
 
         design = data.design
-        estimate = fit_glmm(design, n_agq=self.agq or DEFAULT_AGQ)
+        n_agq = self.agq or DEFAULT_AGQ
+        estimate = fit_glmm(design, n_agq=n_agq)
         chains, draws = self.config.chains, self.config.draws
-        rng = generator(self.config.seed, Stream.CONDITIONAL)
-        beta = rng.multivariate_normal(estimate.beta, estimate.beta_cov, size=chains * draws)
-        effects = draw_glmm_effects(design, estimate, beta, rng)
+        drawn, intervals = corrected_glmm_draws(
+            design, estimate, self.eb_intervals, chains * draws, n_agq,
+            generator(self.config.seed, Stream.HYPERPARAMETERS))
+        if drawn is None:
+            rng = generator(self.config.seed, Stream.CONDITIONAL)
+            beta = rng.multivariate_normal(estimate.beta, estimate.beta_cov,
+                                           size=chains * draws)
+            effects = draw_glmm_effects(design, estimate, beta, rng)
+        else:
+            beta, effects = drawn
         term = design.terms[0]
         posterior = {"b": beta.reshape(chains, draws, -1),
                      f"sd_{term.factor}": np.broadcast_to(
@@ -616,7 +633,7 @@ class MixedModel(BaseModel):
                 estimate.cor[term.factor], (chains, draws, 2, 2)).copy()
         posterior[f"r_{term.factor}"] = effects.reshape(chains, draws, term.n_levels,
                                                         term.n_effects)
-        return posterior, estimate
+        return posterior, estimate, intervals
 
     def _tree(self, data: MixedData, posterior: Mapping[str, NDArray],
               sample_stats: Mapping[str, NDArray], info: Mapping[str, Any],
@@ -1019,9 +1036,9 @@ class MixedFit(Fit):
         notes = {"b": f"Wald: estimate ± {z:.3g} × sd, the standard error, as lme4's "
                       'confint(method = "Wald"); not a posterior interval'}
         for term in self.design.terms:
-            notes[f"r_{term.factor}"] = (
+            notes[f"r_{term.factor}"] = str(self.info.get("eb_intervals") or (
                 "conditional: equal-tailed, of the group effects drawn given the "
-                f"{method} estimates of the variance parameters (β drawn from N(β̂, Cov β̂))")
+                f"{method} estimates of the variance parameters (β drawn from N(β̂, Cov β̂))"))
         fixed = ["sigma"] if self.estimate.sigma is not None else []
         fixed += [f"{kind}_{term.factor}" for term in self.design.terms
                   for kind in ("sd", "cor") if kind == "sd" or correlated(term)]

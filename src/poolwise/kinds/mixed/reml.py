@@ -54,6 +54,7 @@ from poolwise.kinds.mixed.inference import (
     draw_values,
     gaussian_marginal,
     gaussian_stats,
+    marginal_values,
     term_factor,
     term_segments,
 )
@@ -269,6 +270,136 @@ def conditional_draws(design: MixedDesign, estimate: LMMEstimate,
                                                                dtype=float), marginal,
                                                    stats.arrays))
                                    for at in range(0, noise.shape[0], block)])
+    return _split(design, coefficients)
+
+
+#: values (8 bytes each) that the corrected draws may hold at once (one factorisation per
+#: draw); a design costlier than this keeps the plug-in draws and says why
+CORRECTION_VALUES = 2_000_000_000
+
+
+def corr_coordinates(cor: FloatArray) -> FloatArray:
+    """The coordinates x of :func:`~poolwise.kinds.mixed.inference.corr_cholesky` of a
+    correlation matrix (its inverse): t_ij = L_ij / Π_{m<j} √(1 − t_im²), x = atanh t."""
+    chol = np.linalg.cholesky(cor)
+    out = []
+    for i in range(1, chol.shape[0]):
+        left = 1.0
+        for j in range(i):
+            t = chol[i, j] / left
+            out.append(math.atanh(t) if abs(t) < 1.0 else math.copysign(math.inf, t))
+            left *= math.sqrt(max(1.0 - t * t, 0.0))
+    return np.asarray(out, dtype=float)
+
+
+class RestrictedLikelihood:
+    """The restricted likelihood and the coefficients' conditional draws of a normal mixed
+    model at many points η = (log σ, then per term its sds with a sign and its correlation
+    coordinates) at once, in NumPy: :func:`~poolwise.kinds.mixed.inference.gaussian_marginal`
+    with β flat (integrated out), at σ and Λ_t = diag(|sd_t|) L_t."""
+
+    def __init__(self, design: MixedDesign) -> None:
+        self.design = design
+        self.stats = gaussian_stats(design, None)
+        self.sizes = [(t.n_effects, t.n_effects * (t.n_effects - 1) // 2 if correlated(t)
+                       else 0) for t in design.terms]
+        #: the positions of the sds in η (folded: the likelihood is even in each)
+        self.scales = [1 + at + e for at, (k, _) in zip(self._offsets(), self.sizes,
+                                                        strict=True) for e in range(k)]
+        #: points per chunk of about CHUNK_VALUES intermediate values
+        self.chunk = max(1, CHUNK_VALUES // marginal_values(self.stats))
+
+    def _offsets(self) -> list[int]:
+        offsets, at = [], 0
+        for k, n_corr in self.sizes:
+            offsets.append(at)
+            at += k + n_corr
+        return offsets
+
+    def point(self, estimate: LMMEstimate) -> FloatArray:
+        """η at the estimates."""
+        assert estimate.sigma is not None  # a normal model's estimate
+        parts = [np.array([math.log(estimate.sigma)])]
+        for term, (_, n_corr) in zip(self.design.terms, self.sizes, strict=True):
+            parts.append(np.asarray(estimate.sd[term.factor], dtype=float))
+            if n_corr:
+                parts.append(corr_coordinates(estimate.cor[term.factor]))
+        return np.concatenate(parts)
+
+    def _marginal(self, points: FloatArray) -> tuple[Any, list[Any]]:
+        sigma = np.exp(points[:, 0])
+        factors = []
+        for at, (k, n_corr) in zip(self._offsets(), self.sizes, strict=True):
+            sd = np.abs(points[:, 1 + at:1 + at + k])
+            chol = (corr_cholesky(points[:, 1 + at + k:1 + at + k + n_corr], np)[0]
+                    if n_corr else None)
+            factors.append(np.asarray(term_factor(sd, chol), dtype=float))
+        return gaussian_marginal(self.stats, sigma, factors, np), factors
+
+    def __call__(self, points: FloatArray) -> FloatArray:
+        """ℓ_REML (up to a constant) at each row of ``points`` (P, size)."""
+        out = np.empty(points.shape[0])
+        for at in range(0, points.shape[0], self.chunk):
+            with np.errstate(all="ignore"):
+                out[at:at + self.chunk] = self._marginal(points[at:at + self.chunk])[
+                    0].log_density
+        return np.where(np.isfinite(out), out, -np.inf)
+
+    def draws(self, points: FloatArray, noise: FloatArray) -> dict[str, FloatArray]:
+        """β (``b``) and each term's group effects (``r_<factor>``) drawn given y and each
+        row of ``points``, as :func:`conditional_draws` does at one."""
+        pieces = []
+        for at in range(0, points.shape[0], self.chunk):
+            part = slice(at, at + self.chunk)
+            marginal, factors = self._marginal(points[part])
+            pieces.append(np.asarray(draw_coefficients(marginal, self.stats, factors,
+                                                       noise[part], np)))
+        return _split(self.design, np.concatenate(pieces))
+
+
+def corrected_draws(design: MixedDesign, estimate: LMMEstimate, setting: str,
+                    noise: FloatArray, rng: np.random.Generator
+                    ) -> tuple[dict[str, FloatArray] | None, str]:
+    """β and the group effects drawn with the variance parameters from their estimates'
+    sampling distribution (Kass & Steffey, :mod:`poolwise.inference.eb_intervals`, the
+    information of the restricted likelihood, sds folded), or None where the plug-in draws
+    of :func:`conditional_draws` are kept (asked for, many levels, a costly design, or no
+    correction possible, which warns); and the group intervals' label."""
+    import warnings
+
+    from poolwise.exceptions import ConvergenceWarning
+    from poolwise.inference.eb_intervals import (
+        PLUG_IN,
+        hyperparameter_draws,
+        interval_note,
+        too_many_groups,
+        uncorrected_warning,
+    )
+
+    if setting == PLUG_IN or not design.terms:
+        return None, interval_note(setting)
+    skipped = too_many_groups(min(term.n_levels for term in design.terms))
+    likelihood = RestrictedLikelihood(design)
+    if skipped is None and noise.shape[0] * marginal_values(likelihood.stats) > CORRECTION_VALUES:
+        skipped = ("it needs a factorisation per draw, too costly for a design this size; "
+                   "method importance draws the variance parameters too")
+    if skipped is not None:
+        return None, interval_note(setting, skipped=skipped)
+    point = likelihood.point(estimate)
+    correction = hyperparameter_draws(likelihood, point, noise.shape[0], rng,
+                                      folded=likelihood.scales)
+    if correction.draws is None or not np.all(np.isfinite(point)):
+        problem = correction.problem or "a correlation is estimated at ±1"
+        warnings.warn(uncorrected_warning(problem, "importance"), ConvergenceWarning,
+                      stacklevel=4)
+        return None, interval_note(setting, problem=problem, full_bayes="importance")
+    return (likelihood.draws(correction.draws, noise),
+            interval_note(setting, method=str(correction.method)))
+
+
+def _split(design: MixedDesign, coefficients: FloatArray) -> dict[str, FloatArray]:
+    """Coefficient draws (draws, columns of [Z X]) as β (``b``) and each term's group
+    effects (``r_<factor>``, draws × levels × effects)."""
     p = len(design.fixed_names)
     out = {"b": coefficients[:, coefficients.shape[1] - p:]}
     for term, segment in zip(design.terms, term_segments(design), strict=True):
@@ -305,5 +436,5 @@ def estimate_from_dict(d: dict[str, Any]) -> LMMEstimate:
         singular=bool(d["singular"]), n_iterations=int(d["n_iterations"]))
 
 
-__all__ = ["LMMEstimate", "conditional_draws", "estimate_from_dict", "estimate_to_dict",
-           "fit_reml"]
+__all__ = ["LMMEstimate", "RestrictedLikelihood", "conditional_draws", "corr_coordinates",
+           "corrected_draws", "estimate_from_dict", "estimate_to_dict", "fit_reml"]
