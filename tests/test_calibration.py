@@ -57,6 +57,9 @@ def estimates(groups: int = 20, tau: float = 2.0, seed: int = 3) -> pd.DataFrame
 
 
 def assert_calibrated(result: Calibration) -> None:
+    """The verdict is 'calibrated' (the table is printed: ``pytest -rP`` shows it)."""
+    print(f"{result.kind} {result.method}: {result.verdict}; {result.failed} failed, "
+          f"{result.warned} warned\n{result.table.to_string()}")
     assert result.calibrated, f"{result.verdict}\n{result.table.to_string()}"
 
 
