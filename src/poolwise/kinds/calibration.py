@@ -44,8 +44,8 @@ flagged when its coverage is further than z·SE from nominal, z the Bonferroni q
 Replications run in ``jobs`` processes started by 'spawn' (JAX is not fork-safe), in chunks,
 each replication from its own random stream ``[seed, Stream.CALIBRATION, r]``. Each process
 builds the model once, and the replications differ only in their simulated data, which
-every NUTS path passes to its compiled program as arguments: a process compiles its NUTS
-programs once, for the first replication, and reuses them
+every NUTS path but a custom model's passes to its compiled program as arguments: a process
+compiles its NUTS programs once, for the first replication, and reuses them
 (:func:`poolwise.inference.nuts.run_chains`).
 """
 
@@ -321,8 +321,7 @@ class _Outcome:
 def _replicate(job: _Job, reps: Sequence[int],
                done: Callable[[int], None] | None = None) -> list[_Outcome]:
     """Replications ``reps`` of ``job`` (in a worker process, or in this one), ``done(k)``
-    after the k-th. One model serves them all (a custom model's function is loaded once),
-    so that their NUTS programs are compiled once and reused."""
+    after the k-th. One model serves them all (a custom model's file is loaded once)."""
     model = job.model_type(**job.spec)
     outcomes = []
     for rep in reps:

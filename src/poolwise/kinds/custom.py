@@ -56,7 +56,6 @@ obs, $i = 1, \ldots, 2$
 from __future__ import annotations
 
 import copy
-import functools
 import importlib.util
 import inspect
 import re
@@ -616,130 +615,15 @@ def _site_texts(function: Callable[..., Any], kwargs: Mapping[str, Any], name: s
 
 
 # ------------------------------------------------------------------------- the target
-class _Compiled:
-    """Keyword arguments compiled into the programs as constants, compared by identity:
-    the model's data when it cannot take them as JAX arguments (module ``_target``)."""
-
-    def __init__(self, values: Mapping[str, Any]) -> None:
-        self.values = dict(values)
-
-
-@dataclass(frozen=True)
-class _Density:
-    """The model's posterior on a flat vector z of unconstrained coordinates, as functions
-    of z and the numeric data arrays (JAX arguments), NumPyro's ``potential_energy`` and
-    ``constrain_fn`` on the function with its keyword arguments. Equal for every data set
-    of the same function, constants and shapes, so that its compiled programs
-    (:func:`_program`) serve them all: a calibration's replications compile once.
-    ``constants`` are the other keyword arguments (hashable, compiled in); ``layout`` the
-    sites of z in order (``ravel_pytree``'s: sorted names) with their shapes."""
-
-    function: Callable[..., Any]
-    constants: tuple[tuple[str, Any], ...]
-    layout: tuple[tuple[str, tuple[int, ...]], ...]
-
-    def model(self, arrays: Mapping[str, Any]) -> Callable[..., Any]:
-        from numpyro import handlers
-
-        constants: dict[str, Any] = {}
-        for name, value in self.constants:
-            constants |= value.values if isinstance(value, _Compiled) else {name: value}
-        return handlers.seed(partial(self.function, **constants, **arrays), rng_seed=0)
-
-    def unravel(self, z: Any) -> dict[str, Any]:
-        params, at = {}, 0
-        for name, shape in self.layout:
-            size = int(np.prod(shape))
-            params[name] = z[at:at + size].reshape(shape)
-            at += size
-        return params
-
-    def potential(self, z: Any, arrays: Mapping[str, Any]) -> Any:
-        """−log p(z), the Jacobian of the constraining transforms included (NUTS's)."""
-        from numpyro.infer.util import potential_energy
-
-        return potential_energy(self.model(arrays), (), {}, self.unravel(z))
-
-    def neg_log_density(self, z: Any, arrays: Mapping[str, Any]) -> Any:
-        """−log p(constrain(z)), no Jacobian."""
-        from numpyro.infer.util import constrain_fn, log_density
-
-        model = self.model(arrays)
-        return -log_density(model, (), {}, constrain_fn(model, (), {}, self.unravel(z)))[0]
-
-    def constrain(self, z: Any, arrays: Mapping[str, Any]) -> dict[str, Any]:
-        """z → the latent and deterministic sites."""
-        from numpyro.infer.util import constrain_fn
-
-        return dict(constrain_fn(self.model(arrays), (), {}, self.unravel(z),
-                                 return_deterministic=True))
-
-
-def _shareable(trace: Mapping[str, Any], constants: tuple[tuple[str, Any], ...]) -> bool:
-    """Whether :class:`_Density` can take the data as JAX arguments: the other keyword
-    arguments hashable, and no ``param`` or ``mutable`` sites and no discrete latent ones
-    (for which NumPyro prepares the model before its potential)."""
-    try:
-        hash(constants)
-    except TypeError:
-        return False
-    return not any(site["type"] in ("param", "mutable")
-                   or (site["type"] == "sample" and not site["is_observed"]
-                       and site["fn"].support.is_discrete) for site in trace.values())
-
-
-@functools.lru_cache(maxsize=64)
-def _program(density: _Density, objective: str, transform: str = "value"
-             ) -> Callable[..., Any]:
-    """``density``'s ``objective`` (a method of (z, arrays)) jitted, after ``transform``:
-    "value", "value_and_grad", "hessian", "hvp" (of (z, v, arrays): the Hessian times v)
-    or "vmap" (over rows of z). Kept per equal density, so fits of the same structure and
-    shapes compile nothing."""
-    import jax
-
-    function = getattr(density, objective)
-    if transform == "hvp":
-        def hvp(z: Any, v: Any, arrays: Any) -> Any:
-            return jax.jvp(lambda x: jax.grad(function)(x, arrays), (z,), (v,))[1]
-        return jax.jit(hvp)
-    transforms: dict[str, Callable[..., Any]] = {
-        "value": lambda f: f, "value_and_grad": jax.value_and_grad, "hessian": jax.hessian,
-        "vmap": lambda f: jax.vmap(f, in_axes=(0, None))}
-    return jax.jit(transforms[transform](function))
-
-
 @dataclass(frozen=True)
 class _Target:
-    """The model's posterior on a flat vector z of unconstrained coordinates: its density,
-    the data arrays it takes, where to start."""
+    """The model's posterior on a flat vector z of unconstrained coordinates."""
 
-    density: _Density
-    arrays: dict[str, Any]
+    potential: Callable[[Any], Any]        # −log p(z), Jacobian included (what NUTS samples)
+    neg_log_density: Callable[[Any], Any]  # −log p(constrain(z)), no Jacobian
+    constrain: Callable[[Any], dict[str, Any]]  # z → latent and deterministic sites
     start: NDArray[np.float64]             # the model's initialisation
     fixed: NDArray[np.bool_]               # coordinates given by the user's start values
-
-    def program(self, objective: str, transform: str = "value") -> Callable[..., Any]:
-        """:func:`_program` on these data: a function of z (and v for "hvp")."""
-        compiled = _program(self.density, objective, transform)
-        return lambda *args: compiled(*args, self.arrays)
-
-
-@dataclass(frozen=True)
-class _NutsPotential:
-    """−log p(z | data) for :func:`~poolwise.inference.nuts.run_chains`: of z, or of w
-    with z = mode + L⁻ᵀ w (``whitened``; the data then carry the mode and Lᵀ)."""
-
-    density: _Density
-    whitened: bool
-
-    def __call__(self, w: Any, data: tuple[Any, ...]) -> Any:
-        from jax.scipy.linalg import solve_triangular
-
-        if not self.whitened:
-            return self.density.potential(w, data[0])
-        arrays, centre, upper = data
-        return self.density.potential(centre + solve_triangular(upper, w, lower=False),
-                                      arrays)
 
 
 @dataclass(frozen=True)
@@ -1307,7 +1191,7 @@ class CustomModel(BaseModel):
                 ) -> _Target:
         from jax.flatten_util import ravel_pytree
         from numpyro.infer.initialization import init_to_uniform, init_to_value
-        from numpyro.infer.util import initialize_model
+        from numpyro.infer.util import constrain_fn, initialize_model, log_density
 
         if start is not None:
             unknown = [k for k in start if k not in data.latent]
@@ -1319,43 +1203,41 @@ class CustomModel(BaseModel):
                                              for k, v in start.items()})
         else:
             strategy = init_to_uniform
-        function = self._require_function("fitting")
-        bound = partial(function, **data.kwargs)
+        bound = partial(self._require_function("fitting"), **data.kwargs)
         try:
             info = initialize_model(jax_key(seed, Stream.INIT), bound, init_strategy=strategy)
         except Exception as error:
             raise SpecificationError(
                 f"cannot initialise {self.name}(): {_one_line(error)}") from error
         z_dict = info.param_info.z
-        flat, _ = ravel_pytree(z_dict)
+        flat, unravel = ravel_pytree(z_dict)
         given = {k: np.full(np.shape(v), k in (start or {})) for k, v in z_dict.items()}
         fixed_mask = np.asarray(ravel_pytree(given)[0], dtype=bool)
-        layout = tuple((k, tuple(np.shape(z_dict[k]))) for k in sorted(z_dict))
-        start_z = np.asarray(flat, dtype=float)
-        arrays = {k: v for k, v in data.kwargs.items()
-                  if isinstance(v, np.ndarray) and v.dtype.kind in "biuf"}
-        constants = tuple(sorted((k, v) for k, v in data.kwargs.items() if k not in arrays))
-        if _shareable(info.model_trace, constants):
-            target = _Target(_Density(function, constants, layout), arrays, start_z, fixed_mask)
-            try:
-                shared = bool(np.isfinite(float(target.program("potential")(start_z))))
-            except Exception:  # the model reads its data's values: they are compiled in
-                shared = False
-            if shared:
-                return target
-        density = _Density(function, (("", _Compiled(data.kwargs)),), layout)
-        return _Target(density, {}, start_z, fixed_mask)
+
+        def potential(z: Any) -> Any:
+            return info.potential_fn(unravel(z))
+
+        def neg_log_density(z: Any) -> Any:
+            params = constrain_fn(bound, (), {}, unravel(z))
+            return -log_density(bound, (), {}, params)[0]
+
+        def constrain(z: Any) -> dict[str, Any]:
+            return dict(info.postprocess_fn(unravel(z)))
+
+        return _Target(potential, neg_log_density, constrain,
+                       np.asarray(flat, dtype=float), fixed_mask)
 
     def _optimise(self, target: _Target, *, jacobian: bool, restarts: int, seed: int,
                   optimizer: str) -> MAPResult:
         """The best of SciPy's runs from the model's start and ``restarts`` random ones
         (drawn from the seed's initialisation stream)."""
+        import jax
         from scipy.optimize import minimize
 
         started = time.perf_counter()
-        objective = "potential" if jacobian else "neg_log_density"
-        value_and_grad = target.program(objective, "value_and_grad")
-        hvp = target.program(objective, "hvp")
+        objective = target.potential if jacobian else target.neg_log_density
+        value_and_grad = jax.jit(jax.value_and_grad(objective))
+        hvp = jax.jit(lambda z, v: jax.jvp(jax.grad(objective), (z,), (v,))[1])
 
         def fun(z: NDArray) -> tuple[float, NDArray]:
             value, grad = value_and_grad(z)
@@ -1397,7 +1279,7 @@ class CustomModel(BaseModel):
                 f"the log density of {self.name}() is not finite at any of {len(starts)} "
                 "starting points; give start values (start={...})")
         z = np.asarray(best.x, dtype=float)
-        params = {k: np.asarray(v) for k, v in target.program("constrain")(z).items()}
+        params = {k: np.asarray(v) for k, v in jax.jit(target.constrain)(z).items()}
         return MAPResult(params, z, -float(best.fun), jacobian, bool(best.success),
                          str(best.message), int(best.nit), len(starts), optimizer,
                          time.perf_counter() - started)
@@ -1572,15 +1454,21 @@ class CustomModel(BaseModel):
                   whiten: tuple[NDArray, NDArray] | None
                   ) -> tuple[NDArray, dict[str, NDArray], dict[str, float]]:
         """NUTS on z, or on w with z = mode + L⁻ᵀ w when ``whiten`` = (mode, L); returns z."""
+        import jax
+        import jax.numpy as jnp
+        from jax.scipy.linalg import solve_triangular
+
         from poolwise.inference.nuts import run_chains
 
-        potential = _NutsPotential(target.density, whiten is not None)
-        data: tuple[Any, ...] = (target.arrays,)
+        potential = target.potential
         if whiten is not None:
-            data = (target.arrays, whiten[0], np.ascontiguousarray(whiten[1].T))
-        first = starts[0] if whiten is None else _from_white(*whiten, starts[:1])[0]
+            centre, upper = jnp.asarray(whiten[0]), jnp.asarray(whiten[1].T)
+
+            def potential(w: Any) -> Any:
+                return target.potential(centre + solve_triangular(upper, w, lower=False))
+
         try:
-            value = float(target.program("potential")(first))
+            value = float(jax.jit(potential)(starts[0]))
         except Exception as error:  # JAX cannot compile the model
             raise SpecificationError(
                 f"JAX cannot compile {self.name}(): {_one_line(error)}") from error
@@ -1588,8 +1476,8 @@ class CustomModel(BaseModel):
             raise SpecificationError(
                 f"the log density of {self.name}() is not finite where the chains start")
         timings: dict[str, float] = {}
-        z, stats = run_chains(potential, starts, self.config, self.config.target_accept,
-                              data=data, timings=timings)
+        z, stats = run_chains(lambda z, _: potential(z), starts, self.config,
+                              self.config.target_accept, timings=timings)
         if whiten is not None:
             z = _from_white(whiten[0], whiten[1], z)
         return z, stats, timings
@@ -1673,7 +1561,9 @@ def _same(value: Any, observed: NDArray) -> bool:
 
 def _hessian_cholesky(target: _Target, z: NDArray) -> NDArray | None:
     """The Cholesky factor L of the Hessian H = L Lᵀ of −log p at z, or None."""
-    hessian = np.asarray(target.program("potential", "hessian")(z), dtype=float)
+    import jax
+
+    hessian = np.asarray(jax.jit(jax.hessian(target.potential))(z), dtype=float)
     hessian = (hessian + hessian.T) / 2
     if not np.all(np.isfinite(hessian)):
         return None
@@ -1685,8 +1575,10 @@ def _hessian_cholesky(target: _Target, z: NDArray) -> NDArray | None:
 
 def _constrain_draws(target: _Target, z: NDArray) -> dict[str, NDArray]:
     """The latent and deterministic sites at every draw of z (chains, draws, dim)."""
+    import jax
+
     chains, draws, dim = z.shape
-    values = target.program("constrain", "vmap")(z.reshape(chains * draws, dim))
+    values = jax.jit(jax.vmap(target.constrain))(z.reshape(chains * draws, dim))
     return {k: np.asarray(v).reshape(chains, draws, *np.shape(v)[1:])
             for k, v in values.items()}
 
