@@ -38,7 +38,7 @@ demo: $(STAMP)
 test: $(STAMP) $(INSTALL313)
 	$(BIN)/ruff check .
 	$(BIN)/mypy src
-	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not full"
+	$(BIN)/python -m pytest -q -n auto --dist loadfile -m "not full" --durations=15
 	$(MAKE) --no-print-directory test313
 
 # The full statistical checks (simulation-based calibration at its declared power): the tests

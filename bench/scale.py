@@ -10,7 +10,8 @@ Every run is ``poolwise fit FILE --family F --y y --n n|--se se --group g --meth
 --quiet`` (``python -m poolwise`` on this checkout's ``src``), once with ``--out DIR
 --force`` (summary, result, report, posterior file) and once without (the terminal
 summary only), each a separate process under ``/usr/bin/time -v``: wall time, peak RSS
-("Maximum resident set size") and exit status. ``--mem-cap`` limits poolwise's address
+("Maximum resident set size"), CPU time (user + system: what the run itself used, steadier
+than wall time on a loaded machine) and exit status. ``--mem-cap`` limits poolwise's address
 space (``prlimit --as``: an allocation past it fails as it would on a smaller machine;
 the address space counts more than the resident memory, so a cap of 12G stops a process
 somewhat before 12 GB of RSS); ``--timeout`` kills the process group. A run that stops
@@ -125,6 +126,7 @@ class Run(NamedTuple):
     written: int | None  # bytes under --out
     message: str  # the last line of stderr when it failed
     stdout: str
+    cpu: float | None = None  # user + system seconds (on a loaded machine, steadier than wall)
 
 
 def parse_bytes(text: str) -> int | None:
@@ -208,6 +210,9 @@ def measure(command: list[str], timeout: float, cap: int | None, scratch: Path,
     if clock:  # /usr/bin/time's own clock: the command alone, without starting time itself
         parts = [float(p) for p in clock.group(1).split(":")]
         wall = sum(p * 60**k for k, p in enumerate(reversed(parts)))
+    times = [re.search(rf"{kind} time \(seconds\): ([\d.]+)", report)
+             for kind in ("User", "System")]
+    cpu = sum(float(t.group(1)) for t in times if t) if all(times) else None
     signalled = re.search(r"Command terminated by signal (\d+)", report)
     exit_code = re.search(r"Exit status: (\d+)", report)
     code = int(exit_code.group(1)) if exit_code else proc.returncode
@@ -222,7 +227,7 @@ def measure(command: list[str], timeout: float, cap: int | None, scratch: Path,
     else:
         status = f"exit {code}"
     return Run(status, wall, int(rss_kb.group(1)) * 1024.0 if rss_kb else None, written,
-               last, stdout)
+               last, stdout, cpu)
 
 
 def poolwise_command(file: Path, workload: str, method: str, out: Path | None,
@@ -286,8 +291,8 @@ def bench_growth(args: argparse.Namespace, folder: Path,
     env = checkout_env()
     print(f"\n== poolwise fit, end to end (timeout {args.timeout:.0f} s, "
           f"memory cap {args.mem_cap_text}) ==")
-    print(f"{'workload':<14}{'method':<11}{'out':<5}{'groups':>10}{'wall':>9}{'peak RSS':>10}"
-          f"{'written':>10}  status")
+    print(f"{'workload':<14}{'method':<11}{'out':<5}{'groups':>10}{'wall':>9}{'cpu':>9}"
+          f"{'peak RSS':>10}{'written':>10}  status")
     results: dict[tuple[str, str, str], list[tuple[int, Run]]] = {}
     notes: list[str] = []
     for workload in args.workloads:
@@ -301,9 +306,10 @@ def bench_growth(args: argparse.Namespace, folder: Path,
                                   args.timeout, args.mem_cap, folder, out=out, env=env)
                     results.setdefault(key, []).append((groups, run))
                     written = gigabytes(run.written) if run.written is not None else ""
+                    cpu = "–" if run.cpu is None else seconds(run.cpu)
                     print(f"{workload:<14}{method:<11}{key[2]:<5}{groups:>10,}"
-                          f"{seconds(run.wall):>9}{gigabytes(run.rss):>10}{written:>10}  "
-                          f"{run.status}", flush=True)
+                          f"{seconds(run.wall):>9}{cpu:>9}{gigabytes(run.rss):>10}"
+                          f"{written:>10}  {run.status}", flush=True)
                     if run.status != "ok":
                         notes.append(f"{workload} {method} {key[2]} {groups:,}: {run.message}")
                     if out is not None:

@@ -180,6 +180,10 @@ CASES = [
     case("nested-missing-lab", nested(LABS.replace("B,1,8", ",1,8")),
          "row 3: group column 'lab' is missing"),
     # ---- mixed: formulas and families
+    case("mixed-predictor-numbers-and-text", mixed(ROWS.replace("2.3,2", "2.3,two"),
+                                                   "y ~ x + (1 | g)"),
+         "data row 2: column 'x' holds numbers and text ('two'); as a number, correct that "
+         "value; as categories, write C(x) in the formula"),
     case("mixed-unknown-column", mixed(ROWS, "y ~ z + (1 | g)"),
          "the formula names column 'z', which is not in the data"),
     case("mixed-constant-predictor", mixed(ROWS.replace(",2,", ",1,").replace(",3,", ",1,"),
@@ -304,6 +308,9 @@ CASES = [
     case("cli-unknown-method", rates(RATES, "--method", "mcmc"), "unknown method 'mcmc'"),
     case("cli-unknown-rank", ({}, ["rats", "--rank", "sideways"]),
          "--rank is 'higher' or 'lower' (which is better), not 'sideways'"),
+    # named only after the fit, whose header must then not have been printed
+    case("cli-hypothesis-unknown-parameter", ({}, ["rats", "--hypothesis", "foo > 0.1"]),
+         "no parameter 'foo' in the posterior; it has alpha, beta, mu, kappa, theta"),
     case("cli-output-is-a-file", ({"taken.txt": "x"}, ["rats", "--out", "{taken.txt}"]),
          "exists and is not a directory"),
     case("cli-output-under-a-file", ({"taken.txt": "x"}, ["rats", "--out", "{taken.txt}/out"]),

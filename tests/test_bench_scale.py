@@ -56,6 +56,7 @@ def test_a_finished_run_has_its_time_and_peak_memory(tmp_path: Path) -> None:
     run = scale.measure(command, 60.0, 2 * 2**30, tmp_path)
     assert run.status == "ok", run.message
     assert run.rss is not None and run.rss > 2**28  # the 256 MiB array was resident
+    assert run.cpu is not None and 0 < run.cpu < 60
     assert float(run.stdout) == 2**25
 
 

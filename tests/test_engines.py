@@ -15,7 +15,7 @@ import pytest
 from layouts import write_table
 
 from poolwise.cli import main
-from poolwise.data.engines import choose_engine, reduce, resolve
+from poolwise.data.engines import Columns, choose_engine, reduce, resolve
 from poolwise.data.estimates import group_estimates
 from poolwise.data.tables import group_counts
 from poolwise.exceptions import DataError, SpecificationError
@@ -255,28 +255,6 @@ def test_python_fit_reads_a_glob(tmp_path):
         poolwise.fit(source, y="y", group="g", family="nig")
 
 
-@pytest.mark.slow
-def test_dask_cluster_matches_duckdb_and_pandas(tmp_path):
-    """Two worker processes on this machine: the same statistics as DuckDB and pandas."""
-    distributed = pytest.importorskip("distributed")
-    table = _table(seed=3, rows=3000)
-    source = write_table(table, tmp_path, "glob")
-    fam = get_family("beta-binomial")
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None, silence_logs=50) as cluster, \
-            distributed.Client(cluster) as client:
-        by_address = reduce(source, fam, y="y", n="n", group="g", engine="dask",
-                            scheduler=cluster.scheduler_address).stats
-        by_client = reduce(source, None, y="x", group="g", engine="dask",
-                           scheduler=client).stats
-    want = group_counts(table, fam, y="y", n="n", group="g")
-    _same_counts(by_address, want)
-    _same_counts(reduce(source, fam, y="y", n="n", group="g", engine="duckdb").stats, want)
-    moments = reduce(source, None, y="x", group="g", engine="duckdb").stats
-    assert by_client.labels.tolist() == moments.labels.tolist()
-    np.testing.assert_allclose(by_client.se, moments.se, rtol=1e-10)
-
-
 def test_dask_dataframe_as_data():
     import dask.dataframe as dd
 
@@ -319,3 +297,44 @@ def test_cli_refusals(tmp_path, capsys, extra, message):
     assert code == 2 and message in err and "Traceback" not in err
     assert len(err.strip().splitlines()) <= 3  # one line, wrapped at most
 
+
+
+def test_dask_merges_each_disjoint_set_of_groups_on_its_own():
+    """Five partitions' per-group sums are merged in five parts by a hash of the group: no
+    group is in two parts, no part holds every group, and together they are the sums of
+    the whole table."""
+    import dask
+
+    from poolwise.data.engines import _merge_counts, _merge_tables, merge_by_group
+    from poolwise.data.rows import frame_sums
+
+    table = _table()
+    chunks = np.array_split(np.arange(len(table)), 5)
+    partials = [dask.delayed(((len(rows), [None]),
+                              frame_sums(table.iloc[rows], y="y", n="n", group="g",
+                                         positions=rows)))
+                for rows in chunks]
+    summary, parts = merge_by_group(partials, ["label"], _merge_counts, _merge_tables)
+    (rows, found), *merged = dask.compute(summary, *parts, scheduler="sync")
+    assert rows == len(table) and found == [None] and len(merged) == 5
+    labels = [set(part["label"]) for part in merged]
+    assert sum(map(len, labels)) == len(set().union(*labels)) == table["g"].nunique()
+    assert max(map(len, labels)) < table["g"].nunique()
+    whole = pd.concat(merged).sort_values("first").reset_index(drop=True)
+    pd.testing.assert_frame_equal(whole, frame_sums(table, y="y", n="n", group="g"),
+                                  check_dtype=False)
+
+
+def test_dask_names_a_file_a_worker_cannot_read(tmp_path):
+    """Read where the client looked, gone where the partition is read: one line."""
+    from poolwise.data.engines import DaskTable
+    from poolwise.data.rows import rate_checks
+
+    source = resolve(write_table(_table(), tmp_path, "glob"))
+    table = DaskTable.open(source, None)
+    source.files[1].unlink()
+    checks = rate_checks("beta-binomial", "trials", y="y", n="n", group="g")
+    got = _error(lambda: table.reduce(get_family("beta-binomial"), checks,
+                                      Columns("y", "n", None, "g")))
+    assert got.startswith("a Dask worker could not read the data: ")
+    assert got.endswith("the workers must see the files at the same paths")

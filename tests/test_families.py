@@ -161,3 +161,17 @@ def test_sample_population_draws_each_group_apart(family):
     se = within.std() / np.sqrt(within.size)
     assert abs(within.mean() - var) < 4 * se
     assert abs(theta.mean() - mean) < 4 * np.sqrt(var / theta.size)
+
+
+def test_normal_population_quantile_is_scipys_ppf():
+    """μ + τ Φ⁻¹(level) by ndtri is SciPy's frozen normal's ppf, a point mass (τ = 0)
+    included."""
+    from poolwise.families import get_family
+
+    normal = get_family("normal")
+    rng = np.random.default_rng(5)
+    mu, tau = rng.normal(0.0, 10.0, 500), np.concatenate([[0.0], rng.gamma(1.0, 3.0, 499)])
+    for level in (0.0005, 0.025, 0.5, 0.975):
+        np.testing.assert_allclose(normal.population_quantile(mu, tau, level),
+                                   normal.population(mu, tau).ppf(level), rtol=1e-13,
+                                   atol=1e-300)

@@ -165,3 +165,50 @@ def test_theta_is_not_drawn_above_the_limit(summaries_only):
             assert np.allclose(theta["mean"], table["y"]) and np.allclose(theta["sd"],
                                                                           table["se"])
             assert np.allclose(theta["upper"], stats.norm(table["y"], table["se"]).ppf(0.975))
+
+
+@pytest.mark.parametrize("family", ["beta-binomial", "gamma-poisson", "normal"])
+def test_replicates_without_theta_draws_follow_each_groups_predictive(summaries_only,
+                                                                      family):
+    """Replicated data of a fit that keeps no θ draws (θ drawn block by block with y_rep)
+    against the closed-form posterior predictive of empirical Bayes, group by group: y_rep_j
+    ~ BetaBinomial(n_j, α̂ + y_j, β̂ + n_j − y_j), NegBinomial(α̂ + y_j, (β̂ + E_j)/(β̂ + 2E_j))
+    or N(m_j, v_j + σ_j²); the means within Z Monte Carlo standard errors, and the
+    variances within Z standard errors of a sample variance."""
+    table, columns = simulated(family, 100)
+    fit = Model(family=family, method="eb-ml", draws=1000).fit(table, y="y", group="g",
+                                                                **columns)
+    assert not fit.stores_group_draws
+    y_rep = fit.posterior_predictive()["y"].values.reshape(4000, -1)
+    y, n = fit.data.y, fit.data.n
+    a, b = fit.model.family.conjugate_update(fit.eb.alpha, fit.eb.beta, y, n)
+    if family == "beta-binomial":
+        mean = n * a / (a + b)
+        var = n * a * b * (a + b + n) / ((a + b) ** 2 * (a + b + 1))
+    elif family == "gamma-poisson":  # θ ~ Gamma(a, rate b), y ~ Poisson(E θ)
+        mean, var = n * a / b, n * a / b + n**2 * a / b**2
+    else:  # θ ~ N(a, b²) (mean and sd), y ~ N(θ, σ²)
+        mean, var = a, b**2 + n**2
+    draws = y_rep.shape[0]
+    assert np.all(np.abs(y_rep.mean(axis=0) - mean) < Z * np.sqrt(var / draws))
+    centred = y_rep - y_rep.mean(axis=0)
+    se_var = np.sqrt((np.mean(centred**4, axis=0) - y_rep.var(axis=0) ** 2) / draws)
+    assert np.all(np.abs(y_rep.var(axis=0) - var) < Z * se_var)
+
+
+def test_replicates_of_an_exact_fit_agree_with_and_without_theta_draws(monkeypatch):
+    """Full Bayes: the replicates drawn block by block (θ not kept) and those drawn from
+    θ's stored draws (the computation below the limit) are draws of one distribution:
+    each group's mean and sd agree within Z of their two-sample standard errors."""
+    table, columns = simulated("beta-binomial", 30)
+    model = Model(method="exact", prior="halfnormal(10)", draws=1000, seed=3)
+    stored = model.fit(table, y="y", group="g", **columns)
+    monkeypatch.setattr(inference_base, "GROUP_DRAWS_LIMIT", 0)
+    summarised = model.fit(table, y="y", group="g", **columns)
+    assert stored.stores_group_draws and not summarised.stores_group_draws
+    old, new = (f.posterior_predictive()["y"].values.reshape(4000, -1)
+                for f in (stored, summarised))
+    se = np.sqrt((old.var(axis=0) + new.var(axis=0)) / 4000)
+    assert np.all(np.abs(old.mean(axis=0) - new.mean(axis=0)) < Z * se)
+    sd_se = np.sqrt((old.var(axis=0) + new.var(axis=0)) / (2 * 4000))  # sd's SE ≈ sd/√(2S)
+    assert np.all(np.abs(old.std(axis=0) - new.std(axis=0)) < Z * sd_se)

@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from dense_mixed import dense_conditional, dense_covariance
 from scipy import stats
 
 import poolwise
@@ -19,7 +20,6 @@ from poolwise.kinds.mixed.inference import (
     gaussian_marginal,
     gaussian_stats,
     marginal_memory,
-    random_effects_matrix,
 )
 from poolwise.kinds.mixed.reml import fit_reml
 
@@ -41,20 +41,6 @@ def crossed_design(seed: int) -> tuple[MixedDesign, list[np.ndarray], float]:
     return design, [np.array([[0.7]]), np.array([[1.2, 0.3], [0.3, 0.6]])], 0.9
 
 
-def dense_v(design: MixedDesign, covariances: list[np.ndarray], sigma: float
-            ) -> tuple[np.ndarray, np.ndarray]:
-    """Z and V = σ²I + ZGZᵀ, built densely."""
-    z = random_effects_matrix(design).toarray()
-    blocks = [cov for term, cov in zip(design.terms, covariances, strict=True)
-              for _ in range(term.n_levels)]
-    g = np.zeros((z.shape[1], z.shape[1]))
-    at = 0
-    for cov in blocks:
-        g[at:at + cov.shape[0], at:at + cov.shape[0]] = cov
-        at += cov.shape[0]
-    return z, g, sigma**2 * np.eye(design.n_obs) + z @ g @ z.T
-
-
 def test_the_largest_term_is_eliminated_and_no_square_of_every_column_is_held() -> None:
     design, *_ = crossed_design(0)
     flat = gaussian_stats(design, None)
@@ -73,7 +59,7 @@ def test_blocked_marginal_equals_the_dense_normal(fixed) -> None:
     −½((n−p) log 2π + log|V| + log|XᵀV⁻¹X| + (y − Xβ̂)ᵀV⁻¹(y − Xβ̂)); to 1e-10."""
     design, covariances, sigma = crossed_design(1)
     factors = [np.linalg.cholesky(c) for c in covariances]
-    _, _, v = dense_v(design, covariances, sigma)
+    _, _, v = dense_covariance(design, covariances, sigma)
     x, y = design.x, design.y
     if fixed is None:
         result = gaussian_marginal(gaussian_stats(design, None), sigma, factors, np)
@@ -100,16 +86,9 @@ def test_blocked_draws_have_the_dense_conditional_moments() -> None:
     marginal_stats = gaussian_stats(design, loc)
     factors = [*(np.linalg.cholesky(c) for c in covariances), np.diag(scale)]
     result = gaussian_marginal(marginal_stats, sigma, factors, np)
-    z, g, v = dense_v(design, covariances, sigma)
-    w = np.hstack([z, design.x])
-    psi = np.zeros((w.shape[1], w.shape[1]))
-    psi[:g.shape[0], :g.shape[0]] = g
-    psi[g.shape[0]:, g.shape[0]:] = np.diag(scale**2)
-    gain = psi @ w.T @ np.linalg.inv(v + design.x @ np.diag(scale**2) @ design.x.T)
-    mean = gain @ (design.y - design.x @ loc)
-    cov = psi - gain @ w @ psi
+    mean, cov = dense_conditional(design, covariances, sigma, loc, scale)
     draws = np.stack([draw_coefficients(result, marginal_stats, factors, noise, np)
-                      for noise in np.vstack([np.zeros(w.shape[1]), np.eye(w.shape[1])])])
+                      for noise in np.vstack([np.zeros(len(mean)), np.eye(len(mean))])])
     np.testing.assert_allclose(draws[0], mean, rtol=1e-9, atol=1e-12)
     columns = (draws[1:] - draws[0]).T
     np.testing.assert_allclose(columns @ columns.T, cov, rtol=1e-9, atol=1e-12)

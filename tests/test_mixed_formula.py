@@ -324,3 +324,15 @@ def test_collinear_fixed_columns_are_refused_by_name():
     table["x2"] = 2 * table["x"]
     with pytest.raises(DataError, match=r"'x2' is a linear combination of Intercept, x"):
         parse_formula("y ~ x + x2 + (1 | g)", table)
+
+
+def test_a_column_of_numbers_and_text_is_refused_unless_written_as_categories():
+    """formulae would read [1, 'two', 1, 2] as four categories; C(x) says categories are meant."""
+    table = pd.DataFrame({"y": [1.1, 2.3, 2.9, 4.2, 5.1, 5.8], "x": [1, "two", 1, 2, 3, 2],
+                          "g": list("aabbcc")})
+    with pytest.raises(DataError, match=r"data row 2: column 'x' holds numbers and text"):
+        parse_formula("y ~ x + (1 | g)", table)
+    design = parse_formula("y ~ C(x) + (1 | g)", table)
+    assert len(design.fixed_names) == 4  # the intercept and three of the four levels
+    text = table.assign(x=["u", "v", "u", "v", "w", "v"])  # text only: categories as it is
+    assert len(parse_formula("y ~ x + (1 | g)", text).fixed_names) == 3

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from agreement import assert_same_posterior
+from dense_mixed import dense_conditional, dense_covariance
 from scipy import stats
 
 from poolwise.exceptions import SpecificationError
@@ -28,7 +29,6 @@ from poolwise.kinds.mixed.inference import (
     draw_coefficients,
     gaussian_marginal,
     gaussian_stats,
-    random_effects_matrix,
     sample_mixed,
 )
 from poolwise.kinds.mixed.priors import default_priors, parse_priors
@@ -85,18 +85,6 @@ def random_design(seed: int, with_offset: bool) -> tuple[MixedDesign, list[np.nd
                          terms, offset=offset)
     sigma_g = np.array([[1.3, 0.4], [0.4, 0.7]])
     return design, [sigma_g, np.array([[0.6]])], 0.8
-
-
-def dense_covariance(design: MixedDesign, covariances: list[np.ndarray], sigma: float) -> tuple:
-    z = random_effects_matrix(design).toarray()
-    g = np.zeros((z.shape[1], z.shape[1]))
-    at = 0
-    for term, cov in zip(design.terms, covariances, strict=True):
-        for _ in range(term.n_levels):
-            k = term.n_effects
-            g[at:at + k, at:at + k] = cov
-            at += k
-    return z, g, sigma**2 * np.eye(design.n_obs) + z @ g @ z.T
 
 
 def marginal_at(design: MixedDesign, covariances: list[np.ndarray], sigma: float,
@@ -159,17 +147,10 @@ def test_conditional_draws_have_the_dense_conditional_moments() -> None:
     design, covariances, sigma = random_design(4, with_offset=False)
     loc, scale = np.array([0.2, 0.1]), np.array([1.5, 2.5])
     result, marginal_stats, factors = marginal_at(design, covariances, sigma, (loc, scale))
-    z, g, v = dense_covariance(design, covariances, sigma)
-    w = np.hstack([z, design.x])
-    psi = np.zeros((w.shape[1], w.shape[1]))
-    psi[:g.shape[0], :g.shape[0]] = g
-    psi[g.shape[0]:, g.shape[0]:] = np.diag(scale**2)
-    gain = psi @ w.T @ np.linalg.inv(v + design.x @ np.diag(scale**2) @ design.x.T)
-    mean = gain @ (design.y - design.x @ loc)
-    cov = psi - gain @ w @ psi
+    mean, cov = dense_conditional(design, covariances, sigma, loc, scale)
     draw = jax.jit(lambda eps: draw_coefficients(result, marginal_stats, factors, eps))
-    centre = np.asarray(draw(np.zeros(w.shape[1])))
-    columns = np.stack([np.asarray(draw(e)) - centre for e in np.eye(w.shape[1])], axis=1)
+    centre = np.asarray(draw(np.zeros(len(mean))))
+    columns = np.stack([np.asarray(draw(e)) - centre for e in np.eye(len(mean))], axis=1)
     np.testing.assert_allclose(centre, mean, rtol=1e-9, atol=1e-12)
     np.testing.assert_allclose(columns @ columns.T, cov, rtol=1e-9, atol=1e-12)
 

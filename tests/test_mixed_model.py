@@ -793,9 +793,11 @@ def test_the_seed_fixes_the_draws(sleep, small_fit) -> None:
 
 def test_bad_input_is_refused_with_clear_messages(sleepstudy: pd.DataFrame) -> None:
     with pytest.raises(SpecificationError, match=r"no group terms.*pooling 'complete'"):
-        MixedModel(formula="Reaction ~ Days")
+        MixedModel(formula="Reaction ~ Days", pooling="partial")
     with pytest.raises(SpecificationError, match="no group terms"):
         MixedModel(formula="Reaction ~ Days", pooling="none")
+    # unstated, a formula without group terms has nothing to pool: complete pooling
+    assert MixedModel(formula="Reaction ~ Days").pooling == "complete"
     complete = MixedModel(formula="Reaction ~ Days", pooling="complete")
     assert complete.prepare(sleepstudy).design.terms == ()
     with pytest.raises(SpecificationError, match=r"pooling must be one of .*, got 'partially'"):

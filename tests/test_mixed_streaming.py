@@ -305,6 +305,7 @@ def test_cli_streams_a_glob_and_writes_the_core_files(tmp_path, capsys):
     assert "warning" not in captured.err
     written = {p.name for p in out.iterdir()}
     assert set(CORE_FILES) <= written and "group_lines.png" not in written
+    assert "conditional_effects.png" in written  # from the covariates' ranges
     assert poolwise.load(out / "posterior.nc").data.streamed
 
 
@@ -327,17 +328,45 @@ def test_dask_frame_and_small_file_default(tmp_path):
     _same_estimates(fit.summary()["mean"], direct.summary()["mean"])
 
 
-@pytest.mark.slow
-def test_dask_cluster_reduces_a_mixed_model(tmp_path):
-    """Two worker processes: the same REML fit as DuckDB and pandas."""
-    distributed = pytest.importorskip("distributed")
-    table = _table(12, rows=3000)
-    source = write_table(table, tmp_path, "glob")
-    settings = {"formula": FORMULAS[1], "method": "eb-ml", "draws": 50, "chains": 1}
-    with distributed.LocalCluster(n_workers=2, processes=True, threads_per_worker=1,
-                                  dashboard_address=None, silence_logs=50) as cluster:
-        fit = poolwise.fit(source, engine="dask", scheduler=cluster.scheduler_address,
-                           **settings)
-    for other in (poolwise.fit(source, engine="duckdb", **settings),
-                  poolwise.fit(table, **settings)):
-        _same_estimates(fit.summary()["mean"], other.summary()["mean"])
+def test_conditional_effects_of_a_streamed_fit_match_the_rows(tmp_path):
+    """Each numeric covariate's range, mean and few values (k: 1, 2, 3) collected by
+    DuckDB beside the sums give the rows the in-memory path makes, and so its effects;
+    they are saved with the fit. A saved fit without them says in one line what it
+    needs."""
+    from poolwise import plots
+    from poolwise.kinds.mixed.model import CROSS_GROUP, RANGES_ATTR
+
+    table = _table(13)
+    settings = {"formula": "y ~ x + k + c + (1 | g)", "method": "eb-ml", "draws": 50,
+                "chains": 1}
+    fit = poolwise.fit(write_table(table, tmp_path, "glob"), engine="duckdb", **settings)
+    got = plots.conditional_effects_data(fit)
+    want = plots.conditional_effects_data(poolwise.fit(table, **settings))
+    assert got.reference["c"] == want.reference["c"] == "hi"
+    for column in ("x", "k"):
+        assert got.reference[column] == pytest.approx(want.reference[column], rel=1e-12)
+    assert got.table["value"].astype(str).tolist() == want.table["value"].astype(str).tolist()
+    assert {1.0, 2.0, 3.0} <= set(got.table.loc[got.table["predictor"] == "k", "position"])
+    _same_estimates(got.table["mean"], want.table["mean"])
+    fit.save(tmp_path / "fit.nc")
+    again = plots.conditional_effects_data(poolwise.load(tmp_path / "fit.nc"))
+    pd.testing.assert_frame_equal(again.table, got.table)
+    del fit.tree[CROSS_GROUP].attrs[RANGES_ATTR]  # as saved before ranges were kept
+    fit.save(tmp_path / "old.nc")
+    with pytest.raises(SpecificationError, match=r"range and mean of 'x'.*needs the rows"):
+        plots.conditional_effects_data(poolwise.load(tmp_path / "old.nc"))
+
+
+def test_a_column_of_numbers_and_text_is_refused_as_in_memory(tmp_path):
+    """Read as text by the engine, '1, 2, two' would be categories, one coefficient per
+    spelling: refused with the in-memory message (less its row), accepted as C(x)."""
+    table = _table(6, rows=60)
+    table["x"] = np.round(table["x"], 1).astype(str)
+    table.loc[3, "x"] = "two"
+    source = write_table(table, tmp_path, "parquet")
+    with pytest.raises(DataError) as memory:
+        poolwise.MixedModel(formula="y ~ x + (1 | g)").prepare(table)
+    with pytest.raises(DataError) as streamed:
+        poolwise.fit(source, formula="y ~ x + (1 | g)", method="eb-ml", engine="duckdb")
+    assert str(memory.value) == f"data row 4: {streamed.value}"
+    assert "write C(x) in the formula" in str(streamed.value)

@@ -10,6 +10,8 @@ against the closed-form distribution of λ.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -137,9 +139,8 @@ def test_mixed_and_nested_take_student_t():
                        prior="sigma = student_t(3, 0, 10); sd = half_t(4, 2)")
     assert model.describe_prior(sleep).split("; ")[2:] == [
         "sigma ~ HalfStudentT(3, 10)", "sd_g[Intercept] ~ HalfStudentT(4, 2)"]
-    with pytest.raises(SpecificationError, match="integrated out exactly"):
-        MixedModel(formula="y ~ x + (1 | g)",
-                   prior="b[x] = student_t(3, 0, 10)").describe_prior(sleep)
+    assert MixedModel(formula="y ~ x + (1 | g)", prior="b[x] = student_t(3, 0, 10)"
+                      ).describe_prior(sleep).split("; ")[1] == "b[x] ~ StudentT(3, 0, 10)"
     check_prior_syntax("sd_g = student_t(3, 0, 1)")
     nested = NestedPrior.parse("m_u=student_t(3, 0, 2), s_u=student_t(3, 0, 1)")
     assert (str(nested.m_u), str(nested.s_u)) == ("StudentT(3, 0, 2)", "HalfStudentT(3, 1)")
@@ -405,3 +406,120 @@ def test_full_icc_prior_importance_agrees_with_nuts():
     for name in ("sigma", "sd_Subject"):
         assert_same_posterior(np.log(nuts.draws(name)).squeeze(),
                               np.log(importance.draws(name)).squeeze(), name)
+
+
+# ----------------------------------------------------------------------- implied pooling:
+# GLMMs and nested models, against the same λ computed here from independent prior draws
+MONTE_CARLO = 200_000
+_PRINTED = re.compile(r"median (\S+), 90% \[(\S+), (\S+)\]")
+
+
+def _assert_printed_quantiles(line: str, factors: np.ndarray) -> None:
+    """The printed median and 90 % interval of λ (two decimals) are the 50 %, 5 % and 95 %
+    quantiles of ``factors``, λ drawn here independently: the draws' ECDF at each printed
+    number within 4 binomial sds (of the printed 8,000 draws and of these) plus the ECDF's
+    rise over the rounding (± 0.005)."""
+    match = _PRINTED.search(line)
+    assert match is not None, line
+    ecdf = np.sort(factors)
+    for text, p in zip(match.groups(), (0.5, 0.05, 0.95), strict=True):
+        if text.startswith(("<", ">")):
+            bound = float(text[1:])
+            below = np.searchsorted(ecdf, bound) / ecdf.size
+            assert below > p if text[0] == "<" else below < p, (text, p)
+            continue
+        value = float(text)
+        at = [np.searchsorted(ecdf, x) / ecdf.size for x in (value - 0.005, value, value + 0.005)]
+        tolerance = 4 * np.sqrt(p * (1 - p)) * (1 / np.sqrt(POOLING_DRAWS)
+                                                + 1 / np.sqrt(ecdf.size))
+        assert abs(at[1] - p) < tolerance + max(at[2] - at[1], at[1] - at[0]), (text, p, at)
+
+
+def test_implied_pooling_of_a_glmm_intercept_matches_monte_carlo():
+    """Binomial: λ = (w/n)/(w/n + τ²), w = 1/(m p̄(1 − p̄)) at the observed rate; negative
+    binomial: w = 1/ȳ + 1/φ, φ ~ its prior HalfCauchy(10)."""
+    rng = np.random.default_rng(SEED)
+    g = np.repeat(np.arange(8), [3, 4, 4, 5, 4, 3, 4, 6])
+    trials = rng.integers(5, 30, g.size)
+    table = pd.DataFrame({"g": g, "m": trials, "y": rng.binomial(trials, 0.3),
+                          "count": rng.poisson(4.0, g.size)})
+    tau = stats.halfnorm(scale=1.5).rvs(MONTE_CARLO, random_state=rng)
+    model = MixedModel(formula="y | trials(m) ~ 1 + (1 | g)", family="binomial",
+                       prior="sd = halfnormal(1.5)")
+    line = model.implied_pooling(table)
+    rate = table["y"].sum() / table["m"].sum()
+    noise = 1 / (table["m"].mean() * rate * (1 - rate)) / 4.0  # the median level: 4 rows
+    assert line.startswith("the prior's pooling factor for a g of 4 rows (the median), its "
+                           "intercept (approximate: a row's variance on the logit scale")
+    _assert_printed_quantiles(line, noise / (noise + tau**2))
+    model = MixedModel(formula="count ~ 1 + (1 | g)", family="negbinomial",
+                       prior="sd = halfnormal(1.5)")
+    line = model.implied_pooling(table)
+    phi = stats.halfcauchy(scale=10.0).rvs(MONTE_CARLO, random_state=rng)
+    noise = (1 / table["count"].mean() + 1 / phi) / 4.0
+    assert "1/μ + 1/φ" in line
+    _assert_printed_quantiles(line, noise / (noise + tau**2))
+
+
+@pytest.mark.parametrize("family", ["beta-binomial", "normal"])
+def test_implied_pooling_of_a_nested_model_matches_monte_carlo(family):
+    """Two lines: an experiment within its lab, the lab's weight κ/(κ + n) (beta-binomial;
+    κ = e^v) or se²/(se² + τ²) (normal; τ = e^v); the lab's location from its J experiments,
+    (w/J)/(w/J + s_u²), w = (1 + (n − 1)/(κ + 1))/(n p(1 − p)) (p = expit u) or τ² + se²;
+    with m ~ N, s ~ HalfNormal and u, v ~ N(m, s²) drawn here."""
+    from poolwise import NestedModel
+
+    rng = np.random.default_rng(SEED)
+    table = pd.DataFrame({"lab": np.repeat(list("ABCD"), 3), "experiment": np.tile([1, 2, 3], 4),
+                          "y": rng.integers(2, 9, 12), "n": rng.integers(20, 41, 12),
+                          "se": rng.uniform(1.0, 3.0, 12)})
+    prior = "m_u=normal(0, 1), s_u=halfnormal(0.5), m_v=normal(2, 1), s_v=halfnormal(0.5)"
+    model = NestedModel(family=family, prior=prior)
+    columns = {"n": "n"} if family == "beta-binomial" else {"se": "se"}
+    lines = model.implied_pooling(model.prepare(table, y="y", **columns)).split("; ")
+    m_u, m_v = rng.normal([[0.0], [2.0]], 1.0, (2, MONTE_CARLO))
+    s_u, s_v = np.abs(rng.normal(0, 0.5, (2, MONTE_CARLO)))
+    u = m_u + s_u * rng.standard_normal(MONTE_CARLO)
+    v = m_v + s_v * rng.standard_normal(MONTE_CARLO)
+    size = float(np.median(table[columns.popitem()[1]]))
+    if family == "beta-binomial":
+        kappa, p = np.exp(v), special.expit(u)
+        within = kappa / (kappa + size)
+        variance = (1 + (size - 1) / (kappa + 1)) / (size * p * (1 - p))
+        assert "approximate" in lines[1]
+    else:
+        within = size**2 / (size**2 + np.exp(2 * v))
+        variance = np.exp(2 * v) + size**2
+        assert "approximate" not in lines[1]
+    assert lines[0].startswith("the prior's pooling factor for an experiment of ")
+    assert "for a lab's " in lines[1] and "from 3 experiments" in lines[1]
+    _assert_printed_quantiles(lines[0], within)
+    _assert_printed_quantiles(lines[1], variance / 3 / (variance / 3 + s_u**2))
+
+
+def test_a_glmms_implied_pooling_is_in_the_json(capsys):
+    code = main(["fit", "cbpp", "--draws", "100", "--chains", "2", "--format", "json"])
+    out, err = capsys.readouterr()
+    assert code == 0, err
+    import json
+
+    line = json.loads(out)["implied_pooling"]
+    assert line.startswith("the prior's pooling factor for a herd of 4 rows (the median)")
+    assert "approximate" in line
+
+
+def test_implied_pooling_of_nested_factors_matches_monte_carlo():
+    """(1 | a/b): a level of a averages its rows and its J levels of a:b, so
+    λ_a = v/(v + τ_a²) with v = σ²/n + τ_ab²/J; λ_ab = (σ²/m)/(σ²/m + τ_ab²)."""
+    rng = np.random.default_rng(SEED)
+    table = pd.DataFrame({"a": np.repeat(list("ABCDEF"), 6),
+                          "b": np.tile(np.repeat(list("xyz"), 2), 6), "y": rng.normal(size=36)})
+    model = MixedModel(formula="y ~ 1 + (1 | a/b)",
+                       prior="sigma = halfnormal(2); sd_a = halfnormal(3); sd_a:b = halfnormal(1)")
+    outer, inner = model.implied_pooling(table).split("; ")
+    assert outer.startswith("the prior's pooling factor for an a of 6 rows in 3 a:b (the medians)")
+    sigma2, tau_a2, tau_ab2 = (stats.halfnorm(scale=s).rvs(MONTE_CARLO, random_state=rng) ** 2
+                               for s in (2.0, 3.0, 1.0))
+    noise = sigma2 / 6 + tau_ab2 / 3
+    _assert_printed_quantiles(outer, noise / (noise + tau_a2))
+    _assert_printed_quantiles(inner, (sigma2 / 2) / (sigma2 / 2 + tau_ab2))

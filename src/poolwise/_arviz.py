@@ -59,9 +59,9 @@ def make_datatree(
         if sampled:
             group_indexes |= {"chain": _index("chain", np.arange(chains)),
                               "draw": _index("draw", np.arange(draws))}
-        coordinates = xr.Coordinates(
-            {k: coords.get(k, index.index.to_numpy()) for k, index in group_indexes.items()},
-            indexes=group_indexes)
+        coordinates = xr.Coordinates(  # the given values (the index's text: 0.2 s a million)
+            {k: coords[k] if k in coords else index.index.to_numpy()
+             for k, index in group_indexes.items()}, indexes=group_indexes)
         datasets[f"/{name}"] = xr.Dataset(data_vars, coords=coordinates)
     tree = xr.DataTree.from_dict(datasets)
     tree.attrs.update(attrs)
@@ -123,7 +123,7 @@ def compare(elpds: dict[str, Any]) -> Any:
 
 
 def save(tree: xr.DataTree, path: str | Path) -> None:
-    tree.to_netcdf(path, engine="h5netcdf", encoding=_text_encoding(tree))
+    _encoded_text(tree).to_netcdf(path, engine="h5netcdf", encoding=_text_encoding(tree))
 
 
 def _text_encoding(tree: xr.DataTree) -> dict[str, dict[str, dict[str, str]]]:
@@ -137,6 +137,52 @@ def _text_encoding(tree: xr.DataTree) -> dict[str, dict[str, dict[str, str]]]:
         if text:
             encoding[node.path] = text
     return encoding
+
+
+def _encoded_text(tree: xr.DataTree) -> xr.DataTree:
+    """The tree with each text variable already UTF-8 bytes, marked ``_Encoding: utf-8``
+    as xarray marks those it encodes (and decodes to text when reading): xarray encodes
+    with a Python loop, 1 s a million labels; through Arrow it takes milliseconds. The
+    encoded variables carry no index (nothing is hashed again)."""
+    nodes = {}
+    for node in tree.subtree:
+        dataset = node.to_dataset()
+        encoded = {}
+        for name, variable in dataset.variables.items():
+            if variable.dtype.kind == "U":
+                source = (dataset.indexes[name] if name in dataset.indexes
+                          else variable.values)
+                encoded[name] = xr.Variable(variable.dims, utf8_bytes(source),
+                                            {**variable.attrs, "_Encoding": "utf-8"})
+        if encoded:
+            dataset = dataset.drop_indexes([name for name in encoded if name in dataset.indexes])
+            dataset = dataset.assign_coords(xr.Coordinates(
+                {k: v for k, v in encoded.items() if k in dataset.coords}, indexes={}))
+            dataset = dataset.assign({k: v for k, v in encoded.items()
+                                      if k not in dataset.coords})
+        nodes[node.path] = dataset
+    out = xr.DataTree.from_dict(nodes)
+    out.attrs.update(tree.attrs)
+    return out
+
+
+def utf8_bytes(text: Any) -> np.ndarray:
+    """Text values (a NumPy or pandas array of ``str``) as fixed-width UTF-8 bytes (NumPy
+    ``S``), as wide as the longest, each padded with NUL bytes: the bytes Arrow holds for
+    the text, laid into rows by their lengths, with no Python loop."""
+    import pyarrow as pa
+
+    shape = np.shape(text)
+    flat = np.ravel(text) if isinstance(text, np.ndarray) else text
+    array = pa.array(flat, type=pa.large_string())
+    offsets = np.frombuffer(array.buffers()[1], dtype=np.int64)[array.offset:][:len(array) + 1]
+    data = np.frombuffer(array.buffers()[2] or b"", dtype=np.uint8)
+    lengths = np.diff(offsets)
+    width = max(int(lengths.max(initial=0)), 1)
+    rows = np.zeros((len(array), width), dtype=np.uint8)
+    # row-major order of the cells below each row's length is the order of the bytes
+    rows[np.arange(width) < lengths[:, None]] = data[offsets[0]:offsets[-1]]
+    return rows.view(f"S{width}").reshape(shape)
 
 
 def save_in_chunks(tree: xr.DataTree, path: str | Path, *, group: str, name: str,
@@ -156,7 +202,8 @@ def save_in_chunks(tree: xr.DataTree, path: str | Path, *, group: str, name: str
     path = Path(path)
     partial = path.with_name(f".{path.name}.partial")
     try:
-        tree.to_netcdf(partial, engine="h5netcdf", encoding=_text_encoding(tree))
+        _encoded_text(tree).to_netcdf(partial, engine="h5netcdf",
+                                      encoding=_text_encoding(tree))
         # HDF5 chunks of at most HDF5_CHUNK_BYTES, as even as can be (a file holds whole
         # chunks, so the last one is not mostly empty)
         widest = max(1, HDF5_CHUNK_BYTES // max(math.prod(shape[:-1]) * 8, 1))

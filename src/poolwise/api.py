@@ -22,6 +22,7 @@ from typing import Any, NamedTuple
 
 import pandas as pd
 
+from poolwise._threads import on_cluster
 from poolwise.data.engines import is_dask_frame
 from poolwise.exceptions import SpecificationError
 from poolwise.kinds import KINDS, fit_class, model_class
@@ -146,7 +147,8 @@ def fit(data: pd.DataFrame | Mapping[str, Any] | str | Path | Any, *,
             or is_dask_frame(data)):
         data = load_source(built, data, given, engine=engine or "auto",
                            scheduler=scheduler).data
-    return built.fit(data, **given)
+    with on_cluster(scheduler):  # 10^7 groups' posteriors are summarised there too
+        return built.fit(data, **given)
 
 
 #: the kinds whose data reduce to group statistics, and so can be read out of core (mixed:
@@ -247,14 +249,6 @@ def report(fit: Fit | str | Path, path: str | Path = "report.html", *,
     return path
 
 
-def _pooling_of(formula: str) -> str | None:
-    """Complete pooling for a formula without group terms (it has nothing to pool), else
-    the default."""
-    from poolwise.kinds.mixed.formula import formula_columns
-
-    return None if formula_columns(formula).factors else "complete"
-
-
 def compare(data: pd.DataFrame | Mapping[str, Any], *, prior: str | None = None,
             method: str | None = None, theta_prior: str | None = None,
             formula: str | None = None, family: str | None = None, y: str | None = None,
@@ -280,8 +274,7 @@ def compare(data: pd.DataFrame | Mapping[str, Any], *, prior: str | None = None,
             raise SpecificationError(f"formulas= takes two different formulas or more, got "
                                      f"{list(formulas)}")
         return Comparison({text: build_model("mixed", formula=text, family=family,
-                                             prior=prior, method=method,
-                                             pooling=_pooling_of(text), **settings)
+                                             prior=prior, method=method, **settings)
                            .fit(data) for text in formulas})
     kind = choose_kind(formula=formula, family=family, group=group, se=se)
     if kind == "nested":

@@ -814,15 +814,14 @@ def fit_command(
                                  "the groups asked for)"])
         header_notes.append(f"--save-draws: every group's draws go into posterior.nc in "
                             f"chunks, about {format_bytes(saved_bytes)}")
-    if table_output:
-        print_header(f"[bold]{escape(job.name)}[/bold]: {escape(model.title(prepared))}",
-                     model.prior_statements(prepared), header_notes,
-                     model.implied_pooling(prepared))
     with output_directory(out, force) as staging, collected_warnings() as caught:
         # nuts draws its own progress bar; the others get a spinner
         with progress(f"fitting {job.name} with {model.method}…",
                       quiet or not table_output or model.method == "nuts"):
-            fit = model.fit(prepared)
+            from poolwise._threads import on_cluster
+
+            with on_cluster(scheduler):  # 10^7 groups' posteriors are summarised there too
+                fit = model.fit(prepared)
         # ArviZ diagnostics cost ~3 ms a group; exact draws are independent by construction
         summary = fit.summary(ci, diagnostics=fit.is_mcmc or len(summary_groups(fit)) <= 1000)
         predictions = [fit.predict(request) for request in requests]
@@ -858,7 +857,10 @@ def fit_command(
     document = fit_document(fit, summary=summary, check=check, predictions=predictions,
                             messages=caught, ci_prob=ci, decisions=decisions)
     document["notes"] = [*job.notes, *document["notes"], *([draws_note] if draws_note else [])]
-    if table_output:
+    if table_output:  # after the fit: an error inside it leaves no partial output
+        print_header(f"[bold]{escape(job.name)}[/bold]: {escape(model.title(prepared))}",
+                     model.prior_statements(prepared), header_notes,
+                     model.implied_pooling(prepared))
         print_table(summary, ci, notes=fit.interval_notes(ci))
         from poolwise.outputs.writer import describe_infinite_moments, likelihood_lines
 

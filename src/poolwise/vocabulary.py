@@ -191,3 +191,8 @@ def kinds_text(kinds: Iterable[str]) -> str:
     """``("rates", "normal", "mixed")`` → ``"rates, normal and mixed"``."""
     names = list(kinds)
     return ", ".join(names[:-1]) + f" and {names[-1]}" if len(names) > 1 else names[0]
+
+
+def indefinite_article(noun: str) -> str:
+    """``an`` before a vowel, else ``a`` (``an experiment``, ``a lab``)."""
+    return "an" if noun[:1].lower() in "aeiou" else "a"

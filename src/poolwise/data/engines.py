@@ -14,8 +14,12 @@ messages — is the one the pandas path gives (:func:`~poolwise.data.tables.grou
   out-of-core ``GROUP BY`` reduces the rows to one row per group; with a
   ``memory_limit`` it spills to a directory under the system's temporary directory.
 - ``dask`` runs the pandas reduction on each partition (a thread pool, or a
-  ``distributed`` cluster given a scheduler address or a ``Client``) and merges the
-  partial tables in a tree.
+  ``distributed`` cluster given a scheduler address or a ``Client``), splits each
+  partition's per-group table into :func:`bucket_count` parts by a hash of the group
+  (:func:`hash_split`: a group's rows land in the same part whichever partition they came
+  from) and merges each part's pieces in its own tree (:func:`merge_by_group`), so every
+  merged part holds a disjoint set of groups and no worker holds them all; only the
+  merged parts travel to the client.
 
 Rows of one group are summed (rates) or reduced to count, mean, sum of squared deviations,
 min and max (raw observations of the normal family); estimates with standard errors are
@@ -516,16 +520,16 @@ def _positions(part: pd.DataFrame, number: int) -> np.ndarray:
     return (number << _SHIFT) + np.arange(len(part), dtype=np.int64)
 
 
-Part = tuple[int, list["Violation | None"], pd.DataFrame]
+Part = tuple[tuple[int, list["Violation | None"]], pd.DataFrame]
 
 
 def _partition(part: pd.DataFrame, number: int, checks: Sequence[Check], columns: Columns,
                rates: bool) -> Part:
-    """One partition's number of rows, violations and partial per-group table (or, where
-    the rows are the groups, its rows)."""
+    """One partition's number of rows and violations, and its partial per-group table (or,
+    where the rows are the groups, its rows)."""
     positions = _positions(part, number)
     found = frame_violations(part, checks, positions)
-    return len(part), found, _partial(part, positions, columns, rates)
+    return (len(part), found), _partial(part, positions, columns, rates)
 
 
 def _partial(part: pd.DataFrame, positions: np.ndarray, columns: Columns, rates: bool
@@ -543,12 +547,69 @@ def _partial(part: pd.DataFrame, positions: np.ndarray, columns: Columns, rates:
     return frame_moments(part, y=columns.y, group=columns.group, positions=positions)
 
 
-def _merge(*parts: Part, groups: bool) -> Part:
-    """Partitions' row counts, violations and tables as one (a node of the reduction
-    tree)."""
-    found = merge_violations(p[1] for p in parts)
-    table = pd.concat([p[2] for p in parts], ignore_index=True)
-    return sum(p[0] for p in parts), found, merge_partials(table) if groups else table
+def _merge_counts(*counts: tuple[int, list[Violation | None]]
+                  ) -> tuple[int, list[Violation | None]]:
+    """Partitions' row counts and violations as one (a node of the reduction tree)."""
+    return sum(c[0] for c in counts), merge_violations(c[1] for c in counts)
+
+
+def _merge_tables(*tables: pd.DataFrame) -> pd.DataFrame:
+    """Per-group tables of disjoint rows as one (:func:`merge_partials`)."""
+    return merge_partials(pd.concat(tables, ignore_index=True))
+
+
+#: partial results merged by one task of a reduction tree
+FAN_IN = 8
+#: at most this many disjoint parts of the groups, each merged on its own worker
+MAX_BUCKETS = 64
+
+
+def bucket_count(partitions: int) -> int:
+    """Parts the groups of ``partitions`` partitions are merged in: one per partition (so a
+    part holds about as many groups as a partition), at most :data:`MAX_BUCKETS`."""
+    return max(1, min(partitions, MAX_BUCKETS))
+
+
+def hash_split(table: pd.DataFrame, keys: Sequence[str], buckets: int) -> list[pd.DataFrame]:
+    """``table``'s rows in ``buckets`` parts by a hash of their ``keys`` columns
+    (pandas's ``hash_pandas_object``, the same in every process), so that the rows of one
+    group land in the same part whichever partition they came from."""
+    if buckets == 1:
+        return [table]
+    code = pd.util.hash_pandas_object(table[list(keys)], index=False).to_numpy() % buckets
+    return [table[code == b] for b in range(buckets)]
+
+
+def _split(partial: tuple[Any, pd.DataFrame], keys: Sequence[str], buckets: int
+           ) -> tuple[Any, list[pd.DataFrame]]:
+    summary, table = partial
+    return summary, hash_split(table, keys, buckets)
+
+
+def tree(values: list[Any], merge: Any, **options: Any) -> Any:
+    """``values`` (Dask delayed) merged :data:`FAN_IN` at a time until one is left."""
+    import dask
+
+    while len(values) > 1:
+        values = [dask.delayed(merge)(*values[i:i + FAN_IN], **options)
+                  for i in range(0, len(values), FAN_IN)]
+    return values[0]
+
+
+def merge_by_group(partials: list[Any], keys: Sequence[str], merge_summaries: Any,
+                   merge_tables: Any) -> tuple[Any, list[Any]]:
+    """A partition-aware reduction of ``partials`` (Dask delayed pairs: a small summary
+    — rows, violations — and a per-group table with the ``keys`` columns): the summaries
+    merged in one tree, and the tables split by :func:`hash_split` into
+    :func:`bucket_count` parts, each merged in a tree of its own. Returns the delayed
+    summary and the delayed merged parts, whose groups are disjoint."""
+    import dask
+
+    buckets = bucket_count(len(partials))
+    split = [dask.delayed(_split, nout=2)(p, keys, buckets) for p in partials]
+    summary = tree([s[0] for s in split], merge_summaries)
+    parts = [tree([s[1][b] for s in split], merge_tables) for b in range(buckets)]
+    return summary, parts
 
 
 @dataclass
@@ -585,19 +646,17 @@ class DaskTable:
         return cls(frame, tuple(files), source.single, scheduler)
 
     def compute(self, *values: Any) -> Any:
+        """``values`` computed where :attr:`scheduler` says; a file a worker cannot read
+        (it sees other paths, or the file went away) ends in one line."""
         import dask
 
-        scheduler = self.scheduler
-        if isinstance(scheduler, str):
-            from distributed import Client
-
+        with dask_client(self.scheduler) as client:
             try:
-                with Client(scheduler, timeout="10s", set_as_default=False) as client:
-                    return dask.compute(*values, scheduler=client)
+                return dask.compute(*values, scheduler=client)
             except OSError as err:
-                raise DataError(f"cannot reach the Dask scheduler {scheduler}: "
-                                f"{_first_line(err)}") from None
-        return dask.compute(*values, scheduler=scheduler)
+                raise DataError(f"a Dask worker could not read the data: {_first_line(err)}; "
+                                "the workers must see the files at the same paths"
+                                ) from None
 
     def locate(self, position: int) -> str:
         """The row within its file (lengths of the file's earlier partitions are counted
@@ -619,19 +678,40 @@ class DaskTable:
         needed = list(dict.fromkeys(c for check in checks
                                     for c in (check.column, check.other) if c))
         groups = columns.group is not None and columns.se is None
-        parts = [dask.delayed(_partition)(part, k, checks, columns, family is not None)
+        parts = [dask.delayed(_partition, nout=2)(part, k, checks, columns, family is not None)
                  for k, part in enumerate(self.frame[needed].to_delayed())]
-        while len(parts) > 1:  # a tree: fan-in 8
-            parts = [dask.delayed(_merge)(*parts[i:i + 8], groups=groups)
-                     for i in range(0, len(parts), 8)]
-        ((total, found, table),) = self.compute(parts[0])
-        if not groups:
-            table = table.sort_values("first", kind="stable").reset_index(drop=True)
+        if groups:  # each group's pieces merged in the part its hash names
+            summary, tables = merge_by_group(parts, ["label"], _merge_counts, _merge_tables)
+        else:  # the rows are the groups: each partition's come back as they are
+            summary, tables = tree([p[0] for p in parts], _merge_counts), [p[1] for p in parts]
+        (total, found), *pieces = self.compute(summary, *tables)
+        table = pd.concat(pieces, ignore_index=True).sort_values("first", kind="stable") \
+            .reset_index(drop=True)
         note = (f"read {total} rows in {len(self.files)} partitions with Dask"
                 + (f" (scheduler {self.scheduler})" if isinstance(self.scheduler, str) else ""))
         return _finish(int(total), family, columns, checks, found, self.locate,
                        lambda: table, "dask", note)
 
 
-__all__ = ["ENGINES", "LARGE_FILE", "Reduced", "Source", "choose_engine",
-           "default_memory_limit", "reduce", "resolve"]
+@contextmanager
+def dask_client(scheduler: Any) -> Iterator[Any]:
+    """What Dask computes on: a ``distributed.Client`` connected to ``scheduler`` when it
+    is an address (closed afterwards), else ``scheduler`` itself (a ``Client``, or None:
+    the current client, else threads)."""
+    if not isinstance(scheduler, str):
+        yield scheduler
+        return
+    from distributed import Client
+
+    try:
+        client = Client(scheduler, timeout="10s", set_as_default=False)
+    except OSError as err:
+        raise DataError(f"cannot reach the Dask scheduler {scheduler}: "
+                        f"{_first_line(err)}") from None
+    with client:
+        yield client
+
+
+__all__ = ["ENGINES", "LARGE_FILE", "Reduced", "Source", "bucket_count", "choose_engine",
+           "dask_client", "default_memory_limit", "hash_split", "merge_by_group", "reduce",
+           "resolve", "tree"]

@@ -25,7 +25,7 @@ from typing import ClassVar
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.special import expit, gammaln
+from scipy.special import gammaln
 
 FloatArray = NDArray[np.float64]
 
@@ -60,11 +60,15 @@ class BinomialRows:
         y, n = _rows(self.y, eta), _rows(self.trials, eta)
         return np.asarray(y * eta - n * np.logaddexp(0.0, eta) + _rows(self.constant, eta))
 
-    def derivatives(self, eta: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """(ℓ′(η), −ℓ″(η))."""
-        p = expit(eta)
-        n = _rows(self.trials, eta)
-        return _rows(self.y, eta) - n * p, n * p * (1.0 - p)
+    def values(self, eta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(ℓ(η), ℓ′(η), −ℓ″(η)) from one exponential e = exp(−|η|):
+        log(1 + e^η) = max(η, 0) + log1p(e), σ(η) = 1/(1 + e) for η ≥ 0, e/(1 + e) below."""
+        y, n = _rows(self.y, eta), _rows(self.trials, eta)
+        e = np.exp(-np.abs(eta))
+        p = np.where(eta >= 0.0, 1.0, e) / (1.0 + e)
+        log_density = (y * eta - n * (np.maximum(eta, 0.0) + np.log1p(e))
+                       + _rows(self.constant, eta))
+        return log_density, y - n * p, n * p * (1.0 - p)
 
 
 @dataclass(frozen=True, eq=False)
@@ -88,10 +92,10 @@ class PoissonRows:
         y = _rows(self.y, eta)
         return np.asarray(y * eta - np.exp(eta) + _rows(self.constant, eta))
 
-    def derivatives(self, eta: FloatArray) -> tuple[FloatArray, FloatArray]:
-        """(ℓ′(η), −ℓ″(η))."""
-        mean = np.exp(eta)
-        return _rows(self.y, eta) - mean, mean
+    def values(self, eta: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
+        """(ℓ(η), ℓ′(η), −ℓ″(η)) from one exponential."""
+        y, mean = _rows(self.y, eta), np.exp(eta)
+        return y * eta - mean + _rows(self.constant, eta), y - mean, mean
 
 
 RowLikelihood = BinomialRows | PoissonRows

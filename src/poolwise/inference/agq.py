@@ -52,8 +52,14 @@ from poolwise.families.glm import RowLikelihood
 FloatArray = NDArray[np.float64]
 IntArray = NDArray[np.intp]
 
-#: Newton's method stops when no group's step exceeds this (in whitened units)
+#: Newton's method stops when no group's step exceeds this (in whitened units)...
 MODE_TOLERANCE = 1e-10
+#: ...or when its last step was a full one shorter than this: Newton's method converges
+#: quadratically on these concave h_j (H_j ⪰ I, and the third derivative of ℓ along a
+#: loading a is at most |a| times the second), so the error after a full step of length
+#: s is of order |a| s² / 2, about MODE_TOLERANCE; one step fewer than waiting for s itself
+#: to fall below MODE_TOLERANCE
+FULL_STEP_TOLERANCE = 1e-5
 MAX_NEWTON_STEPS = 200
 #: step halvings before a Newton step is given up (the mode is then as good as found)
 MAX_HALVINGS = 60
@@ -81,6 +87,8 @@ class GroupedRows(NamedTuple):
 
     def sum(self, values: FloatArray) -> FloatArray:
         """Σ over each group's rows of ``values`` (n, ...) → (J, ...)."""
+        if self.starts.size == self.group.size:  # a row a group: nothing to add
+            return values
         return np.asarray(np.add.reduceat(values, self.starts, axis=0))
 
 
@@ -96,6 +104,49 @@ def group_rows(index: IntArray, z: FloatArray, likelihood: RowLikelihood,
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]]).astype(np.intp)
     z = np.asarray(z, dtype=float).reshape(index.size, -1)[order]
     return GroupedRows(z, index[order], starts, likelihood.take(order)), order
+
+
+def _cholesky(matrix: FloatArray) -> FloatArray:
+    """Lower Cholesky factors of symmetric positive definite (J, k, k) matrices; for
+    k ≤ 2 in closed form, L = [[√a, 0], [c/√a, √(d − c²/a)]] for [[a, c], [c, d]]
+    (NumPy's batched LAPACK call costs more than the arithmetic for millions of them)."""
+    k = matrix.shape[-1]
+    if k == 1:
+        return np.sqrt(matrix)
+    if k == 2:
+        first = np.sqrt(matrix[:, 0, 0])
+        lower = matrix[:, 1, 0] / first
+        out = np.zeros_like(matrix)
+        out[:, 0, 0], out[:, 1, 0] = first, lower
+        out[:, 1, 1] = np.sqrt(matrix[:, 1, 1] - lower * lower)
+        return out
+    return np.asarray(np.linalg.cholesky(matrix), dtype=float)
+
+
+def _solve(matrix: FloatArray, vector: FloatArray) -> FloatArray:
+    """A⁻¹v for symmetric (J, k, k) A and (J, k) v; for k ≤ 2 by Cramer's rule."""
+    k = matrix.shape[-1]
+    if k == 1:
+        return vector / matrix[:, 0, :]
+    if k == 2:
+        a, c, d = matrix[:, 0, 0], matrix[:, 1, 0], matrix[:, 1, 1]
+        det = a * d - c * c
+        return np.stack([(d * vector[:, 0] - c * vector[:, 1]) / det,
+                         (a * vector[:, 1] - c * vector[:, 0]) / det], axis=1)
+    return np.asarray(np.linalg.solve(matrix, vector[..., None])[..., 0])
+
+
+def _inverse_lower(chol: FloatArray) -> FloatArray:
+    """L⁻¹ of lower triangular (J, k, k) factors; for k ≤ 2 in closed form."""
+    k = chol.shape[-1]
+    if k == 1:
+        return 1.0 / chol
+    if k == 2:
+        out = np.zeros_like(chol)
+        out[:, 0, 0], out[:, 1, 1] = 1.0 / chol[:, 0, 0], 1.0 / chol[:, 1, 1]
+        out[:, 1, 0] = -chol[:, 1, 0] * out[:, 0, 0] * out[:, 1, 1]
+        return out
+    return np.asarray(np.linalg.inv(chol), dtype=float)
 
 
 class Modes(NamedTuple):
@@ -122,10 +173,23 @@ def _loadings(rows: GroupedRows, factor: FloatArray) -> FloatArray:
     return _outer_sum(rows.z, np.asarray(factor, dtype=float).T)
 
 
+def _per_row(rows: GroupedRows, values: FloatArray) -> FloatArray:
+    """Each row's group's entry of ``values`` (J, ...) → (n, ...)."""
+    return values if rows.starts.size == rows.group.size else values[rows.group]
+
+
+def _eta(rows: GroupedRows, base: FloatArray, loadings: FloatArray,
+         u: FloatArray) -> FloatArray:
+    """η_i = base_i + (Λᵀz_i)ᵀu_j for every row (n,)."""
+    if rows.n_effects == 1:
+        return base + loadings[:, 0] * _per_row(rows, u[:, 0])
+    return base + np.sum(loadings * _per_row(rows, u), axis=1)
+
+
 def _log_lik(rows: GroupedRows, base: FloatArray, loadings: FloatArray,
              u: FloatArray) -> FloatArray:
     """ℓ_j(u_j) for every group (J,)."""
-    eta = base + np.sum(loadings * u[rows.group], axis=1)
+    eta = _eta(rows, base, loadings, u)
     return rows.sum(rows.likelihood.log_density(eta))
 
 
@@ -139,28 +203,36 @@ def _subset(rows: GroupedRows, groups: IntArray) -> tuple[GroupedRows, IntArray]
                         rows.likelihood.take(positions)), positions)
 
 
+#: ℓ_j, ∇ℓ_j and H_j at a point, for every group (J,), (J, k), (J, k, k)
+_Parts = tuple[FloatArray, FloatArray, FloatArray]
+
+
 def _newton_parts(rows: GroupedRows, base: FloatArray, loadings: FloatArray,
-                  u: FloatArray) -> tuple[FloatArray, FloatArray]:
-    """(∇ℓ_j, H_j) at u for every group of ``rows``."""
-    eta = base + np.sum(loadings * u[rows.group], axis=1)
-    score, weight = rows.likelihood.derivatives(eta)
+                  u: FloatArray) -> _Parts:
+    """(ℓ_j, ∇ℓ_j, H_j) at u for every group of ``rows``, from one pass over the rows."""
+    value, score, weight = rows.likelihood.values(_eta(rows, base, loadings, u))
+    if rows.n_effects == 1:
+        return (rows.sum(value), rows.sum(loadings[:, 0] * score)[:, None],
+                rows.sum(np.square(loadings[:, 0]) * weight)[:, None, None] + 1.0)
     outer = loadings[:, :, None] * loadings[:, None, :]
-    return (rows.sum(loadings * score[:, None]),
+    return (rows.sum(value), rows.sum(loadings * score[:, None]),
             rows.sum(outer * weight[:, None, None]) + np.eye(rows.n_effects))
 
 
 def _ascend(rows: GroupedRows, base: FloatArray, loadings: FloatArray, u: FloatArray,
-            log_lik: FloatArray) -> tuple[FloatArray, FloatArray, FloatArray]:
-    """One Newton step H⁻¹∇h for every group of ``rows``, halved (per group, evaluating only
-    the rows of the groups halved) until h_j does not decrease: the new u, ℓ_j there, and
-    the length of each group's step."""
-    gradient, hessian = _newton_parts(rows, base, loadings, u)
-    step = np.linalg.solve(hessian, (gradient - u)[..., None])[..., 0]
+            parts: _Parts) -> tuple[FloatArray, _Parts, NDArray[np.bool_]]:
+    """One Newton step H⁻¹∇h for every group of ``rows`` from u (``parts`` there), halved
+    (per group, evaluating only the rows of the groups halved) until h_j does not
+    decrease: the new u, the parts there, and whether each group is at its mode
+    (:data:`MODE_TOLERANCE`, :data:`FULL_STEP_TOLERANCE`)."""
+    log_lik, gradient, hessian = parts
+    step = _solve(hessian, gradient - u)
     current = log_lik - 0.5 * np.sum(u * u, axis=1)
     floor = current - 1e-13 * (1.0 + np.abs(current))
     new_u = u + step
-    new_lik = _log_lik(rows, base, loadings, new_u)
+    new_lik, new_gradient, new_hessian = _newton_parts(rows, base, loadings, new_u)
     worse = np.flatnonzero(new_lik - 0.5 * np.sum(new_u * new_u, axis=1) < floor)
+    halved = worse
     scale = np.ones(rows.n_groups)
     for _ in range(MAX_HALVINGS):
         if not worse.size:
@@ -173,15 +245,22 @@ def _ascend(rows: GroupedRows, base: FloatArray, loadings: FloatArray, u: FloatA
         worse = worse[trial_lik - 0.5 * np.sum(trial * trial, axis=1) < floor[worse]]
     else:  # no ascent left in these groups: they are at their mode to rounding
         scale[worse] = 0.0
-        new_u[worse], new_lik[worse] = u[worse], log_lik[worse]
-    return new_u, new_lik, scale * np.max(np.abs(step), axis=1)
+        new_u[worse] = u[worse]
+    if halved.size:  # the parts where the halved groups ended
+        part, at = _subset(rows, halved)
+        (new_lik[halved], new_gradient[halved],
+         new_hessian[halved]) = _newton_parts(part, base[at], loadings[at], new_u[halved])
+    length = np.max(np.abs(step), axis=1)
+    done = ((scale * length < MODE_TOLERANCE)
+            | ((scale == 1.0) & (length < FULL_STEP_TOLERANCE)))
+    return new_u, (new_lik, new_gradient, new_hessian), done
 
 
 def conditional_modes(rows: GroupedRows, base: FloatArray, factor: FloatArray,
                       start: FloatArray | None = None) -> Modes:
     """The conditional modes û_j of every group at once (module docstring): Newton steps
-    H⁻¹∇h, each halved (per group) until h_j does not decrease; a group whose step falls
-    below :data:`MODE_TOLERANCE` stops, and the others go on with only their rows.
+    H⁻¹∇h, each halved (per group) until h_j does not decrease; a group at its mode
+    (:func:`_ascend`) stops, and the others go on with only their rows.
 
     ``base`` (n,) is Xβ + offset in the rows' sorted order, ``factor`` Λ (k × k);
     ``start`` (J, k) a starting point (e.g. the modes at nearby parameters)."""
@@ -189,21 +268,24 @@ def conditional_modes(rows: GroupedRows, base: FloatArray, factor: FloatArray,
     loadings = _loadings(rows, factor)
     u = (np.zeros((rows.n_groups, rows.n_effects)) if start is None
          else np.array(start, dtype=float))
-    log_lik = _log_lik(rows, base, loadings, u)
+    parts = _newton_parts(rows, base, loadings, u)
     moving = np.arange(rows.n_groups)
     part, at = rows, np.arange(rows.group.size)
     for _ in range(MAX_NEWTON_STEPS):
-        new_u, new_lik, moved = _ascend(part, base[at], loadings[at], u[moving],
-                                        log_lik[moving])
-        u[moving], log_lik[moving] = new_u, new_lik
-        still = moved >= MODE_TOLERANCE
+        new_u, new_parts, done = _ascend(part, base[at], loadings[at], u[moving],
+                                         (parts[0][moving], parts[1][moving],
+                                          parts[2][moving]))
+        u[moving] = new_u
+        for whole, moved in zip(parts, new_parts, strict=True):
+            whole[moving] = moved
+        still = ~done
         if not np.any(still):
             break
         if not np.all(still):
             moving = moving[still]
             part, at = _subset(rows, moving)
-    gradient, hessian = _newton_parts(rows, base, loadings, u)
-    return Modes(u, np.asarray(np.linalg.cholesky(hessian), dtype=float), log_lik, gradient)
+    log_lik, gradient, hessian = parts
+    return Modes(u, _cholesky(hessian), log_lik, gradient)
 
 
 def hermite_rule(n_agq: int, k: int) -> tuple[FloatArray, FloatArray]:
@@ -221,7 +303,10 @@ def hermite_rule(n_agq: int, k: int) -> tuple[FloatArray, FloatArray]:
 def _outer_sum(a: FloatArray, b: FloatArray) -> FloatArray:
     """a bᵀ for a (N, q) and b (m, q) with few columns q, as q broadcast products: for
     q ≤ 5 several times faster than NumPy's matrix product of such thin matrices."""
-    return np.asarray(sum(a[:, c, None] * b[None, :, c] for c in range(a.shape[1])))
+    out = a[:, 0, None] * b[None, :, 0]
+    for c in range(1, a.shape[1]):
+        out += a[:, c, None] * b[None, :, c]
+    return np.asarray(out)
 
 
 def log_marginal(rows: GroupedRows, base: FloatArray, factor: FloatArray, n_agq: int,
@@ -239,9 +324,9 @@ def log_marginal(rows: GroupedRows, base: FloatArray, factor: FloatArray, n_agq:
     nodes, log_weights = hermite_rule(n_agq, rows.n_effects)
     loadings = _loadings(rows, factor)
     # u_m = û + L⁻ᵀ x_m; per row η = η(û) + (L⁻¹Λᵀz_i)ᵀ x_m
-    inverse = np.linalg.inv(modes.chol)  # L⁻¹ per group
-    eta_mode = base + np.sum(loadings * modes.mode[rows.group], axis=1)
-    spread = np.einsum("nba,na->nb", inverse[rows.group], loadings)
+    inverse = _inverse_lower(modes.chol)  # L⁻¹ per group
+    eta_mode = _eta(rows, base, loadings, modes.mode)
+    spread = np.einsum("nba,na->nb", _per_row(rows, inverse), loadings)
     # each node's term less h_j(û) = ℓ_j(û) − ½|û|² (no term exceeds it by more than
     # ½|x_m|² + log W_m < 0.5, h_j being concave with its maximum at û):
     #   ℓ_j(u_m) − ℓ_j(û) − vᵀx_m − ½x_mᵀ(M − I)x_m + log W_m,  v = L⁻¹û, M = L⁻¹L⁻ᵀ,

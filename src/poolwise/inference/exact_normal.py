@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 from poolwise._random import Stream, generator
 from poolwise._threads import run_blocks
 from poolwise.exceptions import ImproperPosteriorError, PosteriorWarning
-from poolwise.families.sums import ShiftedSums
+from poolwise.families.normal_normal import NormalTerms
 from poolwise.inference.base import ConjugateSpec, Draws, SamplerConfig, draws_theta
 from poolwise.inference.quadrature import (
     EDGE_DROP,
@@ -117,23 +117,10 @@ class TauTerms(NamedTuple):
     mu_var: FloatArray
 
 
-class TauData(NamedTuple):
-    """The data as :func:`tau_terms` reads them: y's weighted mean ``centre`` and the sums
-    of the counts c_j, c_j (y_j − centre) and c_j (y_j − centre)² over σ_j² + τ²."""
-
-    centre: float
-    sums: ShiftedSums
-
-    @classmethod
-    def of(cls, y: FloatArray, se: FloatArray, weights: FloatArray) -> TauData:
-        """From each distinct (y_j, σ_j) and ``weights``, how often it occurs. The quadratic
-        form is the same for y and m shifted together: centred, the sums
-        Σ w y² − 2 μ̂ Σ w y + μ̂² Σ w of :func:`tau_terms` do not cancel catastrophically."""
-        y, s2, count = (np.asarray(a, dtype=float) for a in (y, np.square(se), weights))
-        centre = float(np.average(y, weights=count)) if count.sum() > 0 else 0.0
-        y = y - centre
-        return cls(centre, ShiftedSums.of(s2, np.stack([count, count * y, count * y * y],
-                                                         axis=1)))
+#: the data as :func:`tau_terms` reads them: y's weighted mean ``centre`` and the sums of
+#: the counts c_j, c_j (y_j − centre) and c_j (y_j − centre)² over σ_j² + τ² (the normal
+#: family's reduced terms, which its type-II likelihood reads too)
+TauData = NormalTerms
 
 
 def tau_terms(

@@ -18,11 +18,14 @@ sd_k(m_j(φ_k))/√K for the mean, the delta method for the sd, and
 sd_k(F_j(t | φ_k)) / (√K f_j(t)) for a quantile.
 
 The work depends on a group only through its statistics (y_j, n_j), so it is done once per
-distinct pair, in chunks, on every core. K is all S draws while (distinct pairs × S) is
-small and a subset of evenly spaced draws above (at least :data:`MIN_MEAN_DRAWS` for the
-moments, :data:`MIN_QUANTILE_DRAWS` for the quantiles, whose special functions cost more):
-with many groups the hyperparameters are well determined, the conditionals barely differ
-between draws, and the Monte Carlo errors, which are reported, stay small.
+distinct pair, in chunks, on every core — or, for a fit whose rows a Dask cluster reduced
+(:func:`~poolwise._threads.on_cluster`) with at least :data:`CLUSTER_PAIRS` distinct pairs,
+as tasks of :data:`CLUSTER_BLOCK_ELEMENTS` on that cluster, fetched one at a time. K is
+all S draws while (distinct pairs × S) is small and a subset of evenly spaced draws above
+(at least :data:`MIN_MEAN_DRAWS` for the moments, :data:`MIN_QUANTILE_DRAWS` for the
+quantiles, whose special functions cost more): with many groups the hyperparameters are
+well determined, the conditionals barely differ between draws, and the Monte Carlo errors,
+which are reported, stay small.
 """
 
 from __future__ import annotations
@@ -35,7 +38,7 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
-from poolwise._threads import run_blocks
+from poolwise._threads import cluster_scheduler, map_on_cluster, run_blocks
 from poolwise.families.base import RateFamily
 
 __all__ = ["GroupSummary", "distinct_pairs", "summarise_groups"]
@@ -52,6 +55,13 @@ MIN_MEAN_DRAWS = 32
 MIN_QUANTILE_DRAWS = 16
 #: elements of one (draws × pairs) block
 BLOCK_ELEMENTS = 1 << 20
+#: with a cluster at hand (on_cluster), this many distinct pairs or more are summarised
+#: there: below, sending the blocks costs more than the cores here take
+CLUSTER_PAIRS = 1_000_000
+#: elements of one (draws × pairs) task sent to a cluster (the task's arrays ~ 10× this),
+#: and at most this many pairs a task (2 MB of data sent; empirical Bayes has one draw)
+CLUSTER_BLOCK_ELEMENTS = 1 << 22
+CLUSTER_BLOCK_PAIRS = 1 << 17
 #: Newton stops once every step is below this fraction of the group's posterior sd
 NEWTON_TOLERANCE = 1e-3
 NEWTON_STEPS = 30
@@ -133,16 +143,25 @@ def summarise_groups(family: RateFamily, alpha: FloatArray, beta: FloatArray,
     tail = (1.0 - ci_prob) / 2.0
 
     out = {name: np.empty(y_d.size) for name in ARRAYS}
-    step = max(1, BLOCK_ELEMENTS // k_moments)
+    levels = (tail, 1.0 - tail)
+    if cluster_scheduler() is not None and y_d.size >= CLUSTER_PAIRS:
+        step = max(1, min(CLUSTER_BLOCK_ELEMENTS // k_moments, CLUSTER_BLOCK_PAIRS))
+        parts = [slice(start, min(start + step, y_d.size))
+                 for start in range(0, y_d.size, step)]
+        blocks = [(family, a_k, b_k, q_index, y_d[part], n_d[part], levels) for part in parts]
+        for k, values in map_on_cluster(_summarise_block, blocks):
+            for name, array in values.items():
+                out[name][parts[k]] = array
+    else:
+        step = max(1, BLOCK_ELEMENTS // k_moments)
 
-    def block(start: int) -> None:
-        part = slice(start, min(start + step, y_d.size))
-        values = _summarise_block(family, a_k, b_k, q_index, y_d[part], n_d[part],
-                                  (tail, 1.0 - tail))
-        for name, array in values.items():
-            out[name][part] = array
+        def block(start: int) -> None:
+            part = slice(start, min(start + step, y_d.size))
+            values = _summarise_block(family, a_k, b_k, q_index, y_d[part], n_d[part], levels)
+            for name, array in values.items():
+                out[name][part] = array
 
-    run_blocks(block, range(0, y_d.size, step), threads)
+        run_blocks(block, range(0, y_d.size, step), threads)
     per_group = {name: values[which] for name, values in out.items()}
     return GroupSummary(ci_prob=ci_prob, draws_moments=k_moments, draws_quantiles=k_quantiles,
                         **per_group)

@@ -167,12 +167,16 @@ def _student_t(rng: np.random.Generator, centre: FloatArray, chol: FloatArray, d
 
 
 def importance_sample(log_density: VectorLogDensity, start: FloatArray, *,
-                      size: int, rng: np.random.Generator,
-                      df: float = DEFAULT_DF) -> ImportanceSample:
+                      size: int, rng: np.random.Generator, df: float = DEFAULT_DF,
+                      weighting: Callable[[FloatArray, FloatArray], VectorLogDensity]
+                      | None = None) -> ImportanceSample:
     """Steps 1-4 of the module docstring with ``size`` proposals (per pass).
 
-    The result's ``problem`` is set (and the weights are not to be used) when no mode is
-    found, or k̂ exceeds :func:`pareto_k_limit`.
+    ``weighting``, given the mode and the Laplace covariance (−H)⁻¹, returns the log
+    density the proposals are weighted by, if not ``log_density`` itself (a cheaper
+    evaluation of the same density, checked there against it). The result's ``problem``
+    is set (and the weights are not to be used) when no mode is found, or k̂ exceeds
+    :func:`pareto_k_limit`.
     """
     start = np.asarray(start, dtype=float)
     mode, hessian, problem = find_mode(log_density, start)
@@ -181,7 +185,9 @@ def importance_sample(log_density: VectorLogDensity, start: FloatArray, *,
         empty = np.zeros((0, d))
         return ImportanceSample(empty, np.zeros(0), math.inf, 0.0, mode,
                                 np.full((d, d), np.nan), problem)
-    covariance = np.linalg.inv(-hessian)
+    covariance = np.asarray(np.linalg.inv(-hessian), dtype=float)
+    if weighting is not None:
+        log_density = weighting(mode, covariance)
     centre = mode
     best: ImportanceSample | None = None
     for _ in range(1 + REFINEMENTS):

@@ -86,7 +86,14 @@ from poolwise.data.tables import _require_column, group_counts, group_labels
 from poolwise.exceptions import DataError, SpecificationError
 from poolwise.families import RateFamily, get_family
 from poolwise.kinds.base import BaseModel, Settings
-from poolwise.priors import Distribution, _parse_call, _split_top_level, make_distribution
+from poolwise.priors import (
+    POOLING_DRAWS,
+    Distribution,
+    ImpliedPooling,
+    _parse_call,
+    _split_top_level,
+    make_distribution,
+)
 from poolwise.resources import MemoryEstimate
 from poolwise.results.checks import CheckData
 from poolwise.results.fit import Answer, Fit, finish_fit
@@ -110,10 +117,11 @@ from poolwise.results.prediction import (
 )
 from poolwise.results.storage import FitRecord, record_attrs
 from poolwise.results.summary import check_prob
-from poolwise.vocabulary import canonical_family, unknown
+from poolwise.vocabulary import canonical_family, indefinite_article, unknown
 
 __all__ = ["NESTED_FAMILIES", "NestedData", "NestedFit", "NestedModel", "NestedPrior",
-           "lab_log_marginal", "nested_data", "parse_group_path"]
+           "lab_log_marginal", "location_variance", "nested_data", "nested_pooling",
+           "parse_group_path"]
 
 #: the families with a nested model
 NESTED_FAMILIES = ("beta-binomial", "gamma-poisson", "normal")
@@ -500,6 +508,63 @@ _DEFAULT_TEXT = {
 }
 
 
+#: what each family's n is called, and what its u is, in the pooling factor's words
+_SIZE_NAME = {"beta-binomial": "n", "gamma-poisson": "exposure", "normal": "se"}
+_LOCATION_TEXT = {"beta-binomial": "logit mean rate", "gamma-poisson": "log mean rate",
+                  "normal": "mean"}
+
+
+def location_variance(family: RateFamily, u: Any, v: Any, size: Any) -> Any:
+    """The variance about u_i of one inner group's estimate of its outer group's location
+    u_i, given (u_i, v_i) and its size: normal τ_i² + se² (exact); beta-binomial
+    (1 + (n − 1)/(κ + 1))/(n p(1 − p)), p = expit u, κ = e^v, the beta-binomial variance of
+    y/n carried to the logit scale by the delta method; gamma-Poisson 1/(μE) + 1/α,
+    μ = e^u, α = e^v, that of y/E carried to the log scale likewise."""
+    if family.name == "normal":
+        return np.exp(2.0 * np.asarray(v)) + np.square(size)
+    if family.name == "beta-binomial":
+        p = special.expit(u)
+        return (1.0 + (size - 1.0) / (np.exp(v) + 1.0)) / (size * p * (1.0 - p))
+    return np.exp(-np.asarray(u)) / size + np.exp(-np.asarray(v))
+
+
+def nested_pooling(family: RateFamily, prior: NestedPrior, data: NestedData,
+                   rng: np.random.Generator) -> list[str]:
+    """The prior's pooling factor at each level (:class:`~poolwise.priors.ImpliedPooling`),
+    from :data:`~poolwise.priors.POOLING_DRAWS` draws of (m_u, s_u, m_v, s_v) and a lab's
+    (u, v) from the resolved ``prior`` (all proper):
+
+    * an inner group (experiment) of the median size within its outer group (lab): the
+      weight of the lab's population mean in E[θ_ij | y_ij, α_i, β_i],
+      ``family.pooling_factor(α_i, β_i, size)`` (exact);
+    * an outer group with the median number J of inner groups of the median size: the
+      weight of m_u in the estimate of u_i, λ = (w/J)/(w/J + s_u²), w an inner group's
+      variance about u_i (:func:`location_variance`: exact for the normal family,
+      approximate — the delta method — for the rates, and labelled so).
+    """
+    top = {name: np.asarray(getattr(prior, name).sample(rng, POOLING_DRAWS), dtype=float)
+           for name in TOP_NAMES}
+    u = top["m_u"] + top["s_u"] * rng.standard_normal(POOLING_DRAWS)
+    v = top["m_v"] + top["s_v"] * rng.standard_normal(POOLING_DRAWS)
+    size = float(np.median(data.n))
+    inner, outer = data.inner_name, data.outer_name
+    an_inner = indefinite_article(inner)
+    count = float(np.median(np.bincount(data.lab_index, minlength=data.n_labs)))
+    size_text = f"{_SIZE_NAME[family.name]} = {size:.3g}"
+    with np.errstate(over="ignore", under="ignore", divide="ignore", invalid="ignore"):
+        within = family.pooling_factor(*family.from_uv(u, v), size)
+        noise = location_variance(family, u, v, size) / count
+        between = noise / (noise + np.square(top["s_u"]))
+    where = (f"for {indefinite_article(outer)} {outer}'s {_LOCATION_TEXT[family.name]}, from "
+             f"{count:g} {inner}s of {size_text} (the medians)")
+    if family.name != "normal":
+        where += (f" (approximate: {an_inner} {inner}'s variance about it by the delta "
+                  "method)")
+    return [ImpliedPooling.of(within, f"for {an_inner} {inner} of {size_text} (the "
+                                      f"median) within its {outer}").describe(),
+            ImpliedPooling.of(between, where).describe()]
+
+
 # ----------------------------------------------------------------------------- density
 class Experiments(NamedTuple):
     """What the density reads of :class:`NestedData`: y, n, each experiment's lab and the
@@ -640,6 +705,17 @@ class NestedModel(BaseModel):
         """The model's priors; with ``data`` the defaults are given their values."""
         prior = self.prior if data is None else self.prior.resolve(self.family, data)
         return describe_nested_prior(self.family, prior)
+
+    def implied_pooling(self, data: NestedData | None = None) -> str | None:
+        """The prior's pooling factor at each level, for the median experiment and lab
+        (:func:`nested_pooling`); None without data or with a flat top prior."""
+        if data is None:
+            return None
+        prior = self.prior.resolve(self.family, data)
+        if not all(getattr(prior, name).proper for name in TOP_NAMES):
+            return None
+        rng = generator(self.config.seed, Stream.PRIOR_PREDICTIVE, 1)
+        return "; ".join(nested_pooling(self.family, prior, data, rng))
 
     def title(self, data: NestedData) -> str:
         """E.g. ``"beta-binomial, experiments within labs (12 labs, 72 experiments), method

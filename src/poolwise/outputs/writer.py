@@ -155,9 +155,8 @@ def _mixed_figures(fit: Any, ci_prob: float, predictions: Sequence[Prediction]
         suffix = "" if len(terms) == 1 else "_" + term.factor.replace(":", "_")
         figures[f"group_effects{suffix}.png"] = partial(plots.plot_group_effects, fit,
                                                          term.factor, ci_prob=ci_prob)
-    if fit.data.streamed:  # they draw rows; the fit's notes say so
-        return figures
-    figures["group_lines.png"] = partial(plots.plot_group_lines, fit, ci_prob=ci_prob)
+    if not fit.data.streamed:  # they draw rows; a streamed fit's notes say so
+        figures["group_lines.png"] = partial(plots.plot_group_lines, fit, ci_prob=ci_prob)
     figures["conditional_effects.png"] = partial(plots.plot_conditional_effects, fit,
                                                  ci_prob=ci_prob)
     return figures
@@ -244,22 +243,37 @@ def write_fit(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Dat
     """Every file of :data:`CORE_FILES` but ``result.json`` and ``report.html``, the
     trace, the predictions, the decision answers and the kind's own figures; the
     provenance, when given, is saved with the fit, and with ``save_draws`` every group's
-    draws (:meth:`~poolwise.results.fit.Fit.save`, reporting to ``progress``)."""
-    write_csv(summary, directory / "summary.csv")
-    write_csv(check, directory / "predictive_check.csv")
-    if predictions:
-        prediction_table(predictions, ci_prob).to_csv(directory / "predictions.csv",
-                                                      index=False)
-    if decisions.hypotheses:
-        pd.DataFrame(list(decisions.hypotheses)).to_csv(directory / "hypotheses.csv",
-                                                        index=False)
-    if decisions.pairwise is not None:
-        decisions.pairwise.to_csv(directory / "pairwise.csv")
-    draw_figures(directory, fit, fit_figures(fit, ci_prob=ci_prob, predictions=predictions,
-                                             decisions=decisions))
-    if provenance is not None:
-        provenance.store(fit.tree)
-    fit.save(directory / "posterior.nc", group_draws=save_draws, progress=progress)
+    draws (:meth:`~poolwise.results.fit.Fit.save`, reporting to ``progress``).
+
+    ``summary.csv`` and ``predictive_check.csv`` (a million rows each: about a second)
+    are written in a thread while the figures and the posterior file are made: Arrow's
+    writer releases the GIL that matplotlib and xarray hold, so the two run on two cores.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1) as pool:
+        tables = pool.submit(_write_tables, directory, {"summary.csv": summary,
+                                                        "predictive_check.csv": check})
+        if predictions:
+            prediction_table(predictions, ci_prob).to_csv(directory / "predictions.csv",
+                                                          index=False)
+        if decisions.hypotheses:
+            pd.DataFrame(list(decisions.hypotheses)).to_csv(directory / "hypotheses.csv",
+                                                            index=False)
+        if decisions.pairwise is not None:
+            decisions.pairwise.to_csv(directory / "pairwise.csv")
+        draw_figures(directory, fit, fit_figures(fit, ci_prob=ci_prob,
+                                                 predictions=predictions,
+                                                 decisions=decisions))
+        if provenance is not None:
+            provenance.store(fit.tree)
+        fit.save(directory / "posterior.nc", group_draws=save_draws, progress=progress)
+        tables.result()  # its error, if it failed
+
+
+def _write_tables(directory: Path, tables: Mapping[str, pd.DataFrame]) -> None:
+    for name, table in tables.items():
+        write_csv(table, directory / name)
 
 
 def write_report(path: Path, fit: Fit, *, ci_prob: float = 0.95,

@@ -69,6 +69,17 @@ class CheckData:
     label: str = ""
     one_per_group: bool = False
 
+    def statistics(self) -> dict[str, NDArray[np.float64]]:
+        """Each of :data:`STATISTICS` of every replicated data set (S,), computed once per
+        check (the table and the plot both read them)."""
+        return self._statistics
+
+    @cached_property
+    def _statistics(self) -> dict[str, NDArray[np.float64]]:
+        replicated = np.asarray(self.replicated, dtype=float)
+        return {name: np.asarray(function(replicated), dtype=float)
+                for name, function in STATISTICS.items()}
+
     def group_means(self) -> tuple[NDArray[np.str_], NDArray[np.float64], NDArray[np.float64]]:
         """Labels, observed means and replicated means (S, G) of each group's elements, the
         groups in order of first appearance in the data (computed once per check)."""
@@ -106,9 +117,10 @@ def check_table(checks: Sequence[CheckData], ci_prob: float = 0.9) -> pd.DataFra
     check_prob(ci_prob)
     rows: list[dict[str, Any]] = []
     for check in checks:
+        statistics = check.statistics()
         for statistic, function in STATISTICS.items():
             observed = float(function(check.observed[None])[0])
-            values = function(check.replicated)
+            values = statistics[statistic]
             lower, upper = quantile_interval(values, ci_prob)
             rows.append({"variable": check.name, "statistic": statistic, "group": None,
                          "observed": observed, "predictive_mean": float(np.mean(values)),

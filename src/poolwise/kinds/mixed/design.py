@@ -23,7 +23,9 @@ sums and n_j, and its ``y``, ``x`` and the terms' ``z`` and ``index`` have no ro
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
 from typing import ClassVar
 
 import numpy as np
@@ -128,6 +130,35 @@ class CrossProducts:
         return mean, float(np.sqrt(max(square - n * mean * mean, 0.0) / (n - ddof)))
 
 
+#: a numeric covariate with at most this many distinct values keeps them (conditional
+#: effects add them to the grid of the covariate's range)
+FEW_VALUES = 30
+
+
+@dataclass(frozen=True)
+class CovariateRange:
+    """What a design reduced to sums knows of a numeric covariate over the rows used: its
+    smallest and largest value, its mean and, where it has at most :data:`FEW_VALUES`
+    distinct values, those values (sorted; empty where there are more)."""
+
+    column: str
+    minimum: float
+    maximum: float
+    mean: float
+    values: tuple[float, ...] = ()
+
+
+def ranges_to_text(ranges: Sequence[CovariateRange]) -> str:
+    """``ranges`` as JSON text (how a saved fit keeps them)."""
+    return json.dumps([asdict(r) for r in ranges])
+
+
+def ranges_from_text(text: str) -> tuple[CovariateRange, ...]:
+    """The ranges :func:`ranges_to_text` wrote."""
+    return tuple(CovariateRange(**{**r, "values": tuple(r["values"])})
+                 for r in json.loads(text))
+
+
 @dataclass(frozen=True, eq=False)
 class MixedDesign:
     """A mixed model's data, ready for inference (rows with missing values removed).
@@ -137,7 +168,8 @@ class MixedDesign:
     scale, e.g. log exposure) where the formula has one. ``dropped_rows`` counts rows removed
     for missing values (only when the user asked for that); ``notes`` says what was done to
     the data, for the output. ``columns`` are the table's columns the formula reads and
-    ``rows`` the positions (0-based) in that table of the rows used.
+    ``rows`` the positions (0-based) in that table of the rows used. A design reduced to
+    sums (``cross``) keeps its numeric covariates' ``ranges`` instead of the rows.
     """
 
     formula: str
@@ -154,6 +186,7 @@ class MixedDesign:
     columns: tuple[str, ...] = ()
     rows: IntArray | None = None
     cross: CrossProducts | None = None
+    ranges: tuple[CovariateRange, ...] = ()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "family", mixed_family(self.family))
@@ -226,5 +259,6 @@ def mixed_family(name: str) -> str:
     return family
 
 
-__all__ = ["FAMILIES", "FAMILY_PARAMETERS", "CrossProducts", "GroupTerm", "MixedDesign",
-           "effect_sd", "fixed_sd", "mixed_family", "response_mean_sd"]
+__all__ = ["FAMILIES", "FAMILY_PARAMETERS", "FEW_VALUES", "CovariateRange", "CrossProducts",
+           "GroupTerm", "MixedDesign", "effect_sd", "fixed_sd", "mixed_family", "ranges_from_text",
+           "ranges_to_text", "response_mean_sd"]

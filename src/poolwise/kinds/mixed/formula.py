@@ -405,6 +405,34 @@ def _response(data: pd.DataFrame, parsed: _Parsed, family: str, rows: IntArray) 
                         f"{family} response must be numeric")
 
 
+def _read_predictors(formula: str, data: pd.DataFrame, rows: IntArray) -> pd.DataFrame:
+    """``data`` with its covariates checked: a column of numbers and text (``1, 2, two``),
+    which formulae would silently read as categories, one coefficient per spelling, is
+    refused unless written ``C(x)`` (or mostly text), and then read as its text. A column of
+    text only is categorical as it is."""
+    columns = formula_columns(formula)
+    factors = {c for factor in columns.factors for c in factor}
+    categorical = set(re.findall(r"\bC\(\s*`?([^`,)]+?)`?\s*[,)]", formula))
+    for name in dict.fromkeys(columns.covariates):
+        if name in factors or name not in data.columns:
+            continue
+        series = data[name]
+        if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+            continue
+        numbers = pd.to_numeric(series, errors="coerce").notna().to_numpy()
+        present = series.notna().to_numpy()
+        if not (numbers & present).any() or not (present & ~numbers).any():
+            continue
+        if name not in categorical and numbers.sum() * 2 >= present.sum():
+            i = int(np.flatnonzero(present & ~numbers)[0])
+            raise DataError(
+                f"{row_number(int(rows[i]))}: column {name!r} holds numbers and text "
+                f"({series.iloc[i]!r}); as a number, correct that value; as categories, "
+                f"write C({name}) in the formula")
+        data = data.assign(**{name: series.astype(str)})  # categories, as their text
+    return data
+
+
 def _check_family(y: FloatArray, trials: FloatArray | None, family: str, response: str,
                   rows: IntArray) -> None:
     what = f"response {response!r}"
@@ -557,6 +585,7 @@ def parse_formula(formula: str, data: pd.DataFrame, *, family: str = "normal",
     used = _check_columns(parsed, data)
     table, rows, dropped, notes = _handle_missing(data, used, missing)
     _response(table, parsed, family, rows)
+    table = _read_predictors(formula, table, rows)
 
     trials: FloatArray | None = None
     if parsed.trials is not None:

@@ -32,6 +32,7 @@ algorithms for multilevel generalized linear mixed models", J. Comput. Graph. St
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -77,6 +78,16 @@ LOG_SD_BOUNDS = (-20.0, 5.0)
 SINGULAR_TOLERANCE = 1e-4
 #: relative step of the central differences of the Hessian
 HESSIAN_STEP = 1e-4
+#: points evaluated at once from which Newton's method starts at predicted modes
+#: (:meth:`_Problem.predicted_modes`; below it the prediction costs more than it saves),
+#: and the step of the central differences of the modes in θ
+PREDICT_FROM = 64
+PREDICT_STEP = 1e-3
+#: the largest spread over the check's design of the difference between the log
+#: likelihoods by fewer quadrature points and by the requested number for which method
+#: importance weighs its proposals by the fewer (:meth:`GlmmPosterior.weighting`): a
+#: posterior mean moves by at most half of it in posterior sds
+AGQ_CHECK_TOLERANCE = 0.01
 GLMM_FAMILIES = ("binomial", "bernoulli", "poisson")
 
 
@@ -163,16 +174,43 @@ class _Problem:
         base = (theta[:, :self.p] @ self.x.T + self.offset).ravel()
         return expanded, base, factors
 
+    def whitened_modes(self, theta: FloatArray) -> FloatArray:
+        """The conditional modes û_j (whitened, b = Λu) at each row of θ (P, size) →
+        (P, J, k), by :func:`poolwise.inference.agq.conditional_modes` on the copies."""
+        rows, base, _ = self.copies(theta)
+        with np.errstate(all="ignore"):
+            modes = conditional_modes(rows, base, np.eye(self.k))
+        return modes.mode.reshape(theta.shape[0], self.rows.n_groups, self.k)
+
+    def predicted_modes(self, theta: FloatArray) -> FloatArray | None:
+        """Starting points for Newton's method at each row of θ (P, size) → (P·J, k), or
+        None for fewer than :data:`PREDICT_FROM` points: the first-order expansion
+        û(θ) ≈ û(θ̄) + Σ_i ∂û/∂θ_i (θ_i − θ̄_i) around the points' coordinatewise median
+        θ̄, the derivatives by central differences of step :data:`PREDICT_STEP` (2·size + 1
+        mode searches in all). Only a start: the modes are then found to
+        :data:`poolwise.inference.agq.MODE_TOLERANCE` from it, in fewer steps than from 0."""
+        if theta.shape[0] < PREDICT_FROM:
+            return None
+        centre = np.median(theta, axis=0)
+        steps = PREDICT_STEP * np.eye(self.size)
+        modes = self.whitened_modes(np.vstack([centre, centre + steps, centre - steps]))
+        slopes = (modes[1:self.size + 1] - modes[self.size + 1:]) / (2.0 * PREDICT_STEP)
+        start = modes[0] + np.einsum("pi,ijk->pjk", theta - centre, slopes)
+        start = np.where(np.isfinite(start), start, 0.0)
+        return np.asarray(start.reshape(-1, self.k))
+
     def log_marginals(self, theta: FloatArray, n_agq: int) -> FloatArray:
         """ℓ(θ) = Σ_j log p(y_j | β, Σ) at each row of θ (P,), by AGQ, in blocks of
-        about :data:`DRAW_BLOCK_ROWS` rows; −inf where it is not finite."""
+        about :data:`DRAW_BLOCK_ROWS` rows, Newton's method at each block started at
+        :meth:`predicted_modes`; −inf where it is not finite."""
         block = max(1, DRAW_BLOCK_ROWS // self.rows.group.size)
         out = np.empty(theta.shape[0])
         eye = np.eye(self.k)
         for at in range(0, theta.shape[0], block):
-            rows, base, _ = self.copies(theta[at:at + block])
+            part = theta[at:at + block]
+            rows, base, _ = self.copies(part)
             with np.errstate(all="ignore"):  # far out, η overflows: −inf or NaN
-                modes = conditional_modes(rows, base, eye)
+                modes = conditional_modes(rows, base, eye, self.predicted_modes(part))
                 values = log_marginal(rows, base, eye, n_agq, modes)
             out[at:at + block] = values.reshape(-1, self.rows.n_groups).sum(axis=1)
         return np.where(np.isfinite(out), out, -np.inf)
@@ -185,8 +223,9 @@ class _Problem:
         eye = np.eye(self.k)
         out = []
         for at in range(0, theta.shape[0], block):
-            rows, base, factors = self.copies(theta[at:at + block])
-            modes = conditional_modes(rows, base, eye)
+            part = theta[at:at + block]
+            rows, base, factors = self.copies(part)
+            modes = conditional_modes(rows, base, eye, self.predicted_modes(part))
             white = draw_effects(rows, base, eye, modes, 1, rng)[0]
             white = white.reshape(factors.shape[0], self.rows.n_groups, self.k)
             out.append(np.einsum("pjf,pef->pje", white, factors))
@@ -301,8 +340,11 @@ class GlmmPosterior:
     dimension), the others the priors that NUTS uses (:mod:`poolwise.kinds.mixed.priors`;
     for the variance coordinates the same code,
     :meth:`poolwise.kinds.mixed.inference._Structure.variance_parts`), with the Jacobians
-    of the unconstrained coordinates. Evaluated at many θ at once in NumPy; the group
-    effects are then drawn exactly from their conditional at each draw of θ.
+    of the unconstrained coordinates. Evaluated at many θ at once in NumPy (Newton's
+    method for the modes started at their first-order prediction,
+    :meth:`_Problem.predicted_modes`); the proposals are weighted with fewer points per
+    dimension where a check at the mode allows (:meth:`weighting`); the group effects are
+    then drawn exactly from their conditional at each draw of θ.
     """
 
     def __init__(self, design: MixedDesign, priors: MixedPriors, n_agq: int) -> None:
@@ -314,19 +356,56 @@ class GlmmPosterior:
         self.prior = _prior_data(design, priors)
         variance = _variance_start(design, priors, 1.0, self.structure.layout)[0]
         self.start = np.concatenate([_glm_start(self.problem), variance])
-        term = design.terms[0]
+        #: points per dimension of the proposals' quadrature (:meth:`weighting`) and the
+        #: spread of its difference from ``n_agq``'s over the check's design
+        self.proposal_agq, self.agq_spread = self.n_agq, 0.0
+
+    @property
+    def sampled(self) -> str:
+        """What was sampled and how, in words (the points the proposals were weighted by)."""
         correlation = ", atanh ρ" if self.problem.correlated else ""
-        points = (f"{self.n_agq} points" if term.n_effects == 1
-                  else f"{self.n_agq}² points")
-        self.sampled = (
+        square = "" if self.problem.k == 1 else "²"
+        points = f"{self.proposal_agq}{square} points"
+        if self.proposal_agq < self.n_agq:
+            points += (f", its log likelihood within {self.agq_spread:.1g} of "
+                       f"{self.n_agq}{square} points' over the posterior's bulk")
+        return (
             f"(β, log sd{correlation}) by importance sampling from a "
             f"Student-t({DEFAULT_DF:g}) at their "
             f"posterior mode, each group's effects integrated out by adaptive Gauss–Hermite "
             f"quadrature ({points}), Pareto-smoothed and resampled; group effects drawn "
             "exactly given them")
 
-    def log_density(self, theta: FloatArray) -> FloatArray:
-        """log p(θ | y) up to a constant at each row of θ (P, size)."""
+    def weighting(self, mode: FloatArray, covariance: FloatArray
+                  ) -> Callable[[FloatArray], FloatArray]:
+        """The log density the proposals are weighted by: :meth:`log_density` with the
+        fewest points per dimension m < ``n_agq`` whose log likelihood ℓ_m differs from
+        ℓ_{n_agq} by a spread (max − min) under :data:`AGQ_CHECK_TOLERANCE` over a design
+        around the mode — the mode, ±3 along each axis and the 2^d corners at ±1.5 in the
+        coordinates x of θ = θ̂ + C x, CCᵀ the Laplace covariance — or ``n_agq`` itself. A
+        difference that is constant in θ cancels in the normalised weights; one of spread
+        δ shifts a posterior mean by at most δ/2 posterior sds (|Cov(θ_i, e)| ≤ sd_i·sd(e)).
+        Records the choice (``proposal_agq``, ``agq_spread``; :attr:`sampled`)."""
+        size = mode.size
+        chol = np.linalg.cholesky(0.5 * (covariance + covariance.T))
+        corners = np.array(np.meshgrid(*([[-1.5, 1.5]] * size), indexing="ij"))
+        white = np.vstack([np.zeros(size), 3.0 * np.eye(size), -3.0 * np.eye(size),
+                           corners.reshape(size, -1).T])
+        design = mode + white @ chol.T
+        with np.errstate(all="ignore"):
+            full = self.problem.log_marginals(design, self.n_agq)
+            for points in range(1, self.n_agq):
+                difference = self.problem.log_marginals(design, points) - full
+                finite = np.isfinite(difference)
+                spread = float(np.ptp(difference[finite])) if np.any(finite) else math.inf
+                if np.all(finite == np.isfinite(full)) and spread < AGQ_CHECK_TOLERANCE:
+                    self.proposal_agq, self.agq_spread = points, spread
+                    return lambda theta: self.log_density(theta, points)
+        return self.log_density
+
+    def log_density(self, theta: FloatArray, n_agq: int | None = None) -> FloatArray:
+        """log p(θ | y) up to a constant at each row of θ (P, size), by AGQ with ``n_agq``
+        points per dimension (None: the posterior's own)."""
         theta = np.atleast_2d(np.asarray(theta, dtype=float))
         p = self.problem.p
         with np.errstate(all="ignore"):
@@ -338,8 +417,8 @@ class GlmmPosterior:
         out = np.full(theta.shape[0], -np.inf)
         finite = np.isfinite(log_prior)
         if np.any(finite):
-            out[finite] = log_prior[finite] + self.problem.log_marginals(theta[finite],
-                                                                         self.n_agq)
+            out[finite] = log_prior[finite] + self.problem.log_marginals(
+                theta[finite], self.n_agq if n_agq is None else n_agq)
         return out
 
     def draw(self, theta: FloatArray, seed: int) -> dict[str, FloatArray]:

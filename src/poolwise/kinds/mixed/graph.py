@@ -59,7 +59,7 @@ from poolwise.kinds.mixed.design import GroupTerm, MixedDesign
 from poolwise.kinds.mixed.formula import _tokenize
 from poolwise.kinds.mixed.model import MixedData, MixedModel
 from poolwise.kinds.mixed.priors import INTERCEPT, MixedPriors
-from poolwise.priors import Distribution, make_distribution
+from poolwise.priors import Distribution
 from poolwise.results.graph import GraphNode, ModelGraph, NodeKind, Plate, latex
 from poolwise.vocabulary import POOLING_PHRASES
 
@@ -100,7 +100,8 @@ def _plain(name: str) -> str:
 
 
 def _value(value: float) -> str:
-    return f"{value:.4g}"
+    """Four significant figures; ∞ (a Normal's ν beside Student-t priors) in LaTeX."""
+    return r"\infty" if value == float("inf") else f"{value:.4g}"
 
 
 def _range(letter: str, extent: int | str) -> str:
@@ -307,12 +308,16 @@ def _vector_label(values: Sequence[float]) -> str | None:
 def _coefficient_constants(builder: _Builder, node: str, dists: Sequence[Distribution],
                            symbol: str, group: _Group | None = None,
                            levels: Sequence[int] = ()) -> None:
-    """The constants of Normal priors of several coefficients, one dot per parameter:
-    with their values when compact (and, for per-level coefficients, the same at every
-    level), else symbolic (inside ``plate`` when they differ between levels)."""
-    normal = make_distribution("normal", (0.0, 1.0))
-    for p, (param, letter) in enumerate(zip(normal.param_names, "ms", strict=True)):
-        values = [d.params[p] for d in dists]
+    """The constants of Normal or Student-t priors of several coefficients, one dot per
+    parameter — ν (∞ for a Normal; only where a prior is a t), m, s — with their values when
+    compact (and, for per-level coefficients, the same at every level), else symbolic
+    (inside ``plate`` when they differ between levels)."""
+    parameters = [("mu", "m", -2), ("sigma", "s", -1)]
+    if any(d.name == "studentt" for d in dists):
+        parameters.insert(0, ("df", r"\nu", 0))
+    for param, letter, p in parameters:
+        values = [d.params[p] if d.name == "studentt" or param != "df" else float("inf")
+                  for d in dists]
         if group is not None:
             by_level: dict[int, list[float]] = {}
             for level, value in zip(levels, values, strict=True):

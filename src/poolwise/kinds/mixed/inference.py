@@ -36,6 +36,11 @@ l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = �
         log p(x | y) = log N(r | 0, V) + Σ log p(sd) + log sd (the same for σ)
                        + log LKJCholesky(L_t | η_t) + log |∂L_t/∂x_t|.
 
+    A coefficient with a Student-t prior t_ν(m_j, s_j) is the scale mixture
+    β_j | λ_j ~ N(m_j, s_j²/λ_j), λ_j ~ Gamma(ν/2, rate ν/2): its sd in Ψ is s_j/√λ_j, and
+    NUTS samples log λ_j too, with log p(x | y) gaining log Gamma(λ_j; ν/2, ν/2) + log λ_j
+    (Andrews and Mallows 1974), so β stays integrated out exactly given λ.
+
     After sampling, δ is drawn exactly from its Gaussian conditional at each draw,
     δ = Λ_Ψ L⁻ᵀ(u + ε), ε ~ N(0, I): draws of the full joint posterior, the same variables
     as the explicit parametrisations. The same algebra with β given a flat prior (its
@@ -57,6 +62,8 @@ l), so that y = Xβ + Zb + ε and Cov(b) = G = blockdiag_t(I_{L_t} ⊗ Σ_t) = �
     As non-centred, but b_t[l] is sampled directly with its N(0, Σ_t) density: prone to
     the funnel (divergences) when groups carry little information.
 
+A Student-t prior on a coefficient enters the explicit parametrisations as its density.
+
 Likelihoods on the linear predictor η: normal N(y | η, σ²); binomial (logit link,
 ``trials`` n) y log σ(η) + (n − y) log σ(−η) + log C(n, y) with ``jax.nn.log_sigmoid``;
 bernoulli the same with n = 1; poisson (log link, offset) y η − e^η − log y!;
@@ -65,8 +72,10 @@ negbinomial (log link, offset, shape φ) :func:`poolwise.families.negative_binom
 References: Bates, Mächler, Bolker and Walker (2015), "Fitting linear mixed-effects models
 using lme4", J. Stat. Softw. 67(1); Lewandowski, Kurowicka and Joe (2009), "Generating
 random correlation matrices based on vines and extended onion method", J. Multivariate
-Anal. 100:1989-2001; Betancourt and Girolami (2015), "Hamiltonian Monte Carlo for
-hierarchical models", in *Current Trends in Bayesian Methodology with Applications*.
+Anal. 100:1989-2001; Andrews and Mallows (1974), "Scale mixtures of normal
+distributions", J. R. Stat. Soc. B 36:99-102; Betancourt and Girolami (2015),
+"Hamiltonian Monte Carlo for hierarchical models", in *Current Trends in Bayesian
+Methodology with Applications*.
 """
 
 from __future__ import annotations
@@ -903,6 +912,10 @@ def sample_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerConfig
 #: proposals per final draw, and at least this many, for method "importance"
 PROPOSALS_PER_DRAW = 2
 MIN_PROPOSALS = 4000
+#: a GLMM's proposals per final draw: each integrates every group by quadrature, some
+#: thousand times a normal model's cost; with the weights' ESS near the proposals'
+#: (k̂ < 0) one per draw still leaves the resampled draws an ESS above half their number
+GLMM_PROPOSALS_PER_DRAW = 1
 #: values (8 bytes each) of the NumPy marginal's intermediate arrays per chunk of points
 CHUNK_VALUES = 4_000_000
 
@@ -950,9 +963,12 @@ def integrate_mixed(design: MixedDesign, priors: MixedPriors, config: SamplerCon
             f"method 'importance' is for the normal, {', '.join(GLMM_FAMILIES)} families, "
             f"not {design.family}; use method 'nuts'")
     total = config.chains * config.draws
-    size = max(PROPOSALS_PER_DRAW * total, MIN_PROPOSALS)
+    per_draw = PROPOSALS_PER_DRAW if design.family == "normal" else GLMM_PROPOSALS_PER_DRAW
+    size = max(per_draw * total, MIN_PROPOSALS)
     rng = generator(config.seed, Stream.FIT)
-    sample = importance_sample(target.log_density, target.start, size=size, rng=rng)
+    sample = importance_sample(target.log_density, target.start, size=size, rng=rng,
+                               weighting=(target.weighting
+                                          if isinstance(target, GlmmPosterior) else None))
     info: dict[str, Any] = {
         "pareto_k": sample.pareto_k, "pareto_k_limit": pareto_k_limit(size),
         "importance_ess": sample.ess, "proposals": size,
@@ -982,8 +998,9 @@ class _NumpyMarginal:
         residual_sd = _fixed_effects_start(design, priors)[2]
         self.start = _variance_start(design, priors, residual_sd, structure.layout)[0]
         self.chunk = max(1, CHUNK_VALUES // marginal_values(self.stats))
-        self.sampled = ("(log σ, log sd, correlation Cholesky coordinates) by importance "
-                        f"sampling from a Student-t({DEFAULT_DF:g}) at their posterior mode, "
+        self.sampled = ("(log σ, log sd, correlation Cholesky coordinates"
+                        f"{_MIXING[structure.mixture]}) by importance sampling from a "
+                        f"Student-t({DEFAULT_DF:g}) at their posterior mode, "
                         "Pareto-smoothed and resampled; β and group effects drawn exactly "
                         "given them")
 
@@ -1063,6 +1080,10 @@ class _Structure:
     #: the family's parameter and the name of its prior, ("sigma" or "phi", distribution)
     family_parameter: tuple[str, str] | None
     sd_priors: tuple[tuple[str, ...], ...]
+    #: the coefficients with a Student-t prior (:attr:`MixedPriors.student`)
+    student: tuple[int, ...] = ()
+    #: whether β is integrated out with those priors as scale mixtures, log λ sampled
+    mixture: bool = False
 
     @classmethod
     def of(cls, design: MixedDesign, priors: MixedPriors, explicit: bool) -> _Structure:
@@ -1080,6 +1101,10 @@ class _Structure:
             if correlated(term):
                 k = term.n_effects
                 layout = layout.add(f"corr_{term.factor}", k * (k - 1) // 2)
+        # the normal family's β is integrated out unless explicit (a GLMM's is sampled)
+        mixture = bool(priors.student) and not explicit and design.family == "normal"
+        if mixture:
+            layout = layout.add("log_lambda", len(priors.student))
         if explicit:
             for term in terms:
                 layout = layout.add(f"effects_{term.factor}", term.n_levels * term.n_effects)
@@ -1087,7 +1112,25 @@ class _Structure:
         return cls(design.family, terms, len(design.fixed_names), layout,
                    None if own is None else (own[0], own[1].name),
                    tuple(tuple(_sd_prior_name(priors, t.factor, e) for e in t.names)
-                         for t in terms))
+                         for t in terms), priors.student, mixture)
+
+    def fixed_scales(self, z: Any, prior: dict[str, Any], xp: Any = None) -> tuple[Any, Any]:
+        """(log prior of the scale-mixture coordinates log λ, the sds of β's Gaussian prior
+        given them: s_j, or s_j/√λ_j for a Student-t prior; module docstring) at z."""
+        from poolwise._ops import NUMPY_OPS, jax_ops
+
+        xp = array_namespace(xp)
+        scale = xp.asarray(prior["scale"])
+        if not self.mixture:
+            return 0.0, scale
+        log_lambda = self.layout.get(z, "log_lambda")
+        selection = np.zeros((len(self.student), self.n_fixed))
+        selection[np.arange(len(self.student)), list(self.student)] = 1.0
+        half_df = 0.5 * xp.asarray(prior["df"])
+        mixing = Distribution("gamma", (half_df, half_df)).log_density(
+            xp.exp(log_lambda), NUMPY_OPS if xp is np else jax_ops())
+        return (xp.sum(mixing + log_lambda, axis=-1),
+                scale * xp.exp(-0.5 * (log_lambda @ selection)))
 
     def variance_parts(self, z: Any, prior: dict[str, Any], xp: Any = None
                        ) -> tuple[Any, Any, list[Any], list[Any | None]]:
@@ -1129,15 +1172,19 @@ class _Structure:
 
 def _prior_data(design: MixedDesign, priors: MixedPriors) -> dict[str, Any]:
     """The parameters of the priors, as arrays NUTS's programs take as arguments: the
-    Normal priors' means and sds of β, the prior of the family's parameter (σ or φ), each
-    term's sd priors and LKJ shape (1 where the term has no correlation)."""
+    priors' locations and scales of β (and the Student-t ones' ν), the prior of the family's
+    parameter (σ or φ), each term's sd priors and LKJ shape (1 where the term has no
+    correlation)."""
     own = priors.family_parameter
-    return {"loc": priors.fixed_loc, "scale": priors.fixed_scale,
+    return {"loc": priors.fixed_loc, "scale": priors.fixed_scale, "df": priors.student_df,
             "family": () if own is None else own[1].params,
             "sd": tuple(tuple(priors.sd_prior(t.factor, e)[1].params for e in t.names)
                         for t in design.terms),
             "eta": tuple(float(priors.cor.get(t.factor, 1.0)) for t in design.terms)}
 
+
+#: what the marginal samples besides the variance parameters, with Student-t priors on β
+_MIXING = {False: "", True: ", the Student-t priors' scale-mixture weights log λ"}
 
 #: the name a sd's prior has in :class:`_Structure` when it is a prior on the ICC
 ICC = "icc"
@@ -1223,7 +1270,9 @@ class _MarginalPotential:
         log_prior, sigma, sds, chols = self.structure.variance_parts(z, data["prior"], xp)
         factors = [term_factor(sd, chol) for sd, chol in zip(sds, chols, strict=True)]
         if self.structure.n_fixed:
-            factors.append(xp.diag(xp.asarray(data["prior"]["scale"])))
+            log_mixing, scale = self.structure.fixed_scales(z, data["prior"], xp)
+            log_prior = log_prior + log_mixing
+            factors.append(term_factor(scale, None))
         stats = self.stats(data)
         return (log_prior, gaussian_marginal(stats, sigma, factors, xp), factors, sds, chols,
                 sigma)
@@ -1271,8 +1320,9 @@ def _marginal_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
     start, jitter = _variance_start(design, priors, residual_sd, structure.layout)
     return _Model(_MarginalPotential(structure, stats.segments),
                   _marginal_data(stats, design, priors), start, jitter,
-                  "(log σ, log sd, correlation Cholesky coordinates) with β and group "
-                  "effects integrated out, then drawn from their Gaussian conditional",
+                  "(log σ, log sd, correlation Cholesky coordinates"
+                  f"{_MIXING[structure.mixture]}) with β and group effects integrated out, "
+                  "then drawn from their Gaussian conditional",
                   block=max(1, CHUNK_VALUES // marginal_values(stats)))
 
 
@@ -1316,11 +1366,18 @@ class _ExplicitPotential:
     def __call__(self, z: Any, data: dict[str, Any]) -> Any:
         import jax.numpy as jnp
 
+        from poolwise._ops import jax_ops
+
         log_prior, sigma, _, _, factors, effects = self.parts(z, data)
         beta = self.structure.layout.get(z, "beta")
         loc, scale = data["prior"]["loc"], data["prior"]["scale"]
-        log_prior = log_prior + jnp.sum(-0.5 * jnp.square((beta - loc) / scale)
-                                        - jnp.log(scale) - 0.5 * _LOG_2PI)
+        log_beta = -0.5 * jnp.square((beta - loc) / scale) - jnp.log(scale) - 0.5 * _LOG_2PI
+        student = np.asarray(self.structure.student, dtype=int)
+        if student.size:
+            log_beta = log_beta.at[student].set(
+                Distribution("studentt", (data["prior"]["df"], loc[student], scale[student]))
+                .log_density(beta[student], jax_ops()))
+        log_prior = log_prior + jnp.sum(log_beta)
         eta = data["x"] @ beta + data["offset"]
         for (zt, index), b in zip(data["columns"], effects, strict=True):
             eta = eta + jnp.sum(zt * b[index], axis=1)

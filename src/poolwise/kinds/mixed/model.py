@@ -52,6 +52,8 @@ from poolwise.kinds.mixed.design import (
     GroupTerm,
     MixedDesign,
     mixed_family,
+    ranges_from_text,
+    ranges_to_text,
 )
 from poolwise.kinds.mixed.formula import (
     MISSING_ACTIONS,
@@ -79,8 +81,10 @@ from poolwise.kinds.mixed.inference import (
 )
 from poolwise.kinds.mixed.priors import (
     DEFAULT_PHI,
+    INTERCEPT,
     MixedPriors,
     check_prior_syntax,
+    intercept_remark,
     parse_priors,
     sample_sd,
 )
@@ -123,6 +127,8 @@ POISSON_LIMIT = 1e15
 INPUT_GROUP = "input_data"
 #: the tree group holding a streamed design's per-level sums (its input_data: the skeleton)
 CROSS_GROUP = "cross_products"
+#: the attribute of CROSS_GROUP holding the numeric covariates' ranges (JSON)
+RANGES_ATTR = "covariate_ranges"
 
 
 # ----------------------------------------------------------------------------- the data
@@ -185,12 +191,14 @@ class MixedModel(BaseModel):
         (counts with Var y = μ + μ²/φ, the shape φ estimated; both with
         ``offset(log(exposure))`` for an exposure).
     pooling
-        ``"partial"`` (the formula), ``"complete"`` (group terms dropped) or ``"none"``
-        (each group's effects as fixed effects).
+        ``"partial"`` (the formula; the default), ``"complete"`` (group terms dropped; the
+        default of a formula without group terms) or ``"none"`` (each group's effects as
+        fixed effects).
     prior
         Overrides of the default priors, which are scaled to the data, e.g.
-        ``"b[Days] = normal(10, 20); sd = halfnormal(30)"``
-        (:func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
+        ``"b[Days] = student_t(3, 0, 10); Intercept = normal(250, 50); sd = halfnormal(30)"``
+        (``b = …`` sets every coefficient but the intercept, as brms's class b;
+        :func:`~poolwise.kinds.mixed.priors.parse_priors`), or a
         :class:`~poolwise.kinds.mixed.priors.MixedPriors`.
     method
         ``"importance"`` (the default of the normal family and of binomial, bernoulli and
@@ -267,6 +275,9 @@ class MixedModel(BaseModel):
                 f"{family} family")
         if reml is not None and not isinstance(reml, bool):
             raise TypeError(f"reml must be True or False, not {reml!r}")
+        if not self.columns.factors and settings.get("pooling") is None:
+            # nothing to pool: "y ~ x" is a regression, whatever the default pooling level
+            settings = {**settings, "pooling": "complete"}
         self._settle({"formula": formula, "family": family, "prior": text,
                       "missing": missing, "agq": agq, "reml": reml}, settings)
         self.formula: str = formula
@@ -291,9 +302,11 @@ class MixedModel(BaseModel):
                 f"reml (--ml) chooses REML or ML for method eb-ml of a normal mixed model, "
                 f"not for method {self.method!r} of a {family} one")
         if self.method == "eb-ml" and text is not None:
+            takers = " or ".join(repr(m) for m in self.offered_methods()[self.pooling]
+                                 if m != "eb-ml")
             raise SpecificationError(
-                f"eb-ml is {self._eb_ml_phrase()}: it uses no priors; leave out prior= "
-                "(--prior), or use method 'nuts'")
+                f"eb-ml is {self._eb_ml_phrase()}: it uses no priors, so not {text!r}; leave "
+                f"out prior= (--prior), or use method {takers}, which take it")
         #: the parametrisation NUTS uses ("auto" resolved for the family)
         self.parametrisation: str = resolve_parametrisation(family, self.config.parametrisation)
         if settings.get("target_accept") is None:
@@ -397,7 +410,8 @@ class MixedModel(BaseModel):
         cross = CrossProducts(*(np.asarray(sums[name].values, dtype=float)
                                 for name in CrossProducts.FIELDS))
         labels = [str(v) for v in sums["level"].values]
-        full = restore_design(self.formula, skeleton, cross, labels, dropped, notes)
+        full = restore_design(self.formula, skeleton, cross, labels, dropped, notes,
+                              ranges_from_text(sums.attrs.get(RANGES_ATTR, "[]")))
         return self._assemble(skeleton, full, priors)
 
     def _prepared(self, data: Any) -> MixedData:
@@ -424,10 +438,17 @@ class MixedModel(BaseModel):
             if self.family == "negbinomial":
                 rule += f"; phi ~ {make_distribution(*DEFAULT_PHI)}"
             return rule + (f"; overridden by: {self.prior}" if self.prior else "")
-        return "; ".join(self.prepare(data).priors.describe())
+        prepared = self.prepare(data)
+        lines = prepared.priors.describe()
+        remark = intercept_remark(self.prior, prepared.design)
+        if remark is not None:
+            at = prepared.priors.fixed_names.index(INTERCEPT)
+            lines[at] = f"{lines[at]}  ({remark})"
+        return "; ".join(lines)
 
     def implied_pooling(self, data: pd.DataFrame | MixedData | None = None) -> str | None:
-        """The priors' pooling factor of a typical level's intercept (normal family;
+        """The priors' pooling factor of a typical level's intercept (exact in the normal
+        family, approximate in the others:
         :func:`~poolwise.kinds.mixed.priors.implied_pooling`); None without data or priors."""
         if data is None or self.method == "eb-ml" or self.pooling != "partial":
             return None
@@ -667,7 +688,7 @@ class MixedModel(BaseModel):
                 "has no prior to draw from; use method 'nuts' for the prior predictive")
         design, priors = data.design, data.priors
         dims, coords = posterior_dims(design)
-        b = rng.normal(priors.fixed_loc, priors.fixed_scale, size=(size, len(priors.fixed)))
+        b = priors.sample_fixed(rng, size)
         prior: dict[str, tuple[NDArray, list[str]]] = {"b": (b, dims["b"])}
         parameter = None  # σ or φ
         if priors.family_parameter is not None:
@@ -886,7 +907,8 @@ def _cross_dataset(data: MixedData) -> xr.Dataset:
     coefs = list(data.full_design.fixed_names)
     return xr.Dataset({name: (dims[name], getattr(cross, name)) for name in cross.FIELDS},
                       coords={"level": list(data.level_dim()[1]), "effect": effects,
-                              "effect_bis": effects, "coef": coefs, "coef_bis": coefs})
+                              "effect_bis": effects, "coef": coefs, "coef_bis": coefs},
+                      attrs={RANGES_ATTR: ranges_to_text(data.full_design.ranges)})
 
 
 # ----------------------------------------------------------------------------- the fit

@@ -3,9 +3,13 @@
 A :class:`MixedPriors` holds one prior per parameter of the model of
 :mod:`poolwise.kinds.mixed.design`:
 
-``b[name] ~ Normal(loc, scale)``
-    each fixed coefficient (Gaussian, so that the ``marginal`` sampler can integrate β out
-    analytically);
+``b[name] ~ Normal(loc, scale)`` or ``StudentT(ν, loc, scale)``
+    each fixed coefficient. A Gaussian prior lets the ``marginal`` sampler and method
+    ``importance`` integrate β out analytically; a Student-t one is the scale mixture
+    t_ν(m, s) = ∫ N(m, s²/λ) Gamma(λ; ν/2, rate ν/2) dλ, so they integrate β out given λ
+    and sample log λ with the variance parameters (:mod:`poolwise.kinds.mixed.inference`).
+    ``b`` sets every coefficient but the intercept, as brms's ``class = b``; the intercept
+    has its own prior, ``Intercept`` (or ``b[Intercept]``), as brms's ``class = Intercept``;
 ``sigma ~ D``
     the residual sd (normal family only);
 ``phi ~ D``
@@ -46,6 +50,7 @@ from poolwise._ops import NUMPY_OPS, Ops
 from poolwise.exceptions import SpecificationError
 from poolwise.kinds.mixed.design import (
     FAMILY_PARAMETERS,
+    GroupTerm,
     MixedDesign,
     effect_sd,
     fixed_sd,
@@ -58,6 +63,7 @@ from poolwise.priors import (
     canonical_name,
     make_distribution,
 )
+from poolwise.vocabulary import indefinite_article
 
 #: the name of the intercept column in ``fixed_names`` and in a term's ``names``
 INTERCEPT = "Intercept"
@@ -127,13 +133,36 @@ class MixedPriors:
 
     @property
     def fixed_loc(self) -> np.ndarray:
-        """Prior means of the fixed coefficients, in ``fixed_names`` order."""
-        return np.array([d.params[0] for d in self.fixed], dtype=float)
+        """Prior locations m of the fixed coefficients, in ``fixed_names`` order (the last
+        but one parameter of Normal(m, s) and StudentT(ν, m, s))."""
+        return np.array([d.params[-2] for d in self.fixed], dtype=float)
 
     @property
     def fixed_scale(self) -> np.ndarray:
-        """Prior sds of the fixed coefficients, in ``fixed_names`` order."""
-        return np.array([d.params[1] for d in self.fixed], dtype=float)
+        """Prior scales s of the fixed coefficients, in ``fixed_names`` order (the sd of a
+        Normal, the scale of a Student-t)."""
+        return np.array([d.params[-1] for d in self.fixed], dtype=float)
+
+    @property
+    def student(self) -> tuple[int, ...]:
+        """The positions of the fixed coefficients with a Student-t prior."""
+        return tuple(i for i, d in enumerate(self.fixed) if d.name == "studentt")
+
+    @property
+    def student_df(self) -> np.ndarray:
+        """The degrees of freedom ν of those Student-t priors, in :attr:`student` order."""
+        return np.array([self.fixed[i].params[0] for i in self.student], dtype=float)
+
+    def sample_fixed(self, rng: np.random.Generator, size: int) -> np.ndarray:
+        """``size`` prior draws of β (size, p): β_i = m_i + s_i z_i / √λ_i, z_i ~ N(0, 1),
+        with λ_i ~ Gamma(ν_i/2, rate ν_i/2) for a Student-t prior and λ_i = 1 for a Normal
+        one (the scale mixture of the module docstring)."""
+        scale = np.broadcast_to(self.fixed_scale, (size, len(self.fixed))).copy()
+        df = self.student_df
+        if df.size:
+            mixing = rng.gamma(0.5 * df, 2.0 / df, size=(size, df.size))
+            scale[:, list(self.student)] /= np.sqrt(mixing)
+        return self.fixed_loc + scale * rng.standard_normal((size, len(self.fixed)))
 
     def describe(self) -> list[str]:
         """One line per prior, e.g. ``b[Days] ~ Normal(0, 20)``, for showing before a fit."""
@@ -211,27 +240,91 @@ def default_priors(design: MixedDesign) -> MixedPriors:
 def implied_pooling(design: MixedDesign, priors: MixedPriors, rng: np.random.Generator
                     ) -> list[str]:
     """The prior's pooling factor of a typical level's intercept, one line per grouping
-    factor with an intercept (normal family): at n rows, the weight of the population in
-    the level's mean, λ = (σ²/n)/(σ²/n + τ²), with σ ~ its prior and τ ~ sd_factor[Intercept]'s,
-    n the median rows per level (:class:`~poolwise.priors.ImpliedPooling`). Other families
-    have no residual σ, so no such λ: none."""
-    if priors.sigma is None:
+    factor with an intercept: at n rows, the weight of the population in the level's
+    estimate, λ = v/(v + τ²) with v = w/n + Σ_k τ_k²/J_k, τ ~ sd_factor[Intercept]'s prior,
+    n the median rows per level, w a row's variance on the scale of the linear predictor
+    (:func:`row_variance`: σ² in the normal family, exact, with σ ~ its prior; a GLMM's
+    from the information of a row at the observed mean, approximate, and labelled so), and
+    for each factor k nested in this one (its levels each within one of this one's, as
+    school:classroom in school) its intercept sd τ_k and J_k, the median number of its levels
+    in one of this factor's (:class:`~poolwise.priors.ImpliedPooling`). None (no line) where
+    w does not exist (a GLMM's response all 0 or all at its maximum)."""
+    row = row_variance(design, priors, rng)
+    if row is None:
         return []
-    lines = []
-    for term in design.terms:
-        if INTERCEPT not in term.names or term.index.size != design.n_obs:
-            continue  # no intercept, or a streamed design without the rows' levels
-        size = float(np.median(np.bincount(term.index, minlength=term.n_levels)))
-        sigma2 = np.square(priors.sigma.sample(rng, POOLING_DRAWS))
+    variance, approximation = row
+    # no intercept, or a streamed design without the rows' levels: no line
+    terms = [t for t in design.terms if INTERCEPT in t.names and t.index.size == design.n_obs]
+    tau2 = {}
+    for term in terms:
         if term.factor in priors.icc:  # τ² = σ² ρ/(1 − ρ)
             icc = priors.icc[term.factor].sample(rng, POOLING_DRAWS)
-            tau2 = sigma2 * icc / (1.0 - icc)
+            tau2[term.factor] = variance * icc / (1.0 - icc)
         else:
-            tau2 = np.square(priors.sd[term.factor, INTERCEPT].sample(rng, POOLING_DRAWS))
-        where = f"for a {term.factor} of {size:g} rows (the median), its intercept"
-        noise = sigma2 / size
-        lines.append(ImpliedPooling.of(noise / (noise + tau2), where).describe())
+            tau2[term.factor] = np.square(
+                priors.sd[term.factor, INTERCEPT].sample(rng, POOLING_DRAWS))
+    lines = []
+    for term in terms:
+        size = float(np.median(np.bincount(term.index, minlength=term.n_levels)))
+        noise = variance / size
+        within = []
+        for inner in terms:
+            count = _levels_within(inner, term)
+            if count is not None:
+                noise = noise + tau2[inner.factor] / count
+                within.append(f"{count:g} {inner.factor}")
+        article = indefinite_article(term.factor)
+        where = (f"for {article} {term.factor} of {size:g} rows{' in ' if within else ''}"
+                 f"{', '.join(within)} (the median{'s' if within else ''}), its intercept")
+        if approximation is not None:
+            where = f"{where} (approximate: {approximation})"
+        lines.append(ImpliedPooling.of(noise / (noise + tau2[term.factor]), where).describe())
     return lines
+
+
+def _levels_within(inner: GroupTerm, outer: GroupTerm) -> float | None:
+    """The median number of ``inner``'s levels within a level of ``outer`` when each of its
+    levels lies within one of ``outer``'s (nested); None otherwise, or for the same term."""
+    if inner is outer:
+        return None
+    pairs = np.unique(np.stack([inner.index, outer.index]), axis=1)
+    if pairs.shape[1] != np.unique(inner.index).size:
+        return None
+    counts = np.bincount(pairs[1], minlength=outer.n_levels)
+    return float(np.median(counts[counts > 0]))
+
+
+def row_variance(design: MixedDesign, priors: MixedPriors, rng: np.random.Generator
+                 ) -> tuple[np.ndarray, str | None] | None:
+    """A row's variance w on the scale of the linear predictor — :data:`POOLING_DRAWS`
+    draws, or one value — and None, or for a GLMM what approximates it: the inverse of a
+    row's Fisher information about η at the observed mean response, 1/(m p̄(1 − p̄)) for
+    the logit link (m the mean trials per row, p̄ = Σy/Σm), 1/ȳ for the Poisson and
+    1/ȳ + 1/φ for the negative binomial (φ ~ its prior), as a normal model's σ² (McCullagh
+    and Nelder 1989, §2.5: the working response's variance). None where it does not exist
+    (p̄ or ȳ at 0, or p̄ at 1)."""
+    if priors.sigma is not None:
+        return np.square(priors.sigma.sample(rng, POOLING_DRAWS)), None
+    y = np.asarray(design.y, dtype=float)
+    if design.link == "logit":
+        trials = np.ones_like(y) if design.trials is None else np.asarray(design.trials, float)
+        mean = float(y.sum() / trials.sum())
+        if not 0.0 < mean < 1.0:
+            return None
+        information = float(trials.mean()) * mean * (1.0 - mean)
+        return (np.array(1.0 / information),
+                f"a row's variance on the logit scale taken as 1/(m p(1 − p)) at the observed "
+                f"rate p = {mean:.3g}, m = {float(trials.mean()):.3g} trials")
+    mean = float(y.mean())
+    if not mean > 0.0:
+        return None
+    if priors.phi is None:
+        return (np.array(1.0 / mean), f"a row's variance on the log scale taken as 1/μ at the "
+                                      f"observed mean count μ = {mean:.3g}")
+    phi = np.asarray(priors.phi.sample(rng, POOLING_DRAWS), dtype=float)
+    return (1.0 / mean + 1.0 / phi,
+            f"a row's variance on the log scale taken as 1/μ + 1/φ at the observed mean "
+            f"count μ = {mean:.3g}")
 
 
 def sample_sd(priors: MixedPriors, factor: str, effect: str, sigma: Any,
@@ -266,8 +359,10 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
     followed by a specific one refines it. Names (those of the summary's rows; the older
     ``sd[Subject][Days]`` and ``cor[Subject]`` are read too):
 
-    ``b``                 every fixed coefficient except the intercept: ``normal(loc, scale)``
-    ``b[Days]``           one coefficient (``b[Intercept]`` for the intercept)
+    ``b``                 every fixed coefficient except the intercept (brms's class b):
+                          ``normal(loc, scale)`` or ``student_t(df, loc, scale)``
+    ``b[Days]``           one coefficient
+    ``Intercept``         the intercept (brms's class Intercept), also ``b[Intercept]``
     ``sigma``             the residual sd (normal family only)
     ``phi``               the shape φ (negative binomial family only)
     ``sd``                every group-effect sd
@@ -320,20 +415,53 @@ def check_prior_syntax(text: str) -> None:
         match = _STATEMENT.match(statement)
         if not match:
             name = _NAME.match(statement)
-            hint = (_did_you_mean(name.group(1), ("b", "sigma", "phi", "sd", "cor", "icc"))
-                    if name else "")
+            hint = (_did_you_mean(name.group(1), ("b", INTERCEPT, "sigma", "phi", "sd", "cor",
+                                                  "icc")) if name else "")
             raise SpecificationError(
                 f"cannot read prior statement {statement!r}{hint}; write 'name = dist' (or "
-                "'name ~ dist') with name b, b[coefficient], sigma, phi, sd, sd_factor, "
+                "'name ~ dist') with name b, b[coefficient], Intercept, sigma, phi, sd, "
+                "sd_factor, "
                 "sd_factor[effect], cor, cor_factor, icc or icc_factor")
-        _parse_call(match.group(5), statement)
+        _parse_call(_without_remark(match.group(5)), statement)
+
+
+def intercept_remark(text: str | None, design: MixedDesign) -> str | None:
+    """What to say beside the intercept's prior when ``text`` sets ``b`` for every
+    coefficient and not the intercept's own (which ``b`` leaves, as brms's ``class = b``);
+    None otherwise. Printed in parentheses after the prior, which :func:`parse_priors`
+    reads back without them."""
+    if INTERCEPT not in design.fixed_names or not text:
+        return None
+    bulk = False
+    for statement in (s.strip() for s in text.split(";")):
+        match = _STATEMENT.match(statement)
+        if match is None or match.group(1) not in ("b", INTERCEPT) or match.group(2):
+            continue
+        index = [part.strip() for part in _INDEX.findall(match.group(3))]
+        if match.group(1) == INTERCEPT or index == [INTERCEPT]:
+            bulk = False  # the intercept's own prior, after any b
+        elif not index:
+            bulk = True
+    if not bulk:
+        return None
+    return ("the intercept's own prior, which b = … leaves as brms's class b does: set it "
+            "with Intercept = …")  # no ';', which separates statements
+
+
+#: a remark in parentheses after a distribution, as :func:`intercept_remark` is printed
+_REMARK = re.compile(r"(?<=\))\s+\([^()]*\)\s*$")
+
+
+def _without_remark(dist_text: str) -> str:
+    """``dist_text`` without a trailing remark in parentheses."""
+    return _REMARK.sub("", dist_text)
 
 
 #: an index [name], where a name may hold one level of brackets itself: b[group[2]]
 _BRACKETED = r"\[((?:[^\[\]]|\[[^\[\]]*\])+)\]"
 #: ``name[index]… = dist`` or ``~ dist``; a factor may follow sd and cor as ``sd_Subject``
-_STATEMENT = re.compile(r"^\s*(b|sigma|phi|sd|cor|icc)(?:_([^\[\]=~\s]+))?\s*((?:" + _BRACKETED
-                        + r")*)\s*[=~]\s*(.+?)\s*$")
+_STATEMENT = re.compile(r"^\s*(b|Intercept|sigma|phi|sd|cor|icc)(?:_([^\[\]=~\s]+))?\s*((?:"
+                        + _BRACKETED + r")*)\s*[=~]\s*(.+?)\s*$")
 #: the start of a statement, to suggest the name meant when it is misspelt
 _NAME = re.compile(r"^\s*([^\s=~]+?)\s*[=~]")
 _CALL = re.compile(r"^([A-Za-z_]+)\s*\(([^()]*)\)$")
@@ -351,7 +479,12 @@ def _apply(priors: MixedPriors, statement: str, design: MixedDesign) -> MixedPri
             f"{_did_you_mean(name.group(1), valid) if name else ''}; write 'name = dist' "
             f"with name one of: {', '.join(valid)}")
     kind, factor, brackets, dist_text = match.group(1, 2, 3, 5)
+    dist_text = _without_remark(dist_text)
     index = [part.strip() for part in _INDEX.findall(brackets)]
+    if kind == INTERCEPT:  # brms's class Intercept: b[Intercept]
+        if factor is not None or index:
+            raise SpecificationError(f"{statement!r}: Intercept takes no [index]")
+        kind, index = "b", [INTERCEPT]
     if factor is not None:
         if kind not in ("sd", "cor", "icc"):
             raise SpecificationError(
@@ -410,14 +543,10 @@ def _apply_fixed(priors: MixedPriors, index: list[str], dist_text: str,
             f"{_did_you_mean(index[0], priors.fixed_names)}; coefficients: "
             f"{', '.join(priors.fixed_names)}")
     name, params = _parse_call(dist_text, statement)
-    if canonical_name(name) == "studentt":
+    if canonical_name(name) not in ("normal", "studentt"):
         raise SpecificationError(
-            f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale): β is "
-            "integrated out exactly, which needs a Gaussian prior (Student-t priors are taken "
-            "by sigma, phi and sd)")
-    if name != "normal":
-        raise SpecificationError(
-            f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale)")
+            f"{statement!r}: a fixed coefficient's prior must be normal(loc, scale) or "
+            "student_t(df, loc, scale)")
     dist = _make(name, params, statement)
     targets = set(index) if index else set(priors.fixed_names) - {INTERCEPT}
     fixed = tuple(dist if n in targets else d
@@ -495,6 +624,7 @@ def _parse_call(text: str, statement: str) -> tuple[str, tuple[float, ...]]:
 
 def _valid_names(design: MixedDesign) -> list[str]:
     names = ["b", *(f"b[{n}]" for n in design.fixed_names)]
+    names += [INTERCEPT] if INTERCEPT in design.fixed_names else []
     if design.family in FAMILY_PARAMETERS:
         names.append(FAMILY_PARAMETERS[design.family])
     if design.terms:
@@ -534,4 +664,5 @@ def _spec(d: Distribution) -> str:
 
 
 __all__ = ["MixedPriors", "check_prior_syntax", "default_priors", "icc_log_density",
-           "implied_pooling", "parse_priors", "sample_sd"]
+           "implied_pooling", "intercept_remark", "parse_priors", "row_variance",
+           "sample_sd"]

@@ -5,7 +5,11 @@ uses is a sum over rows (Bates et al. 2015, §3): per level j of the factor, Z_j
 Z_jᵀX_j, Z_jᵀy_j, X_jᵀX_j, X_jᵀy_j, y_jᵀy_j, the column sums and n_j
 (:class:`~poolwise.kinds.mixed.design.CrossProducts`). DuckDB computes them in one
 out-of-core ``GROUP BY`` over the factor's columns; Dask computes them per partition and
-adds the partial tables in a tree. The rows never reach memory.
+adds the partial tables by level, each disjoint set of levels on its own worker
+(:func:`~poolwise.data.engines.merge_by_group`). The rows never reach memory. The same pass
+keeps each numeric covariate's range, mean and (when few) its values
+(:class:`~poolwise.kinds.mixed.design.CovariateRange`), which the conditional-effects plot
+needs.
 
 The formula's columns are translated once into a :class:`Plan`: each column of X and Z is
 a product of factors — a numeric column, ``log``/``log1p``/``exp``/``sqrt`` of one, or a
@@ -30,6 +34,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import partial
 from itertools import product
 from typing import Any, NamedTuple
 
@@ -45,11 +50,20 @@ from poolwise.data.engines import (
     _quote,
     choose_engine,
     is_dask_frame,
+    merge_by_group,
     resolve,
+    tree,
 )
 from poolwise.data.rows import Check, Violation, frame_violations, numbers, raise_first
 from poolwise.exceptions import DataError, SpecificationError
-from poolwise.kinds.mixed.design import CrossProducts, GroupTerm, MixedDesign, mixed_family
+from poolwise.kinds.mixed.design import (
+    FEW_VALUES,
+    CovariateRange,
+    CrossProducts,
+    GroupTerm,
+    MixedDesign,
+    mixed_family,
+)
 from poolwise.kinds.mixed.formula import (
     _check_columns,
     _design_matrices,
@@ -258,6 +272,9 @@ def make_plan(formula: str, types: dict[str, str],
     covariates = _covariates(parsed)
     categorical = [c for c in used if c in covariates and (types[c] == "text" or c in wrapped)]
     levels = distinct(categorical) if categorical else {}
+    for column in categorical:
+        if column not in wrapped:
+            _refuse_numbers_and_text(column, levels[column])
     skeleton = _skeleton(types, used, levels, keys)
     fixed = _design_matrices(f"{parsed.response} ~ {parsed.fixed}", skeleton, "the fixed part")
     matrix, fixed_names, _ = _matrix(fixed.common, len(skeleton))
@@ -283,6 +300,17 @@ def make_plan(formula: str, types: dict[str, str],
             raise refuse(f"the formula's {what} could not be translated for the engine")
     return Plan(parsed.response, response, tuple(x), tuple(fixed_names), tuple(z),
                 tuple(effects), correlated, tuple(keys), tuple(used), skeleton)
+
+
+def _refuse_numbers_and_text(column: str, levels: Sequence[Any]) -> None:
+    """As in memory (:func:`~poolwise.kinds.mixed.formula.parse_formula`), a text column
+    whose distinct values are mostly numbers (``1, 2, two``) is refused unless written
+    ``C(x)``: read as categories it would get one coefficient per spelling."""
+    numbers = pd.to_numeric(pd.Series(levels, dtype=object), errors="coerce").notna()
+    if numbers.any() and not numbers.all() and 2 * numbers.sum() >= len(levels):
+        text = levels[int(np.flatnonzero(~numbers.to_numpy())[0])]
+        raise DataError(f"column {column!r} holds numbers and text ({text!r}); as a number, "
+                        f"correct that value; as categories, write C({column}) in the formula")
 
 
 def _covariates(parsed: _Parsed) -> set[str]:
@@ -337,10 +365,11 @@ def cross_from_sums(plan: Plan, table: pd.DataFrame
 
 
 def build_design(formula: str, plan: Plan, cross: CrossProducts, labels: Sequence[str],
-                 dropped: int, notes: Sequence[str]) -> MixedDesign:
+                 dropped: int, notes: Sequence[str],
+                 ranges: Sequence[CovariateRange] = ()) -> MixedDesign:
     """The streamed design: the plan's names, one group term with ``labels`` (if the
-    formula has one) and the sums ``cross``; refuses one level and collinear columns as
-    the in-memory path does."""
+    formula has one), the sums ``cross`` and the numeric covariates' ``ranges``; refuses
+    one level and collinear columns as the in-memory path does."""
     terms: tuple[GroupTerm, ...] = ()
     if plan.keys:
         factor = ":".join(plan.keys)
@@ -353,7 +382,7 @@ def build_design(formula: str, plan: Plan, cross: CrossProducts, labels: Sequenc
     return MixedDesign(formula, "normal", plan.response, np.zeros(0),
                        np.zeros((0, len(plan.x))), plan.fixed_names, terms,
                        dropped_rows=dropped, notes=tuple(notes), columns=plan.used,
-                       cross=cross)
+                       cross=cross, ranges=tuple(ranges))
 
 
 def level_labels(keys: pd.DataFrame) -> list[str]:
@@ -403,6 +432,40 @@ def _missing_message(total: int, incomplete: int, per_column: dict[str, int],
     return None
 
 
+def numeric_covariates(formula: str, plan: Plan, types: dict[str, str]) -> list[str]:
+    """The formula's covariates read as numbers, whose ranges a streamed design keeps."""
+    covariates = _covariates(_parse(formula))
+    return [c for c in plan.used if c in covariates and types[c] == "number"]
+
+
+#: a slice's non-missing values of a covariate: min, max, sum, count and its distinct
+#: values (None when there are more than FEW_VALUES)
+RangePart = tuple[float, float, float, int, "np.ndarray | None"]
+
+
+def _range_part(values: np.ndarray) -> RangePart:
+    values = values[~np.isnan(values)]
+    distinct = np.unique(values)
+    return (float(values.min(initial=np.inf)), float(values.max(initial=-np.inf)),
+            float(values.sum()), int(values.size),
+            distinct if distinct.size <= FEW_VALUES else None)
+
+
+def _merge_ranges(parts: Sequence[RangePart]) -> RangePart:
+    """Slices' :data:`RangePart` s of one covariate as one."""
+    found = [p[4] for p in parts if p[4] is not None]
+    distinct = np.unique(np.concatenate(found)) if len(found) == len(parts) else None
+    return (min(p[0] for p in parts), max(p[1] for p in parts), sum(p[2] for p in parts),
+            sum(p[3] for p in parts),
+            distinct if distinct is not None and distinct.size <= FEW_VALUES else None)
+
+
+def _covariate_range(column: str, part: RangePart) -> CovariateRange:
+    low, high, total, count, distinct = part
+    return CovariateRange(column, low, high, total / count if count else float("nan"),
+                          () if distinct is None else tuple(float(v) for v in distinct))
+
+
 # ----------------------------------------------------------------------------- DuckDB
 def _sql(column: Column, table: DuckTable) -> str:
     parts = []
@@ -442,9 +505,36 @@ def _duck_types(table: DuckTable) -> dict[str, str]:
     return out
 
 
+def _duck_ranges(table: DuckTable, columns: Sequence[str]) -> tuple[CovariateRange, ...]:
+    """Each numeric covariate's :class:`CovariateRange` over the rows of ``table``: one
+    query for the min, max, mean and approximate count of distinct values (HyperLogLog),
+    and the distinct values themselves only where that count is small."""
+    if not columns:
+        return ()
+    parts = []
+    for column in columns:
+        x = table.number(column)
+        parts += [f"min({x})", f"max({x})", f"fsum({x}) / count({x})",
+                  f"approx_count_distinct({x})"]
+    row = table.query(f"SELECT {', '.join(parts)} FROM {table.sql}").fetchone()
+    out = []
+    for i, column in enumerate(columns):
+        low, high, mean, approximate = row[4 * i: 4 * i + 4]
+        values: tuple[float, ...] = ()
+        if approximate <= 2 * FEW_VALUES:  # HyperLogLog errs by a few per cent
+            x = table.number(column)
+            found = table.query(f"SELECT DISTINCT {x} FROM {table.sql} WHERE {x} IS NOT NULL"
+                                ).fetchall()
+            if len(found) <= FEW_VALUES:
+                values = tuple(sorted(float(v[0]) for v in found))
+        out.append(CovariateRange(column, float(low), float(high), float(mean), values))
+    return tuple(out)
+
+
 def _duck_reduce(table: DuckTable, formula: str, missing: str
-                 ) -> tuple[Plan, pd.DataFrame, int, int, tuple[str, ...]]:
-    """Plan, per-level sums, rows read, rows dropped, notes (DuckDB)."""
+                 ) -> tuple[Plan, pd.DataFrame, int, int, tuple[str, ...],
+                            tuple[CovariateRange, ...]]:
+    """Plan, per-level sums, rows read, rows dropped, notes, covariate ranges (DuckDB)."""
     types = _duck_types(table)
 
     def distinct(columns: Sequence[str]) -> dict[str, list[Any]]:
@@ -493,7 +583,8 @@ def _duck_reduce(table: DuckTable, formula: str, missing: str
     frame = table.query(f"SELECT {', '.join(f'k{i}' for i in range(len(plan.keys)))}"
                         f"{', ' if plan.keys else ''}count(*) AS n, {sums} FROM ({inner})"
                         f"{group}").df()
-    return plan, frame, total, incomplete, notes
+    ranges = _duck_ranges(table, numeric_covariates(formula, plan, types))
+    return plan, frame, total, incomplete, notes, ranges
 
 
 def _raise_not_finite(base: Sequence[tuple[str, Column, str]],
@@ -530,8 +621,13 @@ def _typed(part: pd.DataFrame, types: dict[str, str]) -> pd.DataFrame:
     return pd.DataFrame(out, index=part.index)
 
 
-DaskPart = tuple[int, int, dict[str, int], list[Violation | None], list[Violation | None],
-                 pd.DataFrame]
+#: a partition's rows, incomplete rows, missing values per column, the response check, the
+#: first value that is not finite of each summed column, and each numeric covariate's
+#: :data:`RangePart`
+DaskSummary = tuple[int, int, dict[str, int], list[Violation | None], list[Violation | None],
+                    dict[str, RangePart]]
+#: a partition's summary and per-level sums
+DaskPart = tuple[DaskSummary, pd.DataFrame]
 
 
 #: a partition is summed this many rows at a time (the products of one slice in memory)
@@ -539,19 +635,19 @@ SLICE_ROWS = 500_000
 
 
 def _dask_partition(part: pd.DataFrame, number: int, plan: Plan, types: dict[str, str],
-                    drop: bool) -> DaskPart:
-    """One partition's rows, incomplete rows, missing values per column, the response
-    check, the first value that is not finite of each summed column, and its per-level
-    sums, :data:`SLICE_ROWS` rows at a time."""
+                    drop: bool, numeric: Sequence[str]) -> DaskPart:
+    """One partition's :data:`DaskSummary` and per-level sums, :data:`SLICE_ROWS` rows at
+    a time."""
     if len(part) <= SLICE_ROWS:
-        return _dask_slice(part, number, 0, plan, types, drop)
-    return _dask_merge(*(_dask_slice(part.iloc[start:start + SLICE_ROWS], number, start, plan,
-                                     types, drop)
-                         for start in range(0, len(part), SLICE_ROWS)), keys=len(plan.keys))
+        return _dask_slice(part, number, 0, plan, types, drop, numeric)
+    slices = [_dask_slice(part.iloc[start:start + SLICE_ROWS], number, start, plan, types,
+                          drop, numeric) for start in range(0, len(part), SLICE_ROWS)]
+    return (_merge_summaries(*(p[0] for p in slices)),
+            _merge_sums(*(p[1] for p in slices), keys=len(plan.keys)))
 
 
 def _dask_slice(part: pd.DataFrame, number: int, start: int, plan: Plan,
-                types: dict[str, str], drop: bool) -> DaskPart:
+                types: dict[str, str], drop: bool, numeric: Sequence[str]) -> DaskPart:
     """:func:`_dask_partition` of the rows from ``start`` of partition ``number``."""
     from poolwise.data.engines import _positions
 
@@ -581,21 +677,28 @@ def _dask_slice(part: pd.DataFrame, number: int, start: int, plan: Plan,
     keys = [f"k{i}" for i in range(len(plan.keys))]
     sums = table.groupby(keys, sort=False).sum().reset_index() if keys \
         else table.sum().to_frame().T
-    return (len(part), int(incomplete.sum()), {c: int(v.sum()) for c, v in missing.items()},
-            found, bad, sums)
+    ranges = {c: _range_part(numbers(rows[c])) for c in numeric}
+    return ((len(part), int(incomplete.sum()), {c: int(v.sum()) for c, v in missing.items()},
+             found, bad, ranges), sums)
 
 
-def _dask_merge(*parts: DaskPart, keys: int) -> DaskPart:
+def _merge_summaries(*parts: DaskSummary) -> DaskSummary:
+    """Partitions' :data:`DaskSummary` s as one (a node of the reduction tree)."""
     from poolwise.data.rows import merge_violations
 
-    table = pd.concat([p[5] for p in parts], ignore_index=True)
-    names = [f"k{i}" for i in range(keys)]
-    merged = table.groupby(names, sort=False).sum().reset_index() if names \
-        else table.sum().to_frame().T
     missing = {c: sum(p[2][c] for p in parts) for c in parts[0][2]}
+    ranges = {c: _merge_ranges([p[5][c] for p in parts]) for c in parts[0][5]}
     return (sum(p[0] for p in parts), sum(p[1] for p in parts), missing,
             merge_violations(p[3] for p in parts), merge_violations(p[4] for p in parts),
-            merged)
+            ranges)
+
+
+def _merge_sums(*tables: pd.DataFrame, keys: int) -> pd.DataFrame:
+    """Per-level sums of disjoint rows as one (a level's sums are added)."""
+    table = pd.concat(tables, ignore_index=True)
+    names = [f"k{i}" for i in range(keys)]
+    return table.groupby(names, sort=False).sum().reset_index() if names \
+        else table.sum().to_frame().T
 
 
 def _dask_types(table: DaskTable, source: Source | Any) -> dict[str, str]:
@@ -610,8 +713,11 @@ def _dask_types(table: DaskTable, source: Source | Any) -> dict[str, str]:
 
 
 def _dask_reduce(table: DaskTable, source: Source | Any, formula: str, missing: str
-                 ) -> tuple[Plan, pd.DataFrame, int, int, tuple[str, ...]]:
-    """Plan, per-level sums, rows read, rows dropped, notes (Dask)."""
+                 ) -> tuple[Plan, pd.DataFrame, int, int, tuple[str, ...],
+                            tuple[CovariateRange, ...]]:
+    """Plan, per-level sums, rows read, rows dropped, notes, covariate ranges (Dask): the
+    levels' sums added by :func:`~poolwise.data.engines.merge_by_group`, each disjoint set
+    of levels on one worker."""
     import dask
 
     types = _dask_types(table, source)
@@ -626,16 +732,27 @@ def _dask_reduce(table: DaskTable, source: Source | Any, formula: str, missing: 
 
     plan = make_plan(formula, types, distinct)
     drop = missing == "drop"
-    parts = [dask.delayed(_dask_partition)(part, k, plan, types, drop)
+    numeric = numeric_covariates(formula, plan, types)
+    parts = [dask.delayed(_dask_partition, nout=2)(part, k, plan, types, drop, numeric)
              for k, part in enumerate(table.frame[list(plan.used)].to_delayed())]
-    while len(parts) > 1:
-        parts = [dask.delayed(_dask_merge)(*parts[i:i + 8], keys=len(plan.keys))
-                 for i in range(0, len(parts), 8)]
-    ((total, incomplete, per_column, found, bad, sums),) = table.compute(parts[0])
+    keys = len(plan.keys)
+    merge = partial(_merge_sums, keys=keys)
+    if keys:
+        summary, tables = merge_by_group(parts, [f"k{i}" for i in range(keys)],
+                                         _merge_summaries, merge)
+    else:  # one level: every row's sums add up to one row
+        summary, tables = (tree([p[0] for p in parts], _merge_summaries),
+                           [tree([p[1] for p in parts], merge)])
+    (total, incomplete, per_column, found, bad, ranges), *pieces = table.compute(summary,
+                                                                                 *tables)
+    # the parts' levels are disjoint, unless a key's type differs between partitions
+    # (3 and 3.0 hash apart): adding them once more costs one pass over the levels
+    sums = merge(*pieces)
     notes = _missing_notes(int(total), int(incomplete), per_column, missing)
     raise_first([Check("number", plan.y[0].column, "response")], found, table.locate)
     _raise_not_finite(plan.base(), bad, table.locate)
-    return plan, sums, int(total), int(incomplete) if drop else 0, notes
+    return (plan, sums, int(total), int(incomplete) if drop else 0, notes,
+            tuple(_covariate_range(c, part) for c, part in ranges.items()))
 
 
 # ----------------------------------------------------------------------------- entry
@@ -666,8 +783,8 @@ def reduce_mixed(model: Any, data: str | Any, *, engine: str = "auto",
         assert isinstance(source, Source)
         with _duckdb(None, None) as con:
             table = DuckTable.open(con, source, text)
-            plan, sums, rows, dropped, notes = _duck_reduce(table, model.formula,
-                                                            model.missing)
+            plan, sums, rows, dropped, notes, ranges = _duck_reduce(table, model.formula,
+                                                                    model.missing)
             notes = (*table.notes, *notes)
         files = len(source.files)
         read = (f"read {rows} rows{f' from {files} files' if files > 1 else ''} with DuckDB "
@@ -678,17 +795,16 @@ def reduce_mixed(model: Any, data: str | Any, *, engine: str = "auto",
                                      "and duckdb; engine 'dask' reads comma-separated UTF-8 "
                                      "text and Parquet")
         dask_table = DaskTable.open(source, scheduler)
-        plan, sums, rows, dropped, notes = _dask_reduce(dask_table, source, model.formula,
-                                                        model.missing)
+        plan, sums, rows, dropped, notes, ranges = _dask_reduce(dask_table, source,
+                                                                model.formula, model.missing)
         read = (f"read {rows} rows in {len(dask_table.files)} partitions with Dask"
                 + (f" (scheduler {scheduler})" if isinstance(scheduler, str) else "")
                 + " into per-group cross-products")
     cross, keys = cross_from_sums(plan, sums)
     kept = ("the rows are not kept: the predictive check compares each group's mean, "
-            "and group lines, conditional effects and a group's own rows need "
-            "--engine pandas")
+            "and group lines and a group's own rows need --engine pandas")
     design = build_design(model.formula, plan, cross, level_labels(keys), dropped,
-                          (read, *notes, kept))
+                          (read, *notes, kept), ranges)
     skeleton = plan.skeleton.copy()
     for i, column in enumerate(plan.keys):
         values = keys[f"k{i}"].to_numpy()
@@ -697,16 +813,17 @@ def reduce_mixed(model: Any, data: str | Any, *, engine: str = "auto",
 
 
 def restore_design(formula: str, skeleton: pd.DataFrame, cross: CrossProducts,
-                   labels: Sequence[str], dropped: int, notes: Sequence[str]) -> MixedDesign:
+                   labels: Sequence[str], dropped: int, notes: Sequence[str],
+                   ranges: Sequence[CovariateRange] = ()) -> MixedDesign:
     """A saved streamed design: the plan made again on its skeleton (which holds every
-    level of its categorical columns), with the saved sums."""
+    level of its categorical columns), with the saved sums and covariate ranges."""
     types = _pandas_types(skeleton)
 
     def distinct(columns: Sequence[str]) -> dict[str, list[Any]]:
         return {c: sorted(skeleton[c].dropna().unique().tolist()) for c in columns}
 
     plan = make_plan(formula, types, distinct)
-    return build_design(formula, plan, cross, labels, dropped, notes)
+    return build_design(formula, plan, cross, labels, dropped, notes, ranges)
 
 
 __all__ = ["FUNCTIONS", "Plan", "Streamed", "build_design", "cross_from_sums", "level_labels",

@@ -9,7 +9,11 @@ categorical one). :meth:`MixedFit.predict` answers those rows at the population 
 response E[y | η] = g⁻¹(xᵀβ) and a new observation y*. The line is the posterior mean of
 E[y | η], the dark band its equal-tailed credible interval, the light band the interval of
 y* (the predictive interval of a new observation). Binomial models are drawn as
-proportions y/n, for a new observation of the median number of trials.
+proportions y/n, for a new observation of the median number of trials. A fit reduced out
+of core to per-group sums has no rows: its numeric covariates' ranges, means and (when
+few) values were collected in the same pass as the sums
+(:class:`~poolwise.kinds.mixed.design.CovariateRange`), and its categorical columns' levels
+are those of its skeleton table, so the rows made are the same.
 
 >>> import poolwise
 >>> from poolwise import plots
@@ -24,13 +28,15 @@ proportions y/n, for a new observation of the median number of trials.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 import pandas as pd
 
 from poolwise.exceptions import SpecificationError
+from poolwise.kinds.mixed.design import FEW_VALUES
 from poolwise.kinds.mixed.model import MixedFit
 from poolwise.outputs.plots._style import BLUE, format_value, new_figure, percent, style
 from poolwise.results.prediction import NewRows
@@ -39,10 +45,9 @@ from poolwise.vocabulary import POOLING_PHRASES
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-#: evenly spaced values of a numeric predictor (its observed values are added when few)
+#: evenly spaced values of a numeric predictor (its observed values are added when there
+#: are at most FEW_VALUES of them)
 GRID_POINTS = 60
-#: up to this many distinct observed values of a numeric predictor are added to its grid
-MAX_OBSERVED_IN_GRID = 30
 #: panels per row of the figure
 MAX_COLUMNS = 3
 #: opacity of the credible and the predictive intervals
@@ -88,13 +93,46 @@ def _levels(values: pd.Series) -> list[Any]:
     return sorted(present.unique().tolist())
 
 
-def _grid(values: pd.Series) -> np.ndarray:
-    numbers = values.to_numpy(dtype=float)
-    grid = np.linspace(numbers.min(), numbers.max(), GRID_POINTS)
-    distinct = np.unique(numbers)
-    if distinct.size <= MAX_OBSERVED_IN_GRID:
-        grid = np.union1d(grid, distinct)
-    return grid
+def _grid(minimum: float, maximum: float, observed: Sequence[float]) -> np.ndarray:
+    """:data:`GRID_POINTS` values from ``minimum`` to ``maximum`` and the ``observed``
+    values (given only when there are at most :data:`FEW_VALUES`)."""
+    grid = np.linspace(minimum, maximum, GRID_POINTS)
+    return np.union1d(grid, observed) if len(observed) else grid
+
+
+class _Covariate(NamedTuple):
+    """How a covariate enters the panels: categorical or not, the value it keeps while
+    another varies (mean or first level), and the values it takes in its own panel."""
+
+    categorical: bool
+    reference: Any
+    values: list[Any]
+
+
+def _covariates(fit: MixedFit) -> dict[str, _Covariate]:
+    """Each covariate's :class:`_Covariate`, from the rows, or for a fit reduced to sums
+    from its covariate ranges and its skeleton's levels."""
+    table, formula = fit.data.table, fit.model.formula
+    ranges = {r.column: r for r in fit.full_design.ranges}
+    out = {}
+    for column in fit.model.columns.covariates:
+        if _is_categorical(column, table[column], formula):
+            levels = _levels(table[column])  # a skeleton holds every level
+            out[column] = _Covariate(True, levels[0], levels)
+        elif not fit.data.streamed:
+            numbers = table[column].to_numpy(dtype=float)
+            distinct = np.unique(numbers)
+            observed = distinct.tolist() if distinct.size <= FEW_VALUES else []
+            out[column] = _Covariate(False, float(table[column].mean()),
+                                     list(_grid(numbers.min(), numbers.max(), observed)))
+        elif column in ranges:
+            known = ranges[column]
+            out[column] = _Covariate(False, known.mean, list(_grid(
+                known.minimum, known.maximum, known.values)))
+        else:  # saved before streamed fits kept their ranges
+            fit.full_design.needs_rows(f"conditional effects (the range and mean of "
+                                       f"{column!r}, which this saved fit does not hold)")
+    return out
 
 
 def _response_label(fit: MixedFit) -> str:
@@ -131,17 +169,14 @@ def conditional_effects_data(fit: MixedFit, *, ci_prob: float = 0.95
         raise SpecificationError(
             "conditional effects are population-level predictions, which a no-pooling fit "
             "(a separate model per group) does not make; fit pooling 'partial' or 'complete'")
-    fit.full_design.needs_rows("conditional effects (each predictor's range and mean)")
     columns = fit.model.columns
     if not columns.predictors:
         raise SpecificationError(
             f"{fit.model.formula!r} has no predictor in its fixed part to draw effects of; "
             "add one, e.g. y ~ x + (1 | g)")
-    table, formula = fit.data.table, fit.model.formula
-    categorical = {c: _is_categorical(c, table[c], formula) for c in columns.covariates}
-    reference: dict[str, Any] = {
-        c: _levels(table[c])[0] if categorical[c] else float(table[c].mean())
-        for c in columns.covariates}
+    table = fit.data.table
+    covariates = _covariates(fit)
+    reference: dict[str, Any] = {c: known.reference for c, known in covariates.items()}
     base: dict[str, Any] = dict(reference)
     for column in columns.factor_columns:  # ignored at the population level; kept for safety
         base.setdefault(column, table[column].iloc[0])
@@ -152,7 +187,7 @@ def conditional_effects_data(fit: MixedFit, *, ci_prob: float = 0.95
             base[columns.trials] = trials
     parts, frames = [], []
     for column in columns.predictors:
-        values = _levels(table[column]) if categorical[column] else list(_grid(table[column]))
+        categorical, values = covariates[column].categorical, covariates[column].values
         rows = pd.DataFrame({name: [value] * len(values) for name, value in base.items()})
         rows[column] = values
         if isinstance(table[column].dtype, pd.CategoricalDtype):
@@ -161,9 +196,9 @@ def conditional_effects_data(fit: MixedFit, *, ci_prob: float = 0.95
         parts.append(pd.DataFrame({
             "predictor": column,
             "value": pd.Series(values, dtype=object),
-            "position": np.arange(len(values), dtype=float) if categorical[column]
+            "position": np.arange(len(values), dtype=float) if categorical
             else np.asarray(values, dtype=float),
-            "categorical": categorical[column]}))
+            "categorical": categorical}))
     prediction = fit.predict(NewRows(pd.concat(frames, ignore_index=True),
                                      groups="population"))
     scale = 1.0 if trials is None else trials

@@ -19,7 +19,6 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 from numpy.typing import NDArray
-from scipy.stats import rankdata
 
 from poolwise import _arviz
 from poolwise.exceptions import SpecificationError
@@ -294,6 +293,8 @@ def trace_data(
     TraceData
         See :class:`TraceData`.
     """
+    from scipy.stats import rankdata  # 0.5-1.5 s to import: only where a trace is drawn
+
     fit = _check(fit)
     if not isinstance(max_theta, (int, np.integer)) or max_theta < 1:
         raise SpecificationError(f"max_theta must be an integer ≥ 1, got {max_theta!r}")
