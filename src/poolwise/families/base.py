@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from poolwise._ops import NUMPY_OPS, Ops
+from poolwise.families.sums import padded
 
 FloatArray = NDArray[np.float64]
 
@@ -49,6 +50,12 @@ class CompressedGroups(NamedTuple):
     @property
     def size(self) -> int:
         return max(int(self.y.size), 1)
+
+    def padded(self) -> CompressedGroups:
+        """The same groups padded to a :func:`~poolwise.families.sums.size_class` by groups
+        (y = 0, n = 1) of weight 0."""
+        return CompressedGroups(padded(self.y, 0.0), padded(self.n, 1.0),
+                                padded(self.weights, 0.0))
 
 
 class RateFamily(ABC):
@@ -273,8 +280,9 @@ class RateFamily(ABC):
         return self.log_marginal_sum(alpha, beta, self.marginal_terms(y, n, weights), ops)
 
     def marginal_terms(self, y: NDArray, n: NDArray, weights: NDArray) -> Any:
-        """The data reduced once for :meth:`log_marginal_sum` at many (α, β): an object
-        with ``size``, the terms one point costs (by default the data themselves)."""
+        """The data reduced once for :meth:`log_marginal_sum` at many (α, β): a NamedTuple
+        of arrays with ``size``, the terms one point costs, and ``padded()``, the same
+        terms in arrays of a size class (by default the data themselves)."""
         return CompressedGroups(np.asarray(y, dtype=float), np.asarray(n, dtype=float),
                             np.asarray(weights, dtype=float))
 

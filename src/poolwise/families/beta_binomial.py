@@ -30,6 +30,11 @@ class BetaBinomialTerms(NamedTuple):
     def size(self) -> int:
         return self.successes.size + self.failures.size + self.trials.size
 
+    def padded(self) -> BetaBinomialTerms:
+        """The same terms, each sum padded (:meth:`RisingSums.padded`)."""
+        return BetaBinomialTerms(self.successes.padded(), self.failures.padded(),
+                                 self.trials.padded(), self.log_choose)
+
 
 class BetaBinomial(RateFamily):
     """Binomial counts with Beta-distributed success probabilities."""

@@ -31,6 +31,11 @@ class GammaPoissonTerms(NamedTuple):
     def size(self) -> int:
         return self.counts.size + self.exposures.size
 
+    def padded(self) -> GammaPoissonTerms:
+        """The same terms, each sum padded (:meth:`RisingSums.padded`)."""
+        return GammaPoissonTerms(self.counts.padded(), self.exposures.padded(),
+                                 self.weight_y, self.constant)
+
 
 class GammaPoisson(RateFamily):
     """Poisson counts with exposure and Gamma-distributed rates."""

@@ -12,15 +12,15 @@ The remainders are stated where each series is; all are far below what moves a d
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from poolwise._ops import NUMPY_OPS, Ops, log_rising
 
-__all__ = ["BIN_HALF_WIDTH", "MIN_VALUES_PER_BIN", "RisingSums", "ShiftedSums", "binned"]
+__all__ = ["BIN_HALF_WIDTH", "MIN_VALUES_PER_BIN", "RisingSums", "ShiftedSums", "binned", "padded",
+           "size_class"]
 
 FloatArray = NDArray[np.float64]
 
@@ -35,6 +35,29 @@ EXACT_COUNTS = 4096
 #: z ≥ 4096), and of log and 1/x around a bin of shifts (below ρ⁴ / (1 − ρ) per group)
 RISING_ORDER = 4
 SHIFT_ORDER = 3
+#: the shortest length :func:`padded` gives an array of terms
+MIN_PADDED = 16
+
+
+def size_class(length: int) -> int:
+    """The smallest of 16, 24, 32, 48, 64, … (2^k and 3·2^(k−1), at least
+    :data:`MIN_PADDED`) that is ≥ ``length``: terms padded to it keep one shape for data
+    sets of similar size, so that one compiled program serves them (NUTS), at a cost of at
+    most half as many terms again."""
+    size = MIN_PADDED
+    while size < length:
+        size = size * 3 // 2 if size & (size - 1) == 0 else size * 4 // 3
+    return size
+
+
+def padded(values: NDArray, fill: float) -> NDArray:
+    """``values`` lengthened along axis 0 to :func:`size_class` of its length with ``fill``
+    (an empty array stays empty)."""
+    values = np.asarray(values, dtype=float)
+    if values.shape[0] == 0:
+        return values
+    extra = np.full((size_class(values.shape[0]) - values.shape[0], *values.shape[1:]), fill)
+    return np.concatenate([values, extra])
 
 
 def binned(values: FloatArray, weights: FloatArray, order: int
@@ -66,8 +89,7 @@ def _bins_pay(values: FloatArray) -> bool:
     return values.size >= MIN_VALUES_PER_BIN * (spread / (2.0 * BIN_HALF_WIDTH) + 1)
 
 
-@dataclass(frozen=True)
-class ShiftedSums:
+class ShiftedSums(NamedTuple):
     """Σ_j a_jk log(t + s_j) and Σ_j a_jk / (t + s_j) at many t > 0, for positive s_j
     (σ_j² of the normal family, exposures E_j of the gamma-Poisson) and weight columns k.
 
@@ -98,6 +120,12 @@ class ShiftedSums:
     def size(self) -> int:
         """Terms per point: the bins, or the groups."""
         return max(self.centres.size, 1)
+
+    def padded(self) -> ShiftedSums:
+        """The same sums, their terms padded to a :func:`size_class` by shifts of zero
+        weight (a NamedTuple of arrays: a JAX argument)."""
+        fill = float(self.centres[0]) if self.centres.size else 1.0
+        return ShiftedSums(padded(self.centres, fill), padded(self.moments, 0.0))
 
     def at(self, t: Any, ops: Ops = NUMPY_OPS, *, relative: bool = False
            ) -> tuple[Any, Any]:
@@ -133,8 +161,7 @@ def _log_gamma_derivatives(z: Any, order: int, ops: Ops) -> list[Any]:
     return series[:order]
 
 
-@dataclass(frozen=True)
-class RisingSums:
+class RisingSums(NamedTuple):
     """Σ_j w_j [lnΓ(a + x_j) − lnΓ(a)] at any a ≥ 0, for counts x_j ≥ 0.
 
     Counts up to :data:`EXACT_COUNTS` are summed over their distinct values (``values``,
@@ -170,6 +197,13 @@ class RisingSums:
     def size(self) -> int:
         """Terms per point: the distinct small counts and the bins."""
         return max(self.values.size + self.centres.size, 1)
+
+    def padded(self) -> RisingSums:
+        """The same sums, the counts and the bins each padded to a :func:`size_class` by
+        terms of zero weight (a NamedTuple of arrays: a JAX argument)."""
+        centre = float(self.centres[0]) if self.centres.size else 0.0
+        return RisingSums(padded(self.values, 0.0), padded(self.totals, 0.0),
+                          padded(self.centres, centre), padded(self.moments, 0.0))
 
     def __call__(self, a: Any, ops: Ops = NUMPY_OPS) -> Any:
         """The sum at ``a`` of any shape (...); ``a`` may be a JAX tracer."""

@@ -52,9 +52,10 @@ How the chains run
     A chain is one compiled program, ``advance``, called :data:`CALLS_PER_CHAIN` times:
     the first call initialises the chain, each runs a fixed number of iterations, and the
     progress bar advances between calls. It takes the data as arguments rather than
-    compiling them in as constants, and is kept per potential, settings and shapes
-    (:func:`run_chains`), so a
-    fit of the same structure and shapes — other data, another seed — compiles nothing;
+    compiling them in as constants (the marginal form's reduced terms padded to a size
+    class, :func:`poolwise.families.sums.size_class`), and is kept per potential, settings
+    and shapes (:func:`run_chains`), so a fit of the same structure and shapes — other
+    data, another seed, a calibration's replications — compiles nothing;
     with JAX's persistent compilation cache (:func:`poolwise._ops.start_jax`) a new process
     reads them from disk. The chains run in parallel threads (``ThreadPoolExecutor`` with
     min(chains, CPU cores) workers; XLA releases the GIL while a program runs). On CPU,
@@ -201,7 +202,10 @@ def sample_nuts(spec: ConjugateSpec, data: GroupCounts, config: SamplerConfig) -
     arrays: Any = ()
     potential: Potential
     if parametrisation == "marginal":
-        potential, start = _collapsed_potential(spec, data)
+        assert spec.hyperprior is not None  # partial pooling always has a hyperprior
+        potential = _CollapsedPotential(family, spec.hyperprior)
+        arrays = family.marginal_terms(*data.compressed()).padded()
+        start = starting_point(spec, data)
         sampled = "(u, v) with θ integrated out"
     elif spec.pooling == "partial":
         potential = _NormalPotential(family, spec.hyperprior, parametrisation == "centred")
@@ -264,22 +268,22 @@ def _resolve_parametrisation(spec: ConjugateSpec, config: SamplerConfig) -> str:
     return str(choice)
 
 
-def _collapsed_potential(spec: ConjugateSpec, data: GroupCounts) -> tuple[Potential, NDArray]:
-    """−log p(u, v | y) with θ integrated out, and a start. The family's reduced terms are
-    not arrays JAX can take as arguments, so they stay in the closure (no ``data``)."""
-    from poolwise._ops import jax_ops
+@dataclass(frozen=True)
+class _CollapsedPotential:
+    """−log p(u, v | y) with θ integrated out, a function of z and the family's reduced
+    terms (``family.marginal_terms``, padded to a size class: a NamedTuple of arrays),
+    so that every data set whose terms share a size class shares one program."""
 
-    family, prior, ops = spec.family, spec.hyperprior, jax_ops()
-    assert prior is not None  # partial pooling always has a hyperprior
-    terms = family.marginal_terms(*data.compressed())
+    family: RateFamily
+    prior: HyperPrior
 
-    def potential(z: Any, _: Any) -> Any:
-        u, v = z[0], z[1]
-        alpha, beta = family.from_uv(u, v, ops)
+    def __call__(self, z: Any, terms: Any) -> Any:
+        from poolwise._ops import jax_ops
+
+        family, ops = self.family, jax_ops()
+        alpha, beta = family.from_uv(z[0], z[1], ops)
         return -(family.log_marginal_sum(alpha, beta, terms, ops)
-                 + hyperprior_log_density_uv(prior, family, u, v, ops))
-
-    return potential, starting_point(spec, data)
+                 + hyperprior_log_density_uv(self.prior, family, z[0], z[1], ops))
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,11 @@ flagged when its coverage is further than z·SE from nominal, z the Bonferroni q
 :data:`ALPHA` over the levels.
 
 Replications run in ``jobs`` processes started by 'spawn' (JAX is not fork-safe), in chunks,
-each replication from its own random stream ``[seed, Stream.CALIBRATION, r]``.
+each replication from its own random stream ``[seed, Stream.CALIBRATION, r]``. Each process
+builds the model once, and the replications differ only in their simulated data, which
+every NUTS path but a custom model's passes to its compiled program as arguments: a process
+compiles its NUTS programs once, for the first replication, and reuses them
+(:func:`poolwise.inference.nuts.run_chains`).
 """
 
 from __future__ import annotations
@@ -314,28 +318,36 @@ class _Outcome:
     warning: str | None = None
 
 
-def _replicate(job: _Job, reps: Sequence[int]) -> list[_Outcome]:
-    """Replications ``reps`` of ``job`` (in a worker process, or in this one)."""
+def _replicate(job: _Job, reps: Sequence[int],
+               done: Callable[[int], None] | None = None) -> list[_Outcome]:
+    """Replications ``reps`` of ``job`` (in a worker process, or in this one), ``done(k)``
+    after the k-th. One model serves them all (a custom model's file is loaded once)."""
     model = job.model_type(**job.spec)
     outcomes = []
     for rep in reps:
-        rng = generator(job.seed, Stream.CALIBRATION, rep)
-        if job.source is None:
-            truth, predictive, _ = model._prior_draws(job.data, rng, 1)
-        else:
-            truth, predictive, _ = model._fitted_draws(job.source, rng, 1)
-        data = model._with_simulated(job.data, {k: v[0] for k, (v, _) in predictive.items()})
-        fitting = model.replace(seed=int(rng.integers(2**31 - 1)), progress=False)
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            try:
-                fit = fitting.fit(data)
-                pit = _ranks(fit, truth, job.plan, job.ranked_draws, rng)
-            except PoolwiseError as error:
-                outcomes.append(_Outcome(None, failure=str(error)))
-                continue
-        outcomes.append(_Outcome(pit, warning=str(caught[0].message) if caught else None))
+        outcomes.append(_replication(model, job, rep))
+        if done is not None:
+            done(len(outcomes))
     return outcomes
+
+
+def _replication(model: BaseModel, job: _Job, rep: int) -> _Outcome:
+    """Replication ``rep``: simulate, fit, rank."""
+    rng = generator(job.seed, Stream.CALIBRATION, rep)
+    if job.source is None:
+        truth, predictive, _ = model._prior_draws(job.data, rng, 1)
+    else:
+        truth, predictive, _ = model._fitted_draws(job.source, rng, 1)
+    data = model._with_simulated(job.data, {k: v[0] for k, (v, _) in predictive.items()})
+    fitting = model.replace(seed=int(rng.integers(2**31 - 1)), progress=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        try:
+            fit = fitting.fit(data)
+            pit = _ranks(fit, truth, job.plan, job.ranked_draws, rng)
+        except PoolwiseError as error:
+            return _Outcome(None, failure=str(error))
+    return _Outcome(pit, warning=str(caught[0].message) if caught else None)
 
 
 def _ranks(fit: Fit, truth: Draws, plan: Sequence[_Ranked], ranked: int,
@@ -362,12 +374,8 @@ def _run(job: _Job, reps: int, jobs: int,
     """All replications, in ``jobs`` spawned processes (in this one when 1), in chunks."""
     order = list(range(reps))
     if jobs <= 1:
-        outcomes = []
-        for rep in order:
-            outcomes += _replicate(job, [rep])
-            if progress is not None:
-                progress(rep + 1, reps)
-        return outcomes
+        return _replicate(job, order, None if progress is None
+                          else lambda done: progress(done, reps))
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 

@@ -69,7 +69,7 @@ import re
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, ClassVar, Unpack
+from typing import Any, ClassVar, NamedTuple, Unpack
 
 import numpy as np
 import pandas as pd
@@ -566,43 +566,75 @@ def nested_pooling(family: RateFamily, prior: NestedPrior, data: NestedData,
 
 
 # ----------------------------------------------------------------------------- density
-def lab_log_marginal(family: RateFamily, u: Any, v: Any, data: NestedData,
+class Experiments(NamedTuple):
+    """What the density reads of :class:`NestedData`: y, n, each experiment's lab and the
+    (J, I) 0/1 matrix of which lab each is in (arrays only: NUTS takes them as arguments,
+    so data sets of the same shapes share one compiled program)."""
+
+    y: NDArray[np.float64]
+    n: NDArray[np.float64]
+    lab_index: NDArray[np.intp]
+    membership: NDArray[np.float64]
+
+    @classmethod
+    def of(cls, data: NestedData) -> Experiments:
+        membership = np.zeros((data.n_experiments, data.n_labs))
+        membership[np.arange(data.n_experiments), data.lab_index] = 1.0
+        return cls(data.y, data.n, data.lab_index, membership)
+
+
+def lab_log_marginal(family: RateFamily, u: Any, v: Any, data: NestedData | Experiments,
                      ops: Ops = NUMPY_OPS) -> Any:
     """log p(y_i· | u_i, v_i) = Σ_{j in lab i} log ∫ p(y_ij | θ) Pop(θ | α_i, β_i) dθ, per lab.
 
     ``u`` and ``v`` have shape (..., I); the result too. Written once against ``ops`` (the
     family's ``log_marginal``), so NumPy and JAX (NUTS) evaluate the same expression.
     """
+    experiments = data if isinstance(data, Experiments) else Experiments.of(data)
     alpha, beta = family.from_uv(u, v, ops)
-    index = data.lab_index
-    per_experiment = family.log_marginal(alpha[..., index], beta[..., index], data.y, data.n, ops)
+    index = experiments.lab_index
+    per_experiment = family.log_marginal(alpha[..., index], beta[..., index], experiments.y,
+                                         experiments.n, ops)
     # sum experiments into their labs: a (J, I) 0/1 matrix keeps it one matmul in JAX too
-    membership = np.zeros((data.n_experiments, data.n_labs))
-    membership[np.arange(data.n_experiments), index] = 1.0
-    return per_experiment @ membership
+    return per_experiment @ experiments.membership
+
+
+@dataclass(frozen=True)
+class _NestedPotential:
+    """−log p(z | y) up to a constant, z as in the module docstring (1-D), a function of z
+    and the :class:`Experiments`; equal for every data set of the same family, prior, form
+    and number of labs, so NUTS compiles it once for them (a calibration's replications)."""
+
+    family: RateFamily
+    prior: NestedPrior
+    centred: tuple[bool, bool]
+    labs: int
+    ops: Ops
+
+    def level(self, zeta: Any, m: Any, log_s: Any, centre: bool) -> tuple[Any, Any]:
+        """The labs' coordinate and its log density N(· | m, s²) in the sampled form."""
+        s = self.ops.exp(log_s)
+        if centre:
+            return zeta, (-log_s - 0.5 * self.ops.square((zeta - m) / s)).sum()
+        return m + s * zeta, (-0.5 * self.ops.square(zeta)).sum()
+
+    def __call__(self, z: Any, experiments: Experiments) -> Any:
+        ops, labs = self.ops, self.labs
+        m_u, log_su, m_v, log_sv = z[0], z[1], z[2], z[3]
+        u, density_u = self.level(z[4:4 + labs], m_u, log_su, self.centred[0])
+        v, density_v = self.level(z[4 + labs:4 + 2 * labs], m_v, log_sv, self.centred[1])
+        top = (self.prior.log_density((m_u, ops.exp(log_su), m_v, ops.exp(log_sv)), ops)
+               + log_su + log_sv)
+        return -(top + density_u + density_v
+                 + lab_log_marginal(self.family, u, v, experiments, ops).sum())
 
 
 def _log_density(family: RateFamily, prior: NestedPrior, data: NestedData,
                  centred: tuple[bool, bool], ops: Ops) -> Any:
     """log p(z | y) up to a constant, z as in the module docstring (1-D)."""
-    labs = data.n_labs
-
-    def level(zeta: Any, m: Any, log_s: Any, centre: bool) -> tuple[Any, Any]:
-        """The labs' coordinate and its log density N(· | m, s²) in the sampled form."""
-        s = ops.exp(log_s)
-        if centre:
-            return zeta, (-log_s - 0.5 * ops.square((zeta - m) / s)).sum()
-        return m + s * zeta, (-0.5 * ops.square(zeta)).sum()
-
-    def log_density(z: Any) -> Any:
-        m_u, log_su, m_v, log_sv = z[0], z[1], z[2], z[3]
-        u, density_u = level(z[4:4 + labs], m_u, log_su, centred[0])
-        v, density_v = level(z[4 + labs:4 + 2 * labs], m_v, log_sv, centred[1])
-        top = (prior.log_density((m_u, ops.exp(log_su), m_v, ops.exp(log_sv)), ops)
-               + log_su + log_sv)
-        return top + density_u + density_v + lab_log_marginal(family, u, v, data, ops).sum()
-
-    return log_density
+    potential = _NestedPotential(family, prior, centred, data.n_labs, ops)
+    experiments = Experiments.of(data)
+    return lambda z: -potential(z, experiments)
 
 
 def _start(family: RateFamily, data: NestedData, centred: tuple[bool, bool]
@@ -808,18 +840,15 @@ class NestedModel(BaseModel):
         prior = self.prior.resolve(self.family, prepared)
         config = self.config
         centred = NESTED_PARAMETRISATIONS[self.parametrisation]
-        log_density = _log_density(self.family, prior, prepared, centred, jax_ops())
-
-        def potential(z: Any, _: Any) -> Any:  # the data are in the closure
-            return -log_density(z)
-
+        potential = _NestedPotential(self.family, prior, centred, prepared.n_labs, jax_ops())
         start = _start(self.family, prepared, centred)
         jitter = np.full(start.size, INIT_JITTER)
         jitter[0] *= self.family.uv_scale(prepared.y, prepared.n)[0]
         init_rng = generator(config.seed, Stream.INIT)
         init = start + init_rng.uniform(-1.0, 1.0, size=(config.chains, start.size)) * jitter
         timings: dict[str, float] = {}
-        z, stats = run_chains(potential, init, config, config.target_accept, timings=timings)
+        z, stats = run_chains(potential, init, config, config.target_accept,
+                              data=Experiments.of(prepared), timings=timings)
         posterior = _posterior(self.family, prepared, z, centred,
                                generator(config.seed, Stream.CONDITIONAL))
         info = {"divergences": int(np.sum(stats["diverging"])),
