@@ -37,6 +37,8 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from poolwise.inference.importance import second_differences
+
 FloatArray = NDArray[np.float64]
 #: log likelihood at each row of an array of points (P, k) → (P,)
 VectorLogLikelihood = Callable[[FloatArray], FloatArray]
@@ -77,21 +79,6 @@ class Correction:
     method: str | None = None
 
 
-def _second_differences(log_lik: VectorLogLikelihood, point: FloatArray,
-                        steps: FloatArray) -> FloatArray:
-    """∂²ℓ/∂η_a∂η_b by central differences, [ℓ(+,+) − ℓ(+,−) − ℓ(−,+) + ℓ(−,−)]/(4 h_a h_b),
-    all points in one call of ``log_lik``."""
-    k = point.size
-    shifts = np.eye(k) * steps
-    signs = ((1, 1), (1, -1), (-1, 1), (-1, -1))
-    points = np.array([point + s * shifts[a] + t * shifts[b]
-                       for a in range(k) for b in range(k) for s, t in signs])
-    values = np.asarray(log_lik(points), dtype=float).reshape(k, k, 4)
-    hessian = ((values[..., 0] - values[..., 1] - values[..., 2] + values[..., 3])
-               / (4.0 * steps[:, None] * steps[None, :]))
-    return 0.5 * (hessian + hessian.T)
-
-
 def observed_information(log_lik: VectorLogLikelihood, point: Sequence[float] | FloatArray
                          ) -> FloatArray:
     """I(η̂) = −∇²ℓ(η̂) by central differences: first with steps FIRST_STEP·max(1, |η_i|),
@@ -99,14 +86,14 @@ def observed_information(log_lik: VectorLogLikelihood, point: Sequence[float] | 
     that is finite), so that the step suits the likelihood's own scale."""
     point = np.asarray(point, dtype=float)
     steps = FIRST_STEP * np.maximum(1.0, np.abs(point))
-    information = -_second_differences(log_lik, point, steps)
+    information = -second_differences(log_lik, point, steps)
     with np.errstate(all="ignore"):
         try:
             spread = np.sqrt(np.diag(np.linalg.inv(information)))
         except np.linalg.LinAlgError:
             return information
     if np.all(np.isfinite(spread)) and np.all(spread > 0):
-        information = -_second_differences(log_lik, point, REFINED_STEP * spread)
+        information = -second_differences(log_lik, point, REFINED_STEP * spread)
     return information
 
 

@@ -50,7 +50,7 @@ from poolwise.inference.agq import (
     group_rows,
     log_marginal,
 )
-from poolwise.inference.importance import DEFAULT_DF
+from poolwise.inference.importance import DEFAULT_DF, second_differences
 from poolwise.kinds.mixed.design import MixedDesign
 from poolwise.kinds.mixed.inference import (
     _prior_data,
@@ -497,19 +497,9 @@ def _glm_start(problem: _Problem) -> FloatArray:
 
 def _hessian(function: Any, theta: FloatArray) -> FloatArray:
     """Central second differences of ``function`` at θ, steps HESSIAN_STEP·max(1, |θ_i|)."""
-    size = theta.size
     steps = HESSIAN_STEP * np.maximum(1.0, np.abs(theta))
-    hessian = np.zeros((size, size))
-    for a in range(size):
-        for b in range(a, size):
-            total = 0.0
-            for sa, sb, sign in ((1, 1, 1.0), (1, -1, -1.0), (-1, 1, -1.0), (-1, -1, 1.0)):
-                shifted = theta.copy()
-                shifted[a] += sa * steps[a]
-                shifted[b] += sb * steps[b]
-                total += sign * function(shifted)
-            hessian[a, b] = hessian[b, a] = total / (4.0 * steps[a] * steps[b])
-    return hessian
+    return second_differences(lambda points: np.array([function(p) for p in points]), theta,
+                              steps)
 
 
 __all__ = ["DEFAULT_AGQ", "GLMM_FAMILIES", "MAX_AGQ", "GlmmPosterior", "agq_method", "agq_obstacle",
