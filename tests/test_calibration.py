@@ -452,10 +452,10 @@ def test_mixed_normal_full(method):
 
 
 @pytest.mark.full
-@pytest.mark.parametrize("method", ["nuts", "eb-ml"])
+@pytest.mark.parametrize("method", ["nuts", "importance", "eb-ml"])
 def test_mixed_binomial_full(method):
-    """Binomial GLMM (cbpp's design), R = 200: nuts by SBC, ML by AGQ by coverage
-    (:func:`assert_eb_coverage`)."""
+    """Binomial GLMM (cbpp's design), R = 200: nuts and importance (over the AGQ marginal)
+    by SBC, ML by AGQ by coverage (:func:`assert_eb_coverage`)."""
     cbpp = poolwise.datasets.load("cbpp")
     model = MixedModel(formula="incidence | trials(size) ~ period + (1 | herd)",
                        family="binomial", method=method, draws=200, chains=2)
