@@ -38,6 +38,27 @@ def test_fit_bundled_dataset_writes_everything(tmp_path, capsys):
                                          "ess_bulk", "ess_tail", "r_hat"]
 
 
+def test_empirical_bayes_of_thousands_of_groups_draws_its_figures(tmp_path, capsys):
+    """Past 2,500 groups an eb-ml fit keeps summaries, not draws: its shrinkage, forest and
+    population figures are drawn from them (they were silently left out), and no trace,
+    which is of full Bayes's draws."""
+    import numpy as np
+
+    rng = np.random.default_rng(5)
+    n = rng.integers(5, 500, 3000)
+    table = pd.DataFrame({"g": [f"g{j}" for j in range(3000)], "n": n,
+                          "y": rng.binomial(n, rng.beta(4.0, 12.0, 3000))})
+    table.to_csv(tmp_path / "many.csv", index=False)
+    code, _, err = run(["fit", str(tmp_path / "many.csv"), "--y", "y", "--n", "n", "--group",
+                        "g", "--method", "eb-ml", "--quiet", "--out", str(tmp_path / "out")],
+                       capsys)
+    assert code == 0, err
+    names = {p.name for p in (tmp_path / "out").iterdir()}
+    assert {"shrinkage.png", "shrinkage_arrows.png", "forest.png", "population_mean.png",
+            "new_group.png"} <= names
+    assert "trace.png" not in names
+
+
 def test_fit_json_has_the_stable_keys(capsys):
     code, out, _ = run(["fit", "rats", "--method", "eb-moments", "--format", "json"], capsys)
     assert code == 0

@@ -204,13 +204,16 @@ def fit_figures(fit: Fit, *, ci_prob: float, predictions: Sequence[Prediction] =
         "ppc.png": partial(plots.plot_predictive_check, fit.check_data(),
                            table=fit.predictive_check()),
     }
-    if "posterior" in fit.tree.children and fit.config.draws > 1:
+    # a trace is of full Bayes's draws; empirical Bayes draws given point estimates
+    if ("posterior" in fit.tree.children and fit.config.draws > 1
+            and not fit.method.startswith("eb-")):
         figures["trace.png"] = partial(plots.plot_trace, fit)
     if decisions.higher is not None:
         figures["ranks.png"] = partial(plots.plot_ranks, fit, higher=decisions.higher,
                                        parameter=decisions.parameter, ci_prob=ci_prob,
                                        draws=decisions.rank_draws)
-    if fit.kind in KIND_FIGURES and "posterior" in fit.tree.children:
+    # summaries only (empirical Bayes of thousands of groups keeps no draws): the same
+    if fit.kind in KIND_FIGURES and {"posterior", "group_summary"} & set(fit.tree.children):
         figures |= KIND_FIGURES[fit.kind](fit, ci_prob, predictions)
     return figures
 
