@@ -183,3 +183,14 @@ def test_cli_labels_the_intervals_and_keeps_plug_in(capsys):
     stdout, stderr = capsys.readouterr()
     assert code == 2 and stdout == "" and stderr.count("\n") == 1
     assert "--eb-intervals is for method eb-ml" in stderr
+
+
+def test_population_rows_of_rates_say_their_intervals_are_the_estimates_sampling(capsys):
+    """eb-ml's α, β, μ, κ rows carry an sd and an interval from the estimates' sampling
+    distribution, and say so (they were printed beside "point estimates" unlabelled)."""
+    code = main(["fit", "rats", "--method", "eb-ml", "--draws", "200", "--chains", "1",
+                 "--format", "json"])
+    stdout, stderr = capsys.readouterr()
+    assert code == 0, stderr
+    assert json.loads(stdout)["intervals"]["alpha, beta, mu, kappa"].startswith(
+        "sampling distribution")

@@ -877,7 +877,8 @@ def fit_command(
             estimate = getattr(fit, "estimate", None)
             from poolwise.inference.eb_intervals import corrected
 
-            plain(f"population-level rows: {fit.method} point estimates"
+            plain(f"population-level rows: {fit.method} point estimates (with the "
+                  "intervals labelled above)"
                   + (f" ({estimate_phrase(estimate)})" if fit.kind == "mixed" else "")
                   + ("; group rows: intervals with the estimates' uncertainty (Kass–Steffey)"
                      if corrected(fit.interval_notes(ci)) else

@@ -918,9 +918,17 @@ class ConjugateFit(Fit):
     def interval_notes(self, ci_prob: float = 0.95) -> dict[str, str]:
         """Empirical Bayes: what θ_j's intervals are (Kass–Steffey or plug-in,
         :func:`~poolwise.inference.eb_intervals.interval_note`)."""
-        if self.eb is None or not self.eb.intervals:
+        if self.eb is None:
             return {}
-        return {"theta": self.eb.intervals}
+        notes = {"theta": self.eb.intervals} if self.eb.intervals else {}
+        if self.eb.uv_covariance is not None:
+            names = [*self.model.family.hyper_names, *self.model.family.derived(1.0, 1.0)]
+            if self.model.family.name == "normal":
+                names.append("I2")
+            notes[", ".join(names)] = (
+                "sampling distribution: the estimates' normal approximation N(η̂, I(η̂)⁻¹) "
+                "in (u, v), transformed; an interval for the estimate, not a posterior")
+        return notes
 
     def _summary(self, ci_prob: float, diagnostics: bool) -> pd.DataFrame:
         if self.eb is not None:
