@@ -82,6 +82,19 @@ def test_every_kind_writes_one_self_contained_page(outputs, name):
     assert len(images) >= len(pngs) + 1  # + the plate diagram (+ equations)
 
 
+@pytest.mark.parametrize("name", ["rates", "mixed"])
+def test_a_single_fit_shows_its_psis_loo_pareto_k(outputs, name):
+    """The diagnostics table holds PSIS-LOO's largest k̂ of this one fit (it said "a
+    comparison needs two fits or more"), and a k̂ over 0.7 is not 'no problem found'."""
+    page = (outputs[name] / "report.html").read_text(encoding="utf-8")
+    assert "largest Pareto k̂ (PSIS-LOO)" in page and "needs two fits" not in page
+    bad = re.search(r"points with k̂ &gt; 0.7</td>\s*<td[^>]*>(\d+)<", page)
+    assert bad is not None
+    assert (int(bad.group(1)) > 0) == ("PSIS-LOO is unreliable" in page)
+    if int(bad.group(1)) > 0:
+        assert "No problem found" not in page
+
+
 def test_the_page_says_where_it_came_from(outputs):
     page = (outputs["rates"] / "report.html").read_text(encoding="utf-8")
     digest = hashlib.sha256((outputs["rates"].parent / "rates.csv").read_bytes()).hexdigest()

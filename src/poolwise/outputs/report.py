@@ -150,8 +150,8 @@ def fit_report(directory: Path, fit: Fit, *, summary: pd.DataFrame, check: pd.Da
         messages = list(dict.fromkeys([*provenance.warnings, *messages]))
     from poolwise.inference.eb_intervals import corrected
 
-    problems = fit.diagnostics()
     pareto = _pareto(fit)
+    problems = [*fit.diagnostics(), *_loo_problem(pareto)]
     figures = _figures(directory)
     context = {
         "title": fit.title(),
@@ -348,8 +348,10 @@ def _pareto(fit: Fit) -> dict[str, float] | str:
     of it (``poolwise compare`` computes it on demand)."""
     import warnings
 
+    import numpy as np
+
+    from poolwise import _arviz
     from poolwise.exceptions import PoolwiseError
-    from poolwise.results.comparison import Comparison
     from poolwise.results.fit import PREDICTIVE_LIMIT
 
     size = fit.observed_values() * fit.config.draws * fit.config.chains
@@ -359,11 +361,26 @@ def _pareto(fit: Fit) -> dict[str, float] | str:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            row = Comparison({"fit": fit}).predictive().table.iloc[0]
+            elpd = _arviz.loo(fit.with_log_likelihood(), pointwise=True)
     except PoolwiseError as err:
         return str(err)
-    return {"elpd": float(row["elpd"]), "k_max": float(row["pareto_k_max"]),
-            "bad": float(row["n_bad_k"])}
+    except (ValueError, IndexError):  # the same log likelihood at every draw
+        return "not computed: the log likelihood hardly varies between draws"
+    k = np.asarray(elpd.pareto_k).ravel()
+    return {"elpd": float(elpd.elpd), "k_max": float(np.max(k)),
+            "bad": float(np.sum(k > elpd.good_k))}
+
+
+def _loo_problem(pareto: dict[str, float] | str) -> list[str]:
+    """A sentence where PSIS-LOO is unreliable (k̂ > 0.7 at some points): the diagnostics
+    table shows the count, and the page must not say that no problem was found."""
+    if isinstance(pareto, str) or not pareto["bad"]:
+        return []
+    return [f"PSIS-LOO is unreliable at {pareto['bad']:.0f} points (Pareto k̂ > 0.7, largest "
+            f"{pareto['k_max']:.2f}): leaving one of them out moves the posterior too far to "
+            "be estimated by reweighting the draws, as is common where a group has one "
+            "observation; compare models by exact refits or K-fold cross-validation. This "
+            "concerns comparing models, not the fit's draws."]
 
 
 def _diagnostic_rows(fit: Fit, summary: pd.DataFrame, pareto: dict[str, float] | str
