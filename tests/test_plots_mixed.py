@@ -261,6 +261,16 @@ def test_plot_trace_of_a_mixed_fit(fits):
     render(fig)
 
 
+def test_trace_of_importance_draws_gives_the_weights_ess_and_no_r_hat(fits):
+    """Resampled importance draws repeat: ArviZ's ESS of them (4,003 of 4,000) and R̂ say
+    nothing; the titles give the weights' ESS, as the summary does."""
+    fit = fits["partial"]
+    assert fit.method == "importance"
+    fig = plots.plot_trace(fit, ["b[Days]"])
+    assert fig.axes[0].get_title(loc="left") == f"b[Days]   (ESS = {fit.info['ess']:,.0f})"
+    assert "resampled importance draws" in fig._suptitle.get_text()
+
+
 def test_a_two_level_factor_is_drawn_at_its_levels_not_along_0_to_1():
     # extra ~ group: the fixed column group[2] is 0/1; lines join the two drugs' means
     fit = _reml("extra ~ group + (1 | ID)", datasets.load("sleep"))

@@ -377,6 +377,9 @@ def plot_trace(
         edges = np.linspace(0.5, data.chains * data.draws_per_chain + 0.5, data.bins + 1)
         expected = data.draws_per_chain / data.bins
         diag = data.diagnostics.set_index("variable")
+        resampled = not fit.is_mcmc and "importance_ess" in fit.info
+        if resampled:  # resampled draws repeat: the weights' ESS, and no R̂
+            diag = diag.assign(r_hat=np.nan, ess_bulk=float(fit.info["ess"]))
         for i, name in enumerate(names):
             part = data.draws[data.draws["variable"] == name]
             trace_ax, rank_ax = axes[i]
@@ -396,7 +399,8 @@ def plot_trace(
             if np.isfinite(r_hat):
                 stats.append(f"R̂ = {r_hat:.3f}")
             if np.isfinite(ess):
-                stats.append(f"bulk ESS = {ess:,.0f}")
+                stats.append(f"{'ESS' if resampled else 'bulk ESS'} = "
+                             f"{ess:,.0f}")
             trace_ax.set_title(f"{label}" + (f"   ({', '.join(stats)})" if stats else ""),
                                loc="left", fontsize=10)
             rank_ax.set_title(f"ranks of {label}", loc="left", fontsize=10)
@@ -412,7 +416,8 @@ def plot_trace(
             handles, labels = axes[0, 0].get_legend_handles_labels()
             fig.legend(handles, labels, loc="outside lower center",
                        ncol=min(data.chains, 8), frameon=False)
-        kind = "Markov chain" if fit.is_mcmc else "independent draws"
+        kind = ("Markov chain" if fit.is_mcmc else "resampled importance draws" if resampled
+                else "independent draws")
         fig.suptitle(f"Trace and rank plots — {_describe(fit)} "
                      f"({kind}: {data.chains} × {data.draws_per_chain:,})")
     return fig
