@@ -31,7 +31,7 @@ from poolwise.kinds.mixed.inference import (
     gaussian_stats,
     sample_mixed,
 )
-from poolwise.kinds.mixed.priors import default_priors, parse_priors
+from poolwise.kinds.mixed.priors import check_prior_syntax, default_priors, parse_priors
 from poolwise.kinds.mixed.reml import (
     LMMEstimate,
     conditional_draws,
@@ -393,6 +393,9 @@ def test_printed_priors_paste_back(sleepstudy: MixedDesign) -> None:
                           "cor_Subject = lkj(1)", sleepstudy)
     pasted = parse_priors("; ".join(priors.describe()), sleepstudy)
     assert pasted.describe() == priors.describe()  # the defaults printed to 6 digits
+    block = "\n".join(f"  {line}" for line in priors.describe())  # as the CLI prints it
+    check_prior_syntax(block)
+    assert parse_priors(block, sleepstudy).describe() == priors.describe()
     assert pasted.sd["Subject", "Days"] == priors.sd["Subject", "Days"]
     assert pasted.cor == priors.cor
     assert parse_priors("sd[Subject][Days] = halfnormal(5); cor[Subject] = lkj(1); "

@@ -395,10 +395,16 @@ def parse_priors(text: str, design: MixedDesign, base: MixedPriors | None = None
      'sd_g[Intercept] ~ HalfCauchy(1)']
     """
     priors = base if base is not None else default_priors(design)
-    for statement in (s.strip() for s in text.split(";")):
+    for statement in statements(text):
         if statement:
             priors = _apply(priors, statement, design)
     return priors
+
+
+def statements(text: str) -> list[str]:
+    """The statements of prior text, separated by ``;`` or new lines (the printed prior
+    block pastes back as it is), stripped."""
+    return [part.strip() for part in re.split(r"[;\n]", text)]
 
 
 def check_prior_syntax(text: str) -> None:
@@ -409,7 +415,7 @@ def check_prior_syntax(text: str) -> None:
         raise SpecificationError(
             f"the priors must be text such as 'sd = halfnormal(10)' or MixedPriors, not "
             f"{type(text).__name__}")
-    for statement in (s.strip() for s in text.split(";")):
+    for statement in statements(text):
         if not statement:
             continue
         match = _STATEMENT.match(statement)
@@ -433,7 +439,7 @@ def intercept_remark(text: str | None, design: MixedDesign) -> str | None:
     if INTERCEPT not in design.fixed_names or not text:
         return None
     bulk = False
-    for statement in (s.strip() for s in text.split(";")):
+    for statement in statements(text):
         match = _STATEMENT.match(statement)
         if match is None or match.group(1) not in ("b", INTERCEPT) or match.group(2):
             continue
