@@ -82,8 +82,8 @@ GroupCol = Annotated[str | None, typer.Option(
     "--group", help="Column of group labels; outer/inner for nested groups; with --model, "
                     "the column whose levels (given to the model as 0, 1, ...) label its plate.")]
 Method = Annotated[str | None, typer.Option(
-    "--method", help="exact, eb-moments, eb-ml, eb-js, gibbs, nuts, map or laplace (the kind's "
-                     "default when left out).")]
+    "--method", help="exact, importance, eb-moments, eb-ml, eb-js, gibbs, nuts, map or "
+                     "laplace (the kind's default when left out).")]
 Prior = Annotated[str | None, typer.Option(
     help="The prior: 'bda', 'halfnormal(10)', 'beta(0.5, 0.5)', 'mu=normal(0, 5), "
          "tau=halfcauchy(5)', 'b[Days] = normal(0, 5)', ...")]
