@@ -226,7 +226,7 @@ def test_usage_errors_exit_2(capsys):
     code, _, err = run(["fit", "rats", "--draws", "many"], capsys)
     assert code == 2
     code, _, err = run(["fit", "rats", "--draws", "0"], capsys)
-    assert code == 2 and "draws must be an integer ≥ 1" in err
+    assert code == 2 and "'--draws': Input should be greater than or equal to 1" in err
 
 
 def test_fit_normal_dataset_and_own_estimates(tmp_path, capsys):

@@ -89,8 +89,8 @@ Prior = Annotated[str | None, typer.Option(
          "tau=halfcauchy(5)', 'b[Days] = normal(0, 5)', ...")]
 PoolingOption = Annotated[str | None, typer.Option(
     help="none, complete or partial (default partial).")]
-Draws = Annotated[int, typer.Option(help="Draws per chain.")]
-Chains = Annotated[int, typer.Option(help="Number of chains.")]
+Draws = Annotated[int, typer.Option(help="Draws per chain.", min=1)]
+Chains = Annotated[int, typer.Option(help="Number of chains.", min=1)]
 Warmup = Annotated[int | None, typer.Option(
     help="Warm-up iterations per chain, for gibbs and nuts (default 1000).")]
 Seed = Annotated[int, typer.Option(help="Random seed; the same seed gives the same draws.")]
