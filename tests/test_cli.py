@@ -27,7 +27,7 @@ def test_fit_bundled_dataset_writes_everything(tmp_path, capsys):
     code, out, err = run(["fit", "rats", *FAST, "--out", str(out_dir)], capsys)
     assert code == 0, err
     assert out.startswith("rats: beta-binomial, partial pooling, method exact, 70 groups")
-    assert "a new group with y = 4 of trials 14" in out
+    assert "a new group with y = 4, trials 14" in out
     assert "(α + β)^(-5/2)" in out  # the prior in use is shown
     names = {p.name for p in out_dir.iterdir()}
     assert {"summary.csv", "posterior.nc", "result.json", "shrinkage.png", "forest.png",

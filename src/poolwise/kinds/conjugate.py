@@ -1232,7 +1232,7 @@ class ConjugateFit(Fit):
                           f"{self.model.theta_prior.describe(family).removeprefix('θ ~ ')}",
                   "complete": "under complete pooling, the common θ"}.get(
                       self.model.pooling, "drawn from the population")
-        what = (f"a new group with y = {observed[0]:g} of {family.size_label} "
+        what = (f"a new group with y = {observed[0]:g}, {family.size_label} "
                 f"{observed[1]:g}: the posterior of its θ" if observed is not None else
                 f"a new group {source}" + (
                     f", and y* for {family.size_label} {n:g}" if n is not None else ""))
