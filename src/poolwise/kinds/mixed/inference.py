@@ -998,7 +998,7 @@ class _NumpyMarginal:
         residual_sd = _fixed_effects_start(design, priors)[2]
         self.start = _variance_start(design, priors, residual_sd, structure.layout)[0]
         self.chunk = max(1, CHUNK_VALUES // marginal_values(self.stats))
-        self.sampled = ("(log σ, log sd, correlation Cholesky coordinates"
+        self.sampled = (f"({_variance_coordinates(design, 'log σ, ')}"
                         f"{_MIXING[structure.mixture]}) by importance sampling from a "
                         f"Student-t({DEFAULT_DF:g}) at their posterior mode, "
                         "Pareto-smoothed and resampled; β and group effects drawn exactly "
@@ -1184,6 +1184,14 @@ def _prior_data(design: MixedDesign, priors: MixedPriors) -> dict[str, Any]:
 
 
 #: what the marginal samples besides the variance parameters, with Student-t priors on β
+def _variance_coordinates(design: MixedDesign, own: str) -> str:
+    """What the variance parameters are sampled as, in words: the family's own (``log σ,
+    ``), the log sds and, where a term's effects are correlated, the coordinates of their
+    correlation's Cholesky factor."""
+    cholesky = any(correlated(term) for term in design.terms)
+    return f"{own}log sd" + (", correlation Cholesky coordinates" if cholesky else "")
+
+
 _MIXING = {False: "", True: ", the Student-t priors' scale-mixture weights log λ"}
 
 #: the name a sd's prior has in :class:`_Structure` when it is a prior on the ICC
@@ -1320,7 +1328,7 @@ def _marginal_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
     start, jitter = _variance_start(design, priors, residual_sd, structure.layout)
     return _Model(_MarginalPotential(structure, stats.segments),
                   _marginal_data(stats, design, priors), start, jitter,
-                  "(log σ, log sd, correlation Cholesky coordinates"
+                  f"({_variance_coordinates(design, 'log σ, ')}"
                   f"{_MIXING[structure.mixture]}) with β and group effects integrated out, "
                   "then drawn from their Gaussian conditional",
                   block=max(1, CHUNK_VALUES // marginal_values(stats)))
@@ -1434,8 +1442,7 @@ def _explicit_model(design: MixedDesign, priors: MixedPriors, choice: str) -> _M
     sampled = "b" if centred else "ζ ~ N(0, I) with b = Λ ζ"
     own = {"normal": "log σ, ", "negbinomial": "log φ, "}.get(design.family, "")
     return _Model(_ExplicitPotential(structure, centred), data, start, jitter,
-                  f"(β, {own}log sd, "
-                  f"correlation Cholesky coordinates, {sampled})")
+                  f"(β, {_variance_coordinates(design, own)}, {sampled})")
 
 
 @functools.lru_cache(maxsize=32)
