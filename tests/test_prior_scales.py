@@ -97,7 +97,8 @@ def test_half_t_is_read_as_people_write_it(text, alpha):
 
 
 @pytest.mark.parametrize(("family", "text", "message"), [
-    (None, "halfstudent(4, 1)", "unknown prior distribution 'halfstudent'; valid: "
+    (None, "halfstudent(4, 1)", "unknown prior distribution 'halfstudent' \\(did you mean "
+     "'halfstudentt'\\?\\); valid: "
      "halfnormal, halfcauchy, halfstudentt, exponential, gamma, lognormal, normal, studentt"),
     (None, "student_t(3, 1, 10)", r"location must be 0, not 1; write halfstudentt\(3, 10\)"),
     (None, "halfstudentt(0, 1)", "df must be > 0"),

@@ -196,8 +196,7 @@ def make_distribution(name: str, params: tuple[float, ...], *,
     ``student_t(ν, 0, s)`` means the half-t ``halfstudentt(ν, s)`` (location 0 only)."""
     key = canonical_name(name)
     if key not in _DISTRIBUTIONS:
-        valid = ", ".join(_DISTRIBUTIONS)
-        raise SpecificationError(f"unknown prior distribution {name!r}; valid: {valid} "
+        raise SpecificationError(f"{unknown('prior distribution', name, _DISTRIBUTIONS)} "
                                  "(student_t and half_t are read as studentt and halfstudentt)")
     if positive and key == "studentt" and len(params) == 3:
         df, loc, scale = params
