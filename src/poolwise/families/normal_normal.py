@@ -70,6 +70,12 @@ class NormalTerms(NamedTuple):
         """Terms per point: the bins of σ², or the groups."""
         return self.sums.size
 
+    def padded(self) -> NormalTerms:
+        """The same terms, the sums padded to a size class by zero weights
+        (:meth:`~poolwise.families.sums.ShiftedSums.padded`): NUTS's data argument, so
+        that data sets of similar sizes share one compiled program."""
+        return NormalTerms(self.centre, self.sums.padded())
+
 
 class NormalNormal(RateFamily):
     """Normal estimates with known standard errors and a normal population."""
@@ -103,7 +109,7 @@ class NormalNormal(RateFamily):
         log_sums, inverse = terms.sums.at(ops.square(beta), ops)
         m = alpha - terms.centre
         quad = inverse[..., 2] - 2.0 * m * inverse[..., 1] + m * m * inverse[..., 0]
-        weight = float(terms.sums.moments[:, 0, 0].sum())  # Σ w
+        weight = terms.sums.moments[:, 0, 0].sum()  # Σ w (traced when NUTS passes it)
         return -0.5 * (weight * LOG_2PI + log_sums[..., 0] + quad)
 
     def log_likelihood(self, theta: Any, y: Any, n: Any, ops: Ops = NUMPY_OPS) -> Any:
