@@ -423,14 +423,22 @@ def _read_predictors(formula: str, data: pd.DataFrame, rows: IntArray) -> pd.Dat
         present = series.notna().to_numpy()
         if not (numbers & present).any() or not (present & ~numbers).any():
             continue
-        if name not in categorical and numbers.sum() * 2 >= present.sum():
-            i = int(np.flatnonzero(present & ~numbers)[0])
-            raise DataError(
-                f"{row_number(int(rows[i]))}: column {name!r} holds numbers and text "
-                f"({series.iloc[i]!r}); as a number, correct that value; as categories, "
-                f"write C({name}) in the formula")
+        if name not in categorical and (found := numbers_and_text(name, series)) is not None:
+            raise DataError(f"{row_number(int(rows[found[0]]))}: {found[1]}")
         data = data.assign(**{name: series.astype(str)})  # categories, as their text
     return data
+
+
+def numbers_and_text(name: str, values: pd.Series) -> tuple[int, str] | None:
+    """Where ``values`` (a column's rows, or its distinct values) are mostly numbers and
+    some text (``1, 2, two``): the position of the first text and the message; else None."""
+    numbers = pd.to_numeric(values, errors="coerce").notna().to_numpy()
+    present = values.notna().to_numpy()
+    if not numbers.any() or not (present & ~numbers).any() or 2 * numbers.sum() < present.sum():
+        return None
+    i = int(np.flatnonzero(present & ~numbers)[0])
+    return i, (f"column {name!r} holds numbers and text ({values.iloc[i]!r}); as a number, "
+               f"correct that value; as categories, write C({name}) in the formula")
 
 
 def _check_family(y: FloatArray, trials: FloatArray | None, family: str, response: str,

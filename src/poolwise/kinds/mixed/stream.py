@@ -71,6 +71,7 @@ from poolwise.kinds.mixed.formula import (
     _matrix,
     _parse,
     _Parsed,
+    numbers_and_text,
 )
 
 #: functions of one column a streamed formula may use, as SQL and NumPy
@@ -303,14 +304,11 @@ def make_plan(formula: str, types: dict[str, str],
 
 
 def _refuse_numbers_and_text(column: str, levels: Sequence[Any]) -> None:
-    """As in memory (:func:`~poolwise.kinds.mixed.formula.parse_formula`), a text column
-    whose distinct values are mostly numbers (``1, 2, two``) is refused unless written
-    ``C(x)``: read as categories it would get one coefficient per spelling."""
-    numbers = pd.to_numeric(pd.Series(levels, dtype=object), errors="coerce").notna()
-    if numbers.any() and not numbers.all() and 2 * numbers.sum() >= len(levels):
-        text = levels[int(np.flatnonzero(~numbers.to_numpy())[0])]
-        raise DataError(f"column {column!r} holds numbers and text ({text!r}); as a number, "
-                        f"correct that value; as categories, write C({column}) in the formula")
+    """As in memory (:func:`~poolwise.kinds.mixed.formula.numbers_and_text`), a text column
+    whose distinct values are mostly numbers is refused unless written ``C(x)``."""
+    found = numbers_and_text(column, pd.Series(levels, dtype=object))
+    if found is not None:
+        raise DataError(found[1])
 
 
 def _covariates(parsed: _Parsed) -> set[str]:
