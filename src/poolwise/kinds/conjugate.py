@@ -922,8 +922,9 @@ class ConjugateFit(Fit):
             return {}
         notes = {"theta": self.eb.intervals} if self.eb.intervals else {}
         if self.eb.uv_covariance is not None:
-            names = [*self.model.family.hyper_names, *self.model.family.derived(1.0, 1.0)]
-            if self.model.family.name == "normal":
+            family = self.model.family  # the population rows of _summary_eb
+            names = [*family.hyper_names, *family.derived(self.eb.alpha, self.eb.beta)]
+            if family.name == "normal":
                 names.append("I2")
             notes[", ".join(names)] = (
                 "sampling distribution: the estimates' normal approximation N(η̂, I(η̂)⁻¹) "
